@@ -1,0 +1,534 @@
+"""Header names, the header container and the typed header values.
+
+Headers are kept as they arrived (one entry per header line, unfolded), so
+that unknown headers pass through untouched; the values the protocol needs
+(Via, From/To, CSeq...) are parsed into small frozen types on demand and
+cached until that header changes.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Callable, Iterable, Iterator
+from dataclasses import dataclass
+from typing import Any, TypeVar
+
+from . import abnf
+from .errors import LocalProtocolError, SIPParseError
+from .uri import URI, SipURI, format_host, parse_uri
+
+__all__ = [
+    "CSeq",
+    "Headers",
+    "MediaType",
+    "NameAddr",
+    "Params",
+    "Via",
+    "canonical_name",
+    "format_params",
+    "parse_cseq",
+    "parse_media_type",
+    "parse_name_addr",
+    "parse_name_addr_list",
+    "parse_params",
+    "parse_token_list",
+    "parse_via_list",
+    "quote",
+    "split_list",
+]
+
+T = TypeVar("T")
+Params = tuple[tuple[str, "str | None"], ...]
+
+# RFC 3261 section 7.3.3 and later RFCs' compact forms.
+COMPACT_FORMS = {
+    "i": "Call-ID",
+    "m": "Contact",
+    "e": "Content-Encoding",
+    "l": "Content-Length",
+    "c": "Content-Type",
+    "f": "From",
+    "s": "Subject",
+    "k": "Supported",
+    "t": "To",
+    "v": "Via",
+    "o": "Event",
+    "u": "Allow-Events",
+    "r": "Refer-To",
+    "b": "Referred-By",
+    "x": "Session-Expires",
+    "y": "Identity",
+    "a": "Accept-Contact",
+    "j": "Reject-Contact",
+    "d": "Request-Disposition",
+    "n": "Identity-Info",
+}
+_KNOWN = [
+    "Accept", "Accept-Contact", "Accept-Encoding", "Accept-Language", "Alert-Info",
+    "Allow", "Allow-Events", "Authentication-Info", "Authorization", "Call-ID",
+    "Call-Info", "Contact", "Content-Disposition", "Content-Encoding",
+    "Content-Language", "Content-Length", "Content-Type", "CSeq", "Date", "Error-Info",
+    "Event", "Expires", "From", "Identity", "Identity-Info", "In-Reply-To",
+    "Max-Forwards", "Min-Expires", "Min-SE", "MIME-Version", "Organization", "Path",
+    "P-Asserted-Identity", "P-Preferred-Identity", "Priority", "Proxy-Authenticate",
+    "Proxy-Authorization", "Proxy-Require", "RAck", "Reason", "Record-Route",
+    "Refer-To", "Referred-By", "Reject-Contact", "Reply-To", "Request-Disposition",
+    "Require", "Retry-After", "Route", "RSeq", "Server", "Service-Route",
+    "Session-Expires", "SIP-ETag", "SIP-If-Match", "Subject", "Subscription-State",
+    "Supported", "Timestamp", "To", "Unsupported", "User-Agent", "Via", "Warning",
+    "WWW-Authenticate", "X-Vidim-Mode", "X-Vidim-Invite", "X-Vidim-Conference",
+    "X-Vidim-Participants",
+]  # fmt: skip
+_CANONICAL = {name.lower(): name for name in _KNOWN}
+_CANONICAL.update(COMPACT_FORMS)
+
+#: Headers whose value is a comma-separated list (RFC 3261 section 7.3.1).
+LIST_HEADERS = frozenset(
+    name.lower()
+    for name in (
+        "Accept", "Accept-Encoding", "Accept-Language", "Alert-Info", "Allow",
+        "Allow-Events", "Call-Info", "Contact", "Content-Encoding", "Content-Language",
+        "Error-Info", "In-Reply-To", "Path", "P-Asserted-Identity", "Proxy-Require",
+        "Record-Route", "Require", "Route", "Service-Route", "Supported", "Unsupported",
+        "Via", "Warning", "X-Vidim-Invite",
+    )
+)  # fmt: skip
+#: Headers that may appear at most once (RFC 3261 section 20, "single value").
+SINGLE_HEADERS = frozenset(
+    ("call-id", "cseq", "from", "to", "max-forwards", "content-length", "content-type")
+)
+
+_TOKEN_RE = re.compile(abnf.TOKEN)
+_DISPLAY_TOKENS_RE = re.compile(rf"{abnf.TOKEN}(?:{abnf.LWS}{abnf.TOKEN})*")
+_QUOTED_RE = re.compile(abnf.QUOTED_STRING)
+_PARAM_RE = re.compile(
+    rf"{abnf.SWS};{abnf.SWS}({abnf.TOKEN})"
+    rf"(?:{abnf.SWS}={abnf.SWS}({abnf.QUOTED_STRING}|{abnf.GEN_VALUE}))?{abnf.SWS}"
+)
+_VIA_RE = re.compile(
+    rf"{abnf.SWS}({abnf.TOKEN}){abnf.SWS}/{abnf.SWS}({abnf.TOKEN}){abnf.SWS}/"
+    rf"{abnf.SWS}({abnf.TOKEN}){abnf.LWS}(\[[0-9A-Fa-f:.]+\]|[A-Za-z0-9\-.]+)"
+    rf"(?:{abnf.SWS}:{abnf.SWS}([0-9]{{1,5}}))?{abnf.SWS}"
+)
+_CSEQ_RE = re.compile(rf"{abnf.SWS}([0-9]{{1,10}}){abnf.LWS}({abnf.TOKEN}){abnf.SWS}")
+_MEDIA_RE = re.compile(rf"{abnf.SWS}({abnf.TOKEN}){abnf.SWS}/{abnf.SWS}({abnf.TOKEN})")
+_QUOTED_PAIR_RE = re.compile(r"\\(.)", re.DOTALL)
+_CTL_RE = re.compile(r"[\x00-\x08\x0a-\x1f\x7f]")
+
+
+def canonical_name(name: str) -> str:
+    """Return the usual spelling of a header name, expanding compact forms."""
+    return _CANONICAL.get(name.lower(), name)
+
+
+def quote(text: str) -> str:
+    """Return ``text`` as a SIP quoted-string."""
+    return '"' + text.replace("\\", "\\\\").replace('"', '\\"') + '"'
+
+
+def _unquote(text: str) -> str:
+    return _QUOTED_PAIR_RE.sub(r"\1", text[1:-1])
+
+
+def split_list(value: str) -> list[str]:
+    """Split a header value at the commas that are outside quotes and ``<>``.
+
+    Empty elements are an error: ``a,,b`` is not a list of SIP values.
+    """
+    if '"' not in value and "<" not in value:
+        items = value.split(",")
+    else:
+        items = []
+        start = 0
+        in_quotes = in_angle = False
+        i = 0
+        length = len(value)
+        while i < length:
+            char = value[i]
+            if in_quotes:
+                if char == "\\":
+                    i += 1
+                elif char == '"':
+                    in_quotes = False
+            elif char == '"':
+                in_quotes = True
+            elif char == "<":
+                in_angle = True
+            elif char == ">":
+                in_angle = False
+            elif char == "," and not in_angle:
+                items.append(value[start:i])
+                start = i + 1
+            i += 1
+        if in_quotes:
+            raise SIPParseError(f"unterminated quoted string in {value!r}")
+        items.append(value[start:])
+    stripped = [item.strip() for item in items]
+    if any(not item for item in stripped):
+        raise SIPParseError(f"empty element in list {value!r}")
+    return stripped
+
+
+def parse_params(text: str, context: str) -> Params:
+    """Parse ``*( SEMI generic-param )``; the whole of ``text`` must be consumed."""
+    params: list[tuple[str, str | None]] = []
+    pos = 0
+    end = len(text.rstrip())
+    while pos < end:
+        match = _PARAM_RE.match(text, pos)
+        if match is None:
+            raise SIPParseError(f"bad parameters {text[pos:]!r} in {context}")
+        params.append((match.group(1), match.group(2)))
+        pos = match.end()
+    return tuple(params)
+
+
+def format_params(params: Params) -> str:
+    return "".join(f";{k}" if v is None else f";{k}={v}" for k, v in params)
+
+
+def _param(params: Params, name: str) -> str | None:
+    for key, value in params:
+        if key.lower() == name:
+            return value
+    return None
+
+
+@dataclass(frozen=True, slots=True)
+class NameAddr:
+    """A From, To, Contact, Route... value: display name, URI and parameters."""
+
+    uri: URI
+    display_name: str | None = None
+    #: Header parameters (``tag``, ``expires``...) as written, quoted values kept quoted.
+    params: Params = ()
+
+    @property
+    def tag(self) -> str | None:
+        return _param(self.params, "tag")
+
+    def param(self, name: str) -> str | None:
+        return _param(self.params, name.lower())
+
+    def has_param(self, name: str) -> bool:
+        lname = name.lower()
+        return any(key.lower() == lname for key, _ in self.params)
+
+    def with_tag(self, tag: str) -> NameAddr:
+        if not _TOKEN_RE.fullmatch(tag):
+            raise LocalProtocolError(f"a tag must be a token, not {tag!r}")
+        kept = tuple(p for p in self.params if p[0].lower() != "tag")
+        return NameAddr(uri=self.uri, display_name=self.display_name, params=(*kept, ("tag", tag)))
+
+    def __str__(self) -> str:
+        if self.display_name is not None:
+            head = f"{quote(self.display_name)} <{self.uri}>"
+        else:
+            head = f"<{self.uri}>"
+        return head + format_params(self.params)
+
+
+def parse_name_addr(value: str) -> NameAddr:
+    """Parse ``( name-addr / addr-spec ) *( SEMI param )`` (RFC 3261 section 20.10)."""
+    text = value.strip()
+    display: str | None = None
+    if text.startswith('"'):
+        match = _QUOTED_RE.match(text)
+        if match is None:
+            raise SIPParseError(f"unterminated quoted display name in {value!r}")
+        display = _unquote(match.group(0))
+        text = text[match.end() :].lstrip()
+        if not text.startswith("<"):
+            raise SIPParseError(f"quoted display name without <URI> in {value!r}")
+    lt = text.find("<")
+    if lt >= 0:
+        if display is None:
+            before = text[:lt].strip()
+            if before:
+                if not _DISPLAY_TOKENS_RE.fullmatch(before):
+                    raise SIPParseError(f"display name must be tokens or quoted in {value!r}")
+                display = before
+        gt = text.find(">", lt)
+        if gt < 0:
+            raise SIPParseError(f"missing '>' in {value!r}")
+        uri = parse_uri(text[lt + 1 : gt])
+        rest = text[gt + 1 :]
+    else:
+        # addr-spec: the URI ends at the first ';' or space; a URI holding
+        # ',', '?' or ';' must be in <> (RFC 3261 section 20.10).
+        end = len(text)
+        for stop in (";", " ", "\t"):
+            index = text.find(stop)
+            if 0 <= index < end:
+                end = index
+        spec = text[:end]
+        if "?" in spec or "," in spec:
+            raise SIPParseError(f"a URI with '?' or ',' must be enclosed in <> in {value!r}")
+        uri = parse_uri(spec)
+        rest = text[end:]
+    params = parse_params(rest, value) if rest.strip() else ()
+    return NameAddr(uri=uri, display_name=display, params=params)
+
+
+def parse_name_addr_list(value: str) -> list[NameAddr]:
+    return [parse_name_addr(item) for item in split_list(value)]
+
+
+@dataclass(frozen=True, slots=True)
+class Via:
+    """One Via entry (RFC 3261 section 20.42)."""
+
+    transport: str
+    host: str
+    port: int | None = None
+    params: Params = ()
+
+    @property
+    def branch(self) -> str | None:
+        return _param(self.params, "branch")
+
+    @property
+    def received(self) -> str | None:
+        return _param(self.params, "received")
+
+    @property
+    def rport(self) -> int | None:
+        value = _param(self.params, "rport")
+        return int(value) if value and value.isdigit() else None
+
+    @property
+    def has_rport(self) -> bool:
+        return any(key.lower() == "rport" for key, _ in self.params)
+
+    @property
+    def sent_by(self) -> tuple[str, int | None]:
+        return (self.host.lower(), self.port)
+
+    @property
+    def is_rfc3261_branch(self) -> bool:
+        """True when the branch carries the magic cookie and something after it."""
+        branch = self.branch
+        return branch is not None and branch.startswith("z9hG4bK") and len(branch) > 7
+
+    def with_params(self, **params: str | None) -> Via:
+        lowered = {k.lower() for k in params}
+        kept = tuple(p for p in self.params if p[0].lower() not in lowered)
+        return Via(self.transport, self.host, self.port, kept + tuple(params.items()))
+
+    def __str__(self) -> str:
+        port = f":{self.port}" if self.port is not None else ""
+        return f"SIP/2.0/{self.transport} {format_host(self.host)}{port}{format_params(self.params)}"
+
+
+def _parse_via(text: str, value: str) -> Via:
+    match = _VIA_RE.match(text)
+    if match is None:
+        raise SIPParseError(f"malformed Via {value!r}")
+    name, version, transport, host, port_text = match.groups()
+    if name.upper() != "SIP" or version != "2.0":
+        raise SIPParseError(f"Via with unknown protocol {name}/{version}")
+    port = int(port_text) if port_text is not None else None
+    if port is not None and port > 65535:
+        raise SIPParseError(f"Via port out of range in {value!r}")
+    params = parse_params(text[match.end() :], f"Via {value!r}")
+    for key, pvalue in params:
+        lkey = key.lower()
+        if lkey == "ttl" and (pvalue is None or not pvalue.isdigit() or int(pvalue) > 255):
+            raise SIPParseError(f"Via ttl out of range in {value!r}")
+        if lkey == "rport" and pvalue is not None and (
+            not pvalue.isdigit() or int(pvalue) > 65535
+        ):
+            raise SIPParseError(f"bad Via rport in {value!r}")
+        if lkey == "branch" and pvalue is None:
+            raise SIPParseError(f"Via branch without value in {value!r}")
+    # Validate the host through the URI rules (IPv6 in brackets, hostname, IPv4).
+    parse_uri(f"sip:{host}")
+    return Via(transport=transport.upper(), host=host, port=port, params=params)
+
+
+def parse_via_list(value: str) -> list[Via]:
+    return [_parse_via(item, value) for item in split_list(value)]
+
+
+@dataclass(frozen=True, slots=True)
+class CSeq:
+    seq: int
+    method: str
+
+    def __str__(self) -> str:
+        return f"{self.seq} {self.method}"
+
+
+def parse_cseq(value: str) -> CSeq:
+    match = _CSEQ_RE.fullmatch(value)
+    if match is None:
+        raise SIPParseError(f"malformed CSeq {value!r}")
+    seq = int(match.group(1))
+    if seq >= 2**31:
+        raise SIPParseError(f"CSeq number {seq} is not below 2**31")
+    return CSeq(seq=seq, method=match.group(2))
+
+
+@dataclass(frozen=True, slots=True)
+class MediaType:
+    type: str
+    subtype: str
+    params: Params = ()
+
+    @property
+    def mime(self) -> str:
+        """``type/subtype`` in lower case, for comparisons."""
+        return f"{self.type}/{self.subtype}".lower()
+
+    def param(self, name: str) -> str | None:
+        value = _param(self.params, name.lower())
+        if value is not None and value.startswith('"'):
+            return _unquote(value)
+        return value
+
+    def __str__(self) -> str:
+        return f"{self.type}/{self.subtype}{format_params(self.params)}"
+
+
+def parse_media_type(value: str) -> MediaType:
+    match = _MEDIA_RE.match(value)
+    if match is None:
+        raise SIPParseError(f"malformed media type {value!r}")
+    params = parse_params(value[match.end() :], f"media type {value!r}")
+    return MediaType(match.group(1), match.group(2), params)
+
+
+def parse_token_list(value: str) -> list[str]:
+    items = split_list(value)
+    for item in items:
+        if not _TOKEN_RE.fullmatch(item):
+            raise SIPParseError(f"expected a token, got {item!r}")
+    return items
+
+
+class Headers:
+    """An ordered multi-map of header lines, case-insensitive by name.
+
+    Every entry is ``(name, value)`` with the canonical name (compact forms
+    expanded) and the value unfolded.  Parsed values are cached per name and
+    dropped when that name changes.
+    """
+
+    __slots__ = ("_cache", "_items")
+
+    def __init__(self, items: Iterable[tuple[str, str]] = ()) -> None:
+        self._items: list[tuple[str, str, str]] = []
+        self._cache: dict[str, Any] = {}
+        for name, value in items:
+            self.add(name, value)
+
+    @classmethod
+    def _from_parsed(cls, items: list[tuple[str, str, str]]) -> Headers:
+        headers = cls.__new__(cls)
+        headers._items = items
+        headers._cache = {}
+        return headers
+
+    def __iter__(self) -> Iterator[tuple[str, str]]:
+        return ((name, value) for _, name, value in self._items)
+
+    def __len__(self) -> int:
+        return len(self._items)
+
+    def __contains__(self, name: object) -> bool:
+        if not isinstance(name, str):
+            return False
+        lname = canonical_name(name).lower()
+        return any(key == lname for key, _, _ in self._items)
+
+    def __eq__(self, other: object) -> bool:
+        if not isinstance(other, Headers):
+            return NotImplemented
+        return [(k, v) for k, _, v in self._items] == [(k, v) for k, _, v in other._items]
+
+    def __repr__(self) -> str:
+        return f"Headers({list(self)!r})"
+
+    def copy(self) -> Headers:
+        return Headers._from_parsed(list(self._items))
+
+    def get(self, name: str) -> str | None:
+        """The first value of ``name``, or None."""
+        lname = canonical_name(name).lower()
+        for key, _, value in self._items:
+            if key == lname:
+                return value
+        return None
+
+    def get_all(self, name: str) -> list[str]:
+        """Every header line of ``name``, in order (lists not split)."""
+        lname = canonical_name(name).lower()
+        return [value for key, _, value in self._items if key == lname]
+
+    def values(self, name: str) -> list[str]:
+        """Every value of ``name``: header lines split into list elements."""
+        out: list[str] = []
+        for line in self.get_all(name):
+            out.extend(split_list(line))
+        return out
+
+    def add(self, name: str, value: str) -> None:
+        """Append a header line; CR, LF and other controls are refused."""
+        cname = canonical_name(name)
+        if not _TOKEN_RE.fullmatch(cname):
+            raise LocalProtocolError(f"bad header name {name!r}")
+        if _CTL_RE.search(value):
+            raise LocalProtocolError(f"control character in value of {cname}: {value!r}")
+        lname = cname.lower()
+        self._drop_cache(lname)
+        self._items.append((lname, cname, value.strip()))
+
+    def prepend(self, name: str, value: str) -> None:
+        """Insert a header line before all others (a proxy's Via, a Record-Route)."""
+        self.add(name, value)
+        self._items.insert(0, self._items.pop())
+
+    def set(self, name: str, value: str) -> None:
+        """Replace every line of ``name`` with one, where the first one was."""
+        cname = canonical_name(name)
+        lname = cname.lower()
+        index = next((i for i, item in enumerate(self._items) if item[0] == lname), None)
+        self.remove(name)
+        self.add(name, value)
+        if index is not None:
+            self._items.insert(index, self._items.pop())
+
+    def remove(self, name: str) -> None:
+        lname = canonical_name(name).lower()
+        self._drop_cache(lname)
+        self._items = [item for item in self._items if item[0] != lname]
+
+    def parsed(self, name: str, parser: Callable[[str], T]) -> T | None:
+        """Parse the first value of ``name`` with ``parser``, cached; None if absent."""
+        lname = name.lower()
+        try:
+            return self._cache[lname]  # type: ignore[no-any-return]
+        except KeyError:
+            pass
+        raw = self.get(lname)
+        result = parser(raw) if raw is not None else None
+        self._cache[lname] = result
+        return result
+
+    def parsed_all(self, name: str, parser: Callable[[str], list[T]]) -> list[T]:
+        """Parse every line of a list header with ``parser``, cached."""
+        lname = name.lower()
+        key = "*" + lname
+        try:
+            return self._cache[key]  # type: ignore[no-any-return]
+        except KeyError:
+            pass
+        out: list[T] = []
+        for line in self.get_all(lname):
+            out.extend(parser(line))
+        self._cache[key] = out
+        return out
+
+    def _drop_cache(self, lname: str) -> None:
+        self._cache.pop(lname, None)
+        self._cache.pop("*" + lname, None)

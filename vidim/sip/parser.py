@@ -1,0 +1,246 @@
+"""Bytes to messages: :func:`parse_message` for a datagram, :class:`StreamFramer` for TCP.
+
+Parsing is strict where RFC 3261 and RFC 4475 say a message must be refused
+and liberal elsewhere (compact forms, folding, any header name case, bare LF
+line ends, leading CRLFs).  Every failure is a :class:`SIPParseError`.
+"""
+
+from __future__ import annotations
+
+import re
+
+from . import abnf
+from .errors import SIPParseError
+from .headers import SINGLE_HEADERS, Headers, canonical_name, parse_media_type
+from .message import Request, Response
+from .uri import SipURI, parse_uri
+
+__all__ = ["DEFAULT_MAX_MESSAGE_SIZE", "StreamFramer", "parse_message"]
+
+#: The largest message the framer accepts by default (bytes, headers and body).
+DEFAULT_MAX_MESSAGE_SIZE = 65535
+
+_HEADER_END_RE = re.compile(rb"\r?\n\r?\n")
+_TOKEN_RE = re.compile(abnf.TOKEN)
+_VERSION_RE = re.compile(r"SIP/[0-9]+\.[0-9]+")
+_STATUS_RE = re.compile(r"[1-6][0-9][0-9]")
+_CALL_ID_RE = re.compile(rf"{abnf.WORD}(?:@{abnf.WORD})?")
+_CONTENT_LENGTH_RE = re.compile(
+    rb"^(?:content-length|l)[ \t]*:[ \t]*([^\r\n]*?)[ \t]*\r?$", re.IGNORECASE | re.MULTILINE
+)
+_REQUIRED = ("via", "from", "to", "call-id", "cseq")
+
+
+def parse_message(data: bytes) -> Request | Response:
+    """Parse one whole message, as it arrives in a UDP datagram.
+
+    Octets after the body that Content-Length announces are ignored
+    (RFC 4475 ``dblreq``); a body shorter than announced is an error
+    (``clerr``).  Without Content-Length the body is the rest of the datagram.
+    """
+    if not isinstance(data, (bytes, bytearray, memoryview)):
+        raise TypeError("parse_message takes bytes")
+    data = bytes(data)
+    start = 0
+    while data.startswith(b"\r\n", start):
+        start += 2
+    match = _HEADER_END_RE.search(data, start)
+    if match is None:
+        raise SIPParseError("no empty line after the headers")
+    message = _parse_head(data[start : match.start()])
+    body = data[match.end() :]
+    length = message.content_length
+    if length is not None:
+        if length > len(body):
+            raise SIPParseError(
+                f"Content-Length {length} is larger than the {len(body)}-octet body"
+            )
+        body = body[:length]
+    message.body = body
+    return message
+
+
+def _parse_head(head: bytes) -> Request | Response:
+    text = head.decode("utf-8", "surrogateescape")
+    lines = text.split("\n")
+    start_line = lines[0].removesuffix("\r")
+    items: list[tuple[str, str, str]] = []
+    for raw in lines[1:]:
+        line = raw.removesuffix("\r")
+        if line[:1] in (" ", "\t"):
+            if not items:
+                raise SIPParseError("continuation line before the first header")
+            lname, name, value = items[-1]
+            items[-1] = (lname, name, f"{value} {line.strip()}" if value else line.strip())
+            continue
+        colon = line.find(":")
+        if colon <= 0:
+            raise SIPParseError(f"malformed header line {line[:60]!r}")
+        name = line[:colon].rstrip(" \t")
+        if not _TOKEN_RE.fullmatch(name):
+            raise SIPParseError(f"malformed header name {name[:60]!r}")
+        cname = canonical_name(name)
+        items.append((cname.lower(), cname, line[colon + 1 :].strip(" \t")))
+    for _, name, value in items:
+        if "\r" in value:
+            raise SIPParseError(f"bare CR in the {name} header")
+    headers = Headers._from_parsed(items)
+    message: Request | Response
+    if start_line.startswith("SIP/"):
+        message = _parse_status_line(start_line, headers)
+    else:
+        message = _parse_request_line(start_line, headers)
+    _validate(message)
+    return message
+
+
+def _check_version(version: str) -> None:
+    if version != "SIP/2.0":
+        if _VERSION_RE.fullmatch(version):
+            raise SIPParseError(f"version {version} is not supported", status_hint=505)
+        raise SIPParseError(f"malformed SIP version {version[:20]!r}")
+
+
+def _parse_request_line(line: str, headers: Headers) -> Request:
+    parts = line.split(" ")
+    if len(parts) != 3 or not all(parts):
+        raise SIPParseError("malformed request line: expected 'Method SP Request-URI SP SIP/2.0'")
+    method, uri_text, version = parts
+    if not _TOKEN_RE.fullmatch(method):
+        raise SIPParseError(f"malformed method {method[:30]!r}")
+    _check_version(version)
+    uri = parse_uri(uri_text)
+    if isinstance(uri, SipURI) and uri.headers:
+        raise SIPParseError("a Request-URI cannot carry URI headers")
+    request = Request.__new__(Request)
+    request.method = method
+    request.uri = uri
+    request.headers = headers
+    request.body = b""
+    return request
+
+
+def _parse_status_line(line: str, headers: Headers) -> Response:
+    parts = line.split(" ", 2)
+    if len(parts) < 2:
+        raise SIPParseError("malformed status line")
+    version, code = parts[0], parts[1]
+    _check_version(version)
+    if not _STATUS_RE.fullmatch(code):
+        raise SIPParseError(f"malformed status code {code[:20]!r}")
+    response = Response.__new__(Response)
+    response.status = int(code)
+    response.reason = parts[2] if len(parts) == 3 else ""
+    response.headers = headers
+    response.body = b""
+    return response
+
+
+def _validate(message: Request | Response) -> None:
+    headers = message.headers
+    counts: dict[str, int] = {}
+    for lname, _, _ in headers._items:
+        counts[lname] = counts.get(lname, 0) + 1
+    for lname in SINGLE_HEADERS:
+        if counts.get(lname, 0) > 1:
+            raise SIPParseError(f"more than one {canonical_name(lname)} header")
+    missing = [canonical_name(n) for n in _REQUIRED if n not in counts]
+    if missing:
+        raise SIPParseError("missing " + ", ".join(missing))
+    if not message.via:
+        raise SIPParseError("empty Via")
+    message.from_addr  # noqa: B018 - parse and cache, raising if malformed
+    message.to_addr  # noqa: B018
+    if not _CALL_ID_RE.fullmatch(message.call_id):
+        raise SIPParseError(f"malformed Call-ID {message.call_id[:60]!r}")
+    cseq = message.cseq
+    if isinstance(message, Request):
+        if cseq.method != message.method:
+            raise SIPParseError(
+                f"CSeq method {cseq.method} does not match the request method {message.method}"
+            )
+        message.max_forwards  # noqa: B018
+    if "contact" in counts:
+        message.contacts  # noqa: B018
+    if "content-type" in counts:
+        message.headers.parsed("content-type", parse_media_type)
+    message.content_length  # noqa: B018
+
+
+class StreamFramer:
+    """Splits a byte stream (TCP, TLS) into messages by Content-Length.
+
+    ``receive_data(b"")`` marks the end of the stream.  ``next_message()``
+    returns a message, or None when more data is needed.  A message that is
+    framed correctly but malformed raises :class:`SIPParseError` and the
+    framer carries on with the next one; a framing error (oversize, bad
+    Content-Length) is fatal: the stream is lost and every later call raises
+    the same error, so the connection must be closed.
+    """
+
+    def __init__(self, max_message_size: int = DEFAULT_MAX_MESSAGE_SIZE) -> None:
+        self.max_message_size = max_message_size
+        self._buffer = bytearray()
+        self._scanned = 0
+        self._error: SIPParseError | None = None
+        self.eof = False
+
+    @property
+    def buffered(self) -> int:
+        """Octets received and not yet returned as a message."""
+        return len(self._buffer)
+
+    def receive_data(self, data: bytes) -> None:
+        if self._error is not None:
+            raise self._error
+        if not data:
+            self.eof = True
+            return
+        if self.eof:
+            raise SIPParseError("data received after the end of the stream")
+        self._buffer += data
+
+    def _fail(self, reason: str, status_hint: int) -> SIPParseError:
+        self._error = SIPParseError(reason, status_hint=status_hint)
+        self._buffer.clear()
+        return self._error
+
+    def next_message(self) -> Request | Response | None:
+        if self._error is not None:
+            raise self._error
+        buffer = self._buffer
+        # RFC 3261 section 7.5: ignore CRLFs before a start line (keep-alives too).
+        skip = 0
+        while buffer[skip : skip + 1] in (b"\r", b"\n") and skip < len(buffer):
+            skip += 1
+        if skip:
+            del buffer[:skip]
+            self._scanned = max(0, self._scanned - skip)
+        if not buffer:
+            return None
+        match = _HEADER_END_RE.search(buffer, max(0, self._scanned - 3))
+        if match is None:
+            self._scanned = len(buffer)
+            if len(buffer) > self.max_message_size:
+                raise self._fail("headers larger than the message size limit", 513)
+            return None
+        head_end, body_start = match.start(), match.end()
+        lengths = _CONTENT_LENGTH_RE.findall(bytes(buffer[:head_end]))
+        values = {value.strip() for value in lengths}
+        if len(values) > 1:
+            raise self._fail("conflicting Content-Length headers", 400)
+        length = 0
+        if values:
+            text = values.pop()
+            if not text.isdigit() or len(text) > 10:
+                raise self._fail(f"malformed Content-Length {text[:20]!r}", 400)
+            length = int(text)
+        end = body_start + length
+        if end > self.max_message_size:
+            raise self._fail(f"message of {end} octets is over the limit", 513)
+        if len(buffer) < end:
+            return None
+        raw = bytes(buffer[:end])
+        del buffer[:end]
+        self._scanned = 0
+        return parse_message(raw)
