@@ -6,6 +6,7 @@ current time go in, bytes, deadlines and events come out.
 
 from __future__ import annotations
 
+from .checks import DEFAULT_POLICY, ServerPolicy, check_request, error_response, warning_value
 from .errors import (
     LocalProtocolError,
     ProtocolError,
@@ -35,6 +36,7 @@ from .uri import URI, AbsoluteURI, SipURI, parse_uri, unescape
 
 __all__ = [
     "DEFAULT_MAX_MESSAGE_SIZE",
+    "DEFAULT_POLICY",
     "REASON_PHRASES",
     "URI",
     "AbsoluteURI",
@@ -51,11 +53,14 @@ __all__ = [
     "RequestRejectedError",
     "Response",
     "SIPParseError",
+    "ServerPolicy",
     "SipURI",
     "StreamFramer",
     "Via",
     "build_multipart",
     "canonical_name",
+    "check_request",
+    "error_response",
     "make_response",
     "parse_cseq",
     "parse_media_type",
@@ -68,4 +73,5 @@ __all__ = [
     "quote",
     "split_list",
     "unescape",
+    "warning_value",
 ]

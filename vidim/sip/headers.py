@@ -15,7 +15,7 @@ from typing import Any, TypeVar
 
 from . import abnf
 from .errors import LocalProtocolError, SIPParseError
-from .uri import URI, SipURI, format_host, parse_uri
+from .uri import URI, format_host, parse_uri
 
 __all__ = [
     "CSeq",
@@ -317,7 +317,9 @@ class Via:
 
     def __str__(self) -> str:
         port = f":{self.port}" if self.port is not None else ""
-        return f"SIP/2.0/{self.transport} {format_host(self.host)}{port}{format_params(self.params)}"
+        return (
+            f"SIP/2.0/{self.transport} {format_host(self.host)}{port}{format_params(self.params)}"
+        )
 
 
 def _parse_via(text: str, value: str) -> Via:
@@ -335,9 +337,7 @@ def _parse_via(text: str, value: str) -> Via:
         lkey = key.lower()
         if lkey == "ttl" and (pvalue is None or not pvalue.isdigit() or int(pvalue) > 255):
             raise SIPParseError(f"Via ttl out of range in {value!r}")
-        if lkey == "rport" and pvalue is not None and (
-            not pvalue.isdigit() or int(pvalue) > 65535
-        ):
+        if lkey == "rport" and pvalue is not None and (not pvalue.isdigit() or int(pvalue) > 65535):
             raise SIPParseError(f"bad Via rport in {value!r}")
         if lkey == "branch" and pvalue is None:
             raise SIPParseError(f"Via branch without value in {value!r}")

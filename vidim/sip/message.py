@@ -62,7 +62,9 @@ class Message:
     headers: Headers
     body: bytes
 
-    def __init__(self, headers: Headers | Iterable[tuple[str, str]] = (), body: bytes = b"") -> None:
+    def __init__(
+        self, headers: Headers | Iterable[tuple[str, str]] = (), body: bytes = b""
+    ) -> None:
         self.headers = headers if isinstance(headers, Headers) else Headers(headers)
         if not isinstance(body, bytes):
             raise LocalProtocolError("a message body must be bytes")

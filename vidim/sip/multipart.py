@@ -72,7 +72,9 @@ def parse_multipart(body: bytes, boundary: str) -> list[BodyPart]:
     return parts
 
 
-def build_multipart(parts: Iterable[tuple[str, bytes]], boundary: str | None = None) -> tuple[str, bytes]:
+def build_multipart(
+    parts: Iterable[tuple[str, bytes]], boundary: str | None = None
+) -> tuple[str, bytes]:
     """Build a ``multipart/mixed`` body from (content type, body) pairs.
 
     Returns the Content-Type value (with the boundary) and the body.
@@ -83,6 +85,13 @@ def build_multipart(parts: Iterable[tuple[str, bytes]], boundary: str | None = N
     for ctype, part_body in parts:
         if delimiter in part_body:
             raise LocalProtocolError("a body part contains the multipart boundary")
-        out.append(delimiter + b"\r\nContent-Type: " + ctype.encode("ascii") + b"\r\n\r\n" + part_body + b"\r\n")
+        out.append(
+            delimiter
+            + b"\r\nContent-Type: "
+            + ctype.encode("ascii")
+            + b"\r\n\r\n"
+            + part_body
+            + b"\r\n"
+        )
     out.append(delimiter + b"--\r\n")
     return f"multipart/mixed;boundary={boundary}", b"".join(out)

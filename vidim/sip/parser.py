@@ -211,7 +211,7 @@ class StreamFramer:
         buffer = self._buffer
         # RFC 3261 section 7.5: ignore CRLFs before a start line (keep-alives too).
         skip = 0
-        while buffer[skip : skip + 1] in (b"\r", b"\n") and skip < len(buffer):
+        while skip < len(buffer) and buffer[skip] in (13, 10):
             skip += 1
         if skip:
             del buffer[:skip]

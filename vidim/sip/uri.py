@@ -9,7 +9,6 @@ from __future__ import annotations
 import ipaddress
 import re
 from dataclasses import dataclass
-from typing import Union
 from urllib.parse import unquote
 
 from . import abnf
@@ -173,7 +172,7 @@ class AbsoluteURI:
         return f"{self.scheme}:{self.opaque}"
 
 
-URI = Union[SipURI, AbsoluteURI]
+URI = SipURI | AbsoluteURI
 
 
 def parse_uri(text: str) -> URI:
