@@ -135,9 +135,7 @@ def test_valid_message_parses_and_round_trips(name: str) -> None:
     assert message.content_length is None or len(message.body) == message.content_length
 
 
-@pytest.mark.parametrize(
-    "name", sorted(n for n, (kind, _) in EXPECTED.items() if kind == "valid")
-)
+@pytest.mark.parametrize("name", sorted(n for n, (kind, _) in EXPECTED.items() if kind == "valid"))
 def test_valid_request_passes_the_server_checks(name: str) -> None:
     message = parse_message(load(name))
     if isinstance(message, Request):

@@ -186,6 +186,11 @@ class StreamFramer:
         self.eof = False
 
     @property
+    def broken(self) -> bool:
+        """True after a framing error: the connection must be closed."""
+        return self._error is not None
+
+    @property
     def buffered(self) -> int:
         """Octets received and not yet returned as a message."""
         return len(self._buffer)
@@ -219,12 +224,17 @@ class StreamFramer:
         if not buffer:
             return None
         match = _HEADER_END_RE.search(buffer, max(0, self._scanned - 3))
+        # The same limit whether the headers arrive at once or byte by byte:
+        # with max_message_size octets and no end of headers, any end found
+        # later lies beyond the limit.
         if match is None:
             self._scanned = len(buffer)
-            if len(buffer) > self.max_message_size:
+            if len(buffer) >= self.max_message_size:
                 raise self._fail("headers larger than the message size limit", 513)
             return None
         head_end, body_start = match.start(), match.end()
+        if body_start > self.max_message_size:
+            raise self._fail("headers larger than the message size limit", 513)
         lengths = _CONTENT_LENGTH_RE.findall(bytes(buffer[:head_end]))
         values = {value.strip() for value in lengths}
         if len(values) > 1:

@@ -1,0 +1,133 @@
+"""Messages built in code: serialization, responses, multipart bodies."""
+
+from __future__ import annotations
+
+import pytest
+
+from vidim.sip import (
+    Headers,
+    LocalProtocolError,
+    Request,
+    Response,
+    SipURI,
+    build_multipart,
+    make_response,
+    parse_message,
+    parse_multipart,
+)
+from vidim.sip.checks import warning_value
+
+
+def _invite() -> Request:
+    return Request(
+        "INVITE",
+        "sip:focus@127.0.0.1:5080",
+        [
+            ("Via", "SIP/2.0/UDP 127.0.0.1:5070;branch=z9hG4bKabc;rport"),
+            ("Max-Forwards", "70"),
+            ("From", "<sip:vidim@example.com>;tag=a1"),
+            ("To", "<sip:focus@127.0.0.1:5080>"),
+            ("Call-ID", "x1@127.0.0.1"),
+            ("CSeq", "1 INVITE"),
+            ("Content-Type", "application/sdp"),
+        ],
+        b"v=0\r\n",
+    )
+
+
+def test_request_serializes_with_content_length() -> None:
+    wire = _invite().to_bytes()
+    assert wire.startswith(b"INVITE sip:focus@127.0.0.1:5080 SIP/2.0\r\nVia: ")
+    assert b"\r\nContent-Length: 5\r\n\r\nv=0\r\n" in wire
+    again = parse_message(wire)
+    assert isinstance(again, Request)
+    assert isinstance(again.uri, SipURI)
+    assert again.uri.port == 5080
+    assert again.body == b"v=0\r\n"
+    assert bytes(again) == wire
+
+
+def test_stale_content_length_is_rewritten() -> None:
+    request = _invite()
+    request.headers.add("Content-Length", "999")
+    wire = request.to_bytes()
+    assert wire.count(b"Content-Length") == 1
+    assert parse_message(wire).content_length == 5
+
+
+def test_make_response_copies_the_right_headers() -> None:
+    request = _invite()
+    request.headers.add("Subject", "not copied")
+    response = make_response(request, 200, to_tag="z9", headers=[("Contact", "<sip:c@h>;isfocus")])
+    assert [n for n, _ in response.headers] == ["Via", "From", "To", "Call-ID", "CSeq", "Contact"]
+    assert response.reason == "OK"
+    assert response.to_addr.tag == "z9"
+    assert response.cseq == request.cseq
+    trying = make_response(request, 100, to_tag="z9")
+    assert trying.to_addr.tag is None  # 100 Trying carries no To tag
+    assert trying.reason == "Trying"
+    parsed = parse_message(response.to_bytes())
+    assert isinstance(parsed, Response)
+    assert parsed.status == 200
+
+
+def test_response_keeps_an_existing_to_tag() -> None:
+    request = _invite()
+    request.headers.set("To", "<sip:focus@127.0.0.1:5080>;tag=keep")
+    assert make_response(request, 486, to_tag="other").to_addr.tag == "keep"
+
+
+def test_building_refuses_bad_input() -> None:
+    with pytest.raises(LocalProtocolError, match="token"):
+        Request("BAD METHOD", "sip:a@b.com")
+    with pytest.raises(LocalProtocolError, match="100-699"):
+        Response(99)
+    with pytest.raises(LocalProtocolError, match="CR or LF"):
+        Response(200, "OK\r\nX-Injected: 1")
+    with pytest.raises(LocalProtocolError, match="bytes"):
+        Request("MESSAGE", "sip:a@b.com", body="text")  # type: ignore[arg-type]
+    with pytest.raises(LocalProtocolError, match="control character"):
+        Request("MESSAGE", "sip:a@b.com", [("Subject", "a\nb")])
+
+
+def test_unknown_status_gets_a_generic_reason() -> None:
+    assert Response(499).reason == "Unknown"
+    assert Response(202).reason == "Accepted"
+
+
+def test_multipart_round_trip() -> None:
+    sdp = b"v=0\r\no=- 1 1 IN IP4 127.0.0.1\r\n"
+    xml = b'<?xml version="1.0"?><resource-lists/>'
+    ctype, body = build_multipart(
+        [("application/sdp", sdp), ("application/resource-lists+xml", xml)], boundary="b0"
+    )
+    assert ctype == "multipart/mixed;boundary=b0"
+    request = _invite()
+    request.headers.set("Content-Type", ctype)
+    request.body = body
+    parts = parse_message(request.to_bytes()).body_parts()
+    assert [(p.content_type.mime if p.content_type else None, p.body) for p in parts] == [
+        ("application/sdp", sdp),
+        ("application/resource-lists+xml", xml),
+    ]
+
+
+def test_multipart_errors() -> None:
+    with pytest.raises(LocalProtocolError, match="boundary"):
+        build_multipart([("text/plain", b"--b0 inside")], boundary="b0")
+    for bad in (b"no boundaries", b"--b0\r\nContent-Type: text/plain\r\n\r\nunclosed\r\n--b0"):
+        with pytest.raises(Exception, match="multipart"):
+            parse_multipart(bad, "b0")
+
+
+def test_single_part_body() -> None:
+    request = _invite()
+    (part,) = request.body_parts()
+    assert part.body == b"v=0\r\n"
+    assert part.headers == Headers([("Content-Type", "application/sdp")])
+
+
+def test_warning_values_are_safe() -> None:
+    assert warning_value("vidim.example.com", 'bad "mode"\r\nX: y') == (
+        '399 vidim.example.com "bad \\"mode\\"??X: y"'
+    )
