@@ -1,0 +1,350 @@
+"""Helpers for the interop tests: free ports, process control, Kamailio and SIPp runs.
+
+Named ``sip_peers`` (not imported from conftest) so that test modules can import it
+without clashing with other conftest modules on sys.path.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import time
+import uuid
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import pytest
+
+from vidim.sip import Request, Response, parse_message
+
+HOST = "127.0.0.1"
+START_TIMEOUT = 10.0  # seconds a program gets to answer on its port
+STOP_TIMEOUT = 10.0  # seconds a program gets to exit after SIGTERM
+KAMAILIO_MODULES = ("tm.so", "sl.so", "textops.so", "siputils.so", "maxfwd.so")
+
+
+# -- ports ---------------------------------------------------------------------------
+_ports_handed_out: set[int] = set()
+
+
+def free_port() -> int:
+    """A port free on 127.0.0.1 for both UDP and TCP, never handed out twice per process.
+
+    The kernel picks it (bind to port 0), so concurrent pytest processes and xdist workers
+    get distinct ports; the short window between closing the probe sockets and the real
+    program binding the port is covered by the start-up retries of the fixtures.
+    """
+    for _ in range(200):
+        with (
+            socket.socket(socket.AF_INET, socket.SOCK_STREAM) as tcp,
+            socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as udp,
+        ):
+            tcp.bind((HOST, 0))
+            port: int = tcp.getsockname()[1]
+            if port in _ports_handed_out:
+                continue
+            try:
+                udp.bind((HOST, port))
+            except OSError:
+                continue
+        _ports_handed_out.add(port)
+        return port
+    raise RuntimeError("no free UDP+TCP port found on 127.0.0.1")
+
+
+def udp_port_bound(port: int) -> bool:
+    """Whether some socket is bound to UDP 127.0.0.1:port or *:port (read-only probe)."""
+    suffix = f":{port:04X}"
+    with contextlib.suppress(OSError), open("/proc/net/udp") as table:
+        next(table)
+        for line in table:
+            local = line.split()[1]  # e.g. 0100007F:13C4
+            if local.endswith(suffix) and local.split(":")[0] in ("0100007F", "00000000"):
+                return True
+    return False
+
+
+# -- processes -----------------------------------------------------------------------
+def require_binary(name: str) -> str:
+    path = shutil.which(name) or next(
+        (p for p in (f"/usr/sbin/{name}", f"/usr/bin/{name}") if os.access(p, os.X_OK)), None
+    )
+    if path is None:
+        pytest.fail(
+            f"{name} is not installed: scripts/setup installs it (listed in "
+            "scripts/system-packages.txt); run ./scripts/setup",
+            pytrace=False,
+        )
+    return path
+
+
+def stop_process_group(proc: subprocess.Popen[bytes]) -> int:
+    """SIGTERM the process group led by ``proc``, SIGKILL it when it does not exit in time."""
+    if proc.poll() is None:
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(proc.pid, signal.SIGTERM)
+        try:
+            proc.wait(timeout=STOP_TIMEOUT)
+        except subprocess.TimeoutExpired:
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(proc.pid, signal.SIGKILL)
+            proc.wait(timeout=STOP_TIMEOUT)
+    # Forked workers of a program that died on its own may still be around.
+    with contextlib.suppress(ProcessLookupError, PermissionError):
+        os.killpg(proc.pid, signal.SIGKILL)
+    return proc.returncode
+
+
+def read_text(path: Path) -> str:
+    try:
+        return path.read_text(errors="replace")
+    except FileNotFoundError:
+        return ""
+
+
+# -- a small vidim UDP client used by the fixtures and tests -------------------------
+def new_branch() -> str:
+    return "z9hG4bK" + uuid.uuid4().hex
+
+
+def udp_transaction(
+    sock: socket.socket,
+    request: Request,
+    dest: tuple[str, int],
+    *,
+    timeout: float = 5.0,
+    retransmit: float = 0.5,
+) -> Response:
+    """Send ``request`` over UDP and return its final response (matched by branch and CSeq).
+
+    Retransmits every ``retransmit`` seconds (UDP may lose datagrams); bounded by ``timeout``.
+    """
+    branch = request.top_via.branch
+    cseq = request.cseq
+    data = request.to_bytes()
+    deadline = time.monotonic() + timeout
+    next_send = 0.0
+    while True:
+        now = time.monotonic()
+        if now >= deadline:
+            raise TimeoutError(f"no final response to {request!r} from {dest} in {timeout}s")
+        if now >= next_send:
+            sock.sendto(data, dest)
+            next_send = now + retransmit
+        sock.settimeout(max(0.01, min(next_send, deadline) - now))
+        try:
+            raw, _ = sock.recvfrom(65535)
+        except TimeoutError:
+            continue
+        message = parse_message(raw)
+        if (
+            isinstance(message, Response)
+            and message.status >= 200
+            and message.top_via.branch == branch
+            and message.cseq == cseq
+        ):
+            return message
+
+
+def options_ping(port: int, *, timeout: float) -> Response:
+    """An OPTIONS built with vidim, sent over UDP to 127.0.0.1:port."""
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as sock:
+        sock.bind((HOST, 0))
+        local = sock.getsockname()[1]
+        request = Request(
+            "OPTIONS",
+            f"sip:{HOST}:{port}",
+            [
+                ("Via", f"SIP/2.0/UDP {HOST}:{local};branch={new_branch()};rport"),
+                ("Max-Forwards", "70"),
+                ("From", f"<sip:probe@{HOST}>;tag={uuid.uuid4().hex[:8]}"),
+                ("To", f"<sip:{HOST}:{port}>"),
+                ("Call-ID", f"{uuid.uuid4().hex}@{HOST}"),
+                ("CSeq", "1 OPTIONS"),
+            ],
+        )
+        return udp_transaction(sock, request, (HOST, port), timeout=timeout, retransmit=0.1)
+
+
+# -- Kamailio ------------------------------------------------------------------------
+def kamailio_module_dir() -> str:
+    out = subprocess.run(
+        ["dpkg", "-L", "kamailio"], capture_output=True, text=True, check=False, timeout=30
+    ).stdout
+    for line in out.splitlines():
+        if line.endswith("/sl.so"):
+            return line.rsplit("/", 1)[0]
+    for candidate in ("/usr/lib/x86_64-linux-gnu/kamailio/modules", "/usr/lib/kamailio/modules"):
+        if os.path.exists(f"{candidate}/sl.so"):
+            return candidate
+    pytest.fail("kamailio is installed but its sl.so module was not found", pytrace=False)
+
+
+def kamailio_config(port: int, module_dir: str, relay_to: tuple[str, int] | None) -> str:
+    """A minimal stateless config; MESSAGEs to ``sip:relay@...`` are relayed with tm."""
+    relay = ""
+    if relay_to is not None:
+        relay = (
+            '    if (is_method("MESSAGE") && uri =~ "^sip:relay@") {\n'
+            f'        if (!t_relay_to_udp("{relay_to[0]}", "{relay_to[1]}")) {{\n'
+            "            sl_reply_error();\n"
+            "        }\n"
+            "        exit;\n"
+            "    }\n"
+        )
+    modules = "".join(f'loadmodule "{name}"\n' for name in KAMAILIO_MODULES)
+    return (
+        "#!KAMAILIO\n"
+        "debug=2\n"
+        "log_stderror=yes\n"
+        "children=2\n"
+        "tcp_children=2\n"
+        "auto_aliases=no\n"
+        f"listen=udp:{HOST}:{port}\n"
+        f"listen=tcp:{HOST}:{port}\n"
+        f'mpath="{module_dir}/"\n'
+        f"{modules}"
+        # siputils' RPID AVP needs the pv module, which this config does not load.
+        'modparam("siputils", "rpid_avp", "")\n'
+        "\n"
+        "request_route {\n"
+        '    if (!mf_process_maxfwd_header("10")) {\n'
+        '        sl_send_reply("483", "Too Many Hops");\n'
+        "        exit;\n"
+        "    }\n"
+        f"{relay}"
+        '    if (is_method("MESSAGE|OPTIONS")) {\n'
+        '        sl_send_reply("200", "OK");\n'
+        "        exit;\n"
+        "    }\n"
+        '    sl_send_reply("405", "Method Not Allowed");\n'
+        "}\n"
+    )
+
+
+@dataclass
+class Kamailio:
+    proc: subprocess.Popen[bytes]
+    port: int
+    rundir: Path
+    log_path: Path
+
+    @property
+    def addr(self) -> tuple[str, int]:
+        return (HOST, self.port)
+
+    def log(self) -> str:
+        return read_text(self.log_path)
+
+    def complaints(self) -> list[str]:
+        """Log lines at WARNING level or worse (Kamailio logs a bad message at ERROR)."""
+        levels = (" WARNING:", " ERROR:", " CRITICAL:", " ALERT:", " BUG:")
+        return [line for line in self.log().splitlines() if any(lv in line for lv in levels)]
+
+
+def start_kamailio(
+    binary: str, module_dir: str, workdir: Path, relay_to: tuple[str, int] | None
+) -> Kamailio:
+    port = free_port()
+    rundir = workdir / f"kamailio-{port}"
+    rundir.mkdir(parents=True)
+    cfg = rundir / "kamailio.cfg"
+    cfg.write_text(kamailio_config(port, module_dir, relay_to))
+    log_path = rundir / "kamailio.log"
+    # -m/-M: shared/private memory in MB; -DD: main process in the foreground; -E: log to
+    # stderr (there is no /dev/log in the container).
+    argv = [binary, "-f", str(cfg), "-DD", "-E", "-Y", str(rundir),
+            "-P", str(rundir / "kamailio.pid"), "-w", str(rundir), "-m", "64", "-M", "8"]  # fmt: skip
+    with open(log_path, "wb") as log:
+        proc = subprocess.Popen(
+            argv, stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT,
+            start_new_session=True,
+        )  # fmt: skip
+    return Kamailio(proc=proc, port=port, rundir=rundir, log_path=log_path)
+
+
+def wait_kamailio_ready(kamailio: Kamailio) -> bool:
+    """True once it answers an OPTIONS with 200; False if it exited (e.g. port taken)."""
+    deadline = time.monotonic() + START_TIMEOUT
+    while time.monotonic() < deadline:
+        if kamailio.proc.poll() is not None:
+            return False
+        try:
+            response = options_ping(kamailio.port, timeout=0.5)
+        except TimeoutError:
+            continue
+        assert response.status == 200, f"Kamailio answered the OPTIONS ping with {response!r}"
+        return True
+    raise AssertionError(
+        f"Kamailio did not answer on {HOST}:{kamailio.port} within {START_TIMEOUT}s:\n"
+        + kamailio.log()
+    )
+
+
+# -- SIPp ----------------------------------------------------------------------------
+#: SIPp exit codes (sipp(1)): 0 all calls succeeded, 1 some failed, 97 internal exit,
+#: 99 no call processed, 255 (-1) fatal error, 254 (-2) fatal error binding a socket.
+SIPP_BIND_ERROR = 254
+
+
+@dataclass
+class Sipp:
+    proc: subprocess.Popen[bytes]
+    port: int
+    argv: list[str]
+    workdir: Path
+    finished: bool = field(default=False)
+
+    @property
+    def addr(self) -> tuple[str, int]:
+        return (HOST, self.port)
+
+    @property
+    def stdout_path(self) -> Path:
+        return self.workdir / "sipp.stdout"
+
+    @property
+    def messages_path(self) -> Path:
+        return self.workdir / "messages.log"
+
+    @property
+    def errors_path(self) -> Path:
+        return self.workdir / "errors.log"
+
+    def errors(self) -> str:
+        """SIPp's unexpected-message trace (no file when there was none)."""
+        return read_text(self.errors_path).strip()
+
+    def report(self) -> str:
+        return (
+            f"$ {' '.join(self.argv)}\n--- errors.log:\n{read_text(self.errors_path)}"
+            f"\n--- messages.log:\n{read_text(self.messages_path)}"
+        )
+
+    def wait(self, timeout: float = 20.0) -> int:
+        """SIPp's exit code (bounded wait)."""
+        try:
+            code = self.proc.wait(timeout=timeout)
+        except subprocess.TimeoutExpired:
+            stop_process_group(self.proc)
+            raise AssertionError(f"SIPp did not finish in {timeout}s\n{self.report()}") from None
+        self.finished = True
+        return code
+
+    def wait_bound(self) -> None:
+        """Wait until SIPp has bound its UDP port (read-only probe of /proc/net/udp)."""
+        deadline = time.monotonic() + START_TIMEOUT
+        while time.monotonic() < deadline:
+            if udp_port_bound(self.port):
+                return
+            if self.proc.poll() is not None:
+                raise AssertionError(
+                    f"SIPp exited with {self.proc.returncode} before binding "
+                    f"{HOST}:{self.port}\n{read_text(self.stdout_path)}\n{self.report()}"
+                )
+            time.sleep(0.01)  # polling interval of a bounded readiness wait
+        raise AssertionError(f"SIPp did not bind {HOST}:{self.port} in {START_TIMEOUT}s")
