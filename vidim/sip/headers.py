@@ -15,7 +15,7 @@ from typing import Any, TypeVar
 
 from . import abnf
 from .errors import LocalProtocolError, SIPParseError
-from .uri import URI, format_host, parse_uri
+from .uri import URI, format_host, parse_uri, valid_host
 
 __all__ = [
     "CSeq",
@@ -26,7 +26,9 @@ __all__ = [
     "Via",
     "canonical_name",
     "format_params",
+    "parse_content_length",
     "parse_cseq",
+    "parse_max_forwards",
     "parse_media_type",
     "parse_name_addr",
     "parse_name_addr_list",
@@ -113,6 +115,35 @@ _VIA_RE = re.compile(
 _CSEQ_RE = re.compile(rf"{abnf.SWS}([0-9]{{1,10}}){abnf.LWS}({abnf.TOKEN}){abnf.SWS}")
 _MEDIA_RE = re.compile(rf"{abnf.SWS}({abnf.TOKEN}){abnf.SWS}/{abnf.SWS}({abnf.TOKEN})")
 _QUOTED_PAIR_RE = re.compile(r"\\(.)", re.DOTALL)
+# Fast paths: the compact forms every phone sends (no LWS inside, one value per
+# line).  Anything they do not match goes through the general parsers above.
+_FAST_PARAMS = rf"((?:;{abnf.TOKEN}(?:=(?:{abnf.GEN_VALUE}|{abnf.QUOTED_STRING}))?)*)"
+_FAST_VIA_RE = re.compile(
+    r"SIP/2\.0/([A-Za-z]+) (\[[0-9A-Fa-f:.]+\]|[A-Za-z0-9\-.]+)(?::([0-9]{1,5}))?" + _FAST_PARAMS
+)
+_FAST_NAME_ADDR_RE = re.compile(
+    rf'(?:"((?:[^"\\\r\n]|\\[^\r\n])*)" ?|({abnf.TOKEN}(?: {abnf.TOKEN})*) ?)?'
+    rf"<([^<>\s\"]+)>" + _FAST_PARAMS
+)
+_FAST_ADDR_SPEC_RE = re.compile(r"([A-Za-z][A-Za-z0-9+\-.]*:[^;?,\s<>\"]+)" + _FAST_PARAMS)
+
+
+def _fast_params(text: str) -> Params:
+    """Split parameters already validated by a fast-path regex."""
+    if not text:
+        return ()
+    out: list[tuple[str, str | None]] = []
+    for item in text[1:].split(";") if '"' not in text else _split_quoted_params(text):
+        name, eq, value = item.partition("=")
+        out.append((name, value if eq else None))
+    return tuple(out)
+
+
+def _split_quoted_params(text: str) -> list[str]:
+    return [f"{m.group(1)}={m.group(2)}" if m.group(2) is not None else m.group(1)
+            for m in _PARAM_RE.finditer(text)]  # fmt: skip
+
+
 _CTL_RE = re.compile(r"[\x00-\x08\x0a-\x1f\x7f]")
 
 
@@ -135,6 +166,11 @@ def split_list(value: str) -> list[str]:
 
     Empty elements are an error: ``a,,b`` is not a list of SIP values.
     """
+    if "," not in value:
+        single = value.strip()
+        if not single:
+            raise SIPParseError("empty header value where a list was expected")
+        return [single]
     if '"' not in value and "<" not in value:
         items = value.split(",")
     else:
@@ -230,6 +266,22 @@ class NameAddr:
 
 def parse_name_addr(value: str) -> NameAddr:
     """Parse ``( name-addr / addr-spec ) *( SEMI param )`` (RFC 3261 section 20.10)."""
+    match = _FAST_NAME_ADDR_RE.fullmatch(value)
+    if match is not None:
+        quoted, tokens, uri_text, params_text = match.groups()
+        display = _unquote_inner(quoted) if quoted is not None else tokens
+        return NameAddr(parse_uri(uri_text), display, _fast_params(params_text))
+    match = _FAST_ADDR_SPEC_RE.fullmatch(value)
+    if match is not None:
+        return NameAddr(parse_uri(match.group(1)), None, _fast_params(match.group(2)))
+    return _parse_name_addr_slow(value)
+
+
+def _unquote_inner(text: str) -> str:
+    return _QUOTED_PAIR_RE.sub(r"\1", text) if "\\" in text else text
+
+
+def _parse_name_addr_slow(value: str) -> NameAddr:
     text = value.strip()
     display: str | None = None
     if text.startswith('"'):
@@ -323,6 +375,29 @@ class Via:
 
 
 def _parse_via(text: str, value: str) -> Via:
+    match = _FAST_VIA_RE.fullmatch(text)
+    if match is not None and valid_host(match.group(2)):
+        transport, host, port_text, params_text = match.groups()
+        port = int(port_text) if port_text is not None else None
+        params = _fast_params(params_text)
+        if (port is None or port <= 65535) and _via_params_ok(params):
+            return Via(transport.upper(), host, port, params)
+    return _parse_via_slow(text, value)
+
+
+def _via_params_ok(params: Params) -> bool:
+    for key, pvalue in params:
+        lkey = key.lower()
+        if lkey == "ttl" and (pvalue is None or not pvalue.isdigit() or int(pvalue) > 255):
+            return False
+        if lkey == "rport" and pvalue is not None and (not pvalue.isdigit() or int(pvalue) > 65535):
+            return False
+        if lkey == "branch" and pvalue is None:
+            return False
+    return True
+
+
+def _parse_via_slow(text: str, value: str) -> Via:
     match = _VIA_RE.match(text)
     if match is None:
         raise SIPParseError(f"malformed Via {value!r}")
@@ -341,8 +416,8 @@ def _parse_via(text: str, value: str) -> Via:
             raise SIPParseError(f"bad Via rport in {value!r}")
         if lkey == "branch" and pvalue is None:
             raise SIPParseError(f"Via branch without value in {value!r}")
-    # Validate the host through the URI rules (IPv6 in brackets, hostname, IPv4).
-    parse_uri(f"sip:{host}")
+    if not valid_host(host):
+        raise SIPParseError(f"bad Via host in {value!r}")
     return Via(transport=transport.upper(), host=host, port=port, params=params)
 
 
@@ -396,6 +471,21 @@ def parse_media_type(value: str) -> MediaType:
         raise SIPParseError(f"malformed media type {value!r}")
     params = parse_params(value[match.end() :], f"media type {value!r}")
     return MediaType(match.group(1), match.group(2), params)
+
+
+def parse_max_forwards(value: str) -> int:
+    if not value.isdigit() or not value.isascii():
+        raise SIPParseError(f"malformed Max-Forwards {value!r}")
+    number = int(value)
+    if number > 255:
+        raise SIPParseError(f"Max-Forwards {number} is above 255")
+    return number
+
+
+def parse_content_length(value: str) -> int:
+    if not value.isdigit() or not value.isascii():
+        raise SIPParseError(f"malformed Content-Length {value!r}")
+    return int(value)
 
 
 def parse_token_list(value: str) -> list[str]:
@@ -503,14 +593,23 @@ class Headers:
         self._drop_cache(lname)
         self._items = [item for item in self._items if item[0] != lname]
 
+    def _first(self, lname: str) -> str | None:
+        for key, _, value in self._items:
+            if key == lname:
+                return value
+        return None
+
     def parsed(self, name: str, parser: Callable[[str], T]) -> T | None:
-        """Parse the first value of ``name`` with ``parser``, cached; None if absent."""
+        """Parse the first value of ``name`` with ``parser``, cached; None if absent.
+
+        ``name`` is the lower-case canonical name (``"call-id"``, not ``"i"``).
+        """
         lname = name.lower()
         try:
             return self._cache[lname]  # type: ignore[no-any-return]
         except KeyError:
             pass
-        raw = self.get(lname)
+        raw = self._first(lname)
         result = parser(raw) if raw is not None else None
         self._cache[lname] = result
         return result
@@ -524,8 +623,9 @@ class Headers:
         except KeyError:
             pass
         out: list[T] = []
-        for line in self.get_all(lname):
-            out.extend(parser(line))
+        for item_name, _, line in self._items:
+            if item_name == lname:
+                out.extend(parser(line))
         self._cache[key] = out
         return out
 

@@ -11,7 +11,9 @@ from .headers import (
     MediaType,
     NameAddr,
     Via,
+    parse_content_length,
     parse_cseq,
+    parse_max_forwards,
     parse_media_type,
     parse_name_addr,
     parse_name_addr_list,
@@ -127,7 +129,7 @@ class Message:
 
     @property
     def max_forwards(self) -> int | None:
-        return self.headers.parsed("max-forwards", _parse_max_forwards)
+        return self.headers.parsed("max-forwards", parse_max_forwards)
 
     @property
     def content_type(self) -> MediaType | None:
@@ -136,7 +138,7 @@ class Message:
     @property
     def content_length(self) -> int | None:
         """The Content-Length header as received (None when absent)."""
-        return self.headers.parsed("content-length", _parse_content_length)
+        return self.headers.parsed("content-length", parse_content_length)
 
     def body_parts(self) -> list[BodyPart]:
         """The parts of a multipart body, or the whole body as one part."""
@@ -244,18 +246,3 @@ def make_response(
     for name, value in headers:
         out.add(name, value)
     return Response(status, reason, out, body)
-
-
-def _parse_max_forwards(value: str) -> int:
-    if not value.isdigit() or not value.isascii():
-        raise SIPParseError(f"malformed Max-Forwards {value!r}")
-    number = int(value)
-    if number > 255:
-        raise SIPParseError(f"Max-Forwards {number} is above 255")
-    return number
-
-
-def _parse_content_length(value: str) -> int:
-    if not value.isdigit() or not value.isascii():
-        raise SIPParseError(f"malformed Content-Length {value!r}")
-    return int(value)

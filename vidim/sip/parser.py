@@ -11,7 +11,17 @@ import re
 
 from . import abnf
 from .errors import SIPParseError
-from .headers import SINGLE_HEADERS, Headers, canonical_name, parse_media_type
+from .headers import (
+    SINGLE_HEADERS,
+    Headers,
+    canonical_name,
+    parse_content_length,
+    parse_cseq,
+    parse_max_forwards,
+    parse_media_type,
+    parse_name_addr,
+    parse_via_list,
+)
 from .message import Request, Response
 from .uri import SipURI, parse_uri
 
@@ -28,7 +38,26 @@ _CALL_ID_RE = re.compile(rf"{abnf.WORD}(?:@{abnf.WORD})?")
 _CONTENT_LENGTH_RE = re.compile(
     rb"^(?:content-length|l)[ \t]*:[ \t]*([^\r\n]*?)[ \t]*\r?$", re.IGNORECASE | re.MULTILINE
 )
-_REQUIRED = ("via", "from", "to", "call-id", "cseq")
+_REQUIRED = frozenset(("via", "from", "to", "call-id", "cseq"))
+
+
+_NAME_CACHE: dict[str, tuple[str, str]] = {}
+_NAME_CACHE_LIMIT = 4096
+
+
+def _header_name(raw: str) -> tuple[str, str]:
+    """(lower-case canonical name, canonical name) of a raw header name, cached."""
+    entry = _NAME_CACHE.get(raw)
+    if entry is not None:
+        return entry
+    name = raw.rstrip(" \t")
+    if not _TOKEN_RE.fullmatch(name):
+        raise SIPParseError(f"malformed header name {name[:60]!r}")
+    cname = canonical_name(name)
+    entry = (cname.lower(), cname)
+    if len(_NAME_CACHE) < _NAME_CACHE_LIMIT:  # bounded: names come from peers
+        _NAME_CACHE[raw] = entry
+    return entry
 
 
 def parse_message(data: bytes) -> Request | Response:
@@ -38,53 +67,64 @@ def parse_message(data: bytes) -> Request | Response:
     (RFC 4475 ``dblreq``); a body shorter than announced is an error
     (``clerr``).  Without Content-Length the body is the rest of the datagram.
     """
-    if not isinstance(data, (bytes, bytearray, memoryview)):
-        raise TypeError("parse_message takes bytes")
-    data = bytes(data)
+    if type(data) is not bytes:
+        if not isinstance(data, (bytes, bytearray, memoryview)):
+            raise TypeError("parse_message takes bytes")
+        data = bytes(data)
     start = 0
     while data.startswith(b"\r\n", start):
         start += 2
-    match = _HEADER_END_RE.search(data, start)
-    if match is None:
-        raise SIPParseError("no empty line after the headers")
-    message = _parse_head(data[start : match.start()])
-    body = data[match.end() :]
+    # Fast path: CRLF line ends throughout the headers (what every phone sends).
+    lines: list[str] | None = None
+    end = data.find(b"\r\n\r\n", start)
+    if end >= 0:
+        text = data[start:end].decode("utf-8", "surrogateescape")
+        lines = text.split("\r\n")
+        breaks = len(lines) - 1
+        if text.count("\n") != breaks or text.count("\r") != breaks:
+            lines = None  # bare LF or CR: the general path decides
+        body_start = end + 4
+    if lines is None:
+        match = _HEADER_END_RE.search(data, start)
+        if match is None:
+            raise SIPParseError("no empty line after the headers")
+        text = data[start : match.start()].decode("utf-8", "surrogateescape")
+        if "\r" in text.replace("\r\n", ""):
+            raise SIPParseError("bare CR in the message headers")
+        lines = text.replace("\r\n", "\n").split("\n")
+        body_start = match.end()
+    message = _parse_lines(lines)
+    body = data[body_start:]
     length = message.content_length
     if length is not None:
         if length > len(body):
             raise SIPParseError(
                 f"Content-Length {length} is larger than the {len(body)}-octet body"
             )
-        body = body[:length]
+        if length < len(body):
+            body = body[:length]
     message.body = body
     return message
 
 
-def _parse_head(head: bytes) -> Request | Response:
-    text = head.decode("utf-8", "surrogateescape")
-    lines = text.split("\n")
-    start_line = lines[0].removesuffix("\r")
+def _parse_lines(lines: list[str]) -> Request | Response:
     items: list[tuple[str, str, str]] = []
-    for raw in lines[1:]:
-        line = raw.removesuffix("\r")
+    cache = _NAME_CACHE
+    for line in lines[1:]:
         if line[:1] in (" ", "\t"):
             if not items:
                 raise SIPParseError("continuation line before the first header")
             lname, name, value = items[-1]
-            items[-1] = (lname, name, f"{value} {line.strip()}" if value else line.strip())
+            more = line.strip(" \t")
+            items[-1] = (lname, name, f"{value} {more}" if value and more else value or more)
             continue
-        colon = line.find(":")
-        if colon <= 0:
+        raw, colon, value = line.partition(":")
+        if not colon or not raw:
             raise SIPParseError(f"malformed header line {line[:60]!r}")
-        name = line[:colon].rstrip(" \t")
-        if not _TOKEN_RE.fullmatch(name):
-            raise SIPParseError(f"malformed header name {name[:60]!r}")
-        cname = canonical_name(name)
-        items.append((cname.lower(), cname, line[colon + 1 :].strip(" \t")))
-    for _, name, value in items:
-        if "\r" in value:
-            raise SIPParseError(f"bare CR in the {name} header")
+        entry = cache.get(raw) or _header_name(raw)
+        items.append((entry[0], entry[1], value.strip(" \t")))
     headers = Headers._from_parsed(items)
+    start_line = lines[0]
     message: Request | Response
     if start_line.startswith("SIP/"):
         message = _parse_status_line(start_line, headers)
@@ -138,33 +178,38 @@ def _parse_status_line(line: str, headers: Headers) -> Response:
 
 def _validate(message: Request | Response) -> None:
     headers = message.headers
-    counts: dict[str, int] = {}
-    for lname, _, _ in headers._items:
-        counts[lname] = counts.get(lname, 0) + 1
-    for lname in SINGLE_HEADERS:
-        if counts.get(lname, 0) > 1:
-            raise SIPParseError(f"more than one {canonical_name(lname)} header")
-    missing = [canonical_name(n) for n in _REQUIRED if n not in counts]
-    if missing:
+    names = [item[0] for item in headers._items]
+    present = set(names)
+    if len(present) != len(names):
+        for lname in SINGLE_HEADERS:
+            if names.count(lname) > 1:
+                raise SIPParseError(f"more than one {canonical_name(lname)} header")
+    if not present.issuperset(_REQUIRED):
+        missing = [canonical_name(n) for n in _REQUIRED if n not in present]
         raise SIPParseError("missing " + ", ".join(missing))
-    if not message.via:
-        raise SIPParseError("empty Via")
-    message.from_addr  # noqa: B018 - parse and cache, raising if malformed
-    message.to_addr  # noqa: B018
-    if not _CALL_ID_RE.fullmatch(message.call_id):
-        raise SIPParseError(f"malformed Call-ID {message.call_id[:60]!r}")
-    cseq = message.cseq
+    # Parse (and cache) what the transaction and dialog layers read, so that
+    # a malformed core header is refused here rather than later.
+    headers.parsed_all("via", parse_via_list)
+    headers.parsed("from", parse_name_addr)
+    headers.parsed("to", parse_name_addr)
+    call_id = headers._first("call-id")
+    if call_id is None or not _CALL_ID_RE.fullmatch(call_id):
+        raise SIPParseError(f"malformed Call-ID {(call_id or '')[:60]!r}")
+    cseq = headers.parsed("cseq", parse_cseq)
     if isinstance(message, Request):
-        if cseq.method != message.method:
+        if cseq is None or cseq.method != message.method:
             raise SIPParseError(
-                f"CSeq method {cseq.method} does not match the request method {message.method}"
+                f"CSeq method {cseq.method if cseq else None} does not match "
+                f"the request method {message.method}"
             )
-        message.max_forwards  # noqa: B018
-    if "contact" in counts:
-        message.contacts  # noqa: B018
-    if "content-type" in counts:
-        message.headers.parsed("content-type", parse_media_type)
-    message.content_length  # noqa: B018
+        if "max-forwards" in present:
+            headers.parsed("max-forwards", parse_max_forwards)
+    if "contact" in present:
+        message.contacts  # noqa: B018 - parse and cache, raising if malformed
+    if "content-type" in present:
+        headers.parsed("content-type", parse_media_type)
+    if "content-length" in present:
+        headers.parsed("content-length", parse_content_length)
 
 
 class StreamFramer:

@@ -9,12 +9,13 @@ from __future__ import annotations
 import ipaddress
 import re
 from dataclasses import dataclass
+from functools import lru_cache
 from urllib.parse import unquote
 
 from . import abnf
 from .errors import LocalProtocolError, SIPParseError
 
-__all__ = ["URI", "AbsoluteURI", "SipURI", "format_host", "parse_uri", "unescape"]
+__all__ = ["URI", "AbsoluteURI", "SipURI", "format_host", "parse_uri", "unescape", "valid_host"]
 
 _SCHEME_RE = re.compile(rf"({abnf.SCHEME}):")
 _USER_RE = re.compile(abnf.USER)
@@ -34,7 +35,9 @@ def unescape(text: str) -> str:
     return unquote(text, errors="surrogateescape") if "%" in text else text
 
 
-def _valid_host(host: str) -> bool:
+@lru_cache(maxsize=4096)
+def valid_host(host: str) -> bool:
+    """True for a hostname, an IPv4 address or a bracketed IPv6 reference."""
     if host.startswith("["):
         if not host.endswith("]"):
             return False
@@ -71,7 +74,7 @@ def _split_hostport(text: str, whole: str) -> tuple[str, int | None]:
         port = int(rest[1:])
         if port > 65535:
             raise SIPParseError(f"port out of range in URI {whole!r}")
-    if not _valid_host(host):
+    if not valid_host(host):
         raise SIPParseError(f"bad host in URI {whole!r}")
     return host, port
 
@@ -93,7 +96,7 @@ class SipURI:
     def __post_init__(self) -> None:
         if self.scheme not in ("sip", "sips"):
             raise LocalProtocolError(f"SipURI scheme must be sip or sips, not {self.scheme!r}")
-        if not _valid_host(self.host):
+        if not valid_host(self.host):
             raise LocalProtocolError(f"bad host {self.host!r}")
         if self.user is not None and not _USER_RE.fullmatch(self.user):
             raise LocalProtocolError(f"bad user part {self.user!r}")
@@ -180,6 +183,10 @@ def parse_uri(text: str) -> URI:
 
     Raises :class:`SIPParseError` (400) when it is malformed.
     """
+    if text.startswith("sip"):
+        fast = _fast_sip_uri(text)
+        if fast is not None:
+            return fast
     match = _SCHEME_RE.match(text)
     if match is None:
         raise SIPParseError(f"malformed URI {text!r}")
@@ -190,6 +197,52 @@ def parse_uri(text: str) -> URI:
             raise SIPParseError(f"malformed URI {text!r}")
         return AbsoluteURI(scheme=scheme, opaque=rest)
     return _parse_sip_uri(scheme, rest, text)
+
+
+_FAST_SIP_RE = re.compile(
+    r"(sips?):(?:([A-Za-z0-9\-_.!~*'()&=+$,]+)@)?(\[[0-9A-Fa-f:.]+\]|[A-Za-z0-9\-.]+)"
+    r"(?::([0-9]{1,5}))?((?:;[A-Za-z0-9\-_.!~*'()\[\]/:&+$]+(?:=[A-Za-z0-9\-_.!~*'()\[\]/:&+$]+)?)*)"
+)
+
+
+def _fast_sip_uri(text: str) -> SipURI | None:
+    """The common forms (no escapes, password or URI headers), or None."""
+    match = _FAST_SIP_RE.fullmatch(text)
+    if match is None:
+        return None
+    scheme, user, host, port_text, params_text = match.groups()
+    port = int(port_text) if port_text is not None else None
+    if (port is not None and port > 65535) or not valid_host(host):
+        return None
+    params: tuple[tuple[str, str | None], ...] = ()
+    if params_text:
+        params = tuple(
+            (name, value if eq else None)
+            for name, eq, value in (p.partition("=") for p in params_text[1:].split(";"))
+        )
+    return _build_sip_uri(scheme, user, None, host, port, params, ())
+
+
+def _build_sip_uri(
+    scheme: str,
+    user: str | None,
+    password: str | None,
+    host: str,
+    port: int | None,
+    params: Params,
+    headers: tuple[tuple[str, str], ...],
+) -> SipURI:
+    # Validated by the parser: skip __post_init__'s checks on the hot path.
+    uri = object.__new__(SipURI)
+    _set = object.__setattr__
+    _set(uri, "host", host)
+    _set(uri, "scheme", scheme)
+    _set(uri, "user", user)
+    _set(uri, "password", password)
+    _set(uri, "port", port)
+    _set(uri, "params", params)
+    _set(uri, "headers", headers)
+    return uri
 
 
 def _parse_sip_uri(scheme: str, rest: str, whole: str) -> SipURI:
@@ -224,16 +277,4 @@ def _parse_sip_uri(scheme: str, rest: str, whole: str) -> SipURI:
             if hmatch is None:
                 raise SIPParseError(f"bad header {header!r} in URI {whole!r}")
             headers.append((hmatch.group(1), hmatch.group(2)))
-    uri = SipURI.__new__(SipURI)
-    # Validated above: skip __post_init__'s checks on the hot path.
-    for name, value in (
-        ("host", host),
-        ("scheme", scheme),
-        ("user", user),
-        ("password", password),
-        ("port", port),
-        ("params", tuple(params)),
-        ("headers", tuple(headers)),
-    ):
-        object.__setattr__(uri, name, value)
-    return uri
+    return _build_sip_uri(scheme, user, password, host, port, tuple(params), tuple(headers))

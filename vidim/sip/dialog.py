@@ -1,0 +1,1437 @@
+"""Dialogs (RFC 3261 sections 12-15) and their subscription usages (RFC 6665).
+
+A dialog is the peer-to-peer relationship that INVITE (or SUBSCRIBE) sets
+up: the Call-ID, the two tags, both CSeq counters, the route set and the
+remote target.  This layer consumes and produces :class:`Request` and
+:class:`Response` objects only; it knows nothing of transactions, sockets or
+clocks.  The transaction user (TU) glues the two: it hands every response
+that reaches it to :meth:`DialogManager.receive_response` and every request
+to :meth:`DialogManager.receive_request`, and it sends what the dialogs build
+through new client transactions (or, for ACK to a 2xx, straight to the
+transport).
+
+Rule, as in h11's ``_state.py``: every change of :class:`DialogState` goes
+through :data:`TRANSITIONS`.  A (role, state, input) that is not in the table
+is refused with :class:`LocalProtocolError`; on the receive path that error
+is re-raised as :class:`RemoteProtocolError`, since there the peer is the one
+who broke the protocol.
+
+Usages (RFC 5057): a dialog carries an INVITE usage when INVITE created it,
+plus one usage per :class:`Subscription`.  A dialog made by a subscription
+ends when its last subscription does; BYE ends every usage.
+"""
+
+from __future__ import annotations
+
+import secrets
+from collections.abc import Callable, Iterable, Iterator
+from dataclasses import dataclass
+from enum import Enum
+from typing import Any, TypeAlias
+
+from .errors import LocalProtocolError, RemoteProtocolError, SIPParseError
+from .headers import (
+    NameAddr,
+    Params,
+    Via,
+    parse_name_addr,
+    parse_params,
+    parse_via_list,
+    quote,
+)
+from .message import Request, Response, make_response
+from .uri import URI, SipURI, parse_uri
+
+__all__ = [
+    "DIALOG_CREATING_METHODS",
+    "TARGET_REFRESH_METHODS",
+    "TRANSITIONS",
+    "Dialog",
+    "DialogId",
+    "DialogInput",
+    "DialogManager",
+    "DialogRole",
+    "DialogState",
+    "EventHeader",
+    "LocalVia",
+    "Subscription",
+    "SubscriptionState",
+    "SubscriptionStatus",
+    "new_branch",
+    "new_call_id",
+    "new_tag",
+    "next_dialog_state",
+    "parse_event",
+    "parse_subscription_state",
+    "unknown_dialog_response",
+    "warning_value",
+]
+
+#: Requests that may create a dialog when sent outside one (RFC 3261, RFC 6665).
+DIALOG_CREATING_METHODS = frozenset(("INVITE", "SUBSCRIBE"))
+#: Requests whose Contact replaces the remote target (RFC 3261 12.2, RFC 3311,
+#: RFC 6665 section 4.1.2 and 4.2.2, RFC 3515).
+TARGET_REFRESH_METHODS = frozenset(("INVITE", "UPDATE", "SUBSCRIBE", "NOTIFY", "REFER"))
+#: Requests that must carry a Contact (the local target) when we send them.
+_CONTACT_METHODS = TARGET_REFRESH_METHODS
+#: Headers the dialog writes itself; the caller may not pass them in.
+_MANAGED_REQUEST_HEADERS = frozenset(
+    ("via", "from", "to", "call-id", "cseq", "route", "contact", "max-forwards", "content-length")
+)
+_MANAGED_RESPONSE_HEADERS = frozenset(
+    ("via", "from", "to", "call-id", "cseq", "record-route", "content-length")
+)
+#: Final responses to a SUBSCRIBE refresh that end the subscription (RFC 6665 4.1.2.2).
+_SUBSCRIBE_FATAL = frozenset((404, 405, 410, 416, 480, 481, 482, 483, 484, 485, 489, 501, 604))
+_MAX_FORWARDS = "70"
+#: to_dict() format; bump it when the layout changes.
+_FORMAT = 1
+
+
+# -- identifiers -------------------------------------------------------------------
+
+
+def new_tag() -> str:
+    """A From/To tag: 64 random bits, well above the 32 RFC 3261 19.3 asks for."""
+    return secrets.token_hex(8)
+
+
+def new_branch() -> str:
+    """A Via branch: the RFC 3261 magic cookie plus 128 random bits."""
+    return "z9hG4bK" + secrets.token_hex(16)
+
+
+def new_call_id() -> str:
+    """A Call-ID that is unique without a host part (128 random bits)."""
+    return secrets.token_hex(16)
+
+
+@dataclass(frozen=True, slots=True)
+class DialogId:
+    """What identifies a dialog at one end (RFC 3261 12): the tags are as seen locally.
+
+    A missing remote tag (an RFC 2543 peer) is the empty string.
+    """
+
+    call_id: str
+    local_tag: str
+    remote_tag: str
+
+
+# -- the state machine ---------------------------------------------------------------
+
+
+class DialogState(Enum):
+    EARLY = "early"
+    CONFIRMED = "confirmed"
+    TERMINATED = "terminated"
+
+
+class DialogRole(Enum):
+    """Which side sent the request that created the dialog."""
+
+    UAC = "uac"
+    UAS = "uas"
+
+
+class DialogInput(Enum):
+    """What can happen to a dialog; SEND_ for what we do, RECV_ for what the peer does."""
+
+    #: A 101-199 with a To tag to the dialog-creating INVITE.
+    RECV_PROVISIONAL = "recv-provisional"
+    #: A 2xx to the dialog-creating request (or its retransmission).
+    RECV_2XX = "recv-2xx"
+    #: A 300-699 to the dialog-creating INVITE (RFC 3261 12.3, 13.2.2.3).
+    RECV_FAILURE = "recv-failure"
+    #: Our answers to the dialog-creating request.
+    SEND_PROVISIONAL = "send-provisional"
+    SEND_2XX = "send-2xx"
+    SEND_FAILURE = "send-failure"
+    #: In-dialog traffic.
+    SEND_REQUEST = "send-request"
+    SEND_ACK = "send-ack"
+    SEND_BYE = "send-bye"
+    RECV_REQUEST = "recv-request"
+    RECV_ACK = "recv-ack"
+    RECV_BYE = "recv-bye"
+    RECV_RESPONSE = "recv-response"
+    #: A 481 or 408 (or a timeout) for an in-dialog request (RFC 3261 12.2.1.2).
+    RECV_DIALOG_FAILURE = "recv-dialog-failure"
+    #: The last subscription of a dialog without INVITE usage ended (RFC 5057).
+    LAST_USAGE_ENDED = "last-usage-ended"
+
+
+_E, _C, _T = DialogState.EARLY, DialogState.CONFIRMED, DialogState.TERMINATED
+_I = DialogInput
+
+_SHARED: dict[tuple[DialogState, DialogInput], DialogState] = {
+    # Requests inside an early dialog are legal (UPDATE, PRACK, INFO).
+    (_E, _I.SEND_REQUEST): _E,
+    (_C, _I.SEND_REQUEST): _C,
+    (_C, _I.SEND_BYE): _T,
+    (_E, _I.RECV_REQUEST): _E,
+    (_C, _I.RECV_REQUEST): _C,
+    # A request for a dialog we ended is answered 481, without a state change.
+    (_T, _I.RECV_REQUEST): _T,
+    # The caller may BYE an early dialog (RFC 3261 15); a callee that does so
+    # breaks the rule, but honouring its wish to hang up is the useful answer.
+    (_E, _I.RECV_BYE): _T,
+    (_C, _I.RECV_BYE): _T,
+    (_T, _I.RECV_BYE): _T,
+    (_E, _I.RECV_RESPONSE): _E,
+    (_C, _I.RECV_RESPONSE): _C,
+    # The answer to our BYE arrives after the dialog ended.
+    (_T, _I.RECV_RESPONSE): _T,
+    (_E, _I.RECV_DIALOG_FAILURE): _T,
+    (_C, _I.RECV_DIALOG_FAILURE): _T,
+    (_T, _I.RECV_DIALOG_FAILURE): _T,
+    (_C, _I.LAST_USAGE_ENDED): _T,
+    (_T, _I.LAST_USAGE_ENDED): _T,
+    # ACK for a 2xx: to the dialog-creating INVITE or a re-INVITE, either way.
+    # It still goes out (or arrives) after a BYE that crossed the 2xx.
+    (_C, _I.SEND_ACK): _C,
+    (_T, _I.SEND_ACK): _T,
+    (_C, _I.RECV_ACK): _C,
+    (_T, _I.RECV_ACK): _T,
+}
+
+#: (role, state, input) -> next state.  What is missing is a protocol error.
+TRANSITIONS: dict[tuple[DialogRole, DialogState, DialogInput], DialogState] = {
+    **{(DialogRole.UAC, s, i): n for (s, i), n in _SHARED.items()},
+    **{(DialogRole.UAS, s, i): n for (s, i), n in _SHARED.items()},
+    # UAC (RFC 3261 12.1.2, 13.2.2).
+    (DialogRole.UAC, _E, _I.RECV_PROVISIONAL): _E,
+    (DialogRole.UAC, _E, _I.RECV_2XX): _C,
+    (DialogRole.UAC, _C, _I.RECV_2XX): _C,
+    # A 2xx after we BYE'd an early dialog must still be ACKed (then BYE'd).
+    (DialogRole.UAC, _T, _I.RECV_2XX): _T,
+    (DialogRole.UAC, _T, _I.RECV_PROVISIONAL): _T,
+    (DialogRole.UAC, _E, _I.RECV_FAILURE): _T,
+    (DialogRole.UAC, _T, _I.RECV_FAILURE): _T,
+    # "The caller's UA MAY send a BYE for either confirmed or early dialogs,
+    # and the callee's UA MAY send a BYE on confirmed dialogs, but MUST NOT
+    # send a BYE on early dialogs" (RFC 3261 15).
+    (DialogRole.UAC, _E, _I.SEND_BYE): _T,
+    # UAS (RFC 3261 12.1.1, 13.3).
+    (DialogRole.UAS, _E, _I.SEND_PROVISIONAL): _E,
+    (DialogRole.UAS, _E, _I.SEND_2XX): _C,
+    (DialogRole.UAS, _E, _I.SEND_FAILURE): _T,
+    # The 487 to the INVITE after the caller BYE'd the early dialog.
+    (DialogRole.UAS, _T, _I.SEND_FAILURE): _T,
+}
+
+
+def next_dialog_state(role: DialogRole, state: DialogState, event: DialogInput) -> DialogState:
+    """Look ``(role, state, event)`` up in :data:`TRANSITIONS`.
+
+    Raises :class:`LocalProtocolError` when the move is not in the table.
+    """
+    try:
+        return TRANSITIONS[(role, state, event)]
+    except KeyError:
+        raise LocalProtocolError(
+            f"{event.name} is not allowed for a {role.name} dialog in state {state.name}",
+            status_hint=500,
+        ) from None
+
+
+# -- Via ---------------------------------------------------------------------------
+
+#: Our Via: a template whose branch is replaced on every request, or a factory
+#: called for each request (its branch, if any, is replaced too).
+LocalVia: TypeAlias = Via | Callable[[], Via]
+
+
+def _fresh_via(local_via: LocalVia) -> Via:
+    via = local_via if isinstance(local_via, Via) else local_via()
+    return via.with_params(branch=new_branch())
+
+
+# -- event headers -----------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class EventHeader:
+    """An Event header (RFC 6665 8.2.1): package, optional ``id``, other params."""
+
+    package: str
+    id: str | None = None
+    params: Params = ()
+
+    def matches(self, package: str, id: str | None) -> bool:
+        # Event packages are tokens compared without case; the id is opaque.
+        return self.package.lower() == package.lower() and self.id == id
+
+    def __str__(self) -> str:
+        return self.package + "".join(f";{k}" if v is None else f";{k}={v}" for k, v in self.params)
+
+
+def parse_event(value: str) -> EventHeader:
+    """Parse ``Event: package *( ;param )``; raises :class:`SIPParseError` (400)."""
+    text = value.strip()
+    semi = text.find(";")
+    package = (text if semi < 0 else text[:semi]).strip()
+    if not package or not all(c.isalnum() or c in "-.!%*_+`'~" for c in package):
+        raise SIPParseError(f"malformed Event {value!r}")
+    params = parse_params(text[semi:], f"Event {value!r}") if semi >= 0 else ()
+    event_id = next((v for k, v in params if k.lower() == "id"), None)
+    return EventHeader(package=package, id=event_id, params=params)
+
+
+class SubscriptionState(Enum):
+    """A subscription's state (RFC 6665 4.1.2, 4.2.2); NOTIFY_WAIT: no NOTIFY yet."""
+
+    NOTIFY_WAIT = "notify-wait"
+    PENDING = "pending"
+    ACTIVE = "active"
+    TERMINATED = "terminated"
+
+
+@dataclass(frozen=True, slots=True)
+class SubscriptionStatus:
+    """A parsed Subscription-State header (RFC 6665 8.2.3)."""
+
+    state: SubscriptionState
+    reason: str | None = None
+    expires: int | None = None
+    retry_after: int | None = None
+
+    def __str__(self) -> str:
+        state = self.state.value if self.state is not SubscriptionState.NOTIFY_WAIT else "pending"
+        parts = [state]
+        if self.reason is not None:
+            parts.append(f"reason={self.reason}")
+        if self.expires is not None:
+            parts.append(f"expires={self.expires}")
+        if self.retry_after is not None:
+            parts.append(f"retry-after={self.retry_after}")
+        return ";".join(parts)
+
+
+def _delta(value: str | None, what: str) -> int | None:
+    if value is None:
+        return None
+    if not value.isascii() or not value.isdigit():
+        raise SIPParseError(f"malformed {what} {value!r}")
+    return int(value)
+
+
+def parse_subscription_state(value: str) -> SubscriptionStatus:
+    """Parse Subscription-State; an unknown substate counts as pending (RFC 6665 8.2.3)."""
+    text = value.strip()
+    semi = text.find(";")
+    substate = (text if semi < 0 else text[:semi]).strip().lower()
+    if not substate:
+        raise SIPParseError(f"malformed Subscription-State {value!r}")
+    params = parse_params(text[semi:], f"Subscription-State {value!r}") if semi >= 0 else ()
+    named = {k.lower(): v for k, v in params}
+    state = {
+        "active": SubscriptionState.ACTIVE,
+        "terminated": SubscriptionState.TERMINATED,
+    }.get(substate, SubscriptionState.PENDING)
+    return SubscriptionStatus(
+        state=state,
+        reason=named.get("reason"),
+        expires=_delta(named.get("expires"), "expires"),
+        retry_after=_delta(named.get("retry-after"), "retry-after"),
+    )
+
+
+@dataclass(slots=True, eq=False)
+class Subscription:
+    """One subscription usage of a dialog (RFC 6665).
+
+    ``notifier`` is False when we subscribed (we receive the NOTIFYs) and
+    True when the peer subscribed to us.  ``expires`` is the duration last
+    granted, in seconds: the dialog has no clock, so the TU turns it into a
+    deadline.
+    """
+
+    event: str
+    id: str | None = None
+    state: SubscriptionState = SubscriptionState.NOTIFY_WAIT
+    expires: int | None = None
+    reason: str | None = None
+    retry_after: int | None = None
+    notifier: bool = False
+
+    @property
+    def terminated(self) -> bool:
+        return self.state is SubscriptionState.TERMINATED
+
+    def matches(self, event: EventHeader) -> bool:
+        return event.matches(self.event, self.id)
+
+    def apply(self, status: SubscriptionStatus) -> None:
+        """Take in a Subscription-State we received (or sent, as notifier)."""
+        self.state = status.state
+        if status.expires is not None:
+            self.expires = status.expires
+        if status.state is SubscriptionState.TERMINATED:
+            self.reason = status.reason
+            self.retry_after = status.retry_after
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "event": self.event,
+            "id": self.id,
+            "state": self.state.value,
+            "expires": self.expires,
+            "reason": self.reason,
+            "retry_after": self.retry_after,
+            "notifier": self.notifier,
+        }
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> Subscription:
+        return cls(
+            event=str(data["event"]),
+            id=_opt_str(data["id"]),
+            state=SubscriptionState(data["state"]),
+            expires=_opt_int(data["expires"]),
+            reason=_opt_str(data["reason"]),
+            retry_after=_opt_int(data["retry_after"]),
+            notifier=bool(data["notifier"]),
+        )
+
+
+# -- helpers -----------------------------------------------------------------------
+
+
+def warning_value(agent: str, text: str) -> str:
+    """A Warning header value, code 399 (miscellaneous), RFC 3261 20.43."""
+    return f"399 {agent} {quote(text)}"
+
+
+def unknown_dialog_response(request: Request, *, warn_agent: str) -> Response:
+    """The 481 for a request with a To tag that matches no dialog (RFC 3261 12.2.2)."""
+    return make_response(
+        request,
+        481,
+        headers=[("Warning", warning_value(warn_agent, "no dialog matches this request"))],
+    )
+
+
+def _agent_of(uri: URI, fallback: str = "vidim") -> str:
+    if isinstance(uri, SipURI):
+        return uri.host if uri.port is None else f"{uri.host}:{uri.port}"
+    return fallback
+
+
+def _opt_str(value: object) -> str | None:
+    if value is None:
+        return None
+    if not isinstance(value, str):
+        raise TypeError(f"expected a string, got {value!r}")
+    return value
+
+
+def _opt_int(value: object) -> int | None:
+    if value is None:
+        return None
+    if not isinstance(value, int) or isinstance(value, bool):
+        raise TypeError(f"expected an integer, got {value!r}")
+    return value
+
+
+def _as_name_addr(value: NameAddr | URI | str) -> NameAddr:
+    if isinstance(value, NameAddr):
+        return value
+    if isinstance(value, str):
+        return parse_name_addr(value)
+    return NameAddr(uri=value)
+
+
+def _request_uri(uri: URI) -> URI:
+    """Strip what a Request-URI may not carry: ``method`` and URI headers (19.1.1)."""
+    if not isinstance(uri, SipURI) or (not uri.headers and not uri.has_param("method")):
+        return uri
+    return SipURI(
+        host=uri.host,
+        scheme=uri.scheme,
+        user=uri.user,
+        password=uri.password,
+        port=uri.port,
+        params=tuple(p for p in uri.params if p[0].lower() != "method"),
+    )
+
+
+def _is_loose(route: NameAddr) -> bool:
+    return isinstance(route.uri, SipURI) and route.uri.has_param("lr")
+
+
+def _check_headers(headers: Iterable[tuple[str, str]], managed: frozenset[str]) -> None:
+    for name, _ in headers:
+        if name.lower() in managed:
+            raise LocalProtocolError(f"the dialog writes the {name} header itself")
+
+
+def _expires(message: Request | Response) -> int | None:
+    value = message.headers.get("expires")
+    if value is None or not value.isascii() or not value.isdigit():
+        return None
+    return int(value)
+
+
+def _event_of(message: Request) -> EventHeader | None:
+    value = message.headers.get("event")
+    return parse_event(value) if value is not None else None
+
+
+def _first_contact(message: Request | Response) -> URI | None:
+    contacts = message.contacts
+    return contacts[0].uri if contacts else None
+
+
+def _tag(addr: NameAddr) -> str:
+    return addr.tag or ""
+
+
+# -- the dialog --------------------------------------------------------------------
+
+
+class Dialog:
+    """One dialog, seen from our end.
+
+    Build it with :meth:`from_uac` (a response to our INVITE/SUBSCRIBE),
+    :meth:`from_notify` (a NOTIFY that beat the 2xx to our SUBSCRIBE),
+    :meth:`from_uas` (an INVITE/SUBSCRIBE we are going to answer) or
+    :meth:`from_dict`.  Requests it builds are complete: Via with a fresh
+    branch, Max-Forwards, Route and Request-URI from the route set.
+    """
+
+    __slots__ = (
+        "_pending_invite",
+        "call_id",
+        "has_invite_usage",
+        "initial_cseq",
+        "initial_method",
+        "local_contact",
+        "local_cseq",
+        "local_party",
+        "local_tag",
+        "local_via",
+        "remote_cseq",
+        "remote_party",
+        "remote_tag",
+        "remote_target",
+        "role",
+        "route_set",
+        "secure",
+        "state",
+        "subscriptions",
+    )
+
+    role: DialogRole
+    state: DialogState
+    call_id: str
+    local_tag: str
+    remote_tag: str
+    #: Our From (UAC) / To (UAS) value, tag included.
+    local_party: NameAddr
+    #: The peer's To (UAC) / From (UAS) value, tag included (absent for RFC 2543 peers).
+    remote_party: NameAddr
+    local_contact: NameAddr
+    remote_target: URI
+    #: Routes in the order they go into a Route header.
+    route_set: tuple[NameAddr, ...]
+    local_cseq: int | None
+    remote_cseq: int | None
+    #: CSeq number and method of the request that created the dialog.
+    initial_cseq: int
+    initial_method: str
+    secure: bool
+    has_invite_usage: bool
+    subscriptions: list[Subscription]
+    local_via: LocalVia | None
+    _pending_invite: int | None
+
+    def __init__(
+        self,
+        *,
+        role: DialogRole,
+        state: DialogState,
+        call_id: str,
+        local_party: NameAddr,
+        remote_party: NameAddr,
+        local_contact: NameAddr,
+        remote_target: URI,
+        route_set: Iterable[NameAddr] = (),
+        local_cseq: int | None,
+        remote_cseq: int | None,
+        initial_cseq: int,
+        initial_method: str,
+        secure: bool = False,
+        local_via: LocalVia | None = None,
+    ) -> None:
+        if local_party.tag is None:
+            raise LocalProtocolError("the local party of a dialog needs a tag")
+        self.role = role
+        self.state = state
+        self.call_id = call_id
+        self.local_party = local_party
+        self.remote_party = remote_party
+        self.local_tag = _tag(local_party)
+        self.remote_tag = _tag(remote_party)
+        self.local_contact = local_contact
+        self.remote_target = remote_target
+        self.route_set = tuple(route_set)
+        self.local_cseq = local_cseq
+        self.remote_cseq = remote_cseq
+        self.initial_cseq = initial_cseq
+        self.initial_method = initial_method
+        self.secure = secure
+        self.local_via = local_via
+        self.has_invite_usage = initial_method == "INVITE"
+        self.subscriptions = []
+        self._pending_invite = None
+
+    # -- construction ------------------------------------------------------------
+    @classmethod
+    def from_uac(
+        cls, request: Request, response: Response, *, local_via: LocalVia | None = None
+    ) -> Dialog:
+        """The dialog a response to our INVITE or SUBSCRIBE creates (RFC 3261 12.1.2).
+
+        INVITE: a 101-199 with a To tag makes an early dialog, a 2xx a confirmed
+        one.  SUBSCRIBE: only a 2xx (RFC 6665 4.1.2.1); the subscription named
+        by its Event header is attached, waiting for the first NOTIFY.
+        """
+        method = request.method
+        if method not in DIALOG_CREATING_METHODS:
+            raise LocalProtocolError(f"{method} does not create dialogs")
+        status = response.status
+        if method == "INVITE" and 101 <= status <= 199 and response.to_addr.tag is not None:
+            state = DialogState.EARLY
+        elif 200 <= status <= 299:
+            state = DialogState.CONFIRMED
+        else:
+            raise LocalProtocolError(f"a {status} to {method} does not create a dialog")
+        cls._check_response(request, response)
+        local_contact = cls._our_contact(request)
+        dialog = cls(
+            role=DialogRole.UAC,
+            state=state,
+            call_id=request.call_id,
+            local_party=request.from_addr,
+            remote_party=response.to_addr,
+            local_contact=local_contact,
+            # A Contact-less response (broken, but seen on 18x) leaves the
+            # request's target in place.
+            remote_target=_first_contact(response) or request.uri,
+            route_set=reversed(response.record_route),
+            local_cseq=request.cseq.seq,
+            remote_cseq=None,
+            initial_cseq=request.cseq.seq,
+            initial_method=method,
+            secure=request.uri.scheme == "sips",
+            local_via=local_via,
+        )
+        if method == "SUBSCRIBE":
+            dialog._add_subscriber_usage(request)
+            dialog._subscribe_response(request, response)
+        return dialog
+
+    @classmethod
+    def from_notify(
+        cls, subscribe: Request, notify: Request, *, local_via: LocalVia | None = None
+    ) -> Dialog:
+        """The dialog a NOTIFY creates when it beats the 2xx to our SUBSCRIBE.
+
+        RFC 6665 4.1.2.4: the subscriber builds it as a UAS would (RFC 3261
+        12.1.1): route set from the NOTIFY's Record-Route in order, remote
+        target from its Contact.  Call :meth:`receive_request` with the same
+        NOTIFY next, for the subscription state and the 200.
+        """
+        if subscribe.method != "SUBSCRIBE" or notify.method != "NOTIFY":
+            raise LocalProtocolError("from_notify takes a SUBSCRIBE and a NOTIFY")
+        if notify.call_id != subscribe.call_id or notify.to_addr.tag != subscribe.from_addr.tag:
+            raise LocalProtocolError("the NOTIFY does not belong to this SUBSCRIBE")
+        remote_target = _first_contact(notify)
+        if remote_target is None:
+            raise RemoteProtocolError("NOTIFY without Contact", status_hint=400)
+        dialog = cls(
+            role=DialogRole.UAC,
+            state=DialogState.CONFIRMED,
+            call_id=subscribe.call_id,
+            local_party=subscribe.from_addr,
+            remote_party=notify.from_addr,
+            local_contact=cls._our_contact(subscribe),
+            remote_target=remote_target,
+            route_set=notify.record_route,
+            local_cseq=subscribe.cseq.seq,
+            remote_cseq=None,
+            initial_cseq=subscribe.cseq.seq,
+            initial_method="SUBSCRIBE",
+            secure=subscribe.uri.scheme == "sips",
+            local_via=local_via,
+        )
+        dialog._add_subscriber_usage(subscribe)
+        return dialog
+
+    @classmethod
+    def from_uas(
+        cls,
+        request: Request,
+        local_tag: str | None = None,
+        local_contact: NameAddr | URI | str | None = None,
+        *,
+        local_via: LocalVia | None = None,
+    ) -> Dialog:
+        """The dialog we create by answering an INVITE or SUBSCRIBE (RFC 3261 12.1.1).
+
+        It starts EARLY and becomes CONFIRMED when :meth:`create_response`
+        builds the 2xx (TERMINATED on a failure).  The route set is the
+        request's Record-Route in order, the remote target its Contact.
+        """
+        if request.method not in DIALOG_CREATING_METHODS:
+            raise LocalProtocolError(f"{request.method} does not create dialogs")
+        if request.to_addr.tag is not None:
+            raise LocalProtocolError("a request with a To tag is inside a dialog already")
+        if local_contact is None:
+            raise LocalProtocolError("a UAS dialog needs a local Contact")
+        remote_target = _first_contact(request)
+        if remote_target is None:
+            raise RemoteProtocolError(f"{request.method} without Contact", status_hint=400)
+        tag = local_tag if local_tag is not None else new_tag()
+        dialog = cls(
+            role=DialogRole.UAS,
+            state=DialogState.EARLY,
+            call_id=request.call_id,
+            local_party=request.to_addr.with_tag(tag),
+            remote_party=request.from_addr,
+            local_contact=_as_name_addr(local_contact),
+            remote_target=remote_target,
+            route_set=request.record_route,
+            local_cseq=None,
+            remote_cseq=request.cseq.seq,
+            initial_cseq=request.cseq.seq,
+            initial_method=request.method,
+            secure=request.uri.scheme == "sips",
+            local_via=local_via,
+        )
+        if request.method == "SUBSCRIBE":
+            event = _event_of(request)
+            if event is None:
+                raise RemoteProtocolError("SUBSCRIBE without Event", status_hint=400)
+            dialog.subscriptions.append(
+                Subscription(event.package, event.id, expires=_expires(request), notifier=True)
+            )
+        return dialog
+
+    @staticmethod
+    def _our_contact(request: Request) -> NameAddr:
+        contacts = request.contacts
+        if not contacts:
+            raise LocalProtocolError(f"our {request.method} has no Contact")
+        return contacts[0]
+
+    @staticmethod
+    def _check_response(request: Request, response: Response) -> None:
+        if response.call_id != request.call_id or response.from_addr.tag != request.from_addr.tag:
+            raise LocalProtocolError("the response does not answer this request")
+        cseq = response.cseq
+        if cseq.seq != request.cseq.seq or cseq.method != request.method:
+            raise LocalProtocolError("the response's CSeq does not match the request")
+
+    # -- identity and usages -----------------------------------------------------
+    @property
+    def id(self) -> DialogId:
+        return DialogId(self.call_id, self.local_tag, self.remote_tag)
+
+    @property
+    def terminated(self) -> bool:
+        return self.state is DialogState.TERMINATED
+
+    @property
+    def warn_agent(self) -> str:
+        """Our host[:port] for Warning headers, taken from our Contact."""
+        return _agent_of(self.local_contact.uri)
+
+    def find_subscription(self, event: EventHeader, *, notifier: bool) -> Subscription | None:
+        for sub in self.subscriptions:
+            if sub.notifier is notifier and sub.matches(event):
+                return sub
+        return None
+
+    def add_subscription(self, subscription: Subscription) -> None:
+        """Attach a usage the dialog cannot see by itself (a REFER's implicit one)."""
+        if self.terminated:
+            raise LocalProtocolError("the dialog is terminated")
+        self.subscriptions.append(subscription)
+
+    def _add_subscriber_usage(self, subscribe: Request) -> Subscription:
+        event = _event_of(subscribe)
+        if event is None:
+            raise LocalProtocolError("a SUBSCRIBE needs an Event header")
+        sub = self.find_subscription(event, notifier=False)
+        if sub is None or sub.terminated:
+            if sub is not None:
+                self.subscriptions.remove(sub)
+            sub = Subscription(event.package, event.id)
+            self.subscriptions.append(sub)
+        return sub
+
+    def _end_subscription(self, sub: Subscription, reason: str | None) -> None:
+        if not sub.terminated:
+            sub.apply(SubscriptionStatus(SubscriptionState.TERMINATED, reason=reason))
+        if not self.has_invite_usage and all(s.terminated for s in self.subscriptions):
+            self._fire(DialogInput.LAST_USAGE_ENDED)
+
+    def _fire(self, event: DialogInput) -> None:
+        self.state = next_dialog_state(self.role, self.state, event)
+        if self.state is DialogState.TERMINATED:
+            self.has_invite_usage = False
+            for sub in self.subscriptions:
+                if not sub.terminated:
+                    sub.apply(SubscriptionStatus(SubscriptionState.TERMINATED, reason=None))
+
+    def _fire_remote(self, event: DialogInput) -> None:
+        try:
+            self._fire(event)
+        except LocalProtocolError as exc:
+            raise RemoteProtocolError(exc.reason, status_hint=exc.status_hint) from exc
+
+    # -- sending -----------------------------------------------------------------
+    def create_request(
+        self,
+        method: str,
+        *,
+        headers: Iterable[tuple[str, str]] = (),
+        body: bytes = b"",
+        content_type: str | None = None,
+    ) -> Request:
+        """Build an in-dialog request (RFC 3261 12.2.1.1) with the next local CSeq.
+
+        BYE ends the dialog at once (15.1.1: the session is over once BYE is
+        handed to its transaction).  An INVITE may not overlap another of our
+        INVITEs (14.1).  A SUBSCRIBE adds (or refreshes) the subscription of
+        its Event header.  A NOTIFY we send as notifier updates ours.
+        """
+        method = method.upper()
+        if method in ("ACK", "CANCEL"):
+            raise LocalProtocolError(
+                f"{method} is not built this way: create_ack() for a 2xx, the "
+                "transaction layer for CANCEL"
+            )
+        headers = list(headers)
+        _check_headers(headers, _MANAGED_REQUEST_HEADERS)
+        self._check_can_send()
+        if method == "INVITE" and self._pending_invite is not None:
+            raise LocalProtocolError("an INVITE is already in progress in this dialog (491)")
+        seq = (self.local_cseq or 0) + 1
+        if seq >= 2**31:
+            raise LocalProtocolError("the local CSeq ran past 2**31")
+        # Check what the side effects below need before the state moves.
+        probe = Request(method, self.remote_target, headers)
+        if method == "SUBSCRIBE" and _event_of(probe) is None:
+            raise LocalProtocolError("a SUBSCRIBE needs an Event header")
+        if method == "NOTIFY" and (
+            _event_of(probe) is None or probe.headers.get("subscription-state") is None
+        ):
+            raise LocalProtocolError("a NOTIFY needs Event and Subscription-State headers")
+        self._fire(DialogInput.SEND_BYE if method == "BYE" else DialogInput.SEND_REQUEST)
+        self.local_cseq = seq
+        request = self._build(method, seq, headers, body, content_type)
+        if method == "INVITE":
+            self._pending_invite = seq
+        elif method == "SUBSCRIBE":
+            self._add_subscriber_usage(request)
+        elif method == "NOTIFY":
+            self._sent_notify(request)
+        return request
+
+    def _check_can_send(self) -> None:
+        if self.local_via is None:
+            raise LocalProtocolError("the dialog has no local Via to send requests with")
+
+    def create_ack(
+        self, response: Response, *, body: bytes = b"", content_type: str | None = None
+    ) -> Request:
+        """The ACK for a 2xx to an INVITE (RFC 3261 13.2.2.4).
+
+        CSeq number of the INVITE, method ACK, Route/Request-URI as for any
+        in-dialog request, a branch of its own.  Hand the 2xx to
+        :meth:`receive_response` first, so the remote target is current.
+        """
+        cseq = response.cseq
+        if not 200 <= response.status <= 299 or cseq.method != "INVITE":
+            raise LocalProtocolError("only a 2xx to an INVITE is ACKed by the dialog")
+        if response.call_id != self.call_id or _tag(response.to_addr) != self.remote_tag:
+            raise LocalProtocolError("the 2xx belongs to another dialog")
+        self._check_can_send()
+        self._fire(DialogInput.SEND_ACK)
+        return self._build("ACK", cseq.seq, [], body, content_type)
+
+    def _build(
+        self,
+        method: str,
+        seq: int,
+        extra: list[tuple[str, str]],
+        body: bytes,
+        content_type: str | None,
+    ) -> Request:
+        assert self.local_via is not None  # _check_can_send() ran
+        uri, routes = self.request_target()
+        headers: list[tuple[str, str]] = [
+            ("Via", str(_fresh_via(self.local_via))),
+            ("Max-Forwards", _MAX_FORWARDS),
+        ]
+        if routes:
+            headers.append(("Route", ", ".join(str(r) for r in routes)))
+        headers += [
+            ("From", str(self.local_party)),
+            ("To", str(self.remote_party)),
+            ("Call-ID", self.call_id),
+            ("CSeq", f"{seq} {method}"),
+        ]
+        if method in _CONTACT_METHODS:
+            headers.append(("Contact", str(self.local_contact)))
+        headers += extra
+        if content_type is not None:
+            headers.append(("Content-Type", content_type))
+        return Request(method, uri, headers, body)
+
+    def request_target(self) -> tuple[URI, list[NameAddr]]:
+        """Request-URI and Route values for the next request (RFC 3261 12.2.1.1).
+
+        Empty route set: the remote target, no Route.  Loose (``lr``) first
+        route: the remote target, the route set as Route.  Strict first route:
+        that route's URI (stripped of what a Request-URI may not hold), the
+        remaining routes with the remote target appended.
+        """
+        if not self.route_set:
+            return _request_uri(self.remote_target), []
+        first = self.route_set[0]
+        if _is_loose(first):
+            return _request_uri(self.remote_target), list(self.route_set)
+        return _request_uri(first.uri), [*self.route_set[1:], NameAddr(uri=self.remote_target)]
+
+    def _sent_notify(self, notify: Request) -> None:
+        event = _event_of(notify)
+        state = notify.headers.get("subscription-state")
+        # create_request checked that both are there.
+        assert event is not None
+        assert state is not None
+        sub = self.find_subscription(event, notifier=True)
+        if sub is None:
+            return
+        status = parse_subscription_state(state)
+        sub.apply(status)
+        if status.state is SubscriptionState.TERMINATED:
+            self._end_subscription(sub, status.reason)
+
+    def create_response(
+        self,
+        request: Request,
+        status: int,
+        reason: str | None = None,
+        *,
+        headers: Iterable[tuple[str, str]] = (),
+        body: bytes = b"",
+        content_type: str | None = None,
+    ) -> Response:
+        """Answer a request of this dialog: our To tag, Contact where needed.
+
+        For the request that created a UAS dialog the response also copies its
+        Record-Route (12.1.1) and moves the dialog: 1xx keeps it early, 2xx
+        confirms it, a failure ends it.
+        """
+        if request.call_id != self.call_id or _tag(request.from_addr) != self.remote_tag:
+            raise LocalProtocolError("the request belongs to another dialog")
+        headers = list(headers)
+        _check_headers(headers, _MANAGED_RESPONSE_HEADERS)
+        initial = (
+            self.role is DialogRole.UAS
+            and request.method == self.initial_method
+            and request.cseq.seq == self.initial_cseq
+            and request.to_addr.tag is None
+        )
+        extra: list[tuple[str, str]] = []
+        if initial and 101 <= status <= 299:
+            extra += [("Record-Route", value) for value in request.headers.get_all("record-route")]
+        if 101 <= status <= 299 and request.method in _CONTACT_METHODS:
+            _check_headers(headers, frozenset(("contact",)))
+            extra.append(("Contact", str(self.local_contact)))
+        if content_type is not None:
+            extra.append(("Content-Type", content_type))
+        if initial and status > 100:
+            if status < 200:
+                self._fire(DialogInput.SEND_PROVISIONAL)
+            elif status < 300:
+                self._fire(DialogInput.SEND_2XX)
+            else:
+                self._fire(DialogInput.SEND_FAILURE)
+        return make_response(
+            request, status, reason, to_tag=self.local_tag, headers=extra + headers, body=body
+        )
+
+    def _error_response(self, request: Request, status: int, text: str) -> Response:
+        return make_response(
+            request,
+            status,
+            to_tag=self.local_tag,
+            headers=[("Warning", warning_value(self.warn_agent, text))],
+        )
+
+    # -- receiving ---------------------------------------------------------------
+    def receive_response(self, request: Request, response: Response) -> None:
+        """Take in a response to a request this dialog sent.
+
+        Moves the state (1xx/2xx/failure to the dialog-creating INVITE; 481
+        and 408 end the dialog, 12.2.1.2), refreshes the remote target on a
+        2xx to a target refresh request, and keeps subscriptions current.  A
+        transaction timeout should be passed in as a 408 the TU makes up.
+        Raises :class:`RemoteProtocolError` for a response that cannot happen
+        in the current state (drop it).
+        """
+        self._check_response(request, response)
+        if response.call_id != self.call_id or _tag(response.to_addr) != self.remote_tag:
+            if response.status < 200 and response.to_addr.tag is None:
+                return  # a 100 Trying (or a tagless 1xx) concerns no dialog
+            raise LocalProtocolError("the response belongs to another dialog")
+        status = response.status
+        method = request.method
+        if method == "INVITE" and status >= 200 and request.cseq.seq == self._pending_invite:
+            self._pending_invite = None
+        initial = (
+            self.role is DialogRole.UAC
+            and method == self.initial_method
+            and request.cseq.seq == self.initial_cseq
+        )
+        if initial and method == "INVITE":
+            self._initial_invite_response(response)
+        elif status in (408, 481):
+            self._fire_remote(DialogInput.RECV_DIALOG_FAILURE)
+        elif initial and 200 <= status <= 299:
+            # A 2xx to our SUBSCRIBE after its NOTIFY made the dialog.
+            self._fire_remote(DialogInput.RECV_2XX)
+        else:
+            self._fire_remote(DialogInput.RECV_RESPONSE)
+            if 200 <= status <= 299 and method in TARGET_REFRESH_METHODS:
+                self._refresh_target(response)
+        if method == "SUBSCRIBE" and not self.terminated:
+            self._subscribe_response(request, response)
+
+    def _initial_invite_response(self, response: Response) -> None:
+        status = response.status
+        if status < 200:
+            if response.to_addr.tag is None:
+                return
+            before = self.state
+            self._fire_remote(DialogInput.RECV_PROVISIONAL)
+            if before is DialogState.EARLY:
+                self._refresh_target(response)
+        elif status < 300:
+            before = self.state
+            self._fire_remote(DialogInput.RECV_2XX)
+            if before is DialogState.EARLY:
+                # 13.2.2.4: the route set is recomputed from the 2xx.
+                self.route_set = tuple(reversed(response.record_route))
+                self._refresh_target(response)
+        else:
+            self._fire_remote(DialogInput.RECV_FAILURE)
+
+    def _refresh_target(self, message: Request | Response) -> None:
+        target = _first_contact(message)
+        if target is not None:
+            self.remote_target = target
+
+    def _subscribe_response(self, request: Request, response: Response) -> None:
+        event = _event_of(request)
+        sub = self.find_subscription(event, notifier=False) if event is not None else None
+        if sub is None or response.status < 200:
+            return
+        if response.status < 300:
+            expires = _expires(response)
+            if expires is not None:
+                sub.expires = expires
+        elif sub.state is SubscriptionState.NOTIFY_WAIT or response.status in _SUBSCRIBE_FATAL:
+            # The first SUBSCRIBE failed, or a refresh failed for good (6665 4.1.2.2).
+            self._end_subscription(sub, "rejected")
+
+    def receive_request(self, request: Request) -> Response | None:
+        """Take in a request the peer sent in this dialog; maybe answer it.
+
+        Returns the response the dialog can give by itself: 200 to BYE and to a
+        NOTIFY of a known subscription; 481 once terminated (but 200 to a BYE
+        that crossed ours) or for an unknown subscription; 500 for a CSeq below
+        the last one (12.2.2); 491 for an INVITE while ours is pending (14.2);
+        400 for a malformed NOTIFY.
+        None: the TU answers (use :meth:`create_response`); always None for ACK.
+        """
+        if request.call_id != self.call_id or request.to_addr.tag != self.local_tag:
+            raise LocalProtocolError("the request belongs to another dialog")
+        if _tag(request.from_addr) != self.remote_tag:
+            raise LocalProtocolError("the request belongs to another dialog")
+        method = request.method
+        if method == "ACK":
+            self._fire_remote(DialogInput.RECV_ACK)
+            return None
+        seq = request.cseq.seq
+        live = self.state is not DialogState.TERMINATED
+        if live and self.remote_cseq is not None and seq < self.remote_cseq:
+            return self._error_response(
+                request, 500, f"CSeq {seq} is below {self.remote_cseq}, out of order"
+            )
+        self._fire_remote(DialogInput.RECV_BYE if method == "BYE" else DialogInput.RECV_REQUEST)
+        if self.state is DialogState.TERMINATED and method != "BYE":
+            return self._error_response(request, 481, "the dialog has ended")
+        if self.remote_cseq is None or seq > self.remote_cseq:
+            self.remote_cseq = seq
+        if method == "BYE":
+            return make_response(request, 200, to_tag=self.local_tag)
+        if method in TARGET_REFRESH_METHODS:
+            self._refresh_target(request)
+        if method == "INVITE" and self._pending_invite is not None:
+            return make_response(request, 491, to_tag=self.local_tag)
+        if method == "NOTIFY":
+            return self._receive_notify(request)
+        if method == "SUBSCRIBE":
+            self._receive_subscribe(request)
+        return None
+
+    def _receive_notify(self, request: Request) -> Response:
+        try:
+            event = _event_of(request)
+            state = request.headers.get("subscription-state")
+            if event is None or state is None:
+                raise SIPParseError("NOTIFY without Event or Subscription-State")
+            status = parse_subscription_state(state)
+        except SIPParseError as exc:
+            return self._error_response(request, exc.status_hint, exc.reason)
+        sub = self.find_subscription(event, notifier=False)
+        if sub is None or sub.terminated:
+            return self._error_response(request, 481, f"no subscription to {event}")
+        sub.apply(status)
+        if status.state is SubscriptionState.TERMINATED:
+            self._end_subscription(sub, status.reason)
+        return self.create_response(request, 200)
+
+    def _receive_subscribe(self, request: Request) -> None:
+        # A refresh of a subscription the peer holds with us; the TU answers.
+        event = _event_of(request)
+        sub = self.find_subscription(event, notifier=True) if event is not None else None
+        if sub is not None:
+            expires = _expires(request)
+            if expires is not None:
+                sub.expires = expires
+
+    # -- persistence -------------------------------------------------------------
+    def to_dict(self) -> dict[str, Any]:
+        """The dialog as JSON types only, for a store (see :meth:`from_dict`).
+
+        A ``local_via`` factory is not data: it is left out and must be given
+        again to :meth:`from_dict`; a template Via is kept.
+        """
+        return {
+            "format": _FORMAT,
+            "role": self.role.value,
+            "state": self.state.value,
+            "call_id": self.call_id,
+            "local_party": str(self.local_party),
+            "remote_party": str(self.remote_party),
+            "local_contact": str(self.local_contact),
+            "remote_target": str(self.remote_target),
+            "route_set": [str(route) for route in self.route_set],
+            "local_cseq": self.local_cseq,
+            "remote_cseq": self.remote_cseq,
+            "initial_cseq": self.initial_cseq,
+            "initial_method": self.initial_method,
+            "secure": self.secure,
+            "has_invite_usage": self.has_invite_usage,
+            "subscriptions": [sub.to_dict() for sub in self.subscriptions],
+            "pending_invite": self._pending_invite,
+            "local_via": str(self.local_via) if isinstance(self.local_via, Via) else None,
+        }
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any], *, local_via: LocalVia | None = None) -> Dialog:
+        """Rebuild a dialog from :meth:`to_dict`; ``local_via`` overrides the stored one.
+
+        Raises :class:`LocalProtocolError` for data that is not a stored dialog.
+        """
+        try:
+            if data["format"] != _FORMAT:
+                raise ValueError(f"unknown dialog format {data['format']!r}")
+            stored_via = _opt_str(data["local_via"])
+            if local_via is None and stored_via is not None:
+                local_via = _parse_one_via(stored_via)
+            dialog = cls(
+                role=DialogRole(data["role"]),
+                state=DialogState(data["state"]),
+                call_id=str(data["call_id"]),
+                local_party=parse_name_addr(data["local_party"]),
+                remote_party=parse_name_addr(data["remote_party"]),
+                local_contact=parse_name_addr(data["local_contact"]),
+                remote_target=parse_uri(data["remote_target"]),
+                route_set=[parse_name_addr(route) for route in data["route_set"]],
+                local_cseq=_opt_int(data["local_cseq"]),
+                remote_cseq=_opt_int(data["remote_cseq"]),
+                initial_cseq=int(data["initial_cseq"]),
+                initial_method=str(data["initial_method"]),
+                secure=bool(data["secure"]),
+                local_via=local_via,
+            )
+            dialog.has_invite_usage = bool(data["has_invite_usage"])
+            dialog.subscriptions = [Subscription.from_dict(s) for s in data["subscriptions"]]
+            dialog._pending_invite = _opt_int(data["pending_invite"])
+        except (AttributeError, KeyError, TypeError, ValueError, SIPParseError) as exc:
+            raise LocalProtocolError(f"not a stored dialog: {exc}") from exc
+        return dialog
+
+    def __repr__(self) -> str:
+        return f"<Dialog {self.role.name} {self.state.name} {self.id}>"
+
+
+def _parse_one_via(value: str) -> Via:
+    vias = parse_via_list(value)
+    if len(vias) != 1:
+        raise ValueError(f"expected one Via, got {value!r}")
+    return vias[0]
+
+
+# -- the manager -------------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class _Pending:
+    """An out-of-dialog INVITE/SUBSCRIBE of ours that may still create dialogs."""
+
+    request: Request
+    event: EventHeader | None
+
+
+class DialogManager:
+    """All the dialogs of one UA, keyed by :class:`DialogId`.
+
+    It creates dialogs from responses to the INVITEs and SUBSCRIBEs it is
+    told about (:meth:`track`, or built with :meth:`create_initial_request`):
+    forked responses with different To tags make different dialogs, and a
+    NOTIFY that beats the 2xx to a SUBSCRIBE makes the dialog too.  The TU
+    calls :meth:`forget` when the client transaction of such a request ends
+    (64*T1 after the first 2xx, RFC 3261 13.2.2.4).
+    """
+
+    __slots__ = ("_dialogs", "_pending", "local_via", "warn_agent")
+
+    def __init__(self, *, local_via: LocalVia, warn_agent: str | None = None) -> None:
+        self.local_via = local_via
+        if warn_agent is None:
+            if isinstance(local_via, Via):
+                port = f":{local_via.port}" if local_via.port is not None else ""
+                warn_agent = local_via.host + port
+            else:
+                warn_agent = "vidim"
+        self.warn_agent = warn_agent
+        self._dialogs: dict[DialogId, Dialog] = {}
+        self._pending: dict[tuple[str, str], _Pending] = {}
+
+    # -- the table ---------------------------------------------------------------
+    def __iter__(self) -> Iterator[Dialog]:
+        return iter(list(self._dialogs.values()))
+
+    def __len__(self) -> int:
+        return len(self._dialogs)
+
+    def get(self, dialog_id: DialogId) -> Dialog | None:
+        return self._dialogs.get(dialog_id)
+
+    def add(self, dialog: Dialog) -> None:
+        if dialog.id in self._dialogs:
+            raise LocalProtocolError(f"dialog {dialog.id} exists already")
+        if dialog.local_via is None:
+            dialog.local_via = self.local_via
+        self._dialogs[dialog.id] = dialog
+
+    def remove(self, dialog: Dialog) -> None:
+        self._dialogs.pop(dialog.id, None)
+
+    def prune(self) -> list[Dialog]:
+        """Drop the terminated dialogs and return them."""
+        gone = [d for d in self._dialogs.values() if d.terminated]
+        for dialog in gone:
+            del self._dialogs[dialog.id]
+        return gone
+
+    def dialogs_of(self, request: Request) -> list[Dialog]:
+        """The dialogs (forks) that an out-of-dialog request of ours created."""
+        key = (request.call_id, _tag(request.from_addr))
+        return [d for d in self._dialogs.values() if (d.call_id, d.local_tag) == key]
+
+    # -- out-of-dialog requests --------------------------------------------------
+    def create_initial_request(
+        self,
+        method: str,
+        uri: URI | str,
+        *,
+        from_addr: NameAddr | URI | str,
+        to_addr: NameAddr | URI | str,
+        contact: NameAddr | URI | str,
+        headers: Iterable[tuple[str, str]] = (),
+        body: bytes = b"",
+        content_type: str | None = None,
+        call_id: str | None = None,
+        cseq: int = 1,
+    ) -> Request:
+        """An out-of-dialog request: new Call-ID and From tag, fresh Via.
+
+        INVITE and SUBSCRIBE are tracked, so that their responses (and a
+        SUBSCRIBE's NOTIFYs) create dialogs.
+        """
+        method = method.upper()
+        headers = list(headers)
+        _check_headers(headers, _MANAGED_REQUEST_HEADERS)
+        local = _as_name_addr(from_addr)
+        remote = _as_name_addr(to_addr)
+        if remote.tag is not None:
+            raise LocalProtocolError("an out-of-dialog request has no To tag")
+        target = parse_uri(uri) if isinstance(uri, str) else uri
+        out: list[tuple[str, str]] = [
+            ("Via", str(_fresh_via(self.local_via))),
+            ("Max-Forwards", _MAX_FORWARDS),
+            ("From", str(local.with_tag(local.tag or new_tag()))),
+            ("To", str(remote)),
+            ("Call-ID", call_id or new_call_id()),
+            ("CSeq", f"{cseq} {method}"),
+            ("Contact", str(_as_name_addr(contact))),
+            *headers,
+        ]
+        if content_type is not None:
+            out.append(("Content-Type", content_type))
+        request = Request(method, _request_uri(target), out, body)
+        if method in DIALOG_CREATING_METHODS:
+            self.track(request)
+        return request
+
+    def track(self, request: Request) -> None:
+        """Let responses to this out-of-dialog INVITE/SUBSCRIBE create dialogs."""
+        if request.method not in DIALOG_CREATING_METHODS:
+            raise LocalProtocolError(f"{request.method} does not create dialogs")
+        tag = request.from_addr.tag
+        if tag is None:
+            raise LocalProtocolError("our request has no From tag")
+        event = _event_of(request) if request.method == "SUBSCRIBE" else None
+        if request.method == "SUBSCRIBE" and event is None:
+            raise LocalProtocolError("a SUBSCRIBE needs an Event header")
+        self._pending[(request.call_id, tag)] = _Pending(request, event)
+
+    def forget(self, request: Request) -> list[Dialog]:
+        """Stop tracking ``request``; its still-early dialogs end (13.2.2.4).
+
+        Returns the dialogs that this terminated.
+        """
+        self._pending.pop((request.call_id, _tag(request.from_addr)), None)
+        ended = []
+        for dialog in self.dialogs_of(request):
+            if dialog.state is DialogState.EARLY:
+                dialog._fire(DialogInput.RECV_FAILURE)
+                ended.append(dialog)
+        return ended
+
+    # -- receiving ---------------------------------------------------------------
+    def receive_response(self, request: Request, response: Response) -> Dialog | None:
+        """Route a response to the dialog it belongs to, creating one if due.
+
+        Returns that dialog (look at its ``state``), or None when the response
+        concerns no dialog (a 100, a failure that created nothing).  A non-2xx
+        final to a tracked request ends every early dialog it made (12.3).
+        """
+        call_id = request.call_id
+        local_tag = _tag(request.from_addr)
+        to_tag = response.to_addr.tag
+        pending = self._pending.get((call_id, local_tag))
+        tracked = pending is not None and pending.request.cseq == request.cseq
+        status = response.status
+        dialog = None
+        if to_tag is not None or status >= 200:
+            dialog = self._dialogs.get(DialogId(call_id, local_tag, to_tag or ""))
+        if dialog is not None:
+            dialog.receive_response(request, response)
+        elif tracked and self._creates_dialog(request, response):
+            dialog = Dialog.from_uac(request, response, local_via=self.local_via)
+            self._dialogs[dialog.id] = dialog
+        if tracked and status >= 300:
+            for other in self.dialogs_of(request):
+                if other.state is DialogState.EARLY:
+                    other._fire(DialogInput.RECV_FAILURE)
+        return dialog
+
+    @staticmethod
+    def _creates_dialog(request: Request, response: Response) -> bool:
+        status = response.status
+        if 200 <= status <= 299:
+            return True
+        return (
+            request.method == "INVITE" and 101 <= status <= 199 and response.to_addr.tag is not None
+        )
+
+    def match_request(self, request: Request) -> Dialog | None:
+        """The live dialog a peer's request belongs to, or None."""
+        local_tag = request.to_addr.tag
+        if local_tag is None:
+            return None
+        dialog = self._dialogs.get(DialogId(request.call_id, local_tag, _tag(request.from_addr)))
+        if dialog is not None and dialog.terminated:
+            return None
+        return dialog
+
+    def receive_request(self, request: Request) -> tuple[Dialog | None, Response | None]:
+        """Route a peer's request to its dialog; returns (dialog, automatic response).
+
+        (None, None): no To tag, the request is out of dialog and the TU's
+        business (a new INVITE: see :meth:`accept`), or a stray ACK to drop.
+        (None, 481): a To tag that matches no dialog (12.2.2).  A NOTIFY that
+        matches a tracked SUBSCRIBE creates its dialog (RFC 6665 4.1.2.4).
+        """
+        local_tag = request.to_addr.tag
+        if local_tag is None:
+            return None, None
+        dialog = self.match_request(request)
+        if dialog is None and request.method == "NOTIFY":
+            dialog = self._dialog_from_notify(request)
+        if dialog is None:
+            if request.method == "ACK":
+                return None, None
+            return None, unknown_dialog_response(request, warn_agent=self.warn_agent)
+        return dialog, dialog.receive_request(request)
+
+    def _dialog_from_notify(self, notify: Request) -> Dialog | None:
+        pending = self._pending.get((notify.call_id, notify.to_addr.tag or ""))
+        if pending is None or pending.event is None:
+            return None
+        try:
+            event = _event_of(notify)
+        except SIPParseError:
+            return None
+        if event is None or not pending.event.matches(event.package, event.id):
+            return None
+        dialog = Dialog.from_notify(pending.request, notify, local_via=self.local_via)
+        self._dialogs[dialog.id] = dialog
+        return dialog
+
+    def accept(
+        self,
+        request: Request,
+        *,
+        local_contact: NameAddr | URI | str,
+        local_tag: str | None = None,
+    ) -> Dialog:
+        """A UAS dialog for an INVITE/SUBSCRIBE we will answer (see :meth:`Dialog.from_uas`)."""
+        dialog = Dialog.from_uas(request, local_tag, local_contact, local_via=self.local_via)
+        self.add(dialog)
+        return dialog
+
+    # -- persistence -------------------------------------------------------------
+    def to_dict(self) -> dict[str, Any]:
+        """The live dialogs as JSON types (tracked requests die with their transactions)."""
+        return {"dialogs": [d.to_dict() for d in self._dialogs.values() if not d.terminated]}
+
+    @classmethod
+    def from_dict(
+        cls, data: dict[str, Any], *, local_via: LocalVia, warn_agent: str | None = None
+    ) -> DialogManager:
+        manager = cls(local_via=local_via, warn_agent=warn_agent)
+        for item in data["dialogs"]:
+            manager.add(Dialog.from_dict(item, local_via=local_via))
+        return manager

@@ -1,0 +1,1269 @@
+"""The transaction layer: RFC 3261 section 17, with RFC 6026's correction.
+
+Rule 1: everything that decides how a transaction moves lives in the four
+``TRANSITIONS`` tables below, keyed by ``(state, input)`` in the manner of
+h2's ``_transitions``.  Each row gives the target state and the side effect
+(a method of the transaction) that runs on the way.  The tables are plain
+data: :func:`describe_transitions` turns one into rows for documentation.
+
+Rule 2: nothing here reads a clock, opens a socket or starts a thread (the
+aioquic model).  A :class:`TransactionLayer` has three kinds of input:
+
+* API calls from the transaction user (TU): :meth:`~TransactionLayer.send_request`,
+  :meth:`~TransactionLayer.send_response`, :meth:`~TransactionLayer.cancel`,
+  :meth:`~TransactionLayer.report_transport_error`;
+* received messages, already parsed: :meth:`~TransactionLayer.receive`;
+* the clock: :meth:`~TransactionLayer.get_timer` reports the earliest
+  deadline and :meth:`~TransactionLayer.handle_timer` fires what is due.
+
+After any of them, call :meth:`~TransactionLayer.messages_to_send` and
+:meth:`~TransactionLayer.next_event`.
+
+Errors: an input the TU is not allowed to give in the current state raises
+:class:`LocalProtocolError`.  Remote input the RFC says to absorb is
+absorbed silently (retransmissions); remote input the table has no row for
+becomes a :class:`MessageDiscarded` event, never an exception.
+"""
+
+from __future__ import annotations
+
+import heapq
+import itertools
+import secrets
+from collections import deque
+from collections.abc import Callable, Hashable, Mapping
+from dataclasses import dataclass
+from enum import Enum
+from typing import Any, ClassVar, NewType
+
+from .errors import LocalProtocolError, SIPParseError
+from .headers import Headers, Via
+from .message import Message, Request, Response, make_response
+
+__all__ = [
+    "MAGIC_COOKIE",
+    "RELIABLE_TRANSPORTS",
+    "AckReceived",
+    "Address",
+    "ClientTransaction",
+    "Event",
+    "InviteClientState",
+    "InviteClientTransaction",
+    "InviteServerState",
+    "InviteServerTransaction",
+    "MessageDiscarded",
+    "NonInviteClientState",
+    "NonInviteClientTransaction",
+    "NonInviteServerState",
+    "NonInviteServerTransaction",
+    "RequestCancelled",
+    "RequestReceived",
+    "ResponseReceived",
+    "ServerTransaction",
+    "Transaction",
+    "TransactionConfig",
+    "TransactionId",
+    "TransactionInput",
+    "TransactionLayer",
+    "TransactionTerminated",
+    "TransactionTimedOut",
+    "TransportFailed",
+    "describe_transitions",
+    "new_branch",
+]
+
+#: The RFC 3261 branch prefix (section 8.1.1.7).
+MAGIC_COOKIE = "z9hG4bK"
+
+#: Transports that are reliable in the sense of RFC 3261 section 17: no
+#: retransmissions, and zero-length Timers D, I, J and K.
+RELIABLE_TRANSPORTS = frozenset(("TCP", "TLS", "SCTP", "TLS-SCTP", "WS", "WSS"))
+
+TransactionId = NewType("TransactionId", int)
+"""Identifies one transaction for the lifetime of a :class:`TransactionLayer`.
+
+Ids are never reused, so an id of a terminated transaction stays unknown.
+"""
+
+
+def new_branch() -> str:
+    """Return a fresh RFC 3261 branch: the magic cookie and 128 random bits."""
+    return MAGIC_COOKIE + secrets.token_hex(16)
+
+
+def _new_tag() -> str:
+    return secrets.token_hex(8)
+
+
+# -- addresses and configuration ------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class Address:
+    """Where a message comes from or goes to."""
+
+    host: str
+    """IP address or host name."""
+    port: int
+    """Port number."""
+    transport: str = "UDP"
+    """Transport name as in a Via (``UDP``, ``TCP``, ``TLS``...)."""
+
+    @property
+    def reliable(self) -> bool:
+        """True for TCP, TLS, SCTP and WebSocket transports."""
+        return self.transport.upper() in RELIABLE_TRANSPORTS
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class TransactionConfig:
+    """Timer values and options of a :class:`TransactionLayer` (seconds)."""
+
+    t1: float = 0.5
+    """RTT estimate (RFC 3261 Table 4): first retransmission interval."""
+    t2: float = 4.0
+    """Maximum retransmission interval for non-INVITE requests and INVITE responses."""
+    t4: float = 5.0
+    """Maximum time a message stays in the network: Timers I and K."""
+    timer_d: float = 32.0
+    """Timer D over unreliable transports (at least 32 s; always 0 over reliable ones)."""
+    auto_100_trying: bool = True
+    """Answer every new INVITE with 100 Trying at once (RFC 3261 section 17.2.1).
+
+    Turn it off when the TU sends its own 100 within 200 ms.
+    """
+    sent_by: tuple[tuple[str, int], ...] = ()
+    """The ``(host, port)`` values this element puts in its Vias.
+
+    When not empty, a response whose top Via sent-by is none of them is
+    discarded (RFC 3261 section 18.1.2).  Empty means no check.
+    """
+
+    def __post_init__(self) -> None:
+        if not (self.t1 > 0 and self.t2 >= self.t1 and self.t4 > 0 and self.timer_d >= 0):
+            raise LocalProtocolError("need t1 > 0, t2 >= t1, t4 > 0 and timer_d >= 0")
+
+
+# -- events -------------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Event:
+    """Base class of everything :meth:`TransactionLayer.next_event` returns."""
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class RequestReceived(Event):
+    """A new request arrived and a server transaction was created for it.
+
+    Answer it with :meth:`TransactionLayer.send_response`.
+    """
+
+    request: Request
+    """The request."""
+    source: Address
+    """Where it came from; responses go back there."""
+    transaction_id: TransactionId
+    """The server transaction."""
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class ResponseReceived(Event):
+    """A response for one of our client transactions.
+
+    For INVITE, retransmissions of 2xx (and 2xx from other forks) are passed
+    up too (RFC 6026): the TU sends the ACK for each, with
+    :meth:`TransactionLayer.send_stateless`.
+    """
+
+    response: Response
+    """The response."""
+    transaction_id: TransactionId
+    """The client transaction."""
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class AckReceived(Event):
+    """An ACK for a 2xx: it belongs to no transaction, so the TU handles it."""
+
+    request: Request
+    """The ACK."""
+    source: Address
+    """Where it came from."""
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class RequestCancelled(Event):
+    """A CANCEL matched a server INVITE transaction that has no final response yet.
+
+    The layer has already answered the CANCEL with 200; the TU should now
+    answer the INVITE with 487 (RFC 3261 section 9.2).
+    """
+
+    transaction_id: TransactionId
+    """The INVITE server transaction."""
+    request: Request
+    """The CANCEL."""
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class TransactionTimedOut(Event):
+    """A transaction gave up: Timer B, F or H fired, or a CANCEL went unanswered."""
+
+    transaction_id: TransactionId
+    """The transaction."""
+    request: Request
+    """The request of the transaction."""
+    status_hint: int = 408
+    """The status to act as if received: 408, or 487 for a cancelled INVITE."""
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class TransportFailed(Event):
+    """The TU reported a transport error (RFC 3261 sections 8.1.3.1 and 17.1.4)."""
+
+    transaction_id: TransactionId
+    """The transaction."""
+    request: Request
+    """The request of the transaction."""
+    status_hint: int = 503
+    """The status to act as if received."""
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class TransactionTerminated(Event):
+    """A transaction reached Terminated and left the layer; its id is now unknown."""
+
+    transaction_id: TransactionId
+    """The transaction."""
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class MessageDiscarded(Event):
+    """A received message was dropped: stray, not ours, or not allowed now.
+
+    Purely diagnostic: the RFC says to drop these silently.
+    """
+
+    message: Message
+    """The message."""
+    reason: str
+    """Why."""
+
+
+# -- the state machines -----------------------------------------------------------
+
+
+class TransactionInput(Enum):
+    """What can happen to a transaction: the second half of a table key."""
+
+    RECV_1XX = "receive 1xx"
+    RECV_2XX = "receive 2xx"
+    RECV_3XX_6XX = "receive 300-699"
+    RECV_REQUEST = "receive request"
+    RECV_ACK = "receive ACK"
+    SEND_1XX = "TU sends 1xx"
+    SEND_2XX = "TU sends 2xx"
+    SEND_3XX_6XX = "TU sends 300-699"
+    CANCEL = "TU cancels"
+    TRANSPORT_ERROR = "transport error"
+    TIMER_A = "Timer A"
+    TIMER_B = "Timer B"
+    TIMER_D = "Timer D"
+    TIMER_E = "Timer E"
+    TIMER_F = "Timer F"
+    TIMER_G = "Timer G"
+    TIMER_H = "Timer H"
+    TIMER_I = "Timer I"
+    TIMER_J = "Timer J"
+    TIMER_K = "Timer K"
+    TIMER_L = "Timer L"
+    TIMER_M = "Timer M"
+    #: 64*T1 after sending a CANCEL without a final response for the INVITE
+    #: (RFC 3261 section 9.1).
+    TIMER_CANCEL = "CANCEL timeout"
+
+
+_I = TransactionInput
+#: Inputs that come from the TU: a missing table row for them is API misuse.
+_LOCAL_INPUTS = frozenset((_I.SEND_1XX, _I.SEND_2XX, _I.SEND_3XX_6XX, _I.CANCEL))
+
+
+class InviteClientState(Enum):
+    """RFC 3261 Figure 5, with RFC 6026's Accepted state."""
+
+    CALLING = "Calling"
+    PROCEEDING = "Proceeding"
+    COMPLETED = "Completed"
+    ACCEPTED = "Accepted"
+    TERMINATED = "Terminated"
+
+
+class NonInviteClientState(Enum):
+    """RFC 3261 Figure 6."""
+
+    TRYING = "Trying"
+    PROCEEDING = "Proceeding"
+    COMPLETED = "Completed"
+    TERMINATED = "Terminated"
+
+
+class InviteServerState(Enum):
+    """RFC 3261 Figure 7, with RFC 6026's Accepted state."""
+
+    PROCEEDING = "Proceeding"
+    COMPLETED = "Completed"
+    ACCEPTED = "Accepted"
+    CONFIRMED = "Confirmed"
+    TERMINATED = "Terminated"
+
+
+class NonInviteServerState(Enum):
+    """RFC 3261 Figure 8."""
+
+    TRYING = "Trying"
+    PROCEEDING = "Proceeding"
+    COMPLETED = "Completed"
+    TERMINATED = "Terminated"
+
+
+#: A side effect: an unbound transaction method taking ``(now, message)``.
+_Action = Callable[[Any, float, Message | None], None]
+_Table = Mapping[tuple[Enum, TransactionInput], tuple[Enum, _Action | None]]
+_Key = tuple[Hashable, ...]
+
+
+class _Transaction:
+    """What the four machines share: identity, timers and the table driver."""
+
+    __slots__ = ("_layer", "_timers", "id", "key", "peer", "reliable", "request", "state")
+
+    TRANSITIONS: ClassVar[_Table]
+    TERMINATED: ClassVar[Enum]
+
+    state: Enum
+
+    def __init__(
+        self,
+        layer: TransactionLayer,
+        transaction_id: TransactionId,
+        request: Request,
+        peer: Address,
+        reliable: bool,
+        key: _Key,
+        state: Enum,
+    ) -> None:
+        self._layer = layer
+        #: Armed timers: input -> sequence number of its live heap entry.
+        self._timers: dict[TransactionInput, int] = {}
+        self.id = transaction_id
+        #: The index key this transaction is matched by.
+        self.key = key
+        #: Client: the destination.  Server: the source of the request.
+        self.peer = peer
+        self.reliable = reliable
+        self.request = request
+        self.state = state
+
+    def __repr__(self) -> str:
+        return f"<{type(self).__name__} {self.id} {self.request.method} {self.state.value}>"
+
+    def _apply(self, event: TransactionInput, now: float, message: Message | None) -> bool:
+        """Run one table row; False when the table has none for (state, event)."""
+        try:
+            target, action = self.TRANSITIONS[(self.state, event)]
+        except KeyError:
+            return False
+        self.state = target
+        if action is not None:
+            action(self, now, message)
+        if target is self.TERMINATED and self._layer._transactions.get(self.id) is self:
+            self._layer._remove(self)
+        return True
+
+    # -- helpers for the side effects -------------------------------------------
+    def _send(self, message: Message) -> None:
+        self._layer._outbox.append((message, self.peer))
+
+    def _start_timer(self, timer: TransactionInput, delay: float, now: float) -> None:
+        # A zero-length timer (D, I, J, K over reliable transports) fires at
+        # once: the row it triggers runs now rather than on the next tick.
+        if delay <= 0:
+            self._apply(timer, now, None)
+        else:
+            self._layer._arm(self, timer, now + delay)
+
+    def _stop_timers(self) -> None:
+        self._layer._disarm_all(self)
+
+    def _timed_out(self, now: float, message: Message | None) -> None:
+        """Tell the TU the transaction failed with a timeout (408)."""
+        self._layer._events.append(
+            TransactionTimedOut(transaction_id=self.id, request=self.request)
+        )
+
+    def _transport_failed(self, now: float, message: Message | None) -> None:
+        """Tell the TU the transport failed (503)."""
+        self._layer._events.append(TransportFailed(transaction_id=self.id, request=self.request))
+
+
+class _ClientBase(_Transaction):
+    __slots__ = ("_interval",)
+
+    def __init__(
+        self,
+        layer: TransactionLayer,
+        transaction_id: TransactionId,
+        request: Request,
+        peer: Address,
+        reliable: bool,
+        key: _Key,
+        state: Enum,
+    ) -> None:
+        super().__init__(layer, transaction_id, request, peer, reliable, key, state)
+        self._interval = layer.config.t1
+
+    def _pass_up(self, now: float, message: Message | None) -> None:
+        """Hand the response to the TU."""
+        assert isinstance(message, Response)
+        self._layer._events.append(ResponseReceived(response=message, transaction_id=self.id))
+
+
+class InviteClientTransaction(_ClientBase):
+    """RFC 3261 section 17.1.1 as updated by RFC 6026 section 7.2."""
+
+    __slots__ = ("_ack", "_cancel_id", "_cancel_pending")
+
+    TERMINATED: ClassVar[Enum] = InviteClientState.TERMINATED
+    state: InviteClientState
+
+    def __init__(
+        self,
+        layer: TransactionLayer,
+        transaction_id: TransactionId,
+        request: Request,
+        peer: Address,
+        reliable: bool,
+        key: _Key,
+    ) -> None:
+        super().__init__(
+            layer, transaction_id, request, peer, reliable, key, InviteClientState.CALLING
+        )
+        self._ack: Request | None = None
+        #: The id given to the CANCEL by TransactionLayer.cancel, if any.
+        self._cancel_id: TransactionId | None = None
+        #: cancel() was called before any provisional response arrived.
+        self._cancel_pending = False
+
+    def _start(self, now: float) -> None:
+        self._send(self.request)
+        if not self.reliable:
+            self._layer._arm(self, _I.TIMER_A, now + self._interval)
+        self._layer._arm(self, _I.TIMER_B, now + 64 * self._layer.config.t1)
+
+    def _retransmit(self, now: float, message: Message | None) -> None:
+        """Timer A: resend the INVITE and double the interval (no cap)."""
+        self._send(self.request)
+        self._interval *= 2
+        self._layer._arm(self, _I.TIMER_A, now + self._interval)
+
+    def _on_provisional(self, now: float, message: Message | None) -> None:
+        """First 1xx: stop retransmitting, pass it up, send a CANCEL held back."""
+        self._stop_timers()
+        self._pass_up(now, message)
+        if self._cancel_pending:
+            self._cancel_pending = False
+            self._layer._start_cancel(self, now)
+
+    def _on_2xx(self, now: float, message: Message | None) -> None:
+        """2xx: pass it up and wait 64*T1 for its retransmissions (Timer M)."""
+        self._stop_timers()
+        self._drop_pending_cancel()
+        self._pass_up(now, message)
+        self._start_timer(_I.TIMER_M, 64 * self._layer.config.t1, now)
+
+    def _on_failure(self, now: float, message: Message | None) -> None:
+        """300-699: send the ACK (section 17.1.1.3), pass it up, start Timer D."""
+        assert isinstance(message, Response)
+        self._stop_timers()
+        self._drop_pending_cancel()
+        self._ack = self._build_ack(message)
+        self._send(self._ack)
+        self._pass_up(now, message)
+        self._start_timer(_I.TIMER_D, 0.0 if self.reliable else self._layer.config.timer_d, now)
+
+    def _resend_ack(self, now: float, message: Message | None) -> None:
+        """A retransmitted final response: absorb it and resend the ACK."""
+        if self._ack is not None:
+            self._send(self._ack)
+
+    def _hold_cancel(self, now: float, message: Message | None) -> None:
+        """No provisional response yet: the CANCEL waits for one (section 9.1)."""
+        self._cancel_pending = True
+
+    def _send_cancel(self, now: float, message: Message | None) -> None:
+        """Start the CANCEL's own client transaction."""
+        self._layer._start_cancel(self, now)
+
+    def _cancel_timed_out(self, now: float, message: Message | None) -> None:
+        """No final response 64*T1 after the CANCEL: consider the INVITE cancelled."""
+        self._layer._events.append(
+            TransactionTimedOut(transaction_id=self.id, request=self.request, status_hint=487)
+        )
+
+    def _drop_pending_cancel(self) -> None:
+        if self._cancel_pending and self._cancel_id is not None:
+            self._cancel_pending = False
+            self._layer._events.append(TransactionTerminated(transaction_id=self._cancel_id))
+
+    def _build_ack(self, response: Response) -> Request:
+        # RFC 3261 section 17.1.1.3: Request-URI, Call-ID, From and the CSeq
+        # number of the request, To of the response, one Via equal to the
+        # top Via of the request, and the request's Route header fields.
+        request = self.request
+        headers = Headers()
+        headers.add("Via", str(request.top_via))
+        for route in request.headers.get_all("Route"):
+            headers.add("Route", route)
+        headers.add("Max-Forwards", "70")
+        headers.add("From", request.headers.get("From") or "")
+        headers.add("To", response.headers.get("To") or "")
+        headers.add("Call-ID", request.call_id)
+        headers.add("CSeq", f"{request.cseq.seq} ACK")
+        return Request("ACK", request.uri, headers)
+
+    _S = InviteClientState
+    TRANSITIONS: ClassVar[_Table] = {
+        (_S.CALLING, _I.TIMER_A): (_S.CALLING, _retransmit),
+        (_S.CALLING, _I.TIMER_B): (_S.TERMINATED, _Transaction._timed_out),
+        (_S.CALLING, _I.RECV_1XX): (_S.PROCEEDING, _on_provisional),
+        (_S.CALLING, _I.RECV_2XX): (_S.ACCEPTED, _on_2xx),
+        (_S.CALLING, _I.RECV_3XX_6XX): (_S.COMPLETED, _on_failure),
+        (_S.CALLING, _I.CANCEL): (_S.CALLING, _hold_cancel),
+        (_S.CALLING, _I.TRANSPORT_ERROR): (_S.TERMINATED, _Transaction._transport_failed),
+        (_S.PROCEEDING, _I.RECV_1XX): (_S.PROCEEDING, _ClientBase._pass_up),
+        (_S.PROCEEDING, _I.RECV_2XX): (_S.ACCEPTED, _on_2xx),
+        (_S.PROCEEDING, _I.RECV_3XX_6XX): (_S.COMPLETED, _on_failure),
+        (_S.PROCEEDING, _I.CANCEL): (_S.PROCEEDING, _send_cancel),
+        (_S.PROCEEDING, _I.TIMER_CANCEL): (_S.TERMINATED, _cancel_timed_out),
+        (_S.PROCEEDING, _I.TRANSPORT_ERROR): (_S.TERMINATED, _Transaction._transport_failed),
+        (_S.COMPLETED, _I.RECV_3XX_6XX): (_S.COMPLETED, _resend_ack),
+        (_S.COMPLETED, _I.CANCEL): (_S.COMPLETED, None),
+        (_S.COMPLETED, _I.TIMER_D): (_S.TERMINATED, None),
+        (_S.COMPLETED, _I.TRANSPORT_ERROR): (_S.TERMINATED, None),
+        (_S.ACCEPTED, _I.RECV_2XX): (_S.ACCEPTED, _ClientBase._pass_up),
+        (_S.ACCEPTED, _I.CANCEL): (_S.ACCEPTED, None),
+        (_S.ACCEPTED, _I.TIMER_M): (_S.TERMINATED, None),
+        (_S.ACCEPTED, _I.TRANSPORT_ERROR): (_S.TERMINATED, None),
+    }
+    del _S
+
+
+class NonInviteClientTransaction(_ClientBase):
+    """RFC 3261 section 17.1.2."""
+
+    __slots__ = ()
+
+    TERMINATED: ClassVar[Enum] = NonInviteClientState.TERMINATED
+    state: NonInviteClientState
+
+    def __init__(
+        self,
+        layer: TransactionLayer,
+        transaction_id: TransactionId,
+        request: Request,
+        peer: Address,
+        reliable: bool,
+        key: _Key,
+    ) -> None:
+        super().__init__(
+            layer, transaction_id, request, peer, reliable, key, NonInviteClientState.TRYING
+        )
+
+    def _start(self, now: float) -> None:
+        self._send(self.request)
+        if not self.reliable:
+            self._layer._arm(self, _I.TIMER_E, now + self._interval)
+        self._layer._arm(self, _I.TIMER_F, now + 64 * self._layer.config.t1)
+
+    def _retransmit(self, now: float, message: Message | None) -> None:
+        """Timer E: resend; the interval doubles up to T2, and is T2 in Proceeding."""
+        self._send(self.request)
+        t2 = self._layer.config.t2
+        if self.state is NonInviteClientState.PROCEEDING:
+            self._interval = t2
+        else:
+            self._interval = min(2 * self._interval, t2)
+        self._layer._arm(self, _I.TIMER_E, now + self._interval)
+
+    def _on_final(self, now: float, message: Message | None) -> None:
+        """200-699: pass it up, then absorb retransmissions until Timer K."""
+        self._stop_timers()
+        self._pass_up(now, message)
+        self._start_timer(_I.TIMER_K, 0.0 if self.reliable else self._layer.config.t4, now)
+
+    _S = NonInviteClientState
+    TRANSITIONS: ClassVar[_Table] = {
+        (_S.TRYING, _I.TIMER_E): (_S.TRYING, _retransmit),
+        (_S.TRYING, _I.TIMER_F): (_S.TERMINATED, _Transaction._timed_out),
+        (_S.TRYING, _I.RECV_1XX): (_S.PROCEEDING, _ClientBase._pass_up),
+        (_S.TRYING, _I.RECV_2XX): (_S.COMPLETED, _on_final),
+        (_S.TRYING, _I.RECV_3XX_6XX): (_S.COMPLETED, _on_final),
+        (_S.TRYING, _I.TRANSPORT_ERROR): (_S.TERMINATED, _Transaction._transport_failed),
+        (_S.PROCEEDING, _I.TIMER_E): (_S.PROCEEDING, _retransmit),
+        (_S.PROCEEDING, _I.TIMER_F): (_S.TERMINATED, _Transaction._timed_out),
+        (_S.PROCEEDING, _I.RECV_1XX): (_S.PROCEEDING, _ClientBase._pass_up),
+        (_S.PROCEEDING, _I.RECV_2XX): (_S.COMPLETED, _on_final),
+        (_S.PROCEEDING, _I.RECV_3XX_6XX): (_S.COMPLETED, _on_final),
+        (_S.PROCEEDING, _I.TRANSPORT_ERROR): (_S.TERMINATED, _Transaction._transport_failed),
+        (_S.COMPLETED, _I.RECV_2XX): (_S.COMPLETED, None),
+        (_S.COMPLETED, _I.RECV_3XX_6XX): (_S.COMPLETED, None),
+        (_S.COMPLETED, _I.TIMER_K): (_S.TERMINATED, None),
+        (_S.COMPLETED, _I.TRANSPORT_ERROR): (_S.TERMINATED, None),
+    }
+    del _S
+
+
+class _ServerBase(_Transaction):
+    __slots__ = ("last_response",)
+
+    def __init__(
+        self,
+        layer: TransactionLayer,
+        transaction_id: TransactionId,
+        request: Request,
+        peer: Address,
+        reliable: bool,
+        key: _Key,
+        state: Enum,
+    ) -> None:
+        super().__init__(layer, transaction_id, request, peer, reliable, key, state)
+        #: The last response sent, resent when the request is retransmitted.
+        self.last_response: Response | None = None
+
+    def _respond(self, now: float, message: Message | None) -> None:
+        """Send the TU's response and remember it."""
+        assert isinstance(message, Response)
+        self.last_response = message
+        self._send(message)
+
+    def _resend_last(self, now: float, message: Message | None) -> None:
+        """A retransmitted request: resend the last response, if any."""
+        if self.last_response is not None:
+            self._send(self.last_response)
+
+
+class InviteServerTransaction(_ServerBase):
+    """RFC 3261 section 17.2.1 as updated by RFC 6026 section 7.1."""
+
+    __slots__ = ("_interval",)
+
+    TERMINATED: ClassVar[Enum] = InviteServerState.TERMINATED
+    state: InviteServerState
+
+    def __init__(
+        self,
+        layer: TransactionLayer,
+        transaction_id: TransactionId,
+        request: Request,
+        peer: Address,
+        reliable: bool,
+        key: _Key,
+    ) -> None:
+        super().__init__(
+            layer, transaction_id, request, peer, reliable, key, InviteServerState.PROCEEDING
+        )
+        self._interval = layer.config.t1
+
+    def _respond_2xx(self, now: float, message: Message | None) -> None:
+        """Send the 2xx; RFC 6026 keeps the transaction 64*T1 (Timer L)."""
+        self._respond(now, message)
+        self._start_timer(_I.TIMER_L, 64 * self._layer.config.t1, now)
+
+    def _respond_failure(self, now: float, message: Message | None) -> None:
+        """Send 300-699 and wait for the ACK: Timer G resends, Timer H gives up."""
+        self._respond(now, message)
+        if not self.reliable:
+            self._layer._arm(self, _I.TIMER_G, now + self._interval)
+        self._layer._arm(self, _I.TIMER_H, now + 64 * self._layer.config.t1)
+
+    def _retransmit(self, now: float, message: Message | None) -> None:
+        """Timer G: resend the final response, doubling the interval up to T2."""
+        self._resend_last(now, message)
+        self._interval = min(2 * self._interval, self._layer.config.t2)
+        self._layer._arm(self, _I.TIMER_G, now + self._interval)
+
+    def _on_ack(self, now: float, message: Message | None) -> None:
+        """The ACK for our 300-699: absorb further ACKs until Timer I."""
+        self._stop_timers()
+        self._start_timer(_I.TIMER_I, 0.0 if self.reliable else self._layer.config.t4, now)
+
+    def _pass_ack(self, now: float, message: Message | None) -> None:
+        """An ACK matching the transaction in Accepted goes to the TU (RFC 6026)."""
+        assert isinstance(message, Request)
+        self._layer._events.append(AckReceived(request=message, source=self._layer._source))
+
+    _S = InviteServerState
+    TRANSITIONS: ClassVar[_Table] = {
+        (_S.PROCEEDING, _I.RECV_REQUEST): (_S.PROCEEDING, _ServerBase._resend_last),
+        (_S.PROCEEDING, _I.SEND_1XX): (_S.PROCEEDING, _ServerBase._respond),
+        (_S.PROCEEDING, _I.SEND_2XX): (_S.ACCEPTED, _respond_2xx),
+        (_S.PROCEEDING, _I.SEND_3XX_6XX): (_S.COMPLETED, _respond_failure),
+        (_S.PROCEEDING, _I.TRANSPORT_ERROR): (_S.TERMINATED, _Transaction._transport_failed),
+        (_S.COMPLETED, _I.RECV_REQUEST): (_S.COMPLETED, _ServerBase._resend_last),
+        (_S.COMPLETED, _I.RECV_ACK): (_S.CONFIRMED, _on_ack),
+        (_S.COMPLETED, _I.TIMER_G): (_S.COMPLETED, _retransmit),
+        (_S.COMPLETED, _I.TIMER_H): (_S.TERMINATED, _Transaction._timed_out),
+        (_S.COMPLETED, _I.TRANSPORT_ERROR): (_S.TERMINATED, _Transaction._transport_failed),
+        (_S.CONFIRMED, _I.RECV_REQUEST): (_S.CONFIRMED, None),
+        (_S.CONFIRMED, _I.RECV_ACK): (_S.CONFIRMED, None),
+        (_S.CONFIRMED, _I.TIMER_I): (_S.TERMINATED, None),
+        (_S.CONFIRMED, _I.TRANSPORT_ERROR): (_S.TERMINATED, None),
+        (_S.ACCEPTED, _I.RECV_REQUEST): (_S.ACCEPTED, None),
+        (_S.ACCEPTED, _I.RECV_ACK): (_S.ACCEPTED, _pass_ack),
+        (_S.ACCEPTED, _I.SEND_2XX): (_S.ACCEPTED, _ServerBase._respond),
+        (_S.ACCEPTED, _I.TIMER_L): (_S.TERMINATED, None),
+        (_S.ACCEPTED, _I.TRANSPORT_ERROR): (_S.TERMINATED, None),
+    }
+    del _S
+
+
+class NonInviteServerTransaction(_ServerBase):
+    """RFC 3261 section 17.2.2."""
+
+    __slots__ = ()
+
+    TERMINATED: ClassVar[Enum] = NonInviteServerState.TERMINATED
+    state: NonInviteServerState
+
+    def __init__(
+        self,
+        layer: TransactionLayer,
+        transaction_id: TransactionId,
+        request: Request,
+        peer: Address,
+        reliable: bool,
+        key: _Key,
+    ) -> None:
+        super().__init__(
+            layer, transaction_id, request, peer, reliable, key, NonInviteServerState.TRYING
+        )
+
+    def _respond_final(self, now: float, message: Message | None) -> None:
+        """Send the final response; absorb request retransmissions until Timer J."""
+        self._respond(now, message)
+        delay = 0.0 if self.reliable else 64 * self._layer.config.t1
+        self._start_timer(_I.TIMER_J, delay, now)
+
+    _S = NonInviteServerState
+    TRANSITIONS: ClassVar[_Table] = {
+        (_S.TRYING, _I.RECV_REQUEST): (_S.TRYING, None),
+        (_S.TRYING, _I.SEND_1XX): (_S.PROCEEDING, _ServerBase._respond),
+        (_S.TRYING, _I.SEND_2XX): (_S.COMPLETED, _respond_final),
+        (_S.TRYING, _I.SEND_3XX_6XX): (_S.COMPLETED, _respond_final),
+        (_S.TRYING, _I.TRANSPORT_ERROR): (_S.TERMINATED, _Transaction._transport_failed),
+        (_S.PROCEEDING, _I.RECV_REQUEST): (_S.PROCEEDING, _ServerBase._resend_last),
+        (_S.PROCEEDING, _I.SEND_1XX): (_S.PROCEEDING, _ServerBase._respond),
+        (_S.PROCEEDING, _I.SEND_2XX): (_S.COMPLETED, _respond_final),
+        (_S.PROCEEDING, _I.SEND_3XX_6XX): (_S.COMPLETED, _respond_final),
+        (_S.PROCEEDING, _I.TRANSPORT_ERROR): (_S.TERMINATED, _Transaction._transport_failed),
+        (_S.COMPLETED, _I.RECV_REQUEST): (_S.COMPLETED, _ServerBase._resend_last),
+        (_S.COMPLETED, _I.TIMER_J): (_S.TERMINATED, None),
+        (_S.COMPLETED, _I.TRANSPORT_ERROR): (_S.TERMINATED, _Transaction._transport_failed),
+    }
+    del _S
+
+
+ClientTransaction = InviteClientTransaction | NonInviteClientTransaction
+ServerTransaction = InviteServerTransaction | NonInviteServerTransaction
+Transaction = ClientTransaction | ServerTransaction
+
+_MACHINES: tuple[type[_Transaction], ...] = (
+    InviteClientTransaction,
+    NonInviteClientTransaction,
+    InviteServerTransaction,
+    NonInviteServerTransaction,
+)
+
+
+def describe_transitions(machine: type[_Transaction]) -> list[tuple[str, str, str, str]]:
+    """Rows ``(state, input, target, effect)`` of a machine's table, for documentation.
+
+    ``effect`` is the first line of the side effect's docstring, or ``""``.
+    """
+    rows = []
+    for (state, event), (target, action) in machine.TRANSITIONS.items():
+        doc = (action.__doc__ or "").strip().split("\n")[0] if action is not None else ""
+        rows.append((str(state.value), str(event.value), str(target.value), doc))
+    return rows
+
+
+# -- the layer ---------------------------------------------------------------------
+
+
+def _status_input(status: int, *, local: bool) -> TransactionInput:
+    if status < 200:
+        return _I.SEND_1XX if local else _I.RECV_1XX
+    if status < 300:
+        return _I.SEND_2XX if local else _I.RECV_2XX
+    return _I.SEND_3XX_6XX if local else _I.RECV_3XX_6XX
+
+
+def _default_port(transport: str) -> int:
+    return 5061 if transport.upper() in ("TLS", "TLS-SCTP") else 5060
+
+
+class TransactionLayer:
+    """All the transactions of one SIP element, client and server.
+
+    Args:
+        config: timer values and options; the defaults are RFC 3261's.
+    """
+
+    def __init__(self, config: TransactionConfig | None = None) -> None:
+        self.config = config if config is not None else TransactionConfig()
+        self._sent_by = frozenset((host.lower(), port) for host, port in self.config.sent_by)
+        self._transactions: dict[TransactionId, Transaction] = {}
+        self._client_index: dict[_Key, ClientTransaction] = {}
+        self._server_index: dict[_Key, ServerTransaction] = {}
+        # RFC 2543 requests: the key leaves out the Request-URI and To tag
+        # (a response has neither), so a key holds a short list.
+        self._server_2543: dict[_Key, list[ServerTransaction]] = {}
+        self._outbox: list[tuple[Message, Address]] = []
+        self._events: deque[Event] = deque()
+        # One heap of (deadline, sequence, transaction, timer) for every
+        # timer.  Entries are deleted lazily: an entry is live only while the
+        # transaction's _timers maps its timer to the entry's sequence.
+        self._heap: list[tuple[float, int, _Transaction, TransactionInput]] = []
+        self._armed = 0
+        self._sequence = itertools.count()
+        self._next_id = 0
+        # The source of the message being received (for AckReceived).
+        self._source = Address("0.0.0.0", 0)
+
+    # -- introspection -------------------------------------------------------------
+    def __len__(self) -> int:
+        """The number of live transactions."""
+        return len(self._transactions)
+
+    def transaction(self, transaction_id: TransactionId) -> Transaction | None:
+        """The live transaction with this id, or None once it has terminated."""
+        return self._transactions.get(transaction_id)
+
+    # -- output --------------------------------------------------------------------
+    def messages_to_send(self) -> list[tuple[Message, Address]]:
+        """Return and forget the messages to send, oldest first, with their destinations."""
+        out = self._outbox
+        self._outbox = []
+        return out
+
+    def next_event(self) -> Event | None:
+        """Return the oldest pending event, or None."""
+        return self._events.popleft() if self._events else None
+
+    def events(self) -> list[Event]:
+        """Return and forget every pending event, oldest first."""
+        out = list(self._events)
+        self._events.clear()
+        return out
+
+    # -- timers --------------------------------------------------------------------
+    def get_timer(self) -> float | None:
+        """The earliest deadline at which :meth:`handle_timer` must be called, or None."""
+        heap = self._heap
+        while heap:
+            _, sequence, txn, timer = heap[0]
+            if txn._timers.get(timer) == sequence:
+                return heap[0][0]
+            heapq.heappop(heap)
+        return None
+
+    def handle_timer(self, now: float) -> None:
+        """Fire every timer whose deadline is at or before ``now``."""
+        heap = self._heap
+        while heap and heap[0][0] <= now:
+            _, sequence, txn, timer = heapq.heappop(heap)
+            if txn._timers.get(timer) != sequence:
+                continue  # cancelled or re-armed since
+            del txn._timers[timer]
+            self._armed -= 1
+            txn._apply(timer, now, None)
+
+    def _arm(self, txn: _Transaction, timer: TransactionInput, deadline: float) -> None:
+        sequence = next(self._sequence)
+        if timer not in txn._timers:
+            self._armed += 1
+        txn._timers[timer] = sequence
+        heapq.heappush(self._heap, (deadline, sequence, txn, timer))
+        if len(self._heap) > 2 * self._armed + 1024:
+            # Mostly dead entries: rebuild, so memory follows the live timers.
+            self._heap = [e for e in self._heap if e[2]._timers.get(e[3]) == e[1]]
+            heapq.heapify(self._heap)
+
+    def _disarm_all(self, txn: _Transaction) -> None:
+        self._armed -= len(txn._timers)
+        txn._timers.clear()
+
+    # -- client side ---------------------------------------------------------------
+    def send_request(
+        self,
+        request: Request,
+        destination: Address,
+        now: float,
+        *,
+        reliable: bool | None = None,
+    ) -> TransactionId:
+        """Start a client transaction and send its request.
+
+        The request must carry its Via, with a branch from :func:`new_branch`.
+        Send ACKs for 2xx with :meth:`send_stateless` instead.
+
+        Args:
+            request: the request (not ACK).
+            destination: where to send it, now and on every retransmission.
+            now: the current time.
+            reliable: whether the transport is reliable; None takes
+                ``destination.reliable``.
+
+        Returns:
+            The id of the new client transaction.
+
+        Raises:
+            LocalProtocolError: ACK, no RFC 3261 branch, CSeq method not the
+                request method, or a transaction with this branch and
+                method already exists.
+        """
+        if not isinstance(request, Request):
+            raise LocalProtocolError("send_request takes a Request")
+        method = request.method
+        if method == "ACK":
+            raise LocalProtocolError("an ACK has no client transaction: use send_stateless")
+        try:
+            via = request.top_via
+            cseq = request.cseq
+        except SIPParseError as exc:
+            raise LocalProtocolError(f"cannot send this request: {exc.reason}") from None
+        if not via.is_rfc3261_branch:
+            raise LocalProtocolError("the top Via needs a branch from new_branch()")
+        if cseq.method != method:
+            raise LocalProtocolError(f"CSeq method {cseq.method} is not {method}")
+        key = (via.branch, method)
+        if key in self._client_index:
+            raise LocalProtocolError(f"a client transaction for {key} already exists")
+        if reliable is None:
+            reliable = destination.reliable
+        tid = self._new_id()
+        txn: ClientTransaction
+        if method == "INVITE":
+            txn = InviteClientTransaction(self, tid, request, destination, reliable, key)
+        else:
+            txn = NonInviteClientTransaction(self, tid, request, destination, reliable, key)
+        self._transactions[tid] = txn
+        self._client_index[key] = txn
+        txn._start(now)
+        return tid
+
+    def cancel(self, transaction_id: TransactionId, now: float) -> TransactionId | None:
+        """Cancel a client INVITE transaction (RFC 3261 section 9.1).
+
+        The CANCEL gets its own non-INVITE client transaction, whose id is
+        returned (responses to the CANCEL carry it).  Before any provisional
+        response the CANCEL is held back and sent when one arrives; if a
+        final response comes first, it is never sent and only a
+        :class:`TransactionTerminated` is reported for its id.  Calling
+        again returns the same id.
+
+        Returns:
+            The CANCEL's transaction id, or None when there is nothing left
+            to cancel (a final response was received, or the INVITE
+            transaction has terminated).
+
+        Raises:
+            LocalProtocolError: the id is not of a client INVITE transaction.
+        """
+        txn = self._transactions.get(transaction_id)
+        if txn is None:
+            if not 0 <= transaction_id < self._next_id:
+                raise LocalProtocolError(f"no transaction {transaction_id}")
+            return None
+        if not isinstance(txn, InviteClientTransaction):
+            raise LocalProtocolError("only a client INVITE transaction can be cancelled")
+        if txn._cancel_id is not None:
+            return txn._cancel_id
+        if txn.state in (InviteClientState.COMPLETED, InviteClientState.ACCEPTED):
+            txn._apply(_I.CANCEL, now, None)
+            return None
+        txn._cancel_id = self._new_id()
+        txn._apply(_I.CANCEL, now, None)
+        return txn._cancel_id
+
+    def _start_cancel(self, invite: InviteClientTransaction, now: float) -> None:
+        # RFC 3261 section 9.1: Request-URI, Call-ID, To, From and the CSeq
+        # number of the request being cancelled, one Via equal to its top
+        # Via (so the same branch), and its Route header fields.
+        assert invite._cancel_id is not None
+        request = invite.request
+        headers = Headers()
+        headers.add("Via", str(request.top_via))
+        for route in request.headers.get_all("Route"):
+            headers.add("Route", route)
+        headers.add("Max-Forwards", "70")
+        for name in ("From", "To"):
+            headers.add(name, request.headers.get(name) or "")
+        headers.add("Call-ID", request.call_id)
+        headers.add("CSeq", f"{request.cseq.seq} CANCEL")
+        cancel = Request("CANCEL", request.uri, headers)
+        key = (invite.key[0], "CANCEL")
+        if key in self._client_index:
+            return  # the TU sent its own CANCEL with send_request
+        txn = NonInviteClientTransaction(
+            self, invite._cancel_id, cancel, invite.peer, invite.reliable, key
+        )
+        self._transactions[txn.id] = txn
+        self._client_index[key] = txn
+        txn._start(now)
+        invite._start_timer(_I.TIMER_CANCEL, 64 * self.config.t1, now)
+
+    # -- server side ---------------------------------------------------------------
+    def send_response(
+        self,
+        response: Response,
+        now: float,
+        *,
+        transaction_id: TransactionId | None = None,
+    ) -> None:
+        """Send a response through the server transaction it answers.
+
+        The transaction is found from the response's top Via and CSeq (and,
+        for an RFC 2543 request, its Call-ID, From tag and To tag), so build
+        the response with :func:`vidim.sip.make_response`.  It goes to the
+        address the request came from.
+
+        Args:
+            response: the response.
+            now: the current time.
+            transaction_id: the server transaction, from
+                :class:`RequestReceived`; only needed to tell apart RFC 2543
+                requests that differ in nothing but their Request-URI.
+
+        Raises:
+            LocalProtocolError: no server transaction matches, or its state
+                does not allow this response (for instance a second final).
+        """
+        if not isinstance(response, Response):
+            raise LocalProtocolError("send_response takes a Response")
+        if transaction_id is not None:
+            found = self._transactions.get(transaction_id)
+            if not isinstance(found, (InviteServerTransaction, NonInviteServerTransaction)):
+                raise LocalProtocolError(f"no server transaction {transaction_id}")
+            self._respond(found, response, now)
+            return
+        try:
+            via = response.top_via
+            cseq = response.cseq
+            if via.is_rfc3261_branch:
+                host, port = via.sent_by
+                txn = self._server_index.get((via.branch, host, port, cseq.method))
+            else:
+                key = (via, response.call_id, cseq.seq, cseq.method, response.from_addr.tag)
+                txn = self._match_2543_response(key, response.to_addr.tag)
+        except SIPParseError as exc:
+            raise LocalProtocolError(f"cannot send this response: {exc.reason}") from None
+        if txn is None:
+            raise LocalProtocolError(f"no server transaction for this {cseq.method} response")
+        self._respond(txn, response, now)
+
+    def _respond(self, txn: ServerTransaction, response: Response, now: float) -> None:
+        if not txn._apply(_status_input(response.status, local=True), now, response):
+            raise LocalProtocolError(
+                f"cannot send {response.status} in state {txn.state.value} of {txn!r}"
+            )
+
+    def report_transport_error(self, transaction_id: TransactionId, now: float) -> bool:
+        """The transport could not send a message of this transaction.
+
+        The transaction terminates; before a final response, the TU gets
+        :class:`TransportFailed` (status hint 503, RFC 3261 sections 8.1.3.1
+        and 17.1.4).
+
+        Returns:
+            False when the transaction had already terminated.
+        """
+        txn = self._transactions.get(transaction_id)
+        if txn is None:
+            return False
+        return txn._apply(_I.TRANSPORT_ERROR, now, None)
+
+    # -- input ---------------------------------------------------------------------
+    def send_stateless(self, message: Message, destination: Address) -> None:
+        """Send a message outside any transaction: an ACK for 2xx, a stateless reply."""
+        if not isinstance(message, Message):
+            raise LocalProtocolError("send_stateless takes a Message")
+        self._outbox.append((message, destination))
+
+    def receive(
+        self,
+        message: Message,
+        source: Address,
+        now: float,
+        *,
+        reliable: bool | None = None,
+    ) -> None:
+        """Handle a parsed message that arrived from ``source``.
+
+        Args:
+            message: the Request or Response (from :func:`vidim.sip.parse_message`).
+            source: where it came from; responses to a request go back there.
+            now: the current time.
+            reliable: whether it came over a reliable transport; None takes
+                ``source.reliable``.
+        """
+        if reliable is None:
+            reliable = source.reliable
+        try:
+            if isinstance(message, Response):
+                self._receive_response(message, now)
+            elif isinstance(message, Request):
+                self._receive_request(message, source, reliable, now)
+            else:
+                raise LocalProtocolError("receive takes a Request or a Response")
+        except SIPParseError as exc:
+            self._discard(message, f"malformed: {exc.reason}")
+
+    def _discard(self, message: Message, reason: str) -> None:
+        self._events.append(MessageDiscarded(message=message, reason=reason))
+
+    def _receive_response(self, response: Response, now: float) -> None:
+        via = response.top_via
+        if self._sent_by:
+            host, port = via.sent_by
+            if (host, port or _default_port(via.transport)) not in self._sent_by:
+                self._discard(response, f"top Via sent-by {via.host} is not ours")
+                return
+        # RFC 3261 section 17.1.3: the branch of the top Via and the CSeq method.
+        txn = self._client_index.get((via.branch, response.cseq.method))
+        if txn is None:
+            self._discard(response, "matches no client transaction")
+            return
+        if not txn._apply(_status_input(response.status, local=False), now, response):
+            self._discard(response, f"{response.status} not expected in {txn.state.value}")
+
+    def _server_key(self, request: Request, via: Via, method: str) -> _Key:
+        if via.is_rfc3261_branch:
+            # RFC 3261 section 17.2.3: branch, sent-by, and method (ACK as INVITE).
+            host, port = via.sent_by
+            return (via.branch, host, port, method)
+        # RFC 2543: the rest of the comparison is done by _matches_2543.
+        return (via, request.call_id, request.cseq.seq, method, request.from_addr.tag)
+
+    @staticmethod
+    def _matches_2543(txn: ServerTransaction, request: Request, *, ack: bool) -> bool:
+        # RFC 3261 section 17.2.3 for requests without the magic cookie: the
+        # key held the top Via, Call-ID, CSeq number, method and From tag;
+        # the Request-URI and To tag remain.  An ACK's To tag must be that
+        # of the response the transaction sent.
+        if request.uri != txn.request.uri:
+            return False
+        if ack:
+            sent = txn.last_response
+            expected = sent.to_addr.tag if sent is not None else None
+        else:
+            expected = txn.request.to_addr.tag
+        return request.to_addr.tag == expected
+
+    def _find_server(self, request: Request, via: Via, method: str) -> ServerTransaction | None:
+        key = self._server_key(request, via, method)
+        if via.is_rfc3261_branch:
+            return self._server_index.get(key)
+        ack = request.method == "ACK"
+        for txn in self._server_2543.get(key, ()):
+            if self._matches_2543(txn, request, ack=ack):
+                return txn
+        return None
+
+    def _match_2543_response(self, key: _Key, to_tag: str | None) -> ServerTransaction | None:
+        # A response to an in-dialog request carries the request's To tag;
+        # otherwise take the newest transaction whose request had none.
+        candidates = self._server_2543.get(key, ())
+        for txn in candidates:
+            if to_tag is not None and txn.request.to_addr.tag == to_tag:
+                return txn
+        for txn in reversed(candidates):
+            if txn.request.to_addr.tag is None:
+                return txn
+        return None
+
+    def _receive_request(
+        self, request: Request, source: Address, reliable: bool, now: float
+    ) -> None:
+        via = request.top_via
+        method = request.method
+        self._source = source
+        if method == "ACK":
+            txn = self._find_server(request, via, "INVITE")
+            if txn is None:
+                # The ACK for a 2xx is its own transaction: the TU's business.
+                self._events.append(AckReceived(request=request, source=source))
+            elif not txn._apply(_I.RECV_ACK, now, request):
+                self._discard(request, f"ACK not expected in {txn.state.value}")
+            return
+        txn = self._find_server(request, via, method)
+        if txn is not None:
+            # A retransmission: every state has a row for it.
+            txn._apply(_I.RECV_REQUEST, now, request)
+            return
+        key = self._server_key(request, via, method)
+        tid = self._new_id()
+        if method == "INVITE":
+            txn = InviteServerTransaction(self, tid, request, source, reliable, key)
+        else:
+            txn = NonInviteServerTransaction(self, tid, request, source, reliable, key)
+        self._transactions[tid] = txn
+        if via.is_rfc3261_branch:
+            self._server_index[key] = txn
+        else:
+            self._server_2543.setdefault(key, []).append(txn)
+        if method == "CANCEL":
+            self._answer_cancel(txn, request, via, now)
+            return
+        self._events.append(RequestReceived(request=request, source=source, transaction_id=tid))
+        if method == "INVITE" and self.config.auto_100_trying:
+            headers = [("Timestamp", value) for value in request.headers.get_all("Timestamp")]
+            txn._apply(_I.SEND_1XX, now, make_response(request, 100, headers=headers))
+
+    def _answer_cancel(self, txn: ServerTransaction, cancel: Request, via: Via, now: float) -> None:
+        # RFC 3261 section 9.2: match the CANCEL as if it were the INVITE;
+        # answer 200 if it matches (with the To tag of the INVITE's
+        # responses), 481 if not.  Only an INVITE still without a final
+        # response is reported, for the TU to answer 487.
+        target = self._find_server(cancel, via, "INVITE")
+        if target is None:
+            response = make_response(cancel, 481, to_tag=_new_tag())
+        else:
+            sent = target.last_response
+            tag = sent.to_addr.tag if sent is not None else None
+            response = make_response(cancel, 200, to_tag=tag or _new_tag())
+        txn._apply(_I.SEND_2XX if target is not None else _I.SEND_3XX_6XX, now, response)
+        if target is not None and target.state is InviteServerState.PROCEEDING:
+            self._events.append(RequestCancelled(transaction_id=target.id, request=cancel))
+
+    # -- bookkeeping ---------------------------------------------------------------
+    def _new_id(self) -> TransactionId:
+        tid = TransactionId(self._next_id)
+        self._next_id += 1
+        return tid
+
+    def _remove(self, txn: _Transaction) -> None:
+        del self._transactions[txn.id]
+        if isinstance(txn, (InviteClientTransaction, NonInviteClientTransaction)):
+            if self._client_index.get(txn.key) is txn:
+                del self._client_index[txn.key]
+        elif self._server_index.get(txn.key) is txn:
+            del self._server_index[txn.key]
+        elif txn.key in self._server_2543:
+            bucket = self._server_2543[txn.key]
+            bucket[:] = [other for other in bucket if other is not txn]
+            if not bucket:
+                del self._server_2543[txn.key]
+        self._disarm_all(txn)
+        self._events.append(TransactionTerminated(transaction_id=txn.id))
