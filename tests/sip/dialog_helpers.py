@@ -10,7 +10,8 @@ from collections.abc import Iterable
 from typing import TypeVar
 
 from vidim.sip import Request, Response, Via, make_response, parse_message
-from vidim.sip.dialog import Dialog, DialogManager, new_branch
+from vidim.sip.dialog import Dialog, DialogManager
+from vidim.sip.ids import new_branch
 
 #: Our Via template (the allocator at 10.0.0.1).
 LOCAL_VIA = Via("UDP", "10.0.0.1", 5060, (("rport", None),))

@@ -46,13 +46,12 @@ from vidim.sip.dialog import (
     DialogState,
     Subscription,
     SubscriptionState,
-    new_branch,
-    new_tag,
     next_dialog_state,
     parse_event,
     parse_subscription_state,
     unknown_dialog_response,
 )
+from vidim.sip.ids import new_branch, new_tag
 
 BRANCH_RE = re.compile(r"z9hG4bK[0-9a-f]{32}")
 # As the UAS sees them: the proxy nearest the UAS (p2) is on top.

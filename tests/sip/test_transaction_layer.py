@@ -16,8 +16,8 @@ from transaction_helpers import (
 )
 
 from vidim.sip import LocalProtocolError, Request, Response, parse_message
+from vidim.sip.ids import MAGIC_COOKIE, new_branch
 from vidim.sip.transaction import (
-    MAGIC_COOKIE,
     AckReceived,
     Address,
     Event,
@@ -33,7 +33,6 @@ from vidim.sip.transaction import (
     TransactionTerminated,
     TransactionTimedOut,
     TransportFailed,
-    new_branch,
 )
 
 

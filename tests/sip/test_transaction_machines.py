@@ -24,6 +24,7 @@ from transaction_helpers import (
 )
 
 from vidim.sip import LocalProtocolError, Message, Request, Response
+from vidim.sip.ids import new_branch
 from vidim.sip.transaction import (
     InviteClientState,
     InviteClientTransaction,
@@ -41,7 +42,6 @@ from vidim.sip.transaction import (
     TransactionLayer,
     TransactionTerminated,
     describe_transitions,
-    new_branch,
 )
 
 Machine = (

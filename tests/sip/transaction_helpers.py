@@ -10,7 +10,8 @@ from __future__ import annotations
 from pathlib import Path
 
 from vidim.sip import Message, Request, Response, make_response, parse_message
-from vidim.sip.transaction import Address, Event, TransactionLayer, new_branch
+from vidim.sip.ids import new_branch
+from vidim.sip.transaction import Address, Event, TransactionLayer
 
 CORPUS = Path(__file__).resolve().parent.parent / "corpus"
 

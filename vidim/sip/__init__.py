@@ -7,6 +7,15 @@ current time go in, bytes, deadlines and events come out.
 from __future__ import annotations
 
 from .checks import DEFAULT_POLICY, ServerPolicy, check_request, error_response, warning_value
+from .dialog import (
+    Dialog,
+    DialogId,
+    DialogManager,
+    DialogState,
+    Subscription,
+    SubscriptionState,
+    unknown_dialog_response,
+)
 from .errors import (
     LocalProtocolError,
     ProtocolError,
@@ -29,39 +38,78 @@ from .headers import (
     quote,
     split_list,
 )
+from .ids import MAGIC_COOKIE, new_branch, new_call_id, new_tag
 from .message import REASON_PHRASES, Message, Request, Response, make_response
 from .multipart import BodyPart, build_multipart, parse_multipart
 from .parser import DEFAULT_MAX_MESSAGE_SIZE, StreamFramer, parse_message
+from .transaction import (
+    AckReceived,
+    Address,
+    Event,
+    MessageDiscarded,
+    RequestCancelled,
+    RequestReceived,
+    ResponseReceived,
+    TransactionConfig,
+    TransactionId,
+    TransactionLayer,
+    TransactionTerminated,
+    TransactionTimedOut,
+    TransportFailed,
+)
 from .uri import URI, AbsoluteURI, SipURI, parse_uri, unescape
 
 __all__ = [
     "DEFAULT_MAX_MESSAGE_SIZE",
     "DEFAULT_POLICY",
+    "MAGIC_COOKIE",
     "REASON_PHRASES",
     "URI",
     "AbsoluteURI",
+    "AckReceived",
+    "Address",
     "BodyPart",
     "CSeq",
+    "Dialog",
+    "DialogId",
+    "DialogManager",
+    "DialogState",
+    "Event",
     "Headers",
     "LocalProtocolError",
     "MediaType",
     "Message",
+    "MessageDiscarded",
     "NameAddr",
     "ProtocolError",
     "RemoteProtocolError",
     "Request",
+    "RequestCancelled",
+    "RequestReceived",
     "RequestRejectedError",
     "Response",
+    "ResponseReceived",
     "SIPParseError",
     "ServerPolicy",
     "SipURI",
     "StreamFramer",
+    "Subscription",
+    "SubscriptionState",
+    "TransactionConfig",
+    "TransactionId",
+    "TransactionLayer",
+    "TransactionTerminated",
+    "TransactionTimedOut",
+    "TransportFailed",
     "Via",
     "build_multipart",
     "canonical_name",
     "check_request",
     "error_response",
     "make_response",
+    "new_branch",
+    "new_call_id",
+    "new_tag",
     "parse_cseq",
     "parse_media_type",
     "parse_message",
@@ -73,5 +121,6 @@ __all__ = [
     "quote",
     "split_list",
     "unescape",
+    "unknown_dialog_response",
     "warning_value",
 ]

@@ -23,12 +23,12 @@ ends when its last subscription does; BYE ends every usage.
 
 from __future__ import annotations
 
-import secrets
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 from enum import Enum
 from typing import Any, TypeAlias
 
+from .checks import warning_value
 from .errors import LocalProtocolError, RemoteProtocolError, SIPParseError
 from .headers import (
     NameAddr,
@@ -37,8 +37,8 @@ from .headers import (
     parse_name_addr,
     parse_params,
     parse_via_list,
-    quote,
 )
+from .ids import new_branch, new_call_id, new_tag
 from .message import Request, Response, make_response
 from .uri import URI, SipURI, parse_uri
 
@@ -57,14 +57,10 @@ __all__ = [
     "Subscription",
     "SubscriptionState",
     "SubscriptionStatus",
-    "new_branch",
-    "new_call_id",
-    "new_tag",
     "next_dialog_state",
     "parse_event",
     "parse_subscription_state",
     "unknown_dialog_response",
-    "warning_value",
 ]
 
 #: Requests that may create a dialog when sent outside one (RFC 3261, RFC 6665).
@@ -86,24 +82,6 @@ _SUBSCRIBE_FATAL = frozenset((404, 405, 410, 416, 480, 481, 482, 483, 484, 485, 
 _MAX_FORWARDS = "70"
 #: to_dict() format; bump it when the layout changes.
 _FORMAT = 1
-
-
-# -- identifiers -------------------------------------------------------------------
-
-
-def new_tag() -> str:
-    """A From/To tag: 64 random bits, well above the 32 RFC 3261 19.3 asks for."""
-    return secrets.token_hex(8)
-
-
-def new_branch() -> str:
-    """A Via branch: the RFC 3261 magic cookie plus 128 random bits."""
-    return "z9hG4bK" + secrets.token_hex(16)
-
-
-def new_call_id() -> str:
-    """A Call-ID that is unique without a host part (128 random bits)."""
-    return secrets.token_hex(16)
 
 
 @dataclass(frozen=True, slots=True)
@@ -396,11 +374,6 @@ class Subscription:
 
 
 # -- helpers -----------------------------------------------------------------------
-
-
-def warning_value(agent: str, text: str) -> str:
-    """A Warning header value, code 399 (miscellaneous), RFC 3261 20.43."""
-    return f"399 {agent} {quote(text)}"
 
 
 def unknown_dialog_response(request: Request, *, warn_agent: str) -> Response:

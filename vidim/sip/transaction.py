@@ -29,7 +29,6 @@ from __future__ import annotations
 
 import heapq
 import itertools
-import secrets
 from collections import deque
 from collections.abc import Callable, Hashable, Mapping
 from dataclasses import dataclass
@@ -38,10 +37,10 @@ from typing import Any, ClassVar, NewType
 
 from .errors import LocalProtocolError, SIPParseError
 from .headers import Headers, Via
+from .ids import new_tag
 from .message import Message, Request, Response, make_response
 
 __all__ = [
-    "MAGIC_COOKIE",
     "RELIABLE_TRANSPORTS",
     "AckReceived",
     "Address",
@@ -69,11 +68,7 @@ __all__ = [
     "TransactionTimedOut",
     "TransportFailed",
     "describe_transitions",
-    "new_branch",
 ]
-
-#: The RFC 3261 branch prefix (section 8.1.1.7).
-MAGIC_COOKIE = "z9hG4bK"
 
 #: Transports that are reliable in the sense of RFC 3261 section 17: no
 #: retransmissions, and zero-length Timers D, I, J and K.
@@ -84,15 +79,6 @@ TransactionId = NewType("TransactionId", int)
 
 Ids are never reused, so an id of a terminated transaction stays unknown.
 """
-
-
-def new_branch() -> str:
-    """Return a fresh RFC 3261 branch: the magic cookie and 128 random bits."""
-    return MAGIC_COOKIE + secrets.token_hex(16)
-
-
-def _new_tag() -> str:
-    return secrets.token_hex(8)
 
 
 # -- addresses and configuration ------------------------------------------------
@@ -1238,11 +1224,11 @@ class TransactionLayer:
         # response is reported, for the TU to answer 487.
         target = self._find_server(cancel, via, "INVITE")
         if target is None:
-            response = make_response(cancel, 481, to_tag=_new_tag())
+            response = make_response(cancel, 481, to_tag=new_tag())
         else:
             sent = target.last_response
             tag = sent.to_addr.tag if sent is not None else None
-            response = make_response(cancel, 200, to_tag=tag or _new_tag())
+            response = make_response(cancel, 200, to_tag=tag or new_tag())
         txn._apply(_I.SEND_2XX if target is not None else _I.SEND_3XX_6XX, now, response)
         if target is not None and target.state is InviteServerState.PROCEEDING:
             self._events.append(RequestCancelled(transaction_id=target.id, request=cancel))
