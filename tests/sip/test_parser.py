@@ -124,3 +124,12 @@ def test_each_mandatory_header_is_required(missing: str) -> None:
 def test_parse_message_refuses_str() -> None:
     with pytest.raises(TypeError):
         parse_message("INVITE sip:a@b SIP/2.0")  # type: ignore[arg-type]
+
+
+def test_empty_continuation_line_adds_no_space() -> None:
+    # Found by fuzz/fuzz_parser.py (seed 2026): "a,\r\n     \r\n" used to unfold
+    # to "a, " and serialize to something that parsed back as "a,".
+    wire = request_bytes().replace(b"Max-Forwards: 70", b"Subject: a,\r\n     \r\nMax-Forwards: 70")
+    message = parse_message(wire)
+    assert message.headers.get("Subject") == "a,"
+    assert parse_message(message.to_bytes()).to_bytes() == message.to_bytes()
