@@ -10,12 +10,23 @@ from __future__ import annotations
 
 import re
 from collections.abc import Callable, Iterable, Iterator
-from dataclasses import dataclass
 from typing import Any, TypeVar
 
 from . import abnf
 from .errors import LocalProtocolError, SIPParseError
-from .uri import URI, format_host, parse_uri, valid_host
+from .uri import (
+    _FAST_HOST,
+    _FAST_PORT,
+    _LOOSE_HOST,
+    _LOOSE_PORT,
+    URI,
+    _fast_sip_uri_from_groups,
+    _fast_sip_uri_pattern,
+    _parse_uri_slow,
+    format_host,
+    parse_uri,
+    valid_host,
+)
 
 __all__ = [
     "CSeq",
@@ -40,6 +51,7 @@ __all__ = [
 ]
 
 T = TypeVar("T")
+_new = object.__new__
 Params = tuple[tuple[str, "str | None"], ...]
 
 # RFC 3261 section 7.3.3 and later RFCs' compact forms.
@@ -115,17 +127,56 @@ _VIA_RE = re.compile(
 _CSEQ_RE = re.compile(rf"{abnf.SWS}([0-9]{{1,10}}){abnf.LWS}({abnf.TOKEN}){abnf.SWS}")
 _MEDIA_RE = re.compile(rf"{abnf.SWS}({abnf.TOKEN}){abnf.SWS}/{abnf.SWS}({abnf.TOKEN})")
 _QUOTED_PAIR_RE = re.compile(r"\\(.)", re.DOTALL)
-# Fast paths: the compact forms every phone sends (no LWS inside, one value per
-# line).  Anything they do not match goes through the general parsers above.
-_FAST_PARAMS = rf"((?:;{abnf.TOKEN}(?:=(?:{abnf.GEN_VALUE}|{abnf.QUOTED_STRING}))?)*)"
+# Fast paths: the compact forms every phone sends (no LWS inside, one space
+# where the grammar needs one).  Anything they do not match goes through the
+# general parsers above, which decide; tests/sip/test_fast_paths.py checks
+# that both give equal results.
+_TOKEN_CHARS = r"A-Za-z0-9\-.!%*_+`'~"
+# quoted-string as abnf.QUOTED_STRING, unrolled: four times faster in re.
+_FAST_QUOTED = r'"[^"\\\r\n]*+(?:\\[^\r\n][^"\\\r\n]*+)*+"'
+_FAST_VALUE = rf"(?:[A-Za-z0-9\-.!%*_+`'~\[\]:]++|{_FAST_QUOTED})"  # gen-value
+#: *( SEMI generic-param ), one group.
+_FAST_PARAMS = rf"((?:;[{_TOKEN_CHARS}]++(?:={_FAST_VALUE})?)*+)"
+#: via-params (RFC 3261 section 20.42) as the general parser checks them:
+#: branch needs a value, ttl is 0-255, rport is a port or empty; any other
+#: name is a generic-param.  For lines that are validated, not built.
+_FAST_VIA_PARAMS_EXACT = (
+    rf"(?:;(?:(?!(?i:branch|rport|ttl)(?![{_TOKEN_CHARS}]))[{_TOKEN_CHARS}]++(?:={_FAST_VALUE})?"
+    rf"|(?i:branch)={_FAST_VALUE}"
+    rf"|(?i:rport)(?:={_FAST_PORT})?"
+    rf"|(?i:ttl)=(?:25[0-5]|2[0-4][0-9]|[01]?[0-9]?[0-9])))*+"
+)
+_FAST_VIA_ITEM_EXACT = (
+    rf"SIP/2\.0/[A-Za-z]++ {_FAST_HOST}(?::{_FAST_PORT})?{_FAST_VIA_PARAMS_EXACT}"
+)
+
+#: One via-parm: groups transport, host, port, params (checked by _fast_via).
 _FAST_VIA_RE = re.compile(
-    r"SIP/2\.0/([A-Za-z]+) (\[[0-9A-Fa-f:.]+\]|[A-Za-z0-9\-.]+)(?::([0-9]{1,5}))?" + _FAST_PARAMS
+    rf"SIP/2\.0/([A-Za-z]++) ({_LOOSE_HOST})(?::({_LOOSE_PORT}))?{_FAST_PARAMS}"
 )
-_FAST_NAME_ADDR_RE = re.compile(
-    rf'(?:"((?:[^"\\\r\n]|\\[^\r\n])*)" ?|({abnf.TOKEN}(?: {abnf.TOKEN})*) ?)?'
-    rf"<([^<>\s\"]+)>" + _FAST_PARAMS
+#: The rest of a Via line after its first via-parm, validated only.
+_FAST_VIA_MORE_RE = re.compile(rf"(?:[ \t]*,[ \t]*{_FAST_VIA_ITEM_EXACT})*+")
+#: A whole Via line, validated only.
+_FAST_VIA_LINE_RE = re.compile(rf"{_FAST_VIA_ITEM_EXACT}(?:[ \t]*,[ \t]*{_FAST_VIA_ITEM_EXACT})*+")
+#: display-name (quoted, or tokens separated by single spaces): groups quoted, tokens.
+_FAST_DISPLAY = (
+    rf'(?:"([^"\\\r\n]*+(?:\\[^\r\n][^"\\\r\n]*+)*+)" ?|({abnf.TOKEN}(?: {abnf.TOKEN})*) ?)?'
 )
+#: name-addr with a SIP URI, then parameters: groups quoted, tokens, the
+#: five of the URI (scheme, user, host, port, URI params), header params.
+_FAST_NAME_ADDR_SIP_RE = re.compile(rf"{_FAST_DISPLAY}<{_fast_sip_uri_pattern()}>{_FAST_PARAMS}")
+_FAST_NAME_ADDR_ITEM = (
+    rf"{_FAST_DISPLAY}<{_fast_sip_uri_pattern(_FAST_HOST, _FAST_PORT)}>{_FAST_PARAMS}"
+)
+#: A Contact (Route...) line of such name-addrs, validated only (no IPv6).
+_FAST_NAME_ADDR_LINE_RE = re.compile(
+    rf"{_FAST_NAME_ADDR_ITEM}(?:[ \t]*,[ \t]*{_FAST_NAME_ADDR_ITEM})*+"
+)
+#: name-addr with any other URI, and addr-spec (no <>).
+_FAST_NAME_ADDR_RE = re.compile(rf"{_FAST_DISPLAY}<([^<>\s\"]+)>{_FAST_PARAMS}")
 _FAST_ADDR_SPEC_RE = re.compile(r"([A-Za-z][A-Za-z0-9+\-.]*:[^;?,\s<>\"]+)" + _FAST_PARAMS)
+#: type/subtype *(;param)
+_FAST_MEDIA_RE = re.compile(rf"({abnf.TOKEN})/({abnf.TOKEN}){_FAST_PARAMS}")
 
 
 def _fast_params(text: str) -> Params:
@@ -230,50 +281,107 @@ def _param(params: Params, name: str) -> str | None:
     return None
 
 
-@dataclass(frozen=True, slots=True)
 class NameAddr:
-    """A From, To, Contact, Route... value: display name, URI and parameters."""
+    """A From, To, Contact, Route... value: display name, URI and parameters.
 
-    uri: URI
-    display_name: str | None = None
-    #: Header parameters (``tag``, ``expires``...) as written, quoted values kept quoted.
-    params: Params = ()
+    Immutable and hashable, like every value type here: a ``__slots__``
+    class with read-only properties, which the parser builds three times
+    faster than a frozen dataclass (see docs/performance.md).
+    """
+
+    __slots__ = ("_display_name", "_params", "_uri")
+    __match_args__ = ("uri", "display_name", "params")
+
+    _uri: URI
+    _display_name: str | None
+    _params: Params
+
+    def __init__(self, uri: URI, display_name: str | None = None, params: Params = ()) -> None:
+        self._uri = uri
+        self._display_name = display_name
+        self._params = tuple(params)
+
+    @property
+    def uri(self) -> URI:
+        return self._uri
+
+    @property
+    def display_name(self) -> str | None:
+        return self._display_name
+
+    @property
+    def params(self) -> Params:
+        """Header parameters (``tag``, ``expires``...) as written, quoted values kept quoted."""
+        return self._params
+
+    def _key(self) -> tuple[object, ...]:
+        return (self._uri, self._display_name, self._params)
+
+    def __eq__(self, other: object) -> bool:
+        if other.__class__ is not self.__class__:
+            return NotImplemented
+        return self._key() == other._key()
+
+    def __hash__(self) -> int:
+        return hash(self._key())
+
+    def __repr__(self) -> str:
+        return (
+            f"NameAddr(uri={self._uri!r}, display_name={self._display_name!r}, "
+            f"params={self._params!r})"
+        )
 
     @property
     def tag(self) -> str | None:
-        return _param(self.params, "tag")
+        return _param(self._params, "tag")
 
     def param(self, name: str) -> str | None:
-        return _param(self.params, name.lower())
+        return _param(self._params, name.lower())
 
     def has_param(self, name: str) -> bool:
         lname = name.lower()
-        return any(key.lower() == lname for key, _ in self.params)
+        return any(key.lower() == lname for key, _ in self._params)
 
     def with_tag(self, tag: str) -> NameAddr:
         if not _TOKEN_RE.fullmatch(tag):
             raise LocalProtocolError(f"a tag must be a token, not {tag!r}")
-        kept = tuple(p for p in self.params if p[0].lower() != "tag")
-        return NameAddr(uri=self.uri, display_name=self.display_name, params=(*kept, ("tag", tag)))
+        kept = tuple(p for p in self._params if p[0].lower() != "tag")
+        return NameAddr(self._uri, self._display_name, (*kept, ("tag", tag)))
 
     def __str__(self) -> str:
-        if self.display_name is not None:
-            head = f"{quote(self.display_name)} <{self.uri}>"
+        if self._display_name is not None:
+            head = f"{quote(self._display_name)} <{self._uri}>"
         else:
-            head = f"<{self.uri}>"
-        return head + format_params(self.params)
+            head = f"<{self._uri}>"
+        return head + format_params(self._params)
+
+
+def _name_addr(uri: URI, display_name: str | None, params: Params) -> NameAddr:
+    """A NameAddr from parsed parts, without going through ``__init__``."""
+    value = _new(NameAddr)
+    value._uri = uri
+    value._display_name = display_name
+    value._params = params
+    return value
 
 
 def parse_name_addr(value: str) -> NameAddr:
     """Parse ``( name-addr / addr-spec ) *( SEMI param )`` (RFC 3261 section 20.10)."""
+    match = _FAST_NAME_ADDR_SIP_RE.fullmatch(value)
+    if match is not None:
+        quoted, tokens, scheme, user, host, port, uri_params, params = match.groups()
+        uri = _fast_sip_uri_from_groups(scheme, user, host, port, uri_params)
+        if uri is not None:
+            display = _unquote_inner(quoted) if quoted is not None else tokens
+            return _name_addr(uri, display, _fast_params(params))
     match = _FAST_NAME_ADDR_RE.fullmatch(value)
     if match is not None:
-        quoted, tokens, uri_text, params_text = match.groups()
+        quoted, tokens, uri_text, params = match.groups()
         display = _unquote_inner(quoted) if quoted is not None else tokens
-        return NameAddr(parse_uri(uri_text), display, _fast_params(params_text))
+        return _name_addr(parse_uri(uri_text), display, _fast_params(params))
     match = _FAST_ADDR_SPEC_RE.fullmatch(value)
     if match is not None:
-        return NameAddr(parse_uri(match.group(1)), None, _fast_params(match.group(2)))
+        return _name_addr(parse_uri(match.group(1)), None, _fast_params(match.group(2)))
     return _parse_name_addr_slow(value)
 
 
@@ -282,6 +390,7 @@ def _unquote_inner(text: str) -> str:
 
 
 def _parse_name_addr_slow(value: str) -> NameAddr:
+    """The general parser: every form the grammar allows (and no fast path)."""
     text = value.strip()
     display: str | None = None
     if text.startswith('"'):
@@ -303,7 +412,7 @@ def _parse_name_addr_slow(value: str) -> NameAddr:
         gt = text.find(">", lt)
         if gt < 0:
             raise SIPParseError(f"missing '>' in {value!r}")
-        uri = parse_uri(text[lt + 1 : gt])
+        uri = _parse_uri_slow(text[lt + 1 : gt])
         rest = text[gt + 1 :]
     else:
         # addr-spec: the URI ends at the first ';' or space; a URI holding
@@ -316,7 +425,7 @@ def _parse_name_addr_slow(value: str) -> NameAddr:
         spec = text[:end]
         if "?" in spec or "," in spec:
             raise SIPParseError(f"a URI with '?' or ',' must be enclosed in <> in {value!r}")
-        uri = parse_uri(spec)
+        uri = _parse_uri_slow(spec)
         rest = text[end:]
     params = parse_params(rest, value) if rest.strip() else ()
     return NameAddr(uri=uri, display_name=display, params=params)
@@ -326,35 +435,83 @@ def parse_name_addr_list(value: str) -> list[NameAddr]:
     return [parse_name_addr(item) for item in split_list(value)]
 
 
-@dataclass(frozen=True, slots=True)
+def _name_addr_line_ok(value: str) -> bool:
+    """True when the fast grammar covers the whole list: valid without building it."""
+    return _FAST_NAME_ADDR_LINE_RE.fullmatch(value) is not None
+
+
 class Via:
     """One Via entry (RFC 3261 section 20.42)."""
 
-    transport: str
-    host: str
-    port: int | None = None
-    params: Params = ()
+    __slots__ = ("_host", "_params", "_port", "_transport")
+    __match_args__ = ("transport", "host", "port", "params")
+
+    _transport: str
+    _host: str
+    _port: int | None
+    _params: Params
+
+    def __init__(
+        self, transport: str, host: str, port: int | None = None, params: Params = ()
+    ) -> None:
+        self._transport = transport
+        self._host = host
+        self._port = port
+        self._params = tuple(params)
+
+    @property
+    def transport(self) -> str:
+        return self._transport
+
+    @property
+    def host(self) -> str:
+        return self._host
+
+    @property
+    def port(self) -> int | None:
+        return self._port
+
+    @property
+    def params(self) -> Params:
+        return self._params
+
+    def _key(self) -> tuple[object, ...]:
+        return (self._transport, self._host, self._port, self._params)
+
+    def __eq__(self, other: object) -> bool:
+        if other.__class__ is not self.__class__:
+            return NotImplemented
+        return self._key() == other._key()
+
+    def __hash__(self) -> int:
+        return hash(self._key())
+
+    def __repr__(self) -> str:
+        return (
+            f"Via(transport={self._transport!r}, host={self._host!r}, port={self._port!r}, "
+            f"params={self._params!r})"
+        )
 
     @property
     def branch(self) -> str | None:
-        return _param(self.params, "branch")
+        return _param(self._params, "branch")
 
     @property
     def received(self) -> str | None:
-        return _param(self.params, "received")
+        return _param(self._params, "received")
 
     @property
     def rport(self) -> int | None:
-        value = _param(self.params, "rport")
+        value = _param(self._params, "rport")
         return int(value) if value and value.isdigit() else None
 
     @property
     def has_rport(self) -> bool:
-        return any(key.lower() == "rport" for key, _ in self.params)
+        return any(key.lower() == "rport" for key, _ in self._params)
 
     @property
     def sent_by(self) -> tuple[str, int | None]:
-        return (self.host.lower(), self.port)
+        return (self._host.lower(), self._port)
 
     @property
     def is_rfc3261_branch(self) -> bool:
@@ -364,28 +521,54 @@ class Via:
 
     def with_params(self, **params: str | None) -> Via:
         lowered = {k.lower() for k in params}
-        kept = tuple(p for p in self.params if p[0].lower() not in lowered)
-        return Via(self.transport, self.host, self.port, kept + tuple(params.items()))
+        kept = tuple(p for p in self._params if p[0].lower() not in lowered)
+        return Via(self._transport, self._host, self._port, kept + tuple(params.items()))
 
     def __str__(self) -> str:
-        port = f":{self.port}" if self.port is not None else ""
+        port = f":{self._port}" if self._port is not None else ""
         return (
-            f"SIP/2.0/{self.transport} {format_host(self.host)}{port}{format_params(self.params)}"
+            f"SIP/2.0/{self._transport} {format_host(self._host)}{port}"
+            f"{format_params(self._params)}"
         )
 
 
+def _via(transport: str, host: str, port: int | None, params: Params) -> Via:
+    """A Via from parsed parts, without going through ``__init__``."""
+    value = _new(Via)
+    value._transport = transport
+    value._host = host
+    value._port = port
+    value._params = params
+    return value
+
+
 def _parse_via(text: str, value: str) -> Via:
+    """One via-parm (``text``) of the Via line ``value``."""
     match = _FAST_VIA_RE.fullmatch(text)
-    if match is not None and valid_host(match.group(2)):
-        transport, host, port_text, params_text = match.groups()
-        port = int(port_text) if port_text is not None else None
-        params = _fast_params(params_text)
-        if (port is None or port <= 65535) and _via_params_ok(params):
-            return Via(transport.upper(), host, port, params)
+    if match is not None:
+        via = _fast_via(*match.groups())
+        if via is not None:
+            return via
     return _parse_via_slow(text, value)
 
 
+def _fast_via(transport: str, host: str, port: str | None, params_text: str) -> Via | None:
+    """The Via a :data:`_FAST_VIA_RE` match describes (None: let the general parser decide)."""
+    if not valid_host(host):
+        return None
+    port_number = None
+    if port is not None:
+        port_number = int(port)
+        if port_number > 65535:
+            return None
+    params = _fast_params(params_text)
+    if not _via_params_ok(params):
+        return None
+    return _via(transport.upper(), host, port_number, params)
+
+
 def _via_params_ok(params: Params) -> bool:
+    """The checks the general parser makes on via-params (branch, ttl, rport)."""
     for key, pvalue in params:
         lkey = key.lower()
         if lkey == "ttl" and (pvalue is None or not pvalue.isdigit() or int(pvalue) > 255):
@@ -397,7 +580,18 @@ def _via_params_ok(params: Params) -> bool:
     return True
 
 
+def _parse_top_via(line: str) -> Via:
+    """The first via-parm of a Via line, the whole line validated, the rest not built."""
+    match = _FAST_VIA_RE.match(line)
+    if match is not None and _FAST_VIA_MORE_RE.fullmatch(line, match.end()) is not None:
+        via = _fast_via(*match.groups())
+        if via is not None:
+            return via
+    return parse_via_list(line)[0]
+
+
 def _parse_via_slow(text: str, value: str) -> Via:
+    """The general parser: every via-parm the grammar allows (and no fast path)."""
     match = _VIA_RE.match(text)
     if match is None:
         raise SIPParseError(f"malformed Via {value!r}")
@@ -418,20 +612,52 @@ def _parse_via_slow(text: str, value: str) -> Via:
             raise SIPParseError(f"Via branch without value in {value!r}")
     if not valid_host(host):
         raise SIPParseError(f"bad Via host in {value!r}")
-    return Via(transport=transport.upper(), host=host, port=port, params=params)
+    return _via(transport.upper(), host, port, params)
 
 
 def parse_via_list(value: str) -> list[Via]:
     return [_parse_via(item, value) for item in split_list(value)]
 
 
-@dataclass(frozen=True, slots=True)
+def _via_line_ok(value: str) -> bool:
+    """True when the fast grammar covers the whole Via line: valid without building it."""
+    return _FAST_VIA_LINE_RE.fullmatch(value) is not None
+
+
 class CSeq:
-    seq: int
-    method: str
+    """The CSeq header: sequence number and method."""
+
+    __slots__ = ("_method", "_seq")
+    __match_args__ = ("seq", "method")
+
+    _seq: int
+    _method: str
+
+    def __init__(self, seq: int, method: str) -> None:
+        self._seq = seq
+        self._method = method
+
+    @property
+    def seq(self) -> int:
+        return self._seq
+
+    @property
+    def method(self) -> str:
+        return self._method
+
+    def __eq__(self, other: object) -> bool:
+        if other.__class__ is not self.__class__:
+            return NotImplemented
+        return (self._seq, self._method) == (other._seq, other._method)
+
+    def __hash__(self) -> int:
+        return hash((self._seq, self._method))
+
+    def __repr__(self) -> str:
+        return f"CSeq(seq={self._seq!r}, method={self._method!r})"
 
     def __str__(self) -> str:
-        return f"{self.seq} {self.method}"
+        return f"{self._seq} {self._method}"
 
 
 def parse_cseq(value: str) -> CSeq:
@@ -441,31 +667,83 @@ def parse_cseq(value: str) -> CSeq:
     seq = int(match.group(1))
     if seq >= 2**31:
         raise SIPParseError(f"CSeq number {seq} is not below 2**31")
-    return CSeq(seq=seq, method=match.group(2))
+    cseq = _new(CSeq)
+    cseq._seq = seq
+    cseq._method = match.group(2)
+    return cseq
 
 
-@dataclass(frozen=True, slots=True)
 class MediaType:
-    type: str
-    subtype: str
-    params: Params = ()
+    """A Content-Type value: type, subtype and parameters."""
+
+    __slots__ = ("_params", "_subtype", "_type")
+    __match_args__ = ("type", "subtype", "params")
+
+    _type: str
+    _subtype: str
+    _params: Params
+
+    def __init__(self, type: str, subtype: str, params: Params = ()) -> None:
+        self._type = type
+        self._subtype = subtype
+        self._params = tuple(params)
+
+    @property
+    def type(self) -> str:
+        return self._type
+
+    @property
+    def subtype(self) -> str:
+        return self._subtype
+
+    @property
+    def params(self) -> Params:
+        return self._params
+
+    def _key(self) -> tuple[object, ...]:
+        return (self._type, self._subtype, self._params)
+
+    def __eq__(self, other: object) -> bool:
+        if other.__class__ is not self.__class__:
+            return NotImplemented
+        return self._key() == other._key()
+
+    def __hash__(self) -> int:
+        return hash(self._key())
+
+    def __repr__(self) -> str:
+        return f"MediaType(type={self._type!r}, subtype={self._subtype!r}, params={self._params!r})"
 
     @property
     def mime(self) -> str:
         """``type/subtype`` in lower case, for comparisons."""
-        return f"{self.type}/{self.subtype}".lower()
+        return f"{self._type}/{self._subtype}".lower()
 
     def param(self, name: str) -> str | None:
-        value = _param(self.params, name.lower())
+        value = _param(self._params, name.lower())
         if value is not None and value.startswith('"'):
             return _unquote(value)
         return value
 
     def __str__(self) -> str:
-        return f"{self.type}/{self.subtype}{format_params(self.params)}"
+        return f"{self._type}/{self._subtype}{format_params(self._params)}"
 
 
 def parse_media_type(value: str) -> MediaType:
+    match = _FAST_MEDIA_RE.fullmatch(value)
+    if match is not None:
+        type_, subtype, params = match.groups()
+        return MediaType(type_, subtype, _fast_params(params))
+    return _parse_media_type_slow(value)
+
+
+def _media_type_ok(value: str) -> bool:
+    """True when the fast grammar covers the value: valid without building it."""
+    return _FAST_MEDIA_RE.fullmatch(value) is not None
+
+
+def _parse_media_type_slow(value: str) -> MediaType:
+    """The general parser (and no fast path)."""
     match = _MEDIA_RE.match(value)
     if match is None:
         raise SIPParseError(f"malformed media type {value!r}")
@@ -501,22 +779,29 @@ class Headers:
 
     Every entry is ``(name, value)`` with the canonical name (compact forms
     expanded) and the value unfolded.  Parsed values are cached per name and
-    dropped when that name changes.
+    dropped when that name changes.  Lookups go through an index of the
+    first value of each name, which the parser builds as it reads the lines
+    and which is rebuilt on demand after a change.
     """
 
-    __slots__ = ("_cache", "_items")
+    __slots__ = ("_cache", "_index", "_items")
 
     def __init__(self, items: Iterable[tuple[str, str]] = ()) -> None:
         self._items: list[tuple[str, str, str]] = []
         self._cache: dict[str, Any] = {}
+        self._index: dict[str, str] | None = None
         for name, value in items:
             self.add(name, value)
 
     @classmethod
-    def _from_parsed(cls, items: list[tuple[str, str, str]]) -> Headers:
+    def _from_parsed(
+        cls, items: list[tuple[str, str, str]], index: dict[str, str] | None = None
+    ) -> Headers:
+        """Headers from parsed lines; ``index`` maps each lower-case name to its first value."""
         headers = cls.__new__(cls)
         headers._items = items
         headers._cache = {}
+        headers._index = index
         return headers
 
     def __iter__(self) -> Iterator[tuple[str, str]]:
@@ -528,8 +813,7 @@ class Headers:
     def __contains__(self, name: object) -> bool:
         if not isinstance(name, str):
             return False
-        lname = canonical_name(name).lower()
-        return any(key == lname for key, _, _ in self._items)
+        return self._first(_lower_name(name)) is not None
 
     def __eq__(self, other: object) -> bool:
         if not isinstance(other, Headers):
@@ -540,19 +824,16 @@ class Headers:
         return f"Headers({list(self)!r})"
 
     def copy(self) -> Headers:
-        return Headers._from_parsed(list(self._items))
+        index = self._index
+        return Headers._from_parsed(list(self._items), None if index is None else dict(index))
 
     def get(self, name: str) -> str | None:
         """The first value of ``name``, or None."""
-        lname = canonical_name(name).lower()
-        for key, _, value in self._items:
-            if key == lname:
-                return value
-        return None
+        return self._first(_lower_name(name))
 
     def get_all(self, name: str) -> list[str]:
         """Every header line of ``name``, in order (lists not split)."""
-        lname = canonical_name(name).lower()
+        lname = _lower_name(name)
         return [value for key, _, value in self._items if key == lname]
 
     def values(self, name: str) -> list[str]:
@@ -580,8 +861,7 @@ class Headers:
 
     def set(self, name: str, value: str) -> None:
         """Replace every line of ``name`` with one, where the first one was."""
-        cname = canonical_name(name)
-        lname = cname.lower()
+        lname = _lower_name(name)
         index = next((i for i, item in enumerate(self._items) if item[0] == lname), None)
         self.remove(name)
         self.add(name, value)
@@ -589,26 +869,30 @@ class Headers:
             self._items.insert(index, self._items.pop())
 
     def remove(self, name: str) -> None:
-        lname = canonical_name(name).lower()
+        lname = _lower_name(name)
         self._drop_cache(lname)
         self._items = [item for item in self._items if item[0] != lname]
 
     def _first(self, lname: str) -> str | None:
-        for key, _, value in self._items:
-            if key == lname:
-                return value
-        return None
+        index = self._index
+        if index is None:
+            # Reversed, so that the first line of each name is the one kept.
+            index = self._index = {key: value for key, _, value in reversed(self._items)}
+        return index.get(lname)
 
     def parsed(self, name: str, parser: Callable[[str], T]) -> T | None:
         """Parse the first value of ``name`` with ``parser``, cached; None if absent.
 
         ``name`` is the lower-case canonical name (``"call-id"``, not ``"i"``).
         """
+        value = self._cache.get(name, _MISSING)
+        if value is not _MISSING:
+            return value  # type: ignore[no-any-return]
         lname = name.lower()
-        try:
-            return self._cache[lname]  # type: ignore[no-any-return]
-        except KeyError:
-            pass
+        if lname != name:
+            value = self._cache.get(lname, _MISSING)
+            if value is not _MISSING:
+                return value  # type: ignore[no-any-return]
         raw = self._first(lname)
         result = parser(raw) if raw is not None else None
         self._cache[lname] = result
@@ -618,10 +902,9 @@ class Headers:
         """Parse every line of a list header with ``parser``, cached."""
         lname = name.lower()
         key = "*" + lname
-        try:
-            return self._cache[key]  # type: ignore[no-any-return]
-        except KeyError:
-            pass
+        value = self._cache.get(key, _MISSING)
+        if value is not _MISSING:
+            return value  # type: ignore[no-any-return]
         out: list[T] = []
         for item_name, _, line in self._items:
             if item_name == lname:
@@ -630,5 +913,22 @@ class Headers:
         return out
 
     def _drop_cache(self, lname: str) -> None:
-        self._cache.pop(lname, None)
-        self._cache.pop("*" + lname, None)
+        self._index = None
+        cache = self._cache
+        if cache:
+            cache.pop(lname, None)
+            cache.pop("*" + lname, None)
+
+
+_MISSING: Any = object()
+_LOWER_NAMES: dict[str, str] = {}
+
+
+def _lower_name(name: str) -> str:
+    """The lower-case canonical name of ``name``, from a bounded cache keyed on names."""
+    lname = _LOWER_NAMES.get(name)
+    if lname is None:
+        lname = canonical_name(name).lower()
+        if len(_LOWER_NAMES) < 1024:  # bounded: names can come from peers
+            _LOWER_NAMES[name] = lname
+    return lname

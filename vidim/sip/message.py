@@ -11,6 +11,7 @@ from .headers import (
     MediaType,
     NameAddr,
     Via,
+    _parse_top_via,
     parse_content_length,
     parse_cseq,
     parse_max_forwards,
@@ -79,14 +80,15 @@ class Message:
 
     @property
     def top_via(self) -> Via:
-        vias = self.via
-        if not vias:
+        """The first Via value; the other Vias are not parsed for it."""
+        value = self.headers.parsed("via", _parse_top_via)
+        if value is None:
             raise SIPParseError("missing Via")
-        return vias[0]
+        return value
 
     @property
     def call_id(self) -> str:
-        value = self.headers.get("call-id")
+        value = self.headers._first("call-id")
         if value is None:
             raise SIPParseError("missing Call-ID")
         return value

@@ -14,16 +14,27 @@ from .errors import SIPParseError
 from .headers import (
     SINGLE_HEADERS,
     Headers,
+    _media_type_ok,
+    _name_addr_line_ok,
+    _parse_top_via,
+    _via_line_ok,
     canonical_name,
     parse_content_length,
     parse_cseq,
     parse_max_forwards,
     parse_media_type,
     parse_name_addr,
+    parse_name_addr_list,
     parse_via_list,
 )
 from .message import Request, Response
-from .uri import SipURI, parse_uri
+from .uri import (
+    URI,
+    SipURI,
+    _fast_sip_uri_from_groups,
+    _fast_sip_uri_pattern,
+    parse_uri,
+)
 
 __all__ = ["DEFAULT_MAX_MESSAGE_SIZE", "StreamFramer", "parse_message"]
 
@@ -41,6 +52,9 @@ _CONTENT_LENGTH_RE = re.compile(
 _REQUIRED = frozenset(("via", "from", "to", "call-id", "cseq"))
 
 
+#: raw header name (as it appears before the colon) -> (lower-case canonical
+#: name, canonical name).  Keyed on names, which repeat in real traffic, and
+#: bounded since names come from peers.
 _NAME_CACHE: dict[str, tuple[str, str]] = {}
 _NAME_CACHE_LIMIT = 4096
 
@@ -55,7 +69,7 @@ def _header_name(raw: str) -> tuple[str, str]:
         raise SIPParseError(f"malformed header name {name[:60]!r}")
     cname = canonical_name(name)
     entry = (cname.lower(), cname)
-    if len(_NAME_CACHE) < _NAME_CACHE_LIMIT:  # bounded: names come from peers
+    if len(_NAME_CACHE) < _NAME_CACHE_LIMIT:
         _NAME_CACHE[raw] = entry
     return entry
 
@@ -108,29 +122,54 @@ def parse_message(data: bytes) -> Request | Response:
 
 
 def _parse_lines(lines: list[str]) -> Request | Response:
+    # The header-line loop: one partition and one dict lookup per line in the
+    # common case.  It also builds the index of first values (``first``) and
+    # keeps the later lines of a repeated name (``repeats``: Via, Route...),
+    # so that nothing needs to walk the lines again.
     items: list[tuple[str, str, str]] = []
+    first: dict[str, str] = {}
+    repeats: list[tuple[str, str]] = []
+    folded = False
     cache = _NAME_CACHE
-    for line in lines[1:]:
-        if line[:1] in (" ", "\t"):
-            if not items:
-                raise SIPParseError("continuation line before the first header")
-            lname, name, value = items[-1]
-            more = line.strip(" \t")
-            items[-1] = (lname, name, f"{value} {more}" if value and more else value or more)
-            continue
+    for index in range(1, len(lines)):
+        line = lines[index]
         raw, colon, value = line.partition(":")
-        if not colon or not raw:
-            raise SIPParseError(f"malformed header line {line[:60]!r}")
-        entry = cache.get(raw) or _header_name(raw)
-        items.append((entry[0], entry[1], value.strip(" \t")))
-    headers = Headers._from_parsed(items)
+        entry = cache.get(raw)
+        if entry is None or not colon:
+            if line[:1] in (" ", "\t"):
+                if not items:
+                    raise SIPParseError("continuation line before the first header")
+                lname, name, value = items[-1]
+                more = line.strip(" \t")
+                items[-1] = (lname, name, f"{value} {more}" if value and more else value or more)
+                folded = True
+                continue
+            if not colon or not raw:
+                raise SIPParseError(f"malformed header line {line[:60]!r}")
+            entry = _header_name(raw)
+        lname = entry[0]
+        value = value.strip(" \t")
+        items.append((lname, entry[1], value))
+        if lname in first:
+            repeats.append((lname, value))
+        else:
+            first[lname] = value
+    if folded:  # rare: rebuild what folding changed
+        first = {}
+        repeats = []
+        for lname, _, value in items:
+            if lname in first:
+                repeats.append((lname, value))
+            else:
+                first[lname] = value
+    headers = Headers._from_parsed(items, first)
     start_line = lines[0]
     message: Request | Response
     if start_line.startswith("SIP/"):
         message = _parse_status_line(start_line, headers)
     else:
         message = _parse_request_line(start_line, headers)
-    _validate(message)
+    _validate(message, first, repeats)
     return message
 
 
@@ -141,7 +180,27 @@ def _check_version(version: str) -> None:
         raise SIPParseError(f"malformed SIP version {version[:20]!r}")
 
 
+# Method SP sip-URI SP SIP/2.0, the URI in the fast grammar of uri.py.
+_FAST_REQUEST_LINE_RE = re.compile(rf"({abnf.TOKEN}) {_fast_sip_uri_pattern()} SIP/2\.0")
+
+
 def _parse_request_line(line: str, headers: Headers) -> Request:
+    match = _FAST_REQUEST_LINE_RE.fullmatch(line)
+    uri: URI | None = None
+    if match is not None:
+        method = match.group(1)
+        uri = _fast_sip_uri_from_groups(*match.group(2, 3, 4, 5, 6))
+    if uri is None:
+        method, uri = _parse_request_line_slow(line)
+    request = Request.__new__(Request)
+    request.method = method
+    request.uri = uri
+    request.headers = headers
+    request.body = b""
+    return request
+
+
+def _parse_request_line_slow(line: str) -> tuple[str, URI]:
     parts = line.split(" ")
     if len(parts) != 3 or not all(parts):
         raise SIPParseError("malformed request line: expected 'Method SP Request-URI SP SIP/2.0'")
@@ -152,12 +211,7 @@ def _parse_request_line(line: str, headers: Headers) -> Request:
     uri = parse_uri(uri_text)
     if isinstance(uri, SipURI) and uri.headers:
         raise SIPParseError("a Request-URI cannot carry URI headers")
-    request = Request.__new__(Request)
-    request.method = method
-    request.uri = uri
-    request.headers = headers
-    request.body = b""
-    return request
+    return method, uri
 
 
 def _parse_status_line(line: str, headers: Headers) -> Response:
@@ -176,40 +230,55 @@ def _parse_status_line(line: str, headers: Headers) -> Response:
     return response
 
 
-def _validate(message: Request | Response) -> None:
-    headers = message.headers
-    names = [item[0] for item in headers._items]
-    present = set(names)
-    if len(present) != len(names):
-        for lname in SINGLE_HEADERS:
-            if names.count(lname) > 1:
-                raise SIPParseError(f"more than one {canonical_name(lname)} header")
-    if not present.issuperset(_REQUIRED):
-        missing = [canonical_name(n) for n in _REQUIRED if n not in present]
+def _validate(
+    message: Request | Response, first: dict[str, str], repeats: list[tuple[str, str]]
+) -> None:
+    """Refuse a message whose core headers are malformed (RFC 4475).
+
+    What every reader needs (top Via, From, To, CSeq, Content-Length) is
+    parsed here and cached; the other lines that must be valid (later Vias,
+    Contact, Content-Type) are checked with a regular expression and parsed
+    only if something reads them.  A line the fast grammar does not cover is
+    parsed by the general parser, which raises if it is malformed.
+    """
+    for lname, _ in repeats:
+        if lname in SINGLE_HEADERS:
+            raise SIPParseError(f"more than one {canonical_name(lname)} header")
+    if not first.keys() >= _REQUIRED:
+        missing = [canonical_name(n) for n in _REQUIRED if n not in first]
         raise SIPParseError("missing " + ", ".join(missing))
-    # Parse (and cache) what the transaction and dialog layers read, so that
-    # a malformed core header is refused here rather than later.
-    headers.parsed_all("via", parse_via_list)
-    headers.parsed("from", parse_name_addr)
-    headers.parsed("to", parse_name_addr)
-    call_id = headers._first("call-id")
-    if call_id is None or not _CALL_ID_RE.fullmatch(call_id):
-        raise SIPParseError(f"malformed Call-ID {(call_id or '')[:60]!r}")
-    cseq = headers.parsed("cseq", parse_cseq)
+    headers = message.headers
+    cache = headers._cache
+    cache["via"] = _parse_top_via(first["via"])
+    for lname, value in repeats:
+        if lname == "via" and not _via_line_ok(value):
+            parse_via_list(value)
+    cache["from"] = parse_name_addr(first["from"])
+    cache["to"] = parse_name_addr(first["to"])
+    call_id = first["call-id"]
+    if not _CALL_ID_RE.fullmatch(call_id):
+        raise SIPParseError(f"malformed Call-ID {call_id[:60]!r}")
+    cseq = cache["cseq"] = parse_cseq(first["cseq"])
     if isinstance(message, Request):
-        if cseq is None or cseq.method != message.method:
+        if cseq.method != message.method:
             raise SIPParseError(
-                f"CSeq method {cseq.method if cseq else None} does not match "
-                f"the request method {message.method}"
+                f"CSeq method {cseq.method} does not match the request method {message.method}"
             )
-        if "max-forwards" in present:
-            headers.parsed("max-forwards", parse_max_forwards)
-    if "contact" in present:
-        message.contacts  # noqa: B018 - parse and cache, raising if malformed
-    if "content-type" in present:
-        headers.parsed("content-type", parse_media_type)
-    if "content-length" in present:
-        headers.parsed("content-length", parse_content_length)
+        max_forwards = first.get("max-forwards")
+        if max_forwards is not None:
+            cache["max-forwards"] = parse_max_forwards(max_forwards)
+    contact = first.get("contact")
+    if contact is not None and contact != "*":
+        if not _name_addr_line_ok(contact):
+            parse_name_addr_list(contact)
+        for lname, line in repeats:
+            if lname == "contact" and not _name_addr_line_ok(line):
+                parse_name_addr_list(line)
+    content_type = first.get("content-type")
+    if content_type is not None and not _media_type_ok(content_type):
+        cache["content-type"] = parse_media_type(content_type)
+    length = first.get("content-length")
+    cache["content-length"] = parse_content_length(length) if length is not None else None
 
 
 class StreamFramer:

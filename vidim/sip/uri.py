@@ -79,61 +79,136 @@ def _split_hostport(text: str, whole: str) -> tuple[str, int | None]:
     return host, port
 
 
-@dataclass(frozen=True, slots=True)
 class SipURI:
-    """A ``sip:`` or ``sips:`` URI (RFC 3261 section 19.1)."""
+    """A ``sip:`` or ``sips:`` URI (RFC 3261 section 19.1).
 
-    host: str
-    scheme: str = "sip"
-    user: str | None = None
-    password: str | None = None
-    port: int | None = None
-    #: URI parameters in order, escaped; a flag parameter (``lr``) has value None.
-    params: Params = ()
-    #: URI headers (``?name=value``) in order, escaped.
-    headers: tuple[tuple[str, str], ...] = ()
+    Immutable and hashable (values are cached and shared between messages).
+    A ``__slots__`` class with read-only properties rather than a frozen
+    dataclass: the parser builds six of these per message, and a frozen
+    dataclass costs three times as much to build (``object.__setattr__`` per
+    field).  The constructor validates; the parser, which has validated
+    already, goes through :func:`_build_sip_uri`.
+    """
 
-    def __post_init__(self) -> None:
-        if self.scheme not in ("sip", "sips"):
-            raise LocalProtocolError(f"SipURI scheme must be sip or sips, not {self.scheme!r}")
-        if not valid_host(self.host):
-            raise LocalProtocolError(f"bad host {self.host!r}")
-        if self.user is not None and not _USER_RE.fullmatch(self.user):
-            raise LocalProtocolError(f"bad user part {self.user!r}")
-        if self.port is not None and not 0 < self.port <= 65535:
-            raise LocalProtocolError(f"bad port {self.port!r}")
-        for name, value in self.params:
+    __slots__ = ("_headers", "_host", "_params", "_password", "_port", "_scheme", "_user")
+    __match_args__ = ("host", "scheme", "user", "password", "port", "params", "headers")
+
+    _host: str
+    _scheme: str
+    _user: str | None
+    _password: str | None
+    _port: int | None
+    _params: Params
+    _headers: tuple[tuple[str, str], ...]
+
+    def __init__(
+        self,
+        host: str,
+        scheme: str = "sip",
+        user: str | None = None,
+        password: str | None = None,
+        port: int | None = None,
+        params: Params = (),
+        headers: tuple[tuple[str, str], ...] = (),
+    ) -> None:
+        if scheme not in ("sip", "sips"):
+            raise LocalProtocolError(f"SipURI scheme must be sip or sips, not {scheme!r}")
+        if not valid_host(host):
+            raise LocalProtocolError(f"bad host {host!r}")
+        if user is not None and not _USER_RE.fullmatch(user):
+            raise LocalProtocolError(f"bad user part {user!r}")
+        if port is not None and not 0 < port <= 65535:
+            raise LocalProtocolError(f"bad port {port!r}")
+        for name, value in params:
             if not _PARAM_RE.fullmatch(name if value is None else f"{name}={value}"):
                 raise LocalProtocolError(f"bad URI parameter {name!r}={value!r}")
+        self._host = host
+        self._scheme = scheme
+        self._user = user
+        self._password = password
+        self._port = port
+        self._params = tuple(params)
+        self._headers = tuple(headers)
+
+    @property
+    def host(self) -> str:
+        return self._host
+
+    @property
+    def scheme(self) -> str:
+        return self._scheme
+
+    @property
+    def user(self) -> str | None:
+        return self._user
+
+    @property
+    def password(self) -> str | None:
+        return self._password
+
+    @property
+    def port(self) -> int | None:
+        return self._port
+
+    @property
+    def params(self) -> Params:
+        """URI parameters in order, escaped; a flag parameter (``lr``) has value None."""
+        return self._params
+
+    @property
+    def headers(self) -> tuple[tuple[str, str], ...]:
+        """URI headers (``?name=value``) in order, escaped."""
+        return self._headers
+
+    def _key(self) -> tuple[object, ...]:
+        return (
+            self._host, self._scheme, self._user, self._password, self._port, self._params,
+            self._headers,
+        )  # fmt: skip
+
+    def __eq__(self, other: object) -> bool:
+        if other.__class__ is not self.__class__:
+            return NotImplemented
+        return self._key() == other._key()
+
+    def __hash__(self) -> int:
+        return hash(self._key())
+
+    def __repr__(self) -> str:
+        return (
+            f"SipURI(host={self._host!r}, scheme={self._scheme!r}, user={self._user!r}, "
+            f"password={self._password!r}, port={self._port!r}, params={self._params!r}, "
+            f"headers={self._headers!r})"
+        )
 
     def param(self, name: str) -> str | None:
         """Return the first parameter ``name`` (case-insensitive), or None."""
         lname = name.lower()
-        for key, value in self.params:
+        for key, value in self._params:
             if key.lower() == lname:
                 return value
         return None
 
     def has_param(self, name: str) -> bool:
         lname = name.lower()
-        return any(key.lower() == lname for key, _ in self.params)
+        return any(key.lower() == lname for key, _ in self._params)
 
     def with_params(self, **params: str | None) -> SipURI:
         """Return a copy with parameters set (``None`` for a flag parameter)."""
         lowered = {k.lower() for k in params}
-        kept = tuple(p for p in self.params if p[0].lower() not in lowered)
+        kept = tuple(p for p in self._params if p[0].lower() not in lowered)
         return SipURI(
-            host=self.host,
-            scheme=self.scheme,
-            user=self.user,
-            password=self.password,
-            port=self.port,
+            host=self._host,
+            scheme=self._scheme,
+            user=self._user,
+            password=self._password,
+            port=self._port,
             params=kept + tuple(params.items()),
-            headers=self.headers,
+            headers=self._headers,
         )
 
     def without_params_or_headers(self) -> SipURI:
-        return SipURI(host=self.host, scheme=self.scheme, user=self.user, port=self.port)
+        return SipURI(host=self._host, scheme=self._scheme, user=self._user, port=self._port)
 
     @property
     def transport(self) -> str | None:
@@ -143,23 +218,23 @@ class SipURI:
     @property
     def address_of_record(self) -> str:
         """``scheme:user@host`` (no port, no parameters): the identity of a user."""
-        if self.user is None:
-            return f"{self.scheme}:{self.host.lower()}"
-        return f"{self.scheme}:{self.user}@{self.host.lower()}"
+        if self._user is None:
+            return f"{self._scheme}:{self._host.lower()}"
+        return f"{self._scheme}:{self._user}@{self._host.lower()}"
 
     def __str__(self) -> str:
-        parts = [self.scheme, ":"]
-        if self.user is not None:
-            parts.append(self.user)
-            if self.password is not None:
-                parts += [":", self.password]
+        parts = [self._scheme, ":"]
+        if self._user is not None:
+            parts.append(self._user)
+            if self._password is not None:
+                parts += [":", self._password]
             parts.append("@")
-        parts.append(self.host)
-        if self.port is not None:
-            parts += [":", str(self.port)]
-        for name, value in self.params:
+        parts.append(self._host)
+        if self._port is not None:
+            parts += [":", str(self._port)]
+        for name, value in self._params:
             parts += [";", name] if value is None else [";", name, "=", value]
-        for i, (name, value) in enumerate(self.headers):
+        for i, (name, value) in enumerate(self._headers):
             parts += ["?" if i == 0 else "&", name, "=", value]
         return "".join(parts)
 
@@ -187,6 +262,11 @@ def parse_uri(text: str) -> URI:
         fast = _fast_sip_uri(text)
         if fast is not None:
             return fast
+    return _parse_uri_slow(text)
+
+
+def _parse_uri_slow(text: str) -> URI:
+    """The general parser: every URI the grammar allows (and no fast path)."""
     match = _SCHEME_RE.match(text)
     if match is None:
         raise SIPParseError(f"malformed URI {text!r}")
@@ -199,28 +279,78 @@ def parse_uri(text: str) -> URI:
     return _parse_sip_uri(scheme, rest, text)
 
 
-_FAST_SIP_RE = re.compile(
-    r"(sips?):(?:([A-Za-z0-9\-_.!~*'()&=+$,]+)@)?(\[[0-9A-Fa-f:.]+\]|[A-Za-z0-9\-.]+)"
-    r"(?::([0-9]{1,5}))?((?:;[A-Za-z0-9\-_.!~*'()\[\]/:&+$]+(?:=[A-Za-z0-9\-_.!~*'()\[\]/:&+$]+)?)*)"
-)
+# Fast paths.  These patterns cover the SIP URIs phones and proxies write
+# (RFC 3261 section 19.1: lower-case scheme, no password, no %-escapes, no URI
+# headers) and are strict enough that a match needs no further check: host
+# labels, IPv4 octets and the port range are in the pattern.  Whatever they
+# do not match goes to the general parser, which decides; tests/sip/
+# test_fast_paths.py checks that both give equal results.
+_IPV4_OCTET = r"(?:25[0-5]|2[0-4][0-9]|[01]?[0-9]?[0-9])"
+# hostname = *( domainlabel "." ) toplabel [ "." ], written so that the regex
+# engine does not backtrack inside a label: a label is runs of alphanumerics
+# joined by runs of hyphens (the same language as abnf.HOSTNAME).
+_FAST_LABEL = r"[A-Za-z0-9]++(?:-++[A-Za-z0-9]++)*+"
+_FAST_TOPLABEL = r"[A-Za-z][A-Za-z0-9]*+(?:-++[A-Za-z0-9]++)*+"
+#: hostname / IPv4address (RFC 3261 section 25.1), exactly; no IPv6 reference.
+_FAST_HOST = rf"(?:{_IPV4_OCTET}(?:\.{_IPV4_OCTET}){{3}}|(?:{_FAST_LABEL}\.)*{_FAST_TOPLABEL}\.?)"
+#: port = 1*DIGIT, 0-65535, exactly.
+_FAST_PORT = r"(?:[0-5]?[0-9]{1,4}|6[0-4][0-9]{3}|65[0-4][0-9]{2}|655[0-2][0-9]|6553[0-5])"
+#: A superset of host (IPv6 references included) and of port, for the
+#: patterns that capture them: the builders check those with valid_host()
+#: (cached per host) and int(), which is cheaper than the exact patterns.
+_LOOSE_HOST = r"[A-Za-z0-9\-.]+|\[[0-9A-Fa-f:.]+\]"
+_LOOSE_PORT = r"[0-9]{1,5}"
+_FAST_PCHAR = rf"[{abnf.UNRESERVED}\[\]/:&+$]"
+
+
+def _fast_sip_uri_pattern(host: str = _LOOSE_HOST, port: str = _LOOSE_PORT) -> str:
+    """``sip(s):[user@]host[:port]*(;param)`` with groups scheme, user, host, port, params."""
+    return (
+        rf"(sips?):(?:([{abnf.UNRESERVED}&=+$,]++)@)?({host})(?::({port}))?"
+        rf"((?:;{_FAST_PCHAR}++(?:={_FAST_PCHAR}++)?)*+)"
+    )
+
+
+_FAST_SIP_RE = re.compile(_fast_sip_uri_pattern())
 
 
 def _fast_sip_uri(text: str) -> SipURI | None:
-    """The common forms (no escapes, password or URI headers), or None."""
+    """The common forms, or None for the general parser."""
     match = _FAST_SIP_RE.fullmatch(text)
     if match is None:
         return None
-    scheme, user, host, port_text, params_text = match.groups()
-    port = int(port_text) if port_text is not None else None
-    if (port is not None and port > 65535) or not valid_host(host):
+    return _fast_sip_uri_from_groups(*match.groups())
+
+
+def _fast_sip_uri_from_groups(
+    scheme: str, user: str | None, host: str, port: str | None, params_text: str
+) -> SipURI | None:
+    """Build the URI a :func:`_fast_sip_uri_pattern` match describes (None: not valid)."""
+    if not valid_host(host):
         return None
-    params: tuple[tuple[str, str | None], ...] = ()
+    port_number = None
+    if port is not None:
+        port_number = int(port)
+        if port_number > 65535:
+            return None
+    params: Params = ()
     if params_text:
         params = tuple(
             (name, value if eq else None)
             for name, eq, value in (p.partition("=") for p in params_text[1:].split(";"))
         )
-    return _build_sip_uri(scheme, user, None, host, port, params, ())
+    uri = _new(SipURI)
+    uri._host = host
+    uri._scheme = scheme
+    uri._user = user
+    uri._password = None
+    uri._port = port_number
+    uri._params = params
+    uri._headers = ()
+    return uri
+
+
+_new = object.__new__
 
 
 def _build_sip_uri(
@@ -232,16 +362,15 @@ def _build_sip_uri(
     params: Params,
     headers: tuple[tuple[str, str], ...],
 ) -> SipURI:
-    # Validated by the parser: skip __post_init__'s checks on the hot path.
-    uri = object.__new__(SipURI)
-    _set = object.__setattr__
-    _set(uri, "host", host)
-    _set(uri, "scheme", scheme)
-    _set(uri, "user", user)
-    _set(uri, "password", password)
-    _set(uri, "port", port)
-    _set(uri, "params", params)
-    _set(uri, "headers", headers)
+    """A SipURI from parts the parser has validated (the constructor's checks skipped)."""
+    uri = _new(SipURI)
+    uri._host = host
+    uri._scheme = scheme
+    uri._user = user
+    uri._password = password
+    uri._port = port
+    uri._params = params
+    uri._headers = headers
     return uri
 
 

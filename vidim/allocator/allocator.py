@@ -1,0 +1,1316 @@
+"""The conference allocator: the sans-IO object the daemon is a thin loop around.
+
+Three inputs, as in aioquic's ``QuicConnection``:
+
+* messages: :meth:`Allocator.receive` (parsed) or :meth:`Allocator.receive_datagram`;
+* the clock: :meth:`Allocator.get_timer` gives the next deadline and
+  :meth:`Allocator.handle_timer` fires what is due;
+* API calls: :meth:`Allocator.end_conference`, :meth:`Allocator.restore`.
+
+After any of them, send :meth:`Allocator.messages_to_send` and read
+:meth:`Allocator.next_event`.  The allocator owns a
+:class:`~vidim.sip.TransactionLayer` and a :class:`~vidim.sip.DialogManager`;
+each conference is a :class:`~vidim.allocator.conference.Conference` record
+that moves through its transition table and serializes to plain data.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import heapq
+import ipaddress
+import itertools
+import secrets
+from collections import deque
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+from enum import Enum
+from typing import Any
+
+from ..conference_info import (
+    CONFERENCE_INFO_TYPE,
+    ConferenceInfo,
+    apply_update,
+    parse_conference_info,
+)
+from ..sdp import capabilities_from_feature_tags, capabilities_from_sdp
+from ..sip import (
+    AckReceived,
+    Address,
+    Dialog,
+    DialogManager,
+    Event,
+    LocalProtocolError,
+    Message,
+    MessageDiscarded,
+    NameAddr,
+    RemoteProtocolError,
+    Request,
+    RequestReceived,
+    RequestRejectedError,
+    Response,
+    ResponseReceived,
+    SIPParseError,
+    SipURI,
+    TransactionConfig,
+    TransactionId,
+    TransactionLayer,
+    TransactionTerminated,
+    TransactionTimedOut,
+    TransportFailed,
+    Via,
+    check_request,
+    make_response,
+    new_branch,
+    new_call_id,
+    new_tag,
+    parse_message,
+    parse_uri,
+    warning_value,
+)
+from .conference import Conference, ConferenceInput, ConferenceState, Participant, ProbeResult
+from .events import (
+    AllocatorEvent,
+    ConferenceEnded,
+    ConferenceFailed,
+    ConferenceReady,
+    ConferenceStateChanged,
+    InvitationFailed,
+    InvitationSent,
+    MessageIgnored,
+    ParticipantJoined,
+    ParticipantLeft,
+    RequestAccepted,
+    RequestRefused,
+)
+from .modes import Capabilities, Mode, effective_mode
+from .profiles import FocusProfile, conference_uri, focus_request, join_uri
+from .requests import (
+    AddInvitees,
+    Command,
+    EndConference,
+    Invitee,
+    NewConference,
+    RequestPolicy,
+    RequestRefusedError,
+    ShowHelp,
+    ShowStatus,
+    help_text,
+    parse_request,
+)
+
+__all__ = ["Allocator", "AllocatorConfig", "address_of"]
+
+_ALLOW = "MESSAGE, OPTIONS, NOTIFY, BYE, ACK, CANCEL"
+#: Probe answers that mean "this invitee has no phone to call with now".
+_UNREACHABLE = frozenset((404, 408, 410, 480, 503, 504, 603, 604))
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class AllocatorConfig:
+    """Everything an :class:`Allocator` is told; every default is documented in docs/."""
+
+    #: Where the allocator receives: its Via and Contact.
+    local: Address = field(default_factory=lambda: Address("127.0.0.1", 5070))
+    #: Request forms, trust and limits (see :mod:`vidim.allocator.requests`).
+    requests: RequestPolicy = field(default_factory=RequestPolicy)
+    #: Focus URIs in failover order.
+    focus_uris: tuple[str, ...] = ("sip:conference-factory@127.0.0.1:5080",)
+    profile: FocusProfile = FocusProfile.RFC4579
+    #: The IM server: all IMs and probes go through it when set.
+    proxy: Address | None = None
+    #: Capability probing with OPTIONS.
+    probe: bool = True
+    probe_timeout: float = 2.0
+    #: How long a focus has to answer the INVITE before the next one is tried.
+    focus_timeout: float = 8.0
+    #: A conference nobody joined within this time ends.
+    idle_timeout: float = 300.0
+    #: In-dialog OPTIONS on the anchor to check that the focus lives.
+    keepalive_interval: float = 30.0
+    subscription_expires: int = 3600
+    #: New conferences per requester per window.
+    rate_limit: int = 5
+    rate_window: float = 60.0
+    max_conferences: int = 100_000
+    transactions: TransactionConfig = field(default_factory=TransactionConfig)
+
+    @property
+    def warning_host(self) -> str:
+        return self.requests.domain
+
+
+class _Purpose(Enum):
+    PROBE = "probe"
+    FOCUS_INVITE = "focus invite"
+    REINVITE = "re-invite"
+    INVITATION = "invitation"
+    NOTICE = "notice"
+    SUBSCRIBE = "subscribe"
+    KEEPALIVE = "keepalive"
+    BYE = "bye"
+    CLEANUP = "cleanup"
+
+
+@dataclass(slots=True)
+class _Pending:
+    purpose: _Purpose
+    conference_id: str | None
+    request: Request
+    #: The participant URI, or the focus index.
+    target: str = ""
+
+
+def address_of(uri_text: str) -> Address:
+    """Where to send a request for ``uri_text`` with no proxy (host literal, port, transport).
+
+    Name resolution (RFC 3263) is the I/O layer's business: a host name is
+    passed on as it is.
+    """
+    uri = parse_uri(uri_text)
+    if not isinstance(uri, SipURI):
+        raise LocalProtocolError(f"cannot send to a non-SIP URI {uri_text!r}")
+    host = uri.param("maddr") or uri.host
+    host = host[1:-1] if host.startswith("[") else host
+    transport = (uri.transport or ("tls" if uri.scheme == "sips" else "udp")).upper()
+    port = uri.port or (5061 if transport == "TLS" else 5060)
+    return Address(host, port, transport)
+
+
+def _address_text(address: Address) -> str:
+    return f"{address.host}|{address.port}|{address.transport}"
+
+
+def _address_from_text(text: str) -> Address:
+    host, port, transport = text.rsplit("|", 2)
+    return Address(host, int(port), transport)
+
+
+class Allocator:
+    """Turns vidim requests into conferences on a focus, and looks after them."""
+
+    def __init__(self, config: AllocatorConfig | None = None) -> None:
+        self.config = config if config is not None else AllocatorConfig()
+        local = self.config.local
+        self._layer = TransactionLayer(self.config.transactions)
+        self._via = Via(local.transport, local.host, local.port, (("rport", None),))
+        self._dialogs = DialogManager(local_via=self._via, warn_agent=self.config.warning_host)
+        self._service = NameAddr(uri=self.config.requests.service_uri)
+        host = f"[{local.host}]" if ":" in local.host else local.host
+        self._contact = NameAddr(uri=parse_uri(f"sip:vidim@{host}:{local.port}"))
+        self._conferences: dict[str, Conference] = {}
+        self._latest: dict[str, str] = {}
+        self._anchors: dict[str, Dialog] = {}
+        self._by_call_id: dict[str, str] = {}
+        self._rosters: dict[str, ConferenceInfo] = {}
+        self._focus_tid: dict[str, TransactionId] = {}
+        self._pending: dict[TransactionId, _Pending] = {}
+        self._requests_seen: dict[str, deque[float]] = {}
+        self._timers: list[tuple[float, int, str, str]] = []
+        self._sequence = itertools.count()
+        self._events: deque[AllocatorEvent] = deque()
+        self._outbox: list[tuple[Message, Address]] = []
+
+    # -- the I/O boundary ------------------------------------------------------
+    def receive(self, message: Request | Response, source: Address, now: float) -> None:
+        self._layer.receive(message, source, now)
+        self._drain(now)
+
+    def receive_datagram(self, data: bytes, source: Address, now: float) -> None:
+        """Parse and receive; what cannot be parsed is reported, never raised."""
+        try:
+            message = parse_message(data)
+        except SIPParseError as error:
+            summary = data.split(b"\n", 1)[0][:80].decode("utf-8", "replace").strip()
+            self._events.append(MessageIgnored(reason=error.reason, summary=summary))
+            return
+        self.receive(message, source, now)
+
+    def get_timer(self) -> float | None:
+        deadlines = [d for d in (self._layer.get_timer(), self._next_own_timer()) if d is not None]
+        return min(deadlines) if deadlines else None
+
+    def handle_timer(self, now: float) -> None:
+        self._layer.handle_timer(now)
+        self._drain(now)
+        while self._timers and self._timers[0][0] <= now:
+            when, _, conference_id, kind = heapq.heappop(self._timers)
+            conference = self._conferences.get(conference_id)
+            if conference is not None and getattr(conference, f"{kind}_deadline") == when:
+                setattr(conference, f"{kind}_deadline", None)
+                self._on_deadline(conference, kind, now)
+                self._drain(now)
+
+    def messages_to_send(self) -> list[tuple[Message, Address]]:
+        self._outbox.extend(self._layer.messages_to_send())
+        out, self._outbox = self._outbox, []
+        return out
+
+    def next_event(self) -> AllocatorEvent | None:
+        return self._events.popleft() if self._events else None
+
+    def events(self) -> list[AllocatorEvent]:
+        out = list(self._events)
+        self._events.clear()
+        return out
+
+    # -- API ---------------------------------------------------------------------
+    @property
+    def conferences(self) -> dict[str, Conference]:
+        """Live conferences by id (do not modify)."""
+        return self._conferences
+
+    def snapshot(self, conference_id: str) -> dict[str, Any]:
+        """The record of a live conference as plain data, dialogs included."""
+        conference = self._conferences[conference_id]
+        anchor = self._anchors.get(conference_id)
+        if anchor is not None:
+            conference.anchor = anchor.to_dict()
+        return conference.to_dict()
+
+    def end_conference(
+        self, conference_id: str, now: float, reason: str = "ended by the operator"
+    ) -> None:
+        conference = self._conferences.get(conference_id)
+        if conference is None:
+            raise LocalProtocolError(f"no live conference {conference_id!r}")
+        self._end(conference, reason, now)
+        self._drain(now)
+
+    def restore(self, record: dict[str, Any], now: float) -> Conference:
+        """Resume managing a conference saved with :meth:`snapshot`.
+
+        Transactions in flight when it was saved are gone: what they were
+        doing is done again (probes, the focus INVITE, the BYE); deadlines
+        come back from the record.
+        """
+        conference = Conference.from_dict(record)
+        if not conference.live:
+            raise LocalProtocolError(f"conference {conference.id} is over")
+        self._conferences[conference.id] = conference
+        self._latest[conference.requester] = conference.id
+        if conference.anchor is not None:
+            anchor = Dialog.from_dict(conference.anchor, local_via=self._via)
+            self._dialogs.add(anchor)
+            self._anchors[conference.id] = anchor
+            self._by_call_id[anchor.call_id] = conference.id
+        for kind in ("probe", "focus", "idle", "keepalive", "ending"):
+            deadline = getattr(conference, f"{kind}_deadline")
+            if deadline is not None:
+                self._arm(conference, kind, deadline)
+        state = conference.state
+        if state is ConferenceState.REQUESTED:
+            self._start(conference, now)
+        elif state is ConferenceState.PROBING:
+            for participant in self._to_probe(conference):
+                self._send_probe(conference, participant, now)
+        elif state is ConferenceState.ALLOCATING:
+            self._invite_focus(conference, now)
+        elif state is ConferenceState.ACTIVE:
+            if conference.keepalive_deadline is None:
+                self._arm(conference, "keepalive", now + self.config.keepalive_interval)
+            self._subscribe(conference, now)
+        elif state is ConferenceState.ENDING:
+            self._send_bye(conference, now)
+        self._drain(now)
+        return conference
+
+    # -- plumbing ----------------------------------------------------------------
+    def _next_own_timer(self) -> float | None:
+        timers = self._timers
+        while timers:
+            when, _, conference_id, kind = timers[0]
+            conference = self._conferences.get(conference_id)
+            if conference is not None and getattr(conference, f"{kind}_deadline") == when:
+                return when
+            heapq.heappop(timers)
+        return None
+
+    def _arm(self, conference: Conference, kind: str, when: float) -> None:
+        setattr(conference, f"{kind}_deadline", when)
+        heapq.heappush(self._timers, (when, next(self._sequence), conference.id, kind))
+
+    def _drain(self, now: float) -> None:
+        while (event := self._layer.next_event()) is not None:
+            self._on_transaction_event(event, now)
+
+    def _move(self, conference: Conference, event: ConferenceInput) -> None:
+        old = conference.state
+        new = conference.move(event)
+        if new is not old:
+            self._events.append(
+                ConferenceStateChanged(
+                    conference_id=conference.id, old=old, new=new, reason=event.value
+                )
+            )
+
+    def _send(self, request: Request, destination: Address, now: float, pending: _Pending) -> None:
+        tid = self._layer.send_request(request, destination, now)
+        self._pending[tid] = pending
+
+    def _out_of_dialog(
+        self,
+        method: str,
+        uri: str,
+        *,
+        headers: Iterable[tuple[str, str]] = (),
+        body: bytes = b"",
+    ) -> Request:
+        return Request(
+            method,
+            uri,
+            [
+                ("Via", str(self._via.with_params(branch=new_branch()))),
+                ("Max-Forwards", "70"),
+                ("From", str(self._service.with_tag(new_tag()))),
+                ("To", f"<{uri}>"),
+                ("Call-ID", f"{new_call_id()}@{self.config.local.host}"),
+                ("CSeq", f"1 {method}"),
+                *headers,
+            ],
+            body,
+        )
+
+    def _route(self, uri: str, direct: Address | None = None) -> Address:
+        if self.config.proxy is not None:
+            return self.config.proxy
+        return direct if direct is not None else address_of(uri)
+
+    def _in_dialog_destination(self, dialog: Dialog) -> Address:
+        target, routes = dialog.request_target()
+        return address_of(str(routes[0].uri if routes else target))
+
+    # -- transaction events ------------------------------------------------------
+    def _on_transaction_event(self, event: Event, now: float) -> None:
+        if isinstance(event, RequestReceived):
+            self._on_request(event.request, event.source, now)
+        elif isinstance(event, ResponseReceived):
+            pending = self._pending.get(event.transaction_id)
+            if pending is not None:
+                self._on_response(pending, event.response, event.transaction_id, now)
+        elif isinstance(event, (TransactionTimedOut, TransportFailed)):
+            pending = self._pending.get(event.transaction_id)
+            if pending is not None:
+                reason = (
+                    "no answer" if isinstance(event, TransactionTimedOut) else "transport error"
+                )
+                made_up = make_response(pending.request, event.status_hint, f"Local {reason}")
+                self._on_response(pending, made_up, event.transaction_id, now)
+        elif isinstance(event, TransactionTerminated):
+            pending = self._pending.pop(event.transaction_id, None)
+            if pending is not None and pending.request.method in ("INVITE", "SUBSCRIBE"):
+                self._dialogs.forget(pending.request)
+        elif isinstance(event, MessageDiscarded):
+            self._events.append(
+                MessageIgnored(reason=event.reason, summary=_summary(event.message))
+            )
+        elif isinstance(event, AckReceived):
+            pass  # ACK for a 2xx we sent: nothing to do (vidim answers no INVITE with 2xx)
+
+    def _respond(self, response: Response, now: float) -> None:
+        self._layer.send_response(response, now)
+
+    def _on_request(self, request: Request, source: Address, now: float) -> None:
+        method = request.method
+        if method == "MESSAGE" and request.to_addr.tag is None:
+            self._on_message(request, source, now)
+            return
+        if request.to_addr.tag is not None:
+            self._on_in_dialog_request(request, now)
+            return
+        if method == "OPTIONS":
+            self._respond(
+                make_response(
+                    request,
+                    200,
+                    to_tag=new_tag(),
+                    headers=[("Allow", _ALLOW), ("Accept", "text/plain, multipart/mixed")],
+                ),
+                now,
+            )
+            return
+        if method == "NOTIFY":
+            # A NOTIFY that beats the 2xx to our SUBSCRIBE has a To tag; one
+            # without is for nothing of ours.
+            self._refuse_plain(request, 481, "no subscription matches this NOTIFY", now)
+            return
+        self._respond(
+            make_response(
+                request,
+                405,
+                to_tag=new_tag(),
+                headers=[
+                    ("Allow", _ALLOW),
+                    ("Warning", warning_value(self.config.warning_host, "vidim takes no calls")),
+                ],
+            ),
+            now,
+        )
+
+    def _refuse_plain(self, request: Request, status: int, reason: str, now: float) -> None:
+        self._respond(
+            make_response(
+                request,
+                status,
+                to_tag=new_tag(),
+                headers=[("Warning", warning_value(self.config.warning_host, reason))],
+            ),
+            now,
+        )
+
+    def _on_in_dialog_request(self, request: Request, now: float) -> None:
+        try:
+            dialog, automatic = self._dialogs.receive_request(request)
+        except RemoteProtocolError as error:
+            self._refuse_plain(request, error.status_hint, error.reason, now)
+            return
+        if automatic is not None:
+            self._respond(automatic, now)
+        if dialog is None:
+            if automatic is None and request.method != "ACK":
+                self._refuse_plain(request, 481, "no dialog matches this request", now)
+            return
+        if automatic is not None or request.method == "ACK":
+            return
+        conference = self._conferences.get(self._by_call_id.get(request.call_id, ""))
+        method = request.method
+        if method == "NOTIFY":
+            self._respond(dialog.create_response(request, 200), now)
+            if conference is not None:
+                self._on_notify(conference, request, now)
+            return
+        if method == "BYE":
+            self._respond(dialog.create_response(request, 200), now)
+            if conference is not None and self._anchors.get(conference.id) is dialog:
+                self._anchors.pop(conference.id, None)
+                if conference.state is ConferenceState.ACTIVE:
+                    self._move(conference, ConferenceInput.FOCUS_ENDED)
+                    self._finish(conference, "the focus ended the conference", now)
+                elif conference.state is ConferenceState.ENDING:
+                    self._move(conference, ConferenceInput.FOCUS_ENDED)
+                    self._finish(conference, conference.reason, now)
+            return
+        if method == "INVITE" and conference is not None:
+            # A session refresh from the focus: answer with the same inactive offer.
+            profile_request = focus_request(
+                self.config.profile, conference, address=self.config.local.host, session_id=1
+            )
+            self._respond(
+                dialog.create_response(
+                    request,
+                    200,
+                    body=profile_request.body,
+                    content_type=profile_request.content_type,
+                ),
+                now,
+            )
+            return
+        self._respond(dialog.create_response(request, 200 if method == "OPTIONS" else 501), now)
+
+    # -- requests to vidim ----------------------------------------------------------
+    def _on_message(self, request: Request, source: Address, now: float) -> None:
+        try:
+            check_request(request)
+            command = parse_request(request, source_host=source.host, policy=self.config.requests)
+        except RequestRefusedError as error:
+            self._refuse(request, source, error, error.requester, now)
+            return
+        except RequestRejectedError as error:
+            self._refuse(request, source, error, None, now)
+            return
+        self._on_command(command, request, source, now)
+
+    def _trusted(self, source: Address) -> bool:
+        try:
+            address = ipaddress.ip_address(source.host)
+        except ValueError:
+            return False
+        return any(address in network for network in self.config.requests.trusted_networks)
+
+    def _refuse(
+        self,
+        request: Request,
+        source: Address,
+        error: RemoteProtocolError,
+        requester: SipURI | str | None,
+        now: float,
+    ) -> None:
+        headers = [("Warning", warning_value(self.config.warning_host, error.reason))]
+        headers.extend(error.headers)
+        self._respond(
+            make_response(request, error.status_hint, to_tag=new_tag(), headers=headers), now
+        )
+        who = str(requester) if requester is not None else None
+        self._events.append(
+            RequestRefused(
+                call_id=request.call_id,
+                requester=who,
+                status=error.status_hint,
+                reason=error.reason,
+            )
+        )
+        # Tell a person in words, but never answer a source we do not trust
+        # with a new request (it could make vidim a reflector).
+        if who is not None and self._trusted(source):
+            self._notice(who, f"vidim could not do that: {error.reason}.", now, direct=source)
+
+    def _on_command(self, command: Command, request: Request, source: Address, now: float) -> None:
+        requester = str(command.requester)
+        if isinstance(command, NewConference):
+            self._new_conference(command, request, source, now)
+            return
+        if isinstance(command, ShowHelp):
+            self._accept(request, requester, "help", None, now)
+            self._notice(requester, help_text(self.config.requests), now, direct=source)
+            return
+        conference = self._find(command.conference_id, requester)
+        if conference is None:
+            which = f"#{command.conference_id}" if command.conference_id else "of yours"
+            self._refuse(
+                request,
+                source,
+                RequestRefusedError(f"no live conference {which}", status_hint=404),
+                requester,
+                now,
+            )
+            return
+        if isinstance(command, EndConference):
+            if conference.requester != requester:
+                self._refuse(
+                    request,
+                    source,
+                    RequestRefusedError(
+                        f"only {conference.requester} may end this conference", status_hint=403
+                    ),
+                    requester,
+                    now,
+                )
+                return
+            self._accept(request, requester, "end", conference.id, now)
+            self._end(conference, f"ended by {requester}", now)
+        elif isinstance(command, ShowStatus):
+            self._accept(request, requester, "status", conference.id, now)
+            self._notice(requester, self._status_text(conference), now, direct=source)
+        elif isinstance(command, AddInvitees):
+            self._add(conference, command, request, source, now)
+
+    def _accept(
+        self, request: Request, requester: str, command: str, conference_id: str | None, now: float
+    ) -> None:
+        self._respond(make_response(request, 202, to_tag=new_tag()), now)
+        self._events.append(
+            RequestAccepted(
+                call_id=request.call_id,
+                requester=requester,
+                command=command,
+                conference_id=conference_id,
+            )
+        )
+
+    def _find(self, conference_id: str | None, requester: str) -> Conference | None:
+        if conference_id is not None:
+            return self._conferences.get(conference_id)
+        latest = self._latest.get(requester)
+        return self._conferences.get(latest) if latest is not None else None
+
+    def _over_rate(self, requester: str, now: float) -> bool:
+        seen = self._requests_seen.setdefault(requester, deque())
+        while seen and seen[0] <= now - self.config.rate_window:
+            seen.popleft()
+        if len(seen) >= self.config.rate_limit:
+            return True
+        seen.append(now)
+        return False
+
+    def _new_conference(
+        self, command: NewConference, request: Request, source: Address, now: float
+    ) -> None:
+        requester = str(command.requester)
+        if len(self._conferences) >= self.config.max_conferences:
+            error = RequestRefusedError(
+                "too many live conferences; try again later", status_hint=503
+            )
+            error.headers = (("Retry-After", "30"),)
+            self._refuse(request, source, error, requester, now)
+            return
+        if self._over_rate(requester, now):
+            limit = f"{self.config.rate_limit} per {self.config.rate_window:g} s"
+            self._refuse(
+                request,
+                source,
+                RequestRefusedError(f"too many new conferences (at most {limit})", status_hint=403),
+                requester,
+                now,
+            )
+            return
+        participants = [
+            Participant(
+                uri=requester,
+                requested_mode=command.mode,
+                mode=command.mode,
+                credential=secrets.token_urlsafe(16),
+                requester=True,
+            )
+        ]
+        participants += [self._participant(invitee, command.mode) for invitee in command.invitees]
+        conference = Conference(
+            id=secrets.token_urlsafe(16),
+            requester=requester,
+            mode=command.mode,
+            requester_address=_address_text(source),
+            participants=participants,
+            created_at=now,
+        )
+        self._conferences[conference.id] = conference
+        self._latest[requester] = conference.id
+        self._accept(request, requester, "new", conference.id, now)
+        self._start(conference, now)
+
+    def _participant(self, invitee: Invitee, default: Mode) -> Participant:
+        mode = invitee.mode or default
+        return Participant(
+            uri=str(invitee.uri),
+            requested_mode=mode,
+            mode=mode,
+            credential=secrets.token_urlsafe(16),
+        )
+
+    def _start(self, conference: Conference, now: float) -> None:
+        to_probe = self._to_probe(conference)
+        if to_probe:
+            self._move(conference, ConferenceInput.START_PROBING)
+            self._arm(conference, "probe", now + self.config.probe_timeout)
+            for participant in to_probe:
+                self._send_probe(conference, participant, now)
+        else:
+            self._move(conference, ConferenceInput.START_ALLOCATING)
+            self._invite_focus(conference, now)
+
+    # -- probing ---------------------------------------------------------------------
+    def _to_probe(self, conference: Conference) -> list[Participant]:
+        if not self.config.probe:
+            return []
+        return [
+            p
+            for p in conference.participants
+            if not p.requester
+            and p.probe is ProbeResult.UNKNOWN
+            and p.requested_mode is not Mode.CHAT
+        ]
+
+    def _send_probe(self, conference: Conference, participant: Participant, now: float) -> None:
+        probe = self._out_of_dialog(
+            "OPTIONS",
+            participant.uri,
+            headers=[("Accept", "application/sdp"), ("Contact", str(self._contact))],
+        )
+        self._send(
+            probe,
+            self._route(participant.uri),
+            now,
+            _Pending(_Purpose.PROBE, conference.id, probe, participant.uri),
+        )
+
+    def _on_probe_answer(
+        self, conference: Conference, uri: str, response: Response, now: float
+    ) -> None:
+        participant = conference.participant(uri)
+        if participant is None or participant.probe is not ProbeResult.UNKNOWN:
+            return
+        status = response.status
+        if 200 <= status < 300:
+            capabilities = _capabilities(response)
+            participant.probe = ProbeResult.ANSWERED
+            if capabilities is not None:
+                participant.audio, participant.video = capabilities.audio, capabilities.video
+        elif status in _UNREACHABLE:
+            participant.probe = ProbeResult.UNREACHABLE
+        else:
+            # The device exists but will not say (405, 501...): keep the request.
+            participant.probe = ProbeResult.ANSWERED
+        if conference.probe_deadline is not None and not self._waiting_for_probes(conference):
+            conference.probe_deadline = None
+            self._probes_done(conference, now)
+
+    def _waiting_for_probes(self, conference: Conference) -> bool:
+        return any(
+            p.probe is ProbeResult.UNKNOWN and not p.requester and p.requested_mode is not Mode.CHAT
+            for p in conference.participants
+        )
+
+    def _probes_done(self, conference: Conference, now: float) -> None:
+        for participant in conference.participants:
+            if participant.requester:
+                continue
+            silent = participant.probe is ProbeResult.UNKNOWN and self.config.probe
+            if silent and participant.requested_mode is not Mode.CHAT:
+                participant.probe = ProbeResult.UNREACHABLE  # silent until the deadline
+            participant.mode = effective_mode(participant.requested_mode, _known(participant))
+        if conference.state is ConferenceState.PROBING:
+            self._move(conference, ConferenceInput.PROBES_DONE)
+            self._invite_focus(conference, now)
+        elif conference.state is ConferenceState.ACTIVE:
+            self._update_focus(conference, now)
+
+    # -- the focus -------------------------------------------------------------------
+    def _invite_focus(self, conference: Conference, now: float) -> None:
+        focus_uri = self.config.focus_uris[conference.focus_index]
+        content = focus_request(
+            self.config.profile,
+            conference,
+            address=self.config.local.host,
+            session_id=secrets.randbits(40),
+        )
+        invite = self._dialogs.create_initial_request(
+            "INVITE",
+            focus_uri,
+            from_addr=self._service,
+            to_addr=focus_uri,
+            contact=self._contact,
+            headers=content.headers,
+            body=content.body,
+            content_type=content.content_type,
+        )
+        self._by_call_id[invite.call_id] = conference.id
+        tid = self._layer.send_request(invite, address_of(focus_uri), now)
+        self._pending[tid] = _Pending(
+            _Purpose.FOCUS_INVITE, conference.id, invite, str(conference.focus_index)
+        )
+        self._focus_tid[conference.id] = tid
+        self._arm(conference, "focus", now + self.config.focus_timeout)
+
+    def _on_focus_answer(
+        self, conference: Conference, pending: _Pending, response: Response, now: float
+    ) -> None:
+        status = response.status
+        current = conference.state is ConferenceState.ALLOCATING and pending.target == str(
+            conference.focus_index
+        )
+        dialog = self._dialogs.receive_response(pending.request, response)
+        if status < 200:
+            return
+        if 200 <= status < 300:
+            if dialog is None:
+                if current:
+                    self._focus_failed(conference, "the focus answered without a To tag", now)
+                return
+            self._send_in_dialog_ack(dialog, response)
+            uri = conference_uri(
+                self.config.profile,
+                response,
+                focus_uri=self.config.focus_uris[int(pending.target)],
+                conference=conference,
+            )
+            if not current or uri is None:
+                self._abandon(dialog, now)
+                if current:
+                    self._focus_failed(
+                        conference, "no conference URI (;isfocus) in the answer", now
+                    )
+                return
+            self._focus_answered(conference, dialog, uri, now)
+            return
+        if not current:
+            return
+        reason = f"{status} {response.reason}".strip()
+        self._focus_failed(conference, reason, now, retry=status >= 500 or status == 408)
+
+    def _send_in_dialog_ack(self, dialog: Dialog, response: Response) -> None:
+        self._layer.send_stateless(dialog.create_ack(response), self._in_dialog_destination(dialog))
+
+    def _abandon(self, dialog: Dialog, now: float) -> None:
+        """A conference we no longer want (late answer after failover or /end): hang up."""
+        bye = dialog.create_request("BYE")
+        self._send(
+            bye, self._in_dialog_destination(dialog), now, _Pending(_Purpose.CLEANUP, None, bye)
+        )
+
+    def _focus_failed(
+        self, conference: Conference, reason: str, now: float, *, retry: bool = True
+    ) -> None:
+        focus_uri = self.config.focus_uris[conference.focus_index]
+        conference.focus_failures.append(f"{focus_uri}: {reason}")
+        conference.focus_deadline = None
+        self._focus_tid.pop(conference.id, None)
+        if retry and conference.focus_index + 1 < len(self.config.focus_uris):
+            conference.focus_index += 1
+            self._move(conference, ConferenceInput.FOCUS_FAILED_TRY_NEXT)
+            self._invite_focus(conference, now)
+            return
+        self._move(conference, ConferenceInput.FOCUS_FAILED_NO_MORE)
+        conference.reason = (
+            "no conference focus could host it (" + "; ".join(conference.focus_failures) + ")"
+        )
+        self._events.append(ConferenceFailed(conference_id=conference.id, reason=conference.reason))
+        self._notice(
+            conference.requester,
+            f"Sorry, your {conference.mode.value} conference could not be set up: "
+            f"{conference.reason}.",
+            now,
+            direct=_address_from_text(conference.requester_address),
+        )
+        self._retire(conference)
+
+    def _focus_answered(self, conference: Conference, dialog: Dialog, uri: str, now: float) -> None:
+        conference.conference_uri = uri
+        conference.focus_deadline = None
+        self._focus_tid.pop(conference.id, None)
+        self._anchors[conference.id] = dialog
+        conference.anchor = dialog.to_dict()
+        self._move(conference, ConferenceInput.FOCUS_ANSWERED)
+        self._events.append(ConferenceReady(conference_id=conference.id, conference_uri=uri))
+        self._send_invitations(conference, now)
+        requester = conference.participants[0]
+        lines = [
+            f"Your {conference.mode.value} conference is ready. Call "
+            f"{join_uri(uri, requester.credential)} to join.",
+            "Invited: " + ", ".join(self._describe(p) for p in conference.participants[1:]) + ".",
+            f"Send /end to end it, /status for who is there, /add <name> to invite more "
+            f"(conference #{conference.id}).",
+        ]
+        self._notice(
+            conference.requester,
+            "\n".join(lines),
+            now,
+            direct=_address_from_text(conference.requester_address),
+            headers=[("X-Vidim-Conference", self._conference_header(conference, requester))],
+        )
+        self._subscribe(conference, now)
+        self._arm(conference, "keepalive", now + self.config.keepalive_interval)
+        self._arm(conference, "idle", now + self.config.idle_timeout)
+
+    def _update_focus(self, conference: Conference, now: float) -> None:
+        """After ``/add``: tell the focus the new list with a re-INVITE."""
+        anchor = self._anchors.get(conference.id)
+        if anchor is None:
+            return
+        content = focus_request(
+            self.config.profile,
+            conference,
+            address=self.config.local.host,
+            session_id=secrets.randbits(40),
+        )
+        try:
+            reinvite = anchor.create_request(
+                "INVITE",
+                headers=content.headers,
+                body=content.body,
+                content_type=content.content_type,
+            )
+        except LocalProtocolError:
+            return  # a re-INVITE is already pending: the next /add will carry everyone
+        self._send(
+            reinvite,
+            self._in_dialog_destination(anchor),
+            now,
+            _Pending(_Purpose.REINVITE, conference.id, reinvite),
+        )
+
+    def _on_reinvite_answer(
+        self, conference: Conference, pending: _Pending, response: Response, now: float
+    ) -> None:
+        anchor = self._anchors.get(conference.id)
+        if anchor is None:
+            return
+        try:
+            anchor.receive_response(pending.request, response)
+        except RemoteProtocolError:
+            return
+        if 200 <= response.status < 300:
+            self._send_in_dialog_ack(anchor, response)
+            self._send_invitations(conference, now)
+        elif response.status >= 300:
+            names = [p.uri for p in conference.participants if not p.invited and not p.requester]
+            self._notice(
+                conference.requester,
+                f"The focus refused to add {', '.join(names)}: "
+                f"{response.status} {response.reason}.",
+                now,
+                direct=_address_from_text(conference.requester_address),
+            )
+            if response.status in (408, 481):
+                self._focus_gone(conference, now)
+
+    # -- invitations and notices ----------------------------------------------------
+    def _conference_header(self, conference: Conference, participant: Participant) -> str:
+        uri = conference.conference_uri or ""
+        joined = join_uri(uri, participant.credential)
+        return f"<{joined}>;mode={participant.mode.value};id={conference.id}"
+
+    def _describe(self, participant: Participant) -> str:
+        name = participant.uri.removeprefix("sip:")
+        if participant.mode is participant.requested_mode:
+            return f"{name} ({participant.mode.value})"
+        why = "not reachable by phone" if participant.mode is Mode.CHAT else "no video"
+        return f"{name} ({participant.mode.value}, asked {participant.requested_mode.value}: {why})"
+
+    def _send_invitations(self, conference: Conference, now: float) -> None:
+        for participant in conference.participants:
+            if participant.requester or participant.invited:
+                continue
+            participant.invited = True
+            inviter = conference.requester.removeprefix("sip:")
+            mode = participant.mode
+            if mode is Mode.CHAT:
+                text = (
+                    f"{inviter} invites you to a {conference.mode.value} conference. You take "
+                    "part by instant message: updates will come here."
+                )
+            else:
+                text = (
+                    f"{inviter} invites you to a {mode.value} conference. Call "
+                    f"{join_uri(conference.conference_uri or '', participant.credential)} to join."
+                )
+            message = self._out_of_dialog(
+                "MESSAGE",
+                participant.uri,
+                headers=[
+                    ("X-Vidim-Conference", self._conference_header(conference, participant)),
+                    ("Content-Type", "text/plain;charset=UTF-8"),
+                ],
+                body=text.encode("utf-8"),
+            )
+            self._send(
+                message,
+                self._route(participant.uri),
+                now,
+                _Pending(_Purpose.INVITATION, conference.id, message, participant.uri),
+            )
+            self._events.append(
+                InvitationSent(conference_id=conference.id, invitee=participant.uri, mode=mode)
+            )
+
+    def _notice(
+        self,
+        uri: str,
+        text: str,
+        now: float,
+        *,
+        direct: Address | None = None,
+        headers: Iterable[tuple[str, str]] = (),
+    ) -> None:
+        """An IM to a person: the requester's answers, roster updates, failures."""
+        message = self._out_of_dialog(
+            "MESSAGE",
+            uri,
+            headers=[*headers, ("Content-Type", "text/plain;charset=UTF-8")],
+            body=text.encode("utf-8"),
+        )
+        self._send(message, self._route(uri, direct), now, _Pending(_Purpose.NOTICE, None, message))
+
+    def _status_text(self, conference: Conference) -> str:
+        lines = [
+            f"Conference #{conference.id} ({conference.mode.value}), {conference.state.value}:"
+        ]
+        for participant in conference.participants:
+            status = participant.status or ("invited" if participant.invited else "not yet invited")
+            role = " (requester)" if participant.requester else ""
+            lines.append(
+                f"- {participant.uri.removeprefix('sip:')}{role}: "
+                f"{participant.mode.value}, {status}"
+            )
+        return "\n".join(lines)
+
+    # -- roster ------------------------------------------------------------------------
+    def _subscribe(self, conference: Conference, now: float) -> None:
+        if self.config.profile is not FocusProfile.RFC4579 or conference.conference_uri is None:
+            return
+        subscribe = self._dialogs.create_initial_request(
+            "SUBSCRIBE",
+            conference.conference_uri,
+            from_addr=self._service,
+            to_addr=conference.conference_uri,
+            contact=self._contact,
+            headers=[
+                ("Event", "conference"),
+                ("Expires", str(self.config.subscription_expires)),
+                ("Accept", CONFERENCE_INFO_TYPE),
+            ],
+        )
+        self._by_call_id[subscribe.call_id] = conference.id
+        self._send(
+            subscribe,
+            address_of(conference.conference_uri),
+            now,
+            _Pending(_Purpose.SUBSCRIBE, conference.id, subscribe),
+        )
+
+    def _on_notify(self, conference: Conference, request: Request, now: float) -> None:
+        if not request.body:
+            return
+        try:
+            update = parse_conference_info(request.body)
+            roster = apply_update(self._rosters.get(conference.id), update)
+        except RemoteProtocolError as error:
+            self._events.append(MessageIgnored(reason=error.reason, summary="NOTIFY conference"))
+            return
+        self._rosters[conference.id] = roster
+        connected = {user.entity: user for user in roster.users if user.status == "connected"}
+        joined_any = False
+        for participant in conference.participants:
+            user = connected.get(participant.uri)
+            was = participant.status == "connected"
+            if user is not None and not was:
+                participant.status = "connected"
+                self._events.append(
+                    ParticipantJoined(
+                        conference_id=conference.id, participant=participant.uri, mode=user.mode
+                    )
+                )
+                if not participant.requester:
+                    self._notice(
+                        conference.requester,
+                        f"{participant.uri.removeprefix('sip:')} joined "
+                        f"({participant.mode.value}).",
+                        now,
+                        direct=_address_from_text(conference.requester_address),
+                    )
+            elif user is None and was:
+                participant.status = "disconnected"
+                self._events.append(
+                    ParticipantLeft(conference_id=conference.id, participant=participant.uri)
+                )
+                if not participant.requester:
+                    self._notice(
+                        conference.requester,
+                        f"{participant.uri.removeprefix('sip:')} left.",
+                        now,
+                        direct=_address_from_text(conference.requester_address),
+                    )
+            joined_any = joined_any or participant.status in ("connected", "disconnected")
+        if conference.state in (ConferenceState.ACTIVE, ConferenceState.ENDING):
+            self._move(conference, ConferenceInput.ROSTER_CHANGED)
+        if joined_any:
+            conference.idle_deadline = None  # somebody came: the idle rule no longer applies
+
+    # -- deadlines ------------------------------------------------------------------
+    def _on_deadline(self, conference: Conference, kind: str, now: float) -> None:
+        state = conference.state
+        if kind == "probe":
+            if state in (ConferenceState.PROBING, ConferenceState.ACTIVE):
+                self._probes_done(conference, now)
+        elif kind == "focus" and state is ConferenceState.ALLOCATING:
+            tid = self._focus_tid.pop(conference.id, None)
+            if tid is not None and self._layer.transaction(tid) is not None:
+                self._layer.cancel(tid, now)
+            self._focus_failed(conference, f"no answer within {self.config.focus_timeout:g} s", now)
+        elif kind == "idle" and state is ConferenceState.ACTIVE:
+            self._move_end(conference, ConferenceInput.IDLE_TIMEOUT,
+                           f"nobody joined within {self.config.idle_timeout:g} s", now)  # fmt: skip
+        elif kind == "keepalive" and state is ConferenceState.ACTIVE:
+            anchor = self._anchors.get(conference.id)
+            if anchor is None:
+                return
+            options = anchor.create_request("OPTIONS")
+            self._send(
+                options,
+                self._in_dialog_destination(anchor),
+                now,
+                _Pending(_Purpose.KEEPALIVE, conference.id, options),
+            )
+            self._arm(conference, "keepalive", now + self.config.keepalive_interval)
+        elif kind == "ending" and state is ConferenceState.ENDING:
+            self._move(conference, ConferenceInput.BYE_DONE)
+            self._finish(conference, conference.reason, now)
+
+    # -- responses -------------------------------------------------------------------
+    def _on_response(
+        self, pending: _Pending, response: Response, tid: TransactionId, now: float
+    ) -> None:
+        purpose = pending.purpose
+        conference = self._conferences.get(pending.conference_id or "")
+        if purpose is _Purpose.CLEANUP or purpose is _Purpose.NOTICE:
+            return
+        if conference is None:
+            if purpose is _Purpose.FOCUS_INVITE and 200 <= response.status < 300:
+                dialog = self._dialogs.receive_response(pending.request, response)
+                if dialog is not None:
+                    self._send_in_dialog_ack(dialog, response)
+                    self._abandon(dialog, now)
+            return
+        if purpose is _Purpose.PROBE:
+            if response.status >= 200:
+                self._on_probe_answer(conference, pending.target, response, now)
+        elif purpose is _Purpose.FOCUS_INVITE:
+            self._on_focus_answer(conference, pending, response, now)
+        elif purpose is _Purpose.REINVITE:
+            self._on_reinvite_answer(conference, pending, response, now)
+        elif purpose is _Purpose.INVITATION:
+            if response.status >= 300:
+                reason = f"{response.status} {response.reason}".strip()
+                self._events.append(
+                    InvitationFailed(
+                        conference_id=conference.id, invitee=pending.target, reason=reason
+                    )
+                )
+                self._notice(
+                    conference.requester,
+                    f"The invitation to {pending.target.removeprefix('sip:')} was not delivered "
+                    f"({reason}).",
+                    now,
+                    direct=_address_from_text(conference.requester_address),
+                )
+        elif purpose is _Purpose.SUBSCRIBE:
+            if 200 <= response.status < 300:
+                self._dialogs.receive_response(pending.request, response)
+        elif purpose is _Purpose.KEEPALIVE:
+            anchor = self._anchors.get(conference.id)
+            if anchor is not None and response.status >= 200:
+                with contextlib.suppress(RemoteProtocolError):
+                    anchor.receive_response(pending.request, response)
+            if response.status in (408, 481, 503) and conference.state is ConferenceState.ACTIVE:
+                self._focus_gone(conference, now)
+        elif (
+            purpose is _Purpose.BYE
+            and response.status >= 200
+            and conference.state is ConferenceState.ENDING
+        ):
+            self._move(conference, ConferenceInput.BYE_DONE)
+            self._finish(conference, conference.reason, now)
+
+    # -- ending ----------------------------------------------------------------------
+    def _focus_gone(self, conference: Conference, now: float) -> None:
+        self._anchors.pop(conference.id, None)
+        self._move(conference, ConferenceInput.FOCUS_DEAD)
+        self._finish(conference, "the conference focus stopped answering", now)
+
+    def _end(self, conference: Conference, reason: str, now: float) -> None:
+        state = conference.state
+        if state is ConferenceState.ACTIVE:
+            self._move_end(conference, ConferenceInput.END_REQUESTED, reason, now)
+        elif state in (
+            ConferenceState.REQUESTED,
+            ConferenceState.PROBING,
+            ConferenceState.ALLOCATING,
+        ):
+            tid = self._focus_tid.pop(conference.id, None)
+            if tid is not None and self._layer.transaction(tid) is not None:
+                self._layer.cancel(tid, now)
+            self._move(conference, ConferenceInput.END_REQUESTED)
+            self._finish(conference, reason, now)
+
+    def _move_end(
+        self, conference: Conference, event: ConferenceInput, reason: str, now: float
+    ) -> None:
+        conference.reason = reason
+        self._move(conference, event)
+        self._send_bye(conference, now)
+
+    def _send_bye(self, conference: Conference, now: float) -> None:
+        anchor = self._anchors.get(conference.id)
+        if anchor is None:
+            self._move(conference, ConferenceInput.BYE_DONE)
+            self._finish(conference, conference.reason, now)
+            return
+        bye = anchor.create_request("BYE")
+        self._send(
+            bye,
+            self._in_dialog_destination(anchor),
+            now,
+            _Pending(_Purpose.BYE, conference.id, bye),
+        )
+        # The BYE's own transaction times out after 64*T1; this is a backstop.
+        self._arm(conference, "ending", now + 64 * self.config.transactions.t1 + 1.0)
+
+    def _finish(self, conference: Conference, reason: str, now: float) -> None:
+        conference.reason = reason
+        self._events.append(ConferenceEnded(conference_id=conference.id, reason=reason))
+        self._notice(
+            conference.requester,
+            f"Your {conference.mode.value} conference has ended: {reason}.",
+            now,
+            direct=_address_from_text(conference.requester_address),
+        )
+        self._retire(conference)
+
+    def _retire(self, conference: Conference) -> None:
+        self._conferences.pop(conference.id, None)
+        if self._latest.get(conference.requester) == conference.id:
+            del self._latest[conference.requester]
+        self._anchors.pop(conference.id, None)
+        self._rosters.pop(conference.id, None)
+        self._focus_tid.pop(conference.id, None)
+        for call_id in [c for c, i in self._by_call_id.items() if i == conference.id]:
+            del self._by_call_id[call_id]
+
+    # -- /add --------------------------------------------------------------------------
+    def _add(
+        self,
+        conference: Conference,
+        command: AddInvitees,
+        request: Request,
+        source: Address,
+        now: float,
+    ) -> None:
+        requester = str(command.requester)
+        if conference.state is not ConferenceState.ACTIVE:
+            self._refuse(
+                request,
+                source,
+                RequestRefusedError(
+                    f"conference #{conference.id} is {conference.state.value}; "
+                    "try again in a moment",
+                    status_hint=491,
+                ),
+                requester,
+                now,
+            )
+            return
+        known = {p.uri for p in conference.participants}
+        new = [i for i in command.invitees if str(i.uri) not in known]
+        limit = self.config.requests.max_invitees
+        if len(conference.participants) - 1 + len(new) > limit:
+            self._refuse(
+                request,
+                source,
+                RequestRefusedError(
+                    f"too many invitees: {len(conference.participants) - 1 + len(new)}, "
+                    f"at most {limit}",
+                    status_hint=400,
+                ),
+                requester,
+                now,
+            )
+            return
+        self._accept(request, requester, "add", conference.id, now)
+        if not new:
+            return
+        conference.participants += [self._participant(i, conference.mode) for i in new]
+        self._move(conference, ConferenceInput.ADD_INVITEES)
+        to_probe = self._to_probe(conference)
+        if to_probe:
+            self._arm(conference, "probe", now + self.config.probe_timeout)
+            for participant in to_probe:
+                self._send_probe(conference, participant, now)
+        else:
+            self._probes_done(conference, now)
+
+
+def _known(participant: Participant) -> Capabilities | None:
+    if participant.probe is ProbeResult.UNREACHABLE:
+        return Capabilities.unreachable()
+    if participant.audio is None or participant.video is None:
+        return None
+    return Capabilities(audio=participant.audio, video=participant.video)
+
+
+def _capabilities(response: Response) -> Capabilities | None:
+    ctype = response.content_type
+    if response.body and ctype is not None and ctype.mime == "application/sdp":
+        try:
+            return capabilities_from_sdp(response.body)
+        except RemoteProtocolError:
+            return None
+    for contact in response.contacts:
+        found = capabilities_from_feature_tags(contact.params)
+        if found is not None:
+            return found
+    return None
+
+
+def _summary(message: Message) -> str:
+    if isinstance(message, Request):
+        return f"{message.method} {message.uri}"
+    if isinstance(message, Response):
+        return f"{message.status} {message.reason}"
+    return type(message).__name__

@@ -1,0 +1,116 @@
+"""What the allocator reports: frozen, keyword-only events named for what happened."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from .conference import ConferenceState
+from .modes import Mode
+
+__all__ = [
+    "AllocatorEvent",
+    "ConferenceEnded",
+    "ConferenceFailed",
+    "ConferenceReady",
+    "ConferenceStateChanged",
+    "InvitationFailed",
+    "InvitationSent",
+    "MessageIgnored",
+    "ParticipantJoined",
+    "ParticipantLeft",
+    "RequestAccepted",
+    "RequestRefused",
+]
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class AllocatorEvent:
+    """Base of every allocator event."""
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class RequestAccepted(AllocatorEvent):
+    call_id: str
+    """Call-ID of the MESSAGE, for logs."""
+    requester: str
+    """Who asked (address of record)."""
+    command: str
+    """``new``, ``add``, ``end``, ``status`` or ``help``."""
+    conference_id: str | None
+    """The conference it concerns, when there is one."""
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class RequestRefused(AllocatorEvent):
+    call_id: str
+    requester: str | None
+    """Who asked, when known."""
+    status: int
+    """The status of the answer (4xx/5xx)."""
+    reason: str
+    """What the Warning header and the IM to the requester say."""
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class ConferenceStateChanged(AllocatorEvent):
+    conference_id: str
+    old: ConferenceState
+    new: ConferenceState
+    reason: str
+    """Why, in words (the input of the transition table)."""
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class ConferenceReady(AllocatorEvent):
+    conference_id: str
+    conference_uri: str
+    """What invitees call (each with its own credential added)."""
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class InvitationSent(AllocatorEvent):
+    conference_id: str
+    invitee: str
+    mode: Mode
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class InvitationFailed(AllocatorEvent):
+    conference_id: str
+    invitee: str
+    reason: str
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class ParticipantJoined(AllocatorEvent):
+    conference_id: str
+    participant: str
+    mode: Mode | None
+    """The mode the focus reports, when it reports one."""
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class ParticipantLeft(AllocatorEvent):
+    conference_id: str
+    participant: str
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class ConferenceEnded(AllocatorEvent):
+    conference_id: str
+    reason: str
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class ConferenceFailed(AllocatorEvent):
+    conference_id: str
+    reason: str
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class MessageIgnored(AllocatorEvent):
+    """Input that changed nothing: malformed, stray, or discarded by the transaction layer."""
+
+    reason: str
+    summary: str
+    """The start line, or the first octets of what could not be parsed."""

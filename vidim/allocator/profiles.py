@@ -1,0 +1,148 @@
+"""Focus profiles: what the INVITE to a focus carries, and what its answer means.
+
+``rfc4579`` (the built-in focus and any RFC 4579 conference factory): a
+``multipart/mixed`` body with the anchor's SDP and an RFC 5366
+``application/resource-lists+xml`` part listing each invitee with its mode
+and join credential; the 2xx's Contact, marked ``;isfocus``, is the
+conference URI.
+
+``asterisk`` and ``freeswitch``: the conference extension is the focus URI;
+``X-Vidim-Conference``, ``X-Vidim-Mode`` and ``X-Vidim-Participants``
+headers carry the same information for a dialplan to read (see
+``examples/``), and the conference URI is ``conf-<id>`` at the focus host.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from enum import StrEnum
+
+import sdp_transform
+
+from ..resource_lists import RESOURCE_LISTS_TYPE, ListEntry, build_resource_list
+from ..sip import NameAddr, Response, SipURI, build_multipart, parse_uri
+from .conference import Conference
+
+__all__ = [
+    "FocusProfile",
+    "FocusRequest",
+    "anchor_offer",
+    "conference_uri",
+    "focus_request",
+    "join_uri",
+]
+
+
+class FocusProfile(StrEnum):
+    RFC4579 = "rfc4579"
+    ASTERISK = "asterisk"
+    FREESWITCH = "freeswitch"
+
+
+@dataclass(frozen=True, slots=True)
+class FocusRequest:
+    """The profile-specific part of the INVITE to a focus."""
+
+    headers: tuple[tuple[str, str], ...]
+    body: bytes
+    content_type: str
+
+
+def anchor_offer(address: str, session_id: int) -> bytes:
+    """The allocator's own SDP: it carries no media, so one inactive audio stream.
+
+    A focus that insists on an offer gets a valid one, and nothing flows.
+    """
+    session = {
+        "version": 0,
+        "origin": {
+            "username": "vidim",
+            "sessionId": session_id,
+            "sessionVersion": 1,
+            "netType": "IN",
+            "ipVer": 6 if ":" in address else 4,
+            "address": address,
+        },
+        "name": "vidim conference anchor",
+        "connection": {"version": 6 if ":" in address else 4, "ip": address},
+        "timing": {"start": 0, "stop": 0},
+        "media": [
+            {
+                "type": "audio",
+                "port": 9,
+                "protocol": "RTP/AVP",
+                "payloads": "0",
+                "rtp": [{"payload": 0, "codec": "PCMU", "rate": 8000}],
+                "direction": "inactive",
+            }
+        ],
+    }
+    text: str = sdp_transform.write(session)
+    return text.encode("ascii")
+
+
+def _participants_value(conference: Conference) -> str:
+    return ", ".join(
+        f"<{p.uri}>;mode={p.mode.value};key={p.credential}" for p in conference.participants
+    )
+
+
+def focus_request(
+    profile: FocusProfile, conference: Conference, *, address: str, session_id: int
+) -> FocusRequest:
+    """Headers and body of the INVITE (and of a re-INVITE after ``/add``)."""
+    offer = anchor_offer(address, session_id)
+    if profile is FocusProfile.RFC4579:
+        entries = [
+            ListEntry(uri=p.uri, display_name=None, mode=p.mode, credential=p.credential)
+            for p in conference.participants
+        ]
+        ctype, body = build_multipart(
+            [("application/sdp", offer), (RESOURCE_LISTS_TYPE, build_resource_list(entries))]
+        )
+        return FocusRequest(headers=(("Require", "recipient-list-invite"),), body=body,
+                            content_type=ctype)  # fmt: skip
+    headers = (
+        ("X-Vidim-Conference", conference.id),
+        ("X-Vidim-Mode", conference.mode.value),
+        ("X-Vidim-Participants", _participants_value(conference)),
+    )
+    return FocusRequest(headers=headers, body=offer, content_type="application/sdp")
+
+
+def conference_uri(
+    profile: FocusProfile, response: Response, *, focus_uri: str, conference: Conference
+) -> str | None:
+    """The URI invitees call, from the focus's 2xx; None when the answer lacks it."""
+    if profile is FocusProfile.RFC4579:
+        for contact in response.contacts:
+            if contact.has_param("isfocus") or (
+                isinstance(contact.uri, SipURI) and contact.uri.has_param("isfocus")
+            ):
+                return str(_without_isfocus(contact))
+        return None
+    focus = parse_uri(focus_uri)
+    if not isinstance(focus, SipURI):
+        return None
+    return str(SipURI(host=focus.host, port=focus.port, user=f"conf-{conference.id}"))
+
+
+def _without_isfocus(contact: NameAddr) -> SipURI | str:
+    uri = contact.uri
+    if isinstance(uri, SipURI) and uri.has_param("isfocus"):
+        return SipURI(
+            host=uri.host,
+            scheme=uri.scheme,
+            user=uri.user,
+            port=uri.port,
+            params=tuple(p for p in uri.params if p[0].lower() != "isfocus"),
+        )
+    return str(uri)
+
+
+def join_uri(conference_uri_text: str, credential: str) -> str:
+    """The conference URI with the invitee's credential, as the invitee dials it."""
+    uri = parse_uri(conference_uri_text)
+    if isinstance(uri, SipURI):
+        return str(uri.with_params(key=credential))
+    return conference_uri_text

@@ -1,0 +1,579 @@
+"""SDP offers and answers per communication mode (RFC 3264), on ``sdp-transform``.
+
+The allocator and the built-in focus exchange SDP in both directions; this
+module is the one place that decides what a mode means on the wire.
+
+Directions.  An ``a=sendrecv/sendonly/recvonly/inactive`` attribute is
+written from the point of view of the side that wrote the description
+(RFC 3264 section 5.1).  A ``watch`` participant only receives, so it writes
+``recvonly`` in its own offer, while the focus, which only sends to it, writes
+``sendonly`` in its answer (or in its offer when it dials out).  DESIGN.md's
+"``recvonly`` for ``watch``" is the participant's view of that same stream.
+
+``chat`` means no media at all: a ``chat`` offer still carries one audio
+m-line, ``inactive``, because some focuses (Asterisk among them) refuse an
+INVITE without media, and the built-in focus answers a ``chat`` offer with
+every m-line rejected (port 0), which RFC 3264 allows: the dialog stands,
+no RTP flows.
+
+``sdp-transform`` has no type hints and accepts almost anything (a broken
+m-line silently becomes an empty dict), so its output is checked here and
+turned into the typed :class:`MediaDescription` before anything else sees it.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any, Literal
+
+import sdp_transform
+
+from .allocator.modes import Capabilities, Mode
+from .sip.errors import LocalProtocolError, RemoteProtocolError
+
+__all__ = [
+    "AUDIO_CODECS",
+    "CONTENT_TYPE",
+    "MAX_SDP_SIZE",
+    "SDP_TYPE",
+    "TELEPHONE_EVENT",
+    "VIDEO_CODECS",
+    "Codec",
+    "Direction",
+    "MediaDescription",
+    "SDPError",
+    "build_answer",
+    "build_offer",
+    "capabilities_from_feature_tags",
+    "capabilities_from_sdp",
+    "media_summary",
+    "parse_media",
+]
+
+SDP_TYPE = "application/sdp"
+CONTENT_TYPE = SDP_TYPE
+#: Larger SDP bodies are refused before parsing; real offers are a few KiB.
+MAX_SDP_SIZE = 64 * 1024
+
+Direction = Literal["sendrecv", "sendonly", "recvonly", "inactive"]
+_DIRECTIONS: dict[str, Direction] = {
+    "sendrecv": "sendrecv",
+    "sendonly": "sendonly",
+    "recvonly": "recvonly",
+    "inactive": "inactive",
+}
+#: The focus forwards plain RTP; SRTP (RTP/SAVP...) and non-RTP streams are rejected.
+_RTP_PROTOCOLS = frozenset({"RTP/AVP", "RTP/AVPF"})
+
+
+class SDPError(RemoteProtocolError):
+    """The peer's SDP cannot be used: unparsable, or nothing acceptable in it.
+
+    ``status_hint`` is 488 (Not Acceptable Here), the answer RFC 3261 gives
+    to an offer that cannot be accepted.
+    """
+
+    def __init__(self, reason: str, *, status_hint: int = 488) -> None:
+        super().__init__(reason, status_hint=status_hint)
+
+
+@dataclass(frozen=True, slots=True)
+class Codec:
+    """One RTP payload format: what an ``a=rtpmap`` line (or a static type) names."""
+
+    payload: int
+    name: str
+    clock_rate: int
+    channels: int = 1
+    #: The ``a=fmtp`` parameters, verbatim.
+    fmtp: str | None = None
+
+    def matches(self, other: Codec) -> bool:
+        """Same encoding, rate and channels; for H.264 also the same packetization mode.
+
+        Payload numbers do not matter (dynamic types differ between peers);
+        H.264 streams with different packetization modes cannot be forwarded
+        to each other (RFC 6184 section 8.1).
+        """
+        if (self.name.lower(), self.clock_rate, self.channels) != (
+            other.name.lower(),
+            other.clock_rate,
+            other.channels,
+        ):
+            return False
+        if self.name.lower() == "h264":
+            return _fmtp_param(self.fmtp, "packetization-mode", "0") == _fmtp_param(
+                other.fmtp, "packetization-mode", "0"
+            )
+        return True
+
+
+#: What vidim offers and what the focus accepts, most preferred first.  The
+#: focus forwards RTP without transcoding, so it picks from *its* list (not
+#: the offerer's order): every participant then converges on the same codec.
+AUDIO_CODECS: tuple[Codec, ...] = (Codec(0, "PCMU", 8000), Codec(8, "PCMA", 8000))
+VIDEO_CODECS: tuple[Codec, ...] = (
+    Codec(96, "VP8", 90000),
+    Codec(97, "H264", 90000, fmtp="profile-level-id=42e01f;packetization-mode=1"),
+)
+#: DTMF (RFC 4733), offered and kept beside the audio codec.
+TELEPHONE_EVENT = Codec(101, "telephone-event", 8000, fmtp="0-16")
+
+#: Static payload types (RFC 3551) that may appear without an rtpmap line.
+_STATIC: dict[int, Codec] = {
+    c.payload: c
+    for c in (
+        Codec(0, "PCMU", 8000),
+        Codec(3, "GSM", 8000),
+        Codec(4, "G723", 8000),
+        Codec(8, "PCMA", 8000),
+        Codec(9, "G722", 8000),
+        Codec(18, "G729", 8000),
+        Codec(26, "JPEG", 90000),
+        Codec(31, "H261", 90000),
+        Codec(34, "H263", 90000),
+    )
+}
+
+
+@dataclass(frozen=True, slots=True)
+class MediaDescription:
+    """One m-line as the focus needs it: where to send, what, which way."""
+
+    kind: str
+    port: int
+    protocol: str
+    #: The format list of the m-line, as written (kept when the line is rejected).
+    formats: tuple[str, ...]
+    #: The RTP formats that could be named (rtpmap or a static type), in offer order.
+    codecs: tuple[Codec, ...]
+    direction: Direction
+    #: Connection address, media-level ``c=`` or else the session's.
+    address: str | None
+    rtcp_port: int | None = None
+    mid: str | None = None
+
+    @property
+    def rejected(self) -> bool:
+        return self.port == 0
+
+
+# --- parsing -------------------------------------------------------------------------
+
+_LINE_RE = re.compile(r"[a-z]=[^\x00\r\n]*")
+_TOKEN_RE = re.compile(r"[!#$%&'*+\-.0-9A-Z^_`a-z{|}~]+")
+
+
+def _fmtp_param(fmtp: str | None, name: str, default: str) -> str:
+    for item in (fmtp or "").split(";"):
+        key, _, value = item.strip().partition("=")
+        if key.strip().lower() == name:
+            return value.strip()
+    return default
+
+
+def _decode(body: bytes) -> str:
+    if len(body) > MAX_SDP_SIZE:
+        raise SDPError(f"SDP body of {len(body)} bytes exceeds {MAX_SDP_SIZE}")
+    try:
+        text = body.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        raise SDPError("SDP body is not UTF-8") from exc
+    lines = [line for line in text.replace("\r\n", "\n").split("\n") if line]
+    if not lines or lines[0] != "v=0":
+        raise SDPError("SDP must start with v=0")
+    for line in lines:
+        if not _LINE_RE.fullmatch(line):
+            raise SDPError(f"malformed SDP line {line[:40]!r}")
+    if not any(line.startswith("o=") for line in lines):
+        raise SDPError("SDP without an o= line")
+    return text
+
+
+def _int(value: object, what: str) -> int:
+    if isinstance(value, int) and not isinstance(value, bool):
+        return value
+    if isinstance(value, str) and value.isdigit():
+        return int(value)
+    raise SDPError(f"bad {what} {value!r} in SDP")
+
+
+def _address(connection: Any) -> str | None:
+    if isinstance(connection, dict):
+        ip = connection.get("ip")
+        if isinstance(ip, str) and ip:
+            return ip
+    return None
+
+
+def _codecs(media: Mapping[str, Any], formats: Sequence[str]) -> tuple[Codec, ...]:
+    rtpmap: dict[int, Codec] = {}
+    for entry in media.get("rtp") or ():
+        payload = _int(entry.get("payload"), "rtpmap payload type")
+        name = entry.get("codec")
+        if not isinstance(name, str) or not name:
+            raise SDPError("rtpmap without an encoding name")
+        channels = entry.get("encoding")
+        rtpmap[payload] = Codec(
+            payload,
+            name,
+            _int(entry.get("rate"), "clock rate"),
+            _int(channels, "channel count") if channels not in (None, "") else 1,
+        )
+    fmtps: dict[int, str] = {}
+    for entry in media.get("fmtp") or ():
+        config = entry.get("config")
+        fmtps[_int(entry.get("payload"), "fmtp payload type")] = str(config or "")
+    out: list[Codec] = []
+    for fmt in formats:
+        if not fmt.isdigit():
+            continue
+        payload = int(fmt)
+        codec = rtpmap.get(payload) or _STATIC.get(payload)
+        if codec is None:
+            continue
+        out.append(
+            Codec(codec.payload, codec.name, codec.clock_rate, codec.channels, fmtps.get(payload))
+        )
+    return tuple(out)
+
+
+def _parse(body: bytes) -> tuple[dict[str, Any], list[MediaDescription]]:
+    """Parse with sdp-transform and check what it could not."""
+    text = _decode(body)
+    try:
+        session: Any = sdp_transform.parse(text)
+    except Exception as exc:  # an untyped third-party parser: any failure is the peer's
+        raise SDPError(f"unparsable SDP ({type(exc).__name__})") from exc
+    if not isinstance(session, dict) or not isinstance(session.get("origin"), dict):
+        raise SDPError("SDP without a valid o= line")
+    raw_media = session.get("media")
+    m_lines = sum(1 for line in text.split("\n") if line.startswith("m="))
+    if not isinstance(raw_media, list) or len(raw_media) != m_lines:
+        raise SDPError("SDP with malformed m-lines")
+    session_direction = _DIRECTIONS.get(str(session.get("direction")), "sendrecv")
+    session_address = _address(session.get("connection"))
+    media: list[MediaDescription] = []
+    for index, item in enumerate(raw_media):
+        kind, protocol = item.get("type"), item.get("protocol")
+        if not isinstance(kind, str) or not _TOKEN_RE.fullmatch(kind):
+            raise SDPError(f"m-line {index} is malformed")
+        if not isinstance(protocol, str) or not protocol:
+            raise SDPError(f"m-line {index} has no transport protocol")
+        port = _int(item.get("port"), "port")
+        if port > 65535:
+            raise SDPError(f"m-line {index} has port {port} out of range")
+        formats = tuple(str(item.get("payloads", "")).split())
+        if not formats:
+            raise SDPError(f"m-line {index} has no formats")
+        rtcp = item.get("rtcp")
+        mid = item.get("mid")
+        media.append(
+            MediaDescription(
+                kind=kind,
+                port=port,
+                protocol=protocol,
+                formats=formats,
+                codecs=_codecs(item, formats) if protocol.startswith("RTP/") else (),
+                direction=_DIRECTIONS.get(str(item.get("direction")), session_direction),
+                address=_address(item.get("connection")) or session_address,
+                rtcp_port=_int(rtcp["port"], "rtcp port") if isinstance(rtcp, dict) else None,
+                mid=str(mid) if mid is not None else None,
+            )
+        )
+    return session, media
+
+
+def parse_media(body: bytes) -> tuple[MediaDescription, ...]:
+    """The m-lines of an SDP body, typed; :class:`SDPError` when it is not SDP."""
+    return tuple(_parse(body)[1])
+
+
+def media_summary(body: bytes) -> list[tuple[str, int, str]]:
+    """``(kind, port, direction)`` per m-line: compact enough for logs and asserts."""
+    return [(m.kind, m.port, m.direction) for m in parse_media(body)]
+
+
+# --- building ------------------------------------------------------------------------
+
+
+def _session(address: str, username: str, session_id: int, version: int) -> dict[str, Any]:
+    if session_id < 0 or version < 0:
+        raise LocalProtocolError("SDP session id and version must be non-negative")
+    if not _TOKEN_RE.fullmatch(username):
+        raise LocalProtocolError(f"SDP username must be a token, not {username!r}")
+    if not address or any(c.isspace() for c in address):
+        raise LocalProtocolError(f"bad SDP address {address!r}")
+    ip_version = 6 if ":" in address else 4
+    return {
+        "version": 0,
+        "origin": {
+            "username": username,
+            "sessionId": session_id,
+            "sessionVersion": version,
+            "netType": "IN",
+            "ipVer": ip_version,
+            "address": address,
+        },
+        "name": "vidim",
+        "connection": {"version": ip_version, "ip": address},
+        "timing": {"start": 0, "stop": 0},
+        "media": [],
+    }
+
+
+def _check_port(port: int, what: str) -> int:
+    if not 0 < port <= 65535:
+        raise LocalProtocolError(f"{what} port {port} out of range")
+    return port
+
+
+def _media(
+    kind: str,
+    port: int,
+    protocol: str,
+    codecs: Iterable[Codec],
+    direction: Direction,
+    mid: str | None = None,
+) -> dict[str, Any]:
+    codecs = tuple(codecs)
+    line: dict[str, Any] = {
+        "type": kind,
+        "port": port,
+        "protocol": protocol,
+        "payloads": " ".join(str(c.payload) for c in codecs),
+        "rtp": [
+            {"payload": c.payload, "codec": c.name, "rate": c.clock_rate}
+            | ({"encoding": c.channels} if c.channels != 1 else {})
+            for c in codecs
+        ],
+        "fmtp": [{"payload": c.payload, "config": c.fmtp} for c in codecs if c.fmtp],
+        "direction": direction,
+    }
+    if mid is not None:
+        line["mid"] = mid
+    return line
+
+
+def _write(session: Mapping[str, Any]) -> bytes:
+    return str(sdp_transform.write(session)).encode("utf-8")
+
+
+def _direction(sends: bool, receives: bool) -> Direction:
+    if sends and receives:
+        return "sendrecv"
+    if sends:
+        return "sendonly"
+    return "recvonly" if receives else "inactive"
+
+
+def _offer_direction(mode: Mode, from_focus: bool) -> Direction:
+    if mode is Mode.CHAT:
+        return "inactive"
+    if mode.sends_media:
+        return "sendrecv"
+    # watch: the participant receives only, so the focus sends only.
+    return "sendonly" if from_focus else "recvonly"
+
+
+def build_offer(
+    mode: Mode,
+    *,
+    address: str,
+    audio_port: int,
+    video_port: int | None,
+    session_id: int,
+    version: int = 1,
+    username: str = "vidim",
+    from_focus: bool = False,
+) -> bytes:
+    """An SDP offer for ``mode``, written by a participant or, with ``from_focus``, the focus.
+
+    Audio offers PCMU, PCMA and telephone-event; modes with video add a VP8 /
+    H.264 m-line on ``video_port`` (required for them, ignored otherwise).
+    The direction is the writer's own (see the module docstring): ``watch``
+    is ``recvonly`` from a participant, ``sendonly`` from the focus; ``chat``
+    gives a single ``inactive`` audio m-line.
+    """
+    session = _session(address, username, session_id, version)
+    direction = _offer_direction(mode, from_focus)
+    session["media"].append(
+        _media(
+            "audio",
+            _check_port(audio_port, "audio"),
+            "RTP/AVP",
+            (*AUDIO_CODECS, TELEPHONE_EVENT),
+            direction,
+        )
+    )
+    if mode.has_video:
+        if video_port is None:
+            raise LocalProtocolError(f"mode {mode} needs a video port")
+        session["media"].append(
+            _media("video", _check_port(video_port, "video"), "RTP/AVP", VIDEO_CODECS, direction)
+        )
+    return _write(session)
+
+
+PortAllocator = Callable[[int, str], int]
+
+
+def build_answer(
+    offer: bytes,
+    mode: Mode,
+    *,
+    address: str,
+    ports: Mapping[str, int] | PortAllocator,
+    session_id: int,
+    version: int = 1,
+    username: str = "vidim",
+    audio_codecs: Sequence[Codec] = AUDIO_CODECS,
+    video_codecs: Sequence[Codec] = VIDEO_CODECS,
+) -> bytes:
+    """The focus's answer to a participant's ``offer``, allowing exactly what ``mode`` allows.
+
+    The answer has the offer's m-lines in the same order (RFC 3264 section
+    6); a line the focus does not take gets port 0 with the offer's format
+    list.  What is kept: the first audio m-line when the mode has audio, the
+    first video m-line for ``video`` and ``watch``, each only with a codec in
+    common (picked in the focus's order; telephone-event rides along).  The
+    focus's direction is what the mode allows intersected with what the
+    offer allows, so a participant may hold or mute itself but never gains
+    more than its mode: ``watch`` answers ``sendonly``, ``chat`` rejects all.
+
+    ``ports`` gives the focus's RTP port per kind (``{"audio": 40000}``), or
+    is called as ``ports(index, kind)`` for each line taken, so that ports
+    are allocated only for streams that will flow.
+
+    Raises :class:`SDPError` (488) when the offer is not SDP, or when the mode
+    has audio and no audio m-line can be taken.
+    """
+    _, offered = _parse(offer)
+    session = _session(address, username, session_id, version)
+    allowed = {"audio": mode.has_audio, "video": mode.has_video}
+    preferences = {"audio": tuple(audio_codecs), "video": tuple(video_codecs)}
+    taken: set[str] = set()
+    for index, line in enumerate(offered):
+        codec = None
+        if (
+            allowed.get(line.kind, False)
+            and line.kind not in taken
+            and not line.rejected
+            and line.protocol in _RTP_PROTOCOLS
+            and line.address is not None
+        ):
+            codec = _pick(preferences[line.kind], line.codecs)
+        if codec is None:
+            session["media"].append(
+                {
+                    "type": line.kind,
+                    "port": 0,
+                    "protocol": line.protocol,
+                    "payloads": " ".join(line.formats),
+                }
+            )
+            continue
+        taken.add(line.kind)
+        port = ports(index, line.kind) if callable(ports) else ports.get(line.kind)
+        if port is None:
+            raise LocalProtocolError(f"no {line.kind} port given for the answer")
+        codecs = [codec]
+        if line.kind == "audio":
+            codecs += [
+                Codec(c.payload, c.name, c.clock_rate, c.channels, c.fmtp or TELEPHONE_EVENT.fmtp)
+                for c in line.codecs
+                if c.name.lower() == "telephone-event" and c.clock_rate == codec.clock_rate
+            ][:1]
+        # The focus sends when the participant may receive, and receives when
+        # the participant's mode sends and it offered to send.
+        sends = line.direction in ("sendrecv", "recvonly")
+        receives = mode.sends_media and line.direction in ("sendrecv", "sendonly")
+        session["media"].append(
+            _media(
+                line.kind,
+                _check_port(port, line.kind),
+                line.protocol,
+                codecs,
+                _direction(sends, receives),
+                line.mid,
+            )
+        )
+    if mode.has_audio and "audio" not in taken:
+        raise SDPError("no usable audio stream in the offer (none, rejected, or no common codec)")
+    return _write(session)
+
+
+def _pick(preferences: Sequence[Codec], offered: Sequence[Codec]) -> Codec | None:
+    """The focus's first codec the offer also has, with the offer's payload number.
+
+    Our fmtp wins when we have one (it says what the focus forwards), else the
+    offer's is kept.
+    """
+    for ours in preferences:
+        for theirs in offered:
+            if ours.matches(theirs):
+                return Codec(
+                    theirs.payload,
+                    theirs.name,
+                    theirs.clock_rate,
+                    theirs.channels,
+                    ours.fmtp if ours.fmtp is not None else theirs.fmtp,
+                )
+    return None
+
+
+# --- capabilities --------------------------------------------------------------------
+
+
+def capabilities_from_sdp(body: bytes) -> Capabilities:
+    """What a device can do, from the SDP of its OPTIONS answer (or an offer).
+
+    A kind counts when an m-line of it has a non-zero port: a pjsua2 build
+    without video lists ``m=video 0``.
+    """
+    media = parse_media(body)
+    return Capabilities(
+        audio=any(m.kind == "audio" and not m.rejected for m in media),
+        video=any(m.kind == "video" and not m.rejected for m in media),
+    )
+
+
+_TRUTH = {"true": True, "!false": True, "false": False, "!true": False}
+
+
+def _tag_value(value: str | None) -> bool | None:
+    """RFC 3840 boolean feature value: bare tag is TRUE; ``"FALSE"``/``"!TRUE"`` false."""
+    if value is None:
+        return True
+    text = value.strip()
+    if len(text) >= 2 and text[0] == text[-1] == '"':
+        text = text[1:-1]
+    return _TRUTH.get(text.strip().lower())
+
+
+def capabilities_from_feature_tags(
+    params: Mapping[str, str | None] | Iterable[tuple[str, str | None]],
+) -> Capabilities | None:
+    """Capabilities from RFC 3840 feature tags on a Contact (``;audio;video``).
+
+    ``params`` is the Contact's parameters (``NameAddr.params`` or a mapping).
+    ``audio`` and ``video`` are base tags and are written without a prefix
+    (RFC 3840 section 9); the ``+sip.audio`` spelling some devices use is
+    accepted too.  A bare tag means TRUE, ``="FALSE"`` or ``="!TRUE"`` false.
+    Returns ``None`` when neither tag is present (nothing is known); when only
+    one is, the other is taken as unsupported, since a device that advertises
+    its media lists the media it has.
+    """
+    items = params.items() if isinstance(params, Mapping) else params
+    found: dict[str, bool] = {}
+    for name, value in items:
+        key = name.lower().removeprefix("+sip.")
+        if key in ("audio", "video"):
+            truth = _tag_value(value)
+            if truth is not None:
+                found[key] = truth
+    if not found:
+        return None
+    return Capabilities(audio=found.get("audio", False), video=found.get("video", False))
