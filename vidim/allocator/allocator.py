@@ -465,22 +465,28 @@ class Allocator:
             self._refuse_plain(request, error.status_hint, error.reason, now)
             return
         if automatic is not None:
+            # The dialog answers BYE and NOTIFY itself (200), and refuses what
+            # it must (481, 500, 491); a 2xx still needs acting on below.
             self._respond(automatic, now)
+            if automatic.status >= 300:
+                return
         if dialog is None:
             if automatic is None and request.method != "ACK":
                 self._refuse_plain(request, 481, "no dialog matches this request", now)
             return
-        if automatic is not None or request.method == "ACK":
+        method = request.method
+        if method == "ACK":
             return
         conference = self._conferences.get(self._by_call_id.get(request.call_id, ""))
-        method = request.method
         if method == "NOTIFY":
-            self._respond(dialog.create_response(request, 200), now)
+            if automatic is None:
+                self._respond(dialog.create_response(request, 200), now)
             if conference is not None:
                 self._on_notify(conference, request, now)
             return
         if method == "BYE":
-            self._respond(dialog.create_response(request, 200), now)
+            if automatic is None:
+                self._respond(dialog.create_response(request, 200), now)
             if conference is not None and self._anchors.get(conference.id) is dialog:
                 self._anchors.pop(conference.id, None)
                 if conference.state is ConferenceState.ACTIVE:

@@ -1,0 +1,91 @@
+"""The whole flow through the allocator, with in-memory peers on a virtual clock."""
+
+from __future__ import annotations
+
+from peers import FOCUS, PROXY, Focus, Phone, SimNetwork
+
+from vidim.allocator.allocator import Allocator, AllocatorConfig
+from vidim.allocator.conference import ConferenceState
+from vidim.allocator.events import (
+    ConferenceEnded,
+    ConferenceReady,
+    InvitationSent,
+    ParticipantJoined,
+    ParticipantLeft,
+)
+from vidim.allocator.modes import Mode
+from vidim.allocator.requests import RequestPolicy
+from vidim.sip import Address
+
+
+def make_world(**config: object) -> tuple[SimNetwork, Allocator, Phone, Phone, Phone, Focus]:
+    allocator = Allocator(
+        AllocatorConfig(
+            requests=RequestPolicy.for_domain("example.com"),
+            proxy=PROXY,
+            focus_uris=(f"sip:conference-factory@{FOCUS.host}:{FOCUS.port}",),
+            **config,  # type: ignore[arg-type]
+        )
+    )
+    alice = Phone("alice", Address("127.0.0.1", 5062))
+    bob = Phone("bob", Address("127.0.0.1", 5064))
+    carol = Phone("carol", Address("127.0.0.1", 5066), video=False)
+    focus = Focus()
+    net = SimNetwork(allocator, alice, bob, carol, focus)
+    for phone in (alice, bob, carol):
+        net.register(phone.uri, phone)
+    return net, allocator, alice, bob, carol, focus
+
+
+def test_header_form_to_ready_conference_and_end() -> None:
+    net, allocator, alice, bob, _carol, focus = make_world()
+    alice.send_message(
+        0.0,
+        to="sip:bob@example.com",
+        text="let's talk",
+        headers=[("X-Vidim-Mode", "video"), ("X-Vidim-Invite", "<sip:carol@example.com>")],
+    )
+    net.run(5.0)
+    assert alice.statuses()[0] == 202
+    (ready,) = net.of_type(ConferenceReady)
+    (conference,) = focus.conferences
+    assert {(e.uri, e.mode) for e in conference.participants} == {
+        ("sip:alice@example.com", Mode.VIDEO),
+        ("sip:bob@example.com", Mode.VIDEO),
+        ("sip:carol@example.com", Mode.AUDIO),  # probing found no video
+    }
+    sent = {e.invitee: e.mode for e in net.of_type(InvitationSent)}
+    assert sent == {"sip:bob@example.com": Mode.VIDEO, "sip:carol@example.com": Mode.AUDIO}
+    (invitation,) = bob.messages
+    header = invitation.headers.get("X-Vidim-Conference")
+    assert header is not None
+    assert ready.conference_uri.split("@")[0] in header
+    assert "X-Vidim-Mode" not in invitation.headers
+    assert any("is ready" in text for text in alice.texts())
+    # alice ends it
+    alice.send_message(net.now, text="/end")
+    net.advance(5.0)
+    assert conference.ended
+    assert [e.reason for e in net.of_type(ConferenceEnded)] == ["ended by sip:alice@example.com"]
+    assert allocator.conferences == {}
+    assert ConferenceState.ENDED.value in {e.new.value for e in net.events if hasattr(e, "new")}
+
+
+def test_roster_updates_reach_the_requester() -> None:
+    net, allocator, alice, _bob, _carol, focus = make_world()
+    alice.send_message(0.0, text="/video bob")
+    net.run(5.0)
+    (conference,) = focus.conferences
+    assert len(conference.subscribers) == 1
+    focus.join(conference, "sip:bob@example.com", Mode.VIDEO, net.now)
+    net.advance(1.0)
+    assert [e.participant for e in net.of_type(ParticipantJoined)] == ["sip:bob@example.com"]
+    assert "bob@example.com joined (video)." in alice.texts()
+    focus.leave(conference, "sip:bob@example.com", net.now)
+    net.advance(1.0)
+    assert [e.participant for e in net.of_type(ParticipantLeft)] == ["sip:bob@example.com"]
+    assert "bob@example.com left." in alice.texts()
+    focus.hang_up(conference, net.now)
+    net.advance(1.0)
+    assert [e.reason for e in net.of_type(ConferenceEnded)] == ["the focus ended the conference"]
+    assert allocator.conferences == {}
