@@ -445,3 +445,96 @@ def _answer() -> bytes:
         b"v=0\r\no=focus 1 1 IN IP4 127.0.0.1\r\ns=focus\r\nc=IN IP4 127.0.0.1\r\nt=0 0\r\n"
         b"m=audio 0 RTP/AVP 0\r\n"
     )
+
+
+# -- helpers for lifecycle tests (appended) ---------------------------------------------
+
+
+def replace_allocator(net: SimNetwork, allocator: Allocator) -> None:
+    """A restarted allocator takes over ALLOCATOR's address; the old one's state is lost.
+
+    Whatever the old allocator had not handed out yet is dropped, as a crash
+    would drop it; datagrams already in flight reach the new one.
+    """
+    net.allocator = allocator
+
+
+class LateFocus(Focus):
+    """A focus that holds initial INVITEs (100 Trying only) until :meth:`answer_held`."""
+
+    def __init__(self, address: Address = FOCUS) -> None:
+        super().__init__(address, behaviour="ok")
+        self.held: list[Request] = []
+
+    def on_request(self, request: Request, now: float) -> None:
+        if request.method == "INVITE" and request.to_addr.tag is None:
+            self.held.append(request)
+            return
+        super().on_request(request, now)
+
+    def answer_held(self, now: float) -> None:
+        """Answer every held INVITE with 200 (even one cancelled meanwhile: a race)."""
+        held, self.held = self.held, []
+        for request in held:
+            super().on_request(request, now)
+
+
+def notify_raw(focus: Focus, conference: FocusConference, body: bytes, now: float) -> None:
+    """A conference NOTIFY with any body (garbage included) to every subscriber."""
+    for subscriber in conference.subscribers:
+        notify = subscriber.create_request(
+            "NOTIFY",
+            headers=[("Event", "conference"), ("Subscription-State", "active;expires=3600")],
+            body=body,
+            content_type=CONFERENCE_INFO_TYPE,
+        )
+        focus.layer.send_request(notify, ALLOCATOR, now)
+
+
+# -- helpers for request tests (appended) ------------------------------------------
+
+
+def send_request(
+    phone: Phone,
+    method: str,
+    now: float,
+    *,
+    to: str = "sip:vidim@example.com",
+    to_tag: str | None = None,
+    headers: list[tuple[str, str]] | None = None,
+    body: bytes = b"",
+    content_type: str | None = None,
+) -> Request:
+    """Any request from ``phone`` to the allocator, through the phone's transaction layer."""
+    contact = f"<sip:{phone.user}@{phone.address.host}:{phone.address.port}>"
+    request = Request(
+        method,
+        to,
+        [
+            (
+                "Via",
+                f"SIP/2.0/UDP {phone.address.host}:{phone.address.port};branch={new_branch()};rport",
+            ),
+            ("Max-Forwards", "70"),
+            ("From", f"<{phone.uri}>;tag={new_tag()}"),
+            ("To", f"<{to}>" + (f";tag={to_tag}" if to_tag else "")),
+            ("Call-ID", f"{new_tag()}@{phone.address.host}"),
+            ("CSeq", f"1 {method}"),
+            *([("Contact", contact)] if method in ("INVITE", "SUBSCRIBE", "NOTIFY") else []),
+            *(headers or []),
+            *([("Content-Type", content_type)] if body and content_type else []),
+        ],
+        body,
+    )
+    phone.layer.send_request(request, ALLOCATOR, now)
+    return request
+
+
+def final_response(peer: Peer, request: Request) -> Response:
+    """The final response ``peer`` received to ``request`` (the only one expected)."""
+    (response,) = [
+        r
+        for r in peer.responses
+        if r.call_id == request.call_id and r.cseq.method == request.method and r.status >= 200
+    ]
+    return response

@@ -35,6 +35,7 @@ from ..conference_info import (
 )
 from ..sdp import capabilities_from_feature_tags, capabilities_from_sdp
 from ..sip import (
+    DEFAULT_POLICY,
     AckReceived,
     Address,
     Dialog,
@@ -50,6 +51,7 @@ from ..sip import (
     RequestRejectedError,
     Response,
     ResponseReceived,
+    ServerPolicy,
     SIPParseError,
     SipURI,
     TransactionConfig,
@@ -66,6 +68,7 @@ from ..sip import (
     new_tag,
     parse_message,
     parse_uri,
+    salvage_response,
     warning_value,
 )
 from .conference import Conference, ConferenceInput, ConferenceState, Participant, ProbeResult
@@ -223,6 +226,9 @@ class Allocator:
         except SIPParseError as error:
             summary = data.split(b"\n", 1)[0][:80].decode("utf-8", "replace").strip()
             self._events.append(MessageIgnored(reason=error.reason, summary=summary))
+            answer = salvage_response(data, error, warning_host=self.config.warning_host)
+            if answer is not None:
+                self._outbox.append((answer, source))
             return
         self.receive(message, source, now)
 
@@ -288,7 +294,9 @@ class Allocator:
         if not conference.live:
             raise LocalProtocolError(f"conference {conference.id} is over")
         self._conferences[conference.id] = conference
-        self._latest[conference.requester] = conference.id
+        latest = self._conferences.get(self._latest.get(conference.requester, ""))
+        if latest is None or latest.created_at <= conference.created_at:
+            self._latest[conference.requester] = conference.id
         if conference.anchor is not None:
             anchor = Dialog.from_dict(conference.anchor, local_via=self._via)
             self._dialogs.add(anchor)
@@ -516,8 +524,11 @@ class Allocator:
     # -- requests to vidim ----------------------------------------------------------
     def _on_message(self, request: Request, source: Address, now: float) -> None:
         try:
-            check_request(request)
+            # vidim's own checks first: its refusals say why and reach the requester.
+            # parse_request judged the body (a header-form note may be of any type).
             command = parse_request(request, source_host=source.host, policy=self.config.requests)
+            body_type = request.content_type
+            check_request(request, _message_checks(body_type.mime if body_type else None))
         except RequestRefusedError as error:
             self._refuse(request, source, error, error.requester, now)
             return
@@ -801,6 +812,8 @@ class Allocator:
                     self._focus_failed(conference, "the focus answered without a To tag", now)
                 return
             self._send_in_dialog_ack(dialog, response)
+            if self._anchors.get(conference.id) is dialog:
+                return  # the 2xx again (our ACK was lost): ACK it again, nothing more
             uri = conference_uri(
                 self.config.profile,
                 response,
@@ -826,6 +839,8 @@ class Allocator:
 
     def _abandon(self, dialog: Dialog, now: float) -> None:
         """A conference we no longer want (late answer after failover or /end): hang up."""
+        if dialog.terminated:
+            return  # hung up already: this was the 2xx again
         bye = dialog.create_request("BYE")
         self._send(
             bye, self._in_dialog_destination(dialog), now, _Pending(_Purpose.CLEANUP, None, bye)
@@ -1009,7 +1024,10 @@ class Allocator:
             f"Conference #{conference.id} ({conference.mode.value}), {conference.state.value}:"
         ]
         for participant in conference.participants:
-            status = participant.status or ("invited" if participant.invited else "not yet invited")
+            # The requester was given the conference URI when it became ready.
+            ready = conference.conference_uri is not None
+            told = participant.invited or (participant.requester and ready)
+            status = participant.status or ("invited" if told else "not yet invited")
             role = " (requester)" if participant.requester else ""
             lines.append(
                 f"- {participant.uri.removeprefix('sip:')}{role}: "
@@ -1208,7 +1226,12 @@ class Allocator:
             self._move(conference, ConferenceInput.BYE_DONE)
             self._finish(conference, conference.reason, now)
             return
-        bye = anchor.create_request("BYE")
+        if anchor.terminated:
+            # Restored in ENDING: our BYE ended the dialog before the record was
+            # saved and went with the lost transaction; send it again (same CSeq).
+            bye = anchor._build("BYE", anchor.local_cseq or 1, [], b"", None)
+        else:
+            bye = anchor.create_request("BYE")
         self._send(
             bye,
             self._in_dialog_destination(anchor),
@@ -1233,11 +1256,22 @@ class Allocator:
         self._conferences.pop(conference.id, None)
         if self._latest.get(conference.requester) == conference.id:
             del self._latest[conference.requester]
+            # The requester's previous live conference, if any, is "theirs" again.
+            theirs = [c for c in self._conferences.values() if c.requester == conference.requester]
+            if theirs:
+                self._latest[conference.requester] = max(theirs, key=lambda c: c.created_at).id
         self._anchors.pop(conference.id, None)
         self._rosters.pop(conference.id, None)
         self._focus_tid.pop(conference.id, None)
-        for call_id in [c for c, i in self._by_call_id.items() if i == conference.id]:
+        gone = [c for c, i in self._by_call_id.items() if i == conference.id]
+        for call_id in gone:
             del self._by_call_id[call_id]
+        for dialog in self._dialogs:  # anchor and subscription: later requests on them get 481
+            if dialog.call_id in gone:
+                self._dialogs.remove(dialog)
+        for pending in self._pending.values():  # nor may a late NOTIFY make a new one
+            if pending.request.method == "SUBSCRIBE" and pending.request.call_id in gone:
+                self._dialogs.forget(pending.request)
 
     # -- /add --------------------------------------------------------------------------
     def _add(
@@ -1320,3 +1354,10 @@ def _summary(message: Message) -> str:
     if isinstance(message, Response):
         return f"{message.status} {message.reason}"
     return type(message).__name__
+
+
+def _message_checks(body_type: str | None) -> ServerPolicy:
+    """The SIP core's checks for a MESSAGE that vidim has already parsed and accepted."""
+    if body_type is None or body_type in DEFAULT_POLICY.accepted_content_types:
+        return DEFAULT_POLICY
+    return ServerPolicy(accepted_content_types=DEFAULT_POLICY.accepted_content_types | {body_type})

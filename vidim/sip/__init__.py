@@ -42,6 +42,7 @@ from .ids import MAGIC_COOKIE, new_branch, new_call_id, new_tag
 from .message import REASON_PHRASES, Message, Request, Response, make_response
 from .multipart import BodyPart, build_multipart, parse_multipart
 from .parser import DEFAULT_MAX_MESSAGE_SIZE, StreamFramer, parse_message
+from .salvage import salvage_response
 from .transaction import (
     AckReceived,
     Address,
@@ -119,6 +120,7 @@ __all__ = [
     "parse_uri",
     "parse_via_list",
     "quote",
+    "salvage_response",
     "split_list",
     "unescape",
     "unknown_dialog_response",

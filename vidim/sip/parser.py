@@ -49,7 +49,8 @@ _CALL_ID_RE = re.compile(rf"{abnf.WORD}(?:@{abnf.WORD})?")
 _CONTENT_LENGTH_RE = re.compile(
     rb"^(?:content-length|l)[ \t]*:[ \t]*([^\r\n]*?)[ \t]*\r?$", re.IGNORECASE | re.MULTILINE
 )
-_REQUIRED = frozenset(("via", "from", "to", "call-id", "cseq"))
+_REQUIRED_ORDER = ("via", "from", "to", "call-id", "cseq")
+_REQUIRED = frozenset(_REQUIRED_ORDER)
 
 
 #: raw header name (as it appears before the colon) -> (lower-case canonical
@@ -245,7 +246,7 @@ def _validate(
         if lname in SINGLE_HEADERS:
             raise SIPParseError(f"more than one {canonical_name(lname)} header")
     if not first.keys() >= _REQUIRED:
-        missing = [canonical_name(n) for n in _REQUIRED if n not in first]
+        missing = [canonical_name(n) for n in _REQUIRED_ORDER if n not in first]
         raise SIPParseError("missing " + ", ".join(missing))
     headers = message.headers
     cache = headers._cache
