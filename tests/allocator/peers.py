@@ -397,6 +397,14 @@ class Focus(Peer):
                 now,
             )
             return
+        watched = next((c for c in self.conferences if dialog in c.subscribers), None)
+        if method == "SUBSCRIBE" and watched is not None:
+            # A refresh: RFC 6665 says it brings a NOTIFY with full state.
+            self.layer.send_response(
+                dialog.create_response(request, 200, headers=[("Expires", "3600")]), now
+            )
+            self.notify(watched, now, full=True)
+            return
         self.layer.send_response(dialog.create_response(request, 200), now)
         if method == "BYE" and conference is not None:
             conference.ended = True

@@ -909,3 +909,17 @@ def test_manager_refuses_duplicates_and_unknown_formats() -> None:
     data["format"] = 99
     with pytest.raises(LocalProtocolError, match="unknown dialog format"):
         Dialog.from_dict(data)
+
+
+def test_manager_answers_a_crossing_bye_200_and_other_requests_481() -> None:
+    mgr = manager()
+    dialog, _, _ = confirmed_invite_dialog(mgr)
+    dialog.create_request("BYE")  # ours is out: the dialog has ended here
+    found, answer = mgr.receive_request(peer_request(dialog, "BYE", 2, contact=None))
+    assert found is dialog
+    assert answer is not None
+    assert answer.status == 200
+    found, answer = mgr.receive_request(peer_request(dialog, "INFO", 3))
+    assert found is None
+    assert answer is not None
+    assert answer.status == 481

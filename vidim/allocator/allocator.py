@@ -150,6 +150,7 @@ class _Purpose(Enum):
     INVITATION = "invitation"
     NOTICE = "notice"
     SUBSCRIBE = "subscribe"
+    RESUBSCRIBE = "resubscribe"
     KEEPALIVE = "keepalive"
     BYE = "bye"
     CLEANUP = "cleanup"
@@ -490,7 +491,7 @@ class Allocator:
             if automatic is None:
                 self._respond(dialog.create_response(request, 200), now)
             if conference is not None:
-                self._on_notify(conference, request, now)
+                self._on_notify(conference, request, dialog, now)
             return
         if method == "BYE":
             if automatic is None:
@@ -1059,14 +1060,43 @@ class Allocator:
             _Pending(_Purpose.SUBSCRIBE, conference.id, subscribe),
         )
 
-    def _on_notify(self, conference: Conference, request: Request, now: float) -> None:
+    def _refresh_subscription(self, conference: Conference, dialog: Dialog, now: float) -> None:
+        try:
+            refresh = dialog.create_request(
+                "SUBSCRIBE",
+                headers=[
+                    ("Event", "conference"),
+                    ("Expires", str(self.config.subscription_expires)),
+                    ("Accept", CONFERENCE_INFO_TYPE),
+                ],
+            )
+        except LocalProtocolError:
+            return  # the subscription dialog has ended: nothing to refresh
+        self._send(
+            refresh,
+            self._in_dialog_destination(dialog),
+            now,
+            _Pending(_Purpose.RESUBSCRIBE, conference.id, refresh),
+        )
+
+    def _on_notify(
+        self, conference: Conference, request: Request, dialog: Dialog, now: float
+    ) -> None:
         if not request.body:
             return
         try:
             update = parse_conference_info(request.body)
-            roster = apply_update(self._rosters.get(conference.id), update)
         except RemoteProtocolError as error:
             self._events.append(MessageIgnored(reason=error.reason, summary="NOTIFY conference"))
+            return
+        try:
+            roster = apply_update(self._rosters.get(conference.id), update)
+        except RemoteProtocolError as error:
+            # A lost or reordered NOTIFY (RFC 4575 section 4.6): our view is
+            # stale; refresh the subscription, which brings full state.
+            self._events.append(MessageIgnored(reason=error.reason, summary="NOTIFY conference"))
+            self._rosters.pop(conference.id, None)
+            self._refresh_subscription(conference, dialog, now)
             return
         self._rosters[conference.id] = roster
         connected = {user.entity: user for user in roster.users if user.status == "connected"}

@@ -1361,6 +1361,14 @@ class DialogManager:
         if local_tag is None:
             return None, None
         dialog = self.match_request(request)
+        if dialog is None and request.method == "BYE":
+            # A BYE that crossed ours: the dialog has ended here, and still
+            # the peer's BYE gets its 200, not a 481 (RFC 3261 15.1.2).
+            ended = self._dialogs.get(
+                DialogId(request.call_id, local_tag, _tag(request.from_addr))
+            )
+            if ended is not None:
+                return ended, ended.receive_request(request)
         if dialog is None and request.method == "NOTIFY":
             dialog = self._dialog_from_notify(request)
         if dialog is None:
