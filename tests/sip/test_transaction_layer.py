@@ -15,7 +15,7 @@ from transaction_helpers import (
     sent,
 )
 
-from vidim.sip import LocalProtocolError, Request, Response, parse_message
+from vidim.sip import LocalProtocolError, Request, Response, make_response, parse_message
 from vidim.sip.ids import MAGIC_COOKIE, new_branch
 from vidim.sip.transaction import (
     AckReceived,
@@ -725,3 +725,24 @@ def test_pair_over_tcp_never_retransmits() -> None:
     assert link.client.get_timer() is None
     assert link.server.get_timer() is None
     assert TransactionTerminated(transaction_id=tid) in link.client.events()
+
+
+def test_server_fills_in_received_and_rport_for_the_response() -> None:
+    request = parse_message(
+        b"MESSAGE sip:vidim@example.com SIP/2.0\r\n"
+        b"Via: SIP/2.0/UDP 10.0.0.5:5060;branch=z9hG4bKrport1;rport, "
+        b"SIP/2.0/UDP proxy.example.com;branch=z9hG4bKnext\r\n"
+        b"Max-Forwards: 70\r\nFrom: <sip:alice@example.com>;tag=1\r\n"
+        b"To: <sip:vidim@example.com>\r\nCall-ID: rport1\r\nCSeq: 1 MESSAGE\r\n"
+        b"Content-Length: 0\r\n\r\n"
+    )
+    layer = TransactionLayer()
+    layer.receive(request, Address("192.0.2.7", 40123), 0.0)
+    (event,) = layer.events()
+    assert isinstance(event, RequestReceived)
+    layer.send_response(make_response(event.request, 202, to_tag="t1"), 0.0)
+    ((sent_response, destination),) = layer.messages_to_send()
+    assert destination == Address("192.0.2.7", 40123)
+    top, second = sent_response.via
+    assert (top.received, top.rport) == ("192.0.2.7", 40123)
+    assert second.host == "proxy.example.com"  # the rest of the line is untouched

@@ -36,7 +36,7 @@ from enum import Enum
 from typing import Any, ClassVar, NewType
 
 from .errors import LocalProtocolError, SIPParseError
-from .headers import Headers, Via
+from .headers import Headers, Via, split_list
 from .ids import new_tag
 from .message import Message, Request, Response, make_response
 
@@ -787,6 +787,30 @@ def describe_transitions(machine: type[_Transaction]) -> list[tuple[str, str, st
 # -- the layer ---------------------------------------------------------------------
 
 
+def _stamp_top_via(request: Request, source: Address) -> None:
+    """Fill in ``received`` (RFC 3261 18.2.1) and ``rport`` (RFC 3581) on the top Via.
+
+    Responses copy the Via, so the peer learns the address it was seen from,
+    which is how a phone behind NAT (or pjsua2 with no port in its From)
+    finds out where it is reachable.
+    """
+    via = request.top_via
+    host = source.host if ":" not in source.host else f"[{source.host}]"
+    wants_rport = via.has_rport and via.rport is None
+    if not wants_rport and via.host.lower() == host.lower():
+        return
+    params: dict[str, str | None] = {"received": host}
+    if wants_rport:
+        params["rport"] = str(source.port)
+    stamped = str(via.with_params(**params))
+    lines = request.headers.get_all("via")
+    first = split_list(lines[0])
+    first[0] = stamped
+    request.headers.remove("via")
+    for line in reversed([", ".join(first), *lines[1:]]):
+        request.headers.prepend("Via", line)
+
+
 def _status_input(status: int, *, local: bool) -> TransactionInput:
     if status < 200:
         return _I.SEND_1XX if local else _I.RECV_1XX
@@ -1110,6 +1134,7 @@ class TransactionLayer:
             if isinstance(message, Response):
                 self._receive_response(message, now)
             elif isinstance(message, Request):
+                _stamp_top_via(message, source)
                 self._receive_request(message, source, reliable, now)
             else:
                 raise LocalProtocolError("receive takes a Request or a Response")

@@ -1,0 +1,771 @@
+"""The asyncio layer: UDP and TCP sockets and one timer around any sans-IO SIP core.
+
+This is the only place in vidim that does I/O, in the manner of aioquic's
+``asyncio/protocol.py``: after every input (a datagram, a TCP message, the
+timer) :meth:`SipServer.transmit` sends what the core queued, hands the core's
+events to a callback and re-arms one timer at the core's next deadline::
+
+    core = Allocator(AllocatorConfig(local=Address("127.0.0.1", 5070)))
+    server = SipServer(core, host="127.0.0.1", port=5070)
+    await server.start()
+    await serve_forever_until_signal(server, before_close=lambda: ...)
+
+Any object with the methods of :class:`SipCore` plugs in.  The server parses
+each message once, to log it and to keep garbage out of the core; a core that
+also has ``receive(message, source, now)`` (:class:`SipMessageCore`, as the
+allocator does) is given the parsed message, any other core the raw bytes.
+
+Limits, on purpose: no TLS or WebSocket, no RFC 3263 (NAPTR/SRV) lookups
+(host names are resolved with ``getaddrinfo`` only), no idle-connection
+timeout, and no write back-pressure (the kernel buffers are made large).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import errno
+import importlib
+import ipaddress
+import logging
+import signal
+import socket
+from collections.abc import Awaitable, Callable, Coroutine, Iterable
+from typing import Any, Generic, Protocol, TypeVar, cast, runtime_checkable
+
+from .sip import Address, Message, Request, Response, SIPParseError, StreamFramer, make_response
+from .sip import new_tag as _new_tag
+from .sip import parse_message as _parse_message
+from .sip.parser import DEFAULT_MAX_MESSAGE_SIZE
+
+__all__ = [
+    "DEFAULT_PORT",
+    "SipCore",
+    "SipMessageCore",
+    "SipServer",
+    "install_uvloop",
+    "serve_forever_until_signal",
+]
+
+DEFAULT_PORT = 5070
+_DEFAULT_BUFFER = 4 * 1024 * 1024
+#: Tries at binding UDP and TCP to the same free port when asked for port 0.
+_BIND_ATTEMPTS = 8
+#: A core whose handle_timer raises is not called again before this delay.
+_TIMER_BACKOFF = 0.1
+
+EventT = TypeVar("EventT")
+EventT_co = TypeVar("EventT_co", covariant=True)
+
+
+@runtime_checkable
+class SipCore(Protocol[EventT_co]):
+    """What :class:`SipServer` drives: a sans-IO SIP element (aioquic's three inputs).
+
+    Every clock reading is an argument; the core reports its next deadline.
+    """
+
+    def receive_datagram(self, data: bytes, source: Address, now: float) -> None:
+        """One whole message (a UDP datagram) from ``source``."""
+
+    def get_timer(self) -> float | None:
+        """The next deadline on the server's clock, or None when nothing is pending."""
+
+    def handle_timer(self, now: float) -> None:
+        """Fire whatever is due at ``now``."""
+
+    def messages_to_send(self) -> Iterable[tuple[Message, Address]]:
+        """Take the messages queued since the last call, with their destinations."""
+
+    def events(self) -> Iterable[EventT_co]:
+        """Take the events queued since the last call."""
+
+
+@runtime_checkable
+class SipMessageCore(SipCore[EventT_co], Protocol[EventT_co]):
+    """A core that also takes parsed messages, so the server parses only once.
+
+    ``receive(parse_message(data), source, now)`` must do what
+    ``receive_datagram(data, source, now)`` does when ``data`` parses.
+    """
+
+    def receive(self, message: Request | Response, source: Address, now: float) -> None:
+        """One parsed message from ``source``."""
+
+
+def install_uvloop() -> bool:
+    """Make new event loops uvloop's when uvloop is installed; True if it is.
+
+    Call it before ``asyncio.run``.  uvloop is optional: vidim never needs it.
+    """
+    try:
+        uvloop = importlib.import_module("uvloop")
+    except ImportError:
+        return False
+    asyncio.set_event_loop_policy(uvloop.EventLoopPolicy())
+    return True
+
+
+def _is_ip(host: str) -> bool:
+    try:
+        ipaddress.ip_address(host)
+    except ValueError:
+        return False
+    return True
+
+
+def _first_line(data: bytes) -> str:
+    start = 0
+    while data.startswith(b"\r\n", start):
+        start += 2
+    return data[start : start + 200].split(b"\n", 1)[0].decode("utf-8", "replace").strip()
+
+
+def _peer(addr: Any, transport: str) -> Address:
+    # (host, port) for IPv4, (host, port, flowinfo, scope_id) for IPv6: hosts
+    # come without brackets, as Address wants them.
+    return Address(str(addr[0]), int(addr[1]), transport)
+
+
+def _hostport(host: str, port: int) -> str:
+    return f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
+
+
+def _describe(address: Address) -> str:
+    return f"{_hostport(address.host, address.port)}/{address.transport}"
+
+
+def _set_buffers(sock: socket.socket, size: int) -> None:
+    for option in (socket.SO_RCVBUF, socket.SO_SNDBUF):
+        with contextlib.suppress(OSError):  # best effort: the kernel caps it
+            sock.setsockopt(socket.SOL_SOCKET, option, size)
+
+
+class _DatagramProtocol(asyncio.DatagramProtocol):
+    def __init__(self, server: SipServer[Any]) -> None:
+        self.server = server
+        self.closed: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+
+    def datagram_received(self, data: bytes, addr: Any) -> None:
+        self.server._datagram_received(data, _peer(addr, "UDP"))
+
+    def error_received(self, exc: Exception) -> None:
+        # ICMP port unreachable and the like, for an earlier sendto: the core's
+        # transaction timers deal with the loss.
+        self.server.logger.debug("UDP error: %s", exc)
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        if not self.closed.done():
+            self.closed.set_result(None)
+
+
+class _StreamProtocol(asyncio.Protocol):
+    """One TCP connection, inbound or outbound, with its own framer."""
+
+    def __init__(self, server: SipServer[Any]) -> None:
+        self.server = server
+        self.framer = StreamFramer(server.max_message_size)
+        self.transport: asyncio.Transport | None = None
+        self.peer = Address("", 0, "TCP")
+        self.closed: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        self.transport = cast(asyncio.Transport, transport)
+        self.peer = _peer(transport.get_extra_info("peername"), "TCP")
+        self.server._connection_made(self)
+
+    def data_received(self, data: bytes) -> None:
+        self.server._stream_received(self, data)
+
+    def eof_received(self) -> bool:
+        return False  # close our side too
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        self.server._connection_lost(self)
+        if not self.closed.done():
+            self.closed.set_result(None)
+
+    def close(self) -> None:
+        if self.transport is not None:
+            self.transport.close()
+
+
+class SipServer(Generic[EventT]):
+    """Runs a :class:`SipCore` on UDP and TCP sockets sharing one port.
+
+    Args:
+        core: the sans-IO element to drive.
+        host: the address to bind (an IP literal or a name; IPv6 without brackets).
+        port: the port for both UDP and TCP; 0 picks a free one (see :attr:`port`).
+        clock: what ``now`` is for the core; the loop's monotonic clock by default.
+            Give ``time.time`` to a core whose deadlines must survive a restart.
+        on_event: called with each core event (a sync callable; what it raises
+            is logged).  The default logs the event at INFO (:meth:`log_event`).
+        logger: where to log; ``logging.getLogger("vidim.aio")`` by default.
+        udp_buffer: SO_RCVBUF and SO_SNDBUF asked for the UDP socket (best effort).
+        connect_timeout: how long opening a TCP connection to a peer may take.
+        max_message_size: the largest message accepted on a TCP connection.
+    """
+
+    def __init__(
+        self,
+        core: SipCore[EventT],
+        *,
+        host: str = "127.0.0.1",
+        port: int = DEFAULT_PORT,
+        clock: Callable[[], float] | None = None,
+        on_event: Callable[[EventT], object] | None = None,
+        logger: logging.Logger | None = None,
+        udp_buffer: int = _DEFAULT_BUFFER,
+        connect_timeout: float = 5.0,
+        max_message_size: int = DEFAULT_MAX_MESSAGE_SIZE,
+    ) -> None:
+        self.core = core
+        self.host = host
+        #: The bound port (UDP and TCP), once :meth:`start` has returned.
+        self.port = port
+        self.logger = logger if logger is not None else logging.getLogger("vidim.aio")
+        self.udp_buffer = udp_buffer
+        self.connect_timeout = connect_timeout
+        self.max_message_size = max_message_size
+        self._clock = clock
+        self._on_event: Callable[[EventT], object] = (
+            on_event if on_event is not None else self.log_event
+        )
+        self._receive: Callable[[Request | Response, Address, float], None] | None = (
+            core.receive if isinstance(core, SipMessageCore) else None
+        )
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._udp: asyncio.DatagramTransport | None = None
+        self._udp_protocol: _DatagramProtocol | None = None
+        self._tcp_server: asyncio.Server | None = None
+        self._connections: dict[tuple[str, int], _StreamProtocol] = {}
+        self._streams: set[_StreamProtocol] = set()
+        self._connecting: dict[tuple[str, int], list[bytes]] = {}
+        self._tasks: set[asyncio.Task[None]] = set()
+        self._timer: asyncio.TimerHandle | None = None
+        self._timer_at: float | None = None
+        self._last_fired: float | None = None
+        self._transmitting = False
+        self._again = False
+        self._closing = False
+        self._closed = False
+        self._idle = asyncio.Event()
+
+    # -- lifecycle -----------------------------------------------------------------
+    @property
+    def started(self) -> bool:
+        return self._udp is not None
+
+    @property
+    def closing(self) -> bool:
+        """True from the start of :meth:`close`: new requests are refused with 503."""
+        return self._closing
+
+    @property
+    def next_deadline(self) -> float | None:
+        """When the timer is armed for (on the core's clock), or None when it is not."""
+        return self._timer_at if self._timer is not None else None
+
+    @property
+    def local_address(self) -> Address:
+        """Where this server receives, as UDP (the same port serves TCP)."""
+        return Address(self.host, self.port, "UDP")
+
+    def now(self) -> float:
+        """The core's current time (the ``clock`` given, or the loop's)."""
+        if self._clock is not None:
+            return self._clock()
+        loop = self._loop if self._loop is not None else asyncio.get_running_loop()
+        return loop.time()
+
+    async def start(self) -> None:
+        """Bind UDP, then TCP on the same port, and arm the core's timer."""
+        if self.started:
+            raise RuntimeError("the server is already started")
+        loop = asyncio.get_running_loop()
+        self._loop = loop
+        infos = await loop.getaddrinfo(
+            self.host, self.port, type=socket.SOCK_DGRAM, flags=socket.AI_PASSIVE
+        )
+        family, _, _, _, sockaddr = infos[0]
+        udp_sock, tcp_sock = self._bind(family, sockaddr)
+        try:
+            self._udp, self._udp_protocol = await loop.create_datagram_endpoint(
+                lambda: _DatagramProtocol(self), sock=udp_sock
+            )
+            self._tcp_server = await loop.create_server(
+                lambda: _StreamProtocol(self), sock=tcp_sock
+            )
+        except BaseException:
+            if self._udp is not None:
+                self._udp.close()
+            udp_sock.close()
+            tcp_sock.close()
+            raise
+        self.port = int(udp_sock.getsockname()[1])
+        self.logger.info(
+            "listening on %s (UDP and TCP)",
+            _hostport(self.host, self.port),
+            extra={"listen_host": self.host, "listen_port": self.port},
+        )
+        self.transmit()  # a core restored from records may have deadlines already
+
+    def _bind(self, family: int, sockaddr: Any) -> tuple[socket.socket, socket.socket]:
+        attempts = _BIND_ATTEMPTS if self.port == 0 else 1
+        for attempt in range(attempts):
+            udp = socket.socket(family, socket.SOCK_DGRAM)
+            tcp: socket.socket | None = None
+            try:
+                _set_buffers(udp, self.udp_buffer)
+                udp.bind((sockaddr[0], self.port, *sockaddr[2:]))
+                port = udp.getsockname()[1]
+                tcp = socket.socket(family, socket.SOCK_STREAM)
+                tcp.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+                tcp.bind((sockaddr[0], port, *sockaddr[2:]))
+                tcp.listen(socket.SOMAXCONN)
+            except OSError as error:
+                udp.close()
+                if tcp is not None:
+                    tcp.close()
+                if error.errno != errno.EADDRINUSE or attempt == attempts - 1:
+                    raise
+                continue  # port 0: UDP got a port whose TCP twin is taken; again
+            udp.setblocking(False)
+            tcp.setblocking(False)
+            return udp, tcp
+        raise AssertionError("unreachable")  # pragma: no cover
+
+    async def close(self, drain: float = 5.0, *, flush_timeout: float = 1.0) -> None:
+        """Stop taking new work, let the core finish, then close the sockets.
+
+        New requests are answered 503; responses, ACKs and in-dialog requests
+        still reach the core, and its timer keeps running, until it has
+        nothing pending (``get_timer()`` is None) or ``drain`` seconds pass.
+        Then the sockets are closed, waiting at most ``flush_timeout`` for
+        their buffers to empty.
+        """
+        if self._closed or self._loop is None:
+            self._closed = True
+            return
+        self._closing = True
+        if self._tcp_server is not None:
+            self._tcp_server.close()  # no new connections; existing ones stay
+        self.transmit()
+        if not self._idle.is_set():
+            try:
+                await asyncio.wait_for(self._idle.wait(), drain)
+            except TimeoutError:
+                self.logger.warning(
+                    "closing after %.1f s with work still pending (next deadline %s)",
+                    drain,
+                    self.core.get_timer(),
+                )
+        self._closed = True
+        self._cancel_timer()
+        for task in list(self._tasks):
+            task.cancel()
+        waiting: list[asyncio.Future[None]] = []
+        for stream in list(self._streams):
+            stream.close()
+            waiting.append(stream.closed)
+        if self._udp is not None and self._udp_protocol is not None:
+            self._udp.close()
+            waiting.append(self._udp_protocol.closed)
+        if waiting:
+            _, late = await asyncio.wait(waiting, timeout=flush_timeout)
+            if late:
+                for stream in list(self._streams):
+                    if stream.transport is not None:
+                        stream.transport.abort()
+                if self._udp is not None and not self._udp_protocol_closed():
+                    self._udp.abort()
+        if self._tcp_server is not None:
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._tcp_server.wait_closed(), flush_timeout)
+        self.logger.info("closed %s", _hostport(self.host, self.port))
+
+    def _udp_protocol_closed(self) -> bool:
+        return self._udp_protocol is None or self._udp_protocol.closed.done()
+
+    # -- input -----------------------------------------------------------------------
+    def _datagram_received(self, data: bytes, source: Address) -> None:
+        if self._closed:
+            return
+        try:
+            message = _parse_message(data)
+        except SIPParseError as error:
+            self._log_parse_error(error, data, source)
+            if self._receive is None and not self._closing:
+                # The core may have its own way with garbage (an event, a 400).
+                self._call_core(self.core.receive_datagram, data, source)
+            self.transmit()
+            return
+        if self._admit(message, source):
+            if self._receive is not None:
+                self._call_core(self._receive, message, source)
+            else:
+                self._call_core(self.core.receive_datagram, data, source)
+        self.transmit()
+
+    def _stream_received(self, stream: _StreamProtocol, data: bytes) -> None:
+        if self._closed:
+            return
+        framer = stream.framer
+        try:
+            framer.receive_data(data)
+        except SIPParseError as error:
+            self._log_parse_error(error, data, stream.peer)
+            stream.close()
+            return
+        while True:
+            try:
+                message = framer.next_message()
+            except SIPParseError as error:
+                self._log_parse_error(error, data, stream.peer)
+                if framer.broken:  # the stream is lost: so is the connection
+                    stream.close()
+                    break
+                continue  # framed but malformed: the next message may be fine
+            if message is None:
+                break
+            if self._admit(message, stream.peer):
+                if self._receive is not None:
+                    self._call_core(self._receive, message, stream.peer)
+                else:
+                    self._call_core(self.core.receive_datagram, message.to_bytes(), stream.peer)
+        self.transmit()
+
+    def _admit(self, message: Request | Response, source: Address) -> bool:
+        """Log a received message; while closing, answer new requests 503 instead."""
+        if self.logger.isEnabledFor(logging.DEBUG):
+            self._log_message("recv", message, source)
+        if not self._closing or not isinstance(message, Request):
+            return True
+        if message.method in ("ACK", "CANCEL") or message.to_addr.tag is not None:
+            return True  # part of work in flight
+        response = make_response(
+            message,
+            503,
+            "Shutting Down",
+            to_tag=_new_tag(),
+            headers=[("Retry-After", "10")],
+        )
+        self._send(response, source)
+        return False
+
+    def _call_core(self, method: Callable[..., None], *args: Any) -> None:
+        try:
+            method(*args, self.now())
+        except Exception:
+            # A bug in the core: log it and keep serving the other peers.
+            self.logger.exception("the core failed on input from %s", _describe(args[-1]))
+
+    # -- output ----------------------------------------------------------------------
+    def transmit(self) -> None:
+        """Send what the core queued, dispatch its events, re-arm the timer.
+
+        Called after every input; call it yourself after calling the core's
+        API (e.g. ``allocator.end_conference``) from outside a callback.
+        """
+        if self._transmitting:  # from an on_event callback: the outer loop repeats
+            self._again = True
+            return
+        self._transmitting = True
+        try:
+            while True:
+                self._again = False
+                self._flush_messages()
+                for event in self._take_events():
+                    try:
+                        self._on_event(event)
+                    except Exception:
+                        self.logger.exception("on_event failed for %r", event)
+                    self._again = True  # the callback may have queued messages
+                if not self._again:
+                    break
+        finally:
+            self._transmitting = False
+        self._arm()
+
+    def _flush_messages(self) -> None:
+        try:
+            messages = list(self.core.messages_to_send())
+        except Exception:
+            self.logger.exception("the core failed in messages_to_send")
+            return
+        for message, destination in messages:
+            self._send(message, destination)
+
+    def _take_events(self) -> list[EventT]:
+        try:
+            return list(self.core.events())
+        except Exception:
+            self.logger.exception("the core failed in events")
+            return []
+
+    def _send(self, message: Message, destination: Address) -> None:
+        if self._closed:
+            return
+        if self.logger.isEnabledFor(logging.DEBUG):
+            self._log_message("send", message, destination)
+        try:
+            data = message.to_bytes()
+        except Exception:
+            self.logger.exception("cannot serialize a message to %s", _describe(destination))
+            return
+        transport = destination.transport.upper()
+        if transport == "UDP":
+            self._send_udp(data, destination)
+        elif transport == "TCP":
+            self._send_tcp(data, destination)
+        else:
+            self.logger.warning(
+                "no %s transport: message to %s dropped",
+                destination.transport,
+                _describe(destination),
+            )
+
+    def _send_udp(self, data: bytes, destination: Address) -> None:
+        if self._udp is None:
+            return
+        if _is_ip(destination.host):
+            self._udp.sendto(data, (destination.host, destination.port))
+        else:
+            self._spawn(self._resolve_and_send(data, destination))
+
+    async def _resolve_and_send(self, data: bytes, destination: Address) -> None:
+        loop = asyncio.get_running_loop()
+        try:
+            infos = await loop.getaddrinfo(
+                destination.host, destination.port, type=socket.SOCK_DGRAM
+            )
+        except OSError as error:
+            self.logger.warning("cannot resolve %s: %s", destination.host, error)
+            return
+        family = self._udp.get_extra_info("socket").family if self._udp is not None else None
+        for info_family, _, _, _, sockaddr in infos:
+            if info_family == family and self._udp is not None and not self._closed:
+                self._udp.sendto(data, sockaddr)
+                return
+        self.logger.warning("no address of %s fits the UDP socket", destination.host)
+
+    def _send_tcp(self, data: bytes, destination: Address) -> None:
+        # RFC 3261 section 18: reuse a connection to that peer when there is one.
+        key = (destination.host, destination.port)
+        stream = self._connections.get(key)
+        transport = stream.transport if stream is not None else None
+        if transport is not None and not transport.is_closing():
+            transport.write(data)
+            return
+        queued = self._connecting.get(key)
+        if queued is not None:
+            queued.append(data)
+            return
+        self._connecting[key] = [data]
+        self._spawn(self._connect(key, destination))
+
+    async def _connect(self, key: tuple[str, int], destination: Address) -> None:
+        loop = asyncio.get_running_loop()
+        try:
+            _, stream = await asyncio.wait_for(
+                loop.create_connection(
+                    lambda: _StreamProtocol(self), destination.host, destination.port
+                ),
+                self.connect_timeout,
+            )
+        except (OSError, TimeoutError) as error:
+            dropped = self._connecting.pop(key, [])
+            self.logger.warning(
+                "cannot connect to %s (%s): %d message(s) dropped",
+                _describe(destination),
+                str(error) or type(error).__name__,
+                len(dropped),
+            )
+            return
+        except asyncio.CancelledError:
+            self._connecting.pop(key, None)
+            raise
+        self._connections[key] = stream  # also under its name when it has one
+        assert stream.transport is not None
+        for data in self._connecting.pop(key, []):
+            stream.transport.write(data)
+
+    def _spawn(self, coroutine: Coroutine[Any, Any, None]) -> None:
+        assert self._loop is not None
+        task = self._loop.create_task(coroutine)
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+
+    def _connection_made(self, stream: _StreamProtocol) -> None:
+        self._streams.add(stream)
+        self._connections[(stream.peer.host, stream.peer.port)] = stream
+        self.logger.debug("TCP connection with %s", _describe(stream.peer))
+
+    def _connection_lost(self, stream: _StreamProtocol) -> None:
+        self._streams.discard(stream)
+        for key in [k for k, s in self._connections.items() if s is stream]:
+            del self._connections[key]
+        self.logger.debug("TCP connection with %s closed", _describe(stream.peer))
+
+    # -- the timer -------------------------------------------------------------------
+    def _arm(self, backoff: float = 0.0) -> None:
+        if self._closed or self._loop is None:
+            return
+        try:
+            deadline = self.core.get_timer()
+        except Exception:
+            self.logger.exception("the core failed in get_timer")
+            deadline = None
+        if deadline is None:
+            self._cancel_timer()
+            if self._closing:
+                self._idle.set()
+            return
+        if self._timer is not None and deadline == self._timer_at and not backoff:
+            return  # already armed for it
+        if self._last_fired is not None and deadline <= self._last_fired:
+            # A deadline that handle_timer should have cleared: do not spin on it.
+            self.logger.debug("the core still reports a past deadline %s", deadline)
+            backoff = max(backoff, _TIMER_BACKOFF)
+        self._cancel_timer()
+        self._timer_at = deadline
+        if self._clock is None:
+            self._timer = self._loop.call_at(max(deadline, self._loop.time() + backoff), self._fire)
+        else:
+            delay = max(deadline - self._clock(), backoff)
+            self._timer = self._loop.call_later(delay, self._fire)
+
+    def _cancel_timer(self) -> None:
+        if self._timer is not None:
+            self._timer.cancel()
+        self._timer = None
+        self._timer_at = None
+
+    def _fire(self) -> None:
+        deadline = self._timer_at
+        self._timer = None
+        self._timer_at = None
+        # As aioquic does: the loop may call back a hair early, and a core
+        # given a time before its deadline would ask to be called again.
+        now = self.now()
+        if deadline is not None:
+            now = max(now, deadline)
+        self._last_fired = now
+        try:
+            self.core.handle_timer(now)
+        except Exception:
+            self.logger.exception("the core failed in handle_timer")
+            self._flush_safely()
+            self._arm(backoff=_TIMER_BACKOFF)
+            return
+        self.transmit()
+
+    def _flush_safely(self) -> None:
+        with contextlib.suppress(Exception):
+            self._flush_messages()
+
+    # -- logging ---------------------------------------------------------------------
+    def log_event(self, event: object) -> None:
+        """The default ``on_event``: the event's repr at INFO, with structured fields.
+
+        ``extra`` carries ``event`` (the class name) and, when the event has
+        them, ``call_id`` and ``conference_id``, for a JSON formatter.
+        """
+        extra: dict[str, object] = {"event": type(event).__name__}
+        for name in ("call_id", "conference_id"):
+            value = getattr(event, name, None)
+            if value is not None:
+                extra[name] = value
+        self.logger.info("%r", event, extra=extra)
+
+    def _log_message(self, verb: str, message: Message, peer: Address) -> None:
+        extra: dict[str, object] = {"peer": _describe(peer), "transport": peer.transport}
+        with contextlib.suppress(SIPParseError):
+            extra["call_id"] = message.call_id
+        if isinstance(message, Request):
+            extra["sip_method"] = what = message.method
+        else:
+            assert isinstance(message, Response)
+            extra["sip_status"] = message.status
+            what = f"{message.status} {message.reason}"
+        direction = "from" if verb == "recv" else "to"
+        self.logger.debug(
+            "%s %s %s %s call-id %s",
+            verb,
+            what,
+            direction,
+            extra["peer"],
+            extra.get("call_id", "-"),
+            extra=extra,
+        )
+
+    def _log_parse_error(self, error: SIPParseError, data: bytes, source: Address) -> None:
+        line = _first_line(data)
+        self.logger.warning(
+            "unparsable message from %s: %s (first line %r)",
+            _describe(source),
+            error.reason,
+            line,
+            extra={
+                "peer": _describe(source),
+                "transport": source.transport,
+                "reason": error.reason,
+                "first_line": line,
+            },
+        )
+
+
+async def serve_forever_until_signal(
+    server: SipServer[Any] | Iterable[SipServer[Any]],
+    signals: Iterable[int] = (signal.SIGTERM, signal.SIGINT),
+    before_close: Callable[[], object] | None = None,
+    *,
+    drain: float = 5.0,
+    stop: asyncio.Event | None = None,
+) -> int | None:
+    """Serve until one of ``signals`` arrives (or ``stop`` is set), then close cleanly.
+
+    ``server`` is one :class:`SipServer` or several (e.g. the allocator and the
+    built-in focus); those not started yet are started.  On the signal,
+    ``before_close()`` is called first (e.g. ``lambda: focus.end_all(server.now())``,
+    to end conferences with BYE) and an awaitable it returns is awaited; then
+    every server sends what its core queued and :meth:`SipServer.close` drains
+    them all at once, for up to ``drain`` seconds.  Returns the signal number,
+    or None when ``stop`` ended it.
+    """
+    servers = [server] if isinstance(server, SipServer) else list(server)
+    for each in servers:
+        if not each.started:
+            await each.start()
+    logger = servers[0].logger if servers else logging.getLogger("vidim.aio")
+    loop = asyncio.get_running_loop()
+    stop = stop if stop is not None else asyncio.Event()
+    received: list[int] = []
+
+    def on_signal(number: int) -> None:
+        received.append(number)
+        stop.set()
+
+    installed: list[int] = []
+    try:
+        for number in signals:
+            loop.add_signal_handler(number, on_signal, number)
+            installed.append(number)
+        await stop.wait()
+    finally:
+        for number in installed:
+            loop.remove_signal_handler(number)
+    if received:
+        logger.info("signal %s: shutting down", signal.Signals(received[0]).name)
+    if before_close is not None:
+        try:
+            result = before_close()
+            if isinstance(result, Awaitable):
+                await result
+        except Exception:
+            logger.exception("before_close failed")
+        for each in servers:
+            each.transmit()
+    await asyncio.gather(*(each.close(drain=drain) for each in servers))
+    return received[0] if received else None
