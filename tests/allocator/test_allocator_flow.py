@@ -89,3 +89,29 @@ def test_roster_updates_reach_the_requester() -> None:
     net.advance(1.0)
     assert [e.reason for e in net.of_type(ConferenceEnded)] == ["the focus ended the conference"]
     assert allocator.conferences == {}
+
+
+def test_ended_conferences_leave_nothing_behind() -> None:
+    # A daemon runs for months: every way of ending must free what it held.
+    net, allocator, alice, _bob, _carol, focus = make_world()
+    for way in ("end", "hang_up", "end", "hang_up"):
+        alice.send_message(net.now, text="/video bob")
+        net.advance(5.0)
+        conference = focus.conferences[-1]
+        focus.join(conference, "sip:bob@example.com", Mode.VIDEO, net.now)
+        net.advance(1.0)
+        if way == "end":
+            alice.send_message(net.now, text="/end")
+        else:
+            focus.hang_up(conference, net.now)
+        net.advance(5.0)
+        assert conference.ended
+    net.advance(100.0)  # let every transaction finish
+    assert allocator.conferences == {}
+    assert list(allocator._dialogs) == []
+    assert allocator._by_call_id == {}
+    assert allocator._call_ids == {}
+    assert allocator._by_requester == {}
+    assert allocator._anchors == allocator._subscriptions == {}
+    assert allocator._pending == {}
+    assert allocator.get_timer() is None

@@ -413,7 +413,7 @@ def test_address_forms() -> None:
     ))  # fmt: skip
     assert invitees(command) == [
         ("sip:erin@other.org", None),
-        ("sips:frank@other.org", Mode.WATCH),
+        ("sips:frank@other.org:5061", Mode.WATCH),  # an invitee's port stays
         ("sip:gina@[2001:db8::1]", None),
         ("sip:hal@192.0.2.7", Mode.AUDIO),
         ("sip:ivan@example.com", None),

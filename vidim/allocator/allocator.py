@@ -206,7 +206,13 @@ class Allocator:
         self._latest: dict[str, str] = {}
         self._anchors: dict[str, Dialog] = {}
         self._by_call_id: dict[str, str] = {}
+        #: Per conference: its Call-IDs, so that retiring it costs what it owns.
+        self._call_ids: dict[str, list[str]] = {}
+        #: Per requester: the ids of their live conferences.
+        self._by_requester: dict[str, set[str]] = {}
         self._rosters: dict[str, ConferenceInfo] = {}
+        #: The conference-event subscription dialog, and when it was last (re)newed.
+        self._subscriptions: dict[str, tuple[Dialog, float]] = {}
         self._focus_tid: dict[str, TransactionId] = {}
         self._pending: dict[TransactionId, _Pending] = {}
         self._requests_seen: dict[str, deque[float]] = {}
@@ -294,15 +300,12 @@ class Allocator:
         conference = Conference.from_dict(record)
         if not conference.live:
             raise LocalProtocolError(f"conference {conference.id} is over")
-        self._conferences[conference.id] = conference
-        latest = self._conferences.get(self._latest.get(conference.requester, ""))
-        if latest is None or latest.created_at <= conference.created_at:
-            self._latest[conference.requester] = conference.id
+        self._own(conference)
         if conference.anchor is not None:
             anchor = Dialog.from_dict(conference.anchor, local_via=self._via)
             self._dialogs.add(anchor)
             self._anchors[conference.id] = anchor
-            self._by_call_id[anchor.call_id] = conference.id
+            self._track_call_id(conference.id, anchor.call_id)
         for kind in ("probe", "focus", "idle", "keepalive", "ending"):
             deadline = getattr(conference, f"{kind}_deadline")
             if deadline is not None:
@@ -334,6 +337,18 @@ class Allocator:
                 return when
             heapq.heappop(timers)
         return None
+
+    def _track_call_id(self, conference_id: str, call_id: str) -> None:
+        self._by_call_id[call_id] = conference_id
+        self._call_ids.setdefault(conference_id, []).append(call_id)
+
+    def _own(self, conference: Conference) -> None:
+        """Index a new or restored live conference by its requester."""
+        self._conferences[conference.id] = conference
+        self._by_requester.setdefault(conference.requester, set()).add(conference.id)
+        latest = self._conferences.get(self._latest.get(conference.requester, ""))
+        if latest is None or latest.created_at <= conference.created_at:
+            self._latest[conference.requester] = conference.id
 
     def _arm(self, conference: Conference, kind: str, when: float) -> None:
         setattr(conference, f"{kind}_deadline", when)
@@ -497,7 +512,6 @@ class Allocator:
             if automatic is None:
                 self._respond(dialog.create_response(request, 200), now)
             if conference is not None and self._anchors.get(conference.id) is dialog:
-                self._anchors.pop(conference.id, None)
                 if conference.state is ConferenceState.ACTIVE:
                     self._move(conference, ConferenceInput.FOCUS_ENDED)
                     self._finish(conference, "the focus ended the conference", now)
@@ -679,8 +693,7 @@ class Allocator:
             participants=participants,
             created_at=now,
         )
-        self._conferences[conference.id] = conference
-        self._latest[requester] = conference.id
+        self._own(conference)
         self._accept(request, requester, "new", conference.id, now)
         self._start(conference, now)
 
@@ -789,7 +802,7 @@ class Allocator:
             body=content.body,
             content_type=content.content_type,
         )
-        self._by_call_id[invite.call_id] = conference.id
+        self._track_call_id(conference.id, invite.call_id)
         tid = self._layer.send_request(invite, address_of(focus_uri), now)
         self._pending[tid] = _Pending(
             _Purpose.FOCUS_INVITE, conference.id, invite, str(conference.focus_index)
@@ -1052,7 +1065,7 @@ class Allocator:
                 ("Accept", CONFERENCE_INFO_TYPE),
             ],
         )
-        self._by_call_id[subscribe.call_id] = conference.id
+        self._track_call_id(conference.id, subscribe.call_id)
         self._send(
             subscribe,
             address_of(conference.conference_uri),
@@ -1061,6 +1074,7 @@ class Allocator:
         )
 
     def _refresh_subscription(self, conference: Conference, dialog: Dialog, now: float) -> None:
+        self._subscriptions[conference.id] = (dialog, now)
         try:
             refresh = dialog.create_request(
                 "SUBSCRIBE",
@@ -1082,6 +1096,8 @@ class Allocator:
     def _on_notify(
         self, conference: Conference, request: Request, dialog: Dialog, now: float
     ) -> None:
+        if conference.id not in self._subscriptions:
+            self._subscriptions[conference.id] = (dialog, now)
         if not request.body:
             return
         try:
@@ -1155,6 +1171,12 @@ class Allocator:
             anchor = self._anchors.get(conference.id)
             if anchor is None:
                 return
+            subscription = self._subscriptions.get(conference.id)
+            if subscription is not None:
+                # Renew the subscription when half of its lifetime is gone.
+                dialog, renewed = subscription
+                if now - renewed >= self.config.subscription_expires / 2:
+                    self._refresh_subscription(conference, dialog, now)
             options = anchor.create_request("OPTIONS")
             self._send(
                 options,
@@ -1206,7 +1228,9 @@ class Allocator:
                 )
         elif purpose is _Purpose.SUBSCRIBE:
             if 200 <= response.status < 300:
-                self._dialogs.receive_response(pending.request, response)
+                dialog = self._dialogs.receive_response(pending.request, response)
+                if dialog is not None and conference.id not in self._subscriptions:
+                    self._subscriptions[conference.id] = (dialog, now)
         elif purpose is _Purpose.KEEPALIVE:
             anchor = self._anchors.get(conference.id)
             if anchor is not None and response.status >= 200:
@@ -1224,7 +1248,6 @@ class Allocator:
 
     # -- ending ----------------------------------------------------------------------
     def _focus_gone(self, conference: Conference, now: float) -> None:
-        self._anchors.pop(conference.id, None)
         self._move(conference, ConferenceInput.FOCUS_DEAD)
         self._finish(conference, "the conference focus stopped answering", now)
 
@@ -1284,22 +1307,29 @@ class Allocator:
 
     def _retire(self, conference: Conference) -> None:
         self._conferences.pop(conference.id, None)
+        theirs = self._by_requester.get(conference.requester, set())
+        theirs.discard(conference.id)
+        if not theirs:
+            self._by_requester.pop(conference.requester, None)
         if self._latest.get(conference.requester) == conference.id:
             del self._latest[conference.requester]
             # The requester's previous live conference, if any, is "theirs" again.
-            theirs = [c for c in self._conferences.values() if c.requester == conference.requester]
             if theirs:
-                self._latest[conference.requester] = max(theirs, key=lambda c: c.created_at).id
-        self._anchors.pop(conference.id, None)
+                newest = max(theirs, key=lambda i: self._conferences[i].created_at)
+                self._latest[conference.requester] = newest
+        anchor = self._anchors.pop(conference.id, None)
+        subscription = self._subscriptions.pop(conference.id, None)
         self._rosters.pop(conference.id, None)
         self._focus_tid.pop(conference.id, None)
-        gone = [c for c, i in self._by_call_id.items() if i == conference.id]
+        gone = self._call_ids.pop(conference.id, [])
         for call_id in gone:
-            del self._by_call_id[call_id]
-        for dialog in self._dialogs:  # anchor and subscription: later requests on them get 481
-            if dialog.call_id in gone:
+            self._by_call_id.pop(call_id, None)
+        # Its dialogs go, so that later requests on them get 481 ...
+        for dialog in (anchor, subscription[0] if subscription else None):
+            if dialog is not None and self._dialogs.get(dialog.id) is dialog:
                 self._dialogs.remove(dialog)
-        for pending in self._pending.values():  # nor may a late NOTIFY make a new one
+        # ... nor may a late NOTIFY make a new one.
+        for pending in self._pending.values():
             if pending.request.method == "SUBSCRIBE" and pending.request.call_id in gone:
                 self._dialogs.forget(pending.request)
 

@@ -379,8 +379,13 @@ def _normalize_user(user: str) -> str:
     return _ESCAPE_RE.sub(fix, user) if "%" in user else user
 
 
-def _address_of_record(uri: URI, what: str) -> SipURI:
-    """``uri`` as an address of record, or a refusal naming ``what``."""
+def _address_of_record(uri: URI, what: str, *, keep_port: bool = False) -> SipURI:
+    """``uri`` as an address of record, or a refusal naming ``what``.
+
+    ``keep_port`` keeps an invitee's port: without a proxy it is how a phone
+    on a non-default port is reached (``sip:bob@192.0.2.5:6000``).  A
+    requester's identity never has one.
+    """
     if not isinstance(uri, SipURI):
         _refuse(f"unsupported URI scheme {uri.scheme}: in {what}; use sip: or sips:")
     if not uri.user:
@@ -391,7 +396,8 @@ def _address_of_record(uri: URI, what: str) -> SipURI:
     if not host.isascii():
         _refuse(f"malformed host in {what}")
     try:
-        return SipURI(host=host, scheme=uri.scheme, user=_normalize_user(uri.user))
+        port = uri.port if keep_port else None
+        return SipURI(host=host, scheme=uri.scheme, user=_normalize_user(uri.user), port=port)
     except LocalProtocolError:
         _refuse(f"malformed {what}")
 
@@ -517,12 +523,12 @@ def _parse_invitee_arg(arg: str, requester: SipURI) -> Invitee:
             uri: URI = SipURI(host=requester.host.lower(), scheme=requester.scheme, user=user)
         except LocalProtocolError:
             _refuse(f"malformed {what}")
-        return Invitee(uri=_address_of_record(uri, what), mode=mode)
+        return Invitee(uri=_address_of_record(uri, what, keep_port=True), mode=mode)
     try:
         uri = parse_uri(text)
     except SIPParseError:
         _refuse(f"malformed {what}")
-    return Invitee(uri=_address_of_record(uri, what), mode=mode)
+    return Invitee(uri=_address_of_record(uri, what, keep_port=True), mode=mode)
 
 
 def _parse_command_text(text: str, requester: SipURI, policy: RequestPolicy) -> _Parsed:
@@ -641,7 +647,7 @@ def _header_invitees(request: Request, to_service: bool) -> list[Invitee]:
         uri = request.uri
         if not isinstance(uri, SipURI):
             _refuse(f"unsupported URI scheme {uri.scheme}: in the Request-URI; use sip:", 416)
-        invitees.append(Invitee(uri=_address_of_record(uri, "the Request-URI")))
+        invitees.append(Invitee(uri=_address_of_record(uri, "the Request-URI", keep_port=True)))
     for line in request.headers.get_all(INVITE_HEADER):
         _check_text(line, INVITE_HEADER)
         try:
@@ -660,7 +666,8 @@ def _header_invitees(request: Request, to_service: bool) -> list[Invitee]:
                 if not text:
                     _refuse(f"empty mode parameter for {what}; {_MODE_CHOICES}")
                 mode = _parse_mode(text.strip('"'), f" for {what}")
-            invitees.append(Invitee(uri=_address_of_record(entry.uri, what), mode=mode))
+            uri = _address_of_record(entry.uri, what, keep_port=True)
+            invitees.append(Invitee(uri=uri, mode=mode))
     return invitees
 
 
@@ -703,7 +710,7 @@ def _parse_resource_list(body: bytes, policy: RequestPolicy) -> list[Invitee]:
             uri = parse_uri(entry.uri.strip())
         except SIPParseError:
             _refuse(f"malformed {what} in resource list")
-        invitees.append(Invitee(uri=_address_of_record(uri, what), mode=entry.mode))
+        invitees.append(Invitee(uri=_address_of_record(uri, what, keep_port=True), mode=entry.mode))
     return invitees
 
 
@@ -832,13 +839,15 @@ def _format_invitee(invitee: Invitee, requester: SipURI) -> str:
     if (
         uri.scheme == requester.scheme
         and uri.host.lower() == requester.host.lower()
+        and uri.port is None
         and _BARE_NAME_RE.fullmatch(user)
     ):
         text = user
-    elif uri.scheme == "sip":
+    elif uri.scheme == "sip" and uri.port is None:
         text = f"{user}@{uri.host}"
     else:
-        text = f"{uri.scheme}:{user}@{uri.host}"
+        port = f":{uri.port}" if uri.port is not None else ""
+        text = f"{uri.scheme}:{user}@{uri.host}{port}"
     return text if invitee.mode is None else f"{text};mode={invitee.mode.value}"
 
 

@@ -1,0 +1,233 @@
+"""``vidim-daemon``: run the allocator (and by default the built-in focus), or check a config.
+
+Thin on purpose: it reads the configuration, builds the sans-IO cores, puts
+each behind a :class:`vidim.aio.SipServer`, logs their events, and shuts
+them down cleanly on SIGTERM/SIGINT (the focus first ends its conferences).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import sys
+import time
+from collections.abc import Callable
+from typing import Any
+
+import click
+
+from vidim import __version__
+from vidim.aio import SipServer, serve_forever_until_signal
+from vidim.allocator.allocator import Allocator, AllocatorConfig
+from vidim.allocator.requests import RequestPolicy
+from vidim.focus.focus import ConferenceFocus, FocusConfig
+from vidim.sip import Address, TransactionConfig
+
+from .config import DEFAULTS, ConfigError, DaemonConfig, load
+from .logs import setup_logging
+
+__all__ = ["build_allocator", "build_focus", "main"]
+
+log = logging.getLogger("vidim.daemon")
+
+
+def build_allocator(config: DaemonConfig) -> Allocator:
+    timers = TransactionConfig(t1=config.t1, t2=config.t2, t4=config.t4)
+    return Allocator(
+        AllocatorConfig(
+            local=config.listen,
+            requests=RequestPolicy(
+                domain=config.domain,
+                service_uri=config.service_uri,
+                max_invitees=config.max_invitees,
+                trusted_networks=config.trusted,
+            ),
+            focus_uris=config.focus_uris,
+            profile=config.profile,
+            proxy=config.proxy,
+            probe=config.probe,
+            probe_timeout=config.probe_timeout,
+            focus_timeout=config.focus_timeout,
+            idle_timeout=config.idle_timeout,
+            keepalive_interval=config.keepalive_interval,
+            rate_limit=config.rate_limit,
+            rate_window=config.rate_window,
+            max_conferences=config.max_conferences,
+            transactions=timers,
+        )
+    )
+
+
+def build_focus(config: DaemonConfig) -> ConferenceFocus:
+    return ConferenceFocus(
+        FocusConfig(
+            local=config.focus_listen,
+            media_address=config.media_address,
+            rtp_ports=config.rtp_ports,
+            conference_ttl=config.conference_ttl,
+            trusted_networks=config.trusted,
+            transactions=TransactionConfig(t1=config.t1, t2=config.t2, t4=config.t4),
+        )
+    )
+
+
+def _event_logger(name: str) -> Callable[[Any], None]:
+    logger = logging.getLogger(f"vidim.{name}")
+
+    def on_event(event: Any) -> None:
+        extra = {
+            key: getattr(event, key)
+            for key in ("conference_id", "call_id")
+            if getattr(event, key, None) is not None
+        }
+        logger.info("%s", event, extra=extra)
+
+    return on_event
+
+
+async def _run(config: DaemonConfig, *, allocator_on: bool, focus_on: bool) -> int:
+    servers: list[SipServer[Any]] = []
+    focus: ConferenceFocus | None = None
+    if focus_on:
+        focus = build_focus(config)
+        servers.append(
+            SipServer(
+                focus,
+                host=config.focus_listen.host,
+                port=config.focus_listen.port,
+                clock=time.time,
+                on_event=_event_logger("focus"),
+            )
+        )
+    if allocator_on:
+        servers.append(
+            SipServer(
+                build_allocator(config),
+                host=config.listen.host,
+                port=config.listen.port,
+                clock=time.time,
+                on_event=_event_logger("allocator"),
+            )
+        )
+    for server in servers:
+        await server.start()
+    what = " and ".join(
+        (["allocator on " + _show(config.listen)] if allocator_on else [])
+        + ([f"built-in focus on {_show(config.focus_listen)}"] if focus_on else [])
+    )
+    log.info("vidim-daemon %s: %s (UDP and TCP)", __version__, what)
+    def before_close() -> None:
+        log.info("stopping: ending conferences, finishing transactions")
+        if focus is not None:
+            focus.end_all(time.time())
+            servers[0].transmit()
+
+    await serve_forever_until_signal(servers, before_close=before_close, drain=5.0)
+    log.info("stopped")
+    return 0
+
+
+def _show(address: Address) -> str:
+    host = f"[{address.host}]" if ":" in address.host else address.host
+    return f"{host}:{address.port}"
+
+
+def _overrides(**options: Any) -> dict[str, Any]:
+    """Command-line options that were given, as config keys."""
+    out: dict[str, Any] = {}
+    for key in ("listen", "focus_listen", "profile", "proxy", "domain", "service_uri", "log_level"):
+        if options.get(key) is not None:
+            out[key] = options[key]
+    if options.get("focus"):
+        out["focus"] = list(options["focus"])
+    if options.get("trusted"):
+        out["trusted"] = list(options["trusted"])
+    if options.get("no_probe"):
+        out["probe"] = False
+    if options.get("log_json"):
+        out["log_json"] = True
+    return out
+
+
+def _load_or_exit(path: str | None, overrides: dict[str, Any]) -> DaemonConfig:
+    try:
+        return load(path, overrides)
+    except ConfigError as error:
+        for problem in error.problems:
+            click.echo(f"vidim-daemon: {problem}", err=True)
+        sys.exit(2)
+
+
+_COMMON = [
+    click.option("--config", "config_path", type=click.Path(dir_okay=False), help="TOML file."),
+    click.option("--domain", help=f"SIP domain served [{DEFAULTS['domain']}]."),
+    click.option(
+        "--trusted",
+        multiple=True,
+        metavar="CIDR",
+        help="Trusted network (repeatable) [127.0.0.0/8, ::1/128].",
+    ),
+    click.option("--log-level", type=click.Choice(["debug", "info", "warning", "error"])),
+    click.option("--log-json", is_flag=True, help="One JSON object per log line."),
+]
+
+
+def _common(func: Callable[..., Any]) -> Callable[..., Any]:
+    for option in reversed(_COMMON):
+        func = option(func)
+    return func
+
+
+@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+@click.version_option(__version__, prog_name="vidim-daemon")
+def main() -> None:
+    """vidim: escalate an instant message into a video conference."""
+
+
+@main.command()
+@_common
+@click.option(
+    "--listen", metavar="HOST:PORT", help=f"Allocator, UDP and TCP [{DEFAULTS['listen']}]."
+)
+@click.option(
+    "--focus", multiple=True, metavar="URI", help="External focus (repeatable: failover)."
+)
+@click.option(
+    "--focus-listen", metavar="HOST:PORT", help=f"Built-in focus [{DEFAULTS['focus_listen']}]."
+)
+@click.option("--profile", type=click.Choice(["rfc4579", "asterisk", "freeswitch"]))
+@click.option("--proxy", metavar="URI", help="The IM server for IMs and probes [none: direct].")
+@click.option("--service-uri", metavar="URI", help="Command-form address [sip:vidim@<domain>].")
+@click.option("--no-probe", is_flag=True, help="Do not probe invitees with OPTIONS.")
+def run(config_path: str | None, **options: Any) -> None:
+    """Run the allocator and, unless --focus is given, the built-in focus."""
+    config = _load_or_exit(config_path, _overrides(**options))
+    setup_logging(config.log_level, json_lines=config.log_json)
+    sys.exit(asyncio.run(_run(config, allocator_on=True, focus_on=config.builtin_focus)))
+
+
+@main.command()
+@_common
+@click.option(
+    "--focus-listen", metavar="HOST:PORT", help=f"Built-in focus [{DEFAULTS['focus_listen']}]."
+)
+def focus(config_path: str | None, **options: Any) -> None:
+    """Run the built-in focus alone."""
+    config = _load_or_exit(config_path, _overrides(**options))
+    setup_logging(config.log_level, json_lines=config.log_json)
+    sys.exit(asyncio.run(_run(config, allocator_on=False, focus_on=True)))
+
+
+@main.command("check-config")
+@click.argument("path", type=click.Path(dir_okay=False))
+def check_config(path: str) -> None:
+    """Validate a TOML configuration and say precisely what is wrong."""
+    config = _load_or_exit(path, {})
+    focus_text = (
+        ", ".join(config.focus) if config.focus else f"built-in on {_show(config.focus_listen)}"
+    )
+    click.echo(
+        f"{path}: OK: allocator on {_show(config.listen)}, focus {focus_text}, "
+        f"profile {config.profile.value}, proxy {config.proxy_uri or 'none'}, "
+        f"domain {config.domain}, service {config.service_uri}"
+    )

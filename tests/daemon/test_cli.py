@@ -1,0 +1,140 @@
+"""vidim-daemon as a user runs it: check-config, and a real process on loopback."""
+
+from __future__ import annotations
+
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from click.testing import CliRunner
+from vidim_daemon.cli import main
+
+from vidim.sip import Request, Response, new_branch, new_tag, parse_message
+
+
+def test_check_config_ok(tmp_path: Path) -> None:
+    path = tmp_path / "vidim.toml"
+    path.write_text('domain = "example.com"\nproxy = "sip:127.0.0.1:5060"\n')
+    result = CliRunner().invoke(main, ["check-config", str(path)])
+    assert result.exit_code == 0, result.output
+    assert "OK: allocator on 127.0.0.1:5070, focus built-in on 127.0.0.1:5080" in result.output
+    assert "proxy sip:127.0.0.1:5060, domain example.com, service sip:vidim@example.com" in result.output
+
+
+def test_check_config_says_what_is_wrong(tmp_path: Path) -> None:
+    path = tmp_path / "bad.toml"
+    path.write_text('profile = "skype"\n[timers]\nfocus_timeout = "soon"\n')
+    result = CliRunner().invoke(main, ["check-config", str(path)])
+    assert result.exit_code == 2
+    assert "profile: must be one of rfc4579, asterisk, freeswitch, got 'skype'" in result.output
+    assert "timers.focus_timeout: must be int or float, got 'soon'" in result.output
+
+
+def test_help_lists_every_option() -> None:
+    result = CliRunner().invoke(main, ["run", "--help"])
+    assert result.exit_code == 0
+    for option in (
+        "--listen", "--focus", "--focus-listen", "--profile", "--proxy", "--domain",
+        "--service-uri", "--trusted", "--no-probe", "--log-level", "--log-json", "--config",
+    ):  # fmt: skip
+        assert option in result.output
+
+
+def free_port() -> int:
+    """A port free for both UDP and TCP on 127.0.0.1."""
+    for _ in range(50):
+        with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as udp:
+            udp.bind(("127.0.0.1", 0))
+            port = int(udp.getsockname()[1])
+            with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as tcp:
+                try:
+                    tcp.bind(("127.0.0.1", port))
+                except OSError:
+                    continue
+                return port
+    raise RuntimeError("no free port")
+
+
+def request(method: str, port: int, local: int, extra: list[tuple[str, str]], body: bytes) -> bytes:
+    return Request(
+        method,
+        "sip:vidim@localhost" if method == "MESSAGE" else f"sip:127.0.0.1:{port}",
+        [
+            ("Via", f"SIP/2.0/UDP 127.0.0.1:{local};branch={new_branch()};rport"),
+            ("Max-Forwards", "70"),
+            ("From", f"<sip:alice@localhost>;tag={new_tag()}"),
+            ("To", "<sip:vidim@localhost>"),
+            ("Call-ID", new_tag()),
+            ("CSeq", f"1 {method}"),
+            *extra,
+        ],
+        body,
+    ).to_bytes()
+
+
+@pytest.fixture
+def daemon(tmp_path: Path) -> Iterator[tuple[subprocess.Popen[str], int]]:
+    port, focus_port = free_port(), free_port()
+    log = (tmp_path / "daemon.log").open("w")
+    process = subprocess.Popen(
+        [
+            sys.executable, "-m", "vidim_daemon", "run",
+            "--listen", f"127.0.0.1:{port}", "--focus-listen", f"127.0.0.1:{focus_port}",
+            "--log-json", "--log-level", "debug",
+        ],  # fmt: skip
+        stdout=log,
+        stderr=subprocess.STDOUT,
+        text=True,
+        start_new_session=True,
+    )
+    try:
+        yield process, port
+    finally:
+        if process.poll() is None:
+            os.killpg(process.pid, signal.SIGKILL)
+            process.wait(timeout=10)
+        log.close()
+
+
+def ask(port: int, wire_of: object, *, deadline: float) -> Response:
+    """Send until the daemon answers (it may still be binding), then return the answer."""
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as sock:
+        sock.bind(("127.0.0.1", 0))
+        local = sock.getsockname()[1]
+        wire = wire_of(local)  # type: ignore[operator]
+        sock.settimeout(0.2)
+        while time.monotonic() < deadline:
+            sock.sendto(wire, ("127.0.0.1", port))
+            try:
+                while True:
+                    data, _ = sock.recvfrom(65535)
+                    answer = parse_message(data)
+                    if isinstance(answer, Response) and answer.status >= 200:
+                        return answer
+            except TimeoutError:
+                continue
+    raise AssertionError("the daemon did not answer in time")
+
+
+def test_daemon_serves_and_stops_cleanly(daemon: tuple[subprocess.Popen[str], int]) -> None:
+    process, port = daemon
+    deadline = time.monotonic() + 20
+    options = ask(port, lambda local: request("OPTIONS", port, local, [], b""), deadline=deadline)
+    assert options.status == 200
+    refused = ask(
+        port,
+        lambda local: request(
+            "MESSAGE", port, local, [("Content-Type", "text/plain")], b"/hologram bob"
+        ),
+        deadline=deadline,
+    )
+    assert refused.status == 400
+    assert refused.headers.get("Warning") == '399 localhost "unknown command \\"/hologram\\"; send /help"'
+    process.send_signal(signal.SIGTERM)
+    assert process.wait(timeout=15) == 0

@@ -1,0 +1,113 @@
+"""The daemon's configuration: defaults, TOML, overrides and precise errors."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+from vidim_daemon.config import ConfigError, load, parse_hostport
+
+from vidim.allocator.profiles import FocusProfile
+from vidim.sip import Address
+
+
+def test_defaults_are_the_embedded_job() -> None:
+    config = load()
+    assert config.listen == Address("127.0.0.1", 5070)
+    assert config.focus_listen == Address("127.0.0.1", 5080)
+    assert config.builtin_focus
+    assert config.focus_uris == ("sip:conference-factory@127.0.0.1:5080",)
+    assert config.profile is FocusProfile.RFC4579
+    assert config.proxy is None
+    assert str(config.service_uri) == "sip:vidim@localhost"
+    assert [str(n) for n in config.trusted] == ["127.0.0.0/8", "::1/128"]
+    assert config.probe
+    assert (config.probe_timeout, config.focus_timeout) == (2.0, 8.0)
+    assert config.rtp_ports == (40000, 40999)
+
+
+def test_a_file_and_overrides(tmp_path: Path) -> None:
+    path = tmp_path / "vidim.toml"
+    path.write_text(
+        'listen = "127.0.0.1:6070"\n'
+        'focus = ["sip:conf@192.0.2.1:5060", "sip:conf@192.0.2.2:5060"]\n'
+        'profile = "asterisk"\n'
+        'proxy = "sip:127.0.0.1:5060"\n'
+        'domain = "example.com"\n'
+        "[timers]\nprobe_timeout = 1.5\n"
+        "[limits]\nmax_invitees = 4\n"
+    )
+    config = load(path, {"listen": "127.0.0.1:7070", "probe": False})
+    assert config.listen == Address("127.0.0.1", 7070)  # the command line wins
+    assert config.focus == ("sip:conf@192.0.2.1:5060", "sip:conf@192.0.2.2:5060")
+    assert not config.builtin_focus
+    assert config.profile is FocusProfile.ASTERISK
+    assert config.proxy == Address("127.0.0.1", 5060)
+    assert str(config.service_uri) == "sip:vidim@example.com"
+    assert config.probe_timeout == 1.5
+    assert config.focus_timeout == 8.0  # untouched keys keep their defaults
+    assert config.max_invitees == 4
+    assert not config.probe
+
+
+def test_every_problem_is_reported_with_its_key(tmp_path: Path) -> None:
+    path = tmp_path / "bad.toml"
+    path.write_text(
+        'listen = "localhost:5070"\n'
+        'focus = "http://example.com"\n'
+        'profile = "skype"\n'
+        'proxy = "sip:proxy.example.com"\n'
+        'trusted = ["10.0.0.0/33"]\n'
+        'log_level = "loud"\n'
+        "colour = true\n"
+        "[timers]\nprobe_timeout = -1\n"
+        "[media]\nrtp_ports = [5000, 4000]\n"
+    )
+    with pytest.raises(ConfigError) as info:
+        load(path)
+    problems = info.value.problems
+    expected = [
+        "colour: unknown setting",
+        "listen: listen host must be an IP address, got 'localhost'",
+        "focus: 'http://example.com' is not a SIP URI",
+        "profile: must be one of rfc4579, asterisk, freeswitch, got 'skype'",
+        "proxy: 'sip:proxy.example.com' must be a SIP URI with an IP address",
+        "trusted: '10.0.0.0/33' is not a network",
+        "log_level: must be one of debug, info, warning, error, got 'loud'",
+        "timers.probe_timeout: must be above 0, got -1",
+        "media.rtp_ports: must be [first, last]",
+    ]
+    for fragment in expected:
+        assert any(p.startswith(fragment) for p in problems), (fragment, problems)
+    assert len(problems) == len(expected)
+
+
+def test_unreadable_and_invalid_files(tmp_path: Path) -> None:
+    with pytest.raises(ConfigError, match="cannot read"):
+        load(tmp_path / "missing.toml")
+    broken = tmp_path / "broken.toml"
+    broken.write_text("listen = \n")
+    with pytest.raises(ConfigError, match="not valid TOML"):
+        load(broken)
+
+
+def test_builtin_focus_needs_its_own_port() -> None:
+    with pytest.raises(ConfigError, match="focus_listen: must differ from listen"):
+        load(None, {"focus_listen": "127.0.0.1:5070"})
+
+
+@pytest.mark.parametrize(
+    ("text", "expected"),
+    [
+        ("127.0.0.1:5070", Address("127.0.0.1", 5070)),
+        ("[::1]:5060", Address("::1", 5060)),
+    ],
+)
+def test_parse_hostport(text: str, expected: Address) -> None:
+    assert parse_hostport(text) == expected
+
+
+@pytest.mark.parametrize("text", ["5070", "127.0.0.1:", "127.0.0.1:0", "127.0.0.1:70000", "host:5060"])
+def test_parse_hostport_refuses(text: str) -> None:
+    with pytest.raises(ValueError, match="address"):
+        parse_hostport(text)

@@ -1,0 +1,164 @@
+"""The forwarding plan (pure data) and the port pool."""
+
+from __future__ import annotations
+
+import pytest
+from focus_peers import baresip_offer, pjsua2_offer
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from vidim.allocator.modes import Mode
+from vidim.focus import (
+    ForwardingPlan,
+    ParticipantMedia,
+    PortPool,
+    PortsExhaustedError,
+    StreamInfo,
+    forwarding_plan,
+    streams_from_sdp,
+)
+from vidim.sdp import build_answer, parse_media
+
+
+def stream(kind: str, local: int, remote: int, **kw: object) -> StreamInfo:
+    return StreamInfo(kind, local, "127.0.0.1", remote, remote + 1, **kw)  # type: ignore[arg-type]
+
+
+def member(uri: str, mode: Mode, base: int, remote: int) -> ParticipantMedia:
+    streams = [stream("audio", base, remote)] if mode.has_audio else []
+    if mode.has_video:
+        streams.append(stream("video", base + 2, remote + 2))
+    return ParticipantMedia(uri, mode, tuple(streams))
+
+
+def test_plan_for_one_of_each_mode() -> None:
+    plan = forwarding_plan(
+        [
+            member("sip:v@x", Mode.VIDEO, 100, 1000),
+            member("sip:a@x", Mode.AUDIO, 110, 2000),
+            member("sip:w@x", Mode.WATCH, 120, 3000),
+        ]
+    )
+    routes = plan.as_dict()
+    assert sorted(routes) == [100, 101, 102, 103, 110, 111, 120, 121, 122, 123]
+    assert [(d.via_port, d.port) for d in routes[100].destinations] == [(110, 2000), (120, 3000)]
+    assert [(d.via_port, d.port) for d in routes[101].destinations] == [(111, 2001), (121, 3001)]
+    assert [(d.via_port, d.port) for d in routes[102].destinations] == [(122, 3002)]
+    assert [(d.via_port, d.port) for d in routes[110].destinations] == [(100, 1000), (120, 3000)]
+    assert all(not routes[p].destinations for p in (120, 121, 122, 123))
+    assert routes[101].rtcp
+    assert not routes[100].rtcp
+
+
+def test_payload_types_are_mapped_between_participants() -> None:
+    one = StreamInfo("audio", 100, "h", 1, 2, payload_types=(("pcmu/8000/1", 0), ("telephone-event/8000/1", 101)))
+    two = StreamInfo("audio", 110, "h", 3, 4, payload_types=(("pcmu/8000/1", 0), ("telephone-event/8000/1", 121)))
+    plan = forwarding_plan(
+        [ParticipantMedia("sip:1@x", Mode.AUDIO, (one,)), ParticipantMedia("sip:2@x", Mode.AUDIO, (two,))]
+    )
+    routes = plan.as_dict()
+    assert routes[100].destinations[0].payload_map == ((101, 121),)
+    assert routes[110].destinations[0].payload_map == ((121, 101),)
+    assert routes[101].destinations[0].payload_map == ()
+
+
+def test_unreachable_or_holding_receivers_get_nothing() -> None:
+    held = StreamInfo("audio", 110, "0.0.0.0", 3, 4)
+    deaf = StreamInfo("audio", 120, "127.0.0.1", 5, 6, receives=False)
+    plan = forwarding_plan(
+        [
+            ParticipantMedia("sip:1@x", Mode.AUDIO, (stream("audio", 100, 1),)),
+            ParticipantMedia("sip:2@x", Mode.AUDIO, (held,)),
+            ParticipantMedia("sip:3@x", Mode.AUDIO, (deaf,)),
+        ]
+    )
+    assert plan.as_dict()[100].destinations == ()
+
+
+def test_merge_refuses_overlapping_ports() -> None:
+    plan = forwarding_plan([member("sip:v@x", Mode.VIDEO, 100, 1000)])
+    other = forwarding_plan([member("sip:a@x", Mode.AUDIO, 200, 2000)])
+    assert ForwardingPlan.merge([plan, other]).ports == plan.ports | other.ports
+    with pytest.raises(ValueError, match="two plans"):
+        ForwardingPlan.merge([plan, plan])
+
+
+def test_streams_from_a_real_offer_and_answer() -> None:
+    offer = pjsua2_offer(4000)
+    answer = build_answer(offer, Mode.VIDEO, address="127.0.0.1", ports={"audio": 40000}, session_id=1)
+    (audio,) = streams_from_sdp(parse_media(offer), parse_media(answer))
+    assert (audio.kind, audio.local_port, audio.remote_port, audio.remote_rtcp_port) == ("audio", 40000, 4000, 4001)
+    assert ("pcmu/8000/1", 0) in audio.payload_types
+    watch = build_answer(baresip_offer(5000, 5002), Mode.WATCH, address="127.0.0.1", ports={"audio": 1, "video": 3}, session_id=1)
+    streams = streams_from_sdp(parse_media(baresip_offer(5000, 5002)), parse_media(watch))
+    assert [(s.kind, s.sends, s.receives, s.remote_rtcp_port) for s in streams] == [
+        ("audio", False, True, 5001),
+        ("video", False, True, 5003),
+    ]
+
+
+# -- properties ---------------------------------------------------------------------
+
+
+@st.composite
+def participants(draw: st.DrawFn) -> list[ParticipantMedia]:
+    count = draw(st.integers(min_value=0, max_value=7))
+    people = []
+    for index in range(count):
+        mode = draw(st.sampled_from(list(Mode)))
+        base = 1000 + 10 * index
+        streams = []
+        if mode.has_audio or draw(st.booleans()):  # a stray stream the mode does not allow
+            streams.append(
+                stream("audio", base, 20000 + base, sends=draw(st.booleans()), receives=draw(st.booleans()))
+            )
+        if mode.has_video or draw(st.booleans()):
+            streams.append(
+                stream("video", base + 2, 20002 + base, sends=draw(st.booleans()), receives=draw(st.booleans()))
+            )
+        people.append(ParticipantMedia(f"sip:p{index}@x", mode, tuple(streams)))
+    return people
+
+
+@settings(max_examples=300, deadline=None)
+@given(participants())
+def test_plan_invariants(people: list[ParticipantMedia]) -> None:
+    plan = forwarding_plan(people)
+    owner = {s.local_port: p for p in people for s in p.streams}
+    owner.update({s.local_port + 1: p for p in people for s in p.streams})
+    kind_of = {s.local_port + off: s.kind for p in people for s in p.streams for off in (0, 1)}
+    assert len(plan.ports) == len(plan.routes) == 2 * sum(len(p.streams) for p in people)
+    for route in plan.routes:
+        sender = owner[route.port]
+        assert route.participant == sender.uri
+        if sender.mode is Mode.WATCH or sender.mode is Mode.CHAT:
+            assert route.destinations == ()  # watch (and chat) media is never forwarded
+        if route.kind == "video" and sender.mode is not Mode.VIDEO:
+            assert route.destinations == ()
+        for destination in route.destinations:
+            receiver = owner[destination.via_port]
+            assert receiver is not sender  # nobody gets its own media back
+            assert kind_of[destination.via_port] == route.kind
+            assert destination.via_port % 2 == route.port % 2  # RTP to RTP, RTCP to RTCP
+            if route.kind == "video":
+                assert receiver.mode in (Mode.VIDEO, Mode.WATCH)  # audio never receives video
+            assert receiver.mode is not Mode.CHAT
+
+
+# -- the pool ----------------------------------------------------------------------------
+
+
+def test_pool_hands_out_even_pairs_and_reuses_late() -> None:
+    pool = PortPool(40001, 40008)
+    assert [pool.allocate() for _ in range(3)] == [40002, 40004, 40006]
+    with pytest.raises(PortsExhaustedError):
+        pool.allocate()
+    pool.release(40002)
+    pool.release(12345)  # not ours: ignored
+    assert pool.allocate() == 40002
+    assert pool.in_use == {40002, 40004, 40006}
+
+
+def test_pool_rejects_a_range_without_a_pair() -> None:
+    with pytest.raises(ValueError, match="pair"):
+        PortPool(40001, 40002)

@@ -1,0 +1,105 @@
+"""The RTP relay on real loopback sockets (port 0 binds, bounded waits, no sleeps)."""
+
+from __future__ import annotations
+
+import asyncio
+
+from vidim.allocator.modes import Mode
+from vidim.focus import ParticipantMedia, StreamInfo, forwarding_plan
+from vidim.focus.rtp import RtpRelay
+
+WAIT = 5.0
+
+
+class Endpoint(asyncio.DatagramProtocol):
+    """A fake participant's RTP socket: queues what it receives."""
+
+    def __init__(self) -> None:
+        self.received: asyncio.Queue[tuple[bytes, tuple[str, int]]] = asyncio.Queue()
+
+    def datagram_received(self, data: bytes, addr: tuple[str, int]) -> None:
+        self.received.put_nowait((data, addr))
+
+
+async def endpoint() -> tuple[asyncio.DatagramTransport, Endpoint, int]:
+    loop = asyncio.get_running_loop()
+    transport, protocol = await loop.create_datagram_endpoint(Endpoint, local_addr=("127.0.0.1", 0))
+    return transport, protocol, transport.get_extra_info("sockname")[1]
+
+
+def rtp(payload_type: int, seq: int) -> bytes:
+    return bytes((0x80, 0x80 | payload_type)) + seq.to_bytes(2, "big") + bytes(8) + b"media"
+
+
+async def scenario() -> None:
+    bob_t, bob, bob_port = await endpoint()
+    carol_t, carol, carol_port = await endpoint()
+    dave_t, dave, dave_port = await endpoint()
+    # bob (video) and carol (audio) talk; dave watches. Plan ports are virtual
+    # (the relay binds port 0 for each): 100 bob, 110 carol, 120 dave.
+    te = "telephone-event/8000/1"
+
+    def audio(local: int, remote: int, dtmf: int) -> StreamInfo:
+        return StreamInfo(
+            "audio", local, "127.0.0.1", remote, remote, payload_types=(("pcmu/8000/1", 0), (te, dtmf))
+        )
+
+    plan = forwarding_plan(
+        [
+            ParticipantMedia("sip:bob@x", Mode.VIDEO, (audio(100, bob_port, 101),)),
+            ParticipantMedia("sip:carol@x", Mode.AUDIO, (audio(110, carol_port, 121),)),
+            ParticipantMedia("sip:dave@x", Mode.WATCH, (audio(120, dave_port, 101),)),
+        ]
+    )
+    relay = RtpRelay("127.0.0.1", ephemeral=True)
+    await relay.apply(plan)
+    try:
+        assert relay.ports == {100, 101, 110, 111, 120, 121}
+        bob_t.sendto(rtp(0, 1), relay.address(100))
+        bob_t.sendto(rtp(101, 2), relay.address(100))
+        for queue in (carol.received, dave.received):
+            data, source = await asyncio.wait_for(queue.get(), WAIT)
+            assert data == rtp(0, 1)
+            data, source = await asyncio.wait_for(queue.get(), WAIT)
+            # carol numbers telephone-event 121: rewritten; dave uses 101 like bob.
+            assert data[1] & 0x7F == (121 if queue is carol.received else 101)
+            assert data[1] & 0x80  # marker bit kept
+        # Each receiver gets packets from its own focus port.
+        assert source == relay.address(120)
+        # dave's packets go nowhere; carol's reach bob and dave.
+        dave_t.sendto(rtp(0, 3), relay.address(120))
+        carol_t.sendto(rtp(0, 4), relay.address(110))
+        data, source = await asyncio.wait_for(bob.received.get(), WAIT)
+        assert (data, source) == (rtp(0, 4), relay.address(100))
+        data, _ = await asyncio.wait_for(dave.received.get(), WAIT)
+        assert data == rtp(0, 4)
+        assert bob.received.empty()
+        stats = relay.stats()
+        assert (stats[100].packets_in, stats[100].packets_out) == (2, 4)
+        assert (stats[110].packets_in, stats[110].packets_out) == (1, 2)
+        assert (stats[120].packets_in, stats[120].packets_out) == (1, 0)
+
+        # A new plan without carol: her sockets close, bob now reaches dave only.
+        smaller = forwarding_plan(
+            [
+                ParticipantMedia("sip:bob@x", Mode.VIDEO, (audio(100, bob_port, 101),)),
+                ParticipantMedia("sip:dave@x", Mode.WATCH, (audio(120, dave_port, 101),)),
+            ]
+        )
+        bob_address = relay.address(100)
+        await relay.apply(smaller)
+        assert relay.ports == {100, 101, 120, 121}
+        assert relay.address(100) == bob_address  # kept, not rebound
+        bob_t.sendto(rtp(0, 5), relay.address(100))
+        data, _ = await asyncio.wait_for(dave.received.get(), WAIT)
+        assert data == rtp(0, 5)
+        assert carol.received.empty()
+    finally:
+        await relay.close()
+        for transport in (bob_t, carol_t, dave_t):
+            transport.close()
+    assert relay.ports == frozenset()
+
+
+def test_relay_forwards_per_plan_on_loopback() -> None:
+    asyncio.run(asyncio.wait_for(scenario(), 20))

@@ -1,0 +1,303 @@
+"""The built-in focus's media: RTP port pairs and the forwarding plan, as pure data.
+
+The focus does not mix or transcode: it forwards each RTP (and RTCP) packet
+a participant sends to every other participant allowed to receive it.  What
+goes where is decided here, from the streams negotiated in the SDP, by a
+pure function (:func:`forwarding_plan`); :mod:`vidim.focus.rtp` only applies
+the result to sockets.
+
+Ports.  The focus gives each stream of each participant a pair of its own
+local ports (RTP even, RTCP = RTP + 1, RFC 3550 section 11), from a
+configured range (:class:`PortPool`).  A participant sends to its pair, and
+the focus sends to it *from* that same pair: packets from Bob reach Carol
+out of Carol's own port, so a softphone that checks or learns the source
+address of incoming RTP (symmetric RTP, pjmedia's "remote address switch")
+keeps talking to the port it was given, never to Bob's.
+
+Rules (DESIGN.md, "Communication modes"):
+
+* audio from a participant whose mode sends (``video``, ``audio``) goes to
+  every other participant with audio (``video``, ``audio``, ``watch``);
+* video from a ``video`` participant goes to every other participant with
+  video (``video``, ``watch``); an ``audio`` participant never gets video;
+* nothing from a ``watch`` participant is forwarded, RTCP included;
+* no participant gets its own media back;
+* the negotiated directions narrow this further: a stream the participant
+  put on hold (``sendonly``/``inactive`` from its side) is not sent to it,
+  and a stream it does not send is not forwarded.
+
+RTCP follows RTP: from port + 1, to the receiver's RTCP port (``a=rtcp`` or
+RTP + 1), out of the receiver's port + 1.
+
+Payload types.  Participants may number the same codec differently (dynamic
+types, telephone-event); a :class:`Destination` carries the
+``source type -> destination type`` map for RTP, and the relay rewrites the
+7-bit payload type in the RTP header.  Codecs the receiver did not
+negotiate are passed through unchanged (the focus does not transcode).
+"""
+
+from __future__ import annotations
+
+from collections import deque
+from collections.abc import Iterable
+from dataclasses import dataclass
+
+from ..allocator.modes import Mode
+from ..sdp import Codec, MediaDescription
+
+__all__ = [
+    "Destination",
+    "ForwardingPlan",
+    "ParticipantMedia",
+    "PortPool",
+    "PortsExhaustedError",
+    "Route",
+    "StreamInfo",
+    "codec_key",
+    "forwarding_plan",
+    "streams_from_sdp",
+]
+
+
+class PortsExhaustedError(Exception):
+    """No free RTP/RTCP port pair is left in the focus's range."""
+
+
+class PortPool:
+    """Even/odd port pairs from an inclusive range, handed out oldest-freed first.
+
+    Freed pairs go to the back of the queue, so a pair is reused as late as
+    possible (late packets of an ended call do not reach a new one).
+    """
+
+    __slots__ = ("_free", "_used", "high", "low")
+
+    def __init__(self, low: int, high: int) -> None:
+        first = low + (low % 2)
+        if not 0 < low <= high <= 65535 or first + 1 > high:
+            raise ValueError(f"port range {low}-{high} holds no even/odd pair")
+        self.low = low
+        self.high = high
+        self._free: deque[int] = deque(range(first, high, 2))
+        self._used: set[int] = set()
+
+    def __len__(self) -> int:
+        """The number of free pairs."""
+        return len(self._free)
+
+    @property
+    def capacity(self) -> int:
+        return len(self._free) + len(self._used)
+
+    @property
+    def in_use(self) -> frozenset[int]:
+        """The RTP (even) ports of the pairs handed out."""
+        return frozenset(self._used)
+
+    def allocate(self) -> int:
+        """An even RTP port whose RTP + 1 is free for RTCP; raises :class:`PortsExhaustedError`."""
+        if not self._free:
+            raise PortsExhaustedError(f"no free RTP port pair in {self.low}-{self.high}")
+        port = self._free.popleft()
+        self._used.add(port)
+        return port
+
+    def release(self, port: int) -> None:
+        """Give a pair back; releasing a port that is not handed out does nothing."""
+        if port in self._used:
+            self._used.remove(port)
+            self._free.append(port)
+
+
+def codec_key(codec: Codec) -> str:
+    """What identifies a codec across participants: ``name/rate/channels``, lower case."""
+    return f"{codec.name.lower()}/{codec.clock_rate}/{codec.channels}"
+
+
+@dataclass(frozen=True, slots=True)
+class StreamInfo:
+    """One negotiated stream of a participant, as the focus sees it."""
+
+    kind: str
+    #: The focus's RTP port for this stream (RTCP is ``local_port + 1``).
+    local_port: int
+    #: Where the participant receives RTP and RTCP (from its SDP).
+    remote_host: str
+    remote_port: int
+    remote_rtcp_port: int
+    #: The participant sends this stream to the focus.
+    sends: bool = True
+    #: The participant accepts this stream from the focus.
+    receives: bool = True
+    #: ``(codec_key, payload type)`` of the codecs negotiated with this participant.
+    payload_types: tuple[tuple[str, int], ...] = ()
+
+    @property
+    def reachable(self) -> bool:
+        """False when the participant gave no address to send to (hold with 0.0.0.0, port 0)."""
+        return self.remote_port > 0 and self.remote_host not in ("0.0.0.0", "::")
+
+
+@dataclass(frozen=True, slots=True)
+class ParticipantMedia:
+    """A connected participant: who, in which mode, with which streams."""
+
+    uri: str
+    mode: Mode
+    streams: tuple[StreamInfo, ...] = ()
+
+
+@dataclass(frozen=True, slots=True)
+class Destination:
+    """Where one packet goes: out of the focus's ``via_port`` to ``host:port``."""
+
+    #: The focus port the packet leaves from (the receiver's own focus port).
+    via_port: int
+    host: str
+    port: int
+    #: RTP payload type rewrites, ``(from, to)``; empty for RTCP.
+    payload_map: tuple[tuple[int, int], ...] = ()
+
+
+@dataclass(frozen=True, slots=True)
+class Route:
+    """Packets arriving on the focus's ``port`` come from ``participant``; send them on."""
+
+    port: int
+    participant: str
+    kind: str
+    rtcp: bool
+    #: The participant's address for this port, from its SDP (latching may replace it).
+    remote: tuple[str, int] | None
+    destinations: tuple[Destination, ...] = ()
+
+
+@dataclass(frozen=True, slots=True)
+class ForwardingPlan:
+    """Every focus port in use and what arrives there goes to; ports are unique."""
+
+    routes: tuple[Route, ...] = ()
+
+    @property
+    def ports(self) -> frozenset[int]:
+        return frozenset(route.port for route in self.routes)
+
+    def as_dict(self) -> dict[int, Route]:
+        return {route.port: route for route in self.routes}
+
+    def route(self, port: int) -> Route | None:
+        return self.as_dict().get(port)
+
+    @classmethod
+    def merge(cls, plans: Iterable[ForwardingPlan]) -> ForwardingPlan:
+        """One plan for several conferences (their ports never overlap)."""
+        merged: dict[int, Route] = {}
+        for plan in plans:
+            for route in plan.routes:
+                if route.port in merged:
+                    raise ValueError(f"port {route.port} is in two plans")
+                merged[route.port] = route
+        return cls(tuple(merged[port] for port in sorted(merged)))
+
+
+def _may_send(mode: Mode, kind: str) -> bool:
+    if kind == "audio":
+        return mode.sends_media
+    if kind == "video":
+        return mode is Mode.VIDEO
+    return False
+
+
+def _may_receive(mode: Mode, kind: str) -> bool:
+    if kind == "audio":
+        return mode.has_audio
+    if kind == "video":
+        return mode.has_video
+    return False
+
+
+def _payload_map(source: StreamInfo, target: StreamInfo) -> tuple[tuple[int, int], ...]:
+    theirs = dict(target.payload_types)
+    return tuple(
+        (pt, theirs[key])
+        for key, pt in source.payload_types
+        if key in theirs and theirs[key] != pt
+    )
+
+
+def forwarding_plan(participants: Iterable[ParticipantMedia]) -> ForwardingPlan:
+    """Where every packet arriving at the focus goes (see the module docstring for the rules).
+
+    Every stream's ports appear in the plan, with no destinations when
+    nothing of it is forwarded, so that the relay has a socket to send to
+    that participant from.
+    """
+    people = list(participants)
+    routes: list[Route] = []
+    for index, sender in enumerate(people):
+        for stream in sender.streams:
+            rtp: list[Destination] = []
+            rtcp: list[Destination] = []
+            if _may_send(sender.mode, stream.kind) and stream.sends:
+                for other_index, receiver in enumerate(people):
+                    if other_index == index or receiver.uri == sender.uri:
+                        continue
+                    if not _may_receive(receiver.mode, stream.kind):
+                        continue
+                    for target in receiver.streams:
+                        if target.kind != stream.kind or not target.receives:
+                            continue
+                        if not target.reachable:
+                            continue
+                        rtp.append(
+                            Destination(
+                                target.local_port,
+                                target.remote_host,
+                                target.remote_port,
+                                _payload_map(stream, target),
+                            )
+                        )
+                        rtcp.append(
+                            Destination(
+                                target.local_port + 1, target.remote_host, target.remote_rtcp_port
+                            )
+                        )
+                        break  # one stream of a kind per participant
+            host = stream.remote_host
+            reachable = stream.reachable
+            remote = (host, stream.remote_port) if reachable else None
+            remote_rtcp = (host, stream.remote_rtcp_port) if reachable else None
+            port, uri, kind = stream.local_port, sender.uri, stream.kind
+            routes.append(Route(port, uri, kind, False, remote, tuple(rtp)))
+            routes.append(Route(port + 1, uri, kind, True, remote_rtcp, tuple(rtcp)))
+    routes.sort(key=lambda route: route.port)
+    return ForwardingPlan(tuple(routes))
+
+
+def streams_from_sdp(
+    offer: tuple[MediaDescription, ...], answer: tuple[MediaDescription, ...]
+) -> tuple[StreamInfo, ...]:
+    """The streams an offer/answer pair set up, from the focus's side (it wrote ``answer``).
+
+    m-lines are matched by position (RFC 3264); a line the answer rejected
+    (port 0) sets up nothing.  The answer's direction is the focus's own:
+    ``sendonly`` means the participant only receives.
+    """
+    streams: list[StreamInfo] = []
+    for theirs, ours in zip(offer, answer, strict=False):
+        if ours.rejected or theirs.rejected:
+            continue
+        streams.append(
+            StreamInfo(
+                kind=ours.kind,
+                local_port=ours.port,
+                remote_host=theirs.address or "0.0.0.0",
+                remote_port=theirs.port,
+                remote_rtcp_port=theirs.rtcp_port or theirs.port + 1,
+                sends=ours.direction in ("sendrecv", "recvonly"),
+                receives=ours.direction in ("sendrecv", "sendonly"),
+                payload_types=tuple((codec_key(c), c.payload) for c in ours.codecs),
+            )
+        )
+    return tuple(streams)
+
