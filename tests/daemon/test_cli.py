@@ -82,12 +82,9 @@ def request(method: str, port: int, local: int, extra: list[tuple[str, str]], bo
 def daemon(tmp_path: Path) -> Iterator[tuple[subprocess.Popen[str], int]]:
     port, focus_port = free_port(), free_port()
     log = (tmp_path / "daemon.log").open("w")
+    listen = ["--listen", f"127.0.0.1:{port}", "--focus-listen", f"127.0.0.1:{focus_port}"]
     process = subprocess.Popen(
-        [
-            sys.executable, "-m", "vidim_daemon", "run",
-            "--listen", f"127.0.0.1:{port}", "--focus-listen", f"127.0.0.1:{focus_port}",
-            "--log-json", "--log-level", "debug",
-        ],  # fmt: skip
+        [sys.executable, "-m", "vidim_daemon", "run", *listen, "--log-json"],
         stdout=log,
         stderr=subprocess.STDOUT,
         text=True,
