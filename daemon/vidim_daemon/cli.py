@@ -20,7 +20,9 @@ from vidim import __version__
 from vidim.aio import SipServer, serve_forever_until_signal
 from vidim.allocator.allocator import Allocator, AllocatorConfig
 from vidim.allocator.requests import RequestPolicy
+from vidim.focus.events import MediaPlanChanged
 from vidim.focus.focus import ConferenceFocus, FocusConfig
+from vidim.focus.rtp import RtpRelay
 from vidim.sip import Address, TransactionConfig
 
 from .config import DEFAULTS, ConfigError, DaemonConfig, load
@@ -71,6 +73,32 @@ def build_focus(config: DaemonConfig) -> ConferenceFocus:
     )
 
 
+def _focus_events(focus: ConferenceFocus, relay: RtpRelay) -> Callable[[Any], None]:
+    """Log the focus's events, and keep the RTP relay on the focus's current plan.
+
+    Plans are applied one at a time, newest last, so that a burst of changes
+    cannot leave an older plan in force.
+    """
+    log_event = _event_logger("focus")
+    pending: list[asyncio.Task[None]] = []
+
+    async def apply_latest(previous: asyncio.Task[None] | None) -> None:
+        if previous is not None:
+            await asyncio.gather(previous, return_exceptions=True)
+        try:
+            await relay.apply(focus.forwarding_plan)
+        except OSError as error:
+            log.error("RTP relay: cannot bind the plan's ports: %s", error)
+
+    def on_event(event: Any) -> None:
+        log_event(event)
+        if isinstance(event, MediaPlanChanged):
+            previous = pending[-1] if pending else None
+            pending[:] = [asyncio.get_running_loop().create_task(apply_latest(previous))]
+
+    return on_event
+
+
 def _event_logger(name: str) -> Callable[[Any], None]:
     logger = logging.getLogger(f"vidim.{name}")
 
@@ -88,15 +116,17 @@ def _event_logger(name: str) -> Callable[[Any], None]:
 async def _run(config: DaemonConfig, *, allocator_on: bool, focus_on: bool) -> int:
     servers: list[SipServer[Any]] = []
     focus: ConferenceFocus | None = None
+    relay: RtpRelay | None = None
     if focus_on:
         focus = build_focus(config)
+        relay = RtpRelay(config.media_address)
         servers.append(
             SipServer(
                 focus,
                 host=config.focus_listen.host,
                 port=config.focus_listen.port,
                 clock=time.time,
-                on_event=_event_logger("focus"),
+                on_event=_focus_events(focus, relay),
             )
         )
     if allocator_on:
@@ -123,6 +153,8 @@ async def _run(config: DaemonConfig, *, allocator_on: bool, focus_on: bool) -> i
             servers[0].transmit()
 
     await serve_forever_until_signal(servers, before_close=before_close, drain=5.0)
+    if relay is not None:
+        await relay.close()
     log.info("stopped")
     return 0
 
