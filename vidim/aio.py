@@ -396,8 +396,9 @@ class SipServer(Generic[EventT]):
             message = _parse_message(data)
         except SIPParseError as error:
             self._log_parse_error(error, data, source)
-            if self._receive is None and not self._closing:
-                # The core may have its own way with garbage (an event, a 400).
+            if not self._closing:
+                # The core has its own way with garbage (an event, a 400 with
+                # a Warning when the request can still be answered).
                 self._call_core(self.core.receive_datagram, data, source)
             self.transmit()
             return

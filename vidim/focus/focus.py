@@ -90,6 +90,7 @@ from ..sip import (
     parse_message,
     parse_name_addr_list,
     parse_uri,
+    salvage_response,
     unescape,
     warning_value,
 )
@@ -344,6 +345,9 @@ class ConferenceFocus:
         except SIPParseError as error:
             summary = data.split(b"\n", 1)[0][:80].decode("utf-8", "replace").strip()
             self._events.append(MessageIgnored(reason=error.reason, summary=summary))
+            answer = salvage_response(data, error, warning_host=self._warn)
+            if answer is not None:
+                self._outbox.append((answer, source))
             return
         self.receive(message, source, now)
 
