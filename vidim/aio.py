@@ -341,7 +341,9 @@ class SipServer(Generic[EventT]):
 
         New requests are answered 503; responses, ACKs and in-dialog requests
         still reach the core, and its timer keeps running, until it has
-        nothing pending (``get_timer()`` is None) or ``drain`` seconds pass.
+        nothing pending (``get_timer()`` is None, or the core's optional
+        ``has_pending_work()`` says only retransmission-absorbing timers are
+        left) or ``drain`` seconds pass.
         Then the sockets are closed, waiting at most ``flush_timeout`` for
         their buffers to empty.
         """
@@ -610,6 +612,17 @@ class SipServer(Generic[EventT]):
         self.logger.debug("TCP connection with %s closed", _describe(stream.peer))
 
     # -- the timer -------------------------------------------------------------------
+    def _core_busy(self) -> bool:
+        """The core's own word on pending work, when it has one; else its timer."""
+        busy = getattr(self.core, "has_pending_work", None)
+        if busy is None:
+            return True
+        try:
+            return bool(busy())
+        except Exception:
+            self.logger.exception("the core failed in has_pending_work")
+            return True
+
     def _arm(self, backoff: float = 0.0) -> None:
         if self._closed or self._loop is None:
             return
@@ -623,6 +636,9 @@ class SipServer(Generic[EventT]):
             if self._closing:
                 self._idle.set()
             return
+        if self._closing and not self._core_busy():
+            # Only retransmission-absorbing timers are left: nothing to wait for.
+            self._idle.set()
         if self._timer is not None and deadline == self._timer_at and not backoff:
             return  # already armed for it
         if self._last_fired is not None and deadline <= self._last_fired:

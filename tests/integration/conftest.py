@@ -22,6 +22,7 @@ from sip_peers import (
     free_port,
     kamailio_module_dir,
     require_binary,
+    start_example_kamailio_ready,
     start_kamailio,
     stop_process_group,
     wait_kamailio_ready,
@@ -108,3 +109,22 @@ def sipp_factory(tmp_path: Path) -> Iterator[Callable[..., Sipp]]:
             code = stop_process_group(sipp.proc)
             print(f"--- SIPp on port {sipp.port} exited with {code}")
             print(sipp.report())
+
+
+@pytest.fixture
+def example_kamailio_factory(tmp_path: Path) -> Iterator[Callable[..., Kamailio]]:
+    """Start Kamailio on examples/kamailio/kamailio.cfg (``daemon=``, ``focus=``, ``domain=``)."""
+    started: list[Kamailio] = []
+
+    def start(*, daemon: tuple[str, int], focus: tuple[str, int], domain: str) -> Kamailio:
+        return start_example_kamailio_ready(
+            tmp_path, daemon=daemon, focus=focus, domain=domain, started=started
+        )
+
+    try:
+        yield start
+    finally:
+        for kamailio in started:
+            code = stop_process_group(kamailio.proc)
+            print(f"--- Kamailio (example config) on port {kamailio.port} exited with {code}; log:")
+            print(kamailio.log())

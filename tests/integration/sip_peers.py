@@ -348,3 +348,78 @@ class Sipp:
                 )
             time.sleep(0.01)  # polling interval of a bounded readiness wait
         raise AssertionError(f"SIPp did not bind {HOST}:{self.port} in {START_TIMEOUT}s")
+
+
+# -- Kamailio with the shipped examples/kamailio/kamailio.cfg (appended for tests/e2e) --
+REPO_ROOT = Path(__file__).resolve().parents[2]
+EXAMPLE_KAMAILIO_CFG = REPO_ROOT / "examples" / "kamailio" / "kamailio.cfg"
+
+
+def example_kamailio_defines(
+    port: int, daemon: tuple[str, int], focus: tuple[str, int], domain: str
+) -> list[str]:
+    """The ``-A`` defines that point examples/kamailio/kamailio.cfg at a test's ports."""
+    return [
+        f"VIDIM_PROXY_IP={HOST}",
+        f"VIDIM_PROXY_PORT={port}",
+        f'VIDIM_DAEMON_IP="{daemon[0]}"',
+        f"VIDIM_DAEMON_PORT={daemon[1]}",
+        f'VIDIM_FOCUS_IP="{focus[0]}"',
+        f"VIDIM_FOCUS_PORT={focus[1]}",
+        f'VIDIM_DOMAIN="{domain}"',
+        "WITH_DEBUG",
+    ]
+
+
+def start_example_kamailio(
+    binary: str,
+    workdir: Path,
+    *,
+    daemon: tuple[str, int],
+    focus: tuple[str, int],
+    domain: str,
+    port: int | None = None,
+) -> Kamailio:
+    """Start Kamailio on the shipped example config, unchanged, with ``-A`` defines.
+
+    Flags as in the field notes: -DD (foreground, still forks workers), -E (log to stderr:
+    there is no /dev/log), -Y (runtime dir for its FIFO/socket), shm sized for tests.
+    """
+    port = free_port() if port is None else port
+    rundir = workdir / f"kamailio-{port}"
+    rundir.mkdir(parents=True)
+    log_path = rundir / "kamailio.log"
+    argv = [binary, "-f", str(EXAMPLE_KAMAILIO_CFG), "-DD", "-E", "-Y", str(rundir),
+            "-P", str(rundir / "kamailio.pid"), "-w", str(rundir), "-m", "64", "-M", "8"]  # fmt: skip
+    for define in example_kamailio_defines(port, daemon, focus, domain):
+        argv += ["-A", define]
+    with open(log_path, "wb") as log:
+        proc = subprocess.Popen(
+            argv, stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT,
+            start_new_session=True,
+        )  # fmt: skip
+    return Kamailio(proc=proc, port=port, rundir=rundir, log_path=log_path)
+
+
+def start_example_kamailio_ready(
+    workdir: Path, *, daemon: tuple[str, int], focus: tuple[str, int], domain: str,
+    started: list[Kamailio],
+) -> Kamailio:  # fmt: skip
+    """start_example_kamailio + wait_kamailio_ready, retried on a new port if it was taken.
+
+    Every process started is appended to ``started`` (for the caller's finalizer).
+    """
+    binary = require_binary("kamailio")
+    kamailio: Kamailio | None = None
+    for _attempt in range(3):
+        kamailio = start_example_kamailio(binary, workdir, daemon=daemon, focus=focus, domain=domain)
+        started.append(kamailio)
+        if wait_kamailio_ready(kamailio):
+            return kamailio
+        stop_process_group(kamailio.proc)
+        if "Address already in use" not in kamailio.log():
+            break
+    assert kamailio is not None
+    raise AssertionError(
+        f"Kamailio exited with {kamailio.proc.returncode} during start-up:\n" + kamailio.log()
+    )

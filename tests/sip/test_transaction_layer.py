@@ -746,3 +746,22 @@ def test_server_fills_in_received_and_rport_for_the_response() -> None:
     top, second = sent_response.via
     assert (top.received, top.rport) == ("192.0.2.7", 40123)
     assert second.host == "proxy.example.com"  # the rest of the line is untouched
+
+
+def test_pending_work_ignores_timers_that_only_absorb_retransmissions() -> None:
+    layer = TransactionLayer()
+    assert not layer.has_pending_work()
+    request = parse_message(
+        b"OPTIONS sip:vidim@example.com SIP/2.0\r\n"
+        b"Via: SIP/2.0/UDP 10.0.0.5:5060;branch=z9hG4bKwork1\r\n"
+        b"Max-Forwards: 70\r\nFrom: <sip:alice@example.com>;tag=1\r\n"
+        b"To: <sip:vidim@example.com>\r\nCall-ID: work1\r\nCSeq: 1 OPTIONS\r\n"
+        b"Content-Length: 0\r\n\r\n"
+    )
+    layer.receive(request, Address("10.0.0.5", 5060), 0.0)
+    (event,) = layer.events()
+    assert isinstance(event, RequestReceived)
+    assert layer.has_pending_work()  # the TU owes an answer
+    layer.send_response(make_response(event.request, 200, to_tag="t1"), 0.0)
+    assert layer.get_timer() == 32.0  # Timer J: absorbing retransmissions
+    assert not layer.has_pending_work()  # ... which a shutdown need not wait for

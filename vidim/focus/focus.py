@@ -351,6 +351,10 @@ class ConferenceFocus:
             return
         self.receive(message, source, now)
 
+    def has_pending_work(self) -> bool:
+        """True while a transaction still waits for an answer (see the transaction layer)."""
+        return self._layer.has_pending_work()
+
     def get_timer(self) -> float | None:
         """The earliest deadline at which :meth:`handle_timer` must be called, or None."""
         deadlines = [d for d in (self._layer.get_timer(), self._next_own_timer()) if d is not None]

@@ -861,6 +861,26 @@ class TransactionLayer:
         return self._transactions.get(transaction_id)
 
     # -- output --------------------------------------------------------------------
+    def has_pending_work(self) -> bool:
+        """True while a transaction still waits for something that matters.
+
+        A request waiting for its answer, a request the TU has not answered,
+        an INVITE failure waiting for its ACK.  Transactions that only linger
+        to absorb retransmissions (Timers D, I, J, K, L, M) do not count: a
+        shutdown need not wait for them.
+        """
+        waiting = {
+            InviteClientState.CALLING,
+            InviteClientState.PROCEEDING,
+            NonInviteClientState.TRYING,
+            NonInviteClientState.PROCEEDING,
+            InviteServerState.PROCEEDING,
+            InviteServerState.COMPLETED,
+            NonInviteServerState.TRYING,
+            NonInviteServerState.PROCEEDING,
+        }
+        return any(txn.state in waiting for txn in self._transactions.values())
+
     def messages_to_send(self) -> list[tuple[Message, Address]]:
         """Return and forget the messages to send, oldest first, with their destinations."""
         out = self._outbox
