@@ -38,7 +38,7 @@ def make_world(**config: object) -> tuple[SimNetwork, Allocator, Phone, Phone, P
 
 
 def test_header_form_to_ready_conference_and_end() -> None:
-    net, allocator, alice, bob, _carol, focus = make_world()
+    net, allocator, alice, bob, carol, focus = make_world()
     alice.send_message(
         0.0,
         to="sip:bob@example.com",
@@ -61,6 +61,8 @@ def test_header_form_to_ready_conference_and_end() -> None:
     assert header is not None
     assert ready.conference_uri.split("@")[0] in header
     assert "X-Vidim-Mode" not in invitation.headers
+    (carols,) = carol.texts()
+    assert carols.startswith("alice@example.com invites you to an audio conference. Call sip:conf-")
     assert any("is ready" in text for text in alice.texts())
     # alice ends it
     alice.send_message(net.now, text="/end")

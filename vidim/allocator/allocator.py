@@ -992,12 +992,12 @@ class Allocator:
             mode = participant.mode
             if mode is Mode.CHAT:
                 text = (
-                    f"{inviter} invites you to a {conference.mode.value} conference. You take "
+                    f"{inviter} invites you to {_a(conference.mode)} conference. You take "
                     "part by instant message: updates will come here."
                 )
             else:
                 text = (
-                    f"{inviter} invites you to a {mode.value} conference. Call "
+                    f"{inviter} invites you to {_a(mode)} conference. Call "
                     f"{join_uri(conference.conference_uri or '', participant.credential)} to join."
                 )
             message = self._out_of_dialog(
@@ -1388,6 +1388,11 @@ class Allocator:
                 self._send_probe(conference, participant, now)
         else:
             self._probes_done(conference, now)
+
+
+def _a(mode: Mode) -> str:
+    """``a video``, ``an audio``: the mode with its article, for the IMs people read."""
+    return f"an {mode.value}" if mode.value[0] in "aeiou" else f"a {mode.value}"
 
 
 def _known(participant: Participant) -> Capabilities | None:
