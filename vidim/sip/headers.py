@@ -27,6 +27,7 @@ from .uri import (
     parse_uri,
     valid_host,
 )
+from .value import ValueType
 
 __all__ = [
     "CSeq",
@@ -281,7 +282,7 @@ def _param(params: Params, name: str) -> str | None:
     return None
 
 
-class NameAddr:
+class NameAddr(ValueType):
     """A From, To, Contact, Route... value: display name, URI and parameters.
 
     Immutable and hashable, like every value type here: a ``__slots__``
@@ -316,14 +317,6 @@ class NameAddr:
 
     def _key(self) -> tuple[object, ...]:
         return (self._uri, self._display_name, self._params)
-
-    def __eq__(self, other: object) -> bool:
-        if other.__class__ is not self.__class__:
-            return NotImplemented
-        return self._key() == other._key()
-
-    def __hash__(self) -> int:
-        return hash(self._key())
 
     def __repr__(self) -> str:
         return (
@@ -440,7 +433,7 @@ def _name_addr_line_ok(value: str) -> bool:
     return _FAST_NAME_ADDR_LINE_RE.fullmatch(value) is not None
 
 
-class Via:
+class Via(ValueType):
     """One Via entry (RFC 3261 section 20.42)."""
 
     __slots__ = ("_host", "_params", "_port", "_transport")
@@ -477,14 +470,6 @@ class Via:
 
     def _key(self) -> tuple[object, ...]:
         return (self._transport, self._host, self._port, self._params)
-
-    def __eq__(self, other: object) -> bool:
-        if other.__class__ is not self.__class__:
-            return NotImplemented
-        return self._key() == other._key()
-
-    def __hash__(self) -> int:
-        return hash(self._key())
 
     def __repr__(self) -> str:
         return (
@@ -624,7 +609,7 @@ def _via_line_ok(value: str) -> bool:
     return _FAST_VIA_LINE_RE.fullmatch(value) is not None
 
 
-class CSeq:
+class CSeq(ValueType):
     """The CSeq header: sequence number and method."""
 
     __slots__ = ("_method", "_seq")
@@ -645,13 +630,8 @@ class CSeq:
     def method(self) -> str:
         return self._method
 
-    def __eq__(self, other: object) -> bool:
-        if other.__class__ is not self.__class__:
-            return NotImplemented
-        return (self._seq, self._method) == (other._seq, other._method)
-
-    def __hash__(self) -> int:
-        return hash((self._seq, self._method))
+    def _key(self) -> tuple[object, ...]:
+        return (self._seq, self._method)
 
     def __repr__(self) -> str:
         return f"CSeq(seq={self._seq!r}, method={self._method!r})"
@@ -673,7 +653,7 @@ def parse_cseq(value: str) -> CSeq:
     return cseq
 
 
-class MediaType:
+class MediaType(ValueType):
     """A Content-Type value: type, subtype and parameters."""
 
     __slots__ = ("_params", "_subtype", "_type")
@@ -702,14 +682,6 @@ class MediaType:
 
     def _key(self) -> tuple[object, ...]:
         return (self._type, self._subtype, self._params)
-
-    def __eq__(self, other: object) -> bool:
-        if other.__class__ is not self.__class__:
-            return NotImplemented
-        return self._key() == other._key()
-
-    def __hash__(self) -> int:
-        return hash(self._key())
 
     def __repr__(self) -> str:
         return f"MediaType(type={self._type!r}, subtype={self._subtype!r}, params={self._params!r})"

@@ -14,6 +14,7 @@ from urllib.parse import unquote
 
 from . import abnf
 from .errors import LocalProtocolError, SIPParseError
+from .value import ValueType
 
 __all__ = ["URI", "AbsoluteURI", "SipURI", "format_host", "parse_uri", "unescape", "valid_host"]
 
@@ -79,7 +80,7 @@ def _split_hostport(text: str, whole: str) -> tuple[str, int | None]:
     return host, port
 
 
-class SipURI:
+class SipURI(ValueType):
     """A ``sip:`` or ``sips:`` URI (RFC 3261 section 19.1).
 
     Immutable and hashable (values are cached and shared between messages).
@@ -165,14 +166,6 @@ class SipURI:
             self._host, self._scheme, self._user, self._password, self._port, self._params,
             self._headers,
         )  # fmt: skip
-
-    def __eq__(self, other: object) -> bool:
-        if other.__class__ is not self.__class__:
-            return NotImplemented
-        return self._key() == other._key()
-
-    def __hash__(self) -> int:
-        return hash(self._key())
 
     def __repr__(self) -> str:
         return (
