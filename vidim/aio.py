@@ -441,8 +441,15 @@ class SipServer(Generic[EventT]):
 
     def _admit(self, message: Request | Response, source: Address) -> bool:
         """Log a received message; while closing, answer new requests 503 instead."""
-        if self.logger.isEnabledFor(logging.DEBUG):
-            self._log_message("recv", message, source)
+        # One line per request received at INFO (the issue's "one log line per
+        # request"); responses and everything sent at DEBUG.
+        level = (
+            logging.INFO
+            if isinstance(message, Request) and message.method != "ACK"
+            else logging.DEBUG
+        )
+        if self.logger.isEnabledFor(level):
+            self._log_message("recv", message, source, level)
         if not self._closing or not isinstance(message, Request):
             return True
         if message.method in ("ACK", "CANCEL") or message.to_addr.tag is not None:
@@ -511,7 +518,7 @@ class SipServer(Generic[EventT]):
         if self._closed:
             return
         if self.logger.isEnabledFor(logging.DEBUG):
-            self._log_message("send", message, destination)
+            self._log_message("send", message, destination, logging.DEBUG)
         try:
             data = message.to_bytes()
         except Exception:
@@ -696,7 +703,7 @@ class SipServer(Generic[EventT]):
                 extra[name] = value
         self.logger.info("%r", event, extra=extra)
 
-    def _log_message(self, verb: str, message: Message, peer: Address) -> None:
+    def _log_message(self, verb: str, message: Message, peer: Address, level: int) -> None:
         extra: dict[str, object] = {"peer": _describe(peer), "transport": peer.transport}
         with contextlib.suppress(SIPParseError):
             extra["call_id"] = message.call_id
@@ -707,7 +714,8 @@ class SipServer(Generic[EventT]):
             extra["sip_status"] = message.status
             what = f"{message.status} {message.reason}"
         direction = "from" if verb == "recv" else "to"
-        self.logger.debug(
+        self.logger.log(
+            level,
             "%s %s %s %s call-id %s",
             verb,
             what,

@@ -175,7 +175,7 @@ def test_log_lines_carry_structured_fields(caplog: pytest.LogCaptureFixture) -> 
     received = [r for r in caplog.records if r.getMessage().startswith("recv MESSAGE")]
     assert len(received) == 1
     record = received[0]
-    assert record.levelno == logging.DEBUG
+    assert record.levelno == logging.INFO  # one line per request at INFO
     assert record.call_id == "logged"  # type: ignore[attr-defined]
     assert record.sip_method == "MESSAGE"  # type: ignore[attr-defined]
     assert "logged" in record.getMessage()
