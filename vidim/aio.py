@@ -30,10 +30,21 @@ import ipaddress
 import logging
 import signal
 import socket
+import time
 from collections.abc import Awaitable, Callable, Coroutine, Iterable
 from typing import Any, Generic, Protocol, TypeVar, cast, runtime_checkable
 
-from .sip import Address, Message, Request, Response, SIPParseError, StreamFramer, make_response
+from .overload import OverloadGuard, OverloadPolicy
+from .sip import (
+    Address,
+    Message,
+    Request,
+    Response,
+    SIPParseError,
+    StreamFramer,
+    make_response,
+    warning_value,
+)
 from .sip import new_tag as _new_tag
 from .sip import parse_message as _parse_message
 from .sip.parser import DEFAULT_MAX_MESSAGE_SIZE
@@ -205,6 +216,10 @@ class SipServer(Generic[EventT]):
         udp_buffer: SO_RCVBUF and SO_SNDBUF asked for the UDP socket (best effort).
         connect_timeout: how long opening a TCP connection to a peer may take.
         max_message_size: the largest message accepted on a TCP connection.
+        overload: when set, new out-of-dialog requests are answered 503 with
+            Retry-After, without reaching the core, while the server is behind
+            (see :mod:`vidim.overload`); responses and in-dialog requests are
+            always processed.  None (the default) never refuses.
     """
 
     def __init__(
@@ -219,6 +234,7 @@ class SipServer(Generic[EventT]):
         udp_buffer: int = _DEFAULT_BUFFER,
         connect_timeout: float = 5.0,
         max_message_size: int = DEFAULT_MAX_MESSAGE_SIZE,
+        overload: OverloadPolicy | None = None,
     ) -> None:
         self.core = core
         self.host = host
@@ -251,6 +267,11 @@ class SipServer(Generic[EventT]):
         self._closing = False
         self._closed = False
         self._idle = asyncio.Event()
+        #: The overload policy's state (None: overload control is off).
+        self.overload: OverloadGuard | None = (
+            OverloadGuard(overload, now=time.perf_counter()) if overload is not None else None
+        )
+        self._heartbeat: asyncio.TimerHandle | None = None
 
     # -- lifecycle -----------------------------------------------------------------
     @property
@@ -310,6 +331,8 @@ class SipServer(Generic[EventT]):
             extra={"listen_host": self.host, "listen_port": self.port},
         )
         self.transmit()  # a core restored from records may have deadlines already
+        if self.overload is not None:
+            self._beat(None)
 
     def _bind(self, family: int, sockaddr: Any) -> tuple[socket.socket, socket.socket]:
         attempts = _BIND_ATTEMPTS if self.port == 0 else 1
@@ -365,6 +388,9 @@ class SipServer(Generic[EventT]):
                 )
         self._closed = True
         self._cancel_timer()
+        if self._heartbeat is not None:
+            self._heartbeat.cancel()
+            self._heartbeat = None
         for task in list(self._tasks):
             task.cancel()
         waiting: list[asyncio.Future[None]] = []
@@ -392,6 +418,16 @@ class SipServer(Generic[EventT]):
 
     # -- input -----------------------------------------------------------------------
     def _datagram_received(self, data: bytes, source: Address) -> None:
+        if self.overload is None:
+            self._handle_datagram(data, source)
+            return
+        start = time.perf_counter()
+        try:
+            self._handle_datagram(data, source)
+        finally:
+            self.overload.busy(start, time.perf_counter())
+
+    def _handle_datagram(self, data: bytes, source: Address) -> None:
         if self._closed:
             return
         try:
@@ -412,6 +448,16 @@ class SipServer(Generic[EventT]):
         self.transmit()
 
     def _stream_received(self, stream: _StreamProtocol, data: bytes) -> None:
+        if self.overload is None:
+            self._handle_stream(stream, data)
+            return
+        start = time.perf_counter()
+        try:
+            self._handle_stream(stream, data)
+        finally:
+            self.overload.busy(start, time.perf_counter())
+
+    def _handle_stream(self, stream: _StreamProtocol, data: bytes) -> None:
         if self._closed:
             return
         framer = stream.framer
@@ -450,10 +496,18 @@ class SipServer(Generic[EventT]):
         )
         if self.logger.isEnabledFor(level):
             self._log_message("recv", message, source, level)
-        if not self._closing or not isinstance(message, Request):
+        if not isinstance(message, Request):
+            return True
+        if not self._closing and (
+            self.overload is None or not self.overload.overloaded(time.perf_counter())
+        ):
             return True
         if message.method in ("ACK", "CANCEL") or message.to_addr.tag is not None:
             return True  # part of work in flight
+        if not self._closing:
+            assert self.overload is not None
+            self._refuse_overloaded(message, source, self.overload)
+            return False
         response = make_response(
             message,
             503,
@@ -463,6 +517,39 @@ class SipServer(Generic[EventT]):
         )
         self._send(response, source)
         return False
+
+    def _refuse_overloaded(self, request: Request, source: Address, guard: OverloadGuard) -> None:
+        """503 + Retry-After + Warning, built from the parsed request alone: no core work."""
+        guard.refuse()
+        if guard.refused == 1 or guard.refused % 1000 == 0:
+            self.logger.warning(
+                "overloaded: new requests answered 503 (%d so far)",
+                guard.refused,
+                extra={"refused": guard.refused},
+            )
+        response = make_response(
+            request,
+            503,
+            "Service Unavailable",
+            to_tag=_new_tag(),
+            headers=[
+                ("Retry-After", str(guard.policy.retry_after)),
+                ("Warning", warning_value(self.host, "overloaded; try again later")),
+            ],
+        )
+        self._send(response, source)
+
+    def _beat(self, expected: float | None) -> None:
+        """The overload guard's heartbeat: how late the loop runs a callback."""
+        guard = self.overload
+        if guard is None or self._closed or self._loop is None:
+            self._heartbeat = None
+            return
+        now = self._loop.time()
+        if expected is not None:
+            guard.lag(max(0.0, now - expected), time.perf_counter())
+        period = guard.policy.window / 2
+        self._heartbeat = self._loop.call_at(now + period, self._beat, now + period)
 
     def _call_core(self, method: Callable[..., None], *args: Any) -> None:
         try:
@@ -667,6 +754,16 @@ class SipServer(Generic[EventT]):
         self._timer_at = None
 
     def _fire(self) -> None:
+        if self.overload is None:
+            self._fire_core()
+            return
+        start = time.perf_counter()
+        try:
+            self._fire_core()
+        finally:
+            self.overload.busy(start, time.perf_counter())
+
+    def _fire_core(self) -> None:
         deadline = self._timer_at
         self._timer = None
         self._timer_at = None

@@ -137,6 +137,7 @@ async def _run(config: DaemonConfig, *, allocator_on: bool, focus_on: bool) -> i
                 port=config.listen.port,
                 clock=time.time,
                 on_event=_event_logger("allocator"),
+                overload=config.overload,
             )
         )
     for server in servers:

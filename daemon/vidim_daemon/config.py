@@ -10,12 +10,13 @@ from __future__ import annotations
 
 import ipaddress
 import tomllib
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from vidim.allocator.profiles import FocusProfile
+from vidim.overload import OverloadPolicy
 from vidim.sip import Address, SIPParseError, SipURI, parse_uri
 
 __all__ = ["DEFAULTS", "ConfigError", "DaemonConfig", "load", "parse_hostport"]
@@ -47,6 +48,15 @@ DEFAULTS: dict[str, Any] = {
         "rate_limit": 5,
         "rate_window": 60.0,
         "max_conferences": 100000,
+        # Overload control (vidim/overload.py): new requests get 503 + Retry-After
+        # while the allocator is busy more than overload_enter of the time.
+        "overload": True,
+        "overload_enter": 0.9,
+        "overload_leave": 0.6,
+        "overload_window": 0.2,
+        "overload_hold": 1.0,
+        "overload_max_lag": 0.1,
+        "overload_retry_after": 5,
     },
     "media": {
         "address": "127.0.0.1",
@@ -90,6 +100,8 @@ class DaemonConfig:
     rate_limit: int
     rate_window: float
     max_conferences: int
+    #: None: overload control off (``[limits] overload = false``).
+    overload: OverloadPolicy | None
     media_address: str
     rtp_ports: tuple[int, int]
     conference_ttl: float
@@ -167,6 +179,31 @@ def load(
         problems += _unknown_keys(data, DEFAULTS)
     merged = _merge(_merge(DEFAULTS, data), overrides or {})
     return _build(merged, problems)
+
+
+def _overload_policy(
+    limits: Mapping[str, Any], check: Callable[[str, Any, Any], Any], problems: list[str]
+) -> OverloadPolicy | None:
+    enabled = check("limits.overload", bool, limits["overload"])
+    values = {}
+    for key in ("enter", "leave", "window", "hold", "max_lag"):
+        values[key] = check(f"limits.overload_{key}", (int, float), limits[f"overload_{key}"])
+    retry_after = check("limits.overload_retry_after", int, limits["overload_retry_after"])
+    if None in values.values() or retry_after is None:
+        return None
+    try:
+        policy = OverloadPolicy(
+            enter=float(values["enter"]),
+            leave=float(values["leave"]),
+            window=float(values["window"]),
+            hold=float(values["hold"]),
+            max_lag=float(values["max_lag"]),
+            retry_after=int(retry_after),
+        )
+    except ValueError as exc:
+        problems.append(f"limits.overload_*: {exc}")
+        return None
+    return policy if enabled else None
 
 
 def _build(raw: dict[str, Any], problems: list[str]) -> DaemonConfig:
@@ -271,8 +308,9 @@ def _build(raw: dict[str, Any], problems: list[str]) -> DaemonConfig:
     timers = {k: positive("timers", k) for k in DEFAULTS["timers"]}
     limits = {
         k: positive("limits", k, int if k != "rate_window" else (int, float))
-        for k in DEFAULTS["limits"]
+        for k in ("max_invitees", "rate_limit", "rate_window", "max_conferences")
     }
+    overload = _overload_policy(raw["limits"], check, problems)
     media_address = check("media.address", str, raw["media"]["address"]) or "127.0.0.1"
     try:
         ipaddress.ip_address(media_address)
@@ -329,6 +367,7 @@ def _build(raw: dict[str, Any], problems: list[str]) -> DaemonConfig:
         rate_limit=int(limits["rate_limit"]),
         rate_window=float(limits["rate_window"]),
         max_conferences=int(limits["max_conferences"]),
+        overload=overload,
         media_address=media_address,
         rtp_ports=rtp_ports,
         conference_ttl=float(ttl),

@@ -111,3 +111,20 @@ def test_parse_hostport(text: str, expected: Address) -> None:
 def test_parse_hostport_refuses(text: str) -> None:
     with pytest.raises(ValueError, match="address"):
         parse_hostport(text)
+
+
+def test_overload_control_is_on_by_default_and_configurable(tmp_path: Path) -> None:
+    default = load()
+    assert default.overload is not None
+    assert (default.overload.enter, default.overload.leave) == (0.9, 0.6)
+    assert default.overload.retry_after == 5
+    path = tmp_path / "vidim.toml"
+    path.write_text("[limits]\noverload_enter = 0.8\noverload_leave = 0.4\noverload_retry_after = 2\n")
+    tuned = load(path).overload
+    assert tuned is not None
+    assert (tuned.enter, tuned.leave, tuned.retry_after) == (0.8, 0.4, 2)
+    path.write_text("[limits]\noverload = false\n")
+    assert load(path).overload is None
+    path.write_text("[limits]\noverload_enter = 0.5\noverload_leave = 0.7\n")
+    with pytest.raises(ConfigError, match=r"limits\.overload"):
+        load(path)

@@ -21,6 +21,7 @@ import heapq
 import ipaddress
 import itertools
 import secrets
+import sys
 from collections import deque
 from collections.abc import Iterable
 from dataclasses import dataclass, field
@@ -209,13 +210,18 @@ class Allocator:
         #: Per conference: its Call-IDs, so that retiring it costs what it owns.
         self._call_ids: dict[str, list[str]] = {}
         #: Per requester: the ids of their live conferences.
-        self._by_requester: dict[str, set[str]] = {}
+        #: (a list: most requesters have one or two, and a set costs 216 bytes)
+        self._by_requester: dict[str, list[str]] = {}
         self._rosters: dict[str, ConferenceInfo] = {}
         #: The conference-event subscription dialog, and when it was last (re)newed.
         self._subscriptions: dict[str, tuple[Dialog, float]] = {}
         self._focus_tid: dict[str, TransactionId] = {}
         self._pending: dict[TransactionId, _Pending] = {}
-        self._requests_seen: dict[str, deque[float]] = {}
+        #: Per requester: when their recent new conferences were asked for
+        #: (oldest first); swept every rate window so that it holds only the
+        #: requesters of the last window.
+        self._requests_seen: dict[str, list[float]] = {}
+        self._next_sweep = 0.0
         self._timers: list[tuple[float, int, str, str]] = []
         self._sequence = itertools.count()
         self._events: deque[AllocatorEvent] = deque()
@@ -248,6 +254,8 @@ class Allocator:
         return min(deadlines) if deadlines else None
 
     def handle_timer(self, now: float) -> None:
+        if now >= self._next_sweep:
+            self._sweep_requests_seen(now)
         self._layer.handle_timer(now)
         self._drain(now)
         while self._timers and self._timers[0][0] <= now:
@@ -280,10 +288,12 @@ class Allocator:
     def snapshot(self, conference_id: str) -> dict[str, Any]:
         """The record of a live conference as plain data, dialogs included."""
         conference = self._conferences[conference_id]
+        record = conference.to_dict()
         anchor = self._anchors.get(conference_id)
         if anchor is not None:
-            conference.anchor = anchor.to_dict()
-        return conference.to_dict()
+            # Serialized here only: the live record keeps no copy of the dialog.
+            record["anchor"] = anchor.to_dict()
+        return record
 
     def end_conference(
         self, conference_id: str, now: float, reason: str = "ended by the operator"
@@ -307,6 +317,7 @@ class Allocator:
         self._own(conference)
         if conference.anchor is not None:
             anchor = Dialog.from_dict(conference.anchor, local_via=self._via)
+            conference.anchor = None  # the live Dialog is the state now (see snapshot)
             self._dialogs.add(anchor)
             self._anchors[conference.id] = anchor
             self._track_call_id(conference.id, anchor.call_id)
@@ -349,7 +360,9 @@ class Allocator:
     def _own(self, conference: Conference) -> None:
         """Index a new or restored live conference by its requester."""
         self._conferences[conference.id] = conference
-        self._by_requester.setdefault(conference.requester, set()).add(conference.id)
+        theirs = self._by_requester.setdefault(conference.requester, [])
+        if conference.id not in theirs:
+            theirs.append(conference.id)
         latest = self._conferences.get(self._latest.get(conference.requester, ""))
         if latest is None or latest.created_at <= conference.created_at:
             self._latest[conference.requester] = conference.id
@@ -374,6 +387,7 @@ class Allocator:
 
     def _send(self, request: Request, destination: Address, now: float, pending: _Pending) -> None:
         tid = self._layer.send_request(request, destination, now)
+        request.compact()  # kept until the transaction ends; read again only on an answer
         self._pending[tid] = pending
 
     def _out_of_dialog(
@@ -412,10 +426,14 @@ class Allocator:
     def _on_transaction_event(self, event: Event, now: float) -> None:
         if isinstance(event, RequestReceived):
             self._on_request(event.request, event.source, now)
+            # Handled: its server transaction keeps it (Timer J), its parsed values can go.
+            event.request.compact()
         elif isinstance(event, ResponseReceived):
             pending = self._pending.get(event.transaction_id)
             if pending is not None:
                 self._on_response(pending, event.response, event.transaction_id, now)
+                if event.response.status >= 200:
+                    pending.request.compact()  # kept until the transaction ends
         elif isinstance(event, (TransactionTimedOut, TransportFailed)):
             pending = self._pending.get(event.transaction_id)
             if pending is not None:
@@ -437,6 +455,7 @@ class Allocator:
 
     def _respond(self, response: Response, now: float) -> None:
         self._layer.send_response(response, now)
+        response.compact()  # the server transaction keeps it to answer retransmissions
 
     def _on_request(self, request: Request, source: Address, now: float) -> None:
         method = request.method
@@ -650,13 +669,27 @@ class Allocator:
         return self._conferences.get(latest) if latest is not None else None
 
     def _over_rate(self, requester: str, now: float) -> bool:
-        seen = self._requests_seen.setdefault(requester, deque())
-        while seen and seen[0] <= now - self.config.rate_window:
-            seen.popleft()
+        if now >= self._next_sweep:
+            self._sweep_requests_seen(now)
+        horizon = now - self.config.rate_window
+        seen = self._requests_seen.get(requester)
+        if seen is None:
+            self._requests_seen[requester] = [now]
+            return False
+        if seen[0] <= horizon:
+            seen[:] = [when for when in seen if when > horizon]
         if len(seen) >= self.config.rate_limit:
             return True
         seen.append(now)
         return False
+
+    def _sweep_requests_seen(self, now: float) -> None:
+        """Forget the requesters with nothing left in the rate window."""
+        horizon = now - self.config.rate_window
+        seen = self._requests_seen
+        for requester in [r for r, times in seen.items() if times[-1] <= horizon]:
+            del seen[requester]
+        self._next_sweep = now + self.config.rate_window
 
     def _new_conference(
         self, command: NewConference, request: Request, source: Address, now: float
@@ -693,7 +726,8 @@ class Allocator:
             id=secrets.token_urlsafe(16),
             requester=requester,
             mode=command.mode,
-            requester_address=_address_text(source),
+            # One string for every conference asked through the same proxy.
+            requester_address=sys.intern(_address_text(source)),
             participants=participants,
             created_at=now,
         )
@@ -895,7 +929,6 @@ class Allocator:
         conference.focus_deadline = None
         self._focus_tid.pop(conference.id, None)
         self._anchors[conference.id] = dialog
-        conference.anchor = dialog.to_dict()
         self._move(conference, ConferenceInput.FOCUS_ANSWERED)
         self._events.append(ConferenceReady(conference_id=conference.id, conference_uri=uri))
         self._send_invitations(conference, now)
@@ -1311,8 +1344,9 @@ class Allocator:
 
     def _retire(self, conference: Conference) -> None:
         self._conferences.pop(conference.id, None)
-        theirs = self._by_requester.get(conference.requester, set())
-        theirs.discard(conference.id)
+        theirs = self._by_requester.get(conference.requester, [])
+        if conference.id in theirs:
+            theirs.remove(conference.id)
         if not theirs:
             self._by_requester.pop(conference.requester, None)
         if self._latest.get(conference.requester) == conference.id:

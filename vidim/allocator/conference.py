@@ -181,7 +181,9 @@ class Conference:
     #: Why each focus tried so far failed, in order.
     focus_failures: list[str] = field(default_factory=list)
     conference_uri: str | None = None
-    #: The INVITE dialog with the focus (``Dialog.to_dict()``), once answered.
+    #: The INVITE dialog with the focus (``Dialog.to_dict()``) in a saved record.
+    #: A live record leaves it None: the allocator holds the live Dialog and
+    #: ``Allocator.snapshot()`` serializes it into the record it returns.
     anchor: dict[str, Any] | None = None
     #: The conference-event subscription dialog, once established.
     subscription: dict[str, Any] | None = None

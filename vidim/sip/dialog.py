@@ -24,7 +24,7 @@ ends when its last subscription does; BYE ends every usage.
 from __future__ import annotations
 
 from collections.abc import Callable, Iterable, Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from enum import Enum
 from typing import Any, TypeAlias
 
@@ -1173,6 +1173,8 @@ class _Pending:
 
     request: Request
     event: EventHeader | None
+    #: The dialogs (forks) it created so far: ending them takes no scan of the table.
+    forks: list[Dialog] = field(default_factory=list)
 
 
 class DialogManager:
@@ -1294,9 +1296,9 @@ class DialogManager:
 
         Returns the dialogs that this terminated.
         """
-        self._pending.pop((request.call_id, _tag(request.from_addr)), None)
+        pending = self._pending.pop((request.call_id, _tag(request.from_addr)), None)
         ended = []
-        for dialog in self.dialogs_of(request):
+        for dialog in self._forks(pending):
             if dialog.state is DialogState.EARLY:
                 dialog._fire(DialogInput.RECV_FAILURE)
                 ended.append(dialog)
@@ -1324,8 +1326,10 @@ class DialogManager:
         elif tracked and self._creates_dialog(request, response):
             dialog = Dialog.from_uac(request, response, local_via=self.local_via)
             self._dialogs[dialog.id] = dialog
+            assert pending is not None
+            pending.forks.append(dialog)
         if tracked and status >= 300:
-            for other in self.dialogs_of(request):
+            for other in self._forks(pending):
                 if other.state is DialogState.EARLY:
                     other._fire(DialogInput.RECV_FAILURE)
         return dialog
@@ -1389,7 +1393,14 @@ class DialogManager:
             return None
         dialog = Dialog.from_notify(pending.request, notify, local_via=self.local_via)
         self._dialogs[dialog.id] = dialog
+        pending.forks.append(dialog)
         return dialog
+
+    def _forks(self, pending: _Pending | None) -> list[Dialog]:
+        """The dialogs a tracked request created that are still in the table."""
+        if pending is None:
+            return []
+        return [d for d in pending.forks if self._dialogs.get(d.id) is d]
 
     def accept(
         self,

@@ -884,6 +884,17 @@ class Headers:
         self._cache[key] = out
         return out
 
+    def compact(self) -> None:
+        """Drop the parsed values and the index (rebuilt on the next read).
+
+        For a message that stays referenced after it was handled (a request
+        that a completed transaction keeps to absorb retransmissions): the
+        header lines are what it needs, the parsed objects are most of its size.
+        """
+        self._index = None
+        if self._cache:
+            self._cache.clear()
+
     def _drop_cache(self, lname: str) -> None:
         self._index = None
         cache = self._cache

@@ -157,6 +157,10 @@ class Message:
     def _start_line(self) -> str:
         raise NotImplementedError
 
+    def compact(self) -> None:
+        """Drop the parsed header values (see :meth:`Headers.compact`); reads still work."""
+        self.headers.compact()
+
     def to_bytes(self) -> bytes:
         """Serialize; Content-Length is always written, from the body's length."""
         lines = [self._start_line()]

@@ -841,10 +841,13 @@ class TransactionLayer:
         self._server_2543: dict[_Key, list[ServerTransaction]] = {}
         self._outbox: list[tuple[Message, Address]] = []
         self._events: deque[Event] = deque()
-        # One heap of (deadline, sequence, transaction, timer) for every
-        # timer.  Entries are deleted lazily: an entry is live only while the
-        # transaction's _timers maps its timer to the entry's sequence.
-        self._heap: list[tuple[float, int, _Transaction, TransactionInput]] = []
+        # One heap of (deadline, sequence, transaction id, timer) for every
+        # timer.  Entries are deleted lazily: an entry is live only while its
+        # transaction is and the transaction's _timers maps its timer to the
+        # entry's sequence.  An entry holds the id, not the transaction, so
+        # that a dead entry keeps no terminated transaction (and its request)
+        # alive until its deadline.
+        self._heap: list[tuple[float, int, TransactionId, TransactionInput]] = []
         self._armed = 0
         self._sequence = itertools.count()
         self._next_id = 0
@@ -901,9 +904,11 @@ class TransactionLayer:
     def get_timer(self) -> float | None:
         """The earliest deadline at which :meth:`handle_timer` must be called, or None."""
         heap = self._heap
+        transactions = self._transactions
         while heap:
-            _, sequence, txn, timer = heap[0]
-            if txn._timers.get(timer) == sequence:
+            _, sequence, tid, timer = heap[0]
+            txn = transactions.get(tid)
+            if txn is not None and txn._timers.get(timer) == sequence:
                 return heap[0][0]
             heapq.heappop(heap)
         return None
@@ -911,10 +916,12 @@ class TransactionLayer:
     def handle_timer(self, now: float) -> None:
         """Fire every timer whose deadline is at or before ``now``."""
         heap = self._heap
+        transactions = self._transactions
         while heap and heap[0][0] <= now:
-            _, sequence, txn, timer = heapq.heappop(heap)
-            if txn._timers.get(timer) != sequence:
-                continue  # cancelled or re-armed since
+            _, sequence, tid, timer = heapq.heappop(heap)
+            txn = transactions.get(tid)
+            if txn is None or txn._timers.get(timer) != sequence:
+                continue  # terminated, cancelled or re-armed since
             del txn._timers[timer]
             self._armed -= 1
             txn._apply(timer, now, None)
@@ -924,11 +931,18 @@ class TransactionLayer:
         if timer not in txn._timers:
             self._armed += 1
         txn._timers[timer] = sequence
-        heapq.heappush(self._heap, (deadline, sequence, txn, timer))
+        heapq.heappush(self._heap, (deadline, sequence, txn.id, timer))
         if len(self._heap) > 2 * self._armed + 1024:
             # Mostly dead entries: rebuild, so memory follows the live timers.
-            self._heap = [e for e in self._heap if e[2]._timers.get(e[3]) == e[1]]
+            transactions = self._transactions
+            self._heap = [e for e in self._heap if self._live(transactions.get(e[2]), e)]
             heapq.heapify(self._heap)
+
+    @staticmethod
+    def _live(
+        txn: Transaction | None, entry: tuple[float, int, TransactionId, TransactionInput]
+    ) -> bool:
+        return txn is not None and txn._timers.get(entry[3]) == entry[1]
 
     def _disarm_all(self, txn: _Transaction) -> None:
         self._armed -= len(txn._timers)

@@ -1,0 +1,61 @@
+"""Smoke test of bench/memory.py: the conferences come up and settle; no figure is asserted."""
+
+from __future__ import annotations
+
+import importlib.util
+import sys
+from pathlib import Path
+from types import ModuleType
+
+import pytest
+
+BENCH = Path(__file__).resolve().parents[2] / "bench" / "memory.py"
+
+
+def _load_bench() -> ModuleType:
+    name = "vidim_bench_memory"
+    if name in sys.modules:
+        return sys.modules[name]
+    spec = importlib.util.spec_from_file_location(name, BENCH)
+    assert spec is not None
+    assert spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[name] = module
+    spec.loader.exec_module(module)
+    return module
+
+
+@pytest.fixture(scope="module")
+def bench() -> ModuleType:
+    return _load_bench()
+
+
+@pytest.mark.parametrize("profile", ["rfc4579", "asterisk"])
+def test_driver_brings_conferences_up_and_leaves_no_transaction(
+    bench: ModuleType, profile: str
+) -> None:
+    driver = bench.Driver(bench.FocusProfile(profile), rate=1000.0)
+    driver.create(200)
+    driver.settle()
+    driver.check(200)  # raises unless all 200 are ACTIVE
+    assert len(driver.allocator._layer) == 0
+    assert not driver.allocator._pending
+
+
+def test_quick_run_in_child_processes(
+    bench: ModuleType, capsys: pytest.CaptureFixture[str]
+) -> None:
+    assert bench.main(["--quick"]) == 0
+    out = capsys.readouterr().out
+    assert "| rfc4579 | 1,000 |" in out
+    assert "allocation site (tracemalloc)" in out
+
+
+def test_write_replaces_only_the_memory_section(bench: ModuleType, tmp_path: Path) -> None:
+    doc = tmp_path / "performance.md"
+    other = "<!-- bench/setups.py results: begin -->\nsetups\n<!-- bench/setups.py results: end -->"
+    doc.write_text(f"# T\n{other}\n{bench.RESULTS_BEGIN}\nold\n{bench.RESULTS_END}\nafter\n")
+    bench.write_results(doc, "new")
+    assert (
+        doc.read_text() == f"# T\n{other}\n{bench.RESULTS_BEGIN}\nnew\n{bench.RESULTS_END}\nafter\n"
+    )

@@ -1,0 +1,101 @@
+"""Smoke test of bench/setups.py: a few seconds at a low rate, every setup completes.
+
+Runs the real SIPp, Kamailio and vidim-daemon (installed by scripts/setup), so it
+is marked ``integration``.  No timing is asserted: the machine is shared.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import sys
+from pathlib import Path
+from types import ModuleType
+
+import pytest
+
+BENCH = Path(__file__).resolve().parents[2] / "bench" / "setups.py"
+
+
+def _load_bench() -> ModuleType:
+    name = "vidim_bench_setups"
+    if name in sys.modules:
+        return sys.modules[name]
+    spec = importlib.util.spec_from_file_location(name, BENCH)
+    assert spec is not None
+    assert spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[name] = module  # dataclasses look their module up here
+    spec.loader.exec_module(module)
+    return module
+
+
+@pytest.fixture(scope="module")
+def bench() -> ModuleType:
+    return _load_bench()
+
+
+def test_join_counts_a_setup_only_when_all_three_peers_saw_it(bench: ModuleType) -> None:
+    requester = [
+        ["202", "1", "100.000000", "0.000000", "100.000000", "2000.000000"],
+        ["202", "2", "100.000000", "5000.000000", "100.000000", "6000.000000"],
+        ["202", "3", "100.000000", "9000.000000", "100.000000", "9500.000000"],
+    ]
+    focus = [
+        ["ACK", "req1x100.000000x0.000000", "100.000000", "2500.000000", "100.000000", "3000.000000"],
+        ["ACK", "req2x100.000000x5000.000000", "100.000000", "7000.000000", "100.000000", "8000.000000"],
+        ["ACK", f"req{bench.PROBE_BASE}x0x0", "100.000000", "1.000000", "100.000000", "2.000000"],
+    ]
+    invitees = [
+        ["IM", "MESSAGE", "sip:inv-a1", "100.000000", "4000.000000"],
+        ["IM", "MESSAGE", "sip:inv-b1", "100.000000", "4100.000000"],
+        ["IM", "MESSAGE", "sip:req1x100.000000x0.000000", "100.000000", "4200.000000"],
+        ["IM", "MESSAGE", "sip:inv-a2", "100.000000", "9000.000000"],  # inv-b2 never answered
+        ["IM", "MESSAGE", "sip:inv-a3", "100.000000", "9900.000000"],
+        ["IM", "MESSAGE", "sip:inv-b3", "100.000000", "9900.000000"],  # no ACK for 3
+    ]
+    sent, to_202, to_invite, completed = bench.join_setups(requester, focus, invitees)
+    assert set(completed) == {1}
+    assert completed[1] == pytest.approx(100.0041)
+    assert to_202[1] == pytest.approx(2.0)
+    assert to_invite[1] == pytest.approx(2.5)
+    assert sent[2] == pytest.approx(100.005)
+
+
+def test_percentile_is_nearest_rank(bench: ModuleType) -> None:
+    values = list(range(1, 101))
+    assert bench.percentile(values, 0.5) == 50
+    assert bench.percentile(values, 0.99) == 99
+    assert bench.percentile([], 0.5) is None
+
+
+def test_probe_answer_copies_the_transaction_headers(bench: ModuleType) -> None:
+    request = bench.probe_message(7, 5555, 5070)
+    answer = bench.answer_200(request, to_tag="x")
+    assert answer.startswith(b"SIP/2.0 200 OK\r\n")
+    assert b"To: <sip:inv-a7@127.0.0.1>;tag=x\r\n" in answer
+    assert b"CSeq: 1 MESSAGE\r\n" in answer
+    assert answer.endswith(b"Content-Length: 0\r\n\r\n")
+
+
+def test_write_replaces_only_the_results_section(bench: ModuleType, tmp_path: Path) -> None:
+    doc = tmp_path / "performance.md"
+    doc.write_text(f"# Title\n\nbefore\n{bench.RESULTS_BEGIN}\nold\n{bench.RESULTS_END}\nafter\n")
+    bench.write_results(doc, "new table")
+    assert doc.read_text() == (
+        f"# Title\n\nbefore\n{bench.RESULTS_BEGIN}\nnew table\n{bench.RESULTS_END}\nafter\n"
+    )
+
+
+@pytest.mark.integration
+def test_quick_run_completes_every_setup(
+    bench: ModuleType, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    code = bench.main(["--quick", "--quiet", "--workdir", str(tmp_path)])
+    out = capsys.readouterr().out
+    assert code == 0, out
+    assert "| direct |" in out
+    assert "| kamailio |" in out
+    assert "vidim-daemon, one process" in out
+    row = next(line for line in out.splitlines() if line.startswith("| 20 |"))
+    cells = [cell.strip() for cell in row.strip("|").split("|")]
+    assert cells[2] == "0", row  # failed setups
