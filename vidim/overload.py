@@ -44,7 +44,7 @@ class OverloadPolicy:
     #: Refuse for at least this long once overloaded (no flapping).
     hold: float = 1.0
     #: A periodic callback this late (seconds) is overload on its own.
-    max_lag: float = 0.1
+    max_lag: float = 0.25
     #: The Retry-After of the 503 (seconds).
     retry_after: int = 5
 

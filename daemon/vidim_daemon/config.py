@@ -55,7 +55,7 @@ DEFAULTS: dict[str, Any] = {
         "overload_leave": 0.6,
         "overload_window": 0.2,
         "overload_hold": 1.0,
-        "overload_max_lag": 0.1,
+        "overload_max_lag": 0.25,
         "overload_retry_after": 5,
     },
     "media": {
