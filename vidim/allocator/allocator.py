@@ -22,7 +22,6 @@ import ipaddress
 import itertools
 import secrets
 import sys
-from collections import deque
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from enum import Enum
@@ -34,6 +33,7 @@ from ..conference_info import (
     apply_update,
     parse_conference_info,
 )
+from ..core import SipCoreBase
 from ..sdp import capabilities_from_feature_tags, capabilities_from_sdp
 from ..sip import (
     DEFAULT_POLICY,
@@ -53,7 +53,6 @@ from ..sip import (
     Response,
     ResponseReceived,
     ServerPolicy,
-    SIPParseError,
     SipURI,
     TransactionConfig,
     TransactionId,
@@ -67,9 +66,7 @@ from ..sip import (
     new_branch,
     new_call_id,
     new_tag,
-    parse_message,
     parse_uri,
-    salvage_response,
     warning_value,
 )
 from .conference import Conference, ConferenceInput, ConferenceState, Participant, ProbeResult
@@ -191,13 +188,13 @@ def _address_from_text(text: str) -> Address:
     return Address(host, int(port), transport)
 
 
-class Allocator:
+class Allocator(SipCoreBase[AllocatorEvent]):
     """Turns vidim requests into conferences on a focus, and looks after them."""
 
     def __init__(self, config: AllocatorConfig | None = None) -> None:
         self.config = config if config is not None else AllocatorConfig()
         local = self.config.local
-        self._layer = TransactionLayer(self.config.transactions)
+        self._init_core(TransactionLayer(self.config.transactions))
         self._via = Via(local.transport, local.host, local.port, (("rport", None),))
         self._dialogs = DialogManager(local_via=self._via, warn_agent=self.config.warning_host)
         self._service = NameAddr(uri=self.config.requests.service_uri)
@@ -224,34 +221,17 @@ class Allocator:
         self._next_sweep = 0.0
         self._timers: list[tuple[float, int, str, str]] = []
         self._sequence = itertools.count()
-        self._events: deque[AllocatorEvent] = deque()
-        self._outbox: list[tuple[Message, Address]] = []
 
     # -- the I/O boundary ------------------------------------------------------
     def receive(self, message: Request | Response, source: Address, now: float) -> None:
         self._layer.receive(message, source, now)
         self._drain(now)
 
-    def receive_datagram(self, data: bytes, source: Address, now: float) -> None:
-        """Parse and receive; what cannot be parsed is reported, never raised."""
-        try:
-            message = parse_message(data)
-        except SIPParseError as error:
-            summary = data.split(b"\n", 1)[0][:80].decode("utf-8", "replace").strip()
-            self._events.append(MessageIgnored(reason=error.reason, summary=summary))
-            answer = salvage_response(data, error, warning_host=self.config.warning_host)
-            if answer is not None:
-                self._outbox.append((answer, source))
-            return
-        self.receive(message, source, now)
+    def _ignored(self, reason: str, summary: str) -> AllocatorEvent:
+        return MessageIgnored(reason=reason, summary=summary)
 
-    def has_pending_work(self) -> bool:
-        """True while a transaction still waits for an answer (see the transaction layer)."""
-        return self._layer.has_pending_work()
-
-    def get_timer(self) -> float | None:
-        deadlines = [d for d in (self._layer.get_timer(), self._next_own_timer()) if d is not None]
-        return min(deadlines) if deadlines else None
+    def _warning_host(self) -> str:
+        return self.config.warning_host
 
     def handle_timer(self, now: float) -> None:
         if now >= self._next_sweep:
@@ -265,19 +245,6 @@ class Allocator:
                 setattr(conference, f"{kind}_deadline", None)
                 self._on_deadline(conference, kind, now)
                 self._drain(now)
-
-    def messages_to_send(self) -> list[tuple[Message, Address]]:
-        self._outbox.extend(self._layer.messages_to_send())
-        out, self._outbox = self._outbox, []
-        return out
-
-    def next_event(self) -> AllocatorEvent | None:
-        return self._events.popleft() if self._events else None
-
-    def events(self) -> list[AllocatorEvent]:
-        out = list(self._events)
-        self._events.clear()
-        return out
 
     # -- API ---------------------------------------------------------------------
     @property

@@ -49,12 +49,12 @@ import heapq
 import ipaddress
 import itertools
 import secrets
-from collections import deque
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 
 from ..allocator.modes import Mode
 from ..conference_info import CONFERENCE_INFO_TYPE, ConferenceInfo, UserInfo, build_conference_info
+from ..core import SipCoreBase
 from ..resource_lists import RESOURCE_LISTS_TYPE, ListEntry, parse_resource_list
 from ..sdp import SDP_TYPE, SDPError, build_answer, build_offer, parse_media
 from ..sip import (
@@ -87,10 +87,8 @@ from ..sip import (
     check_request,
     make_response,
     new_tag,
-    parse_message,
     parse_name_addr_list,
     parse_uri,
-    salvage_response,
     unescape,
     warning_value,
 )
@@ -312,13 +310,13 @@ def _list_part(request: Request) -> list[ListEntry] | None:
     return None
 
 
-class ConferenceFocus:
+class ConferenceFocus(SipCoreBase[FocusEvent]):
     """Hosts conferences for the allocator: admission, SDP per mode, roster, media plan."""
 
     def __init__(self, config: FocusConfig | None = None) -> None:
         self.config = config if config is not None else FocusConfig()
         local = self.config.local
-        self._layer = TransactionLayer(self.config.transactions)
+        self._init_core(TransactionLayer(self.config.transactions))
         self._via = Via(local.transport, local.host, local.port, (("rport", None),))
         self._warn = self.config.warning_host
         self._dialogs = DialogManager(local_via=self._via, warn_agent=self._warn)
@@ -329,8 +327,6 @@ class ConferenceFocus:
         self._notifies: dict[TransactionId, tuple[str, _Subscription, Request]] = {}
         self._timers: list[tuple[float, int, str, _TimerKey]] = []
         self._sequence = itertools.count()
-        self._events: deque[FocusEvent] = deque()
-        self._outbox: list[tuple[Message, Address]] = []
 
     # -- the I/O boundary ------------------------------------------------------
     def receive(self, message: Request | Response, source: Address, now: float) -> None:
@@ -338,27 +334,11 @@ class ConferenceFocus:
         self._layer.receive(message, source, now)
         self._drain(now)
 
-    def receive_datagram(self, data: bytes, source: Address, now: float) -> None:
-        """Parse and receive; what cannot be parsed is reported as :class:`MessageIgnored`."""
-        try:
-            message = parse_message(data)
-        except SIPParseError as error:
-            summary = data.split(b"\n", 1)[0][:80].decode("utf-8", "replace").strip()
-            self._events.append(MessageIgnored(reason=error.reason, summary=summary))
-            answer = salvage_response(data, error, warning_host=self._warn)
-            if answer is not None:
-                self._outbox.append((answer, source))
-            return
-        self.receive(message, source, now)
+    def _ignored(self, reason: str, summary: str) -> FocusEvent:
+        return MessageIgnored(reason=reason, summary=summary)
 
-    def has_pending_work(self) -> bool:
-        """True while a transaction still waits for an answer (see the transaction layer)."""
-        return self._layer.has_pending_work()
-
-    def get_timer(self) -> float | None:
-        """The earliest deadline at which :meth:`handle_timer` must be called, or None."""
-        deadlines = [d for d in (self._layer.get_timer(), self._next_own_timer()) if d is not None]
-        return min(deadlines) if deadlines else None
+    def _warning_host(self) -> str:
+        return self._warn
 
     def handle_timer(self, now: float) -> None:
         """Fire everything due at or before ``now``."""
@@ -369,20 +349,6 @@ class ConferenceFocus:
             if self._timer_live(when, kind, key):
                 self._on_timer(kind, key, now)
                 self._drain(now)
-
-    def messages_to_send(self) -> list[tuple[Message, Address]]:
-        """Return and forget the messages to send, with their destinations."""
-        self._outbox.extend(self._layer.messages_to_send())
-        out, self._outbox = self._outbox, []
-        return out
-
-    def next_event(self) -> FocusEvent | None:
-        return self._events.popleft() if self._events else None
-
-    def events(self) -> list[FocusEvent]:
-        out = list(self._events)
-        self._events.clear()
-        return out
 
     # -- API -------------------------------------------------------------------
     @property
