@@ -46,20 +46,20 @@ _HEAD_RE = re.compile(r"^(Via|From|To|Call-ID|CSeq): [^\r\n]*", re.MULTILINE)
 def _message(number: int) -> bytes:
     return (
         (
-            "MESSAGE sip:inv-a{n}@127.0.0.1:5070 SIP/2.0\r\n"
-            "Via: SIP/2.0/UDP 127.0.0.1:5060;branch=z9hG4bK-{n}-1\r\n"
+            f"MESSAGE sip:inv-a{number}@127.0.0.1:5070 SIP/2.0\r\n"
+            f"Via: SIP/2.0/UDP 127.0.0.1:5060;branch=z9hG4bK-{number}-1\r\n"
             "Max-Forwards: 70\r\n"
-            "From: <sip:req{n}@127.0.0.1:5060>;tag={n}SIPpTag001\r\n"
-            "To: <sip:inv-a{n}@127.0.0.1:5070>\r\n"
-            "Call-ID: {n}-bench@127.0.0.1\r\n"
+            f"From: <sip:req{number}@127.0.0.1:5060>;tag={number}SIPpTag001\r\n"
+            f"To: <sip:inv-a{number}@127.0.0.1:5070>\r\n"
+            f"Call-ID: {number}-bench@127.0.0.1\r\n"
             "CSeq: 1 MESSAGE\r\n"
-            "Contact: <sip:req{n}@127.0.0.1:5060>\r\n"
+            f"Contact: <sip:req{number}@127.0.0.1:5060>\r\n"
             "X-Vidim-Mode: video\r\n"
-            "X-Vidim-Invite: <sip:inv-b{n}@127.0.0.1:5060>\r\n"
+            f"X-Vidim-Invite: <sip:inv-b{number}@127.0.0.1:5060>\r\n"
             "Content-Type: text/plain\r\n"
             "Content-Length: 4\r\n\r\nhi!\n"
         )
-        .format(n=number)
+
         .encode()
     )
 
