@@ -131,3 +131,60 @@ def test_warning_values_are_safe() -> None:
     assert warning_value("vidim.example.com", 'bad "mode"\r\nX: y') == (
         '399 vidim.example.com "bad \\"mode\\"??X: y"'
     )
+
+
+def test_trusted_request_serializes_like_the_checked_one() -> None:
+    checked = _invite()
+    lines = [(name, value) for name, value in checked.headers]
+    trusted = Request.trusted("INVITE", "sip:focus@127.0.0.1:5080", lines, b"v=0\r\n")
+    assert trusted.to_bytes() == checked.to_bytes()
+    assert trusted.top_via == checked.top_via
+    assert trusted.headers.get("v") == checked.headers.get("Via")  # index and compact names
+    trusted.headers.add("Subject", "later lines are checked as usual")
+    assert trusted.headers.get("Subject") == "later lines are checked as usual"
+    with pytest.raises(LocalProtocolError, match="token"):
+        Request.trusted("BAD METHOD", "sip:a@b.com", [])
+    with pytest.raises(LocalProtocolError, match="bad header name"):
+        Request.trusted("MESSAGE", "sip:a@b.com", [("Bad Name", "x")])
+
+
+def test_headers_constructor_checks_every_line_with_cached_names() -> None:
+    for _ in range(2):  # the second time the names come from the cache
+        headers = Headers([("i", " a@b "), ("Subject", "x")])
+        assert list(headers) == [("Call-ID", "a@b"), ("Subject", "x")]
+        with pytest.raises(LocalProtocolError, match="bad header name"):
+            Headers([("Bad Name", "x")])
+        with pytest.raises(LocalProtocolError, match="control character"):
+            Headers([("Subject", "x\r\nX-Evil: 1")])
+
+
+@pytest.mark.parametrize(
+    ("to", "expected"),
+    [
+        # a name-addr keeps its text as the request wrote it, display name and all
+        ("Focus <sip:focus@127.0.0.1:5080>", "Focus <sip:focus@127.0.0.1:5080>;tag=z9"),
+        ('"A \\"B\\"" <sip:f@h>;x=1', '"A \\"B\\"" <sip:f@h>;x=1;tag=z9'),
+        # an addr-spec goes in <>: a parameter after it belongs to the header
+        ("sip:focus@127.0.0.1", "<sip:focus@127.0.0.1>;tag=z9"),
+        ("sip:focus@127.0.0.1;x=1", "<sip:focus@127.0.0.1>;x=1;tag=z9"),
+    ],
+)
+def test_make_response_adds_the_tag_to_the_to_value_as_received(to: str, expected: str) -> None:
+    request = _invite()
+    request.headers.set("To", to)
+    response = make_response(request, 200, to_tag="z9")
+    assert response.headers.get("To") == expected
+    assert response.to_addr.tag == "z9"
+    assert response.to_addr.uri == request.to_addr.uri
+    with pytest.raises(LocalProtocolError, match="token"):
+        make_response(request, 200, to_tag="bad tag")
+
+
+def test_make_response_refuses_what_it_cannot_copy() -> None:
+    wire = (
+        _invite().to_bytes().replace(b"<sip:vidim@example.com>", b'"a\x01" <sip:vidim@example.com>')
+    )
+    request = parse_message(wire)
+    assert isinstance(request, Request)
+    with pytest.raises(LocalProtocolError, match="control character"):
+        make_response(request, 200, to_tag="z9")

@@ -759,11 +759,45 @@ class Headers:
     __slots__ = ("_cache", "_index", "_items")
 
     def __init__(self, items: Iterable[tuple[str, str]] = ()) -> None:
-        self._items: list[tuple[str, str, str]] = []
+        # The loop of add(), inlined: Message.__init__ builds every outgoing
+        # message through here (a dozen lines each), and the cache is empty.
+        out: list[tuple[str, str, str]] = []
+        names = _ADD_NAMES
+        for name, value in items:
+            entry = names.get(name)
+            if entry is None:
+                entry = _checked_name(name)
+            if _CTL_RE.search(value):
+                raise LocalProtocolError(f"control character in value of {entry[1]}: {value!r}")
+            out.append((entry[0], entry[1], value.strip()))
+        self._items = out
         self._cache: dict[str, Any] = {}
         self._index: dict[str, str] | None = None
+
+    @classmethod
+    def trusted(cls, items: Iterable[tuple[str, str]]) -> Headers:
+        """Headers from lines vidim built itself from valid parts: values are not checked.
+
+        For code inside vidim that builds outgoing messages (the allocator,
+        dialogs, the transaction layer) from values it made or parsed: each
+        value must be free of CR, LF and other controls and carry no
+        leading or trailing whitespace, which is what the public constructor
+        checks and strips.  Names are still checked (once per name, cached).
+        Anything that comes from configuration or a peer unparsed goes
+        through ``Headers(...)`` instead.
+        """
+        names = _ADD_NAMES
+        out: list[tuple[str, str, str]] = []
         for name, value in items:
-            self.add(name, value)
+            entry = names.get(name)
+            if entry is None:
+                entry = _checked_name(name)
+            out.append((entry[0], entry[1], value))
+        headers = cls.__new__(cls)
+        headers._items = out
+        headers._cache = {}
+        headers._index = None
+        return headers
 
     @classmethod
     def _from_parsed(
@@ -817,12 +851,12 @@ class Headers:
 
     def add(self, name: str, value: str) -> None:
         """Append a header line; CR, LF and other controls are refused."""
-        cname = canonical_name(name)
-        if not _TOKEN_RE.fullmatch(cname):
-            raise LocalProtocolError(f"bad header name {name!r}")
+        entry = _ADD_NAMES.get(name)
+        if entry is None:
+            entry = _checked_name(name)
+        lname, cname = entry
         if _CTL_RE.search(value):
             raise LocalProtocolError(f"control character in value of {cname}: {value!r}")
-        lname = cname.lower()
         self._drop_cache(lname)
         self._items.append((lname, cname, value.strip()))
 
@@ -905,6 +939,20 @@ class Headers:
 
 _MISSING: Any = object()
 _LOWER_NAMES: dict[str, str] = {}
+#: header name as given to Headers -> (lower-case canonical name, canonical
+#: name), for names that passed the token check; bounded like _LOWER_NAMES.
+_ADD_NAMES: dict[str, tuple[str, str]] = {}
+
+
+def _checked_name(name: str) -> tuple[str, str]:
+    """(lower-case canonical name, canonical name) of a name to add; raises if not a token."""
+    cname = canonical_name(name)
+    if not _TOKEN_RE.fullmatch(cname):
+        raise LocalProtocolError(f"bad header name {name!r}")
+    entry = (cname.lower(), cname)
+    if len(_ADD_NAMES) < 1024:  # bounded: names can come from peers
+        _ADD_NAMES[name] = entry
+    return entry
 
 
 def _lower_name(name: str) -> str:

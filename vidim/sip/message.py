@@ -6,6 +6,8 @@ from collections.abc import Iterable
 
 from .errors import LocalProtocolError, SIPParseError
 from .headers import (
+    _CTL_RE,
+    _TOKEN_RE,
     CSeq,
     Headers,
     MediaType,
@@ -50,6 +52,21 @@ REASON_PHRASES = {
 
 def _encode(text: str) -> bytes:
     return text.encode("utf-8", "surrogateescape")
+
+
+#: Methods known to be tokens, so that Request() checks a method with one
+#: set lookup instead of a scan of its characters.
+_TOKEN_METHODS = frozenset(
+    ("INVITE", "ACK", "BYE", "CANCEL", "OPTIONS", "REGISTER", "MESSAGE", "SUBSCRIBE",
+     "NOTIFY", "REFER", "INFO", "UPDATE", "PRACK", "PUBLISH")
+)  # fmt: skip
+
+
+def _check_method(method: str) -> None:
+    if method not in _TOKEN_METHODS and (
+        not method or not all(c.isalnum() or c in "-.!%*_+`'~" for c in method)
+    ):
+        raise LocalProtocolError(f"a method must be a token, not {method!r}")
 
 
 class Message:
@@ -164,11 +181,14 @@ class Message:
     def to_bytes(self) -> bytes:
         """Serialize; Content-Length is always written, from the body's length."""
         lines = [self._start_line()]
-        for name, value in self.headers:
-            if name != "Content-Length":
-                lines.append(f"{name}: {value}")
-        lines.append(f"Content-Length: {len(self.body)}\r\n\r\n")
-        return _encode("\r\n".join(lines)) + self.body
+        lines += [
+            f"{name}: {value}"
+            for lname, name, value in self.headers._items
+            if lname != "content-length"
+        ]
+        body = self.body
+        lines.append(f"Content-Length: {len(body)}\r\n\r\n")
+        return _encode("\r\n".join(lines)) + body
 
     def __bytes__(self) -> bytes:
         return self.to_bytes()
@@ -187,10 +207,34 @@ class Request(Message):
         body: bytes = b"",
     ) -> None:
         super().__init__(headers, body)
-        if not method or not all(c.isalnum() or c in "-.!%*_+`'~" for c in method):
-            raise LocalProtocolError(f"a method must be a token, not {method!r}")
+        _check_method(method)
         self.method = method
         self.uri: URI = parse_uri(uri) if isinstance(uri, str) else uri
+
+    @classmethod
+    def trusted(
+        cls,
+        method: str,
+        uri: URI | str,
+        headers: Iterable[tuple[str, str]],
+        body: bytes = b"",
+    ) -> Request:
+        """A request from header values vidim built itself (see :meth:`Headers.trusted`).
+
+        Like ``Request(...)``, but the header values are not checked for
+        control characters nor stripped: for the allocator, dialogs and the
+        transaction layer, which build their requests from values they made
+        or parsed.  The method and a ``str`` URI are still checked; the body
+        must be bytes.  Requests built from anything a user or a peer
+        supplied unparsed go through the constructor.
+        """
+        _check_method(method)
+        request = cls.__new__(cls)
+        request.headers = Headers.trusted(headers)
+        request.body = body
+        request.method = method
+        request.uri = parse_uri(uri) if isinstance(uri, str) else uri
+        return request
 
     def _start_line(self) -> str:
         return f"{self.method} {self.uri} SIP/2.0"
@@ -241,14 +285,38 @@ def make_response(
     already has one, gets ``to_tag`` (a UAS must add a tag to every response
     except 100).
     """
-    out = Headers()
-    for name, value in request.headers:
-        if name in ("Via", "From", "Call-ID", "CSeq"):
+    # The request's lines are copied as they are (lower-case name, name,
+    # value): they were checked when the request was parsed or built.
+    items: list[tuple[str, str, str]] = []
+    for item in request.headers._items:
+        lname = item[0]
+        if lname in _COPIED:
+            if _CTL_RE.search(item[2]):  # as Headers.add would refuse it
+                raise LocalProtocolError(f"control character in value of {item[1]}")
+            if lname == "to" and to_tag is not None and status > 100:
+                to_addr = request.to_addr
+                if to_addr.tag is None:
+                    item = ("to", "To", _with_tag(item[2], to_addr, to_tag))
+            items.append(item)
+    out = Headers._from_parsed(items)
+    if headers:
+        for name, value in headers:
             out.add(name, value)
-        elif name == "To":
-            if to_tag is not None and status > 100 and request.to_addr.tag is None:
-                value = str(request.to_addr.with_tag(to_tag))
-            out.add(name, value)
-    for name, value in headers:
-        out.add(name, value)
     return Response(status, reason, out, body)
+
+
+_COPIED = frozenset(("via", "from", "to", "call-id", "cseq"))
+
+
+def _with_tag(value: str, to_addr: NameAddr, tag: str) -> str:
+    """The To value ``value`` (parsed: ``to_addr``, without a tag) with ``;tag=`` added.
+
+    A name-addr (``<...>``) takes the parameter at its end as it is; an
+    addr-spec is rewritten in the ``<>`` form, where a parameter belongs to
+    the header and not to the URI.
+    """
+    if not _TOKEN_RE.fullmatch(tag):
+        raise LocalProtocolError(f"a tag must be a token, not {tag!r}")
+    if value.endswith(">") or (">" in value and not to_addr.params):
+        return f"{value};tag={tag}"
+    return str(to_addr.with_tag(tag))
