@@ -13,6 +13,7 @@ from dataclasses import dataclass
 import pytest
 import sdp_transform
 from peers import (
+    ALLOCATOR,
     FOCUS,
     PROXY,
     Focus,
@@ -40,8 +41,8 @@ from vidim.allocator.modes import Mode
 from vidim.allocator.profiles import FocusProfile
 from vidim.allocator.requests import RequestPolicy
 from vidim.resource_lists import RESOURCE_LISTS_TYPE, parse_resource_list
-from vidim.sdp import parse_media
-from vidim.sip import Address, Request
+from vidim.sdp import SDP_TYPE, parse_media
+from vidim.sip import Address, Request, Response
 
 S = ConferenceState
 FOCUS2 = Address("127.0.0.1", 5082)
@@ -883,3 +884,43 @@ def test_dialplan_profiles_wire_format(profile: FocusProfile) -> None:
     w.alice.send_message(w.net.now, text="/end")
     w.net.advance(5.0)
     assert conference.ended
+
+
+def _sdp_part(message: Request | Response) -> bytes:
+    (sdp,) = [
+        p for p in message.body_parts() if p.content_type and p.content_type.mime == SDP_TYPE
+    ]
+    return sdp.body
+
+
+def test_every_offer_and_answer_of_a_conference_keeps_its_o_line() -> None:
+    """RFC 3264 section 8: a re-offer keeps the o= line; the anchor's never changes.
+
+    The re-INVITE after /add and the answer to the focus's own session
+    refresh carry the first offer's SDP byte for byte (same session id, same
+    version: the description is the same); another conference has its own id.
+    """
+    w = make_world({"bob": {}, "erin": {}})
+    cid, _ready = active(w)
+    (conference,) = w.focus.conferences
+    first = _sdp_part(conference.invite)
+    origin = sdp_transform.parse(first.decode())["origin"]
+    assert (origin["username"], origin["sessionVersion"]) == ("vidim", 1)
+    w.alice.send_message(w.net.now, text="/add erin")
+    w.net.advance(5.0)
+    (reinvite,) = [r for r in w.focus.requests if r.method == "INVITE" and r.to_addr.tag]
+    assert _sdp_part(reinvite) == first
+    refresh = conference.anchor.create_request("INVITE")
+    w.focus.layer.send_request(refresh, ALLOCATOR, w.net.now)
+    w.net.advance(1.0)
+    # (the test focus sends no ACK: the 200 is retransmitted, the same each time)
+    answers = [r for r in w.focus.responses if r.cseq == refresh.cseq and r.status >= 200]
+    answer = answers[0]
+    assert answer.status == 200
+    assert all(a.to_bytes() == answer.to_bytes() for a in answers)
+    assert _sdp_part(answer) == first
+    w.start("/video bob", at=w.net.now)
+    w.net.advance(5.0)
+    other = _sdp_part(w.focus.conferences[1].invite)
+    assert sdp_transform.parse(other.decode())["origin"]["sessionId"] != origin["sessionId"]
+    assert w.allocator.conferences[cid].state is S.ACTIVE

@@ -85,7 +85,13 @@ from .events import (
     RequestRefused,
 )
 from .modes import Capabilities, Mode, effective_mode
-from .profiles import FocusProfile, conference_uri, focus_request, join_uri
+from .profiles import (
+    FocusProfile,
+    anchor_session_id,
+    conference_uri,
+    focus_request,
+    join_uri,
+)
 from .requests import (
     AddInvitees,
     Command,
@@ -198,6 +204,11 @@ class Allocator(SipCoreBase[AllocatorEvent]):
         self._via = Via(local.transport, local.host, local.port, (("rport", None),))
         self._dialogs = DialogManager(local_via=self._via, warn_agent=self.config.warning_host)
         self._service = NameAddr(uri=self.config.requests.service_uri)
+        # What every out-of-dialog request's Via, From and Call-ID start with,
+        # written once: each request appends its fresh branch, tag and id.
+        self._via_text = str(self._via) + ";branch="
+        self._from_text = str(self._service) + ";tag="
+        self._call_id_suffix = "@" + local.host
         host = f"[{local.host}]" if ":" in local.host else local.host
         self._contact = NameAddr(uri=parse_uri(f"sip:vidim@{host}:{local.port}"))
         self._conferences: dict[str, Conference] = {}
@@ -369,11 +380,11 @@ class Allocator(SipCoreBase[AllocatorEvent]):
             method,
             uri,
             [
-                ("Via", str(self._via.with_params(branch=new_branch()))),
+                ("Via", self._via_text + new_branch()),
                 ("Max-Forwards", "70"),
-                ("From", str(self._service.with_tag(new_tag()))),
+                ("From", self._from_text + new_tag()),
                 ("To", f"<{uri}>"),
-                ("Call-ID", f"{new_call_id()}@{self.config.local.host}"),
+                ("Call-ID", new_call_id() + self._call_id_suffix),
                 ("CSeq", f"1 {method}"),
                 *headers,
             ],
@@ -512,7 +523,10 @@ class Allocator(SipCoreBase[AllocatorEvent]):
         if method == "INVITE" and conference is not None:
             # A session refresh from the focus: answer with the same inactive offer.
             profile_request = focus_request(
-                self.config.profile, conference, address=self.config.local.host, session_id=1
+                self.config.profile,
+                conference,
+                address=self.config.local.host,
+                session_id=anchor_session_id(conference.id),
             )
             self._respond(
                 dialog.create_response(
@@ -795,7 +809,7 @@ class Allocator(SipCoreBase[AllocatorEvent]):
             self.config.profile,
             conference,
             address=self.config.local.host,
-            session_id=secrets.randbits(40),
+            session_id=anchor_session_id(conference.id),
         )
         invite = self._dialogs.create_initial_request(
             "INVITE",
@@ -900,9 +914,9 @@ class Allocator(SipCoreBase[AllocatorEvent]):
         self._events.append(ConferenceReady(conference_id=conference.id, conference_uri=uri))
         self._send_invitations(conference, now)
         requester = conference.participants[0]
+        joined = join_uri(uri, requester.credential)
         lines = [
-            f"Your {conference.mode.value} conference is ready. Call "
-            f"{join_uri(uri, requester.credential)} to join.",
+            f"Your {conference.mode.value} conference is ready. Call {joined} to join.",
             "Invited: " + ", ".join(self._describe(p) for p in conference.participants[1:]) + ".",
             f"Send /end to end it, /status for who is there, /add <name> to invite more "
             f"(conference #{conference.id}).",
@@ -912,7 +926,7 @@ class Allocator(SipCoreBase[AllocatorEvent]):
             "\n".join(lines),
             now,
             direct=_address_from_text(conference.requester_address),
-            headers=[("X-Vidim-Conference", self._conference_header(conference, requester))],
+            headers=[("X-Vidim-Conference", _conference_header(conference, requester, joined))],
         )
         self._subscribe(conference, now)
         self._arm(conference, "keepalive", now + self.config.keepalive_interval)
@@ -927,7 +941,7 @@ class Allocator(SipCoreBase[AllocatorEvent]):
             self.config.profile,
             conference,
             address=self.config.local.host,
-            session_id=secrets.randbits(40),
+            session_id=anchor_session_id(conference.id),
         )
         try:
             reinvite = anchor.create_request(
@@ -971,11 +985,6 @@ class Allocator(SipCoreBase[AllocatorEvent]):
                 self._focus_gone(conference, now)
 
     # -- invitations and notices ----------------------------------------------------
-    def _conference_header(self, conference: Conference, participant: Participant) -> str:
-        uri = conference.conference_uri or ""
-        joined = join_uri(uri, participant.credential)
-        return f"<{joined}>;mode={participant.mode.value};id={conference.id}"
-
     def _describe(self, participant: Participant) -> str:
         name = participant.uri.removeprefix("sip:")
         if participant.mode is participant.requested_mode:
@@ -990,21 +999,19 @@ class Allocator(SipCoreBase[AllocatorEvent]):
             participant.invited = True
             inviter = conference.requester.removeprefix("sip:")
             mode = participant.mode
+            joined = join_uri(conference.conference_uri or "", participant.credential)
             if mode is Mode.CHAT:
                 text = (
                     f"{inviter} invites you to {_a(conference.mode)} conference. You take "
                     "part by instant message: updates will come here."
                 )
             else:
-                text = (
-                    f"{inviter} invites you to {_a(mode)} conference. Call "
-                    f"{join_uri(conference.conference_uri or '', participant.credential)} to join."
-                )
+                text = f"{inviter} invites you to {_a(mode)} conference. Call {joined} to join."
             message = self._out_of_dialog(
                 "MESSAGE",
                 participant.uri,
                 headers=[
-                    ("X-Vidim-Conference", self._conference_header(conference, participant)),
+                    ("X-Vidim-Conference", _conference_header(conference, participant, joined)),
                     ("Content-Type", "text/plain;charset=UTF-8"),
                 ],
                 body=text.encode("utf-8"),
@@ -1389,6 +1396,11 @@ class Allocator(SipCoreBase[AllocatorEvent]):
                 self._send_probe(conference, participant, now)
         else:
             self._probes_done(conference, now)
+
+
+def _conference_header(conference: Conference, participant: Participant, joined: str) -> str:
+    """``X-Vidim-Conference``: the participant's join URI, its mode and the conference id."""
+    return f"<{joined}>;mode={participant.mode.value};id={conference.id}"
 
 
 def _a(mode: Mode) -> str:

@@ -14,19 +14,23 @@ headers carry the same information for a dialplan to read (see
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
 from enum import StrEnum
+from functools import lru_cache
+from hashlib import blake2b
 
 import sdp_transform
 
 from ..resource_lists import RESOURCE_LISTS_TYPE, ListEntry, build_resource_list
-from ..sip import NameAddr, Response, SipURI, build_multipart, parse_uri
+from ..sip import LocalProtocolError, NameAddr, Response, SipURI, build_multipart, parse_uri
 from .conference import Conference
 
 __all__ = [
     "FocusProfile",
     "FocusRequest",
     "anchor_offer",
+    "anchor_session_id",
     "conference_uri",
     "focus_request",
     "join_uri",
@@ -48,17 +52,29 @@ class FocusRequest:
     content_type: str
 
 
-def anchor_offer(address: str, session_id: int) -> bytes:
-    """The allocator's own SDP: it carries no media, so one inactive audio stream.
+#: What :func:`join_uri` appends as it is: ``secrets.token_urlsafe`` output, or any
+#: URI ``paramchar`` run without escapes.
+_CREDENTIAL_RE = re.compile(r"[A-Za-z0-9\-_.!~*'()\[\]/:&+$]+")
 
-    A focus that insists on an offer gets a valid one, and nothing flows.
+#: Stand-ins for the o= numbers while the template is written (digits, as the grammar wants).
+_SESSION_MARK = 918_273_645_546_372_819
+_VERSION_MARK = 918_273_645_546_372_818
+
+
+@lru_cache(maxsize=16)
+def _anchor_template(address: str) -> tuple[str, str]:
+    """The anchor offer for ``address`` around its o= numbers: written once, not per setup.
+
+    Everything but the session id and version is the same for every
+    conference (the allocator sends no media), so sdp_transform runs once per
+    address and each offer is two string joins.
     """
     session = {
         "version": 0,
         "origin": {
             "username": "vidim",
-            "sessionId": session_id,
-            "sessionVersion": 1,
+            "sessionId": _SESSION_MARK,
+            "sessionVersion": _VERSION_MARK,
             "netType": "IN",
             "ipVer": 6 if ":" in address else 4,
             "address": address,
@@ -78,7 +94,30 @@ def anchor_offer(address: str, session_id: int) -> bytes:
         ],
     }
     text: str = sdp_transform.write(session)
-    return text.encode("ascii")
+    head, mark, tail = text.partition(f" {_SESSION_MARK} {_VERSION_MARK} ")
+    if not mark:  # pragma: no cover - sdp_transform wrote the origin some other way
+        raise LocalProtocolError(f"cannot template the anchor offer for {address!r}")
+    return head + " ", " " + tail
+
+
+def anchor_offer(address: str, session_id: int, session_version: int = 1) -> bytes:
+    """The allocator's own SDP: it carries no media, so one inactive audio stream.
+
+    A focus that insists on an offer gets a valid one, and nothing flows.
+    """
+    head, tail = _anchor_template(address)
+    return f"{head}{session_id} {session_version}{tail}".encode("ascii")
+
+
+def anchor_session_id(conference_id: str) -> int:
+    """The o= session id of a conference's anchor: the same in every offer and answer.
+
+    RFC 3264 section 8: a re-offer keeps the o= line but for the version, and
+    the anchor's description never changes (one inactive stream), so each
+    offer and answer of a conference carries this id and version 1.  Derived
+    from the conference id (40 bits of a hash), so the record stores nothing more.
+    """
+    return int.from_bytes(blake2b(conference_id.encode(), digest_size=5).digest(), "big")
 
 
 def _participants_value(conference: Conference) -> str:
@@ -141,8 +180,22 @@ def _without_isfocus(contact: NameAddr) -> SipURI | str:
 
 
 def join_uri(conference_uri_text: str, credential: str) -> str:
-    """The conference URI with the invitee's credential, as the invitee dials it."""
-    uri = parse_uri(conference_uri_text)
+    """The conference URI with the invitee's credential, as the invitee dials it.
+
+    ``conference_uri_text`` is a URI as vidim writes it (``str`` of a parsed
+    URI): when it is a plain ``sip:``/``sips:`` URI without a ``key`` parameter
+    or URI headers, and the credential is a token, the parameter is appended
+    as text, which is what re-parsing and re-writing it would give.
+    """
+    text = conference_uri_text
+    if (
+        text.startswith(("sip:", "sips:"))
+        and "?" not in text
+        and ";key" not in text.lower()
+        and _CREDENTIAL_RE.fullmatch(credential)
+    ):
+        return f"{text};key={credential}"
+    uri = parse_uri(text)
     if isinstance(uri, SipURI):
         return str(uri.with_params(key=credential))
-    return conference_uri_text
+    return text
