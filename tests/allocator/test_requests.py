@@ -141,6 +141,16 @@ def test_untrusted_sources(source: str) -> None:
     refused(command_request("/video bob"), 403, "untrusted source", source=source)
 
 
+def test_trust_is_decided_per_policy_even_for_a_source_seen_before() -> None:
+    """The per-source trust cache never answers for another policy's networks."""
+    lan = RequestPolicy.for_domain("example.com", trusted_networks=["10.0.0.0/8"])
+    assert isinstance(parse(command_request("/video bob"), source="10.1.2.3", policy=lan), NewConference)
+    refused(command_request("/video bob"), 403, "untrusted source 10.1.2.3", source="10.1.2.3")
+    assert isinstance(parse(command_request("/video bob"), source="10.1.2.3", policy=lan), NewConference)
+    assert isinstance(parse(command_request("/video bob"), source="127.0.0.1"), NewConference)
+    refused(command_request("/video bob"), 403, "untrusted source", source="127.0.0.1", policy=lan)
+
+
 def test_untrusted_source_accepted_when_not_required() -> None:
     policy = RequestPolicy.for_domain("example.com", require_trusted_source=False)
     command = parse(command_request("/video bob"), source="198.51.100.7", policy=policy)

@@ -111,6 +111,7 @@ import re
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from enum import Enum
+from functools import lru_cache
 from typing import NoReturn, assert_never
 
 from ..resource_lists import RESOURCE_LISTS_NS, parse_resource_list
@@ -388,16 +389,32 @@ def _address_of_record(uri: URI, what: str, *, keep_port: bool = False) -> SipUR
     """
     if not isinstance(uri, SipURI):
         _refuse(f"unsupported URI scheme {uri.scheme}: in {what}; use sip: or sips:")
-    if not uri.user:
+    raw_user = uri.user
+    if not raw_user:
         _refuse(f"{what} has no user part")
-    if _CONTROL_OR_TAB_RE.search(unescape(uri.user)):
+    user = raw_user
+    if "%" in raw_user:
+        if _CONTROL_OR_TAB_RE.search(unescape(raw_user)):
+            _refuse(f"control character in the user part of {what}")
+        user = _normalize_user(raw_user)
+    elif _CONTROL_OR_TAB_RE.search(raw_user):
         _refuse(f"control character in the user part of {what}")
-    host = uri.host.lower()
+    raw_host = uri.host
+    host = raw_host.lower()
     if not host.isascii():
         _refuse(f"malformed host in {what}")
+    port = uri.port if keep_port else None
+    if (
+        user is raw_user
+        and host == raw_host
+        and port == uri.port
+        and not uri.params
+        and not uri.headers
+        and uri.password is None
+    ):
+        return uri  # already an address of record (the common case): immutable, so shared
     try:
-        port = uri.port if keep_port else None
-        return SipURI(host=host, scheme=uri.scheme, user=_normalize_user(uri.user), port=port)
+        return SipURI(host=host, scheme=uri.scheme, user=user, port=port)
     except LocalProtocolError:
         _refuse(f"malformed {what}")
 
@@ -406,14 +423,20 @@ def _same_person(a: SipURI, b: SipURI) -> bool:
     return a.user == b.user and a.host.lower() == b.host.lower()
 
 
+@lru_cache(maxsize=64)
+def _service_key(service: SipURI) -> tuple[str, str] | None:
+    """The service URI's user and host as :func:`_is_service` compares them."""
+    if service.user is None:
+        return None
+    return unescape(service.user).lower(), service.host.lower()
+
+
 def _is_service(uri: SipURI, policy: RequestPolicy) -> bool:
-    service = policy.service_uri
-    if uri.user is None or service.user is None:
+    user = uri.user
+    key = _service_key(policy.service_uri)
+    if user is None or key is None:
         return False
-    return (
-        unescape(uri.user).lower() == unescape(service.user).lower()
-        and uri.host.lower() == service.host.lower()
-    )
+    return uri.host.lower() == key[1] and unescape(user).lower() == key[0]
 
 
 def _source_address(source_host: str) -> ipaddress.IPv4Address | ipaddress.IPv6Address | None:
@@ -430,9 +453,25 @@ def _source_address(source_host: str) -> ipaddress.IPv4Address | ipaddress.IPv6A
     return address
 
 
+#: Per (source, id of the trusted networks): the networks themselves (which keeps
+#: the id from being reused while cached) and the answer.  Requests come from a
+#: few proxies again and again; hashing the networks would cost what it saves.
+_TRUST_CACHE: dict[tuple[str, int], tuple[tuple[Network, ...], bool]] = {}
+_TRUST_CACHE_SIZE = 1024
+
+
 def _is_trusted(source_host: str, policy: RequestPolicy) -> bool:
+    networks = policy.trusted_networks
+    key = (source_host, id(networks))
+    hit = _TRUST_CACHE.get(key)
+    if hit is not None and hit[0] is networks:
+        return hit[1]
     address = _source_address(source_host)
-    return address is not None and any(address in net for net in policy.trusted_networks)
+    trusted = address is not None and any(address in net for net in networks)
+    if len(_TRUST_CACHE) >= _TRUST_CACHE_SIZE:
+        _TRUST_CACHE.clear()
+    _TRUST_CACHE[key] = (networks, trusted)
+    return trusted
 
 
 def _asserted_identity(request: Request) -> SipURI | None:
@@ -466,9 +505,12 @@ def requester_identity(request: Request, *, source_host: str, policy: RequestPol
         _refuse("missing From")
     _check_text(raw, "From")
     try:
-        from_addr = parse_name_addr(raw)
+        # Through the message's cache: the parser has read the From already.
+        from_addr = request.headers.parsed("from", parse_name_addr)
     except SIPParseError:
         _refuse("malformed From")
+    if from_addr is None:  # pragma: no cover - raw is not None
+        _refuse("missing From")
     return _address_of_record(from_addr.uri, "From")
 
 
