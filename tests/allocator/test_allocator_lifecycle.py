@@ -42,7 +42,7 @@ from vidim.allocator.profiles import FocusProfile
 from vidim.allocator.requests import RequestPolicy
 from vidim.resource_lists import RESOURCE_LISTS_TYPE, parse_resource_list
 from vidim.sdp import SDP_TYPE, parse_media
-from vidim.sip import Address, Request, Response
+from vidim.sip import Address, LocalProtocolError, Request, Response
 
 S = ConferenceState
 FOCUS2 = Address("127.0.0.1", 5082)
@@ -812,6 +812,20 @@ def test_restore_of_a_finished_record_is_refused() -> None:
     record = json.loads(json.dumps(w.allocator.snapshot(cid)))
     record["state"] = "ended"
     with pytest.raises(Exception, match="is over"):
+        Allocator(w.config).restore(record, w.net.now)
+
+
+@pytest.mark.parametrize("field", ["id", "requester", "uri", "credential"])
+def test_restore_of_a_record_with_a_control_character_is_refused(field: str) -> None:
+    """Record texts go into header values unchecked: a CR LF there would add a header."""
+    w = make_world()
+    cid, _ready = active(w)
+    record = json.loads(json.dumps(w.allocator.snapshot(cid)))
+    if field in ("id", "requester"):
+        record[field] += "\r\nX-Evil: 1"
+    else:
+        record["participants"][1][field] += "\r\nX-Evil: 1"
+    with pytest.raises(LocalProtocolError, match="control character"):
         Allocator(w.config).restore(record, w.net.now)
 
 

@@ -5,8 +5,16 @@ from __future__ import annotations
 import pytest
 import sdp_transform
 
-from vidim.allocator.profiles import anchor_offer, anchor_session_id, join_uri
-from vidim.sip import SipURI, parse_uri
+from vidim.allocator.conference import Conference
+from vidim.allocator.modes import Mode
+from vidim.allocator.profiles import (
+    FocusProfile,
+    anchor_offer,
+    anchor_session_id,
+    conference_uri,
+    join_uri,
+)
+from vidim.sip import Response, SipURI, parse_uri
 
 
 def _written(address: str, session_id: int, version: int) -> bytes:
@@ -63,3 +71,27 @@ def _slow_join(text: str, credential: str) -> str:
 @pytest.mark.parametrize("credential", ["Zm9vYmFyYmF6cXV4MTIzNA", "a-b_c", "x.y~z"])
 def test_join_uri_fast_path_writes_what_the_parser_writes(uri: str, credential: str) -> None:
     assert join_uri(uri, credential) == _slow_join(uri, credential)
+
+
+@pytest.mark.parametrize(
+    "focus", ["sip:conference@127.0.0.1:5080", "sip:conf@focus.example.com", "sips:f@[::1]:5061"]
+)
+@pytest.mark.parametrize("conference_id", ["Zm9vYmFyYmF6cXV4MTIzNA", "a-b_c", "odd.id~1"])
+def test_dialplan_conference_uri_is_written_as_the_uri_type_writes_it(
+    focus: str, conference_id: str
+) -> None:
+    conference = Conference(
+        id=conference_id,
+        requester="sip:alice@example.com",
+        mode=Mode.VIDEO,
+        requester_address="127.0.0.1|5060|UDP",
+        participants=[],
+        created_at=0.0,
+    )
+    parsed = parse_uri(focus)
+    assert isinstance(parsed, SipURI)
+    expected = str(SipURI(host=parsed.host, port=parsed.port, user=f"conf-{conference_id}"))
+    answer = Response(200)
+    written = conference_uri(FocusProfile.ASTERISK, answer, focus_uri=focus, conference=conference)
+    assert written == expected
+    assert conference_uri(FocusProfile.FREESWITCH, answer, focus_uri="tel:+1", conference=conference) is None

@@ -20,6 +20,7 @@ import contextlib
 import heapq
 import ipaddress
 import itertools
+import re
 import secrets
 import sys
 from collections.abc import Iterable
@@ -37,6 +38,7 @@ from ..core import SipCoreBase
 from ..sdp import capabilities_from_feature_tags, capabilities_from_sdp
 from ..sip import (
     DEFAULT_POLICY,
+    URI,
     AckReceived,
     Address,
     Dialog,
@@ -111,6 +113,7 @@ __all__ = ["Allocator", "AllocatorConfig", "address_of"]
 _ALLOW = "MESSAGE, OPTIONS, NOTIFY, BYE, ACK, CANCEL"
 #: Probe answers that mean "this invitee has no phone to call with now".
 _UNREACHABLE = frozenset((404, 408, 410, 480, 503, 504, 603, 604))
+_CONTROL_RE = re.compile(r"[\x00-\x1f\x7f]")
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -175,9 +178,13 @@ def address_of(uri_text: str) -> Address:
     Name resolution (RFC 3263) is the I/O layer's business: a host name is
     passed on as it is.
     """
-    uri = parse_uri(uri_text)
+    return _address_of_uri(parse_uri(uri_text))
+
+
+def _address_of_uri(uri: URI) -> Address:
+    """:func:`address_of` for a URI already parsed (a dialog's target or route)."""
     if not isinstance(uri, SipURI):
-        raise LocalProtocolError(f"cannot send to a non-SIP URI {uri_text!r}")
+        raise LocalProtocolError(f"cannot send to a non-SIP URI {str(uri)!r}")
     host = uri.param("maddr") or uri.host
     host = host[1:-1] if host.startswith("[") else host
     transport = (uri.transport or ("tls" if uri.scheme == "sips" else "udp")).upper()
@@ -231,6 +238,8 @@ class Allocator(SipCoreBase[AllocatorEvent]):
         self._requests_seen: dict[str, list[float]] = {}
         self._next_sweep = 0.0
         self._timers: list[tuple[float, int, str, str]] = []
+        #: Where each focus URI is sent to, worked out on first use.
+        self._focus_addresses: dict[str, Address] = {}
         self._sequence = itertools.count()
 
     # -- the I/O boundary ------------------------------------------------------
@@ -292,6 +301,7 @@ class Allocator(SipCoreBase[AllocatorEvent]):
         conference = Conference.from_dict(record)
         if not conference.live:
             raise LocalProtocolError(f"conference {conference.id} is over")
+        _check_record(conference)
         self._own(conference)
         if conference.anchor is not None:
             anchor = Dialog.from_dict(conference.anchor, local_via=self._via)
@@ -376,7 +386,10 @@ class Allocator(SipCoreBase[AllocatorEvent]):
         headers: Iterable[tuple[str, str]] = (),
         body: bytes = b"",
     ) -> Request:
-        return Request(
+        # Trusted construction: every value here is one vidim wrote from parts
+        # it made or parsed (URIs, ids, modes, credentials; restored records are
+        # checked by restore()), so the SIP core need not scan them again.
+        return Request.trusted(
             method,
             uri,
             [
@@ -398,7 +411,7 @@ class Allocator(SipCoreBase[AllocatorEvent]):
 
     def _in_dialog_destination(self, dialog: Dialog) -> Address:
         target, routes = dialog.request_target()
-        return address_of(str(routes[0].uri if routes else target))
+        return _address_of_uri(routes[0].uri if routes else target)
 
     # -- transaction events ------------------------------------------------------
     def _on_transaction_event(self, event: Event, now: float) -> None:
@@ -822,7 +835,10 @@ class Allocator(SipCoreBase[AllocatorEvent]):
             content_type=content.content_type,
         )
         self._track_call_id(conference.id, invite.call_id)
-        tid = self._layer.send_request(invite, address_of(focus_uri), now)
+        destination = self._focus_addresses.get(focus_uri)
+        if destination is None:
+            destination = self._focus_addresses[focus_uri] = address_of(focus_uri)
+        tid = self._layer.send_request(invite, destination, now)
         self._pending[tid] = _Pending(
             _Purpose.FOCUS_INVITE, conference.id, invite, str(conference.focus_index)
         )
@@ -1396,6 +1412,21 @@ class Allocator(SipCoreBase[AllocatorEvent]):
                 self._send_probe(conference, participant, now)
         else:
             self._probes_done(conference, now)
+
+
+def _check_record(conference: Conference) -> None:
+    """Refuse a restored record whose texts could not have come from vidim.
+
+    They go into header values of the requests vidim builds without
+    checking them again (``Request.trusted``): a control character there
+    would split a header line.
+    """
+    texts = [conference.id, conference.requester, conference.conference_uri or ""]
+    for participant in conference.participants:
+        texts += (participant.uri, participant.credential)
+    for text in texts:
+        if _CONTROL_RE.search(text):
+            raise LocalProtocolError(f"control character in conference record: {text!r}")
 
 
 def _conference_header(conference: Conference, participant: Participant, joined: str) -> str:

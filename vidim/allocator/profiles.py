@@ -56,6 +56,9 @@ class FocusRequest:
 #: URI ``paramchar`` run without escapes.
 _CREDENTIAL_RE = re.compile(r"[A-Za-z0-9\-_.!~*'()\[\]/:&+$]+")
 
+#: Conference ids as ``secrets.token_urlsafe`` writes them: ``conf-<id>`` is a URI user.
+_CONFERENCE_ID_RE = re.compile(r"[A-Za-z0-9\-_]+")
+
 #: Stand-ins for the o= numbers while the template is written (digits, as the grammar wants).
 _SESSION_MARK = 918_273_645_546_372_819
 _VERSION_MARK = 918_273_645_546_372_818
@@ -160,10 +163,23 @@ def conference_uri(
             ):
                 return str(_without_isfocus(contact))
         return None
+    where = _focus_host_port(focus_uri)
+    if where is None:
+        return None
+    host, port = where
+    if _CONFERENCE_ID_RE.fullmatch(conference.id):  # what vidim draws: a valid user part
+        uri = f"sip:conf-{conference.id}@{host}"
+        return uri if port is None else f"{uri}:{port}"
+    return str(SipURI(host=host, port=port, user=f"conf-{conference.id}"))
+
+
+@lru_cache(maxsize=64)
+def _focus_host_port(focus_uri: str) -> tuple[str, int | None] | None:
+    """Host and port of a focus URI from the configuration (parsed once), or None."""
     focus = parse_uri(focus_uri)
     if not isinstance(focus, SipURI):
         return None
-    return str(SipURI(host=focus.host, port=focus.port, user=f"conf-{conference.id}"))
+    return focus.host, focus.port
 
 
 def _without_isfocus(contact: NameAddr) -> SipURI | str:
