@@ -80,6 +80,8 @@ PROBE_BASE = 9_000_000  # call numbers of the probe's setups (never reached by S
 START_TIMEOUT = 10.0
 WARM_UP = 50  # setups before each timed step
 CLK_TCK = os.sysconf("SC_CLK_TCK")
+#: The daemon's ``event_loop`` setting (``--event-loop``): auto, uvloop or asyncio.
+EVENT_LOOP = "auto"
 
 
 # ------------------------------------------------------------------ processes, ports
@@ -360,6 +362,7 @@ def daemon_config(
         "probe = false\n"
         f'domain = "{HOST}"\n'
         f'log_level = "{log_level}"\n'
+        f'event_loop = "{EVENT_LOOP}"\n'
         "\n[timers]\n"
         "idle_timeout = 3600.0\n"
         "keepalive_interval = 3600.0\n"
@@ -1175,6 +1178,8 @@ class Report:
     profile: tuple[str, list[tuple[str, float, float]], int, int, list[tuple[str, float]]] | None
     command: str
     quick: bool
+    #: The event loop(s) the daemon said it ran on (its start-up line).
+    event_loop: str = ""
 
 
 def git_describe() -> str:
@@ -1222,6 +1227,7 @@ def format_report(report: Report) -> str:
         f"- date: {now}",
         f"- machine: {machine()}",
         f"- tools: {tool_versions()}",
+        f"- daemon's event loop: {report.event_loop or '?'}",
         f"- vidim: {git_describe()}",
         f"- command: `{report.command}`",
         "",
@@ -1334,7 +1340,17 @@ def _rates(text: str) -> list[int]:
     return [int(part) for part in text.split(",") if part.strip()]
 
 
+def daemon_event_loops(workdir: Path) -> str:
+    """What the daemons' start-up lines say they ran on (``event loop uvloop 0.23.0``)."""
+    seen = set()
+    for log in workdir.rglob("daemon.log"):
+        seen.update(re.findall(r"event loop ([\w]+(?: [\d.]+)?)", read_text(log)))
+    return ", ".join(sorted(seen))
+
+
 def run(args: argparse.Namespace, workdir: Path) -> Report:
+    global EVENT_LOOP
+    EVENT_LOOP = args.event_loop
     echo = not args.quiet
     anchors: list[AnchorStep] = []
     if not args.no_anchors:
@@ -1363,7 +1379,9 @@ def run(args: argparse.Namespace, workdir: Path) -> Report:
             workdir / "profile", rate, args.profile_seconds, log_level=args.log_level
         )
         profile = (tool, rows, samples, rate, categories)
-    return Report(anchors, vidim, probe, profile, args.command, args.quick)
+    return Report(
+        anchors, vidim, probe, profile, args.command, args.quick, daemon_event_loops(workdir)
+    )
 
 
 def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
@@ -1384,6 +1402,8 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     parser.add_argument("--log-level", default="info",
                         choices=["debug", "info", "warning", "error"],
                         help="the daemon's log level [info, its default]")  # fmt: skip
+    parser.add_argument("--event-loop", default="auto", choices=["auto", "uvloop", "asyncio"],
+                        help="the daemon's event_loop [auto: uvloop when installed]")  # fmt: skip
     parser.add_argument("--workdir", type=Path, help="keep logs and statistics here")
     parser.add_argument("--write", type=Path, metavar="DOC", help="rewrite DOC's results section")
     parser.add_argument("--quiet", action="store_true")

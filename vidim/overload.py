@@ -10,12 +10,18 @@ accepted) are still processed.
 
 Two signals, both fed with timestamps by the caller (no clock in here):
 
-* **utilization**: :meth:`OverloadGuard.busy` reports each stretch of work
-  (a datagram handled, a timer fired); over each ``window`` the busy time
-  divided by the elapsed time is the fraction of the time the element works.
-  Near 1 the arrival rate has reached the service rate and queues grow.
-* **lateness**: :meth:`OverloadGuard.lag` reports how late a periodic
-  callback ran (the event loop was blocked or saturated).
+* **lateness**: :meth:`OverloadGuard.lag` reports how long something that
+  should have been handled at once waited.  :class:`vidim.aio.SipServer`
+  reports how long a sentinel datagram it sends itself waited in its UDP
+  receive queue (behind every request not yet read) and how late its
+  heartbeat callback ran: the queueing delay a new request sees, the one sign
+  of real overload (a busy server whose queue stays short is keeping up).
+* **utilization**: :meth:`OverloadGuard.busy` reports stretches of work; over
+  each ``window`` the busy time divided by the elapsed time is the fraction
+  of the time the element works.  ``SipServer`` reports the process's CPU
+  time once per heartbeat (nothing per datagram).  By default only a CPU
+  saturated for a whole window (``enter`` 0.98) starts overload on its own;
+  utilization mostly decides when overload may end.
 
 Hysteresis: overload starts when a window's utilization reaches ``enter`` or
 a lateness reaches ``max_lag``; it lasts at least ``hold`` seconds and ends at
@@ -36,15 +42,16 @@ class OverloadPolicy:
     """The thresholds (every default is documented in docs/daemon.md)."""
 
     #: Busy fraction of a window at which new requests start being refused.
-    enter: float = 0.9
+    enter: float = 0.98
     #: Busy fraction at or below which they are accepted again.
-    leave: float = 0.6
+    leave: float = 0.7
     #: Seconds over which the busy fraction is measured.
     window: float = 0.2
     #: Refuse for at least this long once overloaded (no flapping).
     hold: float = 1.0
-    #: A periodic callback this late (seconds) is overload on its own.
-    max_lag: float = 0.25
+    #: Lateness (seconds) that is overload on its own: a request queued this
+    #: long, well under SIP's 0.5 s retransmission interval (T1).
+    max_lag: float = 0.2
     #: The Retry-After of the 503 (seconds).
     retry_after: int = 5
 

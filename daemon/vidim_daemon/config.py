@@ -19,7 +19,7 @@ from vidim.allocator.profiles import FocusProfile
 from vidim.overload import OverloadPolicy
 from vidim.sip import Address, SIPParseError, SipURI, parse_uri
 
-__all__ = ["DEFAULTS", "ConfigError", "DaemonConfig", "load", "parse_hostport"]
+__all__ = ["DEFAULTS", "EVENT_LOOPS", "ConfigError", "DaemonConfig", "load", "parse_hostport"]
 
 #: Every setting and its default, as TOML would write it.
 DEFAULTS: dict[str, Any] = {
@@ -34,6 +34,8 @@ DEFAULTS: dict[str, Any] = {
     "probe": True,
     "log_level": "info",
     "log_json": False,
+    # auto: uvloop when it is installed (pip install 'vidim[fast]'), else asyncio's own loop.
+    "event_loop": "auto",
     "timers": {
         "probe_timeout": 2.0,
         "focus_timeout": 8.0,
@@ -49,13 +51,13 @@ DEFAULTS: dict[str, Any] = {
         "rate_window": 60.0,
         "max_conferences": 100000,
         # Overload control (vidim/overload.py): new requests get 503 + Retry-After
-        # while the allocator is busy more than overload_enter of the time.
+        # while requests wait overload_max_lag in the queue (or the CPU is saturated).
         "overload": True,
-        "overload_enter": 0.9,
-        "overload_leave": 0.6,
+        "overload_enter": 0.98,
+        "overload_leave": 0.7,
         "overload_window": 0.2,
         "overload_hold": 1.0,
-        "overload_max_lag": 0.25,
+        "overload_max_lag": 0.2,
         "overload_retry_after": 5,
     },
     "media": {
@@ -65,6 +67,7 @@ DEFAULTS: dict[str, Any] = {
     },
 }
 _LOG_LEVELS = ("debug", "info", "warning", "error")
+EVENT_LOOPS = ("auto", "uvloop", "asyncio")
 
 
 class ConfigError(ValueError):
@@ -89,6 +92,8 @@ class DaemonConfig:
     probe: bool
     log_level: str
     log_json: bool
+    #: ``auto``, ``uvloop`` or ``asyncio`` (see :func:`vidim_daemon.cli.loop_factory`).
+    event_loop: str
     probe_timeout: float
     focus_timeout: float
     idle_timeout: float
@@ -305,6 +310,11 @@ def _build(raw: dict[str, Any], problems: list[str]) -> DaemonConfig:
         problems.append(
             f"log_level: must be one of {', '.join(_LOG_LEVELS)}, got {raw['log_level']!r}"
         )
+    event_loop = str(raw["event_loop"]).lower()
+    if event_loop not in EVENT_LOOPS:
+        problems.append(
+            f"event_loop: must be one of {', '.join(EVENT_LOOPS)}, got {raw['event_loop']!r}"
+        )
     timers = {k: positive("timers", k) for k in DEFAULTS["timers"]}
     limits = {
         k: positive("limits", k, int if k != "rate_window" else (int, float))
@@ -356,6 +366,7 @@ def _build(raw: dict[str, Any], problems: list[str]) -> DaemonConfig:
         probe=bool(probe),
         log_level=log_level,
         log_json=bool(log_json),
+        event_loop=event_loop,
         probe_timeout=float(timers["probe_timeout"]),
         focus_timeout=float(timers["focus_timeout"]),
         idle_timeout=float(timers["idle_timeout"]),

@@ -1,17 +1,42 @@
-"""Logging set-up: plain lines or one JSON object per line (``--log-json``)."""
+"""Logging set-up: plain lines or one JSON object per line (``--log-json``).
+
+Made cheap, since the daemon logs a few lines per conference set up (issue 5:
+they were ~30 us each, ~12% of the daemon's CPU):
+
+* records are not asked where they were logged from, nor which thread and
+  process made them (``logging._srcfile`` and the ``log*`` switches: the
+  logging HOWTO's "Optimization" section); no format here prints those;
+* :class:`BatchHandler` keeps records made inside the event loop and formats
+  and writes them together, in one ``write`` per batch, after the loop has
+  sent what it had to send: a log line is never on a request's path;
+* the plain formatter formats the date once per second, not per record.
+"""
 
 from __future__ import annotations
 
+import asyncio
 import json
 import logging
 import sys
 import time
-from typing import Any
+from typing import Any, TextIO
 
-__all__ = ["JsonFormatter", "setup_logging"]
+__all__ = ["FLUSH_INTERVAL", "BatchHandler", "JsonFormatter", "PlainFormatter", "setup_logging"]
 
 #: LogRecord attributes that are not "extra" fields.
-_STANDARD = frozenset(vars(logging.makeLogRecord({}))) | {"message", "asctime"}
+_STANDARD = frozenset(vars(logging.makeLogRecord({}))) | {"message", "asctime", "taskName"}
+#: How long a record may wait in a :class:`BatchHandler` (seconds).
+FLUSH_INTERVAL = 0.05
+#: A batch this long is written at once.
+_MAX_BATCH = 256
+
+
+def _extras(record: logging.LogRecord) -> list[tuple[str, Any]]:
+    return [
+        (key, value)
+        for key, value in vars(record).items()
+        if key not in _STANDARD and not key.startswith("_")
+    ]
 
 
 class JsonFormatter(logging.Formatter):
@@ -25,33 +50,128 @@ class JsonFormatter(logging.Formatter):
             "logger": record.name,
             "message": record.getMessage(),
         }
-        for key, value in vars(record).items():
-            if key not in _STANDARD and not key.startswith("_"):
-                out[key] = (
-                    value if isinstance(value, (str, int, float, bool, type(None))) else str(value)
-                )
+        for key, value in _extras(record):
+            out[key] = (
+                value if isinstance(value, (str, int, float, bool, type(None))) else str(value)
+            )
         if record.exc_info:
             out["exception"] = self.formatException(record.exc_info)
         return json.dumps(out, ensure_ascii=False)
 
 
-class _PlainFormatter(logging.Formatter):
+class PlainFormatter(logging.Formatter):
+    """``2026-11-26 14:23:08,018 INFO vidim.aio: message [key=value ...]``.
+
+    The same text as ``%(asctime)s %(levelname)s %(name)s: %(message)s`` plus the
+    extra fields, with the local date and time formatted once per second.
+    """
+
+    def __init__(self) -> None:
+        super().__init__()
+        self._second = -1
+        self._date = ""
+
     def format(self, record: logging.LogRecord) -> str:
-        line = super().format(record)
-        extras = [
-            f"{key}={value}"
-            for key, value in vars(record).items()
-            if key not in _STANDARD and not key.startswith("_")
-        ]
-        return f"{line} [{' '.join(extras)}]" if extras else line
+        second = int(record.created)
+        if second != self._second:
+            self._date = time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(second))
+            self._second = second
+        line = (
+            f"{self._date},{int(record.msecs):03d} {record.levelname} {record.name}: "
+            f"{record.getMessage()}"
+        )
+        if record.exc_info:
+            line = f"{line}\n{self.formatException(record.exc_info)}"
+        if record.stack_info:
+            line = f"{line}\n{self.formatStack(record.stack_info)}"
+        extras = _extras(record)
+        if extras:
+            return f"{line} [{' '.join(f'{key}={value}' for key, value in extras)}]"
+        return line
+
+
+class BatchHandler(logging.Handler):
+    """Writes records to ``stream`` in batches: one ``write`` per event-loop turn or so.
+
+    A record made inside a running event loop waits (unformatted) until a
+    callback scheduled ``interval`` seconds later, or until the batch has
+    ``max_batch`` records, or a record at WARNING or above comes; then the
+    batch is formatted and written at once.  Records made outside a loop (at
+    start-up, at exit, from another thread) are written at once, after any
+    waiting ones, so the order is kept.  :meth:`flush` (also called by
+    ``logging.shutdown`` at exit) writes what waits.
+    """
+
+    def __init__(
+        self,
+        stream: TextIO | None = None,
+        *,
+        interval: float = FLUSH_INTERVAL,
+        max_batch: int = _MAX_BATCH,
+    ) -> None:
+        super().__init__()
+        self.stream: TextIO = stream if stream is not None else sys.stderr
+        self.interval = interval
+        self.max_batch = max_batch
+        self._batch: list[logging.LogRecord] = []
+        #: The loop on which a flush is scheduled, if any.
+        self._loop: asyncio.AbstractEventLoop | None = None
+
+    def emit(self, record: logging.LogRecord) -> None:
+        batch = self._batch
+        batch.append(record)
+        if record.levelno >= logging.WARNING or len(batch) >= self.max_batch:
+            self._write()
+            return
+        try:
+            loop = asyncio.get_running_loop()
+        except RuntimeError:
+            self._write()
+            return
+        if loop is not self._loop:  # else a flush is already scheduled on it
+            self._loop = loop
+            loop.call_later(self.interval, self.flush)
+
+    def flush(self) -> None:
+        self.acquire()
+        try:
+            self._loop = None
+            self._write()
+        finally:
+            self.release()
+
+    def _write(self) -> None:
+        batch = self._batch
+        if not batch:
+            return
+        self._batch = []
+        lines = []
+        for record in batch:
+            try:
+                lines.append(self.format(record))
+            except Exception:
+                self.handleError(record)
+        if not lines:
+            return
+        try:
+            self.stream.write("\n".join(lines) + "\n")
+            self.stream.flush()
+        except Exception:
+            self.handleError(batch[-1])
+
+
+def _lean_records() -> None:
+    """Records without the caller's file/line and thread/process names: none is printed."""
+    logging._srcfile = None
+    logging.logThreads = False
+    logging.logProcesses = False
+    logging.logMultiprocessing = False
 
 
 def setup_logging(level: str = "info", *, json_lines: bool = False) -> None:
-    handler = logging.StreamHandler(sys.stderr)
-    if json_lines:
-        handler.setFormatter(JsonFormatter())
-    else:
-        handler.setFormatter(_PlainFormatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
+    _lean_records()
+    handler = BatchHandler(sys.stderr)
+    handler.setFormatter(JsonFormatter() if json_lines else PlainFormatter())
     root = logging.getLogger()
     root.handlers[:] = [handler]
     root.setLevel(level.upper())

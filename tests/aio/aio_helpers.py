@@ -7,9 +7,12 @@ synchronize: tests wait on queues and events that the cores or clients set.
 from __future__ import annotations
 
 import asyncio
+import importlib.util
 import itertools
-from collections.abc import Callable
+from collections.abc import Callable, Coroutine
 from typing import Any, cast
+
+import pytest
 
 from vidim.sip import (
     Address,
@@ -23,6 +26,28 @@ from vidim.sip import (
 
 #: Upper bound for any single wait in these tests.
 TIMEOUT = 5.0
+
+#: The event loops vidim.aio and the daemon run on (uvloop is in the ``test`` extra).
+LOOPS = [
+    "asyncio",
+    pytest.param(
+        "uvloop",
+        marks=pytest.mark.skipif(
+            importlib.util.find_spec("uvloop") is None, reason="uvloop is not installed"
+        ),
+    ),
+]
+
+
+def run_on(loop: str, main: Callable[[], Coroutine[Any, Any, None]]) -> None:
+    """``asyncio.run(main())`` on asyncio's own loop or on uvloop's."""
+    factory = None
+    if loop == "uvloop":
+        import uvloop
+
+        factory = uvloop.new_event_loop
+    with asyncio.Runner(loop_factory=factory) as runner:
+        runner.run(main())
 
 _counter = itertools.count(1)
 

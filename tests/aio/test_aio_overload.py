@@ -11,7 +11,7 @@ from vidim.aio import SipServer
 from vidim.overload import OverloadPolicy
 from vidim.sip import Request, Response
 
-POLICY = OverloadPolicy(enter=0.8, leave=0.3, window=0.05, hold=0.3, max_lag=1.0, retry_after=3)
+POLICY = OverloadPolicy(enter=0.8, leave=0.3, window=0.05, hold=0.3, max_lag=0.1, retry_after=3)
 #: What the slow core spends on each message it is given (busy, as real work is).
 COST = 0.02
 

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import importlib.util
+import json
 import os
 import signal
 import socket
@@ -42,6 +44,7 @@ def test_help_lists_every_option() -> None:
     for option in (
         "--listen", "--focus", "--focus-listen", "--profile", "--proxy", "--domain",
         "--service-uri", "--trusted", "--no-probe", "--log-level", "--log-json", "--config",
+        "--event-loop",
     ):  # fmt: skip
         assert option in result.output
 
@@ -78,13 +81,27 @@ def request(method: str, port: int, local: int, extra: list[tuple[str, str]], bo
     ).to_bytes()
 
 
-@pytest.fixture
-def daemon(tmp_path: Path) -> Iterator[tuple[subprocess.Popen[str], int]]:
+HAVE_UVLOOP = importlib.util.find_spec("uvloop") is not None
+
+
+@pytest.fixture(
+    params=[
+        "asyncio",
+        pytest.param(
+            "uvloop", marks=pytest.mark.skipif(not HAVE_UVLOOP, reason="uvloop is not installed")
+        ),
+    ]
+)
+def daemon(
+    tmp_path: Path, request: pytest.FixtureRequest
+) -> Iterator[tuple[subprocess.Popen[str], int]]:
+    """The daemon, on each event loop (``--event-loop``)."""
     port, focus_port = free_port(), free_port()
     log = (tmp_path / "daemon.log").open("w")
     listen = ["--listen", f"127.0.0.1:{port}", "--focus-listen", f"127.0.0.1:{focus_port}"]
+    loop = ["--event-loop", request.param]
     process = subprocess.Popen(
-        [sys.executable, "-m", "vidim_daemon", "run", *listen, "--log-json"],
+        [sys.executable, "-m", "vidim_daemon", "run", *listen, *loop, "--log-json"],
         stdout=log,
         stderr=subprocess.STDOUT,
         text=True,
@@ -119,7 +136,9 @@ def ask(port: int, wire_of: object, *, deadline: float) -> Response:
     raise AssertionError("the daemon did not answer in time")
 
 
-def test_daemon_serves_and_stops_cleanly(daemon: tuple[subprocess.Popen[str], int]) -> None:
+def test_daemon_serves_and_stops_cleanly(
+    daemon: tuple[subprocess.Popen[str], int], tmp_path: Path
+) -> None:
     process, port = daemon
     deadline = time.monotonic() + 20
     options = ask(port, lambda local: request("OPTIONS", port, local, [], b""), deadline=deadline)
@@ -135,3 +154,12 @@ def test_daemon_serves_and_stops_cleanly(daemon: tuple[subprocess.Popen[str], in
     assert refused.headers.get("Warning") == '399 localhost "unknown command \\"/hologram\\"; send /help"'
     process.send_signal(signal.SIGTERM)
     assert process.wait(timeout=15) == 0
+    # The start-up line says which event loop runs (and every line was written at exit).
+    args = list(process.args)  # type: ignore[arg-type]
+    wanted = args[args.index("--event-loop") + 1]
+    records = [json.loads(line) for line in (tmp_path / "daemon.log").read_text().splitlines()]
+    (start,) = [r for r in records if "event_loop" in r]
+    assert start["event_loop"].split()[0] == wanted
+    assert f"event loop {wanted}" in start["message"]
+    assert records[-1]["message"] == "stopped"
+    assert any(r["message"].startswith("recv OPTIONS") for r in records)

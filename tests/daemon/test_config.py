@@ -116,7 +116,7 @@ def test_parse_hostport_refuses(text: str) -> None:
 def test_overload_control_is_on_by_default_and_configurable(tmp_path: Path) -> None:
     default = load()
     assert default.overload is not None
-    assert (default.overload.enter, default.overload.leave) == (0.9, 0.6)
+    assert (default.overload.enter, default.overload.leave) == (0.98, 0.7)
     assert default.overload.retry_after == 5
     path = tmp_path / "vidim.toml"
     path.write_text("[limits]\noverload_enter = 0.8\noverload_leave = 0.4\noverload_retry_after = 2\n")

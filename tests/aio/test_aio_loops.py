@@ -1,0 +1,250 @@
+"""SipServer on both event loops (asyncio's and uvloop's), and its per-input fast paths.
+
+Each test runs on each loop of ``LOOPS``: the daemon takes uvloop when it is
+installed, and must still work on asyncio's own loop.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+
+import pytest
+from aio_helpers import LOOPS, TIMEOUT, EchoCore, read_messages, request_bytes, run_on, udp_client
+
+from vidim.aio import SipServer
+from vidim.overload import OverloadPolicy
+from vidim.sip import Address, Request, Response
+
+
+@pytest.mark.parametrize("loop", LOOPS)
+def test_udp_tcp_and_the_timer_work_on_each_loop(loop: str) -> None:
+    async def main() -> None:
+        core = EchoCore()
+        fired = asyncio.Event()
+
+        def on_timer(now: float) -> None:
+            core.deadline = None
+            fired.set()
+
+        core.on_timer = on_timer
+        server = SipServer(core, port=0)
+        await server.start()
+        client = await udp_client()
+        reader, writer = await asyncio.open_connection("127.0.0.1", server.port)
+        try:
+            client.send(request_bytes(call_id="udp-1", via_port=client.port), server.port)
+            answer = await client.response_to("udp-1")
+            assert answer.status == 200
+            writer.write(request_bytes(call_id="tcp-1", transport="TCP"))
+            (tcp_answer,) = await read_messages(reader, 1)
+            assert isinstance(tcp_answer, Response)
+            assert (tcp_answer.call_id, tcp_answer.status) == ("tcp-1", 200)
+            core.deadline = server.now() + 0.02
+            server.transmit()
+            await asyncio.wait_for(fired.wait(), TIMEOUT)
+            assert len(core.timer_calls) == 1
+        finally:
+            writer.close()
+            client.close()
+            await server.close(drain=1.0)
+
+    run_on(loop, main)
+
+
+@pytest.mark.parametrize("loop", LOOPS)
+def test_a_request_is_logged_after_its_answer_is_sent(
+    loop: str, caplog: pytest.LogCaptureFixture
+) -> None:
+    """The INFO line of a request is not on the request's path: the answer goes first."""
+    sent_before_log: list[int] = []
+
+    async def main() -> None:
+        core = EchoCore()
+        server = SipServer(core, port=0)
+        await server.start()
+        assert server._udp is not None
+        sends: list[bytes] = []
+
+        class Recording:
+            """The UDP transport, with each sendto recorded (uvloop's are read-only)."""
+
+            def __init__(self, transport: asyncio.DatagramTransport) -> None:
+                self.transport = transport
+
+            def sendto(self, data: bytes, addr: object = None) -> None:
+                sends.append(data)
+                self.transport.sendto(data, addr)
+
+            def __getattr__(self, name: str) -> object:
+                return getattr(self.transport, name)
+
+        server._udp = Recording(server._udp)  # type: ignore[assignment]
+
+        class Spy(logging.Handler):
+            def emit(self, record: logging.LogRecord) -> None:
+                if record.getMessage().startswith("recv MESSAGE"):
+                    sent_before_log.append(len(sends))
+
+        spy = Spy()
+        server.logger.addHandler(spy)
+        client = await udp_client()
+        try:
+            client.send(request_bytes("MESSAGE", call_id="first", via_port=client.port), server.port)
+            await client.response_to("first")
+        finally:
+            server.logger.removeHandler(spy)
+            client.close()
+            await server.close(drain=1.0)
+
+    with caplog.at_level(logging.INFO, logger="vidim.aio"):
+        run_on(loop, main)
+    assert sent_before_log == [1]
+
+
+@pytest.mark.parametrize("loop", LOOPS)
+def test_the_timer_is_rearmed_only_when_the_deadline_moves_earlier(loop: str) -> None:
+    async def main() -> None:
+        core = EchoCore()
+        fired = asyncio.Event()
+        server = SipServer(core, port=0)
+        await server.start()
+        try:
+            start = server.now()
+            core.deadline = start + 0.3
+            server.transmit()
+            first = server._timer
+            assert first is not None
+            assert server.next_deadline == start + 0.3
+            core.deadline = start + 0.5  # later: the armed timer stays (it will fire early)
+            server.transmit()
+            assert server._timer is first
+            core.deadline = start + 0.05  # earlier: re-armed
+            server.transmit()
+            assert server._timer is not first
+            assert server.next_deadline == start + 0.05
+
+            # Moved later again, the early timer fires, finds nothing due, and the
+            # core is called at its real deadline.
+            core.deadline = start + 0.15
+
+            def on_timer(now: float) -> None:
+                assert core.deadline is not None
+                if now >= core.deadline:
+                    core.deadline = None
+                    fired.set()
+
+            core.on_timer = on_timer
+            server.transmit()
+            await asyncio.wait_for(fired.wait(), TIMEOUT)
+            assert core.timer_calls[-1] >= start + 0.15
+            assert server._timer is None
+        finally:
+            await server.close(drain=1.0)
+
+    run_on(loop, main)
+
+
+#: Short windows so that the tests are quick; max_lag as the daemon's default.
+POLICY = OverloadPolicy(enter=0.8, leave=0.3, window=0.05, hold=0.3, max_lag=0.2, retry_after=3)
+
+
+@pytest.mark.parametrize("loop", LOOPS)
+def test_the_sentinel_datagram_measures_the_queue_and_never_reaches_the_core(loop: str) -> None:
+    async def main() -> None:
+        core = EchoCore()
+        server = SipServer(core, port=0, overload=POLICY)
+        await server.start()
+        guard = server.overload
+        assert guard is not None
+        delays: list[float] = []
+        returned = asyncio.Event()
+        received = server._sentinel_received
+
+        def spy_received() -> None:
+            sent = server._sentinel_sent
+            assert sent is not None
+            delays.append(time.perf_counter() - sent)
+            received()
+            returned.set()
+
+        server._sentinel_received = spy_received  # type: ignore[method-assign]
+        try:
+            for _ in range(3):  # three sentinels go out and come back
+                returned.clear()
+                await asyncio.wait_for(returned.wait(), TIMEOUT)
+            assert core.received == []  # the sentinel is no SIP message
+            assert not guard.overloaded_now
+            assert len(delays) == 3
+            assert max(delays) < POLICY.max_lag
+        finally:
+            await server.close(drain=1.0)
+
+    run_on(loop, main)
+
+
+class SleepyCore(EchoCore):
+    """Takes 10 ms per message without using the CPU, like a process the OS keeps waiting."""
+
+    def receive_datagram(self, data: bytes, source: Address, now: float) -> None:
+        time.sleep(0.01)
+        super().receive_datagram(data, source, now)
+
+
+@pytest.mark.parametrize("loop", LOOPS)
+def test_a_busy_server_whose_queue_stays_short_refuses_nothing(loop: str) -> None:
+    """One client, one request at a time: the server is busy ~all the time, never behind.
+
+    The guard once counted the wall time spent per datagram as busy time and
+    answered such a client 503 (in the unloaded probe of bench/setups.py); it
+    now reads the process's CPU time and how long requests wait in the queue.
+    """
+
+    async def main() -> None:
+        core = SleepyCore()
+        server = SipServer(core, port=0, overload=POLICY)
+        await server.start()
+        client = await udp_client()
+        guard = server.overload
+        assert guard is not None
+        try:
+            for n in range(40):  # ~0.4 s of work: several windows, past the hold
+                client.send(request_bytes(call_id=f"one-{n}", via_port=client.port), server.port)
+                answer = await client.response_to(f"one-{n}")
+                assert answer.status == 200, f"request {n} refused"
+            assert guard.episodes == 0
+            assert len([m for m, _, _ in core.received if isinstance(m, Request)]) == 40
+        finally:
+            client.close()
+            await server.close(drain=1.0)
+
+    run_on(loop, main)
+
+
+@pytest.mark.parametrize("loop", LOOPS)
+def test_a_queue_that_grows_starts_refusing_new_requests(loop: str) -> None:
+    async def main() -> None:
+        core = SleepyCore()
+        server = SipServer(core, port=0, overload=POLICY)
+        await server.start()
+        client = await udp_client()
+        guard = server.overload
+        assert guard is not None
+        try:
+            burst = [f"burst-{i}" for i in range(60)]  # 0.6 s of work offered at once
+            for call_id in burst:
+                client.send(request_bytes(call_id=call_id, via_port=client.port), server.port)
+            statuses = []
+            for _ in burst:
+                answer = await asyncio.wait_for(client.next(), TIMEOUT)
+                assert isinstance(answer, Response)
+                statuses.append(answer.status)
+            assert 503 in statuses, "requests waited > max_lag in the queue: overload"
+            assert statuses[0] == 200
+            assert guard.episodes == 1
+        finally:
+            client.close()
+            await server.close(drain=1.0)
+
+    run_on(loop, main)

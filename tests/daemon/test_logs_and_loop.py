@@ -1,0 +1,150 @@
+"""The daemon's cheap logging (batched writes, levels per event) and its event-loop choice."""
+
+from __future__ import annotations
+
+import asyncio
+import io
+import logging
+import sys
+import types
+from pathlib import Path
+
+import pytest
+from click.testing import CliRunner
+from vidim_daemon.cli import DEBUG_EVENTS, _event_logger, loop_factory, main
+from vidim_daemon.config import ConfigError, load
+from vidim_daemon.logs import BatchHandler, JsonFormatter, PlainFormatter
+
+from vidim.allocator.conference import ConferenceState
+from vidim.allocator.events import ConferenceReady, ConferenceStateChanged, InvitationSent
+from vidim.allocator.modes import Mode
+
+
+# -- the event loop ---------------------------------------------------------------------
+def test_auto_takes_uvloop_when_installed(monkeypatch: pytest.MonkeyPatch) -> None:
+    fake = types.ModuleType("uvloop")
+    fake.new_event_loop = asyncio.new_event_loop  # type: ignore[attr-defined]
+    fake.__version__ = "9.9"  # type: ignore[attr-defined]
+    monkeypatch.setitem(sys.modules, "uvloop", fake)
+    assert loop_factory("auto") == (asyncio.new_event_loop, "uvloop 9.9")
+    assert loop_factory("uvloop") == (asyncio.new_event_loop, "uvloop 9.9")
+    assert loop_factory("asyncio") == (None, "asyncio")
+
+
+def test_without_uvloop_auto_falls_back_and_uvloop_is_an_error(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    monkeypatch.setitem(sys.modules, "uvloop", None)  # not installed
+    monkeypatch.setattr("vidim_daemon.cli.setup_logging", lambda *a, **k: None)  # leave pytest's
+    assert loop_factory("auto") == (None, "asyncio")
+    with pytest.raises(ImportError):
+        loop_factory("uvloop")
+    result = CliRunner().invoke(main, ["run", "--event-loop", "uvloop", "--listen", "127.0.0.1:1"])
+    assert result.exit_code == 2
+    assert "uvloop is not installed" in result.output
+
+
+def test_event_loop_setting_is_validated(tmp_path: Path) -> None:
+    assert load().event_loop == "auto"
+    path = tmp_path / "vidim.toml"
+    path.write_text('event_loop = "asyncio"\n')
+    assert load(path).event_loop == "asyncio"
+    path.write_text('event_loop = "trio"\n')
+    with pytest.raises(ConfigError, match="event_loop: must be one of auto, uvloop, asyncio"):
+        load(path)
+
+
+# -- levels of the events ------------------------------------------------------------------
+def test_state_changes_at_info_other_events_at_debug(caplog: pytest.LogCaptureFixture) -> None:
+    on_event = _event_logger("allocator")
+    changed = ConferenceStateChanged(
+        conference_id="c1", old=ConferenceState.REQUESTED, new=ConferenceState.ALLOCATING,
+        reason="start allocating",
+    )  # fmt: skip
+    sent = InvitationSent(conference_id="c1", invitee="sip:bob@example.com", mode=Mode.VIDEO)
+    ready = ConferenceReady(conference_id="c1", conference_uri="sip:conf-c1@example.com")
+    assert {InvitationSent, ConferenceReady} <= DEBUG_EVENTS
+    with caplog.at_level(logging.INFO, logger="vidim.allocator"):
+        for event in (changed, sent, ready):
+            on_event(event)
+    assert [r.getMessage() for r in caplog.records] == [str(changed)]
+    assert caplog.records[0].conference_id == "c1"  # type: ignore[attr-defined]
+    caplog.clear()
+    with caplog.at_level(logging.DEBUG, logger="vidim.allocator"):
+        on_event(sent)
+    assert [r.levelno for r in caplog.records] == [logging.DEBUG]
+
+
+# -- formatting and batching ------------------------------------------------------------------
+def _record(msg: str = "hello %s", level: int = logging.INFO, **extra: object) -> logging.LogRecord:
+    return logging.getLogger("vidim.test").makeRecord(
+        "vidim.test", level, "(unknown file)", 0, msg, ("world",), None, extra=extra
+    )
+
+
+def test_plain_formatter_writes_what_the_standard_format_did() -> None:
+    record = _record(call_id="c1", conference_id="k1")
+    standard = logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s")
+    assert PlainFormatter().format(record) == (
+        f"{standard.format(record)} [call_id=c1 conference_id=k1]"
+    )
+    assert PlainFormatter().format(_record()) == standard.format(_record())
+
+
+def test_json_formatter_carries_the_extra_fields() -> None:
+    line = JsonFormatter().format(_record(call_id="c1"))
+    assert '"message": "hello world"' in line
+    assert '"call_id": "c1"' in line
+
+
+class _Stream(io.StringIO):
+    """Counts writes; sets ``written`` on each one."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.writes = 0
+        self.written: asyncio.Event | None = None
+
+    def write(self, text: str) -> int:
+        self.writes += 1
+        if self.written is not None:
+            self.written.set()
+        return super().write(text)
+
+
+def test_records_in_the_loop_are_written_together_later() -> None:
+    stream = _Stream()
+    handler = BatchHandler(stream, interval=0.01)
+    handler.setFormatter(PlainFormatter())
+
+    async def main() -> None:
+        stream.written = asyncio.Event()
+        handler.handle(_record("first %s"))
+        handler.handle(_record("second %s"))
+        assert stream.getvalue() == ""  # nothing on the path of the input that logged
+        await asyncio.wait_for(stream.written.wait(), 5.0)
+        assert stream.writes == 1
+        lines = stream.getvalue().splitlines()
+        assert [line.split(": ", 1)[1] for line in lines] == ["first world", "second world"]
+        # A warning is written at once, with what waited before it.
+        handler.handle(_record("third %s"))
+        handler.handle(_record("careful %s", logging.WARNING))
+        assert stream.getvalue().splitlines()[-1].endswith("careful world")
+        assert len(stream.getvalue().splitlines()) == 4
+
+    asyncio.run(main())
+
+
+def test_records_outside_a_loop_are_written_at_once_and_flush_empties_the_batch() -> None:
+    stream = _Stream()
+    handler = BatchHandler(stream)
+    handler.setFormatter(PlainFormatter())
+    handler.handle(_record())
+    assert stream.getvalue().endswith("hello world\n")
+
+    async def main() -> None:
+        handler.handle(_record("pending %s"))
+
+    asyncio.run(main())  # the loop closed before the batch's turn came
+    handler.flush()  # as logging.shutdown() does at exit
+    assert stream.getvalue().endswith("pending world\n")
