@@ -112,3 +112,10 @@ def test_building_a_uri_validates_it() -> None:
         SipURI(host="example.com", scheme="http")
     with pytest.raises(LocalProtocolError, match="parameter"):
         SipURI(host="example.com", params=(("a;b", None),))
+    # with_params checks the parameters it adds, and keeps the rest as it is
+    with pytest.raises(LocalProtocolError, match="parameter"):
+        uri.with_params(key="a;b")
+    secret = parse_uri("sip:user:pw@example.com;x=1?subject=a")
+    assert isinstance(secret, SipURI)
+    assert str(secret.with_params(X="2")) == "sip:user:pw@example.com;X=2?subject=a"
+    assert str(secret.without_params_or_headers()) == "sip:user@example.com"

@@ -187,21 +187,24 @@ class SipURI(ValueType):
         return any(key.lower() == lname for key, _ in self._params)
 
     def with_params(self, **params: str | None) -> SipURI:
-        """Return a copy with parameters set (``None`` for a flag parameter)."""
-        lowered = {k.lower() for k in params}
-        kept = tuple(p for p in self._params if p[0].lower() not in lowered)
-        return SipURI(
-            host=self._host,
-            scheme=self._scheme,
-            user=self._user,
-            password=self._password,
-            port=self._port,
-            params=kept + tuple(params.items()),
-            headers=self._headers,
-        )
+        """Return a copy with parameters set (``None`` for a flag parameter).
+
+        Only the new parameters are checked: the rest of the URI was valid.
+        """
+        for name, value in params.items():
+            if not _PARAM_RE.fullmatch(name if value is None else f"{name}={value}"):
+                raise LocalProtocolError(f"bad URI parameter {name!r}={value!r}")
+        kept = self._params
+        if kept:
+            lowered = {k.lower() for k in params}
+            kept = tuple(p for p in kept if p[0].lower() not in lowered)
+        return _build_sip_uri(
+            self._scheme, self._user, self._password, self._host, self._port,
+            kept + tuple(params.items()), self._headers,
+        )  # fmt: skip
 
     def without_params_or_headers(self) -> SipURI:
-        return SipURI(host=self._host, scheme=self._scheme, user=self._user, port=self._port)
+        return _build_sip_uri(self._scheme, self._user, None, self._host, self._port, (), ())
 
     @property
     def transport(self) -> str | None:
@@ -216,20 +219,23 @@ class SipURI(ValueType):
         return f"{self._scheme}:{self._user}@{self._host.lower()}"
 
     def __str__(self) -> str:
-        parts = [self._scheme, ":"]
-        if self._user is not None:
-            parts.append(self._user)
-            if self._password is not None:
-                parts += [":", self._password]
-            parts.append("@")
-        parts.append(self._host)
+        # Concatenation: these strings are short, and most URIs have a user,
+        # a port and at most one parameter.
+        user = self._user
+        if user is None:
+            text = f"{self._scheme}:{self._host}"
+        elif self._password is None:
+            text = f"{self._scheme}:{user}@{self._host}"
+        else:
+            text = f"{self._scheme}:{user}:{self._password}@{self._host}"
         if self._port is not None:
-            parts += [":", str(self._port)]
-        for name, value in self._params:
-            parts += [";", name] if value is None else [";", name, "=", value]
-        for i, (name, value) in enumerate(self._headers):
-            parts += ["?" if i == 0 else "&", name, "=", value]
-        return "".join(parts)
+            text += f":{self._port}"
+        if self._params:
+            for name, value in self._params:
+                text += f";{name}" if value is None else f";{name}={value}"
+        if self._headers:
+            text += "?" + "&".join(f"{name}={value}" for name, value in self._headers)
+        return text
 
 
 @dataclass(frozen=True, slots=True)
