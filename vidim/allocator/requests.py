@@ -111,7 +111,6 @@ import re
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from enum import Enum
-from functools import lru_cache
 from typing import NoReturn, assert_never
 
 from ..resource_lists import RESOURCE_LISTS_NS, parse_resource_list
@@ -423,12 +422,21 @@ def _same_person(a: SipURI, b: SipURI) -> bool:
     return a.user == b.user and a.host.lower() == b.host.lower()
 
 
-@lru_cache(maxsize=64)
+#: Per id of a service URI: that URI (which keeps the id from being reused) and
+#: its user and host as :func:`_is_service` compares them (hashing the URI
+#: each time would cost what the cache saves).
+_SERVICE_KEYS: dict[int, tuple[SipURI, tuple[str, str] | None]] = {}
+
+
 def _service_key(service: SipURI) -> tuple[str, str] | None:
-    """The service URI's user and host as :func:`_is_service` compares them."""
-    if service.user is None:
-        return None
-    return unescape(service.user).lower(), service.host.lower()
+    hit = _SERVICE_KEYS.get(id(service))
+    if hit is not None and hit[0] is service:
+        return hit[1]
+    key = None if service.user is None else (unescape(service.user).lower(), service.host.lower())
+    if len(_SERVICE_KEYS) >= 64:
+        _SERVICE_KEYS.clear()
+    _SERVICE_KEYS[id(service)] = (service, key)
+    return key
 
 
 def _is_service(uri: SipURI, policy: RequestPolicy) -> bool:
@@ -475,9 +483,9 @@ def _is_trusted(source_host: str, policy: RequestPolicy) -> bool:
 
 
 def _asserted_identity(request: Request) -> SipURI | None:
-    lines = request.headers.get_all(_PAI_HEADER)
-    if not lines:
+    if _PAI_HEADER not in request.headers:  # an index lookup: the usual case
         return None
+    lines = request.headers.get_all(_PAI_HEADER)
     for line in lines:
         _check_text(line, _PAI_HEADER)
         try:
