@@ -162,18 +162,59 @@ def loop_factory(choice: str) -> tuple[Callable[[], asyncio.AbstractEventLoop] |
     return factory, f"uvloop {uvloop.__version__}"
 
 
-def _tune_garbage_collector() -> None:
-    """Fewer, and so shorter-tailed, full collections in a long-lived server.
+#: Young objects (allocations less deallocations) between two garbage collections.
+GC_THRESHOLD = 5_000
 
-    Everything built at start-up is frozen out of the collector's sight, and
-    the young generation is collected every 50,000 allocations instead of
-    700: a daemon holding thousands of conferences otherwise pauses for tens
-    of milliseconds at a time (seen in bench/setups.py as p99 latency and as
-    event-loop lateness that the overload guard reads as overload).
+
+def _tune_garbage_collector() -> None:
+    """Short garbage-collection pauses in a long-lived server: each object is scanned once.
+
+    The collector finds no garbage in this daemon (reference counting frees
+    all of it: the allocator and the focus make no reference cycles, which
+    tests/daemon/test_logs_and_loop.py checks); what it costs is scanning
+    live objects, and a pause is as long as what it scans.  With the
+    default thresholds, a daemon holding thousands of conferences paused for
+    tens of milliseconds, and with 50,000 for 30-80 ms every few seconds at
+    200 setups/s: the p99 latency of bench/setups.py.  So everything built at
+    start-up, and then whatever survives a collection of the young
+    generation, is frozen (``gc.freeze``, constant time) out of the
+    collector's sight: every collection scans at most ``GC_THRESHOLD``
+    young objects (a few milliseconds), and old ones are never rescanned.
+    The price: a reference cycle among objects that outlived a collection
+    is never reclaimed.
     """
     gc.collect()
     gc.freeze()
-    gc.set_threshold(50_000, 20, 20)
+    gc.set_threshold(GC_THRESHOLD, 10, 10)
+    gc.callbacks.append(_GcPauses().callback)
+
+
+class _GcPauses:
+    """Freezes what survived each collection; logs the collections that stop the daemon long."""
+
+    #: Pauses at least this long (seconds) are logged at INFO, shorter ones not at all.
+    threshold = 0.02
+
+    def __init__(self) -> None:
+        self.started = 0.0
+
+    def callback(self, phase: str, info: dict[str, int]) -> None:
+        if phase == "start":
+            self.started = time.perf_counter()
+            return
+        gc.freeze()  # the survivors are old now: never scanned again
+        pause = time.perf_counter() - self.started
+        if pause >= self.threshold:
+            log.info(
+                "garbage collection of generation %d: %.1f ms, %d collected",
+                info.get("generation", -1),
+                pause * 1e3,
+                info.get("collected", 0),
+                extra={
+                    "gc_generation": info.get("generation"),
+                    "gc_pause_ms": round(pause * 1e3, 1),
+                },
+            )
 
 
 async def _run(

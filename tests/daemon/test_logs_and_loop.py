@@ -148,3 +148,68 @@ def test_records_outside_a_loop_are_written_at_once_and_flush_empties_the_batch(
     asyncio.run(main())  # the loop closed before the batch's turn came
     handler.flush()  # as logging.shutdown() does at exit
     assert stream.getvalue().endswith("pending world\n")
+
+
+# -- the garbage collector ----------------------------------------------------------------
+def _core_bench() -> types.ModuleType:
+    import importlib.util
+
+    path = Path(__file__).resolve().parents[2] / "bench" / "core_cpu.py"
+    spec = importlib.util.spec_from_file_location("vidim_bench_core_cpu", path)
+    assert spec is not None
+    assert spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[spec.name] = module
+    spec.loader.exec_module(module)
+    return module
+
+
+def test_conferences_make_no_reference_cycles() -> None:
+    """What the daemon's collector settings rely on (cli._tune_garbage_collector).
+
+    Objects that outlive a collection are frozen, so a reference cycle among
+    them would never be reclaimed: setting conferences up and ending them
+    must leave no cyclic garbage.
+    """
+    import gc
+
+    bench = _core_bench().Bench()
+    bench.run(50)
+    gc.collect()
+    gc.disable()
+    try:
+        bench.run(200)
+        assert gc.collect() == 0, "setting conferences up made reference cycles"
+        assert bench.allocator.conferences
+        for step in (4000.0, 100.0, 100.0):  # idle timeout, then the transactions end
+            bench.now += step
+            bench.allocator.handle_timer(bench.now)
+            bench.allocator.messages_to_send()
+            bench.allocator.events()
+        assert not bench.allocator.conferences
+        assert gc.collect() == 0, "ending conferences made reference cycles"
+    finally:
+        gc.enable()
+
+
+def test_survivors_of_a_collection_are_frozen_and_long_pauses_logged(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    import gc
+
+    from vidim_daemon.cli import _GcPauses
+
+    pauses = _GcPauses()
+    pauses.threshold = 0.0  # log every pause
+    kept = [[n] for n in range(100)]  # young objects that survive
+    try:
+        before = gc.get_freeze_count()
+        with caplog.at_level(logging.INFO, logger="vidim.daemon"):
+            pauses.callback("start", {"generation": 0})
+            pauses.callback("stop", {"generation": 0, "collected": 0})
+        assert gc.get_freeze_count() >= before + len(kept)
+        (record,) = caplog.records
+        assert record.getMessage().startswith("garbage collection of generation 0: ")
+        assert record.gc_generation == 0  # type: ignore[attr-defined]
+    finally:
+        gc.unfreeze()
