@@ -284,8 +284,9 @@ def format_params(params: Params) -> str:
 
 
 def _param(params: Params, name: str) -> str | None:
+    """The value of the first parameter ``name`` (lower case), compared case-insensitively."""
     for key, value in params:
-        if key.lower() == name:
+        if key == name or key.lower() == name:
             return value
     return None
 

@@ -98,7 +98,8 @@ class Address:
     @property
     def reliable(self) -> bool:
         """True for TCP, TLS, SCTP and WebSocket transports."""
-        return self.transport.upper() in RELIABLE_TRANSPORTS
+        transport = self.transport
+        return transport != "UDP" and transport.upper() in RELIABLE_TRANSPORTS
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -243,6 +244,8 @@ class MessageDiscarded(Event):
 class TransactionInput(Enum):
     """What can happen to a transaction: the second half of a table key."""
 
+    __hash__ = object.__hash__  # members are singletons: C-level hash for the table lookups
+
     RECV_1XX = "receive 1xx"
     RECV_2XX = "receive 2xx"
     RECV_3XX_6XX = "receive 300-699"
@@ -278,6 +281,8 @@ _LOCAL_INPUTS = frozenset((_I.SEND_1XX, _I.SEND_2XX, _I.SEND_3XX_6XX, _I.CANCEL)
 class InviteClientState(Enum):
     """RFC 3261 Figure 5, with RFC 6026's Accepted state."""
 
+    __hash__ = object.__hash__  # members are singletons: C-level hash for the table lookups
+
     CALLING = "Calling"
     PROCEEDING = "Proceeding"
     COMPLETED = "Completed"
@@ -288,6 +293,8 @@ class InviteClientState(Enum):
 class NonInviteClientState(Enum):
     """RFC 3261 Figure 6."""
 
+    __hash__ = object.__hash__  # members are singletons: C-level hash for the table lookups
+
     TRYING = "Trying"
     PROCEEDING = "Proceeding"
     COMPLETED = "Completed"
@@ -296,6 +303,8 @@ class NonInviteClientState(Enum):
 
 class InviteServerState(Enum):
     """RFC 3261 Figure 7, with RFC 6026's Accepted state."""
+
+    __hash__ = object.__hash__  # members are singletons: C-level hash for the table lookups
 
     PROCEEDING = "Proceeding"
     COMPLETED = "Completed"
@@ -306,6 +315,8 @@ class InviteServerState(Enum):
 
 class NonInviteServerState(Enum):
     """RFC 3261 Figure 8."""
+
+    __hash__ = object.__hash__  # members are singletons: C-level hash for the table lookups
 
     TRYING = "Trying"
     PROCEEDING = "Proceeding"
@@ -987,11 +998,12 @@ class TransactionLayer:
             cseq = request.cseq
         except SIPParseError as exc:
             raise LocalProtocolError(f"cannot send this request: {exc.reason}") from None
-        if not via.is_rfc3261_branch:
+        branch = via.branch
+        if branch is None or len(branch) <= 7 or not branch.startswith("z9hG4bK"):
             raise LocalProtocolError("the top Via needs a branch from new_branch()")
         if cseq.method != method:
             raise LocalProtocolError(f"CSeq method {cseq.method} is not {method}")
-        key = (via.branch, method)
+        key = (branch, method)
         if key in self._client_index:
             raise LocalProtocolError(f"a client transaction for {key} already exists")
         if reliable is None:
