@@ -82,6 +82,8 @@ WARM_UP = 50  # setups before each timed step
 CLK_TCK = os.sysconf("SC_CLK_TCK")
 #: The daemon's ``event_loop`` setting (``--event-loop``): auto, uvloop or asyncio.
 EVENT_LOOP = "auto"
+#: Extra ``[limits]`` settings for the daemon (``--limit KEY=VALUE``), as TOML lines.
+LIMITS: list[str] = []
 
 
 # ------------------------------------------------------------------ processes, ports
@@ -368,7 +370,7 @@ def daemon_config(
         "keepalive_interval = 3600.0\n"
         "\n[limits]\n"
         "rate_limit = 1000000\n"
-        "max_conferences = 1000000\n"
+        "max_conferences = 1000000\n" + "".join(f"{line}\n" for line in LIMITS)
     )
 
 
@@ -1351,6 +1353,7 @@ def daemon_event_loops(workdir: Path) -> str:
 def run(args: argparse.Namespace, workdir: Path) -> Report:
     global EVENT_LOOP
     EVENT_LOOP = args.event_loop
+    LIMITS[:] = args.limit
     echo = not args.quiet
     anchors: list[AnchorStep] = []
     if not args.no_anchors:
@@ -1404,6 +1407,8 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
                         help="the daemon's log level [info, its default]")  # fmt: skip
     parser.add_argument("--event-loop", default="auto", choices=["auto", "uvloop", "asyncio"],
                         help="the daemon's event_loop [auto: uvloop when installed]")  # fmt: skip
+    parser.add_argument("--limit", action="append", default=[], metavar="KEY=VALUE",
+                        help="a [limits] setting for the daemon: overload_hold=0.5")  # fmt: skip
     parser.add_argument("--workdir", type=Path, help="keep logs and statistics here")
     parser.add_argument("--write", type=Path, metavar="DOC", help="rewrite DOC's results section")
     parser.add_argument("--quiet", action="store_true")

@@ -47,8 +47,10 @@ class OverloadPolicy:
     leave: float = 0.7
     #: Seconds over which the busy fraction is measured.
     window: float = 0.2
-    #: Refuse for at least this long once overloaded (no flapping).
-    hold: float = 1.0
+    #: Refuse for at least this long once overloaded (no flapping).  Short: the
+    #: queueing delay says when the backlog is gone, and each second refusing
+    #: costs setups (bench/setups.py at 500/s: 1.0 s achieved 209-289/s, 0.3 s 296-396/s).
+    hold: float = 0.3
     #: Lateness (seconds) that is overload on its own: a request queued this
     #: long, well under SIP's 0.5 s retransmission interval (T1).
     max_lag: float = 0.2
