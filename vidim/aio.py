@@ -300,6 +300,7 @@ class SipServer(Generic[EventT]):
         self._heartbeat: asyncio.TimerHandle | None = None
         #: When the sentinel datagram in flight was sent (perf_counter), if one is.
         self._sentinel_sent: float | None = None
+        self._sentinel_to: tuple[str, int] | None = None
         #: The process's CPU time at the last heartbeat.
         self._cpu_at: float | None = None
 
@@ -594,13 +595,17 @@ class SipServer(Generic[EventT]):
         self._sentinel_sent = None
         if self._udp is None or self._closing:
             return
-        host = self.host
-        if host in ("0.0.0.0", ""):
-            host = "127.0.0.1"
-        elif host == "::":
-            host = "::1"
+        if self._sentinel_to is None:
+            # Our own address as bound (an IP, even when ``host`` is a name), by loopback
+            # when bound to every address.
+            host = str(self._udp.get_extra_info("sockname")[0])
+            if host == "0.0.0.0":
+                host = "127.0.0.1"
+            elif host == "::":
+                host = "::1"
+            self._sentinel_to = (host, self.port)
         try:
-            self._udp.sendto(_SENTINEL, (host, self.port))
+            self._udp.sendto(_SENTINEL, self._sentinel_to)
         except OSError:  # pragma: no cover - loopback
             return
         self._sentinel_sent = now

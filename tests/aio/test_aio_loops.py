@@ -150,11 +150,14 @@ def test_the_timer_is_rearmed_only_when_the_deadline_moves_earlier(loop: str) ->
 POLICY = OverloadPolicy(enter=0.8, leave=0.3, window=0.05, hold=0.3, max_lag=0.2, retry_after=3)
 
 
+@pytest.mark.parametrize("host", ["127.0.0.1", "localhost"])
 @pytest.mark.parametrize("loop", LOOPS)
-def test_the_sentinel_datagram_measures_the_queue_and_never_reaches_the_core(loop: str) -> None:
+def test_the_sentinel_datagram_measures_the_queue_and_never_reaches_the_core(
+    loop: str, host: str
+) -> None:
     async def main() -> None:
         core = EchoCore()
-        server = SipServer(core, port=0, overload=POLICY)
+        server = SipServer(core, host=host, port=0, overload=POLICY)
         await server.start()
         guard = server.overload
         assert guard is not None
