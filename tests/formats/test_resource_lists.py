@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import xml.etree.ElementTree as ET
 
 import pytest
 from hypothesis import given
@@ -235,6 +236,39 @@ _ENTRY = st.builds(
 @given(st.lists(_ENTRY, max_size=20))
 def test_round_trip(entries: list[ListEntry]) -> None:
     assert parse_resource_list(build_resource_list(entries)) == entries
+
+
+def _tree_written(entries: list[ListEntry]) -> bytes:
+    """The list as ElementTree writes it (the writer before the text one)."""
+    root = ET.Element("resource-lists", {"xmlns": RESOURCE_LISTS_NS, "xmlns:vidim": VIDIM_NS})
+    lst = ET.SubElement(root, "list")
+    for entry in entries:
+        attrs = {"uri": entry.uri}
+        if entry.mode is not None:
+            attrs["vidim:mode"] = str(entry.mode)
+        if entry.credential is not None:
+            attrs["vidim:key"] = entry.credential
+        element = ET.SubElement(lst, "entry", attrs)
+        if entry.display_name is not None:
+            ET.SubElement(element, "display-name").text = entry.display_name
+    data: bytes = ET.tostring(root, encoding="utf-8", xml_declaration=True)
+    return data
+
+
+@given(st.lists(_ENTRY, max_size=20))
+def test_written_as_elementtree_writes_it(entries: list[ListEntry]) -> None:
+    assert build_resource_list(entries) == _tree_written(entries)
+
+
+def test_written_as_elementtree_writes_it_with_every_escape() -> None:
+    entries = [
+        ListEntry("sip:a@x", display_name='A & B <"C"> \t\u00e9\u4e2d', mode=Mode.WATCH,
+                  credential="k&<>\"'\t"),
+        ListEntry("sip:b@x"),
+        ListEntry("sip:c@x", credential="plain"),
+    ]  # fmt: skip
+    assert build_resource_list(entries) == _tree_written(entries)
+    assert parse_resource_list(build_resource_list(entries))[0].credential == "k&<>\"'\t"
 
 
 @given(st.binary(max_size=400))
