@@ -23,6 +23,7 @@ ends when its last subscription does; BYE ends every usage.
 
 from __future__ import annotations
 
+import sys
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 from enum import Enum
@@ -31,6 +32,7 @@ from typing import Any, TypeAlias
 from .checks import warning_value
 from .errors import LocalProtocolError, RemoteProtocolError, SIPParseError
 from .headers import (
+    Headers,
     NameAddr,
     Params,
     Via,
@@ -39,7 +41,7 @@ from .headers import (
     parse_via_list,
 )
 from .ids import new_branch, new_call_id, new_tag
-from .message import Request, Response, make_response
+from .message import Request, Response, _check_method, make_response
 from .uri import URI, SipURI, parse_uri
 
 __all__ = [
@@ -407,14 +409,6 @@ def _opt_int(value: object) -> int | None:
     return value
 
 
-def _as_name_addr(value: NameAddr | URI | str) -> NameAddr:
-    if isinstance(value, NameAddr):
-        return value
-    if isinstance(value, str):
-        return parse_name_addr(value)
-    return NameAddr(uri=value)
-
-
 def _request_uri(uri: URI) -> URI:
     """Strip what a Request-URI may not carry: ``method`` and URI headers (19.1.1)."""
     if not isinstance(uri, SipURI) or (not uri.headers and not uri.has_param("method")):
@@ -439,6 +433,21 @@ def _check_headers(headers: Iterable[tuple[str, str]], managed: frozenset[str]) 
             raise LocalProtocolError(f"the dialog writes the {name} header itself")
 
 
+def _checked(
+    headers: Iterable[tuple[str, str]], content_type: str | None, managed: frozenset[str]
+) -> list[tuple[str, str]]:
+    """The TU's extra header lines, checked as ``Headers()`` checks them, Content-Type last.
+
+    What the dialog writes itself comes from values it parsed or made, and
+    goes into :meth:`Request.trusted` unchecked; only these need the check.
+    """
+    items = list(headers)
+    _check_headers(items, managed)
+    if content_type is not None:
+        items.append(("Content-Type", content_type))
+    return list(Headers(items)) if items else items
+
+
 def _expires(message: Request | Response) -> int | None:
     value = message.headers.get("expires")
     if value is None or not value.isascii() or not value.isdigit():
@@ -451,13 +460,196 @@ def _event_of(message: Request) -> EventHeader | None:
     return parse_event(value) if value is not None else None
 
 
-def _first_contact(message: Request | Response) -> URI | None:
-    contacts = message.contacts
-    return contacts[0].uri if contacts else None
-
-
 def _tag(addr: NameAddr) -> str:
     return addr.tag or ""
+
+
+# -- shared values -----------------------------------------------------------------
+#
+# A live dialog keeps its parties as shared objects and its remote target as
+# text: our From and Contact are the same for every dialog of a UA, a focus's
+# To differs only by its tag, proxies write the same Record-Route.  One parsed
+# copy per dialog was most of a dialog's size (docs/performance.md, "Memory").
+# The caches below are bounded (their keys can come from peers): when one is
+# full it starts over, and the dialogs keep the objects they hold.
+
+_CACHE_MAX = 4096
+
+
+class _Party:
+    """A name-addr that dialogs share: its text, and its value parsed on first use.
+
+    ``tagged`` says whether the value has a tag parameter; an untagged party
+    stands for a dialog's party without its tag (the dialog keeps the tag).
+    The text is the header value as received where there is one, else
+    ``str()`` of the value; a party made from a peer's message keeps no
+    parsed value until something asks for it (most never do).
+    """
+
+    __slots__ = ("_addr", "tagged", "text")
+
+    def __init__(self, text: str, tagged: bool, addr: NameAddr | None = None) -> None:
+        self.text = text
+        self.tagged = tagged
+        self._addr = addr
+
+    @property
+    def addr(self) -> NameAddr:
+        addr = self._addr
+        if addr is None:
+            addr = self._addr = parse_name_addr(self.text)
+        return addr
+
+    def with_tag(self, tag: str) -> NameAddr:
+        addr = self.addr
+        if self.tagged or not tag:
+            return addr
+        return NameAddr(addr.uri, addr.display_name, (*addr.params, ("tag", tag)))
+
+    def text_with_tag(self, tag: str) -> str:
+        if self.tagged or not tag:
+            return self.text
+        return f"{self.text};tag={tag}"
+
+
+#: Parties by text: a header value as received, or ``str()`` of the value.
+_PARTIES: dict[str, _Party] = {}
+#: Parties by the identity of a value the TU holds (its From, Contact, focus URI).
+_PARTIES_BY_ID: dict[int, tuple[object, _Party]] = {}
+
+
+def _party_by_text(text: str, tagged: bool) -> _Party:
+    """The shared party whose text is ``text`` (a value that parses, with a tag or not)."""
+    party = _PARTIES.get(text)
+    if party is None:
+        party = _Party(text, tagged)
+        if len(_PARTIES) >= _CACHE_MAX:
+            _PARTIES.clear()
+        _PARTIES[text] = party
+    return party
+
+
+def _party_of(value: NameAddr | URI | str) -> _Party:
+    """The shared party for a value given by the TU (cached by text, or by identity)."""
+    if isinstance(value, str):
+        party = _PARTIES.get(value)
+        if party is None:
+            # Parsed to check it; the text is the value's (as before the cache),
+            # and the value is not kept (a UAS often gives each dialog a Contact
+            # of its own).
+            addr = parse_name_addr(value)
+            party = _Party(str(addr), addr.tag is not None)
+            if len(_PARTIES) >= _CACHE_MAX:
+                _PARTIES.clear()
+            _PARTIES[value] = party
+        return party
+    entry = _PARTIES_BY_ID.get(id(value))
+    if entry is not None and entry[0] is value:
+        return entry[1]
+    addr = value if isinstance(value, NameAddr) else NameAddr(uri=value)
+    party = _Party(str(addr), addr.tag is not None, addr)
+    if len(_PARTIES_BY_ID) >= _CACHE_MAX:
+        _PARTIES_BY_ID.clear()
+    _PARTIES_BY_ID[id(value)] = (value, party)
+    return party
+
+
+def _whole_party(addr: NameAddr, raw: str | None) -> _Party:
+    """``addr`` as a shared party; ``raw`` is the header value it was parsed from, if single."""
+    return _party_by_text(str(addr) if raw is None or "," in raw else raw, addr.tag is not None)
+
+
+def _split_party(addr: NameAddr, raw: str | None) -> tuple[_Party, str]:
+    """``addr`` as (shared party, tag): the party without its tag where it can be.
+
+    The tag comes off when it is the only tag parameter and the last one, so
+    that the party's text plus ``;tag=`` and the tag is ``addr`` again.
+    ``raw`` is the header value ``addr`` was parsed from.
+    """
+    params = addr.params
+    tag = _tag(addr)
+    if tag and params[-1] == ("tag", tag) and not any(k.lower() == "tag" for k, _ in params[:-1]):
+        suffix = ";tag=" + tag
+        if raw is not None and raw.endswith(suffix) and "," not in raw:
+            return _party_by_text(raw[: -len(suffix)], False), tag
+        return _party_by_text(str(NameAddr(addr.uri, addr.display_name, params[:-1])), False), tag
+    return _whole_party(addr, raw), tag
+
+
+#: Recently used remote targets, parsed, with their text: the ACK and the
+#: destination of a new dialog's first request read the target just stored
+#: (later requests parse it again), and dialogs made together with the same
+#: target (a conference's INVITE and SUBSCRIBE dialogs) share one string.
+_URIS: dict[str, tuple[str, URI]] = {}
+
+
+def _remember_uri(uri: URI, text: str | None = None) -> str:
+    """The text of ``uri`` (``text``: what it was parsed from), shared, and remembered."""
+    if text is None:
+        text = str(uri)
+    entry = _URIS.get(text)
+    if entry is not None:
+        return entry[0]
+    if len(_URIS) >= 256:
+        _URIS.clear()
+    _URIS[text] = (text, uri)
+    return text
+
+
+def _target_of(message: Request | Response) -> str | None:
+    """The URI of the first Contact, as text (remembered); None without Contact.
+
+    The text is the one between ``<`` and ``>`` in the header as received
+    when it holds a single ``<URI>...`` value, which spares writing the URI
+    out again; otherwise ``str()`` of the parsed URI.
+    """
+    contacts = message.contacts
+    if not contacts:
+        return None
+    uri = contacts[0].uri
+    raw = _single(message.headers.get("contact"))
+    if raw is not None and raw.startswith("<"):
+        end = raw.find(">")
+        if end > 0:
+            return _remember_uri(uri, raw[1:end])
+    return _remember_uri(uri)
+
+
+def _uri_of(text: str) -> URI:
+    entry = _URIS.get(text)
+    if entry is None:
+        entry = (text, parse_uri(text))
+        if len(_URIS) >= 256:
+            _URIS.clear()
+        _URIS[text] = entry
+    return entry[1]
+
+
+#: A template Via's text without its branch, by identity (as _PARTIES_BY_ID).
+_VIA_TEXTS: dict[int, tuple[Via, str]] = {}
+
+
+def _fresh_via_text(local_via: LocalVia) -> str:
+    """``str(_fresh_via(local_via))``, without building a Via for a template."""
+    if not isinstance(local_via, Via):
+        return str(_fresh_via(local_via))
+    entry = _VIA_TEXTS.get(id(local_via))
+    if entry is None or entry[0] is not local_via:
+        kept = tuple(p for p in local_via.params if p[0].lower() != "branch")
+        entry = (local_via, str(Via(local_via.transport, local_via.host, local_via.port, kept)))
+        if len(_VIA_TEXTS) >= 64:
+            _VIA_TEXTS.clear()
+        _VIA_TEXTS[id(local_via)] = entry
+    return f"{entry[1]};branch={new_branch()}"
+
+
+def _routes_of(routes: Iterable[NameAddr]) -> tuple[_Party, ...]:
+    return tuple(_whole_party(route, None) for route in routes)
+
+
+def _single(raw: str | None) -> str | None:
+    """A header value that holds one element (no list), or None."""
+    return raw if raw is not None and "," not in raw else None
 
 
 # -- the dialog --------------------------------------------------------------------
@@ -474,25 +666,25 @@ class Dialog:
     """
 
     __slots__ = (
+        "_contact",
+        "_local",
         "_pending_invite",
+        "_remote",
+        "_routes",
+        "_subs",
+        "_target",
         "call_id",
         "has_invite_usage",
         "initial_cseq",
         "initial_method",
-        "local_contact",
         "local_cseq",
-        "local_party",
         "local_tag",
         "local_via",
         "remote_cseq",
-        "remote_party",
         "remote_tag",
-        "remote_target",
         "role",
-        "route_set",
         "secure",
         "state",
-        "subscriptions",
     )
 
     role: DialogRole
@@ -500,14 +692,6 @@ class Dialog:
     call_id: str
     local_tag: str
     remote_tag: str
-    #: Our From (UAC) / To (UAS) value, tag included.
-    local_party: NameAddr
-    #: The peer's To (UAC) / From (UAS) value, tag included (absent for RFC 2543 peers).
-    remote_party: NameAddr
-    local_contact: NameAddr
-    remote_target: URI
-    #: Routes in the order they go into a Route header.
-    route_set: tuple[NameAddr, ...]
     local_cseq: int | None
     remote_cseq: int | None
     #: CSeq number and method of the request that created the dialog.
@@ -515,9 +699,18 @@ class Dialog:
     initial_method: str
     secure: bool
     has_invite_usage: bool
-    subscriptions: list[Subscription]
     local_via: LocalVia | None
     _pending_invite: int | None
+    # Compact state (see "shared values" above): the parties without their
+    # tags and the Contact are shared objects, the remote target is text, the
+    # route set is a tuple of shared routes, no subscription list until one.
+    _local: _Party
+    _remote: _Party
+    _contact: _Party
+    _target: str
+    _routes: tuple[_Party, ...]
+    #: None, the one subscription, or a list (made when the public list is asked for).
+    _subs: Subscription | list[Subscription] | None
 
     def __init__(
         self,
@@ -539,16 +732,56 @@ class Dialog:
     ) -> None:
         if local_party.tag is None:
             raise LocalProtocolError("the local party of a dialog needs a tag")
+        local, local_tag = _split_party(local_party, None)
+        remote, remote_tag = _split_party(remote_party, None)
+        self._setup(
+            role,
+            state,
+            call_id,
+            local,
+            local_tag,
+            remote,
+            remote_tag,
+            _whole_party(local_contact, None),
+            _remember_uri(remote_target),
+            tuple(_whole_party(route, None) for route in route_set),
+            local_cseq,
+            remote_cseq,
+            initial_cseq,
+            initial_method,
+            secure,
+            local_via,
+        )
+
+    def _setup(
+        self,
+        role: DialogRole,
+        state: DialogState,
+        call_id: str,
+        local: _Party,
+        local_tag: str,
+        remote: _Party,
+        remote_tag: str,
+        contact: _Party,
+        target: str,
+        routes: tuple[_Party, ...],
+        local_cseq: int | None,
+        remote_cseq: int | None,
+        initial_cseq: int,
+        initial_method: str,
+        secure: bool,
+        local_via: LocalVia | None,
+    ) -> None:
         self.role = role
         self.state = state
         self.call_id = call_id
-        self.local_party = local_party
-        self.remote_party = remote_party
-        self.local_tag = _tag(local_party)
-        self.remote_tag = _tag(remote_party)
-        self.local_contact = local_contact
-        self.remote_target = remote_target
-        self.route_set = tuple(route_set)
+        self._local = local
+        self.local_tag = local_tag
+        self._remote = remote
+        self.remote_tag = remote_tag
+        self._contact = contact
+        self._target = target
+        self._routes = routes
         self.local_cseq = local_cseq
         self.remote_cseq = remote_cseq
         self.initial_cseq = initial_cseq
@@ -556,8 +789,137 @@ class Dialog:
         self.secure = secure
         self.local_via = local_via
         self.has_invite_usage = initial_method == "INVITE"
-        self.subscriptions = []
+        self._subs = None
         self._pending_invite = None
+
+    @classmethod
+    def _compact(
+        cls,
+        role: DialogRole,
+        state: DialogState,
+        call_id: str,
+        local: tuple[_Party, str],
+        remote: tuple[_Party, str],
+        contact: _Party,
+        target: str,
+        routes: Iterable[NameAddr],
+        local_cseq: int | None,
+        remote_cseq: int | None,
+        cseq: int,
+        method: str,
+        secure: bool,
+        local_via: LocalVia | None,
+    ) -> Dialog:
+        """A dialog from parts already made shared (the constructor's checks done)."""
+        if not local[1] and not local[0].tagged:
+            raise LocalProtocolError("the local party of a dialog needs a tag")
+        dialog = cls.__new__(cls)
+        dialog._setup(
+            role,
+            state,
+            call_id,
+            local[0],
+            local[1],
+            remote[0],
+            remote[1],
+            contact,
+            target,
+            _routes_of(routes),
+            local_cseq,
+            remote_cseq,
+            cseq,
+            sys.intern(method),  # one string per method, not one per request
+            secure,
+            local_via,
+        )
+        return dialog
+
+    # -- the parties, as values ----------------------------------------------------
+    @property
+    def local_party(self) -> NameAddr:
+        """Our From (UAC) / To (UAS) value, tag included."""
+        return self._local.with_tag(self.local_tag)
+
+    @local_party.setter
+    def local_party(self, value: NameAddr) -> None:
+        if value.tag is None:
+            raise LocalProtocolError("the local party of a dialog needs a tag")
+        self._local, self.local_tag = _split_party(value, None)
+
+    @property
+    def remote_party(self) -> NameAddr:
+        """The peer's To (UAC) / From (UAS) value, tag included (absent for RFC 2543 peers)."""
+        return self._remote.with_tag(self.remote_tag)
+
+    @remote_party.setter
+    def remote_party(self, value: NameAddr) -> None:
+        self._remote, self.remote_tag = _split_party(value, None)
+
+    @property
+    def local_contact(self) -> NameAddr:
+        return self._contact.addr
+
+    @local_contact.setter
+    def local_contact(self, value: NameAddr) -> None:
+        self._contact = _whole_party(value, None)
+
+    @property
+    def remote_target(self) -> URI:
+        return _uri_of(self._target)
+
+    @remote_target.setter
+    def remote_target(self, value: URI) -> None:
+        self._target = _remember_uri(value)
+
+    @property
+    def route_set(self) -> tuple[NameAddr, ...]:
+        """Routes in the order they go into a Route header."""
+        return tuple(route.addr for route in self._routes)
+
+    @route_set.setter
+    def route_set(self, value: Iterable[NameAddr]) -> None:
+        self._routes = _routes_of(value)
+
+    @property
+    def subscriptions(self) -> list[Subscription]:
+        """The subscription usages.
+
+        Kept as None or as the one subscription until this list is asked for
+        (most dialogs have none, a subscription dialog one): an empty list
+        is 56 bytes, a list of one 88.
+        """
+        subs = self._subs
+        if not isinstance(subs, list):
+            subs = self._subs = [] if subs is None else [subs]
+        return subs
+
+    @subscriptions.setter
+    def subscriptions(self, value: list[Subscription]) -> None:
+        self._subs = value
+
+    def _sub_list(self) -> Iterable[Subscription]:
+        subs = self._subs
+        if subs is None:
+            return ()
+        if isinstance(subs, Subscription):
+            return (subs,)
+        return subs
+
+    def _append_sub(self, sub: Subscription) -> None:
+        subs = self._subs
+        if subs is None:
+            self._subs = sub
+        elif isinstance(subs, Subscription):
+            self._subs = [subs, sub]
+        else:
+            subs.append(sub)
+
+    def _remove_sub(self, sub: Subscription) -> None:
+        subs = self._subs
+        if subs is sub:
+            self._subs = None
+        elif isinstance(subs, list):
+            subs.remove(sub)
 
     # -- construction ------------------------------------------------------------
     @classmethod
@@ -574,31 +936,32 @@ class Dialog:
         if method not in DIALOG_CREATING_METHODS:
             raise LocalProtocolError(f"{method} does not create dialogs")
         status = response.status
-        if method == "INVITE" and 101 <= status <= 199 and response.to_addr.tag is not None:
+        to_addr = response.to_addr
+        if method == "INVITE" and 101 <= status <= 199 and to_addr.tag is not None:
             state = DialogState.EARLY
         elif 200 <= status <= 299:
             state = DialogState.CONFIRMED
         else:
             raise LocalProtocolError(f"a {status} to {method} does not create a dialog")
         cls._check_response(request, response)
-        local_contact = cls._our_contact(request)
-        dialog = cls(
-            role=DialogRole.UAC,
-            state=state,
-            call_id=request.call_id,
-            local_party=request.from_addr,
-            remote_party=response.to_addr,
-            local_contact=local_contact,
+        seq = request.cseq.seq
+        dialog = cls._compact(
+            DialogRole.UAC,
+            state,
+            request.call_id,
+            _split_party(request.from_addr, request.headers.get("from")),
+            _split_party(to_addr, response.headers.get("to")),
+            cls._our_contact(request),
             # A Contact-less response (broken, but seen on 18x) leaves the
             # request's target in place.
-            remote_target=_first_contact(response) or request.uri,
-            route_set=reversed(response.record_route),
-            local_cseq=request.cseq.seq,
-            remote_cseq=None,
-            initial_cseq=request.cseq.seq,
-            initial_method=method,
-            secure=request.uri.scheme == "sips",
-            local_via=local_via,
+            _target_of(response) or _remember_uri(request.uri),
+            reversed(response.record_route),
+            seq,
+            None,
+            seq,
+            method,
+            request.uri.scheme == "sips",
+            local_via,
         )
         if method == "SUBSCRIBE":
             dialog._add_subscriber_usage(request)
@@ -620,24 +983,25 @@ class Dialog:
             raise LocalProtocolError("from_notify takes a SUBSCRIBE and a NOTIFY")
         if notify.call_id != subscribe.call_id or notify.to_addr.tag != subscribe.from_addr.tag:
             raise LocalProtocolError("the NOTIFY does not belong to this SUBSCRIBE")
-        remote_target = _first_contact(notify)
+        remote_target = _target_of(notify)
         if remote_target is None:
             raise RemoteProtocolError("NOTIFY without Contact", status_hint=400)
-        dialog = cls(
-            role=DialogRole.UAC,
-            state=DialogState.CONFIRMED,
-            call_id=subscribe.call_id,
-            local_party=subscribe.from_addr,
-            remote_party=notify.from_addr,
-            local_contact=cls._our_contact(subscribe),
-            remote_target=remote_target,
-            route_set=notify.record_route,
-            local_cseq=subscribe.cseq.seq,
-            remote_cseq=None,
-            initial_cseq=subscribe.cseq.seq,
-            initial_method="SUBSCRIBE",
-            secure=subscribe.uri.scheme == "sips",
-            local_via=local_via,
+        seq = subscribe.cseq.seq
+        dialog = cls._compact(
+            DialogRole.UAC,
+            DialogState.CONFIRMED,
+            subscribe.call_id,
+            _split_party(subscribe.from_addr, subscribe.headers.get("from")),
+            _split_party(notify.from_addr, notify.headers.get("from")),
+            cls._our_contact(subscribe),
+            remote_target,
+            notify.record_route,
+            seq,
+            None,
+            seq,
+            "SUBSCRIBE",
+            subscribe.uri.scheme == "sips",
+            local_via,
         )
         dialog._add_subscriber_usage(subscribe)
         return dialog
@@ -659,49 +1023,64 @@ class Dialog:
         """
         if request.method not in DIALOG_CREATING_METHODS:
             raise LocalProtocolError(f"{request.method} does not create dialogs")
-        if request.to_addr.tag is not None:
+        to_addr = request.to_addr
+        if to_addr.tag is not None:
             raise LocalProtocolError("a request with a To tag is inside a dialog already")
         if local_contact is None:
             raise LocalProtocolError("a UAS dialog needs a local Contact")
-        remote_target = _first_contact(request)
+        remote_target = _target_of(request)
         if remote_target is None:
             raise RemoteProtocolError(f"{request.method} without Contact", status_hint=400)
+        if local_tag is not None:
+            to_addr.with_tag(local_tag)  # refuses a tag that is not a token
         tag = local_tag if local_tag is not None else new_tag()
-        dialog = cls(
-            role=DialogRole.UAS,
-            state=DialogState.EARLY,
-            call_id=request.call_id,
-            local_party=request.to_addr.with_tag(tag),
-            remote_party=request.from_addr,
-            local_contact=_as_name_addr(local_contact),
-            remote_target=remote_target,
-            route_set=request.record_route,
-            local_cseq=None,
-            remote_cseq=request.cseq.seq,
-            initial_cseq=request.cseq.seq,
-            initial_method=request.method,
-            secure=request.uri.scheme == "sips",
-            local_via=local_via,
+        seq = request.cseq.seq
+        dialog = cls._compact(
+            DialogRole.UAS,
+            DialogState.EARLY,
+            request.call_id,
+            (_whole_party(to_addr, _single(request.headers.get("to"))), tag),
+            _split_party(request.from_addr, request.headers.get("from")),
+            _party_of(local_contact),
+            remote_target,
+            request.record_route,
+            None,
+            seq,
+            seq,
+            request.method,
+            request.uri.scheme == "sips",
+            local_via,
         )
         if request.method == "SUBSCRIBE":
             event = _event_of(request)
             if event is None:
                 raise RemoteProtocolError("SUBSCRIBE without Event", status_hint=400)
-            dialog.subscriptions.append(
+            dialog._append_sub(
                 Subscription(event.package, event.id, expires=_expires(request), notifier=True)
             )
         return dialog
 
     @staticmethod
-    def _our_contact(request: Request) -> NameAddr:
+    def _our_contact(request: Request) -> _Party:
+        raw = _single(request.headers.get("contact"))
+        if raw is not None:
+            party = _PARTIES.get(raw)
+            if party is not None:  # our usual Contact: no need to parse it again
+                return party
         contacts = request.contacts
         if not contacts:
             raise LocalProtocolError(f"our {request.method} has no Contact")
-        return contacts[0]
+        return _whole_party(contacts[0], raw)
 
     @staticmethod
     def _check_response(request: Request, response: Response) -> None:
-        if response.call_id != request.call_id or response.from_addr.tag != request.from_addr.tag:
+        if response.call_id != request.call_id:
+            raise LocalProtocolError("the response does not answer this request")
+        # A From copied as it was (the usual case) has the same tag, unparsed.
+        if (
+            response.headers.get("from") != request.headers.get("from")
+            and response.from_addr.tag != request.from_addr.tag
+        ):
             raise LocalProtocolError("the response does not answer this request")
         cseq = response.cseq
         if cseq.seq != request.cseq.seq or cseq.method != request.method:
@@ -719,10 +1098,10 @@ class Dialog:
     @property
     def warn_agent(self) -> str:
         """Our host[:port] for Warning headers, taken from our Contact."""
-        return _agent_of(self.local_contact.uri)
+        return _agent_of(self._contact.addr.uri)
 
     def find_subscription(self, event: EventHeader, *, notifier: bool) -> Subscription | None:
-        for sub in self.subscriptions:
+        for sub in self._sub_list():
             if sub.notifier is notifier and sub.matches(event):
                 return sub
         return None
@@ -731,7 +1110,7 @@ class Dialog:
         """Attach a usage the dialog cannot see by itself (a REFER's implicit one)."""
         if self.terminated:
             raise LocalProtocolError("the dialog is terminated")
-        self.subscriptions.append(subscription)
+        self._append_sub(subscription)
 
     def _add_subscriber_usage(self, subscribe: Request) -> Subscription:
         event = _event_of(subscribe)
@@ -740,22 +1119,22 @@ class Dialog:
         sub = self.find_subscription(event, notifier=False)
         if sub is None or sub.terminated:
             if sub is not None:
-                self.subscriptions.remove(sub)
+                self._remove_sub(sub)
             sub = Subscription(event.package, event.id)
-            self.subscriptions.append(sub)
+            self._append_sub(sub)
         return sub
 
     def _end_subscription(self, sub: Subscription, reason: str | None) -> None:
         if not sub.terminated:
             sub.apply(SubscriptionStatus(SubscriptionState.TERMINATED, reason=reason))
-        if not self.has_invite_usage and all(s.terminated for s in self.subscriptions):
+        if not self.has_invite_usage and all(s.terminated for s in self._sub_list()):
             self._fire(DialogInput.LAST_USAGE_ENDED)
 
     def _fire(self, event: DialogInput) -> None:
         self.state = next_dialog_state(self.role, self.state, event)
         if self.state is DialogState.TERMINATED:
             self.has_invite_usage = False
-            for sub in self.subscriptions:
+            for sub in self._sub_list():
                 if not sub.terminated:
                     sub.apply(SubscriptionStatus(SubscriptionState.TERMINATED, reason=None))
 
@@ -787,25 +1166,27 @@ class Dialog:
                 f"{method} is not built this way: create_ack() for a 2xx, the "
                 "transaction layer for CANCEL"
             )
-        headers = list(headers)
-        _check_headers(headers, _MANAGED_REQUEST_HEADERS)
+        # Check everything before the state moves.
+        _check_method(method)
+        extra = _checked(headers, content_type, _MANAGED_REQUEST_HEADERS)
         self._check_can_send()
         if method == "INVITE" and self._pending_invite is not None:
             raise LocalProtocolError("an INVITE is already in progress in this dialog (491)")
         seq = (self.local_cseq or 0) + 1
         if seq >= 2**31:
             raise LocalProtocolError("the local CSeq ran past 2**31")
-        # Check what the side effects below need before the state moves.
-        probe = Request(method, self.remote_target, headers)
-        if method == "SUBSCRIBE" and _event_of(probe) is None:
-            raise LocalProtocolError("a SUBSCRIBE needs an Event header")
-        if method == "NOTIFY" and (
-            _event_of(probe) is None or probe.headers.get("subscription-state") is None
-        ):
-            raise LocalProtocolError("a NOTIFY needs Event and Subscription-State headers")
+        if method in ("SUBSCRIBE", "NOTIFY"):
+            probe = Headers.trusted(extra)
+            event = probe.get("event")
+            if event is not None:
+                parse_event(event)
+            if method == "SUBSCRIBE" and event is None:
+                raise LocalProtocolError("a SUBSCRIBE needs an Event header")
+            if method == "NOTIFY" and (event is None or probe.get("subscription-state") is None):
+                raise LocalProtocolError("a NOTIFY needs Event and Subscription-State headers")
         self._fire(DialogInput.SEND_BYE if method == "BYE" else DialogInput.SEND_REQUEST)
         self.local_cseq = seq
-        request = self._build(method, seq, headers, body, content_type)
+        request = self._build(method, seq, extra, body)
         if method == "INVITE":
             self._pending_invite = seq
         elif method == "SUBSCRIBE":
@@ -832,9 +1213,10 @@ class Dialog:
             raise LocalProtocolError("only a 2xx to an INVITE is ACKed by the dialog")
         if response.call_id != self.call_id or _tag(response.to_addr) != self.remote_tag:
             raise LocalProtocolError("the 2xx belongs to another dialog")
+        extra = _checked((), content_type, _MANAGED_REQUEST_HEADERS)
         self._check_can_send()
         self._fire(DialogInput.SEND_ACK)
-        return self._build("ACK", cseq.seq, [], body, content_type)
+        return self._build("ACK", cseq.seq, extra, body)
 
     def _build(
         self,
@@ -842,28 +1224,33 @@ class Dialog:
         seq: int,
         extra: list[tuple[str, str]],
         body: bytes,
-        content_type: str | None,
+        content_type: str | None = None,
     ) -> Request:
+        """The request, with ``extra`` (checked by :func:`_checked`) after the dialog's lines.
+
+        ``content_type`` is for callers that pass it apart (the allocator's
+        BYE sent again); it is checked here.
+        """
         assert self.local_via is not None  # _check_can_send() ran
-        uri, routes = self.request_target()
+        if content_type is not None:
+            extra = [*extra, *_checked((), content_type, _MANAGED_REQUEST_HEADERS)]
+        uri, routes = self._target_and_routes()
         headers: list[tuple[str, str]] = [
-            ("Via", str(_fresh_via(self.local_via))),
+            ("Via", _fresh_via_text(self.local_via)),
             ("Max-Forwards", _MAX_FORWARDS),
         ]
         if routes:
-            headers.append(("Route", ", ".join(str(r) for r in routes)))
+            headers.append(("Route", ", ".join(routes)))
         headers += [
-            ("From", str(self.local_party)),
-            ("To", str(self.remote_party)),
+            ("From", self._local.text_with_tag(self.local_tag)),
+            ("To", self._remote.text_with_tag(self.remote_tag)),
             ("Call-ID", self.call_id),
             ("CSeq", f"{seq} {method}"),
         ]
         if method in _CONTACT_METHODS:
-            headers.append(("Contact", str(self.local_contact)))
+            headers.append(("Contact", self._contact.text))
         headers += extra
-        if content_type is not None:
-            headers.append(("Content-Type", content_type))
-        return Request(method, uri, headers, body)
+        return Request.trusted(method, uri, headers, body)
 
     def request_target(self) -> tuple[URI, list[NameAddr]]:
         """Request-URI and Route values for the next request (RFC 3261 12.2.1.1).
@@ -873,12 +1260,29 @@ class Dialog:
         that route's URI (stripped of what a Request-URI may not hold), the
         remaining routes with the remote target appended.
         """
-        if not self.route_set:
-            return _request_uri(self.remote_target), []
-        first = self.route_set[0]
+        routes = self._routes
+        if not routes:
+            return _request_uri(_uri_of(self._target)), []
+        first = routes[0].addr
         if _is_loose(first):
-            return _request_uri(self.remote_target), list(self.route_set)
-        return _request_uri(first.uri), [*self.route_set[1:], NameAddr(uri=self.remote_target)]
+            return _request_uri(_uri_of(self._target)), [route.addr for route in routes]
+        return _request_uri(first.uri), [
+            *(route.addr for route in routes[1:]),
+            NameAddr(uri=_uri_of(self._target)),
+        ]
+
+    def _target_and_routes(self) -> tuple[URI, list[str]]:
+        """:meth:`request_target` with the Route values as text."""
+        routes = self._routes
+        if not routes:
+            return _request_uri(_uri_of(self._target)), []
+        first = routes[0].addr
+        if _is_loose(first):
+            return _request_uri(_uri_of(self._target)), [route.text for route in routes]
+        return _request_uri(first.uri), [
+            *(route.text for route in routes[1:]),
+            f"<{self._target}>",
+        ]
 
     def _sent_notify(self, notify: Request) -> None:
         event = _event_of(notify)
@@ -925,7 +1329,7 @@ class Dialog:
             extra += [("Record-Route", value) for value in request.headers.get_all("record-route")]
         if 101 <= status <= 299 and request.method in _CONTACT_METHODS:
             _check_headers(headers, frozenset(("contact",)))
-            extra.append(("Contact", str(self.local_contact)))
+            extra.append(("Contact", self._contact.text))
         if content_type is not None:
             extra.append(("Content-Type", content_type))
         if initial and status > 100:
@@ -1000,15 +1404,15 @@ class Dialog:
             self._fire_remote(DialogInput.RECV_2XX)
             if before is DialogState.EARLY:
                 # 13.2.2.4: the route set is recomputed from the 2xx.
-                self.route_set = tuple(reversed(response.record_route))
+                self._routes = _routes_of(reversed(response.record_route))
                 self._refresh_target(response)
         else:
             self._fire_remote(DialogInput.RECV_FAILURE)
 
     def _refresh_target(self, message: Request | Response) -> None:
-        target = _first_contact(message)
+        target = _target_of(message)
         if target is not None:
-            self.remote_target = target
+            self._target = target
 
     def _subscribe_response(self, request: Request, response: Response) -> None:
         event = _event_of(request)
@@ -1102,18 +1506,18 @@ class Dialog:
             "role": self.role.value,
             "state": self.state.value,
             "call_id": self.call_id,
-            "local_party": str(self.local_party),
-            "remote_party": str(self.remote_party),
-            "local_contact": str(self.local_contact),
-            "remote_target": str(self.remote_target),
-            "route_set": [str(route) for route in self.route_set],
+            "local_party": self._local.text_with_tag(self.local_tag),
+            "remote_party": self._remote.text_with_tag(self.remote_tag),
+            "local_contact": self._contact.text,
+            "remote_target": self._target,
+            "route_set": [route.text for route in self._routes],
             "local_cseq": self.local_cseq,
             "remote_cseq": self.remote_cseq,
             "initial_cseq": self.initial_cseq,
             "initial_method": self.initial_method,
             "secure": self.secure,
             "has_invite_usage": self.has_invite_usage,
-            "subscriptions": [sub.to_dict() for sub in self.subscriptions],
+            "subscriptions": [sub.to_dict() for sub in self._sub_list()],
             "pending_invite": self._pending_invite,
             "local_via": str(self.local_via) if isinstance(self.local_via, Via) else None,
         }
@@ -1130,24 +1534,28 @@ class Dialog:
             stored_via = _opt_str(data["local_via"])
             if local_via is None and stored_via is not None:
                 local_via = _parse_one_via(stored_via)
-            dialog = cls(
-                role=DialogRole(data["role"]),
-                state=DialogState(data["state"]),
-                call_id=str(data["call_id"]),
-                local_party=parse_name_addr(data["local_party"]),
-                remote_party=parse_name_addr(data["remote_party"]),
-                local_contact=parse_name_addr(data["local_contact"]),
-                remote_target=parse_uri(data["remote_target"]),
-                route_set=[parse_name_addr(route) for route in data["route_set"]],
-                local_cseq=_opt_int(data["local_cseq"]),
-                remote_cseq=_opt_int(data["remote_cseq"]),
-                initial_cseq=int(data["initial_cseq"]),
-                initial_method=str(data["initial_method"]),
-                secure=bool(data["secure"]),
-                local_via=local_via,
+            local_party = data["local_party"]
+            remote_party = data["remote_party"]
+            local_contact = data["local_contact"]
+            dialog = cls._compact(
+                DialogRole(data["role"]),
+                DialogState(data["state"]),
+                str(data["call_id"]),
+                _split_party(parse_name_addr(local_party), local_party),
+                _split_party(parse_name_addr(remote_party), remote_party),
+                _whole_party(parse_name_addr(local_contact), local_contact),
+                _remember_uri(parse_uri(data["remote_target"]), data["remote_target"]),
+                [parse_name_addr(route) for route in data["route_set"]],
+                _opt_int(data["local_cseq"]),
+                _opt_int(data["remote_cseq"]),
+                int(data["initial_cseq"]),
+                str(data["initial_method"]),
+                bool(data["secure"]),
+                local_via,
             )
             dialog.has_invite_usage = bool(data["has_invite_usage"])
-            dialog.subscriptions = [Subscription.from_dict(s) for s in data["subscriptions"]]
+            for item in data["subscriptions"]:
+                dialog._append_sub(Subscription.from_dict(item))
             dialog._pending_invite = _opt_int(data["pending_invite"])
         except (AttributeError, KeyError, TypeError, ValueError, SIPParseError) as exc:
             raise LocalProtocolError(f"not a stored dialog: {exc}") from exc
@@ -1188,7 +1596,7 @@ class DialogManager:
     (64*T1 after the first 2xx, RFC 3261 13.2.2.4).
     """
 
-    __slots__ = ("_dialogs", "_pending", "local_via", "warn_agent")
+    __slots__ = ("_count", "_dialogs", "_pending", "local_via", "warn_agent")
 
     def __init__(self, *, local_via: LocalVia, warn_agent: str | None = None) -> None:
         self.local_via = local_via
@@ -1199,40 +1607,100 @@ class DialogManager:
             else:
                 warn_agent = "vidim"
         self.warn_agent = warn_agent
-        self._dialogs: dict[DialogId, Dialog] = {}
+        # Keyed by Call-ID (the dialog's own string, so the key costs nothing):
+        # one dialog, or a list when several share the Call-ID (forks).  A
+        # DialogId key was an object of 56 bytes per dialog, made again for
+        # every lookup.
+        self._dialogs: dict[str, Dialog | list[Dialog]] = {}
+        self._count = 0
         self._pending: dict[tuple[str, str], _Pending] = {}
 
     # -- the table ---------------------------------------------------------------
+    def _values(self) -> list[Dialog]:
+        out: list[Dialog] = []
+        for entry in self._dialogs.values():
+            if isinstance(entry, Dialog):
+                out.append(entry)
+            else:
+                out.extend(entry)
+        return out
+
+    def _find(self, call_id: str, local_tag: str, remote_tag: str) -> Dialog | None:
+        entry = self._dialogs.get(call_id)
+        if entry is None:
+            return None
+        if isinstance(entry, Dialog):
+            if entry.local_tag == local_tag and entry.remote_tag == remote_tag:
+                return entry
+            return None
+        for dialog in entry:
+            if dialog.local_tag == local_tag and dialog.remote_tag == remote_tag:
+                return dialog
+        return None
+
+    def _insert(self, dialog: Dialog) -> None:
+        """Put ``dialog`` in the table (no dialog with its id is there)."""
+        call_id = dialog.call_id
+        entry = self._dialogs.get(call_id)
+        if entry is None:
+            self._dialogs[call_id] = dialog
+        elif isinstance(entry, Dialog):
+            self._dialogs[call_id] = [entry, dialog]
+        else:
+            entry.append(dialog)
+        self._count += 1
+
     def __iter__(self) -> Iterator[Dialog]:
-        return iter(list(self._dialogs.values()))
+        return iter(self._values())
 
     def __len__(self) -> int:
-        return len(self._dialogs)
+        return self._count
 
     def get(self, dialog_id: DialogId) -> Dialog | None:
-        return self._dialogs.get(dialog_id)
+        return self._find(dialog_id.call_id, dialog_id.local_tag, dialog_id.remote_tag)
 
     def add(self, dialog: Dialog) -> None:
-        if dialog.id in self._dialogs:
+        if self._find(dialog.call_id, dialog.local_tag, dialog.remote_tag) is not None:
             raise LocalProtocolError(f"dialog {dialog.id} exists already")
         if dialog.local_via is None:
             dialog.local_via = self.local_via
-        self._dialogs[dialog.id] = dialog
+        self._insert(dialog)
 
     def remove(self, dialog: Dialog) -> None:
-        self._dialogs.pop(dialog.id, None)
+        """Drop the dialog with ``dialog``'s id, if there is one."""
+        call_id = dialog.call_id
+        entry = self._dialogs.get(call_id)
+        if entry is None:
+            return
+        local_tag, remote_tag = dialog.local_tag, dialog.remote_tag
+        if isinstance(entry, Dialog):
+            if entry.local_tag == local_tag and entry.remote_tag == remote_tag:
+                del self._dialogs[call_id]
+                self._count -= 1
+            return
+        for index, other in enumerate(entry):
+            if other.local_tag == local_tag and other.remote_tag == remote_tag:
+                del entry[index]
+                self._count -= 1
+                if len(entry) == 1:
+                    self._dialogs[call_id] = entry[0]
+                return
 
     def prune(self) -> list[Dialog]:
         """Drop the terminated dialogs and return them."""
-        gone = [d for d in self._dialogs.values() if d.terminated]
+        gone = [d for d in self._values() if d.terminated]
         for dialog in gone:
-            del self._dialogs[dialog.id]
+            self.remove(dialog)
         return gone
 
     def dialogs_of(self, request: Request) -> list[Dialog]:
         """The dialogs (forks) that an out-of-dialog request of ours created."""
-        key = (request.call_id, _tag(request.from_addr))
-        return [d for d in self._dialogs.values() if (d.call_id, d.local_tag) == key]
+        entry = self._dialogs.get(request.call_id)
+        if entry is None:
+            return []
+        tag = _tag(request.from_addr)
+        candidates = [entry] if isinstance(entry, Dialog) else entry
+        return [d for d in candidates if d.local_tag == tag]
 
     # -- out-of-dialog requests --------------------------------------------------
     def create_initial_request(
@@ -1255,28 +1723,36 @@ class DialogManager:
         SUBSCRIBE's NOTIFYs) create dialogs.
         """
         method = method.upper()
-        headers = list(headers)
-        _check_headers(headers, _MANAGED_REQUEST_HEADERS)
-        local = _as_name_addr(from_addr)
-        remote = _as_name_addr(to_addr)
-        if remote.tag is not None:
+        _check_method(method)
+        extra = _checked(headers, content_type, _MANAGED_REQUEST_HEADERS)
+        # The parties are shared and their texts made once (see _party_of):
+        # the TU gives the same From, To and Contact for request after request.
+        local = _party_of(from_addr)
+        remote = _party_of(to_addr)
+        if remote.tagged:
             raise LocalProtocolError("an out-of-dialog request has no To tag")
-        target = parse_uri(uri) if isinstance(uri, str) else uri
+        target = _uri_of(uri) if isinstance(uri, str) else uri
+        if local.tagged:
+            tag = local.addr.tag or new_tag()
+            from_text = str(local.addr.with_tag(tag))
+        else:
+            tag = new_tag()
+            from_text = f"{local.text};tag={tag}"
+        if call_id is not None:
+            call_id = Headers([("Call-ID", call_id)]).get("call-id")
         out: list[tuple[str, str]] = [
-            ("Via", str(_fresh_via(self.local_via))),
+            ("Via", _fresh_via_text(self.local_via)),
             ("Max-Forwards", _MAX_FORWARDS),
-            ("From", str(local.with_tag(local.tag or new_tag()))),
-            ("To", str(remote)),
+            ("From", from_text),
+            ("To", remote.text),
             ("Call-ID", call_id or new_call_id()),
             ("CSeq", f"{cseq} {method}"),
-            ("Contact", str(_as_name_addr(contact))),
-            *headers,
+            ("Contact", _party_of(contact).text),
+            *extra,
         ]
-        if content_type is not None:
-            out.append(("Content-Type", content_type))
-        request = Request(method, _request_uri(target), out, body)
+        request = Request.trusted(method, _request_uri(target), out, body)
         if method in DIALOG_CREATING_METHODS:
-            self.track(request)
+            self._track(request, tag)
         return request
 
     def track(self, request: Request) -> None:
@@ -1286,6 +1762,9 @@ class DialogManager:
         tag = request.from_addr.tag
         if tag is None:
             raise LocalProtocolError("our request has no From tag")
+        self._track(request, tag)
+
+    def _track(self, request: Request, tag: str) -> None:
         event = _event_of(request) if request.method == "SUBSCRIBE" else None
         if request.method == "SUBSCRIBE" and event is None:
             raise LocalProtocolError("a SUBSCRIBE needs an Event header")
@@ -1320,12 +1799,12 @@ class DialogManager:
         status = response.status
         dialog = None
         if to_tag is not None or status >= 200:
-            dialog = self._dialogs.get(DialogId(call_id, local_tag, to_tag or ""))
+            dialog = self._find(call_id, local_tag, to_tag or "")
         if dialog is not None:
             dialog.receive_response(request, response)
         elif tracked and self._creates_dialog(request, response):
             dialog = Dialog.from_uac(request, response, local_via=self.local_via)
-            self._dialogs[dialog.id] = dialog
+            self._insert(dialog)
             assert pending is not None
             pending.forks.append(dialog)
         if tracked and status >= 300:
@@ -1348,7 +1827,7 @@ class DialogManager:
         local_tag = request.to_addr.tag
         if local_tag is None:
             return None
-        dialog = self._dialogs.get(DialogId(request.call_id, local_tag, _tag(request.from_addr)))
+        dialog = self._find(request.call_id, local_tag, _tag(request.from_addr))
         if dialog is not None and dialog.terminated:
             return None
         return dialog
@@ -1368,9 +1847,7 @@ class DialogManager:
         if dialog is None and request.method == "BYE":
             # A BYE that crossed ours: the dialog has ended here, and still
             # the peer's BYE gets its 200, not a 481 (RFC 3261 15.1.2).
-            ended = self._dialogs.get(
-                DialogId(request.call_id, local_tag, _tag(request.from_addr))
-            )
+            ended = self._find(request.call_id, local_tag, _tag(request.from_addr))
             if ended is not None:
                 return ended, ended.receive_request(request)
         if dialog is None and request.method == "NOTIFY":
@@ -1392,7 +1869,7 @@ class DialogManager:
         if event is None or not pending.event.matches(event.package, event.id):
             return None
         dialog = Dialog.from_notify(pending.request, notify, local_via=self.local_via)
-        self._dialogs[dialog.id] = dialog
+        self._insert(dialog)
         pending.forks.append(dialog)
         return dialog
 
@@ -1400,7 +1877,7 @@ class DialogManager:
         """The dialogs a tracked request created that are still in the table."""
         if pending is None:
             return []
-        return [d for d in pending.forks if self._dialogs.get(d.id) is d]
+        return [d for d in pending.forks if self._find(d.call_id, d.local_tag, d.remote_tag) is d]
 
     def accept(
         self,
@@ -1417,7 +1894,7 @@ class DialogManager:
     # -- persistence -------------------------------------------------------------
     def to_dict(self) -> dict[str, Any]:
         """The live dialogs as JSON types (tracked requests die with their transactions)."""
-        return {"dialogs": [d.to_dict() for d in self._dialogs.values() if not d.terminated]}
+        return {"dialogs": [d.to_dict() for d in self._values() if not d.terminated]}
 
     @classmethod
     def from_dict(
