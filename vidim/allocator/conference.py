@@ -9,7 +9,6 @@ keep it and a restarted allocator can resume managing it.
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
 from enum import Enum
 from typing import Any
 
@@ -110,9 +109,30 @@ class ProbeResult(Enum):
     UNREACHABLE = "unreachable"
 
 
-@dataclass(slots=True)
+# Participant flags: one small integer (a cached int, no allocation) for five
+# fields, since a record lives as long as its conference (docs/performance.md,
+# "Memory"): each slot is 8 bytes per participant.
+_REQUESTER = 1
+_INVITED = 2
+_PROBE_SHIFT, _AUDIO_SHIFT, _VIDEO_SHIFT = 2, 4, 6
+_PROBES = (ProbeResult.UNKNOWN, ProbeResult.ANSWERED, ProbeResult.UNREACHABLE)
+_PROBE_BITS = {probe: index for index, probe in enumerate(_PROBES)}
+_TRISTATE = (None, False, True)
+
+
+def _tristate_bits(value: bool | None) -> int:
+    return 0 if value is None else 2 if value else 1
+
+
 class Participant:
-    """An invitee: what was asked for, what it can do, what it got."""
+    """An invitee: what was asked for, what it can do, what it got.
+
+    A plain ``__slots__`` record (constructor, ``==`` and ``repr`` as the
+    dataclass it was): ``requester``, ``invited``, ``probe``, ``audio`` and
+    ``video`` are kept in one integer.
+    """
+
+    __slots__ = ("_flags", "credential", "mode", "requested_mode", "status", "uri")
 
     #: Address of record, e.g. ``sip:bob@example.com``.
     uri: str
@@ -121,14 +141,109 @@ class Participant:
     mode: Mode
     #: The secret the focus checks before admitting this invitee.
     credential: str
-    #: The one who asked for the conference (first in the list, never probed or invited).
-    requester: bool = False
-    probe: ProbeResult = ProbeResult.UNKNOWN
-    audio: bool | None = None
-    video: bool | None = None
-    invited: bool = False
     #: Roster status from the focus (RFC 4575 endpoint status), "" before any.
-    status: str = ""
+    status: str
+    _flags: int
+
+    def __init__(
+        self,
+        uri: str,
+        requested_mode: Mode,
+        mode: Mode,
+        credential: str,
+        requester: bool = False,
+        probe: ProbeResult = ProbeResult.UNKNOWN,
+        audio: bool | None = None,
+        video: bool | None = None,
+        invited: bool = False,
+        status: str = "",
+    ) -> None:
+        self.uri = uri
+        self.requested_mode = requested_mode
+        self.mode = mode
+        self.credential = credential
+        self.status = status
+        self._flags = (
+            (_REQUESTER if requester else 0)
+            | (_INVITED if invited else 0)
+            | _PROBE_BITS[probe] << _PROBE_SHIFT
+            | _tristate_bits(audio) << _AUDIO_SHIFT
+            | _tristate_bits(video) << _VIDEO_SHIFT
+        )
+
+    def _set(self, mask: int, bits: int) -> None:
+        self._flags = (self._flags & ~mask) | bits
+
+    @property
+    def requester(self) -> bool:
+        """The one who asked for the conference (first in the list, never probed or invited)."""
+        return bool(self._flags & _REQUESTER)
+
+    @requester.setter
+    def requester(self, value: bool) -> None:
+        self._set(_REQUESTER, _REQUESTER if value else 0)
+
+    @property
+    def invited(self) -> bool:
+        return bool(self._flags & _INVITED)
+
+    @invited.setter
+    def invited(self, value: bool) -> None:
+        self._set(_INVITED, _INVITED if value else 0)
+
+    @property
+    def probe(self) -> ProbeResult:
+        return _PROBES[(self._flags >> _PROBE_SHIFT) & 3]
+
+    @probe.setter
+    def probe(self, value: ProbeResult) -> None:
+        self._set(3 << _PROBE_SHIFT, _PROBE_BITS[value] << _PROBE_SHIFT)
+
+    @property
+    def audio(self) -> bool | None:
+        return _TRISTATE[(self._flags >> _AUDIO_SHIFT) & 3]
+
+    @audio.setter
+    def audio(self, value: bool | None) -> None:
+        self._set(3 << _AUDIO_SHIFT, _tristate_bits(value) << _AUDIO_SHIFT)
+
+    @property
+    def video(self) -> bool | None:
+        return _TRISTATE[(self._flags >> _VIDEO_SHIFT) & 3]
+
+    @video.setter
+    def video(self, value: bool | None) -> None:
+        self._set(3 << _VIDEO_SHIFT, _tristate_bits(value) << _VIDEO_SHIFT)
+
+    def _fields(self) -> tuple[object, ...]:
+        return (
+            self.uri,
+            self.requested_mode,
+            self.mode,
+            self.credential,
+            self.requester,
+            self.probe,
+            self.audio,
+            self.video,
+            self.invited,
+            self.status,
+        )
+
+    def __eq__(self, other: object) -> bool:
+        if other.__class__ is not self.__class__:
+            return NotImplemented
+        assert isinstance(other, Participant)
+        return self._fields() == other._fields()
+
+    __hash__ = None  # type: ignore[assignment]  # mutable, as the dataclass was
+
+    def __repr__(self) -> str:
+        return (
+            f"Participant(uri={self.uri!r}, requested_mode={self.requested_mode!r}, "
+            f"mode={self.mode!r}, credential={self.credential!r}, "
+            f"requester={self.requester!r}, probe={self.probe!r}, audio={self.audio!r}, "
+            f"video={self.video!r}, invited={self.invited!r}, status={self.status!r})"
+        )
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -160,13 +275,62 @@ class Participant:
         )
 
 
-@dataclass(slots=True)
+_CONFERENCE_FIELDS = (
+    "id",
+    "requester",
+    "mode",
+    "requester_address",
+    "participants",
+    "created_at",
+    "state",
+    "focus_index",
+    "focus_failures",
+    "conference_uri",
+    "anchor",
+    "subscription",
+    "roster_version",
+    "probe_deadline",
+    "focus_deadline",
+    "idle_deadline",
+    "keepalive_deadline",
+    "ending_deadline",
+    "reason",
+)
+
+
 class Conference:
     """The record of one conference; the allocator's only per-conference state.
 
     Deadlines are absolute times on the clock the allocator is driven with;
     give it a wall clock (``time.time()``) when records outlive the process.
+
+    A plain ``__slots__`` record (constructor, ``==`` and ``repr`` as the
+    dataclass it was) so that it can stay small while it is live: no list
+    for ``focus_failures`` until a focus fails, the participants in a list
+    of their exact size.
     """
+
+    __slots__ = (
+        "_failures",
+        "anchor",
+        "conference_uri",
+        "created_at",
+        "ending_deadline",
+        "focus_deadline",
+        "focus_index",
+        "id",
+        "idle_deadline",
+        "keepalive_deadline",
+        "mode",
+        "participants",
+        "probe_deadline",
+        "reason",
+        "requester",
+        "requester_address",
+        "roster_version",
+        "state",
+        "subscription",
+    )
 
     id: str
     requester: str
@@ -175,29 +339,96 @@ class Conference:
     requester_address: str
     participants: list[Participant]
     created_at: float
-    state: ConferenceState = ConferenceState.REQUESTED
+    state: ConferenceState
     #: Index into the configured focus list of the focus tried last.
-    focus_index: int = 0
-    #: Why each focus tried so far failed, in order.
-    focus_failures: list[str] = field(default_factory=list)
-    conference_uri: str | None = None
+    focus_index: int
+    conference_uri: str | None
     #: The INVITE dialog with the focus (``Dialog.to_dict()``) in a saved record.
     #: A live record leaves it None: the allocator holds the live Dialog and
     #: ``Allocator.snapshot()`` serializes it into the record it returns.
-    anchor: dict[str, Any] | None = None
+    anchor: dict[str, Any] | None
     #: The conference-event subscription dialog, once established.
-    subscription: dict[str, Any] | None = None
+    subscription: dict[str, Any] | None
     #: The last roster version seen (RFC 4575 section 4.6).
-    roster_version: int = 0
+    roster_version: int
     #: When probing gives up waiting, when the focus must have answered,
     #: when an idle conference ends, when the anchor is next checked.
-    probe_deadline: float | None = None
-    focus_deadline: float | None = None
-    idle_deadline: float | None = None
-    keepalive_deadline: float | None = None
-    ending_deadline: float | None = None
+    probe_deadline: float | None
+    focus_deadline: float | None
+    idle_deadline: float | None
+    keepalive_deadline: float | None
+    ending_deadline: float | None
     #: The reason the conference ended or failed.
-    reason: str = ""
+    reason: str
+    _failures: list[str] | None
+
+    def __init__(
+        self,
+        id: str,
+        requester: str,
+        mode: Mode,
+        requester_address: str,
+        participants: list[Participant],
+        created_at: float,
+        state: ConferenceState = ConferenceState.REQUESTED,
+        focus_index: int = 0,
+        focus_failures: list[str] | None = None,
+        conference_uri: str | None = None,
+        anchor: dict[str, Any] | None = None,
+        subscription: dict[str, Any] | None = None,
+        roster_version: int = 0,
+        probe_deadline: float | None = None,
+        focus_deadline: float | None = None,
+        idle_deadline: float | None = None,
+        keepalive_deadline: float | None = None,
+        ending_deadline: float | None = None,
+        reason: str = "",
+    ) -> None:
+        self.id = id
+        self.requester = requester
+        self.mode = mode
+        self.requester_address = requester_address
+        # A list of its exact size: the caller's may have room to grow.
+        self.participants = (
+            participants[:] if isinstance(participants, list) else list(participants)
+        )
+        self.created_at = created_at
+        self.state = state
+        self.focus_index = focus_index
+        self._failures = focus_failures or None
+        self.conference_uri = conference_uri
+        self.anchor = anchor
+        self.subscription = subscription
+        self.roster_version = roster_version
+        self.probe_deadline = probe_deadline
+        self.focus_deadline = focus_deadline
+        self.idle_deadline = idle_deadline
+        self.keepalive_deadline = keepalive_deadline
+        self.ending_deadline = ending_deadline
+        self.reason = reason
+
+    @property
+    def focus_failures(self) -> list[str]:
+        """Why each focus tried so far failed, in order (the list is made on first use)."""
+        failures = self._failures
+        if failures is None:
+            failures = self._failures = []
+        return failures
+
+    @focus_failures.setter
+    def focus_failures(self, value: list[str]) -> None:
+        self._failures = value
+
+    def __eq__(self, other: object) -> bool:
+        if other.__class__ is not self.__class__:
+            return NotImplemented
+        return all(getattr(self, name) == getattr(other, name) for name in _CONFERENCE_FIELDS)
+
+    __hash__ = None  # type: ignore[assignment]  # mutable, as the dataclass was
+
+    def __repr__(self) -> str:
+        fields = ", ".join(f"{name}={getattr(self, name)!r}" for name in _CONFERENCE_FIELDS)
+        return f"Conference({fields})"
 
     def move(self, event: ConferenceInput) -> ConferenceState:
         """Apply ``event`` through the table; returns the new state."""
@@ -239,7 +470,7 @@ class Conference:
             "created_at": self.created_at,
             "state": self.state.value,
             "focus_index": self.focus_index,
-            "focus_failures": list(self.focus_failures),
+            "focus_failures": list(self._failures or ()),
             "conference_uri": self.conference_uri,
             "anchor": self.anchor,
             "subscription": self.subscription,
