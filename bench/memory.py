@@ -4,8 +4,11 @@ The allocator is driven in-process and sans-IO, on a virtual clock, with every
 peer faked by this script:
 
 * a requester's header-form MESSAGE (``X-Vidim-Mode: video`` and two invitees
-  in ``X-Vidim-Invite``) arrives through the IM proxy, as bytes (the allocator
-  parses it); probing is off (``--no-probe`` in the daemon);
+  in ``X-Vidim-Invite``) to the service URI ``sip:vidim@example.com`` arrives
+  through the IM proxy, as bytes (the allocator parses it); probing is off
+  (``--no-probe`` in the daemon).  (Before 2026-11-26 the allocator's domain
+  was left at ``localhost``, so the Request-URI counted as a third invitee:
+  conferences of four, not three.)
 * an RFC 4579 focus answers the INVITE with 200 (SDP answer, Contact
   ``;isfocus``), takes the ACK, answers the conference-event SUBSCRIBE with 200
   and sends the first NOTIFY (full state, nobody connected yet); ``--profile
@@ -57,6 +60,7 @@ if str(ROOT) not in sys.path:  # run as a script from anywhere
 from vidim.allocator.allocator import Allocator, AllocatorConfig  # noqa: E402
 from vidim.allocator.conference import ConferenceState  # noqa: E402
 from vidim.allocator.profiles import FocusProfile  # noqa: E402
+from vidim.allocator.requests import RequestPolicy  # noqa: E402
 from vidim.conference_info import (  # noqa: E402
     CONFERENCE_INFO_TYPE,
     ConferenceInfo,
@@ -121,6 +125,9 @@ class Driver:
                 local=ALLOCATOR,
                 focus_uris=(FOCUS_URI,),
                 profile=profile,
+                # The service is sip:vidim@example.com, the Request-URI of the
+                # MESSAGEs below: not an invitee.
+                requests=RequestPolicy(domain="example.com"),
                 proxy=PROXY,
                 probe=False,
                 keepalive_interval=QUIET,
@@ -232,6 +239,9 @@ class Driver:
         active = sum(1 for c in conferences.values() if c.state is ConferenceState.ACTIVE)
         if len(conferences) != expected or active != expected:
             raise RuntimeError(f"{active} active of {len(conferences)} live, {expected} expected")
+        sizes = {len(c.participants) for c in conferences.values()}
+        if sizes != {3}:  # the requester and two invitees
+            raise RuntimeError(f"conferences of {sizes} participants, 3 expected")
         if self.allocator._dialogs._pending:
             raise RuntimeError("the dialog manager still tracks requests")
 
