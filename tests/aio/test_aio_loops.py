@@ -251,3 +251,40 @@ def test_a_queue_that_grows_starts_refusing_new_requests(loop: str) -> None:
             await server.close(drain=1.0)
 
     run_on(loop, main)
+
+
+class SleepierCore(SleepyCore):
+    def receive_datagram(self, data: bytes, source: Address, now: float) -> None:
+        time.sleep(0.01)  # 20 ms per message in all
+        super().receive_datagram(data, source, now)
+
+
+@pytest.mark.parametrize("loop", LOOPS)
+def test_a_burst_read_in_one_turn_of_the_loop_is_cut_short(loop: str) -> None:
+    """uvloop reads up to 32 datagrams per turn: the heartbeat cannot run in between.
+
+    A new request then checks how late the heartbeat is itself (20 requests of
+    20 ms: 0.4 s in one turn, twice max_lag).
+    """
+
+    async def main() -> None:
+        core = SleepierCore()
+        server = SipServer(core, port=0, overload=POLICY)
+        await server.start()
+        client = await udp_client()
+        try:
+            burst = [f"turn-{i}" for i in range(20)]
+            for call_id in burst:
+                client.send(request_bytes(call_id=call_id, via_port=client.port), server.port)
+            statuses = []
+            for _ in burst:
+                answer = await asyncio.wait_for(client.next(), TIMEOUT)
+                assert isinstance(answer, Response)
+                statuses.append(answer.status)
+            assert statuses.count(200) < 15
+            assert 503 in statuses
+        finally:
+            client.close()
+            await server.close(drain=1.0)
+
+    run_on(loop, main)
