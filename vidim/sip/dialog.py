@@ -512,14 +512,33 @@ class _Party:
         return f"{self.text};tag={tag}"
 
 
-#: Parties by text: a header value as received, or ``str()`` of the value.
+#: A party as a dialog keeps it: the text of a value without a tag parameter
+#: (a string shared through _TEXTS, parsed only if asked for: most never
+#: are), or a _Party for one with a tag parameter the dialog must not add again.
+_PartyRef: TypeAlias = "str | _Party"
+
+#: Texts of untagged values, each kept once: a header value as received (its
+#: tag cut off), or ``str()`` of the value.
+_TEXTS: dict[str, str] = {}
+#: Parties by text: tagged values, routes, and the values a TU gives as text.
 _PARTIES: dict[str, _Party] = {}
 #: Parties by the identity of a value the TU holds (its From, Contact, focus URI).
 _PARTIES_BY_ID: dict[int, tuple[object, _Party]] = {}
 
 
-def _party_by_text(text: str, tagged: bool) -> _Party:
+def _shared_text(text: str) -> str:
+    shared = _TEXTS.get(text)
+    if shared is None:
+        if len(_TEXTS) >= _CACHE_MAX:
+            _TEXTS.clear()
+        shared = _TEXTS[text] = text
+    return shared
+
+
+def _party_by_text(text: str, tagged: bool) -> _PartyRef:
     """The shared party whose text is ``text`` (a value that parses, with a tag or not)."""
+    if not tagged:
+        return _shared_text(text)
     party = _PARTIES.get(text)
     if party is None:
         party = _Party(text, tagged)
@@ -527,6 +546,23 @@ def _party_by_text(text: str, tagged: bool) -> _Party:
             _PARTIES.clear()
         _PARTIES[text] = party
     return party
+
+
+def _ref_text(ref: _PartyRef, tag: str) -> str:
+    """The header value of ``ref`` with ``tag`` ("" for none)."""
+    if isinstance(ref, str):
+        return f"{ref};tag={tag}" if tag else ref
+    return ref.text_with_tag(tag)
+
+
+def _ref_addr(ref: _PartyRef, tag: str) -> NameAddr:
+    """The value of ``ref`` with ``tag`` ("" for none), parsed if it is text."""
+    if isinstance(ref, str):
+        addr = parse_name_addr(ref)
+        if not tag:
+            return addr
+        return NameAddr(addr.uri, addr.display_name, (*addr.params, ("tag", tag)))
+    return ref.with_tag(tag)
 
 
 def _party_of(value: NameAddr | URI | str) -> _Party:
@@ -554,12 +590,12 @@ def _party_of(value: NameAddr | URI | str) -> _Party:
     return party
 
 
-def _whole_party(addr: NameAddr, raw: str | None) -> _Party:
+def _whole_party(addr: NameAddr, raw: str | None) -> _PartyRef:
     """``addr`` as a shared party; ``raw`` is the header value it was parsed from, if single."""
     return _party_by_text(str(addr) if raw is None or "," in raw else raw, addr.tag is not None)
 
 
-def _split_party(addr: NameAddr, raw: str | None) -> tuple[_Party, str]:
+def _split_party(addr: NameAddr, raw: str | None) -> tuple[_PartyRef, str]:
     """``addr`` as (shared party, tag): the party without its tag where it can be.
 
     The tag comes off when it is the only tag parameter and the last one, so
@@ -571,9 +607,21 @@ def _split_party(addr: NameAddr, raw: str | None) -> tuple[_Party, str]:
     if tag and params[-1] == ("tag", tag) and not any(k.lower() == "tag" for k, _ in params[:-1]):
         suffix = ";tag=" + tag
         if raw is not None and raw.endswith(suffix) and "," not in raw:
-            return _party_by_text(raw[: -len(suffix)], False), tag
-        return _party_by_text(str(NameAddr(addr.uri, addr.display_name, params[:-1])), False), tag
+            return _shared_text(raw[: -len(suffix)]), tag
+        return _shared_text(str(NameAddr(addr.uri, addr.display_name, params[:-1]))), tag
     return _whole_party(addr, raw), tag
+
+
+def _route_party(route: NameAddr) -> _Party:
+    """A route, shared, with its value kept (every request reads it)."""
+    text = str(route)
+    party = _PARTIES.get(text)
+    if party is None:
+        party = _Party(text, route.tag is not None, route)
+        if len(_PARTIES) >= _CACHE_MAX:
+            _PARTIES.clear()
+        _PARTIES[text] = party
+    return party
 
 
 #: Recently used remote targets, parsed, with their text: the ACK and the
@@ -644,7 +692,7 @@ def _fresh_via_text(local_via: LocalVia) -> str:
 
 
 def _routes_of(routes: Iterable[NameAddr]) -> tuple[_Party, ...]:
-    return tuple(_whole_party(route, None) for route in routes)
+    return tuple(_route_party(route) for route in routes)
 
 
 def _single(raw: str | None) -> str | None:
@@ -653,6 +701,8 @@ def _single(raw: str | None) -> str | None:
 
 
 # -- the dialog --------------------------------------------------------------------
+
+_UAS, _SECURE, _INVITE_USAGE = 1, 2, 4
 
 
 class Dialog:
@@ -667,6 +717,7 @@ class Dialog:
 
     __slots__ = (
         "_contact",
+        "_flags",
         "_local",
         "_pending_invite",
         "_remote",
@@ -674,7 +725,6 @@ class Dialog:
         "_subs",
         "_target",
         "call_id",
-        "has_invite_usage",
         "initial_cseq",
         "initial_method",
         "local_cseq",
@@ -682,12 +732,9 @@ class Dialog:
         "local_via",
         "remote_cseq",
         "remote_tag",
-        "role",
-        "secure",
         "state",
     )
 
-    role: DialogRole
     state: DialogState
     call_id: str
     local_tag: str
@@ -697,16 +744,17 @@ class Dialog:
     #: CSeq number and method of the request that created the dialog.
     initial_cseq: int
     initial_method: str
-    secure: bool
-    has_invite_usage: bool
     local_via: LocalVia | None
+    #: The role (bit 0: UAS), ``secure`` (bit 1) and ``has_invite_usage`` (bit 2):
+    #: one small int instead of three slots.
+    _flags: int
     _pending_invite: int | None
     # Compact state (see "shared values" above): the parties without their
     # tags and the Contact are shared objects, the remote target is text, the
     # route set is a tuple of shared routes, no subscription list until one.
-    _local: _Party
-    _remote: _Party
-    _contact: _Party
+    _local: _PartyRef
+    _remote: _PartyRef
+    _contact: _PartyRef
     _target: str
     _routes: tuple[_Party, ...]
     #: None, the one subscription, or a list (made when the public list is asked for).
@@ -744,7 +792,7 @@ class Dialog:
             remote_tag,
             _whole_party(local_contact, None),
             _remember_uri(remote_target),
-            tuple(_whole_party(route, None) for route in route_set),
+            _routes_of(route_set),
             local_cseq,
             remote_cseq,
             initial_cseq,
@@ -758,11 +806,11 @@ class Dialog:
         role: DialogRole,
         state: DialogState,
         call_id: str,
-        local: _Party,
+        local: _PartyRef,
         local_tag: str,
-        remote: _Party,
+        remote: _PartyRef,
         remote_tag: str,
-        contact: _Party,
+        contact: _PartyRef,
         target: str,
         routes: tuple[_Party, ...],
         local_cseq: int | None,
@@ -772,7 +820,11 @@ class Dialog:
         secure: bool,
         local_via: LocalVia | None,
     ) -> None:
-        self.role = role
+        self._flags = (
+            (_UAS if role is DialogRole.UAS else 0)
+            | (_SECURE if secure else 0)
+            | (_INVITE_USAGE if initial_method == "INVITE" else 0)
+        )
         self.state = state
         self.call_id = call_id
         self._local = local
@@ -786,9 +838,7 @@ class Dialog:
         self.remote_cseq = remote_cseq
         self.initial_cseq = initial_cseq
         self.initial_method = initial_method
-        self.secure = secure
         self.local_via = local_via
-        self.has_invite_usage = initial_method == "INVITE"
         self._subs = None
         self._pending_invite = None
 
@@ -798,9 +848,9 @@ class Dialog:
         role: DialogRole,
         state: DialogState,
         call_id: str,
-        local: tuple[_Party, str],
-        remote: tuple[_Party, str],
-        contact: _Party,
+        local: tuple[_PartyRef, str],
+        remote: tuple[_PartyRef, str],
+        contact: _PartyRef,
         target: str,
         routes: Iterable[NameAddr],
         local_cseq: int | None,
@@ -811,7 +861,7 @@ class Dialog:
         local_via: LocalVia | None,
     ) -> Dialog:
         """A dialog from parts already made shared (the constructor's checks done)."""
-        if not local[1] and not local[0].tagged:
+        if not local[1] and (isinstance(local[0], str) or not local[0].tagged):
             raise LocalProtocolError("the local party of a dialog needs a tag")
         dialog = cls.__new__(cls)
         dialog._setup(
@@ -834,11 +884,37 @@ class Dialog:
         )
         return dialog
 
+    # -- flags -------------------------------------------------------------------
+    @property
+    def role(self) -> DialogRole:
+        """Which side sent the request that created the dialog."""
+        return DialogRole.UAS if self._flags & _UAS else DialogRole.UAC
+
+    @role.setter
+    def role(self, value: DialogRole) -> None:
+        self._flags = (self._flags & ~_UAS) | (_UAS if value is DialogRole.UAS else 0)
+
+    @property
+    def secure(self) -> bool:
+        return bool(self._flags & _SECURE)
+
+    @secure.setter
+    def secure(self, value: bool) -> None:
+        self._flags = (self._flags & ~_SECURE) | (_SECURE if value else 0)
+
+    @property
+    def has_invite_usage(self) -> bool:
+        return bool(self._flags & _INVITE_USAGE)
+
+    @has_invite_usage.setter
+    def has_invite_usage(self, value: bool) -> None:
+        self._flags = (self._flags & ~_INVITE_USAGE) | (_INVITE_USAGE if value else 0)
+
     # -- the parties, as values ----------------------------------------------------
     @property
     def local_party(self) -> NameAddr:
         """Our From (UAC) / To (UAS) value, tag included."""
-        return self._local.with_tag(self.local_tag)
+        return _ref_addr(self._local, self.local_tag)
 
     @local_party.setter
     def local_party(self, value: NameAddr) -> None:
@@ -849,7 +925,7 @@ class Dialog:
     @property
     def remote_party(self) -> NameAddr:
         """The peer's To (UAC) / From (UAS) value, tag included (absent for RFC 2543 peers)."""
-        return self._remote.with_tag(self.remote_tag)
+        return _ref_addr(self._remote, self.remote_tag)
 
     @remote_party.setter
     def remote_party(self, value: NameAddr) -> None:
@@ -857,7 +933,7 @@ class Dialog:
 
     @property
     def local_contact(self) -> NameAddr:
-        return self._contact.addr
+        return _ref_addr(self._contact, "")
 
     @local_contact.setter
     def local_contact(self, value: NameAddr) -> None:
@@ -1061,11 +1137,12 @@ class Dialog:
         return dialog
 
     @staticmethod
-    def _our_contact(request: Request) -> _Party:
+    def _our_contact(request: Request) -> _PartyRef:
         raw = _single(request.headers.get("contact"))
         if raw is not None:
-            party = _PARTIES.get(raw)
-            if party is not None:  # our usual Contact: no need to parse it again
+            # Our usual Contact: no need to parse it again.
+            party: _PartyRef | None = _TEXTS.get(raw) or _PARTIES.get(raw)
+            if party is not None:
                 return party
         contacts = request.contacts
         if not contacts:
@@ -1098,7 +1175,7 @@ class Dialog:
     @property
     def warn_agent(self) -> str:
         """Our host[:port] for Warning headers, taken from our Contact."""
-        return _agent_of(self._contact.addr.uri)
+        return _agent_of(_ref_addr(self._contact, "").uri)
 
     def find_subscription(self, event: EventHeader, *, notifier: bool) -> Subscription | None:
         for sub in self._sub_list():
@@ -1127,13 +1204,13 @@ class Dialog:
     def _end_subscription(self, sub: Subscription, reason: str | None) -> None:
         if not sub.terminated:
             sub.apply(SubscriptionStatus(SubscriptionState.TERMINATED, reason=reason))
-        if not self.has_invite_usage and all(s.terminated for s in self._sub_list()):
+        if not self._flags & _INVITE_USAGE and all(s.terminated for s in self._sub_list()):
             self._fire(DialogInput.LAST_USAGE_ENDED)
 
     def _fire(self, event: DialogInput) -> None:
         self.state = next_dialog_state(self.role, self.state, event)
         if self.state is DialogState.TERMINATED:
-            self.has_invite_usage = False
+            self._flags &= ~_INVITE_USAGE
             for sub in self._sub_list():
                 if not sub.terminated:
                     sub.apply(SubscriptionStatus(SubscriptionState.TERMINATED, reason=None))
@@ -1242,13 +1319,13 @@ class Dialog:
         if routes:
             headers.append(("Route", ", ".join(routes)))
         headers += [
-            ("From", self._local.text_with_tag(self.local_tag)),
-            ("To", self._remote.text_with_tag(self.remote_tag)),
+            ("From", _ref_text(self._local, self.local_tag)),
+            ("To", _ref_text(self._remote, self.remote_tag)),
             ("Call-ID", self.call_id),
             ("CSeq", f"{seq} {method}"),
         ]
         if method in _CONTACT_METHODS:
-            headers.append(("Contact", self._contact.text))
+            headers.append(("Contact", _ref_text(self._contact, "")))
         headers += extra
         return Request.trusted(method, uri, headers, body)
 
@@ -1329,7 +1406,7 @@ class Dialog:
             extra += [("Record-Route", value) for value in request.headers.get_all("record-route")]
         if 101 <= status <= 299 and request.method in _CONTACT_METHODS:
             _check_headers(headers, frozenset(("contact",)))
-            extra.append(("Contact", self._contact.text))
+            extra.append(("Contact", _ref_text(self._contact, "")))
         if content_type is not None:
             extra.append(("Content-Type", content_type))
         if initial and status > 100:
@@ -1506,9 +1583,9 @@ class Dialog:
             "role": self.role.value,
             "state": self.state.value,
             "call_id": self.call_id,
-            "local_party": self._local.text_with_tag(self.local_tag),
-            "remote_party": self._remote.text_with_tag(self.remote_tag),
-            "local_contact": self._contact.text,
+            "local_party": _ref_text(self._local, self.local_tag),
+            "remote_party": _ref_text(self._remote, self.remote_tag),
+            "local_contact": _ref_text(self._contact, ""),
             "remote_target": self._target,
             "route_set": [route.text for route in self._routes],
             "local_cseq": self.local_cseq,
