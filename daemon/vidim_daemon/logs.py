@@ -15,6 +15,7 @@ they were ~30 us each, ~12% of the daemon's CPU):
 from __future__ import annotations
 
 import asyncio
+import itertools
 import json
 import logging
 import sys
@@ -31,10 +32,15 @@ FLUSH_INTERVAL = 0.05
 _MAX_BATCH = 256
 
 
+#: How many attributes LogRecord.__init__ sets: ``extra`` fields come after them.
+_INIT_FIELDS = len(vars(logging.LogRecord("", 0, "", 0, "", None, None)))
+
+
 def _extras(record: logging.LogRecord) -> list[tuple[str, Any]]:
+    # Skipping the standard attributes without looking at them halves the cost.
     return [
         (key, value)
-        for key, value in vars(record).items()
+        for key, value in itertools.islice(vars(record).items(), _INIT_FIELDS, None)
         if key not in _STANDARD and not key.startswith("_")
     ]
 
