@@ -188,3 +188,42 @@ def test_make_response_refuses_what_it_cannot_copy() -> None:
     assert isinstance(request, Request)
     with pytest.raises(LocalProtocolError, match="control character"):
         make_response(request, 200, to_tag="z9")
+
+
+def test_make_response_shares_the_parsed_values_it_copies() -> None:
+    request = parse_message(_invite().to_bytes())
+    assert isinstance(request, Request)
+    response = make_response(request, 200, to_tag="z9")
+    again = parse_message(response.to_bytes())
+    for name in ("via", "from", "cseq"):
+        assert response.headers._cache[name] is request.headers._cache[name]
+    assert "to" not in response.headers._cache  # To got a tag: parsed when read
+    assert (response.top_via, response.from_addr, response.to_addr, response.cseq) == (
+        again.top_via, again.from_addr, again.to_addr, again.cseq
+    )  # fmt: skip
+    # a line the caller adds replaces what was shared
+    other = make_response(request, 200, to_tag="z9", headers=[("CSeq", "7 INVITE")])
+    assert other.headers.get_all("CSeq") == ["1 INVITE", "7 INVITE"]
+    assert other.cseq.seq == 1  # the first line, parsed
+
+
+def test_trusted_request_takes_parsed_values() -> None:
+    from vidim.sip import CSeq, Via
+
+    via = Via("UDP", "127.0.0.1", 5070, (("branch", "z9hG4bKtr1"), ("rport", None)))
+    cseq = CSeq(1, "MESSAGE")
+    request = Request.trusted(
+        "MESSAGE",
+        "sip:a@example.com",
+        [
+            ("Via", str(via)),
+            ("From", "<sip:b@example.com>;tag=1"),
+            ("To", "<sip:a@example.com>"),
+            ("Call-ID", "tr1"),
+            ("CSeq", str(cseq)),
+        ],
+        parsed={"via": via, "cseq": cseq},
+    )
+    assert request.top_via is via
+    assert request.cseq is cseq
+    assert parse_message(request.to_bytes()).top_via == via

@@ -765,3 +765,28 @@ def test_pending_work_ignores_timers_that_only_absorb_retransmissions() -> None:
     layer.send_response(make_response(event.request, 200, to_tag="t1"), 0.0)
     assert layer.get_timer() == 32.0  # Timer J: absorbing retransmissions
     assert not layer.has_pending_work()  # ... which a shutdown need not wait for
+
+
+def test_stamped_top_via_reads_as_its_line_parses() -> None:
+    # The layer keeps the Via it stamped instead of parsing its own line
+    # back: what it keeps must be what the line parses to.
+    from vidim.sip import parse_via_list
+
+    layer = quiet_layer()
+    wire = (
+        b"MESSAGE sip:a@127.0.0.1 SIP/2.0\r\n"
+        b"Via: SIP/2.0/UDP phone.example.com;rport;branch=z9hG4bKst1, SIP/2.0/UDP p2;branch=z9hG4bKx\r\n"
+        b"Via: SIP/2.0/UDP p3;branch=z9hG4bKy\r\n"
+        b"From: <sip:b@example.com>;tag=1\r\nTo: <sip:a@127.0.0.1>\r\n"
+        b"Call-ID: st1\r\nCSeq: 1 MESSAGE\r\nMax-Forwards: 70\r\nContent-Length: 0\r\n\r\n"
+    )
+    request = parse_message(wire)
+    assert isinstance(request, Request)
+    layer.receive(request, Address("10.0.0.9", 5099), 0.0)
+    lines = request.headers.get_all("Via")
+    assert len(lines) == 2
+    assert request.top_via == parse_via_list(lines[0])[0]
+    assert (request.top_via.received, request.top_via.rport) == ("10.0.0.9", 5099)
+    response = make_response(request, 200, to_tag="t")
+    assert response.top_via == request.top_via
+    assert parse_message(response.to_bytes()).top_via == request.top_via

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 
 from .errors import LocalProtocolError, SIPParseError
 from .headers import (
@@ -218,6 +218,8 @@ class Request(Message):
         uri: URI | str,
         headers: Iterable[tuple[str, str]],
         body: bytes = b"",
+        *,
+        parsed: Mapping[str, object] | None = None,
     ) -> Request:
         """A request from header values vidim built itself (see :meth:`Headers.trusted`).
 
@@ -227,10 +229,20 @@ class Request(Message):
         or parsed.  The method and a ``str`` URI are still checked; the body
         must be bytes.  Requests built from anything a user or a peer
         supplied unparsed go through the constructor.
+
+        ``parsed`` hands over values the caller already holds, so that
+        nothing parses them back from the text (the transaction layer reads
+        the top Via and CSeq of every request it sends): keys are the
+        lower-case names the accessors use, ``"via"`` (the top Via only),
+        ``"cseq"``, ``"from"``, ``"to"``; each value must be what parsing the
+        line would give, e.g. ``{"via": via, "cseq": CSeq(1, "MESSAGE")}``
+        with the line ``("Via", str(via))``.
         """
         _check_method(method)
         request = cls.__new__(cls)
         request.headers = Headers.trusted(headers)
+        if parsed:
+            request.headers._cache.update(parsed)
         request.body = body
         request.method = method
         request.uri = parse_uri(uri) if isinstance(uri, str) else uri
@@ -288,17 +300,29 @@ def make_response(
     # The request's lines are copied as they are (lower-case name, name,
     # value): they were checked when the request was parsed or built.
     items: list[tuple[str, str, str]] = []
+    to_changed = False
     for item in request.headers._items:
         lname = item[0]
         if lname in _COPIED:
-            if _CTL_RE.search(item[2]):  # as Headers.add would refuse it
+            value = item[2]
+            if not value.isprintable() and _CTL_RE.search(value):  # as Headers.add would
                 raise LocalProtocolError(f"control character in value of {item[1]}")
             if lname == "to" and to_tag is not None and status > 100:
                 to_addr = request.to_addr
                 if to_addr.tag is None:
-                    item = ("to", "To", _with_tag(item[2], to_addr, to_tag))
+                    item = ("to", "To", _with_tag(value, to_addr, to_tag))
+                    to_changed = True
             items.append(item)
     out = Headers._from_parsed(items)
+    # The copied lines parse to what the request's did: share its parsed
+    # values (immutable), so that the transaction layer, which reads the
+    # top Via and CSeq of the response, does not parse them again.
+    cache = request.headers._cache
+    if cache:
+        seeded = out._cache
+        for key in _SEEDED if not to_changed else _SEEDED_NOT_TO:
+            if key in cache:
+                seeded[key] = cache[key]
     if headers:
         for name, value in headers:
             out.add(name, value)
@@ -306,6 +330,8 @@ def make_response(
 
 
 _COPIED = frozenset(("via", "from", "to", "call-id", "cseq"))
+_SEEDED = ("via", "from", "to", "cseq")
+_SEEDED_NOT_TO = ("via", "from", "cseq")
 
 
 def _with_tag(value: str, to_addr: NameAddr, tag: str) -> str:

@@ -813,13 +813,14 @@ def _stamp_top_via(request: Request, source: Address) -> None:
     params: dict[str, str | None] = {"received": host}
     if wants_rport:
         params["rport"] = str(source.port)
-    stamped = str(via.with_params(**params))
+    stamped_via = via.with_params(**params)
     lines = request.headers.get_all("via")
     first = split_list(lines[0])
-    first[0] = stamped
+    first[0] = str(stamped_via)
     request.headers.remove("via")
     for line in reversed([", ".join(first), *lines[1:]]):
         request.headers.prepend("Via", line)
+    request.headers._cache["via"] = stamped_via  # what parsing the new top Via gives
 
 
 def _status_input(status: int, *, local: bool) -> TransactionInput:
