@@ -15,7 +15,7 @@ from vidim.allocator.events import (
 )
 from vidim.allocator.modes import Mode
 from vidim.allocator.requests import RequestPolicy
-from vidim.sip import Address
+from vidim.sip import Address, Via
 
 
 def make_world(**config: object) -> tuple[SimNetwork, Allocator, Phone, Phone, Phone, Focus]:
@@ -117,3 +117,26 @@ def test_ended_conferences_leave_nothing_behind() -> None:
     assert allocator._anchors == allocator._subscriptions == {}
     assert allocator._pending == {}
     assert allocator.get_timer() is None
+
+
+def test_out_of_dialog_lines_are_what_the_value_types_write() -> None:
+    """Via, From and Call-ID come from prefixes written once: the same text as before."""
+    for local in (Address("127.0.0.1", 5070), Address("::1", 5075, "TCP")):
+        allocator = Allocator(
+            AllocatorConfig(local=local, requests=RequestPolicy.for_domain("example.com"))
+        )
+        request = allocator._out_of_dialog("MESSAGE", "sip:bob@example.com")
+        via = request.top_via
+        assert via.branch is not None
+        assert via.is_rfc3261_branch
+        assert request.headers.get("Via") == str(
+            Via(local.transport, local.host, local.port, (("rport", None),)).with_params(
+                branch=via.branch
+            )
+        )
+        tag = request.from_addr.tag
+        assert tag is not None
+        assert request.headers.get("From") == f"<sip:vidim@example.com>;tag={tag}"
+        assert request.call_id.endswith(f"@{local.host}")
+        assert request.headers.get("To") == "<sip:bob@example.com>"
+        assert request.headers.get("CSeq") == "1 MESSAGE"
