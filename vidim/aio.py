@@ -3,7 +3,8 @@
 This is the only place in vidim that does I/O, in the manner of aioquic's
 ``asyncio/protocol.py``: after every input (a datagram, a TCP message, the
 timer) :meth:`SipServer.transmit` sends what the core queued, hands the core's
-events to a callback and re-arms one timer at the core's next deadline::
+events to a callback and keeps one timer armed no later than the core's next
+deadline (re-armed only when the deadline moves earlier)::
 
     core = Allocator(AllocatorConfig(local=Address("127.0.0.1", 5070)))
     server = SipServer(core, host="127.0.0.1", port=5070)
@@ -318,7 +319,11 @@ class SipServer(Generic[EventT]):
 
     @property
     def next_deadline(self) -> float | None:
-        """When the timer is armed for (on the core's clock), or None when it is not."""
+        """When the timer is armed for (on the core's clock), or None when it is not.
+
+        At or before the core's own deadline: a deadline that moved later keeps
+        the earlier timer, which fires, finds nothing due, and is re-armed.
+        """
         return self._timer_at if self._timer is not None else None
 
     @property
