@@ -100,9 +100,10 @@ class BatchHandler(logging.Handler):
     """Writes records to ``stream`` in batches: one ``write`` per event-loop turn or so.
 
     A record made inside a running event loop waits (unformatted) until a
-    callback scheduled ``interval`` seconds later, or until the batch has
-    ``max_batch`` records, or a record at WARNING or above comes; then the
-    batch is formatted and written at once.  Records made outside a loop (at
+    callback scheduled ``interval`` seconds later, or the loop's next turn
+    once the batch has ``max_batch`` records (never inside the callback
+    handling a request), or a record at WARNING or above; then the batch is
+    formatted and written at once.  Records made outside a loop (at
     start-up, at exit, from another thread) are written at once, after any
     waiting ones, so the order is kept.  :meth:`flush` (also called by
     ``logging.shutdown`` at exit) writes what waits.
@@ -122,12 +123,14 @@ class BatchHandler(logging.Handler):
         self._batch: list[logging.LogRecord] = []
         #: The loop on which a flush is scheduled, if any.
         self._loop: asyncio.AbstractEventLoop | None = None
+        #: Whether a flush is scheduled for the loop's next turn (a full batch).
+        self._soon = False
 
     def emit(self, record: logging.LogRecord) -> None:
         batch = self._batch
         batch.append(record)
-        if record.levelno >= logging.WARNING or len(batch) >= self.max_batch:
-            self._write()
+        if record.levelno >= logging.WARNING or len(batch) >= 4 * self.max_batch:
+            self._write()  # the loop does not come round: memory stays bounded
             return
         try:
             loop = asyncio.get_running_loop()
@@ -137,11 +140,15 @@ class BatchHandler(logging.Handler):
         if loop is not self._loop:  # else a flush is already scheduled on it
             self._loop = loop
             loop.call_later(self.interval, self.flush)
+        elif len(batch) >= self.max_batch and not self._soon:
+            self._soon = True
+            loop.call_soon(self.flush)
 
     def flush(self) -> None:
         self.acquire()
         try:
             self._loop = None
+            self._soon = False
             self._write()
         finally:
             self.release()

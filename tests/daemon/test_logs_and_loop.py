@@ -135,6 +135,26 @@ def test_records_in_the_loop_are_written_together_later() -> None:
     asyncio.run(main())
 
 
+def test_a_full_batch_is_written_at_the_loops_next_turn_not_inside_the_callback() -> None:
+    stream = _Stream()
+    handler = BatchHandler(stream, interval=60.0, max_batch=3)
+    handler.setFormatter(PlainFormatter())
+
+    async def main() -> None:
+        stream.written = asyncio.Event()
+        for n in range(3):
+            handler.handle(_record(f"line {n} %s"))
+        assert stream.getvalue() == ""  # full, but this callback is not the place to write
+        await asyncio.wait_for(stream.written.wait(), 5.0)  # the next turn, not in 60 s
+        assert len(stream.getvalue().splitlines()) == 3
+        for n in range(12):  # a loop that never comes round: written at 4x the batch
+            handler.handle(_record(f"more {n} %s"))
+        assert len(stream.getvalue().splitlines()) == 15
+        assert stream.writes == 2
+
+    asyncio.run(main())
+
+
 def test_records_outside_a_loop_are_written_at_once_and_flush_empties_the_batch() -> None:
     stream = _Stream()
     handler = BatchHandler(stream)
