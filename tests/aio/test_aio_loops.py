@@ -288,3 +288,38 @@ def test_a_burst_read_in_one_turn_of_the_loop_is_cut_short(loop: str) -> None:
             await server.close(drain=1.0)
 
     run_on(loop, main)
+
+
+def test_on_asyncio_a_turn_of_the_loop_reads_every_queued_datagram() -> None:
+    """asyncio's loop delivers one datagram per turn; the server reads the rest itself."""
+
+    async def main() -> None:
+        core = EchoCore()
+        server = SipServer(core, port=0)
+        await server.start()
+        protocol = server._udp_protocol
+        assert protocol is not None
+        assert protocol.drain is not None
+        deliveries = []
+        deliver = protocol.datagram_received
+
+        def counting(data: bytes, addr: object) -> None:
+            deliveries.append(len(core.received))
+            deliver(data, addr)
+
+        protocol.datagram_received = counting  # type: ignore[method-assign]
+        client = await udp_client()
+        try:
+            for n in range(5):
+                client.send(request_bytes(call_id=f"queued-{n}", via_port=client.port), server.port)
+            # Loopback delivery is synchronous: the five wait in the socket's queue
+            # before the loop's next turn.
+            for n in range(5):
+                assert (await client.response_to(f"queued-{n}")).status == 200
+            assert deliveries == [0]  # one delivery by the loop, four read by the server
+            assert [m.call_id for m, _, _ in core.received] == [f"queued-{n}" for n in range(5)]
+        finally:
+            client.close()
+            await server.close(drain=1.0)
+
+    run_on("asyncio", main)
