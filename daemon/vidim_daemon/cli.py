@@ -147,7 +147,7 @@ def loop_factory(choice: str) -> tuple[Callable[[], asyncio.AbstractEventLoop] |
     """The event loop to run on, and its name for the start-up line.
 
     ``auto`` takes uvloop when it is installed (``pip install 'vidim[fast]'``:
-    about a third less CPU per setup) and asyncio's own loop otherwise;
+    a little less CPU and latency, docs/daemon.md) and asyncio's own loop otherwise;
     ``uvloop`` requires it (ImportError when missing); ``asyncio`` never uses it.
     """
     if choice == "asyncio":
