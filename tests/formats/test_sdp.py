@@ -5,6 +5,7 @@ from __future__ import annotations
 import contextlib
 
 import pytest
+import sdp_transform
 from hypothesis import given
 from hypothesis import strategies as st
 
@@ -13,6 +14,7 @@ from vidim.sdp import (
     AUDIO_CODECS,
     Codec,
     SDPError,
+    _transform_parse,
     build_answer,
     build_offer,
     capabilities_from_feature_tags,
@@ -482,6 +484,56 @@ def test_shuffled_sdp_lines_answer_or_raise_sdp_error(lines: list[bytes], mode: 
     except SDPError:
         return
     assert len(media_summary(body)) == len(parse_media(offer))
+
+
+# --- the grammar, compiled once ---------------------------------------------------------
+
+# Every a= attribute the grammar knows, well-formed and not, and lines it has no rule for.
+_ATTRIBUTE_LINES = [
+    "a=rtpmap:96 H264/90000", "a=rtpmap:97 opus/48000/2", "a=rtpmap:x", "a=rtpmap:",
+    "a=fmtp:96 profile-level-id=42e01f;packetization-mode=1", "a=fmtp:", "a=control:*",
+    "a=rtcp:9 IN IP4 0.0.0.0", "a=rtcp:9", "a=rtcp:x", "a=rtcp-fb:* trr-int 5",
+    "a=rtcp-fb:96 nack pli", "a=rtcp-fb:96 ccm fir", "a=extmap:1 urn:x", "a=extmap:1/sendonly urn:x",
+    "a=extmap-allow-mixed", "a=crypto:1 AES_CM_128_HMAC_SHA1_80 inline:abc", "a=setup:actpass",
+    "a=connection:new", "a=msid:a b", "a=ptime:20", "a=maxptime:40.5", "a=sendrecv",
+    "a=recvonly", "a=sendonly", "a=inactive", "a=ice-lite", "a=ice-ufrag:u", "a=ice-pwd:p",
+    "a=fingerprint:sha-256 AA:BB", "a=candidate:1 1 UDP 2130706431 10.0.0.1 5000 typ host",
+    "a=candidate:1 1 UDP 1 10.0.0.1 5000 typ srflx raddr 10.0.0.2 rport 6000 generation 0",
+    "a=end-of-candidates", "a=remote-candidates:1 10.0.0.1 5000", "a=ice-options:trickle",
+    "a=ssrc:1 cname:x", "a=ssrc-group:FID 1 2", "a=msid-semantic: WMS *", "a=group:BUNDLE 0 1",
+    "a=rtcp-mux", "a=rtcp-rsize", "a=sctpmap:5000 webrtc-datachannel 1024",
+    "a=x-google-flag:conference", "a=rid:1 send pt=96", "a=imageattr:96 send [x=640,y=480]",
+    "a=simulcast:send 1;2 recv 3", "a=simulcast: 1;2", "a=framerate:30", "a=framerate:29.97",
+    "a=source-filter: incl IN IP4 * 10.0.0.1", "a=bundle-only", "a=label:1", "a=sctp-port:5000",
+    "a=max-message-size:1024", "a=ts-refclk:ntp=x", "a=mediaclk:direct=0", "a=keywds:k",
+    "a=content:main", "a=floorctrl:c-only", "a=confid:1", "a=userid:2", "a=floorid:1 mstrm:2",
+    "a=mid:audio", "a=mid:", "a=", "a=x-unknown:1", "a=sendrecvx", "a=RTPMAP:0 PCMU/8000",
+    "a=rtcp-muxed", "a=ptime:", "a=ice-liter", "a=\u00e9t\u00e9", "a=msid:\u2028m=audio 1 RTP/AVP 0",
+]  # fmt: skip
+_OTHER_LINES = [
+    "v=0", "v=x", "o=- 1 1 IN IP4 h", "o=- x 1 IN IP4 h", "o=", "s=-", "i=info", "u=http://x",
+    "e=a@b", "p=+1", "z=0 0", "r=7d 1h 0 25h", "t=0 0", "t=x", "c=IN IP4 10.0.0.1",
+    "c=IN IP6 ::1", "c=", "b=AS:256", "b=x", "k=clear:x", "x=unknown", "m=audio 5000 RTP/AVP 0 8",
+    "m=video 0 RTP/AVP 96", "m=audio 5000/2 RTP/AVP 0", "m=audio x RTP/AVP 0", "m=", "m=audio",
+    "m=application 9 UDP/DTLS/SCTP webrtc-datachannel", "M=audio 1 RTP/AVP 0", "=x", "",
+    "\u00e9=x", "a", "m=audio 1 RTP/AVP 0\x0bm=video 2 RTP/AVP 96",
+]  # fmt: skip
+
+
+@given(
+    st.lists(st.sampled_from(_ATTRIBUTE_LINES + _OTHER_LINES), max_size=30),
+    st.sampled_from(["\r\n", "\n", "\r"]),
+)
+def test_transform_parse_is_sdp_transform_parse(lines: list[str], eol: str) -> None:
+    """The compiled grammar reads every line as sdp-transform does, in its order of rules."""
+    text = eol.join(lines)
+    assert repr(_transform_parse(text)) == repr(sdp_transform.parse(text))  # 1 is not 1.0
+
+
+@pytest.mark.parametrize("offer", [PJSUA2_OFFER, BARESIP_OFFER, PJSUA2_OFFER_VIDEO_SLOT])
+def test_transform_parse_of_real_offers(offer: bytes) -> None:
+    text = offer.decode()
+    assert repr(_transform_parse(text)) == repr(sdp_transform.parse(text))  # 1 is not 1.0
 
 
 # --- capabilities -------------------------------------------------------------------------
