@@ -306,15 +306,17 @@ def _compile_grammar() -> tuple[dict[str, list[_Rule]], dict[str, list[_Rule]], 
 _FIELDS, _ATTRIBUTES_BY_CHAR, _ATTRIBUTES_UNPREFIXED = _compile_grammar()
 
 
-#: Characters without which neither int() nor float() can read a string (but for
-#: the words inf, infinity and nan): decimal digits, whitespace and these.
-_NUMBER_MARKS = frozenset("+-._eE")
+#: A character that neither int() nor float() reads (but in the words inf,
+#: infinity and nan): not a decimal digit, whitespace or one of ``+-._eE``
+#: (for str patterns \d is str.isdecimal() and \s is str.isspace()).
+_NOT_A_NUMBER_RE = re.compile(r"[^\d\s+\-._eE]")
+_NUMBER_WORDS = frozenset(("inf", "infinity", "nan"))
 
 
 def _could_be_number(value: str) -> bool:
-    if all(c.isdecimal() or c.isspace() or c in _NUMBER_MARKS for c in value):
+    if _NOT_A_NUMBER_RE.search(value) is None:
         return True
-    return value.strip().lower().lstrip("+-") in ("inf", "infinity", "nan")
+    return value.strip().lower().lstrip("+-") in _NUMBER_WORDS
 
 
 def _to_int_if_int(value: str) -> Any:
