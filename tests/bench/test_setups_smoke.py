@@ -99,3 +99,29 @@ def test_quick_run_completes_every_setup(
     row = next(line for line in out.splitlines() if line.startswith("| 20 |"))
     cells = [cell.strip() for cell in row.strip("|").split("|")]
     assert cells[2] == "0", row  # failed setups
+
+
+def test_daemon_config_carries_the_event_loop_and_extra_limits(
+    bench: ModuleType, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(bench, "EVENT_LOOP", "asyncio")
+    monkeypatch.setattr(bench, "LIMITS", ["overload_hold = 0.5"])
+    path = tmp_path / "vidim.toml"
+    bench.daemon_config(path, listen=5070, focus=5080, proxy=5060, log_level="info")
+    from vidim_daemon.config import load
+
+    config = load(path)
+    assert config.event_loop == "asyncio"
+    assert config.overload is not None
+    assert config.overload.hold == 0.5
+
+
+def test_the_report_names_the_loop_the_daemons_said_they_ran_on(
+    bench: ModuleType, tmp_path: Path
+) -> None:
+    (tmp_path / "probe").mkdir()
+    (tmp_path / "probe" / "daemon.log").write_text(
+        "2026-11-26 14:28:42,334 INFO vidim.daemon: vidim-daemon 0.1.0: allocator on "
+        "127.0.0.1:34175 (UDP and TCP), event loop uvloop 0.23.0 [event_loop=uvloop 0.23.0]\n"
+    )
+    assert bench.daemon_event_loops(tmp_path) == "uvloop 0.23.0"
