@@ -171,3 +171,22 @@ def test_request_line_fast_path_equals_general_parser(method: str, text: str, ve
     assert fast[0] == slow[0]
     if fast[0] == "ok":
         assert (fast[1].method, fast[1].uri) == slow[1]  # type: ignore[attr-defined]
+
+
+def _slow_cseq(value: str) -> headers.CSeq:
+    match = headers._CSEQ_RE.fullmatch(value)
+    if match is None or int(match.group(1)) >= 2**31:
+        raise SIPParseError("malformed")
+    return headers.CSeq(int(match.group(1)), match.group(2))
+
+
+@settings(max_examples=300)
+@given(
+    st.text("0123456789", min_size=0, max_size=12)
+    | st.sampled_from(["\u0661", "2147483648", "007"]),
+    st.sampled_from([" ", "  ", "\t", ""]),
+    st.sampled_from(["INVITE", "MESSAGE", "ACK", "invite", "FOO-BAR", "M@SSAGE", "", "INVITE "]),
+)
+def test_cseq_fast_path_equals_general_parser(number: str, space: str, method: str) -> None:
+    text = f"{number}{space}{method}"
+    assert _outcome(headers.parse_cseq, text) == _outcome(_slow_cseq, text)

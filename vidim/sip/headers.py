@@ -578,7 +578,10 @@ def _via_params_ok(params: Params) -> bool:
 def _parse_top_via(line: str) -> Via:
     """The first via-parm of a Via line, the whole line validated, the rest not built."""
     match = _FAST_VIA_RE.match(line)
-    if match is not None and _FAST_VIA_MORE_RE.fullmatch(line, match.end()) is not None:
+    if match is not None and (
+        match.end() == len(line)  # one via-parm: nothing more to check
+        or _FAST_VIA_MORE_RE.fullmatch(line, match.end()) is not None
+    ):
         via = _fast_via(*match.groups())
         if via is not None:
             return via
@@ -650,16 +653,30 @@ class CSeq(ValueType):
         return f"{self._seq} {self._method}"
 
 
+#: Methods every SIP element sees, for the CSeq fast path (any token is valid).
+_COMMON_METHODS = frozenset(
+    ("INVITE", "ACK", "BYE", "CANCEL", "OPTIONS", "REGISTER", "MESSAGE", "SUBSCRIBE",
+     "NOTIFY", "REFER", "INFO", "UPDATE", "PRACK", "PUBLISH")
+)  # fmt: skip
+
+
 def parse_cseq(value: str) -> CSeq:
-    match = _CSEQ_RE.fullmatch(value)
-    if match is None:
-        raise SIPParseError(f"malformed CSeq {value!r}")
-    seq = int(match.group(1))
+    # Fast path, no regex: "<digits> <common method>", one space.
+    seq_text, _, method = value.partition(" ")
+    if method in _COMMON_METHODS and seq_text.isdigit() and seq_text.isascii():
+        if len(seq_text) > 10:
+            raise SIPParseError(f"malformed CSeq {value!r}")
+    else:
+        match = _CSEQ_RE.fullmatch(value)
+        if match is None:
+            raise SIPParseError(f"malformed CSeq {value!r}")
+        seq_text, method = match.group(1, 2)
+    seq = int(seq_text)
     if seq >= 2**31:
         raise SIPParseError(f"CSeq number {seq} is not below 2**31")
     cseq = _new(CSeq)
     cseq._seq = seq
-    cseq._method = match.group(2)
+    cseq._method = method
     return cseq
 
 

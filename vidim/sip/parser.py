@@ -110,7 +110,7 @@ def parse_message(data: bytes) -> Request | Response:
         body_start = match.end()
     message = _parse_lines(lines)
     body = data[body_start:]
-    length = message.content_length
+    length = message.headers._cache["content-length"]  # set by _validate
     if length is not None:
         if length > len(body):
             raise SIPParseError(
