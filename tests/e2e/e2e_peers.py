@@ -267,18 +267,32 @@ class Site:
 
     def start(self, *, daemon_args: list[str] = (), config: str = "",  # type: ignore[assignment]
               focus: tuple[str, int] | None = None) -> None:  # fmt: skip
-        self.daemon_port = free_port()
-        self.focus_port = free_port()
-        self.kamailio = start_example_kamailio_ready(
-            self.workdir, daemon=(HOST, self.daemon_port),
-            focus=focus or (HOST, self.focus_port), domain=DOMAIN, started=self.kamailios,
-        )  # fmt: skip
-        first = random.randrange(41000, 59000, 2)
-        toml = f"[media]\nrtp_ports = [{first}, {first + 199}]\n" + config
-        self.daemon = Daemon(self.workdir, self.daemon_port, self.focus_port,
-                             self.kamailio.port, list(daemon_args), toml)  # fmt: skip
-        self.children.append(self.daemon)
-        self.daemon.wait_ready(focus="--focus" not in daemon_args)
+        # The ports are free when picked, but another process (a parallel test run, any
+        # program's ephemeral port) can take one before the daemon binds it: then the
+        # daemon exits with "Address already in use" and the start is tried again on new
+        # ports, with a new Kamailio (its routes name the daemon's port).
+        for attempt in range(3):
+            self.daemon_port = free_port()
+            self.focus_port = free_port()
+            self.kamailio = start_example_kamailio_ready(
+                self.workdir, daemon=(HOST, self.daemon_port),
+                focus=focus or (HOST, self.focus_port), domain=DOMAIN, started=self.kamailios,
+            )  # fmt: skip
+            # RTP below the kernel's ephemeral range (32768-60999), so that no socket
+            # bound to port 0 can be holding one of them.
+            first = random.randrange(10000, 19800, 2)
+            toml = f"[media]\nrtp_ports = [{first}, {first + 199}]\n" + config
+            self.daemon = Daemon(self.workdir, self.daemon_port, self.focus_port,
+                                 self.kamailio.port, list(daemon_args), toml)  # fmt: skip
+            self.children.append(self.daemon)
+            try:
+                self.daemon.wait_ready(focus="--focus" not in daemon_args)
+                return
+            except AssertionError as error:
+                if attempt == 2 or "Address already in use" not in str(error):
+                    raise
+                self.daemon.stop()
+                stop_process_group(self.kamailio.proc)
 
     def phone(self, user: str, *extra: str, register: bool = True) -> Phone:
         assert self.kamailio is not None
