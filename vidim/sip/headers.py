@@ -373,9 +373,12 @@ def parse_name_addr(value: str) -> NameAddr:
     if match is not None:
         quoted, tokens, scheme, user, host, port, uri_params, params = match.groups()
         uri = _fast_sip_uri_from_groups(scheme, user, host, port, uri_params)
-        if uri is not None:
-            display = _unquote_inner(quoted) if quoted is not None else tokens
-            return _name_addr(uri, display, _fast_params(params))
+        if uri is not None:  # _name_addr() inlined: From and To of every message come here
+            name_addr = _new(NameAddr)
+            name_addr._uri = uri
+            name_addr._display_name = _unquote_inner(quoted) if quoted is not None else tokens
+            name_addr._params = _fast_params(params) if params else ()
+            return name_addr
     match = _FAST_NAME_ADDR_RE.fullmatch(value)
     if match is not None:
         quoted, tokens, uri_text, params = match.groups()
