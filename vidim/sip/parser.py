@@ -132,8 +132,8 @@ def _parse_lines(lines: list[str]) -> Request | Response:
     repeats: list[tuple[str, str]] = []
     folded = False
     cache = _NAME_CACHE
-    for index in range(1, len(lines)):
-        line = lines[index]
+    append = items.append
+    for line in lines[1:]:
         raw, colon, value = line.partition(":")
         entry = cache.get(raw)
         if entry is None or not colon:
@@ -148,9 +148,9 @@ def _parse_lines(lines: list[str]) -> Request | Response:
             if not colon or not raw:
                 raise SIPParseError(f"malformed header line {line[:60]!r}")
             entry = _header_name(raw)
-        lname = entry[0]
+        lname, name = entry
         value = value.strip(" \t")
-        items.append((lname, entry[1], value))
+        append((lname, name, value))
         if lname in first:
             repeats.append((lname, value))
         else:
