@@ -113,10 +113,41 @@ def test_ended_conferences_leave_nothing_behind() -> None:
     assert list(allocator._dialogs) == []
     assert allocator._by_call_id == {}
     assert allocator._call_ids == {}
-    assert allocator._by_requester == {}
+    assert allocator._by_requester == allocator._latest == {}
     assert allocator._anchors == allocator._subscriptions == {}
-    assert allocator._pending == {}
+    assert allocator._pending == allocator._pending_subscribes == {}
+    assert allocator._rosters == {}
     assert allocator.get_timer() is None
+
+
+def test_per_conference_indexes_stay_small() -> None:
+    """What each live conference costs in the indexes (100,000 live is the target)."""
+    net, allocator, alice, _bob, _carol, focus = make_world()
+    alice.send_message(0.0, text="/video bob")
+    net.run(5.0)
+    (first,) = allocator.conferences.values()
+    # One conference: its requester's entry is the id itself, not a list of one;
+    # the rate window's entry the time itself.
+    assert allocator._by_requester == {first.requester: first.id}
+    assert allocator._latest == {}  # their only conference is their newest
+    assert not isinstance(allocator._requests_seen[first.requester], list)
+    # The roster names the conference by the same string as the record.
+    assert allocator._rosters[first.id].entity is first.conference_uri
+    alice.send_message(net.now, text="/audio carol")
+    net.advance(5.0)
+    second = next(c for c in allocator.conferences.values() if c is not first)
+    assert allocator._by_requester == {first.requester: [first.id, second.id]}
+    assert allocator._latest == {first.requester: second.id}
+    assert len(allocator._requests_seen[first.requester]) == 2  # type: ignore[arg-type]
+    # Only SUBSCRIBEs are kept aside for retiring (not every transaction in flight).
+    assert all(p.request.method == "SUBSCRIBE" for p in allocator._pending_subscribes.values())
+    focus.hang_up(focus.conferences[0], net.now)
+    net.advance(1.0)
+    assert allocator._by_requester == {first.requester: second.id}
+    assert allocator._latest == {}
+    alice.send_message(net.now, text="/end")
+    net.advance(5.0)
+    assert allocator._by_requester == {}
 
 
 def test_out_of_dialog_lines_are_what_the_value_types_write() -> None:

@@ -24,7 +24,7 @@ import re
 import secrets
 import sys
 from collections.abc import Iterable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from enum import Enum
 from typing import Any
 
@@ -219,23 +219,29 @@ class Allocator(SipCoreBase[AllocatorEvent]):
         host = f"[{local.host}]" if ":" in local.host else local.host
         self._contact = NameAddr(uri=parse_uri(f"sip:vidim@{host}:{local.port}"))
         self._conferences: dict[str, Conference] = {}
+        #: Per requester with several live conferences: the newest (with one,
+        #: its id in _by_requester is the newest: no entry here).
         self._latest: dict[str, str] = {}
         self._anchors: dict[str, Dialog] = {}
         self._by_call_id: dict[str, str] = {}
         #: Per conference: its Call-IDs, so that retiring it costs what it owns.
         self._call_ids: dict[str, tuple[str, ...]] = {}
-        #: Per requester: the ids of their live conferences.
-        #: (a list: most requesters have one or two, and a set costs 216 bytes)
-        self._by_requester: dict[str, list[str]] = {}
+        #: Per requester: the ids of their live conferences: the id itself
+        #: while they have one (most do: a list of one costs 64 bytes more),
+        #: a list once they have several (a set would cost 216 bytes).
+        self._by_requester: dict[str, str | list[str]] = {}
         self._rosters: dict[str, ConferenceInfo] = {}
         #: The conference-event subscription dialog, and when it was last (re)newed.
         self._subscriptions: dict[str, tuple[Dialog, float]] = {}
         self._focus_tid: dict[str, TransactionId] = {}
         self._pending: dict[TransactionId, _Pending] = {}
+        #: The SUBSCRIBEs among them: what retiring a conference must look at.
+        self._pending_subscribes: dict[TransactionId, _Pending] = {}
         #: Per requester: when their recent new conferences were asked for
-        #: (oldest first); swept every rate window so that it holds only the
-        #: requesters of the last window.
-        self._requests_seen: dict[str, list[float]] = {}
+        #: (oldest first): the one time itself while there is one (a list of
+        #: one costs 64 bytes more); swept every rate window so that it holds
+        #: only the requesters of the last window.
+        self._requests_seen: dict[str, float | list[float]] = {}
         self._next_sweep = 0.0
         self._timers: list[tuple[float, int, str, str]] = []
         #: Where each focus URI is sent to, worked out on first use.
@@ -350,15 +356,25 @@ class Allocator(SipCoreBase[AllocatorEvent]):
     def _own(self, conference: Conference) -> None:
         """Index a new or restored live conference by its requester."""
         self._conferences[conference.id] = conference
-        theirs = self._by_requester.get(conference.requester)
-        if theirs is None:
-            # A list made with its one id is 64 bytes; setdefault([]) + append, 88.
-            self._by_requester[conference.requester] = [conference.id]
-        elif conference.id not in theirs:
-            theirs.append(conference.id)
-        latest = self._conferences.get(self._latest.get(conference.requester, ""))
+        requester = conference.requester
+        held = self._by_requester.get(requester)
+        if held is None:
+            self._by_requester[requester] = conference.id  # their only one: the newest
+            return
+        if isinstance(held, str):
+            if held == conference.id:
+                return  # restored again: still their only one
+            self._by_requester[requester] = [held, conference.id]
+            latest_id = held
+        else:
+            if conference.id not in held:
+                held.append(conference.id)
+            latest_id = self._latest.get(requester, "")
+        latest = self._conferences.get(latest_id)
         if latest is None or latest.created_at <= conference.created_at:
-            self._latest[conference.requester] = conference.id
+            self._latest[requester] = conference.id
+        else:
+            self._latest[requester] = latest_id
 
     def _arm(self, conference: Conference, kind: str, when: float) -> None:
         setattr(conference, f"{kind}_deadline", when)
@@ -382,6 +398,8 @@ class Allocator(SipCoreBase[AllocatorEvent]):
         tid = self._layer.send_request(request, destination, now)
         request.compact()  # kept until the transaction ends; read again only on an answer
         self._pending[tid] = pending
+        if request.method == "SUBSCRIBE":
+            self._pending_subscribes[tid] = pending
 
     def _out_of_dialog(
         self,
@@ -441,6 +459,7 @@ class Allocator(SipCoreBase[AllocatorEvent]):
         elif isinstance(event, TransactionTerminated):
             pending = self._pending.pop(event.transaction_id, None)
             if pending is not None and pending.request.method in ("INVITE", "SUBSCRIBE"):
+                self._pending_subscribes.pop(event.transaction_id, None)
                 self._dialogs.forget(pending.request)
         elif isinstance(event, MessageDiscarded):
             self._events.append(
@@ -665,6 +684,9 @@ class Allocator(SipCoreBase[AllocatorEvent]):
         if conference_id is not None:
             return self._conferences.get(conference_id)
         latest = self._latest.get(requester)
+        if latest is None:
+            held = self._by_requester.get(requester)
+            latest = held if isinstance(held, str) else None
         return self._conferences.get(latest) if latest is not None else None
 
     def _over_rate(self, requester: str, now: float) -> bool:
@@ -673,8 +695,11 @@ class Allocator(SipCoreBase[AllocatorEvent]):
         horizon = now - self.config.rate_window
         seen = self._requests_seen.get(requester)
         if seen is None:
-            self._requests_seen[requester] = [now]
+            self._requests_seen[requester] = now
             return False
+        if not isinstance(seen, list):
+            seen = [seen]
+            self._requests_seen[requester] = seen
         if seen[0] <= horizon:
             seen[:] = [when for when in seen if when > horizon]
         if len(seen) >= self.config.rate_limit:
@@ -686,7 +711,11 @@ class Allocator(SipCoreBase[AllocatorEvent]):
         """Forget the requesters with nothing left in the rate window."""
         horizon = now - self.config.rate_window
         seen = self._requests_seen
-        for requester in [r for r, times in seen.items() if times[-1] <= horizon]:
+        for requester in [
+            r
+            for r, times in seen.items()
+            if (times[-1] if isinstance(times, list) else times) <= horizon
+        ]:
             del seen[requester]
         self._next_sweep = now + self.config.rate_window
 
@@ -1146,6 +1175,11 @@ class Allocator(SipCoreBase[AllocatorEvent]):
             self._rosters.pop(conference.id, None)
             self._refresh_subscription(conference, dialog, now)
             return
+        uri = conference.conference_uri
+        if roster.entity == uri and roster.entity is not uri:
+            # One string for the URI, not a copy per parsed NOTIFY (RFC 4575's
+            # entity is the conference URI): kept as long as the conference.
+            roster = replace(roster, entity=uri)
         self._rosters[conference.id] = roster
         connected = {user.entity: user for user in roster.users if user.status == "connected"}
         joined_any = False
@@ -1339,17 +1373,24 @@ class Allocator(SipCoreBase[AllocatorEvent]):
 
     def _retire(self, conference: Conference) -> None:
         self._conferences.pop(conference.id, None)
-        theirs = self._by_requester.get(conference.requester, [])
-        if conference.id in theirs:
-            theirs.remove(conference.id)
-        if not theirs:
-            self._by_requester.pop(conference.requester, None)
-        if self._latest.get(conference.requester) == conference.id:
-            del self._latest[conference.requester]
-            # The requester's previous live conference, if any, is "theirs" again.
-            if theirs:
-                newest = max(theirs, key=lambda i: self._conferences[i].created_at)
-                self._latest[conference.requester] = newest
+        requester = conference.requester
+        held = self._by_requester.get(requester)
+        if isinstance(held, str):
+            if held == conference.id:
+                del self._by_requester[requester]
+        elif held is not None:
+            if conference.id in held:
+                held.remove(conference.id)
+            if len(held) <= 1:
+                # Back to one (or none): that one is the newest, no _latest entry.
+                if held:
+                    self._by_requester[requester] = held[0]
+                else:
+                    del self._by_requester[requester]
+                self._latest.pop(requester, None)
+            elif self._latest.get(requester) == conference.id:
+                # The requester's previous live conference is "theirs" again.
+                self._latest[requester] = max(held, key=lambda i: self._conferences[i].created_at)
         anchor = self._anchors.pop(conference.id, None)
         subscription = self._subscriptions.pop(conference.id, None)
         self._rosters.pop(conference.id, None)
@@ -1362,8 +1403,9 @@ class Allocator(SipCoreBase[AllocatorEvent]):
             if dialog is not None and self._dialogs.get(dialog.id) is dialog:
                 self._dialogs.remove(dialog)
         # ... nor may a late NOTIFY make a new one.
-        for pending in self._pending.values():
-            if pending.request.method == "SUBSCRIBE" and pending.request.call_id in gone:
+        # (Only the SUBSCRIBEs in flight are looked at, not every transaction.)
+        for pending in self._pending_subscribes.values():
+            if pending.request.call_id in gone:
                 self._dialogs.forget(pending.request)
 
     # -- /add --------------------------------------------------------------------------
