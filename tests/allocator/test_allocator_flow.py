@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import sys
+
 from peers import FOCUS, PROXY, Focus, Phone, SimNetwork
 
 from vidim.allocator.allocator import Allocator, AllocatorConfig
@@ -116,6 +118,8 @@ def test_ended_conferences_leave_nothing_behind() -> None:
     assert allocator._by_requester == allocator._latest == {}
     assert allocator._anchors == allocator._subscriptions == {}
     assert allocator._pending == allocator._pending_subscribes == {}
+    # ... not even the table of the busiest moment.
+    assert sys.getsizeof(allocator._pending) == sys.getsizeof({})
     assert allocator._rosters == {}
     assert allocator.get_timer() is None
 

@@ -938,3 +938,26 @@ def test_every_offer_and_answer_of_a_conference_keeps_its_o_line() -> None:
     other = _sdp_part(w.focus.conferences[1].invite)
     assert sdp_transform.parse(other.decode())["origin"]["sessionId"] != origin["sessionId"]
     assert w.allocator.conferences[cid].state is S.ACTIVE
+
+
+def test_restored_in_any_order_end_acts_on_the_newest_then_the_older() -> None:
+    """The requester's newest conference is found however their records come back."""
+    w = make_world()
+    older = w.start("/video bob")
+    w.net.advance(5.0)
+    newer = w.start("/video bob", at=w.net.now)
+    w.net.advance(5.0)
+    records = [json.loads(json.dumps(w.allocator.snapshot(c))) for c in (newer, older)]
+    w.net.events.extend(w.allocator.events())
+    fresh = Allocator(w.config)
+    replace_allocator(w.net, fresh)
+    for record in records:  # the newer one first
+        fresh.restore(record, w.net.now)
+    w.allocator = fresh
+    w.net.advance(1.0)
+    for expected in (newer, older):
+        w.alice.send_message(w.net.now, text="/end")
+        w.net.advance(5.0)
+        assert w.net.of_type(ConferenceEnded)[-1].conference_id == expected
+    assert fresh.conferences == {}
+    assert fresh._by_requester == fresh._latest == {}

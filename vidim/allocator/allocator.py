@@ -461,6 +461,11 @@ class Allocator(SipCoreBase[AllocatorEvent]):
             if pending is not None and pending.request.method in ("INVITE", "SUBSCRIBE"):
                 self._pending_subscribes.pop(event.transaction_id, None)
                 self._dialogs.forget(pending.request)
+            if not self._pending:
+                # A dict keeps the table of its largest size: after a burst of
+                # setups that is ~100 bytes per conference ever in flight at once.
+                self._pending = {}
+                self._pending_subscribes = {}
         elif isinstance(event, MessageDiscarded):
             self._events.append(
                 MessageIgnored(reason=event.reason, summary=_summary(event.message))
