@@ -135,8 +135,15 @@ def test_per_conference_indexes_stay_small() -> None:
     assert allocator._by_requester == {first.requester: first.id}
     assert allocator._latest == {}  # their only conference is their newest
     assert not isinstance(allocator._requests_seen[first.requester], list)
-    # The roster names the conference by the same string as the record.
-    assert allocator._rosters[first.id].entity is first.conference_uri
+    # Nobody there yet: the roster is kept as its version alone ...
+    assert isinstance(allocator._rosters[first.id], int)
+    focus.join(focus.conferences[0], "sip:bob@example.com", Mode.VIDEO, net.now)
+    net.advance(1.0)
+    # ... then as the view, naming the conference by the same string as the record.
+    roster = allocator._rosters[first.id]
+    assert not isinstance(roster, int)
+    assert roster.entity is first.conference_uri
+    assert [user.entity for user in roster.users] == ["sip:bob@example.com"]
     alice.send_message(net.now, text="/audio carol")
     net.advance(5.0)
     second = next(c for c in allocator.conferences.values() if c is not first)

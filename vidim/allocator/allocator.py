@@ -230,7 +230,10 @@ class Allocator(SipCoreBase[AllocatorEvent]):
         #: while they have one (most do: a list of one costs 64 bytes more),
         #: a list once they have several (a set would cost 216 bytes).
         self._by_requester: dict[str, str | list[str]] = {}
-        self._rosters: dict[str, ConferenceInfo] = {}
+        #: The conference-event view of each subscribed conference; while it
+        #: is empty (nobody there: full state, no users, no counts, about the
+        #: conference URI), only its version: the object is rebuilt when read.
+        self._rosters: dict[str, ConferenceInfo | int] = {}
         #: The conference-event subscription dialog, and when it was last (re)newed.
         self._subscriptions: dict[str, tuple[Dialog, float]] = {}
         self._focus_tid: dict[str, TransactionId] = {}
@@ -1172,7 +1175,11 @@ class Allocator(SipCoreBase[AllocatorEvent]):
             self._events.append(MessageIgnored(reason=error.reason, summary="NOTIFY conference"))
             return
         try:
-            roster = apply_update(self._rosters.get(conference.id), update)
+            held = self._rosters.get(conference.id)
+            if isinstance(held, int):
+                assert conference.conference_uri is not None  # checked when it was kept
+                held = ConferenceInfo(entity=conference.conference_uri, version=held)
+            roster = apply_update(held, update)
         except RemoteProtocolError as error:
             # A lost or reordered NOTIFY (RFC 4575 section 4.6): our view is
             # stale; refresh the subscription, which brings full state.
@@ -1181,11 +1188,17 @@ class Allocator(SipCoreBase[AllocatorEvent]):
             self._refresh_subscription(conference, dialog, now)
             return
         uri = conference.conference_uri
-        if roster.entity == uri and roster.entity is not uri:
-            # One string for the URI, not a copy per parsed NOTIFY (RFC 4575's
-            # entity is the conference URI): kept as long as the conference.
-            roster = replace(roster, entity=uri)
-        self._rosters[conference.id] = roster
+        if roster.entity != uri:
+            self._rosters[conference.id] = roster
+        elif not roster.users and roster.active is None and roster.user_count is None:
+            # Nobody there yet (the usual first NOTIFY): the version says it all.
+            self._rosters[conference.id] = roster.version
+        else:
+            if roster.entity is not uri:
+                # One string for the URI, not a copy per parsed NOTIFY (RFC
+                # 4575's entity is the conference URI).
+                roster = replace(roster, entity=uri)
+            self._rosters[conference.id] = roster
         connected = {user.entity: user for user in roster.users if user.status == "connected"}
         joined_any = False
         for participant in conference.participants:
