@@ -74,6 +74,8 @@ TARGET_RATIO = 0.5  # vidim clean setups/s over Kamailio's clean relay rate
 TARGET_P99_MS = 10.0  # MESSAGE -> INVITE under load
 TARGET_UNLOADED_P50_US = 300.0
 
+#: Seconds the loaded probe goes on after a step's load stops (recovery after overload).
+RECOVERY_SECONDS = 3.0
 DEFAULT_RATES = (50, 100, 200, 300, 400, 500, 600, 800, 1000, 1200)
 DEFAULT_KAMAILIO_RATES = (2000, 3000, 4000, 6000, 8000, 12000, 16000)
 DEFAULT_DIRECT_RATES = (4000, 8000, 12000, 16000, 24000, 32000)
@@ -609,6 +611,8 @@ class LoadedProbe(threading.Thread):
         self.stop_event = threading.Event()
         self.rtts_us: list[float] = []
         self.lost = 0
+        #: (time.monotonic() when sent, final status or 0 when none came) per probe.
+        self.answers: list[tuple[float, int]] = []
 
     def run(self) -> None:
         with _udp_socket() as sock:
@@ -617,6 +621,7 @@ class LoadedProbe(threading.Thread):
             while not self.stop_event.wait(self.interval):
                 number += 1
                 data = probe_message(number, local, self.daemon_port)
+                sent_at = time.monotonic()
                 start = time.perf_counter()
                 sock.sendto(data, (HOST, self.daemon_port))
                 deadline = start + 2.0
@@ -624,15 +629,23 @@ class LoadedProbe(threading.Thread):
                     remaining = deadline - time.perf_counter()
                     if remaining <= 0:
                         self.lost += 1
+                        self.answers.append((sent_at, 0))
                         break
                     ready, _, _ = select.select([sock], [], [], remaining)
                     if not ready:
                         continue
                     packet = sock.recv(65535)
                     stamp = time.perf_counter()
-                    if packet.startswith(b"SIP/2.0 202") and f"probe{number}".encode() in packet:
+                    mine = f"probe{number}".encode() in packet
+                    if not mine or not packet.startswith(b"SIP/2.0 "):
+                        continue
+                    status = int(packet[8:11])
+                    if status < 200:
+                        continue
+                    self.answers.append((sent_at, status))
+                    if status == 202:
                         self.rtts_us.append((stamp - start) * 1e6)
-                        break
+                    break
 
 
 # -------------------------------------------------------------------- vidim steps
@@ -651,6 +664,10 @@ class VidimStep:
     to_invite_ms: list[float] = field(default_factory=list)
     probe_us: list[float] = field(default_factory=list)
     probe_lost: int = 0
+    #: The loaded probe's MESSAGEs sent from 0.5 s to 3 s after the load stopped:
+    #: how many, and how many got 202 (recovery after overload).
+    after_load: int = 0
+    after_load_202: int = 0
     daemon_cpu: float = 0.0
     daemon_rss_kib: int = 0
     sipp_cpu: dict[str, float] = field(default_factory=dict)
@@ -758,7 +775,8 @@ def run_vidim_step(
         )  # fmt: skip
         sipps.append(requester)
         requester.wait(timeout=seconds + 90)
-        wall = time.monotonic() - wall
+        load_end = time.monotonic()
+        wall = load_end - wall
         # Let the last invitations and ACKs land (the invitee and focus logs say when).
         settle = time.monotonic() + 5.0
         expected = requester.count("SuccessfulCall(C)")
@@ -775,10 +793,15 @@ def run_vidim_step(
         step.daemon_rss_kib = peak_rss_kib(daemon.proc.pid)
         step.udp_drops = udp_receive_errors() - drops
         if probe is not None:
+            # Recovery: the probe goes on alone for RECOVERY_SECONDS after the load.
+            time.sleep(max(0.0, load_end + RECOVERY_SECONDS - time.monotonic()))
             probe.stop_event.set()
             probe.join(timeout=5)
             step.probe_us = probe.rtts_us
             step.probe_lost = probe.lost
+            after = [status for at, status in probe.answers if at >= load_end + 0.5]
+            step.after_load = len(after)
+            step.after_load_202 = after.count(202)
         for sipp in sipps:
             step.sipp_cpu[sipp.name] = sipp.cpu() / wall * 100
     finally:
@@ -1184,7 +1207,9 @@ def format_vidim_row(step: VidimStep) -> str:
         f"{step.daemon_cpu:.0f}% | {step.daemon_rss_kib / 1024:.0f} | "
         f"{step.sipp_cpu.get('requester', 0):.0f}% / {step.sipp_cpu.get('focus', 0):.0f}% / "
         f"{step.sipp_cpu.get('invitees', 0):.0f}% | {step.udp_drops:,} | "
-        f"{step.background_cpu:.0f}% | {'yes' if step.clean else 'no'} |"
+        f"{step.background_cpu:.0f}% | "
+        f"{f'{step.after_load_202}/{step.after_load}' if step.after_load else '-'} | "
+        f"{'yes' if step.clean else 'no'} |"
     )
 
 
@@ -1192,8 +1217,8 @@ VIDIM_HEADER = (
     "| offered setups/s | achieved setups/s | failed setups | retrans req / focus / inv | "
     "MESSAGE->INVITE p50 ms | p99 ms | MESSAGE->202 p50 ms | p99 ms | probe 202 p50 / p99 us | "
     "daemon CPU | daemon peak RSS MiB | SIPp CPU req / focus / inv | UDP drops | "
-    "other jobs' CPU | clean |\n"
-    "|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---|"
+    "other jobs' CPU | probe 202s after the load | clean |\n"
+    "|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---|"
 )
 
 
