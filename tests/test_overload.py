@@ -98,3 +98,22 @@ def test_refusals_are_counted() -> None:
 def test_bad_policies_are_refused(kwargs: dict[str, float]) -> None:
     with pytest.raises(ValueError, match=r"must be|need"):
         OverloadPolicy(**kwargs)  # type: ignore[arg-type]
+
+
+def test_each_episode_says_what_started_it() -> None:
+    guard = OverloadGuard(POLICY)
+    _work(guard, 0.0, 0.12, 0.95)
+    assert guard.overloaded(0.12)
+    assert guard.reason.startswith("busy 9")
+    assert "of 1" in guard.reason
+    _work(guard, 0.12, 2.0, 0.1)
+    assert not guard.overloaded(2.0)
+    guard.lag(0.25, 2.01)
+    assert guard.overloaded_now
+    assert guard.episodes == 2
+    assert guard.reason == "a request waited 250 ms"
+
+
+def test_the_default_window_is_a_second() -> None:
+    """Short windows refuse on bursts a daemon at 75-90% of a CPU absorbs (bench/setups.py)."""
+    assert OverloadPolicy().window == 1.0

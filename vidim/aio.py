@@ -330,6 +330,8 @@ class SipServer(Generic[EventT]):
             OverloadGuard(overload, now=time.perf_counter()) if overload is not None else None
         )
         self._heartbeat: asyncio.TimerHandle | None = None
+        #: The overload episode the last "overloaded" warning was about.
+        self._overload_logged = 0
         #: When the sentinel datagram in flight was sent (perf_counter), if one is.
         self._sentinel_sent: float | None = None
         self._sentinel_to: tuple[str, int] | None = None
@@ -587,11 +589,15 @@ class SipServer(Generic[EventT]):
     def _refuse_overloaded(self, request: Request, source: Address, guard: OverloadGuard) -> None:
         """503 + Retry-After + Warning, built from the parsed request alone: no core work."""
         guard.refuse()
-        if guard.refused == 1 or guard.refused % 1000 == 0:
+        if guard.episodes != self._overload_logged:
+            # One line per episode, with what started it.
+            self._overload_logged = guard.episodes
             self.logger.warning(
-                "overloaded: new requests answered 503 (%d so far)",
+                "overloaded (%s): new requests answered 503 (%d so far, episode %d)",
+                guard.reason,
                 guard.refused,
-                extra={"refused": guard.refused},
+                guard.episodes,
+                extra={"refused": guard.refused, "episode": guard.episodes},
             )
         response = make_response(
             request,

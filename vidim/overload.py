@@ -45,8 +45,13 @@ class OverloadPolicy:
     enter: float = 0.98
     #: Busy fraction at or below which they are accepted again.
     leave: float = 0.7
-    #: Seconds over which the busy fraction is measured.
-    window: float = 0.2
+    #: Seconds over which the busy fraction is measured.  A second, not less:
+    #: a daemon at 75-90% of a CPU on average saturates many 0.2 s windows
+    #: (bursts of arrivals, timers firing together) while its queue stays short;
+    #: with 0.2 s it refused from 500 setups/s (bench/setups.py), with 1.0 s
+    #: from 700/s, and the queueing delay (``max_lag``) still catches a backlog
+    #: at once.
+    window: float = 1.0
     #: Refuse for at least this long once overloaded (no flapping).  Short: the
     #: queueing delay says when the backlog is gone, and each second refusing
     #: costs setups (bench/setups.py at 500/s: 1.0 s achieved 209-289/s, 0.3 s 296-396/s).
@@ -75,6 +80,7 @@ class OverloadGuard:
         "episodes",
         "overloaded_now",
         "policy",
+        "reason",
         "refused",
     )  # fmt: skip
 
@@ -90,6 +96,8 @@ class OverloadGuard:
         self.refused = 0
         #: How many times overload started.
         self.episodes = 0
+        #: Why the last overload episode started (for the log line that reports it).
+        self.reason = ""
 
     def busy(self, start: float, end: float) -> None:
         """A stretch of work from ``start`` to ``end``."""
@@ -101,7 +109,8 @@ class OverloadGuard:
         """A periodic callback ran ``lateness`` seconds after it was due."""
         self._lag = max(self._lag, lateness)
         if lateness >= self.policy.max_lag and not self.overloaded_now:
-            self._enter(now)  # a blocked loop is overload at once, not at the window's end
+            # a blocked loop is overload at once, not at the window's end
+            self._enter(now, f"a request waited {lateness * 1e3:.0f} ms")
         self._roll(now)
 
     def overloaded(self, now: float) -> bool:
@@ -117,10 +126,11 @@ class OverloadGuard:
         elapsed = now - self._window_start
         return self._busy / elapsed if elapsed > 0 else 0.0
 
-    def _enter(self, now: float) -> None:
+    def _enter(self, now: float, reason: str) -> None:
         self.overloaded_now = True
         self._since = now
         self.episodes += 1
+        self.reason = reason
 
     def _roll(self, now: float) -> None:
         policy = self.policy
@@ -131,7 +141,12 @@ class OverloadGuard:
         late = self._lag >= policy.max_lag
         if not self.overloaded_now:
             if used >= policy.enter or late:
-                self._enter(now)
+                self._enter(
+                    now,
+                    f"a request waited {self._lag * 1e3:.0f} ms"
+                    if late
+                    else f"busy {used:.0%} of {elapsed * 1e3:.0f} ms",
+                )
         elif now - self._since >= policy.hold and used <= policy.leave and not late:
             self.overloaded_now = False
         self._window_start = now

@@ -55,7 +55,7 @@ DEFAULTS: dict[str, Any] = {
         "overload": True,
         "overload_enter": 0.98,
         "overload_leave": 0.7,
-        "overload_window": 0.2,
+        "overload_window": 1.0,
         "overload_hold": 0.3,
         "overload_max_lag": 0.2,
         "overload_retry_after": 5,

@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import asyncio
+import logging
 import time
 
+import pytest
 from aio_helpers import TIMEOUT, EchoCore, request_bytes, udp_client
 
 from vidim.aio import SipServer
@@ -29,7 +31,11 @@ class SlowCore(EchoCore):
         super().receive_datagram(data, source, now)  # type: ignore[arg-type]
 
 
-def test_excess_new_requests_get_503_and_the_server_recovers() -> None:
+def test_excess_new_requests_get_503_and_the_server_recovers(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    caplog.set_level(logging.WARNING, logger="vidim.aio")
+
     async def main() -> None:
         core = SlowCore()
         server = SipServer(core, port=0, overload=POLICY)
@@ -61,6 +67,11 @@ def test_excess_new_requests_get_503_and_the_server_recovers() -> None:
             assert reached == {a.call_id for a in served}  # refused ones never reached the core
             assert guard.refused == len(refused)
             assert guard.overloaded_now
+            # One warning for the episode, saying what started it.
+            episodes = [r.getMessage() for r in caplog.records if "overloaded (" in r.getMessage()]
+            assert len(episodes) == guard.episodes == 1
+            assert f"({guard.reason})" in episodes[0]
+            assert "episode 1" in episodes[0]
 
             # While overloaded, in-dialog requests are still processed.
             core.slow = False
