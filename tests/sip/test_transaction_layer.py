@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import sys
+
 import pytest
 from transaction_helpers import (
     CLIENT,
@@ -12,6 +14,7 @@ from transaction_helpers import (
     make_cancel,
     make_request,
     respond,
+    run_timers,
     sent,
 )
 
@@ -790,3 +793,25 @@ def test_stamped_top_via_reads_as_its_line_parses() -> None:
     response = make_response(request, 200, to_tag="t")
     assert response.top_via == request.top_via
     assert parse_message(response.to_bytes()).top_via == request.top_via
+
+
+def test_tables_of_a_burst_are_given_back_once_every_transaction_has_ended() -> None:
+    """A dict never shrinks: the layer starts over with empty tables when it is empty."""
+    layer = quiet_layer()
+    empty = sys.getsizeof(layer._transactions)
+    for n in range(5000):
+        request = make_request("MESSAGE", call_id=f"burst-{n}@192.0.2.1")
+        layer.send_request(request, SERVER, 0.0)
+        layer.receive(respond(request, 200), SERVER, 0.01)
+    layer.messages_to_send()
+    layer.events()
+    assert len(layer) == 5000  # completed, absorbing retransmissions (Timer K)
+    assert sys.getsizeof(layer._transactions) > 100 * empty
+    run_timers(layer, 100.0)
+    assert len(layer) == 0
+    assert sys.getsizeof(layer._transactions) == empty
+    assert sys.getsizeof(layer._client_index) == empty
+    # and the layer still works
+    request = make_request("MESSAGE", call_id="after@192.0.2.1")
+    tid = layer.send_request(request, SERVER, 200.0)
+    assert layer.transaction(tid) is not None

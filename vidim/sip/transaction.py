@@ -937,6 +937,21 @@ class TransactionLayer:
             del txn._timers[timer]
             self._armed -= 1
             txn._apply(timer, now, None)
+        if not transactions and transactions is self._transactions:
+            self._shrink()
+
+    def _shrink(self) -> None:
+        """Give back the tables of the last burst once every transaction has ended.
+
+        A dict never shrinks: after a burst of, say, 100,000 transactions the
+        empty tables would keep megabytes until the process ends.
+        """
+        self._transactions = {}
+        self._client_index = {}
+        self._server_index = {}
+        self._server_2543 = {}
+        if not self._heap:
+            self._heap = []
 
     def _arm(self, txn: _Transaction, timer: TransactionInput, deadline: float) -> None:
         sequence = next(self._sequence)
