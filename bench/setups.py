@@ -1499,8 +1499,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     if args.write is not None:
         write_results(args.write, text)
     if args.quick:
-        incomplete = [s for s in report.vidim if s.done != s.offered or s.offered == 0]
-        incomplete += [s for s in report.anchors if s.done != s.offered or s.offered == 0]
+        steps: list[VidimStep | AnchorStep] = [*report.vidim, *report.anchors]
+        incomplete = [s for s in steps if s.done != s.offered or s.offered == 0]
         if incomplete or (report.probe and report.probe.failed):
             print("quick run: some setups did not complete", file=sys.stderr)
             return 1
