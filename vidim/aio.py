@@ -184,14 +184,15 @@ class _DatagramProtocol(asyncio.DatagramProtocol):
         self.drain: socket.socket | None = None
 
     def datagram_received(self, data: bytes, addr: Any) -> None:
-        peer = self._peers.get(addr)
-        if peer is None:
-            if len(self._peers) >= _CACHE_SIZE:
-                self._peers.clear()
-            peer = self._peers[addr] = _peer(addr, "UDP")
-        self._received(data, peer)
+        self._received(data, self._peers.get(addr) or self._new_peer(addr))
         if self.drain is not None:
             self._drain(self.drain)
+
+    def _new_peer(self, addr: Any) -> Address:
+        if len(self._peers) >= _CACHE_SIZE:
+            self._peers.clear()
+        peer = self._peers[addr] = _peer(addr, "UDP")
+        return peer
 
     def _drain(self, sock: socket.socket) -> None:
         """Read what else is queued, as uvloop does (up to 32 per turn of the loop).
@@ -209,12 +210,7 @@ class _DatagramProtocol(asyncio.DatagramProtocol):
                 if sock.fileno() != -1:
                     self.error_received(error)
                 return
-            peer = self._peers.get(addr)
-            if peer is None:
-                if len(self._peers) >= _CACHE_SIZE:
-                    self._peers.clear()
-                peer = self._peers[addr] = _peer(addr, "UDP")
-            self._received(data, peer)
+            self._received(data, self._peers.get(addr) or self._new_peer(addr))
 
     def error_received(self, exc: Exception) -> None:
         # ICMP port unreachable and the like, for an earlier sendto: the core's

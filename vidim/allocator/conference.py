@@ -12,6 +12,7 @@ from __future__ import annotations
 from enum import Enum
 from typing import Any
 
+from ..bitflag import BitFlag
 from ..sip import LocalProtocolError
 from .modes import Mode
 
@@ -174,22 +175,9 @@ class Participant:
     def _set(self, mask: int, bits: int) -> None:
         self._flags = (self._flags & ~mask) | bits
 
-    @property
-    def requester(self) -> bool:
-        """The one who asked for the conference (first in the list, never probed or invited)."""
-        return bool(self._flags & _REQUESTER)
-
-    @requester.setter
-    def requester(self, value: bool) -> None:
-        self._set(_REQUESTER, _REQUESTER if value else 0)
-
-    @property
-    def invited(self) -> bool:
-        return bool(self._flags & _INVITED)
-
-    @invited.setter
-    def invited(self, value: bool) -> None:
-        self._set(_INVITED, _INVITED if value else 0)
+    #: The one who asked for the conference (first in the list, never probed or invited).
+    requester = BitFlag(_REQUESTER)
+    invited = BitFlag(_INVITED)
 
     @property
     def probe(self) -> ProbeResult:

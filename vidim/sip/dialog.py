@@ -29,6 +29,7 @@ from dataclasses import dataclass, field
 from enum import Enum
 from typing import Any, TypeAlias
 
+from ..bitflag import BitFlag
 from .checks import warning_value
 from .errors import LocalProtocolError, RemoteProtocolError, SIPParseError
 from .headers import (
@@ -908,21 +909,8 @@ class Dialog:
     def role(self, value: DialogRole) -> None:
         self._flags = (self._flags & ~_UAS) | (_UAS if value is DialogRole.UAS else 0)
 
-    @property
-    def secure(self) -> bool:
-        return bool(self._flags & _SECURE)
-
-    @secure.setter
-    def secure(self, value: bool) -> None:
-        self._flags = (self._flags & ~_SECURE) | (_SECURE if value else 0)
-
-    @property
-    def has_invite_usage(self) -> bool:
-        return bool(self._flags & _INVITE_USAGE)
-
-    @has_invite_usage.setter
-    def has_invite_usage(self, value: bool) -> None:
-        self._flags = (self._flags & ~_INVITE_USAGE) | (_INVITE_USAGE if value else 0)
+    secure = BitFlag(_SECURE)
+    has_invite_usage = BitFlag(_INVITE_USAGE)
 
     # -- the parties, as values ----------------------------------------------------
     @property
