@@ -51,7 +51,6 @@ __all__ = [
 ]
 
 T = TypeVar("T")
-_new = object.__new__
 Params = tuple[tuple[str, "str | None"], ...]
 
 # RFC 3261 section 7.3.3 and later RFCs' compact forms.
@@ -360,11 +359,7 @@ class NameAddr(ValueType):
 
 def _name_addr(uri: URI, display_name: str | None, params: Params) -> NameAddr:
     """A NameAddr from parsed parts, without going through ``__init__``."""
-    value = _new(NameAddr)
-    value._uri = uri
-    value._display_name = display_name
-    value._params = params
-    return value
+    return NameAddr(uri, display_name, params)
 
 
 def parse_name_addr(value: str) -> NameAddr:
@@ -373,12 +368,12 @@ def parse_name_addr(value: str) -> NameAddr:
     if match is not None:
         quoted, tokens, scheme, user, host, port, uri_params, params = match.groups()
         uri = _fast_sip_uri_from_groups(scheme, user, host, port, uri_params)
-        if uri is not None:  # _name_addr() inlined: From and To of every message come here
-            name_addr = _new(NameAddr)
-            name_addr._uri = uri
-            name_addr._display_name = _unquote_inner(quoted) if quoted is not None else tokens
-            name_addr._params = _fast_params(params) if params else ()
-            return name_addr
+        if uri is not None:  # From and To of every message come here
+            return NameAddr(
+                uri,
+                _unquote_inner(quoted) if quoted is not None else tokens,
+                _fast_params(params) if params else (),
+            )
     match = _FAST_NAME_ADDR_RE.fullmatch(value)
     if match is not None:
         quoted, tokens, uri_text, params = match.groups()
@@ -532,19 +527,15 @@ class Via(ValueType):
 
 def _via(transport: str, host: str, port: int | None, params: Params) -> Via:
     """A Via from parsed parts, without going through ``__init__``."""
-    value = _new(Via)
-    value._transport = transport
-    value._host = host
-    value._port = port
-    value._params = params
-    return value
+    return Via(transport, host, port, params)
 
 
 def _parse_via(text: str, value: str) -> Via:
     """One via-parm (``text``) of the Via line ``value``."""
     match = _FAST_VIA_RE.fullmatch(text)
     if match is not None:
-        via = _fast_via(*match.groups())
+        transport, host, port, params = match.groups()
+        via = _fast_via(transport, host, port, params)
         if via is not None:
             return via
     return _parse_via_slow(text, value)
@@ -585,7 +576,8 @@ def _parse_top_via(line: str) -> Via:
         match.end() == len(line)  # one via-parm: nothing more to check
         or _FAST_VIA_MORE_RE.fullmatch(line, match.end()) is not None
     ):
-        via = _fast_via(*match.groups())
+        transport, host, port, params = match.groups()
+        via = _fast_via(transport, host, port, params)
         if via is not None:
             return via
     return parse_via_list(line)[0]
@@ -677,10 +669,7 @@ def parse_cseq(value: str) -> CSeq:
     seq = int(seq_text)
     if seq >= 2**31:
         raise SIPParseError(f"CSeq number {seq} is not below 2**31")
-    cseq = _new(CSeq)
-    cseq._seq = seq
-    cseq._method = method
-    return cseq
+    return CSeq(seq, method)
 
 
 class MediaType(ValueType):
@@ -788,7 +777,26 @@ class Headers:
 
     __slots__ = ("_cache", "_index", "_items")
 
-    def __init__(self, items: Iterable[tuple[str, str]] = ()) -> None:
+    _items: list[tuple[str, str, str]]
+    _cache: dict[str, Any]
+    _index: dict[str, str] | None
+
+    def __init__(
+        self,
+        items: Iterable[tuple[str, str]] = (),
+        *,
+        _lines: list[tuple[str, str, str]] | None = None,
+        _index: dict[str, str] | None = None,
+    ) -> None:
+        # ``_lines`` (for code inside vidim): (lower-case name, name, value)
+        # entries already checked, taken as they are, with ``_index`` the
+        # first value of each name when the caller has it.
+        self._cache = {}
+        if _lines is not None:
+            self._items = _lines
+            self._index = _index
+            return
+        self._index = None
         # The loop of add(), inlined: Message.__init__ builds every outgoing
         # message through here (a dozen lines each), and the cache is empty.
         out: list[tuple[str, str, str]] = []
@@ -801,8 +809,6 @@ class Headers:
                 raise LocalProtocolError(f"control character in value of {entry[1]}: {value!r}")
             out.append((entry[0], entry[1], value.strip()))
         self._items = out
-        self._cache: dict[str, Any] = {}
-        self._index: dict[str, str] | None = None
 
     @classmethod
     def trusted(cls, items: Iterable[tuple[str, str]]) -> Headers:
@@ -823,22 +829,14 @@ class Headers:
             if entry is None:
                 entry = _checked_name(name)
             out.append((entry[0], entry[1], value))
-        headers = cls.__new__(cls)
-        headers._items = out
-        headers._cache = {}
-        headers._index = None
-        return headers
+        return Headers(_lines=out)
 
     @classmethod
     def _from_parsed(
         cls, items: list[tuple[str, str, str]], index: dict[str, str] | None = None
     ) -> Headers:
         """Headers from parsed lines; ``index`` maps each lower-case name to its first value."""
-        headers = cls.__new__(cls)
-        headers._items = items
-        headers._cache = {}
-        headers._index = index
-        return headers
+        return Headers(_lines=items, _index=index)
 
     def __iter__(self) -> Iterator[tuple[str, str]]:
         return ((name, value) for _, name, value in self._items)

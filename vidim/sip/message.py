@@ -239,14 +239,10 @@ class Request(Message):
         with the line ``("Via", str(via))``.
         """
         _check_method(method)
-        request = cls.__new__(cls)
-        request.headers = Headers.trusted(headers)
+        lines = Headers.trusted(headers)
         if parsed:
-            request.headers._cache.update(parsed)
-        request.body = body
-        request.method = method
-        request.uri = parse_uri(uri) if isinstance(uri, str) else uri
-        return request
+            lines._cache.update(parsed)
+        return Request(method, uri, lines, body)
 
     def _start_line(self) -> str:
         return f"{self.method} {self.uri} SIP/2.0"
@@ -313,7 +309,7 @@ def make_response(
                     item = ("to", "To", _with_tag(value, to_addr, to_tag))
                     to_changed = True
             items.append(item)
-    out = Headers._from_parsed(items)
+    out = Headers(_lines=items)
     # The copied lines parse to what the request's did: share its parsed
     # values (immutable), so that the transaction layer, which reads the
     # top Via and CSeq of the response, does not parse them again.

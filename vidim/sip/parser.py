@@ -75,42 +75,46 @@ def _header_name(raw: str) -> tuple[str, str]:
     return entry
 
 
-def parse_message(data: bytes) -> Request | Response:
+def parse_message(data: bytes | bytearray | memoryview) -> Request | Response:
     """Parse one whole message, as it arrives in a UDP datagram.
 
     Octets after the body that Content-Length announces are ignored
     (RFC 4475 ``dblreq``); a body shorter than announced is an error
     (``clerr``).  Without Content-Length the body is the rest of the datagram.
     """
-    if type(data) is not bytes:
-        if not isinstance(data, (bytes, bytearray, memoryview)):
-            raise TypeError("parse_message takes bytes")
-        data = bytes(data)
+    raw: bytes
+    if type(data) is bytes:
+        raw = data
+    elif isinstance(data, (bytes, bytearray, memoryview)):
+        raw = bytes(data)
+    else:
+        raise TypeError("parse_message takes bytes")
     start = 0
-    while data.startswith(b"\r\n", start):
+    while raw.startswith(b"\r\n", start):
         start += 2
     # Fast path: CRLF line ends throughout the headers (what every phone sends).
     lines: list[str] | None = None
-    end = data.find(b"\r\n\r\n", start)
+    body_start = 0
+    end = raw.find(b"\r\n\r\n", start)
     if end >= 0:
-        text = data[start:end].decode("utf-8", "surrogateescape")
+        text = raw[start:end].decode("utf-8", "surrogateescape")
         lines = text.split("\r\n")
         breaks = len(lines) - 1
         if text.count("\n") != breaks or text.count("\r") != breaks:
             lines = None  # bare LF or CR: the general path decides
         body_start = end + 4
     if lines is None:
-        match = _HEADER_END_RE.search(data, start)
+        match = _HEADER_END_RE.search(raw, start)
         if match is None:
             raise SIPParseError("no empty line after the headers")
-        text = data[start : match.start()].decode("utf-8", "surrogateescape")
+        text = raw[start : match.start()].decode("utf-8", "surrogateescape")
         if "\r" in text.replace("\r\n", ""):
             raise SIPParseError("bare CR in the message headers")
         lines = text.replace("\r\n", "\n").split("\n")
         body_start = match.end()
     message = _parse_lines(lines)
-    body = data[body_start:]
-    length = message.headers._cache["content-length"]  # set by _validate
+    body = raw[body_start:]
+    length: int | None = message.headers._cache["content-length"]  # set by _validate
     if length is not None:
         if length > len(body):
             raise SIPParseError(
@@ -163,7 +167,7 @@ def _parse_lines(lines: list[str]) -> Request | Response:
                 repeats.append((lname, value))
             else:
                 first[lname] = value
-    headers = Headers._from_parsed(items, first)
+    headers = Headers(_lines=items, _index=first)
     start_line = lines[0]
     message: Request | Response
     if start_line.startswith("SIP/"):
@@ -190,15 +194,11 @@ def _parse_request_line(line: str, headers: Headers) -> Request:
     uri: URI | None = None
     if match is not None:
         method = match.group(1)
-        uri = _fast_sip_uri_from_groups(*match.group(2, 3, 4, 5, 6))
+        scheme, user, host, port, params = match.group(2, 3, 4, 5, 6)
+        uri = _fast_sip_uri_from_groups(scheme, user, host, port, params)
     if uri is None:
         method, uri = _parse_request_line_slow(line)
-    request = Request.__new__(Request)
-    request.method = method
-    request.uri = uri
-    request.headers = headers
-    request.body = b""
-    return request
+    return Request(method, uri, headers)
 
 
 def _parse_request_line_slow(line: str) -> tuple[str, URI]:
@@ -223,12 +223,7 @@ def _parse_status_line(line: str, headers: Headers) -> Response:
     _check_version(version)
     if not _STATUS_RE.fullmatch(code):
         raise SIPParseError(f"malformed status code {code[:20]!r}")
-    response = Response.__new__(Response)
-    response.status = int(code)
-    response.reason = parts[2] if len(parts) == 3 else ""
-    response.headers = headers
-    response.body = b""
-    return response
+    return Response(int(code), parts[2] if len(parts) == 3 else "", headers)
 
 
 def _validate(

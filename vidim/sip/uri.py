@@ -9,7 +9,6 @@ from __future__ import annotations
 import ipaddress
 import re
 from dataclasses import dataclass
-from functools import lru_cache
 from urllib.parse import unquote
 
 from . import abnf
@@ -36,9 +35,23 @@ def unescape(text: str) -> str:
     return unquote(text, errors="surrogateescape") if "%" in text else text
 
 
-@lru_cache(maxsize=4096)
+#: host -> valid_host(host); bounded (hosts come from peers): emptied when full.
+_VALID_HOSTS: dict[str, bool] = {}
+
+
 def valid_host(host: str) -> bool:
     """True for a hostname, an IPv4 address or a bracketed IPv6 reference."""
+    known = _VALID_HOSTS.get(host)
+    if known is not None:
+        return known
+    valid = _check_host(host)
+    if len(_VALID_HOSTS) >= 4096:
+        _VALID_HOSTS.clear()
+    _VALID_HOSTS[host] = valid
+    return valid
+
+
+def _check_host(host: str) -> bool:
     if host.startswith("["):
         if not host.endswith("]"):
             return False
@@ -111,25 +124,32 @@ class SipURI(ValueType):
         port: int | None = None,
         params: Params = (),
         headers: tuple[tuple[str, str], ...] = (),
+        *,
+        _trusted: bool = False,
     ) -> None:
-        if scheme not in ("sip", "sips"):
-            raise LocalProtocolError(f"SipURI scheme must be sip or sips, not {scheme!r}")
-        if not valid_host(host):
-            raise LocalProtocolError(f"bad host {host!r}")
-        if user is not None and not _USER_RE.fullmatch(user):
-            raise LocalProtocolError(f"bad user part {user!r}")
-        if port is not None and not 0 < port <= 65535:
-            raise LocalProtocolError(f"bad port {port!r}")
-        for name, value in params:
-            if not _PARAM_RE.fullmatch(name if value is None else f"{name}={value}"):
-                raise LocalProtocolError(f"bad URI parameter {name!r}={value!r}")
+        # ``_trusted``: the parts were validated already (the parser, and the
+        # copies made from a valid URI); for code inside vidim only.
+        if not _trusted:
+            if scheme not in ("sip", "sips"):
+                raise LocalProtocolError(f"SipURI scheme must be sip or sips, not {scheme!r}")
+            if not valid_host(host):
+                raise LocalProtocolError(f"bad host {host!r}")
+            if user is not None and not _USER_RE.fullmatch(user):
+                raise LocalProtocolError(f"bad user part {user!r}")
+            if port is not None and not 0 < port <= 65535:
+                raise LocalProtocolError(f"bad port {port!r}")
+            for name, value in params:
+                if not _PARAM_RE.fullmatch(name if value is None else f"{name}={value}"):
+                    raise LocalProtocolError(f"bad URI parameter {name!r}={value!r}")
+            params = tuple(params)
+            headers = tuple(headers)
         self._host = host
         self._scheme = scheme
         self._user = user
         self._password = password
         self._port = port
-        self._params = tuple(params)
-        self._headers = tuple(headers)
+        self._params = params
+        self._headers = headers
 
     @property
     def host(self) -> str:
@@ -318,7 +338,8 @@ def _fast_sip_uri(text: str) -> SipURI | None:
     match = _FAST_SIP_RE.fullmatch(text)
     if match is None:
         return None
-    return _fast_sip_uri_from_groups(*match.groups())
+    scheme, user, host, port, params_text = match.groups()
+    return _fast_sip_uri_from_groups(scheme, user, host, port, params_text)
 
 
 def _fast_sip_uri_from_groups(
@@ -338,18 +359,7 @@ def _fast_sip_uri_from_groups(
             (name, value if eq else None)
             for name, eq, value in (p.partition("=") for p in params_text[1:].split(";"))
         )
-    uri = _new(SipURI)
-    uri._host = host
-    uri._scheme = scheme
-    uri._user = user
-    uri._password = None
-    uri._port = port_number
-    uri._params = params
-    uri._headers = ()
-    return uri
-
-
-_new = object.__new__
+    return SipURI(host, scheme, user, None, port_number, params, (), _trusted=True)
 
 
 def _build_sip_uri(
@@ -362,15 +372,7 @@ def _build_sip_uri(
     headers: tuple[tuple[str, str], ...],
 ) -> SipURI:
     """A SipURI from parts the parser has validated (the constructor's checks skipped)."""
-    uri = _new(SipURI)
-    uri._host = host
-    uri._scheme = scheme
-    uri._user = user
-    uri._password = password
-    uri._port = port
-    uri._params = params
-    uri._headers = headers
-    return uri
+    return SipURI(host, scheme, user, password, port, params, headers, _trusted=True)
 
 
 def _parse_sip_uri(scheme: str, rest: str, whole: str) -> SipURI:
