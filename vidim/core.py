@@ -11,7 +11,7 @@ it ignores (``_ignored``).
 from __future__ import annotations
 
 from collections import deque
-from typing import Generic, TypeVar
+from typing import TYPE_CHECKING, Any, Generic, TypeVar
 
 from .sip import (
     Address,
@@ -26,9 +26,19 @@ from .sip import (
 
 __all__ = ["SipCoreBase"]
 
+if TYPE_CHECKING:
+    from mypy_extensions import mypyc_attr
+else:  # mypy_extensions is no runtime dependency: compiled, mypyc reads the decorator itself
+
+    def mypyc_attr(*_args: Any, **_kwargs: Any) -> Any:
+        return lambda cls: cls
+
+
 E = TypeVar("E")
 
 
+# The built-in focus (vidim.focus, not compiled) derives from it too.
+@mypyc_attr(allow_interpreted_subclasses=True)
 class SipCoreBase(Generic[E]):
     """Transaction layer, outbox and events; unparsable input answered when possible."""
 

@@ -270,8 +270,8 @@ class Allocator(SipCoreBase[AllocatorEvent]):
         while self._timers and self._timers[0][0] <= now:
             when, _, conference_id, kind = heapq.heappop(self._timers)
             conference = self._conferences.get(conference_id)
-            if conference is not None and getattr(conference, f"{kind}_deadline") == when:
-                setattr(conference, f"{kind}_deadline", None)
+            if conference is not None and _deadline(conference, kind) == when:
+                _set_deadline(conference, kind, None)
                 self._on_deadline(conference, kind, now)
                 self._drain(now)
 
@@ -319,7 +319,7 @@ class Allocator(SipCoreBase[AllocatorEvent]):
             self._anchors[conference.id] = anchor
             self._track_call_id(conference.id, anchor.call_id)
         for kind in ("probe", "focus", "idle", "keepalive", "ending"):
-            deadline = getattr(conference, f"{kind}_deadline")
+            deadline = _deadline(conference, kind)
             if deadline is not None:
                 self._arm(conference, kind, deadline)
         state = conference.state
@@ -345,7 +345,7 @@ class Allocator(SipCoreBase[AllocatorEvent]):
         while timers:
             when, _, conference_id, kind = timers[0]
             conference = self._conferences.get(conference_id)
-            if conference is not None and getattr(conference, f"{kind}_deadline") == when:
+            if conference is not None and _deadline(conference, kind) == when:
                 return when
             heapq.heappop(timers)
         return None
@@ -380,7 +380,7 @@ class Allocator(SipCoreBase[AllocatorEvent]):
             self._latest[requester] = latest_id
 
     def _arm(self, conference: Conference, kind: str, when: float) -> None:
-        setattr(conference, f"{kind}_deadline", when)
+        _set_deadline(conference, kind, when)
         heapq.heappush(self._timers, (when, next(self._sequence), conference.id, kind))
 
     def _drain(self, now: float) -> None:
@@ -596,8 +596,9 @@ class Allocator(SipCoreBase[AllocatorEvent]):
         except RequestRefusedError as error:
             self._refuse(request, source, error, error.requester, now)
             return
-        except RequestRejectedError as error:
-            self._refuse(request, source, error, None, now)
+        except RequestRejectedError as rejected:
+            # (Not "as error" again: mypyc types one name per function.)
+            self._refuse(request, source, rejected, None, now)
             return
         self._on_command(command, request, source, now)
 
@@ -1477,6 +1478,36 @@ class Allocator(SipCoreBase[AllocatorEvent]):
                 self._send_probe(conference, participant, now)
         else:
             self._probes_done(conference, now)
+
+
+def _deadline(conference: Conference, kind: str) -> float | None:
+    """The ``<kind>_deadline`` of a conference (explicit: no attribute name built per call)."""
+    if kind == "keepalive":
+        return conference.keepalive_deadline
+    if kind == "focus":
+        return conference.focus_deadline
+    if kind == "idle":
+        return conference.idle_deadline
+    if kind == "probe":
+        return conference.probe_deadline
+    if kind == "ending":
+        return conference.ending_deadline
+    raise LocalProtocolError(f"no {kind!r} deadline")
+
+
+def _set_deadline(conference: Conference, kind: str, when: float | None) -> None:
+    if kind == "keepalive":
+        conference.keepalive_deadline = when
+    elif kind == "focus":
+        conference.focus_deadline = when
+    elif kind == "idle":
+        conference.idle_deadline = when
+    elif kind == "probe":
+        conference.probe_deadline = when
+    elif kind == "ending":
+        conference.ending_deadline = when
+    else:
+        raise LocalProtocolError(f"no {kind!r} deadline")
 
 
 def _check_record(conference: Conference) -> None:

@@ -10,9 +10,8 @@ keep it and a restarted allocator can resume managing it.
 from __future__ import annotations
 
 from enum import Enum
-from typing import Any
+from typing import Any, Final
 
-from ..bitflag import BitFlag
 from ..sip import LocalProtocolError
 from .modes import Mode
 
@@ -110,36 +109,59 @@ class ProbeResult(Enum):
     UNREACHABLE = "unreachable"
 
 
-# Participant flags: one small integer (a cached int, no allocation) for five
+# Participant flags: one small integer (a cached int, no allocation) for seven
 # fields, since a record lives as long as its conference (docs/performance.md,
 # "Memory"): each slot is 8 bytes per participant.
-_REQUESTER = 1
-_INVITED = 2
-_PROBE_SHIFT, _AUDIO_SHIFT, _VIDEO_SHIFT = 2, 4, 6
-_PROBES = (ProbeResult.UNKNOWN, ProbeResult.ANSWERED, ProbeResult.UNREACHABLE)
-_PROBE_BITS = {probe: index for index, probe in enumerate(_PROBES)}
-_TRISTATE = (None, False, True)
+_REQUESTER: Final = 1
+_INVITED: Final = 2
+_PROBE_SHIFT: Final = 2
+_AUDIO_SHIFT: Final = 4
+_VIDEO_SHIFT: Final = 6
+_MODE_SHIFT: Final = 8
+_REQUESTED_SHIFT: Final = 10
+_PROBES: Final = (ProbeResult.UNKNOWN, ProbeResult.ANSWERED, ProbeResult.UNREACHABLE)
+_TRISTATE: Final = (None, False, True)
+_MODES: Final = (Mode.VIDEO, Mode.AUDIO, Mode.WATCH, Mode.CHAT)
+
+
+def _probe_bits(probe: ProbeResult) -> int:
+    if probe is ProbeResult.UNKNOWN:
+        return 0
+    if probe is ProbeResult.ANSWERED:
+        return 1
+    if probe is ProbeResult.UNREACHABLE:
+        return 2
+    raise TypeError(f"not a ProbeResult: {probe!r}")
 
 
 def _tristate_bits(value: bool | None) -> int:
     return 0 if value is None else 2 if value else 1
 
 
+def _mode_bits(mode: Mode) -> int:
+    if mode is Mode.VIDEO:
+        return 0
+    if mode is Mode.AUDIO:
+        return 1
+    if mode is Mode.WATCH:
+        return 2
+    if mode is Mode.CHAT:
+        return 3
+    raise TypeError(f"not a Mode: {mode!r}")
+
+
 class Participant:
     """An invitee: what was asked for, what it can do, what it got.
 
     A plain ``__slots__`` record (constructor, ``==`` and ``repr`` as the
-    dataclass it was): ``requester``, ``invited``, ``probe``, ``audio`` and
-    ``video`` are kept in one integer.
+    dataclass it was): ``requester``, ``invited``, ``probe``, ``audio``,
+    ``video``, ``mode`` and ``requested_mode`` are kept in one integer.
     """
 
-    __slots__ = ("_flags", "credential", "mode", "requested_mode", "status", "uri")
+    __slots__ = ("_flags", "credential", "status", "uri")
 
     #: Address of record, e.g. ``sip:bob@example.com``.
     uri: str
-    requested_mode: Mode
-    #: The requested mode lowered by probing; the mode of the invitation.
-    mode: Mode
     #: The secret the focus checks before admitting this invitee.
     credential: str
     #: Roster status from the focus (RFC 4575 endpoint status), "" before any.
@@ -160,24 +182,37 @@ class Participant:
         status: str = "",
     ) -> None:
         self.uri = uri
-        self.requested_mode = requested_mode
-        self.mode = mode
         self.credential = credential
         self.status = status
         self._flags = (
             (_REQUESTER if requester else 0)
             | (_INVITED if invited else 0)
-            | _PROBE_BITS[probe] << _PROBE_SHIFT
+            | _probe_bits(probe) << _PROBE_SHIFT
             | _tristate_bits(audio) << _AUDIO_SHIFT
             | _tristate_bits(video) << _VIDEO_SHIFT
+            | _mode_bits(mode) << _MODE_SHIFT
+            | _mode_bits(requested_mode) << _REQUESTED_SHIFT
         )
 
     def _set(self, mask: int, bits: int) -> None:
         self._flags = (self._flags & ~mask) | bits
 
-    #: The one who asked for the conference (first in the list, never probed or invited).
-    requester = BitFlag(_REQUESTER)
-    invited = BitFlag(_INVITED)
+    @property
+    def requester(self) -> bool:
+        """The one who asked for the conference (first in the list, never probed or invited)."""
+        return (self._flags & _REQUESTER) != 0
+
+    @requester.setter
+    def requester(self, value: bool) -> None:
+        self._set(_REQUESTER, _REQUESTER if value else 0)
+
+    @property
+    def invited(self) -> bool:
+        return (self._flags & _INVITED) != 0
+
+    @invited.setter
+    def invited(self, value: bool) -> None:
+        self._set(_INVITED, _INVITED if value else 0)
 
     @property
     def probe(self) -> ProbeResult:
@@ -185,7 +220,7 @@ class Participant:
 
     @probe.setter
     def probe(self, value: ProbeResult) -> None:
-        self._set(3 << _PROBE_SHIFT, _PROBE_BITS[value] << _PROBE_SHIFT)
+        self._set(3 << _PROBE_SHIFT, _probe_bits(value) << _PROBE_SHIFT)
 
     @property
     def audio(self) -> bool | None:
@@ -202,6 +237,23 @@ class Participant:
     @video.setter
     def video(self, value: bool | None) -> None:
         self._set(3 << _VIDEO_SHIFT, _tristate_bits(value) << _VIDEO_SHIFT)
+
+    @property
+    def mode(self) -> Mode:
+        """The requested mode lowered by probing; the mode of the invitation."""
+        return _MODES[(self._flags >> _MODE_SHIFT) & 3]
+
+    @mode.setter
+    def mode(self, value: Mode) -> None:
+        self._set(3 << _MODE_SHIFT, _mode_bits(value) << _MODE_SHIFT)
+
+    @property
+    def requested_mode(self) -> Mode:
+        return _MODES[(self._flags >> _REQUESTED_SHIFT) & 3]
+
+    @requested_mode.setter
+    def requested_mode(self, value: Mode) -> None:
+        self._set(3 << _REQUESTED_SHIFT, _mode_bits(value) << _REQUESTED_SHIFT)
 
     def _fields(self) -> tuple[object, ...]:
         return (
@@ -223,7 +275,8 @@ class Participant:
         assert isinstance(other, Participant)
         return self._fields() == other._fields()
 
-    __hash__ = None  # type: ignore[assignment]  # mutable, as the dataclass was
+    # (No __hash__ = None: a class with __eq__ and no __hash__ is unhashable
+    # anyway, and compiled, the line would cost a slot.)
 
     def __repr__(self) -> str:
         return (
@@ -411,8 +464,6 @@ class Conference:
         if other.__class__ is not self.__class__:
             return NotImplemented
         return all(getattr(self, name) == getattr(other, name) for name in _CONFERENCE_FIELDS)
-
-    __hash__ = None  # type: ignore[assignment]  # mutable, as the dataclass was
 
     def __repr__(self) -> str:
         fields = ", ".join(f"{name}={getattr(self, name)!r}" for name in _CONFERENCE_FIELDS)
