@@ -26,6 +26,7 @@ from transaction_helpers import (
 from vidim.sip import LocalProtocolError, Message, Request, Response
 from vidim.sip.ids import new_branch
 from vidim.sip.transaction import (
+    _EFFECTS,
     InviteClientState,
     InviteClientTransaction,
     InviteServerState,
@@ -161,6 +162,16 @@ def test_describe_transitions_uses_rfc_names_and_docstrings() -> None:
         "Timer A: resend the INVITE and double the interval (no cap).",
     ) in rows
     assert ("Completed", "Timer D", "Terminated", "") in rows
+
+
+@pytest.mark.parametrize("machine", list(MACHINES))
+def test_effect_descriptions_are_the_docstrings(machine: Machine) -> None:
+    # Compiled by mypyc, methods keep no docstrings, so describe_transitions
+    # reads a table of them; interpreted, it must agree with the docstrings.
+    for _edge, (_target, action) in machine.TRANSITIONS.items():
+        if action is None or action.__doc__ is None:
+            continue
+        assert _EFFECTS[action] == action.__doc__.strip().split("\n")[0]
 
 
 # -- random inputs against each machine ------------------------------------------------

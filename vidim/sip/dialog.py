@@ -29,7 +29,6 @@ from dataclasses import dataclass, field
 from enum import Enum
 from typing import Any, TypeAlias
 
-from ..bitflag import BitFlag
 from .checks import warning_value
 from .errors import LocalProtocolError, RemoteProtocolError, SIPParseError
 from .headers import (
@@ -775,6 +774,12 @@ class Dialog:
     #: None, the one subscription, or a list (made when the public list is asked for).
     _subs: Subscription | list[Subscription] | None
 
+    def __new__(cls, *args: Any, **kwargs: Any) -> Dialog:
+        # Defined so that _compact can make an instance without __init__ (mypyc
+        # compiles cls.__new__(cls) only when the class defines __new__);
+        # __init__ checks the arguments.
+        return super().__new__(cls)
+
     def __init__(
         self,
         *,
@@ -909,8 +914,23 @@ class Dialog:
     def role(self, value: DialogRole) -> None:
         self._flags = (self._flags & ~_UAS) | (_UAS if value is DialogRole.UAS else 0)
 
-    secure = BitFlag(_SECURE)
-    has_invite_usage = BitFlag(_INVITE_USAGE)
+    @property
+    def secure(self) -> bool:
+        """True when the dialog was made over TLS with a SIPS URI (RFC 3261 12.1.1)."""
+        return bool(self._flags & _SECURE)
+
+    @secure.setter
+    def secure(self, value: bool) -> None:
+        self._flags = (self._flags & ~_SECURE) | (_SECURE if value else 0)
+
+    @property
+    def has_invite_usage(self) -> bool:
+        """True while the dialog has its INVITE usage (until BYE or a failed re-INVITE)."""
+        return bool(self._flags & _INVITE_USAGE)
+
+    @has_invite_usage.setter
+    def has_invite_usage(self, value: bool) -> None:
+        self._flags = (self._flags & ~_INVITE_USAGE) | (_INVITE_USAGE if value else 0)
 
     # -- the parties, as values ----------------------------------------------------
     @property

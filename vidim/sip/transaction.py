@@ -33,7 +33,7 @@ from collections import deque
 from collections.abc import Callable, Hashable, Mapping
 from dataclasses import dataclass
 from enum import Enum
-from typing import Any, ClassVar, NewType
+from typing import Any, ClassVar, Final, Generic, NewType, TypeVar, cast
 
 from .errors import LocalProtocolError, SIPParseError
 from .headers import Headers, Via, split_list
@@ -328,9 +328,22 @@ class NonInviteServerState(Enum):
 _Action = Callable[[Any, float, Message | None], None]
 _Table = Mapping[tuple[Enum, TransactionInput], tuple[Enum, _Action | None]]
 _Key = tuple[Hashable, ...]
+#: The state enum of one machine (erased by mypyc: a subclass may not narrow
+#: an inherited attribute's type, a type parameter may).
+_StateT = TypeVar("_StateT", bound=Enum)
+#: The tables, filled in after their classes (their rows name the classes' methods).
+_TableDict = dict[tuple[Enum, TransactionInput], tuple[Enum, _Action | None]]
+_INVITE_CLIENT: Final[_TableDict] = {}
+_ICS = InviteClientState
+_NON_INVITE_CLIENT: Final[_TableDict] = {}
+_NCS = NonInviteClientState
+_INVITE_SERVER: Final[_TableDict] = {}
+_ISS = InviteServerState
+_NON_INVITE_SERVER: Final[_TableDict] = {}
+_NSS = NonInviteServerState
 
 
-class _Transaction:
+class _Transaction(Generic[_StateT]):
     """What the four machines share: identity, timers and the table driver."""
 
     __slots__ = ("_layer", "_timers", "id", "key", "peer", "reliable", "request", "state")
@@ -338,7 +351,7 @@ class _Transaction:
     TRANSITIONS: ClassVar[_Table]
     TERMINATED: ClassVar[Enum]
 
-    state: Enum
+    state: _StateT
 
     def __init__(
         self,
@@ -348,7 +361,7 @@ class _Transaction:
         peer: Address,
         reliable: bool,
         key: _Key,
-        state: Enum,
+        state: _StateT,
     ) -> None:
         self._layer = layer
         #: Armed timers: input -> sequence number of its live heap entry.
@@ -371,10 +384,11 @@ class _Transaction:
             target, action = self.TRANSITIONS[(self.state, event)]
         except KeyError:
             return False
-        self.state = target
+        self.state = cast(_StateT, target)
         if action is not None:
             action(self, now, message)
-        if target is self.TERMINATED and self._layer._transactions.get(self.id) is self:
+        # Ids are never reused: the id is still in the table until _remove.
+        if target is self.TERMINATED and self.id in self._layer._transactions:
             self._layer._remove(self)
         return True
 
@@ -404,7 +418,7 @@ class _Transaction:
         self._layer._events.append(TransportFailed(transaction_id=self.id, request=self.request))
 
 
-class _ClientBase(_Transaction):
+class _ClientBase(_Transaction[_StateT]):
     __slots__ = ("_interval",)
 
     def __init__(
@@ -415,7 +429,7 @@ class _ClientBase(_Transaction):
         peer: Address,
         reliable: bool,
         key: _Key,
-        state: Enum,
+        state: _StateT,
     ) -> None:
         super().__init__(layer, transaction_id, request, peer, reliable, key, state)
         self._interval = layer.config.t1
@@ -426,13 +440,12 @@ class _ClientBase(_Transaction):
         self._layer._events.append(ResponseReceived(response=message, transaction_id=self.id))
 
 
-class InviteClientTransaction(_ClientBase):
+class InviteClientTransaction(_ClientBase[InviteClientState]):
     """RFC 3261 section 17.1.1 as updated by RFC 6026 section 7.2."""
 
     __slots__ = ("_ack", "_cancel_id", "_cancel_pending")
 
     TERMINATED: ClassVar[Enum] = InviteClientState.TERMINATED
-    state: InviteClientState
 
     def __init__(
         self,
@@ -529,40 +542,43 @@ class InviteClientTransaction(_ClientBase):
         headers.add("CSeq", f"{request.cseq.seq} ACK")
         return Request("ACK", request.uri, headers)
 
-    _S = InviteClientState
-    TRANSITIONS: ClassVar[_Table] = {
-        (_S.CALLING, _I.TIMER_A): (_S.CALLING, _retransmit),
-        (_S.CALLING, _I.TIMER_B): (_S.TERMINATED, _Transaction._timed_out),
-        (_S.CALLING, _I.RECV_1XX): (_S.PROCEEDING, _on_provisional),
-        (_S.CALLING, _I.RECV_2XX): (_S.ACCEPTED, _on_2xx),
-        (_S.CALLING, _I.RECV_3XX_6XX): (_S.COMPLETED, _on_failure),
-        (_S.CALLING, _I.CANCEL): (_S.CALLING, _hold_cancel),
-        (_S.CALLING, _I.TRANSPORT_ERROR): (_S.TERMINATED, _Transaction._transport_failed),
-        (_S.PROCEEDING, _I.RECV_1XX): (_S.PROCEEDING, _ClientBase._pass_up),
-        (_S.PROCEEDING, _I.RECV_2XX): (_S.ACCEPTED, _on_2xx),
-        (_S.PROCEEDING, _I.RECV_3XX_6XX): (_S.COMPLETED, _on_failure),
-        (_S.PROCEEDING, _I.CANCEL): (_S.PROCEEDING, _send_cancel),
-        (_S.PROCEEDING, _I.TIMER_CANCEL): (_S.TERMINATED, _cancel_timed_out),
-        (_S.PROCEEDING, _I.TRANSPORT_ERROR): (_S.TERMINATED, _Transaction._transport_failed),
-        (_S.COMPLETED, _I.RECV_3XX_6XX): (_S.COMPLETED, _resend_ack),
-        (_S.COMPLETED, _I.CANCEL): (_S.COMPLETED, None),
-        (_S.COMPLETED, _I.TIMER_D): (_S.TERMINATED, None),
-        (_S.COMPLETED, _I.TRANSPORT_ERROR): (_S.TERMINATED, None),
-        (_S.ACCEPTED, _I.RECV_2XX): (_S.ACCEPTED, _ClientBase._pass_up),
-        (_S.ACCEPTED, _I.CANCEL): (_S.ACCEPTED, None),
-        (_S.ACCEPTED, _I.TIMER_M): (_S.TERMINATED, None),
-        (_S.ACCEPTED, _I.TRANSPORT_ERROR): (_S.TERMINATED, None),
+    TRANSITIONS: ClassVar[_Table] = _INVITE_CLIENT
+
+
+_ICT = InviteClientTransaction
+_INVITE_CLIENT.update(
+    {
+        (_ICS.CALLING, _I.TIMER_A): (_ICS.CALLING, _ICT._retransmit),
+        (_ICS.CALLING, _I.TIMER_B): (_ICS.TERMINATED, _Transaction._timed_out),
+        (_ICS.CALLING, _I.RECV_1XX): (_ICS.PROCEEDING, _ICT._on_provisional),
+        (_ICS.CALLING, _I.RECV_2XX): (_ICS.ACCEPTED, _ICT._on_2xx),
+        (_ICS.CALLING, _I.RECV_3XX_6XX): (_ICS.COMPLETED, _ICT._on_failure),
+        (_ICS.CALLING, _I.CANCEL): (_ICS.CALLING, _ICT._hold_cancel),
+        (_ICS.CALLING, _I.TRANSPORT_ERROR): (_ICS.TERMINATED, _Transaction._transport_failed),
+        (_ICS.PROCEEDING, _I.RECV_1XX): (_ICS.PROCEEDING, _ClientBase._pass_up),
+        (_ICS.PROCEEDING, _I.RECV_2XX): (_ICS.ACCEPTED, _ICT._on_2xx),
+        (_ICS.PROCEEDING, _I.RECV_3XX_6XX): (_ICS.COMPLETED, _ICT._on_failure),
+        (_ICS.PROCEEDING, _I.CANCEL): (_ICS.PROCEEDING, _ICT._send_cancel),
+        (_ICS.PROCEEDING, _I.TIMER_CANCEL): (_ICS.TERMINATED, _ICT._cancel_timed_out),
+        (_ICS.PROCEEDING, _I.TRANSPORT_ERROR): (_ICS.TERMINATED, _Transaction._transport_failed),
+        (_ICS.COMPLETED, _I.RECV_3XX_6XX): (_ICS.COMPLETED, _ICT._resend_ack),
+        (_ICS.COMPLETED, _I.CANCEL): (_ICS.COMPLETED, None),
+        (_ICS.COMPLETED, _I.TIMER_D): (_ICS.TERMINATED, None),
+        (_ICS.COMPLETED, _I.TRANSPORT_ERROR): (_ICS.TERMINATED, None),
+        (_ICS.ACCEPTED, _I.RECV_2XX): (_ICS.ACCEPTED, _ClientBase._pass_up),
+        (_ICS.ACCEPTED, _I.CANCEL): (_ICS.ACCEPTED, None),
+        (_ICS.ACCEPTED, _I.TIMER_M): (_ICS.TERMINATED, None),
+        (_ICS.ACCEPTED, _I.TRANSPORT_ERROR): (_ICS.TERMINATED, None),
     }
-    del _S
+)
 
 
-class NonInviteClientTransaction(_ClientBase):
+class NonInviteClientTransaction(_ClientBase[NonInviteClientState]):
     """RFC 3261 section 17.1.2."""
 
     __slots__ = ()
 
     TERMINATED: ClassVar[Enum] = NonInviteClientState.TERMINATED
-    state: NonInviteClientState
 
     def __init__(
         self,
@@ -599,29 +615,33 @@ class NonInviteClientTransaction(_ClientBase):
         self._pass_up(now, message)
         self._start_timer(_I.TIMER_K, 0.0 if self.reliable else self._layer.config.t4, now)
 
-    _S = NonInviteClientState
-    TRANSITIONS: ClassVar[_Table] = {
-        (_S.TRYING, _I.TIMER_E): (_S.TRYING, _retransmit),
-        (_S.TRYING, _I.TIMER_F): (_S.TERMINATED, _Transaction._timed_out),
-        (_S.TRYING, _I.RECV_1XX): (_S.PROCEEDING, _ClientBase._pass_up),
-        (_S.TRYING, _I.RECV_2XX): (_S.COMPLETED, _on_final),
-        (_S.TRYING, _I.RECV_3XX_6XX): (_S.COMPLETED, _on_final),
-        (_S.TRYING, _I.TRANSPORT_ERROR): (_S.TERMINATED, _Transaction._transport_failed),
-        (_S.PROCEEDING, _I.TIMER_E): (_S.PROCEEDING, _retransmit),
-        (_S.PROCEEDING, _I.TIMER_F): (_S.TERMINATED, _Transaction._timed_out),
-        (_S.PROCEEDING, _I.RECV_1XX): (_S.PROCEEDING, _ClientBase._pass_up),
-        (_S.PROCEEDING, _I.RECV_2XX): (_S.COMPLETED, _on_final),
-        (_S.PROCEEDING, _I.RECV_3XX_6XX): (_S.COMPLETED, _on_final),
-        (_S.PROCEEDING, _I.TRANSPORT_ERROR): (_S.TERMINATED, _Transaction._transport_failed),
-        (_S.COMPLETED, _I.RECV_2XX): (_S.COMPLETED, None),
-        (_S.COMPLETED, _I.RECV_3XX_6XX): (_S.COMPLETED, None),
-        (_S.COMPLETED, _I.TIMER_K): (_S.TERMINATED, None),
-        (_S.COMPLETED, _I.TRANSPORT_ERROR): (_S.TERMINATED, None),
+    TRANSITIONS: ClassVar[_Table] = _NON_INVITE_CLIENT
+
+
+_NCT = NonInviteClientTransaction
+_NON_INVITE_CLIENT.update(
+    {
+        (_NCS.TRYING, _I.TIMER_E): (_NCS.TRYING, _NCT._retransmit),
+        (_NCS.TRYING, _I.TIMER_F): (_NCS.TERMINATED, _Transaction._timed_out),
+        (_NCS.TRYING, _I.RECV_1XX): (_NCS.PROCEEDING, _ClientBase._pass_up),
+        (_NCS.TRYING, _I.RECV_2XX): (_NCS.COMPLETED, _NCT._on_final),
+        (_NCS.TRYING, _I.RECV_3XX_6XX): (_NCS.COMPLETED, _NCT._on_final),
+        (_NCS.TRYING, _I.TRANSPORT_ERROR): (_NCS.TERMINATED, _Transaction._transport_failed),
+        (_NCS.PROCEEDING, _I.TIMER_E): (_NCS.PROCEEDING, _NCT._retransmit),
+        (_NCS.PROCEEDING, _I.TIMER_F): (_NCS.TERMINATED, _Transaction._timed_out),
+        (_NCS.PROCEEDING, _I.RECV_1XX): (_NCS.PROCEEDING, _ClientBase._pass_up),
+        (_NCS.PROCEEDING, _I.RECV_2XX): (_NCS.COMPLETED, _NCT._on_final),
+        (_NCS.PROCEEDING, _I.RECV_3XX_6XX): (_NCS.COMPLETED, _NCT._on_final),
+        (_NCS.PROCEEDING, _I.TRANSPORT_ERROR): (_NCS.TERMINATED, _Transaction._transport_failed),
+        (_NCS.COMPLETED, _I.RECV_2XX): (_NCS.COMPLETED, None),
+        (_NCS.COMPLETED, _I.RECV_3XX_6XX): (_NCS.COMPLETED, None),
+        (_NCS.COMPLETED, _I.TIMER_K): (_NCS.TERMINATED, None),
+        (_NCS.COMPLETED, _I.TRANSPORT_ERROR): (_NCS.TERMINATED, None),
     }
-    del _S
+)
 
 
-class _ServerBase(_Transaction):
+class _ServerBase(_Transaction[_StateT]):
     __slots__ = ("last_response",)
 
     def __init__(
@@ -632,7 +652,7 @@ class _ServerBase(_Transaction):
         peer: Address,
         reliable: bool,
         key: _Key,
-        state: Enum,
+        state: _StateT,
     ) -> None:
         super().__init__(layer, transaction_id, request, peer, reliable, key, state)
         #: The last response sent, resent when the request is retransmitted.
@@ -650,13 +670,12 @@ class _ServerBase(_Transaction):
             self._send(self.last_response)
 
 
-class InviteServerTransaction(_ServerBase):
+class InviteServerTransaction(_ServerBase[InviteServerState]):
     """RFC 3261 section 17.2.1 as updated by RFC 6026 section 7.1."""
 
     __slots__ = ("_interval",)
 
     TERMINATED: ClassVar[Enum] = InviteServerState.TERMINATED
-    state: InviteServerState
 
     def __init__(
         self,
@@ -700,38 +719,41 @@ class InviteServerTransaction(_ServerBase):
         assert isinstance(message, Request)
         self._layer._events.append(AckReceived(request=message, source=self._layer._source))
 
-    _S = InviteServerState
-    TRANSITIONS: ClassVar[_Table] = {
-        (_S.PROCEEDING, _I.RECV_REQUEST): (_S.PROCEEDING, _ServerBase._resend_last),
-        (_S.PROCEEDING, _I.SEND_1XX): (_S.PROCEEDING, _ServerBase._respond),
-        (_S.PROCEEDING, _I.SEND_2XX): (_S.ACCEPTED, _respond_2xx),
-        (_S.PROCEEDING, _I.SEND_3XX_6XX): (_S.COMPLETED, _respond_failure),
-        (_S.PROCEEDING, _I.TRANSPORT_ERROR): (_S.TERMINATED, _Transaction._transport_failed),
-        (_S.COMPLETED, _I.RECV_REQUEST): (_S.COMPLETED, _ServerBase._resend_last),
-        (_S.COMPLETED, _I.RECV_ACK): (_S.CONFIRMED, _on_ack),
-        (_S.COMPLETED, _I.TIMER_G): (_S.COMPLETED, _retransmit),
-        (_S.COMPLETED, _I.TIMER_H): (_S.TERMINATED, _Transaction._timed_out),
-        (_S.COMPLETED, _I.TRANSPORT_ERROR): (_S.TERMINATED, _Transaction._transport_failed),
-        (_S.CONFIRMED, _I.RECV_REQUEST): (_S.CONFIRMED, None),
-        (_S.CONFIRMED, _I.RECV_ACK): (_S.CONFIRMED, None),
-        (_S.CONFIRMED, _I.TIMER_I): (_S.TERMINATED, None),
-        (_S.CONFIRMED, _I.TRANSPORT_ERROR): (_S.TERMINATED, None),
-        (_S.ACCEPTED, _I.RECV_REQUEST): (_S.ACCEPTED, None),
-        (_S.ACCEPTED, _I.RECV_ACK): (_S.ACCEPTED, _pass_ack),
-        (_S.ACCEPTED, _I.SEND_2XX): (_S.ACCEPTED, _ServerBase._respond),
-        (_S.ACCEPTED, _I.TIMER_L): (_S.TERMINATED, None),
-        (_S.ACCEPTED, _I.TRANSPORT_ERROR): (_S.TERMINATED, None),
+    TRANSITIONS: ClassVar[_Table] = _INVITE_SERVER
+
+
+_IST = InviteServerTransaction
+_INVITE_SERVER.update(
+    {
+        (_ISS.PROCEEDING, _I.RECV_REQUEST): (_ISS.PROCEEDING, _ServerBase._resend_last),
+        (_ISS.PROCEEDING, _I.SEND_1XX): (_ISS.PROCEEDING, _ServerBase._respond),
+        (_ISS.PROCEEDING, _I.SEND_2XX): (_ISS.ACCEPTED, _IST._respond_2xx),
+        (_ISS.PROCEEDING, _I.SEND_3XX_6XX): (_ISS.COMPLETED, _IST._respond_failure),
+        (_ISS.PROCEEDING, _I.TRANSPORT_ERROR): (_ISS.TERMINATED, _Transaction._transport_failed),
+        (_ISS.COMPLETED, _I.RECV_REQUEST): (_ISS.COMPLETED, _ServerBase._resend_last),
+        (_ISS.COMPLETED, _I.RECV_ACK): (_ISS.CONFIRMED, _IST._on_ack),
+        (_ISS.COMPLETED, _I.TIMER_G): (_ISS.COMPLETED, _IST._retransmit),
+        (_ISS.COMPLETED, _I.TIMER_H): (_ISS.TERMINATED, _Transaction._timed_out),
+        (_ISS.COMPLETED, _I.TRANSPORT_ERROR): (_ISS.TERMINATED, _Transaction._transport_failed),
+        (_ISS.CONFIRMED, _I.RECV_REQUEST): (_ISS.CONFIRMED, None),
+        (_ISS.CONFIRMED, _I.RECV_ACK): (_ISS.CONFIRMED, None),
+        (_ISS.CONFIRMED, _I.TIMER_I): (_ISS.TERMINATED, None),
+        (_ISS.CONFIRMED, _I.TRANSPORT_ERROR): (_ISS.TERMINATED, None),
+        (_ISS.ACCEPTED, _I.RECV_REQUEST): (_ISS.ACCEPTED, None),
+        (_ISS.ACCEPTED, _I.RECV_ACK): (_ISS.ACCEPTED, _IST._pass_ack),
+        (_ISS.ACCEPTED, _I.SEND_2XX): (_ISS.ACCEPTED, _ServerBase._respond),
+        (_ISS.ACCEPTED, _I.TIMER_L): (_ISS.TERMINATED, None),
+        (_ISS.ACCEPTED, _I.TRANSPORT_ERROR): (_ISS.TERMINATED, None),
     }
-    del _S
+)
 
 
-class NonInviteServerTransaction(_ServerBase):
+class NonInviteServerTransaction(_ServerBase[NonInviteServerState]):
     """RFC 3261 section 17.2.2."""
 
     __slots__ = ()
 
     TERMINATED: ClassVar[Enum] = NonInviteServerState.TERMINATED
-    state: NonInviteServerState
 
     def __init__(
         self,
@@ -752,30 +774,34 @@ class NonInviteServerTransaction(_ServerBase):
         delay = 0.0 if self.reliable else 64 * self._layer.config.t1
         self._start_timer(_I.TIMER_J, delay, now)
 
-    _S = NonInviteServerState
-    TRANSITIONS: ClassVar[_Table] = {
-        (_S.TRYING, _I.RECV_REQUEST): (_S.TRYING, None),
-        (_S.TRYING, _I.SEND_1XX): (_S.PROCEEDING, _ServerBase._respond),
-        (_S.TRYING, _I.SEND_2XX): (_S.COMPLETED, _respond_final),
-        (_S.TRYING, _I.SEND_3XX_6XX): (_S.COMPLETED, _respond_final),
-        (_S.TRYING, _I.TRANSPORT_ERROR): (_S.TERMINATED, _Transaction._transport_failed),
-        (_S.PROCEEDING, _I.RECV_REQUEST): (_S.PROCEEDING, _ServerBase._resend_last),
-        (_S.PROCEEDING, _I.SEND_1XX): (_S.PROCEEDING, _ServerBase._respond),
-        (_S.PROCEEDING, _I.SEND_2XX): (_S.COMPLETED, _respond_final),
-        (_S.PROCEEDING, _I.SEND_3XX_6XX): (_S.COMPLETED, _respond_final),
-        (_S.PROCEEDING, _I.TRANSPORT_ERROR): (_S.TERMINATED, _Transaction._transport_failed),
-        (_S.COMPLETED, _I.RECV_REQUEST): (_S.COMPLETED, _ServerBase._resend_last),
-        (_S.COMPLETED, _I.TIMER_J): (_S.TERMINATED, None),
-        (_S.COMPLETED, _I.TRANSPORT_ERROR): (_S.TERMINATED, _Transaction._transport_failed),
+    TRANSITIONS: ClassVar[_Table] = _NON_INVITE_SERVER
+
+
+_NST = NonInviteServerTransaction
+_NON_INVITE_SERVER.update(
+    {
+        (_NSS.TRYING, _I.RECV_REQUEST): (_NSS.TRYING, None),
+        (_NSS.TRYING, _I.SEND_1XX): (_NSS.PROCEEDING, _ServerBase._respond),
+        (_NSS.TRYING, _I.SEND_2XX): (_NSS.COMPLETED, _NST._respond_final),
+        (_NSS.TRYING, _I.SEND_3XX_6XX): (_NSS.COMPLETED, _NST._respond_final),
+        (_NSS.TRYING, _I.TRANSPORT_ERROR): (_NSS.TERMINATED, _Transaction._transport_failed),
+        (_NSS.PROCEEDING, _I.RECV_REQUEST): (_NSS.PROCEEDING, _ServerBase._resend_last),
+        (_NSS.PROCEEDING, _I.SEND_1XX): (_NSS.PROCEEDING, _ServerBase._respond),
+        (_NSS.PROCEEDING, _I.SEND_2XX): (_NSS.COMPLETED, _NST._respond_final),
+        (_NSS.PROCEEDING, _I.SEND_3XX_6XX): (_NSS.COMPLETED, _NST._respond_final),
+        (_NSS.PROCEEDING, _I.TRANSPORT_ERROR): (_NSS.TERMINATED, _Transaction._transport_failed),
+        (_NSS.COMPLETED, _I.RECV_REQUEST): (_NSS.COMPLETED, _ServerBase._resend_last),
+        (_NSS.COMPLETED, _I.TIMER_J): (_NSS.TERMINATED, None),
+        (_NSS.COMPLETED, _I.TRANSPORT_ERROR): (_NSS.TERMINATED, _Transaction._transport_failed),
     }
-    del _S
+)
 
 
 ClientTransaction = InviteClientTransaction | NonInviteClientTransaction
 ServerTransaction = InviteServerTransaction | NonInviteServerTransaction
 Transaction = ClientTransaction | ServerTransaction
 
-_MACHINES: tuple[type[_Transaction], ...] = (
+_MACHINES: tuple[type[_Transaction[Any]], ...] = (
     InviteClientTransaction,
     NonInviteClientTransaction,
     InviteServerTransaction,
@@ -783,14 +809,43 @@ _MACHINES: tuple[type[_Transaction], ...] = (
 )
 
 
-def describe_transitions(machine: type[_Transaction]) -> list[tuple[str, str, str, str]]:
+#: The first line of each side effect's docstring, for describe_transitions (mypyc
+#: keeps no docstrings; tests/sip/test_transaction_machines.py checks they agree).
+_EFFECTS: Final[dict[_Action, str]] = {
+    _ICT._retransmit: "Timer A: resend the INVITE and double the interval (no cap).",
+    _Transaction._timed_out: "Tell the TU the transaction failed with a timeout (408).",
+    _ICT._on_provisional: "First 1xx: stop retransmitting, pass it up, send a CANCEL held back.",
+    _ICT._on_2xx: "2xx: pass it up and wait 64*T1 for its retransmissions (Timer M).",
+    _ICT._on_failure: "300-699: send the ACK (section 17.1.1.3), pass it up, start Timer D.",
+    _ICT._hold_cancel: "No provisional response yet: the CANCEL waits for one (section 9.1).",
+    _Transaction._transport_failed: "Tell the TU the transport failed (503).",
+    _ClientBase._pass_up: "Hand the response to the TU.",
+    _ICT._send_cancel: "Start the CANCEL's own client transaction.",
+    _ICT._cancel_timed_out: (
+        "No final response 64*T1 after the CANCEL: consider the INVITE cancelled."
+    ),
+    _ICT._resend_ack: "A retransmitted final response: absorb it and resend the ACK.",
+    _NCT._retransmit: "Timer E: resend; the interval doubles up to T2, and is T2 in Proceeding.",
+    _NCT._on_final: "200-699: pass it up, then absorb retransmissions until Timer K.",
+    _ServerBase._resend_last: "A retransmitted request: resend the last response, if any.",
+    _ServerBase._respond: "Send the TU's response and remember it.",
+    _IST._respond_2xx: "Send the 2xx; RFC 6026 keeps the transaction 64*T1 (Timer L).",
+    _IST._respond_failure: "Send 300-699 and wait for the ACK: Timer G resends, Timer H gives up.",
+    _IST._on_ack: "The ACK for our 300-699: absorb further ACKs until Timer I.",
+    _IST._retransmit: "Timer G: resend the final response, doubling the interval up to T2.",
+    _IST._pass_ack: "An ACK matching the transaction in Accepted goes to the TU (RFC 6026).",
+    _NST._respond_final: "Send the final response; absorb request retransmissions until Timer J.",
+}
+
+
+def describe_transitions(machine: type[_Transaction[Any]]) -> list[tuple[str, str, str, str]]:
     """Rows ``(state, input, target, effect)`` of a machine's table, for documentation.
 
     ``effect`` is the first line of the side effect's docstring, or ``""``.
     """
     rows = []
     for (state, event), (target, action) in machine.TRANSITIONS.items():
-        doc = (action.__doc__ or "").strip().split("\n")[0] if action is not None else ""
+        doc = _EFFECTS[action] if action is not None else ""
         rows.append((str(state.value), str(event.value), str(target.value), doc))
     return rows
 
@@ -953,7 +1008,7 @@ class TransactionLayer:
         if not self._heap:
             self._heap = []
 
-    def _arm(self, txn: _Transaction, timer: TransactionInput, deadline: float) -> None:
+    def _arm(self, txn: _Transaction[Any], timer: TransactionInput, deadline: float) -> None:
         sequence = next(self._sequence)
         if timer not in txn._timers:
             self._armed += 1
@@ -971,7 +1026,7 @@ class TransactionLayer:
     ) -> bool:
         return txn is not None and txn._timers.get(entry[3]) == entry[1]
 
-    def _disarm_all(self, txn: _Transaction) -> None:
+    def _disarm_all(self, txn: _Transaction[Any]) -> None:
         self._armed -= len(txn._timers)
         txn._timers.clear()
 
@@ -1326,7 +1381,7 @@ class TransactionLayer:
         self._next_id += 1
         return tid
 
-    def _remove(self, txn: _Transaction) -> None:
+    def _remove(self, txn: _Transaction[Any]) -> None:
         del self._transactions[txn.id]
         if isinstance(txn, (InviteClientTransaction, NonInviteClientTransaction)):
             if self._client_index.get(txn.key) is txn:
