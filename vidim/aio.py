@@ -33,8 +33,9 @@ import signal
 import socket
 import time
 from collections.abc import Awaitable, Callable, Coroutine, Iterable
-from typing import Any, Generic, Protocol, TypeVar, cast, runtime_checkable
+from typing import Any, Final, Generic, TypeVar, cast
 
+from .aio_protocols import SipCore, SipMessageCore
 from .overload import OverloadGuard, OverloadPolicy
 from .sip import (
     Address,
@@ -59,58 +60,24 @@ __all__ = [
     "serve_forever_until_signal",
 ]
 
-DEFAULT_PORT = 5070
-_DEFAULT_BUFFER = 4 * 1024 * 1024
+DEFAULT_PORT: Final = 5070
+_DEFAULT_BUFFER: Final = 4 * 1024 * 1024
 #: Tries at binding UDP and TCP to the same free port when asked for port 0.
-_BIND_ATTEMPTS = 8
+_BIND_ATTEMPTS: Final = 8
 #: Datagrams read after the one asyncio's loop delivered (31 more: uvloop reads 32).
-_DRAIN_MAX = 31
+_DRAIN_MAX: Final = 31
 #: The largest datagram read (asyncio's own limit).
-_MAX_DATAGRAM = 256 * 1024
+_MAX_DATAGRAM: Final = 256 * 1024
 #: A core whose handle_timer raises is not called again before this delay.
-_TIMER_BACKOFF = 0.1
+_TIMER_BACKOFF: Final = 0.1
 #: A sentinel datagram not back after this long (seconds) was dropped: another is sent.
-_SENTINEL_LOST = 1.0
+_SENTINEL_LOST: Final = 1.0
 #: The sentinel datagram (one NUL: no SIP message; asyncio does not send empty ones).
-_SENTINEL = b"\0"
+_SENTINEL: Final = b"\0"
+_DEBUG: Final = logging.DEBUG
+_INFO: Final = logging.INFO
 
 EventT = TypeVar("EventT")
-EventT_co = TypeVar("EventT_co", covariant=True)
-
-
-@runtime_checkable
-class SipCore(Protocol[EventT_co]):
-    """What :class:`SipServer` drives: a sans-IO SIP element (aioquic's three inputs).
-
-    Every clock reading is an argument; the core reports its next deadline.
-    """
-
-    def receive_datagram(self, data: bytes, source: Address, now: float) -> None:
-        """One whole message (a UDP datagram) from ``source``."""
-
-    def get_timer(self) -> float | None:
-        """The next deadline on the server's clock, or None when nothing is pending."""
-
-    def handle_timer(self, now: float) -> None:
-        """Fire whatever is due at ``now``."""
-
-    def messages_to_send(self) -> Iterable[tuple[Message, Address]]:
-        """Take the messages queued since the last call, with their destinations."""
-
-    def events(self) -> Iterable[EventT_co]:
-        """Take the events queued since the last call."""
-
-
-@runtime_checkable
-class SipMessageCore(SipCore[EventT_co], Protocol[EventT_co]):
-    """A core that also takes parsed messages, so the server parses only once.
-
-    ``receive(parse_message(data), source, now)`` must do what
-    ``receive_datagram(data, source, now)`` does when ``data`` parses.
-    """
-
-    def receive(self, message: Request | Response, source: Address, now: float) -> None:
-        """One parsed message from ``source``."""
 
 
 def install_uvloop() -> bool:
@@ -127,22 +94,29 @@ def install_uvloop() -> bool:
 
 
 #: Entries kept by the per-server caches of peers and of host names before a reset.
-_CACHE_SIZE = 4096
+_CACHE_SIZE: Final = 4096
+
+#: Host -> whether it is an IP literal, asked for every UDP datagram sent: ipaddress
+#: parses in ~2 us, a dict hit in ~50 ns.
+_IS_IP: Final[dict[str, bool]] = {}
 
 
-def _is_ip(host: str, _known: dict[str, bool] = {}) -> bool:  # noqa: B006 - the cache
-    # Asked for every UDP datagram sent: ipaddress parses in ~2 us, a dict hit in ~50 ns.
-    known = _known.get(host)
+def _is_ip(host: str) -> bool:
+    known = _IS_IP.get(host)
     if known is not None:
         return known
+    return _learn_ip(host)
+
+
+def _learn_ip(host: str) -> bool:
     try:
         ipaddress.ip_address(host)
         known = True
     except ValueError:
         known = False
-    if len(_known) >= _CACHE_SIZE:
-        _known.clear()
-    _known[host] = known
+    if len(_IS_IP) >= _CACHE_SIZE:
+        _IS_IP.clear()
+    _IS_IP[host] = known
     return known
 
 
@@ -179,12 +153,14 @@ class _DatagramProtocol(asyncio.DatagramProtocol):
         self.closed: asyncio.Future[None] = asyncio.get_running_loop().create_future()
         # The same few peers send most datagrams: one Address each, not one per datagram.
         self._peers: dict[Any, Address] = {}
-        self._received = server._datagram_received
         #: The socket to read more datagrams from after each one (asyncio's own loop).
         self.drain: socket.socket | None = None
 
     def datagram_received(self, data: bytes, addr: Any) -> None:
-        self._received(data, self._peers.get(addr) or self._new_peer(addr))
+        peer = self._peers.get(addr)
+        if peer is None:
+            peer = self._new_peer(addr)
+        self.server._datagram_received(data, peer)
         if self.drain is not None:
             self._drain(self.drain)
 
@@ -210,7 +186,10 @@ class _DatagramProtocol(asyncio.DatagramProtocol):
                 if sock.fileno() != -1:
                     self.error_received(error)
                 return
-            self._received(data, self._peers.get(addr) or self._new_peer(addr))
+            peer = self._peers.get(addr)
+            if peer is None:
+                peer = self._new_peer(addr)
+            self.server._datagram_received(data, peer)
 
     def error_received(self, exc: Exception) -> None:
         # ICMP port unreachable and the like, for an earlier sendto: the core's
@@ -316,8 +295,10 @@ class SipServer(Generic[EventT]):
         self._last_fired: float | None = None
         self._transmitting = False
         self._again = False
-        #: The message just received, logged by :meth:`transmit` once the output is sent.
-        self._received_log: tuple[Request | Response, Address] | None = None
+        #: The message just received and its source, logged by :meth:`transmit` once
+        #: the output is sent.
+        self._received_log: Request | Response | None = None
+        self._received_from: Address | None = None
         self._closing = False
         self._closed = False
         self._idle = asyncio.Event()
@@ -487,9 +468,11 @@ class SipServer(Generic[EventT]):
 
     # -- input -----------------------------------------------------------------------
     def _datagram_received(self, data: bytes, source: Address) -> None:
+        # Per datagram, so the sends come first: parse, admit, the core, then
+        # (transmit) the sends; the log line, the events and the timer after them.
         if self._closed:
             return
-        if source.port == self.port and data == _SENTINEL:
+        if len(data) == 1 and data == _SENTINEL and source.port == self.port:
             self._sentinel_received()
             return
         try:
@@ -502,13 +485,16 @@ class SipServer(Generic[EventT]):
                 self._call_core(self.core.receive_datagram, data, source)
             self.transmit()
             return
-        self._received_log = (message, source)  # logged by transmit, once the output is sent
         if self._admit(message, source):
-            if self._receive is not None:
-                self._call_core(self._receive, message, source)
-            else:
-                self._call_core(self.core.receive_datagram, data, source)
-        self.transmit()
+            receive = self._receive
+            try:
+                if receive is not None:
+                    receive(message, source, self.now())
+                else:
+                    self.core.receive_datagram(data, source, self.now())
+            except Exception:
+                self._core_failed(source)
+        self._transmit(message, source)
 
     def _stream_received(self, stream: _StreamProtocol, data: bytes) -> None:
         if self._closed:
@@ -531,7 +517,7 @@ class SipServer(Generic[EventT]):
                 continue  # framed but malformed: the next message may be fine
             if message is None:
                 break
-            self._log_received(message, stream.peer)
+            self._log_received(message, stream.peer, self.logger)
             if self._admit(message, stream.peer):
                 if self._receive is not None:
                     self._call_core(self._receive, message, stream.peer)
@@ -539,17 +525,16 @@ class SipServer(Generic[EventT]):
                     self._call_core(self.core.receive_datagram, message.to_bytes(), stream.peer)
         self.transmit()
 
-    def _log_received(self, message: Request | Response, source: Address) -> None:
+    def _log_received(
+        self, message: Request | Response, source: Address, logger: logging.Logger
+    ) -> None:
         """One line per request received at INFO (issue 4's "one log line per request").
 
         Responses, ACKs and everything sent are logged at DEBUG.
         """
-        level = (
-            logging.INFO
-            if isinstance(message, Request) and message.method != "ACK"
-            else logging.DEBUG
-        )
-        if self.logger.isEnabledFor(level):
+        request = isinstance(message, Request) and message.method != "ACK"
+        level = _INFO if request else _DEBUG
+        if logger.isEnabledFor(level):
             self._log_message("recv", message, source, level)
 
     def _admit(self, message: Request | Response, source: Address) -> bool:
@@ -671,8 +656,11 @@ class SipServer(Generic[EventT]):
         try:
             method(*args, self.now())
         except Exception:
-            # A bug in the core: log it and keep serving the other peers.
-            self.logger.exception("the core failed on input from %s", _describe(args[-1]))
+            self._core_failed(args[-1])
+
+    def _core_failed(self, source: Address) -> None:
+        # A bug in the core: log it and keep serving the other peers.
+        self.logger.exception("the core failed on input from %s", _describe(source))
 
     # -- output ----------------------------------------------------------------------
     def transmit(self) -> None:
@@ -681,24 +669,35 @@ class SipServer(Generic[EventT]):
         Called after every input; call it yourself after calling the core's
         API (e.g. ``allocator.end_conference``) from outside a callback.
         """
+        self._transmit(None, None)
+
+    def _transmit(self, received: Request | Response | None, source: Address | None) -> None:
+        """:meth:`transmit`, then (after the sends) the log line of ``received``."""
+        if received is not None:
+            self._received_log = received
+            self._received_from = source
         if self._transmitting:  # from an on_event callback: the outer loop repeats
             self._again = True
             return
         self._transmitting = True
+        logger = self.logger
         try:
             while True:
                 self._again = False
-                self._flush_messages()
+                self._flush_messages(logger)
                 received = self._received_log
                 if received is not None:
                     # After the sends: a log line is never on a request's path.
+                    source = self._received_from
                     self._received_log = None
-                    self._log_received(*received)
+                    self._received_from = None
+                    if source is not None:
+                        self._log_received(received, source, logger)
                 for event in self._take_events():
                     try:
                         self._on_event(event)
                     except Exception:
-                        self.logger.exception("on_event failed for %r", event)
+                        logger.exception("on_event failed for %r", event)
                     self._again = True  # the callback may have queued messages
                 if not self._again:
                     break
@@ -706,23 +705,27 @@ class SipServer(Generic[EventT]):
             self._transmitting = False
         self._arm()
 
-    def _flush_messages(self) -> None:
+    def _flush_messages(self, logger: logging.Logger) -> None:
         try:
-            messages = list(self.core.messages_to_send())
+            queued = self.core.messages_to_send()
+            messages = queued if isinstance(queued, list) else list(queued)
         except Exception:
-            self.logger.exception("the core failed in messages_to_send")
+            logger.exception("the core failed in messages_to_send")
             return
-        for message, destination in messages:
-            self._send(message, destination)
+        if messages:
+            debug = logger.isEnabledFor(_DEBUG)
+            for message, destination in messages:
+                self._send(message, destination, debug)
 
     def _take_events(self) -> list[EventT]:
         try:
-            return list(self.core.events())
+            events = self.core.events()
+            return events if isinstance(events, list) else list(events)
         except Exception:
             self.logger.exception("the core failed in events")
             return []
 
-    def _send(self, message: Message, destination: Address) -> None:
+    def _send(self, message: Message, destination: Address, debug: bool | None = None) -> None:
         if self._closed:
             return
         try:
@@ -732,7 +735,14 @@ class SipServer(Generic[EventT]):
             return
         transport = destination.transport
         if transport == "UDP" or transport.upper() == "UDP":
-            self._send_udp(data, destination)
+            udp = self._udp
+            if udp is None:
+                return
+            host = destination.host
+            if _IS_IP.get(host) or _is_ip(host):
+                udp.sendto(data, (host, destination.port))
+            else:
+                self._spawn(self._resolve_and_send(data, destination))
         elif transport.upper() == "TCP":
             self._send_tcp(data, destination)
         else:
@@ -742,16 +752,10 @@ class SipServer(Generic[EventT]):
                 _describe(destination),
             )
             return
-        if self.logger.isEnabledFor(logging.DEBUG):
-            self._log_message("send", message, destination, logging.DEBUG)
-
-    def _send_udp(self, data: bytes, destination: Address) -> None:
-        if self._udp is None:
-            return
-        if _is_ip(destination.host):
-            self._udp.sendto(data, (destination.host, destination.port))
-        else:
-            self._spawn(self._resolve_and_send(data, destination))
+        if debug is None:
+            debug = self.logger.isEnabledFor(_DEBUG)
+        if debug:
+            self._log_message("send", message, destination, _DEBUG)
 
     async def _resolve_and_send(self, data: bytes, destination: Address) -> None:
         loop = asyncio.get_running_loop()
@@ -899,7 +903,7 @@ class SipServer(Generic[EventT]):
 
     def _flush_safely(self) -> None:
         with contextlib.suppress(Exception):
-            self._flush_messages()
+            self._flush_messages(self.logger)
 
     # -- logging ---------------------------------------------------------------------
     def log_event(self, event: object) -> None:
@@ -917,8 +921,10 @@ class SipServer(Generic[EventT]):
 
     def _log_message(self, verb: str, message: Message, peer: Address, level: int) -> None:
         extra: dict[str, object] = {"peer": _describe(peer), "transport": peer.transport}
-        with contextlib.suppress(SIPParseError):
+        try:  # noqa: SIM105 - contextlib.suppress builds an object per call
             extra["call_id"] = message.call_id
+        except SIPParseError:
+            pass
         if isinstance(message, Request):
             extra["sip_method"] = what = message.method
         else:

@@ -1,0 +1,53 @@
+"""What :class:`vidim.aio.SipServer` drives: the two core protocols, importable as ``vidim.aio.*``.
+
+They live apart from :mod:`vidim.aio` because that module is compiled by
+mypyc, which cannot build a ``@runtime_checkable`` Protocol class
+(mypyc/mypyc#909: the class is made without its ``Protocol`` base and the
+decorator raises ``TypeError``).  This module always runs as pure Python.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from typing import Protocol, TypeVar, runtime_checkable
+
+from .sip import Address, Message, Request, Response
+
+__all__ = ["SipCore", "SipMessageCore"]
+
+EventT_co = TypeVar("EventT_co", covariant=True)
+
+
+@runtime_checkable
+class SipCore(Protocol[EventT_co]):
+    """What :class:`~vidim.aio.SipServer` drives: a sans-IO SIP element (aioquic's three inputs).
+
+    Every clock reading is an argument; the core reports its next deadline.
+    """
+
+    def receive_datagram(self, data: bytes, source: Address, now: float) -> None:
+        """One whole message (a UDP datagram) from ``source``."""
+
+    def get_timer(self) -> float | None:
+        """The next deadline on the server's clock, or None when nothing is pending."""
+
+    def handle_timer(self, now: float) -> None:
+        """Fire whatever is due at ``now``."""
+
+    def messages_to_send(self) -> Iterable[tuple[Message, Address]]:
+        """Take the messages queued since the last call, with their destinations."""
+
+    def events(self) -> Iterable[EventT_co]:
+        """Take the events queued since the last call."""
+
+
+@runtime_checkable
+class SipMessageCore(SipCore[EventT_co], Protocol[EventT_co]):
+    """A core that also takes parsed messages, so the server parses only once.
+
+    ``receive(parse_message(data), source, now)`` must do what
+    ``receive_datagram(data, source, now)`` does when ``data`` parses.
+    """
+
+    def receive(self, message: Request | Response, source: Address, now: float) -> None:
+        """One parsed message from ``source``."""
