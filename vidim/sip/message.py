@@ -83,8 +83,10 @@ class Message:
     body: bytes
 
     def __init__(
-        self, headers: Headers | Iterable[tuple[str, str]] = (), body: bytes = b""
+        self, headers: Headers | Iterable[tuple[str, str]] = (), body: object = b""
     ) -> None:
+        # ``body`` typed object: anything else than bytes is refused with a
+        # LocalProtocolError, as the tests ask (compiled code would raise TypeError).
         self.headers = headers if isinstance(headers, Headers) else Headers(headers)
         if not isinstance(body, bytes):
             raise LocalProtocolError("a message body must be bytes")
@@ -204,7 +206,7 @@ class Request(Message):
         method: str,
         uri: URI | str,
         headers: Headers | Iterable[tuple[str, str]] = (),
-        body: bytes = b"",
+        body: object = b"",
     ) -> None:
         super().__init__(headers, body)
         _check_method(method)
@@ -261,7 +263,7 @@ class Response(Message):
         status: int,
         reason: str | None = None,
         headers: Headers | Iterable[tuple[str, str]] = (),
-        body: bytes = b"",
+        body: object = b"",
     ) -> None:
         super().__init__(headers, body)
         if not 100 <= status <= 699:
