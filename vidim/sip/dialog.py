@@ -27,7 +27,7 @@ import sys
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 from enum import Enum
-from typing import Any, TypeAlias
+from typing import Any, Final, TypeAlias
 
 from .checks import warning_value
 from .errors import LocalProtocolError, RemoteProtocolError, SIPParseError
@@ -102,6 +102,8 @@ class DialogId:
 
 
 class DialogState(Enum):
+    __hash__ = object.__hash__  # members are singletons: C-level hash for the table lookups
+
     EARLY = "early"
     CONFIRMED = "confirmed"
     TERMINATED = "terminated"
@@ -110,12 +112,16 @@ class DialogState(Enum):
 class DialogRole(Enum):
     """Which side sent the request that created the dialog."""
 
+    __hash__ = object.__hash__  # members are singletons: C-level hash for the table lookups
+
     UAC = "uac"
     UAS = "uas"
 
 
 class DialogInput(Enum):
     """What can happen to a dialog; SEND_ for what we do, RECV_ for what the peer does."""
+
+    __hash__ = object.__hash__  # members are singletons: C-level hash for the table lookups
 
     #: A 101-199 with a To tag to the dialog-creating INVITE.
     RECV_PROVISIONAL = "recv-provisional"
@@ -141,7 +147,28 @@ class DialogInput(Enum):
     LAST_USAGE_ENDED = "last-usage-ended"
 
 
-_E, _C, _T = DialogState.EARLY, DialogState.CONFIRMED, DialogState.TERMINATED
+# Members as constants: mypyc reads a Final from a C global, not an Enum class attribute.
+_IN_LAST_USAGE_ENDED: Final[DialogInput] = DialogInput.LAST_USAGE_ENDED
+_IN_RECV_2XX: Final[DialogInput] = DialogInput.RECV_2XX
+_IN_RECV_ACK: Final[DialogInput] = DialogInput.RECV_ACK
+_IN_RECV_BYE: Final[DialogInput] = DialogInput.RECV_BYE
+_IN_RECV_DIALOG_FAILURE: Final[DialogInput] = DialogInput.RECV_DIALOG_FAILURE
+_IN_RECV_FAILURE: Final[DialogInput] = DialogInput.RECV_FAILURE
+_IN_RECV_PROVISIONAL: Final[DialogInput] = DialogInput.RECV_PROVISIONAL
+_IN_RECV_REQUEST: Final[DialogInput] = DialogInput.RECV_REQUEST
+_IN_RECV_RESPONSE: Final[DialogInput] = DialogInput.RECV_RESPONSE
+_IN_SEND_2XX: Final[DialogInput] = DialogInput.SEND_2XX
+_IN_SEND_ACK: Final[DialogInput] = DialogInput.SEND_ACK
+_IN_SEND_BYE: Final[DialogInput] = DialogInput.SEND_BYE
+_IN_SEND_FAILURE: Final[DialogInput] = DialogInput.SEND_FAILURE
+_IN_SEND_PROVISIONAL: Final[DialogInput] = DialogInput.SEND_PROVISIONAL
+_IN_SEND_REQUEST: Final[DialogInput] = DialogInput.SEND_REQUEST
+_ROLE_UAC: Final[DialogRole] = DialogRole.UAC
+_ROLE_UAS: Final[DialogRole] = DialogRole.UAS
+_STATE_CONFIRMED: Final[DialogState] = DialogState.CONFIRMED
+_STATE_EARLY: Final[DialogState] = DialogState.EARLY
+_STATE_TERMINATED: Final[DialogState] = DialogState.TERMINATED
+_E, _C, _T = _STATE_EARLY, _STATE_CONFIRMED, _STATE_TERMINATED
 _I = DialogInput
 
 _SHARED: dict[tuple[DialogState, DialogInput], DialogState] = {
@@ -177,27 +204,27 @@ _SHARED: dict[tuple[DialogState, DialogInput], DialogState] = {
 
 #: (role, state, input) -> next state.  What is missing is a protocol error.
 TRANSITIONS: dict[tuple[DialogRole, DialogState, DialogInput], DialogState] = {
-    **{(DialogRole.UAC, s, i): n for (s, i), n in _SHARED.items()},
-    **{(DialogRole.UAS, s, i): n for (s, i), n in _SHARED.items()},
+    **{(_ROLE_UAC, s, i): n for (s, i), n in _SHARED.items()},
+    **{(_ROLE_UAS, s, i): n for (s, i), n in _SHARED.items()},
     # UAC (RFC 3261 12.1.2, 13.2.2).
-    (DialogRole.UAC, _E, _I.RECV_PROVISIONAL): _E,
-    (DialogRole.UAC, _E, _I.RECV_2XX): _C,
-    (DialogRole.UAC, _C, _I.RECV_2XX): _C,
+    (_ROLE_UAC, _E, _I.RECV_PROVISIONAL): _E,
+    (_ROLE_UAC, _E, _I.RECV_2XX): _C,
+    (_ROLE_UAC, _C, _I.RECV_2XX): _C,
     # A 2xx after we BYE'd an early dialog must still be ACKed (then BYE'd).
-    (DialogRole.UAC, _T, _I.RECV_2XX): _T,
-    (DialogRole.UAC, _T, _I.RECV_PROVISIONAL): _T,
-    (DialogRole.UAC, _E, _I.RECV_FAILURE): _T,
-    (DialogRole.UAC, _T, _I.RECV_FAILURE): _T,
+    (_ROLE_UAC, _T, _I.RECV_2XX): _T,
+    (_ROLE_UAC, _T, _I.RECV_PROVISIONAL): _T,
+    (_ROLE_UAC, _E, _I.RECV_FAILURE): _T,
+    (_ROLE_UAC, _T, _I.RECV_FAILURE): _T,
     # "The caller's UA MAY send a BYE for either confirmed or early dialogs,
     # and the callee's UA MAY send a BYE on confirmed dialogs, but MUST NOT
     # send a BYE on early dialogs" (RFC 3261 15).
-    (DialogRole.UAC, _E, _I.SEND_BYE): _T,
+    (_ROLE_UAC, _E, _I.SEND_BYE): _T,
     # UAS (RFC 3261 12.1.1, 13.3).
-    (DialogRole.UAS, _E, _I.SEND_PROVISIONAL): _E,
-    (DialogRole.UAS, _E, _I.SEND_2XX): _C,
-    (DialogRole.UAS, _E, _I.SEND_FAILURE): _T,
+    (_ROLE_UAS, _E, _I.SEND_PROVISIONAL): _E,
+    (_ROLE_UAS, _E, _I.SEND_2XX): _C,
+    (_ROLE_UAS, _E, _I.SEND_FAILURE): _T,
     # The 487 to the INVITE after the caller BYE'd the early dialog.
-    (DialogRole.UAS, _T, _I.SEND_FAILURE): _T,
+    (_ROLE_UAS, _T, _I.SEND_FAILURE): _T,
 }
 
 
@@ -267,6 +294,12 @@ class SubscriptionState(Enum):
     TERMINATED = "terminated"
 
 
+_SUB_ACTIVE: Final[SubscriptionState] = SubscriptionState.ACTIVE
+_SUB_NOTIFY_WAIT: Final[SubscriptionState] = SubscriptionState.NOTIFY_WAIT
+_SUB_PENDING: Final[SubscriptionState] = SubscriptionState.PENDING
+_SUB_TERMINATED: Final[SubscriptionState] = SubscriptionState.TERMINATED
+
+
 @dataclass(frozen=True, slots=True)
 class SubscriptionStatus:
     """A parsed Subscription-State header (RFC 6665 8.2.3)."""
@@ -277,7 +310,7 @@ class SubscriptionStatus:
     retry_after: int | None = None
 
     def __str__(self) -> str:
-        state = self.state.value if self.state is not SubscriptionState.NOTIFY_WAIT else "pending"
+        state = self.state.value if self.state is not _SUB_NOTIFY_WAIT else "pending"
         parts = [state]
         if self.reason is not None:
             parts.append(f"reason={self.reason}")
@@ -320,9 +353,9 @@ def parse_subscription_state(value: str) -> SubscriptionStatus:
     params = parse_params(text[semi:], f"Subscription-State {value!r}") if semi >= 0 else ()
     named = {k.lower(): v for k, v in params}
     state = {
-        "active": SubscriptionState.ACTIVE,
-        "terminated": SubscriptionState.TERMINATED,
-    }.get(substate, SubscriptionState.PENDING)
+        "active": _SUB_ACTIVE,
+        "terminated": _SUB_TERMINATED,
+    }.get(substate, _SUB_PENDING)
     return SubscriptionStatus(
         state=state,
         reason=named.get("reason"),
@@ -343,7 +376,7 @@ class Subscription:
 
     event: str
     id: str | None = None
-    state: SubscriptionState = SubscriptionState.NOTIFY_WAIT
+    state: SubscriptionState = _SUB_NOTIFY_WAIT
     expires: int | None = None
     reason: str | None = None
     retry_after: int | None = None
@@ -351,7 +384,7 @@ class Subscription:
 
     @property
     def terminated(self) -> bool:
-        return self.state is SubscriptionState.TERMINATED
+        return self.state is _SUB_TERMINATED
 
     def matches(self, event: EventHeader) -> bool:
         return event.matches(self.event, self.id)
@@ -361,7 +394,7 @@ class Subscription:
         self.state = status.state
         if status.expires is not None:
             self.expires = status.expires
-        if status.state is SubscriptionState.TERMINATED:
+        if status.state is _SUB_TERMINATED:
             self.reason = status.reason
             self.retry_after = status.retry_after
 
@@ -841,7 +874,7 @@ class Dialog:
         local_via: LocalVia | None,
     ) -> None:
         self._flags = (
-            (_UAS if role is DialogRole.UAS else 0)
+            (_UAS if role is _ROLE_UAS else 0)
             | (_SECURE if secure else 0)
             | (_INVITE_USAGE if initial_method == "INVITE" else 0)
         )
@@ -908,11 +941,11 @@ class Dialog:
     @property
     def role(self) -> DialogRole:
         """Which side sent the request that created the dialog."""
-        return DialogRole.UAS if self._flags & _UAS else DialogRole.UAC
+        return _ROLE_UAS if self._flags & _UAS else _ROLE_UAC
 
     @role.setter
     def role(self, value: DialogRole) -> None:
-        self._flags = (self._flags & ~_UAS) | (_UAS if value is DialogRole.UAS else 0)
+        self._flags = (self._flags & ~_UAS) | (_UAS if value is _ROLE_UAS else 0)
 
     @property
     def secure(self) -> bool:
@@ -1036,15 +1069,15 @@ class Dialog:
         status = response.status
         to_addr = response.to_addr
         if method == "INVITE" and 101 <= status <= 199 and to_addr.tag is not None:
-            state = DialogState.EARLY
+            state = _STATE_EARLY
         elif 200 <= status <= 299:
-            state = DialogState.CONFIRMED
+            state = _STATE_CONFIRMED
         else:
             raise LocalProtocolError(f"a {status} to {method} does not create a dialog")
         cls._check_response(request, response)
         seq = request.cseq.seq
         dialog = cls._compact(
-            DialogRole.UAC,
+            _ROLE_UAC,
             state,
             request.call_id,
             _split_party(request.from_addr, request.headers.get("from")),
@@ -1086,8 +1119,8 @@ class Dialog:
             raise RemoteProtocolError("NOTIFY without Contact", status_hint=400)
         seq = subscribe.cseq.seq
         dialog = cls._compact(
-            DialogRole.UAC,
-            DialogState.CONFIRMED,
+            _ROLE_UAC,
+            _STATE_CONFIRMED,
             subscribe.call_id,
             _split_party(subscribe.from_addr, subscribe.headers.get("from")),
             _split_party(notify.from_addr, notify.headers.get("from")),
@@ -1134,8 +1167,8 @@ class Dialog:
         tag = local_tag if local_tag is not None else new_tag()
         seq = request.cseq.seq
         dialog = cls._compact(
-            DialogRole.UAS,
-            DialogState.EARLY,
+            _ROLE_UAS,
+            _STATE_EARLY,
             request.call_id,
             (_whole_party(to_addr, _single(request.headers.get("to"))), tag),
             _split_party(request.from_addr, request.headers.get("from")),
@@ -1192,7 +1225,7 @@ class Dialog:
 
     @property
     def terminated(self) -> bool:
-        return self.state is DialogState.TERMINATED
+        return self.state is _STATE_TERMINATED
 
     @property
     def warn_agent(self) -> str:
@@ -1225,17 +1258,17 @@ class Dialog:
 
     def _end_subscription(self, sub: Subscription, reason: str | None) -> None:
         if not sub.terminated:
-            sub.apply(SubscriptionStatus(SubscriptionState.TERMINATED, reason=reason))
+            sub.apply(SubscriptionStatus(_SUB_TERMINATED, reason=reason))
         if not self._flags & _INVITE_USAGE and all(s.terminated for s in self._sub_list()):
-            self._fire(DialogInput.LAST_USAGE_ENDED)
+            self._fire(_IN_LAST_USAGE_ENDED)
 
     def _fire(self, event: DialogInput) -> None:
         self.state = next_dialog_state(self.role, self.state, event)
-        if self.state is DialogState.TERMINATED:
+        if self.state is _STATE_TERMINATED:
             self._flags &= ~_INVITE_USAGE
             for sub in self._sub_list():
                 if not sub.terminated:
-                    sub.apply(SubscriptionStatus(SubscriptionState.TERMINATED, reason=None))
+                    sub.apply(SubscriptionStatus(_SUB_TERMINATED, reason=None))
 
     def _fire_remote(self, event: DialogInput) -> None:
         try:
@@ -1283,7 +1316,7 @@ class Dialog:
                 raise LocalProtocolError("a SUBSCRIBE needs an Event header")
             if method == "NOTIFY" and (event is None or probe.get("subscription-state") is None):
                 raise LocalProtocolError("a NOTIFY needs Event and Subscription-State headers")
-        self._fire(DialogInput.SEND_BYE if method == "BYE" else DialogInput.SEND_REQUEST)
+        self._fire(_IN_SEND_BYE if method == "BYE" else _IN_SEND_REQUEST)
         self.local_cseq = seq
         request = self._build(method, seq, extra, body)
         if method == "INVITE":
@@ -1314,7 +1347,7 @@ class Dialog:
             raise LocalProtocolError("the 2xx belongs to another dialog")
         extra = _checked((), content_type, _MANAGED_REQUEST_HEADERS)
         self._check_can_send()
-        self._fire(DialogInput.SEND_ACK)
+        self._fire(_IN_SEND_ACK)
         return self._build("ACK", cseq.seq, extra, body)
 
     def _build(
@@ -1394,7 +1427,7 @@ class Dialog:
             return
         status = parse_subscription_state(state)
         sub.apply(status)
-        if status.state is SubscriptionState.TERMINATED:
+        if status.state is _SUB_TERMINATED:
             self._end_subscription(sub, status.reason)
 
     def create_response(
@@ -1418,7 +1451,7 @@ class Dialog:
         headers = list(headers)
         _check_headers(headers, _MANAGED_RESPONSE_HEADERS)
         initial = (
-            self.role is DialogRole.UAS
+            self.role is _ROLE_UAS
             and request.method == self.initial_method
             and request.cseq.seq == self.initial_cseq
             and request.to_addr.tag is None
@@ -1433,11 +1466,11 @@ class Dialog:
             extra.append(("Content-Type", content_type))
         if initial and status > 100:
             if status < 200:
-                self._fire(DialogInput.SEND_PROVISIONAL)
+                self._fire(_IN_SEND_PROVISIONAL)
             elif status < 300:
-                self._fire(DialogInput.SEND_2XX)
+                self._fire(_IN_SEND_2XX)
             else:
-                self._fire(DialogInput.SEND_FAILURE)
+                self._fire(_IN_SEND_FAILURE)
         return make_response(
             request, status, reason, to_tag=self.local_tag, headers=extra + headers, body=body
         )
@@ -1471,19 +1504,19 @@ class Dialog:
         if method == "INVITE" and status >= 200 and request.cseq.seq == self._pending_invite:
             self._pending_invite = None
         initial = (
-            self.role is DialogRole.UAC
+            self.role is _ROLE_UAC
             and method == self.initial_method
             and request.cseq.seq == self.initial_cseq
         )
         if initial and method == "INVITE":
             self._initial_invite_response(response)
         elif status in (408, 481):
-            self._fire_remote(DialogInput.RECV_DIALOG_FAILURE)
+            self._fire_remote(_IN_RECV_DIALOG_FAILURE)
         elif initial and 200 <= status <= 299:
             # A 2xx to our SUBSCRIBE after its NOTIFY made the dialog.
-            self._fire_remote(DialogInput.RECV_2XX)
+            self._fire_remote(_IN_RECV_2XX)
         else:
-            self._fire_remote(DialogInput.RECV_RESPONSE)
+            self._fire_remote(_IN_RECV_RESPONSE)
             if 200 <= status <= 299 and method in TARGET_REFRESH_METHODS:
                 self._refresh_target(response)
         if method == "SUBSCRIBE" and not self.terminated:
@@ -1495,18 +1528,18 @@ class Dialog:
             if response.to_addr.tag is None:
                 return
             before = self.state
-            self._fire_remote(DialogInput.RECV_PROVISIONAL)
-            if before is DialogState.EARLY:
+            self._fire_remote(_IN_RECV_PROVISIONAL)
+            if before is _STATE_EARLY:
                 self._refresh_target(response)
         elif status < 300:
             before = self.state
-            self._fire_remote(DialogInput.RECV_2XX)
-            if before is DialogState.EARLY:
+            self._fire_remote(_IN_RECV_2XX)
+            if before is _STATE_EARLY:
                 # 13.2.2.4: the route set is recomputed from the 2xx.
                 self._routes = _routes_of(reversed(response.record_route))
                 self._refresh_target(response)
         else:
-            self._fire_remote(DialogInput.RECV_FAILURE)
+            self._fire_remote(_IN_RECV_FAILURE)
 
     def _refresh_target(self, message: Request | Response) -> None:
         target = _target_of(message)
@@ -1522,7 +1555,7 @@ class Dialog:
             expires = _expires(response)
             if expires is not None:
                 sub.expires = expires
-        elif sub.state is SubscriptionState.NOTIFY_WAIT or response.status in _SUBSCRIBE_FATAL:
+        elif sub.state is _SUB_NOTIFY_WAIT or response.status in _SUBSCRIBE_FATAL:
             # The first SUBSCRIBE failed, or a refresh failed for good (6665 4.1.2.2).
             self._end_subscription(sub, "rejected")
 
@@ -1542,16 +1575,16 @@ class Dialog:
             raise LocalProtocolError("the request belongs to another dialog")
         method = request.method
         if method == "ACK":
-            self._fire_remote(DialogInput.RECV_ACK)
+            self._fire_remote(_IN_RECV_ACK)
             return None
         seq = request.cseq.seq
-        live = self.state is not DialogState.TERMINATED
+        live = self.state is not _STATE_TERMINATED
         if live and self.remote_cseq is not None and seq < self.remote_cseq:
             return self._error_response(
                 request, 500, f"CSeq {seq} is below {self.remote_cseq}, out of order"
             )
-        self._fire_remote(DialogInput.RECV_BYE if method == "BYE" else DialogInput.RECV_REQUEST)
-        if self.state is DialogState.TERMINATED and method != "BYE":
+        self._fire_remote(_IN_RECV_BYE if method == "BYE" else _IN_RECV_REQUEST)
+        if self.state is _STATE_TERMINATED and method != "BYE":
             return self._error_response(request, 481, "the dialog has ended")
         if self.remote_cseq is None or seq > self.remote_cseq:
             self.remote_cseq = seq
@@ -1580,7 +1613,7 @@ class Dialog:
         if sub is None or sub.terminated:
             return self._error_response(request, 481, f"no subscription to {event}")
         sub.apply(status)
-        if status.state is SubscriptionState.TERMINATED:
+        if status.state is _SUB_TERMINATED:
             self._end_subscription(sub, status.reason)
         return self.create_response(request, 200)
 
@@ -1877,8 +1910,8 @@ class DialogManager:
         pending = self._pending.pop((request.call_id, _tag(request.from_addr)), None)
         ended = []
         for dialog in self._forks(pending):
-            if dialog.state is DialogState.EARLY:
-                dialog._fire(DialogInput.RECV_FAILURE)
+            if dialog.state is _STATE_EARLY:
+                dialog._fire(_IN_RECV_FAILURE)
                 ended.append(dialog)
         return ended
 
@@ -1908,8 +1941,8 @@ class DialogManager:
             pending.forks.append(dialog)
         if tracked and status >= 300:
             for other in self._forks(pending):
-                if other.state is DialogState.EARLY:
-                    other._fire(DialogInput.RECV_FAILURE)
+                if other.state is _STATE_EARLY:
+                    other._fire(_IN_RECV_FAILURE)
         return dialog
 
     @staticmethod

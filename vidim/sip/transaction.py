@@ -27,12 +27,11 @@ becomes a :class:`MessageDiscarded` event, never an exception.
 
 from __future__ import annotations
 
-import heapq
-import itertools
 from collections import deque
-from collections.abc import Callable, Hashable, Mapping
+from collections.abc import Callable, Hashable
 from dataclasses import dataclass
 from enum import Enum
+from heapq import heapify, heappop, heappush
 from typing import Any, ClassVar, Final, Generic, NewType, TypeVar, cast
 
 from .errors import LocalProtocolError, SIPParseError
@@ -72,7 +71,7 @@ __all__ = [
 
 #: Transports that are reliable in the sense of RFC 3261 section 17: no
 #: retransmissions, and zero-length Timers D, I, J and K.
-RELIABLE_TRANSPORTS = frozenset(("TCP", "TLS", "SCTP", "TLS-SCTP", "WS", "WSS"))
+RELIABLE_TRANSPORTS: Final = frozenset(("TCP", "TLS", "SCTP", "TLS-SCTP", "WS", "WSS"))
 
 TransactionId = NewType("TransactionId", int)
 """Identifies one transaction for the lifetime of a :class:`TransactionLayer`.
@@ -326,7 +325,6 @@ class NonInviteServerState(Enum):
 
 #: A side effect: an unbound transaction method taking ``(now, message)``.
 _Action = Callable[[Any, float, Message | None], None]
-_Table = Mapping[tuple[Enum, TransactionInput], tuple[Enum, _Action | None]]
 _Key = tuple[Hashable, ...]
 #: The state enum of one machine (erased by mypyc: a subclass may not narrow
 #: an inherited attribute's type, a type parameter may).
@@ -343,12 +341,56 @@ _NON_INVITE_SERVER: Final[_TableDict] = {}
 _NSS = NonInviteServerState
 
 
+# Members as constants: mypyc reads a Final from a C global, not an Enum class attribute.
+_CANCEL: Final[TransactionInput] = TransactionInput.CANCEL
+_RECV_1XX: Final[TransactionInput] = TransactionInput.RECV_1XX
+_RECV_2XX: Final[TransactionInput] = TransactionInput.RECV_2XX
+_RECV_3XX_6XX: Final[TransactionInput] = TransactionInput.RECV_3XX_6XX
+_RECV_ACK: Final[TransactionInput] = TransactionInput.RECV_ACK
+_RECV_REQUEST: Final[TransactionInput] = TransactionInput.RECV_REQUEST
+_SEND_1XX: Final[TransactionInput] = TransactionInput.SEND_1XX
+_SEND_2XX: Final[TransactionInput] = TransactionInput.SEND_2XX
+_SEND_3XX_6XX: Final[TransactionInput] = TransactionInput.SEND_3XX_6XX
+_TIMER_A: Final[TransactionInput] = TransactionInput.TIMER_A
+_TIMER_B: Final[TransactionInput] = TransactionInput.TIMER_B
+_TIMER_CANCEL: Final[TransactionInput] = TransactionInput.TIMER_CANCEL
+_TIMER_D: Final[TransactionInput] = TransactionInput.TIMER_D
+_TIMER_E: Final[TransactionInput] = TransactionInput.TIMER_E
+_TIMER_F: Final[TransactionInput] = TransactionInput.TIMER_F
+_TIMER_G: Final[TransactionInput] = TransactionInput.TIMER_G
+_TIMER_H: Final[TransactionInput] = TransactionInput.TIMER_H
+_TIMER_I: Final[TransactionInput] = TransactionInput.TIMER_I
+_TIMER_J: Final[TransactionInput] = TransactionInput.TIMER_J
+_TIMER_K: Final[TransactionInput] = TransactionInput.TIMER_K
+_TIMER_L: Final[TransactionInput] = TransactionInput.TIMER_L
+_TIMER_M: Final[TransactionInput] = TransactionInput.TIMER_M
+_TRANSPORT_ERROR: Final[TransactionInput] = TransactionInput.TRANSPORT_ERROR
+_IC_ACCEPTED: Final[InviteClientState] = InviteClientState.ACCEPTED
+_IC_CALLING: Final[InviteClientState] = InviteClientState.CALLING
+_IC_COMPLETED: Final[InviteClientState] = InviteClientState.COMPLETED
+_IC_PROCEEDING: Final[InviteClientState] = InviteClientState.PROCEEDING
+_IC_TERMINATED: Final[InviteClientState] = InviteClientState.TERMINATED
+_IS_COMPLETED: Final[InviteServerState] = InviteServerState.COMPLETED
+_IS_PROCEEDING: Final[InviteServerState] = InviteServerState.PROCEEDING
+_IS_TERMINATED: Final[InviteServerState] = InviteServerState.TERMINATED
+_NC_PROCEEDING: Final[NonInviteClientState] = NonInviteClientState.PROCEEDING
+_NC_TERMINATED: Final[NonInviteClientState] = NonInviteClientState.TERMINATED
+_NC_TRYING: Final[NonInviteClientState] = NonInviteClientState.TRYING
+_NS_PROCEEDING: Final[NonInviteServerState] = NonInviteServerState.PROCEEDING
+_NS_TERMINATED: Final[NonInviteServerState] = NonInviteServerState.TERMINATED
+_NS_TRYING: Final[NonInviteServerState] = NonInviteServerState.TRYING
+#: The final state of each machine.
+_TERMINATED_STATES: Final = frozenset(
+    (_IC_TERMINATED, _NC_TERMINATED, _IS_TERMINATED, _NS_TERMINATED)
+)
+
+
 class _Transaction(Generic[_StateT]):
     """What the four machines share: identity, timers and the table driver."""
 
     __slots__ = ("_layer", "_timers", "id", "key", "peer", "reliable", "request", "state")
 
-    TRANSITIONS: ClassVar[_Table]
+    TRANSITIONS: ClassVar[_TableDict]
     TERMINATED: ClassVar[Enum]
 
     state: _StateT
@@ -380,15 +422,15 @@ class _Transaction(Generic[_StateT]):
 
     def _apply(self, event: TransactionInput, now: float, message: Message | None) -> bool:
         """Run one table row; False when the table has none for (state, event)."""
-        try:
-            target, action = self.TRANSITIONS[(self.state, event)]
-        except KeyError:
+        row = self.TRANSITIONS.get((self.state, event))
+        if row is None:
             return False
+        target, action = row
         self.state = cast(_StateT, target)
         if action is not None:
             action(self, now, message)
         # Ids are never reused: the id is still in the table until _remove.
-        if target is self.TERMINATED and self.id in self._layer._transactions:
+        if target in _TERMINATED_STATES and self.id in self._layer._transactions:
             self._layer._remove(self)
         return True
 
@@ -445,7 +487,7 @@ class InviteClientTransaction(_ClientBase[InviteClientState]):
 
     __slots__ = ("_ack", "_cancel_id", "_cancel_pending")
 
-    TERMINATED: ClassVar[Enum] = InviteClientState.TERMINATED
+    TERMINATED: ClassVar[Enum] = _IC_TERMINATED
 
     def __init__(
         self,
@@ -456,9 +498,7 @@ class InviteClientTransaction(_ClientBase[InviteClientState]):
         reliable: bool,
         key: _Key,
     ) -> None:
-        super().__init__(
-            layer, transaction_id, request, peer, reliable, key, InviteClientState.CALLING
-        )
+        super().__init__(layer, transaction_id, request, peer, reliable, key, _IC_CALLING)
         self._ack: Request | None = None
         #: The id given to the CANCEL by TransactionLayer.cancel, if any.
         self._cancel_id: TransactionId | None = None
@@ -468,14 +508,14 @@ class InviteClientTransaction(_ClientBase[InviteClientState]):
     def _start(self, now: float) -> None:
         self._send(self.request)
         if not self.reliable:
-            self._layer._arm(self, _I.TIMER_A, now + self._interval)
-        self._layer._arm(self, _I.TIMER_B, now + 64 * self._layer.config.t1)
+            self._layer._arm(self, _TIMER_A, now + self._interval)
+        self._layer._arm(self, _TIMER_B, now + 64 * self._layer.config.t1)
 
     def _retransmit(self, now: float, message: Message | None) -> None:
         """Timer A: resend the INVITE and double the interval (no cap)."""
         self._send(self.request)
         self._interval *= 2
-        self._layer._arm(self, _I.TIMER_A, now + self._interval)
+        self._layer._arm(self, _TIMER_A, now + self._interval)
 
     def _on_provisional(self, now: float, message: Message | None) -> None:
         """First 1xx: stop retransmitting, pass it up, send a CANCEL held back."""
@@ -490,7 +530,7 @@ class InviteClientTransaction(_ClientBase[InviteClientState]):
         self._stop_timers()
         self._drop_pending_cancel()
         self._pass_up(now, message)
-        self._start_timer(_I.TIMER_M, 64 * self._layer.config.t1, now)
+        self._start_timer(_TIMER_M, 64 * self._layer.config.t1, now)
 
     def _on_failure(self, now: float, message: Message | None) -> None:
         """300-699: send the ACK (section 17.1.1.3), pass it up, start Timer D."""
@@ -500,7 +540,7 @@ class InviteClientTransaction(_ClientBase[InviteClientState]):
         self._ack = self._build_ack(message)
         self._send(self._ack)
         self._pass_up(now, message)
-        self._start_timer(_I.TIMER_D, 0.0 if self.reliable else self._layer.config.timer_d, now)
+        self._start_timer(_TIMER_D, 0.0 if self.reliable else self._layer.config.timer_d, now)
 
     def _resend_ack(self, now: float, message: Message | None) -> None:
         """A retransmitted final response: absorb it and resend the ACK."""
@@ -542,7 +582,7 @@ class InviteClientTransaction(_ClientBase[InviteClientState]):
         headers.add("CSeq", f"{request.cseq.seq} ACK")
         return Request("ACK", request.uri, headers)
 
-    TRANSITIONS: ClassVar[_Table] = _INVITE_CLIENT
+    TRANSITIONS: ClassVar[_TableDict] = _INVITE_CLIENT
 
 
 _ICT = InviteClientTransaction
@@ -578,7 +618,7 @@ class NonInviteClientTransaction(_ClientBase[NonInviteClientState]):
 
     __slots__ = ()
 
-    TERMINATED: ClassVar[Enum] = NonInviteClientState.TERMINATED
+    TERMINATED: ClassVar[Enum] = _NC_TERMINATED
 
     def __init__(
         self,
@@ -589,33 +629,31 @@ class NonInviteClientTransaction(_ClientBase[NonInviteClientState]):
         reliable: bool,
         key: _Key,
     ) -> None:
-        super().__init__(
-            layer, transaction_id, request, peer, reliable, key, NonInviteClientState.TRYING
-        )
+        super().__init__(layer, transaction_id, request, peer, reliable, key, _NC_TRYING)
 
     def _start(self, now: float) -> None:
         self._send(self.request)
         if not self.reliable:
-            self._layer._arm(self, _I.TIMER_E, now + self._interval)
-        self._layer._arm(self, _I.TIMER_F, now + 64 * self._layer.config.t1)
+            self._layer._arm(self, _TIMER_E, now + self._interval)
+        self._layer._arm(self, _TIMER_F, now + 64 * self._layer.config.t1)
 
     def _retransmit(self, now: float, message: Message | None) -> None:
         """Timer E: resend; the interval doubles up to T2, and is T2 in Proceeding."""
         self._send(self.request)
         t2 = self._layer.config.t2
-        if self.state is NonInviteClientState.PROCEEDING:
+        if self.state is _NC_PROCEEDING:
             self._interval = t2
         else:
             self._interval = min(2 * self._interval, t2)
-        self._layer._arm(self, _I.TIMER_E, now + self._interval)
+        self._layer._arm(self, _TIMER_E, now + self._interval)
 
     def _on_final(self, now: float, message: Message | None) -> None:
         """200-699: pass it up, then absorb retransmissions until Timer K."""
         self._stop_timers()
         self._pass_up(now, message)
-        self._start_timer(_I.TIMER_K, 0.0 if self.reliable else self._layer.config.t4, now)
+        self._start_timer(_TIMER_K, 0.0 if self.reliable else self._layer.config.t4, now)
 
-    TRANSITIONS: ClassVar[_Table] = _NON_INVITE_CLIENT
+    TRANSITIONS: ClassVar[_TableDict] = _NON_INVITE_CLIENT
 
 
 _NCT = NonInviteClientTransaction
@@ -675,7 +713,7 @@ class InviteServerTransaction(_ServerBase[InviteServerState]):
 
     __slots__ = ("_interval",)
 
-    TERMINATED: ClassVar[Enum] = InviteServerState.TERMINATED
+    TERMINATED: ClassVar[Enum] = _IS_TERMINATED
 
     def __init__(
         self,
@@ -686,40 +724,38 @@ class InviteServerTransaction(_ServerBase[InviteServerState]):
         reliable: bool,
         key: _Key,
     ) -> None:
-        super().__init__(
-            layer, transaction_id, request, peer, reliable, key, InviteServerState.PROCEEDING
-        )
+        super().__init__(layer, transaction_id, request, peer, reliable, key, _IS_PROCEEDING)
         self._interval = layer.config.t1
 
     def _respond_2xx(self, now: float, message: Message | None) -> None:
         """Send the 2xx; RFC 6026 keeps the transaction 64*T1 (Timer L)."""
         self._respond(now, message)
-        self._start_timer(_I.TIMER_L, 64 * self._layer.config.t1, now)
+        self._start_timer(_TIMER_L, 64 * self._layer.config.t1, now)
 
     def _respond_failure(self, now: float, message: Message | None) -> None:
         """Send 300-699 and wait for the ACK: Timer G resends, Timer H gives up."""
         self._respond(now, message)
         if not self.reliable:
-            self._layer._arm(self, _I.TIMER_G, now + self._interval)
-        self._layer._arm(self, _I.TIMER_H, now + 64 * self._layer.config.t1)
+            self._layer._arm(self, _TIMER_G, now + self._interval)
+        self._layer._arm(self, _TIMER_H, now + 64 * self._layer.config.t1)
 
     def _retransmit(self, now: float, message: Message | None) -> None:
         """Timer G: resend the final response, doubling the interval up to T2."""
         self._resend_last(now, message)
         self._interval = min(2 * self._interval, self._layer.config.t2)
-        self._layer._arm(self, _I.TIMER_G, now + self._interval)
+        self._layer._arm(self, _TIMER_G, now + self._interval)
 
     def _on_ack(self, now: float, message: Message | None) -> None:
         """The ACK for our 300-699: absorb further ACKs until Timer I."""
         self._stop_timers()
-        self._start_timer(_I.TIMER_I, 0.0 if self.reliable else self._layer.config.t4, now)
+        self._start_timer(_TIMER_I, 0.0 if self.reliable else self._layer.config.t4, now)
 
     def _pass_ack(self, now: float, message: Message | None) -> None:
         """An ACK matching the transaction in Accepted goes to the TU (RFC 6026)."""
         assert isinstance(message, Request)
         self._layer._events.append(AckReceived(request=message, source=self._layer._source))
 
-    TRANSITIONS: ClassVar[_Table] = _INVITE_SERVER
+    TRANSITIONS: ClassVar[_TableDict] = _INVITE_SERVER
 
 
 _IST = InviteServerTransaction
@@ -753,7 +789,7 @@ class NonInviteServerTransaction(_ServerBase[NonInviteServerState]):
 
     __slots__ = ()
 
-    TERMINATED: ClassVar[Enum] = NonInviteServerState.TERMINATED
+    TERMINATED: ClassVar[Enum] = _NS_TERMINATED
 
     def __init__(
         self,
@@ -764,17 +800,15 @@ class NonInviteServerTransaction(_ServerBase[NonInviteServerState]):
         reliable: bool,
         key: _Key,
     ) -> None:
-        super().__init__(
-            layer, transaction_id, request, peer, reliable, key, NonInviteServerState.TRYING
-        )
+        super().__init__(layer, transaction_id, request, peer, reliable, key, _NS_TRYING)
 
     def _respond_final(self, now: float, message: Message | None) -> None:
         """Send the final response; absorb request retransmissions until Timer J."""
         self._respond(now, message)
         delay = 0.0 if self.reliable else 64 * self._layer.config.t1
-        self._start_timer(_I.TIMER_J, delay, now)
+        self._start_timer(_TIMER_J, delay, now)
 
-    TRANSITIONS: ClassVar[_Table] = _NON_INVITE_SERVER
+    TRANSITIONS: ClassVar[_TableDict] = _NON_INVITE_SERVER
 
 
 _NST = NonInviteServerTransaction
@@ -880,10 +914,10 @@ def _stamp_top_via(request: Request, source: Address) -> None:
 
 def _status_input(status: int, *, local: bool) -> TransactionInput:
     if status < 200:
-        return _I.SEND_1XX if local else _I.RECV_1XX
+        return _SEND_1XX if local else _RECV_1XX
     if status < 300:
-        return _I.SEND_2XX if local else _I.RECV_2XX
-    return _I.SEND_3XX_6XX if local else _I.RECV_3XX_6XX
+        return _SEND_2XX if local else _RECV_2XX
+    return _SEND_3XX_6XX if local else _RECV_3XX_6XX
 
 
 def _default_port(transport: str) -> int:
@@ -916,7 +950,7 @@ class TransactionLayer:
         # alive until its deadline.
         self._heap: list[tuple[float, int, TransactionId, TransactionInput]] = []
         self._armed = 0
-        self._sequence = itertools.count()
+        self._sequence = 0
         self._next_id = 0
         # The source of the message being received (for AckReceived).
         self._source = Address("0.0.0.0", 0)
@@ -940,14 +974,14 @@ class TransactionLayer:
         shutdown need not wait for them.
         """
         waiting = {
-            InviteClientState.CALLING,
-            InviteClientState.PROCEEDING,
-            NonInviteClientState.TRYING,
-            NonInviteClientState.PROCEEDING,
-            InviteServerState.PROCEEDING,
-            InviteServerState.COMPLETED,
-            NonInviteServerState.TRYING,
-            NonInviteServerState.PROCEEDING,
+            _IC_CALLING,
+            _IC_PROCEEDING,
+            _NC_TRYING,
+            _NC_PROCEEDING,
+            _IS_PROCEEDING,
+            _IS_COMPLETED,
+            _NS_TRYING,
+            _NS_PROCEEDING,
         }
         return any(txn.state in waiting for txn in self._transactions.values())
 
@@ -977,7 +1011,7 @@ class TransactionLayer:
             txn = transactions.get(tid)
             if txn is not None and txn._timers.get(timer) == sequence:
                 return heap[0][0]
-            heapq.heappop(heap)
+            heappop(heap)
         return None
 
     def handle_timer(self, now: float) -> None:
@@ -985,7 +1019,7 @@ class TransactionLayer:
         heap = self._heap
         transactions = self._transactions
         while heap and heap[0][0] <= now:
-            _, sequence, tid, timer = heapq.heappop(heap)
+            _, sequence, tid, timer = heappop(heap)
             txn = transactions.get(tid)
             if txn is None or txn._timers.get(timer) != sequence:
                 continue  # terminated, cancelled or re-armed since
@@ -1009,16 +1043,16 @@ class TransactionLayer:
             self._heap = []
 
     def _arm(self, txn: _Transaction[Any], timer: TransactionInput, deadline: float) -> None:
-        sequence = next(self._sequence)
+        sequence = self._sequence = self._sequence + 1
         if timer not in txn._timers:
             self._armed += 1
         txn._timers[timer] = sequence
-        heapq.heappush(self._heap, (deadline, sequence, txn.id, timer))
+        heappush(self._heap, (deadline, sequence, txn.id, timer))
         if len(self._heap) > 2 * self._armed + 1024:
             # Mostly dead entries: rebuild, so memory follows the live timers.
             transactions = self._transactions
             self._heap = [e for e in self._heap if self._live(transactions.get(e[2]), e)]
-            heapq.heapify(self._heap)
+            heapify(self._heap)
 
     @staticmethod
     def _live(
@@ -1117,11 +1151,11 @@ class TransactionLayer:
             raise LocalProtocolError("only a client INVITE transaction can be cancelled")
         if txn._cancel_id is not None:
             return txn._cancel_id
-        if txn.state in (InviteClientState.COMPLETED, InviteClientState.ACCEPTED):
-            txn._apply(_I.CANCEL, now, None)
+        if txn.state in (_IC_COMPLETED, _IC_ACCEPTED):
+            txn._apply(_CANCEL, now, None)
             return None
         txn._cancel_id = self._new_id()
-        txn._apply(_I.CANCEL, now, None)
+        txn._apply(_CANCEL, now, None)
         return txn._cancel_id
 
     def _start_cancel(self, invite: InviteClientTransaction, now: float) -> None:
@@ -1149,7 +1183,7 @@ class TransactionLayer:
         self._transactions[txn.id] = txn
         self._client_index[key] = txn
         txn._start(now)
-        invite._start_timer(_I.TIMER_CANCEL, 64 * self.config.t1, now)
+        invite._start_timer(_TIMER_CANCEL, 64 * self.config.t1, now)
 
     # -- server side ---------------------------------------------------------------
     def send_response(
@@ -1219,7 +1253,7 @@ class TransactionLayer:
         txn = self._transactions.get(transaction_id)
         if txn is None:
             return False
-        return txn._apply(_I.TRANSPORT_ERROR, now, None)
+        return txn._apply(_TRANSPORT_ERROR, now, None)
 
     # -- input ---------------------------------------------------------------------
     def send_stateless(self, message: Message, destination: Address) -> None:
@@ -1332,13 +1366,13 @@ class TransactionLayer:
             if txn is None:
                 # The ACK for a 2xx is its own transaction: the TU's business.
                 self._events.append(AckReceived(request=request, source=source))
-            elif not txn._apply(_I.RECV_ACK, now, request):
+            elif not txn._apply(_RECV_ACK, now, request):
                 self._discard(request, f"ACK not expected in {txn.state.value}")
             return
         txn = self._find_server(request, via, method)
         if txn is not None:
             # A retransmission: every state has a row for it.
-            txn._apply(_I.RECV_REQUEST, now, request)
+            txn._apply(_RECV_REQUEST, now, request)
             return
         key = self._server_key(request, via, method)
         tid = self._new_id()
@@ -1357,7 +1391,7 @@ class TransactionLayer:
         self._events.append(RequestReceived(request=request, source=source, transaction_id=tid))
         if method == "INVITE" and self.config.auto_100_trying:
             headers = [("Timestamp", value) for value in request.headers.get_all("Timestamp")]
-            txn._apply(_I.SEND_1XX, now, make_response(request, 100, headers=headers))
+            txn._apply(_SEND_1XX, now, make_response(request, 100, headers=headers))
 
     def _answer_cancel(self, txn: ServerTransaction, cancel: Request, via: Via, now: float) -> None:
         # RFC 3261 section 9.2: match the CANCEL as if it were the INVITE;
@@ -1371,8 +1405,8 @@ class TransactionLayer:
             sent = target.last_response
             tag = sent.to_addr.tag if sent is not None else None
             response = make_response(cancel, 200, to_tag=tag or new_tag())
-        txn._apply(_I.SEND_2XX if target is not None else _I.SEND_3XX_6XX, now, response)
-        if target is not None and target.state is InviteServerState.PROCEEDING:
+        txn._apply(_SEND_2XX if target is not None else _SEND_3XX_6XX, now, response)
+        if target is not None and target.state is _IS_PROCEEDING:
             self._events.append(RequestCancelled(transaction_id=target.id, request=cancel))
 
     # -- bookkeeping ---------------------------------------------------------------
