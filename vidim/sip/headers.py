@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import re
 from collections.abc import Callable, Iterable, Iterator
-from typing import Any, TypeVar
+from typing import Any, Final, TypeVar
 
 from . import abnf
 from .errors import LocalProtocolError, SIPParseError
@@ -54,7 +54,7 @@ T = TypeVar("T")
 Params = tuple[tuple[str, "str | None"], ...]
 
 # RFC 3261 section 7.3.3 and later RFCs' compact forms.
-COMPACT_FORMS = {
+COMPACT_FORMS: Final = {
     "i": "Call-ID",
     "m": "Contact",
     "e": "Content-Encoding",
@@ -76,7 +76,7 @@ COMPACT_FORMS = {
     "d": "Request-Disposition",
     "n": "Identity-Info",
 }
-_KNOWN = [
+_KNOWN: Final = [
     "Accept", "Accept-Contact", "Accept-Encoding", "Accept-Language", "Alert-Info",
     "Allow", "Allow-Events", "Authentication-Info", "Authorization", "Call-ID",
     "Call-Info", "Contact", "Content-Disposition", "Content-Encoding",
@@ -92,11 +92,11 @@ _KNOWN = [
     "WWW-Authenticate", "X-Vidim-Mode", "X-Vidim-Invite", "X-Vidim-Conference",
     "X-Vidim-Participants",
 ]  # fmt: skip
-_CANONICAL = {name.lower(): name for name in _KNOWN}
+_CANONICAL: Final = {name.lower(): name for name in _KNOWN}
 _CANONICAL.update(COMPACT_FORMS)
 
 #: Headers whose value is a comma-separated list (RFC 3261 section 7.3.1).
-LIST_HEADERS = frozenset(
+LIST_HEADERS: Final = frozenset(
     name.lower()
     for name in (
         "Accept", "Accept-Encoding", "Accept-Language", "Alert-Info", "Allow",
@@ -107,75 +107,79 @@ LIST_HEADERS = frozenset(
     )
 )  # fmt: skip
 #: Headers that may appear at most once (RFC 3261 section 20, "single value").
-SINGLE_HEADERS = frozenset(
+SINGLE_HEADERS: Final = frozenset(
     ("call-id", "cseq", "from", "to", "max-forwards", "content-length", "content-type")
 )
 
-_TOKEN_RE = re.compile(abnf.TOKEN)
-_DISPLAY_TOKENS_RE = re.compile(rf"{abnf.TOKEN}(?:{abnf.LWS}{abnf.TOKEN})*")
-_QUOTED_RE = re.compile(abnf.QUOTED_STRING)
-_PARAM_RE = re.compile(
+_TOKEN_RE: Final = re.compile(abnf.TOKEN)
+_DISPLAY_TOKENS_RE: Final = re.compile(rf"{abnf.TOKEN}(?:{abnf.LWS}{abnf.TOKEN})*")
+_QUOTED_RE: Final = re.compile(abnf.QUOTED_STRING)
+_PARAM_RE: Final = re.compile(
     rf"{abnf.SWS};{abnf.SWS}({abnf.TOKEN})"
     rf"(?:{abnf.SWS}={abnf.SWS}({abnf.QUOTED_STRING}|{abnf.GEN_VALUE}))?{abnf.SWS}"
 )
-_VIA_RE = re.compile(
+_VIA_RE: Final = re.compile(
     rf"{abnf.SWS}({abnf.TOKEN}){abnf.SWS}/{abnf.SWS}({abnf.TOKEN}){abnf.SWS}/"
     rf"{abnf.SWS}({abnf.TOKEN}){abnf.LWS}(\[[0-9A-Fa-f:.]+\]|[A-Za-z0-9\-.]+)"
     rf"(?:{abnf.SWS}:{abnf.SWS}([0-9]{{1,5}}))?{abnf.SWS}"
 )
-_CSEQ_RE = re.compile(rf"{abnf.SWS}([0-9]{{1,10}}){abnf.LWS}({abnf.TOKEN}){abnf.SWS}")
-_MEDIA_RE = re.compile(rf"{abnf.SWS}({abnf.TOKEN}){abnf.SWS}/{abnf.SWS}({abnf.TOKEN})")
-_QUOTED_PAIR_RE = re.compile(r"\\(.)", re.DOTALL)
+_CSEQ_RE: Final = re.compile(rf"{abnf.SWS}([0-9]{{1,10}}){abnf.LWS}({abnf.TOKEN}){abnf.SWS}")
+_MEDIA_RE: Final = re.compile(rf"{abnf.SWS}({abnf.TOKEN}){abnf.SWS}/{abnf.SWS}({abnf.TOKEN})")
+_QUOTED_PAIR_RE: Final = re.compile(r"\\(.)", re.DOTALL)
 # Fast paths: the compact forms every phone sends (no LWS inside, one space
 # where the grammar needs one).  Anything they do not match goes through the
 # general parsers above, which decide; tests/sip/test_fast_paths.py checks
 # that both give equal results.
-_TOKEN_CHARS = r"A-Za-z0-9\-.!%*_+`'~"
+_TOKEN_CHARS: Final = r"A-Za-z0-9\-.!%*_+`'~"
 # quoted-string as abnf.QUOTED_STRING, unrolled: four times faster in re.
-_FAST_QUOTED = r'"[^"\\\r\n]*+(?:\\[^\r\n][^"\\\r\n]*+)*+"'
-_FAST_VALUE = rf"(?:[A-Za-z0-9\-.!%*_+`'~\[\]:]++|{_FAST_QUOTED})"  # gen-value
+_FAST_QUOTED: Final = r'"[^"\\\r\n]*+(?:\\[^\r\n][^"\\\r\n]*+)*+"'
+_FAST_VALUE: Final = rf"(?:[A-Za-z0-9\-.!%*_+`'~\[\]:]++|{_FAST_QUOTED})"  # gen-value
 #: *( SEMI generic-param ), one group.
-_FAST_PARAMS = rf"((?:;[{_TOKEN_CHARS}]++(?:={_FAST_VALUE})?)*+)"
+_FAST_PARAMS: Final = rf"((?:;[{_TOKEN_CHARS}]++(?:={_FAST_VALUE})?)*+)"
 #: via-params (RFC 3261 section 20.42) as the general parser checks them:
 #: branch needs a value, ttl is 0-255, rport is a port or empty; any other
 #: name is a generic-param.  For lines that are validated, not built.
-_FAST_VIA_PARAMS_EXACT = (
+_FAST_VIA_PARAMS_EXACT: Final = (
     rf"(?:;(?:(?!(?i:branch|rport|ttl)(?![{_TOKEN_CHARS}]))[{_TOKEN_CHARS}]++(?:={_FAST_VALUE})?"
     rf"|(?i:branch)={_FAST_VALUE}"
     rf"|(?i:rport)(?:={_FAST_PORT})?"
     rf"|(?i:ttl)=(?:25[0-5]|2[0-4][0-9]|[01]?[0-9]?[0-9])))*+"
 )
-_FAST_VIA_ITEM_EXACT = (
+_FAST_VIA_ITEM_EXACT: Final = (
     rf"SIP/2\.0/[A-Za-z]++ {_FAST_HOST}(?::{_FAST_PORT})?{_FAST_VIA_PARAMS_EXACT}"
 )
 
 #: One via-parm: groups transport, host, port, params (checked by _fast_via).
-_FAST_VIA_RE = re.compile(
+_FAST_VIA_RE: Final = re.compile(
     rf"SIP/2\.0/([A-Za-z]++) ({_LOOSE_HOST})(?::({_LOOSE_PORT}))?{_FAST_PARAMS}"
 )
 #: The rest of a Via line after its first via-parm, validated only.
-_FAST_VIA_MORE_RE = re.compile(rf"(?:[ \t]*,[ \t]*{_FAST_VIA_ITEM_EXACT})*+")
+_FAST_VIA_MORE_RE: Final = re.compile(rf"(?:[ \t]*,[ \t]*{_FAST_VIA_ITEM_EXACT})*+")
 #: A whole Via line, validated only.
-_FAST_VIA_LINE_RE = re.compile(rf"{_FAST_VIA_ITEM_EXACT}(?:[ \t]*,[ \t]*{_FAST_VIA_ITEM_EXACT})*+")
+_FAST_VIA_LINE_RE: Final = re.compile(
+    rf"{_FAST_VIA_ITEM_EXACT}(?:[ \t]*,[ \t]*{_FAST_VIA_ITEM_EXACT})*+"
+)
 #: display-name (quoted, or tokens separated by single spaces): groups quoted, tokens.
-_FAST_DISPLAY = (
+_FAST_DISPLAY: Final = (
     rf'(?:"([^"\\\r\n]*+(?:\\[^\r\n][^"\\\r\n]*+)*+)" ?|({abnf.TOKEN}(?: {abnf.TOKEN})*) ?)?'
 )
 #: name-addr with a SIP URI, then parameters: groups quoted, tokens, the
 #: five of the URI (scheme, user, host, port, URI params), header params.
-_FAST_NAME_ADDR_SIP_RE = re.compile(rf"{_FAST_DISPLAY}<{_fast_sip_uri_pattern()}>{_FAST_PARAMS}")
-_FAST_NAME_ADDR_ITEM = (
+_FAST_NAME_ADDR_SIP_RE: Final = re.compile(
+    rf"{_FAST_DISPLAY}<{_fast_sip_uri_pattern()}>{_FAST_PARAMS}"
+)
+_FAST_NAME_ADDR_ITEM: Final = (
     rf"{_FAST_DISPLAY}<{_fast_sip_uri_pattern(_FAST_HOST, _FAST_PORT)}>{_FAST_PARAMS}"
 )
 #: A Contact (Route...) line of such name-addrs, validated only (no IPv6).
-_FAST_NAME_ADDR_LINE_RE = re.compile(
+_FAST_NAME_ADDR_LINE_RE: Final = re.compile(
     rf"{_FAST_NAME_ADDR_ITEM}(?:[ \t]*,[ \t]*{_FAST_NAME_ADDR_ITEM})*+"
 )
 #: name-addr with any other URI, and addr-spec (no <>).
-_FAST_NAME_ADDR_RE = re.compile(rf"{_FAST_DISPLAY}<([^<>\s\"]+)>{_FAST_PARAMS}")
-_FAST_ADDR_SPEC_RE = re.compile(r"([A-Za-z][A-Za-z0-9+\-.]*:[^;?,\s<>\"]+)" + _FAST_PARAMS)
+_FAST_NAME_ADDR_RE: Final = re.compile(rf"{_FAST_DISPLAY}<([^<>\s\"]+)>{_FAST_PARAMS}")
+_FAST_ADDR_SPEC_RE: Final = re.compile(r"([A-Za-z][A-Za-z0-9+\-.]*:[^;?,\s<>\"]+)" + _FAST_PARAMS)
 #: type/subtype *(;param)
-_FAST_MEDIA_RE = re.compile(rf"({abnf.TOKEN})/({abnf.TOKEN}){_FAST_PARAMS}")
+_FAST_MEDIA_RE: Final = re.compile(rf"({abnf.TOKEN})/({abnf.TOKEN}){_FAST_PARAMS}")
 
 
 def _fast_params(text: str) -> Params:
@@ -201,7 +205,7 @@ def _split_quoted_params(text: str) -> list[str]:
             for m in _PARAM_RE.finditer(text)]  # fmt: skip
 
 
-_CTL_RE = re.compile(r"[\x00-\x08\x0a-\x1f\x7f]")
+_CTL_RE: Final = re.compile(r"[\x00-\x08\x0a-\x1f\x7f]")
 
 
 def canonical_name(name: str) -> str:
@@ -649,7 +653,7 @@ class CSeq(ValueType):
 
 
 #: Methods every SIP element sees, for the CSeq fast path (any token is valid).
-_COMMON_METHODS = frozenset(
+_COMMON_METHODS: Final = frozenset(
     ("INVITE", "ACK", "BYE", "CANCEL", "OPTIONS", "REGISTER", "MESSAGE", "SUBSCRIBE",
      "NOTIFY", "REFER", "INFO", "UPDATE", "PRACK", "PUBLISH")
 )  # fmt: skip
@@ -965,11 +969,11 @@ class Headers:
             cache.pop("*" + lname, None)
 
 
-_MISSING: Any = object()
-_LOWER_NAMES: dict[str, str] = {}
+_MISSING: Final[Any] = object()
+_LOWER_NAMES: Final[dict[str, str]] = {}
 #: header name as given to Headers -> (lower-case canonical name, canonical
 #: name), for names that passed the token check; bounded like _LOWER_NAMES.
-_ADD_NAMES: dict[str, tuple[str, str]] = {}
+_ADD_NAMES: Final[dict[str, tuple[str, str]]] = {}
 
 
 def _checked_name(name: str) -> tuple[str, str]:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Iterable, Mapping
+from typing import Final
 
 from .errors import LocalProtocolError, SIPParseError
 from .headers import (
@@ -27,7 +28,7 @@ from .uri import URI, parse_uri
 
 __all__ = ["REASON_PHRASES", "Message", "Request", "Response", "make_response"]
 
-REASON_PHRASES = {
+REASON_PHRASES: Final = {
     100: "Trying", 180: "Ringing", 181: "Call Is Being Forwarded", 182: "Queued",
     183: "Session Progress", 199: "Early Dialog Terminated", 200: "OK", 202: "Accepted",
     204: "No Notification", 300: "Multiple Choices", 301: "Moved Permanently",
@@ -56,7 +57,7 @@ def _encode(text: str) -> bytes:
 
 #: Methods known to be tokens, so that Request() checks a method with one
 #: set lookup instead of a scan of its characters.
-_TOKEN_METHODS = frozenset(
+_TOKEN_METHODS: Final = frozenset(
     ("INVITE", "ACK", "BYE", "CANCEL", "OPTIONS", "REGISTER", "MESSAGE", "SUBSCRIBE",
      "NOTIFY", "REFER", "INFO", "UPDATE", "PRACK", "PUBLISH")
 )  # fmt: skip
@@ -97,12 +98,19 @@ class Message:
     def via(self) -> list[Via]:
         return self.headers.parsed_all("via", parse_via_list)
 
+    # The accessors of the core headers read the cache of parsed values
+    # themselves (what Headers.parsed() does, without its generic call).
     @property
     def top_via(self) -> Via:
         """The first Via value; the other Vias are not parsed for it."""
-        value = self.headers.parsed("via", _parse_top_via)
+        headers = self.headers
+        value: Via | None = headers._cache.get("via")
         if value is None:
-            raise SIPParseError("missing Via")
+            raw = headers._first("via")
+            if raw is None:
+                raise SIPParseError("missing Via")
+            value = _parse_top_via(raw)
+            headers._cache["via"] = value
         return value
 
     @property
@@ -114,23 +122,38 @@ class Message:
 
     @property
     def cseq(self) -> CSeq:
-        value = self.headers.parsed("cseq", parse_cseq)
+        headers = self.headers
+        value: CSeq | None = headers._cache.get("cseq")
         if value is None:
-            raise SIPParseError("missing CSeq")
+            raw = headers._first("cseq")
+            if raw is None:
+                raise SIPParseError("missing CSeq")
+            value = parse_cseq(raw)
+            headers._cache["cseq"] = value
         return value
 
     @property
     def from_addr(self) -> NameAddr:
-        value = self.headers.parsed("from", parse_name_addr)
+        headers = self.headers
+        value: NameAddr | None = headers._cache.get("from")
         if value is None:
-            raise SIPParseError("missing From")
+            raw = headers._first("from")
+            if raw is None:
+                raise SIPParseError("missing From")
+            value = parse_name_addr(raw)
+            headers._cache["from"] = value
         return value
 
     @property
     def to_addr(self) -> NameAddr:
-        value = self.headers.parsed("to", parse_name_addr)
+        headers = self.headers
+        value: NameAddr | None = headers._cache.get("to")
         if value is None:
-            raise SIPParseError("missing To")
+            raw = headers._first("to")
+            if raw is None:
+                raise SIPParseError("missing To")
+            value = parse_name_addr(raw)
+            headers._cache["to"] = value
         return value
 
     @property
@@ -182,15 +205,19 @@ class Message:
 
     def to_bytes(self) -> bytes:
         """Serialize; Content-Length is always written, from the body's length."""
-        lines = [self._start_line()]
-        lines += [
-            f"{name}: {value}"
-            for lname, name, value in self.headers._items
-            if lname != "content-length"
-        ]
+        # One join of the pieces: no intermediate string per header line.
+        parts = [self._start_line()]
+        for lname, name, value in self.headers._items:
+            if lname != "content-length":
+                parts.append("\r\n")
+                parts.append(name)
+                parts.append(": ")
+                parts.append(value)
         body = self.body
-        lines.append(f"Content-Length: {len(body)}\r\n\r\n")
-        return _encode("\r\n".join(lines)) + body
+        parts.append("\r\nContent-Length: ")
+        parts.append(str(len(body)))
+        parts.append("\r\n\r\n")
+        return _encode("".join(parts)) + body
 
     def __bytes__(self) -> bytes:
         return self.to_bytes()
@@ -327,9 +354,9 @@ def make_response(
     return Response(status, reason, out, body)
 
 
-_COPIED = frozenset(("via", "from", "to", "call-id", "cseq"))
-_SEEDED = ("via", "from", "to", "cseq")
-_SEEDED_NOT_TO = ("via", "from", "cseq")
+_COPIED: Final = frozenset(("via", "from", "to", "call-id", "cseq"))
+_SEEDED: Final = ("via", "from", "to", "cseq")
+_SEEDED_NOT_TO: Final = ("via", "from", "cseq")
 
 
 def _with_tag(value: str, to_addr: NameAddr, tag: str) -> str:

@@ -8,6 +8,7 @@ line ends, leading CRLFs).  Every failure is a :class:`SIPParseError`.
 from __future__ import annotations
 
 import re
+from typing import Final
 
 from . import abnf
 from .errors import SIPParseError
@@ -39,25 +40,25 @@ from .uri import (
 __all__ = ["DEFAULT_MAX_MESSAGE_SIZE", "StreamFramer", "parse_message"]
 
 #: The largest message the framer accepts by default (bytes, headers and body).
-DEFAULT_MAX_MESSAGE_SIZE = 65535
+DEFAULT_MAX_MESSAGE_SIZE: Final = 65535
 
-_HEADER_END_RE = re.compile(rb"\r?\n\r?\n")
-_TOKEN_RE = re.compile(abnf.TOKEN)
-_VERSION_RE = re.compile(r"SIP/[0-9]+\.[0-9]+")
-_STATUS_RE = re.compile(r"[1-6][0-9][0-9]")
-_CALL_ID_RE = re.compile(rf"{abnf.WORD}(?:@{abnf.WORD})?")
-_CONTENT_LENGTH_RE = re.compile(
+# Module constants are Final: compiled (mypyc), they are read without a
+# lookup in the module's namespace.
+_HEADER_END_RE: Final = re.compile(rb"\r?\n\r?\n")
+_TOKEN_RE: Final = re.compile(abnf.TOKEN)
+_VERSION_RE: Final = re.compile(r"SIP/[0-9]+\.[0-9]+")
+_CALL_ID_RE: Final = re.compile(rf"{abnf.WORD}(?:@{abnf.WORD})?")
+_CONTENT_LENGTH_RE: Final = re.compile(
     rb"^(?:content-length|l)[ \t]*:[ \t]*([^\r\n]*?)[ \t]*\r?$", re.IGNORECASE | re.MULTILINE
 )
-_REQUIRED_ORDER = ("via", "from", "to", "call-id", "cseq")
-_REQUIRED = frozenset(_REQUIRED_ORDER)
+_REQUIRED_ORDER: Final = ("via", "from", "to", "call-id", "cseq")
 
 
 #: raw header name (as it appears before the colon) -> (lower-case canonical
 #: name, canonical name).  Keyed on names, which repeat in real traffic, and
 #: bounded since names come from peers.
-_NAME_CACHE: dict[str, tuple[str, str]] = {}
-_NAME_CACHE_LIMIT = 4096
+_NAME_CACHE: Final[dict[str, tuple[str, str]]] = {}
+_NAME_CACHE_LIMIT: Final = 4096
 
 
 def _header_name(raw: str) -> tuple[str, str]:
@@ -135,11 +136,9 @@ def _parse_lines(lines: list[str]) -> Request | Response:
     first: dict[str, str] = {}
     repeats: list[tuple[str, str]] = []
     folded = False
-    cache = _NAME_CACHE
-    append = items.append
     for line in lines[1:]:
         raw, colon, value = line.partition(":")
-        entry = cache.get(raw)
+        entry = _NAME_CACHE.get(raw)
         if entry is None or not colon:
             if line[:1] in (" ", "\t"):
                 if not items:
@@ -154,7 +153,7 @@ def _parse_lines(lines: list[str]) -> Request | Response:
             entry = _header_name(raw)
         lname, name = entry
         value = value.strip(" \t")
-        append((lname, name, value))
+        items.append((lname, name, value))
         if lname in first:
             repeats.append((lname, value))
         else:
@@ -186,15 +185,15 @@ def _check_version(version: str) -> None:
 
 
 # Method SP sip-URI SP SIP/2.0, the URI in the fast grammar of uri.py.
-_FAST_REQUEST_LINE_RE = re.compile(rf"({abnf.TOKEN}) {_fast_sip_uri_pattern()} SIP/2\.0")
+_FAST_REQUEST_LINE_RE: Final = re.compile(rf"({abnf.TOKEN}) {_fast_sip_uri_pattern()} SIP/2\.0")
 
 
 def _parse_request_line(line: str, headers: Headers) -> Request:
     match = _FAST_REQUEST_LINE_RE.fullmatch(line)
     uri: URI | None = None
+    method = ""
     if match is not None:
-        method = match.group(1)
-        scheme, user, host, port, params = match.group(2, 3, 4, 5, 6)
+        method, scheme, user, host, port, params = match.groups()
         uri = _fast_sip_uri_from_groups(scheme, user, host, port, params)
     if uri is None:
         method, uri = _parse_request_line_slow(line)
@@ -221,7 +220,8 @@ def _parse_status_line(line: str, headers: Headers) -> Response:
         raise SIPParseError("malformed status line")
     version, code = parts[0], parts[1]
     _check_version(version)
-    if not _STATUS_RE.fullmatch(code):
+    # [1-6][0-9][0-9], without a regular expression
+    if not (len(code) == 3 and code.isdigit() and code.isascii() and "1" <= code[0] <= "6"):
         raise SIPParseError(f"malformed status code {code[:20]!r}")
     return Response(int(code), parts[2] if len(parts) == 3 else "", headers)
 
@@ -240,7 +240,10 @@ def _validate(
     for lname, _ in repeats:
         if lname in SINGLE_HEADERS:
             raise SIPParseError(f"more than one {canonical_name(lname)} header")
-    if not first.keys() >= _REQUIRED:
+    if not (
+        "via" in first and "from" in first and "to" in first and "call-id" in first
+        and "cseq" in first
+    ):  # fmt: skip
         missing = [canonical_name(n) for n in _REQUIRED_ORDER if n not in first]
         raise SIPParseError("missing " + ", ".join(missing))
     headers = message.headers
@@ -254,7 +257,8 @@ def _validate(
     call_id = first["call-id"]
     if not _CALL_ID_RE.fullmatch(call_id):
         raise SIPParseError(f"malformed Call-ID {call_id[:60]!r}")
-    cseq = cache["cseq"] = parse_cseq(first["cseq"])
+    cseq = parse_cseq(first["cseq"])
+    cache["cseq"] = cseq
     if isinstance(message, Request):
         if cseq.method != message.method:
             raise SIPParseError(

@@ -9,6 +9,7 @@ from __future__ import annotations
 import ipaddress
 import re
 from dataclasses import dataclass
+from typing import Final
 from urllib.parse import unquote
 
 from . import abnf
@@ -17,15 +18,15 @@ from .value import ValueType
 
 __all__ = ["URI", "AbsoluteURI", "SipURI", "format_host", "parse_uri", "unescape", "valid_host"]
 
-_SCHEME_RE = re.compile(rf"({abnf.SCHEME}):")
-_USER_RE = re.compile(abnf.USER)
-_PASSWORD_RE = re.compile(abnf.PASSWORD)
-_PARAM_RE = re.compile(rf"({abnf.PARAMCHARS})(?:=({abnf.PARAMCHARS}))?")
-_HEADER_RE = re.compile(rf"({abnf.HNAME})=({abnf.HVALUE})")
-_HOSTNAME_RE = re.compile(abnf.HOSTNAME)
-_IPV4_RE = re.compile(abnf.IPV4)
-_OPAQUE_RE = re.compile(rf"{abnf.URIC}+")
-_PORT_RE = re.compile(r"[0-9]{1,5}")
+_SCHEME_RE: Final = re.compile(rf"({abnf.SCHEME}):")
+_USER_RE: Final = re.compile(abnf.USER)
+_PASSWORD_RE: Final = re.compile(abnf.PASSWORD)
+_PARAM_RE: Final = re.compile(rf"({abnf.PARAMCHARS})(?:=({abnf.PARAMCHARS}))?")
+_HEADER_RE: Final = re.compile(rf"({abnf.HNAME})=({abnf.HVALUE})")
+_HOSTNAME_RE: Final = re.compile(abnf.HOSTNAME)
+_IPV4_RE: Final = re.compile(abnf.IPV4)
+_OPAQUE_RE: Final = re.compile(rf"{abnf.URIC}+")
+_PORT_RE: Final = re.compile(r"[0-9]{1,5}")
 
 Params = tuple[tuple[str, "str | None"], ...]
 
@@ -36,7 +37,7 @@ def unescape(text: str) -> str:
 
 
 #: host -> valid_host(host); bounded (hosts come from peers): emptied when full.
-_VALID_HOSTS: dict[str, bool] = {}
+_VALID_HOSTS: Final[dict[str, bool]] = {}
 
 
 def valid_host(host: str) -> bool:
@@ -304,22 +305,24 @@ def _parse_uri_slow(text: str) -> URI:
 # labels, IPv4 octets and the port range are in the pattern.  Whatever they
 # do not match goes to the general parser, which decides; tests/sip/
 # test_fast_paths.py checks that both give equal results.
-_IPV4_OCTET = r"(?:25[0-5]|2[0-4][0-9]|[01]?[0-9]?[0-9])"
+_IPV4_OCTET: Final = r"(?:25[0-5]|2[0-4][0-9]|[01]?[0-9]?[0-9])"
 # hostname = *( domainlabel "." ) toplabel [ "." ], written so that the regex
 # engine does not backtrack inside a label: a label is runs of alphanumerics
 # joined by runs of hyphens (the same language as abnf.HOSTNAME).
-_FAST_LABEL = r"[A-Za-z0-9]++(?:-++[A-Za-z0-9]++)*+"
-_FAST_TOPLABEL = r"[A-Za-z][A-Za-z0-9]*+(?:-++[A-Za-z0-9]++)*+"
+_FAST_LABEL: Final = r"[A-Za-z0-9]++(?:-++[A-Za-z0-9]++)*+"
+_FAST_TOPLABEL: Final = r"[A-Za-z][A-Za-z0-9]*+(?:-++[A-Za-z0-9]++)*+"
 #: hostname / IPv4address (RFC 3261 section 25.1), exactly; no IPv6 reference.
-_FAST_HOST = rf"(?:{_IPV4_OCTET}(?:\.{_IPV4_OCTET}){{3}}|(?:{_FAST_LABEL}\.)*{_FAST_TOPLABEL}\.?)"
+_FAST_HOST: Final = (
+    rf"(?:{_IPV4_OCTET}(?:\.{_IPV4_OCTET}){{3}}|(?:{_FAST_LABEL}\.)*{_FAST_TOPLABEL}\.?)"
+)
 #: port = 1*DIGIT, 0-65535, exactly.
-_FAST_PORT = r"(?:[0-5]?[0-9]{1,4}|6[0-4][0-9]{3}|65[0-4][0-9]{2}|655[0-2][0-9]|6553[0-5])"
+_FAST_PORT: Final = r"(?:[0-5]?[0-9]{1,4}|6[0-4][0-9]{3}|65[0-4][0-9]{2}|655[0-2][0-9]|6553[0-5])"
 #: A superset of host (IPv6 references included) and of port, for the
 #: patterns that capture them: the builders check those with valid_host()
 #: (cached per host) and int(), which is cheaper than the exact patterns.
-_LOOSE_HOST = r"[A-Za-z0-9\-.]+|\[[0-9A-Fa-f:.]+\]"
-_LOOSE_PORT = r"[0-9]{1,5}"
-_FAST_PCHAR = rf"[{abnf.UNRESERVED}\[\]/:&+$]"
+_LOOSE_HOST: Final = r"[A-Za-z0-9\-.]+|\[[0-9A-Fa-f:.]+\]"
+_LOOSE_PORT: Final = r"[0-9]{1,5}"
+_FAST_PCHAR: Final = rf"[{abnf.UNRESERVED}\[\]/:&+$]"
 
 
 def _fast_sip_uri_pattern(host: str = _LOOSE_HOST, port: str = _LOOSE_PORT) -> str:
@@ -330,7 +333,7 @@ def _fast_sip_uri_pattern(host: str = _LOOSE_HOST, port: str = _LOOSE_PORT) -> s
     )
 
 
-_FAST_SIP_RE = re.compile(_fast_sip_uri_pattern())
+_FAST_SIP_RE: Final = re.compile(_fast_sip_uri_pattern())
 
 
 def _fast_sip_uri(text: str) -> SipURI | None:
@@ -355,10 +358,15 @@ def _fast_sip_uri_from_groups(
             return None
     params: Params = ()
     if params_text:
-        params = tuple(
-            (name, value if eq else None)
-            for name, eq, value in (p.partition("=") for p in params_text[1:].split(";"))
-        )
+        if params_text.find(";", 1) < 0:  # one parameter (transport, lr): the usual case
+            name, eq, value = params_text[1:].partition("=")
+            params = ((name, value if eq else None),)
+        else:
+            items: list[tuple[str, str | None]] = []
+            for item in params_text[1:].split(";"):
+                name, eq, value = item.partition("=")
+                items.append((name, value if eq else None))
+            params = tuple(items)
     return SipURI(host, scheme, user, None, port_number, params, (), _trusted=True)
 
 
