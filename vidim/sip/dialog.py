@@ -749,7 +749,22 @@ def _single(raw: str | None) -> str | None:
 
 # -- the dialog --------------------------------------------------------------------
 
-_UAS, _SECURE, _INVITE_USAGE = 1, 2, 4
+_UAS: Final = 1
+_SECURE: Final = 2
+_INVITE_USAGE: Final = 4
+_STATE_SHIFT: Final = 3
+_NOT_STATE: Final = (1 << _STATE_SHIFT) - 1
+_STATES: Final = (_STATE_EARLY, _STATE_CONFIRMED, _STATE_TERMINATED)
+
+
+def _state_bits(state: DialogState) -> int:
+    if state is _STATE_EARLY:
+        return 0
+    if state is _STATE_CONFIRMED:
+        return 1 << _STATE_SHIFT
+    if state is _STATE_TERMINATED:
+        return 2 << _STATE_SHIFT
+    raise TypeError(f"not a DialogState: {state!r}")
 
 
 class Dialog:
@@ -779,10 +794,8 @@ class Dialog:
         "local_via",
         "remote_cseq",
         "remote_tag",
-        "state",
     )
 
-    state: DialogState
     call_id: str
     local_tag: str
     remote_tag: str
@@ -792,8 +805,8 @@ class Dialog:
     initial_cseq: int
     initial_method: str
     local_via: LocalVia | None
-    #: The role (bit 0: UAS), ``secure`` (bit 1) and ``has_invite_usage`` (bit 2):
-    #: one small int instead of three slots.
+    #: The role (bit 0: UAS), ``secure`` (bit 1), ``has_invite_usage`` (bit 2)
+    #: and the state (bits 3-4, its index in _STATES): one small int, not four slots.
     _flags: int
     _pending_invite: int | None
     # Compact state (see "shared values" above): the parties without their
@@ -877,8 +890,8 @@ class Dialog:
             (_UAS if role is _ROLE_UAS else 0)
             | (_SECURE if secure else 0)
             | (_INVITE_USAGE if initial_method == "INVITE" else 0)
+            | _state_bits(state)
         )
-        self.state = state
         self.call_id = call_id
         self._local = local
         self.local_tag = local_tag
@@ -946,6 +959,15 @@ class Dialog:
     @role.setter
     def role(self, value: DialogRole) -> None:
         self._flags = (self._flags & ~_UAS) | (_UAS if value is _ROLE_UAS else 0)
+
+    @property
+    def state(self) -> DialogState:
+        """Early, confirmed or terminated (RFC 3261 12)."""
+        return _STATES[self._flags >> _STATE_SHIFT]
+
+    @state.setter
+    def state(self, value: DialogState) -> None:
+        self._flags = (self._flags & _NOT_STATE) | _state_bits(value)
 
     @property
     def secure(self) -> bool:
