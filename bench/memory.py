@@ -61,6 +61,7 @@ from vidim.allocator.allocator import Allocator, AllocatorConfig  # noqa: E402
 from vidim.allocator.conference import ConferenceState  # noqa: E402
 from vidim.allocator.profiles import FocusProfile  # noqa: E402
 from vidim.allocator.requests import RequestPolicy  # noqa: E402
+from vidim.compiled import compiled_modules  # noqa: E402
 from vidim.conference_info import (  # noqa: E402
     CONFERENCE_INFO_TYPE,
     ConferenceInfo,
@@ -415,12 +416,17 @@ def _kib(n: float) -> str:
     return f"{n / 1024:,.2f} KiB"
 
 
+def _build() -> str:
+    compiled = compiled_modules()
+    return f"{len(compiled)} modules compiled with mypyc" if compiled else "pure Python"
+
+
 def format_report(results: dict[str, Any], command: str) -> str:
     lines = [
         f"- date: {dt.datetime.now(dt.UTC):%Y-%m-%d %H:%M} UTC",
         f"- machine: {os.cpu_count()} CPUs, {platform.processor() or platform.machine()}",
         f"- Python: {platform.python_implementation()} {platform.python_version()}",
-        f"- vidim: {_revision()}",
+        f"- vidim: {_revision()}, {_build()}",
         f"- command: `{command}`",
         "",
         "| profile | conferences | RSS before | RSS after | per conference | target | driven in |",

@@ -1233,6 +1233,8 @@ class Report:
     quick: bool
     #: The event loop(s) the daemon said it ran on (its start-up line).
     event_loop: str = ""
+    #: Compiled (mypyc) or pure Python, as the daemon's start-up line says.
+    build: str = ""
 
 
 def git_describe() -> str:
@@ -1281,6 +1283,7 @@ def format_report(report: Report) -> str:
         f"- machine: {machine()}",
         f"- tools: {tool_versions()}",
         f"- daemon's event loop: {report.event_loop or '?'}",
+        f"- vidim build: {report.build or '?'}",
         f"- vidim: {git_describe()}",
         f"- command: `{report.command}`",
         "",
@@ -1409,6 +1412,17 @@ def daemon_event_loops(workdir: Path) -> str:
     return ", ".join(sorted(seen))
 
 
+def daemon_builds(workdir: Path) -> str:
+    """What the daemons' start-up lines say about vidim's build (``26 modules compiled ...``)."""
+    seen = set()
+    for log in workdir.rglob("daemon.log"):
+        seen.update(
+            re.findall(r"vidim-daemon [\w.]+ \((pure Python|\d+ modules compiled with mypyc)\)",
+                       read_text(log))
+        )  # fmt: skip
+    return ", ".join(sorted(seen))
+
+
 def run(args: argparse.Namespace, workdir: Path) -> Report:
     global EVENT_LOOP
     EVENT_LOOP = args.event_loop
@@ -1442,7 +1456,14 @@ def run(args: argparse.Namespace, workdir: Path) -> Report:
         )
         profile = (tool, rows, samples, rate, categories)
     return Report(
-        anchors, vidim, probe, profile, args.command, args.quick, daemon_event_loops(workdir)
+        anchors,
+        vidim,
+        probe,
+        profile,
+        args.command,
+        args.quick,
+        daemon_event_loops(workdir),
+        daemon_builds(workdir),
     )
 
 

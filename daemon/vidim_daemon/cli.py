@@ -23,6 +23,7 @@ from vidim.aio import SipServer, serve_forever_until_signal
 from vidim.allocator import events as allocator_events
 from vidim.allocator.allocator import Allocator, AllocatorConfig
 from vidim.allocator.requests import RequestPolicy
+from vidim.compiled import compiled_modules
 from vidim.focus import events as focus_events
 from vidim.focus.events import MediaPlanChanged
 from vidim.focus.focus import ConferenceFocus, FocusConfig
@@ -253,12 +254,15 @@ async def _run(
         (["allocator on " + _show(config.listen)] if allocator_on else [])
         + ([f"built-in focus on {_show(config.focus_listen)}"] if focus_on else [])
     )
+    compiled = len(compiled_modules())
+    build = f"{compiled} modules compiled with mypyc" if compiled else "pure Python"
     log.info(
-        "vidim-daemon %s: %s (UDP and TCP), event loop %s",
+        "vidim-daemon %s (%s): %s (UDP and TCP), event loop %s",
         __version__,
+        build,
         what,
         loop_name,
-        extra={"event_loop": loop_name},
+        extra={"event_loop": loop_name, "compiled_modules": compiled},
     )
 
     def before_close() -> None:
