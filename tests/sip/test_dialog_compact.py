@@ -344,3 +344,18 @@ def test_initial_request_checks_what_the_tu_gives() -> None:
         assert as_text.headers.get(name) == as_objects.headers.get(name)
     assert as_text.from_addr.uri == as_objects.from_addr.uri
     assert str(as_text.uri) == str(as_objects.uri)
+
+
+def test_requests_come_with_their_top_via_and_cseq_parsed() -> None:
+    """Dialogs hand the transaction layer the Via and CSeq values they wrote.
+
+    What the request holds must be what parsing its lines gives.
+    """
+    mgr = manager()
+    dialog, _, _ = confirmed_invite_dialog(mgr)
+    requests = [invite(mgr), dialog.create_request("INFO"), dialog.create_request("BYE")]
+    for request in requests:
+        reparsed = wire(request)
+        assert request.headers._cache["via"] == reparsed.top_via
+        assert request.headers._cache["cseq"] == reparsed.cseq
+        assert str(request.top_via) == reparsed.headers.get("via")

@@ -32,6 +32,7 @@ from typing import Any, Final, TypeAlias
 from .checks import warning_value
 from .errors import LocalProtocolError, RemoteProtocolError, SIPParseError
 from .headers import (
+    CSeq,
     Headers,
     NameAddr,
     Params,
@@ -720,22 +721,30 @@ def _uri_of(text: str) -> URI:
     return entry[1]
 
 
-#: A template Via's text without its branch, by identity (as _PARTIES_BY_ID).
-_VIA_TEXTS: dict[int, tuple[Via, str]] = {}
+#: A template Via's text and params without its branch, by identity (as _PARTIES_BY_ID).
+_VIA_TEXTS: dict[int, tuple[Via, str, Params]] = {}
 
 
-def _fresh_via_text(local_via: LocalVia) -> str:
-    """``str(_fresh_via(local_via))``, without building a Via for a template."""
+def _fresh_via_line(local_via: LocalVia) -> tuple[str, Via]:
+    """``_fresh_via(local_via)`` as text and value, without writing a template out again.
+
+    The value goes to :meth:`Request.trusted` with the text, so that the
+    transaction layer does not parse the text back.
+    """
     if not isinstance(local_via, Via):
-        return str(_fresh_via(local_via))
+        via = _fresh_via(local_via)
+        return str(via), via
     entry = _VIA_TEXTS.get(id(local_via))
     if entry is None or entry[0] is not local_via:
         kept = tuple(p for p in local_via.params if p[0].lower() != "branch")
-        entry = (local_via, str(Via(local_via.transport, local_via.host, local_via.port, kept)))
+        text = str(Via(local_via.transport, local_via.host, local_via.port, kept))
+        entry = (local_via, text, kept)
         if len(_VIA_TEXTS) >= 64:
             _VIA_TEXTS.clear()
         _VIA_TEXTS[id(local_via)] = entry
-    return f"{entry[1]};branch={new_branch()}"
+    branch = new_branch()
+    via = Via(local_via.transport, local_via.host, local_via.port, (*entry[2], ("branch", branch)))
+    return f"{entry[1]};branch={branch}", via
 
 
 def _routes_of(routes: Iterable[NameAddr]) -> tuple[_Party, ...]:
@@ -1389,8 +1398,9 @@ class Dialog:
         if content_type is not None:
             extra = [*extra, *_checked((), content_type, _MANAGED_REQUEST_HEADERS)]
         uri, routes = self._target_and_routes()
+        via_text, via = _fresh_via_line(self.local_via)
         headers: list[tuple[str, str]] = [
-            ("Via", _fresh_via_text(self.local_via)),
+            ("Via", via_text),
             ("Max-Forwards", _MAX_FORWARDS),
         ]
         if routes:
@@ -1404,7 +1414,8 @@ class Dialog:
         if method in _CONTACT_METHODS:
             headers.append(("Contact", _ref_text(self._contact, "")))
         headers += extra
-        return Request.trusted(method, uri, headers, body)
+        parsed = {"via": via, "cseq": CSeq(seq, method)}
+        return Request.trusted(method, uri, headers, body, parsed=parsed)
 
     def request_target(self) -> tuple[URI, list[NameAddr]]:
         """Request-URI and Route values for the next request (RFC 3261 12.2.1.1).
@@ -1894,8 +1905,9 @@ class DialogManager:
             from_text = f"{local.text};tag={tag}"
         if call_id is not None:
             call_id = Headers([("Call-ID", call_id)]).get("call-id")
+        via_text, via = _fresh_via_line(self.local_via)
         out: list[tuple[str, str]] = [
-            ("Via", _fresh_via_text(self.local_via)),
+            ("Via", via_text),
             ("Max-Forwards", _MAX_FORWARDS),
             ("From", from_text),
             ("To", remote.text),
@@ -1904,7 +1916,8 @@ class DialogManager:
             ("Contact", _party_of(contact).text),
             *extra,
         ]
-        request = Request.trusted(method, _request_uri(target), out, body)
+        parsed = {"via": via, "cseq": CSeq(cseq, method)}
+        request = Request.trusted(method, _request_uri(target), out, body, parsed=parsed)
         if method in DIALOG_CREATING_METHODS:
             self._track(request, tag)
         return request
