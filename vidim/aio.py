@@ -295,10 +295,12 @@ class SipServer(Generic[EventT]):
         self._last_fired: float | None = None
         self._transmitting = False
         self._again = False
-        #: The message just received and its source, logged by :meth:`transmit` once
-        #: the output is sent.
-        self._received_log: Request | Response | None = None
-        self._received_from: Address | None = None
+        #: What the datagrams handled in this turn of the loop left for after the
+        #: sends: each message (for its log line), its source, and the core's events
+        #: from it.  Handled (in order) by :meth:`transmit`, which a callback runs
+        #: once the loop has delivered the turn's datagrams.
+        self._backlog: list[tuple[Request | Response, Address, list[EventT]]] = []
+        self._after_sends_soon = False
         self._closing = False
         self._closed = False
         self._idle = asyncio.Event()
@@ -494,7 +496,28 @@ class SipServer(Generic[EventT]):
                     self.core.receive_datagram(data, source, self.now())
             except Exception:
                 self._core_failed(source)
-        self._transmit(message, source)
+        if self._transmitting:  # from an on_event callback: the outer loop sends and logs
+            self._backlog.append((message, source, []))
+            self._again = True
+            return
+        # The sends now; the log line, the events and the timer once the loop has
+        # delivered every datagram of this turn (uvloop reads up to 32 at a time,
+        # and _drain does on asyncio's loop): none of that is on the path of a
+        # datagram queued behind this one.
+        self._flush_messages(self.logger)
+        self._backlog.append((message, source, self._take_events()))
+        if not self._after_sends_soon:
+            loop = self._loop
+            if loop is None:  # pragma: no cover - datagrams come after start()
+                self.transmit()
+                return
+            self._after_sends_soon = True
+            loop.call_soon(self._after_sends)
+
+    def _after_sends(self) -> None:
+        self._after_sends_soon = False
+        if self._backlog:  # else a transmit() has handled it
+            self.transmit()
 
     def _stream_received(self, stream: _StreamProtocol, data: bytes) -> None:
         if self._closed:
@@ -669,13 +692,6 @@ class SipServer(Generic[EventT]):
         Called after every input; call it yourself after calling the core's
         API (e.g. ``allocator.end_conference``) from outside a callback.
         """
-        self._transmit(None, None)
-
-    def _transmit(self, received: Request | Response | None, source: Address | None) -> None:
-        """:meth:`transmit`, then (after the sends) the log line of ``received``."""
-        if received is not None:
-            self._received_log = received
-            self._received_from = source
         if self._transmitting:  # from an on_event callback: the outer loop repeats
             self._again = True
             return
@@ -685,25 +701,28 @@ class SipServer(Generic[EventT]):
             while True:
                 self._again = False
                 self._flush_messages(logger)
-                received = self._received_log
-                if received is not None:
+                if self._backlog:
                     # After the sends: a log line is never on a request's path.
-                    source = self._received_from
-                    self._received_log = None
-                    self._received_from = None
-                    if source is not None:
-                        self._log_received(received, source, logger)
+                    backlog = self._backlog
+                    self._backlog = []
+                    for message, source, events in backlog:
+                        self._log_received(message, source, logger)
+                        for event in events:
+                            self._dispatch(event, logger)
                 for event in self._take_events():
-                    try:
-                        self._on_event(event)
-                    except Exception:
-                        logger.exception("on_event failed for %r", event)
-                    self._again = True  # the callback may have queued messages
+                    self._dispatch(event, logger)
                 if not self._again:
                     break
         finally:
             self._transmitting = False
         self._arm()
+
+    def _dispatch(self, event: EventT, logger: logging.Logger) -> None:
+        try:
+            self._on_event(event)
+        except Exception:
+            logger.exception("on_event failed for %r", event)
+        self._again = True  # the callback may have queued messages
 
     def _flush_messages(self, logger: logging.Logger) -> None:
         try:

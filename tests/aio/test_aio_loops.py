@@ -16,7 +16,7 @@ from aio_helpers import LOOPS, TIMEOUT, EchoCore, read_messages, request_bytes, 
 
 from vidim.aio import SipServer
 from vidim.overload import OverloadPolicy
-from vidim.sip import Address, Request, Response
+from vidim.sip import Address, Request, Response, parse_message
 
 
 @pytest.mark.parametrize("loop", LOOPS)
@@ -105,6 +105,60 @@ def test_a_request_is_logged_after_its_answer_is_sent(
     with caplog.at_level(logging.INFO, logger="vidim.aio"):
         run_on(loop, main)
     assert sent_before_log == [1]
+
+
+@pytest.mark.parametrize("loop", LOOPS)
+def test_the_datagrams_of_a_turn_are_answered_before_any_is_logged(
+    loop: str, caplog: pytest.LogCaptureFixture
+) -> None:
+    """Datagrams read in one turn of the loop: every answer first, then, in order,
+    each one's log line and events (nothing of the first on the path of the last)."""
+    trace: list[tuple[str, str]] = []
+
+    async def main() -> None:
+        core = EchoCore()
+        server = SipServer(core, port=0, on_event=lambda event: trace.append(("event", event[1])))
+        await server.start()
+        original = server._udp
+        assert original is not None
+
+        class Recording(asyncio.DatagramTransport):
+            def __init__(self, transport: asyncio.DatagramTransport) -> None:
+                super().__init__()
+                self.transport = transport
+
+            def sendto(self, data: Any, addr: Any = None) -> None:
+                trace.append(("send", parse_message(data).call_id))
+                self.transport.sendto(data, addr)
+
+        server._udp = Recording(original)
+
+        class Spy(logging.Handler):
+            def emit(self, record: logging.LogRecord) -> None:
+                if record.getMessage().startswith("recv"):
+                    trace.append(("log", getattr(record, "call_id", "?")))
+
+        spy = Spy()
+        server.logger.addHandler(spy)
+        client = await udp_client()
+        try:
+            # Loopback delivery is synchronous: the five are queued before the next turn.
+            for n in range(5):
+                client.send(request_bytes(call_id=f"turn-{n}", via_port=client.port), server.port)
+            for n in range(5):
+                assert (await client.response_to(f"turn-{n}")).status == 200
+        finally:
+            server._udp = original
+            server.logger.removeHandler(spy)
+            client.close()
+            await server.close(drain=1.0)
+
+    with caplog.at_level(logging.INFO, logger="vidim.aio"):
+        run_on(loop, main)
+    calls = [f"turn-{n}" for n in range(5)]
+    assert trace == [("send", c) for c in calls] + [
+        step for c in calls for step in (("log", c), ("event", c))
+    ]
 
 
 @pytest.mark.parametrize("loop", LOOPS)
