@@ -26,7 +26,7 @@ import sys
 from collections.abc import Iterable
 from dataclasses import dataclass, field, replace
 from enum import Enum
-from typing import Any
+from typing import Any, Final
 
 from ..conference_info import (
     CONFERENCE_INFO_TYPE,
@@ -151,6 +151,8 @@ class AllocatorConfig:
 
 
 class _Purpose(Enum):
+    __hash__ = object.__hash__  # members are singletons: C-level hash
+
     PROBE = "probe"
     FOCUS_INVITE = "focus invite"
     REINVITE = "re-invite"
@@ -163,13 +165,64 @@ class _Purpose(Enum):
     CLEANUP = "cleanup"
 
 
-@dataclass(slots=True)
 class _Pending:
+    """What a request we sent is for (a plain class: compiled, its constructor is a C call)."""
+
+    __slots__ = ("conference_id", "purpose", "request", "target")
+
     purpose: _Purpose
     conference_id: str | None
     request: Request
     #: The participant URI, or the focus index.
-    target: str = ""
+    target: str
+
+    def __init__(
+        self, purpose: _Purpose, conference_id: str | None, request: Request, target: str = ""
+    ) -> None:
+        self.purpose = purpose
+        self.conference_id = conference_id
+        self.request = request
+        self.target = target
+
+
+# Enum members as constants: compiled, a Final is a C global, a class attribute a lookup.
+_IN_ADD_INVITEES: Final = ConferenceInput.ADD_INVITEES
+_IN_BYE_DONE: Final = ConferenceInput.BYE_DONE
+_IN_END_REQUESTED: Final = ConferenceInput.END_REQUESTED
+_IN_FOCUS_ANSWERED: Final = ConferenceInput.FOCUS_ANSWERED
+_IN_FOCUS_DEAD: Final = ConferenceInput.FOCUS_DEAD
+_IN_FOCUS_ENDED: Final = ConferenceInput.FOCUS_ENDED
+_IN_FOCUS_FAILED_NO_MORE: Final = ConferenceInput.FOCUS_FAILED_NO_MORE
+_IN_FOCUS_FAILED_TRY_NEXT: Final = ConferenceInput.FOCUS_FAILED_TRY_NEXT
+_IN_IDLE_TIMEOUT: Final = ConferenceInput.IDLE_TIMEOUT
+_IN_PROBES_DONE: Final = ConferenceInput.PROBES_DONE
+_IN_ROSTER_CHANGED: Final = ConferenceInput.ROSTER_CHANGED
+_IN_START_ALLOCATING: Final = ConferenceInput.START_ALLOCATING
+_IN_START_PROBING: Final = ConferenceInput.START_PROBING
+_MODE_CHAT: Final = Mode.CHAT
+_PROFILE_RFC4579: Final = FocusProfile.RFC4579
+_PR_ANSWERED: Final = ProbeResult.ANSWERED
+_PR_UNKNOWN: Final = ProbeResult.UNKNOWN
+_PR_UNREACHABLE: Final = ProbeResult.UNREACHABLE
+_P_BYE: Final = _Purpose.BYE
+_P_CLEANUP: Final = _Purpose.CLEANUP
+_P_FOCUS_INVITE: Final = _Purpose.FOCUS_INVITE
+_P_INVITATION: Final = _Purpose.INVITATION
+_P_KEEPALIVE: Final = _Purpose.KEEPALIVE
+_P_NOTICE: Final = _Purpose.NOTICE
+_P_PROBE: Final = _Purpose.PROBE
+_P_REINVITE: Final = _Purpose.REINVITE
+_P_RESUBSCRIBE: Final = _Purpose.RESUBSCRIBE
+_P_SUBSCRIBE: Final = _Purpose.SUBSCRIBE
+_ST_ACTIVE: Final = ConferenceState.ACTIVE
+_ST_ALLOCATING: Final = ConferenceState.ALLOCATING
+_ST_ENDING: Final = ConferenceState.ENDING
+_ST_PROBING: Final = ConferenceState.PROBING
+_ST_REQUESTED: Final = ConferenceState.REQUESTED
+#: Mode texts (``mode.value`` is a Python-level property of every Enum).
+_MODE_TEXT: Final[dict[Mode, str]] = {mode: mode.value for mode in Mode}
+#: Why a conference moved, in words, per input (the same: ``.value``, looked up in C).
+_INPUT_TEXT: Final[dict[ConferenceInput, str]] = {event: event.value for event in ConferenceInput}
 
 
 def address_of(uri_text: str) -> Address:
@@ -323,18 +376,18 @@ class Allocator(SipCoreBase[AllocatorEvent]):
             if deadline is not None:
                 self._arm(conference, kind, deadline)
         state = conference.state
-        if state is ConferenceState.REQUESTED:
+        if state is _ST_REQUESTED:
             self._start(conference, now)
-        elif state is ConferenceState.PROBING:
+        elif state is _ST_PROBING:
             for participant in self._to_probe(conference):
                 self._send_probe(conference, participant, now)
-        elif state is ConferenceState.ALLOCATING:
+        elif state is _ST_ALLOCATING:
             self._invite_focus(conference, now)
-        elif state is ConferenceState.ACTIVE:
+        elif state is _ST_ACTIVE:
             if conference.keepalive_deadline is None:
                 self._arm(conference, "keepalive", now + self.config.keepalive_interval)
             self._subscribe(conference, now)
-        elif state is ConferenceState.ENDING:
+        elif state is _ST_ENDING:
             self._send_bye(conference, now)
         self._drain(now)
         return conference
@@ -393,7 +446,7 @@ class Allocator(SipCoreBase[AllocatorEvent]):
         if new is not old:
             self._events.append(
                 ConferenceStateChanged(
-                    conference_id=conference.id, old=old, new=new, reason=event.value
+                    conference_id=conference.id, old=old, new=new, reason=_INPUT_TEXT[event]
                 )
             )
 
@@ -558,11 +611,11 @@ class Allocator(SipCoreBase[AllocatorEvent]):
             if automatic is None:
                 self._respond(dialog.create_response(request, 200), now)
             if conference is not None and self._anchors.get(conference.id) is dialog:
-                if conference.state is ConferenceState.ACTIVE:
-                    self._move(conference, ConferenceInput.FOCUS_ENDED)
+                if conference.state is _ST_ACTIVE:
+                    self._move(conference, _IN_FOCUS_ENDED)
                     self._finish(conference, "the focus ended the conference", now)
-                elif conference.state is ConferenceState.ENDING:
-                    self._move(conference, ConferenceInput.FOCUS_ENDED)
+                elif conference.state is _ST_ENDING:
+                    self._move(conference, _IN_FOCUS_ENDED)
                     self._finish(conference, conference.reason, now)
             return
         if method == "INVITE" and conference is not None:
@@ -784,12 +837,12 @@ class Allocator(SipCoreBase[AllocatorEvent]):
     def _start(self, conference: Conference, now: float) -> None:
         to_probe = self._to_probe(conference)
         if to_probe:
-            self._move(conference, ConferenceInput.START_PROBING)
+            self._move(conference, _IN_START_PROBING)
             self._arm(conference, "probe", now + self.config.probe_timeout)
             for participant in to_probe:
                 self._send_probe(conference, participant, now)
         else:
-            self._move(conference, ConferenceInput.START_ALLOCATING)
+            self._move(conference, _IN_START_ALLOCATING)
             self._invite_focus(conference, now)
 
     # -- probing ---------------------------------------------------------------------
@@ -800,8 +853,8 @@ class Allocator(SipCoreBase[AllocatorEvent]):
             p
             for p in conference.participants
             if not p.requester
-            and p.probe is ProbeResult.UNKNOWN
-            and p.requested_mode is not Mode.CHAT
+            and p.probe is _PR_UNKNOWN
+            and p.requested_mode is not _MODE_CHAT
         ]
 
     def _send_probe(self, conference: Conference, participant: Participant, now: float) -> None:
@@ -814,33 +867,33 @@ class Allocator(SipCoreBase[AllocatorEvent]):
             probe,
             self._route(participant.uri),
             now,
-            _Pending(_Purpose.PROBE, conference.id, probe, participant.uri),
+            _Pending(_P_PROBE, conference.id, probe, participant.uri),
         )
 
     def _on_probe_answer(
         self, conference: Conference, uri: str, response: Response, now: float
     ) -> None:
         participant = conference.participant(uri)
-        if participant is None or participant.probe is not ProbeResult.UNKNOWN:
+        if participant is None or participant.probe is not _PR_UNKNOWN:
             return
         status = response.status
         if 200 <= status < 300:
             capabilities = _capabilities(response)
-            participant.probe = ProbeResult.ANSWERED
+            participant.probe = _PR_ANSWERED
             if capabilities is not None:
                 participant.audio, participant.video = capabilities.audio, capabilities.video
         elif status in _UNREACHABLE:
-            participant.probe = ProbeResult.UNREACHABLE
+            participant.probe = _PR_UNREACHABLE
         else:
             # The device exists but will not say (405, 501...): keep the request.
-            participant.probe = ProbeResult.ANSWERED
+            participant.probe = _PR_ANSWERED
         if conference.probe_deadline is not None and not self._waiting_for_probes(conference):
             conference.probe_deadline = None
             self._probes_done(conference, now)
 
     def _waiting_for_probes(self, conference: Conference) -> bool:
         return any(
-            p.probe is ProbeResult.UNKNOWN and not p.requester and p.requested_mode is not Mode.CHAT
+            p.probe is _PR_UNKNOWN and not p.requester and p.requested_mode is not _MODE_CHAT
             for p in conference.participants
         )
 
@@ -848,14 +901,14 @@ class Allocator(SipCoreBase[AllocatorEvent]):
         for participant in conference.participants:
             if participant.requester:
                 continue
-            silent = participant.probe is ProbeResult.UNKNOWN and self.config.probe
-            if silent and participant.requested_mode is not Mode.CHAT:
-                participant.probe = ProbeResult.UNREACHABLE  # silent until the deadline
+            silent = participant.probe is _PR_UNKNOWN and self.config.probe
+            if silent and participant.requested_mode is not _MODE_CHAT:
+                participant.probe = _PR_UNREACHABLE  # silent until the deadline
             participant.mode = effective_mode(participant.requested_mode, _known(participant))
-        if conference.state is ConferenceState.PROBING:
-            self._move(conference, ConferenceInput.PROBES_DONE)
+        if conference.state is _ST_PROBING:
+            self._move(conference, _IN_PROBES_DONE)
             self._invite_focus(conference, now)
-        elif conference.state is ConferenceState.ACTIVE:
+        elif conference.state is _ST_ACTIVE:
             self._update_focus(conference, now)
 
     # -- the focus -------------------------------------------------------------------
@@ -883,7 +936,7 @@ class Allocator(SipCoreBase[AllocatorEvent]):
             destination = self._focus_addresses[focus_uri] = address_of(focus_uri)
         tid = self._layer.send_request(invite, destination, now)
         self._pending[tid] = _Pending(
-            _Purpose.FOCUS_INVITE, conference.id, invite, str(conference.focus_index)
+            _P_FOCUS_INVITE, conference.id, invite, str(conference.focus_index)
         )
         self._focus_tid[conference.id] = tid
         self._arm(conference, "focus", now + self.config.focus_timeout)
@@ -892,7 +945,7 @@ class Allocator(SipCoreBase[AllocatorEvent]):
         self, conference: Conference, pending: _Pending, response: Response, now: float
     ) -> None:
         status = response.status
-        current = conference.state is ConferenceState.ALLOCATING and pending.target == str(
+        current = conference.state is _ST_ALLOCATING and pending.target == str(
             conference.focus_index
         )
         dialog = self._dialogs.receive_response(pending.request, response)
@@ -935,7 +988,7 @@ class Allocator(SipCoreBase[AllocatorEvent]):
             return  # hung up already: this was the 2xx again
         bye = dialog.create_request("BYE")
         self._send(
-            bye, self._in_dialog_destination(dialog), now, _Pending(_Purpose.CLEANUP, None, bye)
+            bye, self._in_dialog_destination(dialog), now, _Pending(_P_CLEANUP, None, bye)
         )
 
     def _focus_failed(
@@ -947,17 +1000,17 @@ class Allocator(SipCoreBase[AllocatorEvent]):
         self._focus_tid.pop(conference.id, None)
         if retry and conference.focus_index + 1 < len(self.config.focus_uris):
             conference.focus_index += 1
-            self._move(conference, ConferenceInput.FOCUS_FAILED_TRY_NEXT)
+            self._move(conference, _IN_FOCUS_FAILED_TRY_NEXT)
             self._invite_focus(conference, now)
             return
-        self._move(conference, ConferenceInput.FOCUS_FAILED_NO_MORE)
+        self._move(conference, _IN_FOCUS_FAILED_NO_MORE)
         conference.reason = (
             "no conference focus could host it (" + "; ".join(conference.focus_failures) + ")"
         )
         self._events.append(ConferenceFailed(conference_id=conference.id, reason=conference.reason))
         self._notice(
             conference.requester,
-            f"Sorry, your {conference.mode.value} conference could not be set up: "
+            f"Sorry, your {_MODE_TEXT[conference.mode]} conference could not be set up: "
             f"{conference.reason}.",
             now,
             direct=_address_from_text(conference.requester_address),
@@ -969,13 +1022,13 @@ class Allocator(SipCoreBase[AllocatorEvent]):
         conference.focus_deadline = None
         self._focus_tid.pop(conference.id, None)
         self._anchors[conference.id] = dialog
-        self._move(conference, ConferenceInput.FOCUS_ANSWERED)
+        self._move(conference, _IN_FOCUS_ANSWERED)
         self._events.append(ConferenceReady(conference_id=conference.id, conference_uri=uri))
         self._send_invitations(conference, now)
         requester = conference.participants[0]
         joined = join_uri(uri, requester.credential)
         lines = [
-            f"Your {conference.mode.value} conference is ready. Call {joined} to join.",
+            f"Your {_MODE_TEXT[conference.mode]} conference is ready. Call {joined} to join.",
             "Invited: " + ", ".join(self._describe(p) for p in conference.participants[1:]) + ".",
             f"Send /end to end it, /status for who is there, /add <name> to invite more "
             f"(conference #{conference.id}).",
@@ -1015,7 +1068,7 @@ class Allocator(SipCoreBase[AllocatorEvent]):
             reinvite,
             self._in_dialog_destination(anchor),
             now,
-            _Pending(_Purpose.REINVITE, conference.id, reinvite),
+            _Pending(_P_REINVITE, conference.id, reinvite),
         )
 
     def _on_reinvite_answer(
@@ -1047,9 +1100,10 @@ class Allocator(SipCoreBase[AllocatorEvent]):
     def _describe(self, participant: Participant) -> str:
         name = participant.uri.removeprefix("sip:")
         if participant.mode is participant.requested_mode:
-            return f"{name} ({participant.mode.value})"
-        why = "not reachable by phone" if participant.mode is Mode.CHAT else "no video"
-        return f"{name} ({participant.mode.value}, asked {participant.requested_mode.value}: {why})"
+            return f"{name} ({_MODE_TEXT[participant.mode]})"
+        why = "not reachable by phone" if participant.mode is _MODE_CHAT else "no video"
+        asked = _MODE_TEXT[participant.requested_mode]
+        return f"{name} ({_MODE_TEXT[participant.mode]}, asked {asked}: {why})"
 
     def _send_invitations(self, conference: Conference, now: float) -> None:
         for participant in conference.participants:
@@ -1059,7 +1113,7 @@ class Allocator(SipCoreBase[AllocatorEvent]):
             inviter = conference.requester.removeprefix("sip:")
             mode = participant.mode
             joined = join_uri(conference.conference_uri or "", participant.credential)
-            if mode is Mode.CHAT:
+            if mode is _MODE_CHAT:
                 text = (
                     f"{inviter} invites you to {_a(conference.mode)} conference. You take "
                     "part by instant message: updates will come here."
@@ -1079,7 +1133,7 @@ class Allocator(SipCoreBase[AllocatorEvent]):
                 message,
                 self._route(participant.uri),
                 now,
-                _Pending(_Purpose.INVITATION, conference.id, message, participant.uri),
+                _Pending(_P_INVITATION, conference.id, message, participant.uri),
             )
             self._events.append(
                 InvitationSent(conference_id=conference.id, invitee=participant.uri, mode=mode)
@@ -1101,11 +1155,12 @@ class Allocator(SipCoreBase[AllocatorEvent]):
             headers=[*headers, ("Content-Type", "text/plain;charset=UTF-8")],
             body=text.encode("utf-8"),
         )
-        self._send(message, self._route(uri, direct), now, _Pending(_Purpose.NOTICE, None, message))
+        self._send(message, self._route(uri, direct), now, _Pending(_P_NOTICE, None, message))
 
     def _status_text(self, conference: Conference) -> str:
         lines = [
-            f"Conference #{conference.id} ({conference.mode.value}), {conference.state.value}:"
+            f"Conference #{conference.id} ({_MODE_TEXT[conference.mode]}), "
+            f"{conference.state.value}:"
         ]
         for participant in conference.participants:
             # The requester was given the conference URI when it became ready.
@@ -1115,13 +1170,13 @@ class Allocator(SipCoreBase[AllocatorEvent]):
             role = " (requester)" if participant.requester else ""
             lines.append(
                 f"- {participant.uri.removeprefix('sip:')}{role}: "
-                f"{participant.mode.value}, {status}"
+                f"{_MODE_TEXT[participant.mode]}, {status}"
             )
         return "\n".join(lines)
 
     # -- roster ------------------------------------------------------------------------
     def _subscribe(self, conference: Conference, now: float) -> None:
-        if self.config.profile is not FocusProfile.RFC4579 or conference.conference_uri is None:
+        if self.config.profile is not _PROFILE_RFC4579 or conference.conference_uri is None:
             return
         subscribe = self._dialogs.create_initial_request(
             "SUBSCRIBE",
@@ -1140,7 +1195,7 @@ class Allocator(SipCoreBase[AllocatorEvent]):
             subscribe,
             address_of(conference.conference_uri),
             now,
-            _Pending(_Purpose.SUBSCRIBE, conference.id, subscribe),
+            _Pending(_P_SUBSCRIBE, conference.id, subscribe),
         )
 
     def _refresh_subscription(self, conference: Conference, dialog: Dialog, now: float) -> None:
@@ -1160,7 +1215,7 @@ class Allocator(SipCoreBase[AllocatorEvent]):
             refresh,
             self._in_dialog_destination(dialog),
             now,
-            _Pending(_Purpose.RESUBSCRIBE, conference.id, refresh),
+            _Pending(_P_RESUBSCRIBE, conference.id, refresh),
         )
 
     def _on_notify(
@@ -1216,7 +1271,7 @@ class Allocator(SipCoreBase[AllocatorEvent]):
                     self._notice(
                         conference.requester,
                         f"{participant.uri.removeprefix('sip:')} joined "
-                        f"({participant.mode.value}).",
+                        f"({_MODE_TEXT[participant.mode]}).",
                         now,
                         direct=_address_from_text(conference.requester_address),
                     )
@@ -1233,8 +1288,8 @@ class Allocator(SipCoreBase[AllocatorEvent]):
                         direct=_address_from_text(conference.requester_address),
                     )
             joined_any = joined_any or participant.status in ("connected", "disconnected")
-        if conference.state in (ConferenceState.ACTIVE, ConferenceState.ENDING):
-            self._move(conference, ConferenceInput.ROSTER_CHANGED)
+        if conference.state in (_ST_ACTIVE, _ST_ENDING):
+            self._move(conference, _IN_ROSTER_CHANGED)
         if joined_any:
             conference.idle_deadline = None  # somebody came: the idle rule no longer applies
 
@@ -1242,17 +1297,17 @@ class Allocator(SipCoreBase[AllocatorEvent]):
     def _on_deadline(self, conference: Conference, kind: str, now: float) -> None:
         state = conference.state
         if kind == "probe":
-            if state in (ConferenceState.PROBING, ConferenceState.ACTIVE):
+            if state in (_ST_PROBING, _ST_ACTIVE):
                 self._probes_done(conference, now)
-        elif kind == "focus" and state is ConferenceState.ALLOCATING:
+        elif kind == "focus" and state is _ST_ALLOCATING:
             tid = self._focus_tid.pop(conference.id, None)
             if tid is not None and self._layer.transaction(tid) is not None:
                 self._layer.cancel(tid, now)
             self._focus_failed(conference, f"no answer within {self.config.focus_timeout:g} s", now)
-        elif kind == "idle" and state is ConferenceState.ACTIVE:
-            self._move_end(conference, ConferenceInput.IDLE_TIMEOUT,
+        elif kind == "idle" and state is _ST_ACTIVE:
+            self._move_end(conference, _IN_IDLE_TIMEOUT,
                            f"nobody joined within {self.config.idle_timeout:g} s", now)  # fmt: skip
-        elif kind == "keepalive" and state is ConferenceState.ACTIVE:
+        elif kind == "keepalive" and state is _ST_ACTIVE:
             anchor = self._anchors.get(conference.id)
             if anchor is None:
                 return
@@ -1267,11 +1322,11 @@ class Allocator(SipCoreBase[AllocatorEvent]):
                 options,
                 self._in_dialog_destination(anchor),
                 now,
-                _Pending(_Purpose.KEEPALIVE, conference.id, options),
+                _Pending(_P_KEEPALIVE, conference.id, options),
             )
             self._arm(conference, "keepalive", now + self.config.keepalive_interval)
-        elif kind == "ending" and state is ConferenceState.ENDING:
-            self._move(conference, ConferenceInput.BYE_DONE)
+        elif kind == "ending" and state is _ST_ENDING:
+            self._move(conference, _IN_BYE_DONE)
             self._finish(conference, conference.reason, now)
 
     # -- responses -------------------------------------------------------------------
@@ -1280,23 +1335,23 @@ class Allocator(SipCoreBase[AllocatorEvent]):
     ) -> None:
         purpose = pending.purpose
         conference = self._conferences.get(pending.conference_id or "")
-        if purpose is _Purpose.CLEANUP or purpose is _Purpose.NOTICE:
+        if purpose is _P_CLEANUP or purpose is _P_NOTICE:
             return
         if conference is None:
-            if purpose is _Purpose.FOCUS_INVITE and 200 <= response.status < 300:
+            if purpose is _P_FOCUS_INVITE and 200 <= response.status < 300:
                 dialog = self._dialogs.receive_response(pending.request, response)
                 if dialog is not None:
                     self._send_in_dialog_ack(dialog, response)
                     self._abandon(dialog, now)
             return
-        if purpose is _Purpose.PROBE:
+        if purpose is _P_PROBE:
             if response.status >= 200:
                 self._on_probe_answer(conference, pending.target, response, now)
-        elif purpose is _Purpose.FOCUS_INVITE:
+        elif purpose is _P_FOCUS_INVITE:
             self._on_focus_answer(conference, pending, response, now)
-        elif purpose is _Purpose.REINVITE:
+        elif purpose is _P_REINVITE:
             self._on_reinvite_answer(conference, pending, response, now)
-        elif purpose is _Purpose.INVITATION:
+        elif purpose is _P_INVITATION:
             if response.status >= 300:
                 reason = f"{response.status} {response.reason}".strip()
                 self._events.append(
@@ -1311,44 +1366,44 @@ class Allocator(SipCoreBase[AllocatorEvent]):
                     now,
                     direct=_address_from_text(conference.requester_address),
                 )
-        elif purpose is _Purpose.SUBSCRIBE:
+        elif purpose is _P_SUBSCRIBE:
             if 200 <= response.status < 300:
                 dialog = self._dialogs.receive_response(pending.request, response)
                 if dialog is not None and conference.id not in self._subscriptions:
                     self._subscriptions[conference.id] = (dialog, now)
-        elif purpose is _Purpose.KEEPALIVE:
+        elif purpose is _P_KEEPALIVE:
             anchor = self._anchors.get(conference.id)
             if anchor is not None and response.status >= 200:
                 with contextlib.suppress(RemoteProtocolError):
                     anchor.receive_response(pending.request, response)
-            if response.status in (408, 481, 503) and conference.state is ConferenceState.ACTIVE:
+            if response.status in (408, 481, 503) and conference.state is _ST_ACTIVE:
                 self._focus_gone(conference, now)
         elif (
-            purpose is _Purpose.BYE
+            purpose is _P_BYE
             and response.status >= 200
-            and conference.state is ConferenceState.ENDING
+            and conference.state is _ST_ENDING
         ):
-            self._move(conference, ConferenceInput.BYE_DONE)
+            self._move(conference, _IN_BYE_DONE)
             self._finish(conference, conference.reason, now)
 
     # -- ending ----------------------------------------------------------------------
     def _focus_gone(self, conference: Conference, now: float) -> None:
-        self._move(conference, ConferenceInput.FOCUS_DEAD)
+        self._move(conference, _IN_FOCUS_DEAD)
         self._finish(conference, "the conference focus stopped answering", now)
 
     def _end(self, conference: Conference, reason: str, now: float) -> None:
         state = conference.state
-        if state is ConferenceState.ACTIVE:
-            self._move_end(conference, ConferenceInput.END_REQUESTED, reason, now)
+        if state is _ST_ACTIVE:
+            self._move_end(conference, _IN_END_REQUESTED, reason, now)
         elif state in (
-            ConferenceState.REQUESTED,
-            ConferenceState.PROBING,
-            ConferenceState.ALLOCATING,
+            _ST_REQUESTED,
+            _ST_PROBING,
+            _ST_ALLOCATING,
         ):
             tid = self._focus_tid.pop(conference.id, None)
             if tid is not None and self._layer.transaction(tid) is not None:
                 self._layer.cancel(tid, now)
-            self._move(conference, ConferenceInput.END_REQUESTED)
+            self._move(conference, _IN_END_REQUESTED)
             self._finish(conference, reason, now)
 
     def _move_end(
@@ -1361,7 +1416,7 @@ class Allocator(SipCoreBase[AllocatorEvent]):
     def _send_bye(self, conference: Conference, now: float) -> None:
         anchor = self._anchors.get(conference.id)
         if anchor is None:
-            self._move(conference, ConferenceInput.BYE_DONE)
+            self._move(conference, _IN_BYE_DONE)
             self._finish(conference, conference.reason, now)
             return
         if anchor.terminated:
@@ -1374,7 +1429,7 @@ class Allocator(SipCoreBase[AllocatorEvent]):
             bye,
             self._in_dialog_destination(anchor),
             now,
-            _Pending(_Purpose.BYE, conference.id, bye),
+            _Pending(_P_BYE, conference.id, bye),
         )
         # The BYE's own transaction times out after 64*T1; this is a backstop.
         self._arm(conference, "ending", now + 64 * self.config.transactions.t1 + 1.0)
@@ -1384,7 +1439,7 @@ class Allocator(SipCoreBase[AllocatorEvent]):
         self._events.append(ConferenceEnded(conference_id=conference.id, reason=reason))
         self._notice(
             conference.requester,
-            f"Your {conference.mode.value} conference has ended: {reason}.",
+            f"Your {_MODE_TEXT[conference.mode]} conference has ended: {reason}.",
             now,
             direct=_address_from_text(conference.requester_address),
         )
@@ -1437,7 +1492,7 @@ class Allocator(SipCoreBase[AllocatorEvent]):
         now: float,
     ) -> None:
         requester = str(command.requester)
-        if conference.state is not ConferenceState.ACTIVE:
+        if conference.state is not _ST_ACTIVE:
             self._refuse(
                 request,
                 source,
@@ -1470,7 +1525,7 @@ class Allocator(SipCoreBase[AllocatorEvent]):
         if not new:
             return
         conference.participants += [self._participant(i, conference.mode) for i in new]
-        self._move(conference, ConferenceInput.ADD_INVITEES)
+        self._move(conference, _IN_ADD_INVITEES)
         to_probe = self._to_probe(conference)
         if to_probe:
             self._arm(conference, "probe", now + self.config.probe_timeout)
@@ -1527,16 +1582,17 @@ def _check_record(conference: Conference) -> None:
 
 def _conference_header(conference: Conference, participant: Participant, joined: str) -> str:
     """``X-Vidim-Conference``: the participant's join URI, its mode and the conference id."""
-    return f"<{joined}>;mode={participant.mode.value};id={conference.id}"
+    return f"<{joined}>;mode={_MODE_TEXT[participant.mode]};id={conference.id}"
 
 
 def _a(mode: Mode) -> str:
     """``a video``, ``an audio``: the mode with its article, for the IMs people read."""
-    return f"an {mode.value}" if mode.value[0] in "aeiou" else f"a {mode.value}"
+    text = _MODE_TEXT[mode]
+    return f"an {text}" if text[0] in "aeiou" else f"a {text}"
 
 
 def _known(participant: Participant) -> Capabilities | None:
-    if participant.probe is ProbeResult.UNREACHABLE:
+    if participant.probe is _PR_UNREACHABLE:
         return Capabilities.unreachable()
     if participant.audio is None or participant.video is None:
         return None

@@ -30,6 +30,8 @@ FORMAT = 1
 
 
 class ConferenceState(Enum):
+    __hash__ = object.__hash__  # members are singletons: C-level hash for the table lookups
+
     #: The request was accepted (202 sent); nothing else has happened yet.
     REQUESTED = "requested"
     #: OPTIONS probes are out to the invitees.
@@ -47,6 +49,8 @@ class ConferenceState(Enum):
 
 
 class ConferenceInput(Enum):
+    __hash__ = object.__hash__  # members are singletons: C-level hash for the table lookups
+
     START_PROBING = "start probing"
     START_ALLOCATING = "start allocating"
     PROBES_DONE = "probes done"
@@ -101,6 +105,8 @@ def next_state(state: ConferenceState, event: ConferenceInput) -> ConferenceStat
 
 
 class ProbeResult(Enum):
+    __hash__ = object.__hash__  # members are singletons: C-level hash for the table lookups
+
     #: No probe sent (probing off) or no answer yet.
     UNKNOWN = "unknown"
     #: The device answered; its capabilities are recorded.

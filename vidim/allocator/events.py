@@ -1,8 +1,14 @@
-"""What the allocator reports: frozen, keyword-only events named for what happened."""
+"""What the allocator reports: keyword-only events named for what happened.
+
+Plain classes with a constructor of their own (``==``, ``hash`` and ``repr`` as
+the frozen dataclasses they were): compiled by mypyc, constructing one is a
+direct call, where a dataclass's generated ``__init__`` runs as Python.
+Treat them as read-only.
+"""
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from typing import ClassVar
 
 from .conference import ConferenceState
 from .modes import Mode
@@ -23,12 +29,31 @@ __all__ = [
 ]
 
 
-@dataclass(frozen=True, slots=True, kw_only=True)
 class AllocatorEvent:
     """Base of every allocator event."""
 
+    #: The fields, in order: what ``==``, ``hash`` and ``repr`` look at.
+    _FIELDS: ClassVar[tuple[str, ...]] = ()
 
-@dataclass(frozen=True, slots=True, kw_only=True)
+    def _values(self) -> tuple[object, ...]:
+        return tuple([getattr(self, name) for name in self._FIELDS])
+
+    def __eq__(self, other: object) -> bool:
+        if other.__class__ is not self.__class__:
+            return NotImplemented
+        assert isinstance(other, AllocatorEvent)
+        return self._values() == other._values()
+
+    def __hash__(self) -> int:
+        return hash(self._values())
+
+    def __repr__(self) -> str:
+        fields = ", ".join(
+            f"{name}={value!r}" for name, value in zip(self._FIELDS, self._values(), strict=True)
+        )
+        return f"{type(self).__name__}({fields})"
+
+
 class RequestAccepted(AllocatorEvent):
     call_id: str
     """Call-ID of the MESSAGE, for logs."""
@@ -39,8 +64,22 @@ class RequestAccepted(AllocatorEvent):
     conference_id: str | None
     """The conference it concerns, when there is one."""
 
+    _FIELDS: ClassVar[tuple[str, ...]] = ("call_id", "requester", "command", "conference_id")
 
-@dataclass(frozen=True, slots=True, kw_only=True)
+    def __init__(
+        self,
+        *,
+        call_id: str,
+        requester: str,
+        command: str,
+        conference_id: str | None,
+    ) -> None:
+        self.call_id = call_id
+        self.requester = requester
+        self.command = command
+        self.conference_id = conference_id
+
+
 class RequestRefused(AllocatorEvent):
     call_id: str
     requester: str | None
@@ -50,8 +89,15 @@ class RequestRefused(AllocatorEvent):
     reason: str
     """What the Warning header and the IM to the requester say."""
 
+    _FIELDS: ClassVar[tuple[str, ...]] = ("call_id", "requester", "status", "reason")
 
-@dataclass(frozen=True, slots=True, kw_only=True)
+    def __init__(self, *, call_id: str, requester: str | None, status: int, reason: str) -> None:
+        self.call_id = call_id
+        self.requester = requester
+        self.status = status
+        self.reason = reason
+
+
 class ConferenceStateChanged(AllocatorEvent):
     conference_id: str
     old: ConferenceState
@@ -59,58 +105,116 @@ class ConferenceStateChanged(AllocatorEvent):
     reason: str
     """Why, in words (the input of the transition table)."""
 
+    _FIELDS: ClassVar[tuple[str, ...]] = ("conference_id", "old", "new", "reason")
 
-@dataclass(frozen=True, slots=True, kw_only=True)
+    def __init__(
+        self,
+        *,
+        conference_id: str,
+        old: ConferenceState,
+        new: ConferenceState,
+        reason: str,
+    ) -> None:
+        self.conference_id = conference_id
+        self.old = old
+        self.new = new
+        self.reason = reason
+
+
 class ConferenceReady(AllocatorEvent):
     conference_id: str
     conference_uri: str
     """What invitees call (each with its own credential added)."""
 
+    _FIELDS: ClassVar[tuple[str, ...]] = ("conference_id", "conference_uri")
 
-@dataclass(frozen=True, slots=True, kw_only=True)
+    def __init__(self, *, conference_id: str, conference_uri: str) -> None:
+        self.conference_id = conference_id
+        self.conference_uri = conference_uri
+
+
 class InvitationSent(AllocatorEvent):
     conference_id: str
     invitee: str
     mode: Mode
 
+    _FIELDS: ClassVar[tuple[str, ...]] = ("conference_id", "invitee", "mode")
 
-@dataclass(frozen=True, slots=True, kw_only=True)
+    def __init__(self, *, conference_id: str, invitee: str, mode: Mode) -> None:
+        self.conference_id = conference_id
+        self.invitee = invitee
+        self.mode = mode
+
+
 class InvitationFailed(AllocatorEvent):
     conference_id: str
     invitee: str
     reason: str
 
+    _FIELDS: ClassVar[tuple[str, ...]] = ("conference_id", "invitee", "reason")
 
-@dataclass(frozen=True, slots=True, kw_only=True)
+    def __init__(self, *, conference_id: str, invitee: str, reason: str) -> None:
+        self.conference_id = conference_id
+        self.invitee = invitee
+        self.reason = reason
+
+
 class ParticipantJoined(AllocatorEvent):
     conference_id: str
     participant: str
     mode: Mode | None
     """The mode the focus reports, when it reports one."""
 
+    _FIELDS: ClassVar[tuple[str, ...]] = ("conference_id", "participant", "mode")
 
-@dataclass(frozen=True, slots=True, kw_only=True)
+    def __init__(self, *, conference_id: str, participant: str, mode: Mode | None) -> None:
+        self.conference_id = conference_id
+        self.participant = participant
+        self.mode = mode
+
+
 class ParticipantLeft(AllocatorEvent):
     conference_id: str
     participant: str
 
+    _FIELDS: ClassVar[tuple[str, ...]] = ("conference_id", "participant")
 
-@dataclass(frozen=True, slots=True, kw_only=True)
+    def __init__(self, *, conference_id: str, participant: str) -> None:
+        self.conference_id = conference_id
+        self.participant = participant
+
+
 class ConferenceEnded(AllocatorEvent):
     conference_id: str
     reason: str
 
+    _FIELDS: ClassVar[tuple[str, ...]] = ("conference_id", "reason")
 
-@dataclass(frozen=True, slots=True, kw_only=True)
+    def __init__(self, *, conference_id: str, reason: str) -> None:
+        self.conference_id = conference_id
+        self.reason = reason
+
+
 class ConferenceFailed(AllocatorEvent):
     conference_id: str
     reason: str
 
+    _FIELDS: ClassVar[tuple[str, ...]] = ("conference_id", "reason")
 
-@dataclass(frozen=True, slots=True, kw_only=True)
+    def __init__(self, *, conference_id: str, reason: str) -> None:
+        self.conference_id = conference_id
+        self.reason = reason
+
+
 class MessageIgnored(AllocatorEvent):
     """Input that changed nothing: malformed, stray, or discarded by the transaction layer."""
 
     reason: str
     summary: str
     """The start line, or the first octets of what could not be parsed."""
+
+    _FIELDS: ClassVar[tuple[str, ...]] = ("reason", "summary")
+
+    def __init__(self, *, reason: str, summary: str) -> None:
+        self.reason = reason
+        self.summary = summary
