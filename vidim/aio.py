@@ -36,6 +36,7 @@ from collections.abc import Awaitable, Callable, Coroutine, Iterable
 from typing import Any, Final, Generic, TypeVar, cast
 
 from .aio_protocols import SipCore, SipMessageCore
+from .core import SipCoreBase
 from .overload import OverloadGuard, OverloadPolicy
 from .sip import (
     Address,
@@ -282,6 +283,11 @@ class SipServer(Generic[EventT]):
         self._receive: Callable[[Request | Response, Address, float], None] | None = (
             core.receive if isinstance(core, SipMessageCore) else None
         )
+        #: The core again when it is vidim's own (the allocator, the focus): compiled,
+        #: its methods are called directly, not through Python's call protocol.
+        self._base: SipCoreBase[EventT] | None = (
+            cast("SipCoreBase[EventT]", core) if isinstance(core, SipCoreBase) else None
+        )
         self._loop: asyncio.AbstractEventLoop | None = None
         self._udp: asyncio.DatagramTransport | None = None
         self._udp_protocol: _DatagramProtocol | None = None
@@ -488,9 +494,12 @@ class SipServer(Generic[EventT]):
             self.transmit()
             return
         if self._admit(message, source):
+            base = self._base
             receive = self._receive
             try:
-                if receive is not None:
+                if base is not None:
+                    base.receive(message, source, self.now())
+                elif receive is not None:
                     receive(message, source, self.now())
                 else:
                     self.core.receive_datagram(data, source, self.now())
@@ -726,7 +735,8 @@ class SipServer(Generic[EventT]):
 
     def _flush_messages(self, logger: logging.Logger) -> None:
         try:
-            queued = self.core.messages_to_send()
+            base = self._base
+            queued = base.messages_to_send() if base is not None else self.core.messages_to_send()
             messages = queued if isinstance(queued, list) else list(queued)
         except Exception:
             logger.exception("the core failed in messages_to_send")
@@ -738,7 +748,8 @@ class SipServer(Generic[EventT]):
 
     def _take_events(self) -> list[EventT]:
         try:
-            events = self.core.events()
+            base = self._base
+            events = base.events() if base is not None else self.core.events()
             return events if isinstance(events, list) else list(events)
         except Exception:
             self.logger.exception("the core failed in events")
@@ -866,7 +877,8 @@ class SipServer(Generic[EventT]):
         if self._closed or self._loop is None:
             return
         try:
-            deadline = self.core.get_timer()
+            base = self._base
+            deadline = base.get_timer() if base is not None else self.core.get_timer()
         except Exception:
             self.logger.exception("the core failed in get_timer")
             deadline = None
