@@ -133,17 +133,46 @@ class TransactionConfig:
 # -- events -------------------------------------------------------------------
 
 
-@dataclass(frozen=True, slots=True, kw_only=True)
 class Event:
-    """Base class of everything :meth:`TransactionLayer.next_event` returns."""
+    """Base class of everything :meth:`TransactionLayer.next_event` returns.
+
+    Events are plain classes with a keyword-only constructor of their own
+    (``==``, ``hash`` and ``repr`` as the frozen dataclasses they were): compiled
+    by mypyc, making one is a direct call, where a dataclass's generated
+    ``__init__`` runs as Python.  Treat them as read-only.
+    """
+
+    __slots__ = ()
+
+    #: The fields, in order: what ``==``, ``hash`` and ``repr`` look at.
+    _FIELDS: ClassVar[tuple[str, ...]] = ()
+
+    def _values(self) -> tuple[object, ...]:
+        return tuple([getattr(self, name) for name in self._FIELDS])
+
+    def __eq__(self, other: object) -> bool:
+        if other.__class__ is not self.__class__:
+            return NotImplemented
+        assert isinstance(other, Event)
+        return self._values() == other._values()
+
+    def __hash__(self) -> int:
+        return hash(self._values())
+
+    def __repr__(self) -> str:
+        fields = ", ".join(
+            f"{name}={value!r}" for name, value in zip(self._FIELDS, self._values(), strict=True)
+        )
+        return f"{type(self).__name__}({fields})"
 
 
-@dataclass(frozen=True, slots=True, kw_only=True)
 class RequestReceived(Event):
     """A new request arrived and a server transaction was created for it.
 
     Answer it with :meth:`TransactionLayer.send_response`.
     """
+
+    __slots__ = ("request", "source", "transaction_id")
 
     request: Request
     """The request."""
@@ -152,8 +181,14 @@ class RequestReceived(Event):
     transaction_id: TransactionId
     """The server transaction."""
 
+    _FIELDS: ClassVar[tuple[str, ...]] = ("request", "source", "transaction_id")
 
-@dataclass(frozen=True, slots=True, kw_only=True)
+    def __init__(self, *, request: Request, source: Address, transaction_id: TransactionId) -> None:
+        self.request = request
+        self.source = source
+        self.transaction_id = transaction_id
+
+
 class ResponseReceived(Event):
     """A response for one of our client transactions.
 
@@ -162,23 +197,37 @@ class ResponseReceived(Event):
     :meth:`TransactionLayer.send_stateless`.
     """
 
+    __slots__ = ("response", "transaction_id")
+
     response: Response
     """The response."""
     transaction_id: TransactionId
     """The client transaction."""
 
+    _FIELDS: ClassVar[tuple[str, ...]] = ("response", "transaction_id")
 
-@dataclass(frozen=True, slots=True, kw_only=True)
+    def __init__(self, *, response: Response, transaction_id: TransactionId) -> None:
+        self.response = response
+        self.transaction_id = transaction_id
+
+
 class AckReceived(Event):
     """An ACK for a 2xx: it belongs to no transaction, so the TU handles it."""
+
+    __slots__ = ("request", "source")
 
     request: Request
     """The ACK."""
     source: Address
     """Where it came from."""
 
+    _FIELDS: ClassVar[tuple[str, ...]] = ("request", "source")
 
-@dataclass(frozen=True, slots=True, kw_only=True)
+    def __init__(self, *, request: Request, source: Address) -> None:
+        self.request = request
+        self.source = source
+
+
 class RequestCancelled(Event):
     """A CANCEL matched a server INVITE transaction that has no final response yet.
 
@@ -186,55 +235,96 @@ class RequestCancelled(Event):
     answer the INVITE with 487 (RFC 3261 section 9.2).
     """
 
+    __slots__ = ("request", "transaction_id")
+
     transaction_id: TransactionId
     """The INVITE server transaction."""
     request: Request
     """The CANCEL."""
 
+    _FIELDS: ClassVar[tuple[str, ...]] = ("transaction_id", "request")
 
-@dataclass(frozen=True, slots=True, kw_only=True)
+    def __init__(self, *, transaction_id: TransactionId, request: Request) -> None:
+        self.transaction_id = transaction_id
+        self.request = request
+
+
 class TransactionTimedOut(Event):
     """A transaction gave up: Timer B, F or H fired, or a CANCEL went unanswered."""
 
+    __slots__ = ("request", "status_hint", "transaction_id")
+
     transaction_id: TransactionId
     """The transaction."""
     request: Request
     """The request of the transaction."""
-    status_hint: int = 408
+    status_hint: int
     """The status to act as if received: 408, or 487 for a cancelled INVITE."""
 
+    _FIELDS: ClassVar[tuple[str, ...]] = ("transaction_id", "request", "status_hint")
 
-@dataclass(frozen=True, slots=True, kw_only=True)
+    def __init__(
+        self, *, transaction_id: TransactionId, request: Request, status_hint: int = 408
+    ) -> None:
+        self.transaction_id = transaction_id
+        self.request = request
+        self.status_hint = status_hint
+
+
 class TransportFailed(Event):
     """The TU reported a transport error (RFC 3261 sections 8.1.3.1 and 17.1.4)."""
 
+    __slots__ = ("request", "status_hint", "transaction_id")
+
     transaction_id: TransactionId
     """The transaction."""
     request: Request
     """The request of the transaction."""
-    status_hint: int = 503
+    status_hint: int
     """The status to act as if received."""
 
+    _FIELDS: ClassVar[tuple[str, ...]] = ("transaction_id", "request", "status_hint")
 
-@dataclass(frozen=True, slots=True, kw_only=True)
+    def __init__(
+        self, *, transaction_id: TransactionId, request: Request, status_hint: int = 503
+    ) -> None:
+        self.transaction_id = transaction_id
+        self.request = request
+        self.status_hint = status_hint
+
+
 class TransactionTerminated(Event):
     """A transaction reached Terminated and left the layer; its id is now unknown."""
+
+    __slots__ = ("transaction_id",)
 
     transaction_id: TransactionId
     """The transaction."""
 
+    _FIELDS: ClassVar[tuple[str, ...]] = ("transaction_id",)
 
-@dataclass(frozen=True, slots=True, kw_only=True)
+    def __init__(self, *, transaction_id: TransactionId) -> None:
+        self.transaction_id = transaction_id
+
+
 class MessageDiscarded(Event):
     """A received message was dropped: stray, not ours, or not allowed now.
 
     Purely diagnostic: the RFC says to drop these silently.
     """
 
+    __slots__ = ("message", "reason")
+
     message: Message
     """The message."""
     reason: str
     """Why."""
+
+    _FIELDS: ClassVar[tuple[str, ...]] = ("message", "reason")
+
+    def __init__(self, *, message: Message, reason: str) -> None:
+        self.message = message
+        self.reason = reason
 
 
 # -- the state machines -----------------------------------------------------------
