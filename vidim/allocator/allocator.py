@@ -16,12 +16,13 @@ that moves through its transition table and serializes to plain data.
 
 from __future__ import annotations
 
+import binascii
 import contextlib
 import heapq
 import ipaddress
 import itertools
+import os
 import re
-import secrets
 import sys
 from collections.abc import Iterable
 from dataclasses import dataclass, field, replace
@@ -41,6 +42,7 @@ from ..sip import (
     URI,
     AckReceived,
     Address,
+    CSeq,
     Dialog,
     DialogManager,
     Event,
@@ -86,7 +88,7 @@ from .events import (
     RequestAccepted,
     RequestRefused,
 )
-from .modes import Capabilities, Mode, effective_mode
+from .modes import MODE_TEXT, Capabilities, Mode, effective_mode
 from .profiles import (
     FocusProfile,
     anchor_session_id,
@@ -219,8 +221,6 @@ _ST_ALLOCATING: Final = ConferenceState.ALLOCATING
 _ST_ENDING: Final = ConferenceState.ENDING
 _ST_PROBING: Final = ConferenceState.PROBING
 _ST_REQUESTED: Final = ConferenceState.REQUESTED
-#: Mode texts (``mode.value`` is a Python-level property of every Enum).
-_MODE_TEXT: Final[dict[Mode, str]] = {mode: mode.value for mode in Mode}
 #: Why a conference moved, in words, per input (the same: ``.value``, looked up in C).
 _INPUT_TEXT: Final[dict[ConferenceInput, str]] = {event: event.value for event in ConferenceInput}
 
@@ -267,6 +267,7 @@ class Allocator(SipCoreBase[AllocatorEvent]):
         # What every out-of-dialog request's Via, From and Call-ID start with,
         # written once: each request appends its fresh branch, tag and id.
         self._via_text = str(self._via) + ";branch="
+        self._via_params = self._via.params
         self._from_text = str(self._service) + ";tag="
         self._call_id_suffix = "@" + local.host
         host = f"[{local.host}]" if ":" in local.host else local.host
@@ -468,19 +469,22 @@ class Allocator(SipCoreBase[AllocatorEvent]):
         # Trusted construction: every value here is one vidim wrote from parts
         # it made or parsed (URIs, ids, modes, credentials; restored records are
         # checked by restore()), so the SIP core need not scan them again.
+        # The top Via and the CSeq go along parsed too: the transaction layer
+        # reads both, and need not parse them back from the text.
+        branch = new_branch()
+        local = self.config.local
+        via = Via(local.transport, local.host, local.port, (*self._via_params, ("branch", branch)))
+        lines = [
+            ("Via", self._via_text + branch),
+            ("Max-Forwards", "70"),
+            ("From", self._from_text + new_tag()),
+            ("To", f"<{uri}>"),
+            ("Call-ID", new_call_id() + self._call_id_suffix),
+            ("CSeq", f"1 {method}"),
+        ]
+        lines.extend(headers)
         return Request.trusted(
-            method,
-            uri,
-            [
-                ("Via", self._via_text + new_branch()),
-                ("Max-Forwards", "70"),
-                ("From", self._from_text + new_tag()),
-                ("To", f"<{uri}>"),
-                ("Call-ID", new_call_id() + self._call_id_suffix),
-                ("CSeq", f"1 {method}"),
-                *headers,
-            ],
-            body,
+            method, uri, lines, body, parsed={"via": via, "cseq": CSeq(1, method)}
         )
 
     def _route(self, uri: str, direct: Address | None = None) -> Address:
@@ -807,13 +811,13 @@ class Allocator(SipCoreBase[AllocatorEvent]):
                 uri=requester,
                 requested_mode=command.mode,
                 mode=command.mode,
-                credential=secrets.token_urlsafe(16),
+                credential=_token(),
                 requester=True,
             )
         ]
         participants += [self._participant(invitee, command.mode) for invitee in command.invitees]
         conference = Conference(
-            id=secrets.token_urlsafe(16),
+            id=_token(),
             requester=requester,
             mode=command.mode,
             # One string for every conference asked through the same proxy.
@@ -831,7 +835,7 @@ class Allocator(SipCoreBase[AllocatorEvent]):
             uri=str(invitee.uri),
             requested_mode=mode,
             mode=mode,
-            credential=secrets.token_urlsafe(16),
+            credential=_token(),
         )
 
     def _start(self, conference: Conference, now: float) -> None:
@@ -1010,7 +1014,7 @@ class Allocator(SipCoreBase[AllocatorEvent]):
         self._events.append(ConferenceFailed(conference_id=conference.id, reason=conference.reason))
         self._notice(
             conference.requester,
-            f"Sorry, your {_MODE_TEXT[conference.mode]} conference could not be set up: "
+            f"Sorry, your {MODE_TEXT[conference.mode]} conference could not be set up: "
             f"{conference.reason}.",
             now,
             direct=_address_from_text(conference.requester_address),
@@ -1028,7 +1032,7 @@ class Allocator(SipCoreBase[AllocatorEvent]):
         requester = conference.participants[0]
         joined = join_uri(uri, requester.credential)
         lines = [
-            f"Your {_MODE_TEXT[conference.mode]} conference is ready. Call {joined} to join.",
+            f"Your {MODE_TEXT[conference.mode]} conference is ready. Call {joined} to join.",
             "Invited: " + ", ".join(self._describe(p) for p in conference.participants[1:]) + ".",
             f"Send /end to end it, /status for who is there, /add <name> to invite more "
             f"(conference #{conference.id}).",
@@ -1100,10 +1104,10 @@ class Allocator(SipCoreBase[AllocatorEvent]):
     def _describe(self, participant: Participant) -> str:
         name = participant.uri.removeprefix("sip:")
         if participant.mode is participant.requested_mode:
-            return f"{name} ({_MODE_TEXT[participant.mode]})"
+            return f"{name} ({MODE_TEXT[participant.mode]})"
         why = "not reachable by phone" if participant.mode is _MODE_CHAT else "no video"
-        asked = _MODE_TEXT[participant.requested_mode]
-        return f"{name} ({_MODE_TEXT[participant.mode]}, asked {asked}: {why})"
+        asked = MODE_TEXT[participant.requested_mode]
+        return f"{name} ({MODE_TEXT[participant.mode]}, asked {asked}: {why})"
 
     def _send_invitations(self, conference: Conference, now: float) -> None:
         for participant in conference.participants:
@@ -1159,7 +1163,7 @@ class Allocator(SipCoreBase[AllocatorEvent]):
 
     def _status_text(self, conference: Conference) -> str:
         lines = [
-            f"Conference #{conference.id} ({_MODE_TEXT[conference.mode]}), "
+            f"Conference #{conference.id} ({MODE_TEXT[conference.mode]}), "
             f"{conference.state.value}:"
         ]
         for participant in conference.participants:
@@ -1170,7 +1174,7 @@ class Allocator(SipCoreBase[AllocatorEvent]):
             role = " (requester)" if participant.requester else ""
             lines.append(
                 f"- {participant.uri.removeprefix('sip:')}{role}: "
-                f"{_MODE_TEXT[participant.mode]}, {status}"
+                f"{MODE_TEXT[participant.mode]}, {status}"
             )
         return "\n".join(lines)
 
@@ -1271,7 +1275,7 @@ class Allocator(SipCoreBase[AllocatorEvent]):
                     self._notice(
                         conference.requester,
                         f"{participant.uri.removeprefix('sip:')} joined "
-                        f"({_MODE_TEXT[participant.mode]}).",
+                        f"({MODE_TEXT[participant.mode]}).",
                         now,
                         direct=_address_from_text(conference.requester_address),
                     )
@@ -1439,7 +1443,7 @@ class Allocator(SipCoreBase[AllocatorEvent]):
         self._events.append(ConferenceEnded(conference_id=conference.id, reason=reason))
         self._notice(
             conference.requester,
-            f"Your {_MODE_TEXT[conference.mode]} conference has ended: {reason}.",
+            f"Your {MODE_TEXT[conference.mode]} conference has ended: {reason}.",
             now,
             direct=_address_from_text(conference.requester_address),
         )
@@ -1535,6 +1539,15 @@ class Allocator(SipCoreBase[AllocatorEvent]):
             self._probes_done(conference, now)
 
 
+_URLSAFE: Final = bytes.maketrans(b"+/", b"-_")
+
+
+def _token() -> str:
+    """``secrets.token_urlsafe(16)``, in C calls only: ids and credentials."""
+    raw = binascii.b2a_base64(os.urandom(16), newline=False)
+    return raw.rstrip(b"=").translate(_URLSAFE).decode("ascii")
+
+
 def _deadline(conference: Conference, kind: str) -> float | None:
     """The ``<kind>_deadline`` of a conference (explicit: no attribute name built per call)."""
     if kind == "keepalive":
@@ -1582,12 +1595,12 @@ def _check_record(conference: Conference) -> None:
 
 def _conference_header(conference: Conference, participant: Participant, joined: str) -> str:
     """``X-Vidim-Conference``: the participant's join URI, its mode and the conference id."""
-    return f"<{joined}>;mode={_MODE_TEXT[participant.mode]};id={conference.id}"
+    return f"<{joined}>;mode={MODE_TEXT[participant.mode]};id={conference.id}"
 
 
 def _a(mode: Mode) -> str:
     """``a video``, ``an audio``: the mode with its article, for the IMs people read."""
-    text = _MODE_TEXT[mode]
+    text = MODE_TEXT[mode]
     return f"an {text}" if text[0] in "aeiou" else f"a {text}"
 
 

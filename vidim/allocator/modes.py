@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from enum import StrEnum
+from typing import Final
 
 __all__ = ["Capabilities", "Mode", "effective_mode"]
 
@@ -31,6 +32,10 @@ class Mode(StrEnum):
     @property
     def sends_media(self) -> bool:
         return self in (Mode.VIDEO, Mode.AUDIO)
+
+
+#: Each mode's text, looked up in C (``mode.value`` is a Python-level property of every Enum).
+MODE_TEXT: Final[dict[Mode, str]] = {mode: mode.value for mode in Mode}
 
 
 @dataclass(frozen=True, slots=True)

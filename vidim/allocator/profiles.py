@@ -15,7 +15,6 @@ headers carry the same information for a dialplan to read (see
 from __future__ import annotations
 
 import re
-from dataclasses import dataclass
 from enum import StrEnum
 from functools import lru_cache
 from hashlib import blake2b
@@ -25,6 +24,7 @@ import sdp_transform
 from ..resource_lists import RESOURCE_LISTS_TYPE, ListEntry, build_resource_list
 from ..sip import LocalProtocolError, NameAddr, Response, SipURI, build_multipart, parse_uri
 from .conference import Conference
+from .modes import MODE_TEXT
 
 __all__ = [
     "FocusProfile",
@@ -43,13 +43,44 @@ class FocusProfile(StrEnum):
     FREESWITCH = "freeswitch"
 
 
-@dataclass(frozen=True, slots=True)
 class FocusRequest:
-    """The profile-specific part of the INVITE to a focus."""
+    """The profile-specific part of the INVITE to a focus.
+
+    A plain class (``==`` and ``repr`` as the frozen dataclass it was): compiled,
+    its constructor is a C call.  Treat it as read-only.
+    """
+
+    __slots__ = ("body", "content_type", "headers")
 
     headers: tuple[tuple[str, str], ...]
     body: bytes
     content_type: str
+
+    def __init__(
+        self, headers: tuple[tuple[str, str], ...], body: bytes, content_type: str
+    ) -> None:
+        self.headers = headers
+        self.body = body
+        self.content_type = content_type
+
+    def __eq__(self, other: object) -> bool:
+        if other.__class__ is not self.__class__:
+            return NotImplemented
+        assert isinstance(other, FocusRequest)
+        return (self.headers, self.body, self.content_type) == (
+            other.headers,
+            other.body,
+            other.content_type,
+        )
+
+    def __hash__(self) -> int:
+        return hash((self.headers, self.body, self.content_type))
+
+    def __repr__(self) -> str:
+        return (
+            f"FocusRequest(headers={self.headers!r}, body={self.body!r}, "
+            f"content_type={self.content_type!r})"
+        )
 
 
 #: What :func:`join_uri` appends as it is: ``secrets.token_urlsafe`` output, or any
@@ -125,7 +156,7 @@ def anchor_session_id(conference_id: str) -> int:
 
 def _participants_value(conference: Conference) -> str:
     return ", ".join(
-        f"<{p.uri}>;mode={p.mode.value};key={p.credential}" for p in conference.participants
+        f"<{p.uri}>;mode={MODE_TEXT[p.mode]};key={p.credential}" for p in conference.participants
     )
 
 
@@ -146,7 +177,7 @@ def focus_request(
                             content_type=ctype)  # fmt: skip
     headers = (
         ("X-Vidim-Conference", conference.id),
-        ("X-Vidim-Mode", conference.mode.value),
+        ("X-Vidim-Mode", MODE_TEXT[conference.mode]),
         ("X-Vidim-Participants", _participants_value(conference)),
     )
     return FocusRequest(headers=headers, body=offer, content_type="application/sdp")
