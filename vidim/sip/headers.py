@@ -575,11 +575,14 @@ def _via_params_ok(params: Params) -> bool:
 
 def _parse_top_via(line: str) -> Via:
     """The first via-parm of a Via line, the whole line validated, the rest not built."""
-    match = _FAST_VIA_RE.match(line)
-    if match is not None and (
-        match.end() == len(line)  # one via-parm: nothing more to check
-        or _FAST_VIA_MORE_RE.fullmatch(line, match.end()) is not None
-    ):
+    # One via-parm per line is the usual case: fullmatch (cheaper in re than
+    # match, and no end() call); else the first via-parm and the rest.
+    match = _FAST_VIA_RE.fullmatch(line)
+    if match is None:
+        match = _FAST_VIA_RE.match(line)
+        if match is not None and _FAST_VIA_MORE_RE.fullmatch(line, match.end()) is None:
+            match = None
+    if match is not None:
         transport, host, port, params = match.groups()
         via = _fast_via(transport, host, port, params)
         if via is not None:
