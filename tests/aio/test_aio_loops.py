@@ -94,7 +94,9 @@ def test_a_request_is_logged_after_its_answer_is_sent(
         server.logger.addHandler(spy)
         client = await udp_client()
         try:
-            client.send(request_bytes("MESSAGE", call_id="first", via_port=client.port), server.port)
+            client.send(
+                request_bytes("MESSAGE", call_id="first", via_port=client.port), server.port
+            )
             await client.response_to("first")
         finally:
             server._udp = original
