@@ -414,20 +414,42 @@ def test_server_transactions_under_random_input(
 # -- scale ---------------------------------------------------------------------------
 
 
-def test_heap_stays_proportional_to_live_timers() -> None:
+def test_cancelled_timers_are_dropped_by_their_deadline_at_the_latest() -> None:
     layer = TransactionLayer(TransactionConfig(auto_100_trying=False))
     for i in range(3000):
         request = make_request("OPTIONS", seq=i + 1)
         layer.send_request(request, SERVER, 0.0)
-        # Each final response leaves two dead heap entries (E and F) behind.
+        # Each final response leaves two dead entries (E and F) behind.
         layer.receive(respond(request, 200), SERVER, 0.0)
     layer.messages_to_send()
     layer.events()
     assert len(layer) == 3000
     assert layer._armed == 3000  # one Timer K each
-    assert len(layer._heap) <= 2 * layer._armed + 1024
-    assert layer.get_timer() == 5.0
+    # One FIFO queue per duration (E: T1, F: 64*T1, K: T4), nothing else.
+    assert sorted(layer._queues) == [0.5, 5.0, 32.0]
+    assert layer.get_timer() == 5.0  # the dead E entries ahead of it are gone
+    assert len(layer._queues[0.5]) == 0
     layer.handle_timer(5.0)
     assert len(layer) == 0
-    assert layer.get_timer() is None
+    assert layer.get_timer() is None  # and so are the dead F entries: nothing is live
+    assert sum(map(len, layer._queues.values())) == 0
     assert layer._armed == 0
+
+
+def test_timers_fire_in_deadline_order_across_durations_and_a_clock_that_goes_back() -> None:
+    layer = TransactionLayer(TransactionConfig(auto_100_trying=False))
+    sent = []
+    for i, now in enumerate([10.0, 2.0, 7.0]):  # the clock goes back: queues stay sorted
+        request = make_request("OPTIONS", seq=i + 1)
+        layer.send_request(request, SERVER, now)
+        sent.append(request)
+    layer.messages_to_send()
+    assert layer.get_timer() == 2.5  # Timer E of the request sent at 2.0
+    layer.handle_timer(2.5)
+    (retransmission,) = layer.messages_to_send()
+    assert retransmission[0] is sent[1]
+    assert layer.get_timer() == 3.5  # its E again, doubled to 1 s
+    layer.handle_timer(100.0)  # every F: three timeouts, oldest deadline first
+    timed_out = [e.request for e in layer.events() if type(e).__name__ == "TransactionTimedOut"]
+    assert timed_out == [sent[1], sent[2], sent[0]]
+    assert layer.get_timer() is None
