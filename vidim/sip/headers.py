@@ -782,9 +782,12 @@ class Headers:
     and which is rebuilt on demand after a change.
     """
 
-    __slots__ = ("_cache", "_index", "_items")
+    __slots__ = ("_cache", "_index", "_packed", "_stored")
 
-    _items: list[tuple[str, str, str]]
+    #: The lines as (lower-case name, name, value), or None while packed.
+    _stored: list[tuple[str, str, str]] | None
+    #: The lines of a compacted message, as one string (see compact()).
+    _packed: str | None
     _cache: dict[str, Any]
     _index: dict[str, str] | None
 
@@ -799,8 +802,9 @@ class Headers:
         # entries already checked, taken as they are, with ``_index`` the
         # first value of each name when the caller has it.
         self._cache = {}
+        self._packed = None
         if _lines is not None:
-            self._items = _lines
+            self._stored = _lines
             self._index = _index
             return
         self._index = None
@@ -815,7 +819,20 @@ class Headers:
             if not value.isprintable() and _CTL_RE.search(value):  # isprintable: 3x faster
                 raise LocalProtocolError(f"control character in value of {entry[1]}: {value!r}")
             out.append((entry[0], entry[1], value.strip()))
-        self._items = out
+        self._stored = out
+
+    @property
+    def _items(self) -> list[tuple[str, str, str]]:
+        items = self._stored
+        if items is None:
+            items = self._stored = _unpack(self._packed or "")
+            self._packed = None
+        return items
+
+    @_items.setter
+    def _items(self, items: list[tuple[str, str, str]]) -> None:
+        self._stored = items
+        self._packed = None
 
     @classmethod
     def trusted(cls, items: Iterable[tuple[str, str]]) -> Headers:
@@ -963,6 +980,13 @@ class Headers:
         self._index = None
         if self._cache:
             self._cache.clear()
+        items = self._stored
+        if items is not None:
+            # One string instead of a tuple and three strings per line: a
+            # transaction keeps its messages for up to 32 s, and at a few
+            # thousand setups a second they were most of the daemon's memory.
+            self._packed = _pack(items)
+            self._stored = None
 
     def _drop_cache(self, lname: str) -> None:
         self._index = None
@@ -970,6 +994,18 @@ class Headers:
         if cache:
             cache.pop(lname, None)
             cache.pop("*" + lname, None)
+
+
+def _pack(items: list[tuple[str, str, str]]) -> str:
+    """Lines as one string: no name or value holds a line feed (they are lines)."""
+    return "\n".join([field for item in items for field in item])
+
+
+def _unpack(packed: str) -> list[tuple[str, str, str]]:
+    if not packed:
+        return []
+    fields = packed.split("\n")
+    return [(fields[i], fields[i + 1], fields[i + 2]) for i in range(0, len(fields), 3)]
 
 
 _MISSING: Final[Any] = object()
