@@ -227,3 +227,40 @@ def test_trusted_request_takes_parsed_values() -> None:
     assert request.top_via is via
     assert request.cseq is cseq
     assert parse_message(request.to_bytes()).top_via == via
+
+
+# -- compact(): what a transaction keeps for up to 32 s ------------------------------
+
+_KEPT = (
+    b"MESSAGE sip:vidim@example.com SIP/2.0\r\n"
+    b"Via: SIP/2.0/UDP 127.0.0.1:5060;branch=z9hG4bK-1\r\n"
+    b"Via: SIP/2.0/UDP 198.51.100.7:5060;branch=z9hG4bK-2\r\n"
+    b"From: <sip:alice@example.com>;tag=a1\r\nTo: <sip:vidim@example.com>\r\n"
+    b"Call-ID: c1@example.com\r\nCSeq: 7 MESSAGE\r\nMax-Forwards: 70\r\n"
+    b"X-Vidim-Mode: video\r\nX-Empty: \r\nContent-Type: text/plain\r\nContent-Length: 2\r\n\r\nhi"
+)
+
+
+def test_a_compacted_message_packs_its_lines_and_reads_and_writes_as_before() -> None:
+    message = parse_message(_KEPT)
+    before = (message.to_bytes(), list(message.headers), message.top_via, message.cseq)
+    message.compact()
+    assert message.headers._stored is None  # packed into one string
+    assert message.headers._packed is not None
+    assert (message.to_bytes(), list(message.headers), message.top_via, message.cseq) == before
+    assert message.headers.get_all("Via") == [
+        "SIP/2.0/UDP 127.0.0.1:5060;branch=z9hG4bK-1",
+        "SIP/2.0/UDP 198.51.100.7:5060;branch=z9hG4bK-2",
+    ]
+    assert message.headers.get("X-Empty") == ""
+    message.compact()
+    message.headers.add("Subject", "later")  # unpacked again, then changed
+    assert message.headers.get("Subject") == "later"
+    assert len(message.headers) == len(before[1]) + 1
+
+
+def test_compacting_headers_with_no_lines() -> None:
+    headers = Headers()
+    headers.compact()
+    assert list(headers) == []
+    assert len(headers) == 0
