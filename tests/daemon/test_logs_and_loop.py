@@ -16,7 +16,12 @@ from vidim_daemon.config import ConfigError, load
 from vidim_daemon.logs import BatchHandler, JsonFormatter, PlainFormatter
 
 from vidim.allocator.conference import ConferenceState
-from vidim.allocator.events import ConferenceReady, ConferenceStateChanged, InvitationSent
+from vidim.allocator.events import (
+    ConferenceReady,
+    ConferenceStateChanged,
+    InvitationSent,
+    RequestAccepted,
+)
 from vidim.allocator.modes import Mode
 
 
@@ -233,3 +238,19 @@ def test_survivors_of_a_collection_are_frozen_and_long_pauses_logged(
         assert record.gc_generation == 0  # type: ignore[attr-defined]
     finally:
         gc.unfreeze()
+
+
+def test_the_info_events_read_as_their_fields_with_states_by_value() -> None:
+    changed = ConferenceStateChanged(
+        conference_id="c1", old=ConferenceState.REQUESTED, new=ConferenceState.ALLOCATING,
+        reason="start allocating",
+    )  # fmt: skip
+    assert str(changed) == (
+        "ConferenceStateChanged(conference_id='c1', old=requested, new=allocating, "
+        "reason='start allocating')"
+    )
+    accepted = RequestAccepted(call_id="x@h", requester="sip:a@h", command="new", conference_id=None)
+    assert str(accepted) == (
+        "RequestAccepted(call_id='x@h', requester='sip:a@h', command='new', conference_id=None)"
+    )
+    assert repr(accepted) == str(accepted)  # the generic repr says the same

@@ -8,10 +8,13 @@ Treat them as read-only.
 
 from __future__ import annotations
 
-from typing import ClassVar
+from typing import ClassVar, Final
 
 from .conference import ConferenceState
 from .modes import Mode
+
+#: A state's value by dict lookup (``Enum.value`` is a Python-level property).
+_STATE_TEXT: Final[dict[ConferenceState, str]] = {state: state.value for state in ConferenceState}
 
 __all__ = [
     "AllocatorEvent",
@@ -79,6 +82,13 @@ class RequestAccepted(AllocatorEvent):
         self.command = command
         self.conference_id = conference_id
 
+    def __str__(self) -> str:
+        # What the daemon logs at INFO once per request: written out, not by getattr.
+        return (
+            f"RequestAccepted(call_id={self.call_id!r}, requester={self.requester!r}, "
+            f"command={self.command!r}, conference_id={self.conference_id!r})"
+        )
+
 
 class RequestRefused(AllocatorEvent):
     call_id: str
@@ -119,6 +129,14 @@ class ConferenceStateChanged(AllocatorEvent):
         self.old = old
         self.new = new
         self.reason = reason
+
+    def __str__(self) -> str:
+        # Logged at INFO for every state change: the states by their values
+        # (an Enum's repr is slow and long), no getattr per field.
+        return (
+            f"ConferenceStateChanged(conference_id={self.conference_id!r}, "
+            f"old={_STATE_TEXT[self.old]}, new={_STATE_TEXT[self.new]}, reason={self.reason!r})"
+        )
 
 
 class ConferenceReady(AllocatorEvent):
