@@ -10,6 +10,7 @@ from __future__ import annotations
 
 from typing import ClassVar, Final
 
+from ..sip.value import FieldRecord
 from .conference import ConferenceState
 from .modes import Mode
 
@@ -32,29 +33,8 @@ __all__ = [
 ]
 
 
-class AllocatorEvent:
+class AllocatorEvent(FieldRecord):
     """Base of every allocator event."""
-
-    #: The fields, in order: what ``==``, ``hash`` and ``repr`` look at.
-    _FIELDS: ClassVar[tuple[str, ...]] = ()
-
-    def _values(self) -> tuple[object, ...]:
-        return tuple([getattr(self, name) for name in self._FIELDS])
-
-    def __eq__(self, other: object) -> bool:
-        if other.__class__ is not self.__class__:
-            return NotImplemented
-        assert isinstance(other, AllocatorEvent)
-        return self._values() == other._values()
-
-    def __hash__(self) -> int:
-        return hash(self._values())
-
-    def __repr__(self) -> str:
-        fields = ", ".join(
-            f"{name}={value!r}" for name, value in zip(self._FIELDS, self._values(), strict=True)
-        )
-        return f"{type(self).__name__}({fields})"
 
 
 class RequestAccepted(AllocatorEvent):

@@ -38,6 +38,7 @@ from .errors import LocalProtocolError, SIPParseError
 from .headers import Headers, Via, split_list
 from .ids import new_tag
 from .message import Message, Request, Response, make_response
+from .value import FieldRecord
 
 __all__ = [
     "RELIABLE_TRANSPORTS",
@@ -133,7 +134,7 @@ class TransactionConfig:
 # -- events -------------------------------------------------------------------
 
 
-class Event:
+class Event(FieldRecord):
     """Base class of everything :meth:`TransactionLayer.next_event` returns.
 
     Events are plain classes with a keyword-only constructor of their own
@@ -143,27 +144,6 @@ class Event:
     """
 
     __slots__ = ()
-
-    #: The fields, in order: what ``==``, ``hash`` and ``repr`` look at.
-    _FIELDS: ClassVar[tuple[str, ...]] = ()
-
-    def _values(self) -> tuple[object, ...]:
-        return tuple([getattr(self, name) for name in self._FIELDS])
-
-    def __eq__(self, other: object) -> bool:
-        if other.__class__ is not self.__class__:
-            return NotImplemented
-        assert isinstance(other, Event)
-        return self._values() == other._values()
-
-    def __hash__(self) -> int:
-        return hash(self._values())
-
-    def __repr__(self) -> str:
-        fields = ", ".join(
-            f"{name}={value!r}" for name, value in zip(self._FIELDS, self._values(), strict=True)
-        )
-        return f"{type(self).__name__}({fields})"
 
 
 class RequestReceived(Event):
