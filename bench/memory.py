@@ -302,10 +302,15 @@ def _deep_size(obj: object, seen: set[int]) -> int:
         elif isinstance(item, list | tuple | set | frozenset) or type(item).__name__ == "deque":
             stack.extend(item)  # type: ignore[arg-type]
         else:
+            # A mypyc-compiled class names its attributes in __mypyc_attrs__.
             slots = [
                 name
                 for klass in type(item).__mro__
-                for name in getattr(klass, "__slots__", ())
+                for names in (
+                    getattr(klass, "__slots__", ()),
+                    getattr(klass, "__mypyc_attrs__", ()),
+                )
+                for name in names
                 if isinstance(name, str)
             ]
             for name in slots:
@@ -358,8 +363,10 @@ def measure_where(count: int, profile: FocusProfile, top: int = 12) -> dict[str,
     seen: set[int] = set()
     _deep_size(allocator.config, seen)
     indexes = []
-    for name, value in vars(allocator).items() if hasattr(allocator, "__dict__") else ():
-        if name == "config":
+    names = getattr(type(allocator), "__mypyc_attrs__", None) or list(vars(allocator))
+    for name in names:
+        value = getattr(allocator, name, None)
+        if name == "config" or value is None:
             continue
         size = _deep_size(value, seen)
         if size >= count:
