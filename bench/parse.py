@@ -557,12 +557,19 @@ def _git_revision() -> str:
     return rev + (" (vidim/ modified)" if dirty else "")
 
 
+def _build() -> str:
+    from vidim.compiled import compiled_modules
+
+    compiled = compiled_modules()
+    return f"{len(compiled)} modules compiled with mypyc" if compiled else "pure Python"
+
+
 def environment(command: str) -> list[tuple[str, str]]:
     return [
         ("date", dt.datetime.now(dt.UTC).strftime("%Y-%m-%d %H:%M UTC")),
         ("machine", f"{_nproc()} CPUs (nproc), {_cpu_model()}"),
         ("Python", f"{platform.python_implementation()} {platform.python_version()}"),
-        ("vidim", _git_revision()),
+        ("vidim", f"{_git_revision()}, {_build()}"),
         ("sippy", sippy_version() or "not installed"),
         ("command", f"`{command}`"),
     ]
