@@ -9,6 +9,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
+from collections.abc import Callable
 from typing import Any
 
 import pytest
@@ -54,6 +55,35 @@ def test_udp_tcp_and_the_timer_work_on_each_loop(loop: str) -> None:
     run_on(loop, main)
 
 
+class RecordingTransport(asyncio.DatagramTransport):
+    """The server's UDP transport, with each sendto reported (uvloop's are read-only).
+
+    A DatagramTransport itself: compiled, the server checks the attribute's type.
+    """
+
+    def __init__(
+        self, transport: asyncio.DatagramTransport, on_send: Callable[[bytes], object]
+    ) -> None:
+        super().__init__()
+        self.transport = transport
+        self.on_send = on_send
+
+    def sendto(self, data: Any, addr: Any = None) -> None:
+        self.on_send(data)
+        self.transport.sendto(data, addr)
+
+
+class LogSpy(logging.Handler):
+    """Hands every record it sees to a callback."""
+
+    def __init__(self, on_record: Callable[[logging.LogRecord], None]) -> None:
+        super().__init__()
+        self.on_record = on_record
+
+    def emit(self, record: logging.LogRecord) -> None:
+        self.on_record(record)
+
+
 @pytest.mark.parametrize("loop", LOOPS)
 def test_a_request_is_logged_after_its_answer_is_sent(
     loop: str, caplog: pytest.LogCaptureFixture
@@ -67,30 +97,14 @@ def test_a_request_is_logged_after_its_answer_is_sent(
         await server.start()
         assert server._udp is not None
         sends: list[bytes] = []
-
-        class Recording(asyncio.DatagramTransport):
-            """The UDP transport, with each sendto recorded (uvloop's are read-only).
-
-            A DatagramTransport itself: compiled, the server checks the attribute's type.
-            """
-
-            def __init__(self, transport: asyncio.DatagramTransport) -> None:
-                super().__init__()
-                self.transport = transport
-
-            def sendto(self, data: Any, addr: Any = None) -> None:
-                sends.append(data)
-                self.transport.sendto(data, addr)
-
         original = server._udp
-        server._udp = Recording(original)
+        server._udp = RecordingTransport(original, sends.append)
 
-        class Spy(logging.Handler):
-            def emit(self, record: logging.LogRecord) -> None:
-                if record.getMessage().startswith("recv MESSAGE"):
-                    sent_before_log.append(len(sends))
+        def on_record(record: logging.LogRecord) -> None:
+            if record.getMessage().startswith("recv MESSAGE"):
+                sent_before_log.append(len(sends))
 
-        spy = Spy()
+        spy = LogSpy(on_record)
         server.logger.addHandler(spy)
         client = await udp_client()
         try:
@@ -123,24 +137,15 @@ def test_the_datagrams_of_a_turn_are_answered_before_any_is_logged(
         await server.start()
         original = server._udp
         assert original is not None
+        server._udp = RecordingTransport(
+            original, lambda data: trace.append(("send", parse_message(data).call_id))
+        )
 
-        class Recording(asyncio.DatagramTransport):
-            def __init__(self, transport: asyncio.DatagramTransport) -> None:
-                super().__init__()
-                self.transport = transport
+        def on_record(record: logging.LogRecord) -> None:
+            if record.getMessage().startswith("recv"):
+                trace.append(("log", getattr(record, "call_id", "?")))
 
-            def sendto(self, data: Any, addr: Any = None) -> None:
-                trace.append(("send", parse_message(data).call_id))
-                self.transport.sendto(data, addr)
-
-        server._udp = Recording(original)
-
-        class Spy(logging.Handler):
-            def emit(self, record: logging.LogRecord) -> None:
-                if record.getMessage().startswith("recv"):
-                    trace.append(("log", getattr(record, "call_id", "?")))
-
-        spy = Spy()
+        spy = LogSpy(on_record)
         server.logger.addHandler(spy)
         client = await udp_client()
         try:

@@ -37,14 +37,13 @@ def participant(**fields: object) -> Participant:
 
 
 def conference(**fields: object) -> Conference:
-    people = [participant(requester=True), participant(), participant()]
+    fields.setdefault("participants", [participant(requester=True), participant(), participant()])
+    fields.setdefault("created_at", 12.5)
     return Conference(
         id="c1",
         requester="sip:alice@example.com",
         mode=Mode.VIDEO,
         requester_address="127.0.0.1|5062|UDP",
-        participants=people,
-        created_at=12.5,
         **fields,  # type: ignore[arg-type]
     )
 
@@ -128,14 +127,7 @@ def test_conference_round_trip_equality_and_repr() -> None:
 def test_participants_are_kept_in_a_list_of_their_size() -> None:
     people = [participant(requester=True)]
     people += [participant(), participant()]  # a list with room to grow
-    record = Conference(
-        id="c1",
-        requester="sip:alice@example.com",
-        mode=Mode.VIDEO,
-        requester_address="127.0.0.1|5062|UDP",
-        participants=people,
-        created_at=0.0,
-    )
+    record = conference(participants=people, created_at=0.0)
     assert record.participants == people
     assert sys.getsizeof(record.participants) < sys.getsizeof(people)
     record.participants += [participant()]  # the allocator adds invitees so

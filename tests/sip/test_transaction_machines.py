@@ -211,8 +211,14 @@ class Checker:
         assert all(id(t) in live for t in layer._client_index.values())
         assert all(id(t) in live for t in layer._server_index.values())
         assert all(id(t) in live for b in layer._server_2543.values() for t in b)
-        # The lazy heap: the armed count is exact, every deadline is ahead.
-        assert layer._armed == sum(len(t._timers) for t in layer._transactions.values())
+        # The lazy queues: every live entry belongs to an armed timer, every deadline is ahead.
+        armed = {
+            (t.id, timer, seq)
+            for t in layer._transactions.values()
+            for timer, seq in t._timers.items()
+        }
+        queued = {(tid, timer, seq) for q in layer._queues.values() for _, seq, tid, timer in q}
+        assert armed <= queued
         deadline = layer.get_timer()
         assert deadline is None or deadline > now
 
@@ -424,7 +430,7 @@ def test_cancelled_timers_are_dropped_by_their_deadline_at_the_latest() -> None:
     layer.messages_to_send()
     layer.events()
     assert len(layer) == 3000
-    assert layer._armed == 3000  # one Timer K each
+    assert sum(len(t._timers) for t in layer._transactions.values()) == 3000  # one Timer K each
     # One FIFO queue per duration (E: T1, F: 64*T1, K: T4), nothing else.
     assert sorted(layer._queues) == [0.5, 5.0, 32.0]
     assert layer.get_timer() == 5.0  # the dead E entries ahead of it are gone
@@ -433,7 +439,7 @@ def test_cancelled_timers_are_dropped_by_their_deadline_at_the_latest() -> None:
     assert len(layer) == 0
     assert layer.get_timer() is None  # and so are the dead F entries: nothing is live
     assert sum(map(len, layer._queues.values())) == 0
-    assert layer._armed == 0
+    assert not any(t._timers for t in layer._transactions.values())
 
 
 def test_timers_fire_in_deadline_order_across_durations_and_a_clock_that_goes_back() -> None:

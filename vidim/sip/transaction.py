@@ -1029,7 +1029,6 @@ class TransactionLayer:
         # not the transaction, so that it keeps no terminated transaction
         # (and its request) alive.
         self._queues: dict[float, deque[_TimerEntry]] = {}
-        self._armed = 0
         self._sequence = 0
         self._next_id = 0
         # The source of the message being received (for AckReceived).
@@ -1117,9 +1116,7 @@ class TransactionLayer:
             if txn is None or txn._timers.get(timer) != sequence:
                 continue  # terminated, cancelled or re-armed since
             del txn._timers[timer]
-            self._armed -= 1
             txn._apply(timer, now, None)
-            transactions = self._transactions
         if not transactions and transactions is self._transactions:
             self._shrink()
 
@@ -1138,8 +1135,6 @@ class TransactionLayer:
         self, txn: _Transaction[Any], timer: TransactionInput, now: float, delay: float
     ) -> None:
         sequence = self._sequence = self._sequence + 1
-        if timer not in txn._timers:
-            self._armed += 1
         txn._timers[timer] = sequence
         entry = (now + delay, sequence, txn.id, timer)
         queue = self._queues.get(delay)
@@ -1152,7 +1147,6 @@ class TransactionLayer:
             queue.append(entry)
 
     def _disarm_all(self, txn: _Transaction[Any]) -> None:
-        self._armed -= len(txn._timers)
         txn._timers.clear()
 
     # -- client side ---------------------------------------------------------------

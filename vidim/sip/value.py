@@ -34,7 +34,7 @@ class ValueType:
         return hash(self._key())
 
 
-class FieldRecord:
+class FieldRecord(ValueType):
     """Equal, hashable and shown by the fields named in ``_FIELDS``, in order.
 
     What a frozen dataclass gave the events, for plain classes with a
@@ -48,20 +48,11 @@ class FieldRecord:
     #: The fields, in order: what ``==``, ``hash`` and ``repr`` look at.
     _FIELDS: ClassVar[tuple[str, ...]] = ()
 
-    def _values(self) -> tuple[object, ...]:
+    def _key(self) -> tuple[object, ...]:
         return tuple([getattr(self, name) for name in self._FIELDS])
-
-    def __eq__(self, other: object) -> bool:
-        if other.__class__ is not self.__class__:
-            return NotImplemented
-        assert isinstance(other, FieldRecord)
-        return self._values() == other._values()
-
-    def __hash__(self) -> int:
-        return hash(self._values())
 
     def __repr__(self) -> str:
         fields = ", ".join(
-            f"{name}={value!r}" for name, value in zip(self._FIELDS, self._values(), strict=True)
+            f"{name}={value!r}" for name, value in zip(self._FIELDS, self._key(), strict=True)
         )
         return f"{type(self).__name__}({fields})"
