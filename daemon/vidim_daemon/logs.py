@@ -9,7 +9,11 @@ they were ~30 us each, ~12% of the daemon's CPU):
 * :class:`BatchHandler` keeps records made inside the event loop and formats
   and writes them together, in one ``write`` per batch, after the loop has
   sent what it had to send: a log line is never on a request's path;
-* the plain formatter formats the date once per second, not per record.
+* the plain formatter formats the date once per second, not per record;
+* :class:`LeanLogRecord` (the record factory :func:`setup_logging` installs)
+  fills the same attributes as :class:`logging.LogRecord` without the path
+  arithmetic and the thread and process look-ups nothing here prints: about
+  half of a record's cost, when the daemon logs four INFO records per setup.
 """
 
 from __future__ import annotations
@@ -20,9 +24,17 @@ import json
 import logging
 import sys
 import time
+from collections.abc import Mapping
 from typing import Any, TextIO
 
-__all__ = ["FLUSH_INTERVAL", "BatchHandler", "JsonFormatter", "PlainFormatter", "setup_logging"]
+__all__ = [
+    "FLUSH_INTERVAL",
+    "BatchHandler",
+    "JsonFormatter",
+    "LeanLogRecord",
+    "PlainFormatter",
+    "setup_logging",
+]
 
 #: LogRecord attributes that are not "extra" fields.
 _STANDARD = frozenset(vars(logging.makeLogRecord({}))) | {"message", "asctime", "taskName"}
@@ -34,6 +46,70 @@ _MAX_BATCH = 256
 
 #: How many attributes LogRecord.__init__ sets: ``extra`` fields come after them.
 _INIT_FIELDS = len(vars(logging.LogRecord("", 0, "", 0, "", None, None)))
+
+
+#: What LogRecord makes of the path it is given when callers are not looked up
+#: (``logging._srcfile`` is None): the file name and module are the same text.
+_UNKNOWN_FILE = "(unknown file)"
+_LEVEL_NAMES: dict[int, str] = logging._levelToName  # the table getLevelName reads
+_START_TIME: float = logging._startTime  # type: ignore[attr-defined]
+
+
+class LeanLogRecord(logging.LogRecord):
+    """A :class:`logging.LogRecord` with the same attributes, made with less work.
+
+    Records whose caller was not looked up (the daemon turns that off) skip
+    ``os.path`` on the placeholder file name; thread and process fields are
+    read only when :mod:`logging`'s switches ask for them, as LogRecord does.
+    Anything unusual (a real path, a sole mapping argument) goes to LogRecord's
+    own ``__init__``, so the attributes are always what it would have set.
+    """
+
+    def __init__(
+        self,
+        name: str,
+        level: int,
+        pathname: str,
+        lineno: int,
+        msg: object,
+        args: Any,
+        exc_info: Any,
+        func: str | None = None,
+        sinfo: str | None = None,
+        **kwargs: Any,
+    ) -> None:
+        if (
+            pathname != _UNKNOWN_FILE
+            or (args and len(args) == 1 and isinstance(args[0], Mapping))
+            or logging.logThreads
+            or logging.logMultiprocessing
+            or logging.logProcesses
+        ):
+            super().__init__(name, level, pathname, lineno, msg, args, exc_info, func, sinfo)
+            return
+        # Same attributes, same order as LogRecord.__init__ (the formatters' extra
+        # fields are the ones set after these).
+        ct = time.time()
+        self.name = name
+        self.msg = msg
+        self.args = args
+        self.levelname = _LEVEL_NAMES.get(level) or logging.getLevelName(level)
+        self.levelno = level
+        self.pathname = pathname
+        self.filename = _UNKNOWN_FILE
+        self.module = _UNKNOWN_FILE
+        self.exc_info = exc_info
+        self.exc_text = None
+        self.stack_info = sinfo
+        self.lineno = lineno
+        self.funcName = func
+        self.created = ct
+        self.msecs = int((ct - int(ct)) * 1000) + 0.0
+        self.relativeCreated = (ct - _START_TIME) * 1000
+        self.thread = None
+        self.threadName = None  # type: ignore[assignment]  # as LogRecord sets it
+        self.processName = None
+        self.process = None
 
 
 def _extras(record: logging.LogRecord) -> list[tuple[str, Any]]:
@@ -183,6 +259,7 @@ def _lean_records() -> None:
 
 def setup_logging(level: str = "info", *, json_lines: bool = False) -> None:
     _lean_records()
+    logging.setLogRecordFactory(LeanLogRecord)
     handler = BatchHandler(sys.stderr)
     handler.setFormatter(JsonFormatter() if json_lines else PlainFormatter())
     root = logging.getLogger()

@@ -13,7 +13,13 @@ import pytest
 from click.testing import CliRunner
 from vidim_daemon.cli import DEBUG_EVENTS, _event_logger, loop_factory, main
 from vidim_daemon.config import ConfigError, load
-from vidim_daemon.logs import BatchHandler, JsonFormatter, PlainFormatter
+from vidim_daemon.logs import (
+    BatchHandler,
+    JsonFormatter,
+    LeanLogRecord,
+    PlainFormatter,
+    setup_logging,
+)
 
 from vidim.allocator.conference import ConferenceState
 from vidim.allocator.events import (
@@ -94,6 +100,49 @@ def test_plain_formatter_writes_what_the_standard_format_did() -> None:
         f"{standard.format(record)} [call_id=c1 conference_id=k1]"
     )
     assert PlainFormatter().format(_record()) == standard.format(_record())
+
+
+@pytest.mark.parametrize(
+    ("pathname", "args"),
+    [
+        ("(unknown file)", ("world",)),  # the daemon's records: the lean path
+        ("(unknown file)", ()),
+        ("/srv/app/mod.py", ("world",)),  # a caller was looked up: LogRecord's own path
+        ("(unknown file)", ({"who": "world"},)),  # a sole mapping argument
+    ],
+)
+def test_lean_records_have_logrecords_attributes(pathname: str, args: tuple[object, ...]) -> None:
+    standard = logging.LogRecord("vidim.test", logging.INFO, pathname, 7, "hi %s", args, None)
+    lean = LeanLogRecord("vidim.test", logging.INFO, pathname, 7, "hi %s", args, None)
+    assert isinstance(lean, logging.LogRecord)
+    clock = {"created", "msecs", "relativeCreated"}
+    assert list(vars(lean)) == list(vars(standard))  # same fields, same order: extras come after
+    assert {k: v for k, v in vars(lean).items() if k not in clock} == {
+        k: v for k, v in vars(standard).items() if k not in clock
+    }
+    assert lean.getMessage() == standard.getMessage()
+    assert abs(lean.created - standard.created) < 5.0
+    assert lean.msecs == int((lean.created - int(lean.created)) * 1000)
+
+
+def test_setup_logging_installs_the_lean_record_factory() -> None:
+    before_factory, root = logging.getLogRecordFactory(), logging.getLogger()
+    before = (root.handlers[:], root.level)
+    switches = ("_srcfile", "logThreads", "logProcesses", "logMultiprocessing")
+    saved = {name: getattr(logging, name) for name in switches}
+    try:
+        setup_logging("info")
+        record = logging.getLogger("vidim.test").makeRecord(
+            "vidim.test", logging.INFO, "(unknown file)", 0, "x", (), None, extra={"call_id": "c"}
+        )
+        assert type(record) is LeanLogRecord
+        assert PlainFormatter().format(record).endswith("INFO vidim.test: x [call_id=c]")
+    finally:
+        logging.setLogRecordFactory(before_factory)
+        root.handlers[:] = before[0]
+        root.setLevel(before[1])
+        for name, value in saved.items():
+            setattr(logging, name, value)
 
 
 def test_json_formatter_carries_the_extra_fields() -> None:
