@@ -102,12 +102,12 @@ class LeanLogRecord(logging.LogRecord):
         self.exc_text = None
         self.stack_info = sinfo
         self.lineno = lineno
-        self.funcName = func
+        self.funcName = func  # type: ignore[assignment]  # None, as LogRecord sets it
         self.created = ct
         self.msecs = int((ct - int(ct)) * 1000) + 0.0
         self.relativeCreated = (ct - _START_TIME) * 1000
         self.thread = None
-        self.threadName = None  # type: ignore[assignment]  # as LogRecord sets it
+        self.threadName = None
         self.processName = None
         self.process = None
 
