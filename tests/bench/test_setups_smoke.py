@@ -7,6 +7,9 @@ is marked ``integration``.  No timing is asserted: the machine is shared.
 from __future__ import annotations
 
 import importlib.util
+import os
+import shutil
+import struct
 import sys
 from pathlib import Path
 from types import ModuleType
@@ -99,6 +102,49 @@ def test_quick_run_completes_every_setup(
     row = next(line for line in out.splitlines() if line.startswith("| 20 |"))
     cells = [cell.strip() for cell in row.strip("|").split("|")]
     assert cells[2] == "0", row  # failed setups
+    if shutil.which("tcpdump") and os.geteuid() == 0:  # scripts/setup installs it; CI is root
+        wire_p50, wire_p99 = float(cells[6]), float(cells[7])  # the capture's MESSAGE -> INVITE
+        assert 0 < wire_p50 <= wire_p99, row
+        assert "on the wire (loopback capture)" in out
+
+
+def _pcap(packets: list[tuple[float, bytes]]) -> bytes:
+    """A nanosecond pcap of IPv4/UDP over Ethernet (what tcpdump writes for lo)."""
+    out = [struct.pack("<IHHiIII", 0xA1B23C4D, 2, 4, 0, 0, 65535, 1)]
+    for stamp, payload in packets:
+        udp = struct.pack(">HHHH", 5060, 5070, 8 + len(payload), 0) + payload
+        ip = bytes([0x45, 0]) + struct.pack(">H", 20 + len(udp)) + bytes(16) + udp
+        frame = bytes(12) + b"\x08\x00" + ip
+        seconds = int(stamp)
+        nanos = round((stamp - seconds) * 1e9)
+        out.append(struct.pack("<IIII", seconds, nanos, len(frame), len(frame)) + frame)
+    return b"".join(out)
+
+
+def test_wire_latency_pairs_each_message_with_its_invite(bench: ModuleType, tmp_path: Path) -> None:
+    def message(n: int) -> bytes:
+        return f"MESSAGE sip:inv-a{n}@h SIP/2.0\r\nFrom: <sip:req{n}x1x2@h>;tag=t\r\n".encode()
+
+    def invite(n: int) -> bytes:
+        return f"INVITE sip:conf@h SIP/2.0\r\nX-Vidim-Participants: req{n}x1x2\r\n".encode()
+
+    probe = bench.PROBE_BASE + 1
+    path = tmp_path / "wire.pcap"
+    path.write_bytes(
+        _pcap([
+            (100.000_000_000, message(7)),
+            (100.000_100_000, message(8)),
+            (100.000_350_000, invite(7)),  # 0.35 ms
+            (100.000_500_000, message(7)),  # a retransmission: the first stamp counts
+            (100.002_100_000, invite(8)),  # 2.0 ms
+            (100.003_000_000, message(9)),  # never invited: not a latency
+            (100.004_000_000, message(probe)),  # the loaded probe's: left out
+            (100.004_200_000, invite(probe)),
+        ])
+    )  # fmt: skip
+    latencies = sorted(bench.wire_latencies_ms(path))
+    assert latencies == pytest.approx([0.35, 2.0], abs=1e-6)
+    assert bench.wire_latencies_ms(tmp_path / "missing.pcap") == []
 
 
 def test_daemon_config_carries_the_event_loop_and_extra_limits(
