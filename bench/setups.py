@@ -241,7 +241,10 @@ def udp_receive_errors() -> int:
 
 #: ``udp[8:4]`` (the first four payload octets) of a MESSAGE and of an INVITE.
 _MESS, _INVI = 0x4D455353, 0x494E5649
+#: The call number in the requester's user (req<n>x..., also in the daemon's INVITE)
+#: and in the anchor's sender (sender<n>@, also in what Kamailio relays).
 _CORRELATOR = re.compile(rb"req(\d+)x")
+_ANCHOR_CORRELATOR = re.compile(rb"sender(\d+)@")
 
 
 @dataclass
@@ -262,14 +265,28 @@ class WireCapture:
         return cpu_seconds(self.proc.pid) - self.cpu_start
 
 
-def start_capture(workdir: Path, daemon_port: int, focus_port: int) -> WireCapture | None:
+def daemon_filter(daemon_port: int, focus_port: int) -> str:
+    """MESSAGEs to the daemon and the INVITEs it sends the focus."""
+    return (
+        f"udp and ((dst port {daemon_port} and udp[8:4] = {_MESS:#x}) or "
+        f"(src port {daemon_port} and dst port {focus_port} and udp[8:4] = {_INVI:#x}))"
+    )
+
+
+def relay_filter(relay_port: int, uas_port: int) -> str:
+    """MESSAGEs to Kamailio and the MESSAGEs it relays to the SIPp UAS."""
+    return (
+        f"udp and udp[8:4] = {_MESS:#x} and "
+        f"(dst port {relay_port} or (src port {relay_port} and dst port {uas_port}))"
+    )
+
+
+def start_capture(workdir: Path, bpf: str) -> WireCapture | None:
     """tcpdump when it is installed and may capture here (root or CAP_NET_RAW); else None."""
     binary = shutil.which("tcpdump")
     if binary is None:
         return None
     path = workdir / "wire.pcap"
-    bpf = (f"udp and ((dst port {daemon_port} and udp[8:4] = {_MESS:#x}) or "
-           f"(src port {daemon_port} and dst port {focus_port} and udp[8:4] = {_INVI:#x}))")
     proc = subprocess.Popen(
         [binary, "-i", "lo", "-n", "-s", "1500", "-B", "32768", "--time-stamp-precision=nano",
          "-w", str(path), bpf],
@@ -294,8 +311,8 @@ def stop_capture(capture: WireCapture) -> None:
         capture.proc.stderr.close()
 
 
-def read_pcap(path: Path) -> Iterable[tuple[float, bytes]]:
-    """(stamp in seconds, UDP payload) of each packet of a pcap file (IPv4 over lo)."""
+def read_pcap(path: Path) -> Iterable[tuple[float, int, bytes]]:
+    """(stamp in seconds, UDP destination port, payload) per packet of a pcap (IPv4 over lo)."""
     data = path.read_bytes() if path.exists() else b""
     if len(data) < 24:
         return
@@ -314,23 +331,33 @@ def read_pcap(path: Path) -> Iterable[tuple[float, bytes]]:
         if len(ip) < 28:
             continue
         header = (ip[0] & 0x0F) * 4
-        yield seconds + fraction * scale, ip[header + 8 :]
+        destination, = struct.unpack_from(">H", ip, header + 2)
+        yield seconds + fraction * scale, destination, ip[header + 8 :]
 
 
-def wire_latencies_ms(path: Path) -> list[float]:
-    """MESSAGE -> INVITE per SIPp setup (the loaded probe's left out), from the capture."""
+def wire_latencies_ms(
+    path: Path, inbound_port: int | None = None, correlator: re.Pattern[bytes] = _CORRELATOR
+) -> list[float]:
+    """Per call number, first datagram in -> first datagram out, from a capture.
+
+    The daemon's (``inbound_port`` None): MESSAGE -> INVITE of each SIPp setup, the
+    loaded probe's left out.  A relay's: the MESSAGE sent to ``inbound_port`` -> the
+    MESSAGE it forwards.  A retransmission keeps the first stamp.
+    """
     sent: dict[int, float] = {}
-    invited: dict[int, float] = {}
-    for stamp, payload in read_pcap(path):
-        match = _CORRELATOR.search(payload, 0, 600)
+    out: dict[int, float] = {}
+    for stamp, destination, payload in read_pcap(path):
+        match = correlator.search(payload, 0, 600)
         if match is None:
             continue
         number = int(match.group(1))
         if number >= PROBE_BASE:
             continue
-        table = sent if payload.startswith(b"MESSAGE") else invited
-        table.setdefault(number, stamp)  # a retransmission keeps the first stamp
-    return [(invited[n] - at) * 1e3 for n, at in sent.items() if n in invited]
+        inbound = (
+            payload.startswith(b"MESSAGE") if inbound_port is None else destination == inbound_port
+        )
+        (sent if inbound else out).setdefault(number, stamp)
+    return [(out[n] - at) * 1e3 for n, at in sent.items() if n in out]
 
 
 # ------------------------------------------------------------------------------ SIPp
@@ -861,7 +888,9 @@ def run_vidim_step(
         sipps.append(focus)
         daemon = start_daemon(workdir, focus=focus.port, proxy=invitees.port, log_level=log_level)
         warm_up(daemon.port, WARM_UP)
-        capture = start_capture(workdir, daemon.port, focus.port) if CAPTURE else None
+        capture = (
+            start_capture(workdir, daemon_filter(daemon.port, focus.port)) if CAPTURE else None
+        )
         drops = udp_receive_errors()
         if probe_interval:
             probe = LoadedProbe(daemon.port, probe_interval)
@@ -956,6 +985,8 @@ class AnchorStep:
     failed: int = 0
     retrans: int = 0
     rtt_ms: list[float] = field(default_factory=list)
+    #: Kamailio's relay latency from the loopback capture (None: no capture).
+    wire_ms: list[float] | None = None
     relay_cpu: float | None = None
     sipp_cpu: dict[str, float] = field(default_factory=dict)
     udp_drops: int = 0
@@ -1060,6 +1091,7 @@ def run_anchor_step(workdir: Path, path: str, rate: int, seconds: float) -> Anch
     calls = max(1, round(rate * seconds))
     sipps: list[Sipp] = []
     kamailio: subprocess.Popen[bytes] | None = None
+    capture: WireCapture | None = None
     try:
         uas = start_sipp("uas", "message_uas.xml", workdir)
         sipps.append(uas)
@@ -1067,6 +1099,8 @@ def run_anchor_step(workdir: Path, path: str, rate: int, seconds: float) -> Anch
         relay_cpu = 0.0
         if path == "kamailio":
             kamailio, target = start_kamailio(workdir, uas.port)
+            if CAPTURE:
+                capture = start_capture(workdir, relay_filter(target, uas.port))
             relay_cpu = group_cpu_seconds(kamailio.pid)
         drops = udp_receive_errors()
         others = all_cpu_seconds()
@@ -1083,12 +1117,16 @@ def run_anchor_step(workdir: Path, path: str, rate: int, seconds: float) -> Anch
         ours = {os.getpid(), *(s.proc.pid for s in sipps)}
         if kamailio is not None:
             ours.add(kamailio.pid)
+        if capture is not None:
+            ours.add(capture.proc.pid)
         step.background_cpu = background_cpu(others, all_cpu_seconds(), ours) / wall * 100
         if kamailio is not None:
             step.relay_cpu = (group_cpu_seconds(kamailio.pid) - relay_cpu) / wall * 100
         for sipp in sipps:
             step.sipp_cpu[sipp.name] = sipp.cpu() / wall * 100
     finally:
+        if capture is not None:
+            stop_capture(capture)
         for sipp in sipps:
             stop_sipp(sipp)
         if kamailio is not None:
@@ -1105,6 +1143,9 @@ def run_anchor_step(workdir: Path, path: str, rate: int, seconds: float) -> Anch
     if answered:
         step.elapsed = max(answered) - min(sent)
     step.rtt_ms = [(a - s) * 1e3 for s, a in zip(sent, answered, strict=True)]
+    if capture is not None:
+        step.wire_ms = wire_latencies_ms(capture.path, target, _ANCHOR_CORRELATOR)
+        capture.path.unlink(missing_ok=True)
     return step
 
 
@@ -1292,10 +1333,15 @@ def _us(value: float | None) -> str:
 
 def format_anchor_row(step: AnchorStep) -> str:
     relay = f"{step.relay_cpu:.0f}%" if step.relay_cpu is not None else "-"
+    relay_wire = (
+        f"{_ms(percentile(step.wire_ms, 0.5))} / {_ms(percentile(step.wire_ms, 0.99))}"
+        if step.wire_ms
+        else "-"
+    )
     return (
         f"| {step.path} | {step.rate:,} | {step.achieved:,.0f} | {step.offered - step.done:,} | "
         f"{step.retrans:,} | {_ms(percentile(step.rtt_ms, 0.5))} | "
-        f"{_ms(percentile(step.rtt_ms, 0.99))} | {relay} | "
+        f"{_ms(percentile(step.rtt_ms, 0.99))} | {relay_wire} | {relay} | "
         f"{step.sipp_cpu.get('uac', 0):.0f}% / {step.sipp_cpu.get('uas', 0):.0f}% | "
         f"{step.udp_drops:,} | {step.background_cpu:.0f}% | {'yes' if step.clean else 'no'} |"
     )
@@ -1303,8 +1349,9 @@ def format_anchor_row(step: AnchorStep) -> str:
 
 ANCHOR_HEADER = (
     "| path | offered/s | achieved/s | failed | retrans | RTT p50 ms | RTT p99 ms | "
-    "Kamailio CPU | SIPp CPU uac / uas | UDP drops | other jobs' CPU | clean |\n"
-    "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---|"
+    "relay on the wire p50 / p99 ms | Kamailio CPU | SIPp CPU uac / uas | UDP drops | "
+    "other jobs' CPU | clean |\n"
+    "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---|"
 )
 
 

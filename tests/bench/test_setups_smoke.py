@@ -106,13 +106,17 @@ def test_quick_run_completes_every_setup(
         wire_p50, wire_p99 = float(cells[6]), float(cells[7])  # the capture's MESSAGE -> INVITE
         assert 0 < wire_p50 <= wire_p99, row
         assert "on the wire (loopback capture)" in out
+        kamailio = next(line for line in out.splitlines() if line.startswith("| kamailio |"))
+        relay_p50, relay_p99 = (float(v) for v in kamailio.split("|")[8].split("/"))
+        assert 0 < relay_p50 <= relay_p99, kamailio
 
 
-def _pcap(packets: list[tuple[float, bytes]]) -> bytes:
+def _pcap(packets: list[tuple[float, bytes]], ports: list[int] | None = None) -> bytes:
     """A nanosecond pcap of IPv4/UDP over Ethernet (what tcpdump writes for lo)."""
     out = [struct.pack("<IHHiIII", 0xA1B23C4D, 2, 4, 0, 0, 65535, 1)]
-    for stamp, payload in packets:
-        udp = struct.pack(">HHHH", 5060, 5070, 8 + len(payload), 0) + payload
+    for index, (stamp, payload) in enumerate(packets):
+        port = ports[index] if ports else 5070
+        udp = struct.pack(">HHHH", 5060, port, 8 + len(payload), 0) + payload
         ip = bytes([0x45, 0]) + struct.pack(">H", 20 + len(udp)) + bytes(16) + udp
         frame = bytes(12) + b"\x08\x00" + ip
         seconds = int(stamp)
@@ -145,6 +149,22 @@ def test_wire_latency_pairs_each_message_with_its_invite(bench: ModuleType, tmp_
     latencies = sorted(bench.wire_latencies_ms(path))
     assert latencies == pytest.approx([0.35, 2.0], abs=1e-6)
     assert bench.wire_latencies_ms(tmp_path / "missing.pcap") == []
+
+
+def test_relay_latency_pairs_by_direction(bench: ModuleType, tmp_path: Path) -> None:
+    def message(n: int) -> bytes:
+        return f"MESSAGE sip:relay@h SIP/2.0\r\nFrom: <sip:sender{n}@h>;tag=t\r\n".encode()
+
+    relay, uas = 5070, 5080
+    path = tmp_path / "relay.pcap"
+    path.write_bytes(
+        _pcap(
+            [(5.0, message(1)), (5.000_2, message(2)), (5.000_25, message(1)), (5.001, message(2))],
+            ports=[relay, relay, uas, uas],
+        )
+    )
+    latencies = sorted(bench.wire_latencies_ms(path, relay, bench._ANCHOR_CORRELATOR))
+    assert latencies == pytest.approx([0.25, 0.8], abs=1e-6)
 
 
 def test_daemon_config_carries_the_event_loop_and_extra_limits(
