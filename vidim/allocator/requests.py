@@ -348,11 +348,14 @@ def _refuse(reason: str, status: int = 400, headers: tuple[tuple[str, str], ...]
 
 def _shown(text: str, limit: int = 48) -> str:
     """``text`` as it may appear in a reason: controls as '?', cut at ``limit``."""
-    text = _SHOWN_RE.sub("?", text)
+    if not text.isprintable():  # printable: nothing the pattern replaces
+        text = _SHOWN_RE.sub("?", text)
     return text if len(text) <= limit else text[: limit - 3] + "..."
 
 
 def _check_text(value: str, where: str, *, allow_tab: bool = True) -> None:
+    if value.isprintable():
+        return  # no control (Cc), no surrogate (Cs): the usual case, without a regex
     if _SURROGATE_RE.search(value):
         _refuse(f"invalid UTF-8 in {where}")
     if (_CONTROL_RE if allow_tab else _CONTROL_OR_TAB_RE).search(value):
@@ -396,7 +399,7 @@ def _address_of_record(uri: URI, what: str, *, keep_port: bool = False) -> SipUR
         if _CONTROL_OR_TAB_RE.search(unescape(raw_user)):
             _refuse(f"control character in the user part of {what}")
         user = _normalize_user(raw_user)
-    elif _CONTROL_OR_TAB_RE.search(raw_user):
+    elif not raw_user.isprintable() and _CONTROL_OR_TAB_RE.search(raw_user):
         _refuse(f"control character in the user part of {what}")
     raw_host = uri.host
     host = raw_host.lower()
@@ -679,6 +682,11 @@ def parse_command(text: str, *, requester: SipURI, policy: RequestPolicy) -> Com
 
 
 def _header_mode(lines: list[str]) -> Mode:
+    if len(lines) == 1 and "," not in lines[0]:  # one value: the usual case
+        _check_text(lines[0], MODE_HEADER)
+        single = lines[0].strip()
+        if single:
+            return _parse_mode(single)
     values: list[str] = []
     for line in lines:
         _check_text(line, MODE_HEADER)

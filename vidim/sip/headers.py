@@ -17,12 +17,17 @@ from .errors import LocalProtocolError, SIPParseError
 from .uri import (
     _FAST_HOST,
     _FAST_PORT,
+    _HOST_TABLE,
     _LOOSE_HOST,
     _LOOSE_PORT,
     URI,
+    _char_table,
     _fast_sip_uri_from_groups,
     _fast_sip_uri_pattern,
+    _only,
     _parse_uri_slow,
+    _scan_port,
+    _scan_sip_uri,
     parse_uri,
     valid_host,
 )
@@ -200,6 +205,41 @@ def _fast_params(text: str) -> Params:
     return tuple(out)
 
 
+#: token characters, and those of a gen-value without quotes (_FAST_VALUE).
+_TOKEN_CHARSET: Final = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-.!%*_+`'~"
+_TOKEN_SET: Final = _char_table(_TOKEN_CHARSET)
+_VALUE_SET: Final = _char_table(_TOKEN_CHARSET + "[]:")
+_DISPLAY_SET: Final = _char_table(_TOKEN_CHARSET + " ")
+
+
+def _scan_params(text: str) -> Params | None:
+    """:data:`_FAST_PARAMS` without quoted values, scanned and split as
+    :func:`_fast_params` splits them; None: not of that form."""
+    if not text:
+        return ()
+    if not text.startswith(";"):
+        return None
+    if text.find(";", 1) < 0:  # one parameter (a tag, a branch): the usual case
+        name, eq, value = text[1:].partition("=")
+        if not _only(name, _TOKEN_SET):
+            return None
+        if eq:
+            return ((name, value),) if _only(value, _VALUE_SET) else None
+        return ((name, None),)
+    out: list[tuple[str, str | None]] = []
+    for item in text[1:].split(";"):
+        name, eq, value = item.partition("=")
+        if not _only(name, _TOKEN_SET):
+            return None
+        if eq:
+            if not _only(value, _VALUE_SET):
+                return None
+            out.append((name, value))
+        else:
+            out.append((name, None))
+    return tuple(out)
+
+
 def _split_quoted_params(text: str) -> list[str]:
     return [f"{m.group(1)}={m.group(2)}" if m.group(2) is not None else m.group(1)
             for m in _PARAM_RE.finditer(text)]  # fmt: skip
@@ -368,6 +408,58 @@ def _name_addr(uri: URI, display_name: str | None, params: Params) -> NameAddr:
 
 def parse_name_addr(value: str) -> NameAddr:
     """Parse ``( name-addr / addr-spec ) *( SEMI param )`` (RFC 3261 section 20.10)."""
+    scanned = _scan_name_addr(value)
+    if scanned is not None:  # From and To of every message come here
+        return scanned
+    return _parse_name_addr_regex(value)
+
+
+def _scan_name_addr(value: str) -> NameAddr | None:
+    """``[display] <sip-URI> *(;param)`` as :data:`_FAST_NAME_ADDR_SIP_RE` reads it,
+    scanned (no escapes in the display name, no quoted parameter value, no
+    IPv6 host); None: not of that form."""
+    display: str | None = None
+    if value.startswith("<"):
+        lt = 0
+    elif value.startswith('"'):
+        close = value.find('"', 1)
+        if close < 0:
+            return None
+        display = value[1:close]
+        if "\\" in display or "\r" in display or "\n" in display:
+            return None
+        lt = close + 1
+        if value.startswith(" ", lt):
+            lt += 1
+        if not value.startswith("<", lt):
+            return None
+    else:
+        lt = value.find("<")
+        if lt <= 0:
+            return None
+        # tokens separated by single spaces, then at most one space
+        display = value[: lt - 1] if value[lt - 1] == " " else value[:lt]
+        if (
+            not _only(display, _DISPLAY_SET)
+            or display.startswith(" ")
+            or display.endswith(" ")
+            or "  " in display
+        ):
+            return None
+    gt = value.find(">", lt)
+    if gt < 0:
+        return None
+    uri = _scan_sip_uri(value[lt + 1 : gt])
+    if uri is None:
+        return None
+    params = _scan_params(value[gt + 1 :])
+    if params is None:
+        return None
+    return NameAddr(uri, display, params)
+
+
+def _parse_name_addr_regex(value: str) -> NameAddr:
+    """parse_name_addr without the scanner: the fast regexes, then the general parser."""
     match = _FAST_NAME_ADDR_SIP_RE.fullmatch(value)
     if match is not None:
         quoted, tokens, scheme, user, host, port, uri_params, params = match.groups()
@@ -547,6 +639,10 @@ def _parse_via(text: str, value: str) -> Via:
 
 def _fast_via(transport: str, host: str, port: str | None, params_text: str) -> Via | None:
     """The Via a :data:`_FAST_VIA_RE` match describes (None: let the general parser decide)."""
+    return _fast_via_params(transport, host, port, _fast_params(params_text))
+
+
+def _fast_via_params(transport: str, host: str, port: str | None, params: Params) -> Via | None:
     if not valid_host(host):
         return None
     port_number = None
@@ -554,7 +650,6 @@ def _fast_via(transport: str, host: str, port: str | None, params_text: str) -> 
         port_number = int(port)
         if port_number > 65535:
             return None
-    params = _fast_params(params_text)
     if not _via_params_ok(params):
         return None
     return _via(transport.upper(), host, port_number, params)
@@ -575,6 +670,45 @@ def _via_params_ok(params: Params) -> bool:
 
 def _parse_top_via(line: str) -> Via:
     """The first via-parm of a Via line, the whole line validated, the rest not built."""
+    via = _scan_via(line)
+    if via is not None:
+        return via
+    return _parse_top_via_regex(line)
+
+
+def _scan_via(line: str) -> Via | None:
+    """A Via line of one via-parm as :data:`_FAST_VIA_RE` reads it, scanned
+    (no quoted parameter value, no IPv6 host); None: not of that form."""
+    if not line.startswith("SIP/2.0/"):
+        return None
+    space = line.find(" ", 8)
+    if space < 0:
+        return None
+    transport = line[8:space]
+    if not transport.isalpha() or not transport.isascii():
+        return None
+    semi = line.find(";", space)
+    params: Params = ()
+    if semi < 0:
+        hostport = line[space + 1 :]
+    else:
+        hostport = line[space + 1 : semi]
+        scanned = _scan_params(line[semi:])
+        if scanned is None:
+            return None
+        params = scanned
+    host, colon, port = hostport.partition(":")
+    if not _only(host, _HOST_TABLE):
+        return None
+    if colon:
+        if not _scan_port(port):
+            return None
+        return _fast_via_params(transport, host, port, params)
+    return _fast_via_params(transport, host, None, params)
+
+
+def _parse_top_via_regex(line: str) -> Via:
+    """_parse_top_via without the scanner: the fast regexes, then the general parser."""
     # One via-parm per line is the usual case: fullmatch (cheaper in re than
     # match, and no end() call); else the first via-parm and the rest.
     match = _FAST_VIA_RE.fullmatch(line)
@@ -727,7 +861,25 @@ class MediaType(ValueType):
         return f"{self._type}/{self._subtype}{format_params(self._params)}"
 
 
+def _scan_media_type(value: str) -> MediaType | None:
+    """``type/subtype *(;param)`` as :data:`_FAST_MEDIA_RE` reads it, scanned (no
+    quoted parameter value); None: not of that form."""
+    slash = value.find("/")
+    semi = value.find(";", slash)
+    subtype = value[slash + 1 :] if semi < 0 else value[slash + 1 : semi]
+    type_ = value[:slash]
+    if slash < 0 or not _only(type_, _TOKEN_SET) or not _only(subtype, _TOKEN_SET):
+        return None
+    if semi < 0:
+        return MediaType(type_, subtype)
+    params = _scan_params(value[semi:])
+    return None if params is None else MediaType(type_, subtype, params)
+
+
 def parse_media_type(value: str) -> MediaType:
+    scanned = _scan_media_type(value)
+    if scanned is not None:
+        return scanned
     match = _FAST_MEDIA_RE.fullmatch(value)
     if match is not None:
         type_, subtype, params = match.groups()
@@ -737,7 +889,7 @@ def parse_media_type(value: str) -> MediaType:
 
 def _media_type_ok(value: str) -> bool:
     """True when the fast grammar covers the value: valid without building it."""
-    return _FAST_MEDIA_RE.fullmatch(value) is not None
+    return _scan_media_type(value) is not None or _FAST_MEDIA_RE.fullmatch(value) is not None
 
 
 def _parse_media_type_slow(value: str) -> MediaType:
@@ -985,8 +1137,10 @@ class Headers:
             # One string instead of a tuple and three strings per line: a
             # transaction keeps its messages for up to 32 s, and at a few
             # thousand setups a second they were most of the daemon's memory.
-            self._packed = _pack(items)
-            self._stored = None
+            packed = _pack(items)
+            if packed is not None:
+                self._packed = packed
+                self._stored = None
 
     def _drop_cache(self, lname: str) -> None:
         self._index = None
@@ -996,19 +1150,49 @@ class Headers:
             cache.pop("*" + lname, None)
 
 
-def _pack(items: list[tuple[str, str, str]]) -> str:
-    """Lines as one string: no name or value holds a line feed (they are lines)."""
-    return "\n".join([field for item in items for field in item])
+def _pack(items: list[tuple[str, str, str]]) -> str | None:
+    """Lines as one string, as they are written on the wire: ``Name: value``
+    joined by CRLF (no name or value holds a line end: they are lines), so
+    that Message.to_bytes() can copy it as it is.  The lower-case name is
+    left out and derived from the name again; None (nothing packed) in the
+    rare case where it is not the name in lower case."""
+    parts: list[str] = []  # one join of the pieces: no string per line
+    lnames = _PACKED_LNAMES
+    for lname, name, value in items:
+        known = lnames.get(name)
+        if known is None:
+            known = name.lower()
+            if len(lnames) < 1024:  # bounded: names can come from peers
+                lnames[name] = known
+        if known != lname:
+            return None
+        parts.append(name)
+        parts.append(": ")
+        parts.append(value)
+        parts.append("\r\n")
+    if parts:
+        parts.pop()
+    return "".join(parts)
 
 
 def _unpack(packed: str) -> list[tuple[str, str, str]]:
     if not packed:
         return []
-    fields = packed.split("\n")
-    return [(fields[i], fields[i + 1], fields[i + 2]) for i in range(0, len(fields), 3)]
+    out: list[tuple[str, str, str]] = []
+    lnames = _PACKED_LNAMES
+    for line in packed.split("\r\n"):
+        # The first ": " ends the name: a name is a token (no colon).
+        name, _, value = line.partition(": ")
+        lname = lnames.get(name)
+        if lname is None:
+            lname = name.lower()
+        out.append((lname, name, value))
+    return out
 
 
 _MISSING: Final[Any] = object()
+#: canonical header name -> lower-case name, for _pack and _unpack (bounded).
+_PACKED_LNAMES: Final[dict[str, str]] = {}
 _LOWER_NAMES: Final[dict[str, str]] = {}
 #: header name as given to Headers -> (lower-case canonical name, canonical
 #: name), for names that passed the token check; bounded like _LOWER_NAMES.

@@ -205,15 +205,23 @@ class Message:
 
     def to_bytes(self) -> bytes:
         """Serialize; Content-Length is always written, from the body's length."""
+        headers = self.headers
+        body = self.body
+        packed = headers._packed
+        if headers._stored is None and packed and "Content-Length:" not in packed:
+            # A compacted message (see Headers.compact) without Content-Length
+            # (what vidim builds): its lines are packed as they are written,
+            # and they stay packed.
+            text = f"{self._start_line()}\r\n{packed}\r\nContent-Length: {len(body)}\r\n\r\n"
+            return _encode(text) + body
         # One join of the pieces: no intermediate string per header line.
         parts = [self._start_line()]
-        for lname, name, value in self.headers._items:
+        for lname, name, value in headers._items:
             if lname != "content-length":
                 parts.append("\r\n")
                 parts.append(name)
                 parts.append(": ")
                 parts.append(value)
-        body = self.body
         parts.append("\r\nContent-Length: ")
         parts.append(str(len(body)))
         parts.append("\r\n\r\n")

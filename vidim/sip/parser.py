@@ -13,11 +13,13 @@ from typing import Final
 from . import abnf
 from .errors import SIPParseError
 from .headers import (
+    _TOKEN_SET,
     SINGLE_HEADERS,
     Headers,
     _media_type_ok,
     _name_addr_line_ok,
     _parse_top_via,
+    _scan_name_addr,
     _via_line_ok,
     canonical_name,
     parse_content_length,
@@ -32,8 +34,11 @@ from .message import Request, Response
 from .uri import (
     URI,
     SipURI,
+    _char_table,
     _fast_sip_uri_from_groups,
     _fast_sip_uri_pattern,
+    _only,
+    _scan_sip_uri,
     parse_uri,
 )
 
@@ -50,6 +55,10 @@ _VERSION_RE: Final = re.compile(r"SIP/[0-9]+\.[0-9]+")
 _CALL_ID_RE: Final = re.compile(rf"{abnf.WORD}(?:@{abnf.WORD})?")
 _CONTENT_LENGTH_RE: Final = re.compile(
     rb"^(?:content-length|l)[ \t]*:[ \t]*([^\r\n]*?)[ \t]*\r?$", re.IGNORECASE | re.MULTILINE
+)
+#: The characters of abnf.WORD, for the Call-ID scan.
+_WORD_SET: Final = _char_table(
+    "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-.!%*_+`'~()<>:\\\"/[]?{}"
 )
 _REQUIRED_ORDER: Final = ("via", "from", "to", "call-id", "cseq")
 
@@ -189,6 +198,19 @@ _FAST_REQUEST_LINE_RE: Final = re.compile(rf"({abnf.TOKEN}) {_fast_sip_uri_patte
 
 
 def _parse_request_line(line: str, headers: Headers) -> Request:
+    # Scanned first (see uri._scan_sip_uri): "Method SP sip-URI SP SIP/2.0".
+    if line.endswith(" SIP/2.0"):
+        space = line.find(" ")
+        method = line[:space]
+        if _only(method, _TOKEN_SET):
+            scanned = _scan_sip_uri(line[space + 1 : len(line) - 8])
+            if scanned is not None:
+                return Request(method, scanned, headers)
+    return _parse_request_line_regex(line, headers)
+
+
+def _parse_request_line_regex(line: str, headers: Headers) -> Request:
+    """_parse_request_line without the scanner: the fast regex, then the general parser."""
     match = _FAST_REQUEST_LINE_RE.fullmatch(line)
     uri: URI | None = None
     method = ""
@@ -226,6 +248,14 @@ def _parse_status_line(line: str, headers: Headers) -> Response:
     return Response(int(code), parts[2] if len(parts) == 3 else "", headers)
 
 
+def _call_id_ok(call_id: str) -> bool:
+    """Call-ID = word ["@" word]: scanned, the regular expression for what the scan refuses."""
+    left, at, right = call_id.partition("@")
+    if _only(left, _WORD_SET) and (not at or _only(right, _WORD_SET)):
+        return True
+    return _CALL_ID_RE.fullmatch(call_id) is not None
+
+
 def _validate(
     message: Request | Response, first: dict[str, str], repeats: list[tuple[str, str]]
 ) -> None:
@@ -255,7 +285,7 @@ def _validate(
     cache["from"] = parse_name_addr(first["from"])
     cache["to"] = parse_name_addr(first["to"])
     call_id = first["call-id"]
-    if not _CALL_ID_RE.fullmatch(call_id):
+    if not _call_id_ok(call_id):
         raise SIPParseError(f"malformed Call-ID {call_id[:60]!r}")
     cseq = parse_cseq(first["cseq"])
     cache["cseq"] = cseq
@@ -269,7 +299,11 @@ def _validate(
             cache["max-forwards"] = parse_max_forwards(max_forwards)
     contact = first.get("contact")
     if contact is not None and contact != "*":
-        if not _name_addr_line_ok(contact):
+        scanned = _scan_name_addr(contact)
+        if scanned is not None:  # one Contact value: keep it for Message.contacts
+            if not repeats or not any(lname == "contact" for lname, _ in repeats):
+                cache["*contact"] = [scanned]
+        elif not _name_addr_line_ok(contact):
             parse_name_addr_list(contact)
         for lname, line in repeats:
             if lname == "contact" and not _name_addr_line_ok(line):

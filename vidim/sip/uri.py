@@ -338,11 +338,97 @@ _FAST_SIP_RE: Final = re.compile(_fast_sip_uri_pattern())
 
 def _fast_sip_uri(text: str) -> SipURI | None:
     """The common forms, or None for the general parser."""
+    uri = _scan_sip_uri(text)
+    if uri is not None:
+        return uri
+    return _fast_sip_uri_regex(text)
+
+
+def _fast_sip_uri_regex(text: str) -> SipURI | None:
+    """The fast path's regular expression, behind the scanner (and for the tests)."""
     match = _FAST_SIP_RE.fullmatch(text)
     if match is None:
         return None
     scheme, user, host, port, params_text = match.groups()
     return _fast_sip_uri_from_groups(scheme, user, host, port, params_text)
+
+
+# Hand-written scanners, ahead of the fast regexes: str.find/partition and a
+# character-set check per part, which compiled code runs as a loop over the
+# characters (ord(text[i]) and a bytes table: no object per character),
+# cost a fraction of a regex match.  A scanner accepts a subset of its regex's
+# language (no IPv6, no quoted values...) and gives what the regex path gives;
+# for anything else it returns None and the regex path decides
+# (tests/sip/test_scanners.py checks both).
+_ALNUM_CHARS: Final = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789"
+
+
+def _char_table(chars: str) -> bytes:
+    """128 octets: 1 at the code of each character of ``chars`` (ASCII), else 0."""
+    return bytes(1 if chr(code) in chars else 0 for code in range(128))
+
+
+_DIGIT_TABLE: Final = _char_table("0123456789")
+#: unreserved (abnf.UNRESERVED) plus "&=+$," : the user part of _fast_sip_uri_pattern.
+_USER_TABLE: Final = _char_table(_ALNUM_CHARS + "-_.!~*'()&=+$,")
+#: _FAST_PCHAR: paramchar without escapes.
+_PCHAR_TABLE: Final = _char_table(_ALNUM_CHARS + "-_.!~*'()[]/:&+$")
+#: _LOOSE_HOST without the IPv6 reference.
+_HOST_TABLE: Final = _char_table(_ALNUM_CHARS + "-.")
+
+
+def _only(text: str, table: bytes) -> bool:
+    """True when ``text`` is not empty and every character of it is in ``table``."""
+    if not text:
+        return False
+    for i in range(len(text)):
+        code = ord(text[i])
+        if code >= 128 or not table[code]:
+            return False
+    return True
+
+
+def _scan_port(port: str) -> bool:
+    """1 to 5 ASCII digits (_LOOSE_PORT)."""
+    return len(port) <= 5 and _only(port, _DIGIT_TABLE)
+
+
+def _scan_sip_uri(text: str) -> SipURI | None:
+    """:data:`_FAST_SIP_RE`'s URIs without IPv6, scanned; None: not one of them."""
+    if text.startswith("sip:"):
+        scheme = "sip"
+        pos = 4
+    elif text.startswith("sips:"):
+        scheme = "sips"
+        pos = 5
+    else:
+        return None
+    user: str | None = None
+    at = text.find("@", pos)
+    if at >= 0:
+        user = text[pos:at]
+        if not _only(user, _USER_TABLE):
+            return None
+        pos = at + 1
+    semi = text.find(";", pos)
+    if semi < 0:
+        hostport = text[pos:]
+        params_text = ""
+    else:
+        hostport = text[pos:semi]
+        params_text = text[semi:]
+        for item in params_text[1:].split(";"):
+            name, eq, value = item.partition("=")
+            if not _only(name, _PCHAR_TABLE) or (eq and not _only(value, _PCHAR_TABLE)):
+                return None
+    host, colon, port = hostport.partition(":")
+    if not _only(host, _HOST_TABLE):
+        return None
+    if colon:
+        if not _scan_port(port):
+            return None
+        return _fast_sip_uri_from_groups(scheme, user, host, port, params_text)
+    return _fast_sip_uri_from_groups(scheme, user, host, None, params_text)
 
 
 def _fast_sip_uri_from_groups(
