@@ -18,6 +18,7 @@ from vidim.allocator.events import (
 from vidim.allocator.modes import Mode
 from vidim.allocator.requests import RequestPolicy
 from vidim.sip import Address, Via
+from vidim.sip.transaction import NonInviteClientState, NonInviteClientTransaction
 
 
 def make_world(**config: object) -> tuple[SimNetwork, Allocator, Phone, Phone, Phone, Focus]:
@@ -152,6 +153,15 @@ def test_per_conference_indexes_stay_small() -> None:
     assert len(allocator._requests_seen[first.requester]) == 2  # type: ignore[arg-type]
     # Only SUBSCRIBEs are kept aside for retiring (not every transaction in flight).
     assert all(p.request.method == "SUBSCRIBE" for p in allocator._pending_subscribes.values())
+    # One timer entry per conference, however many deadlines it has (the
+    # second, nobody there yet: keepalive and idle), due no later than the
+    # earliest of them.
+    assert second.keepalive_deadline is not None and second.idle_deadline is not None
+    for conference in (first, second):
+        entries = [entry for entry in allocator._timers if entry[1] == conference.id]
+        assert entries == [(conference._timer_at, conference.id)]
+        deadlines = [conference.keepalive_deadline, conference.idle_deadline]
+        assert conference._timer_at <= min(d for d in deadlines if d is not None)
     focus.hang_up(focus.conferences[0], net.now)
     net.advance(1.0)
     assert allocator._by_requester == {first.requester: second.id}
@@ -182,3 +192,23 @@ def test_out_of_dialog_lines_are_what_the_value_types_write() -> None:
         assert request.call_id.endswith(f"@{local.host}")
         assert request.headers.get("To") == "<sip:bob@example.com>"
         assert request.headers.get("CSeq") == "1 MESSAGE"
+
+
+def test_requests_answered_for_good_are_let_go_of() -> None:
+    """A non-INVITE request is forgotten at its final response, not at Timer K."""
+    net, allocator, alice, _bob, _carol, _focus = make_world()
+    alice.send_message(0.0, text="/video bob")
+    net.advance(1.0)
+    layer = allocator._layer
+    completed = [
+        txn
+        for txn in layer._transactions.values()
+        if isinstance(txn, NonInviteClientTransaction)
+        and txn.state is NonInviteClientState.COMPLETED
+    ]
+    assert completed  # the invitation MESSAGE and the SUBSCRIBE, answered, linger for Timer K
+    for txn in completed:
+        assert txn.request is None  # what they keep: nothing of the request
+    methods = {tid: p.request.method for tid, p in allocator._pending.items()}
+    assert {txn.id for txn in completed if txn.key[1] == "MESSAGE"}.isdisjoint(methods)
+    assert set(methods.values()) <= {"INVITE", "SUBSCRIBE"}

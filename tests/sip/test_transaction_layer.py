@@ -815,3 +815,29 @@ def test_tables_of_a_burst_are_given_back_once_every_transaction_has_ended() -> 
     request = make_request("MESSAGE", call_id="after@192.0.2.1")
     tid = layer.send_request(request, SERVER, 200.0)
     assert layer.transaction(tid) is not None
+
+
+def test_a_completed_server_transaction_keeps_only_its_last_response() -> None:
+    # Timer J keeps it 32 s: the request is let go of, retransmissions still
+    # get the final response, and a transport error is reported without it.
+    layer = TransactionLayer()
+    request = make_request("MESSAGE")
+    layer.receive(request, CLIENT, 0.0)
+    [received] = layer.events()
+    assert isinstance(received, RequestReceived)
+    txn = layer.transaction(received.transaction_id)
+    assert txn is not None
+    assert txn.request is request  # until the final response
+    ok = respond(request, 200)
+    layer.send_response(ok, 0.1)
+    assert sent(layer) == [ok]
+    assert txn.request is None
+    assert txn.last_response is ok
+    layer.receive(request, CLIENT, 1.0)  # a retransmission: matched by its key, answered again
+    assert sent(layer) == [ok]
+    assert layer.events() == []
+    assert layer.report_transport_error(txn.id, 2.0)
+    assert layer.events() == [
+        TransportFailed(transaction_id=txn.id, request=None, status_hint=503),
+        TransactionTerminated(transaction_id=txn.id),
+    ]

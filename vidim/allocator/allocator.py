@@ -20,7 +20,6 @@ import binascii
 import contextlib
 import heapq
 import ipaddress
-import itertools
 import os
 import re
 import sys
@@ -73,7 +72,14 @@ from ..sip import (
     parse_uri,
     warning_value,
 )
-from .conference import Conference, ConferenceInput, ConferenceState, Participant, ProbeResult
+from .conference import (
+    NO_TIMER,
+    Conference,
+    ConferenceInput,
+    ConferenceState,
+    Participant,
+    ProbeResult,
+)
 from .events import (
     AllocatorEvent,
     ConferenceEnded,
@@ -300,10 +306,11 @@ class Allocator(SipCoreBase[AllocatorEvent]):
         #: only the requesters of the last window.
         self._requests_seen: dict[str, float | list[float]] = {}
         self._next_sweep = 0.0
-        self._timers: list[tuple[float, int, str, str]] = []
+        #: One entry (deadline, conference id) per conference with a deadline:
+        #: the earliest, when it was armed (see _arm and _fire_due).
+        self._timers: list[tuple[float, str]] = []
         #: Where each focus URI is sent to, worked out on first use.
         self._focus_addresses: dict[str, Address] = {}
-        self._sequence = itertools.count()
 
     # -- the I/O boundary ------------------------------------------------------
     def receive(self, message: Request | Response, source: Address, now: float) -> None:
@@ -321,13 +328,27 @@ class Allocator(SipCoreBase[AllocatorEvent]):
             self._sweep_requests_seen(now)
         self._layer.handle_timer(now)
         self._drain(now)
-        while self._timers and self._timers[0][0] <= now:
-            when, _, conference_id, kind = heapq.heappop(self._timers)
-            conference = self._conferences.get(conference_id)
-            if conference is not None and _deadline(conference, kind) == when:
-                _set_deadline(conference, kind, None)
-                self._on_deadline(conference, kind, now)
-                self._drain(now)
+        timers = self._timers
+        conferences = self._conferences
+        while timers and timers[0][0] <= now:
+            when, conference_id = heapq.heappop(timers)
+            conference = conferences.get(conference_id)
+            if conference is None or conference._timer_at != when:
+                continue  # over, or an earlier entry took over
+            conference._timer_at = NO_TIMER
+            if _earliest_deadline(conference) == when:
+                # Every deadline due at ``when``, in a fixed order; a later one
+                # gets the entry that _rearm pushes (fired in turn if due).
+                for kind in _DEADLINE_KINDS:
+                    if _deadline(conference, kind) == when:
+                        _set_deadline(conference, kind, None)
+                        self._on_deadline(conference, kind, now)
+                        self._drain(now)
+                        if conferences.get(conference_id) is not conference:
+                            break  # ended by that deadline
+            # Else its deadline was cleared or moved later: on to the earliest.
+            if conferences.get(conference_id) is conference:
+                self._rearm(conference)
 
     # -- API ---------------------------------------------------------------------
     @property
@@ -397,10 +418,16 @@ class Allocator(SipCoreBase[AllocatorEvent]):
     def _next_own_timer(self) -> float | None:
         timers = self._timers
         while timers:
-            when, _, conference_id, kind = timers[0]
+            when, conference_id = timers[0]
             conference = self._conferences.get(conference_id)
-            if conference is not None and _deadline(conference, kind) == when:
-                return when
+            if conference is not None and conference._timer_at == when:
+                if _earliest_deadline(conference) == when:
+                    return when
+                # Its deadline was cleared or moved later: the entry moves on.
+                heapq.heappop(timers)
+                conference._timer_at = NO_TIMER
+                self._rearm(conference)
+                continue
             heapq.heappop(timers)
         return None
 
@@ -434,8 +461,20 @@ class Allocator(SipCoreBase[AllocatorEvent]):
             self._latest[requester] = latest_id
 
     def _arm(self, conference: Conference, kind: str, when: float) -> None:
+        # One timer entry per conference, for its earliest deadline: a new entry
+        # only for an earlier one (the entry it replaces is then dead); a
+        # deadline moved later or cleared is found out when its entry is due.
         _set_deadline(conference, kind, when)
-        heapq.heappush(self._timers, (when, next(self._sequence), conference.id, kind))
+        if when < conference._timer_at:
+            conference._timer_at = when
+            heapq.heappush(self._timers, (when, conference.id))
+
+    def _rearm(self, conference: Conference) -> None:
+        """After its entry was due: an entry for the earliest deadline left, if any."""
+        when = _earliest_deadline(conference)
+        if when is not None and when < conference._timer_at:
+            conference._timer_at = when
+            heapq.heappush(self._timers, (when, conference.id))
 
     def _drain(self, now: float) -> None:
         while (event := self._layer.next_event()) is not None:
@@ -507,7 +546,15 @@ class Allocator(SipCoreBase[AllocatorEvent]):
             if pending is not None:
                 self._on_response(pending, event.response, event.transaction_id, now)
                 if event.response.status >= 200:
-                    pending.request.compact()  # kept until the transaction ends
+                    if pending.request.method in ("INVITE", "SUBSCRIBE"):
+                        # Kept until the transaction ends: 2xx retransmissions
+                        # and forks are answered, the dialogs forget it then.
+                        pending.request.compact()
+                    else:
+                        # Nothing more comes for a non-INVITE request after its
+                        # final response (the transaction only absorbs
+                        # retransmissions for Timer K): let go of it now.
+                        self._forget_pending(event.transaction_id)
         elif isinstance(event, (TransactionTimedOut, TransportFailed)):
             pending = self._pending.get(event.transaction_id)
             if pending is not None:
@@ -517,21 +564,25 @@ class Allocator(SipCoreBase[AllocatorEvent]):
                 made_up = make_response(pending.request, event.status_hint, f"Local {reason}")
                 self._on_response(pending, made_up, event.transaction_id, now)
         elif isinstance(event, TransactionTerminated):
-            pending = self._pending.pop(event.transaction_id, None)
+            pending = self._pending.get(event.transaction_id)
             if pending is not None and pending.request.method in ("INVITE", "SUBSCRIBE"):
                 self._pending_subscribes.pop(event.transaction_id, None)
                 self._dialogs.forget(pending.request)
-            if not self._pending:
-                # A dict keeps the table of its largest size: after a burst of
-                # setups that is ~100 bytes per conference ever in flight at once.
-                self._pending = {}
-                self._pending_subscribes = {}
+            self._forget_pending(event.transaction_id)
         elif isinstance(event, MessageDiscarded):
             self._events.append(
                 MessageIgnored(reason=event.reason, summary=_summary(event.message))
             )
         elif isinstance(event, AckReceived):
             pass  # ACK for a 2xx we sent: nothing to do (vidim answers no INVITE with 2xx)
+
+    def _forget_pending(self, tid: TransactionId) -> None:
+        self._pending.pop(tid, None)
+        if not self._pending:
+            # A dict keeps the table of its largest size: after a burst of
+            # setups that is ~100 bytes per conference ever in flight at once.
+            self._pending = {}
+            self._pending_subscribes = {}
 
     def _respond(self, response: Response, now: float) -> None:
         self._layer.send_response(response, now)
@@ -1546,6 +1597,24 @@ def _token() -> str:
     """``secrets.token_urlsafe(16)``, in C calls only: ids and credentials."""
     raw = binascii.b2a_base64(os.urandom(16), newline=False)
     return raw.rstrip(b"=").translate(_URLSAFE).decode("ascii")
+
+
+#: The deadlines of a conference, in the order those due at once are handled.
+_DEADLINE_KINDS: Final = ("probe", "focus", "idle", "keepalive", "ending")
+
+
+def _earliest_deadline(conference: Conference) -> float | None:
+    earliest: float | None = None
+    for when in (
+        conference.probe_deadline,
+        conference.focus_deadline,
+        conference.idle_deadline,
+        conference.keepalive_deadline,
+        conference.ending_deadline,
+    ):
+        if when is not None and (earliest is None or when < earliest):
+            earliest = when
+    return earliest
 
 
 def _deadline(conference: Conference, kind: str) -> float | None:

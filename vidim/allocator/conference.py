@@ -322,6 +322,9 @@ class Participant:
         )
 
 
+#: ``Conference._timer_at`` when the allocator has no timer entry for it.
+NO_TIMER: Final = float("inf")
+
 _CONFERENCE_FIELDS = (
     "id",
     "requester",
@@ -359,6 +362,7 @@ class Conference:
 
     __slots__ = (
         "_failures",
+        "_timer_at",
         "anchor",
         "conference_uri",
         "created_at",
@@ -408,6 +412,10 @@ class Conference:
     #: The reason the conference ended or failed.
     reason: str
     _failures: list[str] | None
+    #: The allocator's own: when its one timer entry for this record is due
+    #: (the earliest deadline when it was armed), ``NO_TIMER`` when it has none.
+    #: Not part of the record: not compared, copied nor saved.
+    _timer_at: float
 
     def __init__(
         self,
@@ -453,6 +461,7 @@ class Conference:
         self.keepalive_deadline = keepalive_deadline
         self.ending_deadline = ending_deadline
         self.reason = reason
+        self._timer_at = NO_TIMER
 
     @property
     def focus_failures(self) -> list[str]:

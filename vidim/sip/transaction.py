@@ -27,11 +27,12 @@ becomes a :class:`MessageDiscarded` event, never an exception.
 
 from __future__ import annotations
 
-from bisect import insort
+from bisect import bisect_right
 from collections import deque
 from collections.abc import Callable, Hashable
 from dataclasses import dataclass
 from enum import Enum
+from sys import intern
 from typing import Any, ClassVar, Final, Generic, NewType, TypeVar, cast
 
 from .errors import LocalProtocolError, SIPParseError
@@ -258,15 +259,19 @@ class TransportFailed(Event):
 
     transaction_id: TransactionId
     """The transaction."""
-    request: Request
-    """The request of the transaction."""
+    request: Request | None
+    """The request of the transaction.
+
+    None when a server transaction fails after its final response: by then it
+    keeps only that response (see :attr:`Transaction.request <_Transaction.request>`).
+    """
     status_hint: int
     """The status to act as if received."""
 
     _FIELDS: ClassVar[tuple[str, ...]] = ("transaction_id", "request", "status_hint")
 
     def __init__(
-        self, *, transaction_id: TransactionId, request: Request, status_hint: int = 503
+        self, *, transaction_id: TransactionId, request: Request | None, status_hint: int = 503
     ) -> None:
         self.transaction_id = transaction_id
         self.request = request
@@ -341,10 +346,6 @@ class TransactionInput(Enum):
     #: (RFC 3261 section 9.1).
     TIMER_CANCEL = "CANCEL timeout"
 
-
-
-#: A timer as its transaction layer keeps it: (deadline, sequence, transaction, timer).
-_TimerEntry = tuple[float, int, TransactionId, TransactionInput]
 
 _I = TransactionInput
 #: Inputs that come from the TU: a missing table row for them is API misuse.
@@ -458,11 +459,84 @@ _TERMINATED_STATES: Final = frozenset(
     (_IC_TERMINATED, _NC_TERMINATED, _IS_TERMINATED, _NS_TERMINATED)
 )
 
+#: The timers, by the index a timer queue entry holds in its code's low bits.
+_TIMERS: Final[tuple[TransactionInput, ...]] = (
+    _TIMER_A,
+    _TIMER_B,
+    _TIMER_CANCEL,
+    _TIMER_D,
+    _TIMER_E,
+    _TIMER_F,
+    _TIMER_G,
+    _TIMER_H,
+    _TIMER_I,
+    _TIMER_J,
+    _TIMER_K,
+    _TIMER_L,
+    _TIMER_M,
+)
+_TIMER_INDEX: Final[dict[TransactionInput, int]] = {timer: i for i, timer in enumerate(_TIMERS)}
+#: An entry's code is ``generation << _GEN_SHIFT | index`` (see _TimerQueue).
+_GEN_SHIFT: Final = 4
+_INDEX_MASK: Final = (1 << _GEN_SHIFT) - 1
+
+
+class _TimerQueue:
+    """The timer entries of one duration, in deadline order, as three parallel deques.
+
+    An entry is (deadline, transaction id, code), where the code is the
+    transaction's timer generation when it was armed, shifted, and the timer's
+    index in ``_TIMERS``: a small int, shared by CPython.  Three deques of
+    pointers rather than one of tuples: no tuple and no boxed sequence number
+    per entry, about 60 bytes an entry instead of 150 (the entries of cancelled
+    Timers B and F stay until their deadline, 32 s).
+    """
+
+    __slots__ = ("codes", "deadlines", "tids")
+
+    def __init__(self) -> None:
+        self.deadlines: deque[float] = deque()
+        self.tids: deque[TransactionId] = deque()
+        self.codes: deque[int] = deque()
+
+    def __len__(self) -> int:
+        return len(self.deadlines)
+
+    def push(self, deadline: float, tid: TransactionId, code: int) -> None:
+        deadlines = self.deadlines
+        if deadlines and deadline < deadlines[-1]:
+            # The clock went back (a caller's virtual clock): keep the queue sorted.
+            i = bisect_right(deadlines, deadline)
+            deadlines.insert(i, deadline)
+            self.tids.insert(i, tid)
+            self.codes.insert(i, code)
+        else:
+            deadlines.append(deadline)
+            self.tids.append(tid)
+            self.codes.append(code)
+
+    def pop(self) -> None:
+        self.deadlines.popleft()
+        self.tids.popleft()
+        self.codes.popleft()
+
 
 class _Transaction(Generic[_StateT]):
-    """What the four machines share: identity, timers and the table driver."""
+    """What the four machines share: identity, timers and the table driver.
 
-    __slots__ = ("_layer", "_timers", "id", "key", "peer", "reliable", "request", "state")
+    ``request`` is the request of the transaction while it may still be needed:
+    until the final response for a client transaction (after it, only the
+    response's retransmissions are absorbed, and an INVITE's ACK for 300-699 is
+    built already), until the final response is sent for a non-INVITE server
+    transaction, until the 2xx is sent (Accepted) or the ACK received
+    (Confirmed) for an INVITE one; then it is None, so that the transactions
+    that linger to absorb retransmissions (Timers D, I, J, K, L, M: up to 32 s)
+    keep only what that needs.  Server transactions matched the RFC 2543 way
+    (no magic cookie in the branch) keep it to their end: matching them reads
+    its Request-URI and To tag.
+    """
+
+    __slots__ = ("_gen", "_layer", "id", "key", "peer", "reliable", "request", "state")
 
     TRANSITIONS: ClassVar[_TableDict]
     TERMINATED: ClassVar[Enum]
@@ -480,19 +554,23 @@ class _Transaction(Generic[_StateT]):
         state: _StateT,
     ) -> None:
         self._layer = layer
-        #: Armed timers: input -> sequence number of its live heap entry.
-        self._timers: dict[TransactionInput, int] = {}
+        #: The timer generation: a timer queue entry of this transaction is live
+        #: when it was armed in this one (stopping every timer starts the next);
+        #: an entry that fired has left its queue.  One int, not a table of
+        #: armed timers: no transaction has two armed timers of one kind.
+        self._gen = 0
         self.id = transaction_id
         #: The index key this transaction is matched by.
         self.key = key
         #: Client: the destination.  Server: the source of the request.
         self.peer = peer
         self.reliable = reliable
-        self.request = request
+        self.request: Request | None = request
         self.state = state
 
     def __repr__(self) -> str:
-        return f"<{type(self).__name__} {self.id} {self.request.method} {self.state.value}>"
+        method = self.key[3] if isinstance(self, _ServerBase) else self.key[1]
+        return f"<{type(self).__name__} {self.id} {method} {self.state.value}>"
 
     def _apply(self, event: TransactionInput, now: float, message: Message | None) -> bool:
         """Run one table row; False when the table has none for (state, event)."""
@@ -525,9 +603,9 @@ class _Transaction(Generic[_StateT]):
 
     def _timed_out(self, now: float, message: Message | None) -> None:
         """Tell the TU the transaction failed with a timeout (408)."""
-        self._layer._events.append(
-            TransactionTimedOut(transaction_id=self.id, request=self.request)
-        )
+        request = self.request
+        assert request is not None  # kept until a final response (Timers B, F, H)
+        self._layer._events.append(TransactionTimedOut(transaction_id=self.id, request=request))
 
     def _transport_failed(self, now: float, message: Message | None) -> None:
         """Tell the TU the transport failed (503)."""
@@ -549,6 +627,12 @@ class _ClientBase(_Transaction[_StateT]):
     ) -> None:
         super().__init__(layer, transaction_id, request, peer, reliable, key, state)
         self._interval = layer.config.t1
+
+    def _resend(self) -> None:
+        """Send the request (Calling, Trying, Proceeding: it is still held)."""
+        request = self.request
+        assert request is not None
+        self._send(request)
 
     def _pass_up(self, now: float, message: Message | None) -> None:
         """Hand the response to the TU."""
@@ -580,14 +664,14 @@ class InviteClientTransaction(_ClientBase[InviteClientState]):
         self._cancel_pending = False
 
     def _start(self, now: float) -> None:
-        self._send(self.request)
+        self._resend()
         if not self.reliable:
             self._layer._arm(self, _TIMER_A, now, self._interval)
         self._layer._arm(self, _TIMER_B, now, 64 * self._layer.config.t1)
 
     def _retransmit(self, now: float, message: Message | None) -> None:
         """Timer A: resend the INVITE and double the interval (no cap)."""
-        self._send(self.request)
+        self._resend()
         self._interval *= 2
         self._layer._arm(self, _TIMER_A, now, self._interval)
 
@@ -603,6 +687,7 @@ class InviteClientTransaction(_ClientBase[InviteClientState]):
         """2xx: pass it up and wait 64*T1 for its retransmissions (Timer M)."""
         self._stop_timers()
         self._drop_pending_cancel()
+        self.request = None  # Accepted passes 2xx up; it never sends the INVITE again
         self._pass_up(now, message)
         self._start_timer(_TIMER_M, 64 * self._layer.config.t1, now)
 
@@ -612,6 +697,7 @@ class InviteClientTransaction(_ClientBase[InviteClientState]):
         self._stop_timers()
         self._drop_pending_cancel()
         self._ack = self._build_ack(message)
+        self.request = None  # Completed resends the ACK; it never sends the INVITE again
         self._send(self._ack)
         self._pass_up(now, message)
         self._start_timer(_TIMER_D, 0.0 if self.reliable else self._layer.config.timer_d, now)
@@ -631,8 +717,10 @@ class InviteClientTransaction(_ClientBase[InviteClientState]):
 
     def _cancel_timed_out(self, now: float, message: Message | None) -> None:
         """No final response 64*T1 after the CANCEL: consider the INVITE cancelled."""
+        request = self.request
+        assert request is not None  # Proceeding
         self._layer._events.append(
-            TransactionTimedOut(transaction_id=self.id, request=self.request, status_hint=487)
+            TransactionTimedOut(transaction_id=self.id, request=request, status_hint=487)
         )
 
     def _drop_pending_cancel(self) -> None:
@@ -645,6 +733,7 @@ class InviteClientTransaction(_ClientBase[InviteClientState]):
         # number of the request, To of the response, one Via equal to the
         # top Via of the request, and the request's Route header fields.
         request = self.request
+        assert request is not None  # Calling or Proceeding
         headers = Headers()
         headers.add("Via", str(request.top_via))
         for route in request.headers.get_all("Route"):
@@ -706,14 +795,14 @@ class NonInviteClientTransaction(_ClientBase[NonInviteClientState]):
         super().__init__(layer, transaction_id, request, peer, reliable, key, _NC_TRYING)
 
     def _start(self, now: float) -> None:
-        self._send(self.request)
+        self._resend()
         if not self.reliable:
             self._layer._arm(self, _TIMER_E, now, self._interval)
         self._layer._arm(self, _TIMER_F, now, 64 * self._layer.config.t1)
 
     def _retransmit(self, now: float, message: Message | None) -> None:
         """Timer E: resend; the interval doubles up to T2, and is T2 in Proceeding."""
-        self._send(self.request)
+        self._resend()
         t2 = self._layer.config.t2
         if self.state is _NC_PROCEEDING:
             self._interval = t2
@@ -724,6 +813,7 @@ class NonInviteClientTransaction(_ClientBase[NonInviteClientState]):
     def _on_final(self, now: float, message: Message | None) -> None:
         """200-699: pass it up, then absorb retransmissions until Timer K."""
         self._stop_timers()
+        self.request = None  # Completed only absorbs retransmitted responses
         self._pass_up(now, message)
         self._start_timer(_TIMER_K, 0.0 if self.reliable else self._layer.config.t4, now)
 
@@ -781,6 +871,12 @@ class _ServerBase(_Transaction[_StateT]):
         if self.last_response is not None:
             self._send(self.last_response)
 
+    def _let_go_of_request(self) -> None:
+        # Matched by branch and sent-by (RFC 3261), the transaction needs the
+        # request no more; matched the RFC 2543 way, it does (_matches_2543).
+        if len(self.key) == 4:
+            self.request = None
+
 
 class InviteServerTransaction(_ServerBase[InviteServerState]):
     """RFC 3261 section 17.2.1 as updated by RFC 6026 section 7.1."""
@@ -804,6 +900,7 @@ class InviteServerTransaction(_ServerBase[InviteServerState]):
     def _respond_2xx(self, now: float, message: Message | None) -> None:
         """Send the 2xx; RFC 6026 keeps the transaction 64*T1 (Timer L)."""
         self._respond(now, message)
+        self._let_go_of_request()
         self._start_timer(_TIMER_L, 64 * self._layer.config.t1, now)
 
     def _respond_failure(self, now: float, message: Message | None) -> None:
@@ -822,6 +919,7 @@ class InviteServerTransaction(_ServerBase[InviteServerState]):
     def _on_ack(self, now: float, message: Message | None) -> None:
         """The ACK for our 300-699: absorb further ACKs until Timer I."""
         self._stop_timers()
+        self._let_go_of_request()
         self._start_timer(_TIMER_I, 0.0 if self.reliable else self._layer.config.t4, now)
 
     def _pass_ack(self, now: float, message: Message | None) -> None:
@@ -879,6 +977,7 @@ class NonInviteServerTransaction(_ServerBase[NonInviteServerState]):
     def _respond_final(self, now: float, message: Message | None) -> None:
         """Send the final response; absorb request retransmissions until Timer J."""
         self._respond(now, message)
+        self._let_go_of_request()
         delay = 0.0 if self.reliable else 64 * self._layer.config.t1
         self._start_timer(_TIMER_J, delay, now)
 
@@ -1016,20 +1115,22 @@ class TransactionLayer:
         self._server_2543: dict[_Key, list[ServerTransaction]] = {}
         self._outbox: list[tuple[Message, Address]] = []
         self._events: deque[Event] = deque()
-        # Timers, as (deadline, sequence, transaction id, timer) entries in one
-        # FIFO queue per duration.  RFC 3261's timers have a handful of
+        # Timers, as (deadline, transaction id, timer code) entries in one
+        # FIFO queue per duration (see _TimerQueue).  RFC 3261's timers have a handful of
         # durations (T1 doublings, T2, T4, 64*T1), and the entries of one
         # duration are armed in deadline order: arming and firing are O(1),
         # with no heap to sift, nor to rebuild (a rebuild of a heap of 100,000
         # mostly cancelled entries was a pause of tens of ms under load).
         # Entries are deleted lazily: an entry is live only while its
-        # transaction is and the transaction's _timers maps its timer to the
-        # entry's sequence; a dead one is dropped when it reaches the head of
-        # its queue, by its deadline at the latest.  An entry holds the id,
-        # not the transaction, so that it keeps no terminated transaction
-        # (and its request) alive.
-        self._queues: dict[float, deque[_TimerEntry]] = {}
-        self._sequence = 0
+        # transaction is and is still in the timer generation the entry was
+        # armed in (stopping a transaction's timers starts its next one); a
+        # dead one is dropped when it reaches the head of its queue, by its
+        # deadline at the latest.  An entry that fires leaves its queue.  An
+        # entry holds the id, not the transaction, so that it keeps no
+        # terminated transaction (and its request) alive.  Equal deadlines
+        # fire in the order of their queue, and across queues the older
+        # transaction's first.
+        self._queues: dict[float, _TimerQueue] = {}
         self._next_id = 0
         # The source of the message being received (for AckReceived).
         self._source = Address("0.0.0.0", 0)
@@ -1086,14 +1187,15 @@ class TransactionLayer:
         transactions = self._transactions
         earliest: float | None = None
         for queue in self._queues.values():
-            while queue:
-                deadline, sequence, tid, timer = queue[0]
-                txn = transactions.get(tid)
-                if txn is not None and txn._timers.get(timer) == sequence:
+            deadlines = queue.deadlines
+            while deadlines:
+                txn = transactions.get(queue.tids[0])
+                if txn is not None and queue.codes[0] >> _GEN_SHIFT == txn._gen:
+                    deadline = deadlines[0]
                     if earliest is None or deadline < earliest:
                         earliest = deadline
                     break
-                queue.popleft()
+                queue.pop()
         return earliest
 
     def handle_timer(self, now: float) -> None:
@@ -1101,22 +1203,28 @@ class TransactionLayer:
         transactions = self._transactions
         queues = self._queues
         while True:
-            due: deque[_TimerEntry] | None = None
-            first: _TimerEntry | None = None
+            due: _TimerQueue | None = None
+            first = 0.0
+            first_tid = 0
             for queue in queues.values():
-                if queue:
-                    head = queue[0]
-                    if head[0] <= now and (first is None or head < first):
-                        due, first = queue, head
-            if due is None or first is None:
+                deadlines = queue.deadlines
+                if deadlines:
+                    deadline = deadlines[0]
+                    if deadline <= now and (
+                        due is None
+                        or deadline < first
+                        or (deadline == first and queue.tids[0] < first_tid)
+                    ):
+                        due, first, first_tid = queue, deadline, queue.tids[0]
+            if due is None:
                 break
-            due.popleft()
-            _, sequence, tid, timer = first
+            tid = due.tids[0]
+            code = due.codes[0]
+            due.pop()
             txn = transactions.get(tid)
-            if txn is None or txn._timers.get(timer) != sequence:
-                continue  # terminated, cancelled or re-armed since
-            del txn._timers[timer]
-            txn._apply(timer, now, None)
+            if txn is None or code >> _GEN_SHIFT != txn._gen:
+                continue  # terminated, or its timers stopped since
+            txn._apply(_TIMERS[code & _INDEX_MASK], now, None)
         if not transactions and transactions is self._transactions:
             self._shrink()
 
@@ -1134,20 +1242,32 @@ class TransactionLayer:
     def _arm(
         self, txn: _Transaction[Any], timer: TransactionInput, now: float, delay: float
     ) -> None:
-        sequence = self._sequence = self._sequence + 1
-        txn._timers[timer] = sequence
-        entry = (now + delay, sequence, txn.id, timer)
         queue = self._queues.get(delay)
         if queue is None:
-            queue = self._queues[delay] = deque()
-        if queue and entry < queue[-1]:
-            # The clock went back (a caller's virtual clock): keep the queue sorted.
-            insort(queue, entry)
-        else:
-            queue.append(entry)
+            queue = self._queues[delay] = _TimerQueue()
+        queue.push(now + delay, txn.id, txn._gen << _GEN_SHIFT | _TIMER_INDEX[timer])
 
     def _disarm_all(self, txn: _Transaction[Any]) -> None:
-        txn._timers.clear()
+        txn._gen += 1
+
+    def _queued(self) -> list[tuple[float, TransactionId, TransactionInput, bool]]:
+        """Every timer queue entry as (deadline, transaction, timer, live); for tests."""
+        transactions = self._transactions
+        entries = []
+        for queue in self._queues.values():
+            for deadline, tid, code in zip(queue.deadlines, queue.tids, queue.codes, strict=True):
+                txn = transactions.get(tid)
+                live = txn is not None and code >> _GEN_SHIFT == txn._gen
+                entries.append((deadline, tid, _TIMERS[code & _INDEX_MASK], live))
+        return entries
+
+    def _armed_timers(self) -> dict[TransactionId, list[TransactionInput]]:
+        """The live timers of every transaction, from the queues (for tests: O(entries))."""
+        armed: dict[TransactionId, list[TransactionInput]] = {}
+        for _, tid, timer, live in self._queued():
+            if live:
+                armed.setdefault(tid, []).append(timer)
+        return armed
 
     # -- client side ---------------------------------------------------------------
     def send_request(
@@ -1249,6 +1369,7 @@ class TransactionLayer:
         # Via (so the same branch), and its Route header fields.
         assert invite._cancel_id is not None
         request = invite.request
+        assert request is not None  # Calling or Proceeding
         headers = Headers()
         headers.add("Via", str(request.top_via))
         for route in request.headers.get_all("Route"):
@@ -1409,13 +1530,14 @@ class TransactionLayer:
         # key held the top Via, Call-ID, CSeq number, method and From tag;
         # the Request-URI and To tag remain.  An ACK's To tag must be that
         # of the response the transaction sent.
-        if request.uri != txn.request.uri:
+        kept = txn.request
+        if kept is None or request.uri != kept.uri:
             return False
         if ack:
             sent = txn.last_response
             expected = sent.to_addr.tag if sent is not None else None
         else:
-            expected = txn.request.to_addr.tag
+            expected = kept.to_addr.tag
         return request.to_addr.tag == expected
 
     def _find_server(self, request: Request, via: Via, method: str) -> ServerTransaction | None:
@@ -1433,10 +1555,12 @@ class TransactionLayer:
         # otherwise take the newest transaction whose request had none.
         candidates = self._server_2543.get(key, ())
         for txn in candidates:
-            if to_tag is not None and txn.request.to_addr.tag == to_tag:
+            kept = txn.request
+            if to_tag is not None and kept is not None and kept.to_addr.tag == to_tag:
                 return txn
         for txn in reversed(candidates):
-            if txn.request.to_addr.tag is None:
+            kept = txn.request
+            if kept is not None and kept.to_addr.tag is None:
                 return txn
         return None
 
@@ -1459,7 +1583,14 @@ class TransactionLayer:
             # A retransmission: every state has a row for it.
             txn._apply(_RECV_REQUEST, now, request)
             return
-        key = self._server_key(request, via, method)
+        key: _Key
+        if via.is_rfc3261_branch:
+            # The key stays up to 32 s (Timer J): the sent-by host and the
+            # method, which every request of a peer repeats, are shared texts.
+            host, port = via.sent_by
+            key = (via.branch, intern(host), port, intern(method))
+        else:
+            key = self._server_key(request, via, method)
         tid = self._new_id()
         if method == "INVITE":
             txn = InviteServerTransaction(self, tid, request, source, reliable, key)
