@@ -156,7 +156,8 @@ def test_per_conference_indexes_stay_small() -> None:
     # One timer entry per conference, however many deadlines it has (the
     # second, nobody there yet: keepalive and idle), due no later than the
     # earliest of them.
-    assert second.keepalive_deadline is not None and second.idle_deadline is not None
+    assert second.keepalive_deadline is not None
+    assert second.idle_deadline is not None
     for conference in (first, second):
         entries = [entry for entry in allocator._timers if entry[1] == conference.id]
         assert entries == [(conference._timer_at, conference.id)]
