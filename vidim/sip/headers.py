@@ -15,13 +15,14 @@ from typing import Any, Final, TypeVar
 from . import abnf
 from .errors import LocalProtocolError, SIPParseError
 from .uri import (
+    _COMPILED,
     _FAST_HOST,
     _FAST_PORT,
-    _HOST_TABLE,
+    _HOST_SET,
     _LOOSE_HOST,
     _LOOSE_PORT,
     URI,
-    _char_table,
+    _CharSet,
     _fast_sip_uri_from_groups,
     _fast_sip_uri_pattern,
     _only,
@@ -207,9 +208,10 @@ def _fast_params(text: str) -> Params:
 
 #: token characters, and those of a gen-value without quotes (_FAST_VALUE).
 _TOKEN_CHARSET: Final = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-.!%*_+`'~"
-_TOKEN_SET: Final = _char_table(_TOKEN_CHARSET)
-_VALUE_SET: Final = _char_table(_TOKEN_CHARSET + "[]:")
-_DISPLAY_SET: Final = _char_table(_TOKEN_CHARSET + " ")
+_TOKEN_SET: Final = _CharSet(_TOKEN_CHARSET)
+_VALUE_SET: Final = _CharSet(_TOKEN_CHARSET + "[]:")
+_DISPLAY_SET: Final = _CharSet(_TOKEN_CHARSET + " ")
+_ALPHA_SET: Final = _CharSet("ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz")
 
 
 def _scan_params(text: str) -> Params | None:
@@ -408,9 +410,10 @@ def _name_addr(uri: URI, display_name: str | None, params: Params) -> NameAddr:
 
 def parse_name_addr(value: str) -> NameAddr:
     """Parse ``( name-addr / addr-spec ) *( SEMI param )`` (RFC 3261 section 20.10)."""
-    scanned = _scan_name_addr(value)
-    if scanned is not None:  # From and To of every message come here
-        return scanned
+    if _COMPILED:
+        scanned = _scan_name_addr(value)
+        if scanned is not None:  # From and To of every message come here
+            return scanned
     return _parse_name_addr_regex(value)
 
 
@@ -670,9 +673,10 @@ def _via_params_ok(params: Params) -> bool:
 
 def _parse_top_via(line: str) -> Via:
     """The first via-parm of a Via line, the whole line validated, the rest not built."""
-    via = _scan_via(line)
-    if via is not None:
-        return via
+    if _COMPILED:
+        via = _scan_via(line)
+        if via is not None:
+            return via
     return _parse_top_via_regex(line)
 
 
@@ -685,7 +689,7 @@ def _scan_via(line: str) -> Via | None:
     if space < 0:
         return None
     transport = line[8:space]
-    if not transport.isalpha() or not transport.isascii():
+    if not _only(transport, _ALPHA_SET):
         return None
     semi = line.find(";", space)
     params: Params = ()
@@ -698,7 +702,7 @@ def _scan_via(line: str) -> Via | None:
             return None
         params = scanned
     host, colon, port = hostport.partition(":")
-    if not _only(host, _HOST_TABLE):
+    if not _only(host, _HOST_SET):
         return None
     if colon:
         if not _scan_port(port):
@@ -877,9 +881,10 @@ def _scan_media_type(value: str) -> MediaType | None:
 
 
 def parse_media_type(value: str) -> MediaType:
-    scanned = _scan_media_type(value)
-    if scanned is not None:
-        return scanned
+    if _COMPILED:
+        scanned = _scan_media_type(value)
+        if scanned is not None:
+            return scanned
     match = _FAST_MEDIA_RE.fullmatch(value)
     if match is not None:
         type_, subtype, params = match.groups()
@@ -889,7 +894,9 @@ def parse_media_type(value: str) -> MediaType:
 
 def _media_type_ok(value: str) -> bool:
     """True when the fast grammar covers the value: valid without building it."""
-    return _scan_media_type(value) is not None or _FAST_MEDIA_RE.fullmatch(value) is not None
+    if _COMPILED and _scan_media_type(value) is not None:
+        return True
+    return _FAST_MEDIA_RE.fullmatch(value) is not None
 
 
 def _parse_media_type_slow(value: str) -> MediaType:

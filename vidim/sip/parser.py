@@ -32,9 +32,10 @@ from .headers import (
 )
 from .message import Request, Response
 from .uri import (
+    _COMPILED,
     URI,
     SipURI,
-    _char_table,
+    _CharSet,
     _fast_sip_uri_from_groups,
     _fast_sip_uri_pattern,
     _only,
@@ -57,7 +58,7 @@ _CONTENT_LENGTH_RE: Final = re.compile(
     rb"^(?:content-length|l)[ \t]*:[ \t]*([^\r\n]*?)[ \t]*\r?$", re.IGNORECASE | re.MULTILINE
 )
 #: The characters of abnf.WORD, for the Call-ID scan.
-_WORD_SET: Final = _char_table(
+_WORD_SET: Final = _CharSet(
     "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-.!%*_+`'~()<>:\\\"/[]?{}"
 )
 _REQUIRED_ORDER: Final = ("via", "from", "to", "call-id", "cseq")
@@ -199,7 +200,7 @@ _FAST_REQUEST_LINE_RE: Final = re.compile(rf"({abnf.TOKEN}) {_fast_sip_uri_patte
 
 def _parse_request_line(line: str, headers: Headers) -> Request:
     # Scanned first (see uri._scan_sip_uri): "Method SP sip-URI SP SIP/2.0".
-    if line.endswith(" SIP/2.0"):
+    if _COMPILED and line.endswith(" SIP/2.0"):
         space = line.find(" ")
         method = line[:space]
         if _only(method, _TOKEN_SET):
@@ -250,9 +251,10 @@ def _parse_status_line(line: str, headers: Headers) -> Response:
 
 def _call_id_ok(call_id: str) -> bool:
     """Call-ID = word ["@" word]: scanned, the regular expression for what the scan refuses."""
-    left, at, right = call_id.partition("@")
-    if _only(left, _WORD_SET) and (not at or _only(right, _WORD_SET)):
-        return True
+    if _COMPILED:
+        left, at, right = call_id.partition("@")
+        if _only(left, _WORD_SET) and (not at or _only(right, _WORD_SET)):
+            return True
     return _CALL_ID_RE.fullmatch(call_id) is not None
 
 
@@ -299,7 +301,7 @@ def _validate(
             cache["max-forwards"] = parse_max_forwards(max_forwards)
     contact = first.get("contact")
     if contact is not None and contact != "*":
-        scanned = _scan_name_addr(contact)
+        scanned = _scan_name_addr(contact) if _COMPILED else None
         if scanned is not None:  # one Contact value: keep it for Message.contacts
             if not repeats or not any(lname == "contact" for lname, _ in repeats):
                 cache["*contact"] = [scanned]

@@ -6,6 +6,7 @@ arrived; :func:`unescape` gives the decoded text when it is needed.
 
 from __future__ import annotations
 
+import importlib.machinery
 import ipaddress
 import re
 from dataclasses import dataclass
@@ -338,9 +339,10 @@ _FAST_SIP_RE: Final = re.compile(_fast_sip_uri_pattern())
 
 def _fast_sip_uri(text: str) -> SipURI | None:
     """The common forms, or None for the general parser."""
-    uri = _scan_sip_uri(text)
-    if uri is not None:
-        return uri
+    if _COMPILED:
+        uri = _scan_sip_uri(text)
+        if uri is not None:
+            return uri
     return _fast_sip_uri_regex(text)
 
 
@@ -355,7 +357,8 @@ def _fast_sip_uri_regex(text: str) -> SipURI | None:
 
 # Hand-written scanners, ahead of the fast regexes: str.find/partition and a
 # character-set check per part, which compiled code runs as a loop over the
-# characters (ord(text[i]) and a bytes table: no object per character),
+# characters (ord(text[i]) and a bytes table: no object per character;
+# interpreted, str.strip(chars)),
 # cost a fraction of a regex match.  A scanner accepts a subset of its regex's
 # language (no IPv6, no quoted values...) and gives what the regex path gives;
 # for anything else it returns None and the regex path decides
@@ -363,24 +366,42 @@ def _fast_sip_uri_regex(text: str) -> SipURI | None:
 _ALNUM_CHARS: Final = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789"
 
 
-def _char_table(chars: str) -> bytes:
-    """128 octets: 1 at the code of each character of ``chars`` (ASCII), else 0."""
-    return bytes(1 if chr(code) in chars else 0 for code in range(128))
+class _CharSet:
+    """A set of ASCII characters, for :func:`_only`."""
+
+    __slots__ = ("chars", "table")
+
+    chars: str
+    #: 128 octets: 1 at the code of each character of the set, else 0.
+    table: bytes
+
+    def __init__(self, chars: str) -> None:
+        self.chars = chars
+        self.table = bytes(1 if chr(code) in chars else 0 for code in range(128))
 
 
-_DIGIT_TABLE: Final = _char_table("0123456789")
+#: True when this module runs compiled (mypyc).  Interpreted, a scanner's
+#: dozen str calls cost more than one regex match: the parsers call the
+#: scanners only when compiled (the tests call them in both builds), and
+#: the character check is str.strip(chars) instead of a loop.
+_COMPILED: Final = __file__.endswith(tuple(importlib.machinery.EXTENSION_SUFFIXES))
+
+_DIGIT_SET: Final = _CharSet("0123456789")
 #: unreserved (abnf.UNRESERVED) plus "&=+$," : the user part of _fast_sip_uri_pattern.
-_USER_TABLE: Final = _char_table(_ALNUM_CHARS + "-_.!~*'()&=+$,")
+_USER_SET: Final = _CharSet(_ALNUM_CHARS + "-_.!~*'()&=+$,")
 #: _FAST_PCHAR: paramchar without escapes.
-_PCHAR_TABLE: Final = _char_table(_ALNUM_CHARS + "-_.!~*'()[]/:&+$")
+_PCHAR_SET: Final = _CharSet(_ALNUM_CHARS + "-_.!~*'()[]/:&+$")
 #: _LOOSE_HOST without the IPv6 reference.
-_HOST_TABLE: Final = _char_table(_ALNUM_CHARS + "-.")
+_HOST_SET: Final = _CharSet(_ALNUM_CHARS + "-.")
 
 
-def _only(text: str, table: bytes) -> bool:
-    """True when ``text`` is not empty and every character of it is in ``table``."""
+def _only(text: str, charset: _CharSet) -> bool:
+    """True when ``text`` is not empty and every character of it is in ``charset``."""
     if not text:
         return False
+    if not _COMPILED:
+        return not text.strip(charset.chars)
+    table = charset.table
     for i in range(len(text)):
         code = ord(text[i])
         if code >= 128 or not table[code]:
@@ -390,7 +411,7 @@ def _only(text: str, table: bytes) -> bool:
 
 def _scan_port(port: str) -> bool:
     """1 to 5 ASCII digits (_LOOSE_PORT)."""
-    return len(port) <= 5 and _only(port, _DIGIT_TABLE)
+    return len(port) <= 5 and _only(port, _DIGIT_SET)
 
 
 def _scan_sip_uri(text: str) -> SipURI | None:
@@ -407,7 +428,7 @@ def _scan_sip_uri(text: str) -> SipURI | None:
     at = text.find("@", pos)
     if at >= 0:
         user = text[pos:at]
-        if not _only(user, _USER_TABLE):
+        if not _only(user, _USER_SET):
             return None
         pos = at + 1
     semi = text.find(";", pos)
@@ -419,10 +440,10 @@ def _scan_sip_uri(text: str) -> SipURI | None:
         params_text = text[semi:]
         for item in params_text[1:].split(";"):
             name, eq, value = item.partition("=")
-            if not _only(name, _PCHAR_TABLE) or (eq and not _only(value, _PCHAR_TABLE)):
+            if not _only(name, _PCHAR_SET) or (eq and not _only(value, _PCHAR_SET)):
                 return None
     host, colon, port = hostport.partition(":")
-    if not _only(host, _HOST_TABLE):
+    if not _only(host, _HOST_SET):
         return None
     if colon:
         if not _scan_port(port):
