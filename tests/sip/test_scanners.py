@@ -22,7 +22,7 @@ from test_fast_paths import name_addrs, sip_uris, via_items
 
 from vidim.compiled import compiled_modules
 from vidim.sip import headers, parser, uri
-from vidim.sip.errors import SIPParseError
+from vidim.sip.errors import LocalProtocolError, SIPParseError
 from vidim.sip.headers import Headers
 from vidim.sip.message import Request, Response
 
@@ -251,6 +251,40 @@ def test_request_line_scanner_equals_regex_path(method: str, text: str, version:
     check_request_line(f"{method} {text}{version}")
 
 
+def _status_outcome(func: Callable[[str, Headers], Response], line: str) -> tuple[str, object]:
+    try:
+        return ("ok", func(line, Headers()))
+    except (SIPParseError, LocalProtocolError) as exc:  # a CR in the reason: the constructor's
+        return ("error", type(exc))
+
+
+def check_status_line(line: str) -> None:
+    fast = _status_outcome(parser._parse_status_line, line)
+    slow = _status_outcome(parser._parse_status_line_slow, line)
+    assert fast[0] == slow[0], line
+    if fast[0] == "error":
+        assert fast == slow
+    if fast[0] == "ok":
+        a, b = fast[1], slow[1]
+        assert isinstance(a, Response)
+        assert isinstance(b, Response)
+        assert (a.status, a.reason) == (b.status, b.reason)
+
+
+@settings(max_examples=300)
+@given(
+    _mutations(
+        st.builds(
+            lambda code, reason: f"SIP/2.0 {code}{reason}",
+            st.sampled_from(["200", "202", "100", "487", "699", "099", "700", "2000", "20"]),
+            st.sampled_from(["", " ", " OK", "  OK", " Very Good"]),
+        )
+    )
+)
+def test_status_line_fast_path_equals_general_parser(line: str) -> None:
+    check_status_line(line)
+
+
 def _corpus_lines() -> list[str]:
     lines: list[str] = []
     for path in sorted(CORPUS.rglob("*.dat")):
@@ -265,6 +299,7 @@ def test_corpus_values_scanned_or_left_to_the_regex_path() -> None:
     scanned = 0
     for line in lines:
         check_request_line(line)
+        check_status_line(line)
         _, _, value = line.partition(":")
         for text in {line, value, value.strip(" \t")}:
             scanned += check_uri(text) + check_name_addr(text) + check_via(text)

@@ -16,6 +16,7 @@ from . import abnf
 from .errors import LocalProtocolError, SIPParseError
 from .uri import (
     _COMPILED,
+    _DIGIT_SET,
     _FAST_HOST,
     _FAST_PORT,
     _HOST_SET,
@@ -27,6 +28,7 @@ from .uri import (
     _fast_sip_uri_pattern,
     _only,
     _parse_uri_slow,
+    _port_number,
     _scan_port,
     _scan_sip_uri,
     parse_uri,
@@ -650,18 +652,28 @@ def _fast_via_params(transport: str, host: str, port: str | None, params: Params
         return None
     port_number = None
     if port is not None:
-        port_number = int(port)
+        port_number = _port_number(port)
         if port_number > 65535:
             return None
     if not _via_params_ok(params):
         return None
-    return _via(transport.upper(), host, port_number, params)
+    upper = _UPPER_TRANSPORTS.get(transport)
+    if upper is None:
+        upper = transport.upper()
+    return _via(upper, host, port_number, params)
+
+
+#: The usual transports, upper-cased without a new string.
+_UPPER_TRANSPORTS: Final = {
+    name: name.upper()
+    for name in ("UDP", "TCP", "TLS", "SCTP", "WS", "WSS", "udp", "tcp", "tls", "sctp", "ws", "wss")
+}
 
 
 def _via_params_ok(params: Params) -> bool:
     """The checks the general parser makes on via-params (branch, ttl, rport)."""
     for key, pvalue in params:
-        lkey = key.lower()
+        lkey = key if key == "branch" or key == "rport" else key.lower()
         if lkey == "ttl" and (pvalue is None or not pvalue.isdigit() or int(pvalue) > 255):
             return False
         if lkey == "rport" and pvalue is not None and (not pvalue.isdigit() or int(pvalue) > 65535):
@@ -803,7 +815,7 @@ _COMMON_METHODS: Final = frozenset(
 def parse_cseq(value: str) -> CSeq:
     # Fast path, no regex: "<digits> <common method>", one space.
     seq_text, _, method = value.partition(" ")
-    if method in _COMMON_METHODS and seq_text.isdigit() and seq_text.isascii():
+    if method in _COMMON_METHODS and _only(seq_text, _DIGIT_SET):  # ASCII digits
         if len(seq_text) > 10:
             raise SIPParseError(f"malformed CSeq {value!r}")
     else:
@@ -909,7 +921,7 @@ def _parse_media_type_slow(value: str) -> MediaType:
 
 
 def parse_max_forwards(value: str) -> int:
-    if not value.isdigit() or not value.isascii():
+    if not _only(value, _DIGIT_SET):  # ASCII digits
         raise SIPParseError(f"malformed Max-Forwards {value!r}")
     number = int(value)
     if number > 255:
@@ -918,7 +930,7 @@ def parse_max_forwards(value: str) -> int:
 
 
 def parse_content_length(value: str) -> int:
-    if not value.isdigit() or not value.isascii():
+    if not _only(value, _DIGIT_SET):  # ASCII digits
         raise SIPParseError(f"malformed Content-Length {value!r}")
     return int(value)
 
@@ -1164,17 +1176,16 @@ def _pack(items: list[tuple[str, str, str]]) -> str | None:
     left out and derived from the name again; None (nothing packed) in the
     rare case where it is not the name in lower case."""
     parts: list[str] = []  # one join of the pieces: no string per line
-    lnames = _PACKED_LNAMES
+    names = _PACKED_NAMES
     for lname, name, value in items:
-        known = lnames.get(name)
-        if known is None:
-            known = name.lower()
-            if len(lnames) < 1024:  # bounded: names can come from peers
-                lnames[name] = known
-        if known != lname:
+        entry = names.get(name)
+        if entry is None:
+            entry = (name.lower(), name + ": ")
+            if len(names) < 1024:  # bounded: names can come from peers
+                names[name] = entry
+        if entry[0] != lname:
             return None
-        parts.append(name)
-        parts.append(": ")
+        parts.append(entry[1])
         parts.append(value)
         parts.append("\r\n")
     if parts:
@@ -1186,20 +1197,18 @@ def _unpack(packed: str) -> list[tuple[str, str, str]]:
     if not packed:
         return []
     out: list[tuple[str, str, str]] = []
-    lnames = _PACKED_LNAMES
+    names = _PACKED_NAMES
     for line in packed.split("\r\n"):
         # The first ": " ends the name: a name is a token (no colon).
         name, _, value = line.partition(": ")
-        lname = lnames.get(name)
-        if lname is None:
-            lname = name.lower()
-        out.append((lname, name, value))
+        entry = names.get(name)
+        out.append((name.lower() if entry is None else entry[0], name, value))
     return out
 
 
 _MISSING: Final[Any] = object()
-#: canonical header name -> lower-case name, for _pack and _unpack (bounded).
-_PACKED_LNAMES: Final[dict[str, str]] = {}
+#: canonical header name -> (lower-case name, "Name: "), for _pack and _unpack (bounded).
+_PACKED_NAMES: Final[dict[str, tuple[str, str]]] = {}
 _LOWER_NAMES: Final[dict[str, str]] = {}
 #: header name as given to Headers -> (lower-case canonical name, canonical
 #: name), for names that passed the token check; bounded like _LOWER_NAMES.

@@ -30,7 +30,7 @@ from .headers import (
     parse_name_addr_list,
     parse_via_list,
 )
-from .message import Request, Response
+from .message import REASON_PHRASES, Request, Response
 from .uri import (
     _COMPILED,
     URI,
@@ -61,6 +61,8 @@ _CONTENT_LENGTH_RE: Final = re.compile(
 _WORD_SET: Final = _CharSet(
     "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-.!%*_+`'~()<>:\\\"/[]?{}"
 )
+#: "200" -> 200, for the codes of REASON_PHRASES (all 3 digits, 100-699).
+_STATUS_CODES: Final = {str(code): code for code in REASON_PHRASES}
 _REQUIRED_ORDER: Final = ("via", "from", "to", "call-id", "cseq")
 
 
@@ -109,10 +111,12 @@ def parse_message(data: bytes | bytearray | memoryview) -> Request | Response:
     end = raw.find(b"\r\n\r\n", start)
     if end >= 0:
         text = raw[start:end].decode("utf-8", "surrogateescape")
-        lines = text.split("\r\n")
-        breaks = len(lines) - 1
-        if text.count("\n") != breaks or text.count("\r") != breaks:
-            lines = None  # bare LF or CR: the general path decides
+        split = text.split("\r\n")
+        lines = split
+        for line in split:
+            if "\n" in line or "\r" in line:
+                lines = None  # bare LF or CR: the general path decides
+                break
         body_start = end + 4
     if lines is None:
         match = _HEADER_END_RE.search(raw, start)
@@ -238,6 +242,19 @@ def _parse_request_line_slow(line: str) -> tuple[str, URI]:
 
 
 def _parse_status_line(line: str, headers: Headers) -> Response:
+    # "SIP/2.0 <a code of REASON_PHRASES>[ reason]": what the general path
+    # below reads, without its checks and int().
+    if line.startswith("SIP/2.0 "):
+        space = line.find(" ", 8)
+        if space == 11 or (space < 0 and len(line) == 11):
+            status = _STATUS_CODES.get(line[8:11])
+            if status is not None:
+                return Response(status, line[12:], headers)
+    return _parse_status_line_slow(line, headers)
+
+
+def _parse_status_line_slow(line: str, headers: Headers) -> Response:
+    """The general status-line parser (and no fast path)."""
     parts = line.split(" ", 2)
     if len(parts) < 2:
         raise SIPParseError("malformed status line")

@@ -452,6 +452,20 @@ def _scan_sip_uri(text: str) -> SipURI | None:
     return _fast_sip_uri_from_groups(scheme, user, host, None, params_text)
 
 
+#: port text -> its number (bounded: ports come from peers).
+_PORT_NUMBERS: Final[dict[str, int]] = {}
+
+
+def _port_number(port: str) -> int:
+    """int(port) for 1-5 ASCII digits, from a cache: the same few ports recur."""
+    number = _PORT_NUMBERS.get(port)
+    if number is None:
+        number = int(port)
+        if len(_PORT_NUMBERS) < 1024:
+            _PORT_NUMBERS[port] = number
+    return number
+
+
 def _fast_sip_uri_from_groups(
     scheme: str, user: str | None, host: str, port: str | None, params_text: str
 ) -> SipURI | None:
@@ -460,7 +474,7 @@ def _fast_sip_uri_from_groups(
         return None
     port_number = None
     if port is not None:
-        port_number = int(port)
+        port_number = _port_number(port)
         if port_number > 65535:
             return None
     params: Params = ()
