@@ -42,6 +42,10 @@ _STANDARD = frozenset(vars(logging.makeLogRecord({}))) | {"message", "asctime", 
 FLUSH_INTERVAL = 0.05
 #: A batch this long is written at once.
 _MAX_BATCH = 256
+#: Records formatted per turn of the loop (about a millisecond): a batch longer
+#: than this is written over several turns, with the loop's I/O in between, so that
+#: no request waits behind a whole batch being formatted (the p99 of bench/setups.py).
+_CHUNK = 64
 
 
 #: How many attributes LogRecord.__init__ sets: ``extra`` fields come after them.
@@ -179,9 +183,10 @@ class BatchHandler(logging.Handler):
     callback scheduled ``interval`` seconds later, or the loop's next turn
     once the batch has ``max_batch`` records (never inside the callback
     handling a request), or a record at WARNING or above; then the batch is
-    formatted and written at once.  Records made outside a loop (at
-    start-up, at exit, from another thread) are written at once, after any
-    waiting ones, so the order is kept.  :meth:`flush` (also called by
+    formatted and written, ``chunk`` records per turn of the loop (the loop
+    reads its sockets between two chunks).  A WARNING, and records made outside
+    a loop (at start-up, at exit, from another thread), write everything that
+    waits at once, so the order is kept.  :meth:`flush` (also called by
     ``logging.shutdown`` at exit) writes what waits.
     """
 
@@ -191,11 +196,13 @@ class BatchHandler(logging.Handler):
         *,
         interval: float = FLUSH_INTERVAL,
         max_batch: int = _MAX_BATCH,
+        chunk: int = _CHUNK,
     ) -> None:
         super().__init__()
         self.stream: TextIO = stream if stream is not None else sys.stderr
         self.interval = interval
         self.max_batch = max_batch
+        self.chunk = max(1, chunk)
         self._batch: list[logging.LogRecord] = []
         #: The loop on which a flush is scheduled, if any.
         self._loop: asyncio.AbstractEventLoop | None = None
@@ -215,12 +222,13 @@ class BatchHandler(logging.Handler):
             return
         if loop is not self._loop:  # else a flush is already scheduled on it
             self._loop = loop
-            loop.call_later(self.interval, self.flush)
+            loop.call_later(self.interval, self._flush_some)
         elif len(batch) >= self.max_batch and not self._soon:
             self._soon = True
-            loop.call_soon(self.flush)
+            loop.call_soon(self._flush_some)
 
     def flush(self) -> None:
+        """Write every record that waits."""
         self.acquire()
         try:
             self._loop = None
@@ -229,11 +237,35 @@ class BatchHandler(logging.Handler):
         finally:
             self.release()
 
-    def _write(self) -> None:
+    def _flush_some(self) -> None:
+        """The loop's callback: one chunk now, the rest on the loop's next turns."""
+        self.acquire()
+        try:
+            self._loop = None
+            self._soon = False
+            self._write(self.chunk)
+            if self._batch:
+                try:
+                    loop = asyncio.get_running_loop()
+                except RuntimeError:  # pragma: no cover - a loop runs its callbacks
+                    self._write()
+                    return
+                self._loop = loop  # a flush is scheduled: emit() schedules none
+                self._soon = True
+                loop.call_soon(self._flush_some)
+        finally:
+            self.release()
+
+    def _write(self, limit: int | None = None) -> None:
+        """Format and write the oldest ``limit`` records (all of them: None)."""
         batch = self._batch
         if not batch:
             return
-        self._batch = []
+        if limit is not None and len(batch) > limit:
+            self._batch = batch[limit:]
+            batch = batch[:limit]
+        else:
+            self._batch = []
         lines = []
         for record in batch:
             try:

@@ -209,6 +209,51 @@ def test_a_full_batch_is_written_at_the_loops_next_turn_not_inside_the_callback(
     asyncio.run(main())
 
 
+def test_a_long_batch_is_written_a_chunk_per_turn_with_the_loops_io_between() -> None:
+    stream = _Stream()
+    handler = BatchHandler(stream, interval=0.0, chunk=2)
+    handler.setFormatter(PlainFormatter())
+
+    async def main() -> None:
+        loop = asyncio.get_running_loop()
+        # How many lines the log holds at each turn of the loop: other work (a
+        # datagram read) gets turns between two chunks.
+        seen: list[int] = []
+
+        def each_turn() -> None:
+            seen.append(len(stream.getvalue().splitlines()))
+            if len(seen) < 10:
+                loop.call_soon(each_turn)
+
+        for n in range(5):
+            handler.handle(_record(f"line {n} %s"))
+        loop.call_soon(each_turn)
+        for _ in range(12):
+            await asyncio.sleep(0)
+        lines = [line.split(": ", 1)[1] for line in stream.getvalue().splitlines()]
+        assert lines == [f"line {n} world" for n in range(5)]  # all of them, in order
+        assert stream.writes == 3  # 2 + 2 + 1
+        assert {2, 4} <= set(seen)  # turns that saw part of the batch written
+        assert seen[-1] == 5
+
+    asyncio.run(main())
+
+
+def test_flush_writes_every_waiting_record_at_once() -> None:
+    stream = _Stream()
+    handler = BatchHandler(stream, interval=60.0, chunk=2)
+    handler.setFormatter(PlainFormatter())
+
+    async def main() -> None:
+        for n in range(5):
+            handler.handle(_record(f"line {n} %s"))
+        handler.flush()  # logging.shutdown(), a WARNING: no chunks
+        assert stream.writes == 1
+        assert len(stream.getvalue().splitlines()) == 5
+
+    asyncio.run(main())
+
+
 def test_records_outside_a_loop_are_written_at_once_and_flush_empties_the_batch() -> None:
     stream = _Stream()
     handler = BatchHandler(stream)

@@ -20,7 +20,6 @@ import binascii
 import contextlib
 import heapq
 import ipaddress
-import os
 import re
 import sys
 from collections.abc import Iterable
@@ -72,6 +71,7 @@ from ..sip import (
     parse_uri,
     warning_value,
 )
+from ..sip.ids import random_bytes
 from .conference import (
     NO_TIMER,
     Conference,
@@ -1594,8 +1594,8 @@ _URLSAFE: Final = bytes.maketrans(b"+/", b"-_")
 
 
 def _token() -> str:
-    """``secrets.token_urlsafe(16)``, in C calls only: ids and credentials."""
-    raw = binascii.b2a_base64(os.urandom(16), newline=False)
+    """``secrets.token_urlsafe(16)``, in C calls only: ids and credentials (os.urandom bytes)."""
+    raw = binascii.b2a_base64(random_bytes(16), newline=False)
     return raw.rstrip(b"=").translate(_URLSAFE).decode("ascii")
 
 
