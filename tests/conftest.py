@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 
 import vidim
-from vidim.compiled import COMPILED_MODULES, PURE_PYTHON_VARIABLE, compiled_modules
+from vidim.compiled import COMPILED_MODULES, PURE_PYTHON_VARIABLE, compiled_modules, stale_modules
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -21,13 +21,7 @@ def _stale_extensions() -> list[str]:
     """Compiled modules of this checkout older than their source, if vidim comes from here."""
     if Path(vidim.__file__).resolve().parent != ROOT / "vidim":
         return []  # vidim is imported from elsewhere (e.g. a pure-Python copy)
-    stale = []
-    for path in COMPILED_MODULES:
-        source = ROOT / path
-        for extension in source.parent.glob(source.stem + ".*.so"):
-            if source.stat().st_mtime > extension.stat().st_mtime:
-                stale.append(path)
-    return stale
+    return stale_modules(ROOT)
 
 
 def pytest_configure(config: pytest.Config) -> None:

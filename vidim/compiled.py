@@ -11,9 +11,10 @@ from __future__ import annotations
 
 import importlib.machinery
 import sys
+from pathlib import Path
 from typing import Final
 
-__all__ = ["COMPILED_MODULES", "PURE_PYTHON_VARIABLE", "compiled_modules"]
+__all__ = ["COMPILED_MODULES", "PURE_PYTHON_VARIABLE", "compiled_modules", "stale_modules"]
 
 #: Set (to anything but "" or "0") when building to install pure Python only.
 PURE_PYTHON_VARIABLE: Final = "VIDIM_PURE_PYTHON"
@@ -68,3 +69,25 @@ def compiled_modules() -> list[str]:
         if origin.endswith(suffixes):
             names.append(name)
     return names
+
+
+def stale_modules(root: Path) -> list[str]:
+    """The modules of :data:`COMPILED_MODULES` whose source under ``root`` is newer than their code.
+
+    The code of every module lives in the group library ``vidim/native__mypyc*.so``,
+    which a build rewrites whenever a source changed; the per-module ``.so`` files
+    only load it and may keep an older date.  So a module is stale when its source
+    is newer than the group library (or than its own ``.so``, in a build without a
+    group).  Modules without an extension here are not stale: they run from source.
+    """
+    groups = [path.stat().st_mtime for path in (root / "vidim").glob("native__mypyc*.so")]
+    group = max(groups) if groups else None
+    stale = []
+    for path in COMPILED_MODULES:
+        source = root / path
+        for extension in source.parent.glob(source.stem + ".*.so"):
+            built = group if group is not None else extension.stat().st_mtime
+            if source.stat().st_mtime > built:
+                stale.append(path)
+                break
+    return stale
