@@ -241,15 +241,11 @@ class BatchHandler(logging.Handler):
         """The loop's callback: one chunk now, the rest on the loop's next turns."""
         self.acquire()
         try:
+            loop = self._loop  # the loop running this callback, unless flush() came first
             self._loop = None
             self._soon = False
             self._write(self.chunk)
-            if self._batch:
-                try:
-                    loop = asyncio.get_running_loop()
-                except RuntimeError:  # pragma: no cover - a loop runs its callbacks
-                    self._write()
-                    return
+            if self._batch and loop is not None:
                 self._loop = loop  # a flush is scheduled: emit() schedules none
                 self._soon = True
                 loop.call_soon(self._flush_some)
