@@ -109,6 +109,17 @@ def test_quick_run_completes_every_setup(
         kamailio = next(line for line in out.splitlines() if line.startswith("| kamailio |"))
         relay_p50, relay_p99 = (float(v) for v in kamailio.split("|")[8].split("/"))
         assert 0 < relay_p50 <= relay_p99, kamailio
+        # p99 away from host stalls "x.xx (NN%)": at most the whole p99, over a share.
+        away, share = cells[8].split()
+        assert 0 < float(away) <= wire_p99, row
+        assert share.endswith("%)"), row
+    # Every load step ran the host-stall probe beside it (bench/host_stalls.py).
+    stalls, stalled_ms = (int(v) for v in cells[9].split("/"))
+    assert stalls >= 0, row
+    assert stalled_ms >= 0, row
+    probes = sorted(tmp_path.rglob("host_stalls.txt"))
+    assert len(probes) >= 3, probes  # direct, kamailio and vidim steps
+    assert all(len(p.read_text().splitlines()) >= 10 for p in probes), probes
 
 
 def _pcap(packets: list[tuple[float, bytes]], ports: list[int] | None = None) -> bytes:
@@ -146,8 +157,9 @@ def test_wire_latency_pairs_each_message_with_its_invite(bench: ModuleType, tmp_
             (100.004_200_000, invite(probe)),
         ])
     )  # fmt: skip
-    latencies = sorted(bench.wire_latencies_ms(path))
-    assert latencies == pytest.approx([0.35, 2.0], abs=1e-6)
+    stamped = sorted(bench.wire_latencies_ms(path))
+    assert [at for at, _ in stamped] == pytest.approx([100.0, 100.0001], abs=1e-7)
+    assert [ms for _, ms in stamped] == pytest.approx([0.35, 2.0], abs=1e-6)
     assert bench.wire_latencies_ms(tmp_path / "missing.pcap") == []
 
 
@@ -163,7 +175,7 @@ def test_relay_latency_pairs_by_direction(bench: ModuleType, tmp_path: Path) -> 
             ports=[relay, relay, uas, uas],
         )
     )
-    latencies = sorted(bench.wire_latencies_ms(path, relay, bench._ANCHOR_CORRELATOR))
+    latencies = sorted(ms for _, ms in bench.wire_latencies_ms(path, relay, bench._ANCHOR_CORRELATOR))
     assert latencies == pytest.approx([0.25, 0.8], abs=1e-6)
 
 
