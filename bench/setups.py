@@ -799,6 +799,8 @@ class VidimStep:
     wire_stamped: list[tuple[float, float]] = field(default_factory=list)
     #: When the machine stopped running the host-stall probe during the load.
     stalls: list[host_stalls.Stall] = field(default_factory=list)
+    #: The probe's median run (us): how fast the machine ran this step.
+    probe_median_us: float | None = None
     capture_cpu: float = 0.0
     probe_us: list[float] = field(default_factory=list)
     probe_lost: int = 0
@@ -975,7 +977,7 @@ def run_vidim_step(
         step.elapsed = max(completed.values()) - min(sent[n] for n in completed)
     step.to_202_ms = list(to_202.values())
     step.to_invite_ms = list(to_invite.values())
-    step.stalls = host_stalls.find_stalls(host_stalls.read_samples(workdir / "host_stalls.txt"))
+    step.stalls, step.probe_median_us = read_host_probe(workdir)
     if capture is not None:
         step.wire_stamped = wire_latencies_ms(capture.path)
         step.wire_ms = [ms for _, ms in step.wire_stamped]
@@ -1007,6 +1009,8 @@ class AnchorStep:
     wire_stamped: list[tuple[float, float]] = field(default_factory=list)
     #: When the machine stopped running the host-stall probe during the load.
     stalls: list[host_stalls.Stall] = field(default_factory=list)
+    #: The probe's median run (us): how fast the machine ran this step.
+    probe_median_us: float | None = None
     relay_cpu: float | None = None
     sipp_cpu: dict[str, float] = field(default_factory=dict)
     udp_drops: int = 0
@@ -1168,7 +1172,7 @@ def run_anchor_step(workdir: Path, path: str, rate: int, seconds: float) -> Anch
     if answered:
         step.elapsed = max(answered) - min(sent)
     step.rtt_ms = [(a - s) * 1e3 for s, a in zip(sent, answered, strict=True)]
-    step.stalls = host_stalls.find_stalls(host_stalls.read_samples(workdir / "host_stalls.txt"))
+    step.stalls, step.probe_median_us = read_host_probe(workdir)
     if capture is not None:
         step.wire_stamped = wire_latencies_ms(capture.path, target, _ANCHOR_CORRELATOR)
         step.wire_ms = [ms for _, ms in step.wire_stamped]
@@ -1358,6 +1362,13 @@ def _us(value: float | None) -> str:
     return "-" if value is None else f"{value:.0f}"
 
 
+def read_host_probe(workdir: Path) -> tuple[list[host_stalls.Stall], float | None]:
+    """The stalls a step's host probe saw, and its median run in microseconds."""
+    samples = host_stalls.read_samples(workdir / "host_stalls.txt")
+    median = percentile([took for _, took in samples], 0.5)
+    return host_stalls.find_stalls(samples), median
+
+
 def away_from_stalls_ms(step: AnchorStep | VidimStep) -> list[float]:
     """The wire latencies of the datagrams that did not arrive near a host stall."""
     return host_stalls.away_from(step.wire_stamped, step.stalls)
@@ -1373,7 +1384,11 @@ def _away_cell(step: AnchorStep | VidimStep) -> str:
 
 
 def _stalls_cell(step: AnchorStep | VidimStep) -> str:
-    return f"{len(step.stalls)} / {sum(s.ms for s in step.stalls):.0f}"
+    """Host stalls: how many, their total ms, and the probe's median run in us."""
+    return (
+        f"{len(step.stalls)} / {sum(s.ms for s in step.stalls):.0f} / "
+        f"{_us(step.probe_median_us)}"
+    )
 
 
 def format_anchor_row(step: AnchorStep) -> str:
@@ -1396,7 +1411,7 @@ def format_anchor_row(step: AnchorStep) -> str:
 ANCHOR_HEADER = (
     "| path | offered/s | achieved/s | failed | retrans | RTT p50 ms | RTT p99 ms | "
     "relay on the wire p50 / p99 ms | p99 away from host stalls ms (share) | "
-    "host stalls n / ms | Kamailio CPU | SIPp CPU uac / uas | UDP drops | "
+    "host stalls n / ms / probe p50 us | Kamailio CPU | SIPp CPU uac / uas | UDP drops | "
     "other jobs' CPU | clean |\n"
     "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---|"
 )
@@ -1426,8 +1441,8 @@ def format_vidim_row(step: VidimStep) -> str:
 VIDIM_HEADER = (
     "| offered setups/s | achieved setups/s | failed setups | retrans req / focus / inv | "
     "MESSAGE->INVITE p50 ms | p99 ms | on the wire p50 ms | p99 ms | "
-    "p99 away from host stalls ms (share) | host stalls n / ms | MESSAGE->202 p50 ms | "
-    "p99 ms | probe 202 p50 / p99 us | daemon CPU | daemon peak RSS MiB | "
+    "p99 away from host stalls ms (share) | host stalls n / ms / probe p50 us | "
+    "MESSAGE->202 p50 ms | p99 ms | probe 202 p50 / p99 us | daemon CPU | daemon peak RSS MiB | "
     "SIPp CPU req / focus / inv | tcpdump CPU | UDP drops | other jobs' CPU | "
     "probe 202s after the load | clean |\n"
     "|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---|"

@@ -114,9 +114,10 @@ def test_quick_run_completes_every_setup(
         assert 0 < float(away) <= wire_p99, row
         assert share.endswith("%)"), row
     # Every load step ran the host-stall probe beside it (bench/host_stalls.py).
-    stalls, stalled_ms = (int(v) for v in cells[9].split("/"))
+    stalls, stalled_ms, probe_p50 = (int(v) for v in cells[9].split("/"))
     assert stalls >= 0, row
     assert stalled_ms >= 0, row
+    assert probe_p50 > 0, row  # its median run: the machine's speed in that step
     probes = sorted(tmp_path.rglob("host_stalls.txt"))
     assert len(probes) >= 3, probes  # direct, kamailio and vidim steps
     assert all(len(p.read_text().splitlines()) >= 10 for p in probes), probes
