@@ -8,12 +8,14 @@ set by the host, not by the server.  On the 2-core VM of docs/performance.md
 both vCPUs stall together for 10-100 ms every 1.5-2 s, and every cluster of
 slow conference setups in ``bench/setups.py`` lines up with one.
 
-The probe is a separate process (no GIL shared with the benchmark) that spins
-a fixed loop of about 0.2 ms every ``interval`` (about 2% of one CPU) and
-writes, per run, its start time on the system clock (the clock tcpdump stamps
-with) and how long it took.  A run that took ``FACTOR`` times the median or
-more, and at least ``MIN_US``, was stopped by something other than its own
-work: a stall.  The guest's own scheduler also holds the probe when another
+The probe is a separate process (no GIL shared with the benchmark) that wakes
+up every ``interval`` and spins a fixed loop of about 0.1-0.2 ms (about 2% of
+one CPU), and writes, per run, when it was due on the system clock (the clock
+tcpdump stamps with) and how long after that it ended: its wake-up's lateness
+plus its run, so that a stall that spans a due time shows whether it caught
+the probe asleep or running.  A run that ended ``FACTOR`` times the median or
+more, and at least ``MIN_US``, after it was due was held by something other than
+its own work: a stall.  The guest's own scheduler also holds the probe when another
 process runs on its CPU, for 0.3-3 ms under load here, hence the floor; so
 stalls are evidence to compare, not a verdict: the benchmark reports the
 latency both with and without the setups near them.
@@ -58,19 +60,27 @@ class Stall:
 
 
 def probe(out: Path, seconds: float, interval: float = INTERVAL, work: int = WORK) -> None:
-    """Time ``work`` iterations every ``interval`` for ``seconds``; one line per run to ``out``."""
+    """Every ``interval``, wake up and run ``work`` iterations; one line per run to ``out``.
+
+    Each line is the time the run was due (system clock) and how long after
+    that it ended, in microseconds: the wake-up's lateness plus the run.  A
+    stall that spans a due time shows either way, in the sleep or in the run.
+    """
     end = time.monotonic() + seconds
     with out.open("w") as file:
+        due = time.perf_counter() + interval
         while time.monotonic() < end:
-            wall = time.time()
-            began = time.perf_counter()
+            delay = due - time.perf_counter()
+            if delay > 0:
+                time.sleep(delay)
             n = 0
             while n < work:
                 n += 1
-            took = time.perf_counter() - began
-            file.write(f"{wall:.6f} {took * 1e6:.1f}\n")
+            done = time.perf_counter()
+            took = done - due
+            file.write(f"{time.time() - took:.6f} {took * 1e6:.1f}\n")
             file.flush()
-            time.sleep(interval)
+            due = done + interval
 
 
 def start(out: Path, seconds: float) -> subprocess.Popen[bytes]:
