@@ -13,12 +13,16 @@ they were ~30 us each, ~12% of the daemon's CPU):
 * :class:`LeanLogRecord` (the record factory :func:`setup_logging` installs)
   fills the same attributes as :class:`logging.LogRecord` without the path
   arithmetic and the thread and process look-ups nothing here prints: about
-  half of a record's cost, when the daemon logs four INFO records per setup.
+  half of a record's cost, when the daemon logs four INFO records per setup;
+* the daemon's event lines (three of the four) skip the record altogether when
+  nothing but this module's batch would see it (:func:`batch_for`): a
+  :class:`Line` goes to the batch and is written as the same text.
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import itertools
 import json
 import logging
@@ -32,7 +36,9 @@ __all__ = [
     "BatchHandler",
     "JsonFormatter",
     "LeanLogRecord",
+    "Line",
     "PlainFormatter",
+    "batch_for",
     "setup_logging",
 ]
 
@@ -125,6 +131,76 @@ def _extras(record: logging.LogRecord) -> list[tuple[str, Any]]:
     ]
 
 
+class Line:
+    """A log line made without a LogRecord: what :meth:`PlainFormatter.format_line` writes.
+
+    ``message`` is the object whose ``str()`` is the message (as ``"%s"`` with
+    it for argument, formatted when the batch is written, as a record's would
+    be); ``extras`` are the ``extra={...}`` fields, in order.
+    """
+
+    __slots__ = ("created", "extras", "levelno", "message", "name")
+
+    def __init__(
+        self,
+        created: float,
+        levelno: int,
+        name: str,
+        message: object,
+        extras: tuple[tuple[str, object], ...],
+    ) -> None:
+        self.created = created
+        self.levelno = levelno
+        self.name = name
+        self.message = message
+        self.extras = extras
+
+    def record(self) -> logging.LogRecord:
+        """The LogRecord :meth:`logging.Logger.log` would have made (for other formatters)."""
+        record = logging.makeLogRecord({})
+        record.name = self.name
+        record.levelno = self.levelno
+        record.levelname = logging.getLevelName(self.levelno)
+        record.msg = "%s"
+        record.args = (self.message,)
+        record.created = self.created
+        record.msecs = int((self.created - int(self.created)) * 1000) + 0.0
+        record.relativeCreated = (self.created - _START_TIME) * 1000
+        for key, value in self.extras:
+            setattr(record, key, value)
+        return record
+
+
+def batch_for(logger: logging.Logger, level: int) -> BatchHandler | None:
+    """The batch a record of ``logger`` at ``level`` would reach, unchanged and alone, or None.
+
+    So it is when :func:`setup_logging`'s set-up is untouched: the record
+    factory is :class:`LeanLogRecord`, no logger on the way has a filter or a
+    handler of its own, and the root has one handler, a :class:`BatchHandler`
+    with a :class:`PlainFormatter`, no filter and a level at most ``level``.
+    Anything else (``caplog`` in a test, a handler added by an application)
+    and the record goes the standard way.
+    """
+    if logging.getLogRecordFactory() is not LeanLogRecord or not logger.isEnabledFor(level):
+        return None
+    node: logging.Logger = logger
+    while node.parent is not None:
+        if node.filters or node.handlers or node.disabled or not node.propagate:
+            return None
+        node = node.parent
+    if node.filters or len(node.handlers) != 1:
+        return None
+    handler = node.handlers[0]
+    if (
+        type(handler) is not BatchHandler
+        or handler.filters
+        or level < handler.level
+        or type(handler.formatter) is not PlainFormatter
+    ):
+        return None
+    return handler
+
+
 class JsonFormatter(logging.Formatter):
     """One JSON object per record, with the ``extra={...}`` fields (call_id, conference_id...)."""
 
@@ -175,6 +251,22 @@ class PlainFormatter(logging.Formatter):
             return f"{line} [{' '.join(f'{key}={value}' for key, value in extras)}]"
         return line
 
+    def format_line(self, item: Line) -> str:
+        """What :meth:`format` writes for the record the line stands for."""
+        created = item.created
+        second = int(created)
+        if second != self._second:
+            self._date = time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(second))
+            self._second = second
+        line = (
+            f"{self._date},{int((created - second) * 1000):03d} "
+            f"{_LEVEL_NAMES.get(item.levelno) or logging.getLevelName(item.levelno)} "
+            f"{item.name}: {item.message}"
+        )
+        if item.extras:
+            return f"{line} [{' '.join(f'{key}={value}' for key, value in item.extras)}]"
+        return line
+
 
 class BatchHandler(logging.Handler):
     """Writes records to ``stream`` in batches: one ``write`` per event-loop turn or so.
@@ -203,16 +295,24 @@ class BatchHandler(logging.Handler):
         self.interval = interval
         self.max_batch = max_batch
         self.chunk = max(1, chunk)
-        self._batch: list[logging.LogRecord] = []
+        self._batch: list[logging.LogRecord | Line] = []
         #: The loop on which a flush is scheduled, if any.
         self._loop: asyncio.AbstractEventLoop | None = None
         #: Whether a flush is scheduled for the loop's next turn (a full batch).
         self._soon = False
 
     def emit(self, record: logging.LogRecord) -> None:
+        self._add(record, record.levelno)
+
+    def add_line(self, line: Line) -> None:
+        """A line from :func:`batch_for`'s caller: batched and written as a record would be."""
+        with self.lock if self.lock is not None else contextlib.nullcontext():
+            self._add(line, line.levelno)
+
+    def _add(self, item: logging.LogRecord | Line, levelno: int) -> None:
         batch = self._batch
-        batch.append(record)
-        if record.levelno >= logging.WARNING or len(batch) >= 4 * self.max_batch:
+        batch.append(item)
+        if levelno >= logging.WARNING or len(batch) >= 4 * self.max_batch:
             self._write()  # the loop does not come round: memory stays bounded
             return
         try:
@@ -263,18 +363,30 @@ class BatchHandler(logging.Handler):
         else:
             self._batch = []
         lines = []
-        for record in batch:
+        formatter = self.formatter
+        plain = formatter if type(formatter) is PlainFormatter else None
+        for item in batch:
             try:
-                lines.append(self.format(record))
+                if isinstance(item, Line):
+                    # A formatter set since the line was batched gets the record.
+                    line = plain.format_line(item) if plain else self.format(item.record())
+                else:
+                    line = self.format(item)
             except Exception:
-                self.handleError(record)
+                self.handleError(_as_record(item))
+                continue
+            lines.append(line)
         if not lines:
             return
         try:
             self.stream.write("\n".join(lines) + "\n")
             self.stream.flush()
         except Exception:
-            self.handleError(batch[-1])
+            self.handleError(_as_record(batch[-1]))
+
+
+def _as_record(item: logging.LogRecord | Line) -> logging.LogRecord:
+    return item.record() if isinstance(item, Line) else item
 
 
 def _lean_records() -> None:

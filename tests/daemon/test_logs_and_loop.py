@@ -3,21 +3,27 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import io
 import logging
 import sys
 import types
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
 from click.testing import CliRunner
+from hypothesis import given
+from hypothesis import strategies as st
 from vidim_daemon.cli import DEBUG_EVENTS, _event_logger, loop_factory, main
 from vidim_daemon.config import ConfigError, load
 from vidim_daemon.logs import (
     BatchHandler,
     JsonFormatter,
     LeanLogRecord,
+    Line,
     PlainFormatter,
+    batch_for,
     setup_logging,
 )
 
@@ -348,3 +354,167 @@ def test_the_info_events_read_as_their_fields_with_states_by_value() -> None:
         "RequestAccepted(call_id='x@h', requester='sip:a@h', command='new', conference_id=None)"
     )
     assert repr(accepted) == str(accepted)  # the generic repr says the same
+
+
+# -- event lines straight to the batch ------------------------------------------------------
+@pytest.fixture
+def daemon_logging() -> Iterator[BatchHandler]:
+    """setup_logging's set-up, writing to a StringIO; the process's logging restored after."""
+    before_factory, root = logging.getLogRecordFactory(), logging.getLogger()
+    before = (root.handlers[:], root.level)
+    switches = ("_srcfile", "logThreads", "logProcesses", "logMultiprocessing")
+    saved = {name: getattr(logging, name) for name in switches}
+    try:
+        setup_logging("info")
+        handler = root.handlers[0]
+        assert isinstance(handler, BatchHandler)
+        handler.stream = io.StringIO()
+        yield handler
+    finally:
+        handler.flush()
+        logging.setLogRecordFactory(before_factory)
+        root.handlers[:] = before[0]
+        root.setLevel(before[1])
+        for name, value in saved.items():
+            setattr(logging, name, value)
+
+
+@given(
+    created=st.floats(min_value=1e9, max_value=4e9),
+    level=st.sampled_from([logging.DEBUG, logging.INFO, logging.WARNING, 25]),
+    message=st.text(max_size=40),
+    extras=st.lists(
+        st.tuples(st.sampled_from(["call_id", "conference_id", "peer"]), st.text(max_size=12)),
+        max_size=3,
+        unique_by=lambda kv: kv[0],
+    ),
+)
+def test_a_line_reads_as_the_record_it_stands_for(
+    created: float, level: int, message: str, extras: list[tuple[str, str]]
+) -> None:
+    line = Line(created, level, "vidim.allocator", message, tuple(extras))
+    record = line.record()
+    assert record.getMessage() == message
+    assert PlainFormatter().format_line(line) == PlainFormatter().format(record)
+    # and that record is the one Logger.log makes (the lean factory's fields).
+    made = logging.getLogger("vidim.allocator").makeRecord(
+        "vidim.allocator", level, "(unknown file)", 0, "%s", (message,), None,
+        extra=dict(extras),
+    )  # fmt: skip
+    made.created, made.msecs = record.created, record.msecs
+    assert PlainFormatter().format(made) == PlainFormatter().format(record)
+
+
+@contextlib.contextmanager
+def _only(handler: BatchHandler) -> Iterator[None]:
+    """The root's handlers as setup_logging left them (pytest adds its own per test phase)."""
+    root = logging.getLogger()
+    saved = root.handlers[:]
+    root.handlers[:] = [handler]
+    try:
+        yield
+    finally:
+        root.handlers[:] = saved
+
+
+def test_event_lines_skip_the_record_and_write_the_same_text(
+    daemon_logging: BatchHandler,
+) -> None:
+    with _only(daemon_logging):
+        _in_a_loop(lambda: _event_lines_and_records(daemon_logging))
+
+
+def _in_a_loop(body: Callable[[], None]) -> None:
+    """``body`` inside a running event loop: what it logs waits in the batch until a flush."""
+
+    async def main() -> None:
+        body()
+
+    asyncio.run(main())
+
+
+def _event_lines_and_records(daemon_logging: BatchHandler) -> None:
+    on_event = _event_logger("allocator")
+    accepted = RequestAccepted(call_id="c1", requester="sip:a@h", command="new", conference_id="k1")
+    assert batch_for(logging.getLogger("vidim.allocator"), logging.INFO) is daemon_logging
+    on_event(accepted)
+    assert [type(item) for item in daemon_logging._batch] == [Line]
+    # The standard way (a filter on the logger: batch_for says no), for comparison.
+    allocator = logging.getLogger("vidim.allocator")
+    allow = logging.Filter()
+    allocator.addFilter(allow)
+    try:
+        assert batch_for(allocator, logging.INFO) is None
+        on_event(accepted)
+    finally:
+        allocator.removeFilter(allow)
+    assert [type(item) for item in daemon_logging._batch] == [Line, LeanLogRecord]
+    daemon_logging.flush()
+    fast, standard = (
+        line.split(" ", 2)[2] for line in daemon_logging.stream.getvalue().splitlines()
+    )  # after the date and time
+    assert fast == standard
+    assert fast == f"INFO vidim.allocator: {accepted} [conference_id=k1 call_id=c1]"
+
+
+def test_the_batch_takes_lines_only_when_nothing_else_would_see_the_record(
+    daemon_logging: BatchHandler,
+) -> None:
+    with _only(daemon_logging):
+        _only_when_nothing_else_would_see_it(daemon_logging)
+
+
+def _only_when_nothing_else_would_see_it(daemon_logging: BatchHandler) -> None:
+    vidim, allocator = logging.getLogger("vidim"), logging.getLogger("vidim.allocator")
+    root = logging.getLogger()
+    assert batch_for(allocator, logging.INFO) is daemon_logging
+    assert batch_for(allocator, logging.DEBUG) is None  # not enabled
+    other = logging.NullHandler()
+
+    def changes() -> Iterator[tuple[Callable[[], None], Callable[[], None]]]:
+        yield (lambda: vidim.addHandler(other), lambda: vidim.removeHandler(other))
+        yield (lambda: root.addHandler(other), lambda: root.removeHandler(other))
+        only = logging.Filter("nothing")
+        yield (lambda: allocator.addFilter(only), lambda: allocator.removeFilter(only))
+        yield (lambda: daemon_logging.addFilter(only), lambda: daemon_logging.removeFilter(only))
+        yield (
+            lambda: setattr(allocator, "propagate", False),
+            lambda: setattr(allocator, "propagate", True),
+        )
+        yield (
+            lambda: daemon_logging.setFormatter(JsonFormatter()),
+            lambda: daemon_logging.setFormatter(PlainFormatter()),
+        )
+        yield (
+            lambda: daemon_logging.setLevel(logging.WARNING),
+            lambda: daemon_logging.setLevel(logging.NOTSET),
+        )
+        yield (
+            lambda: logging.setLogRecordFactory(logging.LogRecord),
+            lambda: logging.setLogRecordFactory(LeanLogRecord),
+        )
+
+    for change, undo in changes():
+        change()
+        try:
+            assert batch_for(allocator, logging.INFO) is None, change
+        finally:
+            undo()
+        assert batch_for(allocator, logging.INFO) is daemon_logging
+
+
+def test_a_line_batched_before_a_json_formatter_is_written_as_json(
+    daemon_logging: BatchHandler,
+) -> None:
+    def body() -> None:
+        line = Line(1.8e9, logging.INFO, "vidim.allocator", "hello", (("k", "v"),))
+        daemon_logging.add_line(line)
+        assert daemon_logging.stream.getvalue() == ""  # waits in the batch
+        daemon_logging.setFormatter(JsonFormatter())
+        daemon_logging.flush()
+
+    _in_a_loop(body)
+    written = daemon_logging.stream.getvalue()
+    assert '"message": "hello"' in written
+    assert '"k": "v"' in written
+    assert '"logger": "vidim.allocator"' in written
