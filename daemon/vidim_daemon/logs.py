@@ -233,13 +233,16 @@ class PlainFormatter(logging.Formatter):
         self._second = -1
         self._date = ""
 
-    def format(self, record: logging.LogRecord) -> str:
-        second = int(record.created)
+    def _date_of(self, second: int) -> str:
         if second != self._second:
             self._date = time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(second))
             self._second = second
+        return self._date
+
+    def format(self, record: logging.LogRecord) -> str:
         line = (
-            f"{self._date},{int(record.msecs):03d} {record.levelname} {record.name}: "
+            f"{self._date_of(int(record.created))},{int(record.msecs):03d} "
+            f"{record.levelname} {record.name}: "
             f"{record.getMessage()}"
         )
         if record.exc_info:
@@ -255,11 +258,8 @@ class PlainFormatter(logging.Formatter):
         """What :meth:`format` writes for the record the line stands for."""
         created = item.created
         second = int(created)
-        if second != self._second:
-            self._date = time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(second))
-            self._second = second
         line = (
-            f"{self._date},{int((created - second) * 1000):03d} "
+            f"{self._date_of(second)},{int((created - second) * 1000):03d} "
             f"{_LEVEL_NAMES.get(item.levelno) or logging.getLevelName(item.levelno)} "
             f"{item.name}: {item.message}"
         )

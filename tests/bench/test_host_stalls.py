@@ -2,29 +2,17 @@
 
 from __future__ import annotations
 
-import importlib.util
-import sys
 import time
 from pathlib import Path
 from types import ModuleType
 
 import pytest
-
-PROBE = Path(__file__).resolve().parents[2] / "bench" / "host_stalls.py"
+from bench_scripts import load_script
 
 
 @pytest.fixture(scope="module")
 def hs() -> ModuleType:
-    name = "vidim_bench_host_stalls"
-    if name in sys.modules:
-        return sys.modules[name]
-    spec = importlib.util.spec_from_file_location(name, PROBE)
-    assert spec is not None
-    assert spec.loader is not None
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[name] = module  # dataclasses look their module up here
-    spec.loader.exec_module(module)
-    return module
+    return load_script("host_stalls")
 
 
 def _samples(slow: dict[int, float], n: int = 100) -> list[tuple[float, float]]:

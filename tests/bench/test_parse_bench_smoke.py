@@ -6,34 +6,18 @@ measured only when sippy is importable.  No timing is asserted.
 
 from __future__ import annotations
 
-import importlib.util
-import sys
 from pathlib import Path
 from types import ModuleType
 
 import pytest
+from bench_scripts import load_script
 
 from vidim.sip import Request, Response, parse_message
-
-BENCH = Path(__file__).resolve().parents[2] / "bench" / "parse.py"
-
-
-def _load_bench() -> ModuleType:
-    name = "vidim_bench_parse"
-    if name in sys.modules:
-        return sys.modules[name]
-    spec = importlib.util.spec_from_file_location(name, BENCH)
-    assert spec is not None
-    assert spec.loader is not None
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[name] = module  # dataclasses look their module up here
-    spec.loader.exec_module(module)
-    return module
 
 
 @pytest.fixture(scope="module")
 def bench() -> ModuleType:
-    return _load_bench()
+    return load_script("parse")
 
 
 def test_messages_parse_to_the_right_start_line(bench: ModuleType) -> None:

@@ -6,35 +6,19 @@ is marked ``integration``.  No timing is asserted: the machine is shared.
 
 from __future__ import annotations
 
-import importlib.util
 import os
 import shutil
 import struct
-import sys
 from pathlib import Path
 from types import ModuleType
 
 import pytest
-
-BENCH = Path(__file__).resolve().parents[2] / "bench" / "setups.py"
-
-
-def _load_bench() -> ModuleType:
-    name = "vidim_bench_setups"
-    if name in sys.modules:
-        return sys.modules[name]
-    spec = importlib.util.spec_from_file_location(name, BENCH)
-    assert spec is not None
-    assert spec.loader is not None
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[name] = module  # dataclasses look their module up here
-    spec.loader.exec_module(module)
-    return module
+from bench_scripts import load_script
 
 
 @pytest.fixture(scope="module")
 def bench() -> ModuleType:
-    return _load_bench()
+    return load_script("setups")
 
 
 def test_join_counts_a_setup_only_when_all_three_peers_saw_it(bench: ModuleType) -> None:

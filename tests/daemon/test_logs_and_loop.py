@@ -131,24 +131,31 @@ def test_lean_records_have_logrecords_attributes(pathname: str, args: tuple[obje
     assert lean.msecs == int((lean.created - int(lean.created)) * 1000)
 
 
-def test_setup_logging_installs_the_lean_record_factory() -> None:
+@contextlib.contextmanager
+def _logging_restored() -> Iterator[None]:
+    """The process's logging set-up as it was, whatever setup_logging does inside."""
     before_factory, root = logging.getLogRecordFactory(), logging.getLogger()
     before = (root.handlers[:], root.level)
     switches = ("_srcfile", "logThreads", "logProcesses", "logMultiprocessing")
     saved = {name: getattr(logging, name) for name in switches}
     try:
-        setup_logging("info")
-        record = logging.getLogger("vidim.test").makeRecord(
-            "vidim.test", logging.INFO, "(unknown file)", 0, "x", (), None, extra={"call_id": "c"}
-        )
-        assert type(record) is LeanLogRecord
-        assert PlainFormatter().format(record).endswith("INFO vidim.test: x [call_id=c]")
+        yield
     finally:
         logging.setLogRecordFactory(before_factory)
         root.handlers[:] = before[0]
         root.setLevel(before[1])
         for name, value in saved.items():
             setattr(logging, name, value)
+
+
+def test_setup_logging_installs_the_lean_record_factory() -> None:
+    with _logging_restored():
+        setup_logging("info")
+        record = logging.getLogger("vidim.test").makeRecord(
+            "vidim.test", logging.INFO, "(unknown file)", 0, "x", (), None, extra={"call_id": "c"}
+        )
+        assert type(record) is LeanLogRecord
+        assert PlainFormatter().format(record).endswith("INFO vidim.test: x [call_id=c]")
 
 
 def test_json_formatter_carries_the_extra_fields() -> None:
@@ -360,23 +367,13 @@ def test_the_info_events_read_as_their_fields_with_states_by_value() -> None:
 @pytest.fixture
 def daemon_logging() -> Iterator[BatchHandler]:
     """setup_logging's set-up, writing to a StringIO; the process's logging restored after."""
-    before_factory, root = logging.getLogRecordFactory(), logging.getLogger()
-    before = (root.handlers[:], root.level)
-    switches = ("_srcfile", "logThreads", "logProcesses", "logMultiprocessing")
-    saved = {name: getattr(logging, name) for name in switches}
-    try:
+    with _logging_restored():
         setup_logging("info")
-        handler = root.handlers[0]
+        handler = logging.getLogger().handlers[0]
         assert isinstance(handler, BatchHandler)
         handler.stream = io.StringIO()
         yield handler
-    finally:
         handler.flush()
-        logging.setLogRecordFactory(before_factory)
-        root.handlers[:] = before[0]
-        root.setLevel(before[1])
-        for name, value in saved.items():
-            setattr(logging, name, value)
 
 
 @given(
