@@ -130,6 +130,11 @@ def find_stalls(
     return stalls
 
 
+def stalled_ms(stalls: Iterable[Stall]) -> float:
+    """How long the stalls held the probe, in all."""
+    return sum(stall.ms for stall in stalls)
+
+
 def away_from(
     stamped: Iterable[tuple[float, float]],
     stalls: Sequence[Stall],
@@ -168,7 +173,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     print(f"{len(samples)} runs of the probe over {args.seconds:.0f} s, median {median:.0f} us")
     print(
         f"{len(stalls)} stalls (a run >= {FACTOR:.0f}x the median and >= {MIN_US / 1e3:.0f} ms), "
-        f"{sum(s.ms for s in stalls):.0f} ms in all"
+        f"{stalled_ms(stalls):.0f} ms in all"
     )
     first = samples[0][0] if samples else 0.0
     for stall in stalls:

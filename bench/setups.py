@@ -782,8 +782,21 @@ class LoadedProbe(threading.Thread):
 # -------------------------------------------------------------------- vidim steps
 
 
+class _WireLatencies:
+    """A step's loopback-capture latencies, each with its inbound datagram's stamp."""
+
+    #: (stamp on the system clock, ms) per call (None: no capture in this run).
+    wire_stamped: list[tuple[float, float]] | None
+    #: When the machine stopped running the host-stall probe during the load.
+    stalls: list[host_stalls.Stall]
+
+    @property
+    def wire_ms(self) -> list[float] | None:
+        return None if self.wire_stamped is None else [ms for _, ms in self.wire_stamped]
+
+
 @dataclass
-class VidimStep:
+class VidimStep(_WireLatencies):
     rate: int
     seconds: float
     offered: int = 0
@@ -793,11 +806,8 @@ class VidimStep:
     failed_calls: dict[str, int] = field(default_factory=dict)
     to_202_ms: list[float] = field(default_factory=list)
     to_invite_ms: list[float] = field(default_factory=list)
-    #: MESSAGE -> INVITE from the loopback capture (None: no capture in this run).
-    wire_ms: list[float] | None = None
-    #: The same, each with the MESSAGE's stamp on the system clock.
-    wire_stamped: list[tuple[float, float]] = field(default_factory=list)
-    #: When the machine stopped running the host-stall probe during the load.
+    #: MESSAGE -> INVITE from the loopback capture, with the MESSAGE's stamp.
+    wire_stamped: list[tuple[float, float]] | None = None
     stalls: list[host_stalls.Stall] = field(default_factory=list)
     #: The probe's median run (us): how fast the machine ran this step.
     probe_median_us: float | None = None
@@ -980,7 +990,6 @@ def run_vidim_step(
     step.stalls, step.probe_median_us = read_host_probe(workdir)
     if capture is not None:
         step.wire_stamped = wire_latencies_ms(capture.path)
-        step.wire_ms = [ms for _, ms in step.wire_stamped]
         capture.path.unlink(missing_ok=True)  # tens of MB per step
     for line in read_text(workdir / "requester_errors.log").splitlines():
         match = re.search(r"received 'SIP/2\.0 (\d{3} [^\r\n']*)", line)
@@ -993,7 +1002,7 @@ def run_vidim_step(
 
 
 @dataclass
-class AnchorStep:
+class AnchorStep(_WireLatencies):
     path: str
     rate: int
     seconds: float
@@ -1003,11 +1012,8 @@ class AnchorStep:
     failed: int = 0
     retrans: int = 0
     rtt_ms: list[float] = field(default_factory=list)
-    #: Kamailio's relay latency from the loopback capture (None: no capture).
-    wire_ms: list[float] | None = None
-    #: The same, each with the MESSAGE's stamp on the system clock.
-    wire_stamped: list[tuple[float, float]] = field(default_factory=list)
-    #: When the machine stopped running the host-stall probe during the load.
+    #: Kamailio's relay latency from the loopback capture, with the MESSAGE's stamp.
+    wire_stamped: list[tuple[float, float]] | None = None
     stalls: list[host_stalls.Stall] = field(default_factory=list)
     #: The probe's median run (us): how fast the machine ran this step.
     probe_median_us: float | None = None
@@ -1175,7 +1181,6 @@ def run_anchor_step(workdir: Path, path: str, rate: int, seconds: float) -> Anch
     step.stalls, step.probe_median_us = read_host_probe(workdir)
     if capture is not None:
         step.wire_stamped = wire_latencies_ms(capture.path, target, _ANCHOR_CORRELATOR)
-        step.wire_ms = [ms for _, ms in step.wire_stamped]
         capture.path.unlink(missing_ok=True)
     return step
 
@@ -1371,7 +1376,7 @@ def read_host_probe(workdir: Path) -> tuple[list[host_stalls.Stall], float | Non
 
 def away_from_stalls_ms(step: AnchorStep | VidimStep) -> list[float]:
     """The wire latencies of the datagrams that did not arrive near a host stall."""
-    return host_stalls.away_from(step.wire_stamped, step.stalls)
+    return host_stalls.away_from(step.wire_stamped or [], step.stalls)
 
 
 def _away_cell(step: AnchorStep | VidimStep) -> str:
@@ -1386,7 +1391,7 @@ def _away_cell(step: AnchorStep | VidimStep) -> str:
 def _stalls_cell(step: AnchorStep | VidimStep) -> str:
     """Host stalls: how many, their total ms, and the probe's median run in us."""
     return (
-        f"{len(step.stalls)} / {sum(s.ms for s in step.stalls):.0f} / "
+        f"{len(step.stalls)} / {host_stalls.stalled_ms(step.stalls):.0f} / "
         f"{_us(step.probe_median_us)}"
     )
 
@@ -1605,7 +1610,7 @@ def format_targets(report: Report) -> list[str]:
     if best is not None and best.wire_stamped:
         measured += (
             f"; {_away_cell(best)} away from host stalls ({len(best.stalls)} stalls, "
-            f"{sum(x.ms for x in best.stalls):.0f} ms, in that step)"
+            f"{host_stalls.stalled_ms(best.stalls):.0f} ms, in that step)"
         )
     return [
         f"Clean rates (highest step with zero failures, zero retransmissions and >= 95% of the "

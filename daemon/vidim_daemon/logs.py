@@ -22,13 +22,12 @@ they were ~30 us each, ~12% of the daemon's CPU):
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import itertools
 import json
 import logging
 import sys
 import time
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from typing import Any, TextIO
 
 __all__ = [
@@ -63,6 +62,11 @@ _INIT_FIELDS = len(vars(logging.LogRecord("", 0, "", 0, "", None, None)))
 _UNKNOWN_FILE = "(unknown file)"
 _LEVEL_NAMES: dict[int, str] = logging._levelToName  # the table getLevelName reads
 _START_TIME: float = logging._startTime  # type: ignore[attr-defined]
+
+
+def _msecs(created: float) -> float:
+    """The milliseconds LogRecord keeps beside ``created``."""
+    return int((created - int(created)) * 1000) + 0.0
 
 
 class LeanLogRecord(logging.LogRecord):
@@ -114,7 +118,7 @@ class LeanLogRecord(logging.LogRecord):
         self.lineno = lineno
         self.funcName = func  # type: ignore[assignment]  # None, as LogRecord sets it
         self.created = ct
-        self.msecs = int((ct - int(ct)) * 1000) + 0.0
+        self.msecs = _msecs(ct)
         self.relativeCreated = (ct - _START_TIME) * 1000
         self.thread = None
         self.threadName = None
@@ -157,14 +161,11 @@ class Line:
 
     def record(self) -> logging.LogRecord:
         """The LogRecord :meth:`logging.Logger.log` would have made (for other formatters)."""
-        record = logging.makeLogRecord({})
-        record.name = self.name
-        record.levelno = self.levelno
-        record.levelname = logging.getLevelName(self.levelno)
-        record.msg = "%s"
-        record.args = (self.message,)
+        record = LeanLogRecord(
+            self.name, self.levelno, _UNKNOWN_FILE, 0, "%s", (self.message,), None
+        )
         record.created = self.created
-        record.msecs = int((self.created - int(self.created)) * 1000) + 0.0
+        record.msecs = _msecs(self.created)
         record.relativeCreated = (self.created - _START_TIME) * 1000
         for key, value in self.extras:
             setattr(record, key, value)
@@ -221,6 +222,12 @@ class JsonFormatter(logging.Formatter):
         return json.dumps(out, ensure_ascii=False)
 
 
+def _with_extras(line: str, extras: Iterable[tuple[str, object]]) -> str:
+    """``line [key=value ...]``, or the line alone without extra fields."""
+    fields = " ".join(f"{key}={value}" for key, value in extras)
+    return f"{line} [{fields}]" if fields else line
+
+
 class PlainFormatter(logging.Formatter):
     """``2026-11-26 14:23:08,018 INFO vidim.aio: message [key=value ...]``.
 
@@ -249,23 +256,17 @@ class PlainFormatter(logging.Formatter):
             line = f"{line}\n{self.formatException(record.exc_info)}"
         if record.stack_info:
             line = f"{line}\n{self.formatStack(record.stack_info)}"
-        extras = _extras(record)
-        if extras:
-            return f"{line} [{' '.join(f'{key}={value}' for key, value in extras)}]"
-        return line
+        return _with_extras(line, _extras(record))
 
     def format_line(self, item: Line) -> str:
         """What :meth:`format` writes for the record the line stands for."""
         created = item.created
-        second = int(created)
         line = (
-            f"{self._date_of(second)},{int((created - second) * 1000):03d} "
+            f"{self._date_of(int(created))},{int(_msecs(created)):03d} "
             f"{_LEVEL_NAMES.get(item.levelno) or logging.getLevelName(item.levelno)} "
             f"{item.name}: {item.message}"
         )
-        if item.extras:
-            return f"{line} [{' '.join(f'{key}={value}' for key, value in item.extras)}]"
-        return line
+        return _with_extras(line, item.extras)
 
 
 class BatchHandler(logging.Handler):
@@ -306,8 +307,11 @@ class BatchHandler(logging.Handler):
 
     def add_line(self, line: Line) -> None:
         """A line from :func:`batch_for`'s caller: batched and written as a record would be."""
-        with self.lock if self.lock is not None else contextlib.nullcontext():
+        self.acquire()
+        try:
             self._add(line, line.levelno)
+        finally:
+            self.release()
 
     def _add(self, item: logging.LogRecord | Line, levelno: int) -> None:
         batch = self._batch

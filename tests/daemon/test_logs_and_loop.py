@@ -10,6 +10,7 @@ import sys
 import types
 from collections.abc import Callable, Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 from click.testing import CliRunner
@@ -179,10 +180,16 @@ class _Stream(io.StringIO):
         return super().write(text)
 
 
-def test_records_in_the_loop_are_written_together_later() -> None:
+def _plain_batch(**options: Any) -> tuple[_Stream, BatchHandler]:
+    """A BatchHandler with the plain formatter, writing to a counting stream."""
     stream = _Stream()
-    handler = BatchHandler(stream, interval=0.01)
+    handler = BatchHandler(stream, **options)
     handler.setFormatter(PlainFormatter())
+    return stream, handler
+
+
+def test_records_in_the_loop_are_written_together_later() -> None:
+    stream, handler = _plain_batch(interval=0.01)
 
     async def main() -> None:
         stream.written = asyncio.Event()
@@ -203,9 +210,7 @@ def test_records_in_the_loop_are_written_together_later() -> None:
 
 
 def test_a_full_batch_is_written_at_the_loops_next_turn_not_inside_the_callback() -> None:
-    stream = _Stream()
-    handler = BatchHandler(stream, interval=60.0, max_batch=3)
-    handler.setFormatter(PlainFormatter())
+    stream, handler = _plain_batch(interval=60.0, max_batch=3)
 
     async def main() -> None:
         stream.written = asyncio.Event()
@@ -223,9 +228,7 @@ def test_a_full_batch_is_written_at_the_loops_next_turn_not_inside_the_callback(
 
 
 def test_a_long_batch_is_written_a_chunk_per_turn_with_the_loops_io_between() -> None:
-    stream = _Stream()
-    handler = BatchHandler(stream, interval=0.0, chunk=2)
-    handler.setFormatter(PlainFormatter())
+    stream, handler = _plain_batch(interval=0.0, chunk=2)
 
     async def main() -> None:
         loop = asyncio.get_running_loop()
@@ -253,9 +256,7 @@ def test_a_long_batch_is_written_a_chunk_per_turn_with_the_loops_io_between() ->
 
 
 def test_flush_writes_every_waiting_record_at_once() -> None:
-    stream = _Stream()
-    handler = BatchHandler(stream, interval=60.0, chunk=2)
-    handler.setFormatter(PlainFormatter())
+    stream, handler = _plain_batch(interval=60.0, chunk=2)
 
     async def main() -> None:
         for n in range(5):
@@ -268,9 +269,7 @@ def test_flush_writes_every_waiting_record_at_once() -> None:
 
 
 def test_records_outside_a_loop_are_written_at_once_and_flush_empties_the_batch() -> None:
-    stream = _Stream()
-    handler = BatchHandler(stream)
-    handler.setFormatter(PlainFormatter())
+    stream, handler = _plain_batch()
     handler.handle(_record())
     assert stream.getvalue().endswith("hello world\n")
 

@@ -95,7 +95,8 @@ def via_items(draw: st.DrawFn) -> str:
     return text + _params(draw(via_params))
 
 
-def _outcome(func: Callable[[str], object], text: str) -> tuple[str, object]:
+def outcome(func: Callable[[str], object], text: str) -> tuple[str, object]:
+    """('ok', the value) or ('error', None): two parsers agree when their outcomes do."""
     try:
         value = func(text)
     except SIPParseError:
@@ -119,13 +120,13 @@ def test_sip_uri_fast_path_equals_general_parser(text: str) -> None:
         slow = uri._parse_uri_slow(text)
         assert fast == slow
         assert str(fast) == str(slow)
-    assert _outcome(uri.parse_uri, text) == _outcome(uri._parse_uri_slow, text)
+    assert outcome(uri.parse_uri, text) == outcome(uri._parse_uri_slow, text)
 
 
 @settings(max_examples=400)
 @given(name_addrs())
 def test_name_addr_fast_paths_equal_general_parser(text: str) -> None:
-    assert _outcome(headers.parse_name_addr, text) == _outcome(headers._parse_name_addr_slow, text)
+    assert outcome(headers.parse_name_addr, text) == outcome(headers._parse_name_addr_slow, text)
 
 
 @settings(max_examples=300)
@@ -134,16 +135,16 @@ def test_name_addr_line_validation_implies_general_parser(items: list[str], sep:
     line = sep.join(items)
     if headers._name_addr_line_ok(line):
         _slow_name_addr_list(line)  # must not raise
-    assert _outcome(headers.parse_name_addr_list, line) == _outcome(_slow_name_addr_list, line)
+    assert outcome(headers.parse_name_addr_list, line) == outcome(_slow_name_addr_list, line)
 
 
 @settings(max_examples=400)
 @given(st.lists(via_items(), min_size=1, max_size=3), st.sampled_from([",", ", ", " ,\t"]))
 def test_via_fast_paths_equal_general_parser(items: list[str], sep: str) -> None:
     line = sep.join(items)
-    slow = _outcome(_slow_via_list, line)
-    assert _outcome(headers.parse_via_list, line) == slow
-    top = _outcome(headers._parse_top_via, line)
+    slow = outcome(_slow_via_list, line)
+    assert outcome(headers.parse_via_list, line) == slow
+    top = outcome(headers._parse_top_via, line)
     assert top == (slow if slow[0] == "error" else ("ok", slow[1][0]))  # type: ignore[index]
     if headers._via_line_ok(line):
         assert slow[0] == "ok"
@@ -155,8 +156,8 @@ def test_media_type_fast_path_equals_general_parser(
     type_: str, subtype: str, params: list[tuple[str, str | None]]
 ) -> None:
     text = f"{type_}/{subtype}{_params(params)}"
-    slow = _outcome(headers._parse_media_type_slow, text)
-    assert _outcome(headers.parse_media_type, text) == slow
+    slow = outcome(headers._parse_media_type_slow, text)
+    assert outcome(headers.parse_media_type, text) == slow
     if headers._media_type_ok(text):
         assert slow[0] == "ok"
 
@@ -166,8 +167,8 @@ def test_media_type_fast_path_equals_general_parser(
        st.sampled_from(["SIP/2.0", "SIP/3.0", "sip/2.0"]))  # fmt: skip
 def test_request_line_fast_path_equals_general_parser(method: str, text: str, version: str) -> None:
     line = f"{method} {text} {version}"
-    fast = _outcome(lambda line: parser._parse_request_line(line, headers.Headers()), line)
-    slow = _outcome(parser._parse_request_line_slow, line)
+    fast = outcome(lambda line: parser._parse_request_line(line, headers.Headers()), line)
+    slow = outcome(parser._parse_request_line_slow, line)
     assert fast[0] == slow[0]
     if fast[0] == "ok":
         assert (fast[1].method, fast[1].uri) == slow[1]  # type: ignore[attr-defined]
@@ -189,4 +190,4 @@ def _slow_cseq(value: str) -> headers.CSeq:
 )
 def test_cseq_fast_path_equals_general_parser(number: str, space: str, method: str) -> None:
     text = f"{number}{space}{method}"
-    assert _outcome(headers.parse_cseq, text) == _outcome(_slow_cseq, text)
+    assert outcome(headers.parse_cseq, text) == outcome(_slow_cseq, text)

@@ -18,7 +18,7 @@ from pathlib import Path
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
-from test_fast_paths import name_addrs, sip_uris, via_items
+from test_fast_paths import name_addrs, outcome, sip_uris, via_items
 
 from vidim.compiled import compiled_modules
 from vidim.sip import headers, parser, uri
@@ -99,14 +99,6 @@ def common_vias(draw: st.DrawFn) -> str:
     return f"SIP/2.0/{transport} {draw(_hosts)}{draw(_ports)}{params}"
 
 
-def _outcome(func: Callable[[str], object], text: str) -> tuple[str, object]:
-    try:
-        value = func(text)
-    except SIPParseError:
-        return ("error", None)
-    return ("ok", value)
-
-
 def _same(a: object, b: object) -> None:
     """Equal, of the same type, and written the same."""
     assert type(a) is type(b)
@@ -114,38 +106,38 @@ def _same(a: object, b: object) -> None:
     assert str(a) == str(b)
 
 
-def check_uri(text: str) -> bool:
-    scanned = uri._scan_sip_uri(text)
+def _agrees(
+    scan: Callable[[str], object | None],
+    regex_parse: Callable[[str], object],
+    text: str,
+    *fields: str,
+) -> bool:
+    """Whether ``scan`` read ``text``; when it did, the regex path read the same, field by field."""
+    scanned = scan(text)
     if scanned is None:
         return False
-    regex = uri._fast_sip_uri_regex(text)
+    result, regex = outcome(regex_parse, text)
+    assert result == "ok", text
     assert regex is not None, text
     _same(scanned, regex)
-    assert (scanned.user, scanned.port, scanned.params) == (regex.user, regex.port, regex.params)
+    for name in fields:
+        _same(getattr(scanned, name), getattr(regex, name))
     return True
+
+
+def check_uri(text: str) -> bool:
+    return _agrees(uri._scan_sip_uri, uri._fast_sip_uri_regex, text, "user", "port", "params")
 
 
 def check_name_addr(text: str) -> bool:
-    scanned = headers._scan_name_addr(text)
-    if scanned is None:
-        return False
-    assert _outcome(headers._parse_name_addr_regex, text) == ("ok", scanned), text
-    regex = headers._parse_name_addr_regex(text)
-    _same(scanned, regex)
-    assert (scanned.display_name, scanned.params) == (regex.display_name, regex.params)
-    _same(scanned.uri, regex.uri)
-    return True
+    return _agrees(
+        headers._scan_name_addr, headers._parse_name_addr_regex, text,
+        "display_name", "params", "uri",
+    )  # fmt: skip
 
 
 def check_via(text: str) -> bool:
-    scanned = headers._scan_via(text)
-    if scanned is None:
-        return False
-    assert _outcome(headers._parse_top_via_regex, text) == ("ok", scanned), text
-    regex = headers._parse_top_via_regex(text)
-    _same(scanned, regex)
-    assert (scanned.port, scanned.params) == (regex.port, regex.params)
-    return True
+    return _agrees(headers._scan_via, headers._parse_top_via_regex, text, "port", "params")
 
 
 def check_params(text: str) -> bool:
@@ -168,7 +160,7 @@ def check_media_type(text: str) -> bool:
     type_, subtype, params = match.groups()
     _same(scanned, headers.MediaType(type_, subtype, headers._fast_params(params)))
     assert scanned.params == headers._fast_params(params)
-    assert _outcome(headers.parse_media_type, text) == ("ok", scanned)
+    assert outcome(headers.parse_media_type, text) == ("ok", scanned)
     return True
 
 
@@ -179,8 +171,8 @@ def check_call_id(text: str) -> bool:
 
 
 def check_request_line(line: str) -> None:
-    scanned = _outcome(lambda text: parser._parse_request_line(text, Headers()), line)
-    regex = _outcome(lambda text: parser._parse_request_line_regex(text, Headers()), line)
+    scanned = outcome(lambda text: parser._parse_request_line(text, Headers()), line)
+    regex = outcome(lambda text: parser._parse_request_line_regex(text, Headers()), line)
     assert scanned[0] == regex[0], line
     if scanned[0] == "ok":
         a, b = scanned[1], regex[1]
@@ -194,21 +186,21 @@ def check_request_line(line: str) -> None:
 @given(sip_uris() | common_uris() | _mutations(common_uris()))
 def test_uri_scanner_equals_regex_path(text: str) -> None:
     check_uri(text)
-    assert _outcome(uri.parse_uri, text) == _outcome(uri._parse_uri_slow, text)
+    assert outcome(uri.parse_uri, text) == outcome(uri._parse_uri_slow, text)
 
 
 @settings(max_examples=500)
 @given(name_addrs() | common_name_addrs() | _mutations(common_name_addrs()))
 def test_name_addr_scanner_equals_regex_path(text: str) -> None:
     check_name_addr(text)
-    assert _outcome(headers.parse_name_addr, text) == _outcome(headers._parse_name_addr_regex, text)
+    assert outcome(headers.parse_name_addr, text) == outcome(headers._parse_name_addr_regex, text)
 
 
 @settings(max_examples=500)
 @given(via_items() | common_vias() | _mutations(common_vias()))
 def test_via_scanner_equals_regex_path(text: str) -> None:
     check_via(text)
-    assert _outcome(headers._parse_top_via, text) == _outcome(headers._parse_top_via_regex, text)
+    assert outcome(headers._parse_top_via, text) == outcome(headers._parse_top_via_regex, text)
 
 
 @settings(max_examples=300)
