@@ -40,8 +40,12 @@ LOOPS = [
 
 
 def run_on(loop: str, main: Callable[[], Coroutine[Any, Any, None]]) -> None:
-    """``asyncio.run(main())`` on asyncio's own loop or on uvloop's."""
-    factory = None
+    """``asyncio.run(main())`` on asyncio's own loop or on uvloop's.
+
+    "asyncio" names its loop class, not the policy's loop: under a uvloop
+    policy (``uvloop.install()`` in an application's tests) the policy's loop is uvloop's.
+    """
+    factory: Callable[[], asyncio.AbstractEventLoop] = asyncio.SelectorEventLoop
     if loop == "uvloop":
         import uvloop
 
