@@ -127,15 +127,19 @@ def udp_port_bound(port: int) -> bool:
     return False
 
 
-def wait_bound(proc: subprocess.Popen[bytes], port: int, what: str, log: Path) -> None:
-    deadline = time.monotonic() + START_TIMEOUT
+def wait_bound(
+    proc: subprocess.Popen[bytes], port: int, what: str, log: Path, timeout: float | None = None
+) -> None:
+    """Wait until ``proc`` has bound UDP ``port`` (START_TIMEOUT seconds, unless ``timeout``)."""
+    limit = START_TIMEOUT if timeout is None else timeout
+    deadline = time.monotonic() + limit
     while time.monotonic() < deadline:
         if udp_port_bound(port):
             return
         if proc.poll() is not None:
             raise RuntimeError(f"{what} exited with {proc.returncode}:\n{read_text(log)[-3000:]}")
         time.sleep(0.02)
-    raise RuntimeError(f"{what} did not bind UDP {HOST}:{port} in {START_TIMEOUT}s")
+    raise RuntimeError(f"{what} did not bind UDP {HOST}:{port} in {limit}s")
 
 
 def read_text(path: Path) -> str:
@@ -490,7 +494,9 @@ def daemon_config(
     focus: int,
     proxy: int,
     log_level: str,
+    limits: Sequence[str] = (),
 ) -> None:
+    """The daemon's config: LIMITS (``--limit``) and ``limits`` go to its [limits] table."""
     path.write_text(
         f'listen = "{HOST}:{listen}"\n'
         f'focus = ["sip:conference@{HOST}:{focus}"]\n'
@@ -505,7 +511,7 @@ def daemon_config(
         "keepalive_interval = 3600.0\n"
         "\n[limits]\n"
         "rate_limit = 1000000\n"
-        "max_conferences = 1000000\n" + "".join(f"{line}\n" for line in LIMITS)
+        "max_conferences = 1000000\n" + "".join(f"{line}\n" for line in (*LIMITS, *limits))
     )
 
 
@@ -521,14 +527,30 @@ class Daemon:
 
 
 def start_daemon(
-    workdir: Path, *, focus: int, proxy: int, log_level: str, profile_out: Path | None = None
+    workdir: Path,
+    *,
+    focus: int,
+    proxy: int,
+    log_level: str,
+    profile_out: Path | None = None,
+    wrapper: Sequence[str] = (),
+    start_timeout: float | None = None,
+    limits: Sequence[str] = (),
 ) -> Daemon:
-    """``vidim-daemon run --config`` in its own process (under cProfile with ``profile_out``)."""
+    """``vidim-daemon run --config`` in its own process (under cProfile with ``profile_out``).
+
+    ``wrapper`` runs the daemon under another program (``valgrind ...``), with
+    ``start_timeout`` seconds to bind its port; ``limits`` are more [limits] lines.
+    """
     for attempt in range(3):
         port = free_port()
         config = workdir / "vidim.toml"
-        daemon_config(config, listen=port, focus=focus, proxy=proxy, log_level=log_level)
-        if profile_out is None:
+        daemon_config(
+            config, listen=port, focus=focus, proxy=proxy, log_level=log_level, limits=limits
+        )
+        if wrapper:
+            argv = [*wrapper, sys.executable, "-m", "vidim_daemon", "run", "--config", str(config)]
+        elif profile_out is None:
             argv = [str(Path(sys.executable).parent / "vidim-daemon"), "run",
                     "--config", str(config)]  # fmt: skip
             if not os.access(argv[0], os.X_OK):
@@ -543,7 +565,7 @@ def start_daemon(
                 stderr=subprocess.STDOUT, start_new_session=True,
             )  # fmt: skip
         try:
-            wait_bound(proc, port, "vidim-daemon", log_path)
+            wait_bound(proc, port, "vidim-daemon", log_path, start_timeout)
         except RuntimeError:
             stop(proc)
             if attempt < 2 and "Address already in use" in read_text(log_path):
