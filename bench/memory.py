@@ -351,12 +351,12 @@ def measure_where(count: int, profile: FocusProfile, top: int = 12) -> dict[str,
         sites.append({"where": f"{name}:{frame.lineno}", "bytes": stat.size_diff,
                       "blocks": stat.count_diff})  # fmt: skip
     types_after = Counter(type(o).__name__ for o in gc.get_objects())
+    grown = {name: n - types_before.get(name, 0) for name, n in types_after.items()}
     types = [
-        {"type": name, "objects": types_after[name] - types_before.get(name, 0)}
-        for name in types_after
-        if types_after[name] - types_before.get(name, 0) >= count // 2
+        {"type": name, "objects": objects}
+        for name, objects in sorted(grown.items(), key=lambda item: item[1], reverse=True)
+        if objects >= count // 2
     ]
-    types.sort(key=lambda t: t["objects"], reverse=True)
     # Deep size of each allocator attribute; shared objects (the config, the
     # Via, the Contact) are counted once, under the first attribute reaching them.
     allocator = driver.allocator

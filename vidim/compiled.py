@@ -3,7 +3,7 @@
 The hot path of a conference setup (parse, transactions, dialogs, the allocator,
 the asyncio glue) is compiled ahead of time with mypyc from the type hints the
 code already carries; the same files run unchanged as pure Python
-(docs/performance.md, "Compiled with mypyc").  ``setup.py`` reads
+(docs/performance-history.md, "Compiled with mypyc").  ``setup.py`` reads
 :data:`COMPILED_MODULES` from this file without importing it.
 """
 
