@@ -38,10 +38,15 @@ def test_threads_never_get_the_same_bytes() -> None:
             into.append(ids.new_call_id())
 
     threads = [threading.Thread(target=draw, args=(into,)) for into in drawn]
-    for thread in threads:
-        thread.start()
-    for thread in threads:
-        thread.join(timeout=30)
+    interval = sys.getswitchinterval()
+    sys.setswitchinterval(1e-6)  # threads take turns as often as the interpreter lets them
+    try:
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join(timeout=30)
+    finally:
+        sys.setswitchinterval(interval)
     every = [value for into in drawn for value in into]
     assert len(every) == 16_000
     assert len(set(every)) == len(every)

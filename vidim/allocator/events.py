@@ -64,9 +64,11 @@ class RequestAccepted(AllocatorEvent):
 
     def __str__(self) -> str:
         # What the daemon logs at INFO once per request: written out, not by getattr.
+        # repr() rather than !r: mypyc builds an f-string of str parts in one go,
+        # but makes each !r a call of str.format.
         return (
-            f"RequestAccepted(call_id={self.call_id!r}, requester={self.requester!r}, "
-            f"command={self.command!r}, conference_id={self.conference_id!r})"
+            f"RequestAccepted(call_id={repr(self.call_id)}, requester={repr(self.requester)}, "  # noqa: RUF010
+            f"command={repr(self.command)}, conference_id={repr(self.conference_id)})"  # noqa: RUF010
         )
 
 
@@ -112,10 +114,12 @@ class ConferenceStateChanged(AllocatorEvent):
 
     def __str__(self) -> str:
         # Logged at INFO for every state change: the states by their values
-        # (an Enum's repr is slow and long), no getattr per field.
+        # (an Enum's repr is slow and long), no getattr per field, repr() for
+        # !r (see RequestAccepted.__str__).
         return (
-            f"ConferenceStateChanged(conference_id={self.conference_id!r}, "
-            f"old={_STATE_TEXT[self.old]}, new={_STATE_TEXT[self.new]}, reason={self.reason!r})"
+            f"ConferenceStateChanged(conference_id={repr(self.conference_id)}, "  # noqa: RUF010
+            f"old={_STATE_TEXT[self.old]}, new={_STATE_TEXT[self.new]}, "
+            f"reason={repr(self.reason)})"  # noqa: RUF010
         )
 
 
