@@ -363,10 +363,15 @@ def _check_text(value: str, where: str, *, allow_tab: bool = True) -> None:
 
 
 def _parse_mode(text: str, context: str = "") -> Mode:
-    try:
-        return Mode(text.strip().lower())
-    except ValueError:
+    # A dict look-up: calling the Enum class runs EnumType.__call__ as Python.
+    mode = _MODES.get(text.strip().lower())
+    if mode is None:
         _refuse(f'unknown mode "{_shown(text)}"{context}; {_MODE_CHOICES}')
+    return mode
+
+
+#: Each mode by its value (what X-Vidim-Mode and the resource list carry).
+_MODES: dict[str, Mode] = {mode.value: mode for mode in Mode}
 
 
 # -- addresses ------------------------------------------------------------------
