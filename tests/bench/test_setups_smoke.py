@@ -10,7 +10,7 @@ import os
 import shutil
 import struct
 from pathlib import Path
-from types import ModuleType
+from types import ModuleType, SimpleNamespace
 
 import pytest
 from bench_scripts import load_script
@@ -188,3 +188,14 @@ def test_the_report_names_the_loop_the_daemons_said_they_ran_on(
         "127.0.0.1:34175 (UDP and TCP), event loop uvloop 0.23.0 [event_loop=uvloop 0.23.0]\n"
     )
     assert bench.daemon_event_loops(tmp_path) == "uvloop 0.23.0"
+
+
+def test_a_clean_rate_needs_every_lower_step_clean(bench: ModuleType) -> None:
+    def steps(*clean: tuple[int, bool]) -> list[SimpleNamespace]:
+        return [SimpleNamespace(rate=rate, clean=ok) for rate, ok in clean]
+
+    # 1,800 was clean after 1,600 was not: a good minute, not a sustained rate.
+    assert bench.clean_rate(steps((1400, True), (1600, False), (1800, True))) == 1400
+    assert bench.clean_rate(steps((1800, True), (1400, True), (1600, True))) == 1800  # any order
+    assert bench.clean_rate(steps((50, False), (200, True))) is None
+    assert bench.clean_rate([]) is None
