@@ -221,11 +221,14 @@ def run_counted(workdir: Path, *, count: int, rate: int, log_level: str) -> Cost
     return run
 
 
-def wait_idle(pid: int, *, window: float = 1.0, busy: float = 0.05, limit: float = 60.0) -> None:
+def wait_idle(pid: int, *, window: float = 3.0, busy: float = 0.05, limit: float = 90.0) -> None:
     """Until the process used under ``busy`` of a CPU over ``window`` seconds (at most ``limit``).
 
     SIPp writes its logs when it exits, so they cannot say when the daemon is
     done; its CPU can: under valgrind the last setups take seconds to finish.
+    The window outlasts the first two retransmissions of a lost datagram
+    (0.5 s and 1 s later, RFC 3261 Timer A/E), which leave the daemon idle
+    in between.
     """
     deadline = time.monotonic() + limit
     while time.monotonic() < deadline:

@@ -103,7 +103,9 @@ def parse_message(data: bytes | bytearray | memoryview) -> Request | Response:
     else:
         raise TypeError("parse_message takes bytes")
     start = 0
-    while raw.startswith(b"\r\n", start):
+    # Leading CRLFs (keep-alives, RFC 5626) skipped; bytes indexing rather than
+    # startswith(), which compiled code calls as a method: one call per datagram.
+    while len(raw) > start + 1 and raw[start] == 13 and raw[start + 1] == 10:
         start += 2
     # Fast path: CRLF line ends throughout the headers (what every phone sends).
     lines: list[str] | None = None
