@@ -54,9 +54,11 @@ from types import BuiltinFunctionType, FunctionType, ModuleType
 from typing import Any
 
 ROOT = Path(__file__).resolve().parent.parent
-if str(ROOT) not in sys.path:  # run as a script from anywhere
-    sys.path.insert(0, str(ROOT))
+for _path in (ROOT, ROOT / "bench"):  # run as a script from anywhere
+    if str(_path) not in sys.path:
+        sys.path.insert(0, str(_path))
 
+from doc_section import replace_section  # noqa: E402 - bench/doc_section.py
 from vidim.allocator.allocator import Allocator, AllocatorConfig  # noqa: E402
 from vidim.allocator.conference import ConferenceState  # noqa: E402
 from vidim.allocator.profiles import FocusProfile  # noqa: E402
@@ -490,11 +492,7 @@ def _revision() -> str:
 
 def write_results(path: Path, text: str) -> None:
     """Replace what lies between this script's markers in ``path`` (and nothing else)."""
-    doc = path.read_text()
-    begin, end = doc.find(RESULTS_BEGIN), doc.find(RESULTS_END)
-    if begin < 0 or end < begin:
-        raise SystemExit(f"{path}: no {RESULTS_BEGIN!r} ... {RESULTS_END!r} markers")
-    path.write_text(doc[: begin + len(RESULTS_BEGIN)] + "\n" + text + "\n" + doc[end:])
+    replace_section(path, RESULTS_BEGIN, RESULTS_END, text)
 
 
 def main(argv: Sequence[str] | None = None) -> int:

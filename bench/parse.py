@@ -54,6 +54,10 @@ except ImportError:  # pragma: no cover - depends on the environment
     pass
 
 ROOT = Path(__file__).resolve().parent.parent
+if str(ROOT / "bench") not in sys.path:  # loaded as a module (tests), not run as a script
+    sys.path.insert(0, str(ROOT / "bench"))
+from doc_section import replace_section  # noqa: E402 - bench/doc_section.py
+
 RESULTS_BEGIN = "<!-- bench/parse.py results: begin (rewritten by --write) -->"
 RESULTS_END = "<!-- bench/parse.py results: end -->"
 TARGET_RATIO = 3.0
@@ -596,15 +600,8 @@ def format_results(rows: Sequence[Row], command: str) -> str:
 
 def write_results(path: Path, results: str) -> None:
     """Replace the text between the result markers of ``path`` with ``results``."""
-    if path.exists():
-        text = path.read_text()
-    else:
-        text = f"# Performance\n\n{RESULTS_BEGIN}\n{RESULTS_END}\n"
-    begin, end = text.find(RESULTS_BEGIN), text.find(RESULTS_END)
-    if begin < 0 or end < begin:
-        raise SystemExit(f"{path}: no '{RESULTS_BEGIN}' ... '{RESULTS_END}' markers")
-    new = text[: begin + len(RESULTS_BEGIN)] + "\n" + results + "\n" + text[end:]
-    path.write_text(new)
+    new_doc = f"# Performance\n\n{RESULTS_BEGIN}\n{RESULTS_END}\n"
+    replace_section(path, RESULTS_BEGIN, RESULTS_END, results, new_doc=new_doc)
 
 
 def main(argv: Sequence[str] | None = None) -> int:

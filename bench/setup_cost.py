@@ -39,6 +39,7 @@ ROOT = Path(__file__).resolve().parent.parent
 if str(ROOT / "bench") not in sys.path:
     sys.path.insert(0, str(ROOT / "bench"))
 import setups  # noqa: E402 - bench/setups.py, beside this script
+from doc_section import replace_section  # noqa: E402 - bench/doc_section.py
 
 RESULTS_BEGIN = "<!-- bench/setup_cost.py results: begin (rewritten by --write) -->"
 RESULTS_END = "<!-- bench/setup_cost.py results: end -->"
@@ -326,12 +327,7 @@ def _object_share(profile: CallgrindProfile, pattern: str) -> int:
 
 
 def write_results(doc: Path, text: str) -> None:
-    content = doc.read_text()
-    begin, end = content.find(RESULTS_BEGIN), content.find(RESULTS_END)
-    if begin < 0 or end < begin:
-        raise SystemExit(f"{doc}: no {RESULTS_BEGIN} ... {RESULTS_END} section")
-    doc.write_text(content[: begin + len(RESULTS_BEGIN)] + "\n" + text.rstrip("\n") + "\n"
-                   + content[end:])  # fmt: skip
+    replace_section(doc, RESULTS_BEGIN, RESULTS_END, text)
 
 
 def main(argv: Sequence[str] | None = None) -> int:

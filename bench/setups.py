@@ -67,6 +67,7 @@ ROOT = Path(__file__).resolve().parent.parent
 if str(ROOT / "bench") not in sys.path:
     sys.path.insert(0, str(ROOT / "bench"))
 import host_stalls  # noqa: E402 - bench/host_stalls.py, beside this script
+from doc_section import replace_section  # noqa: E402 - bench/doc_section.py
 
 SIPP_DIR = ROOT / "bench" / "sipp"
 HOST = "127.0.0.1"
@@ -1680,12 +1681,7 @@ def format_targets(report: Report) -> list[str]:
 
 
 def write_results(doc: Path, text: str) -> None:
-    content = doc.read_text()
-    begin, end = content.find(RESULTS_BEGIN), content.find(RESULTS_END)
-    if begin < 0 or end < begin:
-        raise SystemExit(f"{doc}: no {RESULTS_BEGIN} ... {RESULTS_END} section")
-    new = content[: begin + len(RESULTS_BEGIN)] + "\n" + text.rstrip("\n") + "\n" + content[end:]
-    doc.write_text(new)
+    replace_section(doc, RESULTS_BEGIN, RESULTS_END, text)
 
 
 # -------------------------------------------------------------------- main

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from pathlib import Path
 from types import ModuleType
 
 import pytest
@@ -33,13 +32,3 @@ def test_quick_run_in_child_processes(
     out = capsys.readouterr().out
     assert "| rfc4579 | 1,000 |" in out
     assert "allocation site (tracemalloc)" in out
-
-
-def test_write_replaces_only_the_memory_section(bench: ModuleType, tmp_path: Path) -> None:
-    doc = tmp_path / "performance.md"
-    other = "<!-- bench/setups.py results: begin -->\nsetups\n<!-- bench/setups.py results: end -->"
-    doc.write_text(f"# T\n{other}\n{bench.RESULTS_BEGIN}\nold\n{bench.RESULTS_END}\nafter\n")
-    bench.write_results(doc, "new")
-    assert (
-        doc.read_text() == f"# T\n{other}\n{bench.RESULTS_BEGIN}\nnew\n{bench.RESULTS_END}\nafter\n"
-    )

@@ -6,7 +6,6 @@ measured only when sippy is importable.  No timing is asserted.
 
 from __future__ import annotations
 
-from pathlib import Path
 from types import ModuleType
 
 import pytest
@@ -78,12 +77,3 @@ def test_quick_command_line(bench: ModuleType, capsys: pytest.CaptureFixture[str
     out = capsys.readouterr().out
     assert "| message |" in out
     assert "mix" in out
-
-
-def test_write_replaces_only_the_results_section(bench: ModuleType, tmp_path: Path) -> None:
-    doc = tmp_path / "performance.md"
-    doc.write_text(f"# Title\n\nbefore\n{bench.RESULTS_BEGIN}\nold\n{bench.RESULTS_END}\nafter\n")
-    bench.write_results(doc, "new table")
-    assert doc.read_text() == (
-        f"# Title\n\nbefore\n{bench.RESULTS_BEGIN}\nnew table\n{bench.RESULTS_END}\nafter\n"
-    )

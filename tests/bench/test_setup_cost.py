@@ -7,7 +7,6 @@ asserts that the setups complete and that the layers add up, never a count.
 from __future__ import annotations
 
 import shutil
-from pathlib import Path
 from types import ModuleType
 
 import pytest
@@ -90,16 +89,6 @@ def test_the_report_splits_a_setup_by_layer(bench: ModuleType) -> None:
     assert "the rest: the event loop, timers, writing the log | 0 k (51%) |" in report  # 480
     assert "| CPython (interpreter, objects, strings, dicts) | 66% |" in report
     assert "| libc | 7% |" in report
-
-
-def test_write_replaces_only_its_own_section(bench: ModuleType, tmp_path: Path) -> None:
-    doc = tmp_path / "performance.md"
-    other = "<!-- bench/setups.py results: begin -->\nsetups\n<!-- bench/setups.py results: end -->"
-    doc.write_text(f"# T\n{other}\n{bench.RESULTS_BEGIN}\nold\n{bench.RESULTS_END}\nafter\n")
-    bench.write_results(doc, "new")
-    assert doc.read_text() == (
-        f"# T\n{other}\n{bench.RESULTS_BEGIN}\nnew\n{bench.RESULTS_END}\nafter\n"
-    )
 
 
 @pytest.mark.integration

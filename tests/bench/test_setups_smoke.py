@@ -64,15 +64,6 @@ def test_probe_answer_copies_the_transaction_headers(bench: ModuleType) -> None:
     assert answer.endswith(b"Content-Length: 0\r\n\r\n")
 
 
-def test_write_replaces_only_the_results_section(bench: ModuleType, tmp_path: Path) -> None:
-    doc = tmp_path / "performance.md"
-    doc.write_text(f"# Title\n\nbefore\n{bench.RESULTS_BEGIN}\nold\n{bench.RESULTS_END}\nafter\n")
-    bench.write_results(doc, "new table")
-    assert doc.read_text() == (
-        f"# Title\n\nbefore\n{bench.RESULTS_BEGIN}\nnew table\n{bench.RESULTS_END}\nafter\n"
-    )
-
-
 @pytest.mark.integration
 def test_quick_run_completes_every_setup(
     bench: ModuleType, tmp_path: Path, capsys: pytest.CaptureFixture[str]
