@@ -554,11 +554,15 @@ def _git_revision() -> str:
     try:
         rev = subprocess.run(
             ["git", "-C", str(ROOT), "rev-parse", "--short", "HEAD"],
-            capture_output=True, text=True, check=True,
+            capture_output=True,
+            text=True,
+            check=True,
         ).stdout.strip()
         dirty = subprocess.run(
             ["git", "-C", str(ROOT), "status", "--porcelain", "--", "vidim"],
-            capture_output=True, text=True, check=True,
+            capture_output=True,
+            text=True,
+            check=True,
         ).stdout.strip()
     except (OSError, subprocess.CalledProcessError):
         return "unknown"
@@ -617,8 +621,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = parser.parse_args(argv)
     include_sippy = not args.no_sippy and sippy_available()
     if not include_sippy and not args.no_sippy:
-        print("sippy is not importable: vidim columns only (bench/run-parse installs it in "
-              "bench/.venv)", file=sys.stderr)
+        print(
+            "sippy is not importable: vidim columns only (bench/run-parse installs it in "
+            "bench/.venv)",
+            file=sys.stderr,
+        )
     if args.write and (args.quick or not include_sippy):
         parser.error("--write needs a full run with sippy (no --quick, no --no-sippy)")
     rows = run_benchmark(

@@ -325,11 +325,11 @@ def read_pcap(path: Path) -> Iterable[tuple[float, int, bytes]]:
     data = path.read_bytes() if path.exists() else b""
     if len(data) < 24:
         return
-    magic, = struct.unpack_from("<I", data)
+    (magic,) = struct.unpack_from("<I", data)
     if magic not in (0xA1B2C3D4, 0xA1B23C4D):
         raise ValueError(f"{path}: not a little-endian pcap file")
     scale = 1e-9 if magic == 0xA1B23C4D else 1e-6
-    link, = struct.unpack_from("<I", data, 20)
+    (link,) = struct.unpack_from("<I", data, 20)
     offset = {1: 14, 113: 16}.get(link, 0)  # Ethernet (lo), Linux cooked
     at = 24
     while at + 16 <= len(data):
@@ -340,7 +340,7 @@ def read_pcap(path: Path) -> Iterable[tuple[float, int, bytes]]:
         if len(ip) < 28:
             continue
         header = (ip[0] & 0x0F) * 4
-        destination, = struct.unpack_from(">H", ip, header + 2)
+        (destination,) = struct.unpack_from(">H", ip, header + 2)
         yield seconds + fraction * scale, destination, ip[header + 8 :]
 
 
@@ -1313,15 +1313,23 @@ def _frame_name(frame: str) -> str:
 CATEGORIES: tuple[tuple[str, str], ...] = (
     ("parse: `parse_message` (and what it calls)", r"sip/parser\.py:parse_message$"),
     ("serialize: `Message.to_bytes`", r"sip/message\.py:.*to_bytes$"),
-    ("logging (records, formatting, file writes)", r"^logging/|vidim_daemon/logs\.py:|"
-     r"vidim_daemon/cli\.py:.*on_event$|aio\.py:.*_log_message$"),
+    (
+        "logging (records, formatting, file writes)",
+        r"^logging/|vidim_daemon/logs\.py:|"
+        r"vidim_daemon/cli\.py:.*on_event$|aio\.py:.*_log_message$",
+    ),
     ("SDP of the INVITE (`sdp_transform.write`)", r"^sdp_transform/"),
-    ("random ids and secrets (`secrets`, `uuid`, `os.urandom`)", r"^(secrets|uuid|random)\.py:|"
-     r"sip/ids\.py:"),
+    (
+        "random ids and secrets (`secrets`, `uuid`, `os.urandom`)",
+        r"^(secrets|uuid|random)\.py:|"
+        r"sip/ids\.py:",
+    ),
     ("UDP send (`sendto`)", r"selector_events\.py:.*sendto$"),
     ("waiting in epoll", r"selectors\.py:.*select$"),
-    ("messages: building requests/responses, header access (`message`, `headers`, `uri`)",
-     r"sip/(message|headers|uri)\.py:"),
+    (
+        "messages: building requests/responses, header access (`message`, `headers`, `uri`)",
+        r"sip/(message|headers|uri)\.py:",
+    ),
     ("dialogs (`vidim.sip.dialog`)", r"sip/dialog\.py:"),
     ("transaction layer (matching, timers, state)", r"sip/transaction\.py:"),
     ("allocator logic (requests, conferences, profiles)", r"allocator/"),
@@ -1604,8 +1612,7 @@ def format_report(report: Report) -> str:
             out += [f"| {name} | {share:.1f}% |" for name, share in categories]
         out += [
             "",
-            "Top functions by own time (own = the function itself, total = with what it "
-            "calls):",
+            "Top functions by own time (own = the function itself, total = with what it calls):",
             "",
             "| function | own | total |",
             "|---|---:|---:|",
@@ -1627,6 +1634,7 @@ def format_targets(report: Report) -> list[str]:
     p99 = p99_wire if p99_wire is not None else p99_sipp
     unloaded = percentile(report.probe.to_invite_kernel_us, 0.5) if report.probe else None
     unloaded_probe = percentile(report.probe.to_invite_us, 0.5) if report.probe else None
+
     def under_target(latencies: Callable[[VidimStep], list[float]]) -> list[int]:
         return [
             s.rate for s in clean_steps
@@ -1791,9 +1799,11 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
         args.anchor_seconds = 2.0
         args.probe_count = 50
         args.profile_seconds = 0
-    args.command = os.environ.get("BENCH_COMMAND") or "python bench/setups.py" + (
-        " " + " ".join(argv if argv is not None else sys.argv[1:])
-    ).rstrip()
+    args.command = (
+        os.environ.get("BENCH_COMMAND")
+        or "python bench/setups.py"
+        + (" " + " ".join(argv if argv is not None else sys.argv[1:])).rstrip()
+    )
     return args
 
 

@@ -74,9 +74,25 @@ def test_the_sans_io_suites_pass_as_pure_python(tmp_path: Path) -> None:
     env = {**os.environ, "PYTHONPATH": str(tmp_path), PURE_PYTHON_VARIABLE: "1"}
     result = subprocess.run(
         # -P: the checkout (cwd) must not come before PYTHONPATH on sys.path.
-        [sys.executable, "-P", "-m", "pytest", "-x", "-p", "no:cacheprovider",
-         "tests/sip", "tests/allocator", "tests/formats", "tests/test_overload.py"],
-        cwd=ROOT, env=env, capture_output=True, text=True, timeout=600, check=False,
+        [
+            sys.executable,
+            "-P",
+            "-m",
+            "pytest",
+            "-x",
+            "-p",
+            "no:cacheprovider",
+            "tests/sip",
+            "tests/allocator",
+            "tests/formats",
+            "tests/test_overload.py",
+        ],
+        cwd=ROOT,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=600,
+        check=False,
     )
     output = result.stdout + result.stderr
     assert "vidim: pure Python" in output, output[-3000:]

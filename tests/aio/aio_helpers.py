@@ -53,6 +53,7 @@ def run_on(loop: str, main: Callable[[], Coroutine[Any, Any, None]]) -> None:
     with asyncio.Runner(loop_factory=factory) as runner:
         runner.run(main())
 
+
 _counter = itertools.count(1)
 
 

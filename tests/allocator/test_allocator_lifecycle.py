@@ -901,9 +901,7 @@ def test_dialplan_profiles_wire_format(profile: FocusProfile) -> None:
 
 
 def _sdp_part(message: Request | Response) -> bytes:
-    (sdp,) = [
-        p for p in message.body_parts() if p.content_type and p.content_type.mime == SDP_TYPE
-    ]
+    (sdp,) = [p for p in message.body_parts() if p.content_type and p.content_type.mime == SDP_TYPE]
     return sdp.body
 
 

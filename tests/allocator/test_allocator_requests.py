@@ -205,7 +205,10 @@ def test_header_form_with_invite_list_and_mode_overrides() -> None:
             {"alice": Mode.VIDEO, "bob": Mode.VIDEO, "carol": Mode.AUDIO},
         ),
         ("/audio sip:dan@other.org", {"alice": Mode.AUDIO, "dan": Mode.AUDIO}),
-        ("/watch bob erin;mode=video", {"alice": Mode.WATCH, "bob": Mode.WATCH, "erin": Mode.VIDEO}),
+        (
+            "/watch bob erin;mode=video",
+            {"alice": Mode.WATCH, "bob": Mode.WATCH, "erin": Mode.VIDEO},
+        ),
         ("/chat bob, carol", {"alice": Mode.CHAT, "bob": Mode.CHAT, "carol": Mode.CHAT}),
     ],
 )
@@ -349,7 +352,7 @@ _MODES = "use video, audio, watch or chat"
         pytest.param(
             {"text": "/video tel:+15551234"},
             400,
-            "unsupported URI scheme tel: in invitee \"tel:+15551234\"; use sip: or sips:",
+            'unsupported URI scheme tel: in invitee "tel:+15551234"; use sip: or sips:',
             id="non-sip-invitee",
         ),
         pytest.param(
@@ -680,7 +683,9 @@ def test_retransmitted_message_makes_one_conference_and_gets_the_same_202() -> N
     request = w.alice.send_message(0.0, text="/video bob")
     w.net.run(5.0)
     # The phone sent the MESSAGE again after T1, and the allocator answered it again.
-    assert w.net.sent("MESSAGE sip:vidim@example.com") == ["MESSAGE sip:vidim@example.com SIP/2.0"] * 2
+    assert (
+        w.net.sent("MESSAGE sip:vidim@example.com") == ["MESSAGE sip:vidim@example.com SIP/2.0"] * 2
+    )
     assert allocator_sent(w.net).count((w.alice.address, "SIP/2.0 202 Accepted")) == 2
     response = final_response(w.alice, request)
     first = parse_message(dropped[0])

@@ -211,11 +211,14 @@ def mode_commands(draw: st.DrawFn, requester: SipURI) -> Generated:
         )
     )
     args = [
-        (w, i) for w, i in args
+        (w, i)
+        for w, i in args
         if person(i.uri) != person(requester) and (i.uri.user or "").lower() != "vidim"
     ]
     if not args:
-        args = [("bob", Invitee(uri=SipURI(host=requester.host, scheme=requester.scheme, user="bob")))]
+        args = [
+            ("bob", Invitee(uri=SipURI(host=requester.host, scheme=requester.scheme, user="bob")))
+        ]
     seps = draw(st.lists(st.sampled_from([" ", ",", "\t", ", ", " ,\t", "  "]),
                          min_size=len(args), max_size=len(args)))  # fmt: skip
     lead = draw(st.sampled_from(["", " ", "\r\n", "\ufeff", "\t "]))

@@ -35,7 +35,9 @@ def _written(address: str, session_id: int, version: int) -> bytes:
     return text.encode("ascii")
 
 
-@pytest.mark.parametrize("address", ["127.0.0.1", "192.0.2.10", "::1", "2001:db8::5", "vidim.example"])
+@pytest.mark.parametrize(
+    "address", ["127.0.0.1", "192.0.2.10", "::1", "2001:db8::5", "vidim.example"]
+)
 @pytest.mark.parametrize(("session_id", "version"), [(0, 1), (1, 1), (2**40 - 1, 7)])
 def test_anchor_offer_template_writes_what_sdp_transform_writes(
     address: str, session_id: int, version: int
@@ -94,4 +96,7 @@ def test_dialplan_conference_uri_is_written_as_the_uri_type_writes_it(
     answer = Response(200)
     written = conference_uri(FocusProfile.ASTERISK, answer, focus_uri=focus, conference=conference)
     assert written == expected
-    assert conference_uri(FocusProfile.FREESWITCH, answer, focus_uri="tel:+1", conference=conference) is None
+    assert (
+        conference_uri(FocusProfile.FREESWITCH, answer, focus_uri="tel:+1", conference=conference)
+        is None
+    )

@@ -52,7 +52,12 @@ def parse(request: Request, *, source: str = LOCAL, policy: RequestPolicy = POLI
 
 
 def refused(
-    request: Request, status: int, match: str, *, source: str = LOCAL, policy: RequestPolicy = POLICY
+    request: Request,
+    status: int,
+    match: str,
+    *,
+    source: str = LOCAL,
+    policy: RequestPolicy = POLICY,
 ) -> RequestRefusedError:
     with pytest.raises(RequestRefusedError, match=match) as info:
         parse(request, source=source, policy=policy)
@@ -95,7 +100,9 @@ def test_policy_defaults() -> None:
 
 
 def test_policy_service_uri_follows_domain() -> None:
-    assert RequestPolicy(domain="Example.org").service_uri == SipURI(host="example.org", user="vidim")
+    assert RequestPolicy(domain="Example.org").service_uri == SipURI(
+        host="example.org", user="vidim"
+    )
     explicit = SipURI(host="conf.example.org", user="meet")
     assert RequestPolicy(domain="example.org", service_uri=explicit).service_uri == explicit
 
@@ -127,7 +134,9 @@ def test_policy_refuses_nonsense(kwargs: dict[str, object], match: str) -> None:
 
 
 def test_untrusted_source_is_403_without_requester() -> None:
-    error = refused(command_request("/video bob"), 403, "untrusted source 192.0.2.9", source="192.0.2.9")
+    error = refused(
+        command_request("/video bob"), 403, "untrusted source 192.0.2.9", source="192.0.2.9"
+    )
     assert error.requester is None
 
 
@@ -144,9 +153,13 @@ def test_untrusted_sources(source: str) -> None:
 def test_trust_is_decided_per_policy_even_for_a_source_seen_before() -> None:
     """The per-source trust cache never answers for another policy's networks."""
     lan = RequestPolicy.for_domain("example.com", trusted_networks=["10.0.0.0/8"])
-    assert isinstance(parse(command_request("/video bob"), source="10.1.2.3", policy=lan), NewConference)
+    assert isinstance(
+        parse(command_request("/video bob"), source="10.1.2.3", policy=lan), NewConference
+    )
     refused(command_request("/video bob"), 403, "untrusted source 10.1.2.3", source="10.1.2.3")
-    assert isinstance(parse(command_request("/video bob"), source="10.1.2.3", policy=lan), NewConference)
+    assert isinstance(
+        parse(command_request("/video bob"), source="10.1.2.3", policy=lan), NewConference
+    )
     assert isinstance(parse(command_request("/video bob"), source="127.0.0.1"), NewConference)
     refused(command_request("/video bob"), 403, "untrusted source", source="127.0.0.1", policy=lan)
 
@@ -194,8 +207,12 @@ def test_requester_is_from_address_of_record() -> None:
 
 
 def test_pai_trusted_source_wins() -> None:
-    request = command_request("/help", extra=[("P-Asserted-Identity", '"Eve" <sip:eve@example.com>')])
-    assert requester_identity(request, source_host=LOCAL, policy=POLICY) == aor("sip:eve@example.com")
+    request = command_request(
+        "/help", extra=[("P-Asserted-Identity", '"Eve" <sip:eve@example.com>')]
+    )
+    assert requester_identity(request, source_host=LOCAL, policy=POLICY) == aor(
+        "sip:eve@example.com"
+    )
     assert parse(request) == ShowHelp(requester=aor("sip:eve@example.com"))
 
 
@@ -209,7 +226,9 @@ def test_pai_ignored_from_untrusted_source() -> None:
 
 
 def test_pai_first_sip_value_and_tel_only_falls_back() -> None:
-    both = command_request("/help", extra=[("P-Asserted-Identity", "<tel:+15551234>, <sips:eve@Example.com>")])
+    both = command_request(
+        "/help", extra=[("P-Asserted-Identity", "<tel:+15551234>, <sips:eve@Example.com>")]
+    )
     assert requester_identity(both, source_host=LOCAL, policy=POLICY) == aor("sips:eve@example.com")
     tel = command_request("/help", extra=[("P-Asserted-Identity", "<tel:+15551234>")])
     assert requester_identity(tel, source_host=LOCAL, policy=POLICY) == REQUESTER
@@ -219,7 +238,11 @@ def test_bad_pai_and_from() -> None:
     error = refused(command_request("/help", extra=[("P-Asserted-Identity", "<sip:@@>")]), 400,
                     "malformed P-Asserted-Identity")  # fmt: skip
     assert error.requester is None
-    refused(command_request("/help", from_uri="tel:+15551234"), 400, "unsupported URI scheme tel: in From")
+    refused(
+        command_request("/help", from_uri="tel:+15551234"),
+        400,
+        "unsupported URI scheme tel: in From",
+    )
     refused(command_request("/help", from_uri="sip:example.com"), 400, "From has no user part")
     refused(wire_request(from_uri="sip:al%00ice@example.com", body=b"/help"), 400,
             "control character in the user part of From")  # fmt: skip
@@ -281,14 +304,20 @@ def test_header_unknown_mode_exact_reason() -> None:
 
 
 def test_header_mode_repeated_and_conflicting() -> None:
-    request = message_request("sip:bob@example.com", extra=[("X-Vidim-Mode", "video"), ("X-Vidim-Mode", "VIDEO")])
+    request = message_request(
+        "sip:bob@example.com", extra=[("X-Vidim-Mode", "video"), ("X-Vidim-Mode", "VIDEO")]
+    )
     assert isinstance(parse(request), NewConference)
     request = message_request("sip:bob@example.com", extra=[("X-Vidim-Mode", "video, audio")])
     refused(request, 400, "more than one X-Vidim-Mode")
 
 
 def test_header_empty_mode() -> None:
-    refused(wire_request("sip:bob@example.com", extra=[("X-Vidim-Mode", b"")]), 400, "empty X-Vidim-Mode")
+    refused(
+        wire_request("sip:bob@example.com", extra=[("X-Vidim-Mode", b"")]),
+        400,
+        "empty X-Vidim-Mode",
+    )
 
 
 def test_header_invitee_unknown_mode_param() -> None:
@@ -331,7 +360,10 @@ def test_header_duplicates_first_wins_and_normalized() -> None:
 
 def test_header_escapes_of_reserved_characters_kept_distinct() -> None:
     request = header_request(invite="<sip:a%3bb@example.com>, <sip:a;b@example.com>")
-    assert invitees(parse(request))[1:] == [("sip:a%3Bb@example.com", None), ("sip:a;b@example.com", None)]
+    assert invitees(parse(request))[1:] == [
+        ("sip:a%3Bb@example.com", None),
+        ("sip:a;b@example.com", None),
+    ]
 
 
 def test_header_requester_inviting_itself_is_dropped() -> None:
@@ -347,7 +379,9 @@ def test_header_to_the_service_uri() -> None:
 
 
 def test_header_request_uri_checks() -> None:
-    refused(header_request(uri="tel:+15551234"), 416, "unsupported URI scheme tel: in the Request-URI")
+    refused(
+        header_request(uri="tel:+15551234"), 416, "unsupported URI scheme tel: in the Request-URI"
+    )
     refused(header_request(uri="sip:example.com"), 400, "the Request-URI has no user part")
 
 
@@ -365,9 +399,17 @@ def test_header_too_many_invitees() -> None:
         ("X-Vidim-Mode", b"vi\x00deo", "control character in X-Vidim-Mode"),
         ("X-Vidim-Mode", b"video\x7f", "control character in X-Vidim-Mode"),
         ("X-Vidim-Mode", b"vid\xffeo", "invalid UTF-8 in X-Vidim-Mode"),
-        ("X-Vidim-Invite", b"<sip:carol@example.com>\x1b[2J", "control character in X-Vidim-Invite"),
+        (
+            "X-Vidim-Invite",
+            b"<sip:carol@example.com>\x1b[2J",
+            "control character in X-Vidim-Invite",
+        ),
         ("X-Vidim-Invite", b"<sip:carol%00@example.com>", "control character in the user part"),
-        ("X-Vidim-Invite", "<sip:carol@example.com>;mode=au\u0085dio".encode(), "control character"),
+        (
+            "X-Vidim-Invite",
+            "<sip:carol@example.com>;mode=au\u0085dio".encode(),
+            "control character",
+        ),
     ],
 )
 def test_header_control_characters(name: str, raw: bytes, match: str) -> None:
@@ -413,7 +455,9 @@ def test_bare_name_takes_the_requesters_domain_and_scheme() -> None:
     command = parse(command_request("/chat bob", from_uri="sips:zoe@Other.ORG"))
     assert invitees(command) == [("sips:bob@other.org", None)]
     pai = [("P-Asserted-Identity", "<sip:yann@third.example>")]
-    assert invitees(parse(command_request("/chat bob", extra=pai))) == [("sip:bob@third.example", None)]
+    assert invitees(parse(command_request("/chat bob", extra=pai))) == [
+        ("sip:bob@third.example", None)
+    ]
 
 
 def test_address_forms() -> None:
@@ -439,9 +483,20 @@ def test_separators_and_surrounding_whitespace() -> None:
 
 
 def test_command_duplicates_first_wins_self_and_service_dropped() -> None:
-    command = parse(command_request("/video bob;mode=audio alice bob@EXAMPLE.com;mode=chat vidim sip:bob@example.com carol"))
-    assert invitees(command) == [("sip:bob@example.com", Mode.AUDIO), ("sip:carol@example.com", None)]
-    refused(command_request("/video alice vidim"), 400, "no invitees: you cannot invite yourself or the vidim service")
+    command = parse(
+        command_request(
+            "/video bob;mode=audio alice bob@EXAMPLE.com;mode=chat vidim sip:bob@example.com carol"
+        )
+    )
+    assert invitees(command) == [
+        ("sip:bob@example.com", Mode.AUDIO),
+        ("sip:carol@example.com", None),
+    ]
+    refused(
+        command_request("/video alice vidim"),
+        400,
+        "no invitees: you cannot invite yourself or the vidim service",
+    )
 
 
 def test_follow_up_commands() -> None:
@@ -455,9 +510,13 @@ def test_follow_up_commands() -> None:
         conference_id="Conf-1_x.y~",
     )  # fmt: skip
     assert parse(command_request("/end")) == EndConference(requester=REQUESTER)
-    assert parse(command_request("/End #abc")) == EndConference(requester=REQUESTER, conference_id="abc")
+    assert parse(command_request("/End #abc")) == EndConference(
+        requester=REQUESTER, conference_id="abc"
+    )
     assert parse(command_request("/status")) == ShowStatus(requester=REQUESTER)
-    assert parse(command_request(" /STATUS  #abc ")) == ShowStatus(requester=REQUESTER, conference_id="abc")
+    assert parse(command_request(" /STATUS  #abc ")) == ShowStatus(
+        requester=REQUESTER, conference_id="abc"
+    )
     assert parse(command_request("/help")) == ShowHelp(requester=REQUESTER)
     assert parse(command_request("/HELP me please")) == ShowHelp(requester=REQUESTER)
 
@@ -543,7 +602,7 @@ def test_unsupported_content_type_is_415_with_accept(content_type: str | None, m
 
 
 def test_utf8_charsets_accepted() -> None:
-    for ctype in ("text/plain;charset=UTF-8", "Text/Plain; charset=\"us-ascii\"", "TEXT/PLAIN"):
+    for ctype in ("text/plain;charset=UTF-8", 'Text/Plain; charset="us-ascii"', "TEXT/PLAIN"):
         assert isinstance(parse(command_request("/video bob", content_type=ctype)), NewConference)
 
 
@@ -566,8 +625,16 @@ def test_multipart_with_one_text_part_is_a_command() -> None:
     assert isinstance(command, NewConference)
     assert command.form is RequestForm.COMMAND
     assert command.mode is Mode.WATCH
-    refused(multipart_request([("image/png", b"\x89PNG")]), 415, "no text/plain part and no resource list")
-    refused(multipart_request([("text/plain", b"/end"), ("text/plain", b"/help")]), 400, "more than one text/plain part")
+    refused(
+        multipart_request([("image/png", b"\x89PNG")]),
+        415,
+        "no text/plain part and no resource list",
+    )
+    refused(
+        multipart_request([("text/plain", b"/end"), ("text/plain", b"/help")]),
+        400,
+        "more than one text/plain part",
+    )
 
 
 def test_header_form_wins_over_a_command_body() -> None:
@@ -590,14 +657,22 @@ def test_resource_lists_with_mode_header() -> None:
     assert parse(request) == NewConference(
         requester=REQUESTER,
         mode=Mode.AUDIO,
-        invitees=(Invitee(uri=aor("sip:carol@example.com")), Invitee(uri=aor("sips:dan@other.org"))),
+        invitees=(
+            Invitee(uri=aor("sip:carol@example.com")),
+            Invitee(uri=aor("sips:dan@other.org")),
+        ),
         form=RequestForm.RESOURCE_LISTS,
     )
 
 
 def test_resource_lists_to_a_user_with_header_invitees() -> None:
     request = multipart_request(
-        [("application/resource-lists+xml", resource_list("sip:carol@example.com", "sip:bob@example.com"))],
+        [
+            (
+                "application/resource-lists+xml",
+                resource_list("sip:carol@example.com", "sip:bob@example.com"),
+            )
+        ],
         uri="sip:bob@example.com",
         extra=[("X-Vidim-Mode", "watch"), ("X-Vidim-Invite", "<sip:erin@example.com>;mode=chat")],
     )
@@ -624,7 +699,9 @@ def test_resource_lists_with_add() -> None:
     request = multipart_request([("application/resource-lists+xml", resource_list("sip:carol@example.com")),
                                  ("text/plain", b"/add #c0nf")])  # fmt: skip
     assert parse(request) == AddInvitees(
-        requester=REQUESTER, invitees=(Invitee(uri=aor("sip:carol@example.com")),), conference_id="c0nf"
+        requester=REQUESTER,
+        invitees=(Invitee(uri=aor("sip:carol@example.com")),),
+        conference_id="c0nf",
     )
 
 
@@ -634,8 +711,13 @@ def test_resource_lists_nested_lists_and_display_names() -> None:
         '<entry uri="sip:carol@example.com"><display-name>Carol</display-name></entry>'
         '<list><entry uri=" sip:dan@example.com "/></list></list><!-- c --></resource-lists>'
     ).encode()
-    request = multipart_request([("application/resource-lists+xml", body)], extra=[("X-Vidim-Mode", "video")])
-    assert invitees(parse(request)) == [("sip:carol@example.com", None), ("sip:dan@example.com", None)]
+    request = multipart_request(
+        [("application/resource-lists+xml", body)], extra=[("X-Vidim-Mode", "video")]
+    )
+    assert invitees(parse(request)) == [
+        ("sip:carol@example.com", None),
+        ("sip:dan@example.com", None),
+    ]
 
 
 @pytest.mark.parametrize(
@@ -685,7 +767,9 @@ BILLION_LAUGHS = (
     ],
 )  # fmt: skip
 def test_resource_list_refusals(body: bytes, status: int, match: str) -> None:
-    request = multipart_request([("application/resource-lists+xml", body)], extra=[("X-Vidim-Mode", "video")])
+    request = multipart_request(
+        [("application/resource-lists+xml", body)], extra=[("X-Vidim-Mode", "video")]
+    )
     refused(request, status, match)
 
 
@@ -701,8 +785,12 @@ def test_malformed_multipart_body() -> None:
 
 
 def test_format_command_examples() -> None:
-    command = parse(command_request("/VIDEO bob carol;mode=Audio sips:dan@Other.org erin@other.org"))
-    assert format_command(command) == "/video bob carol;mode=audio sips:dan@other.org erin@other.org"
+    command = parse(
+        command_request("/VIDEO bob carol;mode=Audio sips:dan@Other.org erin@other.org")
+    )
+    assert (
+        format_command(command) == "/video bob carol;mode=audio sips:dan@other.org erin@other.org"
+    )
     assert format_command(AddInvitees(requester=REQUESTER, invitees=(Invitee(uri=aor("sip:a%2Cb@x.org")),),
                                       conference_id="k")) == "/add a%2Cb@x.org #k"  # fmt: skip
     assert format_command(EndConference(requester=REQUESTER)) == "/end"
@@ -721,7 +809,18 @@ def test_help_text() -> None:
     text = help_text(RequestPolicy.for_domain("example.org", "meet", max_invitees=5))
     assert "sip:meet@example.org" in text
     assert "at most 5" in text
-    for word in ("/video", "/audio", "/watch", "/chat", "/add", "/end", "/status", "/help", ";mode=", "#<conference-id>"):
+    for word in (
+        "/video",
+        "/audio",
+        "/watch",
+        "/chat",
+        "/add",
+        "/end",
+        "/status",
+        "/help",
+        ";mode=",
+        "#<conference-id>",
+    ):
         assert word in text
     # The example in the help text is itself a valid command.
     example = text.rsplit("Example: ", 1)[1]

@@ -20,7 +20,12 @@ def bench() -> ModuleType:
 
 
 def test_messages_parse_to_the_right_start_line(bench: ModuleType) -> None:
-    expected = {"MESSAGE": "MESSAGE", "INVITE+SDP": "INVITE", "200 OK+SDP": 200, "NOTIFY+XML": "NOTIFY"}
+    expected = {
+        "MESSAGE": "MESSAGE",
+        "INVITE+SDP": "INVITE",
+        "200 OK+SDP": 200,
+        "NOTIFY+XML": "NOTIFY",
+    }
     assert {name: want for name, (_, want) in bench.MESSAGES.items()} == expected
     for name, (data, want) in bench.MESSAGES.items():
         message = parse_message(data)

@@ -28,8 +28,22 @@ def test_join_counts_a_setup_only_when_all_three_peers_saw_it(bench: ModuleType)
         ["202", "3", "100.000000", "9000.000000", "100.000000", "9500.000000"],
     ]
     focus = [
-        ["ACK", "req1x100.000000x0.000000", "100.000000", "2500.000000", "100.000000", "3000.000000"],
-        ["ACK", "req2x100.000000x5000.000000", "100.000000", "7000.000000", "100.000000", "8000.000000"],
+        [
+            "ACK",
+            "req1x100.000000x0.000000",
+            "100.000000",
+            "2500.000000",
+            "100.000000",
+            "3000.000000",
+        ],
+        [
+            "ACK",
+            "req2x100.000000x5000.000000",
+            "100.000000",
+            "7000.000000",
+            "100.000000",
+            "8000.000000",
+        ],
         ["ACK", f"req{bench.PROBE_BASE}x0x0", "100.000000", "1.000000", "100.000000", "2.000000"],
     ]
     invitees = [
@@ -151,7 +165,9 @@ def test_relay_latency_pairs_by_direction(bench: ModuleType, tmp_path: Path) -> 
             ports=[relay, relay, uas, uas],
         )
     )
-    latencies = sorted(ms for _, ms in bench.wire_latencies_ms(path, relay, bench._ANCHOR_CORRELATOR))
+    latencies = sorted(
+        ms for _, ms in bench.wire_latencies_ms(path, relay, bench._ANCHOR_CORRELATOR)
+    )
     assert latencies == pytest.approx([0.25, 0.8], abs=1e-6)
 
 

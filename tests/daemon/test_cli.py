@@ -27,7 +27,10 @@ def test_check_config_ok(tmp_path: Path) -> None:
     result = CliRunner().invoke(main, ["check-config", str(path)])
     assert result.exit_code == 0, result.output
     assert "OK: allocator on 127.0.0.1:5070, focus built-in on 127.0.0.1:5080" in result.output
-    assert "proxy sip:127.0.0.1:5060, domain example.com, service sip:vidim@example.com" in result.output
+    assert (
+        "proxy sip:127.0.0.1:5060, domain example.com, service sip:vidim@example.com"
+        in result.output
+    )
 
 
 def test_check_config_says_what_is_wrong(tmp_path: Path) -> None:
@@ -152,7 +155,10 @@ def test_daemon_serves_and_stops_cleanly(
         deadline=deadline,
     )
     assert refused.status == 400
-    assert refused.headers.get("Warning") == '399 localhost "unknown command \\"/hologram\\"; send /help"'
+    assert (
+        refused.headers.get("Warning")
+        == '399 localhost "unknown command \\"/hologram\\"; send /help"'
+    )
     process.send_signal(signal.SIGTERM)
     assert process.wait(timeout=15) == 0
     # The start-up line says which event loop runs (and every line was written at exit).

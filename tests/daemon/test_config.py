@@ -107,7 +107,9 @@ def test_parse_hostport(text: str, expected: Address) -> None:
     assert parse_hostport(text) == expected
 
 
-@pytest.mark.parametrize("text", ["5070", "127.0.0.1:", "127.0.0.1:0", "127.0.0.1:70000", "host:5060"])
+@pytest.mark.parametrize(
+    "text", ["5070", "127.0.0.1:", "127.0.0.1:0", "127.0.0.1:70000", "host:5060"]
+)
 def test_parse_hostport_refuses(text: str) -> None:
     with pytest.raises(ValueError, match="address"):
         parse_hostport(text)
@@ -119,7 +121,9 @@ def test_overload_control_is_on_by_default_and_configurable(tmp_path: Path) -> N
     assert (default.overload.enter, default.overload.leave) == (0.98, 0.7)
     assert default.overload.retry_after == 5
     path = tmp_path / "vidim.toml"
-    path.write_text("[limits]\noverload_enter = 0.8\noverload_leave = 0.4\noverload_retry_after = 2\n")
+    path.write_text(
+        "[limits]\noverload_enter = 0.8\noverload_leave = 0.4\noverload_retry_after = 2\n"
+    )
     tuned = load(path).overload
     assert tuned is not None
     assert (tuned.enter, tuned.leave, tuned.retry_after) == (0.8, 0.4, 2)

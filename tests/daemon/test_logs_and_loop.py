@@ -355,7 +355,9 @@ def test_the_info_events_read_as_their_fields_with_states_by_value() -> None:
         "ConferenceStateChanged(conference_id='c1', old=requested, new=allocating, "
         "reason='start allocating')"
     )
-    accepted = RequestAccepted(call_id="x@h", requester="sip:a@h", command="new", conference_id=None)
+    accepted = RequestAccepted(
+        call_id="x@h", requester="sip:a@h", command="new", conference_id=None
+    )
     assert str(accepted) == (
         "RequestAccepted(call_id='x@h', requester='sip:a@h', command='new', conference_id=None)"
     )

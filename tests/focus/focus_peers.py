@@ -323,11 +323,7 @@ class Peer(Node):
     def on_response(self, request: Request, response: Response, now: float) -> None:
         if request.method in ("INVITE", "SUBSCRIBE"):
             dialog = self.dialogs.receive_response(request, response)
-            if (
-                request.method == "INVITE"
-                and dialog is not None
-                and 200 <= response.status < 300
-            ):
+            if request.method == "INVITE" and dialog is not None and 200 <= response.status < 300:
                 self.layer.send_stateless(dialog.create_ack(response), FOCUS)
         elif response.status >= 200:
             for dialog in self.dialogs:
@@ -340,7 +336,12 @@ def make_conference(
 ) -> Conference:
     """An allocator conference record (credentials as the allocator draws them)."""
     participants = [
-        Participant(uri=uri, requested_mode=mode, mode=mode, credential=f"key-{index}-{uri[4:].split('@')[0]}")
+        Participant(
+            uri=uri,
+            requested_mode=mode,
+            mode=mode,
+            credential=f"key-{index}-{uri[4:].split('@')[0]}",
+        )
         for index, (uri, mode) in enumerate(entries)
     ]
     participants[0].requester = True
@@ -419,7 +420,9 @@ class AllocatorSide(Peer):
             self.roster.states.append(request.headers.get("subscription-state") or "")
             self.roster.view = apply_update(self.roster.view, info)
 
-    def subscribe(self, now: float, *, expires: int = 3600, source_uri: str | None = None) -> Request:
+    def subscribe(
+        self, now: float, *, expires: int = 3600, source_uri: str | None = None
+    ) -> Request:
         uri = source_uri or self.conference_uri
         assert uri is not None
         subscribe = self.dialogs.create_initial_request(

@@ -67,9 +67,7 @@ def phone(net: Net, user: str, port: int, offer: bytes, host: str = "127.0.0.1")
     return softphone
 
 
-def join(
-    net: Net, allocator: AllocatorSide, uri: str, port: int, offer: bytes
-) -> Softphone:
+def join(net: Net, allocator: AllocatorSide, uri: str, port: int, offer: bytes) -> Softphone:
     user = uri.removeprefix("sip:").split("@")[0]
     softphone = phone(net, user, port, offer)
     softphone.call(allocator.join_uri(uri), net.now)
@@ -154,7 +152,9 @@ def test_factory_invite_with_bad_sdp_gets_488() -> None:
     from vidim.sip import build_multipart
 
     good = focus_request(FocusProfile.RFC4579, conference, address="127.0.0.1", session_id=1)
-    list_body = good.body.split(b"application/resource-lists+xml\r\n\r\n", 1)[1].rsplit(b"\r\n--", 1)[0]
+    list_body = good.body.split(b"application/resource-lists+xml\r\n\r\n", 1)[1].rsplit(
+        b"\r\n--", 1
+    )[0]
     ctype, body = build_multipart(
         [("application/sdp", b"v=1\r\nnonsense\r\n"), (RESOURCE_LISTS_TYPE, list_body)]
     )
@@ -269,7 +269,9 @@ def test_chat_participant_calling_in_gets_488() -> None:
 
 def test_invite_without_usable_audio_gets_488_and_frees_ports() -> None:
     net, focus, _, allocator = created()
-    offer = baresip_offer(6000, 6002).replace(b"m=audio 6000 RTP/AVP 96 0 8 101", b"m=audio 6000 RTP/AVP 96")
+    offer = baresip_offer(6000, 6002).replace(
+        b"m=audio 6000 RTP/AVP 96 0 8 101", b"m=audio 6000 RTP/AVP 96"
+    )
     bob = join(net, allocator, BOB, 6000, offer)
     assert bob.final(bob.invite).status == 488  # type: ignore[arg-type]
     assert focus.ports_in_use == frozenset()
@@ -337,10 +339,16 @@ def test_media_plan_follows_modes() -> None:
     assert plan == focus.forwarding_plan
     routes = plan.as_dict()
     # bob (video) audio 40000 -> carol (40004) and dave (40006); bob's video 40002 -> dave only.
-    assert {(d.via_port, d.port) for d in routes[40000].destinations} == {(40004, 6010), (40006, 6020)}
+    assert {(d.via_port, d.port) for d in routes[40000].destinations} == {
+        (40004, 6010),
+        (40006, 6020),
+    }
     assert {(d.via_port, d.port) for d in routes[40002].destinations} == {(40008, 6022)}
     # RTCP on port + 1 to the receivers' RTCP ports (pjsua2 gave a=rtcp).
-    assert {(d.via_port, d.port) for d in routes[40001].destinations} == {(40005, 6011), (40007, 6021)}
+    assert {(d.via_port, d.port) for d in routes[40001].destinations} == {
+        (40005, 6011),
+        (40007, 6021),
+    }
     # carol (audio) -> bob only (dave watches: he still hears carol).
     assert {d.port for d in routes[40004].destinations} == {6000, 6020}
     # dave (watch) is never forwarded.
@@ -363,7 +371,12 @@ def test_subscribe_gets_full_then_partial_notifies() -> None:
     docs = allocator.roster.documents
     assert [(d.version, d.state) for d in docs] == [(1, "full"), (2, "partial"), (3, "partial")]
     user = docs[1].users[0]
-    assert (user.entity, user.status, user.mode, user.media) == (BOB, "connected", Mode.VIDEO, ("audio", "video"))
+    assert (user.entity, user.status, user.mode, user.media) == (
+        BOB,
+        "connected",
+        Mode.VIDEO,
+        ("audio", "video"),
+    )
     assert docs[2].users[0].media == ("audio",)
     bob.hang_up(net.now)
     net.advance()
@@ -525,7 +538,10 @@ def test_reinvite_on_the_anchor_adds_invitees() -> None:
     assert added.invitees == (frank,)
     joined = join(net, allocator, frank, 6040, baresip_offer(6040, 6042))
     assert joined.final(joined.invite).status == 200  # type: ignore[arg-type]
-    assert [(k, p) for k, p, _ in media_summary(joined.answer())] == [("audio", 40000), ("video", 0)]
+    assert [(k, p) for k, p, _ in media_summary(joined.answer())] == [
+        ("audio", 40000),
+        ("video", 0),
+    ]
 
 
 def test_participant_hold_by_reinvite_changes_the_plan() -> None:

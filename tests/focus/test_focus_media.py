@@ -51,10 +51,17 @@ def test_plan_for_one_of_each_mode() -> None:
 
 
 def test_payload_types_are_mapped_between_participants() -> None:
-    one = StreamInfo("audio", 100, "h", 1, 2, payload_types=(("pcmu/8000/1", 0), ("telephone-event/8000/1", 101)))
-    two = StreamInfo("audio", 110, "h", 3, 4, payload_types=(("pcmu/8000/1", 0), ("telephone-event/8000/1", 121)))
+    one = StreamInfo(
+        "audio", 100, "h", 1, 2, payload_types=(("pcmu/8000/1", 0), ("telephone-event/8000/1", 101))
+    )
+    two = StreamInfo(
+        "audio", 110, "h", 3, 4, payload_types=(("pcmu/8000/1", 0), ("telephone-event/8000/1", 121))
+    )
     plan = forwarding_plan(
-        [ParticipantMedia("sip:1@x", Mode.AUDIO, (one,)), ParticipantMedia("sip:2@x", Mode.AUDIO, (two,))]
+        [
+            ParticipantMedia("sip:1@x", Mode.AUDIO, (one,)),
+            ParticipantMedia("sip:2@x", Mode.AUDIO, (two,)),
+        ]
     )
     routes = plan.as_dict()
     assert routes[100].destinations[0].payload_map == ((101, 121),)
@@ -85,11 +92,24 @@ def test_merge_refuses_overlapping_ports() -> None:
 
 def test_streams_from_a_real_offer_and_answer() -> None:
     offer = pjsua2_offer(4000)
-    answer = build_answer(offer, Mode.VIDEO, address="127.0.0.1", ports={"audio": 40000}, session_id=1)
+    answer = build_answer(
+        offer, Mode.VIDEO, address="127.0.0.1", ports={"audio": 40000}, session_id=1
+    )
     (audio,) = streams_from_sdp(parse_media(offer), parse_media(answer))
-    assert (audio.kind, audio.local_port, audio.remote_port, audio.remote_rtcp_port) == ("audio", 40000, 4000, 4001)
+    assert (audio.kind, audio.local_port, audio.remote_port, audio.remote_rtcp_port) == (
+        "audio",
+        40000,
+        4000,
+        4001,
+    )
     assert ("pcmu/8000/1", 0) in audio.payload_types
-    watch = build_answer(baresip_offer(5000, 5002), Mode.WATCH, address="127.0.0.1", ports={"audio": 1, "video": 3}, session_id=1)
+    watch = build_answer(
+        baresip_offer(5000, 5002),
+        Mode.WATCH,
+        address="127.0.0.1",
+        ports={"audio": 1, "video": 3},
+        session_id=1,
+    )
     streams = streams_from_sdp(parse_media(baresip_offer(5000, 5002)), parse_media(watch))
     assert [(s.kind, s.sends, s.receives, s.remote_rtcp_port) for s in streams] == [
         ("audio", False, True, 5001),
@@ -110,11 +130,23 @@ def participants(draw: st.DrawFn) -> list[ParticipantMedia]:
         streams = []
         if mode.has_audio or draw(st.booleans()):  # a stray stream the mode does not allow
             streams.append(
-                stream("audio", base, 20000 + base, sends=draw(st.booleans()), receives=draw(st.booleans()))
+                stream(
+                    "audio",
+                    base,
+                    20000 + base,
+                    sends=draw(st.booleans()),
+                    receives=draw(st.booleans()),
+                )
             )
         if mode.has_video or draw(st.booleans()):
             streams.append(
-                stream("video", base + 2, 20002 + base, sends=draw(st.booleans()), receives=draw(st.booleans()))
+                stream(
+                    "video",
+                    base + 2,
+                    20002 + base,
+                    sends=draw(st.booleans()),
+                    receives=draw(st.booleans()),
+                )
             )
         people.append(ParticipantMedia(f"sip:p{index}@x", mode, tuple(streams)))
     return people

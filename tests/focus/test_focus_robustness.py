@@ -23,7 +23,10 @@ def request(
             ("Via", f"SIP/2.0/UDP 127.0.0.1:7000;branch={new_branch()}"),
             ("Max-Forwards", "70"),
             ("From", "<sip:x@example.com>;tag=abc"),
-            ("To", "<sip:conference-factory@127.0.0.1:5080>" + (f";tag={to_tag}" if to_tag else "")),
+            (
+                "To",
+                "<sip:conference-factory@127.0.0.1:5080>" + (f";tag={to_tag}" if to_tag else ""),
+            ),
             ("Call-ID", "garbage-1"),
             ("CSeq", f"1 {method}"),
             ("Contact", "<sip:x@127.0.0.1:7000>"),

@@ -41,7 +41,12 @@ async def scenario() -> None:
 
     def audio(local: int, remote: int, dtmf: int) -> StreamInfo:
         return StreamInfo(
-            "audio", local, "127.0.0.1", remote, remote, payload_types=(("pcmu/8000/1", 0), (te, dtmf))
+            "audio",
+            local,
+            "127.0.0.1",
+            remote,
+            remote,
+            payload_types=(("pcmu/8000/1", 0), (te, dtmf)),
         )
 
     plan = forwarding_plan(

@@ -37,7 +37,10 @@ class Person(Softphone):
             "MESSAGE",
             "sip:vidim@example.com",
             [
-                ("Via", f"SIP/2.0/UDP {self.address.host}:{self.address.port};branch={new_branch()};rport"),
+                (
+                    "Via",
+                    f"SIP/2.0/UDP {self.address.host}:{self.address.port};branch={new_branch()};rport",
+                ),
                 ("Max-Forwards", "70"),
                 ("From", f"<{self.uri}>;tag={new_tag()}"),
                 ("To", "<sip:vidim@example.com>"),
@@ -91,11 +94,20 @@ def test_allocator_and_builtin_focus_end_to_end() -> None:
         bob.uri,
         carol.uri,
     ]
-    assert [(k, p > 0) for k, p, _ in media_summary(bob.answer())] == [("audio", True), ("video", True)]
-    assert [(k, p > 0) for k, p, _ in media_summary(carol.answer())] == [("audio", True), ("video", False)]
+    assert [(k, p > 0) for k, p, _ in media_summary(bob.answer())] == [
+        ("audio", True),
+        ("video", True),
+    ]
+    assert [(k, p > 0) for k, p, _ in media_summary(carol.answer())] == [
+        ("audio", True),
+        ("video", False),
+    ]
     # The roster reached the allocator through the conference event package...
     joined = [e for e in allocator_node.events if isinstance(e, ParticipantJoined)]
-    assert [(e.participant, e.mode) for e in joined] == [(bob.uri, Mode.VIDEO), (carol.uri, Mode.AUDIO)]
+    assert [(e.participant, e.mode) for e in joined] == [
+        (bob.uri, Mode.VIDEO),
+        (carol.uri, Mode.AUDIO),
+    ]
     # ...and alice heard about it by IM.
     texts = [m.body.decode() for m in alice.received("MESSAGE")]
     assert any("joined" in text for text in texts)

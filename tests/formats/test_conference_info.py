@@ -163,37 +163,58 @@ _OPEN = f'<conference-info xmlns="{CONFERENCE_INFO_NS}" xmlns:vidim="{VIDIM_NS}"
         ((_OPEN + ' version="4294967296"/>').encode(), "out of range"),
         ((_OPEN + ' version="1" state="gone"/>').encode(), "bad state"),
         (
-            (_OPEN + ' version="1"><conference-state><user-count>many</user-count>'
-             "</conference-state></conference-info>").encode(),
+            (
+                _OPEN + ' version="1"><conference-state><user-count>many</user-count>'
+                "</conference-state></conference-info>"
+            ).encode(),
             "user-count",
         ),
         (
-            (_OPEN + ' version="1"><conference-state><active>yes</active>'
-             "</conference-state></conference-info>").encode(),
+            (
+                _OPEN + ' version="1"><conference-state><active>yes</active>'
+                "</conference-state></conference-info>"
+            ).encode(),
             "boolean",
         ),
-        ((_OPEN + ' version="1"><users><user/></users></conference-info>').encode(), "user entity missing"),
         (
-            (_OPEN + ' version="1"><users><user entity="sip:a@x" state="gone"/></users></conference-info>').encode(),
+            (_OPEN + ' version="1"><users><user/></users></conference-info>').encode(),
+            "user entity missing",
+        ),
+        (
+            (
+                _OPEN
+                + ' version="1"><users><user entity="sip:a@x" state="gone"/></users></conference-info>'
+            ).encode(),
             "bad state",
         ),
         (
-            (_OPEN + ' version="1"><users><user entity="sip:a@x" vidim:mode="4k"/></users></conference-info>').encode(),
+            (
+                _OPEN
+                + ' version="1"><users><user entity="sip:a@x" vidim:mode="4k"/></users></conference-info>'
+            ).encode(),
             "unknown mode",
         ),
         (
-            (_OPEN + ' version="1"><users><user entity="sip:a@x"/><user entity="sip:a@x"/></users>'
-             "</conference-info>").encode(),
+            (
+                _OPEN
+                + ' version="1"><users><user entity="sip:a@x"/><user entity="sip:a@x"/></users>'
+                "</conference-info>"
+            ).encode(),
             "listed twice",
         ),
         (
-            (_OPEN + ' version="1"><users><user entity="sip:a@x"><endpoint><status>a b</status>'
-             "</endpoint></user></users></conference-info>").encode(),
+            (
+                _OPEN + ' version="1"><users><user entity="sip:a@x"><endpoint><status>a b</status>'
+                "</endpoint></user></users></conference-info>"
+            ).encode(),
             "endpoint status",
         ),
         (
-            (_OPEN + ' version="1"><users><user entity="sip:a@x"><display-text>&#127;</display-text>'
-             "</user></users></conference-info>").encode(),
+            (
+                _OPEN
+                + ' version="1"><users><user entity="sip:a@x"><display-text>&#127;</display-text>'
+                "</user></users></conference-info>"
+            ).encode(),
             "control",
         ),
     ],
@@ -205,7 +226,9 @@ def test_hostile_or_broken_bodies(body: bytes, match: str) -> None:
 
 
 def test_oversize_body() -> None:
-    body = (_OPEN + ' version="1"><users>' + '<user entity="sip:u@x" state="deleted"/>' * 2000).encode()
+    body = (
+        _OPEN + ' version="1"><users>' + '<user entity="sip:u@x" state="deleted"/>' * 2000
+    ).encode()
     with pytest.raises(FormatError, match="exceeds the limit"):
         parse_conference_info(body)
 
@@ -244,7 +267,9 @@ def test_newer_full_state_replaces() -> None:
 @pytest.mark.parametrize("version", [0, 1])
 def test_stale_documents_are_ignored(version: int) -> None:
     stale_full = ConferenceInfo(CONF, version, "full", ())
-    stale_partial = ConferenceInfo(CONF, version, "partial", (UserInfo(BOB.entity, state="deleted"),))
+    stale_partial = ConferenceInfo(
+        CONF, version, "partial", (UserInfo(BOB.entity, state="deleted"),)
+    )
     assert apply_update(FULL, stale_full) is FULL
     assert apply_update(FULL, stale_partial) is FULL
 
@@ -272,12 +297,16 @@ def test_partial_update_merges_users() -> None:
 
 
 def test_partial_user_replaced_when_sent_in_full() -> None:
-    update = ConferenceInfo(CONF, 2, "partial", (UserInfo(BOB.entity, state="full", status="on-hold"),))
+    update = ConferenceInfo(
+        CONF, 2, "partial", (UserInfo(BOB.entity, state="full", status="on-hold"),)
+    )
     assert apply_update(FULL, update).users[0] == UserInfo(BOB.entity, status="on-hold")
 
 
 def test_partial_update_for_an_unknown_user_adds_it() -> None:
-    update = ConferenceInfo(CONF, 2, "partial", (UserInfo("sip:new@x", state="partial", status="alerting"),))
+    update = ConferenceInfo(
+        CONF, 2, "partial", (UserInfo("sip:new@x", state="partial", status="alerting"),)
+    )
     assert apply_update(FULL, update).users[-1] == UserInfo("sip:new@x", status="alerting")
 
 

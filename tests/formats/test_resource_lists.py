@@ -105,7 +105,9 @@ def test_inside_a_multipart_body() -> None:
 
 
 def test_character_references_for_line_breaks_collapse_in_names() -> None:
-    body = (_HEAD + '<entry uri="sip:a@x"><display-name> A&#13;&#10;B\t</display-name></entry>' + _TAIL)
+    body = (
+        _HEAD + '<entry uri="sip:a@x"><display-name> A&#13;&#10;B\t</display-name></entry>' + _TAIL
+    )
     assert parse_resource_list(body.encode())[0].display_name == "A B"
 
 
@@ -138,6 +140,7 @@ def test_build_refuses_what_cannot_be_sent(entry: ListEntry) -> None:
 
 # --- hostile and broken input ----------------------------------------------------------
 
+
 @pytest.mark.parametrize(
     ("body", "match"),
     [
@@ -159,7 +162,10 @@ def test_build_refuses_what_cannot_be_sent(entry: ListEntry) -> None:
         (b"", "malformed XML"),
         (b"not xml at all", "malformed XML"),
         (b"<resource-lists", "malformed XML"),
-        (b"<resource-lists><list><entry uri='sip:a@x'/></list></resource-lists>", "expected <resource-lists>"),
+        (
+            b"<resource-lists><list><entry uri='sip:a@x'/></list></resource-lists>",
+            "expected <resource-lists>",
+        ),
         (
             b'<resource-lists xmlns="urn:ietf:params:xml:ns:conference-info"/>',
             "expected <resource-lists>",
@@ -171,11 +177,17 @@ def test_build_refuses_what_cannot_be_sent(entry: ListEntry) -> None:
         ((_HEAD + '<entry uri="sip:a@x&#13;&#10;Via: x"/>' + _TAIL).encode(), "control"),
         ((_HEAD + '<entry uri="sip:a@x" vidim:mode="hologram"/>' + _TAIL).encode(), "unknown mode"),
         (
-            (_HEAD + '<entry uri="sip:a@x"><display-name>a&#0;</display-name></entry>' + _TAIL).encode(),
+            (
+                _HEAD + '<entry uri="sip:a@x"><display-name>a&#0;</display-name></entry>' + _TAIL
+            ).encode(),
             "malformed XML",
         ),
         (
-            (_HEAD + '<entry uri="sip:a@x"><display-name>a&#127;b&#133;</display-name></entry>' + _TAIL).encode(),
+            (
+                _HEAD
+                + '<entry uri="sip:a@x"><display-name>a&#127;b&#133;</display-name></entry>'
+                + _TAIL
+            ).encode(),
             "control",
         ),
         ((_HEAD + '<entry-ref ref="lists/a"/>' + _TAIL).encode(), "entry-ref"),
@@ -217,12 +229,18 @@ def test_utf16_doctype_is_refused_too() -> None:
 _USER = st.text("abcdefghijklmnopqrstuvwxyz0123456789._-!~*'()+$", min_size=1, max_size=12)
 _LABEL = r"[a-z](?:[a-z0-9-]{0,8}[a-z0-9])?"
 _HOST = st.from_regex(rf"{_LABEL}(?:\.{_LABEL}){{0,2}}", fullmatch=True)
-_URI = st.builds(lambda scheme, u, h: f"{scheme}:{u}@{h}", st.sampled_from(["sip", "sips"]), _USER, _HOST)
+_URI = st.builds(
+    lambda scheme, u, h: f"{scheme}:{u}@{h}", st.sampled_from(["sip", "sips"]), _USER, _HOST
+)
 # Display names as parsing gives them back: no controls, XML whitespace collapsed.
-_NAME = st.text(
-    st.characters(blacklist_categories=("Cc", "Cs"), blacklist_characters="\ufffe\uffff"),
-    max_size=30,
-).map(lambda s: " ".join(s.split(" ")).strip()).filter(lambda s: s != "" and "  " not in s)
+_NAME = (
+    st.text(
+        st.characters(blacklist_categories=("Cc", "Cs"), blacklist_characters="\ufffe\uffff"),
+        max_size=30,
+    )
+    .map(lambda s: " ".join(s.split(" ")).strip())
+    .filter(lambda s: s != "" and "  " not in s)
+)
 _KEY = st.text(st.characters(min_codepoint=0x21, max_codepoint=0x7E), min_size=1, max_size=40)
 _ENTRY = st.builds(
     ListEntry,

@@ -160,7 +160,9 @@ def test_offer_codecs_and_session_lines() -> None:
 
 
 def test_offer_ipv6() -> None:
-    body = build_offer(Mode.AUDIO, address="2001:db8::5", audio_port=4000, video_port=None, session_id=1)
+    body = build_offer(
+        Mode.AUDIO, address="2001:db8::5", audio_port=4000, video_port=None, session_id=1
+    )
     assert b"c=IN IP6 2001:db8::5\r\n" in body
     assert parse_media(body)[0].address == "2001:db8::5"
 
@@ -237,11 +239,15 @@ def test_rejected_lines_keep_the_offered_format_list() -> None:
 
 
 def test_h264_only_with_the_same_packetization_mode() -> None:
-    only_h264 = BARESIP_OFFER.replace(b"m=video 12010 RTP/AVP 97 98 99", b"m=video 12010 RTP/AVP 97 98")
+    only_h264 = BARESIP_OFFER.replace(
+        b"m=video 12010 RTP/AVP 97 98 99", b"m=video 12010 RTP/AVP 97 98"
+    )
     video = parse_media(answer(only_h264, Mode.VIDEO))[1]
     assert [(c.payload, c.name) for c in video.codecs] == [(98, "H264")]
     assert video.codecs[0].fmtp == "profile-level-id=42e01f;packetization-mode=1"
-    mode0_only = BARESIP_OFFER.replace(b"m=video 12010 RTP/AVP 97 98 99", b"m=video 12010 RTP/AVP 97")
+    mode0_only = BARESIP_OFFER.replace(
+        b"m=video 12010 RTP/AVP 97 98 99", b"m=video 12010 RTP/AVP 97"
+    )
     assert media_summary(answer(mode0_only, Mode.VIDEO))[1] == ("video", 0, "sendrecv")
 
 
@@ -397,7 +403,9 @@ def test_ports_callback_called_only_for_taken_lines() -> None:
 
 def test_missing_port_for_a_taken_kind() -> None:
     with pytest.raises(LocalProtocolError, match="no video port"):
-        build_answer(BARESIP_OFFER, Mode.VIDEO, address="10.9.0.1", ports={"audio": 1}, session_id=1)
+        build_answer(
+            BARESIP_OFFER, Mode.VIDEO, address="10.9.0.1", ports={"audio": 1}, session_id=1
+        )
 
 
 def test_answer_session_version_and_ipv6() -> None:
@@ -456,7 +464,9 @@ def test_no_usable_audio(offer: bytes) -> None:
 
 
 def test_chat_answer_needs_no_audio() -> None:
-    video_only = BARESIP_OFFER.split(b"m=audio")[0] + b"m=video" + BARESIP_OFFER.split(b"m=video")[1]
+    video_only = (
+        BARESIP_OFFER.split(b"m=audio")[0] + b"m=video" + BARESIP_OFFER.split(b"m=video")[1]
+    )
     assert media_summary(answer(video_only, Mode.CHAT)) == [("video", 0, "sendrecv")]
     assert media_summary(answer(BARESIP_OFFER.split(b"m=audio")[0], Mode.CHAT)) == []
 
@@ -473,7 +483,9 @@ def test_any_bytes_parse_or_raise_sdp_error(data: bytes) -> None:
 
 
 @given(
-    st.lists(st.sampled_from(BARESIP_OFFER.split(b"\r\n") + PJSUA2_OFFER.split(b"\r\n")), max_size=40),
+    st.lists(
+        st.sampled_from(BARESIP_OFFER.split(b"\r\n") + PJSUA2_OFFER.split(b"\r\n")), max_size=40
+    ),
     st.sampled_from(list(Mode)),
 )
 def test_shuffled_sdp_lines_answer_or_raise_sdp_error(lines: list[bytes], mode: Mode) -> None:
@@ -569,11 +581,15 @@ def test_capabilities_from_garbage_sdp() -> None:
         ('<sip:bob@192.0.2.7>;video="maybe"', None),
     ],
 )
-def test_capabilities_from_contact_feature_tags(contact: str, expected: Capabilities | None) -> None:
+def test_capabilities_from_contact_feature_tags(
+    contact: str, expected: Capabilities | None
+) -> None:
     assert capabilities_from_feature_tags(parse_name_addr(contact).params) == expected
 
 
 def test_capabilities_from_feature_tag_mapping() -> None:
-    assert capabilities_from_feature_tags({"video": None, "audio": None}) == Capabilities(True, True)
+    assert capabilities_from_feature_tags({"video": None, "audio": None}) == Capabilities(
+        True, True
+    )
     assert capabilities_from_feature_tags({"audio": '"FALSE"'}) == Capabilities(False, False)
     assert capabilities_from_feature_tags({}) is None

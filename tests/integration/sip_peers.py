@@ -412,7 +412,9 @@ def start_example_kamailio_ready(
     binary = require_binary("kamailio")
     kamailio: Kamailio | None = None
     for _attempt in range(3):
-        kamailio = start_example_kamailio(binary, workdir, daemon=daemon, focus=focus, domain=domain)
+        kamailio = start_example_kamailio(
+            binary, workdir, daemon=daemon, focus=focus, domain=domain
+        )
         started.append(kamailio)
         if wait_kamailio_ready(kamailio):
             return kamailio

@@ -907,9 +907,7 @@ class Allocator(SipCoreBase[AllocatorEvent]):
         return [
             p
             for p in conference.participants
-            if not p.requester
-            and p.probe is _PR_UNKNOWN
-            and p.requested_mode is not _MODE_CHAT
+            if not p.requester and p.probe is _PR_UNKNOWN and p.requested_mode is not _MODE_CHAT
         ]
 
     def _send_probe(self, conference: Conference, participant: Participant, now: float) -> None:
@@ -1042,9 +1040,7 @@ class Allocator(SipCoreBase[AllocatorEvent]):
         if dialog.terminated:
             return  # hung up already: this was the 2xx again
         bye = dialog.create_request("BYE")
-        self._send(
-            bye, self._in_dialog_destination(dialog), now, _Pending(_P_CLEANUP, None, bye)
-        )
+        self._send(bye, self._in_dialog_destination(dialog), now, _Pending(_P_CLEANUP, None, bye))
 
     def _focus_failed(
         self, conference: Conference, reason: str, now: float, *, retry: bool = True
@@ -1214,8 +1210,7 @@ class Allocator(SipCoreBase[AllocatorEvent]):
 
     def _status_text(self, conference: Conference) -> str:
         lines = [
-            f"Conference #{conference.id} ({MODE_TEXT[conference.mode]}), "
-            f"{conference.state.value}:"
+            f"Conference #{conference.id} ({MODE_TEXT[conference.mode]}), {conference.state.value}:"
         ]
         for participant in conference.participants:
             # The requester was given the conference URI when it became ready.
@@ -1433,11 +1428,7 @@ class Allocator(SipCoreBase[AllocatorEvent]):
                     anchor.receive_response(pending.request, response)
             if response.status in (408, 481, 503) and conference.state is _ST_ACTIVE:
                 self._focus_gone(conference, now)
-        elif (
-            purpose is _P_BYE
-            and response.status >= 200
-            and conference.state is _ST_ENDING
-        ):
+        elif purpose is _P_BYE and response.status >= 200 and conference.state is _ST_ENDING:
             self._move(conference, _IN_BYE_DONE)
             self._finish(conference, conference.reason, now)
 

@@ -707,9 +707,7 @@ class ConferenceFocus(SipCoreBase[FocusEvent]):
         response = dialog.create_response(request, 200, body=body, content_type=SDP_TYPE)
         self._respond_2xx(conference, dialog, request, response, source, now)
         if added:
-            self._events.append(
-                InviteesAdded(conference_uri=conference.uri, invitees=tuple(added))
-            )
+            self._events.append(InviteesAdded(conference_uri=conference.uri, invitees=tuple(added)))
 
     # -- 2xx retransmission ------------------------------------------------------------
     def _respond_2xx(
@@ -934,17 +932,13 @@ class ConferenceFocus(SipCoreBase[FocusEvent]):
             for port in fresh:
                 self._pool.release(port)
             if request.to_addr.tag is None:
-                self._refuse_participant(
-                    conference, request, source, status, reason, now, headers
-                )
+                self._refuse_participant(conference, request, source, status, reason, now, headers)
             else:
                 call_dialog = self._dialogs.match_request(request)
                 if call_dialog is not None:
                     warning = ("Warning", warning_value(self._warn, reason))
                     self._respond(
-                        call_dialog.create_response(
-                            request, status, headers=[warning, *headers]
-                        ),
+                        call_dialog.create_response(request, status, headers=[warning, *headers]),
                         now,
                     )
 
@@ -1284,9 +1278,7 @@ class ConferenceFocus(SipCoreBase[FocusEvent]):
                 conference.roster[uri] = dataclasses.replace(old, status="disconnected")
         gone = [UserInfo(entity=uri, state="partial", status="disconnected") for uri in left]
         for sub in list(conference.subscriptions):
-            self._notify(
-                conference, sub, now, users=gone, terminated="noresource", active=False
-            )
+            self._notify(conference, sub, now, users=gone, terminated="noresource", active=False)
             self._drop_subscription(conference, sub, "conference ended")
         anchor = conference.anchor
         if not anchor.terminated:
@@ -1302,4 +1294,3 @@ class ConferenceFocus(SipCoreBase[FocusEvent]):
                 MediaPlanChanged(conference_uri=conference.uri, plan=conference.plan)
             )
         self._events.append(ConferenceEnded(conference_uri=conference.uri, reason=reason))
-

@@ -219,9 +219,7 @@ def _may_receive(mode: Mode, kind: str) -> bool:
 def _payload_map(source: StreamInfo, target: StreamInfo) -> tuple[tuple[int, int], ...]:
     theirs = dict(target.payload_types)
     return tuple(
-        (pt, theirs[key])
-        for key, pt in source.payload_types
-        if key in theirs and theirs[key] != pt
+        (pt, theirs[key]) for key, pt in source.payload_types if key in theirs and theirs[key] != pt
     )
 
 
@@ -300,4 +298,3 @@ def streams_from_sdp(
             )
         )
     return tuple(streams)
-

@@ -153,9 +153,14 @@ class RtpRelay:
         routes = plan.as_dict()
         for port in list(self._latched):
             old, new = self._routes.get(port), routes.get(port)
-            if new is None or old is None or (old.participant, old.remote) != (
-                new.participant,
-                new.remote,
+            if (
+                new is None
+                or old is None
+                or (old.participant, old.remote)
+                != (
+                    new.participant,
+                    new.remote,
+                )
             ):
                 del self._latched[port]
         # The switch: one assignment each, nothing awaits in between.
