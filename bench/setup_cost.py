@@ -156,7 +156,6 @@ class CostRun:
     count: int
     rate: int
     done: int = 0
-    failed: int = 0
     retrans: int = 0
     profile: CallgrindProfile | None = None
     build: str = ""
@@ -190,12 +189,9 @@ def run_counted(workdir: Path, *, count: int, rate: int, log_level: str) -> Cost
         setups.warm_up(daemon.port, WARM_UP)
         pid = str(daemon.proc.pid)
         subprocess.run([control, "-i", "on", pid], check=True, capture_output=True)
-        requester = setups.start_sipp(
-            "requester", "requester.xml", workdir, remote=(setups.HOST, daemon.port),
-            extra=["-r", str(rate), "-m", str(count), "-l", str(max(100, rate * 30)),
-                   "-default_behaviors", "all,-bye"],
-            timeout=count / rate + 120,
-        )  # fmt: skip
+        requester = setups.start_requester(
+            workdir, daemon.port, rate, count, timeout=count / rate + 120
+        )
         sipps.append(requester)
         requester.wait(timeout=count / rate + 180)
         wait_idle(daemon.proc.pid)  # the last invitations and ACKs, 50 times slower
@@ -205,16 +201,13 @@ def run_counted(workdir: Path, *, count: int, rate: int, log_level: str) -> Cost
             setups.stop_sipp(sipp)
         if daemon is not None:
             setups.stop(daemon.proc, timeout=120.0)  # callgrind writes its file on exit
-    *_, completed = setups.join_setups(
-        requester.log_lines(), focus.log_lines(), invitees.log_lines()
-    )
+    logs = requester.log_lines(), focus.log_lines(), invitees.log_lines()
+    *_, completed = setups.join_setups(*logs)
     run.done = len(completed)
-    run.failed = count - run.done
-    if run.failed:
-        seen = (len(requester.log_lines()), len(focus.log_lines()), len(invitees.log_lines()))
-        print(f"{log_level}: {run.failed} of {count} setups not seen through "
-              f"(log lines: requester {seen[0]}, focus {seen[1]}, invitees {seen[2]}; "
-              f"in {workdir})", file=sys.stderr)  # fmt: skip
+    if run.done < count:
+        print(f"{log_level}: {count - run.done} of {count} setups not seen through "
+              f"(log lines: requester {len(logs[0])}, focus {len(logs[1])}, invitees "
+              f"{len(logs[2])}; in {workdir})", file=sys.stderr)  # fmt: skip
     run.retrans = sum(s.count("Retransmissions(C)") for s in sipps)
     run.build = setups.daemon_builds(workdir)
     with open(out, errors="replace") as lines:

@@ -467,6 +467,20 @@ def start_sipp(
     raise AssertionError("unreachable")
 
 
+def start_requester(
+    workdir: Path, daemon_port: int, rate: int, calls: int, *, timeout: float
+) -> Sipp:
+    """``requester.xml`` at the daemon: ``calls`` setups at ``rate`` per second."""
+    return start_sipp(
+        "requester", "requester.xml", workdir, remote=(HOST, daemon_port),
+        extra=["-r", str(rate), "-m", str(calls), "-l", str(max(100, rate * 30)),
+               # A refused MESSAGE (503 when overloaded) fails the call, and no BYE
+               # follows it (SIPp's default would send one, which the daemon 481s).
+               "-default_behaviors", "all,-bye"],
+        timeout=timeout,
+    )  # fmt: skip
+
+
 def stop_sipp(sipp: Sipp) -> None:
     """SIGUSR1 makes SIPp quit cleanly (final statistics and logs written)."""
     stop(sipp.proc, signal.SIGUSR1, timeout=10.0)
@@ -944,14 +958,7 @@ def run_vidim_step(
         others = all_cpu_seconds()
         stall_probe = host_stalls.start(workdir / "host_stalls.txt", seconds + 90)
         wall = time.monotonic()
-        requester = start_sipp(
-            "requester", "requester.xml", workdir, remote=(HOST, daemon.port),
-            extra=["-r", str(rate), "-m", str(calls), "-l", str(max(100, rate * 30)),
-                   # A refused MESSAGE (503 when overloaded) fails the call, and no BYE
-                   # follows it (SIPp's default would send one, which the daemon 481s).
-                   "-default_behaviors", "all,-bye"],
-            timeout=seconds + 60,
-        )  # fmt: skip
+        requester = start_requester(workdir, daemon.port, rate, calls, timeout=seconds + 60)
         sipps.append(requester)
         requester.wait(timeout=seconds + 90)
         load_end = time.monotonic()
@@ -1271,11 +1278,9 @@ def profile_daemon(
                 stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
             )  # fmt: skip
             time.sleep(0.5)  # py-spy attaches
-        requester = start_sipp(
-            "requester", "requester.xml", workdir, remote=(HOST, daemon.port),
-            extra=["-r", str(rate), "-m", str(int(rate * seconds)), "-l", str(rate * 30)],
-            timeout=seconds + 60,
-        )  # fmt: skip
+        requester = start_requester(
+            workdir, daemon.port, rate, int(rate * seconds), timeout=seconds + 60
+        )
         sipps.append(requester)
         requester.wait(timeout=seconds + 90)
         if spy is not None:
