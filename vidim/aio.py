@@ -322,8 +322,6 @@ class SipServer(Generic[EventT]):
         self._sentinel_to: tuple[str, int] | None = None
         #: When the next heartbeat should run (the loop's clock).
         self._beat_due = float("inf")
-        #: The process's CPU time at the last heartbeat.
-        self._cpu_at: float | None = None
 
     # -- lifecycle -----------------------------------------------------------------
     @property
@@ -625,15 +623,15 @@ class SipServer(Generic[EventT]):
         self._send(response, source)
 
     def _beat(self, expected: float | None) -> None:
-        """The overload guard's heartbeat, twice a window: what it costs to measure load.
+        """The overload guard's heartbeat (every ``policy.beat``): what it costs to measure load.
 
-        Nothing is timed per datagram.  Each beat tells the guard the CPU time
-        the process used since the last one (its busy time), how late the loop
-        ran this callback, and how long the last sentinel datagram has been
-        waiting: an one-octet datagram this server sends itself on its UDP socket,
-        which queues behind every datagram not yet read, so its delay is what
-        a request waits before it is looked at (the kernel's queue and the
-        loop's), the measure of real overload.
+        Nothing is timed per datagram.  Each beat tells the guard how late the
+        loop ran this callback and how long the sentinel datagram in flight has
+        been waiting (both lower bounds of a request's wait), and sends one when
+        none is: an one-octet datagram this server sends itself on its UDP socket,
+        which queues behind every datagram not yet read, so its delay when it
+        arrives (:meth:`_sentinel_received`) is what a request waits before it is
+        looked at (the kernel's queue and the loop's), the measure of overload.
         """
         guard = self.overload
         if guard is None or self._closed or self._loop is None:
@@ -641,7 +639,6 @@ class SipServer(Generic[EventT]):
             return
         loop_now = self._loop.time()
         now = time.perf_counter()
-        cpu = time.process_time()
         lateness = max(0.0, loop_now - expected) if expected is not None else 0.0
         sent = self._sentinel_sent
         if sent is not None:
@@ -650,12 +647,8 @@ class SipServer(Generic[EventT]):
                 sent = None  # dropped (a full receive buffer): send another
         if sent is None:
             self._send_sentinel(now)
-        if self._cpu_at is not None:
-            guard.busy(now - (cpu - self._cpu_at), now)
-        self._cpu_at = cpu
         guard.lag(lateness, now)
-        period = guard.policy.window / 2
-        self._beat_due = loop_now + period
+        self._beat_due = loop_now + guard.policy.beat
         self._heartbeat = self._loop.call_at(self._beat_due, self._beat, self._beat_due)
 
     def _send_sentinel(self, now: float) -> None:
@@ -682,7 +675,7 @@ class SipServer(Generic[EventT]):
         self._sentinel_sent = None
         if sent is not None and self.overload is not None:
             now = time.perf_counter()
-            self.overload.lag(now - sent, now)
+            self.overload.queue_delay(now - sent, now)
 
     def _call_core(self, method: Callable[..., None], *args: Any) -> None:
         try:

@@ -1,4 +1,4 @@
-"""When to refuse new work: a sans-IO overload policy with hysteresis.
+"""When to refuse new work: a sans-IO overload policy driven by the queueing delay.
 
 A SIP element over UDP that takes more requests than it can handle does not
 fail: the kernel queues the datagrams and latency grows without bound, until
@@ -8,26 +8,27 @@ answered ``503 Service Unavailable`` with ``Retry-After`` instead (RFC 3261
 section 21.5.4), cheaply, while responses and in-dialog requests (work already
 accepted) are still processed.
 
-Two signals, both fed with timestamps by the caller (no clock in here):
+The one signal is how long a new request waits before it is looked at, fed
+with timestamps by the caller (no clock in here):
 
-* **lateness**: :meth:`OverloadGuard.lag` reports how long something that
-  should have been handled at once waited.  :class:`vidim.aio.SipServer`
-  reports how long a sentinel datagram it sends itself waited in its UDP
-  receive queue (behind every request not yet read) and how late its
-  heartbeat callback ran: the queueing delay a new request sees, the one sign
-  of real overload (a busy server whose queue stays short is keeping up).
-* **utilization**: :meth:`OverloadGuard.busy` reports stretches of work; over
-  each ``window`` the busy time divided by the elapsed time is the fraction
-  of the time the element works.  ``SipServer`` reports the process's CPU
-  time once per heartbeat (nothing per datagram).  By default only a CPU
-  saturated for a whole window (``enter`` 0.98) starts overload on its own;
-  utilization mostly decides when overload may end.
+* :meth:`OverloadGuard.queue_delay` is a measured wait: :class:`vidim.aio.SipServer`
+  sends itself a sentinel datagram every :attr:`OverloadPolicy.beat`, which
+  queues behind every datagram not yet read, and reports when it arrives.  A
+  wait of ``max_lag`` or more starts refusing; once ``hold`` has passed, a
+  wait under ``clear_lag`` ends it.
+* :meth:`OverloadGuard.lag` is a lower bound: a sentinel still queued, or a
+  callback that ran late (a blocked loop).  It can start refusing, not end it.
 
-Hysteresis: overload starts when a window's utilization reaches ``enter`` or
-a lateness reaches ``max_lag``; it lasts at least ``hold`` seconds and ends at
-the end of the first window whose utilization is at most ``leave`` with no
-lateness above ``max_lag``.  A window closes on the first call at or after its
-end, so an element that goes quiet recovers on its next input.
+Not the CPU: a server that is busy but whose queue stays short is keeping up,
+and refusing then only loses work (on a VM whose host slows it down for a
+moment, a saturated CPU is common at a load the server sustains).  And the
+queue, not a window of low CPU, says when refusing ends: refusals are cheap
+(about a fifth of a conference setup in the daemon), so the backlog drains in
+a few hundred milliseconds and serving resumes then.  The rule this replaced,
+refusing until a one-second window of at most 70% CPU, refused everything for
+two to three seconds per episode, and bench/setups.py achieved 60-75% of the
+sustainable rate when offered 1.1-1.5 times it; refusing while the queue is
+long keeps the server at its capacity, and only the excess gets the 503s.
 """
 
 from __future__ import annotations
@@ -41,56 +42,45 @@ __all__ = ["OverloadGuard", "OverloadPolicy"]
 class OverloadPolicy:
     """The thresholds (every default is documented in docs/daemon.md)."""
 
-    #: Busy fraction of a window at which new requests start being refused.
-    enter: float = 0.98
-    #: Busy fraction at or below which they are accepted again.
-    leave: float = 0.7
-    #: Seconds over which the busy fraction is measured.  A second, not less:
-    #: a daemon at 75-90% of a CPU on average saturates many 0.2 s windows
-    #: (bursts of arrivals, timers firing together) while its queue stays short;
-    #: with 0.2 s it refused from 500 setups/s (bench/setups.py), with 1.0 s
-    #: from 700/s, and the queueing delay (``max_lag``) still catches a backlog
-    #: at once.
-    window: float = 1.0
-    #: Refuse for at least this long once overloaded (no flapping).  Short: the
-    #: queueing delay says when the backlog is gone, and each second refusing
-    #: costs setups (bench/setups.py at 500/s: 1.0 s achieved 209-289/s, 0.3 s 296-396/s).
-    hold: float = 0.3
-    #: Lateness (seconds) that is overload on its own: a request queued this
-    #: long, well under SIP's 0.5 s retransmission interval (T1).
+    #: A wait (seconds) that starts refusing: a request queued this long, well
+    #: under SIP's 0.5 s retransmission interval (T1).
     max_lag: float = 0.2
+    #: A measured wait under this (seconds) ends refusing: the backlog is gone.
+    clear_lag: float = 0.02
+    #: Refuse for at least this long once started (no flapping on one sample).
+    hold: float = 0.1
     #: The Retry-After of the 503 (seconds).
     retry_after: int = 5
 
     def __post_init__(self) -> None:
-        if not 0 < self.leave < self.enter:
-            raise ValueError(f"need 0 < leave < enter, got leave={self.leave} enter={self.enter}")
-        if self.window <= 0 or self.hold < 0 or self.max_lag <= 0 or self.retry_after < 0:
-            raise ValueError("window and max_lag must be above 0, hold and retry_after not below")
+        if not 0 < self.clear_lag < self.max_lag:
+            raise ValueError(
+                f"need 0 < clear_lag < max_lag, got clear_lag={self.clear_lag} "
+                f"max_lag={self.max_lag}"
+            )
+        if self.hold < 0 or self.retry_after < 0:
+            raise ValueError("hold and retry_after must be 0 or more")
+
+    @property
+    def beat(self) -> float:
+        """How often the I/O layer measures the wait (seconds): a quarter of ``max_lag``.
+
+        Often enough that a growing queue is seen before it is much longer than
+        ``max_lag``, and that serving resumes soon after the queue is gone (50 ms
+        by default: a sentinel datagram each time, nothing per request).
+        """
+        return self.max_lag / 4
 
 
 class OverloadGuard:
-    """Fed with work stretches and lateness, says whether to refuse new requests."""
+    """Fed with the waits of new requests, says whether to refuse them."""
 
-    __slots__ = (
-        "_busy",
-        "_lag",
-        "_since",
-        "_window_start",
-        "episodes",
-        "overloaded_now",
-        "policy",
-        "reason",
-        "refused",
-    )  # fmt: skip
+    __slots__ = ("_since", "episodes", "overloaded_now", "policy", "reason", "refused")
 
     def __init__(self, policy: OverloadPolicy | None = None, *, now: float = 0.0) -> None:
         self.policy = policy if policy is not None else OverloadPolicy()
-        self._window_start = now
-        self._busy = 0.0
-        self._lag = 0.0
         self._since = now
-        #: The state as of the last window closed.
+        #: Whether new requests are refused now.
         self.overloaded_now = False
         #: Requests refused so far (the caller counts them with :meth:`refuse`).
         self.refused = 0
@@ -99,56 +89,25 @@ class OverloadGuard:
         #: Why the last overload episode started (for the log line that reports it).
         self.reason = ""
 
-    def busy(self, start: float, end: float) -> None:
-        """A stretch of work from ``start`` to ``end``."""
-        if end > start:
-            self._busy += end - start
-        self._roll(end)
-
     def lag(self, lateness: float, now: float) -> None:
-        """A periodic callback ran ``lateness`` seconds after it was due."""
-        self._lag = max(self._lag, lateness)
+        """Something that should have run at once ran at least ``lateness`` late."""
         if lateness >= self.policy.max_lag and not self.overloaded_now:
-            # a blocked loop is overload at once, not at the window's end
-            self._enter(now, f"a request waited {lateness * 1e3:.0f} ms")
-        self._roll(now)
+            self._enter(now, lateness)
 
-    def overloaded(self, now: float) -> bool:
-        """Whether a new request arriving at ``now`` should be refused."""
-        self._roll(now)
-        return self.overloaded_now
+    def queue_delay(self, delay: float, now: float) -> None:
+        """A datagram that arrived ``delay`` seconds before ``now`` is being read now."""
+        policy = self.policy
+        if not self.overloaded_now:
+            if delay >= policy.max_lag:
+                self._enter(now, delay)
+        elif delay < policy.clear_lag and now - self._since >= policy.hold:
+            self.overloaded_now = False
 
     def refuse(self) -> None:
         self.refused += 1
 
-    def utilization(self, now: float) -> float:
-        """The busy fraction of the current (unfinished) window."""
-        elapsed = now - self._window_start
-        return self._busy / elapsed if elapsed > 0 else 0.0
-
-    def _enter(self, now: float, reason: str) -> None:
+    def _enter(self, now: float, delay: float) -> None:
         self.overloaded_now = True
         self._since = now
         self.episodes += 1
-        self.reason = reason
-
-    def _roll(self, now: float) -> None:
-        policy = self.policy
-        elapsed = now - self._window_start
-        if elapsed < policy.window:
-            return
-        used = self._busy / elapsed
-        late = self._lag >= policy.max_lag
-        if not self.overloaded_now:
-            if used >= policy.enter or late:
-                self._enter(
-                    now,
-                    f"a request waited {self._lag * 1e3:.0f} ms"
-                    if late
-                    else f"busy {used:.0%} of {elapsed * 1e3:.0f} ms",
-                )
-        elif now - self._since >= policy.hold and used <= policy.leave and not late:
-            self.overloaded_now = False
-        self._window_start = now
-        self._busy = 0.0
-        self._lag = 0.0
+        self.reason = f"a request waited {delay * 1e3:.0f} ms"

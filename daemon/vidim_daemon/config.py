@@ -13,7 +13,7 @@ import tomllib
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Final
 
 from vidim.allocator.profiles import FocusProfile
 from vidim.overload import OverloadPolicy
@@ -51,13 +51,12 @@ DEFAULTS: dict[str, Any] = {
         "rate_window": 60.0,
         "max_conferences": 100000,
         # Overload control (vidim/overload.py): new requests get 503 + Retry-After
-        # while requests wait overload_max_lag in the queue (or the CPU is saturated).
+        # from when a request waits overload_max_lag in the queue until the queue
+        # is short again (a wait under overload_clear_lag).
         "overload": True,
-        "overload_enter": 0.98,
-        "overload_leave": 0.7,
-        "overload_window": 1.0,
-        "overload_hold": 0.3,
         "overload_max_lag": 0.2,
+        "overload_clear_lag": 0.02,
+        "overload_hold": 0.1,
         "overload_retry_after": 5,
     },
     "media": {
@@ -152,13 +151,23 @@ def _merge(base: dict[str, Any], override: Mapping[str, Any]) -> dict[str, Any]:
     return out
 
 
+#: Settings that are gone, with what took their place (said instead of "unknown").
+_REMOVED: Final = {
+    f"limits.overload_{key}": "no longer a setting: overload is now decided by how long "
+    "requests wait alone (limits.overload_max_lag starts refusing, "
+    "limits.overload_clear_lag ends it), not by the CPU"
+    for key in ("enter", "leave", "window")
+}
+
+
 def _unknown_keys(
     data: Mapping[str, Any], schema: Mapping[str, Any], prefix: str = ""
 ) -> list[str]:
     problems = []
     for key, value in data.items():
         if key not in schema:
-            problems.append(f"{prefix}{key}: unknown setting")
+            hint = _REMOVED.get(prefix + key)
+            problems.append(f"{prefix}{key}: " + (hint or "unknown setting"))
         elif isinstance(schema[key], dict):
             if not isinstance(value, Mapping):
                 problems.append(f"{prefix}{key}: must be a table")
@@ -191,18 +200,16 @@ def _overload_policy(
 ) -> OverloadPolicy | None:
     enabled = check("limits.overload", bool, limits["overload"])
     values = {}
-    for key in ("enter", "leave", "window", "hold", "max_lag"):
+    for key in ("max_lag", "clear_lag", "hold"):
         values[key] = check(f"limits.overload_{key}", (int, float), limits[f"overload_{key}"])
     retry_after = check("limits.overload_retry_after", int, limits["overload_retry_after"])
     if None in values.values() or retry_after is None:
         return None
     try:
         policy = OverloadPolicy(
-            enter=float(values["enter"]),
-            leave=float(values["leave"]),
-            window=float(values["window"]),
-            hold=float(values["hold"]),
             max_lag=float(values["max_lag"]),
+            clear_lag=float(values["clear_lag"]),
+            hold=float(values["hold"]),
             retry_after=int(retry_after),
         )
     except ValueError as exc:

@@ -118,17 +118,26 @@ def test_parse_hostport_refuses(text: str) -> None:
 def test_overload_control_is_on_by_default_and_configurable(tmp_path: Path) -> None:
     default = load()
     assert default.overload is not None
-    assert (default.overload.enter, default.overload.leave) == (0.98, 0.7)
+    assert (default.overload.max_lag, default.overload.clear_lag) == (0.2, 0.02)
+    assert default.overload.hold == 0.1
     assert default.overload.retry_after == 5
     path = tmp_path / "vidim.toml"
     path.write_text(
-        "[limits]\noverload_enter = 0.8\noverload_leave = 0.4\noverload_retry_after = 2\n"
+        "[limits]\noverload_max_lag = 0.3\noverload_clear_lag = 0.05\noverload_retry_after = 2\n"
     )
     tuned = load(path).overload
     assert tuned is not None
-    assert (tuned.enter, tuned.leave, tuned.retry_after) == (0.8, 0.4, 2)
+    assert (tuned.max_lag, tuned.clear_lag, tuned.retry_after) == (0.3, 0.05, 2)
     path.write_text("[limits]\noverload = false\n")
     assert load(path).overload is None
-    path.write_text("[limits]\noverload_enter = 0.5\noverload_leave = 0.7\n")
+    path.write_text("[limits]\noverload_max_lag = 0.1\noverload_clear_lag = 0.2\n")
     with pytest.raises(ConfigError, match=r"limits\.overload"):
+        load(path)
+
+
+@pytest.mark.parametrize("key", ["overload_enter", "overload_leave", "overload_window"])
+def test_the_removed_cpu_settings_say_what_replaced_them(tmp_path: Path, key: str) -> None:
+    path = tmp_path / "vidim.toml"
+    path.write_text(f"[limits]\n{key} = 0.7\n")
+    with pytest.raises(ConfigError, match=rf"limits\.{key}: no longer .*overload_clear_lag"):
         load(path)
