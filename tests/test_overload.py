@@ -88,6 +88,7 @@ def test_the_defaults() -> None:
     policy = OverloadPolicy()
     assert (policy.max_lag, policy.clear_lag, policy.hold) == (0.2, 0.02, 0.1)
     assert policy.beat == 0.05
+    assert OverloadPolicy(max_lag=0.02, clear_lag=0.001).beat == 0.01  # at most 100 a second
     assert policy.retry_after == 5
 
 

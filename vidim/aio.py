@@ -491,18 +491,20 @@ class SipServer(Generic[EventT]):
                 self._call_core(self.core.receive_datagram, data, source)
             self.transmit()
             return
-        if self._admit(message, source):
-            base = self._base
-            receive = self._receive
-            try:
-                if base is not None:
-                    base.receive(message, source, self.now())
-                elif receive is not None:
-                    receive(message, source, self.now())
-                else:
-                    self.core.receive_datagram(data, source, self.now())
-            except Exception:
-                self._core_failed(source)
+        if not self._admit(message, source):
+            self._log_refused(message, source)
+            return
+        base = self._base
+        receive = self._receive
+        try:
+            if base is not None:
+                base.receive(message, source, self.now())
+            elif receive is not None:
+                receive(message, source, self.now())
+            else:
+                self.core.receive_datagram(data, source, self.now())
+        except Exception:
+            self._core_failed(source)
         if self._transmitting:  # from an on_event callback: the outer loop sends and logs
             self._backlog.append((message, source, []))
             self._again = True
@@ -547,13 +549,25 @@ class SipServer(Generic[EventT]):
                 continue  # framed but malformed: the next message may be fine
             if message is None:
                 break
+            if not self._admit(message, stream.peer):
+                self._log_refused(message, stream.peer)
+                continue
             self._log_received(message, stream.peer, self.logger)
-            if self._admit(message, stream.peer):
-                if self._receive is not None:
-                    self._call_core(self._receive, message, stream.peer)
-                else:
-                    self._call_core(self.core.receive_datagram, message.to_bytes(), stream.peer)
+            if self._receive is not None:
+                self._call_core(self._receive, message, stream.peer)
+            else:
+                self._call_core(self.core.receive_datagram, message.to_bytes(), stream.peer)
         self.transmit()
+
+    def _log_refused(self, message: Request | Response, source: Address) -> None:
+        """A request answered 503 without reaching the core: its line at DEBUG, not INFO.
+
+        Under overload the log must not grow with the load being refused: the
+        episode's WARNING line counts the refusals, and at INFO the line cost as
+        much as the refusal itself.
+        """
+        if self.logger.isEnabledFor(_DEBUG):
+            self._log_message("refused", message, source, _DEBUG)
 
     def _log_received(
         self, message: Request | Response, source: Address, logger: logging.Logger
@@ -955,7 +969,7 @@ class SipServer(Generic[EventT]):
             assert isinstance(message, Response)
             extra["sip_status"] = message.status
             what = f"{message.status} {message.reason}"
-        direction = "from" if verb == "recv" else "to"
+        direction = "to" if verb == "send" else "from"
         self.logger.log(
             level,
             "%s %s %s %s call-id %s",

@@ -23,8 +23,9 @@ Not the CPU: a server that is busy but whose queue stays short is keeping up,
 and refusing then only loses work (on a VM whose host slows it down for a
 moment, a saturated CPU is common at a load the server sustains).  And the
 queue, not a window of low CPU, says when refusing ends: refusals are cheap
-(about a fifth of a conference setup in the daemon), so the backlog drains in
-a few hundred milliseconds and serving resumes then.  The rule this replaced,
+(about a tenth of a conference setup in the daemon, whose refused requests are
+logged at DEBUG only), so the backlog drains in a few hundred milliseconds and
+serving resumes then.  The rule this replaced,
 refusing until a one-second window of at most 70% CPU, refused everything for
 two to three seconds per episode, and bench/setups.py achieved 60-75% of the
 sustainable rate when offered 1.1-1.5 times it; refusing while the queue is
@@ -67,9 +68,10 @@ class OverloadPolicy:
 
         Often enough that a growing queue is seen before it is much longer than
         ``max_lag``, and that serving resumes soon after the queue is gone (50 ms
-        by default: a sentinel datagram each time, nothing per request).
+        by default: a sentinel datagram each time, nothing per request); never
+        more often than every 10 ms.
         """
-        return self.max_lag / 4
+        return max(self.max_lag / 4, 0.01)
 
 
 class OverloadGuard:

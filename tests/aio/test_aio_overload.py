@@ -34,7 +34,7 @@ class SlowCore(EchoCore):
 def test_excess_new_requests_get_503_and_the_server_recovers(
     caplog: pytest.LogCaptureFixture,
 ) -> None:
-    caplog.set_level(logging.WARNING, logger="vidim.aio")
+    caplog.set_level(logging.DEBUG, logger="vidim.aio")
 
     async def main() -> None:
         core = SlowCore()
@@ -67,6 +67,18 @@ def test_excess_new_requests_get_503_and_the_server_recovers(
             assert reached == {a.call_id for a in served}  # refused ones never reached the core
             assert guard.refused == len(refused)
             assert guard.overloaded_now
+            # Each served request has its INFO line; a refused one only a DEBUG line
+            # (the log must not grow with the load it refuses).
+            lines = [(r.levelno, r.getMessage()) for r in caplog.records]
+            for answer in served:
+                assert any(
+                    level == logging.INFO and m.startswith("recv ") and answer.call_id in m
+                    for level, m in lines
+                )
+            for answer in refused:
+                mine = [(level, m) for level, m in lines if answer.call_id in m]
+                assert not [m for level, m in mine if level >= logging.INFO]
+                assert any(m.startswith("refused ") and " from " in m for _, m in mine)
             # One warning for the episode, saying what started it.
             episodes = [r.getMessage() for r in caplog.records if "overloaded (" in r.getMessage()]
             assert len(episodes) == guard.episodes == 1
