@@ -11,53 +11,56 @@ from vidim.overload import OverloadGuard, OverloadPolicy
 POLICY = OverloadPolicy(max_lag=0.2, clear_lag=0.02, hold=0.5, retry_after=7)
 
 
-def test_a_long_wait_enters_at_once() -> None:
+#: (signal, seconds, now, refusing afterwards): "wait" is a measured queueing delay
+#: (the sentinel), "late" a lower bound of one (a late callback, a sentinel still queued).
+Step = tuple[str, float, float, bool]
+
+SCRIPTS: dict[str, list[Step]] = {
+    "a long wait enters at once": [
+        ("wait", 0.15, 0.05, False),
+        ("wait", 0.25, 0.07, True),
+    ],
+    "max_lag itself is overload": [("wait", 0.2, 0.0, True)],
+    "a lower bound enters but cannot end it": [
+        ("late", 0.1, 0.5, False),
+        ("late", 0.3, 1.0, True),  # a blocked loop, or a sentinel still queued
+        ("late", 0.0, 2.0, True),  # the loop on time again: says nothing of the queue
+        ("wait", 0.001, 2.1, False),  # a measured short wait does
+    ],
+    "refusing ends when the queue is short after the hold": [
+        ("wait", 0.3, 1.0, True),
+        ("wait", 0.001, 1.2, True),  # drained, but the hold (0.5 s) is not over
+        ("wait", 0.05, 1.6, True),  # hold over, still queueing
+        ("wait", 0.3, 1.65, True),  # longer again: the same episode
+        ("wait", 0.019, 1.7, False),
+    ],
+    "a second episode": [
+        ("wait", 0.3, 0.0, True),
+        ("wait", 0.0, 1.0, False),
+        ("late", 0.21, 2.01, True),
+    ],
+}
+
+
+@pytest.mark.parametrize("name", SCRIPTS)
+def test_when_refusing_starts_and_ends(name: str) -> None:
     guard = OverloadGuard(POLICY)
-    guard.queue_delay(0.15, 0.05)
-    assert not guard.overloaded_now
-    guard.queue_delay(0.25, 0.07)
-    assert guard.overloaded_now
-    assert guard.episodes == 1
-    assert guard.reason == "a request waited 250 ms"
-
-
-def test_a_lower_bound_enters_but_cannot_end_it() -> None:
-    guard = OverloadGuard(POLICY)
-    guard.lag(0.1, 0.5)
-    assert not guard.overloaded_now
-    guard.lag(0.3, 1.0)  # a blocked loop, or a sentinel still queued
-    assert guard.overloaded_now
-    assert guard.reason == "a request waited 300 ms"
-    guard.lag(0.0, 2.0)  # the loop runs on time again: says nothing of the queue
-    assert guard.overloaded_now
-    guard.queue_delay(0.001, 2.1)  # a measured short wait does
-    assert not guard.overloaded_now
-
-
-def test_refusing_ends_when_the_queue_is_short_after_the_hold() -> None:
-    guard = OverloadGuard(POLICY)
-    guard.queue_delay(0.3, 1.0)
-    assert guard.overloaded_now
-    guard.queue_delay(0.001, 1.2)  # drained, but the hold (0.5 s) is not over
-    assert guard.overloaded_now
-    guard.queue_delay(0.05, 1.6)  # hold over, still queueing
-    assert guard.overloaded_now
-    guard.queue_delay(0.3, 1.65)  # longer again: the same episode
-    guard.queue_delay(0.019, 1.7)
-    assert not guard.overloaded_now
-    assert guard.episodes == 1
+    for signal, seconds, now, refusing in SCRIPTS[name]:
+        if signal == "wait":
+            guard.queue_delay(seconds, now)
+        else:
+            guard.lag(seconds, now)
+        assert guard.overloaded_now is refusing, (signal, seconds, now)
 
 
 def test_each_episode_is_counted_and_says_what_started_it() -> None:
     guard = OverloadGuard(POLICY)
-    guard.queue_delay(0.2, 0.0)  # max_lag itself is overload
-    assert guard.reason == "a request waited 200 ms"
-    guard.queue_delay(0.0, 1.0)
-    assert not guard.overloaded_now
+    guard.queue_delay(0.25, 0.0)
+    assert (guard.episodes, guard.reason) == (1, "a request waited 250 ms")
+    guard.queue_delay(0.3, 1.0)  # the same episode
+    guard.queue_delay(0.0, 1.1)
     guard.lag(0.21, 2.01)
-    assert guard.overloaded_now
-    assert guard.episodes == 2
-    assert guard.reason == "a request waited 210 ms"
+    assert (guard.episodes, guard.reason) == (2, "a request waited 210 ms")
 
 
 def test_refusals_are_counted() -> None:
