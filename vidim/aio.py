@@ -54,6 +54,7 @@ from .sip.parser import DEFAULT_MAX_MESSAGE_SIZE
 
 __all__ = [
     "DEFAULT_PORT",
+    "LogLine",
     "SipCore",
     "SipMessageCore",
     "SipServer",
@@ -62,6 +63,8 @@ __all__ = [
 ]
 
 DEFAULT_PORT: Final = 5070
+#: ``SipServer(log_line=...)``: (logger, level, text, extra fields) of a message's line.
+LogLine = Callable[[logging.Logger, int, str, tuple[tuple[str, object], ...]], None]
 _DEFAULT_BUFFER: Final = 4 * 1024 * 1024
 #: Tries at binding UDP and TCP to the same free port when asked for port 0.
 _BIND_ATTEMPTS: Final = 8
@@ -252,6 +255,13 @@ class SipServer(Generic[EventT]):
             Retry-After, without reaching the core, while the server is behind
             (see :mod:`vidim.overload`); responses and in-dialog requests are
             always processed.  None (the default) never refuses.
+        log_line: where the line of each message received or sent goes, once
+            ``logger`` is enabled for its level: called with the logger, the
+            level, the text and the extra fields (``peer``, ``transport``,
+            ``call_id``, ``sip_method`` or ``sip_status``).  None (the default)
+            logs it with ``logger``; an application whose log has a quicker way
+            in than ``logging``'s records can take them (vidim-daemon does: one
+            such line per request, at INFO, for every setup).
     """
 
     def __init__(
@@ -267,12 +277,14 @@ class SipServer(Generic[EventT]):
         connect_timeout: float = 5.0,
         max_message_size: int = DEFAULT_MAX_MESSAGE_SIZE,
         overload: OverloadPolicy | None = None,
+        log_line: LogLine | None = None,
     ) -> None:
         self.core = core
         self.host = host
         #: The bound port (UDP and TCP), once :meth:`start` has returned.
         self.port = port
         self.logger = logger if logger is not None else logging.getLogger("vidim.aio")
+        self._log_line = log_line
         self.udp_buffer = udp_buffer
         self.connect_timeout = connect_timeout
         self.max_message_size = max_message_size
@@ -970,6 +982,10 @@ class SipServer(Generic[EventT]):
             extra["sip_status"] = message.status
             what = f"{message.status} {message.reason}"
         direction = "to" if verb == "send" else "from"
+        if self._log_line is not None:
+            text = f"{verb} {what} {direction} {extra['peer']} call-id {extra.get('call_id', '-')}"
+            self._log_line(self.logger, level, text, tuple(extra.items()))
+            return
         self.logger.log(
             level,
             "%s %s %s %s call-id %s",

@@ -31,7 +31,7 @@ from vidim.focus.rtp import RtpRelay
 from vidim.sip import Address, TransactionConfig
 
 from .config import DEFAULTS, ConfigError, DaemonConfig, load
-from .logs import Line, batch_for, setup_logging
+from .logs import Line, batch_for, log_line, setup_logging
 
 __all__ = ["DEBUG_EVENTS", "build_allocator", "build_focus", "loop_factory", "main"]
 
@@ -239,6 +239,7 @@ async def _run(
                 port=config.focus_listen.port,
                 clock=time.time,
                 on_event=_focus_events(focus, relay),
+                log_line=log_line,
             )
         )
     if allocator_on:
@@ -250,6 +251,7 @@ async def _run(
                 clock=time.time,
                 on_event=_event_logger("allocator"),
                 overload=config.overload,
+                log_line=log_line,
             )
         )
     for server in servers:

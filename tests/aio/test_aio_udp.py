@@ -184,6 +184,47 @@ def test_log_lines_carry_structured_fields(caplog: pytest.LogCaptureFixture) -> 
     assert "('received', 'logged')" in events[0].getMessage()
 
 
+def test_log_line_takes_the_lines_the_logger_would_have_had(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    """The same text and fields, for each message in and out, at the same levels."""
+    taken: list[tuple[logging.Logger, int, str, tuple[tuple[str, object], ...]]] = []
+
+    def log_line(
+        logger: logging.Logger, level: int, text: str, extras: tuple[tuple[str, object], ...]
+    ) -> None:
+        taken.append((logger, level, text, extras))
+
+    async def main() -> None:
+        client = await udp_client()
+        servers = [SipServer(EchoCore(), port=0), SipServer(EchoCore(), port=0, log_line=log_line)]
+        try:
+            for server in servers:
+                await server.start()
+                client.send(
+                    request_bytes("MESSAGE", call_id="lines", via_port=client.port), server.port
+                )
+                await client.response_to("lines")
+        finally:
+            client.close()
+            for server in servers:
+                await server.close(drain=1.0)
+
+    with caplog.at_level(logging.DEBUG, logger="vidim.aio"):
+        asyncio.run(main())
+    lines = [r for r in caplog.records if "call-id lines" in r.getMessage()]
+    # The answer is sent (and its DEBUG line made) before the request's line is logged.
+    assert [r.getMessage().split()[0] for r in lines] == ["send", "recv"]
+    assert [(level, text) for _, level, text, _ in taken] == [
+        (r.levelno, r.getMessage()) for r in lines
+    ]
+    assert taken[0][0] is logging.getLogger("vidim.aio")
+    for record, (_, _, _, extras) in zip(lines, taken, strict=True):
+        assert dict(extras) == {key: getattr(record, key) for key, _ in extras}
+    assert dict(taken[0][3])["sip_status"] == 200
+    assert dict(taken[1][3])["sip_method"] == "MESSAGE"
+
+
 def test_on_event_gets_events_and_its_exceptions_are_contained(
     caplog: pytest.LogCaptureFixture,
 ) -> None:

@@ -25,6 +25,7 @@ from vidim_daemon.logs import (
     Line,
     PlainFormatter,
     batch_for,
+    log_line,
     setup_logging,
 )
 
@@ -453,6 +454,35 @@ def _event_lines_and_records(daemon_logging: BatchHandler) -> None:
     )  # after the date and time
     assert fast == standard
     assert fast == f"INFO vidim.allocator: {accepted} [conference_id=k1 call_id=c1]"
+
+
+def test_message_lines_skip_the_record_and_write_the_same_text(
+    daemon_logging: BatchHandler,
+) -> None:
+    """vidim.aio's request lines through log_line (SipServer(log_line=...)), and by record."""
+    aio = logging.getLogger("vidim.aio")
+    extras = (("peer", "127.0.0.1:5999/UDP"), ("transport", "UDP"), ("call_id", "c1"))
+    text = "recv MESSAGE from 127.0.0.1:5999/UDP call-id c1"
+
+    def lines() -> None:
+        log_line(aio, logging.INFO, text, extras)
+        aio.log(logging.INFO, "%s %s %s %s call-id %s", "recv", "MESSAGE", "from",
+                "127.0.0.1:5999/UDP", "c1", extra=dict(extras))  # fmt: skip
+        allow = logging.Filter()  # batch_for says no: log_line makes the record
+        aio.addFilter(allow)
+        try:
+            log_line(aio, logging.INFO, text, extras)
+        finally:
+            aio.removeFilter(allow)
+
+    with _only(daemon_logging):
+        _in_a_loop(lines)
+        kinds = [type(item) for item in daemon_logging._batch]
+        assert kinds == [Line, LeanLogRecord, LeanLogRecord]
+        daemon_logging.flush()
+    written = [line.split(" ", 2)[2] for line in daemon_logging.stream.getvalue().splitlines()]
+    expected = f"INFO vidim.aio: {text} [peer=127.0.0.1:5999/UDP transport=UDP call_id=c1]"
+    assert written == [expected] * 3
 
 
 def test_the_batch_takes_lines_only_when_nothing_else_would_see_the_record(

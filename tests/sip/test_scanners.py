@@ -383,6 +383,43 @@ def test_compact_keeps_lines_and_bytes(items: list[tuple[str, str]], body: bytes
     assert request.to_bytes() == plain[0]
 
 
+spellings = st.sampled_from(
+    ["Via", "From", "To", "Call-ID", "CSeq", "X-A", "call-id", "CALL-ID", "cseq", "via", "i",
+     "X-Call-ID"]
+)  # fmt: skip
+
+
+@settings(max_examples=300)
+@given(st.lists(st.tuples(spellings, header_values), max_size=8))
+def test_a_compacted_message_reads_its_first_values_as_before(
+    items: list[tuple[str, str]],
+) -> None:
+    """Whatever the spellings given, the values read from the packed text (without
+    unpacking) are the ones read before compaction."""
+    lines = Headers.trusted(items)
+    names = ("call-id", "cseq", "from", "to", "via", "x-a")
+    before = [lines.get(name) for name in names]
+    # Headers.trusted spells names canonically; as given, through the low-level door:
+    raw = Headers(_lines=[(name.lower(), name, value) for name, value in items])
+    raw_before = [raw._first(name) for name in names]
+    for packed, expected in ((lines, before), (raw, raw_before)):
+        packed.compact()
+        assert [packed._first(name) for name in names] == expected
+
+
+def test_a_compacted_message_reads_the_usual_names_without_unpacking() -> None:
+    request = Request.trusted(
+        "MESSAGE",
+        "sip:a@example.com",
+        [("Via", "SIP/2.0/UDP h;branch=z9hG4bK1"), ("From", "<sip:v@h>;tag=1"),
+         ("To", "<sip:a@b>"), ("Call-ID", "c1@h"), ("CSeq", "1 MESSAGE")],
+    )  # fmt: skip
+    request.compact()
+    assert (request.call_id, request.from_addr.tag, request.to_addr.tag) == ("c1@h", "1", None)
+    assert request.cseq.method == "MESSAGE"
+    assert request.headers._stored is None  # still packed
+
+
 def test_compact_packs_as_written_and_to_bytes_keeps_it_packed() -> None:
     request = Request.trusted(
         "MESSAGE",

@@ -1105,6 +1105,14 @@ class Headers:
     def _first(self, lname: str) -> str | None:
         index = self._index
         if index is None:
+            packed = self._packed
+            if packed is not None and self._stored is None:
+                # A compacted message read again (its Call-ID for a log line, its
+                # From when its answer comes): the usual names are found in the
+                # packed text, without unpacking every line and indexing them.
+                value = _packed_first(packed, lname)
+                if value is not None:
+                    return value
             # Reversed, so that the first line of each name is the one kept.
             index = self._index = {key: value for key, _, value in reversed(self._items)}
         return index.get(lname)
@@ -1180,7 +1188,10 @@ def _pack(items: list[tuple[str, str, str]]) -> str | None:
     for lname, name, value in items:
         entry = names.get(name)
         if entry is None:
-            entry = (name.lower(), name + ": ")
+            lower = name.lower()
+            # A known header packs only under its usual spelling: _packed_first
+            # looks for that spelling alone.
+            entry = (lower, name + ": ") if _CANONICAL.get(lower, name) == name else ("", "")
             if len(names) < 1024:  # bounded: names can come from peers
                 names[name] = entry
         if entry[0] != lname:
@@ -1191,6 +1202,32 @@ def _pack(items: list[tuple[str, str, str]]) -> str | None:
     if parts:
         parts.pop()
     return "".join(parts)
+
+
+#: Lower-case name -> its line's start in packed text, at the start and after a CRLF:
+#: the names read again from compacted messages.
+_PACKED_STARTS: Final = {
+    name.lower(): (name + ": ", "\r\n" + name + ": ")
+    for name in ("Call-ID", "CSeq", "From", "To", "Via")
+}
+
+
+def _packed_first(packed: str, lname: str) -> str | None:
+    """The first value of ``lname`` in packed text (see :func:`_pack`); None: not found
+    this way (not one of the names looked for, or absent)."""
+    starts = _PACKED_STARTS.get(lname)
+    if starts is None:
+        return None
+    first, later = starts
+    if packed.startswith(first):
+        start = len(first)
+    else:
+        at = packed.find(later)
+        if at < 0:
+            return None
+        start = at + len(later)
+    end = packed.find("\r\n", start)
+    return packed[start:] if end < 0 else packed[start:end]
 
 
 def _unpack(packed: str) -> list[tuple[str, str, str]]:
