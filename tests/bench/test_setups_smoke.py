@@ -206,3 +206,50 @@ def test_a_clean_rate_needs_every_lower_step_clean(bench: ModuleType) -> None:
     assert bench.clean_rate(steps((1800, True), (1400, True), (1600, True))) == 1800  # any order
     assert bench.clean_rate(steps((50, False), (200, True))) is None
     assert bench.clean_rate([]) is None
+
+
+def test_a_time_sipp_logs_as_nothing_is_zero_and_the_setup_counts(
+    bench: ModuleType, tmp_path: Path
+) -> None:
+    """SIPp writes ``[$u0]`` holding 0.0 as nothing; the setup is not lost for it.
+
+    (Before, such a call was counted failed: a few in 100,000, and enough to make a
+    step unclean, Kamailio's anchors too.)
+    """
+    log = tmp_path / "requester.log"
+    log.write_text(
+        "202 7 1795747215.000000  1795747215.000000 2118.000000\n"
+        "202 8 1795747215.000000 5.000000 1795747215.000000 9.000000\n"
+    )
+    sipp = bench.Sipp(name="requester", proc=None, port=0, workdir=tmp_path)
+    requester = sipp.log_lines()
+    assert [len(fields) for fields in requester] == [6, 6]
+    focus = [["ACK", "req7x1795747215.000000x", "1795747215.000000", "500.000000",
+              "1795747215.000000", "600.000000"]]  # fmt: skip
+    invitees = [
+        ["IM", "sip:inv-a7", "1795747215.000000", "700.000000"],
+        ["IM", "sip:inv-b7", "1795747215.000000", "800.000000"],
+    ]
+    invitees = [[fields[0], "MESSAGE", *fields[1:]] for fields in invitees]
+    sent, to_202, to_invite, completed = bench.join_setups(requester, focus, invitees)
+    assert set(completed) == {7}
+    assert sent[7] == pytest.approx(1795747215.0)
+    assert to_invite[7] == pytest.approx(0.5, abs=1e-3)  # ms, from epoch seconds
+    assert to_202[7] == pytest.approx(2.118, abs=1e-3)
+
+
+def test_the_latency_targets_are_read_at_the_clean_rate(bench: ModuleType) -> None:
+    def step(rate: int, clean: bool, p99: float) -> SimpleNamespace:
+        return SimpleNamespace(
+            rate=rate, clean=clean, to_invite_ms=[p99] * 10, wire_ms=[p99] * 10,
+            wire_stamped=None, stalls=[],
+        )  # fmt: skip
+
+    report = SimpleNamespace(
+        anchors=[], probe=None,
+        vidim=[step(600, True, 5.0), step(800, False, 50.0), step(1600, True, 40.0)],
+    )  # fmt: skip
+    text = "\n".join(bench.format_targets(report))
+    assert "vidim 600 setups/s" in text
+    assert "| at that rate: p99 MESSAGE->INVITE < 10 ms | 5.00 ms on the wire" in text
+    assert "under 10 ms: 600 setups/s" in text
