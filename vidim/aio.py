@@ -982,20 +982,11 @@ class SipServer(Generic[EventT]):
             extra["sip_status"] = message.status
             what = f"{message.status} {message.reason}"
         direction = "to" if verb == "send" else "from"
+        text = f"{verb} {what} {direction} {extra['peer']} call-id {extra.get('call_id', '-')}"
         if self._log_line is not None:
-            text = f"{verb} {what} {direction} {extra['peer']} call-id {extra.get('call_id', '-')}"
             self._log_line(self.logger, level, text, tuple(extra.items()))
-            return
-        self.logger.log(
-            level,
-            "%s %s %s %s call-id %s",
-            verb,
-            what,
-            direction,
-            extra["peer"],
-            extra.get("call_id", "-"),
-            extra=extra,
-        )
+        else:
+            self.logger.log(level, "%s", text, extra=extra)
 
     def _log_parse_error(self, error: SIPParseError, data: bytes, source: Address) -> None:
         line = _first_line(data)

@@ -31,7 +31,7 @@ from vidim.focus.rtp import RtpRelay
 from vidim.sip import Address, TransactionConfig
 
 from .config import DEFAULTS, ConfigError, DaemonConfig, load
-from .logs import Line, batch_for, log_line, setup_logging
+from .logs import log_line, setup_logging
 
 __all__ = ["DEBUG_EVENTS", "build_allocator", "build_focus", "loop_factory", "main"]
 
@@ -134,16 +134,12 @@ def _event_logger(name: str) -> Callable[[Any], None]:
         level, fields = entry
         if not logger.isEnabledFor(level):
             return
-        extra = {}
+        extras = []
         for key in fields:
             value = getattr(event, key)
             if value is not None:
-                extra[key] = value
-        batch = batch_for(logger, level)
-        if batch is not None:  # the same line, without a LogRecord (logs.py)
-            batch.add_line(Line(time.time(), level, logger.name, event, tuple(extra.items())))
-            return
-        logger.log(level, "%s", event, extra=extra)
+                extras.append((key, value))
+        log_line(logger, level, event, tuple(extras))  # without a LogRecord when it can
 
     return on_event
 

@@ -204,19 +204,20 @@ def batch_for(logger: logging.Logger, level: int) -> BatchHandler | None:
 
 
 def log_line(
-    logger: logging.Logger, level: int, text: str, extras: tuple[tuple[str, object], ...]
+    logger: logging.Logger, level: int, message: object, extras: tuple[tuple[str, object], ...]
 ) -> None:
-    """``SipServer(log_line=...)``: a message's line to the batch as a :class:`Line`.
+    """A line (``str(message)`` and its extra fields) to the batch as a :class:`Line`.
 
-    The request line of every setup comes here (vidim.aio has checked the level):
-    the same text as the record it stood for, without making the record, when
-    :func:`batch_for` finds the set-up untouched; else the record, as before.
+    The daemon's event lines and, as ``SipServer(log_line=...)``, its request
+    lines come here, the level checked by the caller: the same text as the
+    record they stand for, without making the record, when :func:`batch_for`
+    finds the set-up untouched; else the record, as before.
     """
     batch = batch_for(logger, level)
     if batch is not None:
-        batch.add_line(Line(time.time(), level, logger.name, text, extras))
+        batch.add_line(Line(time.time(), level, logger.name, message, extras))
     else:
-        logger.log(level, "%s", text, extra=dict(extras))
+        logger.log(level, "%s", message, extra=dict(extras))
 
 
 class JsonFormatter(logging.Formatter):
