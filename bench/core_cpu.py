@@ -29,7 +29,6 @@ if str(ROOT) not in sys.path:  # run as a script from anywhere
 
 from vidim.allocator.allocator import Allocator, AllocatorConfig  # noqa: E402
 from vidim.allocator.profiles import FocusProfile  # noqa: E402
-from vidim.compiled import compiled_modules  # noqa: E402
 from vidim.sip import Address  # noqa: E402
 
 ALLOCATOR = Address("127.0.0.1", 5070)
@@ -162,8 +161,6 @@ def main(argv: Sequence[str] | None = None) -> int:
         results.append(bench.run(args.setups))
     per = bench.datagrams / bench.number
     path = sorted(bench.message_path)
-    compiled = compiled_modules()
-    print(f"vidim: {f'{len(compiled)} modules compiled with mypyc' if compiled else 'pure Python'}")
     print(
         f"allocator CPU per setup: best {min(results):.0f} us, "
         f"median {sorted(results)[len(results) // 2]:.0f} us "

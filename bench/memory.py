@@ -63,7 +63,6 @@ from vidim.allocator.allocator import Allocator, AllocatorConfig  # noqa: E402
 from vidim.allocator.conference import ConferenceState  # noqa: E402
 from vidim.allocator.profiles import FocusProfile  # noqa: E402
 from vidim.allocator.requests import RequestPolicy  # noqa: E402
-from vidim.compiled import compiled_modules  # noqa: E402
 from vidim.conference_info import (  # noqa: E402
     CONFERENCE_INFO_TYPE,
     ConferenceInfo,
@@ -426,8 +425,7 @@ def _kib(n: float) -> str:
 
 
 def _build() -> str:
-    compiled = compiled_modules()
-    return f"{len(compiled)} modules compiled with mypyc" if compiled else "pure Python"
+    return "pure Python"
 
 
 def format_report(results: dict[str, Any], command: str) -> str:

@@ -570,10 +570,7 @@ def _git_revision() -> str:
 
 
 def _build() -> str:
-    from vidim.compiled import compiled_modules
-
-    compiled = compiled_modules()
-    return f"{len(compiled)} modules compiled with mypyc" if compiled else "pure Python"
+    return "pure Python"
 
 
 def environment(command: str) -> list[tuple[str, str]]:

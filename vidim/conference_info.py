@@ -24,11 +24,12 @@ import xml.etree.ElementTree as ET
 from dataclasses import dataclass
 from typing import Literal
 
-from .allocator.modes import Mode
 from .sip.errors import LocalProtocolError, SIPParseError
 from .sip.uri import parse_uri
+from .vocabulary import Mode
 from .xmlbody import (
     DEFAULT_MAX_XML_SIZE,
+    VIDIM_NS,
     FormatError,
     check_xml_text,
     collapse_space,
@@ -54,7 +55,6 @@ __all__ = [
 CONFERENCE_INFO_TYPE = "application/conference-info+xml"
 CONTENT_TYPE = CONFERENCE_INFO_TYPE
 CONFERENCE_INFO_NS = "urn:ietf:params:xml:ns:conference-info"
-VIDIM_NS = "urn:vidim:params:xml:ns:conference"
 
 ElementState = Literal["full", "partial", "deleted"]
 _STATES: dict[str, ElementState] = {"full": "full", "partial": "partial", "deleted": "deleted"}

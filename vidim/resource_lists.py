@@ -26,11 +26,12 @@ import xml.etree.ElementTree as ET
 from collections.abc import Sequence
 from dataclasses import dataclass
 
-from .allocator.modes import Mode
 from .sip.errors import LocalProtocolError, SIPParseError
 from .sip.uri import parse_uri
+from .vocabulary import Mode
 from .xmlbody import (
     DEFAULT_MAX_XML_SIZE,
+    VIDIM_NS,
     FormatError,
     check_xml_text,
     collapse_space,
@@ -53,7 +54,6 @@ CONTENT_TYPE = RESOURCE_LISTS_TYPE
 RESOURCE_LISTS_NS = "urn:ietf:params:xml:ns:resource-lists"
 #: vidim's extension namespace (mode, join credential).  Not a registered URN
 #: namespace: it only has to be unique, and readers match it exactly.
-VIDIM_NS = "urn:vidim:params:xml:ns:conference"
 
 _RL = f"{{{RESOURCE_LISTS_NS}}}"
 _MODE = f"{{{VIDIM_NS}}}mode"

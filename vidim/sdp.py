@@ -30,8 +30,8 @@ from typing import Any, Literal
 
 import sdp_transform
 
-from .allocator.modes import Capabilities, Mode
 from .sip.errors import LocalProtocolError, RemoteProtocolError
+from .vocabulary import Capabilities, Mode
 
 __all__ = [
     "AUDIO_CODECS",

@@ -19,12 +19,17 @@ from .sip.errors import LocalProtocolError, RemoteProtocolError
 __all__ = [
     "DEFAULT_MAX_XML_SIZE",
     "MAX_XML_DEPTH",
+    "VIDIM_NS",
     "FormatError",
     "check_xml_text",
     "collapse_space",
     "parse_xml",
     "serialize",
 ]
+
+#: vidim's own XML namespace: the ``vidim:mode`` and ``vidim:key`` attributes
+#: it adds to resource lists and conference-info documents.
+VIDIM_NS = "urn:vidim:params:xml:ns:conference"
 
 #: Bodies larger than this are refused before parsing (64 KiB).
 DEFAULT_MAX_XML_SIZE = 64 * 1024

@@ -19,15 +19,13 @@ from typing import Any
 import click
 
 from vidim import __version__
-from vidim.aio import SipServer, serve_forever_until_signal
+from vidim.aio import RtpRelay, SipServer, serve_forever_until_signal
 from vidim.allocator import events as allocator_events
 from vidim.allocator.allocator import Allocator, AllocatorConfig
 from vidim.allocator.requests import RequestPolicy
-from vidim.compiled import compiled_modules
 from vidim.focus import events as focus_events
 from vidim.focus.events import MediaPlanChanged
 from vidim.focus.focus import ConferenceFocus, FocusConfig
-from vidim.focus.rtp import RtpRelay
 from vidim.sip import Address, TransactionConfig
 
 from .config import DEFAULTS, ConfigError, DaemonConfig, load
@@ -256,15 +254,12 @@ async def _run(
         (["allocator on " + _show(config.listen)] if allocator_on else [])
         + ([f"built-in focus on {_show(config.focus_listen)}"] if focus_on else [])
     )
-    compiled = len(compiled_modules())
-    build = f"{compiled} modules compiled with mypyc" if compiled else "pure Python"
     log.info(
-        "vidim-daemon %s (%s): %s (UDP and TCP), event loop %s",
+        "vidim-daemon %s: %s (UDP and TCP), event loop %s",
         __version__,
-        build,
         what,
         loop_name,
-        extra={"event_loop": loop_name, "compiled_modules": compiled},
+        extra={"event_loop": loop_name},
     )
 
     def before_close() -> None:

@@ -15,7 +15,6 @@ from dataclasses import dataclass, field
 
 from vidim.allocator.allocator import Allocator
 from vidim.allocator.events import AllocatorEvent
-from vidim.allocator.modes import Mode
 from vidim.conference_info import (
     CONFERENCE_INFO_TYPE,
     ConferenceInfo,
@@ -40,6 +39,7 @@ from vidim.sip import (
     new_tag,
     parse_message,
 )
+from vidim.vocabulary import Mode
 
 LATENCY = 0.001
 ALLOCATOR = Address("127.0.0.1", 5070)

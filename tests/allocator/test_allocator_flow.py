@@ -15,10 +15,10 @@ from vidim.allocator.events import (
     ParticipantJoined,
     ParticipantLeft,
 )
-from vidim.allocator.modes import Mode
 from vidim.allocator.requests import RequestPolicy
 from vidim.sip import Address, Via
 from vidim.sip.transaction import NonInviteClientState, NonInviteClientTransaction
+from vidim.vocabulary import Mode
 
 
 def make_world(**config: object) -> tuple[SimNetwork, Allocator, Phone, Phone, Phone, Focus]:

@@ -37,12 +37,12 @@ from vidim.allocator.events import (
     ParticipantLeft,
     RequestAccepted,
 )
-from vidim.allocator.modes import Mode
 from vidim.allocator.profiles import FocusProfile
 from vidim.allocator.requests import RequestPolicy
 from vidim.resource_lists import RESOURCE_LISTS_TYPE, parse_resource_list
 from vidim.sdp import SDP_TYPE, parse_media
 from vidim.sip import Address, LocalProtocolError, Request, Response
+from vidim.vocabulary import Mode
 
 S = ConferenceState
 FOCUS2 = Address("127.0.0.1", 5082)

@@ -35,10 +35,10 @@ from vidim.allocator.events import (
     RequestAccepted,
     RequestRefused,
 )
-from vidim.allocator.modes import Mode
 from vidim.allocator.requests import RequestPolicy, help_text
 from vidim.resource_lists import ListEntry, build_resource_list
 from vidim.sip import Address, Request, Response, build_multipart, parse_message
+from vidim.vocabulary import Mode
 
 DOMAIN = "example.com"
 SERVICE = f"sip:vidim@{DOMAIN}"

@@ -16,7 +16,6 @@ from allocator_factory import SERVICE, command_request, message_request
 from hypothesis import HealthCheck, event, example, given, settings
 from hypothesis import strategies as st
 
-from vidim.allocator.modes import Mode
 from vidim.allocator.requests import (
     AddInvitees,
     Command,
@@ -33,6 +32,7 @@ from vidim.allocator.requests import (
     parse_request,
 )
 from vidim.sip import Request, SIPParseError, SipURI, parse_message
+from vidim.vocabulary import Mode
 
 POLICY = RequestPolicy.for_domain("example.com")
 REQUESTER = SipURI(host="example.com", user="alice")

@@ -21,7 +21,7 @@ from vidim.allocator.conference import (
     Participant,
     ProbeResult,
 )
-from vidim.allocator.modes import Mode
+from vidim.vocabulary import Mode
 
 TRISTATE = (None, False, True)
 

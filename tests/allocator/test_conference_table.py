@@ -18,8 +18,8 @@ from vidim.allocator.conference import (
     next_state,
 )
 from vidim.allocator.events import ConferenceStateChanged
-from vidim.allocator.modes import Mode
 from vidim.sip import LocalProtocolError
+from vidim.vocabulary import Mode
 
 S = ConferenceState
 I = ConferenceInput  # noqa: E741

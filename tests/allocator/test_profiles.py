@@ -6,7 +6,6 @@ import pytest
 import sdp_transform
 
 from vidim.allocator.conference import Conference
-from vidim.allocator.modes import Mode
 from vidim.allocator.profiles import (
     FocusProfile,
     anchor_offer,
@@ -15,6 +14,7 @@ from vidim.allocator.profiles import (
     join_uri,
 )
 from vidim.sip import Response, SipURI, parse_uri
+from vidim.vocabulary import Mode
 
 
 def _written(address: str, session_id: int, version: int) -> bytes:

@@ -7,7 +7,6 @@ import ipaddress
 import pytest
 from allocator_factory import ALICE, SERVICE, command_request, message_request, wire_request
 
-from vidim.allocator.modes import Mode
 from vidim.allocator.requests import (
     AddInvitees,
     Command,
@@ -34,6 +33,7 @@ from vidim.sip import (
     error_response,
     parse_uri,
 )
+from vidim.vocabulary import Mode
 
 POLICY = RequestPolicy.for_domain("example.com")
 LOCAL = "127.0.0.1"

@@ -36,7 +36,7 @@ from vidim.allocator.events import (
     InvitationSent,
     RequestAccepted,
 )
-from vidim.allocator.modes import Mode
+from vidim.vocabulary import Mode
 
 
 # -- the event loop ---------------------------------------------------------------------

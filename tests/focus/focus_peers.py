@@ -19,7 +19,6 @@ from typing import Any
 
 from vidim.allocator.allocator import Allocator
 from vidim.allocator.conference import Conference, Participant
-from vidim.allocator.modes import Mode
 from vidim.allocator.profiles import FocusProfile, conference_uri, focus_request, join_uri
 from vidim.conference_info import ConferenceInfo, apply_update, parse_conference_info
 from vidim.focus import ConferenceFocus, FocusConfig
@@ -42,6 +41,7 @@ from vidim.sip import (
     parse_message,
     parse_uri,
 )
+from vidim.vocabulary import Mode
 
 LATENCY = 0.001
 FOCUS = Address("127.0.0.1", 5080)

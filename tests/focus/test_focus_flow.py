@@ -18,7 +18,6 @@ from focus_peers import (
     pjsua2_offer,
 )
 
-from vidim.allocator.modes import Mode
 from vidim.focus import (
     ConferenceCreated,
     ConferenceEnded,
@@ -32,6 +31,7 @@ from vidim.focus import (
 )
 from vidim.sdp import media_summary
 from vidim.sip import Address
+from vidim.vocabulary import Mode
 
 ALICE = "sip:alice@example.com"
 BOB = "sip:bob@example.com"

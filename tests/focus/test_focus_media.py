@@ -7,7 +7,6 @@ from focus_peers import baresip_offer, pjsua2_offer
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from vidim.allocator.modes import Mode
 from vidim.focus import (
     ForwardingPlan,
     ParticipantMedia,
@@ -18,6 +17,7 @@ from vidim.focus import (
     streams_from_sdp,
 )
 from vidim.sdp import build_answer, parse_media
+from vidim.vocabulary import Mode
 
 
 def stream(kind: str, local: int, remote: int, **kw: object) -> StreamInfo:

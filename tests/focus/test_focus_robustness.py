@@ -6,9 +6,9 @@ from focus_peers import FOCUS, Softphone, baresip_offer, focus_world, make_confe
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from vidim.allocator.modes import Mode
 from vidim.focus import ConferenceFocus, MessageIgnored
 from vidim.sip import Address, Request, Response, new_branch
+from vidim.vocabulary import Mode
 
 SOURCE = Address("127.0.0.1", 7000)
 

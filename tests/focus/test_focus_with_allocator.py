@@ -16,11 +16,11 @@ from focus_peers import (
 from vidim.allocator.allocator import Allocator, AllocatorConfig
 from vidim.allocator.events import ConferenceEnded as AllocatorConferenceEnded
 from vidim.allocator.events import ConferenceReady, ParticipantJoined
-from vidim.allocator.modes import Mode
 from vidim.allocator.requests import RequestPolicy
 from vidim.focus import ConferenceEnded, ConferenceFocus, ParticipantAdmitted
 from vidim.sdp import media_summary
 from vidim.sip import Address, Request, make_response, new_branch, new_tag, parse_name_addr
+from vidim.vocabulary import Mode
 
 
 class Person(Softphone):

@@ -9,7 +9,6 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from vidim.allocator.modes import Mode
 from vidim.conference_info import (
     CONFERENCE_INFO_NS,
     CONFERENCE_INFO_TYPE,
@@ -22,6 +21,7 @@ from vidim.conference_info import (
     parse_conference_info,
 )
 from vidim.sip import LocalProtocolError
+from vidim.vocabulary import Mode
 
 CONF = "sip:conf-3f9a@focus.example.com"
 BOB = UserInfo("sip:bob@example.com", "Bob", "full", "connected", Mode.VIDEO, ("audio", "video"))

@@ -9,7 +9,6 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from vidim.allocator.modes import Mode
 from vidim.resource_lists import (
     RESOURCE_LISTS_NS,
     RESOURCE_LISTS_TYPE,
@@ -20,6 +19,7 @@ from vidim.resource_lists import (
     parse_resource_list,
 )
 from vidim.sip import LocalProtocolError, RemoteProtocolError, build_multipart, parse_multipart
+from vidim.vocabulary import Mode
 
 # RFC 5366 section 5 style: what a conference-aware client (or vidim) sends.
 RFC5366_BODY = b"""<?xml version="1.0" encoding="UTF-8"?>

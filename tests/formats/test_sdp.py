@@ -9,7 +9,6 @@ import sdp_transform
 from hypothesis import given
 from hypothesis import strategies as st
 
-from vidim.allocator.modes import Capabilities, Mode
 from vidim.sdp import (
     AUDIO_CODECS,
     Codec,
@@ -23,6 +22,7 @@ from vidim.sdp import (
     parse_media,
 )
 from vidim.sip import LocalProtocolError, parse_name_addr
+from vidim.vocabulary import Capabilities, Mode
 
 
 def sdp(text: str) -> bytes:

@@ -6,6 +6,6 @@ send, one deadline and events come out.
 
 from __future__ import annotations
 
-from .modes import Capabilities, Mode, effective_mode
+from ..vocabulary import Capabilities, Mode, effective_mode
 
 __all__ = ["Capabilities", "Mode", "effective_mode"]

@@ -19,7 +19,6 @@ from __future__ import annotations
 import binascii
 import contextlib
 import heapq
-import ipaddress
 import re
 import sys
 from collections.abc import Iterable
@@ -45,7 +44,6 @@ from ..sip import (
     DialogManager,
     Event,
     LocalProtocolError,
-    Message,
     MessageDiscarded,
     NameAddr,
     RemoteProtocolError,
@@ -69,9 +67,11 @@ from ..sip import (
     new_call_id,
     new_tag,
     parse_uri,
+    summary,
     warning_value,
 )
 from ..sip.ids import random_bytes
+from ..vocabulary import Capabilities, Mode, effective_mode, is_trusted
 from .conference import (
     NO_TIMER,
     Conference,
@@ -94,7 +94,6 @@ from .events import (
     RequestAccepted,
     RequestRefused,
 )
-from .modes import MODE_TEXT, Capabilities, Mode, effective_mode
 from .profiles import (
     FocusProfile,
     anchor_session_id,
@@ -570,9 +569,7 @@ class Allocator(SipCoreBase[AllocatorEvent]):
                 self._dialogs.forget(pending.request)
             self._forget_pending(event.transaction_id)
         elif isinstance(event, MessageDiscarded):
-            self._events.append(
-                MessageIgnored(reason=event.reason, summary=_summary(event.message))
-            )
+            self._events.append(MessageIgnored(reason=event.reason, summary=summary(event.message)))
         elif isinstance(event, AckReceived):
             pass  # ACK for a 2xx we sent: nothing to do (vidim answers no INVITE with 2xx)
 
@@ -711,11 +708,7 @@ class Allocator(SipCoreBase[AllocatorEvent]):
         self._on_command(command, request, source, now)
 
     def _trusted(self, source: Address) -> bool:
-        try:
-            address = ipaddress.ip_address(source.host)
-        except ValueError:
-            return False
-        return any(address in network for network in self.config.requests.trusted_networks)
+        return is_trusted(source.host, self.config.requests.trusted_networks)
 
     def _refuse(
         self,
@@ -1061,7 +1054,7 @@ class Allocator(SipCoreBase[AllocatorEvent]):
         self._events.append(ConferenceFailed(conference_id=conference.id, reason=conference.reason))
         self._notice(
             conference.requester,
-            f"Sorry, your {MODE_TEXT[conference.mode]} conference could not be set up: "
+            f"Sorry, your {conference.mode.value} conference could not be set up: "
             f"{conference.reason}.",
             now,
             direct=_address_from_text(conference.requester_address),
@@ -1079,7 +1072,7 @@ class Allocator(SipCoreBase[AllocatorEvent]):
         requester = conference.participants[0]
         joined = join_uri(uri, requester.credential)
         lines = [
-            f"Your {MODE_TEXT[conference.mode]} conference is ready. Call {joined} to join.",
+            f"Your {conference.mode.value} conference is ready. Call {joined} to join.",
             "Invited: " + ", ".join(self._describe(p) for p in conference.participants[1:]) + ".",
             f"Send /end to end it, /status for who is there, /add <name> to invite more "
             f"(conference #{conference.id}).",
@@ -1151,10 +1144,10 @@ class Allocator(SipCoreBase[AllocatorEvent]):
     def _describe(self, participant: Participant) -> str:
         name = participant.uri.removeprefix("sip:")
         if participant.mode is participant.requested_mode:
-            return f"{name} ({MODE_TEXT[participant.mode]})"
+            return f"{name} ({participant.mode.value})"
         why = "not reachable by phone" if participant.mode is _MODE_CHAT else "no video"
-        asked = MODE_TEXT[participant.requested_mode]
-        return f"{name} ({MODE_TEXT[participant.mode]}, asked {asked}: {why})"
+        asked = participant.requested_mode.value
+        return f"{name} ({participant.mode.value}, asked {asked}: {why})"
 
     def _send_invitations(self, conference: Conference, now: float) -> None:
         for participant in conference.participants:
@@ -1210,7 +1203,7 @@ class Allocator(SipCoreBase[AllocatorEvent]):
 
     def _status_text(self, conference: Conference) -> str:
         lines = [
-            f"Conference #{conference.id} ({MODE_TEXT[conference.mode]}), {conference.state.value}:"
+            f"Conference #{conference.id} ({conference.mode.value}), {conference.state.value}:"
         ]
         for participant in conference.participants:
             # The requester was given the conference URI when it became ready.
@@ -1220,7 +1213,7 @@ class Allocator(SipCoreBase[AllocatorEvent]):
             role = " (requester)" if participant.requester else ""
             lines.append(
                 f"- {participant.uri.removeprefix('sip:')}{role}: "
-                f"{MODE_TEXT[participant.mode]}, {status}"
+                f"{participant.mode.value}, {status}"
             )
         return "\n".join(lines)
 
@@ -1321,7 +1314,7 @@ class Allocator(SipCoreBase[AllocatorEvent]):
                     self._notice(
                         conference.requester,
                         f"{participant.uri.removeprefix('sip:')} joined "
-                        f"({MODE_TEXT[participant.mode]}).",
+                        f"({participant.mode.value}).",
                         now,
                         direct=_address_from_text(conference.requester_address),
                     )
@@ -1485,7 +1478,7 @@ class Allocator(SipCoreBase[AllocatorEvent]):
         self._events.append(ConferenceEnded(conference_id=conference.id, reason=reason))
         self._notice(
             conference.requester,
-            f"Your {MODE_TEXT[conference.mode]} conference has ended: {reason}.",
+            f"Your {conference.mode.value} conference has ended: {reason}.",
             now,
             direct=_address_from_text(conference.requester_address),
         )
@@ -1656,12 +1649,12 @@ def _check_record(conference: Conference) -> None:
 
 def _conference_header(conference: Conference, participant: Participant, joined: str) -> str:
     """``X-Vidim-Conference``: the participant's join URI, its mode and the conference id."""
-    return f"<{joined}>;mode={MODE_TEXT[participant.mode]};id={conference.id}"
+    return f"<{joined}>;mode={participant.mode.value};id={conference.id}"
 
 
 def _a(mode: Mode) -> str:
     """``a video``, ``an audio``: the mode with its article, for the IMs people read."""
-    text = MODE_TEXT[mode]
+    text = mode.value
     return f"an {text}" if text[0] in "aeiou" else f"a {text}"
 
 
@@ -1685,14 +1678,6 @@ def _capabilities(response: Response) -> Capabilities | None:
         if found is not None:
             return found
     return None
-
-
-def _summary(message: Message) -> str:
-    if isinstance(message, Request):
-        return f"{message.method} {message.uri}"
-    if isinstance(message, Response):
-        return f"{message.status} {message.reason}"
-    return type(message).__name__
 
 
 def _message_checks(body_type: str | None) -> ServerPolicy:

@@ -13,7 +13,7 @@ from enum import Enum
 from typing import Any, Final
 
 from ..sip import LocalProtocolError
-from .modes import Mode
+from ..vocabulary import Mode
 
 __all__ = [
     "TRANSITIONS",

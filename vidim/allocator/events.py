@@ -11,8 +11,8 @@ from __future__ import annotations
 from typing import ClassVar, Final
 
 from ..sip.value import FieldRecord
+from ..vocabulary import Mode
 from .conference import ConferenceState
-from .modes import Mode
 
 #: A state's value by dict lookup (``Enum.value`` is a Python-level property).
 _STATE_TEXT: Final[dict[ConferenceState, str]] = {state: state.value for state in ConferenceState}

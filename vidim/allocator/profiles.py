@@ -24,7 +24,6 @@ import sdp_transform
 from ..resource_lists import RESOURCE_LISTS_TYPE, ListEntry, build_resource_list
 from ..sip import LocalProtocolError, NameAddr, Response, SipURI, build_multipart, parse_uri
 from .conference import Conference
-from .modes import MODE_TEXT
 
 __all__ = [
     "FocusProfile",
@@ -156,7 +155,7 @@ def anchor_session_id(conference_id: str) -> int:
 
 def _participants_value(conference: Conference) -> str:
     return ", ".join(
-        f"<{p.uri}>;mode={MODE_TEXT[p.mode]};key={p.credential}" for p in conference.participants
+        f"<{p.uri}>;mode={p.mode.value};key={p.credential}" for p in conference.participants
     )
 
 
@@ -177,7 +176,7 @@ def focus_request(
                             content_type=ctype)  # fmt: skip
     headers = (
         ("X-Vidim-Conference", conference.id),
-        ("X-Vidim-Mode", MODE_TEXT[conference.mode]),
+        ("X-Vidim-Mode", conference.mode.value),
         ("X-Vidim-Participants", _participants_value(conference)),
     )
     return FocusRequest(headers=headers, body=offer, content_type="application/sdp")

@@ -130,8 +130,8 @@ from ..sip import (
     split_list,
     unescape,
 )
+from ..vocabulary import LOOPBACK_NETWORKS, IPNetwork, Mode, is_trusted
 from ..xmlbody import FormatError
-from .modes import Mode
 
 __all__ = [
     "INVITE_HEADER",
@@ -161,12 +161,8 @@ _ACCEPT = (("Accept", "text/plain, multipart/mixed"),)
 _MODE_CHOICES = "use video, audio, watch or chat"
 _COMMANDS = "/video, /audio, /watch, /chat, /add, /end, /status or /help"
 
-Network = ipaddress.IPv4Network | ipaddress.IPv6Network
-
-DEFAULT_TRUSTED_NETWORKS: tuple[Network, ...] = (
-    ipaddress.ip_network("127.0.0.0/8"),
-    ipaddress.ip_network("::1/128"),
-)
+Network = IPNetwork
+DEFAULT_TRUSTED_NETWORKS = LOOPBACK_NETWORKS
 
 # Controls refused in every value read: C0 but HTAB, DEL and C1.  HTAB is
 # whitespace in header values and command text; it is refused in user parts.
@@ -455,41 +451,6 @@ def _is_service(uri: SipURI, policy: RequestPolicy) -> bool:
     return uri.host.lower() == key[1] and unescape(user).lower() == key[0]
 
 
-def _source_address(source_host: str) -> ipaddress.IPv4Address | ipaddress.IPv6Address | None:
-    text = source_host.strip()
-    if text.startswith("[") and text.endswith("]"):
-        text = text[1:-1]
-    text = text.partition("%")[0]  # an IPv6 zone
-    try:
-        address = ipaddress.ip_address(text)
-    except ValueError:
-        return None
-    if isinstance(address, ipaddress.IPv6Address) and address.ipv4_mapped is not None:
-        return address.ipv4_mapped
-    return address
-
-
-#: Per (source, id of the trusted networks): the networks themselves (which keeps
-#: the id from being reused while cached) and the answer.  Requests come from a
-#: few proxies again and again; hashing the networks would cost what it saves.
-_TRUST_CACHE: dict[tuple[str, int], tuple[tuple[Network, ...], bool]] = {}
-_TRUST_CACHE_SIZE = 1024
-
-
-def _is_trusted(source_host: str, policy: RequestPolicy) -> bool:
-    networks = policy.trusted_networks
-    key = (source_host, id(networks))
-    hit = _TRUST_CACHE.get(key)
-    if hit is not None and hit[0] is networks:
-        return hit[1]
-    address = _source_address(source_host)
-    trusted = address is not None and any(address in net for net in networks)
-    if len(_TRUST_CACHE) >= _TRUST_CACHE_SIZE:
-        _TRUST_CACHE.clear()
-    _TRUST_CACHE[key] = (networks, trusted)
-    return trusted
-
-
 def _asserted_identity(request: Request) -> SipURI | None:
     if _PAI_HEADER not in request.headers:  # an index lookup: the usual case
         return None
@@ -512,7 +473,7 @@ def requester_identity(request: Request, *, source_host: str, policy: RequestPol
     An address of record.  Raises :class:`RequestRefusedError` (400, without a
     requester) when the header it reads is malformed or not a SIP user.
     """
-    if _is_trusted(source_host, policy):
+    if is_trusted(source_host, policy.trusted_networks):
         asserted = _asserted_identity(request)
         if asserted is not None:
             return asserted
@@ -873,7 +834,7 @@ def parse_request(request: Request, *, source_host: str, policy: RequestPolicy) 
     (405), whether it is a vidim request at all (404), the requester's
     identity, then the form.  Raises nothing but :class:`RequestRefusedError`.
     """
-    trusted = _is_trusted(source_host, policy)
+    trusted = is_trusted(source_host, policy.trusted_networks)
     if policy.require_trusted_source and not trusted:
         _refuse(f"untrusted source {_shown(source_host)}", 403)
     if request.method != "MESSAGE":

@@ -1,7 +1,7 @@
 """The built-in conference focus: conference state, admission, roster, RTP forwarding plan.
 
 :class:`ConferenceFocus` is sans-IO (messages and time in; messages,
-deadlines and events out); :class:`vidim.focus.rtp.RtpRelay` is the asyncio
+deadlines and events out); :class:`vidim.aio.RtpRelay` is the asyncio
 UDP relay that applies its :class:`ForwardingPlan`.  The relay is not
 imported here, so that the protocol core never pulls in asyncio.
 """

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from ..allocator.modes import Mode
+from ..vocabulary import Mode
 from .media import ForwardingPlan
 
 __all__ = [

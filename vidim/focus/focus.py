@@ -12,7 +12,7 @@ Sans-IO, with the same shape as :class:`vidim.allocator.allocator.Allocator`
 After any of them, send :meth:`ConferenceFocus.messages_to_send` and read
 :meth:`ConferenceFocus.next_event`; on :class:`MediaPlanChanged`, apply
 :attr:`ConferenceFocus.forwarding_plan` to the RTP relay
-(:class:`vidim.focus.rtp.RtpRelay`).
+(:class:`vidim.aio.RtpRelay`).
 
 What it does on the wire:
 
@@ -52,7 +52,6 @@ import secrets
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 
-from ..allocator.modes import Mode
 from ..conference_info import CONFERENCE_INFO_TYPE, ConferenceInfo, UserInfo, build_conference_info
 from ..core import SipCoreBase
 from ..resource_lists import RESOURCE_LISTS_TYPE, ListEntry, parse_resource_list
@@ -65,7 +64,6 @@ from ..sip import (
     DialogManager,
     Event,
     LocalProtocolError,
-    Message,
     MessageDiscarded,
     RemoteProtocolError,
     Request,
@@ -89,10 +87,12 @@ from ..sip import (
     new_tag,
     parse_name_addr_list,
     parse_uri,
+    summary,
     unescape,
     warning_value,
 )
 from ..sip.dialog import parse_event
+from ..vocabulary import LOOPBACK_NETWORKS, IPNetwork, Mode, is_trusted
 from .events import (
     ConferenceCreated,
     ConferenceEnded,
@@ -124,8 +124,6 @@ __all__ = [
     "IPNetwork",
 ]
 
-IPNetwork = ipaddress.IPv4Network | ipaddress.IPv6Network
-
 _ALLOW = "INVITE, ACK, CANCEL, BYE, OPTIONS, SUBSCRIBE, INFO, UPDATE"
 #: The Warning text of the 403 for a caller who is not an invitee.
 NOT_INVITED = "not invited to this conference"
@@ -148,10 +146,7 @@ class FocusConfig:
     #: A conference ends this long after its creation, whoever is in it.
     conference_ttl: float = 3600.0
     #: Sources whose P-Asserted-Identity is believed, and who may SUBSCRIBE.
-    trusted_networks: tuple[IPNetwork, ...] = (
-        ipaddress.ip_network("127.0.0.0/8"),
-        ipaddress.ip_network("::1/128"),
-    )
+    trusted_networks: tuple[IPNetwork, ...] = LOOPBACK_NETWORKS
     #: The longest conference-event subscription granted (seconds).
     max_subscription_expires: int = 3600
     #: The mode of a list entry without ``vidim:mode`` (a plain RFC 5366 client).
@@ -278,14 +273,6 @@ def _aor(uri_text: str) -> str:
     except SIPParseError:
         return uri_text
     return uri.address_of_record if isinstance(uri, SipURI) else str(uri)
-
-
-def _summary(message: Message) -> str:
-    if isinstance(message, Request):
-        return f"{message.method} {message.uri}"
-    if isinstance(message, Response):
-        return f"{message.status} {message.reason}"
-    return type(message).__name__
 
 
 def _sdp_part(request: Request) -> bytes | None:
@@ -441,7 +428,7 @@ class ConferenceFocus(SipCoreBase[FocusEvent]):
         try:
             self._layer.send_response(response, now)
         except LocalProtocolError as error:  # the transaction is gone (CANCEL raced us)
-            self._events.append(MessageIgnored(reason=error.reason, summary=_summary(response)))
+            self._events.append(MessageIgnored(reason=error.reason, summary=summary(response)))
 
     def _refuse(
         self,
@@ -462,11 +449,7 @@ class ConferenceFocus(SipCoreBase[FocusEvent]):
         )
 
     def _trusted(self, source: Address) -> bool:
-        try:
-            address = ipaddress.ip_address(source.host.strip("[]"))
-        except ValueError:
-            return False
-        return any(address in network for network in self.config.trusted_networks)
+        return is_trusted(source.host, self.config.trusted_networks)
 
     def _destination(self, dialog: Dialog, fallback: Address) -> Address:
         """Where an in-dialog request goes: the first route or the remote target.
@@ -533,9 +516,7 @@ class ConferenceFocus(SipCoreBase[FocusEvent]):
         elif isinstance(event, TransactionTerminated):
             self._notifies.pop(event.transaction_id, None)
         elif isinstance(event, MessageDiscarded):
-            self._events.append(
-                MessageIgnored(reason=event.reason, summary=_summary(event.message))
-            )
+            self._events.append(MessageIgnored(reason=event.reason, summary=summary(event.message)))
 
     def _guarded(self, request: Request, source: Address, now: float) -> None:
         """Handle a request; a malformed header found late is answered, never raised."""
@@ -544,11 +525,11 @@ class ConferenceFocus(SipCoreBase[FocusEvent]):
         except RemoteProtocolError as error:
             if request.method != "ACK":
                 self._refuse(request, error.status_hint, error.reason, now, error.headers)
-            self._events.append(MessageIgnored(reason=error.reason, summary=_summary(request)))
+            self._events.append(MessageIgnored(reason=error.reason, summary=summary(request)))
         except LocalProtocolError as error:
             if request.method != "ACK":
                 self._refuse(request, 500, error.reason, now)
-            self._events.append(MessageIgnored(reason=error.reason, summary=_summary(request)))
+            self._events.append(MessageIgnored(reason=error.reason, summary=summary(request)))
 
     def _on_request(self, request: Request, source: Address, now: float) -> None:
         method = request.method

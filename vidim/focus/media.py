@@ -3,7 +3,7 @@
 The focus does not mix or transcode: it forwards each RTP (and RTCP) packet
 a participant sends to every other participant allowed to receive it.  What
 goes where is decided here, from the streams negotiated in the SDP, by a
-pure function (:func:`forwarding_plan`); :mod:`vidim.focus.rtp` only applies
+pure function (:func:`forwarding_plan`); :mod:`vidim.aio.rtp` only applies
 the result to sockets.
 
 Ports.  The focus gives each stream of each participant a pair of its own
@@ -42,8 +42,8 @@ from collections import deque
 from collections.abc import Iterable
 from dataclasses import dataclass
 
-from ..allocator.modes import Mode
 from ..sdp import Codec, MediaDescription
+from ..vocabulary import Mode
 
 __all__ = [
     "Destination",

@@ -39,7 +39,7 @@ from .headers import (
     split_list,
 )
 from .ids import MAGIC_COOKIE, new_branch, new_call_id, new_tag
-from .message import REASON_PHRASES, Message, Request, Response, make_response
+from .message import REASON_PHRASES, Message, Request, Response, make_response, summary
 from .multipart import BodyPart, build_multipart, parse_multipart
 from .parser import DEFAULT_MAX_MESSAGE_SIZE, StreamFramer, parse_message
 from .salvage import salvage_response
@@ -122,6 +122,7 @@ __all__ = [
     "quote",
     "salvage_response",
     "split_list",
+    "summary",
     "unescape",
     "unknown_dialog_response",
     "warning_value",

@@ -26,7 +26,7 @@ from .headers import (
 from .multipart import BodyPart, parse_multipart
 from .uri import URI, parse_uri
 
-__all__ = ["REASON_PHRASES", "Message", "Request", "Response", "make_response"]
+__all__ = ["REASON_PHRASES", "Message", "Request", "Response", "make_response", "summary"]
 
 REASON_PHRASES: Final = {
     100: "Trying", 180: "Ringing", 181: "Call Is Being Forwarded", 182: "Queued",
@@ -379,3 +379,12 @@ def _with_tag(value: str, to_addr: NameAddr, tag: str) -> str:
     if value.endswith(">") or (">" in value and not to_addr.params):
         return f"{value};tag={tag}"
     return str(to_addr.with_tag(tag))
+
+
+def summary(message: Message) -> str:
+    """One line naming a message for events and logs: ``INVITE sip:x@y`` or ``200 OK``."""
+    if isinstance(message, Request):
+        return f"{message.method} {message.uri}"
+    if isinstance(message, Response):
+        return f"{message.status} {message.reason}"
+    return type(message).__name__

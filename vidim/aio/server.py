@@ -35,10 +35,9 @@ import time
 from collections.abc import Awaitable, Callable, Coroutine, Iterable
 from typing import Any, Final, Generic, TypeVar, cast
 
-from .aio_protocols import SipCore, SipMessageCore
-from .core import SipCoreBase
-from .overload import OverloadGuard, OverloadPolicy
-from .sip import (
+from ..core import SipCoreBase
+from ..overload import OverloadGuard, OverloadPolicy
+from ..sip import (
     Address,
     Message,
     Request,
@@ -48,9 +47,10 @@ from .sip import (
     make_response,
     warning_value,
 )
-from .sip import new_tag as _new_tag
-from .sip import parse_message as _parse_message
-from .sip.parser import DEFAULT_MAX_MESSAGE_SIZE
+from ..sip import new_tag as _new_tag
+from ..sip import parse_message as _parse_message
+from ..sip.parser import DEFAULT_MAX_MESSAGE_SIZE
+from .protocols import SipCore, SipMessageCore
 
 __all__ = [
     "DEFAULT_PORT",

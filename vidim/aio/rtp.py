@@ -46,7 +46,7 @@ from __future__ import annotations
 import asyncio
 from dataclasses import dataclass
 
-from .media import ForwardingPlan, Route
+from ..focus.media import ForwardingPlan, Route
 
 __all__ = ["PortStats", "RtpRelay"]
 

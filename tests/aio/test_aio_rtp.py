@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import asyncio
 
-from vidim.allocator.modes import Mode
+from vidim.aio import RtpRelay
 from vidim.focus import ParticipantMedia, StreamInfo, forwarding_plan
-from vidim.focus.rtp import RtpRelay
+from vidim.vocabulary import Mode
 
 WAIT = 5.0
 

@@ -1,17 +1,11 @@
-"""What :class:`vidim.aio.SipServer` drives: the two core protocols, importable as ``vidim.aio.*``.
-
-They live apart from :mod:`vidim.aio` because that module is compiled by
-mypyc, which cannot build a ``@runtime_checkable`` Protocol class
-(mypyc/mypyc#909: the class is made without its ``Protocol`` base and the
-decorator raises ``TypeError``).  This module always runs as pure Python.
-"""
+"""What :class:`vidim.aio.SipServer` drives: the sans-IO core's side of the contract."""
 
 from __future__ import annotations
 
 from collections.abc import Iterable
 from typing import Protocol, TypeVar, runtime_checkable
 
-from .sip import Address, Message, Request, Response
+from ..sip import Address, Message, Request, Response
 
 __all__ = ["SipCore", "SipMessageCore"]
 

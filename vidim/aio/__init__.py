@@ -1,0 +1,31 @@
+"""The asyncio layer: the only part of vidim that touches sockets, clocks and the event loop.
+
+* :class:`SipServer` (``server.py``): UDP and TCP sockets and one timer around
+  any sans-IO SIP core (the allocator, the focus, or your own);
+* :class:`RtpRelay` (``rtp.py``): the UDP sockets that carry the built-in
+  focus's media.
+"""
+
+from __future__ import annotations
+
+from .protocols import SipCore, SipMessageCore
+from .rtp import PortStats, RtpRelay
+from .server import (
+    DEFAULT_PORT,
+    LogLine,
+    SipServer,
+    install_uvloop,
+    serve_forever_until_signal,
+)
+
+__all__ = [
+    "DEFAULT_PORT",
+    "LogLine",
+    "PortStats",
+    "RtpRelay",
+    "SipCore",
+    "SipMessageCore",
+    "SipServer",
+    "install_uvloop",
+    "serve_forever_until_signal",
+]
