@@ -1,0 +1,105 @@
+"""The layering rules of docs/architecture.md, checked on the imports themselves.
+
+Each rule names a group of modules and what they may not import.  The check
+reads every ``import`` and ``from ... import`` in vidim/ with ``ast`` (relative
+imports resolved), so a wrong-way import fails here before anyone reads it.
+"""
+
+from __future__ import annotations
+
+import ast
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parent.parent
+VIDIM = ROOT / "vidim"
+
+#: Modules that do I/O or run an event loop: only vidim.aio (and the demo's
+#: command line, which runs on a virtual clock and imports none of them) may.
+IO_MODULES = ("asyncio", "socket", "selectors", "threading", "uvloop", "time")
+
+
+def _module_name(path: Path, root: Path) -> str:
+    parts = path.relative_to(root).with_suffix("").parts
+    if parts[-1] == "__init__":
+        parts = parts[:-1]
+    return ".".join(parts)
+
+
+def _imports(path: Path, root: Path) -> set[str]:
+    """Every module ``path`` (a file under ``root``) imports, as absolute dotted names."""
+    tree = ast.parse(path.read_text(encoding="utf-8"))
+    package = _module_name(path, root).split(".")
+    if path.name != "__init__.py":
+        package = package[:-1]
+    found: set[str] = set()
+    for node in ast.walk(tree):
+        if isinstance(node, ast.Import):
+            found.update(alias.name for alias in node.names)
+        elif isinstance(node, ast.ImportFrom):
+            if node.level:
+                base = package[: len(package) - node.level + 1]
+                module = ".".join([*base, node.module] if node.module else base)
+            else:
+                module = node.module or ""
+            found.add(module)
+            # ``from . import x`` may import the submodule x.
+            found.update(f"{module}.{alias.name}" for alias in node.names)
+    return found
+
+
+def _modules(*globs: str) -> list[Path]:
+    return sorted({path for pattern in globs for path in VIDIM.glob(pattern)})
+
+
+def _offending(paths: list[Path], forbidden: tuple[str, ...], root: Path = ROOT) -> list[str]:
+    bad = []
+    for path in paths:
+        for name in sorted(_imports(path, root)):
+            if any(name == f or name.startswith(f + ".") for f in forbidden):
+                bad.append(f"{path.relative_to(root)} imports {name}")
+    return bad
+
+
+RULES = [
+    # (what, which files, what they may not import)
+    ("the vocabulary is the bottom", ["vocabulary.py"], ("vidim",)),
+    ("the timers are the bottom", ["timers.py"], ("vidim",)),
+    (
+        "the SIP core knows nothing above it",
+        ["sip/*.py"],
+        ("vidim.allocator", "vidim.focus", "vidim.aio", "vidim.sdp", "vidim.core"),
+    ),
+    (
+        "bodies and SDP sit below both servers",
+        ["sdp.py", "resource_lists.py", "conference_info.py", "xmlbody.py", "core.py"],
+        ("vidim.allocator", "vidim.focus", "vidim.aio"),
+    ),
+    ("the allocator never imports the focus", ["allocator/*.py"], ("vidim.focus", "vidim.aio")),
+    ("the focus never imports the allocator", ["focus/*.py"], ("vidim.allocator", "vidim.aio")),
+    (
+        "the protocol code does no I/O",
+        ["*.py", "sip/*.py", "allocator/*.py", "focus/*.py"],
+        IO_MODULES,
+    ),
+]
+
+
+@pytest.mark.parametrize(("what", "globs", "forbidden"), RULES, ids=[rule[0] for rule in RULES])
+def test_layering_rule(what: str, globs: list[str], forbidden: tuple[str, ...]) -> None:
+    paths = [p for p in _modules(*globs) if p.name != "__main__.py"]
+    assert paths, f"no files for {what}"
+    assert _offending(paths, forbidden) == []
+
+
+def test_the_rules_catch_a_wrong_way_import(tmp_path: Path) -> None:
+    """The checker itself: a relative import that climbs into the allocator is seen."""
+    probe = tmp_path / "vidim" / "focus" / "probe.py"
+    probe.parent.mkdir(parents=True)
+    probe.write_text("from ..allocator import conference\nimport asyncio\n", encoding="utf-8")
+    assert _offending([probe], ("vidim.allocator", "asyncio"), root=tmp_path) == [
+        "vidim/focus/probe.py imports asyncio",
+        "vidim/focus/probe.py imports vidim.allocator",
+        "vidim/focus/probe.py imports vidim.allocator.conference",
+    ]
