@@ -110,28 +110,29 @@ def parse_hostport(text: str, what: str = "address") -> Address:
 
 
 # -- the converters: a TOML value to the config's, or ValueError saying what is wrong --
-def _string(value: Any) -> str:
-    if not isinstance(value, str):
-        raise ValueError(f"must be a string, got {value!r}")
+def _typed(value: Any, kind: type | tuple[type, ...], name: str) -> Any:
+    """``value`` when it is a ``kind`` (a bool is no number), else ValueError."""
+    if isinstance(value, bool) and kind is not bool:
+        raise ValueError(f"must be a number, got {value!r}")
+    if not isinstance(value, kind):
+        raise ValueError(f"must be {name}, got {value!r}")
     return value
+
+
+def _string(value: Any) -> str:
+    return str(_typed(value, str, "str"))
 
 
 def _boolean(value: Any) -> bool:
-    if not isinstance(value, bool):
-        raise ValueError(f"must be true or false, got {value!r}")
-    return value
-
-
-def _number(value: Any) -> float:
-    if isinstance(value, bool) or not isinstance(value, int | float):
-        raise ValueError(f"must be a number, got {value!r}")
-    return float(value)
+    return bool(_typed(value, bool, "bool"))
 
 
 def _integer(value: Any) -> int:
-    if isinstance(value, bool) or not isinstance(value, int):
-        raise ValueError(f"must be an integer, got {value!r}")
-    return value
+    return int(_typed(value, int, "int"))
+
+
+def _number(value: Any) -> float:
+    return float(_typed(value, (int, float), "int or float"))
 
 
 def _positive(convert: Callable[[Any], float]) -> Callable[[Any], float]:
