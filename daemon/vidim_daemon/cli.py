@@ -27,7 +27,7 @@ from vidim.focus.events import MediaPlanChanged
 from vidim.focus.focus import ConferenceFocus, FocusConfig
 from vidim.sip import Address, TransactionConfig
 
-from .config import DEFAULTS, ConfigError, DaemonConfig, load
+from .config import DEFAULTS, SETTINGS, ConfigError, DaemonConfig, load
 from .logs import setup_logging
 
 __all__ = ["DEBUG_EVENTS", "build_allocator", "build_focus", "loop_factory", "main"]
@@ -35,8 +35,11 @@ __all__ = ["DEBUG_EVENTS", "build_allocator", "build_focus", "loop_factory", "ma
 log = logging.getLogger("vidim.daemon")
 
 
+def _transactions(config: DaemonConfig) -> TransactionConfig:
+    return TransactionConfig(t1=config.t1, t2=config.t2, t4=config.t4)
+
+
 def build_allocator(config: DaemonConfig) -> Allocator:
-    timers = TransactionConfig(t1=config.t1, t2=config.t2, t4=config.t4)
     return Allocator(
         AllocatorConfig(
             local=config.listen,
@@ -57,7 +60,7 @@ def build_allocator(config: DaemonConfig) -> Allocator:
             rate_limit=config.rate_limit,
             rate_window=config.rate_window,
             max_conferences=config.max_conferences,
-            transactions=timers,
+            transactions=_transactions(config),
         )
     )
 
@@ -70,7 +73,7 @@ def build_focus(config: DaemonConfig) -> ConferenceFocus:
             rtp_ports=config.rtp_ports,
             conference_ttl=config.conference_ttl,
             trusted_networks=config.trusted,
-            transactions=TransactionConfig(t1=config.t1, t2=config.t2, t4=config.t4),
+            transactions=_transactions(config),
         )
     )
 
@@ -230,27 +233,13 @@ def _show(address: Address) -> str:
 
 def _overrides(**options: Any) -> dict[str, Any]:
     """Command-line options that were given, as config keys."""
-    out: dict[str, Any] = {}
-    for key in (
-        "listen",
-        "focus_listen",
-        "profile",
-        "proxy",
-        "domain",
-        "service_uri",
-        "log_level",
-        "event_loop",
-    ):
-        if options.get(key) is not None:
-            out[key] = options[key]
-    if options.get("focus"):
-        out["focus"] = list(options["focus"])
-    if options.get("trusted"):
-        out["trusted"] = list(options["trusted"])
+    out = {
+        key: list(value) if isinstance(value, tuple) else value  # --focus, --trusted
+        for key, value in options.items()
+        if key in SETTINGS and value not in (None, (), False)
+    }
     if options.get("no_probe"):
         out["probe"] = False
-    if options.get("log_json"):
-        out["log_json"] = True
     return out
 
 
