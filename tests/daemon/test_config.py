@@ -2,10 +2,11 @@
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 
 import pytest
-from vidim_daemon.config import DEFAULTS, ConfigError, load, parse_hostport
+from vidim_daemon.config import DEFAULTS, SETTINGS, ConfigError, load, parse_hostport
 
 from vidim.allocator.profiles import FocusProfile
 from vidim.sip import Address
@@ -178,3 +179,11 @@ def test_the_defaults_as_toml_writes_them() -> None:
         "listen", "focus", "focus_listen", "profile", "proxy", "domain", "service_uri",
         "trusted", "probe", "log_level", "log_json", "event_loop", "timers", "limits", "media",
     ]  # fmt: skip
+
+
+def test_docs_name_every_setting() -> None:
+    doc = (Path(__file__).resolve().parents[2] / "docs" / "daemon.md").read_text()
+    for key in SETTINGS:
+        table, _, name = key.rpartition(".")
+        assert re.search(rf"[`\] ]{name}[` ]", doc), key
+        assert not table or f"`[{table}] " in doc, key
