@@ -8,7 +8,6 @@ them down cleanly on SIGTERM/SIGINT (the focus first ends its conferences).
 from __future__ import annotations
 
 import asyncio
-import gc
 import importlib
 import logging
 import sys
@@ -28,16 +27,19 @@ from vidim.focus.events import MediaPlanChanged
 from vidim.focus.focus import ConferenceFocus, FocusConfig
 from vidim.sip import Address, TransactionConfig
 
-from .config import DEFAULTS, ConfigError, DaemonConfig, load
-from .logs import log_line, setup_logging
+from .config import DEFAULTS, SETTINGS, ConfigError, DaemonConfig, load
+from .logs import setup_logging
 
 __all__ = ["DEBUG_EVENTS", "build_allocator", "build_focus", "loop_factory", "main"]
 
 log = logging.getLogger("vidim.daemon")
 
 
+def _transactions(config: DaemonConfig) -> TransactionConfig:
+    return TransactionConfig(t1=config.t1, t2=config.t2, t4=config.t4)
+
+
 def build_allocator(config: DaemonConfig) -> Allocator:
-    timers = TransactionConfig(t1=config.t1, t2=config.t2, t4=config.t4)
     return Allocator(
         AllocatorConfig(
             local=config.listen,
@@ -58,7 +60,7 @@ def build_allocator(config: DaemonConfig) -> Allocator:
             rate_limit=config.rate_limit,
             rate_window=config.rate_window,
             max_conferences=config.max_conferences,
-            transactions=timers,
+            transactions=_transactions(config),
         )
     )
 
@@ -71,7 +73,7 @@ def build_focus(config: DaemonConfig) -> ConferenceFocus:
             rtp_ports=config.rtp_ports,
             conference_ttl=config.conference_ttl,
             trusted_networks=config.trusted,
-            transactions=TransactionConfig(t1=config.t1, t2=config.t2, t4=config.t4),
+            transactions=_transactions(config),
         )
     )
 
@@ -119,25 +121,15 @@ DEBUG_EVENTS: frozenset[type] = frozenset(
 def _event_logger(name: str) -> Callable[[Any], None]:
     """Log each event with its ``conference_id`` and ``call_id`` fields, when it has them."""
     logger = logging.getLogger(f"vidim.{name}")
-    # Per event class, once: its level and which of the two fields it has.
-    known: dict[type, tuple[int, tuple[str, ...]]] = {}
 
     def on_event(event: Any) -> None:
-        kind = type(event)
-        entry = known.get(kind)
-        if entry is None:
-            level = logging.DEBUG if kind in DEBUG_EVENTS else logging.INFO
-            fields = tuple(k for k in ("conference_id", "call_id") if hasattr(event, k))
-            entry = known[kind] = (level, fields)
-        level, fields = entry
-        if not logger.isEnabledFor(level):
-            return
-        extras = []
-        for key in fields:
-            value = getattr(event, key)
-            if value is not None:
-                extras.append((key, value))
-        log_line(logger, level, event, tuple(extras))  # without a LogRecord when it can
+        level = logging.DEBUG if type(event) in DEBUG_EVENTS else logging.INFO
+        extra = {
+            key: value
+            for key in ("conference_id", "call_id")
+            if (value := getattr(event, key, None)) is not None
+        }
+        logger.log(level, "%s", event, extra=extra)
 
     return on_event
 
@@ -161,65 +153,9 @@ def loop_factory(choice: str) -> tuple[Callable[[], asyncio.AbstractEventLoop] |
     return factory, f"uvloop {uvloop.__version__}"
 
 
-#: Young objects (allocations less deallocations) between two garbage collections.
-GC_THRESHOLD = 5_000
-
-
-def _tune_garbage_collector() -> None:
-    """Short garbage-collection pauses in a long-lived server: each object is scanned once.
-
-    The collector finds no garbage in this daemon (reference counting frees
-    all of it: the allocator and the focus make no reference cycles, which
-    tests/daemon/test_logs_and_loop.py checks); what it costs is scanning
-    live objects, and a pause is as long as what it scans.  With the
-    default thresholds, a daemon holding thousands of conferences paused for
-    tens of milliseconds, and with 50,000 for 30-80 ms every few seconds at
-    200 setups/s: the p99 latency of bench/setups.py.  So everything built at
-    start-up, and then whatever survives a collection of the young
-    generation, is frozen (``gc.freeze``, constant time) out of the
-    collector's sight: every collection scans at most ``GC_THRESHOLD``
-    young objects (a few milliseconds), and old ones are never rescanned.
-    The price: a reference cycle among objects that outlived a collection
-    is never reclaimed.
-    """
-    gc.collect()
-    gc.freeze()
-    gc.set_threshold(GC_THRESHOLD, 10, 10)
-    gc.callbacks.append(_GcPauses().callback)
-
-
-class _GcPauses:
-    """Freezes what survived each collection; logs the collections that stop the daemon long."""
-
-    #: Pauses at least this long (seconds) are logged at INFO, shorter ones not at all.
-    threshold = 0.02
-
-    def __init__(self) -> None:
-        self.started = 0.0
-
-    def callback(self, phase: str, info: dict[str, int]) -> None:
-        if phase == "start":
-            self.started = time.perf_counter()
-            return
-        gc.freeze()  # the survivors are old now: never scanned again
-        pause = time.perf_counter() - self.started
-        if pause >= self.threshold:
-            log.info(
-                "garbage collection of generation %d: %.1f ms, %d collected",
-                info.get("generation", -1),
-                pause * 1e3,
-                info.get("collected", 0),
-                extra={
-                    "gc_generation": info.get("generation"),
-                    "gc_pause_ms": round(pause * 1e3, 1),
-                },
-            )
-
-
 async def _run(
     config: DaemonConfig, *, allocator_on: bool, focus_on: bool, loop_name: str = "asyncio"
 ) -> int:
-    _tune_garbage_collector()
     servers: list[SipServer[Any]] = []
     focus: ConferenceFocus | None = None
     relay: RtpRelay | None = None
@@ -233,7 +169,6 @@ async def _run(
                 port=config.focus_listen.port,
                 clock=time.time,
                 on_event=_focus_events(focus, relay),
-                log_line=log_line,
             )
         )
     if allocator_on:
@@ -245,7 +180,6 @@ async def _run(
                 clock=time.time,
                 on_event=_event_logger("allocator"),
                 overload=config.overload,
-                log_line=log_line,
             )
         )
     for server in servers:
@@ -272,8 +206,6 @@ async def _run(
     if relay is not None:
         await relay.close()
     log.info("stopped")
-    for handler in logging.getLogger().handlers:
-        handler.flush()
     return 0
 
 
@@ -301,27 +233,13 @@ def _show(address: Address) -> str:
 
 def _overrides(**options: Any) -> dict[str, Any]:
     """Command-line options that were given, as config keys."""
-    out: dict[str, Any] = {}
-    for key in (
-        "listen",
-        "focus_listen",
-        "profile",
-        "proxy",
-        "domain",
-        "service_uri",
-        "log_level",
-        "event_loop",
-    ):
-        if options.get(key) is not None:
-            out[key] = options[key]
-    if options.get("focus"):
-        out["focus"] = list(options["focus"])
-    if options.get("trusted"):
-        out["trusted"] = list(options["trusted"])
+    out = {
+        key: list(value) if isinstance(value, tuple) else value  # --focus, --trusted
+        for key, value in options.items()
+        if key in SETTINGS and value not in (None, (), False)
+    }
     if options.get("no_probe"):
         out["probe"] = False
-    if options.get("log_json"):
-        out["log_json"] = True
     return out
 
 

@@ -1,8 +1,9 @@
 """The daemon's configuration: TOML file, command-line overrides, validation.
 
-Every setting has a default (see :data:`DEFAULTS`, documented in
-docs/daemon.md); a file may set any subset; command-line options override
-the file.  :func:`load` returns a :class:`DaemonConfig` or raises
+:data:`SETTINGS` is the schema: every TOML key with its default (as TOML
+writes it; docs/daemon.md documents each) and the one function that checks
+its value and converts it.  A file may set any subset; command-line options
+override the file.  :func:`load` returns a :class:`DaemonConfig` or raises
 :class:`ConfigError` listing every problem with the key it concerns.
 """
 
@@ -18,55 +19,22 @@ from typing import Any, Final
 from vidim.allocator.profiles import FocusProfile
 from vidim.overload import OverloadPolicy
 from vidim.sip import Address, SIPParseError, SipURI, parse_uri
+from vidim.vocabulary import IPNetwork
 
-__all__ = ["DEFAULTS", "EVENT_LOOPS", "ConfigError", "DaemonConfig", "load", "parse_hostport"]
+__all__ = [
+    "DEFAULTS",
+    "EVENT_LOOPS",
+    "SETTINGS",
+    "ConfigError",
+    "DaemonConfig",
+    "Setting",
+    "load",
+    "parse_hostport",
+]
 
-#: Every setting and its default, as TOML would write it.
-DEFAULTS: dict[str, Any] = {
-    "listen": "127.0.0.1:5070",
-    "focus": [],  # empty: run the built-in focus
-    "focus_listen": "127.0.0.1:5080",
-    "profile": "rfc4579",
-    "proxy": "",  # empty: IMs go direct (to the address a request came from)
-    "domain": "localhost",
-    "service_uri": "",  # empty: sip:vidim@<domain>
-    "trusted": ["127.0.0.0/8", "::1/128"],
-    "probe": True,
-    "log_level": "info",
-    "log_json": False,
-    # auto: uvloop when it is installed (pip install 'vidim[fast]'), else asyncio's own loop.
-    "event_loop": "auto",
-    "timers": {
-        "probe_timeout": 2.0,
-        "focus_timeout": 8.0,
-        "idle_timeout": 300.0,
-        "keepalive_interval": 30.0,
-        "t1": 0.5,
-        "t2": 4.0,
-        "t4": 5.0,
-    },
-    "limits": {
-        "max_invitees": 16,
-        "rate_limit": 5,
-        "rate_window": 60.0,
-        "max_conferences": 100000,
-        # Overload control (vidim/overload.py): new requests get 503 + Retry-After
-        # from when a request waits overload_max_lag in the queue until the queue
-        # is short again (a wait under overload_clear_lag).
-        "overload": True,
-        "overload_max_lag": 0.2,
-        "overload_clear_lag": 0.02,
-        "overload_hold": 0.1,
-        "overload_retry_after": 5,
-    },
-    "media": {
-        "address": "127.0.0.1",
-        "rtp_ports": [40000, 40999],
-        "conference_ttl": 3600.0,
-    },
-}
-_LOG_LEVELS = ("debug", "info", "warning", "error")
-EVENT_LOOPS = ("auto", "uvloop", "asyncio")
+LOG_LEVELS: Final = ("debug", "info", "warning", "error")
+#: ``auto``: uvloop when it is installed (``pip install 'vidim[fast]'``), else asyncio's loop.
+EVENT_LOOPS: Final = ("auto", "uvloop", "asyncio")
 
 
 class ConfigError(ValueError):
@@ -87,7 +55,7 @@ class DaemonConfig:
     proxy_uri: str | None
     domain: str
     service_uri: SipURI
-    trusted: tuple[ipaddress.IPv4Network | ipaddress.IPv6Network, ...]
+    trusted: tuple[IPNetwork, ...]
     probe: bool
     log_level: str
     log_json: bool
@@ -141,15 +109,212 @@ def parse_hostport(text: str, what: str = "address") -> Address:
     return Address(host, port)
 
 
-def _merge(base: dict[str, Any], override: Mapping[str, Any]) -> dict[str, Any]:
-    out = dict(base)
-    for key, value in override.items():
-        if isinstance(value, Mapping) and isinstance(out.get(key), dict):
-            out[key] = _merge(out[key], value)
-        else:
-            out[key] = value
+# -- the converters: a TOML value to the config's, or ValueError saying what is wrong --
+def _typed(value: Any, kind: type | tuple[type, ...], name: str) -> Any:
+    """``value`` when it is a ``kind`` (a bool is no number), else ValueError."""
+    if isinstance(value, bool) and kind is not bool:
+        raise ValueError(f"must be a number, got {value!r}")
+    if not isinstance(value, kind):
+        raise ValueError(f"must be {name}, got {value!r}")
+    return value
+
+
+def _string(value: Any) -> str:
+    return str(_typed(value, str, "str"))
+
+
+def _boolean(value: Any) -> bool:
+    return bool(_typed(value, bool, "bool"))
+
+
+def _integer(value: Any) -> int:
+    return int(_typed(value, int, "int"))
+
+
+def _number(value: Any) -> float:
+    return float(_typed(value, (int, float), "int or float"))
+
+
+def _positive(convert: Callable[[Any], float]) -> Callable[[Any], float]:
+    def positive(value: Any) -> float:
+        number = convert(value)
+        if number <= 0:
+            raise ValueError(f"must be above 0, got {value!r}")
+        return number
+
+    return positive
+
+
+def _one_of(choices: tuple[str, ...]) -> Callable[[Any], str]:
+    def one_of(value: Any) -> str:
+        text = str(value).lower()
+        if text not in choices:
+            raise ValueError(f"must be one of {', '.join(choices)}, got {value!r}")
+        return text
+
+    return one_of
+
+
+def _host_port(key: str) -> Callable[[Any], Address]:
+    return lambda value: parse_hostport(_string(value), key)
+
+
+def _profile(value: Any) -> FocusProfile:
+    return FocusProfile(_one_of(tuple(p.value for p in FocusProfile))(value))
+
+
+def _sip_uri(text: str) -> SipURI:
+    uri = parse_uri(text)
+    if not isinstance(uri, SipURI):
+        raise SIPParseError("not a sip: or sips: URI")
+    return uri
+
+
+def _focus(value: Any) -> tuple[str, ...]:
+    items = [value] if isinstance(value, str) else value
+    if not isinstance(items, list) or not all(isinstance(item, str) for item in items):
+        raise ValueError(f"must be a SIP URI or a list of them, got {value!r}")
+    uris = tuple(item for item in items if item)
+    for uri in uris:
+        try:
+            _sip_uri(uri)
+        except SIPParseError as error:
+            raise ValueError(f"{uri!r} is not a SIP URI ({error.reason})") from None
+    return uris
+
+
+def _proxy(value: Any) -> Address | None:
+    """Empty: none. Else a SIP URI with an IP address, where every IM and probe goes."""
+    text = _string(value)
+    if not text:
+        return None
+    try:
+        uri = _sip_uri(text)
+        host = uri.host[1:-1] if uri.host.startswith("[") else uri.host
+        ipaddress.ip_address(host)
+    except (SIPParseError, ValueError) as error:
+        raise ValueError(f"{text!r} must be a SIP URI with an IP address ({error})") from None
+    return Address(host, uri.port or 5060, (uri.transport or "udp").upper())
+
+
+def _domain(value: Any) -> str:
+    domain = _string(value)
+    try:
+        SipURI(host=domain)
+    except Exception:
+        raise ValueError(f"{domain!r} is not a host name") from None
+    return domain
+
+
+def _service_uri(value: Any) -> SipURI | None:
+    """Empty: ``sip:vidim@<domain>`` (see :func:`_build`)."""
+    text = _string(value)
+    if not text:
+        return None
+    try:
+        uri = _sip_uri(text)
+        if not uri.user:
+            raise SIPParseError("needs sip:user@host")
+    except SIPParseError as error:
+        raise ValueError(f"{text!r} is not usable ({error.reason})") from None
+    return uri
+
+
+def _networks(value: Any) -> tuple[IPNetwork, ...]:
+    networks = []
+    for item in value if isinstance(value, list) else [value]:
+        try:
+            networks.append(ipaddress.ip_network(str(item), strict=False))
+        except ValueError:
+            raise ValueError(f"{item!r} is not a network (CIDR such as 10.0.0.0/8)") from None
+    return tuple(networks)
+
+
+def _ip_address(value: Any) -> str:
+    text = _string(value)
+    try:
+        ipaddress.ip_address(text)
+    except ValueError:
+        raise ValueError(f"must be an IP address, got {text!r}") from None
+    return text
+
+
+def _port_range(value: Any) -> tuple[int, int]:
+    if (
+        not isinstance(value, list)
+        or len(value) != 2
+        or not all(isinstance(p, int) and not isinstance(p, bool) for p in value)
+        or not 1024 <= value[0] < value[1] <= 65535
+        or value[1] - value[0] < 3
+    ):
+        raise ValueError(
+            "must be [first, last] with 1024 <= first < last <= 65535 "
+            f"and room for two calls, got {value!r}"
+        )
+    return (value[0], value[1])
+
+
+@dataclass(frozen=True, slots=True)
+class Setting:
+    """One TOML key: its default, and how its value becomes the config's."""
+
+    default: Any
+    convert: Callable[[Any], Any]
+    #: The :class:`DaemonConfig` field it sets: the key's last part by default;
+    #: None when :func:`_build` makes a field of it with other keys.
+    field: str | None = ""
+
+
+#: Every setting, by its TOML key (``table.key`` inside a table).
+SETTINGS: Final[dict[str, Setting]] = {
+    "listen": Setting("127.0.0.1:5070", _host_port("listen")),
+    "focus": Setting([], _focus),  # empty: run the built-in focus
+    "focus_listen": Setting("127.0.0.1:5080", _host_port("focus_listen")),
+    "profile": Setting("rfc4579", _profile),
+    "proxy": Setting("", _proxy),  # empty: IMs go direct (to the address a request came from)
+    "domain": Setting("localhost", _domain),
+    "service_uri": Setting("", _service_uri, None),  # empty: sip:vidim@<domain>
+    "trusted": Setting(["127.0.0.0/8", "::1/128"], _networks),
+    "probe": Setting(True, _boolean),
+    "log_level": Setting("info", _one_of(LOG_LEVELS)),
+    "log_json": Setting(False, _boolean),
+    "event_loop": Setting("auto", _one_of(EVENT_LOOPS)),
+    "timers.probe_timeout": Setting(2.0, _positive(_number)),
+    "timers.focus_timeout": Setting(8.0, _positive(_number)),
+    "timers.idle_timeout": Setting(300.0, _positive(_number)),
+    "timers.keepalive_interval": Setting(30.0, _positive(_number)),
+    "timers.t1": Setting(0.5, _positive(_number)),
+    "timers.t2": Setting(4.0, _positive(_number)),
+    "timers.t4": Setting(5.0, _positive(_number)),
+    "limits.max_invitees": Setting(16, _positive(_integer)),
+    "limits.rate_limit": Setting(5, _positive(_integer)),
+    "limits.rate_window": Setting(60.0, _positive(_number)),
+    "limits.max_conferences": Setting(100000, _positive(_integer)),
+    # Overload control (vidim/overload.py): new requests get 503 + Retry-After from
+    # when a request waits overload_max_lag in the queue until the queue is short
+    # again (a wait under overload_clear_lag).  The five make DaemonConfig.overload.
+    "limits.overload": Setting(True, _boolean, None),
+    "limits.overload_max_lag": Setting(0.2, _number, None),
+    "limits.overload_clear_lag": Setting(0.02, _number, None),
+    "limits.overload_hold": Setting(0.1, _number, None),
+    "limits.overload_retry_after": Setting(5, _integer, None),
+    "media.address": Setting("127.0.0.1", _ip_address, "media_address"),
+    "media.rtp_ports": Setting([40000, 40999], _port_range),
+    "media.conference_ttl": Setting(3600.0, _positive(_number)),
+}
+_TABLES: Final = frozenset(key.split(".")[0] for key in SETTINGS if "." in key)
+
+
+def _defaults() -> dict[str, Any]:
+    out: dict[str, Any] = {}
+    for key, setting in SETTINGS.items():
+        table, _, name = key.rpartition(".")
+        (out.setdefault(table, {}) if table else out)[name] = setting.default
     return out
 
+
+#: Every setting and its default, as TOML would write it.
+DEFAULTS: Final = _defaults()
 
 #: Settings that are gone, with what took their place (said instead of "unknown").
 _REMOVED: Final = {
@@ -160,20 +325,21 @@ _REMOVED: Final = {
 }
 
 
-def _unknown_keys(
-    data: Mapping[str, Any], schema: Mapping[str, Any], prefix: str = ""
-) -> list[str]:
-    problems = []
-    for key, value in data.items():
-        if key not in schema:
-            hint = _REMOVED.get(prefix + key)
-            problems.append(f"{prefix}{key}: " + (hint or "unknown setting"))
-        elif isinstance(schema[key], dict):
-            if not isinstance(value, Mapping):
-                problems.append(f"{prefix}{key}: must be a table")
+def _flatten(data: Mapping[str, Any], problems: list[str], prefix: str = "") -> dict[str, Any]:
+    """``{"timers": {"t1": 1}}`` as ``{"timers.t1": 1}``; unknown keys go to ``problems``."""
+    flat: dict[str, Any] = {}
+    for name, value in data.items():
+        key = prefix + name
+        if key in SETTINGS:
+            flat[key] = value
+        elif not prefix and key in _TABLES:
+            if isinstance(value, Mapping):
+                flat.update(_flatten(value, problems, f"{key}."))
             else:
-                problems += _unknown_keys(value, schema[key], f"{prefix}{key}.")
-    return problems
+                problems.append(f"{key}: must be a table")
+        else:
+            problems.append(f"{key}: {_REMOVED.get(key, 'unknown setting')}")
+    return flat
 
 
 def load(
@@ -181,7 +347,6 @@ def load(
 ) -> DaemonConfig:
     """Read ``path`` (TOML) if given, apply ``overrides``, validate everything."""
     data: dict[str, Any] = {}
-    problems: list[str] = []
     if path is not None:
         try:
             with open(path, "rb") as handle:
@@ -190,203 +355,58 @@ def load(
             raise ConfigError([f"{path}: cannot read: {exc.strerror}"]) from exc
         except tomllib.TOMLDecodeError as exc:
             raise ConfigError([f"{path}: not valid TOML: {exc}"]) from exc
-        problems += _unknown_keys(data, DEFAULTS)
-    merged = _merge(_merge(DEFAULTS, data), overrides or {})
-    return _build(merged, problems)
-
-
-def _overload_policy(
-    limits: Mapping[str, Any], check: Callable[[str, Any, Any], Any], problems: list[str]
-) -> OverloadPolicy | None:
-    enabled = check("limits.overload", bool, limits["overload"])
-    values = {}
-    for key in ("max_lag", "clear_lag", "hold"):
-        values[key] = check(f"limits.overload_{key}", (int, float), limits[f"overload_{key}"])
-    retry_after = check("limits.overload_retry_after", int, limits["overload_retry_after"])
-    if None in values.values() or retry_after is None:
-        return None
-    try:
-        policy = OverloadPolicy(
-            max_lag=float(values["max_lag"]),
-            clear_lag=float(values["clear_lag"]),
-            hold=float(values["hold"]),
-            retry_after=int(retry_after),
-        )
-    except ValueError as exc:
-        problems.append(f"limits.overload_*: {exc}")
-        return None
-    return policy if enabled else None
-
-
-def _build(raw: dict[str, Any], problems: list[str]) -> DaemonConfig:
-    def check(key: str, kind: type | tuple[type, ...], value: Any) -> Any:
-        if isinstance(value, bool) and kind in (int, float, (int, float)):
-            problems.append(f"{key}: must be a number, got {value!r}")
-            return None
-        if not isinstance(value, kind):
-            names = (
-                kind.__name__ if isinstance(kind, type) else " or ".join(k.__name__ for k in kind)
-            )
-            problems.append(f"{key}: must be {names}, got {value!r}")
-            return None
-        return value
-
-    def address(key: str) -> Address | None:
-        value = check(key, str, raw[key])
-        if value is None:
-            return None
+    problems: list[str] = []
+    given = _flatten(data, problems) | _flatten(overrides or {}, problems)
+    values: dict[str, Any] = {}
+    for key, setting in SETTINGS.items():
         try:
-            return parse_hostport(value, key)
-        except ValueError as exc:
-            problems.append(f"{key}: {exc}")
-            return None
+            values[key] = setting.convert(given.get(key, setting.default))
+        except ValueError as error:
+            problems.append(f"{key}: {error}")
+    config = _build(values, given, problems)
+    if problems or config is None:
+        raise ConfigError(problems)
+    return config
 
-    def positive(section: str, key: str, kind: type | tuple[type, ...] = (int, float)) -> Any:
-        value = check(f"{section}.{key}", kind, raw[section][key])
-        if value is not None and value <= 0:
-            problems.append(f"{section}.{key}: must be above 0, got {value!r}")
-        return value
 
-    listen = address("listen")
-    focus_listen = address("focus_listen")
-    focus_value = raw["focus"]
-    focus_list = [focus_value] if isinstance(focus_value, str) else focus_value
-    focus: list[str] = []
-    if not isinstance(focus_list, list) or not all(isinstance(f, str) for f in focus_list):
-        problems.append(f"focus: must be a SIP URI or a list of them, got {focus_value!r}")
-    else:
-        for item in focus_list:
-            if not item:
-                continue
-            try:
-                if not isinstance(parse_uri(item), SipURI):
-                    raise SIPParseError("not a sip: or sips: URI")
-                focus.append(item)
-            except SIPParseError as exc:
-                problems.append(f"focus: {item!r} is not a SIP URI ({exc.reason})")
-    profile = None
-    try:
-        profile = FocusProfile(check("profile", str, raw["profile"]) or "")
-    except ValueError:
-        problems.append(
-            f"profile: must be one of {', '.join(p.value for p in FocusProfile)}, "
-            f"got {raw['profile']!r}"
-        )
-    proxy: Address | None = None
-    proxy_uri: str | None = None
-    proxy_text = check("proxy", str, raw["proxy"])
-    if proxy_text:
-        try:
-            uri = parse_uri(proxy_text)
-            if not isinstance(uri, SipURI):
-                raise SIPParseError("not a sip: URI")
-            host = uri.host[1:-1] if uri.host.startswith("[") else uri.host
-            ipaddress.ip_address(host)
-            transport = (uri.transport or "udp").upper()
-            proxy = Address(host, uri.port or 5060, transport)
-            proxy_uri = proxy_text
-        except (SIPParseError, ValueError) as exc:
-            problems.append(f"proxy: {proxy_text!r} must be a SIP URI with an IP address ({exc})")
-    domain = check("domain", str, raw["domain"]) or "localhost"
-    try:
-        SipURI(host=domain)
-    except Exception:
-        problems.append(f"domain: {domain!r} is not a host name")
-        domain = "localhost"
-    service_text = check("service_uri", str, raw["service_uri"])
-    service_uri = SipURI(host=domain.lower(), user="vidim")
-    if service_text:
-        try:
-            parsed = parse_uri(service_text)
-            if not isinstance(parsed, SipURI) or not parsed.user:
-                raise SIPParseError("needs sip:user@host")
-            service_uri = parsed
-        except SIPParseError as exc:
-            problems.append(f"service_uri: {service_text!r} is not usable ({exc.reason})")
-    trusted: list[ipaddress.IPv4Network | ipaddress.IPv6Network] = []
-    trusted_value = raw["trusted"]
-    if not isinstance(trusted_value, list):
-        trusted_value = [trusted_value]
-    for item in trusted_value:
-        try:
-            trusted.append(ipaddress.ip_network(str(item), strict=False))
-        except ValueError:
-            problems.append(f"trusted: {item!r} is not a network (CIDR such as 10.0.0.0/8)")
-    log_level = str(raw["log_level"]).lower()
-    if log_level not in _LOG_LEVELS:
-        problems.append(
-            f"log_level: must be one of {', '.join(_LOG_LEVELS)}, got {raw['log_level']!r}"
-        )
-    event_loop = str(raw["event_loop"]).lower()
-    if event_loop not in EVENT_LOOPS:
-        problems.append(
-            f"event_loop: must be one of {', '.join(EVENT_LOOPS)}, got {raw['event_loop']!r}"
-        )
-    timers = {k: positive("timers", k) for k in DEFAULTS["timers"]}
-    limits = {
-        k: positive("limits", k, int if k != "rate_window" else (int, float))
-        for k in ("max_invitees", "rate_limit", "rate_window", "max_conferences")
-    }
-    overload = _overload_policy(raw["limits"], check, problems)
-    media_address = check("media.address", str, raw["media"]["address"]) or "127.0.0.1"
-    try:
-        ipaddress.ip_address(media_address)
-    except ValueError:
-        problems.append(f"media.address: must be an IP address, got {media_address!r}")
-    ports = raw["media"]["rtp_ports"]
-    rtp_ports = (40000, 40999)
-    if (
-        not isinstance(ports, list)
-        or len(ports) != 2
-        or not all(isinstance(p, int) and not isinstance(p, bool) for p in ports)
-        or not 1024 <= ports[0] < ports[1] <= 65535
-        or ports[1] - ports[0] < 3
-    ):
-        problems.append(
-            f"media.rtp_ports: must be [first, last] with 1024 <= first < last <= 65535 "
-            f"and room for two calls, got {ports!r}"
-        )
-    else:
-        rtp_ports = (ports[0], ports[1])
-    ttl = positive("media", "conference_ttl")
-    probe = check("probe", bool, raw["probe"])
-    log_json = check("log_json", bool, raw["log_json"])
-    if listen is not None and focus_listen is not None and not focus and listen == focus_listen:
+def _build(
+    values: dict[str, Any], given: Mapping[str, Any], problems: list[str]
+) -> DaemonConfig | None:
+    """The config from the converted ``values``, with the checks that take several keys."""
+    overload = _overload_policy(values, problems)
+    builtin_focus = not values.get("focus", True)
+    if builtin_focus and values.get("listen", 0) == values.get("focus_listen"):
         problems.append(
             "focus_listen: must differ from listen (the built-in focus needs its own port)"
         )
     if problems:
-        raise ConfigError(problems)
-    assert listen is not None
-    assert focus_listen is not None
-    assert profile is not None
+        return None
+    service_uri = values["service_uri"] or SipURI(host=values["domain"].lower(), user="vidim")
     return DaemonConfig(
-        listen=listen,
-        focus=tuple(focus),
-        focus_listen=focus_listen,
-        profile=profile,
-        proxy=proxy,
-        proxy_uri=proxy_uri,
-        domain=domain,
+        **{
+            setting.field or key.rpartition(".")[2]: values[key]
+            for key, setting in SETTINGS.items()
+            if setting.field is not None
+        },
+        proxy_uri=given.get("proxy") or None,
         service_uri=service_uri,
-        trusted=tuple(trusted),
-        probe=bool(probe),
-        log_level=log_level,
-        log_json=bool(log_json),
-        event_loop=event_loop,
-        probe_timeout=float(timers["probe_timeout"]),
-        focus_timeout=float(timers["focus_timeout"]),
-        idle_timeout=float(timers["idle_timeout"]),
-        keepalive_interval=float(timers["keepalive_interval"]),
-        t1=float(timers["t1"]),
-        t2=float(timers["t2"]),
-        t4=float(timers["t4"]),
-        max_invitees=int(limits["max_invitees"]),
-        rate_limit=int(limits["rate_limit"]),
-        rate_window=float(limits["rate_window"]),
-        max_conferences=int(limits["max_conferences"]),
         overload=overload,
-        media_address=media_address,
-        rtp_ports=rtp_ports,
-        conference_ttl=float(ttl),
     )
+
+
+#: The keys of :class:`OverloadPolicy`'s fields, by field.
+_OVERLOAD_KEYS: Final = {
+    name: f"limits.overload_{name}" for name in ("max_lag", "clear_lag", "hold", "retry_after")
+}
+
+
+def _overload_policy(values: Mapping[str, Any], problems: list[str]) -> OverloadPolicy | None:
+    """``limits.overload*`` as one policy (checked even when off); None when it is off."""
+    if not all(key in values for key in _OVERLOAD_KEYS.values()):
+        return None  # already a problem
+    try:
+        policy = OverloadPolicy(**{name: values[key] for name, key in _OVERLOAD_KEYS.items()})
+    except ValueError as exc:
+        problems.append(f"limits.overload_*: {exc}")
+        return None
+    return policy if values.get("limits.overload") else None

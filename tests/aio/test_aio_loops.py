@@ -1,4 +1,4 @@
-"""SipServer on both event loops (asyncio's and uvloop's), and its per-input fast paths.
+"""SipServer on both event loops (asyncio's and uvloop's): sends first, the timer, overload.
 
 Each test runs on each loop of ``LOOPS``: the daemon takes uvloop when it is
 installed, and must still work on asyncio's own loop.
@@ -56,10 +56,7 @@ def test_udp_tcp_and_the_timer_work_on_each_loop(loop: str) -> None:
 
 
 class RecordingTransport(asyncio.DatagramTransport):
-    """The server's UDP transport, with each sendto reported (uvloop's are read-only).
-
-    A DatagramTransport itself: compiled, the server checks the attribute's type.
-    """
+    """The server's UDP transport, with each sendto reported (uvloop's are read-only)."""
 
     def __init__(
         self, transport: asyncio.DatagramTransport, on_send: Callable[[bytes], object]
@@ -229,7 +226,7 @@ def test_the_sentinel_datagram_measures_the_queue_and_never_reaches_the_core(
         delays: list[float] = []
 
         async def returned() -> None:
-            """Until the sentinel in flight is back (compiled, no method can be spied on).
+            """Until the sentinel in flight is back.
 
             ``_sentinel_sent`` is when the one in flight was sent; it changes when
             that one is back (to None, then the next heartbeat's send time).

@@ -2,10 +2,11 @@
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 
 import pytest
-from vidim_daemon.config import ConfigError, load, parse_hostport
+from vidim_daemon.config import DEFAULTS, SETTINGS, ConfigError, load, parse_hostport
 
 from vidim.allocator.profiles import FocusProfile
 from vidim.sip import Address
@@ -141,3 +142,48 @@ def test_the_removed_cpu_settings_say_what_replaced_them(tmp_path: Path, key: st
     path.write_text(f"[limits]\n{key} = 0.7\n")
     with pytest.raises(ConfigError, match=rf"limits\.{key}: no longer .*overload_clear_lag"):
         load(path)
+
+
+@pytest.mark.parametrize(
+    ("toml", "problem"),
+    [
+        ('probe = "yes"', "probe: must be bool, got 'yes'"),
+        ("listen = 5070", "listen: must be str, got 5070"),
+        ("timers = 3", "timers: must be a table"),
+        ("[timers]\nt1 = true", "timers.t1: must be a number, got True"),
+        ("[limits]\nmax_invitees = 2.5", "limits.max_invitees: must be int, got 2.5"),
+        ("[limits]\nrate_window = 0", "limits.rate_window: must be above 0, got 0"),
+        ("[limits]\noverload_hold = -1", "limits.overload_*: hold and retry_after must be 0"),
+        ("[limits]\noverload_retry_after = 1.5", "limits.overload_retry_after: must be int"),
+        ('[media]\naddress = "here"', "media.address: must be an IP address, got 'here'"),
+        ("[media]\ncolour = 1", "media.colour: unknown setting"),
+        ('service_uri = "sip:example.com"', "service_uri: 'sip:example.com' is not usable"),
+        ('event_loop = "trio"', "event_loop: must be one of auto, uvloop, asyncio, got 'trio'"),
+    ],
+)
+def test_each_wrong_value_is_named_with_its_key(tmp_path: Path, toml: str, problem: str) -> None:
+    path = tmp_path / "vidim.toml"
+    path.write_text(toml + "\n")
+    with pytest.raises(ConfigError) as info:
+        load(path)
+    assert len(info.value.problems) == 1
+    assert info.value.problems[0].startswith(problem), info.value.problems
+
+
+def test_the_defaults_as_toml_writes_them() -> None:
+    assert DEFAULTS["listen"] == "127.0.0.1:5070"
+    assert DEFAULTS["timers"]["t1"] == 0.5
+    assert DEFAULTS["limits"]["overload_retry_after"] == 5
+    assert DEFAULTS["media"]["rtp_ports"] == [40000, 40999]
+    assert list(DEFAULTS) == [
+        "listen", "focus", "focus_listen", "profile", "proxy", "domain", "service_uri",
+        "trusted", "probe", "log_level", "log_json", "event_loop", "timers", "limits", "media",
+    ]  # fmt: skip
+
+
+def test_docs_name_every_setting() -> None:
+    doc = (Path(__file__).resolve().parents[2] / "docs" / "daemon.md").read_text()
+    for key in SETTINGS:
+        table, _, name = key.rpartition(".")
+        assert re.search(rf"[`\] ]{name}[` ]", doc), key
+        assert not table or f"`[{table}] " in doc, key

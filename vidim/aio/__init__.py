@@ -10,22 +10,14 @@ from __future__ import annotations
 
 from .protocols import SipCore, SipMessageCore
 from .rtp import PortStats, RtpRelay
-from .server import (
-    DEFAULT_PORT,
-    LogLine,
-    SipServer,
-    install_uvloop,
-    serve_forever_until_signal,
-)
+from .server import DEFAULT_PORT, SipServer, serve_forever_until_signal
 
 __all__ = [
     "DEFAULT_PORT",
-    "LogLine",
     "PortStats",
     "RtpRelay",
     "SipCore",
     "SipMessageCore",
     "SipServer",
-    "install_uvloop",
     "serve_forever_until_signal",
 ]

@@ -26,7 +26,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import errno
-import importlib
 import ipaddress
 import logging
 import signal
@@ -35,7 +34,6 @@ import time
 from collections.abc import Awaitable, Callable, Coroutine, Iterable
 from typing import Any, Final, Generic, TypeVar, cast
 
-from ..core import SipCoreBase
 from ..overload import OverloadGuard, OverloadPolicy
 from ..sip import (
     Address,
@@ -54,17 +52,13 @@ from .protocols import SipCore, SipMessageCore
 
 __all__ = [
     "DEFAULT_PORT",
-    "LogLine",
     "SipCore",
     "SipMessageCore",
     "SipServer",
-    "install_uvloop",
     "serve_forever_until_signal",
 ]
 
 DEFAULT_PORT: Final = 5070
-#: ``SipServer(log_line=...)``: (logger, level, text, extra fields) of a message's line.
-LogLine = Callable[[logging.Logger, int, str, tuple[tuple[str, object], ...]], None]
 _DEFAULT_BUFFER: Final = 4 * 1024 * 1024
 #: Tries at binding UDP and TCP to the same free port when asked for port 0.
 _BIND_ATTEMPTS: Final = 8
@@ -78,50 +72,16 @@ _TIMER_BACKOFF: Final = 0.1
 _SENTINEL_LOST: Final = 1.0
 #: The sentinel datagram (one NUL: no SIP message; asyncio does not send empty ones).
 _SENTINEL: Final = b"\0"
-_DEBUG: Final = logging.DEBUG
-_INFO: Final = logging.INFO
 
 EventT = TypeVar("EventT")
 
 
-def install_uvloop() -> bool:
-    """Make new event loops uvloop's when uvloop is installed; True if it is.
-
-    Call it before ``asyncio.run``.  uvloop is optional: vidim never needs it.
-    """
-    try:
-        uvloop = importlib.import_module("uvloop")
-    except ImportError:
-        return False
-    asyncio.set_event_loop_policy(uvloop.EventLoopPolicy())
-    return True
-
-
-#: Entries kept by the per-server caches of peers and of host names before a reset.
-_CACHE_SIZE: Final = 4096
-
-#: Host -> whether it is an IP literal, asked for every UDP datagram sent: ipaddress
-#: parses in ~2 us, a dict hit in ~50 ns.
-_IS_IP: Final[dict[str, bool]] = {}
-
-
 def _is_ip(host: str) -> bool:
-    known = _IS_IP.get(host)
-    if known is not None:
-        return known
-    return _learn_ip(host)
-
-
-def _learn_ip(host: str) -> bool:
     try:
         ipaddress.ip_address(host)
-        known = True
     except ValueError:
-        known = False
-    if len(_IS_IP) >= _CACHE_SIZE:
-        _IS_IP.clear()
-    _IS_IP[host] = known
-    return known
+        return False
+    return True
 
 
 def _first_line(data: bytes) -> str:
@@ -155,31 +115,20 @@ class _DatagramProtocol(asyncio.DatagramProtocol):
     def __init__(self, server: SipServer[Any]) -> None:
         self.server = server
         self.closed: asyncio.Future[None] = asyncio.get_running_loop().create_future()
-        # The same few peers send most datagrams: one Address each, not one per datagram.
-        self._peers: dict[Any, Address] = {}
         #: The socket to read more datagrams from after each one (asyncio's own loop).
         self.drain: socket.socket | None = None
 
     def datagram_received(self, data: bytes, addr: Any) -> None:
-        peer = self._peers.get(addr)
-        if peer is None:
-            peer = self._new_peer(addr)
-        self.server._datagram_received(data, peer)
+        self.server._datagram_received(data, _peer(addr, "UDP"))
         if self.drain is not None:
             self._drain(self.drain)
 
-    def _new_peer(self, addr: Any) -> Address:
-        if len(self._peers) >= _CACHE_SIZE:
-            self._peers.clear()
-        peer = self._peers[addr] = _peer(addr, "UDP")
-        return peer
-
     def _drain(self, sock: socket.socket) -> None:
-        """Read what else is queued, as uvloop does (up to 32 per turn of the loop).
+        """Read what else is queued, up to 32 per turn of the loop, as uvloop does.
 
-        asyncio's own loop reads one datagram per turn, each turn an
-        ``epoll_wait``: under load, reading on costs one ``recvfrom`` per
-        datagram instead (and one that finds nothing, after the output was sent).
+        asyncio's own loop delivers one datagram per turn: reading on makes both
+        loops alike (the datagrams of a turn are all answered before any of them
+        is logged, and the overload guard sees the same turns).
         """
         for _ in range(_DRAIN_MAX):
             try:
@@ -190,10 +139,7 @@ class _DatagramProtocol(asyncio.DatagramProtocol):
                 if sock.fileno() != -1:
                     self.error_received(error)
                 return
-            peer = self._peers.get(addr)
-            if peer is None:
-                peer = self._new_peer(addr)
-            self.server._datagram_received(data, peer)
+            self.server._datagram_received(data, _peer(addr, "UDP"))
 
     def error_received(self, exc: Exception) -> None:
         # ICMP port unreachable and the like, for an earlier sendto: the core's
@@ -255,13 +201,6 @@ class SipServer(Generic[EventT]):
             Retry-After, without reaching the core, while the server is behind
             (see :mod:`vidim.overload`); responses and in-dialog requests are
             always processed.  None (the default) never refuses.
-        log_line: where the line of each message received or sent goes, once
-            ``logger`` is enabled for its level: called with the logger, the
-            level, the text and the extra fields (``peer``, ``transport``,
-            ``call_id``, ``sip_method`` or ``sip_status``).  None (the default)
-            logs it with ``logger``; an application whose log has a quicker way
-            in than ``logging``'s records can take them (vidim-daemon does: one
-            such line per request, at INFO, for every setup).
     """
 
     def __init__(
@@ -277,14 +216,12 @@ class SipServer(Generic[EventT]):
         connect_timeout: float = 5.0,
         max_message_size: int = DEFAULT_MAX_MESSAGE_SIZE,
         overload: OverloadPolicy | None = None,
-        log_line: LogLine | None = None,
     ) -> None:
         self.core = core
         self.host = host
         #: The bound port (UDP and TCP), once :meth:`start` has returned.
         self.port = port
         self.logger = logger if logger is not None else logging.getLogger("vidim.aio")
-        self._log_line = log_line
         self.udp_buffer = udp_buffer
         self.connect_timeout = connect_timeout
         self.max_message_size = max_message_size
@@ -294,11 +231,6 @@ class SipServer(Generic[EventT]):
         )
         self._receive: Callable[[Request | Response, Address, float], None] | None = (
             core.receive if isinstance(core, SipMessageCore) else None
-        )
-        #: The core again when it is vidim's own (the allocator, the focus): compiled,
-        #: its methods are called directly, not through Python's call protocol.
-        self._base: SipCoreBase[EventT] | None = (
-            cast("SipCoreBase[EventT]", core) if isinstance(core, SipCoreBase) else None
         )
         self._loop: asyncio.AbstractEventLoop | None = None
         self._udp: asyncio.DatagramTransport | None = None
@@ -490,7 +422,7 @@ class SipServer(Generic[EventT]):
         # (transmit) the sends; the log line, the events and the timer after them.
         if self._closed:
             return
-        if len(data) == 1 and data == _SENTINEL and source.port == self.port:
+        if data == _SENTINEL and source.port == self.port:
             self._sentinel_received()
             return
         try:
@@ -506,17 +438,7 @@ class SipServer(Generic[EventT]):
         if not self._admit(message, source):
             self._log_refused(message, source)
             return
-        base = self._base
-        receive = self._receive
-        try:
-            if base is not None:
-                base.receive(message, source, self.now())
-            elif receive is not None:
-                receive(message, source, self.now())
-            else:
-                self.core.receive_datagram(data, source, self.now())
-        except Exception:
-            self._core_failed(source)
+        self._deliver(message, source, data)
         if self._transmitting:  # from an on_event callback: the outer loop sends and logs
             self._backlog.append((message, source, []))
             self._again = True
@@ -525,15 +447,11 @@ class SipServer(Generic[EventT]):
         # delivered every datagram of this turn (uvloop reads up to 32 at a time,
         # and _drain does on asyncio's loop): none of that is on the path of a
         # datagram queued behind this one.
-        self._flush_messages(self.logger)
+        self._flush_messages()
         self._backlog.append((message, source, self._take_events()))
-        if not self._after_sends_soon:
-            loop = self._loop
-            if loop is None:  # pragma: no cover - datagrams come after start()
-                self.transmit()
-                return
+        if not self._after_sends_soon and self._loop is not None:
             self._after_sends_soon = True
-            loop.call_soon(self._after_sends)
+            self._loop.call_soon(self._after_sends)
 
     def _after_sends(self) -> None:
         self._after_sends_soon = False
@@ -564,11 +482,8 @@ class SipServer(Generic[EventT]):
             if not self._admit(message, stream.peer):
                 self._log_refused(message, stream.peer)
                 continue
-            self._log_received(message, stream.peer, self.logger)
-            if self._receive is not None:
-                self._call_core(self._receive, message, stream.peer)
-            else:
-                self._call_core(self.core.receive_datagram, message.to_bytes(), stream.peer)
+            self._log_received(message, stream.peer)
+            self._deliver(message, stream.peer)
         self.transmit()
 
     def _log_refused(self, message: Request | Response, source: Address) -> None:
@@ -578,20 +493,12 @@ class SipServer(Generic[EventT]):
         episode's WARNING line counts the refusals, and at INFO the line cost as
         much as the refusal itself.
         """
-        if self.logger.isEnabledFor(_DEBUG):
-            self._log_message("refused", message, source, _DEBUG)
+        self._log_message("refused", message, source, logging.DEBUG)
 
-    def _log_received(
-        self, message: Request | Response, source: Address, logger: logging.Logger
-    ) -> None:
-        """One line per request received at INFO (issue 4's "one log line per request").
-
-        Responses, ACKs and everything sent are logged at DEBUG.
-        """
+    def _log_received(self, message: Request | Response, source: Address) -> None:
+        """One line per request received at INFO; responses and ACKs at DEBUG."""
         request = isinstance(message, Request) and message.method != "ACK"
-        level = _INFO if request else _DEBUG
-        if logger.isEnabledFor(level):
-            self._log_message("recv", message, source, level)
+        self._log_message("recv", message, source, logging.INFO if request else logging.DEBUG)
 
     def _admit(self, message: Request | Response, source: Address) -> bool:
         """Whether the core gets it: while closing or overloaded, new requests get 503."""
@@ -703,15 +610,24 @@ class SipServer(Generic[EventT]):
             now = time.perf_counter()
             self.overload.queue_delay(now - sent, now)
 
-    def _call_core(self, method: Callable[..., None], *args: Any) -> None:
-        try:
-            method(*args, self.now())
-        except Exception:
-            self._core_failed(args[-1])
+    def _deliver(
+        self, message: Request | Response, source: Address, data: bytes | None = None
+    ) -> None:
+        """To the core: parsed when it takes parsed messages (parse once), else as bytes."""
+        if self._receive is not None:
+            self._call_core(self._receive, message, source)
+        else:
+            raw = data if data is not None else message.to_bytes()
+            self._call_core(self.core.receive_datagram, raw, source)
 
-    def _core_failed(self, source: Address) -> None:
-        # A bug in the core: log it and keep serving the other peers.
-        self.logger.exception("the core failed on input from %s", _describe(source))
+    def _call_core(
+        self, method: Callable[[Any, Address, float], None], data: Any, source: Address
+    ) -> None:
+        try:
+            method(data, source, self.now())
+        except Exception:
+            # A bug in the core: log it and keep serving the other peers.
+            self.logger.exception("the core failed on input from %s", _describe(source))
 
     # -- output ----------------------------------------------------------------------
     def transmit(self) -> None:
@@ -724,57 +640,48 @@ class SipServer(Generic[EventT]):
             self._again = True
             return
         self._transmitting = True
-        logger = self.logger
         try:
             while True:
                 self._again = False
-                self._flush_messages(logger)
-                if self._backlog:
-                    # After the sends: a log line is never on a request's path.
-                    backlog = self._backlog
-                    self._backlog = []
-                    for message, source, events in backlog:
-                        self._log_received(message, source, logger)
-                        for event in events:
-                            self._dispatch(event, logger)
+                self._flush_messages()
+                # After the sends: a log line is never on a request's path.
+                backlog, self._backlog = self._backlog, []
+                for message, source, events in backlog:
+                    self._log_received(message, source)
+                    for event in events:
+                        self._dispatch(event)
                 for event in self._take_events():
-                    self._dispatch(event, logger)
+                    self._dispatch(event)
                 if not self._again:
                     break
         finally:
             self._transmitting = False
         self._arm()
 
-    def _dispatch(self, event: EventT, logger: logging.Logger) -> None:
+    def _dispatch(self, event: EventT) -> None:
         try:
             self._on_event(event)
         except Exception:
-            logger.exception("on_event failed for %r", event)
+            self.logger.exception("on_event failed for %r", event)
         self._again = True  # the callback may have queued messages
 
-    def _flush_messages(self, logger: logging.Logger) -> None:
+    def _flush_messages(self) -> None:
         try:
-            base = self._base
-            queued = base.messages_to_send() if base is not None else self.core.messages_to_send()
-            messages = queued if isinstance(queued, list) else list(queued)
+            messages = list(self.core.messages_to_send())
         except Exception:
-            logger.exception("the core failed in messages_to_send")
+            self.logger.exception("the core failed in messages_to_send")
             return
-        if messages:
-            debug = logger.isEnabledFor(_DEBUG)
-            for message, destination in messages:
-                self._send(message, destination, debug)
+        for message, destination in messages:
+            self._send(message, destination)
 
     def _take_events(self) -> list[EventT]:
         try:
-            base = self._base
-            events = base.events() if base is not None else self.core.events()
-            return events if isinstance(events, list) else list(events)
+            return list(self.core.events())
         except Exception:
             self.logger.exception("the core failed in events")
             return []
 
-    def _send(self, message: Message, destination: Address, debug: bool | None = None) -> None:
+    def _send(self, message: Message, destination: Address) -> None:
         if self._closed:
             return
         try:
@@ -782,17 +689,15 @@ class SipServer(Generic[EventT]):
         except Exception:
             self.logger.exception("cannot serialize a message to %s", _describe(destination))
             return
-        transport = destination.transport
-        if transport == "UDP" or transport.upper() == "UDP":
-            udp = self._udp
-            if udp is None:
+        transport = destination.transport.upper()
+        if transport == "UDP":
+            if self._udp is None:
                 return
-            host = destination.host
-            if _IS_IP.get(host) or _is_ip(host):
-                udp.sendto(data, (host, destination.port))
+            if _is_ip(destination.host):
+                self._udp.sendto(data, (destination.host, destination.port))
             else:
                 self._spawn(self._resolve_and_send(data, destination))
-        elif transport.upper() == "TCP":
+        elif transport == "TCP":
             self._send_tcp(data, destination)
         else:
             self.logger.warning(
@@ -801,10 +706,7 @@ class SipServer(Generic[EventT]):
                 _describe(destination),
             )
             return
-        if debug is None:
-            debug = self.logger.isEnabledFor(_DEBUG)
-        if debug:
-            self._log_message("send", message, destination, _DEBUG)
+        self._log_message("send", message, destination, logging.DEBUG)
 
     async def _resolve_and_send(self, data: bytes, destination: Address) -> None:
         loop = asyncio.get_running_loop()
@@ -896,8 +798,7 @@ class SipServer(Generic[EventT]):
         if self._closed or self._loop is None:
             return
         try:
-            base = self._base
-            deadline = base.get_timer() if base is not None else self.core.get_timer()
+            deadline = self.core.get_timer()
         except Exception:
             self.logger.exception("the core failed in get_timer")
             deadline = None
@@ -953,7 +854,7 @@ class SipServer(Generic[EventT]):
 
     def _flush_safely(self) -> None:
         with contextlib.suppress(Exception):
-            self._flush_messages(self.logger)
+            self._flush_messages()
 
     # -- logging ---------------------------------------------------------------------
     def log_event(self, event: object) -> None:
@@ -970,11 +871,12 @@ class SipServer(Generic[EventT]):
         self.logger.info("%r", event, extra=extra)
 
     def _log_message(self, verb: str, message: Message, peer: Address, level: int) -> None:
+        """``recv MESSAGE from 192.0.2.1:5060/UDP call-id abc``, with the fields as ``extra``."""
+        if not self.logger.isEnabledFor(level):
+            return
         extra: dict[str, object] = {"peer": _describe(peer), "transport": peer.transport}
-        try:  # noqa: SIM105 - contextlib.suppress builds an object per call
+        with contextlib.suppress(SIPParseError):
             extra["call_id"] = message.call_id
-        except SIPParseError:
-            pass
         if isinstance(message, Request):
             extra["sip_method"] = what = message.method
         else:
@@ -982,11 +884,16 @@ class SipServer(Generic[EventT]):
             extra["sip_status"] = message.status
             what = f"{message.status} {message.reason}"
         direction = "to" if verb == "send" else "from"
-        text = f"{verb} {what} {direction} {extra['peer']} call-id {extra.get('call_id', '-')}"
-        if self._log_line is not None:
-            self._log_line(self.logger, level, text, tuple(extra.items()))
-        else:
-            self.logger.log(level, "%s", text, extra=extra)
+        self.logger.log(
+            level,
+            "%s %s %s %s call-id %s",
+            verb,
+            what,
+            direction,
+            extra["peer"],
+            extra.get("call_id", "-"),
+            extra=extra,
+        )
 
     def _log_parse_error(self, error: SIPParseError, data: bytes, source: Address) -> None:
         line = _first_line(data)
