@@ -94,7 +94,8 @@ class VirtualNetwork:
     ``proxy`` stands for an IM server reduced to its location service: a
     request sent to that address reaches the node registered for its
     Request-URI (:meth:`register`), with its source unchanged, so that
-    responses go straight back along the Via.
+    responses go straight back along the Via.  A datagram for an address
+    with no node is recorded and goes nowhere.
     """
 
     def __init__(self, *, latency: float = 0.002, proxy: Address | None = None) -> None:
@@ -105,21 +106,22 @@ class VirtualNetwork:
         self.datagrams: list[Datagram] = []
         #: Every event the nodes reported, in order.
         self.events: list[Observed] = []
-        self._nodes: dict[Address, tuple[str, Node]] = {}
+        #: By (host, port): the name and the node.
+        self._nodes: dict[tuple[str, int], tuple[str, Node]] = {}
         self._locations: dict[str, Address] = {}
         self._loss_rules: list[Callable[[Datagram], bool]] = []
         self._due: list[_Due] = []
         self._order = itertools.count()
 
     def attach(self, name: str, address: Address, node: Node) -> None:
-        self._nodes[address] = (name, node)
+        self._nodes[(address.host, address.port)] = (name, node)
 
     def register(self, address_of_record: str, address: Address) -> None:
         """Tell the proxy's location service where ``sip:user@host`` is."""
         self._locations[address_of_record] = address
 
     def lose(self, rule: Callable[[Datagram], bool], *, times: int = 1) -> None:
-        """Lose the next ``times`` datagrams ``rule`` matches (a seeded, repeatable loss)."""
+        """Lose the next ``times`` datagrams ``rule`` matches: the same ones on every run."""
         self._loss_rules.extend([rule] * times)
 
     def at(self, when: float, action: Callable[[float], object]) -> None:
@@ -154,18 +156,19 @@ class VirtualNetwork:
 
     def _collect(self) -> None:
         """Put every message the nodes have to send on the wire; note their events."""
-        for address, (name, node) in list(self._nodes.items()):
+        for (host, port), (name, node) in list(self._nodes.items()):
             for event in node.events():
                 self.events.append(Observed(at=self.now, node=name, event=event))
             for message, destination in node.messages_to_send():
-                self._send(name, address, message, destination)
+                self._send(name, Address(host, port), message, destination)
 
     def _send(self, name: str, source: Address, message: Message, destination: Address) -> None:
         target = self._route(message, destination)
+        to = self._nodes.get((target.host, target.port))
         sent = Datagram(
             sent_at=self.now,
             source=name,
-            destination=self._nodes[target][0] if target in self._nodes else str(destination),
+            destination=to[0] if to is not None else f"{target.host}:{target.port}",
             message=message,
             lost=False,
         )
@@ -174,9 +177,9 @@ class VirtualNetwork:
             self._loss_rules.remove(rule)
             sent = replace(sent, lost=True)
         self.datagrams.append(sent)
-        if sent.lost or target not in self._nodes:
+        if sent.lost or to is None:
             return
-        node = self._nodes[target][1]
+        node = to[1]
         wire = message.to_bytes()
         self.at(self.now + self.latency, lambda now: node.receive_datagram(wire, source, now))
 
@@ -189,7 +192,7 @@ class VirtualNetwork:
         return destination
 
 
-def address_of(uri_text: str) -> Address:
+def _address_of(uri_text: str) -> Address:
     """Where a phone with no outbound proxy sends a request for ``uri_text``."""
     uri = parse_uri(uri_text)
     if not isinstance(uri, SipURI):
@@ -273,7 +276,7 @@ class Phone:
             body=body,
             content_type=content_type,
         )
-        destination = self.outbound_proxy or address_of(uri)
+        destination = self.outbound_proxy or _address_of(uri)
         self._sent[self.layer.send_request(request, destination, now)] = (request, destination)
         return request
 
