@@ -15,8 +15,8 @@ from vidim.allocator import Allocator
 from vidim.allocator import events as allocator_events
 from vidim.focus import ConferenceFocus
 from vidim.focus import events as focus_events
-from vidim.simulation import Observed
-from vidim.sip import Request, Response
+from vidim.simulation import Observed, Phone, VirtualNetwork
+from vidim.sip import Address, Request, Response
 from vidim.vocabulary import Mode
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -191,6 +191,41 @@ def test_ladder_lines_shorten_random_identifiers(played: Demo) -> None:
     text = "\n".join(ladder_line(d) for d in played.network.datagrams)
     assert "conf-..." in text
     assert not re.search(r"conf-[0-9a-f]{8}", text)
+
+
+def test_the_network_loses_as_told_and_the_clock_jumps_to_timer_e() -> None:
+    network = VirtualNetwork(proxy=Address("127.0.0.1", 5060))
+    alice = Phone("alice", Address("127.0.0.1", 5062), outbound_proxy=Address("127.0.0.1", 5060))
+    bob = Phone("bob", Address("127.0.0.1", 5064))
+    network.attach("alice", alice.address, alice)
+    network.attach("bob", bob.address, bob)
+    network.register(bob.uri, bob.address)
+    network.lose(lambda datagram: datagram.source == "alice", times=2)
+    alice.send_message("sip:bob@example.com", "hello", network.now)
+    assert network.run(until=1.0) is False  # Timer E is still running
+    assert network.now == 1.0
+    assert bob.requests == []
+    assert network.run() is True
+    # Sent at 0, 0.5 (T1) and 1.5 (2*T1 later): the third copy arrives.
+    assert [(d.sent_at, d.lost) for d in network.datagrams if d.source == "alice"] == [
+        (0.0, True),
+        (0.5, True),
+        (1.5, False),
+    ]
+    assert [r.body for r in bob.requests] == [b"hello"]
+    assert [r.status for r in alice.responses] == [200]
+    assert {d.destination for d in network.datagrams} == {"alice", "bob"}
+
+
+def test_a_datagram_for_nobody_is_recorded_and_goes_nowhere() -> None:
+    network = VirtualNetwork()
+    alice = Phone("alice", Address("127.0.0.1", 5062))
+    network.attach("alice", alice.address, alice)
+    alice.send_message("sip:bob@192.0.2.1", "anyone?", network.now)
+    assert network.run() is True
+    assert {d.destination for d in network.datagrams} == {"192.0.2.1:5060"}
+    assert len(network.datagrams) == 11  # Timer E until Timer F gives up
+    assert alice.responses == []
 
 
 def test_python_m_vidim_exits_zero() -> None:

@@ -201,10 +201,11 @@ def _address_of(uri_text: str) -> Address:
 
 
 class Phone:
-    """A minimal softphone: takes IMs, answers probes and calls, dials in and hangs up.
+    """A minimal softphone: takes IMs, answers probes with its SDP, dials, is hung up on.
 
     Requests it starts go to ``outbound_proxy`` when set, else to the host and
-    port of their Request-URI; in-dialog ones go to where the dialog began.
+    port of their Request-URI; the ACK for a 2xx goes where the INVITE went.
+    Requests within a dialog (BYE) get their 200, calls to it 405.
     ``on_message`` is called with each IM it receives (after its 200).
     """
 
