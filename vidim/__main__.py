@@ -1,248 +1,288 @@
-"""``python -m vidim``: the SIP core at work, on a virtual clock.
+"""``python -m vidim``: the real allocator and built-in focus at work, on a virtual clock.
 
-Until the daemon arrives (a later issue) this is vidim's main job: a
-demonstration that runs the real sans-IO layers (parser, transactions,
-dialogs, request checks) between three simulated elements, alice's softphone,
-the allocator and a conference focus, over an in-memory network that loses
-one datagram.  Nothing opens a socket or sleeps; time is a number that the
-demo moves to the next deadline the layers report.
+alice's softphone asks vidim for a video call with bob.  The real
+:class:`~vidim.allocator.Allocator` sets the conference up on the real
+:class:`~vidim.focus.ConferenceFocus`, invites bob, tells alice, and tears it
+all down when she sends ``/end``; bob's phone dials in with his key.  The
+phones are minimal (:class:`vidim.simulation.Phone`), the network
+(:class:`vidim.simulation.VirtualNetwork`) loses alice's first datagram, and
+the cores are driven only through their sans-IO boundary.  Nothing opens a
+socket or sleeps: time jumps to the next deadline.  The run prints the ladder
+and exits 0 when every expected step happened.
 """
 
 from __future__ import annotations
 
 import argparse
-import heapq
-import itertools
+import re
 import sys
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 from . import __version__
-from .sip import (
-    Address,
-    Dialog,
-    DialogManager,
-    Event,
-    Message,
-    Request,
-    RequestReceived,
-    RequestRejectedError,
-    Response,
-    ResponseReceived,
-    TransactionConfig,
-    TransactionLayer,
-    TransactionTerminated,
-    Via,
-    check_request,
-    error_response,
-    make_response,
-    new_branch,
-    new_tag,
-    parse_message,
-)
+from .allocator import Allocator, AllocatorConfig
+from .allocator import events as allocator_events
+from .allocator.requests import RequestPolicy
+from .conference_info import CONFERENCE_INFO_TYPE, parse_conference_info
+from .focus import ConferenceFocus, FocusConfig
+from .focus import events as focus_events
+from .resource_lists import RESOURCE_LISTS_TYPE
+from .sdp import SDP_TYPE
+from .simulation import Datagram, Phone, VirtualNetwork
+from .sip import Address, Message, Request, Response, parse_name_addr
 
-LATENCY = 0.002  # one-way delay of the simulated network, seconds
-SDP = (
-    b"v=0\r\no=vidim 1 1 IN IP4 127.0.0.1\r\ns=vidim\r\nc=IN IP4 127.0.0.1\r\nt=0 0\r\n"
-    b"m=audio 40000 RTP/AVP 0\r\nm=video 40002 RTP/AVP 96\r\na=rtpmap:96 VP8/90000\r\n"
-)
+IM_SERVER = Address("127.0.0.1", 5060)
+ALICE = Address("127.0.0.1", 5062)
+BOB = Address("127.0.0.1", 5064)
+VIDIM = Address("127.0.0.1", 5070)
+FOCUS = Address("127.0.0.1", 5080)
+#: A run that has not gone quiet by then has failed.
+TIME_LIMIT = 120.0
+#: How long bob takes to dial in once invited, and alice to end once he joined.
+BOB_DIALS_AFTER = 1.0
+ALICE_ENDS_AFTER = 2.0
+
+
+def _offer(port: int) -> bytes:
+    return (
+        f"v=0\r\no=- 1 1 IN IP4 127.0.0.1\r\ns=-\r\nc=IN IP4 127.0.0.1\r\nt=0 0\r\n"
+        f"m=audio {port} RTP/AVP 0\r\nm=video {port + 2} RTP/AVP 96\r\n"
+        f"a=rtpmap:96 VP8/90000\r\n"
+    ).encode()
 
 
 @dataclass
-class Element:
-    """One simulated SIP element: a transaction layer and what it does with events."""
+class Demo:
+    """Everything a run is made of, for the ladder, the checks and tests to look at."""
 
-    name: str
-    address: Address
-    layer: TransactionLayer = field(default_factory=TransactionLayer)
-    on_event: Callable[[Event, float], None] = lambda event, now: None
-
-
-class Network:
-    """Delivers serialized datagrams after LATENCY; can lose chosen ones."""
-
-    def __init__(self, elements: list[Element], out: Callable[[str], None]) -> None:
-        self.elements = {(e.address.host, e.address.port): e for e in elements}
-        self.out = out
-        self.queue: list[tuple[float, int, Element, bytes, Address]] = []
-        self.counter = itertools.count()
-        self.lose: list[Callable[[bytes], bool]] = []
-        self.actions: list[tuple[float, int, Callable[[float], None]]] = []
-
-    def at(self, when: float, action: Callable[[float], None]) -> None:
-        """Run ``action(now)`` at virtual time ``when`` (a user doing something)."""
-        heapq.heappush(self.actions, (when, next(self.counter), action))
-
-    def flush(self, now: float) -> None:
-        for element in self.elements.values():
-            for message, destination in element.layer.messages_to_send():
-                wire = message.to_bytes()
-                target = self.elements[(destination.host, destination.port)]
-                lost = next((rule for rule in self.lose if rule(wire)), None)
-                if lost is not None:
-                    self.lose.remove(lost)
-                note = "   (lost in the network)" if lost else ""
-                self.out(
-                    f"{now:7.3f}  {element.name:>6} -> {target.name:<6} {_summary(message)}{note}"
-                )
-                if lost is None:
-                    heapq.heappush(
-                        self.queue,
-                        (now + LATENCY, next(self.counter), target, wire, element.address),
-                    )
-
-    def run(self, until: float) -> float:
-        now = 0.0
-        self.flush(now)
-        while True:
-            deadlines = [
-                d for e in self.elements.values() if (d := e.layer.get_timer()) is not None
-            ]
-            if self.queue:
-                deadlines.append(self.queue[0][0])
-            if self.actions:
-                deadlines.append(self.actions[0][0])
-            if not deadlines or min(deadlines) > until:
-                return now
-            now = min(deadlines)
-            while self.actions and self.actions[0][0] <= now:
-                heapq.heappop(self.actions)[2](now)
-            while self.queue and self.queue[0][0] <= now:
-                _, _, target, wire, source = heapq.heappop(self.queue)
-                target.layer.receive(parse_message(wire), source, now)
-            for element in self.elements.values():
-                element.layer.handle_timer(now)
-                while (event := element.layer.next_event()) is not None:
-                    element.on_event(event, now)
-            self.flush(now)
+    network: VirtualNetwork
+    allocator: Allocator
+    focus: ConferenceFocus
+    alice: Phone
+    bob: Phone
+    #: Whether the network went quiet (no datagram, no deadline) within TIME_LIMIT.
+    quiet: bool = False
 
 
-def _summary(message: Message) -> str:
+def build() -> Demo:
+    """The real cores and two phones on one virtual network."""
+    network = VirtualNetwork(proxy=IM_SERVER)
+    allocator = Allocator(
+        AllocatorConfig(
+            local=VIDIM,
+            requests=RequestPolicy.for_domain("example.com"),
+            focus_uris=(f"sip:conference-factory@{FOCUS.host}:{FOCUS.port}",),
+            proxy=IM_SERVER,
+        )
+    )
+    focus = ConferenceFocus(FocusConfig(local=FOCUS))
+    # alice's phone sends its requests through vidim; bob's calls whom it dials.
+    alice = Phone("alice", ALICE, offer=_offer(4000), outbound_proxy=VIDIM)
+    bob = Phone("bob", BOB, offer=_offer(4010))
+    network.attach("alice", ALICE, alice)
+    network.attach("bob", BOB, bob)
+    network.attach("vidim", VIDIM, allocator)
+    network.attach("focus", FOCUS, focus)
+    network.register(alice.uri, ALICE)
+    network.register(bob.uri, BOB)
+    return Demo(network=network, allocator=allocator, focus=focus, alice=alice, bob=bob)
+
+
+def play(demo: Demo) -> None:
+    """The scenario: what alice and bob do, and when; then run until all is quiet."""
+    network, alice, bob = demo.network, demo.alice, demo.bob
+
+    def bob_reads(message: Request, now: float) -> None:
+        invitation = message.headers.get("X-Vidim-Conference")
+        if invitation is not None:
+            join = str(parse_name_addr(invitation).uri)
+            network.at(now + BOB_DIALS_AFTER, lambda later: bob.call(join, later))
+
+    def alice_reads(message: Request, now: float) -> None:
+        if message.body.startswith(b"bob@example.com joined"):
+            network.at(
+                now + ALICE_ENDS_AFTER,
+                lambda later: alice.send_message("sip:vidim@example.com", "/end", later),
+            )
+
+    bob.on_message, alice.on_message = bob_reads, alice_reads
+    network.lose(lambda datagram: datagram.source == "alice")  # Timer E sends it again
+    alice.send_message(
+        "sip:bob@example.com",
+        "let's have a video call",
+        network.now,
+        headers=[("X-Vidim-Mode", "video")],
+    )
+    # A request the checks refuse: it requires an extension vidim does not support.
+    alice.send_message(
+        "sip:vidim@example.com", "/help", network.now, headers=[("Require", "teleportation")]
+    )
+    demo.quiet = network.run(until=TIME_LIMIT)
+
+
+# -- the ladder --------------------------------------------------------------------
+
+#: Random identifiers (conference URI user, join keys, conference ids), shortened
+#: so that the ladder is the same on every run.
+_RANDOM_RE = re.compile(r"(conf-|key=|id=)[A-Za-z0-9_-]{16,}")
+_TEXT_WIDTH = 48
+_PART_NAMES = {SDP_TYPE: "SDP", RESOURCE_LISTS_TYPE: "resource list"}
+
+
+def head(message: Message) -> str:
+    """A message's first line as the ladder shows it: ``INVITE sip:...`` or ``200 OK (INVITE)``."""
     if isinstance(message, Request):
-        extra = f"  [X-Vidim-Mode: {mode}]" if (mode := message.headers.get("X-Vidim-Mode")) else ""
-        return f"{message.method} {message.uri}{extra}"
+        return f"{message.method} {message.uri}"
     assert isinstance(message, Response)
-    warning = message.headers.get("Warning")
-    extra = f"  [Warning: {warning}]" if warning else ""
-    return f"{message.status} {message.reason} ({message.cseq.method}){extra}"
+    return f"{message.status} {message.reason} ({message.cseq.method})"
+
+
+def _notes(message: Request | Response) -> list[str]:
+    """What matters in a message beyond its first line."""
+    notes = [
+        f"{name}: {value}"
+        for name in ("X-Vidim-Mode", "Require", "Subscription-State", "Warning")
+        if (value := message.headers.get(name)) is not None
+    ]
+    if isinstance(message, Response) and message.status == 200 and message.cseq.method == "INVITE":
+        notes.append(f"Contact: {message.contacts[0]}")
+    mime = message.content_type.mime if message.content_type is not None else None
+    if mime == "multipart/mixed":
+        parts = [part.content_type.mime for part in message.body_parts() if part.content_type]
+        notes.append(" + ".join(_PART_NAMES.get(part, part) for part in parts))
+    elif mime == "text/plain":
+        text = message.body.decode()
+        notes.append(repr(text if len(text) <= _TEXT_WIDTH else text[: _TEXT_WIDTH - 3] + "..."))
+    elif mime == CONFERENCE_INFO_TYPE:
+        info = parse_conference_info(message.body)
+        users = ", ".join(f"{user.entity} {user.status or user.state}" for user in info.users)
+        notes.append(f"{info.state} roster: {users or 'nobody'}")
+    return notes
+
+
+def ladder_line(datagram: Datagram) -> str:
+    message = datagram.message
+    assert isinstance(message, (Request, Response))
+    notes = "".join(f"  [{note}]" for note in _notes(message))
+    lost = "   (lost in the network)" if datagram.lost else ""
+    hop = f"{datagram.source:>6} -> {datagram.destination:<6}"
+    line = f"{datagram.sent_at:7.3f}  {hop} {head(message)}{notes}{lost}"
+    return _RANDOM_RE.sub(r"\1...", line)
+
+
+# -- the checks --------------------------------------------------------------------
+
+Check = Callable[[Demo], bool]
+
+
+def _sent(source: str, destination: str, first: str, containing: str = "") -> Check:
+    """A datagram from ``source`` reached ``destination``, its :func:`head` starting
+    with ``first`` and its text (headers and body) holding ``containing``."""
+
+    def check(demo: Demo) -> bool:
+        return any(
+            (d.source, d.destination) == (source, destination)
+            and not d.lost
+            and head(d.message).startswith(first)
+            and containing in d.message.to_bytes().decode()
+            for d in demo.network.datagrams
+        )
+
+    return check
+
+
+def _first_of_alice_lost(demo: Demo) -> bool:
+    first = next(d for d in demo.network.datagrams if d.source == "alice")
+    return first.lost and first.message.headers.get("X-Vidim-Mode") == "video"
+
+
+def _sent_again(demo: Demo) -> bool:
+    """What was lost went out again, the same bytes (a retransmission, not a new request)."""
+    datagrams = demo.network.datagrams
+    lost = [d.message.to_bytes() for d in datagrams if d.lost]
+    return bool(lost) and all(
+        any(not d.lost and d.message.to_bytes() == wire for d in datagrams) for wire in lost
+    )
+
+
+def _emitted(node: str, kind: type[object]) -> Check:
+    return lambda demo: any(
+        seen.node == node and isinstance(seen.event, kind) for seen in demo.network.events
+    )
+
+
+def _all_ended(demo: Demo) -> bool:
+    cores_idle = not (demo.allocator.has_pending_work() or demo.focus.has_pending_work())
+    phones_idle = not (len(demo.alice.layer) or len(demo.bob.layer))
+    return demo.quiet and cores_idle and phones_idle
+
+
+#: Every step the run must show, in ladder order.
+STEPS: tuple[tuple[str, Check], ...] = (
+    ("the first datagram alice sends, her MESSAGE, is lost", _first_of_alice_lost),
+    ("Timer E sends the lost MESSAGE again", _sent_again),
+    ("vidim refuses the /help with 420", _sent("vidim", "alice", "420 Bad Extension (MESSAGE)")),
+    ("vidim accepts alice's MESSAGE with 202", _sent("vidim", "alice", "202 Accepted (MESSAGE)")),
+    ("vidim probes bob", _sent("vidim", "bob", "OPTIONS sip:bob@example.com")),
+    (
+        "vidim INVITEs the focus with SDP and a resource list",
+        _sent("vidim", "focus", "INVITE sip:conference-factory@", RESOURCE_LISTS_TYPE),
+    ),
+    (
+        "the focus answers 200 with an ;isfocus Contact",
+        _sent("focus", "vidim", "200 OK (INVITE)", ">;isfocus"),
+    ),
+    ("vidim ACKs the focus", _sent("vidim", "focus", "ACK sip:conf-")),
+    ("bob gets his invitation", _sent("vidim", "bob", "MESSAGE sip:bob@", "X-Vidim-Conference")),
+    (
+        "alice hears the conference is ready",
+        _sent("vidim", "alice", "MESSAGE sip:alice@", "is ready"),
+    ),
+    (
+        "vidim subscribes to the roster",
+        _sent("vidim", "focus", "SUBSCRIBE sip:conf-", "Event: conference"),
+    ),
+    ("bob dials in with his key", _sent("bob", "focus", "INVITE sip:conf-", ";key=")),
+    ("the focus admits bob with SDP", _sent("focus", "bob", "200 OK (INVITE)", "m=video")),
+    ("the focus tells vidim bob joined", _sent("focus", "vidim", "NOTIFY", "connected")),
+    (
+        "alice hears bob joined",
+        _sent("vidim", "alice", "MESSAGE sip:alice@", "bob@example.com joined"),
+    ),
+    ("alice sends /end", _sent("alice", "vidim", "MESSAGE sip:vidim@", "/end")),
+    ("vidim sends BYE to the anchor", _sent("vidim", "focus", "BYE sip:conf-")),
+    ("the focus sends BYE to bob", _sent("focus", "bob", "BYE sip:bob@")),
+    (
+        "alice hears the conference ended",
+        _sent("vidim", "alice", "MESSAGE sip:alice@", "has ended"),
+    ),
+    (
+        "the allocator reports the conference ended",
+        _emitted("vidim", allocator_events.ConferenceEnded),
+    ),
+    ("the focus reports the conference ended", _emitted("focus", focus_events.ConferenceEnded)),
+    ("every transaction has ended", _all_ended),
+)
+
+
+def missing_steps(demo: Demo) -> list[str]:
+    return [step for step, happened in STEPS if not happened(demo)]
 
 
 def run_demo(out: Callable[[str], None] = print) -> int:
-    """Play the scenario; return 0 when every step happened as it should."""
-    config = TransactionConfig()
-    alice = Element("alice", Address("127.0.0.1", 5062), TransactionLayer(config))
-    vidim = Element("vidim", Address("127.0.0.1", 5070), TransactionLayer(config))
-    focus = Element("focus", Address("127.0.0.1", 5080), TransactionLayer(config))
-    network = Network([alice, vidim, focus], out)
-    vidim_dialogs = DialogManager(local_via=Via("UDP", "127.0.0.1", 5070), warn_agent="vidim")
-    focus_dialogs = DialogManager(local_via=Via("UDP", "127.0.0.1", 5080), warn_agent="focus")
-    seen: list[str] = []
-    anchor: dict[str, Dialog] = {}
-    invites: dict[int, Request] = {}
-
-    def alice_request(method: str, extra: list[tuple[str, str]], body: bytes = b"") -> None:
-        request = Request(
-            method,
-            "sip:bob@example.com" if method == "MESSAGE" else "sip:vidim@127.0.0.1:5070",
-            [
-                ("Via", f"SIP/2.0/UDP 127.0.0.1:5062;branch={new_branch()};rport"),
-                ("Max-Forwards", "70"),
-                ("From", f'"Alice" <sip:alice@example.com>;tag={new_tag()}'),
-                ("To", "<sip:bob@example.com>"),
-                ("Call-ID", f"{new_tag()}@127.0.0.1"),
-                ("CSeq", f"1 {method}"),
-                *extra,
-            ],
-            body,
-        )
-        alice.layer.send_request(request, vidim.address, 0.0)
-
-    def on_alice(event: Event, now: float) -> None:
-        if isinstance(event, ResponseReceived):
-            seen.append(f"alice got {event.response.status}")
-
-    def on_vidim(event: Event, now: float) -> None:
-        if isinstance(event, RequestReceived):
-            request = event.request
-            try:
-                check_request(request)
-            except RequestRejectedError as error:
-                vidim.layer.send_response(
-                    error_response(request, error, warning_host="vidim", to_tag=new_tag()), now
-                )
-                return
-            vidim.layer.send_response(make_response(request, 202, to_tag=new_tag()), now)
-            invite = vidim_dialogs.create_initial_request(
-                "INVITE",
-                "sip:conference-factory@127.0.0.1:5080",
-                from_addr="sip:vidim@127.0.0.1",
-                to_addr="sip:conference-factory@127.0.0.1:5080",
-                contact="sip:vidim@127.0.0.1:5070",
-                body=SDP,
-                content_type="application/sdp",
-            )
-            invites[vidim.layer.send_request(invite, focus.address, now)] = invite
-        elif isinstance(event, ResponseReceived) and event.transaction_id in invites:
-            response = event.response
-            dialog = vidim_dialogs.receive_response(invites[event.transaction_id], response)
-            if dialog is not None and response.status == 200 and "anchor" not in anchor:
-                anchor["anchor"] = dialog
-                vidim.layer.send_stateless(dialog.create_ack(response), focus.address)
-                seen.append(f"vidim holds the anchor dialog to {response.contacts[0]}")
-                network.at(now + 2.0, lambda later: hang_up(dialog, later))
-        elif isinstance(event, TransactionTerminated) and event.transaction_id in invites:
-            vidim_dialogs.forget(invites.pop(event.transaction_id))
-
-    def hang_up(dialog: Dialog, now: float) -> None:
-        bye = dialog.create_request("BYE")
-        invites[vidim.layer.send_request(bye, focus.address, now)] = bye
-
-    def on_focus(event: Event, now: float) -> None:
-        if not isinstance(event, RequestReceived):
-            return
-        request = event.request
-        if request.method == "INVITE":
-            created = focus_dialogs.accept(
-                request, local_contact="<sip:conf-42@127.0.0.1:5080>;isfocus"
-            )
-            answer = created.create_response(request, 200, body=SDP, content_type="application/sdp")
-            focus.layer.send_response(answer, now)
-        else:
-            dialog, automatic = focus_dialogs.receive_request(request)
-            response = automatic or (dialog.create_response(request, 200) if dialog else None)
-            if response is not None:
-                focus.layer.send_response(response, now)
-                seen.append(f"focus answered {request.method} {response.status}")
-
-    alice.on_event, vidim.on_event, focus.on_event = on_alice, on_vidim, on_focus
-    out(f"vidim {__version__}: the SIP core on a virtual clock (no sockets, no sleeps)")
+    """Play the scenario and print the ladder; 0 when every expected step happened."""
+    demo = build()
+    play(demo)
+    out(f"vidim {__version__}: the real allocator and focus on a virtual clock, no sockets")
     out("   time  from      to     message")
-    # The first MESSAGE is lost: Timer E retransmits it after T1 (0.5 s).
-    network.lose.append(lambda wire: wire.startswith(b"MESSAGE "))
-    alice_request(
-        "MESSAGE",
-        [
-            ("X-Vidim-Mode", "video"),
-            ("X-Vidim-Invite", "<sip:carol@example.com>;mode=audio"),
-            ("Content-Type", "text/plain"),
-        ],
-        b"let's have a video call",
-    )
-    # A request the checks refuse: an extension vidim does not support.
-    alice_request("OPTIONS", [("Require", "teleportation")])
-    end = network.run(until=120.0)
-    live = sum(len(e.layer) for e in (alice, vidim, focus))
-    out(f"{end:7.3f}  every transaction has ended ({live} left)")
-    expected = {
-        "alice got 202",
-        "alice got 420",
-        "vidim holds the anchor dialog to <sip:conf-42@127.0.0.1:5080>;isfocus",
-        "focus answered BYE 200",
-    }
-    missing = expected - set(seen)
-    for line in sorted(missing):
-        out(f"MISSING: {line}")
-    return 0 if not missing and live == 0 else 1
+    for datagram in demo.network.datagrams:
+        out(ladder_line(datagram))
+    if demo.quiet:
+        out(f"{demo.network.now:7.3f}  every transaction has ended")
+    missing = missing_steps(demo)
+    for step in missing:
+        out(f"MISSING: {step}")
+    return 1 if missing else 0
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -7,5 +7,6 @@ send, one deadline and events come out.
 from __future__ import annotations
 
 from ..vocabulary import Capabilities, Mode, effective_mode
+from .allocator import Allocator, AllocatorConfig
 
-__all__ = ["Capabilities", "Mode", "effective_mode"]
+__all__ = ["Allocator", "AllocatorConfig", "Capabilities", "Mode", "effective_mode"]
