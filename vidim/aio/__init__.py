@@ -3,11 +3,14 @@
 * :class:`SipServer` (``server.py``): UDP and TCP sockets and one timer around
   any sans-IO SIP core (the allocator, the focus, or your own);
 * :class:`RtpRelay` (``rtp.py``): the UDP sockets that carry the built-in
-  focus's media.
+  focus's media;
+* :class:`FocusMedia` (``focus.py``): keeps an :class:`RtpRelay` on the
+  built-in focus's forwarding plan.
 """
 
 from __future__ import annotations
 
+from .focus import FocusMedia
 from .protocols import SipCore, SipMessageCore
 from .rtp import PortStats, RtpRelay
 from .server import (
@@ -20,6 +23,7 @@ from .server import (
 
 __all__ = [
     "DEFAULT_PORT",
+    "FocusMedia",
     "LogLine",
     "PortStats",
     "RtpRelay",

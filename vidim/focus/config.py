@@ -6,6 +6,7 @@ from dataclasses import dataclass, field
 
 from ..sip import Address, LocalProtocolError, TransactionConfig
 from ..vocabulary import LOOPBACK_NETWORKS, IPNetwork, Mode
+from .lifecycle import ConferenceState, ParticipantState
 
 __all__ = ["NOT_INVITED", "ConferenceSnapshot", "FocusConfig"]
 
@@ -62,3 +63,6 @@ class ConferenceSnapshot:
     subscribers: int
     created_at: float
     ends_at: float
+    state: ConferenceState = ConferenceState.OPEN
+    #: (uri, state) of every invitee, in list order.
+    participants: tuple[tuple[str, ParticipantState], ...] = ()

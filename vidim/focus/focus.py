@@ -172,6 +172,8 @@ class ConferenceFocus(SipCoreBase[FocusEvent]):
                 subscribers=len(c.subscriptions),
                 created_at=c.created_at,
                 ends_at=c.ends_at,
+                state=c.state,
+                participants=tuple((i.uri, i.state) for i in c.invitees.values()),
             )
             for c in self._conferences.values()
         ]

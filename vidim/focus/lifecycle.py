@@ -41,9 +41,9 @@ class ConferenceState(Enum):
 
 
 class ConferenceInput(Enum):
-    INVITEES_ADDED = "re-INVITE on the anchor"
+    INVITEES_ADDED = "invitees added"
     PARTICIPANT_JOINED = "participant joined"
-    PARTICIPANT_LEFT = "participant left, others remain"
+    PARTICIPANT_LEFT = "participant left (others remain)"
     LAST_PARTICIPANT_LEFT = "last participant left"
     ANCHOR_BYE = "BYE on the anchor"
     ANCHOR_NOT_ACKNOWLEDGED = "no ACK for the anchor's 200"
@@ -58,20 +58,18 @@ _CI = ConferenceInput
 CONFERENCE_TRANSITIONS: dict[tuple[ConferenceState, ConferenceInput], ConferenceState] = {
     (_C.OPEN, _CI.INVITEES_ADDED): _C.OPEN,
     (_C.OPEN, _CI.PARTICIPANT_JOINED): _C.LIVE,
+    (_C.OPEN, _CI.ANCHOR_BYE): _C.ENDED,
+    (_C.OPEN, _CI.ANCHOR_NOT_ACKNOWLEDGED): _C.ENDED,
+    (_C.OPEN, _CI.TIME_LIMIT): _C.ENDED,
+    (_C.OPEN, _CI.END_REQUESTED): _C.ENDED,
     (_C.LIVE, _CI.INVITEES_ADDED): _C.LIVE,
     (_C.LIVE, _CI.PARTICIPANT_JOINED): _C.LIVE,
     (_C.LIVE, _CI.PARTICIPANT_LEFT): _C.LIVE,
     (_C.LIVE, _CI.LAST_PARTICIPANT_LEFT): _C.ENDED,
-    **{
-        (state, end): _C.ENDED
-        for state in (_C.OPEN, _C.LIVE)
-        for end in (
-            _CI.ANCHOR_BYE,
-            _CI.ANCHOR_NOT_ACKNOWLEDGED,
-            _CI.TIME_LIMIT,
-            _CI.END_REQUESTED,
-        )
-    },
+    (_C.LIVE, _CI.ANCHOR_BYE): _C.ENDED,
+    (_C.LIVE, _CI.ANCHOR_NOT_ACKNOWLEDGED): _C.ENDED,
+    (_C.LIVE, _CI.TIME_LIMIT): _C.ENDED,
+    (_C.LIVE, _CI.END_REQUESTED): _C.ENDED,
 }
 
 
