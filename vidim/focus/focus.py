@@ -443,8 +443,8 @@ class ConferenceFocus(SipCoreBase[FocusEvent]):
                 conference.sdp_version,
             )
         except RemoteProtocolError as error:
-            signalling.refuse_in_dialog(
-                dialog, request, error.status_hint, error.reason, now, error.headers
+            signalling.refuse(
+                request, error.status_hint, error.reason, now, error.headers, dialog=dialog
             )
             return
         added = self._add_invitees(conference, entries or ())

@@ -16,6 +16,7 @@ the conference from whatever state it is in.
 from __future__ import annotations
 
 from enum import Enum
+from typing import TypeVar
 
 from ..sip import LocalProtocolError
 
@@ -29,6 +30,10 @@ __all__ = [
     "next_conference_state",
     "next_participant_state",
 ]
+
+
+State = TypeVar("State", bound=Enum)
+Input = TypeVar("Input", bound=Enum)
 
 
 class ConferenceState(Enum):
@@ -122,18 +127,17 @@ del _C, _CI, _P, _PI
 
 
 def next_conference_state(state: ConferenceState, event: ConferenceInput) -> ConferenceState:
-    try:
-        return CONFERENCE_TRANSITIONS[(state, event)]
-    except KeyError:
-        raise LocalProtocolError(
-            f"a conference cannot take {event.value!r} while {state.value}"
-        ) from None
+    return _next(CONFERENCE_TRANSITIONS, state, event, "a conference")
 
 
 def next_participant_state(state: ParticipantState, event: ParticipantInput) -> ParticipantState:
+    return _next(PARTICIPANT_TRANSITIONS, state, event, "a participant")
+
+
+def _next(table: dict[tuple[State, Input], State], state: State, event: Input, what: str) -> State:
     try:
-        return PARTICIPANT_TRANSITIONS[(state, event)]
+        return table[(state, event)]
     except KeyError:
         raise LocalProtocolError(
-            f"a participant cannot take {event.value!r} while {state.value}"
+            f"{what} cannot take {event.value!r} while {state.value}"
         ) from None

@@ -225,7 +225,7 @@ class Participants:
         try:
             offer = sdp_part(request)
         except SIPParseError as error:
-            signalling.refuse_in_dialog(dialog, request, 400, error.reason, now)
+            signalling.refuse(request, 400, error.reason, now, dialog=dialog)
             return
         if offer is None:
             if request.method == "UPDATE":
@@ -251,8 +251,8 @@ class Participants:
         except RemoteProtocolError as error:
             live = signalling.dialogs.match_request(request)
             if live is not None:
-                signalling.refuse_in_dialog(
-                    live, request, error.status_hint, error.reason, now, error.headers
+                signalling.refuse(
+                    request, error.status_hint, error.reason, now, error.headers, dialog=live
                 )
             return
         for kind, port in call.ports.items():

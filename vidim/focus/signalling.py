@@ -71,23 +71,16 @@ class Signalling:
         reason: str,
         now: float,
         headers: Iterable[tuple[str, str]] = (),
+        *,
+        dialog: Dialog | None = None,
     ) -> None:
-        """Answer an out-of-dialog request with an error and a Warning saying why."""
-        warning = ("Warning", warning_value(self.warn, reason))
-        response = make_response(request, status, to_tag=new_tag(), headers=[warning, *headers])
+        """Answer a request with an error and a Warning saying why (in ``dialog``, if given)."""
+        all_headers = [("Warning", warning_value(self.warn, reason)), *headers]
+        if dialog is None:
+            response = make_response(request, status, to_tag=new_tag(), headers=all_headers)
+        else:
+            response = dialog.create_response(request, status, headers=all_headers)
         self.respond(response, now)
-
-    def refuse_in_dialog(
-        self,
-        dialog: Dialog,
-        request: Request,
-        status: int,
-        reason: str,
-        now: float,
-        headers: Iterable[tuple[str, str]] = (),
-    ) -> None:
-        warning = ("Warning", warning_value(self.warn, reason))
-        self.respond(dialog.create_response(request, status, headers=[warning, *headers]), now)
 
     def respond_2xx(
         self,
