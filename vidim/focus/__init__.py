@@ -5,8 +5,8 @@ deadlines and events out); :class:`vidim.aio.FocusMedia` keeps a
 :class:`vidim.aio.RtpRelay` on its :class:`ForwardingPlan`.  Neither is
 imported here, so that the protocol core never pulls in asyncio.
 
-Inside: :mod:`.focus` (the driver and the conference's anchor),
-:mod:`.participants` (admission, SDP per mode), :mod:`.subscriptions`
+Inside: :mod:`.focus` (the driver: dispatch, timers, the end),
+:mod:`.anchor` (conference creation), :mod:`.participants` (admission, SDP per mode), :mod:`.subscriptions`
 (the roster, RFC 4575), :mod:`.signalling` (dialogs, timers, what is sent),
 :mod:`.negotiation` (bodies and SDP answers), :mod:`.lifecycle` (the state
 tables), :mod:`.media` (the forwarding plan, pure).

@@ -17,22 +17,20 @@ After any of them, send :meth:`ConferenceFocus.messages_to_send` and read
 What it does on the wire:
 
 * **Factory INVITE** (Request-URI user in ``factory_users``) with an RFC 5366
-  resource list: a new conference ``sip:conf-<128 random bits>@host:port``;
-  200 with ``Contact: <conference URI>;isfocus`` and an SDP answer that
-  rejects every offered m-line (the anchor carries no media).  The INVITE
-  dialog is the conference's *anchor*: a re-INVITE on it with a list adds
-  invitees; BYE on it ends the conference; in-dialog OPTIONS get 200.
-  This module.
+  resource list: a new conference, whose INVITE dialog is its *anchor*
+  (:mod:`.anchor`); in-dialog OPTIONS get 200.
 * **Participant INVITE** to a conference URI: admission and SDP per mode
   (:mod:`.participants`).
 * **SUBSCRIBE** ``Event: conference`` to a conference URI (from a trusted
   network, or with a join credential): the roster (:mod:`.subscriptions`).
-* **Conference end**: the anchor's BYE, the last connected participant
-  hanging up (once somebody had joined), the conference TTL, or the API.
+* **Conference end** (this module): the anchor's BYE, the last connected
+  participant hanging up (once somebody had joined), the conference TTL, or
+  the API.
   Every connected participant gets BYE, the anchor gets BYE unless the
   allocator sent one, subscribers get the terminated NOTIFY.
 
-The conference's and each invitee's states move by :mod:`.lifecycle`'s tables.
+The conference's and each invitee's states move by :mod:`.lifecycle`'s
+tables; :mod:`.signalling` holds the dialogs, the timers and what is sent.
 
 Limits, on purpose: no delayed offer (an INVITE without SDP gets 488), no
 mixing or transcoding (see :mod:`vidim.focus.media`), no dial-out, no
@@ -42,12 +40,11 @@ removal of invitees by re-INVITE (the allocator only ever adds).
 from __future__ import annotations
 
 import dataclasses
-import secrets
 from collections.abc import Callable, Iterable
 
 from ..conference_info import UserInfo
 from ..core import SipCoreBase
-from ..resource_lists import RESOURCE_LISTS_TYPE, ListEntry
+from ..resource_lists import RESOURCE_LISTS_TYPE
 from ..sdp import SDP_TYPE
 from ..sip import (
     AckReceived,
@@ -59,7 +56,6 @@ from ..sip import (
     Request,
     RequestCancelled,
     RequestReceived,
-    RequestRejectedError,
     Response,
     ResponseReceived,
     SIPParseError,
@@ -68,28 +64,25 @@ from ..sip import (
     TransactionTerminated,
     TransactionTimedOut,
     TransportFailed,
-    check_request,
     make_response,
     new_tag,
     parse_uri,
     summary,
 )
 from ..vocabulary import IPNetwork, is_trusted
+from .anchor import Anchors
 from .config import NOT_INVITED, ConferenceSnapshot, FocusConfig
 from .events import (
-    ConferenceCreated,
     ConferenceEnded,
     FocusEvent,
-    InviteesAdded,
     MediaPlanChanged,
     MessageIgnored,
 )
 from .lifecycle import ConferenceInput, ConferenceState, ParticipantInput
 from .media import ForwardingPlan, PortPool
-from .negotiation import address_of_record, anchor_sdp, list_part, sdp_part
-from .participants import ALLOW, POLICY, Participants, identify, new_session_id
-from .records import Call, Conference, Invitee, Leg, Owner, Resend, TimerKey, TimerKind
-from .signalling import Signalling
+from .participants import Participants, identify
+from .records import Call, Conference, Leg, Resend, TimerKey, TimerKind
+from .signalling import ALLOW, Signalling
 from .subscriptions import Subscriptions
 
 __all__ = [
@@ -119,6 +112,7 @@ class ConferenceFocus(SipCoreBase[FocusEvent]):
         self._pool = PortPool(*self.config.rtp_ports)
         self._subscriptions = Subscriptions(self._signalling)
         self._participants = Participants(self._signalling, self._subscriptions, self._pool)
+        self._anchors = Anchors(self._signalling)
         self._conferences: dict[str, Conference] = {}
         self._on_timer: dict[TimerKind, Callable[[TimerKey, float], None]] = {
             TimerKind.TIME_LIMIT: self._time_limit_reached,
@@ -287,7 +281,9 @@ class ConferenceFocus(SipCoreBase[FocusEvent]):
         uri = request.uri
         user = uri.user if isinstance(uri, SipURI) else None
         if method == "INVITE" and user is not None and user in self.config.factory_users:
-            self._create(request, source, now)
+            created = self._anchors.create(request, source, now, live=len(self._conferences))
+            if created is not None:
+                self._conferences[created.user] = created
             return
         if method not in ("INVITE", "SUBSCRIBE"):
             reason = f"the focus does not take {method}"
@@ -341,7 +337,7 @@ class ConferenceFocus(SipCoreBase[FocusEvent]):
                     self._subscriptions.drop(conference, sub, "BYE")
             return
         if method == "INVITE" and owner.leg is Leg.ANCHOR:
-            self._anchor_reinvite(conference, request, source, now)
+            self._anchors.reinvite(conference, request, source, now)
         elif method in ("INVITE", "UPDATE") and call is not None:
             self._participants.update(conference, call, request, source, now)
         elif method == "UPDATE" and owner.leg is Leg.ANCHOR:
@@ -352,107 +348,6 @@ class ConferenceFocus(SipCoreBase[FocusEvent]):
             status = 200 if method in ("OPTIONS", "INFO") else 501
             response = dialog.create_response(request, status, headers=[("Allow", ALLOW)])
             signalling.respond(response, now)
-
-    # -- the anchor: conference creation and updates -----------------------------------
-    def _create(self, request: Request, source: Address, now: float) -> None:
-        signalling = self._signalling
-        try:
-            check_request(request, POLICY)
-        except RequestRejectedError as error:
-            signalling.refuse(request, error.status_hint, error.reason, now, error.headers)
-            return
-        if len(self._conferences) >= self.config.max_conferences:
-            reason = "too many live conferences"
-            signalling.refuse(request, 503, reason, now, [("Retry-After", "30")])
-            return
-        try:
-            entries = list_part(request)
-            if entries is None:
-                raise RemoteProtocolError(
-                    f"no {RESOURCE_LISTS_TYPE} part (RFC 5366) in the INVITE", status_hint=400
-                )
-            if not entries:
-                raise RemoteProtocolError("the resource list names nobody", status_hint=400)
-            offer = sdp_part(request)
-            session_id = new_session_id()
-            body = anchor_sdp(offer, self.config.media_address, session_id, 1)
-        except RemoteProtocolError as error:
-            signalling.refuse(request, error.status_hint, error.reason, now, error.headers)
-            return
-        user = "conf-" + secrets.token_hex(16)
-        local = self.config.local
-        conference_uri = str(SipURI(host=local.host, port=local.port, user=user))
-        anchor = signalling.dialogs.accept(request, local_contact=f"<{conference_uri}>;isfocus")
-        conference = Conference(
-            user=user,
-            uri=conference_uri,
-            anchor=anchor,
-            anchor_source=source,
-            created_at=now,
-            ends_at=now + self.config.conference_ttl,
-            session_id=session_id,
-        )
-        self._add_invitees(conference, entries)
-        self._conferences[user] = conference
-        signalling.owners[anchor.id] = Owner(user, Leg.ANCHOR)
-        response = anchor.create_response(
-            request,
-            200,
-            headers=[("Allow", ALLOW), ("Allow-Events", "conference")],
-            body=body,
-            content_type=SDP_TYPE,
-        )
-        signalling.respond_2xx(user, anchor, request, response, source, now)
-        signalling.timers.arm(TimerKey(TimerKind.TIME_LIMIT, anchor.id), conference.ends_at)
-        self._emit(
-            ConferenceCreated(
-                conference_uri=conference_uri,
-                call_id=request.call_id,
-                invitees=tuple(conference.invitees),
-            )
-        )
-
-    def _add_invitees(self, conference: Conference, entries: Iterable[ListEntry]) -> list[str]:
-        added = []
-        for entry in entries:
-            if entry.uri in conference.invitees:
-                continue
-            conference.invitees[entry.uri] = Invitee(
-                uri=entry.uri,
-                aor=address_of_record(entry.uri),
-                mode=entry.mode if entry.mode is not None else self.config.default_mode,
-                credential=entry.credential,
-                display_name=entry.display_name,
-            )
-            added.append(entry.uri)
-        return added
-
-    def _anchor_reinvite(
-        self, conference: Conference, request: Request, source: Address, now: float
-    ) -> None:
-        signalling = self._signalling
-        dialog = conference.anchor
-        try:
-            check_request(request, POLICY)
-            entries = list_part(request)
-            conference.sdp_version += 1
-            body = anchor_sdp(
-                sdp_part(request),
-                self.config.media_address,
-                conference.session_id,
-                conference.sdp_version,
-            )
-        except RemoteProtocolError as error:
-            signalling.refuse(
-                request, error.status_hint, error.reason, now, error.headers, dialog=dialog
-            )
-            return
-        added = self._add_invitees(conference, entries or ())
-        response = dialog.create_response(request, 200, body=body, content_type=SDP_TYPE)
-        signalling.respond_2xx(conference.user, dialog, request, response, source, now)
-        if added:
-            conference.advance(ConferenceInput.INVITEES_ADDED)
-            self._emit(InviteesAdded(conference_uri=conference.uri, invitees=tuple(added)))
 
     # -- ACKs --------------------------------------------------------------------------
     def _on_ack(self, ack: Request) -> None:

@@ -7,6 +7,7 @@ invitee's mode (:func:`vidim.sdp.build_answer`) on ports from the pool.
 
 from __future__ import annotations
 
+import secrets
 from dataclasses import dataclass
 
 from ..resource_lists import RESOURCE_LISTS_TYPE, ListEntry, parse_resource_list
@@ -21,12 +22,18 @@ __all__ = [
     "anchor_sdp",
     "list_part",
     "negotiate",
+    "new_session_id",
     "reversion",
     "sdp_part",
 ]
 
 #: The o= line's username in every SDP of the focus.
 USERNAME = "vidim-focus"
+
+
+def new_session_id() -> int:
+    """A random o= session id (RFC 4566: unique, and NTP-sized is customary)."""
+    return secrets.randbits(40)
 
 
 def address_of_record(uri_text: str) -> str:

@@ -22,7 +22,6 @@ from ..sip import (
     Request,
     RequestRejectedError,
     Response,
-    ServerPolicy,
     SIPParseError,
     SipURI,
     check_request,
@@ -34,20 +33,12 @@ from .config import NOT_INVITED
 from .events import MediaPlanChanged, ParticipantAdmitted, ParticipantLeft, ParticipantRefused
 from .lifecycle import ConferenceInput, ParticipantInput
 from .media import ParticipantMedia, PortPool, forwarding_plan
-from .negotiation import address_of_record, negotiate, reversion, sdp_part
+from .negotiation import address_of_record, negotiate, new_session_id, reversion, sdp_part
 from .records import Call, Conference, Invitee, Leg, Owner
-from .signalling import Signalling
+from .signalling import ALLOW, POLICY, Signalling
 from .subscriptions import Subscriptions
 
-__all__ = ["ALLOW", "POLICY", "Participants", "identify", "new_session_id"]
-
-ALLOW = "INVITE, ACK, CANCEL, BYE, OPTIONS, SUBSCRIBE, INFO, UPDATE"
-#: What the focus supports beyond RFC 3261 (RFC 5366's option tag).
-POLICY = ServerPolicy(supported=frozenset({"recipient-list-invite"}))
-
-
-def new_session_id() -> int:
-    return secrets.randbits(40)
+__all__ = ["Participants", "identify"]
 
 
 def identify(

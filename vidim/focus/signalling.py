@@ -20,6 +20,7 @@ from ..sip import (
     LocalProtocolError,
     Request,
     Response,
+    ServerPolicy,
     SIPParseError,
     SipURI,
     TransactionId,
@@ -35,7 +36,12 @@ from .config import FocusConfig
 from .events import FocusEvent, MessageIgnored
 from .records import Owner, Resend, TimerKey, TimerKind
 
-__all__ = ["Signalling"]
+__all__ = ["ALLOW", "POLICY", "Signalling"]
+
+#: The methods the focus takes (its Allow header).
+ALLOW = "INVITE, ACK, CANCEL, BYE, OPTIONS, SUBSCRIBE, INFO, UPDATE"
+#: What the focus supports beyond RFC 3261 (RFC 5366's option tag).
+POLICY = ServerPolicy(supported=frozenset({"recipient-list-invite"}))
 
 
 class Signalling:
