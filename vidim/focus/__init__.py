@@ -6,10 +6,11 @@ deadlines and events out); :class:`vidim.aio.FocusMedia` keeps a
 imported here, so that the protocol core never pulls in asyncio.
 
 Inside: :mod:`.focus` (the driver: dispatch, timers, the end),
-:mod:`.anchor` (conference creation), :mod:`.participants` (admission, SDP per mode), :mod:`.subscriptions`
-(the roster, RFC 4575), :mod:`.signalling` (dialogs, timers, what is sent),
-:mod:`.negotiation` (bodies and SDP answers), :mod:`.lifecycle` (the state
-tables), :mod:`.media` (the forwarding plan, pure).
+:mod:`.anchor` (conference creation), :mod:`.participants` (admission,
+SDP per mode), :mod:`.subscriptions` (the roster, RFC 4575),
+:mod:`.signalling` (dialogs, timers, what is sent), :mod:`.negotiation`
+(bodies and SDP answers), :mod:`.lifecycle` (the state tables),
+:mod:`.media` (the forwarding plan, pure).
 """
 
 from __future__ import annotations
