@@ -144,3 +144,5 @@ def test_a_conference_and_its_participants_move_by_the_tables() -> None:
     net.advance()
     assert focus.conferences() == []  # the last one left: ended
     assert len(net.sent(FOCUS, "BYE")) == 1  # to the anchor
+    net.advance(60)  # the BYE's and the last transactions' timers run out
+    assert focus.get_timer() is None  # no deadline of the conference's outlives it
