@@ -69,7 +69,7 @@ from ..sip import (
     parse_uri,
     summary,
 )
-from ..vocabulary import IPNetwork, is_trusted
+from ..vocabulary import IPNetwork
 from .anchor import Anchors
 from .config import NOT_INVITED, ConferenceSnapshot, FocusConfig
 from .events import (
@@ -80,7 +80,7 @@ from .events import (
 )
 from .lifecycle import ConferenceInput, ConferenceState, ParticipantInput
 from .media import ForwardingPlan, PortPool
-from .participants import Participants, identify
+from .participants import Participants
 from .records import Call, Conference, Leg, Resend, TimerKey, TimerKind
 from .signalling import ALLOW, Signalling
 from .subscriptions import Subscriptions
@@ -222,9 +222,6 @@ class ConferenceFocus(SipCoreBase[FocusEvent]):
             return None
         return self._conferences.get(uri.user)
 
-    def _trusted(self, source: Address) -> bool:
-        return is_trusted(source.host, self.config.trusted_networks)
-
     # -- transaction events ------------------------------------------------------
     def _on_transaction_event(self, event: Event, now: float) -> None:
         if isinstance(event, RequestReceived):
@@ -298,10 +295,7 @@ class ConferenceFocus(SipCoreBase[FocusEvent]):
         elif conference is None:
             self._signalling.refuse(request, 404, "no such conference", now)
         else:
-            allowed = self._trusted(source) or (
-                identify(conference, request, source, trusted=False) is not None
-            )
-            self._subscriptions.subscribe(conference, request, source, allowed, now)
+            self._subscriptions.subscribe(conference, request, source, now)
 
     # -- in-dialog requests ----------------------------------------------------------
     def _in_dialog(self, request: Request, source: Address, now: float) -> None:

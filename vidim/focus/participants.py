@@ -11,7 +11,6 @@ pair per stream from the configured range.
 from __future__ import annotations
 
 import dataclasses
-import secrets
 from collections.abc import Iterable
 
 from ..conference_info import UserInfo
@@ -23,45 +22,19 @@ from ..sip import (
     RequestRejectedError,
     Response,
     SIPParseError,
-    SipURI,
     check_request,
-    parse_name_addr_list,
-    unescape,
 )
-from ..vocabulary import Mode, is_trusted
+from ..vocabulary import Mode
 from .config import NOT_INVITED
 from .events import MediaPlanChanged, ParticipantAdmitted, ParticipantLeft, ParticipantRefused
 from .lifecycle import ConferenceInput, ParticipantInput
 from .media import ParticipantMedia, PortPool, forwarding_plan
-from .negotiation import address_of_record, negotiate, new_session_id, reversion, sdp_part
-from .records import Call, Conference, Invitee, Leg, Owner
+from .negotiation import negotiate, new_session_id, reversion, sdp_part
+from .records import Call, Conference, Leg, Owner
 from .signalling import ALLOW, POLICY, Signalling
 from .subscriptions import Subscriptions
 
-__all__ = ["Participants", "identify"]
-
-
-def identify(
-    conference: Conference, request: Request, source: Address, trusted: bool
-) -> tuple[Invitee, str] | None:
-    """The invitee a request comes from, and how it showed it (``key`` or ``asserted``)."""
-    uri = request.uri
-    key = uri.param("key") if isinstance(uri, SipURI) else None
-    if key:
-        given = unescape(key).encode("utf-8", "surrogateescape")
-        for invitee in conference.invitees.values():
-            if invitee.credential and secrets.compare_digest(
-                invitee.credential.encode("utf-8"), given
-            ):
-                return invitee, "key"
-    if trusted:
-        by_aor = {i.aor: i for i in conference.invitees.values()}
-        for value in request.headers.get_all("p-asserted-identity"):
-            for asserted in parse_name_addr_list(value):
-                named = by_aor.get(address_of_record(str(asserted.uri)))
-                if named is not None:
-                    return named, "asserted"
-    return None
+__all__ = ["Participants"]
 
 
 class Participants:
@@ -106,8 +79,7 @@ class Participants:
                 conference, request, source, error.status_hint, error.reason, now, error.headers
             )
             return
-        trusted = is_trusted(source.host, config.trusted_networks)
-        found = identify(conference, request, source, trusted)
+        found = conference.identify(request, trusted=signalling.trusted(source))
         if found is None:
             self.refuse(conference, request, source, 403, NOT_INVITED, now)
             return

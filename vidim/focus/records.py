@@ -7,11 +7,21 @@ change only through :mod:`.lifecycle`'s tables (``advance``).
 
 from __future__ import annotations
 
+import secrets
 from dataclasses import dataclass, field
 from enum import Enum
 
 from ..conference_info import UserInfo
-from ..sip import Address, Dialog, DialogId, Response
+from ..sip import (
+    Address,
+    Dialog,
+    DialogId,
+    Request,
+    Response,
+    SipURI,
+    parse_name_addr_list,
+    unescape,
+)
 from ..vocabulary import Mode
 from .lifecycle import (
     ConferenceInput,
@@ -22,6 +32,7 @@ from .lifecycle import (
     next_participant_state,
 )
 from .media import ForwardingPlan, StreamInfo
+from .negotiation import address_of_record
 
 __all__ = [
     "Call",
@@ -110,6 +121,31 @@ class Conference:
 
     def advance(self, event: ConferenceInput) -> None:
         self.state = next_conference_state(self.state, event)
+
+    def identify(self, request: Request, *, trusted: bool) -> tuple[Invitee, str] | None:
+        """The invitee a request comes from, and how it showed it (``key`` or ``asserted``).
+
+        ``key``: the Request-URI's ``key`` parameter is its join credential;
+        ``asserted``: a P-Asserted-Identity names it, believed only when
+        ``trusted`` (the request comes from a trusted network).
+        """
+        uri = request.uri
+        key = uri.param("key") if isinstance(uri, SipURI) else None
+        if key:
+            given = unescape(key).encode("utf-8", "surrogateescape")
+            for invitee in self.invitees.values():
+                if invitee.credential and secrets.compare_digest(
+                    invitee.credential.encode("utf-8"), given
+                ):
+                    return invitee, "key"
+        if trusted:
+            by_aor = {i.aor: i for i in self.invitees.values()}
+            for value in request.headers.get_all("p-asserted-identity"):
+                for asserted in parse_name_addr_list(value):
+                    named = by_aor.get(address_of_record(str(asserted.uri)))
+                    if named is not None:
+                        return named, "asserted"
+        return None
 
 
 class Leg(Enum):

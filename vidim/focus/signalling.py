@@ -32,6 +32,7 @@ from ..sip import (
     warning_value,
 )
 from ..timers import Timers
+from ..vocabulary import is_trusted
 from .config import FocusConfig
 from .events import FocusEvent, MessageIgnored
 from .records import Owner, Resend, TimerKey, TimerKind
@@ -62,6 +63,10 @@ class Signalling:
         self.timers: Timers[TimerKey] = Timers()
         #: 200s awaiting their ACK, by (Call-ID, CSeq number).
         self.resends: dict[tuple[str, int], Resend] = {}
+
+    def trusted(self, source: Address) -> bool:
+        """Whether ``source`` is in the trusted networks (its P-Asserted-Identity believed)."""
+        return is_trusted(source.host, self.config.trusted_networks)
 
     # -- answers ---------------------------------------------------------------------
     def respond(self, response: Response, now: float) -> None:

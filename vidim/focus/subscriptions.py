@@ -33,10 +33,9 @@ class Subscriptions:
         conference: Conference,
         request: Request,
         source: Address,
-        allowed: bool,
         now: float,
     ) -> None:
-        """A SUBSCRIBE to ``conference``; ``allowed``: its source is trusted or has a credential."""
+        """A SUBSCRIBE to ``conference``: from a trusted network, or with a join credential."""
         signalling = self._signalling
         value = request.headers.get("event")
         event = parse_event(value) if value is not None else None  # SIPParseError -> 400
@@ -49,7 +48,7 @@ class Subscriptions:
                 [("Allow-Events", "conference")],
             )
             return
-        if not allowed:
+        if not signalling.trusted(source) and conference.identify(request, trusted=False) is None:
             signalling.refuse(request, 403, "not allowed to watch this conference", now)
             return
         expires = self._granted(request)
