@@ -18,13 +18,12 @@ from typing import Any
 import click
 
 from vidim import __version__
-from vidim.aio import RtpRelay, SipServer, serve_forever_until_signal
+from vidim.aio import FocusMedia, RtpRelay, SipServer, serve_forever_until_signal
 from vidim.allocator import events as allocator_events
 from vidim.allocator.allocator import Allocator, AllocatorConfig
 from vidim.allocator.requests import RequestPolicy
+from vidim.focus import ConferenceFocus, FocusConfig
 from vidim.focus import events as focus_events
-from vidim.focus.events import MediaPlanChanged
-from vidim.focus.focus import ConferenceFocus, FocusConfig
 from vidim.sip import Address, TransactionConfig
 
 from .config import DEFAULTS, SETTINGS, ConfigError, DaemonConfig, load
@@ -78,28 +77,13 @@ def build_focus(config: DaemonConfig) -> ConferenceFocus:
     )
 
 
-def _focus_events(focus: ConferenceFocus, relay: RtpRelay) -> Callable[[Any], None]:
-    """Log the focus's events, and keep the RTP relay on the focus's current plan.
-
-    Plans are applied one at a time, newest last, so that a burst of changes
-    cannot leave an older plan in force.
-    """
+def _focus_events(media: FocusMedia) -> Callable[[Any], None]:
+    """Log the focus's events; its media plan changes go to the RTP relay."""
     log_event = _event_logger("focus")
-    pending: list[asyncio.Task[None]] = []
-
-    async def apply_latest(previous: asyncio.Task[None] | None) -> None:
-        if previous is not None:
-            await asyncio.gather(previous, return_exceptions=True)
-        try:
-            await relay.apply(focus.forwarding_plan)
-        except OSError as error:
-            log.error("RTP relay: cannot bind the plan's ports: %s", error)
 
     def on_event(event: Any) -> None:
         log_event(event)
-        if isinstance(event, MediaPlanChanged):
-            previous = pending[-1] if pending else None
-            pending[:] = [asyncio.get_running_loop().create_task(apply_latest(previous))]
+        media.on_event(event)
 
     return on_event
 
@@ -158,17 +142,17 @@ async def _run(
 ) -> int:
     servers: list[SipServer[Any]] = []
     focus: ConferenceFocus | None = None
-    relay: RtpRelay | None = None
+    media: FocusMedia | None = None
     if focus_on:
         focus = build_focus(config)
-        relay = RtpRelay(config.media_address)
+        media = FocusMedia(focus, RtpRelay(config.media_address), logger=log)
         servers.append(
             SipServer(
                 focus,
                 host=config.focus_listen.host,
                 port=config.focus_listen.port,
                 clock=time.time,
-                on_event=_focus_events(focus, relay),
+                on_event=_focus_events(media),
             )
         )
     if allocator_on:
@@ -203,8 +187,8 @@ async def _run(
             servers[0].transmit()
 
     await serve_forever_until_signal(servers, before_close=before_close, drain=5.0)
-    if relay is not None:
-        await relay.close()
+    if media is not None:
+        await media.close()
     log.info("stopped")
     return 0
 

@@ -108,3 +108,37 @@ async def scenario() -> None:
 
 def test_relay_forwards_per_plan_on_loopback() -> None:
     asyncio.run(asyncio.wait_for(scenario(), 20))
+
+
+async def latching_scenario() -> None:
+    bob_t, bob, _ = await endpoint()
+    carol_t, carol, carol_port = await endpoint()
+
+    def audio(local: int, remote: int) -> StreamInfo:
+        return StreamInfo("audio", local, "127.0.0.1", remote, remote + 1)
+
+    # Bob's SDP names port 9 (nothing there): he is behind a NAT that maps
+    # him to his socket's real port.
+    plan = forwarding_plan(
+        [
+            ParticipantMedia("sip:bob@x", Mode.AUDIO, (audio(100, 9),)),
+            ParticipantMedia("sip:carol@x", Mode.AUDIO, (audio(110, carol_port),)),
+        ]
+    )
+    relay = RtpRelay("127.0.0.1", latching=True, ephemeral=True)
+    await relay.apply(plan)
+    try:
+        bob_t.sendto(rtp(0, 1), relay.address(100))  # latches port 100 to bob's socket
+        data, _ = await asyncio.wait_for(carol.received.get(), WAIT)
+        assert data == rtp(0, 1)
+        carol_t.sendto(rtp(0, 2), relay.address(110))
+        data, source = await asyncio.wait_for(bob.received.get(), WAIT)
+        assert (data, source) == (rtp(0, 2), relay.address(100))
+    finally:
+        await relay.close()
+        for transport in (bob_t, carol_t):
+            transport.close()
+
+
+def test_latching_sends_to_where_a_participant_really_is() -> None:
+    asyncio.run(asyncio.wait_for(latching_scenario(), 20))

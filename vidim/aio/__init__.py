@@ -3,17 +3,21 @@
 * :class:`SipServer` (``server.py``): UDP and TCP sockets and one timer around
   any sans-IO SIP core (the allocator, the focus, or your own);
 * :class:`RtpRelay` (``rtp.py``): the UDP sockets that carry the built-in
-  focus's media.
+  focus's media;
+* :class:`FocusMedia` (``focus.py``): keeps an :class:`RtpRelay` on the
+  built-in focus's forwarding plan.
 """
 
 from __future__ import annotations
 
+from .focus import FocusMedia
 from .protocols import SipCore, SipMessageCore
 from .rtp import PortStats, RtpRelay
 from .server import DEFAULT_PORT, SipServer, serve_forever_until_signal
 
 __all__ = [
     "DEFAULT_PORT",
+    "FocusMedia",
     "PortStats",
     "RtpRelay",
     "SipCore",

@@ -8,15 +8,8 @@ destination of that port's route, out of the destination's ``via_port``
 socket.  No jitter buffer, no mixing, no SRTP, no parsing beyond the two
 header bits the payload-type rewrite needs.
 
-Driving it::
-
-    relay = RtpRelay(config.media_address)
-    ...
-    for event in focus.events():
-        if isinstance(event, MediaPlanChanged):
-            await relay.apply(focus.forwarding_plan)
-    ...
-    await relay.close()
+Driving it: :class:`vidim.aio.FocusMedia` applies the focus's plan on
+every :class:`~vidim.focus.MediaPlanChanged`, one plan at a time.
 
 :meth:`RtpRelay.apply` binds the sockets the new plan needs first (so a
 bind failure leaves the old plan in force and raises), then swaps the
@@ -44,6 +37,7 @@ really is.  For tests, which must not assume a free port range.
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 from dataclasses import dataclass
 
 from ..focus.media import ForwardingPlan, Route
@@ -90,6 +84,11 @@ def _rewrite(data: bytes, payload_map: tuple[tuple[int, int], ...]) -> bytes:
     return data
 
 
+def _peer(route: Route) -> tuple[str, tuple[str, int] | None]:
+    """Who a port serves: a latch holds only while this stays the same."""
+    return route.participant, route.remote
+
+
 class RtpRelay:
     """UDP sockets for the plan's ports, forwarding per route."""
 
@@ -125,10 +124,7 @@ class RtpRelay:
 
     def stats(self) -> dict[int, PortStats]:
         """Counters per plan port (a copy)."""
-        return {
-            port: PortStats(s.packets_in, s.packets_out, s.bytes_in, s.dropped, s.errors)
-            for port, s in self._stats.items()
-        }
+        return {port: dataclasses.replace(s) for port, s in self._stats.items()}
 
     async def apply(self, plan: ForwardingPlan) -> None:
         """Bind what ``plan`` adds, switch to it, close what it drops.
@@ -153,15 +149,7 @@ class RtpRelay:
         routes = plan.as_dict()
         for port in list(self._latched):
             old, new = self._routes.get(port), routes.get(port)
-            if (
-                new is None
-                or old is None
-                or (old.participant, old.remote)
-                != (
-                    new.participant,
-                    new.remote,
-                )
-            ):
+            if old is None or new is None or _peer(old) != _peer(new):
                 del self._latched[port]
         # The switch: one assignment each, nothing awaits in between.
         self._transports.update(opened)

@@ -1,13 +1,21 @@
 """The built-in conference focus: conference state, admission, roster, RTP forwarding plan.
 
 :class:`ConferenceFocus` is sans-IO (messages and time in; messages,
-deadlines and events out); :class:`vidim.aio.RtpRelay` is the asyncio
-UDP relay that applies its :class:`ForwardingPlan`.  The relay is not
+deadlines and events out); :class:`vidim.aio.FocusMedia` keeps a
+:class:`vidim.aio.RtpRelay` on its :class:`ForwardingPlan`.  Neither is
 imported here, so that the protocol core never pulls in asyncio.
+
+Inside: :mod:`.focus` (the driver: dispatch, timers, the end),
+:mod:`.anchor` (conference creation), :mod:`.participants` (admission,
+SDP per mode), :mod:`.subscriptions` (the roster, RFC 4575),
+:mod:`.signalling` (dialogs, timers, what is sent), :mod:`.negotiation`
+(bodies and SDP answers), :mod:`.lifecycle` (the state tables),
+:mod:`.media` (the forwarding plan, pure).
 """
 
 from __future__ import annotations
 
+from .config import NOT_INVITED, ConferenceSnapshot, FocusConfig
 from .events import (
     ConferenceCreated,
     ConferenceEnded,
@@ -21,7 +29,15 @@ from .events import (
     SubscriptionEnded,
     SubscriptionStarted,
 )
-from .focus import NOT_INVITED, ConferenceFocus, ConferenceSnapshot, FocusConfig
+from .focus import ConferenceFocus
+from .lifecycle import (
+    CONFERENCE_TRANSITIONS,
+    PARTICIPANT_TRANSITIONS,
+    ConferenceInput,
+    ConferenceState,
+    ParticipantInput,
+    ParticipantState,
+)
 from .media import (
     Destination,
     ForwardingPlan,
@@ -35,11 +51,15 @@ from .media import (
 )
 
 __all__ = [
+    "CONFERENCE_TRANSITIONS",
     "NOT_INVITED",
+    "PARTICIPANT_TRANSITIONS",
     "ConferenceCreated",
     "ConferenceEnded",
     "ConferenceFocus",
+    "ConferenceInput",
     "ConferenceSnapshot",
+    "ConferenceState",
     "Destination",
     "FocusConfig",
     "FocusEvent",
@@ -48,9 +68,11 @@ __all__ = [
     "MediaPlanChanged",
     "MessageIgnored",
     "ParticipantAdmitted",
+    "ParticipantInput",
     "ParticipantLeft",
     "ParticipantMedia",
     "ParticipantRefused",
+    "ParticipantState",
     "PortPool",
     "PortsExhaustedError",
     "Route",

@@ -22,13 +22,15 @@ __all__ = [
 ]
 
 
-@dataclass(frozen=True, slots=True, kw_only=True)
+@dataclass(frozen=True, kw_only=True, slots=True)
 class FocusEvent:
     """Base of every focus event."""
 
 
-@dataclass(frozen=True, slots=True, kw_only=True)
+@dataclass(frozen=True, kw_only=True, slots=True)
 class ConferenceCreated(FocusEvent):
+    """A factory INVITE created a conference (its 200 is on the way)."""
+
     conference_uri: str
     """The URI invitees call (without ``;isfocus``)."""
     call_id: str
@@ -37,7 +39,7 @@ class ConferenceCreated(FocusEvent):
     """The invitees' URIs, in list order."""
 
 
-@dataclass(frozen=True, slots=True, kw_only=True)
+@dataclass(frozen=True, kw_only=True, slots=True)
 class InviteesAdded(FocusEvent):
     """A re-INVITE on the anchor named invitees the conference did not have."""
 
@@ -45,8 +47,10 @@ class InviteesAdded(FocusEvent):
     invitees: tuple[str, ...]
 
 
-@dataclass(frozen=True, slots=True, kw_only=True)
+@dataclass(frozen=True, kw_only=True, slots=True)
 class ParticipantAdmitted(FocusEvent):
+    """An invitee's INVITE was answered 200: it is in a call."""
+
     conference_uri: str
     uri: str
     """The invitee's URI as the list gave it (the roster's user entity)."""
@@ -56,8 +60,10 @@ class ParticipantAdmitted(FocusEvent):
     """``key`` (join credential) or ``asserted`` (trusted P-Asserted-Identity)."""
 
 
-@dataclass(frozen=True, slots=True, kw_only=True)
+@dataclass(frozen=True, kw_only=True, slots=True)
 class ParticipantRefused(FocusEvent):
+    """An INVITE to a conference URI was refused (a 4xx/5xx with a Warning)."""
+
     conference_uri: str | None
     """None when no conference matched."""
     call_id: str
@@ -68,21 +74,25 @@ class ParticipantRefused(FocusEvent):
     """``host:port`` the INVITE came from."""
 
 
-@dataclass(frozen=True, slots=True, kw_only=True)
+@dataclass(frozen=True, kw_only=True, slots=True)
 class ParticipantLeft(FocusEvent):
+    """A participant's call ended."""
+
     conference_uri: str
     uri: str
     reason: str
     """``hung up``, ``conference ended``, ``replaced by a new call``..."""
 
 
-@dataclass(frozen=True, slots=True, kw_only=True)
+@dataclass(frozen=True, kw_only=True, slots=True)
 class ConferenceEnded(FocusEvent):
+    """A conference is over and forgotten (BYEs and terminated NOTIFYs sent)."""
+
     conference_uri: str
     reason: str
 
 
-@dataclass(frozen=True, slots=True, kw_only=True)
+@dataclass(frozen=True, kw_only=True, slots=True)
 class MediaPlanChanged(FocusEvent):
     """The forwarding plan of one conference changed (empty once it has ended).
 
@@ -94,22 +104,26 @@ class MediaPlanChanged(FocusEvent):
     plan: ForwardingPlan
 
 
-@dataclass(frozen=True, slots=True, kw_only=True)
+@dataclass(frozen=True, kw_only=True, slots=True)
 class SubscriptionStarted(FocusEvent):
+    """A SUBSCRIBE to a conference's roster was accepted."""
+
     conference_uri: str
     subscriber: str
     """The From URI of the SUBSCRIBE."""
     expires: int
 
 
-@dataclass(frozen=True, slots=True, kw_only=True)
+@dataclass(frozen=True, kw_only=True, slots=True)
 class SubscriptionEnded(FocusEvent):
+    """A roster subscription ended (expired, unsubscribed, refused NOTIFY, conference over)."""
+
     conference_uri: str
     subscriber: str
     reason: str
 
 
-@dataclass(frozen=True, slots=True, kw_only=True)
+@dataclass(frozen=True, kw_only=True, slots=True)
 class MessageIgnored(FocusEvent):
     """Input that was dropped: unparsable bytes, a stray response, a late ACK."""
 

@@ -1,0 +1,162 @@
+"""What the focus reads from request bodies and answers to SDP offers.
+
+Pure functions (the port pool is the only state they touch): the anchor's
+SDP rejects every offered m-line, a participant's allows exactly its
+invitee's mode (:func:`vidim.sdp.build_answer`) on ports from the pool.
+"""
+
+from __future__ import annotations
+
+import secrets
+from dataclasses import dataclass
+
+from ..resource_lists import RESOURCE_LISTS_TYPE, ListEntry, parse_resource_list
+from ..sdp import SDP_TYPE, SDPError, build_answer, build_offer, parse_media
+from ..sip import RemoteProtocolError, Request, SIPParseError, SipURI, parse_uri
+from ..vocabulary import Mode
+from .media import PortPool, PortsExhaustedError, StreamInfo, streams_from_sdp
+
+__all__ = [
+    "Negotiated",
+    "address_of_record",
+    "anchor_sdp",
+    "list_part",
+    "negotiate",
+    "new_session_id",
+    "reversion",
+    "sdp_part",
+]
+
+#: The o= line's username in every SDP of the focus.
+USERNAME = "vidim-focus"
+
+
+def new_session_id() -> int:
+    """A random o= session id (RFC 4566: unique, and NTP-sized is customary)."""
+    return secrets.randbits(40)
+
+
+def address_of_record(uri_text: str) -> str:
+    """``sip:user@host`` of a URI, for matching asserted identities; the text when unparsable."""
+    try:
+        uri = parse_uri(uri_text)
+    except SIPParseError:
+        return uri_text
+    return uri.address_of_record if isinstance(uri, SipURI) else str(uri)
+
+
+def sdp_part(request: Request) -> bytes | None:
+    """The SDP of a request (whole body or a multipart part); None when it has none."""
+    if not request.body:
+        return None
+    for part in request.body_parts():
+        ctype = part.content_type
+        if ctype is not None and ctype.mime == SDP_TYPE:
+            return part.body
+    return None
+
+
+def list_part(request: Request) -> list[ListEntry] | None:
+    """The RFC 5366 resource list of a request; None when it has none."""
+    if not request.body:
+        return None
+    for part in request.body_parts():
+        ctype = part.content_type
+        if ctype is not None and ctype.mime == RESOURCE_LISTS_TYPE:
+            return parse_resource_list(part.body)
+    return None
+
+
+def anchor_sdp(offer: bytes | None, address: str, session_id: int, version: int) -> bytes:
+    """The anchor's SDP: every offered line rejected, or (no offer) an inactive offer."""
+    if offer is None:
+        return build_offer(
+            Mode.CHAT,
+            address=address,
+            audio_port=9,
+            video_port=None,
+            session_id=session_id,
+            version=version,
+            username=USERNAME,
+            from_focus=True,
+        )
+    return build_answer(
+        offer,
+        Mode.CHAT,
+        address=address,
+        ports={},
+        session_id=session_id,
+        version=version,
+        username=USERNAME,
+    )
+
+
+@dataclass(frozen=True, slots=True)
+class Negotiated:
+    answer: bytes
+    #: The focus's RTP port per kind ("audio", "video").
+    ports: dict[str, int]
+    streams: tuple[StreamInfo, ...]
+
+
+def negotiate(
+    offer: bytes,
+    mode: Mode,
+    *,
+    address: str,
+    pool: PortPool,
+    current: dict[str, int],
+    session_id: int,
+    version: int,
+) -> Negotiated:
+    """Answer ``offer`` for ``mode``, reusing ``current`` ports and taking new ones from ``pool``.
+
+    Raises :class:`~vidim.sip.RemoteProtocolError` with the status to answer
+    (503 when the pool is empty, the SDP error's otherwise), the ports it
+    took given back.  Ports of ``current`` the answer no longer uses are
+    *not* released here: the caller does, once the answer is sent.
+    """
+    fresh: list[int] = []
+    ports: dict[str, int] = {}
+
+    def allocate(index: int, kind: str) -> int:
+        port = current.get(kind)
+        if port is None:
+            port = pool.allocate()
+            fresh.append(port)
+        ports[kind] = port
+        return port
+
+    try:
+        answer = build_answer(
+            offer,
+            mode,
+            address=address,
+            ports=allocate,
+            session_id=session_id,
+            version=version,
+            username=USERNAME,
+        )
+        streams = streams_from_sdp(parse_media(offer), parse_media(answer))
+    except (PortsExhaustedError, SDPError) as error:
+        for port in fresh:
+            pool.release(port)
+        if isinstance(error, SDPError):
+            raise
+        raise RemoteProtocolError(
+            "no media ports left on the focus", status_hint=503, headers=(("Retry-After", "30"),)
+        ) from None
+    return Negotiated(answer, ports, streams)
+
+
+def reversion(sdp: bytes, version: int) -> bytes:
+    """The same SDP with its o= line's version replaced (RFC 3264 section 8)."""
+    lines = sdp.split(b"\r\n")
+    for index, line in enumerate(lines):
+        if line.startswith(b"o="):
+            fields = line.split(b" ")
+            if len(fields) >= 3:
+                fields[2] = str(version).encode()
+                lines[index] = b" ".join(fields)
+            break
+    return b"\r\n".join(lines)
