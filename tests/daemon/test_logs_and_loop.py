@@ -94,7 +94,8 @@ def test_plain_formatter_writes_what_the_standard_format_did() -> None:
     assert PlainFormatter().format(record) == (
         f"{standard.format(record)} [call_id=c1 conference_id=k1]"
     )
-    assert PlainFormatter().format(_record()) == standard.format(_record())
+    bare = _record()
+    assert PlainFormatter().format(bare) == standard.format(bare)
 
 
 def test_json_lines_are_one_object_each_with_the_extra_fields() -> None:
