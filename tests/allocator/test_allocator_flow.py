@@ -14,7 +14,7 @@ from vidim.allocator.events import (
     ParticipantLeft,
 )
 from vidim.allocator.requests import RequestPolicy
-from vidim.sip import Address, Via
+from vidim.sip import Address
 from vidim.sip.transaction import NonInviteClientState, NonInviteClientTransaction
 from vidim.vocabulary import Mode
 

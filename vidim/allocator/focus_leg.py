@@ -151,10 +151,14 @@ class FocusLeg:
         bye = dialog.create_request("BYE")
         self._send_in_dialog(dialog, bye, now, Pending(Purpose.CLEANUP, None, bye))
 
-    def _send_in_dialog(self, dialog: Dialog, request: Request, now: float, pending: Pending) -> None:
+    def _send_in_dialog(
+        self, dialog: Dialog, request: Request, now: float, pending: Pending
+    ) -> None:
         self._context.send(request, self._context.in_dialog_destination(dialog), now, pending)
 
-    def _failed(self, conference: Conference, reason: str, now: float, *, retry: bool = True) -> None:
+    def _failed(
+        self, conference: Conference, reason: str, now: float, *, retry: bool = True
+    ) -> None:
         """This focus will not host it: try the next one, or give up."""
         context = self._context
         focus_uris = context.config.focus_uris
@@ -264,7 +268,9 @@ class FocusLeg:
         if response.status in _DEAD_STATUSES and conference.state is ConferenceState.ACTIVE:
             self._gone(conference, now)
 
-    def on_refresh(self, conference: Conference, dialog: Dialog, request: Request, now: float) -> None:
+    def on_refresh(
+        self, conference: Conference, dialog: Dialog, request: Request, now: float
+    ) -> None:
         """A session refresh (re-INVITE) from the focus: answer with the same inactive offer."""
         _, body, content_type = self._offer(conference)
         response = dialog.create_response(request, 200, body=body, content_type=content_type)

@@ -71,7 +71,8 @@ def invitation_text(conference: Conference, participant: Participant, joined: st
             f"{inviter} invites you to {with_article(conference.mode)} conference. You take "
             "part by instant message: updates will come here."
         )
-    return f"{inviter} invites you to {with_article(participant.mode)} conference. Call {joined} to join."
+    mode = with_article(participant.mode)
+    return f"{inviter} invites you to {mode} conference. Call {joined} to join."
 
 
 def status_text(conference: Conference) -> str:

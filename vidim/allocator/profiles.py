@@ -21,7 +21,7 @@ from hashlib import blake2b
 import sdp_transform
 
 from ..resource_lists import RESOURCE_LISTS_TYPE, ListEntry, build_resource_list
-from ..sip import LocalProtocolError, NameAddr, Response, SipURI, build_multipart, parse_uri
+from ..sip import NameAddr, Response, SipURI, build_multipart, parse_uri
 from .conference import Conference
 
 __all__ = [
