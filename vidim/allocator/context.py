@@ -169,6 +169,33 @@ class Context:
         ]
         return Request(method, uri, lines, body)
 
+    def initial_request(
+        self,
+        conference: Conference,
+        method: str,
+        uri: str,
+        *,
+        headers: Iterable[tuple[str, str]],
+        body: bytes = b"",
+        content_type: str | None = None,
+    ) -> Request:
+        """The request that starts a dialog of ``conference`` (INVITE to the focus, SUBSCRIBE).
+
+        In-dialog requests with its Call-ID then find the conference.
+        """
+        request = self.dialogs.create_initial_request(
+            method,
+            uri,
+            from_addr=self.service,
+            to_addr=uri,
+            contact=self.contact,
+            headers=headers,
+            body=body,
+            content_type=content_type,
+        )
+        self.conferences.add_call_id(conference, request.call_id)
+        return request
+
     def route(self, uri: str, direct: Address | None = None) -> Address:
         """Where an out-of-dialog request goes: the proxy when there is one."""
         if self.config.proxy is not None:

@@ -66,17 +66,9 @@ class FocusLeg:
         context = self._context
         focus_uri = context.config.focus_uris[conference.focus_index]
         headers, body, content_type = self._offer(conference)
-        invite = context.dialogs.create_initial_request(
-            "INVITE",
-            focus_uri,
-            from_addr=context.service,
-            to_addr=focus_uri,
-            contact=context.contact,
-            headers=headers,
-            body=body,
-            content_type=content_type,
+        invite = context.initial_request(
+            conference, "INVITE", focus_uri, headers=headers, body=body, content_type=content_type
         )
-        context.conferences.add_call_id(conference, invite.call_id)
         tid = context.layer.send_request(invite, address_of(focus_uri), now)
         context.pending[tid] = Pending(
             Purpose.FOCUS_INVITE, conference.id, invite, str(conference.focus_index)

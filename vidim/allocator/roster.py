@@ -53,15 +53,9 @@ class Roster:
         uri = conference.conference_uri
         if context.config.profile is not FocusProfile.RFC4579 or uri is None:
             return
-        subscribe = context.dialogs.create_initial_request(
-            "SUBSCRIBE",
-            uri,
-            from_addr=context.service,
-            to_addr=uri,
-            contact=context.contact,
-            headers=self._subscribe_headers(),
+        subscribe = context.initial_request(
+            conference, "SUBSCRIBE", uri, headers=self._subscribe_headers()
         )
-        context.conferences.add_call_id(conference, subscribe.call_id)
         pending = Pending(Purpose.SUBSCRIBE, conference.id, subscribe)
         context.send(subscribe, address_of(uri), now, pending)
 
