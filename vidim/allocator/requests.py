@@ -457,12 +457,9 @@ def requester_identity(request: Request, *, source_host: str, policy: RequestPol
         _refuse("missing From")
     _check_text(raw, "From")
     try:
-        # Through the message's cache: the parser has read the From already.
-        from_addr = request.headers.parsed("from", parse_name_addr)
+        from_addr = request.from_addr
     except SIPParseError:
         _refuse("malformed From")
-    if from_addr is None:  # pragma: no cover - raw is not None
-        _refuse("missing From")
     return _address_of_record(from_addr.uri, "From")
 
 
