@@ -2,12 +2,10 @@
 
 from __future__ import annotations
 
-import sys
-
 from peers import FOCUS, PROXY, Focus, Phone, SimNetwork
 
 from vidim.allocator.allocator import Allocator, AllocatorConfig
-from vidim.allocator.conference import ConferenceState
+from vidim.allocator.conference import ConferenceState, Deadline
 from vidim.allocator.events import (
     ConferenceEnded,
     ConferenceReady,
@@ -16,7 +14,7 @@ from vidim.allocator.events import (
     ParticipantLeft,
 )
 from vidim.allocator.requests import RequestPolicy
-from vidim.sip import Address, Via
+from vidim.sip import Address
 from vidim.sip.transaction import NonInviteClientState, NonInviteClientTransaction
 from vidim.vocabulary import Mode
 
@@ -113,86 +111,50 @@ def test_ended_conferences_leave_nothing_behind() -> None:
         assert conference.ended
     net.advance(100.0)  # let every transaction finish
     assert allocator.conferences == {}
-    assert list(allocator._dialogs) == []
-    assert allocator._by_call_id == {}
-    assert allocator._call_ids == {}
-    assert allocator._by_requester == allocator._latest == {}
-    assert allocator._anchors == allocator._subscriptions == {}
-    assert allocator._pending == allocator._pending_subscribes == {}
-    # ... not even the table of the busiest moment.
-    assert sys.getsizeof(allocator._pending) == sys.getsizeof({})
-    assert allocator._rosters == {}
+    context = allocator._context
+    assert list(context.dialogs) == []
+    assert context.conferences.indexes_empty()
+    assert allocator._focus.anchors == allocator._focus.invites == {}
+    assert allocator._roster.subscriptions == allocator._roster.views == {}
+    assert context.pending == context.subscribes == {}
+    assert len(context.timers) == 0
     assert allocator.get_timer() is None
 
 
-def test_per_conference_indexes_stay_small() -> None:
-    """What each live conference costs in the indexes (100,000 live is the target)."""
+def test_indexes_follow_each_requesters_conferences() -> None:
     net, allocator, alice, _bob, _carol, focus = make_world()
+    table = allocator._context.conferences
     alice.send_message(0.0, text="/video bob")
     net.run(5.0)
     (first,) = allocator.conferences.values()
-    # One conference: its requester's entry is the id itself, not a list of one;
-    # the rate window's entry the time itself.
-    assert allocator._by_requester == {first.requester: first.id}
-    assert allocator._latest == {}  # their only conference is their newest
-    assert not isinstance(allocator._requests_seen[first.requester], list)
-    # Nobody there yet: the roster is kept as its version alone ...
-    assert isinstance(allocator._rosters[first.id], int)
+    assert table.newest_of(first.requester) is first
+    assert len(allocator._commands.rate) == 1
     focus.join(focus.conferences[0], "sip:bob@example.com", Mode.VIDEO, net.now)
     net.advance(1.0)
-    # ... then as the view, naming the conference by the same string as the record.
-    roster = allocator._rosters[first.id]
-    assert not isinstance(roster, int)
-    assert roster.entity is first.conference_uri
+    roster = allocator._roster.views[first.id]
+    assert roster.entity == first.conference_uri
     assert [user.entity for user in roster.users] == ["sip:bob@example.com"]
     alice.send_message(net.now, text="/audio carol")
     net.advance(5.0)
     second = next(c for c in allocator.conferences.values() if c is not first)
-    assert allocator._by_requester == {first.requester: [first.id, second.id]}
-    assert allocator._latest == {first.requester: second.id}
-    assert len(allocator._requests_seen[first.requester]) == 2  # type: ignore[arg-type]
+    assert table.newest_of(first.requester) is second
     # Only SUBSCRIBEs are kept aside for retiring (not every transaction in flight).
-    assert all(p.request.method == "SUBSCRIBE" for p in allocator._pending_subscribes.values())
-    # One timer entry per conference, however many deadlines it has (the
-    # second, nobody there yet: keepalive and idle), due no later than the
-    # earliest of them.
-    assert second.keepalive_deadline is not None
-    assert second.idle_deadline is not None
+    context = allocator._context
+    assert all(p.request.method == "SUBSCRIBE" for p in context.subscribes.values())
+    # One timer per deadline, the same as the record's (nobody joined the
+    # second yet: keepalive and idle; somebody joined the first: keepalive).
+    assert set(second.deadlines) == {Deadline.KEEPALIVE, Deadline.IDLE}
+    assert set(first.deadlines) == {Deadline.KEEPALIVE}
     for conference in (first, second):
-        entries = [entry for entry in allocator._timers if entry[1] == conference.id]
-        assert entries == [(conference._timer_at, conference.id)]
-        deadlines = [conference.keepalive_deadline, conference.idle_deadline]
-        assert conference._timer_at <= min(d for d in deadlines if d is not None)
+        for kind, when in conference.deadlines.items():
+            assert context.timers.deadline((conference.id, kind)) == when
     focus.hang_up(focus.conferences[0], net.now)
     net.advance(1.0)
-    assert allocator._by_requester == {first.requester: second.id}
-    assert allocator._latest == {}
+    assert table.newest_of(first.requester) is second
     alice.send_message(net.now, text="/end")
     net.advance(5.0)
-    assert allocator._by_requester == {}
-
-
-def test_out_of_dialog_lines_are_what_the_value_types_write() -> None:
-    """Via, From and Call-ID come from prefixes written once: the same text as before."""
-    for local in (Address("127.0.0.1", 5070), Address("::1", 5075, "TCP")):
-        allocator = Allocator(
-            AllocatorConfig(local=local, requests=RequestPolicy.for_domain("example.com"))
-        )
-        request = allocator._out_of_dialog("MESSAGE", "sip:bob@example.com")
-        via = request.top_via
-        assert via.branch is not None
-        assert via.is_rfc3261_branch
-        assert request.headers.get("Via") == str(
-            Via(local.transport, local.host, local.port, (("rport", None),)).with_params(
-                branch=via.branch
-            )
-        )
-        tag = request.from_addr.tag
-        assert tag is not None
-        assert request.headers.get("From") == f"<sip:vidim@example.com>;tag={tag}"
-        assert request.call_id.endswith(f"@{local.host}")
-        assert request.headers.get("To") == "<sip:bob@example.com>"
-        assert request.headers.get("CSeq") == "1 MESSAGE"
+    assert table.newest_of(first.requester) is None
+    assert table.indexes_empty()
 
 
 def test_requests_answered_for_good_are_let_go_of() -> None:
@@ -210,6 +172,6 @@ def test_requests_answered_for_good_are_let_go_of() -> None:
     assert completed  # the invitation MESSAGE and the SUBSCRIBE, answered, linger for Timer K
     for txn in completed:
         assert txn.request is None  # what they keep: nothing of the request
-    methods = {tid: p.request.method for tid, p in allocator._pending.items()}
+    methods = {tid: p.request.method for tid, p in allocator._context.pending.items()}
     assert {txn.id for txn in completed if txn.key[1] == "MESSAGE"}.isdisjoint(methods)
     assert set(methods.values()) <= {"INVITE", "SUBSCRIBE"}

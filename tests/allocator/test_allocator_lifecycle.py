@@ -958,4 +958,4 @@ def test_restored_in_any_order_end_acts_on_the_newest_then_the_older() -> None:
         w.net.advance(5.0)
         assert w.net.of_type(ConferenceEnded)[-1].conference_id == expected
     assert fresh.conferences == {}
-    assert fresh._by_requester == fresh._latest == {}
+    assert fresh._context.conferences.indexes_empty()

@@ -22,7 +22,7 @@ def test_driver_brings_conferences_up_and_leaves_no_transaction(
     driver.settle()
     driver.check(200)  # raises unless all 200 are ACTIVE
     assert len(driver.allocator._layer) == 0
-    assert not driver.allocator._pending
+    assert not driver.allocator._context.pending
 
 
 def test_quick_run_in_child_processes(

@@ -9,8 +9,9 @@ keep it and a restarted allocator can resume managing it.
 
 from __future__ import annotations
 
+from dataclasses import dataclass, field
 from enum import Enum
-from typing import Any, Final
+from typing import Any
 
 from ..sip import LocalProtocolError
 from ..vocabulary import Mode
@@ -20,6 +21,7 @@ __all__ = [
     "Conference",
     "ConferenceInput",
     "ConferenceState",
+    "Deadline",
     "Participant",
     "ProbeResult",
     "next_state",
@@ -30,8 +32,6 @@ FORMAT = 1
 
 
 class ConferenceState(Enum):
-    __hash__ = object.__hash__  # members are singletons: C-level hash for the table lookups
-
     #: The request was accepted (202 sent); nothing else has happened yet.
     REQUESTED = "requested"
     #: OPTIONS probes are out to the invitees.
@@ -47,10 +47,12 @@ class ConferenceState(Enum):
     #: Never came to life: every focus failed.
     FAILED = "failed"
 
+    def __repr__(self) -> str:
+        # Events are logged by their repr: ``old=active``, not the Enum's long form.
+        return self.value
+
 
 class ConferenceInput(Enum):
-    __hash__ = object.__hash__  # members are singletons: C-level hash for the table lookups
-
     START_PROBING = "start probing"
     START_ALLOCATING = "start allocating"
     PROBES_DONE = "probes done"
@@ -105,8 +107,6 @@ def next_state(state: ConferenceState, event: ConferenceInput) -> ConferenceStat
 
 
 class ProbeResult(Enum):
-    __hash__ = object.__hash__  # members are singletons: C-level hash for the table lookups
-
     #: No probe sent (probing off) or no answer yet.
     UNKNOWN = "unknown"
     #: The device answered; its capabilities are recorded.
@@ -115,182 +115,45 @@ class ProbeResult(Enum):
     UNREACHABLE = "unreachable"
 
 
-# Participant flags: one small integer (a cached int, no allocation) for seven
-# fields, since a record lives as long as its conference (docs/performance.md,
-# "Memory"): each slot is 8 bytes per participant.
-_REQUESTER: Final = 1
-_INVITED: Final = 2
-_PROBE_SHIFT: Final = 2
-_AUDIO_SHIFT: Final = 4
-_VIDEO_SHIFT: Final = 6
-_MODE_SHIFT: Final = 8
-_REQUESTED_SHIFT: Final = 10
-_PROBES: Final = (ProbeResult.UNKNOWN, ProbeResult.ANSWERED, ProbeResult.UNREACHABLE)
-_TRISTATE: Final = (None, False, True)
-_MODES: Final = (Mode.VIDEO, Mode.AUDIO, Mode.WATCH, Mode.CHAT)
+class Deadline(Enum):
+    """What a conference may be waiting for; each kind has at most one deadline."""
+
+    #: Probing gives up waiting for the invitees' answers.
+    PROBE = "probe"
+    #: The focus must have answered the INVITE (else the next one is tried).
+    FOCUS = "focus"
+    #: An active conference nobody joined ends.
+    IDLE = "idle"
+    #: The anchor dialog is checked with an OPTIONS (and the subscription renewed).
+    KEEPALIVE = "keepalive"
+    #: Backstop for the BYE's answer.
+    ENDING = "ending"
+
+    @property
+    def record_key(self) -> str:
+        """Its key in :meth:`Conference.to_dict`: ``probe_deadline``..."""
+        return f"{self.value}_deadline"
 
 
-def _probe_bits(probe: ProbeResult) -> int:
-    if probe is ProbeResult.UNKNOWN:
-        return 0
-    if probe is ProbeResult.ANSWERED:
-        return 1
-    if probe is ProbeResult.UNREACHABLE:
-        return 2
-    raise TypeError(f"not a ProbeResult: {probe!r}")
-
-
-def _tristate_bits(value: bool | None) -> int:
-    return 0 if value is None else 2 if value else 1
-
-
-def _mode_bits(mode: Mode) -> int:
-    if mode is Mode.VIDEO:
-        return 0
-    if mode is Mode.AUDIO:
-        return 1
-    if mode is Mode.WATCH:
-        return 2
-    if mode is Mode.CHAT:
-        return 3
-    raise TypeError(f"not a Mode: {mode!r}")
-
-
+@dataclass(slots=True)
 class Participant:
-    """An invitee: what was asked for, what it can do, what it got.
-
-    A plain ``__slots__`` record (constructor, ``==`` and ``repr`` as the
-    dataclass it was): ``requester``, ``invited``, ``probe``, ``audio``,
-    ``video``, ``mode`` and ``requested_mode`` are kept in one integer.
-    """
-
-    __slots__ = ("_flags", "credential", "status", "uri")
+    """An invitee (or the requester): what was asked for, what it can do, what it got."""
 
     #: Address of record, e.g. ``sip:bob@example.com``.
     uri: str
+    requested_mode: Mode
+    #: The requested mode lowered by probing; the mode of the invitation.
+    mode: Mode
     #: The secret the focus checks before admitting this invitee.
     credential: str
+    #: The one who asked for the conference (first in the list, never probed or invited).
+    requester: bool = False
+    probe: ProbeResult = ProbeResult.UNKNOWN
+    audio: bool | None = None
+    video: bool | None = None
+    invited: bool = False
     #: Roster status from the focus (RFC 4575 endpoint status), "" before any.
-    status: str
-    _flags: int
-
-    def __init__(
-        self,
-        uri: str,
-        requested_mode: Mode,
-        mode: Mode,
-        credential: str,
-        requester: bool = False,
-        probe: ProbeResult = ProbeResult.UNKNOWN,
-        audio: bool | None = None,
-        video: bool | None = None,
-        invited: bool = False,
-        status: str = "",
-    ) -> None:
-        self.uri = uri
-        self.credential = credential
-        self.status = status
-        self._flags = (
-            (_REQUESTER if requester else 0)
-            | (_INVITED if invited else 0)
-            | _probe_bits(probe) << _PROBE_SHIFT
-            | _tristate_bits(audio) << _AUDIO_SHIFT
-            | _tristate_bits(video) << _VIDEO_SHIFT
-            | _mode_bits(mode) << _MODE_SHIFT
-            | _mode_bits(requested_mode) << _REQUESTED_SHIFT
-        )
-
-    def _set(self, mask: int, bits: int) -> None:
-        self._flags = (self._flags & ~mask) | bits
-
-    @property
-    def requester(self) -> bool:
-        """The one who asked for the conference (first in the list, never probed or invited)."""
-        return (self._flags & _REQUESTER) != 0
-
-    @requester.setter
-    def requester(self, value: bool) -> None:
-        self._set(_REQUESTER, _REQUESTER if value else 0)
-
-    @property
-    def invited(self) -> bool:
-        return (self._flags & _INVITED) != 0
-
-    @invited.setter
-    def invited(self, value: bool) -> None:
-        self._set(_INVITED, _INVITED if value else 0)
-
-    @property
-    def probe(self) -> ProbeResult:
-        return _PROBES[(self._flags >> _PROBE_SHIFT) & 3]
-
-    @probe.setter
-    def probe(self, value: ProbeResult) -> None:
-        self._set(3 << _PROBE_SHIFT, _probe_bits(value) << _PROBE_SHIFT)
-
-    @property
-    def audio(self) -> bool | None:
-        return _TRISTATE[(self._flags >> _AUDIO_SHIFT) & 3]
-
-    @audio.setter
-    def audio(self, value: bool | None) -> None:
-        self._set(3 << _AUDIO_SHIFT, _tristate_bits(value) << _AUDIO_SHIFT)
-
-    @property
-    def video(self) -> bool | None:
-        return _TRISTATE[(self._flags >> _VIDEO_SHIFT) & 3]
-
-    @video.setter
-    def video(self, value: bool | None) -> None:
-        self._set(3 << _VIDEO_SHIFT, _tristate_bits(value) << _VIDEO_SHIFT)
-
-    @property
-    def mode(self) -> Mode:
-        """The requested mode lowered by probing; the mode of the invitation."""
-        return _MODES[(self._flags >> _MODE_SHIFT) & 3]
-
-    @mode.setter
-    def mode(self, value: Mode) -> None:
-        self._set(3 << _MODE_SHIFT, _mode_bits(value) << _MODE_SHIFT)
-
-    @property
-    def requested_mode(self) -> Mode:
-        return _MODES[(self._flags >> _REQUESTED_SHIFT) & 3]
-
-    @requested_mode.setter
-    def requested_mode(self, value: Mode) -> None:
-        self._set(3 << _REQUESTED_SHIFT, _mode_bits(value) << _REQUESTED_SHIFT)
-
-    def _fields(self) -> tuple[object, ...]:
-        return (
-            self.uri,
-            self.requested_mode,
-            self.mode,
-            self.credential,
-            self.requester,
-            self.probe,
-            self.audio,
-            self.video,
-            self.invited,
-            self.status,
-        )
-
-    def __eq__(self, other: object) -> bool:
-        if other.__class__ is not self.__class__:
-            return NotImplemented
-        assert isinstance(other, Participant)
-        return self._fields() == other._fields()
-
-    # (No __hash__ = None: a class with __eq__ and no __hash__ is unhashable
-    # anyway, and compiled, the line would cost a slot.)
-
-    def __repr__(self) -> str:
-        return (
-            f"Participant(uri={self.uri!r}, requested_mode={self.requested_mode!r}, "
-            f"mode={self.mode!r}, credential={self.credential!r}, "
-            f"requester={self.requester!r}, probe={self.probe!r}, audio={self.audio!r}, "
-            f"video={self.video!r}, invited={self.invited!r}, status={self.status!r})"
-        )
+    status: str = ""
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -322,167 +185,39 @@ class Participant:
         )
 
 
-#: ``Conference._timer_at`` when the allocator has no timer entry for it.
-NO_TIMER: Final = float("inf")
-
-_CONFERENCE_FIELDS = (
-    "id",
-    "requester",
-    "mode",
-    "requester_address",
-    "participants",
-    "created_at",
-    "state",
-    "focus_index",
-    "focus_failures",
-    "conference_uri",
-    "anchor",
-    "subscription",
-    "roster_version",
-    "probe_deadline",
-    "focus_deadline",
-    "idle_deadline",
-    "keepalive_deadline",
-    "ending_deadline",
-    "reason",
-)
-
-
+@dataclass(slots=True)
 class Conference:
-    """The record of one conference; the allocator's only per-conference state.
+    """The record of one conference: what a store keeps to resume managing it.
 
     Deadlines are absolute times on the clock the allocator is driven with;
     give it a wall clock (``time.time()``) when records outlive the process.
-
-    A plain ``__slots__`` record (constructor, ``==`` and ``repr`` as the
-    dataclass it was) so that it can stay small while it is live: no list
-    for ``focus_failures`` until a focus fails, the participants in a list
-    of their exact size.
     """
-
-    __slots__ = (
-        "_failures",
-        "_timer_at",
-        "anchor",
-        "conference_uri",
-        "created_at",
-        "ending_deadline",
-        "focus_deadline",
-        "focus_index",
-        "id",
-        "idle_deadline",
-        "keepalive_deadline",
-        "mode",
-        "participants",
-        "probe_deadline",
-        "reason",
-        "requester",
-        "requester_address",
-        "roster_version",
-        "state",
-        "subscription",
-    )
 
     id: str
     requester: str
     mode: Mode
-    #: Where IMs for the requester go when there is no proxy: ``host:port``.
+    #: Where IMs for the requester go when there is no proxy: ``host|port|transport``.
     requester_address: str
     participants: list[Participant]
     created_at: float
-    state: ConferenceState
+    state: ConferenceState = ConferenceState.REQUESTED
     #: Index into the configured focus list of the focus tried last.
-    focus_index: int
-    conference_uri: str | None
+    focus_index: int = 0
+    #: Why each focus tried so far failed, in order.
+    focus_failures: list[str] = field(default_factory=list)
+    conference_uri: str | None = None
     #: The INVITE dialog with the focus (``Dialog.to_dict()``) in a saved record.
     #: A live record leaves it None: the allocator holds the live Dialog and
     #: ``Allocator.snapshot()`` serializes it into the record it returns.
-    anchor: dict[str, Any] | None
+    anchor: dict[str, Any] | None = None
     #: The conference-event subscription dialog, once established.
-    subscription: dict[str, Any] | None
+    subscription: dict[str, Any] | None = None
     #: The last roster version seen (RFC 4575 section 4.6).
-    roster_version: int
-    #: When probing gives up waiting, when the focus must have answered,
-    #: when an idle conference ends, when the anchor is next checked.
-    probe_deadline: float | None
-    focus_deadline: float | None
-    idle_deadline: float | None
-    keepalive_deadline: float | None
-    ending_deadline: float | None
+    roster_version: int = 0
+    #: What the conference waits for, and until when.
+    deadlines: dict[Deadline, float] = field(default_factory=dict)
     #: The reason the conference ended or failed.
-    reason: str
-    _failures: list[str] | None
-    #: The allocator's own: when its one timer entry for this record is due
-    #: (the earliest deadline when it was armed), ``NO_TIMER`` when it has none.
-    #: Not part of the record: not compared, copied nor saved.
-    _timer_at: float
-
-    def __init__(
-        self,
-        id: str,
-        requester: str,
-        mode: Mode,
-        requester_address: str,
-        participants: list[Participant],
-        created_at: float,
-        state: ConferenceState = ConferenceState.REQUESTED,
-        focus_index: int = 0,
-        focus_failures: list[str] | None = None,
-        conference_uri: str | None = None,
-        anchor: dict[str, Any] | None = None,
-        subscription: dict[str, Any] | None = None,
-        roster_version: int = 0,
-        probe_deadline: float | None = None,
-        focus_deadline: float | None = None,
-        idle_deadline: float | None = None,
-        keepalive_deadline: float | None = None,
-        ending_deadline: float | None = None,
-        reason: str = "",
-    ) -> None:
-        self.id = id
-        self.requester = requester
-        self.mode = mode
-        self.requester_address = requester_address
-        # A list of its exact size: the caller's may have room to grow.
-        self.participants = (
-            participants[:] if isinstance(participants, list) else list(participants)
-        )
-        self.created_at = created_at
-        self.state = state
-        self.focus_index = focus_index
-        self._failures = focus_failures or None
-        self.conference_uri = conference_uri
-        self.anchor = anchor
-        self.subscription = subscription
-        self.roster_version = roster_version
-        self.probe_deadline = probe_deadline
-        self.focus_deadline = focus_deadline
-        self.idle_deadline = idle_deadline
-        self.keepalive_deadline = keepalive_deadline
-        self.ending_deadline = ending_deadline
-        self.reason = reason
-        self._timer_at = NO_TIMER
-
-    @property
-    def focus_failures(self) -> list[str]:
-        """Why each focus tried so far failed, in order (the list is made on first use)."""
-        failures = self._failures
-        if failures is None:
-            failures = self._failures = []
-        return failures
-
-    @focus_failures.setter
-    def focus_failures(self, value: list[str]) -> None:
-        self._failures = value
-
-    def __eq__(self, other: object) -> bool:
-        if other.__class__ is not self.__class__:
-            return NotImplemented
-        return all(getattr(self, name) == getattr(other, name) for name in _CONFERENCE_FIELDS)
-
-    def __repr__(self) -> str:
-        fields = ", ".join(f"{name}={getattr(self, name)!r}" for name in _CONFERENCE_FIELDS)
-        return f"Conference({fields})"
+    reason: str = ""
 
     def move(self, event: ConferenceInput) -> ConferenceState:
         """Apply ``event`` through the table; returns the new state."""
@@ -499,22 +234,14 @@ class Conference:
                 return participant
         return None
 
-    def deadlines(self) -> list[float]:
-        return [
-            d
-            for d in (
-                self.probe_deadline,
-                self.focus_deadline,
-                self.idle_deadline,
-                self.keepalive_deadline,
-                self.ending_deadline,
-            )
-            if d is not None
-        ]
+    @property
+    def invitees(self) -> list[Participant]:
+        """Everyone but the requester."""
+        return [p for p in self.participants if not p.requester]
 
     def to_dict(self) -> dict[str, Any]:
         """Plain JSON data (see :meth:`from_dict`)."""
-        return {
+        record = {
             "format": FORMAT,
             "id": self.id,
             "requester": self.requester,
@@ -524,18 +251,16 @@ class Conference:
             "created_at": self.created_at,
             "state": self.state.value,
             "focus_index": self.focus_index,
-            "focus_failures": list(self._failures or ()),
+            "focus_failures": list(self.focus_failures),
             "conference_uri": self.conference_uri,
             "anchor": self.anchor,
             "subscription": self.subscription,
             "roster_version": self.roster_version,
-            "probe_deadline": self.probe_deadline,
-            "focus_deadline": self.focus_deadline,
-            "idle_deadline": self.idle_deadline,
-            "keepalive_deadline": self.keepalive_deadline,
-            "ending_deadline": self.ending_deadline,
-            "reason": self.reason,
         }
+        for kind in Deadline:
+            record[kind.record_key] = self.deadlines.get(kind)
+        record["reason"] = self.reason
+        return record
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> Conference:
@@ -555,10 +280,10 @@ class Conference:
             anchor=data["anchor"],
             subscription=data["subscription"],
             roster_version=int(data["roster_version"]),
-            probe_deadline=data["probe_deadline"],
-            focus_deadline=data["focus_deadline"],
-            idle_deadline=data["idle_deadline"],
-            keepalive_deadline=data["keepalive_deadline"],
-            ending_deadline=data["ending_deadline"],
+            deadlines={
+                kind: float(data[kind.record_key])
+                for kind in Deadline
+                if data[kind.record_key] is not None
+            },
             reason=str(data["reason"]),
         )

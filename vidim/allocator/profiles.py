@@ -14,15 +14,14 @@ headers carry the same information for a dialplan to read (see
 
 from __future__ import annotations
 
-import re
+from dataclasses import dataclass
 from enum import StrEnum
-from functools import lru_cache
 from hashlib import blake2b
 
 import sdp_transform
 
 from ..resource_lists import RESOURCE_LISTS_TYPE, ListEntry, build_resource_list
-from ..sip import LocalProtocolError, NameAddr, Response, SipURI, build_multipart, parse_uri
+from ..sip import NameAddr, Response, SipURI, build_multipart, parse_uri
 from .conference import Conference
 
 __all__ = [
@@ -42,78 +41,33 @@ class FocusProfile(StrEnum):
     FREESWITCH = "freeswitch"
 
 
+@dataclass(frozen=True, slots=True)
 class FocusRequest:
-    """The profile-specific part of the INVITE to a focus.
-
-    A plain class (``==`` and ``repr`` as the frozen dataclass it was): compiled,
-    its constructor is a C call.  Treat it as read-only.
-    """
-
-    __slots__ = ("body", "content_type", "headers")
+    """The profile-specific part of the INVITE to a focus."""
 
     headers: tuple[tuple[str, str], ...]
     body: bytes
     content_type: str
 
-    def __init__(
-        self, headers: tuple[tuple[str, str], ...], body: bytes, content_type: str
-    ) -> None:
-        self.headers = headers
-        self.body = body
-        self.content_type = content_type
 
-    def __eq__(self, other: object) -> bool:
-        if other.__class__ is not self.__class__:
-            return NotImplemented
-        assert isinstance(other, FocusRequest)
-        return (self.headers, self.body, self.content_type) == (
-            other.headers,
-            other.body,
-            other.content_type,
-        )
+def anchor_offer(address: str, session_id: int, session_version: int = 1) -> bytes:
+    """The allocator's own SDP: it carries no media, so one inactive audio stream.
 
-    def __hash__(self) -> int:
-        return hash((self.headers, self.body, self.content_type))
-
-    def __repr__(self) -> str:
-        return (
-            f"FocusRequest(headers={self.headers!r}, body={self.body!r}, "
-            f"content_type={self.content_type!r})"
-        )
-
-
-#: What :func:`join_uri` appends as it is: ``secrets.token_urlsafe`` output, or any
-#: URI ``paramchar`` run without escapes.
-_CREDENTIAL_RE = re.compile(r"[A-Za-z0-9\-_.!~*'()\[\]/:&+$]+")
-
-#: Conference ids as ``secrets.token_urlsafe`` writes them: ``conf-<id>`` is a URI user.
-_CONFERENCE_ID_RE = re.compile(r"[A-Za-z0-9\-_]+")
-
-#: Stand-ins for the o= numbers while the template is written (digits, as the grammar wants).
-_SESSION_MARK = 918_273_645_546_372_819
-_VERSION_MARK = 918_273_645_546_372_818
-
-
-@lru_cache(maxsize=16)
-def _anchor_template(address: str) -> tuple[str, str]:
-    """The anchor offer for ``address`` around its o= numbers: written once, not per setup.
-
-    Everything but the session id and version is the same for every
-    conference (the allocator sends no media), so sdp_transform runs once per
-    address and each offer is two string joins.
+    A focus that insists on an offer gets a valid one, and nothing flows.
     """
+    ip_version = 6 if ":" in address else 4
     session = {
         "version": 0,
         "origin": {
             "username": "vidim",
-            "sessionId": _SESSION_MARK,
-            "sessionVersion": _VERSION_MARK,
+            "sessionId": session_id,
+            "sessionVersion": session_version,
             "netType": "IN",
-            "ipVer": 6 if ":" in address else 4,
+            "ipVer": ip_version,
             "address": address,
         },
         "name": "vidim conference anchor",
-        "connection": {"version": 6 if ":" in address else 4, "ip": address},
+        "connection": {"version": ip_version, "ip": address},
         "timing": {"start": 0, "stop": 0},
         "media": [
             {
@@ -127,19 +81,7 @@ def _anchor_template(address: str) -> tuple[str, str]:
         ],
     }
     text: str = sdp_transform.write(session)
-    head, mark, tail = text.partition(f" {_SESSION_MARK} {_VERSION_MARK} ")
-    if not mark:  # pragma: no cover - sdp_transform wrote the origin some other way
-        raise LocalProtocolError(f"cannot template the anchor offer for {address!r}")
-    return head + " ", " " + tail
-
-
-def anchor_offer(address: str, session_id: int, session_version: int = 1) -> bytes:
-    """The allocator's own SDP: it carries no media, so one inactive audio stream.
-
-    A focus that insists on an offer gets a valid one, and nothing flows.
-    """
-    head, tail = _anchor_template(address)
-    return f"{head}{session_id} {session_version}{tail}".encode("ascii")
+    return text.encode("ascii")
 
 
 def anchor_session_id(conference_id: str) -> int:
@@ -197,15 +139,11 @@ def conference_uri(
     if where is None:
         return None
     host, port = where
-    if _CONFERENCE_ID_RE.fullmatch(conference.id):  # what vidim draws: a valid user part
-        uri = f"sip:conf-{conference.id}@{host}"
-        return uri if port is None else f"{uri}:{port}"
     return str(SipURI(host=host, port=port, user=f"conf-{conference.id}"))
 
 
-@lru_cache(maxsize=64)
 def _focus_host_port(focus_uri: str) -> tuple[str, int | None] | None:
-    """Host and port of a focus URI from the configuration (parsed once), or None."""
+    """Host and port of a focus URI from the configuration, or None (not a SIP URI)."""
     focus = parse_uri(focus_uri)
     if not isinstance(focus, SipURI):
         return None
@@ -226,22 +164,8 @@ def _without_isfocus(contact: NameAddr) -> SipURI | str:
 
 
 def join_uri(conference_uri_text: str, credential: str) -> str:
-    """The conference URI with the invitee's credential, as the invitee dials it.
-
-    ``conference_uri_text`` is a URI as vidim writes it (``str`` of a parsed
-    URI): when it is a plain ``sip:``/``sips:`` URI without a ``key`` parameter
-    or URI headers, and the credential is a token, the parameter is appended
-    as text, which is what re-parsing and re-writing it would give.
-    """
-    text = conference_uri_text
-    if (
-        text.startswith(("sip:", "sips:"))
-        and "?" not in text
-        and ";key" not in text.lower()
-        and _CREDENTIAL_RE.fullmatch(credential)
-    ):
-        return f"{text};key={credential}"
-    uri = parse_uri(text)
+    """The conference URI with the invitee's credential, as the invitee dials it."""
+    uri = parse_uri(conference_uri_text)
     if isinstance(uri, SipURI):
         return str(uri.with_params(key=credential))
-    return text
+    return conference_uri_text

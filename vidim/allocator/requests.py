@@ -344,14 +344,11 @@ def _refuse(reason: str, status: int = 400, headers: tuple[tuple[str, str], ...]
 
 def _shown(text: str, limit: int = 48) -> str:
     """``text`` as it may appear in a reason: controls as '?', cut at ``limit``."""
-    if not text.isprintable():  # printable: nothing the pattern replaces
-        text = _SHOWN_RE.sub("?", text)
+    text = _SHOWN_RE.sub("?", text)
     return text if len(text) <= limit else text[: limit - 3] + "..."
 
 
 def _check_text(value: str, where: str, *, allow_tab: bool = True) -> None:
-    if value.isprintable():
-        return  # no control (Cc), no surrogate (Cs): the usual case, without a regex
     if _SURROGATE_RE.search(value):
         _refuse(f"invalid UTF-8 in {where}")
     if (_CONTROL_RE if allow_tab else _CONTROL_OR_TAB_RE).search(value):
@@ -359,15 +356,10 @@ def _check_text(value: str, where: str, *, allow_tab: bool = True) -> None:
 
 
 def _parse_mode(text: str, context: str = "") -> Mode:
-    # A dict look-up: calling the Enum class runs EnumType.__call__ as Python.
-    mode = _MODES.get(text.strip().lower())
-    if mode is None:
+    try:
+        return Mode(text.strip().lower())
+    except ValueError:
         _refuse(f'unknown mode "{_shown(text)}"{context}; {_MODE_CHOICES}')
-    return mode
-
-
-#: Each mode by its value (what X-Vidim-Mode and the resource list carry).
-_MODES: dict[str, Mode] = {mode.value: mode for mode in Mode}
 
 
 # -- addresses ------------------------------------------------------------------
@@ -400,7 +392,7 @@ def _address_of_record(uri: URI, what: str, *, keep_port: bool = False) -> SipUR
         if _CONTROL_OR_TAB_RE.search(unescape(raw_user)):
             _refuse(f"control character in the user part of {what}")
         user = _normalize_user(raw_user)
-    elif not raw_user.isprintable() and _CONTROL_OR_TAB_RE.search(raw_user):
+    elif _CONTROL_OR_TAB_RE.search(raw_user):
         _refuse(f"control character in the user part of {what}")
     raw_host = uri.host
     host = raw_host.lower()
@@ -426,36 +418,19 @@ def _same_person(a: SipURI, b: SipURI) -> bool:
     return a.user == b.user and a.host.lower() == b.host.lower()
 
 
-#: Per id of a service URI: that URI (which keeps the id from being reused) and
-#: its user and host as :func:`_is_service` compares them (hashing the URI
-#: each time would cost what the cache saves).
-_SERVICE_KEYS: dict[int, tuple[SipURI, tuple[str, str] | None]] = {}
-
-
-def _service_key(service: SipURI) -> tuple[str, str] | None:
-    hit = _SERVICE_KEYS.get(id(service))
-    if hit is not None and hit[0] is service:
-        return hit[1]
-    key = None if service.user is None else (unescape(service.user).lower(), service.host.lower())
-    if len(_SERVICE_KEYS) >= 64:
-        _SERVICE_KEYS.clear()
-    _SERVICE_KEYS[id(service)] = (service, key)
-    return key
-
-
 def _is_service(uri: SipURI, policy: RequestPolicy) -> bool:
-    user = uri.user
-    key = _service_key(policy.service_uri)
-    if user is None or key is None:
+    """Whether ``uri`` names the vidim service (user compared unescaped, case-blind)."""
+    service = policy.service_uri
+    if uri.user is None or service.user is None:
         return False
-    return uri.host.lower() == key[1] and unescape(user).lower() == key[0]
+    return (
+        uri.host.lower() == service.host.lower()
+        and unescape(uri.user).lower() == unescape(service.user).lower()
+    )
 
 
 def _asserted_identity(request: Request) -> SipURI | None:
-    if _PAI_HEADER not in request.headers:  # an index lookup: the usual case
-        return None
-    lines = request.headers.get_all(_PAI_HEADER)
-    for line in lines:
+    for line in request.headers.get_all(_PAI_HEADER):
         _check_text(line, _PAI_HEADER)
         try:
             values = parse_name_addr_list(line)
@@ -482,12 +457,9 @@ def requester_identity(request: Request, *, source_host: str, policy: RequestPol
         _refuse("missing From")
     _check_text(raw, "From")
     try:
-        # Through the message's cache: the parser has read the From already.
-        from_addr = request.headers.parsed("from", parse_name_addr)
+        from_addr = request.from_addr
     except SIPParseError:
         _refuse("malformed From")
-    if from_addr is None:  # pragma: no cover - raw is not None
-        _refuse("missing From")
     return _address_of_record(from_addr.uri, "From")
 
 
@@ -648,11 +620,6 @@ def parse_command(text: str, *, requester: SipURI, policy: RequestPolicy) -> Com
 
 
 def _header_mode(lines: list[str]) -> Mode:
-    if len(lines) == 1 and "," not in lines[0]:  # one value: the usual case
-        _check_text(lines[0], MODE_HEADER)
-        single = lines[0].strip()
-        if single:
-            return _parse_mode(single)
     values: list[str] = []
     for line in lines:
         _check_text(line, MODE_HEADER)

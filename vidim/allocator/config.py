@@ -1,0 +1,45 @@
+"""What an allocator is told: one frozen dataclass, every default documented in docs/."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from ..sip import Address, TransactionConfig
+from .profiles import FocusProfile
+from .requests import RequestPolicy
+
+__all__ = ["AllocatorConfig"]
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class AllocatorConfig:
+    """Everything an :class:`~vidim.allocator.Allocator` is told."""
+
+    #: Where the allocator receives: its Via and Contact.
+    local: Address = field(default_factory=lambda: Address("127.0.0.1", 5070))
+    #: Request forms, trust and limits (see :mod:`vidim.allocator.requests`).
+    requests: RequestPolicy = field(default_factory=RequestPolicy)
+    #: Focus URIs in failover order.
+    focus_uris: tuple[str, ...] = ("sip:conference-factory@127.0.0.1:5080",)
+    profile: FocusProfile = FocusProfile.RFC4579
+    #: The IM server: all IMs and probes go through it when set.
+    proxy: Address | None = None
+    #: Capability probing with OPTIONS.
+    probe: bool = True
+    probe_timeout: float = 2.0
+    #: How long a focus has to answer the INVITE before the next one is tried.
+    focus_timeout: float = 8.0
+    #: A conference nobody joined within this time ends.
+    idle_timeout: float = 300.0
+    #: In-dialog OPTIONS on the anchor to check that the focus lives.
+    keepalive_interval: float = 30.0
+    subscription_expires: int = 3600
+    #: New conferences per requester per window.
+    rate_limit: int = 5
+    rate_window: float = 60.0
+    max_conferences: int = 100_000
+    transactions: TransactionConfig = field(default_factory=TransactionConfig)
+
+    @property
+    def warning_host(self) -> str:
+        return self.requests.domain

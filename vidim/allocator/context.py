@@ -1,0 +1,257 @@
+"""What the parts of the allocator share: its SIP stack, its tables, its clock.
+
+:class:`~vidim.allocator.allocator.Allocator` makes one :class:`Context` and
+hands it to each part (requests, probing, the focus leg, the roster).  The
+context holds the state more than one part reads, and the few verbs they all
+use: send a request and remember what it was for, answer one, move a
+conference through its table, arm a deadline, send an IM.
+"""
+
+from __future__ import annotations
+
+import secrets
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass
+from enum import Enum
+
+from ..sip import (
+    URI,
+    Address,
+    Dialog,
+    DialogManager,
+    LocalProtocolError,
+    NameAddr,
+    Request,
+    Response,
+    SipURI,
+    TransactionId,
+    TransactionLayer,
+    Via,
+    new_branch,
+    new_call_id,
+    new_tag,
+    parse_uri,
+)
+from ..timers import Timers
+from .conference import Conference, ConferenceInput, Deadline
+from .config import AllocatorConfig
+from .events import AllocatorEvent, ConferenceStateChanged
+from .table import ConferenceTable
+
+__all__ = [
+    "Context",
+    "Pending",
+    "Purpose",
+    "address_from_text",
+    "address_of",
+    "address_of_uri",
+    "address_text",
+    "new_token",
+]
+
+
+class Purpose(Enum):
+    """What a request the allocator sent is for: picks the handler of its answer."""
+
+    PROBE = "probe"
+    FOCUS_INVITE = "focus invite"
+    REINVITE = "re-invite"
+    INVITATION = "invitation"
+    NOTICE = "notice"
+    SUBSCRIBE = "subscribe"
+    RESUBSCRIBE = "resubscribe"
+    KEEPALIVE = "keepalive"
+    BYE = "bye"
+    CLEANUP = "cleanup"
+
+
+@dataclass(slots=True)
+class Pending:
+    """A request in flight and what it is for."""
+
+    purpose: Purpose
+    conference_id: str | None
+    request: Request
+    #: The participant URI, or the index of the focus.
+    target: str = ""
+
+
+def address_of(uri_text: str) -> Address:
+    """Where to send a request for ``uri_text`` with no proxy (host literal, port, transport).
+
+    Name resolution (RFC 3263) is the I/O layer's business: a host name is
+    passed on as it is.
+    """
+    return address_of_uri(parse_uri(uri_text))
+
+
+def address_of_uri(uri: URI) -> Address:
+    """:func:`address_of` for a URI already parsed (a dialog's target or route)."""
+    if not isinstance(uri, SipURI):
+        raise LocalProtocolError(f"cannot send to a non-SIP URI {str(uri)!r}")
+    host = uri.param("maddr") or uri.host
+    host = host[1:-1] if host.startswith("[") else host
+    transport = (uri.transport or ("tls" if uri.scheme == "sips" else "udp")).upper()
+    port = uri.port or (5061 if transport == "TLS" else 5060)
+    return Address(host, port, transport)
+
+
+def address_text(address: Address) -> str:
+    """An address as the conference record keeps it: ``host|port|transport``."""
+    return f"{address.host}|{address.port}|{address.transport}"
+
+
+def address_from_text(text: str) -> Address:
+    host, port, transport = text.rsplit("|", 2)
+    return Address(host, int(port), transport)
+
+
+def new_token() -> str:
+    """A conference id or a join credential: 128 random bits, URL-safe."""
+    return secrets.token_urlsafe(16)
+
+
+class Context:
+    """The allocator's shared state, and the verbs every part uses."""
+
+    def __init__(self, config: AllocatorConfig, emit: Callable[[AllocatorEvent], None]) -> None:
+        self.config = config
+        #: Report an event to the application.
+        self.emit = emit
+        local = config.local
+        self.layer = TransactionLayer(config.transactions)
+        self.via = Via(local.transport, local.host, local.port, (("rport", None),))
+        self.dialogs = DialogManager(local_via=self.via, warn_agent=config.warning_host)
+        #: Who vidim is in From: the service URI.
+        self.service = NameAddr(uri=config.requests.service_uri)
+        host = f"[{local.host}]" if ":" in local.host else local.host
+        self.contact = NameAddr(uri=parse_uri(f"sip:vidim@{host}:{local.port}"))
+        self.conferences = ConferenceTable()
+        self.timers: Timers[tuple[str, Deadline]] = Timers()
+        #: Every request in flight that the allocator sent, by transaction.
+        self.pending: dict[TransactionId, Pending] = {}
+        #: The SUBSCRIBEs among them: a conference that ends must stop them
+        #: from making a dialog (see :meth:`Allocator._retire`).
+        self.subscribes: dict[TransactionId, Pending] = {}
+
+    # -- sending -----------------------------------------------------------------
+    def send(self, request: Request, destination: Address, now: float, pending: Pending) -> None:
+        tid = self.layer.send_request(request, destination, now)
+        self.pending[tid] = pending
+        if request.method == "SUBSCRIBE":
+            self.subscribes[tid] = pending
+
+    def forget(self, tid: TransactionId) -> None:
+        """Nothing more will come for this request."""
+        self.pending.pop(tid, None)
+        self.subscribes.pop(tid, None)
+
+    def respond(self, response: Response, now: float) -> None:
+        self.layer.send_response(response, now)
+
+    def out_of_dialog(
+        self,
+        method: str,
+        uri: str,
+        *,
+        headers: Iterable[tuple[str, str]] = (),
+        body: bytes = b"",
+    ) -> Request:
+        """A request outside any dialog, from the service URI (MESSAGE, OPTIONS)."""
+        lines = [
+            ("Via", str(self.via.with_params(branch=new_branch()))),
+            ("Max-Forwards", "70"),
+            ("From", f"{self.service};tag={new_tag()}"),
+            ("To", f"<{uri}>"),
+            ("Call-ID", f"{new_call_id()}@{self.config.local.host}"),
+            ("CSeq", f"1 {method}"),
+            *headers,
+        ]
+        return Request(method, uri, lines, body)
+
+    def initial_request(
+        self,
+        conference: Conference,
+        method: str,
+        uri: str,
+        *,
+        headers: Iterable[tuple[str, str]],
+        body: bytes = b"",
+        content_type: str | None = None,
+    ) -> Request:
+        """The request that starts a dialog of ``conference`` (INVITE to the focus, SUBSCRIBE).
+
+        In-dialog requests with its Call-ID then find the conference.
+        """
+        request = self.dialogs.create_initial_request(
+            method,
+            uri,
+            from_addr=self.service,
+            to_addr=uri,
+            contact=self.contact,
+            headers=headers,
+            body=body,
+            content_type=content_type,
+        )
+        self.conferences.add_call_id(conference, request.call_id)
+        return request
+
+    def route(self, uri: str, direct: Address | None = None) -> Address:
+        """Where an out-of-dialog request goes: the proxy when there is one."""
+        if self.config.proxy is not None:
+            return self.config.proxy
+        return direct if direct is not None else address_of(uri)
+
+    def in_dialog_destination(self, dialog: Dialog) -> Address:
+        target, routes = dialog.request_target()
+        return address_of_uri(routes[0].uri if routes else target)
+
+    def notice(
+        self,
+        uri: str,
+        text: str,
+        now: float,
+        *,
+        direct: Address | None = None,
+        headers: Iterable[tuple[str, str]] = (),
+    ) -> None:
+        """An IM to a person: the requester's answers, roster updates, failures."""
+        message = self.out_of_dialog(
+            "MESSAGE",
+            uri,
+            headers=[*headers, ("Content-Type", "text/plain;charset=UTF-8")],
+            body=text.encode("utf-8"),
+        )
+        self.send(message, self.route(uri, direct), now, Pending(Purpose.NOTICE, None, message))
+
+    def tell_requester(
+        self,
+        conference: Conference,
+        text: str,
+        now: float,
+        *,
+        headers: Iterable[tuple[str, str]] = (),
+    ) -> None:
+        """An IM to whoever asked for ``conference``, by the way their request came."""
+        direct = address_from_text(conference.requester_address)
+        self.notice(conference.requester, text, now, direct=direct, headers=headers)
+
+    # -- conference state ------------------------------------------------------------
+    def move(self, conference: Conference, event: ConferenceInput) -> None:
+        """Move through the transition table; report a change of state."""
+        old = conference.state
+        new = conference.move(event)
+        if new is not old:
+            self.emit(
+                ConferenceStateChanged(
+                    conference_id=conference.id, old=old, new=new, reason=event.value
+                )
+            )
+
+    def arm(self, conference: Conference, kind: Deadline, when: float) -> None:
+        conference.deadlines[kind] = when
+        self.timers.arm((conference.id, kind), when)
+
+    def disarm(self, conference: Conference, kind: Deadline) -> None:
+        conference.deadlines.pop(kind, None)
+        self.timers.cancel((conference.id, kind))

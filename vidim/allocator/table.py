@@ -1,0 +1,73 @@
+"""The live conferences, found by id, by requester and by Call-ID."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+
+from .conference import Conference
+
+__all__ = ["ConferenceTable"]
+
+
+class ConferenceTable:
+    """Live conferences by id, with the two indexes requests need.
+
+    A command without ``#id`` means the requester's newest live conference;
+    an in-dialog request (the focus's BYE, a NOTIFY) finds its conference
+    by Call-ID.
+    """
+
+    def __init__(self) -> None:
+        self.by_id: dict[str, Conference] = {}
+        self._by_requester: dict[str, list[str]] = {}
+        self._by_call_id: dict[str, str] = {}
+        self._call_ids: dict[str, list[str]] = {}
+
+    def __len__(self) -> int:
+        return len(self.by_id)
+
+    def __contains__(self, conference_id: object) -> bool:
+        return conference_id in self.by_id
+
+    def __iter__(self) -> Iterator[Conference]:
+        return iter(self.by_id.values())
+
+    def get(self, conference_id: str | None) -> Conference | None:
+        return None if conference_id is None else self.by_id.get(conference_id)
+
+    def add(self, conference: Conference) -> None:
+        """Keep a new or restored conference (restoring one twice keeps it once)."""
+        self.by_id[conference.id] = conference
+        held = self._by_requester.setdefault(conference.requester, [])
+        if conference.id not in held:
+            held.append(conference.id)
+
+    def remove(self, conference: Conference) -> list[str]:
+        """Forget a conference; returns the Call-IDs it had."""
+        self.by_id.pop(conference.id, None)
+        held = self._by_requester.get(conference.requester, [])
+        if conference.id in held:
+            held.remove(conference.id)
+        if not held:
+            self._by_requester.pop(conference.requester, None)
+        call_ids = self._call_ids.pop(conference.id, [])
+        for call_id in call_ids:
+            self._by_call_id.pop(call_id, None)
+        return call_ids
+
+    def newest_of(self, requester: str) -> Conference | None:
+        """The requester's newest live conference (the later asked for on a tie)."""
+        held = [self.by_id[i] for i in self._by_requester.get(requester, [])]
+        return max(reversed(held), key=lambda c: c.created_at, default=None)
+
+    def add_call_id(self, conference: Conference, call_id: str) -> None:
+        """Requests with this Call-ID (its dialogs with the focus) concern ``conference``."""
+        self._by_call_id[call_id] = conference.id
+        self._call_ids.setdefault(conference.id, []).append(call_id)
+
+    def by_call_id(self, call_id: str) -> Conference | None:
+        return self.get(self._by_call_id.get(call_id))
+
+    def indexes_empty(self) -> bool:
+        """True when nothing is left in any index (for tests of a long-running daemon)."""
+        return not (self.by_id or self._by_requester or self._by_call_id or self._call_ids)
