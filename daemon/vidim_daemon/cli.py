@@ -19,9 +19,8 @@ import click
 
 from vidim import __version__
 from vidim.aio import FocusMedia, RtpRelay, SipServer, serve_forever_until_signal
+from vidim.allocator import Allocator, AllocatorConfig, RequestPolicy
 from vidim.allocator import events as allocator_events
-from vidim.allocator.allocator import Allocator, AllocatorConfig
-from vidim.allocator.requests import RequestPolicy
 from vidim.focus import ConferenceFocus, FocusConfig
 from vidim.focus import events as focus_events
 from vidim.sip import Address, TransactionConfig
