@@ -85,6 +85,8 @@ _KNOWN: Final = [
 ]  # fmt: skip
 _CANONICAL: Final = {name.lower(): name for name in _KNOWN}
 _CANONICAL.update(COMPACT_FORMS)
+#: Known name or compact form, in lower case -> (canonical name in lower case, canonical name).
+_KNOWN_NAMES: Final = {name: (canonical.lower(), canonical) for name, canonical in _CANONICAL.items()}
 
 #: Headers whose value is a comma-separated list (RFC 3261 section 7.3.1).
 LIST_HEADERS: Final = frozenset(
@@ -132,7 +134,9 @@ def canonical_name(name: str) -> str:
 
 def _key(name: str) -> str:
     """The lower-case canonical name: what header names are compared by."""
-    return canonical_name(name).lower()
+    lname = name.lower()
+    known = _KNOWN_NAMES.get(lname)
+    return lname if known is None else known[0]
 
 
 def quote(text: str) -> str:
@@ -141,7 +145,8 @@ def quote(text: str) -> str:
 
 
 def _unquote(text: str) -> str:
-    return _QUOTED_PAIR_RE.sub(r"\1", text[1:-1])
+    inner = text[1:-1]
+    return _QUOTED_PAIR_RE.sub(r"\1", inner) if "\\" in inner else inner
 
 
 def split_list(value: str) -> list[str]:
@@ -149,6 +154,10 @@ def split_list(value: str) -> list[str]:
 
     Empty elements are an error: ``a,,b`` is not a list of SIP values.
     """
+    if "," not in value:  # one element, whatever it holds: left to its own parser
+        if not value.strip():
+            raise SIPParseError("empty header value where a list was expected")
+        return [value.strip()]
     items: list[str] = []
     start = 0
     in_quotes = in_angle = False
@@ -177,8 +186,6 @@ def split_list(value: str) -> list[str]:
     items.append(value[start:])
     stripped = [item.strip() for item in items]
     if not all(stripped):
-        if len(stripped) == 1:
-            raise SIPParseError("empty header value where a list was expected")
         raise SIPParseError(f"empty element in list {value!r}")
     return stripped
 
@@ -440,12 +447,15 @@ def parse_token_list(value: str) -> list[str]:
     return items
 
 
-def _checked_name(name: str) -> str:
-    """The canonical spelling of a header name; raises if it is not a token."""
-    cname = canonical_name(name)
-    if not TOKEN_RE.fullmatch(cname):
+def _checked_name(name: str) -> tuple[str, str]:
+    """(key, canonical spelling) of a header name; raises if it is not a token."""
+    lname = name.lower()
+    known = _KNOWN_NAMES.get(lname)
+    if known is not None:
+        return known
+    if not TOKEN_RE.fullmatch(name):
         raise LocalProtocolError(f"bad header name {name!r}")
-    return cname
+    return lname, name
 
 
 class Headers:
@@ -479,9 +489,7 @@ class Headers:
         goes through ``Headers(...)``.
         """
         headers = cls()
-        for name, value in items:
-            cname = _checked_name(name)
-            headers._lines.append((cname.lower(), cname, value))
+        headers._lines = [(*_checked_name(name), value) for name, value in items]
         return headers
 
     def __iter__(self) -> Iterator[tuple[str, str]]:
@@ -506,8 +514,13 @@ class Headers:
 
     def get(self, name: str) -> str | None:
         """The first value of ``name``, or None."""
-        key = _key(name)
-        return next((value for k, _, value in self._lines if k == key), None)
+        return self._first(_key(name))
+
+    def _first(self, key: str) -> str | None:
+        for line_key, _, value in self._lines:
+            if line_key == key:
+                return value
+        return None
 
     def get_all(self, name: str) -> list[str]:
         """Every header line of ``name``, in order (lists not split)."""
@@ -520,10 +533,9 @@ class Headers:
 
     def add(self, name: str, value: str) -> None:
         """Append a header line; CR, LF and other controls are refused."""
-        cname = _checked_name(name)
+        key, cname = _checked_name(name)
         if CONTROL_RE.search(value):
             raise LocalProtocolError(f"control character in value of {cname}: {value!r}")
-        key = cname.lower()
         self._changed(key)
         self._lines.append((key, cname, value.strip()))
 
@@ -553,7 +565,7 @@ class Headers:
         """
         key = _key(name)
         if key not in self._cache:
-            raw = self.get(key)
+            raw = self._first(key)
             self._cache[key] = parser(raw) if raw is not None else None
         return self._cache[key]  # type: ignore[no-any-return]
 

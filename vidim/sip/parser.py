@@ -10,7 +10,7 @@ from __future__ import annotations
 import re
 
 from . import abnf
-from .errors import SIPParseError
+from .errors import LocalProtocolError, SIPParseError
 from .headers import SINGLE_HEADERS, TOKEN_RE, Headers, canonical_name
 from .message import Request, Response
 from .uri import SipURI, parse_uri
@@ -20,7 +20,9 @@ __all__ = ["DEFAULT_MAX_MESSAGE_SIZE", "StreamFramer", "parse_message"]
 #: The largest message the framer accepts by default (bytes, headers and body).
 DEFAULT_MAX_MESSAGE_SIZE = 65535
 
-_HEADER_END_RE = re.compile(rb"\r?\n\r?\n")
+#: The empty line that ends the headers (CRLF CRLF, bare LFs tolerated), from its
+#: first LF: a pattern that starts with a fixed byte is searched for quickly.
+_HEADER_END_RE = re.compile(rb"\n\r?\n")
 _VERSION_RE = re.compile(r"SIP/[0-9]+\.[0-9]+")
 _STATUS_CODE_RE = re.compile(r"[1-6][0-9][0-9]")
 # Call-ID = word [ "@" word ]
@@ -30,6 +32,17 @@ _CONTENT_LENGTH_RE = re.compile(
 )
 #: The headers every message must carry (RFC 3261 section 8.1.1), in the order they are named.
 _REQUIRED = ("via", "from", "to", "call-id", "cseq")
+
+
+def _find_header_end(data: bytes | bytearray, start: int) -> tuple[int, int] | None:
+    """Where the headers end and the body starts, searching from ``start``; None: not yet."""
+    match = _HEADER_END_RE.search(data, start)
+    if match is None:
+        return None
+    head_end = match.start()
+    if head_end > start and data[head_end - 1] == 13:  # the CR of a CRLF
+        head_end -= 1
+    return head_end, match.end()
 
 
 def parse_message(data: bytes | bytearray | memoryview) -> Request | Response:
@@ -45,14 +58,15 @@ def parse_message(data: bytes | bytearray | memoryview) -> Request | Response:
     start = 0
     while raw.startswith(b"\r\n", start):  # keep-alives (RFC 5626) before the start line
         start += 2
-    end = _HEADER_END_RE.search(raw, start)
+    end = _find_header_end(raw, start)
     if end is None:
         raise SIPParseError("no empty line after the headers")
-    text = raw[start : end.start()].decode("utf-8", "surrogateescape")
+    head_end, body_start = end
+    text = raw[start:head_end].decode("utf-8", "surrogateescape")
     if "\r" in text.replace("\r\n", ""):
         raise SIPParseError("bare CR in the message headers")
     message = _parse_head(text.replace("\r\n", "\n").split("\n"))
-    body = raw[end.end() :]
+    body = raw[body_start:]
     length = message.content_length
     if length is not None:
         if length > len(body):
@@ -79,11 +93,11 @@ def _parse_head(lines: list[str]) -> Request | Response:
         name, colon, value = line.partition(":")
         if not colon or not name:
             raise SIPParseError(f"malformed header line {line[:60]!r}")
-        name = name.rstrip(" \t")
-        if not TOKEN_RE.fullmatch(name):
-            raise SIPParseError(f"malformed header name {name[:60]!r}")
-        items.append((name, value.strip(" \t")))
-    headers = Headers.trusted(items)
+        items.append((name.rstrip(" \t"), value.strip(" \t")))
+    try:
+        headers = Headers.trusted(items)
+    except LocalProtocolError as exc:  # a name that is not a token
+        raise SIPParseError(f"malformed header line: {exc.reason}") from None
     message: Request | Response
     if start_line.startswith("SIP/"):
         message = _parse_status_line(start_line, headers)
@@ -217,16 +231,16 @@ class StreamFramer:
             self._scanned = max(0, self._scanned - skip)
         if not buffer:
             return None
-        match = _HEADER_END_RE.search(buffer, max(0, self._scanned - 3))
+        end = _find_header_end(buffer, max(0, self._scanned - 3))
         # The same limit whether the headers arrive at once or byte by byte:
         # with max_message_size octets and no end of headers, any end found
         # later lies beyond the limit.
-        if match is None:
+        if end is None:
             self._scanned = len(buffer)
             if len(buffer) >= self.max_message_size:
                 raise self._fail("headers larger than the message size limit", 513)
             return None
-        head_end, body_start = match.start(), match.end()
+        head_end, body_start = end
         if body_start > self.max_message_size:
             raise self._fail("headers larger than the message size limit", 513)
         lengths = _CONTENT_LENGTH_RE.findall(bytes(buffer[:head_end]))
