@@ -214,4 +214,4 @@ def test_typed_values_follow_changes_to_their_lines() -> None:
     assert request.cseq.seq == 2
     request.headers.prepend("Via", "SIP/2.0/TCP proxy.example.com;branch=z9hG4bKp")
     assert request.top_via.host == "proxy.example.com"
-    assert [via.transport for via in request.via][0] == "TCP"
+    assert request.via[0].transport == "TCP"

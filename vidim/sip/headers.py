@@ -85,8 +85,9 @@ _KNOWN: Final = [
 ]  # fmt: skip
 _CANONICAL: Final = {name.lower(): name for name in _KNOWN}
 _CANONICAL.update(COMPACT_FORMS)
-#: Known name or compact form, in lower case -> (canonical name in lower case, canonical name).
-_KNOWN_NAMES: Final = {name: (canonical.lower(), canonical) for name, canonical in _CANONICAL.items()}
+#: A known name or compact form, in lower case -> (its key: the canonical name in
+#: lower case, the canonical name).
+_KNOWN_NAMES: Final = {name: (cname.lower(), cname) for name, cname in _CANONICAL.items()}
 
 #: Headers whose value is a comma-separated list (RFC 3261 section 7.3.1).
 LIST_HEADERS: Final = frozenset(

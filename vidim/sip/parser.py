@@ -231,16 +231,16 @@ class StreamFramer:
             self._scanned = max(0, self._scanned - skip)
         if not buffer:
             return None
-        end = _find_header_end(buffer, max(0, self._scanned - 3))
+        found = _find_header_end(buffer, max(0, self._scanned - 3))
         # The same limit whether the headers arrive at once or byte by byte:
         # with max_message_size octets and no end of headers, any end found
         # later lies beyond the limit.
-        if end is None:
+        if found is None:
             self._scanned = len(buffer)
             if len(buffer) >= self.max_message_size:
                 raise self._fail("headers larger than the message size limit", 513)
             return None
-        head_end, body_start = end
+        head_end, body_start = found
         if body_start > self.max_message_size:
             raise self._fail("headers larger than the message size limit", 513)
         lengths = _CONTENT_LENGTH_RE.findall(bytes(buffer[:head_end]))
