@@ -156,23 +156,18 @@ def _validate(message: Request | Response) -> None:
     missing = [canonical_name(key) for key in _REQUIRED if key not in seen]
     if missing:
         raise SIPParseError("missing " + ", ".join(missing))
-    message.via  # noqa: B018 - every Via line, parsed
-    message.from_addr  # noqa: B018
-    message.to_addr  # noqa: B018
+    # Each accessor parses its header and keeps the value; a malformed one raises.
+    _ = (message.via, message.from_addr, message.to_addr)
     if not _CALL_ID_RE.fullmatch(message.call_id):
         raise SIPParseError(f"malformed Call-ID {message.call_id[:60]!r}")
+    cseq = message.cseq
     if isinstance(message, Request):
-        if message.cseq.method != message.method:
+        if cseq.method != message.method:
             raise SIPParseError(
-                f"CSeq method {message.cseq.method} does not match the request method "
-                f"{message.method}"
+                f"CSeq method {cseq.method} does not match the request method {message.method}"
             )
-        message.max_forwards  # noqa: B018
-    else:
-        message.cseq  # noqa: B018
-    message.contacts  # noqa: B018
-    message.content_type  # noqa: B018
-    message.content_length  # noqa: B018
+        _ = message.max_forwards
+    _ = (message.contacts, message.content_type, message.content_length)
 
 
 class StreamFramer:
