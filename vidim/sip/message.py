@@ -2,19 +2,17 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping
-from typing import Final
+from collections.abc import Callable, Iterable, Mapping
+from typing import TypeVar
 
 from .errors import LocalProtocolError, SIPParseError
 from .headers import (
-    _CTL_RE,
-    _TOKEN_RE,
+    TOKEN_RE,
     CSeq,
     Headers,
     MediaType,
     NameAddr,
     Via,
-    _parse_top_via,
     parse_content_length,
     parse_cseq,
     parse_max_forwards,
@@ -28,7 +26,9 @@ from .uri import URI, parse_uri
 
 __all__ = ["REASON_PHRASES", "Message", "Request", "Response", "make_response", "summary"]
 
-REASON_PHRASES: Final = {
+T = TypeVar("T")
+
+REASON_PHRASES = {
     100: "Trying", 180: "Ringing", 181: "Call Is Being Forwarded", 182: "Queued",
     183: "Session Progress", 199: "Early Dialog Terminated", 200: "OK", 202: "Accepted",
     204: "No Notification", 300: "Multiple Choices", 301: "Moved Permanently",
@@ -55,18 +55,8 @@ def _encode(text: str) -> bytes:
     return text.encode("utf-8", "surrogateescape")
 
 
-#: Methods known to be tokens, so that Request() checks a method with one
-#: set lookup instead of a scan of its characters.
-_TOKEN_METHODS: Final = frozenset(
-    ("INVITE", "ACK", "BYE", "CANCEL", "OPTIONS", "REGISTER", "MESSAGE", "SUBSCRIBE",
-     "NOTIFY", "REFER", "INFO", "UPDATE", "PRACK", "PUBLISH")
-)  # fmt: skip
-
-
 def _check_method(method: str) -> None:
-    if method not in _TOKEN_METHODS and (
-        not method or not all(c.isalnum() or c in "-.!%*_+`'~" for c in method)
-    ):
+    if not TOKEN_RE.fullmatch(method):
         raise LocalProtocolError(f"a method must be a token, not {method!r}")
 
 
@@ -86,75 +76,45 @@ class Message:
     def __init__(
         self, headers: Headers | Iterable[tuple[str, str]] = (), body: object = b""
     ) -> None:
-        # ``body`` typed object: anything else than bytes is refused with a
-        # LocalProtocolError, as the tests ask (compiled code would raise TypeError).
+        # ``body`` typed object: anything but bytes is refused with a LocalProtocolError.
         self.headers = headers if isinstance(headers, Headers) else Headers(headers)
         if not isinstance(body, bytes):
             raise LocalProtocolError("a message body must be bytes")
         self.body = body
 
     # -- typed accessors -------------------------------------------------------
+    def _required(self, name: str, parser: Callable[[str], T]) -> T:
+        value = self.headers.parsed(name, parser)
+        if value is None:
+            raise SIPParseError(f"missing {name}")
+        return value
+
     @property
     def via(self) -> list[Via]:
-        return self.headers.parsed_all("via", parse_via_list)
+        return self.headers.parsed_all("Via", parse_via_list)
 
-    # The accessors of the core headers read the cache of parsed values
-    # themselves (what Headers.parsed() does, without its generic call).
     @property
     def top_via(self) -> Via:
-        """The first Via value; the other Vias are not parsed for it."""
-        headers = self.headers
-        value: Via | None = headers._cache.get("via")
-        if value is None:
-            raw = headers._first("via")
-            if raw is None:
-                raise SIPParseError("missing Via")
-            value = _parse_top_via(raw)
-            headers._cache["via"] = value
-        return value
+        vias = self.via
+        if not vias:
+            raise SIPParseError("missing Via")
+        return vias[0]
 
     @property
     def call_id(self) -> str:
-        value = self.headers._first("call-id")
-        if value is None:
-            raise SIPParseError("missing Call-ID")
-        return value
+        return self._required("Call-ID", str)
 
     @property
     def cseq(self) -> CSeq:
-        headers = self.headers
-        value: CSeq | None = headers._cache.get("cseq")
-        if value is None:
-            raw = headers._first("cseq")
-            if raw is None:
-                raise SIPParseError("missing CSeq")
-            value = parse_cseq(raw)
-            headers._cache["cseq"] = value
-        return value
+        return self._required("CSeq", parse_cseq)
 
     @property
     def from_addr(self) -> NameAddr:
-        headers = self.headers
-        value: NameAddr | None = headers._cache.get("from")
-        if value is None:
-            raw = headers._first("from")
-            if raw is None:
-                raise SIPParseError("missing From")
-            value = parse_name_addr(raw)
-            headers._cache["from"] = value
-        return value
+        return self._required("From", parse_name_addr)
 
     @property
     def to_addr(self) -> NameAddr:
-        headers = self.headers
-        value: NameAddr | None = headers._cache.get("to")
-        if value is None:
-            raw = headers._first("to")
-            if raw is None:
-                raise SIPParseError("missing To")
-            value = parse_name_addr(raw)
-            headers._cache["to"] = value
-        return value
+        return self._required("To", parse_name_addr)
 
     @property
     def contacts(self) -> list[NameAddr]:
@@ -200,32 +160,14 @@ class Message:
         raise NotImplementedError
 
     def compact(self) -> None:
-        """Drop the parsed header values (see :meth:`Headers.compact`); reads still work."""
-        self.headers.compact()
+        """Does nothing: kept for the callers that still call it (to be removed)."""
 
     def to_bytes(self) -> bytes:
         """Serialize; Content-Length is always written, from the body's length."""
-        headers = self.headers
-        body = self.body
-        packed = headers._packed
-        if headers._stored is None and packed and "Content-Length:" not in packed:
-            # A compacted message (see Headers.compact) without Content-Length
-            # (what vidim builds): its lines are packed as they are written,
-            # and they stay packed.
-            text = f"{self._start_line()}\r\n{packed}\r\nContent-Length: {len(body)}\r\n\r\n"
-            return _encode(text) + body
-        # One join of the pieces: no intermediate string per header line.
-        parts = [self._start_line()]
-        for lname, name, value in headers._items:
-            if lname != "content-length":
-                parts.append("\r\n")
-                parts.append(name)
-                parts.append(": ")
-                parts.append(value)
-        parts.append("\r\nContent-Length: ")
-        parts.append(str(len(body)))
-        parts.append("\r\n\r\n")
-        return _encode("".join(parts)) + body
+        lines = [self._start_line()]
+        lines += [f"{name}: {value}" for name, value in self.headers if name != "Content-Length"]
+        lines += [f"Content-Length: {len(self.body)}", "", ""]
+        return _encode("\r\n".join(lines)) + self.body
 
     def __bytes__(self) -> bytes:
         return self.to_bytes()
@@ -260,26 +202,10 @@ class Request(Message):
     ) -> Request:
         """A request from header values vidim built itself (see :meth:`Headers.trusted`).
 
-        Like ``Request(...)``, but the header values are not checked for
-        control characters nor stripped: for the allocator, dialogs and the
-        transaction layer, which build their requests from values they made
-        or parsed.  The method and a ``str`` URI are still checked; the body
-        must be bytes.  Requests built from anything a user or a peer
-        supplied unparsed go through the constructor.
-
-        ``parsed`` hands over values the caller already holds, so that
-        nothing parses them back from the text (the transaction layer reads
-        the top Via and CSeq of every request it sends): keys are the
-        lower-case names the accessors use, ``"via"`` (the top Via only),
-        ``"cseq"``, ``"from"``, ``"to"``; each value must be what parsing the
-        line would give, e.g. ``{"via": via, "cseq": CSeq(1, "MESSAGE")}``
-        with the line ``("Via", str(via))``.
+        ``parsed`` is ignored: values are parsed from the lines when read.
+        Both it and this method are left for their callers, to be removed.
         """
-        _check_method(method)
-        lines = Headers.trusted(headers)
-        if parsed:
-            lines._cache.update(parsed)
-        return Request(method, uri, lines, body)
+        return cls(method, uri, Headers.trusted(headers), body)
 
     def _start_line(self) -> str:
         return f"{self.method} {self.uri} SIP/2.0"
@@ -315,6 +241,10 @@ class Response(Message):
         return f"<Response {self.status} {self.reason}>"
 
 
+#: The headers a response copies from its request (RFC 3261 section 8.2.6.2).
+_COPIED = ("via", "from", "to", "call-id", "cseq")
+
+
 def make_response(
     request: Request,
     status: int,
@@ -328,43 +258,20 @@ def make_response(
 
     Via, From, Call-ID and CSeq are copied; To is copied and, unless it
     already has one, gets ``to_tag`` (a UAS must add a tag to every response
-    except 100).
+    except 100).  A copied value holding a control character is refused, as
+    :meth:`Headers.add` refuses it.
     """
-    # The request's lines are copied as they are (lower-case name, name,
-    # value): they were checked when the request was parsed or built.
-    items: list[tuple[str, str, str]] = []
-    to_changed = False
-    for item in request.headers._items:
-        lname = item[0]
-        if lname in _COPIED:
-            value = item[2]
-            if not value.isprintable() and _CTL_RE.search(value):  # as Headers.add would
-                raise LocalProtocolError(f"control character in value of {item[1]}")
-            if lname == "to" and to_tag is not None and status > 100:
-                to_addr = request.to_addr
-                if to_addr.tag is None:
-                    item = ("to", "To", _with_tag(value, to_addr, to_tag))
-                    to_changed = True
-            items.append(item)
-    out = Headers(_lines=items)
-    # The copied lines parse to what the request's did: share its parsed
-    # values (immutable), so that the transaction layer, which reads the
-    # top Via and CSeq of the response, does not parse them again.
-    cache = request.headers._cache
-    if cache:
-        seeded = out._cache
-        for key in _SEEDED if not to_changed else _SEEDED_NOT_TO:
-            if key in cache:
-                seeded[key] = cache[key]
-    if headers:
-        for name, value in headers:
-            out.add(name, value)
+    copied: list[tuple[str, str]] = []
+    for name, value in request.headers:
+        if name.lower() not in _COPIED:
+            continue
+        if name == "To" and to_tag is not None and status > 100 and request.to_addr.tag is None:
+            value = _with_tag(value, request.to_addr, to_tag)
+        copied.append((name, value))
+    out = Headers(copied)
+    for name, value in headers:
+        out.add(name, value)
     return Response(status, reason, out, body)
-
-
-_COPIED: Final = frozenset(("via", "from", "to", "call-id", "cseq"))
-_SEEDED: Final = ("via", "from", "to", "cseq")
-_SEEDED_NOT_TO: Final = ("via", "from", "cseq")
 
 
 def _with_tag(value: str, to_addr: NameAddr, tag: str) -> str:
@@ -374,7 +281,7 @@ def _with_tag(value: str, to_addr: NameAddr, tag: str) -> str:
     addr-spec is rewritten in the ``<>`` form, where a parameter belongs to
     the header and not to the URI.
     """
-    if not _TOKEN_RE.fullmatch(tag):
+    if not TOKEN_RE.fullmatch(tag):
         raise LocalProtocolError(f"a tag must be a token, not {tag!r}")
     if value.endswith(">") or (">" in value and not to_addr.params):
         return f"{value};tag={tag}"

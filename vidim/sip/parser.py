@@ -8,84 +8,41 @@ line ends, leading CRLFs).  Every failure is a :class:`SIPParseError`.
 from __future__ import annotations
 
 import re
-from typing import Final
 
 from . import abnf
-from .errors import SIPParseError
-from .headers import (
-    _TOKEN_SET,
-    SINGLE_HEADERS,
-    Headers,
-    _media_type_ok,
-    _name_addr_line_ok,
-    _parse_top_via,
-    _scan_name_addr,
-    _via_line_ok,
-    canonical_name,
-    parse_content_length,
-    parse_cseq,
-    parse_max_forwards,
-    parse_media_type,
-    parse_name_addr,
-    parse_name_addr_list,
-    parse_via_list,
-)
-from .message import REASON_PHRASES, Request, Response
-from .uri import (
-    _COMPILED,
-    URI,
-    SipURI,
-    _CharSet,
-    _fast_sip_uri_from_groups,
-    _fast_sip_uri_pattern,
-    _only,
-    _scan_sip_uri,
-    parse_uri,
-)
+from .errors import LocalProtocolError, SIPParseError
+from .headers import SINGLE_HEADERS, TOKEN_RE, Headers, canonical_name
+from .message import Request, Response
+from .uri import SipURI, parse_uri
 
 __all__ = ["DEFAULT_MAX_MESSAGE_SIZE", "StreamFramer", "parse_message"]
 
 #: The largest message the framer accepts by default (bytes, headers and body).
-DEFAULT_MAX_MESSAGE_SIZE: Final = 65535
+DEFAULT_MAX_MESSAGE_SIZE = 65535
 
-# Module constants are Final: compiled (mypyc), they are read without a
-# lookup in the module's namespace.
-_HEADER_END_RE: Final = re.compile(rb"\r?\n\r?\n")
-_TOKEN_RE: Final = re.compile(abnf.TOKEN)
-_VERSION_RE: Final = re.compile(r"SIP/[0-9]+\.[0-9]+")
-_CALL_ID_RE: Final = re.compile(rf"{abnf.WORD}(?:@{abnf.WORD})?")
-_CONTENT_LENGTH_RE: Final = re.compile(
+#: The empty line that ends the headers (CRLF CRLF, bare LFs tolerated), from its
+#: first LF: a pattern that starts with a fixed byte is searched for quickly.
+_HEADER_END_RE = re.compile(rb"\n\r?\n")
+_VERSION_RE = re.compile(r"SIP/[0-9]+\.[0-9]+")
+_STATUS_CODE_RE = re.compile(r"[1-6][0-9][0-9]")
+# Call-ID = word [ "@" word ]
+_CALL_ID_RE = re.compile(rf"{abnf.WORD}(?:@{abnf.WORD})?")
+_CONTENT_LENGTH_RE = re.compile(
     rb"^(?:content-length|l)[ \t]*:[ \t]*([^\r\n]*?)[ \t]*\r?$", re.IGNORECASE | re.MULTILINE
 )
-#: The characters of abnf.WORD, for the Call-ID scan.
-_WORD_SET: Final = _CharSet(
-    "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-.!%*_+`'~()<>:\\\"/[]?{}"
-)
-#: "200" -> 200, for the codes of REASON_PHRASES (all 3 digits, 100-699).
-_STATUS_CODES: Final = {str(code): code for code in REASON_PHRASES}
-_REQUIRED_ORDER: Final = ("via", "from", "to", "call-id", "cseq")
+#: The headers every message must carry (RFC 3261 section 8.1.1), in the order they are named.
+_REQUIRED = ("via", "from", "to", "call-id", "cseq")
 
 
-#: raw header name (as it appears before the colon) -> (lower-case canonical
-#: name, canonical name).  Keyed on names, which repeat in real traffic, and
-#: bounded since names come from peers.
-_NAME_CACHE: Final[dict[str, tuple[str, str]]] = {}
-_NAME_CACHE_LIMIT: Final = 4096
-
-
-def _header_name(raw: str) -> tuple[str, str]:
-    """(lower-case canonical name, canonical name) of a raw header name, cached."""
-    entry = _NAME_CACHE.get(raw)
-    if entry is not None:
-        return entry
-    name = raw.rstrip(" \t")
-    if not _TOKEN_RE.fullmatch(name):
-        raise SIPParseError(f"malformed header name {name[:60]!r}")
-    cname = canonical_name(name)
-    entry = (cname.lower(), cname)
-    if len(_NAME_CACHE) < _NAME_CACHE_LIMIT:
-        _NAME_CACHE[raw] = entry
-    return entry
+def _find_header_end(data: bytes | bytearray, start: int) -> tuple[int, int] | None:
+    """Where the headers end and the body starts, searching from ``start``; None: not yet."""
+    match = _HEADER_END_RE.search(data, start)
+    if match is None:
+        return None
+    head_end = match.start()
+    if head_end > start and data[head_end - 1] == 13:  # the CR of a CRLF
+        head_end -= 1
+    return head_end, match.end()
 
 
 def parse_message(data: bytes | bytearray | memoryview) -> Request | Response:
@@ -95,101 +52,58 @@ def parse_message(data: bytes | bytearray | memoryview) -> Request | Response:
     (RFC 4475 ``dblreq``); a body shorter than announced is an error
     (``clerr``).  Without Content-Length the body is the rest of the datagram.
     """
-    raw: bytes
-    if type(data) is bytes:
-        raw = data
-    elif isinstance(data, (bytes, bytearray, memoryview)):
-        raw = bytes(data)
-    else:
+    if not isinstance(data, (bytes, bytearray, memoryview)):
         raise TypeError("parse_message takes bytes")
+    raw = bytes(data)
     start = 0
-    # Leading CRLFs (keep-alives, RFC 5626) skipped; bytes indexing rather than
-    # startswith(), which compiled code calls as a method: one call per datagram.
-    while len(raw) > start + 1 and raw[start] == 13 and raw[start + 1] == 10:
+    while raw.startswith(b"\r\n", start):  # keep-alives (RFC 5626) before the start line
         start += 2
-    # Fast path: CRLF line ends throughout the headers (what every phone sends).
-    lines: list[str] | None = None
-    body_start = 0
-    end = raw.find(b"\r\n\r\n", start)
-    if end >= 0:
-        text = raw[start:end].decode("utf-8", "surrogateescape")
-        split = text.split("\r\n")
-        lines = split
-        for line in split:
-            if "\n" in line or "\r" in line:
-                lines = None  # bare LF or CR: the general path decides
-                break
-        body_start = end + 4
-    if lines is None:
-        match = _HEADER_END_RE.search(raw, start)
-        if match is None:
-            raise SIPParseError("no empty line after the headers")
-        text = raw[start : match.start()].decode("utf-8", "surrogateescape")
-        if "\r" in text.replace("\r\n", ""):
-            raise SIPParseError("bare CR in the message headers")
-        lines = text.replace("\r\n", "\n").split("\n")
-        body_start = match.end()
-    message = _parse_lines(lines)
+    end = _find_header_end(raw, start)
+    if end is None:
+        raise SIPParseError("no empty line after the headers")
+    head_end, body_start = end
+    text = raw[start:head_end].decode("utf-8", "surrogateescape")
+    if "\r" in text.replace("\r\n", ""):
+        raise SIPParseError("bare CR in the message headers")
+    message = _parse_head(text.replace("\r\n", "\n").split("\n"))
     body = raw[body_start:]
-    length: int | None = message.headers._cache["content-length"]  # set by _validate
+    length = message.content_length
     if length is not None:
         if length > len(body):
             raise SIPParseError(
                 f"Content-Length {length} is larger than the {len(body)}-octet body"
             )
-        if length < len(body):
-            body = body[:length]
+        body = body[:length]
     message.body = body
     return message
 
 
-def _parse_lines(lines: list[str]) -> Request | Response:
-    # The header-line loop: one partition and one dict lookup per line in the
-    # common case.  It also builds the index of first values (``first``) and
-    # keeps the later lines of a repeated name (``repeats``: Via, Route...),
-    # so that nothing needs to walk the lines again.
-    items: list[tuple[str, str, str]] = []
-    first: dict[str, str] = {}
-    repeats: list[tuple[str, str]] = []
-    folded = False
-    for line in lines[1:]:
-        raw, colon, value = line.partition(":")
-        entry = _NAME_CACHE.get(raw)
-        if entry is None or not colon:
-            if line[:1] in (" ", "\t"):
-                if not items:
-                    raise SIPParseError("continuation line before the first header")
-                lname, name, value = items[-1]
-                more = line.strip(" \t")
-                items[-1] = (lname, name, f"{value} {more}" if value and more else value or more)
-                folded = True
-                continue
-            if not colon or not raw:
-                raise SIPParseError(f"malformed header line {line[:60]!r}")
-            entry = _header_name(raw)
-        lname, name = entry
-        value = value.strip(" \t")
-        items.append((lname, name, value))
-        if lname in first:
-            repeats.append((lname, value))
-        else:
-            first[lname] = value
-    if folded:  # rare: rebuild what folding changed
-        first = {}
-        repeats = []
-        for lname, _, value in items:
-            if lname in first:
-                repeats.append((lname, value))
-            else:
-                first[lname] = value
-    headers = Headers(_lines=items, _index=first)
-    start_line = lines[0]
+def _parse_head(lines: list[str]) -> Request | Response:
+    """The start line and the header lines: unfolded, names checked, core headers validated."""
+    start_line, *header_lines = lines
+    items: list[tuple[str, str]] = []
+    for line in header_lines:
+        if line.startswith((" ", "\t")):  # a continuation of the line before (folding)
+            if not items:
+                raise SIPParseError("continuation line before the first header")
+            name, value = items[-1]
+            more = line.strip(" \t")
+            items[-1] = (name, f"{value} {more}" if value and more else value or more)
+            continue
+        name, colon, value = line.partition(":")
+        if not colon or not name:
+            raise SIPParseError(f"malformed header line {line[:60]!r}")
+        items.append((name.rstrip(" \t"), value.strip(" \t")))
+    try:
+        headers = Headers.trusted(items)
+    except LocalProtocolError as exc:  # a name that is not a token
+        raise SIPParseError(f"malformed header line: {exc.reason}") from None
     message: Request | Response
     if start_line.startswith("SIP/"):
         message = _parse_status_line(start_line, headers)
     else:
         message = _parse_request_line(start_line, headers)
-    _validate(message, first, repeats)
+    _validate(message)
     return message
 
 
@@ -200,140 +114,60 @@ def _check_version(version: str) -> None:
         raise SIPParseError(f"malformed SIP version {version[:20]!r}")
 
 
-# Method SP sip-URI SP SIP/2.0, the URI in the fast grammar of uri.py.
-_FAST_REQUEST_LINE_RE: Final = re.compile(rf"({abnf.TOKEN}) {_fast_sip_uri_pattern()} SIP/2\.0")
-
-
 def _parse_request_line(line: str, headers: Headers) -> Request:
-    # Scanned first (see uri._scan_sip_uri): "Method SP sip-URI SP SIP/2.0".
-    if _COMPILED and line.endswith(" SIP/2.0"):
-        space = line.find(" ")
-        method = line[:space]
-        if _only(method, _TOKEN_SET):
-            scanned = _scan_sip_uri(line[space + 1 : len(line) - 8])
-            if scanned is not None:
-                return Request(method, scanned, headers)
-    return _parse_request_line_regex(line, headers)
-
-
-def _parse_request_line_regex(line: str, headers: Headers) -> Request:
-    """_parse_request_line without the scanner: the fast regex, then the general parser."""
-    match = _FAST_REQUEST_LINE_RE.fullmatch(line)
-    uri: URI | None = None
-    method = ""
-    if match is not None:
-        method, scheme, user, host, port, params = match.groups()
-        uri = _fast_sip_uri_from_groups(scheme, user, host, port, params)
-    if uri is None:
-        method, uri = _parse_request_line_slow(line)
-    return Request(method, uri, headers)
-
-
-def _parse_request_line_slow(line: str) -> tuple[str, URI]:
+    """Method SP Request-URI SP SIP-Version."""
     parts = line.split(" ")
     if len(parts) != 3 or not all(parts):
         raise SIPParseError("malformed request line: expected 'Method SP Request-URI SP SIP/2.0'")
     method, uri_text, version = parts
-    if not _TOKEN_RE.fullmatch(method):
+    if not TOKEN_RE.fullmatch(method):
         raise SIPParseError(f"malformed method {method[:30]!r}")
     _check_version(version)
     uri = parse_uri(uri_text)
     if isinstance(uri, SipURI) and uri.headers:
         raise SIPParseError("a Request-URI cannot carry URI headers")
-    return method, uri
+    return Request(method, uri, headers)
 
 
 def _parse_status_line(line: str, headers: Headers) -> Response:
-    # "SIP/2.0 <a code of REASON_PHRASES>[ reason]": what the general path
-    # below reads, without its checks and int().
-    if line.startswith("SIP/2.0 "):
-        space = line.find(" ", 8)
-        if space == 11 or (space < 0 and len(line) == 11):
-            status = _STATUS_CODES.get(line[8:11])
-            if status is not None:
-                return Response(status, line[12:], headers)
-    return _parse_status_line_slow(line, headers)
-
-
-def _parse_status_line_slow(line: str, headers: Headers) -> Response:
-    """The general status-line parser (and no fast path)."""
+    """SIP-Version SP Status-Code SP Reason-Phrase."""
     parts = line.split(" ", 2)
     if len(parts) < 2:
         raise SIPParseError("malformed status line")
     version, code = parts[0], parts[1]
     _check_version(version)
-    # [1-6][0-9][0-9], without a regular expression
-    if not (len(code) == 3 and code.isdigit() and code.isascii() and "1" <= code[0] <= "6"):
+    if not _STATUS_CODE_RE.fullmatch(code):
         raise SIPParseError(f"malformed status code {code[:20]!r}")
     return Response(int(code), parts[2] if len(parts) == 3 else "", headers)
 
 
-def _call_id_ok(call_id: str) -> bool:
-    """Call-ID = word ["@" word]: scanned, the regular expression for what the scan refuses."""
-    if _COMPILED:
-        left, at, right = call_id.partition("@")
-        if _only(left, _WORD_SET) and (not at or _only(right, _WORD_SET)):
-            return True
-    return _CALL_ID_RE.fullmatch(call_id) is not None
-
-
-def _validate(
-    message: Request | Response, first: dict[str, str], repeats: list[tuple[str, str]]
-) -> None:
+def _validate(message: Request | Response) -> None:
     """Refuse a message whose core headers are malformed (RFC 4475).
 
-    What every reader needs (top Via, From, To, CSeq, Content-Length) is
-    parsed here and cached; the other lines that must be valid (later Vias,
-    Contact, Content-Type) are checked with a regular expression and parsed
-    only if something reads them.  A line the fast grammar does not cover is
-    parsed by the general parser, which raises if it is malformed.
+    Reading the typed accessors parses (and caches) the headers every
+    reader needs; an accessor raises on a malformed value.
     """
-    for lname, _ in repeats:
-        if lname in SINGLE_HEADERS:
-            raise SIPParseError(f"more than one {canonical_name(lname)} header")
-    if not (
-        "via" in first and "from" in first and "to" in first and "call-id" in first
-        and "cseq" in first
-    ):  # fmt: skip
-        missing = [canonical_name(n) for n in _REQUIRED_ORDER if n not in first]
+    seen: set[str] = set()
+    for name, _ in message.headers:
+        key = name.lower()
+        if key in SINGLE_HEADERS and key in seen:
+            raise SIPParseError(f"more than one {canonical_name(key)} header")
+        seen.add(key)
+    missing = [canonical_name(key) for key in _REQUIRED if key not in seen]
+    if missing:
         raise SIPParseError("missing " + ", ".join(missing))
-    headers = message.headers
-    cache = headers._cache
-    cache["via"] = _parse_top_via(first["via"])
-    for lname, value in repeats:
-        if lname == "via" and not _via_line_ok(value):
-            parse_via_list(value)
-    cache["from"] = parse_name_addr(first["from"])
-    cache["to"] = parse_name_addr(first["to"])
-    call_id = first["call-id"]
-    if not _call_id_ok(call_id):
-        raise SIPParseError(f"malformed Call-ID {call_id[:60]!r}")
-    cseq = parse_cseq(first["cseq"])
-    cache["cseq"] = cseq
+    # Each accessor parses its header and keeps the value; a malformed one raises.
+    _ = (message.via, message.from_addr, message.to_addr)
+    if not _CALL_ID_RE.fullmatch(message.call_id):
+        raise SIPParseError(f"malformed Call-ID {message.call_id[:60]!r}")
+    cseq = message.cseq
     if isinstance(message, Request):
         if cseq.method != message.method:
             raise SIPParseError(
                 f"CSeq method {cseq.method} does not match the request method {message.method}"
             )
-        max_forwards = first.get("max-forwards")
-        if max_forwards is not None:
-            cache["max-forwards"] = parse_max_forwards(max_forwards)
-    contact = first.get("contact")
-    if contact is not None and contact != "*":
-        scanned = _scan_name_addr(contact) if _COMPILED else None
-        if scanned is not None:  # one Contact value: keep it for Message.contacts
-            if not repeats or not any(lname == "contact" for lname, _ in repeats):
-                cache["*contact"] = [scanned]
-        elif not _name_addr_line_ok(contact):
-            parse_name_addr_list(contact)
-        for lname, line in repeats:
-            if lname == "contact" and not _name_addr_line_ok(line):
-                parse_name_addr_list(line)
-    content_type = first.get("content-type")
-    if content_type is not None and not _media_type_ok(content_type):
-        cache["content-type"] = parse_media_type(content_type)
-    length = first.get("content-length")
-    cache["content-length"] = parse_content_length(length) if length is not None else None
+        _ = message.max_forwards
+    _ = (message.contacts, message.content_type, message.content_length)
 
 
 class StreamFramer:
@@ -392,16 +226,16 @@ class StreamFramer:
             self._scanned = max(0, self._scanned - skip)
         if not buffer:
             return None
-        match = _HEADER_END_RE.search(buffer, max(0, self._scanned - 3))
+        found = _find_header_end(buffer, max(0, self._scanned - 3))
         # The same limit whether the headers arrive at once or byte by byte:
         # with max_message_size octets and no end of headers, any end found
         # later lies beyond the limit.
-        if match is None:
+        if found is None:
             self._scanned = len(buffer)
             if len(buffer) >= self.max_message_size:
                 raise self._fail("headers larger than the message size limit", 513)
             return None
-        head_end, body_start = match.start(), match.end()
+        head_end, body_start = found
         if body_start > self.max_message_size:
             raise self._fail("headers larger than the message size limit", 513)
         lengths = _CONTENT_LENGTH_RE.findall(bytes(buffer[:head_end]))
