@@ -163,6 +163,17 @@ class MediaDescription:
 # --- parsing -------------------------------------------------------------------------
 
 _LINE_RE = re.compile(r"[a-z]=[^\x00\r\n]*")
+#: The lines vidim reads from an SDP body: o=, c= and m=, and the attributes
+#: rtpmap, fmtp, rtcp, mid and the direction.  Only these go to sdp-transform,
+#: which tries every line against its grammar's rules in turn (fifty for a=):
+#: the rest of a softphone's SDP (ssrc, rtcp-fb, candidates, ptime...) cost
+#: as much again as the lines vidim reads, once per probed invitee and per
+#: participant joining the focus.  The grammar's rules for these keys all
+#: start with these literal names, so what they give is the same either way
+#: (tests/formats/test_sdp.py checks the grammar for it).
+_READ_LINE_RE = re.compile(
+    r"[ocm]=|a=(?:rtpmap:|fmtp:|rtcp:|mid:|sendrecv|sendonly|recvonly|inactive)"
+)
 _TOKEN_RE = re.compile(r"[!#$%&'*+\-.0-9A-Z^_`a-z{|}~]+")
 
 
@@ -244,7 +255,8 @@ def _parse(body: bytes) -> tuple[dict[str, Any], list[MediaDescription]]:
     """Parse with sdp-transform's grammar and check what it could not."""
     text = _decode(body)
     try:
-        session: Any = sdp_transform.parse(text)
+        read = "\n".join(line for line in text.splitlines() if _READ_LINE_RE.match(line))
+        session: Any = sdp_transform.parse(read)
     except Exception as exc:  # an untyped third-party parser: any failure is the peer's
         raise SDPError(f"unparsable SDP ({type(exc).__name__})") from exc
     if not isinstance(session, dict) or not isinstance(session.get("origin"), dict):

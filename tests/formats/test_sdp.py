@@ -3,12 +3,15 @@
 from __future__ import annotations
 
 import contextlib
+import re
 
 import pytest
+import sdp_transform
 from hypothesis import given
 from hypothesis import strategies as st
 
 from vidim.sdp import (
+    _READ_LINE_RE,
     AUDIO_CODECS,
     Codec,
     SDPError,
@@ -546,6 +549,42 @@ def test_any_known_line_parses_or_raises_sdp_error(lines: list[str], eol: str, m
     assert all(isinstance(m.port, int) and isinstance(m.formats, tuple) for m in media)
     with contextlib.suppress(SDPError):
         assert len(media_summary(answer(offer, mode))) == len(media)
+
+
+#: What vidim reads of sdp-transform's output, at session and media level.
+_READ_KEYS = frozenset(
+    {"origin", "connection", "direction", "media", "type", "port", "protocol", "payloads"}
+    | {"rtp", "fmtp", "rtcp", "mid"}
+)
+
+
+def test_only_the_lines_vidim_keeps_write_what_it_reads() -> None:
+    """vidim.sdp parses only o=, c=, m= and five attributes: no other line could matter.
+
+    Every line is read on its own (an m= line opens a stream), so leaving out the
+    others changes nothing vidim reads, if no rule for another field writes one of its
+    keys and the attribute rules that do begin with names vidim keeps.  This fails
+    when sdp-transform's grammar changes so.
+    """
+    for field, rules in sdp_transform.grammar.grammar.items():
+        for rule in rules:
+            # The key it sets where the line stands (a pushed or named rule nests its names).
+            key = rule.get("push") or rule.get("name")
+            written = {key} if key else set(rule["names"])
+            if not written & _READ_KEYS:
+                continue
+            if field in "ocm":
+                assert _READ_LINE_RE.match(f"{field}="), field
+                continue
+            assert field == "a", (field, rule)
+            reg = rule["reg"]
+            pattern = reg.pattern if isinstance(reg, re.Pattern) else reg
+            assert not (reg.flags if isinstance(reg, re.Pattern) else 0) & re.IGNORECASE
+            # "^rtpmap:(\d*) ..." begins with "rtpmap:"; "^(sendrecv|...)" with one of its words.
+            literal = pattern.removeprefix("^").split("(")[0]
+            starts = [literal] if literal else pattern.removeprefix("^(").split(")")[0].split("|")
+            for start in starts:
+                assert _READ_LINE_RE.match(f"a={start}"), (start, pattern)
 
 
 # --- capabilities -------------------------------------------------------------------------
