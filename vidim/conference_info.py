@@ -24,16 +24,18 @@ import xml.etree.ElementTree as ET
 from dataclasses import dataclass
 from typing import Literal
 
-from .sip.errors import LocalProtocolError, SIPParseError
-from .sip.uri import parse_uri
+from .sip.errors import LocalProtocolError
 from .vocabulary import Mode
 from .xmlbody import (
     DEFAULT_MAX_XML_SIZE,
     VIDIM_NS,
     FormatError,
     check_xml_text,
-    collapse_space,
+    checked_uri,
     parse_xml,
+    read_mode,
+    read_name,
+    read_uri,
     serialize,
 )
 
@@ -107,14 +109,6 @@ class ConferenceInfo:
 # --- building ------------------------------------------------------------------------
 
 
-def _checked_uri(uri: str, what: str) -> str:
-    try:
-        parse_uri(check_xml_text(uri, what))
-    except SIPParseError as exc:
-        raise LocalProtocolError(f"bad {what} {uri!r}: {exc.reason}") from exc
-    return uri
-
-
 def _checked_token(value: str, what: str) -> str:
     if not _TOKEN_RE.fullmatch(value):
         raise LocalProtocolError(f"{what} must be a token, not {value!r}")
@@ -130,7 +124,7 @@ def build_conference_info(info: ConferenceInfo) -> bytes:
         {
             "xmlns": CONFERENCE_INFO_NS,
             "xmlns:vidim": VIDIM_NS,
-            "entity": _checked_uri(info.entity, "conference entity"),
+            "entity": checked_uri(info.entity, "conference entity"),
             "state": info.state,
             "version": str(info.version),
         },
@@ -151,7 +145,7 @@ def build_conference_info(info: ConferenceInfo) -> bytes:
 
 
 def _build_user(parent: ET.Element, user: UserInfo) -> None:
-    attrs = {"entity": _checked_uri(user.entity, "user entity"), "state": user.state}
+    attrs = {"entity": checked_uri(user.entity, "user entity"), "state": user.state}
     if user.mode is not None:
         attrs["vidim:mode"] = str(user.mode)
     element = ET.SubElement(parent, "user", attrs)
@@ -177,7 +171,7 @@ def parse_conference_info(body: bytes, *, max_size: int = DEFAULT_MAX_XML_SIZE) 
     root = parse_xml(body, max_size=max_size)
     if root.tag != _CI + "conference-info":
         raise FormatError(f"expected <conference-info> in {CONFERENCE_INFO_NS}, got {root.tag}")
-    entity = _remote_uri(root.get("entity"), "conference-info entity")
+    entity = _read_entity(root.get("entity"), "conference-info entity")
     version_text = root.get("version")
     if version_text is None:
         raise FormatError("<conference-info> without a version attribute")
@@ -216,27 +210,22 @@ def parse_conference_info(body: bytes, *, max_size: int = DEFAULT_MAX_XML_SIZE) 
 
 
 def _parse_user(element: ET.Element) -> UserInfo:
-    entity = _remote_uri(element.get("entity"), "user entity")
+    entity = _read_entity(element.get("entity"), "user entity")
     mode_text = element.get(_MODE)
-    mode = None
-    if mode_text is not None:
-        try:
-            mode = Mode(mode_text.strip().lower())
-        except ValueError:
-            raise FormatError(f"unknown mode {mode_text!r} for user {entity}") from None
+    mode = read_mode(mode_text, f"user {entity}") if mode_text is not None else None
     display = element.find(_CI + "display-text")
-    display_name = _remote_text(display.text or "", "display-text") if display is not None else None
+    display_name = read_name(display.text or "", "display-text") if display is not None else None
     status: str | None = None
     media: list[str] = []
     endpoint = element.find(_CI + "endpoint")
     if endpoint is not None:
         status_element = endpoint.find(_CI + "status")
         if status_element is not None:
-            status = _remote_token(status_element.text, "endpoint status")
+            status = _read_token(status_element.text, "endpoint status")
         for media_element in endpoint.findall(_CI + "media"):
             type_element = media_element.find(_CI + "type")
             if type_element is not None:
-                media.append(_remote_token(type_element.text, "media type"))
+                media.append(_read_token(type_element.text, "media type"))
     return UserInfo(
         entity=entity,
         display_name=display_name,
@@ -247,25 +236,14 @@ def _parse_user(element: ET.Element) -> UserInfo:
     )
 
 
-def _remote_uri(value: str | None, what: str) -> str:
+def _read_entity(value: str | None, what: str) -> str:
     if not value:
         raise FormatError(f"{what} missing")
-    _remote_text(value, what)
-    try:
-        parse_uri(value)
-    except SIPParseError as exc:
-        raise FormatError(f"bad {what} {value!r}: {exc.reason}") from exc
-    return value
+    read_name(value, what)
+    return read_uri(value, what)
 
 
-def _remote_text(value: str, what: str) -> str:
-    try:
-        return check_xml_text(collapse_space(value), what)
-    except LocalProtocolError as exc:
-        raise FormatError(exc.reason) from None
-
-
-def _remote_token(value: str | None, what: str) -> str:
+def _read_token(value: str | None, what: str) -> str:
     text = (value or "").strip()
     if not _TOKEN_RE.fullmatch(text):
         raise FormatError(f"bad {what} {text[:40]!r}")

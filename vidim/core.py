@@ -1,16 +1,23 @@
-"""What every vidim protocol core shares at its I/O boundary.
+"""The I/O boundary the allocator and the built-in focus share.
 
-The allocator and the built-in focus both own a transaction layer, an
-outbox and an event queue, and take the same three inputs (aioquic's
-``QuicConnection`` shape): messages, the clock, API calls.  This base holds
-the parts that are the same word for word; each core says what its own
-timers are (``_next_own_timer``, ``handle_timer``) and how it reports input
-it ignores (``_ignored``).
+Both servers own a transaction layer, an outbox and an event queue, and
+take the same three inputs (aioquic's ``QuicConnection`` shape): datagrams,
+the clock, API calls.  What happens at that boundary is the same for both,
+word for word: a datagram is parsed, or reported and, when it can be, answered
+400 without reaching the server; what goes out is the transaction layer's
+messages plus the server's own; the next deadline is the earlier of the
+layer's and the server's.  :class:`SipCoreBase` is that boundary, written
+once so that ``vidim.aio.SipServer`` drives either server the same way.  Each
+server says what its messages mean (``receive``), what its own timers are
+(``_next_own_timer``, ``handle_timer``) and how it reports input it ignores
+(``_ignored``).
 """
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Generic, TypeVar
+from abc import ABC, abstractmethod
+from collections import deque
+from typing import Generic, TypeVar
 
 from .sip import (
     Address,
@@ -25,49 +32,43 @@ from .sip import (
 
 __all__ = ["SipCoreBase"]
 
-try:
-    from mypy_extensions import mypyc_attr
-except ImportError:  # no runtime dependency: only a build with mypyc reads the decorator
-    if TYPE_CHECKING:
-        from _typeshed import IdentityFunction
-
-    def mypyc_attr(*attrs: str, **kwattrs: object) -> IdentityFunction:
-        return lambda cls: cls
-
-
 E = TypeVar("E")
 
 
-# The built-in focus (vidim.focus, not compiled) derives from it too.
-@mypyc_attr(allow_interpreted_subclasses=True)
-class SipCoreBase(Generic[E]):
+class SipCoreBase(ABC, Generic[E]):
     """Transaction layer, outbox and events; unparsable input answered when possible."""
 
     _layer: TransactionLayer
     _outbox: list[tuple[Message, Address]]
-    #: A list, not a deque: compiled, its append is a direct C call.
-    _events: list[E]
+    _events: deque[E]
 
     def _init_core(self, layer: TransactionLayer) -> None:
         self._layer = layer
         self._outbox = []
-        self._events = []
+        self._events = deque()
 
-    # -- what each core provides ---------------------------------------------------
+    # -- what each server provides ------------------------------------------------------
+    @abstractmethod
     def receive(self, message: Request | Response, source: Address, now: float) -> None:
-        raise NotImplementedError
+        """Handle one parsed message."""
 
+    @abstractmethod
+    def handle_timer(self, now: float) -> None:
+        """Fire whatever is due at ``now`` (the layer's timers and the server's own)."""
+
+    @abstractmethod
     def _next_own_timer(self) -> float | None:
-        raise NotImplementedError
+        """The server's earliest deadline beside the transaction layer's, or None."""
 
+    @abstractmethod
     def _ignored(self, reason: str, summary: str) -> E:
-        """The core's own "message ignored" event."""
-        raise NotImplementedError
+        """The server's own "message ignored" event."""
 
+    @abstractmethod
     def _warning_host(self) -> str:
-        raise NotImplementedError
+        """The host named in the Warning header of a 400 to unparsable input."""
 
-    # -- shared ---------------------------------------------------------------------
+    # -- shared -------------------------------------------------------------------------
     def receive_datagram(self, data: bytes, source: Address, now: float) -> None:
         """Parse and receive; what cannot be parsed is reported, never raised.
 
@@ -92,7 +93,7 @@ class SipCoreBase(Generic[E]):
     def get_timer(self) -> float | None:
         """The earliest deadline at which ``handle_timer`` must be called, or None."""
         deadlines = [d for d in (self._layer.get_timer(), self._next_own_timer()) if d is not None]
-        return min(deadlines) if deadlines else None
+        return min(deadlines, default=None)
 
     def messages_to_send(self) -> list[tuple[Message, Address]]:
         """Return and forget the messages to send, with their destinations."""
@@ -101,9 +102,11 @@ class SipCoreBase(Generic[E]):
         return out
 
     def next_event(self) -> E | None:
-        return self._events.pop(0) if self._events else None
+        """The oldest event not yet taken, or None."""
+        return self._events.popleft() if self._events else None
 
     def events(self) -> list[E]:
-        out = self._events
-        self._events = []
+        """Return and forget every event not yet taken, oldest first."""
+        out = list(self._events)
+        self._events.clear()
         return out

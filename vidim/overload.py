@@ -77,8 +77,6 @@ class OverloadPolicy:
 class OverloadGuard:
     """Fed with the waits of new requests, says whether to refuse them."""
 
-    __slots__ = ("_since", "episodes", "overloaded_now", "policy", "reason", "refused")
-
     def __init__(self, policy: OverloadPolicy | None = None, *, now: float = 0.0) -> None:
         self.policy = policy if policy is not None else OverloadPolicy()
         self._since = now
@@ -98,11 +96,10 @@ class OverloadGuard:
 
     def queue_delay(self, delay: float, now: float) -> None:
         """A datagram that arrived ``delay`` seconds before ``now`` is being read now."""
-        policy = self.policy
         if not self.overloaded_now:
-            if delay >= policy.max_lag:
+            if delay >= self.policy.max_lag:
                 self._enter(now, delay)
-        elif delay < policy.clear_lag and now - self._since >= policy.hold:
+        elif delay < self.policy.clear_lag and now - self._since >= self.policy.hold:
             self.overloaded_now = False
 
     def refuse(self) -> None:

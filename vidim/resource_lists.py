@@ -26,17 +26,9 @@ import xml.etree.ElementTree as ET
 from collections.abc import Sequence
 from dataclasses import dataclass
 
-from .sip.errors import LocalProtocolError, SIPParseError
-from .sip.uri import parse_uri
+from . import xmlbody
 from .vocabulary import Mode
-from .xmlbody import (
-    DEFAULT_MAX_XML_SIZE,
-    VIDIM_NS,
-    FormatError,
-    check_xml_text,
-    collapse_space,
-    parse_xml,
-)
+from .xmlbody import VIDIM_NS, FormatError
 
 __all__ = [
     "CONTENT_TYPE",
@@ -52,8 +44,6 @@ __all__ = [
 RESOURCE_LISTS_TYPE = "application/resource-lists+xml"
 CONTENT_TYPE = RESOURCE_LISTS_TYPE
 RESOURCE_LISTS_NS = "urn:ietf:params:xml:ns:resource-lists"
-#: vidim's extension namespace (mode, join credential).  Not a registered URN
-#: namespace: it only has to be unique, and readers match it exactly.
 
 _RL = f"{{{RESOURCE_LISTS_NS}}}"
 _MODE = f"{{{VIDIM_NS}}}mode"
@@ -78,62 +68,25 @@ def build_resource_list(entries: Sequence[ListEntry]) -> bytes:
 
     Parsing gives back equal entries, except that display names come back
     with runs of spaces collapsed and trimmed (pretty-printed XML is read so).
-    Written as text, byte for byte what ``ElementTree.tostring`` writes for
-    the same tree (tests/formats check it): the focus INVITE of every
-    conference carries one, and building the tree cost more than the rest
-    of the INVITE.
     """
-    out = [_HEAD + "<list>" if entries else _HEAD]
+    root = ET.Element("resource-lists", {"xmlns": RESOURCE_LISTS_NS, "xmlns:vidim": VIDIM_NS})
+    lst = ET.SubElement(root, "list")
     for entry in entries:
-        try:
-            parse_uri(check_xml_text(entry.uri, "entry URI"))
-        except SIPParseError as exc:
-            raise LocalProtocolError(f"bad entry URI {entry.uri!r}: {exc.reason}") from exc
-        out.append(f'<entry uri="{_attribute(entry.uri)}"')
+        attrs = {"uri": xmlbody.checked_uri(entry.uri, "entry URI")}
         if entry.mode is not None:
-            out.append(f' vidim:mode="{_attribute(str(entry.mode))}"')
+            attrs["vidim:mode"] = str(entry.mode)
         if entry.credential is not None:
-            key = check_xml_text(entry.credential, "credential")
-            out.append(f' vidim:key="{_attribute(key)}"')
-        if entry.display_name is None:
-            out.append(" />")
-        else:
-            name = check_xml_text(entry.display_name, "display name")
-            out.append(f"><display-name>{_text(name)}</display-name></entry>")
-    out.append(_TAIL if entries else _EMPTY_TAIL)
-    return "".join(out).encode("utf-8")
+            attrs["vidim:key"] = xmlbody.check_xml_text(entry.credential, "credential")
+        element = ET.SubElement(lst, "entry", attrs)
+        if entry.display_name is not None:
+            name = ET.SubElement(element, "display-name")
+            name.text = xmlbody.check_xml_text(entry.display_name, "display name")
+    return xmlbody.serialize(root)
 
 
-_HEAD = (
-    "<?xml version='1.0' encoding='utf-8'?>\n"
-    f'<resource-lists xmlns="{RESOURCE_LISTS_NS}" xmlns:vidim="{VIDIM_NS}">'
-)
-_TAIL = "</list></resource-lists>"
-_EMPTY_TAIL = "<list /></resource-lists>"
-
-
-def _text(value: str) -> str:
-    """Element text escaped as ElementTree escapes it."""
-    if "&" in value:
-        value = value.replace("&", "&amp;")
-    if "<" in value:
-        value = value.replace("<", "&lt;")
-    if ">" in value:
-        value = value.replace(">", "&gt;")
-    return value
-
-
-def _attribute(value: str) -> str:
-    """An attribute value escaped as ElementTree escapes it (TAB as a reference)."""
-    value = _text(value)
-    if '"' in value:
-        value = value.replace('"', "&quot;")
-    if "\t" in value:
-        value = value.replace("\t", "&#09;")
-    return value
-
-
-def parse_resource_list(body: bytes, *, max_size: int = DEFAULT_MAX_XML_SIZE) -> list[ListEntry]:
+def parse_resource_list(
+    body: bytes, *, max_size: int = xmlbody.DEFAULT_MAX_XML_SIZE
+) -> list[ListEntry]:
     """The entries of a resource-lists document, nested lists flattened in document order.
 
     Raises :class:`FormatError` (400) for anything but a well-formed, DTD-free
@@ -141,7 +94,7 @@ def parse_resource_list(body: bytes, *, max_size: int = DEFAULT_MAX_XML_SIZE) ->
     ``entry-ref`` and ``external`` (references to lists stored elsewhere) are
     refused rather than silently dropped: nobody would be invited.
     """
-    root = parse_xml(body, max_size=max_size)
+    root = xmlbody.parse_xml(body, max_size=max_size)
     if root.tag != _RL + "resource-lists":
         raise FormatError(f"expected <resource-lists> in {RESOURCE_LISTS_NS}, got {root.tag}")
     entries: list[ListEntry] = []
@@ -157,38 +110,21 @@ def parse_resource_list(body: bytes, *, max_size: int = DEFAULT_MAX_XML_SIZE) ->
 
 
 def _entry(element: ET.Element) -> ListEntry:
-    raw = element.get("uri")
+    raw = element.get("uri", "")
     # xs:anyURI is whitespace-collapsed by XML Schema: tolerate padding.
-    uri = raw.strip(" \t\r\n") if raw is not None else ""
+    uri = raw.strip(" \t\r\n")
     if not uri:
         raise FormatError("<entry> without a uri attribute")
-    _check_remote(raw or "", "entry uri")
-    try:
-        parse_uri(uri)
-    except SIPParseError as exc:
-        raise FormatError(f"bad entry uri {uri!r}: {exc.reason}") from exc
+    xmlbody.read_text(raw, "entry uri")
+    xmlbody.read_uri(uri, "entry uri")
     mode_text = element.get(_MODE)
-    mode = _mode(mode_text, uri) if mode_text is not None else None
+    mode = xmlbody.read_mode(mode_text, uri) if mode_text is not None else None
     key = element.get(_KEY)
     if key is not None:
-        _check_remote(key, "entry key")
+        xmlbody.read_text(key, "entry key")
     name = element.find(_RL + "display-name")
     display: str | None = None
     if name is not None:
         # XML whitespace (pretty-printing) collapses; other controls are refused.
-        display = _check_remote(collapse_space(name.text or ""), "display name") or None
+        display = xmlbody.read_name(name.text or "", "display name") or None
     return ListEntry(uri=uri, display_name=display, mode=mode, credential=key)
-
-
-def _mode(text: str, uri: str) -> Mode:
-    try:
-        return Mode(text.strip().lower())
-    except ValueError:
-        raise FormatError(f"unknown mode {text!r} for {uri}") from None
-
-
-def _check_remote(value: str, what: str) -> str:
-    try:
-        return check_xml_text(value, what)
-    except LocalProtocolError as exc:
-        raise FormatError(exc.reason) from None

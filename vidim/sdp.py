@@ -163,6 +163,17 @@ class MediaDescription:
 # --- parsing -------------------------------------------------------------------------
 
 _LINE_RE = re.compile(r"[a-z]=[^\x00\r\n]*")
+#: The lines vidim reads from an SDP body: o=, c= and m=, and the attributes
+#: rtpmap, fmtp, rtcp, mid and the direction.  Only these go to sdp-transform,
+#: which tries every line against its grammar's rules in turn (fifty for a=):
+#: the rest of a softphone's SDP (ssrc, rtcp-fb, candidates, ptime...) cost
+#: as much again as the lines vidim reads, once per probed invitee and per
+#: participant joining the focus.  The grammar's rules for these keys all
+#: start with these literal names, so what they give is the same either way
+#: (tests/formats/test_sdp.py checks the grammar for it).
+_READ_LINE_RE = re.compile(
+    r"[ocm]=|a=(?:rtpmap:|fmtp:|rtcp:|mid:|sendrecv|sendonly|recvonly|inactive)"
+)
 _TOKEN_RE = re.compile(r"[!#$%&'*+\-.0-9A-Z^_`a-z{|}~]+")
 
 
@@ -240,150 +251,12 @@ def _codecs(media: Mapping[str, Any], formats: Sequence[str]) -> tuple[Codec, ..
     return tuple(out)
 
 
-# sdp-transform's parse() matches each line against its grammar with re.match
-# on pattern strings, trying every a= pattern in turn (about fifty): 400-700 us
-# for a softphone's offer, paid on every probe answer.  _transform_parse gives
-# the same result (tests/formats check it against sdp_transform.parse) from the
-# same grammar, compiled once, and tries only the patterns whose literal
-# prefix the line starts with, in the grammar's order.
-
-_QUANTIFIERS = frozenset("*+?{")
-_LITERAL = frozenset("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789:-_ ")
-
-
-def _literal_prefix(pattern: str, flags: int) -> str:
-    """What every match of ``pattern`` (anchored at the start) begins with; may be empty."""
-    if flags & re.IGNORECASE:
-        return ""
-    depth = 0
-    escaped = False
-    in_class = False
-    for char in pattern:  # a top-level alternative could start with anything
-        if escaped:
-            escaped = False
-        elif char == "\\":
-            escaped = True
-        elif in_class:
-            in_class = char != "]"
-        elif char == "[":
-            in_class = True
-        elif char == "(":
-            depth += 1
-        elif char == ")":
-            depth -= 1
-        elif char == "|" and depth == 0:
-            return ""
-    text = pattern.removeprefix("^")
-    end = 0
-    while end < len(text) and text[end] in _LITERAL:
-        end += 1
-    if end < len(text) and text[end] in _QUANTIFIERS:
-        end -= 1  # the last literal is optional or repeated
-    return text[: max(end, 0)]
-
-
-_Rule = tuple[str, "re.Pattern[str]", dict[str, Any]]
-
-
-def _compile_grammar() -> tuple[dict[str, list[_Rule]], dict[str, list[_Rule]], list[_Rule]]:
-    """Per field, its rules in order; for a=, the rules per first character of a line."""
-    fields: dict[str, list[_Rule]] = {}
-    for field, rules in sdp_transform.grammar.grammar.items():
-        compiled = []
-        for rule in rules:
-            reg = rule["reg"]
-            regex = reg if isinstance(reg, re.Pattern) else re.compile(reg)
-            compiled.append((_literal_prefix(regex.pattern, regex.flags), regex, rule))
-        fields[field] = compiled
-    attributes = fields.get("a", [])
-    unprefixed = [rule for rule in attributes if not rule[0]]
-    by_char: dict[str, list[_Rule]] = {}
-    for char in {rule[0][0] for rule in attributes if rule[0]}:
-        by_char[char] = [rule for rule in attributes if not rule[0] or rule[0][0] == char]
-    return fields, by_char, unprefixed
-
-
-_FIELDS, _ATTRIBUTES_BY_CHAR, _ATTRIBUTES_UNPREFIXED = _compile_grammar()
-
-
-#: A character that neither int() nor float() reads (but in the words inf,
-#: infinity and nan): not a decimal digit, whitespace or one of ``+-._eE``
-#: (for str patterns \d is str.isdecimal() and \s is str.isspace()).
-_NOT_A_NUMBER_RE = re.compile(r"[^\d\s+\-._eE]")
-_NUMBER_WORDS = frozenset(("inf", "infinity", "nan"))
-
-
-def _could_be_number(value: str) -> bool:
-    if _NOT_A_NUMBER_RE.search(value) is None:
-        return True
-    return value.strip().lower().lstrip("+-") in _NUMBER_WORDS
-
-
-def _to_int_if_int(value: str) -> Any:
-    """sdp-transform's toIntIfInt without its two exceptions for a word (``PCMU``, ``H264``)."""
-    if value.isascii() and value.isdigit():
-        return int(value)
-    if _could_be_number(value):
-        return sdp_transform.parser.toIntIfInt(value)
-    return value  # int() and float() would both refuse it
-
-
-def _apply_rule(rule: dict[str, Any], location: dict[str, Any], match: re.Match[str]) -> None:
-    """sdp-transform's parseReg and attachProperties, given the match they would make again."""
-    push: Any = rule.get("push")
-    name: Any = rule.get("name")
-    names: Any = rule.get("names")
-    needs_blank = name and names
-    if push:
-        if not location.get(push):
-            location[push] = []
-    elif needs_blank and not location.get(name):
-        location[name] = {}
-    key_location: Any = {} if push else (location.get(name) if needs_blank else location)
-    if name and not names:
-        key_location[name] = _to_int_if_int(match[1])
-    else:
-        for index in range(len(names)):
-            value = match[index + 1]
-            if value is not None:
-                key_location[names[index]] = _to_int_if_int(value)
-    if push:
-        location[push].append(key_location)
-
-
-def _transform_parse(text: str) -> dict[str, Any]:
-    """``sdp_transform.parse(text)``, the same dictionary, with the grammar compiled once."""
-    session: dict[str, Any] = {}
-    media: list[dict[str, Any]] = []
-    location = session
-    fields = _FIELDS
-    for line in text.splitlines():
-        if len(line) < 2 or line[1] != "=" or not "a" <= line[0] <= "z":
-            continue
-        field = line[0]
-        content = line[2:]
-        if field == "m":
-            media.append({"rtp": [], "fmtp": []})
-            location = media[-1]
-        if field == "a":
-            rules = _ATTRIBUTES_BY_CHAR.get(content[:1], _ATTRIBUTES_UNPREFIXED)
-        else:
-            rules = fields.get(field, [])
-        for prefix, regex, rule in rules:
-            if content.startswith(prefix):
-                match = regex.match(content)
-                if match:
-                    _apply_rule(rule, location, match)
-                    break
-    session["media"] = media
-    return session
-
-
 def _parse(body: bytes) -> tuple[dict[str, Any], list[MediaDescription]]:
     """Parse with sdp-transform's grammar and check what it could not."""
     text = _decode(body)
     try:
-        session: Any = _transform_parse(text)
+        read = "\n".join(line for line in text.splitlines() if _READ_LINE_RE.match(line))
+        session: Any = sdp_transform.parse(read)
     except Exception as exc:  # an untyped third-party parser: any failure is the peer's
         raise SDPError(f"unparsable SDP ({type(exc).__name__})") from exc
     if not isinstance(session, dict) or not isinstance(session.get("origin"), dict):

@@ -23,9 +23,11 @@ class Timers(Generic[K]):
     """At most one live deadline per key."""
 
     def __init__(self) -> None:
-        self._due: dict[K, float] = {}
-        # (when, sequence, key): the sequence keeps keys that do not compare
-        # out of the comparison, and fires equal deadlines in arming order.
+        # key -> (when, sequence) of its live entry in the heap.  The sequence
+        # keeps keys that do not compare out of the comparison, fires equal
+        # deadlines in arming order, and tells the live entry from the ones a
+        # re-arm left behind, even at the same time.
+        self._due: dict[K, tuple[float, int]] = {}
         self._heap: list[tuple[float, int, K]] = []
         self._sequence = itertools.count()
 
@@ -37,24 +39,25 @@ class Timers(Generic[K]):
 
     def arm(self, key: K, when: float) -> None:
         """Set ``key``'s deadline to ``when``, replacing the one it had."""
-        self._due[key] = when
-        heapq.heappush(self._heap, (when, next(self._sequence), key))
+        sequence = next(self._sequence)
+        self._due[key] = (when, sequence)
+        heapq.heappush(self._heap, (when, sequence, key))
 
     def cancel(self, key: K) -> None:
         """Forget ``key``'s deadline (nothing happens if it had none)."""
         self._due.pop(key, None)
 
     def deadline(self, key: K) -> float | None:
-        return self._due.get(key)
+        entry = self._due.get(key)
+        return entry[0] if entry is not None else None
 
     def next_deadline(self) -> float | None:
         """The earliest live deadline, or None."""
-        heap = self._heap
-        while heap:
-            when, _, key = heap[0]
-            if self._due.get(key) == when:
+        while self._heap:
+            when, sequence, key = self._heap[0]
+            if self._due.get(key) == (when, sequence):
                 return when
-            heapq.heappop(heap)
+            heapq.heappop(self._heap)
         return None
 
     def pop_due(self, now: float) -> Iterator[K]:

@@ -1,10 +1,16 @@
-"""Safe parsing of the XML bodies peers send (resource lists, conference-info).
+"""What vidim's XML bodies (resource lists, conference-info) share: safe parsing, text rules.
 
 These bodies come from the network, so the parser refuses what XML allows
 but vidim never needs: DTDs and entity declarations (billion laughs,
 external entities), oversize bodies and absurd nesting.  It builds an
 :class:`xml.etree.ElementTree.Element` tree with ``{namespace}local`` names,
 like ElementTree does, on top of expat with those hooks set.
+
+Both formats carry SIP URIs, display names and vidim's ``vidim:mode``, and
+their text may end up in a SIP header or a log line; the checks below are
+the one place that says what may pass, in each direction: what vidim would
+write is refused with :class:`LocalProtocolError`, what a peer sent with
+:class:`FormatError` (400).
 """
 
 from __future__ import annotations
@@ -14,7 +20,9 @@ import xml.etree.ElementTree as ET
 from typing import NoReturn
 from xml.parsers import expat
 
-from .sip.errors import LocalProtocolError, RemoteProtocolError
+from .sip.errors import LocalProtocolError, RemoteProtocolError, SIPParseError
+from .sip.uri import parse_uri
+from .vocabulary import Mode
 
 __all__ = [
     "DEFAULT_MAX_XML_SIZE",
@@ -22,13 +30,19 @@ __all__ = [
     "VIDIM_NS",
     "FormatError",
     "check_xml_text",
+    "checked_uri",
     "collapse_space",
     "parse_xml",
+    "read_mode",
+    "read_name",
+    "read_text",
+    "read_uri",
     "serialize",
 ]
 
 #: vidim's own XML namespace: the ``vidim:mode`` and ``vidim:key`` attributes
-#: it adds to resource lists and conference-info documents.
+#: it adds to resource lists and conference-info documents.  Not a registered
+#: URN namespace: it only has to be unique, and readers match it exactly.
 VIDIM_NS = "urn:vidim:params:xml:ns:conference"
 
 #: Bodies larger than this are refused before parsing (64 KiB).
@@ -108,6 +122,45 @@ def check_xml_text(value: str, what: str) -> str:
 def collapse_space(text: str) -> str:
     """XML whitespace runs (pretty-printing) to one space, trimmed: how names are read."""
     return _XML_SPACE_RE.sub(" ", text).strip()
+
+
+def checked_uri(uri: str, what: str) -> str:
+    """``uri`` if vidim may write it into a document: a SIP URI with no control characters."""
+    try:
+        parse_uri(check_xml_text(uri, what))
+    except SIPParseError as exc:
+        raise LocalProtocolError(f"bad {what} {uri!r}: {exc.reason}") from exc
+    return uri
+
+
+def read_text(value: str, what: str) -> str:
+    """Text a peer sent, as :func:`check_xml_text` allows it, else :class:`FormatError`."""
+    try:
+        return check_xml_text(value, what)
+    except LocalProtocolError as exc:
+        raise FormatError(exc.reason) from None
+
+
+def read_name(value: str, what: str) -> str:
+    """A name or other element text a peer sent: XML whitespace collapsed, then checked."""
+    return read_text(collapse_space(value), what)
+
+
+def read_uri(value: str, what: str) -> str:
+    """A SIP URI a peer sent, else :class:`FormatError`."""
+    try:
+        parse_uri(value)
+    except SIPParseError as exc:
+        raise FormatError(f"bad {what} {value!r}: {exc.reason}") from exc
+    return value
+
+
+def read_mode(text: str, whose: str) -> Mode:
+    """A ``vidim:mode`` value a peer sent (case and padding ignored), else :class:`FormatError`."""
+    try:
+        return Mode(text.strip().lower())
+    except ValueError:
+        raise FormatError(f"unknown mode {text!r} for {whose}") from None
 
 
 def serialize(root: ET.Element) -> bytes:
