@@ -362,7 +362,7 @@ class _Transaction:
     its Request-URI and To tag.
     """
 
-    __slots__ = ("_layer", "id", "key", "peer", "reliable", "request", "state")
+    __slots__ = ("_armed", "_layer", "id", "key", "peer", "reliable", "request", "state")
 
     TRANSITIONS: ClassVar[_Table]
     TERMINATED: ClassVar[Enum]
@@ -380,6 +380,8 @@ class _Transaction:
         state: Enum,
     ) -> None:
         self._layer = layer
+        #: The timers armed in the layer for this transaction, to cancel them.
+        self._armed: set[TransactionInput] = set()
         self.id = transaction_id
         #: The index key this transaction is matched by.
         self.key = key
@@ -1024,7 +1026,9 @@ class TransactionLayer:
         """Fire every timer whose deadline is at or before ``now``, earliest first."""
         for transaction_id, timer in self._timers.pop_due(now):
             # A transaction that ended cancelled its timers: this one is live.
-            self._transactions[transaction_id]._apply(timer, now, None)
+            txn = self._transactions[transaction_id]
+            txn._armed.discard(timer)
+            txn._apply(timer, now, None)
         if not self._transactions:
             self._shrink()
 
@@ -1040,14 +1044,16 @@ class TransactionLayer:
         self._server_2543 = {}
 
     def _arm(self, txn: _Transaction, timer: TransactionInput, now: float, delay: float) -> None:
+        txn._armed.add(timer)
         self._timers.arm((txn.id, timer), now + delay)
 
     def _disarm_all(self, txn: _Transaction) -> None:
-        for timer in TIMERS:
+        for timer in txn._armed:
             self._timers.cancel((txn.id, timer))
+        txn._armed.clear()
 
     def _armed_timers(self) -> dict[TransactionId, list[TransactionInput]]:
-        """The live timers of every transaction (for tests)."""
+        """The live timers of every transaction, as the layer's timers hold them (for tests)."""
         armed: dict[TransactionId, list[TransactionInput]] = {}
         for tid in self._transactions:
             timers = [timer for timer in TIMERS if (tid, timer) in self._timers]
