@@ -1036,12 +1036,15 @@ class TransactionLayer:
         """Give back the tables of the last burst once every transaction has ended.
 
         A dict never shrinks: after a burst of, say, 100,000 transactions the
-        empty tables would keep megabytes until the process ends.
+        empty tables would keep megabytes until the process ends.  The timers
+        left are all cancelled ones (every live timer belongs to a live
+        transaction), waiting in the heap for their deadline to pass.
         """
         self._transactions = {}
         self._client_index = {}
         self._server_index = {}
         self._server_2543 = {}
+        self._timers = Timers()
 
     def _arm(self, txn: _Transaction, timer: TransactionInput, now: float, delay: float) -> None:
         txn._armed.add(timer)
