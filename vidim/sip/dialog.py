@@ -55,6 +55,7 @@ __all__ = [
     "DialogState",
     "EventHeader",
     "LocalVia",
+    "SentParties",
     "Subscription",
     "SubscriptionState",
     "SubscriptionStatus",
@@ -304,6 +305,27 @@ def _parse_one_via(value: str) -> Via:
     return vias[0]
 
 
+@dataclass(frozen=True, slots=True)
+class SentParties:
+    """The From and Contact of a request we sent: the local party and target of its dialogs.
+
+    :class:`~vidim.sip.dialog_manager.DialogManager` keeps the values it wrote
+    the request from, so that its dialogs hold those (the TU's Contact and From
+    URI, one object for every dialog) rather than copies parsed back.
+    """
+
+    from_addr: NameAddr
+    contact: NameAddr
+
+    @classmethod
+    def of(cls, request: Request) -> SentParties:
+        """The values as the request's header lines say them."""
+        contact = _first_contact(request)
+        if contact is None:
+            raise LocalProtocolError(f"our {request.method} has no Contact")
+        return cls(request.from_addr, contact)
+
+
 # -- the dialog ----------------------------------------------------------------------
 
 
@@ -429,13 +451,20 @@ class Dialog:
     # -- construction ------------------------------------------------------------
     @classmethod
     def from_uac(
-        cls, request: Request, response: Response, *, local_via: LocalVia | None = None
+        cls,
+        request: Request,
+        response: Response,
+        *,
+        local_via: LocalVia | None = None,
+        sent: SentParties | None = None,
     ) -> Dialog:
         """The dialog a response to our INVITE or SUBSCRIBE creates (RFC 3261 12.1.2).
 
         INVITE: a 101-199 with a To tag makes an early dialog, a 2xx a confirmed
         one.  SUBSCRIBE: only a 2xx (RFC 6665 4.1.2.1); the subscription named
         by its Event header is attached, waiting for the first NOTIFY.
+        ``sent``: the From and Contact values the request was written from,
+        kept instead of parsing them back from the request.
         """
         method = request.method
         if method not in DIALOG_CREATING_METHODS:
@@ -451,13 +480,15 @@ class Dialog:
         # A Contact-less response (broken, but seen on 18x) leaves the
         # request's target in place.
         target = _first_contact(response)
+        if sent is None:
+            sent = SentParties.of(request)
         dialog = cls(
             role=DialogRole.UAC,
             state=state,
             call_id=request.call_id,
-            local_party=request.from_addr,
+            local_party=sent.from_addr,
             remote_party=response.to_addr,
-            local_contact=cls._our_contact(request),
+            local_contact=sent.contact,
             remote_target=target.uri if target is not None else request.uri,
             route_set=reversed(response.record_route),
             local_cseq=request.cseq.seq,
@@ -474,7 +505,12 @@ class Dialog:
 
     @classmethod
     def from_notify(
-        cls, subscribe: Request, notify: Request, *, local_via: LocalVia | None = None
+        cls,
+        subscribe: Request,
+        notify: Request,
+        *,
+        local_via: LocalVia | None = None,
+        sent: SentParties | None = None,
     ) -> Dialog:
         """The dialog a NOTIFY creates when it beats the 2xx to our SUBSCRIBE.
 
@@ -490,13 +526,15 @@ class Dialog:
         target = _first_contact(notify)
         if target is None:
             raise RemoteProtocolError("NOTIFY without Contact", status_hint=400)
+        if sent is None:
+            sent = SentParties.of(subscribe)
         dialog = cls(
             role=DialogRole.UAC,
             state=DialogState.CONFIRMED,
             call_id=subscribe.call_id,
-            local_party=subscribe.from_addr,
+            local_party=sent.from_addr,
             remote_party=notify.from_addr,
-            local_contact=cls._our_contact(subscribe),
+            local_contact=sent.contact,
             remote_target=target.uri,
             route_set=notify.record_route,
             local_cseq=subscribe.cseq.seq,
@@ -561,13 +599,6 @@ class Dialog:
             )
             dialog.subscriptions.append(subscription)
         return dialog
-
-    @staticmethod
-    def _our_contact(request: Request) -> NameAddr:
-        contact = _first_contact(request)
-        if contact is None:
-            raise LocalProtocolError(f"our {request.method} has no Contact")
-        return contact
 
     @staticmethod
     def _check_response(request: Request, response: Response) -> None:

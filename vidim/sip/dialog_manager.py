@@ -24,6 +24,7 @@ from .dialog import (
     DialogState,
     EventHeader,
     LocalVia,
+    SentParties,
     checked_headers,
     event_of,
     fresh_via,
@@ -47,6 +48,7 @@ class _Pending:
 
     request: Request
     event: EventHeader | None
+    sent: SentParties | None
     #: The dialogs (forks) it created so far: ending them takes no scan of the table.
     forks: list[Dialog] = field(default_factory=list)
 
@@ -155,39 +157,40 @@ class DialogManager:
         remote = name_addr(to_addr)
         if remote.tag is not None:
             raise LocalProtocolError("an out-of-dialog request has no To tag")
-        tag = local.tag or new_tag()
+        local = local.with_tag(local.tag or new_tag())
+        local_contact = name_addr(contact)
         if call_id is not None:
             # Checked as any header value is (no line breaks, stripped).
             call_id = Headers([("Call-ID", call_id)]).get("call-id")
         lines = [
             ("Via", str(fresh_via(self.local_via))),
             ("Max-Forwards", MAX_FORWARDS),
-            ("From", str(local.with_tag(tag))),
+            ("From", str(local)),
             ("To", str(remote)),
             ("Call-ID", call_id or new_call_id()),
             ("CSeq", f"{cseq} {method}"),
-            ("Contact", str(name_addr(contact))),
+            ("Contact", str(local_contact)),
         ]
         target = parse_uri(uri) if isinstance(uri, str) else uri
         request = Request(method, request_uri(target), [*lines, *extra], body)
         if method in DIALOG_CREATING_METHODS:
-            self._track(request, tag)
+            self._track(request, SentParties(local, local_contact))
         return request
 
     def track(self, request: Request) -> None:
         """Let responses to this out-of-dialog INVITE/SUBSCRIBE create dialogs."""
         if request.method not in DIALOG_CREATING_METHODS:
             raise LocalProtocolError(f"{request.method} does not create dialogs")
-        tag = request.from_addr.tag
-        if tag is None:
+        if request.from_addr.tag is None:
             raise LocalProtocolError("our request has no From tag")
-        self._track(request, tag)
+        self._track(request, None)
 
-    def _track(self, request: Request, tag: str) -> None:
+    def _track(self, request: Request, sent: SentParties | None) -> None:
         event = event_of(request) if request.method == "SUBSCRIBE" else None
         if request.method == "SUBSCRIBE" and event is None:
             raise LocalProtocolError("a SUBSCRIBE needs an Event header")
-        self._pending[(request.call_id, tag)] = _Pending(request, event)
+        key = (request.call_id, tag_of(request.from_addr))
+        self._pending[key] = _Pending(request, event, sent)
 
     def forget(self, request: Request) -> list[Dialog]:
         """Stop tracking ``request``; its still-early dialogs end (13.2.2.4).
@@ -226,7 +229,7 @@ class DialogManager:
         if dialog is not None:
             dialog.receive_response(request, response)
         elif pending is not None and tracked and self._creates_dialog(request, response):
-            dialog = Dialog.from_uac(request, response, local_via=self.local_via)
+            dialog = Dialog.from_uac(request, response, local_via=self.local_via, sent=pending.sent)
             self._insert(dialog)
             pending.forks.append(dialog)
         if tracked and status >= 300:
@@ -288,7 +291,9 @@ class DialogManager:
             return None
         if event is None or not pending.event.matches(event.package, event.id):
             return None
-        dialog = Dialog.from_notify(pending.request, notify, local_via=self.local_via)
+        dialog = Dialog.from_notify(
+            pending.request, notify, local_via=self.local_via, sent=pending.sent
+        )
         self._insert(dialog)
         pending.forks.append(dialog)
         return dialog
