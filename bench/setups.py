@@ -1339,7 +1339,10 @@ CATEGORIES: tuple[tuple[str, str], ...] = (
         "messages: building requests/responses, header access (`message`, `headers`, `uri`)",
         r"sip/(message|headers|uri)\.py:",
     ),
-    ("dialogs (`vidim.sip.dialog`)", r"sip/dialog\.py:"),
+    (
+        "dialogs (`vidim.sip.dialog`, `dialog_manager`, `subscription`)",
+        r"sip/(dialog|dialog_manager|subscription)\.py:",
+    ),
     ("transaction layer (matching, timers, state)", r"sip/transaction\.py:"),
     ("allocator logic (requests, conferences, profiles)", r"allocator/"),
     ("aio glue (`SipServer`: receive, transmit, timer)", r"vidim/aio\.py:"),

@@ -9,8 +9,7 @@ from __future__ import annotations
 from collections.abc import Iterable
 from typing import TypeVar
 
-from vidim.sip import Request, Response, Via, make_response, parse_message
-from vidim.sip.dialog import Dialog, DialogManager
+from vidim.sip import Dialog, DialogManager, Request, Response, Via, make_response, parse_message
 from vidim.sip.ids import new_branch
 
 #: Our Via template (the allocator at 10.0.0.1).

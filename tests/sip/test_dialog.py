@@ -41,7 +41,6 @@ from vidim.sip.dialog import (
     Dialog,
     DialogId,
     DialogInput,
-    DialogManager,
     DialogRole,
     DialogState,
     Subscription,
@@ -51,6 +50,7 @@ from vidim.sip.dialog import (
     parse_subscription_state,
     unknown_dialog_response,
 )
+from vidim.sip.dialog_manager import DialogManager
 from vidim.sip.ids import new_branch, new_tag
 
 BRANCH_RE = re.compile(r"z9hG4bK[0-9a-f]{32}")

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import sys
 
 import pytest
@@ -61,6 +62,20 @@ def test_address_reliability() -> None:
 
 
 # -- ACK for non-2xx (RFC 3261 section 17.1.1.3) --------------------------------------
+
+
+def test_events_are_frozen_keyword_only_values() -> None:
+    request = make_request("OPTIONS")
+    event = TransactionTimedOut(transaction_id=TransactionId(3), request=request)
+    assert event.status_hint == 408
+    assert event == TransactionTimedOut(
+        transaction_id=TransactionId(3), request=request, status_hint=408
+    )
+    assert "status_hint=408" in repr(event)
+    with pytest.raises(dataclasses.FrozenInstanceError):
+        event.status_hint = 487  # type: ignore[misc]
+    with pytest.raises(TypeError):
+        TransactionTerminated(TransactionId(3))  # type: ignore[misc]
 
 
 def test_ack_for_non_2xx_is_built_by_the_client_transaction() -> None:

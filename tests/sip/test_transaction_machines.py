@@ -26,7 +26,6 @@ from transaction_helpers import (
 from vidim.sip import LocalProtocolError, Message, Request, Response
 from vidim.sip.ids import new_branch
 from vidim.sip.transaction import (
-    _EFFECTS,
     InviteClientState,
     InviteClientTransaction,
     InviteServerState,
@@ -164,16 +163,6 @@ def test_describe_transitions_uses_rfc_names_and_docstrings() -> None:
     assert ("Completed", "Timer D", "Terminated", "") in rows
 
 
-@pytest.mark.parametrize("machine", list(MACHINES))
-def test_effect_descriptions_are_the_docstrings(machine: Machine) -> None:
-    # Compiled by mypyc, methods keep no docstrings, so describe_transitions
-    # reads a table of them; interpreted, it must agree with the docstrings.
-    for _edge, (_target, action) in machine.TRANSITIONS.items():
-        if action is None or action.__doc__ is None:
-            continue
-        assert _EFFECTS[action] == action.__doc__.strip().split("\n")[0]
-
-
 # -- random inputs against each machine ------------------------------------------------
 
 
@@ -215,14 +204,9 @@ class Checker:
         assert all(id(t) in live for t in layer._client_index.values())
         assert all(id(t) in live for t in layer._server_index.values())
         assert all(id(t) in live for b in layer._server_2543.values() for t in b)
-        # The lazy queues: no transaction has two live entries of one timer
-        # (liveness is one generation per transaction, not per timer), each
-        # queue is in deadline order, every deadline is ahead.
-        for tid, timers in armed.items():
-            assert len(timers) == len(set(timers)), timers
+        # Only live transactions have timers, and every deadline is ahead.
+        for tid in armed:
             assert tid in layer._transactions
-        for queue in layer._queues.values():
-            assert list(queue.deadlines) == sorted(queue.deadlines)
         deadline = layer.get_timer()
         assert deadline is None or deadline > now
 
@@ -439,35 +423,30 @@ def test_server_transactions_under_random_input(
 # -- scale ---------------------------------------------------------------------------
 
 
-def test_cancelled_timers_are_dropped_by_their_deadline_at_the_latest() -> None:
+def test_a_final_response_cancels_the_retransmission_and_timeout_timers() -> None:
     layer = TransactionLayer(TransactionConfig(auto_100_trying=False))
     for i in range(3000):
         request = make_request("OPTIONS", seq=i + 1)
         layer.send_request(request, SERVER, 0.0)
-        # Each final response leaves two dead entries (E and F) behind.
         layer.receive(respond(request, 200), SERVER, 0.0)
     layer.messages_to_send()
     layer.events()
     assert len(layer) == 3000
     armed = layer._armed_timers()
     assert len(armed) == 3000
-    # One Timer K each.
+    # One Timer K each: E and F were cancelled.
     assert all(timers == [TransactionInput.TIMER_K] for timers in armed.values())
-    # One FIFO queue per duration (E: T1, F: 64*T1, K: T4), nothing else.
-    assert sorted(layer._queues) == [0.5, 5.0, 32.0]
-    assert layer.get_timer() == 5.0  # the dead E entries ahead of it are gone
-    assert len(layer._queues[0.5]) == 0
+    assert layer.get_timer() == 5.0
     layer.handle_timer(5.0)
     assert len(layer) == 0
-    assert layer.get_timer() is None  # and so are the dead F entries: nothing is live
-    assert sum(map(len, layer._queues.values())) == 0
+    assert layer.get_timer() is None  # the cancelled E and F: nothing is live
     assert not layer._armed_timers()
 
 
 def test_timers_fire_in_deadline_order_across_durations_and_a_clock_that_goes_back() -> None:
     layer = TransactionLayer(TransactionConfig(auto_100_trying=False))
     sent = []
-    for i, now in enumerate([10.0, 2.0, 7.0]):  # the clock goes back: queues stay sorted
+    for i, now in enumerate([10.0, 2.0, 7.0]):  # the clock goes back
         request = make_request("OPTIONS", seq=i + 1)
         layer.send_request(request, SERVER, now)
         sent.append(request)

@@ -7,15 +7,8 @@ current time go in, bytes, deadlines and events come out.
 from __future__ import annotations
 
 from .checks import DEFAULT_POLICY, ServerPolicy, check_request, error_response, warning_value
-from .dialog import (
-    Dialog,
-    DialogId,
-    DialogManager,
-    DialogState,
-    Subscription,
-    SubscriptionState,
-    unknown_dialog_response,
-)
+from .dialog import Dialog, DialogId, DialogState, unknown_dialog_response
+from .dialog_manager import DialogManager
 from .errors import (
     LocalProtocolError,
     ProtocolError,
@@ -43,6 +36,7 @@ from .message import REASON_PHRASES, Message, Request, Response, make_response, 
 from .multipart import BodyPart, build_multipart, parse_multipart
 from .parser import DEFAULT_MAX_MESSAGE_SIZE, StreamFramer, parse_message
 from .salvage import salvage_response
+from .subscription import EventHeader, Subscription, SubscriptionState, parse_event
 from .transaction import (
     AckReceived,
     Address,
@@ -76,6 +70,7 @@ __all__ = [
     "DialogManager",
     "DialogState",
     "Event",
+    "EventHeader",
     "Headers",
     "LocalProtocolError",
     "MediaType",
@@ -112,6 +107,7 @@ __all__ = [
     "new_call_id",
     "new_tag",
     "parse_cseq",
+    "parse_event",
     "parse_media_type",
     "parse_message",
     "parse_multipart",

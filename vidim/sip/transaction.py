@@ -1,10 +1,10 @@
 """The transaction layer: RFC 3261 section 17, with RFC 6026's correction.
 
 Rule 1: everything that decides how a transaction moves lives in the four
-``TRANSITIONS`` tables below, keyed by ``(state, input)`` in the manner of
-h2's ``_transitions``.  Each row gives the target state and the side effect
-(a method of the transaction) that runs on the way.  The tables are plain
-data: :func:`describe_transitions` turns one into rows for documentation.
+``TRANSITIONS`` tables, one in each machine's class, keyed by ``(state,
+input)`` in the manner of h2's ``_transitions``.  Each row gives the target
+state and the side effect (a method of the transaction) that runs on the way.
+:func:`describe_transitions` turns a table into rows for documentation.
 
 Rule 2: nothing here reads a clock, opens a socket or starts a thread (the
 aioquic model).  A :class:`TransactionLayer` has three kinds of input:
@@ -27,22 +27,21 @@ becomes a :class:`MessageDiscarded` event, never an exception.
 
 from __future__ import annotations
 
-from bisect import bisect_right
 from collections import deque
 from collections.abc import Callable, Hashable
 from dataclasses import dataclass
 from enum import Enum
-from sys import intern
-from typing import Any, ClassVar, Final, Generic, NewType, TypeVar, cast
+from typing import Any, ClassVar, NewType
 
+from ..timers import Timers
 from .errors import LocalProtocolError, SIPParseError
 from .headers import Headers, Via, split_list
 from .ids import new_tag
 from .message import Message, Request, Response, make_response
-from .value import FieldRecord
 
 __all__ = [
     "RELIABLE_TRANSPORTS",
+    "TIMERS",
     "AckReceived",
     "Address",
     "ClientTransaction",
@@ -73,7 +72,7 @@ __all__ = [
 
 #: Transports that are reliable in the sense of RFC 3261 section 17: no
 #: retransmissions, and zero-length Timers D, I, J and K.
-RELIABLE_TRANSPORTS: Final = frozenset(("TCP", "TLS", "SCTP", "TLS-SCTP", "WS", "WSS"))
+RELIABLE_TRANSPORTS = frozenset(("TCP", "TLS", "SCTP", "TLS-SCTP", "WS", "WSS"))
 
 TransactionId = NewType("TransactionId", int)
 """Identifies one transaction for the lifetime of a :class:`TransactionLayer`.
@@ -99,8 +98,7 @@ class Address:
     @property
     def reliable(self) -> bool:
         """True for TCP, TLS, SCTP and WebSocket transports."""
-        transport = self.transport
-        return transport != "UDP" and transport.upper() in RELIABLE_TRANSPORTS
+        return self.transport.upper() in RELIABLE_TRANSPORTS
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -135,25 +133,17 @@ class TransactionConfig:
 # -- events -------------------------------------------------------------------
 
 
-class Event(FieldRecord):
-    """Base class of everything :meth:`TransactionLayer.next_event` returns.
-
-    Events are plain classes with a keyword-only constructor of their own
-    (``==``, ``hash`` and ``repr`` as the frozen dataclasses they were): compiled
-    by mypyc, making one is a direct call, where a dataclass's generated
-    ``__init__`` runs as Python.  Treat them as read-only.
-    """
-
-    __slots__ = ()
+@dataclass(frozen=True, kw_only=True, slots=True)
+class Event:
+    """Base class of everything :meth:`TransactionLayer.next_event` returns."""
 
 
+@dataclass(frozen=True, kw_only=True, slots=True)
 class RequestReceived(Event):
     """A new request arrived and a server transaction was created for it.
 
     Answer it with :meth:`TransactionLayer.send_response`.
     """
-
-    __slots__ = ("request", "source", "transaction_id")
 
     request: Request
     """The request."""
@@ -162,14 +152,8 @@ class RequestReceived(Event):
     transaction_id: TransactionId
     """The server transaction."""
 
-    _FIELDS: ClassVar[tuple[str, ...]] = ("request", "source", "transaction_id")
 
-    def __init__(self, *, request: Request, source: Address, transaction_id: TransactionId) -> None:
-        self.request = request
-        self.source = source
-        self.transaction_id = transaction_id
-
-
+@dataclass(frozen=True, kw_only=True, slots=True)
 class ResponseReceived(Event):
     """A response for one of our client transactions.
 
@@ -178,37 +162,23 @@ class ResponseReceived(Event):
     :meth:`TransactionLayer.send_stateless`.
     """
 
-    __slots__ = ("response", "transaction_id")
-
     response: Response
     """The response."""
     transaction_id: TransactionId
     """The client transaction."""
 
-    _FIELDS: ClassVar[tuple[str, ...]] = ("response", "transaction_id")
 
-    def __init__(self, *, response: Response, transaction_id: TransactionId) -> None:
-        self.response = response
-        self.transaction_id = transaction_id
-
-
+@dataclass(frozen=True, kw_only=True, slots=True)
 class AckReceived(Event):
     """An ACK for a 2xx: it belongs to no transaction, so the TU handles it."""
-
-    __slots__ = ("request", "source")
 
     request: Request
     """The ACK."""
     source: Address
     """Where it came from."""
 
-    _FIELDS: ClassVar[tuple[str, ...]] = ("request", "source")
 
-    def __init__(self, *, request: Request, source: Address) -> None:
-        self.request = request
-        self.source = source
-
-
+@dataclass(frozen=True, kw_only=True, slots=True)
 class RequestCancelled(Event):
     """A CANCEL matched a server INVITE transaction that has no final response yet.
 
@@ -216,46 +186,27 @@ class RequestCancelled(Event):
     answer the INVITE with 487 (RFC 3261 section 9.2).
     """
 
-    __slots__ = ("request", "transaction_id")
-
     transaction_id: TransactionId
     """The INVITE server transaction."""
     request: Request
     """The CANCEL."""
 
-    _FIELDS: ClassVar[tuple[str, ...]] = ("transaction_id", "request")
 
-    def __init__(self, *, transaction_id: TransactionId, request: Request) -> None:
-        self.transaction_id = transaction_id
-        self.request = request
-
-
+@dataclass(frozen=True, kw_only=True, slots=True)
 class TransactionTimedOut(Event):
     """A transaction gave up: Timer B, F or H fired, or a CANCEL went unanswered."""
-
-    __slots__ = ("request", "status_hint", "transaction_id")
 
     transaction_id: TransactionId
     """The transaction."""
     request: Request
     """The request of the transaction."""
-    status_hint: int
+    status_hint: int = 408
     """The status to act as if received: 408, or 487 for a cancelled INVITE."""
 
-    _FIELDS: ClassVar[tuple[str, ...]] = ("transaction_id", "request", "status_hint")
 
-    def __init__(
-        self, *, transaction_id: TransactionId, request: Request, status_hint: int = 408
-    ) -> None:
-        self.transaction_id = transaction_id
-        self.request = request
-        self.status_hint = status_hint
-
-
+@dataclass(frozen=True, kw_only=True, slots=True)
 class TransportFailed(Event):
     """The TU reported a transport error (RFC 3261 sections 8.1.3.1 and 17.1.4)."""
-
-    __slots__ = ("request", "status_hint", "transaction_id")
 
     transaction_id: TransactionId
     """The transaction."""
@@ -263,53 +214,31 @@ class TransportFailed(Event):
     """The request of the transaction.
 
     None when a server transaction fails after its final response: by then it
-    keeps only that response (see :attr:`Transaction.request <_Transaction.request>`).
+    keeps only that response (see :class:`_Transaction`).
     """
-    status_hint: int
+    status_hint: int = 503
     """The status to act as if received."""
 
-    _FIELDS: ClassVar[tuple[str, ...]] = ("transaction_id", "request", "status_hint")
 
-    def __init__(
-        self, *, transaction_id: TransactionId, request: Request | None, status_hint: int = 503
-    ) -> None:
-        self.transaction_id = transaction_id
-        self.request = request
-        self.status_hint = status_hint
-
-
+@dataclass(frozen=True, kw_only=True, slots=True)
 class TransactionTerminated(Event):
     """A transaction reached Terminated and left the layer; its id is now unknown."""
-
-    __slots__ = ("transaction_id",)
 
     transaction_id: TransactionId
     """The transaction."""
 
-    _FIELDS: ClassVar[tuple[str, ...]] = ("transaction_id",)
 
-    def __init__(self, *, transaction_id: TransactionId) -> None:
-        self.transaction_id = transaction_id
-
-
+@dataclass(frozen=True, kw_only=True, slots=True)
 class MessageDiscarded(Event):
     """A received message was dropped: stray, not ours, or not allowed now.
 
     Purely diagnostic: the RFC says to drop these silently.
     """
 
-    __slots__ = ("message", "reason")
-
     message: Message
     """The message."""
     reason: str
     """Why."""
-
-    _FIELDS: ClassVar[tuple[str, ...]] = ("message", "reason")
-
-    def __init__(self, *, message: Message, reason: str) -> None:
-        self.message = message
-        self.reason = reason
 
 
 # -- the state machines -----------------------------------------------------------
@@ -317,8 +246,6 @@ class MessageDiscarded(Event):
 
 class TransactionInput(Enum):
     """What can happen to a transaction: the second half of a table key."""
-
-    __hash__ = object.__hash__  # members are singletons: C-level hash for the table lookups
 
     RECV_1XX = "receive 1xx"
     RECV_2XX = "receive 2xx"
@@ -347,15 +274,12 @@ class TransactionInput(Enum):
     TIMER_CANCEL = "CANCEL timeout"
 
 
-_I = TransactionInput
-#: Inputs that come from the TU: a missing table row for them is API misuse.
-_LOCAL_INPUTS = frozenset((_I.SEND_1XX, _I.SEND_2XX, _I.SEND_3XX_6XX, _I.CANCEL))
+#: The inputs that are timers (a transaction arms at most one of each).
+TIMERS = frozenset(i for i in TransactionInput if i.name.startswith("TIMER_"))
 
 
 class InviteClientState(Enum):
     """RFC 3261 Figure 5, with RFC 6026's Accepted state."""
-
-    __hash__ = object.__hash__  # members are singletons: C-level hash for the table lookups
 
     CALLING = "Calling"
     PROCEEDING = "Proceeding"
@@ -367,8 +291,6 @@ class InviteClientState(Enum):
 class NonInviteClientState(Enum):
     """RFC 3261 Figure 6."""
 
-    __hash__ = object.__hash__  # members are singletons: C-level hash for the table lookups
-
     TRYING = "Trying"
     PROCEEDING = "Proceeding"
     COMPLETED = "Completed"
@@ -377,8 +299,6 @@ class NonInviteClientState(Enum):
 
 class InviteServerState(Enum):
     """RFC 3261 Figure 7, with RFC 6026's Accepted state."""
-
-    __hash__ = object.__hash__  # members are singletons: C-level hash for the table lookups
 
     PROCEEDING = "Proceeding"
     COMPLETED = "Completed"
@@ -390,138 +310,44 @@ class InviteServerState(Enum):
 class NonInviteServerState(Enum):
     """RFC 3261 Figure 8."""
 
-    __hash__ = object.__hash__  # members are singletons: C-level hash for the table lookups
-
     TRYING = "Trying"
     PROCEEDING = "Proceeding"
     COMPLETED = "Completed"
     TERMINATED = "Terminated"
 
 
+#: The states in which a transaction still waits for something that matters
+#: (see :meth:`TransactionLayer.has_pending_work`).
+_WAITING_STATES = frozenset(
+    (
+        InviteClientState.CALLING,
+        InviteClientState.PROCEEDING,
+        NonInviteClientState.TRYING,
+        NonInviteClientState.PROCEEDING,
+        InviteServerState.PROCEEDING,
+        InviteServerState.COMPLETED,
+        NonInviteServerState.TRYING,
+        NonInviteServerState.PROCEEDING,
+    )
+)
+
 #: A side effect: an unbound transaction method taking ``(now, message)``.
 _Action = Callable[[Any, float, Message | None], None]
+#: A machine's table: (state, input) -> (next state, side effect or None).
+_Table = dict[tuple[Enum, TransactionInput], tuple[Enum, _Action | None]]
 _Key = tuple[Hashable, ...]
-#: The state enum of one machine (erased by mypyc: a subclass may not narrow
-#: an inherited attribute's type, a type parameter may).
-_StateT = TypeVar("_StateT", bound=Enum)
-#: The tables, filled in after their classes (their rows name the classes' methods).
-_TableDict = dict[tuple[Enum, TransactionInput], tuple[Enum, _Action | None]]
-_INVITE_CLIENT: Final[_TableDict] = {}
-_ICS = InviteClientState
-_NON_INVITE_CLIENT: Final[_TableDict] = {}
-_NCS = NonInviteClientState
-_INVITE_SERVER: Final[_TableDict] = {}
-_ISS = InviteServerState
-_NON_INVITE_SERVER: Final[_TableDict] = {}
-_NSS = NonInviteServerState
 
 
-# Members as constants: mypyc reads a Final from a C global, not an Enum class attribute.
-_CANCEL: Final[TransactionInput] = TransactionInput.CANCEL
-_RECV_1XX: Final[TransactionInput] = TransactionInput.RECV_1XX
-_RECV_2XX: Final[TransactionInput] = TransactionInput.RECV_2XX
-_RECV_3XX_6XX: Final[TransactionInput] = TransactionInput.RECV_3XX_6XX
-_RECV_ACK: Final[TransactionInput] = TransactionInput.RECV_ACK
-_RECV_REQUEST: Final[TransactionInput] = TransactionInput.RECV_REQUEST
-_SEND_1XX: Final[TransactionInput] = TransactionInput.SEND_1XX
-_SEND_2XX: Final[TransactionInput] = TransactionInput.SEND_2XX
-_SEND_3XX_6XX: Final[TransactionInput] = TransactionInput.SEND_3XX_6XX
-_TIMER_A: Final[TransactionInput] = TransactionInput.TIMER_A
-_TIMER_B: Final[TransactionInput] = TransactionInput.TIMER_B
-_TIMER_CANCEL: Final[TransactionInput] = TransactionInput.TIMER_CANCEL
-_TIMER_D: Final[TransactionInput] = TransactionInput.TIMER_D
-_TIMER_E: Final[TransactionInput] = TransactionInput.TIMER_E
-_TIMER_F: Final[TransactionInput] = TransactionInput.TIMER_F
-_TIMER_G: Final[TransactionInput] = TransactionInput.TIMER_G
-_TIMER_H: Final[TransactionInput] = TransactionInput.TIMER_H
-_TIMER_I: Final[TransactionInput] = TransactionInput.TIMER_I
-_TIMER_J: Final[TransactionInput] = TransactionInput.TIMER_J
-_TIMER_K: Final[TransactionInput] = TransactionInput.TIMER_K
-_TIMER_L: Final[TransactionInput] = TransactionInput.TIMER_L
-_TIMER_M: Final[TransactionInput] = TransactionInput.TIMER_M
-_TRANSPORT_ERROR: Final[TransactionInput] = TransactionInput.TRANSPORT_ERROR
-_IC_ACCEPTED: Final[InviteClientState] = InviteClientState.ACCEPTED
-_IC_CALLING: Final[InviteClientState] = InviteClientState.CALLING
-_IC_COMPLETED: Final[InviteClientState] = InviteClientState.COMPLETED
-_IC_PROCEEDING: Final[InviteClientState] = InviteClientState.PROCEEDING
-_IC_TERMINATED: Final[InviteClientState] = InviteClientState.TERMINATED
-_IS_COMPLETED: Final[InviteServerState] = InviteServerState.COMPLETED
-_IS_PROCEEDING: Final[InviteServerState] = InviteServerState.PROCEEDING
-_IS_TERMINATED: Final[InviteServerState] = InviteServerState.TERMINATED
-_NC_PROCEEDING: Final[NonInviteClientState] = NonInviteClientState.PROCEEDING
-_NC_TERMINATED: Final[NonInviteClientState] = NonInviteClientState.TERMINATED
-_NC_TRYING: Final[NonInviteClientState] = NonInviteClientState.TRYING
-_NS_PROCEEDING: Final[NonInviteServerState] = NonInviteServerState.PROCEEDING
-_NS_TERMINATED: Final[NonInviteServerState] = NonInviteServerState.TERMINATED
-_NS_TRYING: Final[NonInviteServerState] = NonInviteServerState.TRYING
-#: The final state of each machine.
-_TERMINATED_STATES: Final = frozenset(
-    (_IC_TERMINATED, _NC_TERMINATED, _IS_TERMINATED, _NS_TERMINATED)
-)
-
-#: The timers, by the index a timer queue entry holds in its code's low bits.
-_TIMERS: Final[tuple[TransactionInput, ...]] = (
-    _TIMER_A,
-    _TIMER_B,
-    _TIMER_CANCEL,
-    _TIMER_D,
-    _TIMER_E,
-    _TIMER_F,
-    _TIMER_G,
-    _TIMER_H,
-    _TIMER_I,
-    _TIMER_J,
-    _TIMER_K,
-    _TIMER_L,
-    _TIMER_M,
-)
-_TIMER_INDEX: Final[dict[TransactionInput, int]] = {timer: i for i, timer in enumerate(_TIMERS)}
-#: An entry's code is ``generation << _GEN_SHIFT | index`` (see _TimerQueue).
-_GEN_SHIFT: Final = 4
-_INDEX_MASK: Final = (1 << _GEN_SHIFT) - 1
+def _by_state(
+    rows: dict[Enum, dict[TransactionInput, tuple[Enum, _Action | None]]],
+) -> _Table:
+    """A table written state by state, as the RFC's figures read, keyed by (state, input)."""
+    return {
+        (state, event): row for state, by_input in rows.items() for event, row in by_input.items()
+    }
 
 
-class _TimerQueue:
-    """The timer entries of one duration, in deadline order, as three parallel deques.
-
-    An entry is (deadline, transaction id, code), where the code is the
-    transaction's timer generation when it was armed, shifted, and the timer's
-    index in ``_TIMERS``: a small int, shared by CPython.  Three deques of
-    pointers rather than one of tuples: no tuple and no boxed sequence number
-    per entry, about 60 bytes an entry instead of 150 (the entries of cancelled
-    Timers B and F stay until their deadline, 32 s).
-    """
-
-    __slots__ = ("codes", "deadlines", "tids")
-
-    def __init__(self) -> None:
-        self.deadlines: deque[float] = deque()
-        self.tids: deque[TransactionId] = deque()
-        self.codes: deque[int] = deque()
-
-    def __len__(self) -> int:
-        return len(self.deadlines)
-
-    def push(self, deadline: float, tid: TransactionId, code: int) -> None:
-        deadlines = self.deadlines
-        if deadlines and deadline < deadlines[-1]:
-            # The clock went back (a caller's virtual clock): keep the queue sorted.
-            i = bisect_right(deadlines, deadline)
-            deadlines.insert(i, deadline)
-            self.tids.insert(i, tid)
-            self.codes.insert(i, code)
-        else:
-            deadlines.append(deadline)
-            self.tids.append(tid)
-            self.codes.append(code)
-
-    def pop(self) -> None:
-        self.deadlines.popleft()
-        self.tids.popleft()
-        self.codes.popleft()
-
-
-class _Transaction(Generic[_StateT]):
+class _Transaction:
     """What the four machines share: identity, timers and the table driver.
 
     ``request`` is the request of the transaction while it may still be needed:
@@ -536,12 +362,12 @@ class _Transaction(Generic[_StateT]):
     its Request-URI and To tag.
     """
 
-    __slots__ = ("_gen", "_layer", "id", "key", "peer", "reliable", "request", "state")
+    __slots__ = ("_armed", "_layer", "id", "key", "peer", "reliable", "request", "state")
 
-    TRANSITIONS: ClassVar[_TableDict]
+    TRANSITIONS: ClassVar[_Table]
     TERMINATED: ClassVar[Enum]
 
-    state: _StateT
+    state: Enum
 
     def __init__(
         self,
@@ -551,14 +377,11 @@ class _Transaction(Generic[_StateT]):
         peer: Address,
         reliable: bool,
         key: _Key,
-        state: _StateT,
+        state: Enum,
     ) -> None:
         self._layer = layer
-        #: The timer generation: a timer queue entry of this transaction is live
-        #: when it was armed in this one (stopping every timer starts the next);
-        #: an entry that fired has left its queue.  One int, not a table of
-        #: armed timers: no transaction has two armed timers of one kind.
-        self._gen = 0
+        #: The timers armed in the layer for this transaction, to cancel them.
+        self._armed: set[TransactionInput] = set()
         self.id = transaction_id
         #: The index key this transaction is matched by.
         self.key = key
@@ -578,11 +401,11 @@ class _Transaction(Generic[_StateT]):
         if row is None:
             return False
         target, action = row
-        self.state = cast(_StateT, target)
+        self.state = target
         if action is not None:
             action(self, now, message)
         # Ids are never reused: the id is still in the table until _remove.
-        if target in _TERMINATED_STATES and self.id in self._layer._transactions:
+        if target is self.TERMINATED and self.id in self._layer._transactions:
             self._layer._remove(self)
         return True
 
@@ -612,7 +435,7 @@ class _Transaction(Generic[_StateT]):
         self._layer._events.append(TransportFailed(transaction_id=self.id, request=self.request))
 
 
-class _ClientBase(_Transaction[_StateT]):
+class _ClientBase(_Transaction):
     __slots__ = ("_interval",)
 
     def __init__(
@@ -623,7 +446,7 @@ class _ClientBase(_Transaction[_StateT]):
         peer: Address,
         reliable: bool,
         key: _Key,
-        state: _StateT,
+        state: Enum,
     ) -> None:
         super().__init__(layer, transaction_id, request, peer, reliable, key, state)
         self._interval = layer.config.t1
@@ -640,12 +463,12 @@ class _ClientBase(_Transaction[_StateT]):
         self._layer._events.append(ResponseReceived(response=message, transaction_id=self.id))
 
 
-class InviteClientTransaction(_ClientBase[InviteClientState]):
+class InviteClientTransaction(_ClientBase):
     """RFC 3261 section 17.1.1 as updated by RFC 6026 section 7.2."""
 
     __slots__ = ("_ack", "_cancel_id", "_cancel_pending")
 
-    TERMINATED: ClassVar[Enum] = _IC_TERMINATED
+    TERMINATED: ClassVar[Enum] = InviteClientState.TERMINATED
 
     def __init__(
         self,
@@ -656,7 +479,9 @@ class InviteClientTransaction(_ClientBase[InviteClientState]):
         reliable: bool,
         key: _Key,
     ) -> None:
-        super().__init__(layer, transaction_id, request, peer, reliable, key, _IC_CALLING)
+        super().__init__(
+            layer, transaction_id, request, peer, reliable, key, InviteClientState.CALLING
+        )
         self._ack: Request | None = None
         #: The id given to the CANCEL by TransactionLayer.cancel, if any.
         self._cancel_id: TransactionId | None = None
@@ -666,14 +491,14 @@ class InviteClientTransaction(_ClientBase[InviteClientState]):
     def _start(self, now: float) -> None:
         self._resend()
         if not self.reliable:
-            self._layer._arm(self, _TIMER_A, now, self._interval)
-        self._layer._arm(self, _TIMER_B, now, 64 * self._layer.config.t1)
+            self._layer._arm(self, TransactionInput.TIMER_A, now, self._interval)
+        self._layer._arm(self, TransactionInput.TIMER_B, now, 64 * self._layer.config.t1)
 
     def _retransmit(self, now: float, message: Message | None) -> None:
         """Timer A: resend the INVITE and double the interval (no cap)."""
         self._resend()
         self._interval *= 2
-        self._layer._arm(self, _TIMER_A, now, self._interval)
+        self._layer._arm(self, TransactionInput.TIMER_A, now, self._interval)
 
     def _on_provisional(self, now: float, message: Message | None) -> None:
         """First 1xx: stop retransmitting, pass it up, send a CANCEL held back."""
@@ -689,7 +514,7 @@ class InviteClientTransaction(_ClientBase[InviteClientState]):
         self._drop_pending_cancel()
         self.request = None  # Accepted passes 2xx up; it never sends the INVITE again
         self._pass_up(now, message)
-        self._start_timer(_TIMER_M, 64 * self._layer.config.t1, now)
+        self._start_timer(TransactionInput.TIMER_M, 64 * self._layer.config.t1, now)
 
     def _on_failure(self, now: float, message: Message | None) -> None:
         """300-699: send the ACK (section 17.1.1.3), pass it up, start Timer D."""
@@ -700,7 +525,9 @@ class InviteClientTransaction(_ClientBase[InviteClientState]):
         self.request = None  # Completed resends the ACK; it never sends the INVITE again
         self._send(self._ack)
         self._pass_up(now, message)
-        self._start_timer(_TIMER_D, 0.0 if self.reliable else self._layer.config.timer_d, now)
+        self._start_timer(
+            TransactionInput.TIMER_D, 0.0 if self.reliable else self._layer.config.timer_d, now
+        )
 
     def _resend_ack(self, now: float, message: Message | None) -> None:
         """A retransmitted final response: absorb it and resend the ACK."""
@@ -745,43 +572,53 @@ class InviteClientTransaction(_ClientBase[InviteClientState]):
         headers.add("CSeq", f"{request.cseq.seq} ACK")
         return Request("ACK", request.uri, headers)
 
-    TRANSITIONS: ClassVar[_TableDict] = _INVITE_CLIENT
+    TRANSITIONS: ClassVar[_Table] = _by_state(
+        {
+            InviteClientState.CALLING: {
+                TransactionInput.TIMER_A: (InviteClientState.CALLING, _retransmit),
+                TransactionInput.TIMER_B: (InviteClientState.TERMINATED, _Transaction._timed_out),
+                TransactionInput.RECV_1XX: (InviteClientState.PROCEEDING, _on_provisional),
+                TransactionInput.RECV_2XX: (InviteClientState.ACCEPTED, _on_2xx),
+                TransactionInput.RECV_3XX_6XX: (InviteClientState.COMPLETED, _on_failure),
+                TransactionInput.CANCEL: (InviteClientState.CALLING, _hold_cancel),
+                TransactionInput.TRANSPORT_ERROR: (
+                    InviteClientState.TERMINATED,
+                    _Transaction._transport_failed,
+                ),
+            },
+            InviteClientState.PROCEEDING: {
+                TransactionInput.RECV_1XX: (InviteClientState.PROCEEDING, _ClientBase._pass_up),
+                TransactionInput.RECV_2XX: (InviteClientState.ACCEPTED, _on_2xx),
+                TransactionInput.RECV_3XX_6XX: (InviteClientState.COMPLETED, _on_failure),
+                TransactionInput.CANCEL: (InviteClientState.PROCEEDING, _send_cancel),
+                TransactionInput.TIMER_CANCEL: (InviteClientState.TERMINATED, _cancel_timed_out),
+                TransactionInput.TRANSPORT_ERROR: (
+                    InviteClientState.TERMINATED,
+                    _Transaction._transport_failed,
+                ),
+            },
+            InviteClientState.COMPLETED: {
+                TransactionInput.RECV_3XX_6XX: (InviteClientState.COMPLETED, _resend_ack),
+                TransactionInput.CANCEL: (InviteClientState.COMPLETED, None),
+                TransactionInput.TIMER_D: (InviteClientState.TERMINATED, None),
+                TransactionInput.TRANSPORT_ERROR: (InviteClientState.TERMINATED, None),
+            },
+            InviteClientState.ACCEPTED: {
+                TransactionInput.RECV_2XX: (InviteClientState.ACCEPTED, _ClientBase._pass_up),
+                TransactionInput.CANCEL: (InviteClientState.ACCEPTED, None),
+                TransactionInput.TIMER_M: (InviteClientState.TERMINATED, None),
+                TransactionInput.TRANSPORT_ERROR: (InviteClientState.TERMINATED, None),
+            },
+        }
+    )
 
 
-_ICT = InviteClientTransaction
-_INVITE_CLIENT.update(
-    {
-        (_ICS.CALLING, _I.TIMER_A): (_ICS.CALLING, _ICT._retransmit),
-        (_ICS.CALLING, _I.TIMER_B): (_ICS.TERMINATED, _Transaction._timed_out),
-        (_ICS.CALLING, _I.RECV_1XX): (_ICS.PROCEEDING, _ICT._on_provisional),
-        (_ICS.CALLING, _I.RECV_2XX): (_ICS.ACCEPTED, _ICT._on_2xx),
-        (_ICS.CALLING, _I.RECV_3XX_6XX): (_ICS.COMPLETED, _ICT._on_failure),
-        (_ICS.CALLING, _I.CANCEL): (_ICS.CALLING, _ICT._hold_cancel),
-        (_ICS.CALLING, _I.TRANSPORT_ERROR): (_ICS.TERMINATED, _Transaction._transport_failed),
-        (_ICS.PROCEEDING, _I.RECV_1XX): (_ICS.PROCEEDING, _ClientBase._pass_up),
-        (_ICS.PROCEEDING, _I.RECV_2XX): (_ICS.ACCEPTED, _ICT._on_2xx),
-        (_ICS.PROCEEDING, _I.RECV_3XX_6XX): (_ICS.COMPLETED, _ICT._on_failure),
-        (_ICS.PROCEEDING, _I.CANCEL): (_ICS.PROCEEDING, _ICT._send_cancel),
-        (_ICS.PROCEEDING, _I.TIMER_CANCEL): (_ICS.TERMINATED, _ICT._cancel_timed_out),
-        (_ICS.PROCEEDING, _I.TRANSPORT_ERROR): (_ICS.TERMINATED, _Transaction._transport_failed),
-        (_ICS.COMPLETED, _I.RECV_3XX_6XX): (_ICS.COMPLETED, _ICT._resend_ack),
-        (_ICS.COMPLETED, _I.CANCEL): (_ICS.COMPLETED, None),
-        (_ICS.COMPLETED, _I.TIMER_D): (_ICS.TERMINATED, None),
-        (_ICS.COMPLETED, _I.TRANSPORT_ERROR): (_ICS.TERMINATED, None),
-        (_ICS.ACCEPTED, _I.RECV_2XX): (_ICS.ACCEPTED, _ClientBase._pass_up),
-        (_ICS.ACCEPTED, _I.CANCEL): (_ICS.ACCEPTED, None),
-        (_ICS.ACCEPTED, _I.TIMER_M): (_ICS.TERMINATED, None),
-        (_ICS.ACCEPTED, _I.TRANSPORT_ERROR): (_ICS.TERMINATED, None),
-    }
-)
-
-
-class NonInviteClientTransaction(_ClientBase[NonInviteClientState]):
+class NonInviteClientTransaction(_ClientBase):
     """RFC 3261 section 17.1.2."""
 
     __slots__ = ()
 
-    TERMINATED: ClassVar[Enum] = _NC_TERMINATED
+    TERMINATED: ClassVar[Enum] = NonInviteClientState.TERMINATED
 
     def __init__(
         self,
@@ -792,58 +629,76 @@ class NonInviteClientTransaction(_ClientBase[NonInviteClientState]):
         reliable: bool,
         key: _Key,
     ) -> None:
-        super().__init__(layer, transaction_id, request, peer, reliable, key, _NC_TRYING)
+        super().__init__(
+            layer, transaction_id, request, peer, reliable, key, NonInviteClientState.TRYING
+        )
 
     def _start(self, now: float) -> None:
         self._resend()
         if not self.reliable:
-            self._layer._arm(self, _TIMER_E, now, self._interval)
-        self._layer._arm(self, _TIMER_F, now, 64 * self._layer.config.t1)
+            self._layer._arm(self, TransactionInput.TIMER_E, now, self._interval)
+        self._layer._arm(self, TransactionInput.TIMER_F, now, 64 * self._layer.config.t1)
 
     def _retransmit(self, now: float, message: Message | None) -> None:
         """Timer E: resend; the interval doubles up to T2, and is T2 in Proceeding."""
         self._resend()
         t2 = self._layer.config.t2
-        if self.state is _NC_PROCEEDING:
+        if self.state is NonInviteClientState.PROCEEDING:
             self._interval = t2
         else:
             self._interval = min(2 * self._interval, t2)
-        self._layer._arm(self, _TIMER_E, now, self._interval)
+        self._layer._arm(self, TransactionInput.TIMER_E, now, self._interval)
 
     def _on_final(self, now: float, message: Message | None) -> None:
         """200-699: pass it up, then absorb retransmissions until Timer K."""
         self._stop_timers()
         self.request = None  # Completed only absorbs retransmitted responses
         self._pass_up(now, message)
-        self._start_timer(_TIMER_K, 0.0 if self.reliable else self._layer.config.t4, now)
+        self._start_timer(
+            TransactionInput.TIMER_K, 0.0 if self.reliable else self._layer.config.t4, now
+        )
 
-    TRANSITIONS: ClassVar[_TableDict] = _NON_INVITE_CLIENT
+    TRANSITIONS: ClassVar[_Table] = _by_state(
+        {
+            NonInviteClientState.TRYING: {
+                TransactionInput.TIMER_E: (NonInviteClientState.TRYING, _retransmit),
+                TransactionInput.TIMER_F: (
+                    NonInviteClientState.TERMINATED,
+                    _Transaction._timed_out,
+                ),
+                TransactionInput.RECV_1XX: (NonInviteClientState.PROCEEDING, _ClientBase._pass_up),
+                TransactionInput.RECV_2XX: (NonInviteClientState.COMPLETED, _on_final),
+                TransactionInput.RECV_3XX_6XX: (NonInviteClientState.COMPLETED, _on_final),
+                TransactionInput.TRANSPORT_ERROR: (
+                    NonInviteClientState.TERMINATED,
+                    _Transaction._transport_failed,
+                ),
+            },
+            NonInviteClientState.PROCEEDING: {
+                TransactionInput.TIMER_E: (NonInviteClientState.PROCEEDING, _retransmit),
+                TransactionInput.TIMER_F: (
+                    NonInviteClientState.TERMINATED,
+                    _Transaction._timed_out,
+                ),
+                TransactionInput.RECV_1XX: (NonInviteClientState.PROCEEDING, _ClientBase._pass_up),
+                TransactionInput.RECV_2XX: (NonInviteClientState.COMPLETED, _on_final),
+                TransactionInput.RECV_3XX_6XX: (NonInviteClientState.COMPLETED, _on_final),
+                TransactionInput.TRANSPORT_ERROR: (
+                    NonInviteClientState.TERMINATED,
+                    _Transaction._transport_failed,
+                ),
+            },
+            NonInviteClientState.COMPLETED: {
+                TransactionInput.RECV_2XX: (NonInviteClientState.COMPLETED, None),
+                TransactionInput.RECV_3XX_6XX: (NonInviteClientState.COMPLETED, None),
+                TransactionInput.TIMER_K: (NonInviteClientState.TERMINATED, None),
+                TransactionInput.TRANSPORT_ERROR: (NonInviteClientState.TERMINATED, None),
+            },
+        }
+    )
 
 
-_NCT = NonInviteClientTransaction
-_NON_INVITE_CLIENT.update(
-    {
-        (_NCS.TRYING, _I.TIMER_E): (_NCS.TRYING, _NCT._retransmit),
-        (_NCS.TRYING, _I.TIMER_F): (_NCS.TERMINATED, _Transaction._timed_out),
-        (_NCS.TRYING, _I.RECV_1XX): (_NCS.PROCEEDING, _ClientBase._pass_up),
-        (_NCS.TRYING, _I.RECV_2XX): (_NCS.COMPLETED, _NCT._on_final),
-        (_NCS.TRYING, _I.RECV_3XX_6XX): (_NCS.COMPLETED, _NCT._on_final),
-        (_NCS.TRYING, _I.TRANSPORT_ERROR): (_NCS.TERMINATED, _Transaction._transport_failed),
-        (_NCS.PROCEEDING, _I.TIMER_E): (_NCS.PROCEEDING, _NCT._retransmit),
-        (_NCS.PROCEEDING, _I.TIMER_F): (_NCS.TERMINATED, _Transaction._timed_out),
-        (_NCS.PROCEEDING, _I.RECV_1XX): (_NCS.PROCEEDING, _ClientBase._pass_up),
-        (_NCS.PROCEEDING, _I.RECV_2XX): (_NCS.COMPLETED, _NCT._on_final),
-        (_NCS.PROCEEDING, _I.RECV_3XX_6XX): (_NCS.COMPLETED, _NCT._on_final),
-        (_NCS.PROCEEDING, _I.TRANSPORT_ERROR): (_NCS.TERMINATED, _Transaction._transport_failed),
-        (_NCS.COMPLETED, _I.RECV_2XX): (_NCS.COMPLETED, None),
-        (_NCS.COMPLETED, _I.RECV_3XX_6XX): (_NCS.COMPLETED, None),
-        (_NCS.COMPLETED, _I.TIMER_K): (_NCS.TERMINATED, None),
-        (_NCS.COMPLETED, _I.TRANSPORT_ERROR): (_NCS.TERMINATED, None),
-    }
-)
-
-
-class _ServerBase(_Transaction[_StateT]):
+class _ServerBase(_Transaction):
     __slots__ = ("last_response",)
 
     def __init__(
@@ -854,7 +709,7 @@ class _ServerBase(_Transaction[_StateT]):
         peer: Address,
         reliable: bool,
         key: _Key,
-        state: _StateT,
+        state: Enum,
     ) -> None:
         super().__init__(layer, transaction_id, request, peer, reliable, key, state)
         #: The last response sent, resent when the request is retransmitted.
@@ -878,12 +733,12 @@ class _ServerBase(_Transaction[_StateT]):
             self.request = None
 
 
-class InviteServerTransaction(_ServerBase[InviteServerState]):
+class InviteServerTransaction(_ServerBase):
     """RFC 3261 section 17.2.1 as updated by RFC 6026 section 7.1."""
 
     __slots__ = ("_interval",)
 
-    TERMINATED: ClassVar[Enum] = _IS_TERMINATED
+    TERMINATED: ClassVar[Enum] = InviteServerState.TERMINATED
 
     def __init__(
         self,
@@ -894,74 +749,94 @@ class InviteServerTransaction(_ServerBase[InviteServerState]):
         reliable: bool,
         key: _Key,
     ) -> None:
-        super().__init__(layer, transaction_id, request, peer, reliable, key, _IS_PROCEEDING)
+        super().__init__(
+            layer, transaction_id, request, peer, reliable, key, InviteServerState.PROCEEDING
+        )
         self._interval = layer.config.t1
 
     def _respond_2xx(self, now: float, message: Message | None) -> None:
         """Send the 2xx; RFC 6026 keeps the transaction 64*T1 (Timer L)."""
         self._respond(now, message)
         self._let_go_of_request()
-        self._start_timer(_TIMER_L, 64 * self._layer.config.t1, now)
+        self._start_timer(TransactionInput.TIMER_L, 64 * self._layer.config.t1, now)
 
     def _respond_failure(self, now: float, message: Message | None) -> None:
         """Send 300-699 and wait for the ACK: Timer G resends, Timer H gives up."""
         self._respond(now, message)
         if not self.reliable:
-            self._layer._arm(self, _TIMER_G, now, self._interval)
-        self._layer._arm(self, _TIMER_H, now, 64 * self._layer.config.t1)
+            self._layer._arm(self, TransactionInput.TIMER_G, now, self._interval)
+        self._layer._arm(self, TransactionInput.TIMER_H, now, 64 * self._layer.config.t1)
 
     def _retransmit(self, now: float, message: Message | None) -> None:
         """Timer G: resend the final response, doubling the interval up to T2."""
         self._resend_last(now, message)
         self._interval = min(2 * self._interval, self._layer.config.t2)
-        self._layer._arm(self, _TIMER_G, now, self._interval)
+        self._layer._arm(self, TransactionInput.TIMER_G, now, self._interval)
 
     def _on_ack(self, now: float, message: Message | None) -> None:
         """The ACK for our 300-699: absorb further ACKs until Timer I."""
         self._stop_timers()
         self._let_go_of_request()
-        self._start_timer(_TIMER_I, 0.0 if self.reliable else self._layer.config.t4, now)
+        self._start_timer(
+            TransactionInput.TIMER_I, 0.0 if self.reliable else self._layer.config.t4, now
+        )
 
     def _pass_ack(self, now: float, message: Message | None) -> None:
         """An ACK matching the transaction in Accepted goes to the TU (RFC 6026)."""
         assert isinstance(message, Request)
         self._layer._events.append(AckReceived(request=message, source=self._layer._source))
 
-    TRANSITIONS: ClassVar[_TableDict] = _INVITE_SERVER
+    TRANSITIONS: ClassVar[_Table] = _by_state(
+        {
+            InviteServerState.PROCEEDING: {
+                TransactionInput.RECV_REQUEST: (
+                    InviteServerState.PROCEEDING,
+                    _ServerBase._resend_last,
+                ),
+                TransactionInput.SEND_1XX: (InviteServerState.PROCEEDING, _ServerBase._respond),
+                TransactionInput.SEND_2XX: (InviteServerState.ACCEPTED, _respond_2xx),
+                TransactionInput.SEND_3XX_6XX: (InviteServerState.COMPLETED, _respond_failure),
+                TransactionInput.TRANSPORT_ERROR: (
+                    InviteServerState.TERMINATED,
+                    _Transaction._transport_failed,
+                ),
+            },
+            InviteServerState.COMPLETED: {
+                TransactionInput.RECV_REQUEST: (
+                    InviteServerState.COMPLETED,
+                    _ServerBase._resend_last,
+                ),
+                TransactionInput.RECV_ACK: (InviteServerState.CONFIRMED, _on_ack),
+                TransactionInput.TIMER_G: (InviteServerState.COMPLETED, _retransmit),
+                TransactionInput.TIMER_H: (InviteServerState.TERMINATED, _Transaction._timed_out),
+                TransactionInput.TRANSPORT_ERROR: (
+                    InviteServerState.TERMINATED,
+                    _Transaction._transport_failed,
+                ),
+            },
+            InviteServerState.CONFIRMED: {
+                TransactionInput.RECV_REQUEST: (InviteServerState.CONFIRMED, None),
+                TransactionInput.RECV_ACK: (InviteServerState.CONFIRMED, None),
+                TransactionInput.TIMER_I: (InviteServerState.TERMINATED, None),
+                TransactionInput.TRANSPORT_ERROR: (InviteServerState.TERMINATED, None),
+            },
+            InviteServerState.ACCEPTED: {
+                TransactionInput.RECV_REQUEST: (InviteServerState.ACCEPTED, None),
+                TransactionInput.RECV_ACK: (InviteServerState.ACCEPTED, _pass_ack),
+                TransactionInput.SEND_2XX: (InviteServerState.ACCEPTED, _ServerBase._respond),
+                TransactionInput.TIMER_L: (InviteServerState.TERMINATED, None),
+                TransactionInput.TRANSPORT_ERROR: (InviteServerState.TERMINATED, None),
+            },
+        }
+    )
 
 
-_IST = InviteServerTransaction
-_INVITE_SERVER.update(
-    {
-        (_ISS.PROCEEDING, _I.RECV_REQUEST): (_ISS.PROCEEDING, _ServerBase._resend_last),
-        (_ISS.PROCEEDING, _I.SEND_1XX): (_ISS.PROCEEDING, _ServerBase._respond),
-        (_ISS.PROCEEDING, _I.SEND_2XX): (_ISS.ACCEPTED, _IST._respond_2xx),
-        (_ISS.PROCEEDING, _I.SEND_3XX_6XX): (_ISS.COMPLETED, _IST._respond_failure),
-        (_ISS.PROCEEDING, _I.TRANSPORT_ERROR): (_ISS.TERMINATED, _Transaction._transport_failed),
-        (_ISS.COMPLETED, _I.RECV_REQUEST): (_ISS.COMPLETED, _ServerBase._resend_last),
-        (_ISS.COMPLETED, _I.RECV_ACK): (_ISS.CONFIRMED, _IST._on_ack),
-        (_ISS.COMPLETED, _I.TIMER_G): (_ISS.COMPLETED, _IST._retransmit),
-        (_ISS.COMPLETED, _I.TIMER_H): (_ISS.TERMINATED, _Transaction._timed_out),
-        (_ISS.COMPLETED, _I.TRANSPORT_ERROR): (_ISS.TERMINATED, _Transaction._transport_failed),
-        (_ISS.CONFIRMED, _I.RECV_REQUEST): (_ISS.CONFIRMED, None),
-        (_ISS.CONFIRMED, _I.RECV_ACK): (_ISS.CONFIRMED, None),
-        (_ISS.CONFIRMED, _I.TIMER_I): (_ISS.TERMINATED, None),
-        (_ISS.CONFIRMED, _I.TRANSPORT_ERROR): (_ISS.TERMINATED, None),
-        (_ISS.ACCEPTED, _I.RECV_REQUEST): (_ISS.ACCEPTED, None),
-        (_ISS.ACCEPTED, _I.RECV_ACK): (_ISS.ACCEPTED, _IST._pass_ack),
-        (_ISS.ACCEPTED, _I.SEND_2XX): (_ISS.ACCEPTED, _ServerBase._respond),
-        (_ISS.ACCEPTED, _I.TIMER_L): (_ISS.TERMINATED, None),
-        (_ISS.ACCEPTED, _I.TRANSPORT_ERROR): (_ISS.TERMINATED, None),
-    }
-)
-
-
-class NonInviteServerTransaction(_ServerBase[NonInviteServerState]):
+class NonInviteServerTransaction(_ServerBase):
     """RFC 3261 section 17.2.2."""
 
     __slots__ = ()
 
-    TERMINATED: ClassVar[Enum] = _NS_TERMINATED
+    TERMINATED: ClassVar[Enum] = NonInviteServerState.TERMINATED
 
     def __init__(
         self,
@@ -972,87 +847,70 @@ class NonInviteServerTransaction(_ServerBase[NonInviteServerState]):
         reliable: bool,
         key: _Key,
     ) -> None:
-        super().__init__(layer, transaction_id, request, peer, reliable, key, _NS_TRYING)
+        super().__init__(
+            layer, transaction_id, request, peer, reliable, key, NonInviteServerState.TRYING
+        )
 
     def _respond_final(self, now: float, message: Message | None) -> None:
         """Send the final response; absorb request retransmissions until Timer J."""
         self._respond(now, message)
         self._let_go_of_request()
         delay = 0.0 if self.reliable else 64 * self._layer.config.t1
-        self._start_timer(_TIMER_J, delay, now)
+        self._start_timer(TransactionInput.TIMER_J, delay, now)
 
-    TRANSITIONS: ClassVar[_TableDict] = _NON_INVITE_SERVER
-
-
-_NST = NonInviteServerTransaction
-_NON_INVITE_SERVER.update(
-    {
-        (_NSS.TRYING, _I.RECV_REQUEST): (_NSS.TRYING, None),
-        (_NSS.TRYING, _I.SEND_1XX): (_NSS.PROCEEDING, _ServerBase._respond),
-        (_NSS.TRYING, _I.SEND_2XX): (_NSS.COMPLETED, _NST._respond_final),
-        (_NSS.TRYING, _I.SEND_3XX_6XX): (_NSS.COMPLETED, _NST._respond_final),
-        (_NSS.TRYING, _I.TRANSPORT_ERROR): (_NSS.TERMINATED, _Transaction._transport_failed),
-        (_NSS.PROCEEDING, _I.RECV_REQUEST): (_NSS.PROCEEDING, _ServerBase._resend_last),
-        (_NSS.PROCEEDING, _I.SEND_1XX): (_NSS.PROCEEDING, _ServerBase._respond),
-        (_NSS.PROCEEDING, _I.SEND_2XX): (_NSS.COMPLETED, _NST._respond_final),
-        (_NSS.PROCEEDING, _I.SEND_3XX_6XX): (_NSS.COMPLETED, _NST._respond_final),
-        (_NSS.PROCEEDING, _I.TRANSPORT_ERROR): (_NSS.TERMINATED, _Transaction._transport_failed),
-        (_NSS.COMPLETED, _I.RECV_REQUEST): (_NSS.COMPLETED, _ServerBase._resend_last),
-        (_NSS.COMPLETED, _I.TIMER_J): (_NSS.TERMINATED, None),
-        (_NSS.COMPLETED, _I.TRANSPORT_ERROR): (_NSS.TERMINATED, _Transaction._transport_failed),
-    }
-)
+    TRANSITIONS: ClassVar[_Table] = _by_state(
+        {
+            NonInviteServerState.TRYING: {
+                TransactionInput.RECV_REQUEST: (NonInviteServerState.TRYING, None),
+                TransactionInput.SEND_1XX: (NonInviteServerState.PROCEEDING, _ServerBase._respond),
+                TransactionInput.SEND_2XX: (NonInviteServerState.COMPLETED, _respond_final),
+                TransactionInput.SEND_3XX_6XX: (NonInviteServerState.COMPLETED, _respond_final),
+                TransactionInput.TRANSPORT_ERROR: (
+                    NonInviteServerState.TERMINATED,
+                    _Transaction._transport_failed,
+                ),
+            },
+            NonInviteServerState.PROCEEDING: {
+                TransactionInput.RECV_REQUEST: (
+                    NonInviteServerState.PROCEEDING,
+                    _ServerBase._resend_last,
+                ),
+                TransactionInput.SEND_1XX: (NonInviteServerState.PROCEEDING, _ServerBase._respond),
+                TransactionInput.SEND_2XX: (NonInviteServerState.COMPLETED, _respond_final),
+                TransactionInput.SEND_3XX_6XX: (NonInviteServerState.COMPLETED, _respond_final),
+                TransactionInput.TRANSPORT_ERROR: (
+                    NonInviteServerState.TERMINATED,
+                    _Transaction._transport_failed,
+                ),
+            },
+            NonInviteServerState.COMPLETED: {
+                TransactionInput.RECV_REQUEST: (
+                    NonInviteServerState.COMPLETED,
+                    _ServerBase._resend_last,
+                ),
+                TransactionInput.TIMER_J: (NonInviteServerState.TERMINATED, None),
+                TransactionInput.TRANSPORT_ERROR: (
+                    NonInviteServerState.TERMINATED,
+                    _Transaction._transport_failed,
+                ),
+            },
+        }
+    )
 
 
 ClientTransaction = InviteClientTransaction | NonInviteClientTransaction
 ServerTransaction = InviteServerTransaction | NonInviteServerTransaction
 Transaction = ClientTransaction | ServerTransaction
 
-_MACHINES: tuple[type[_Transaction[Any]], ...] = (
-    InviteClientTransaction,
-    NonInviteClientTransaction,
-    InviteServerTransaction,
-    NonInviteServerTransaction,
-)
 
-
-#: The first line of each side effect's docstring, for describe_transitions (mypyc
-#: keeps no docstrings; tests/sip/test_transaction_machines.py checks they agree).
-_EFFECTS: Final[dict[_Action, str]] = {
-    _ICT._retransmit: "Timer A: resend the INVITE and double the interval (no cap).",
-    _Transaction._timed_out: "Tell the TU the transaction failed with a timeout (408).",
-    _ICT._on_provisional: "First 1xx: stop retransmitting, pass it up, send a CANCEL held back.",
-    _ICT._on_2xx: "2xx: pass it up and wait 64*T1 for its retransmissions (Timer M).",
-    _ICT._on_failure: "300-699: send the ACK (section 17.1.1.3), pass it up, start Timer D.",
-    _ICT._hold_cancel: "No provisional response yet: the CANCEL waits for one (section 9.1).",
-    _Transaction._transport_failed: "Tell the TU the transport failed (503).",
-    _ClientBase._pass_up: "Hand the response to the TU.",
-    _ICT._send_cancel: "Start the CANCEL's own client transaction.",
-    _ICT._cancel_timed_out: (
-        "No final response 64*T1 after the CANCEL: consider the INVITE cancelled."
-    ),
-    _ICT._resend_ack: "A retransmitted final response: absorb it and resend the ACK.",
-    _NCT._retransmit: "Timer E: resend; the interval doubles up to T2, and is T2 in Proceeding.",
-    _NCT._on_final: "200-699: pass it up, then absorb retransmissions until Timer K.",
-    _ServerBase._resend_last: "A retransmitted request: resend the last response, if any.",
-    _ServerBase._respond: "Send the TU's response and remember it.",
-    _IST._respond_2xx: "Send the 2xx; RFC 6026 keeps the transaction 64*T1 (Timer L).",
-    _IST._respond_failure: "Send 300-699 and wait for the ACK: Timer G resends, Timer H gives up.",
-    _IST._on_ack: "The ACK for our 300-699: absorb further ACKs until Timer I.",
-    _IST._retransmit: "Timer G: resend the final response, doubling the interval up to T2.",
-    _IST._pass_ack: "An ACK matching the transaction in Accepted goes to the TU (RFC 6026).",
-    _NST._respond_final: "Send the final response; absorb request retransmissions until Timer J.",
-}
-
-
-def describe_transitions(machine: type[_Transaction[Any]]) -> list[tuple[str, str, str, str]]:
+def describe_transitions(machine: type[_Transaction]) -> list[tuple[str, str, str, str]]:
     """Rows ``(state, input, target, effect)`` of a machine's table, for documentation.
 
     ``effect`` is the first line of the side effect's docstring, or ``""``.
     """
     rows = []
     for (state, event), (target, action) in machine.TRANSITIONS.items():
-        doc = _EFFECTS[action] if action is not None else ""
+        doc = (action.__doc__ or "").strip().split("\n")[0] if action is not None else ""
         rows.append((str(state.value), str(event.value), str(target.value), doc))
     return rows
 
@@ -1082,15 +940,14 @@ def _stamp_top_via(request: Request, source: Address) -> None:
     request.headers.remove("via")
     for line in reversed([", ".join(first), *lines[1:]]):
         request.headers.prepend("Via", line)
-    request.headers._cache["via"] = stamped_via  # what parsing the new top Via gives
 
 
 def _status_input(status: int, *, local: bool) -> TransactionInput:
     if status < 200:
-        return _SEND_1XX if local else _RECV_1XX
+        return TransactionInput.SEND_1XX if local else TransactionInput.RECV_1XX
     if status < 300:
-        return _SEND_2XX if local else _RECV_2XX
-    return _SEND_3XX_6XX if local else _RECV_3XX_6XX
+        return TransactionInput.SEND_2XX if local else TransactionInput.RECV_2XX
+    return TransactionInput.SEND_3XX_6XX if local else TransactionInput.RECV_3XX_6XX
 
 
 def _default_port(transport: str) -> int:
@@ -1115,22 +972,11 @@ class TransactionLayer:
         self._server_2543: dict[_Key, list[ServerTransaction]] = {}
         self._outbox: list[tuple[Message, Address]] = []
         self._events: deque[Event] = deque()
-        # Timers, as (deadline, transaction id, timer code) entries in one
-        # FIFO queue per duration (see _TimerQueue).  RFC 3261's timers have a handful of
-        # durations (T1 doublings, T2, T4, 64*T1), and the entries of one
-        # duration are armed in deadline order: arming and firing are O(1),
-        # with no heap to sift, nor to rebuild (a rebuild of a heap of 100,000
-        # mostly cancelled entries was a pause of tens of ms under load).
-        # Entries are deleted lazily: an entry is live only while its
-        # transaction is and is still in the timer generation the entry was
-        # armed in (stopping a transaction's timers starts its next one); a
-        # dead one is dropped when it reaches the head of its queue, by its
-        # deadline at the latest.  An entry that fires leaves its queue.  An
-        # entry holds the id, not the transaction, so that it keeps no
-        # terminated transaction (and its request) alive.  Equal deadlines
-        # fire in the order of their queue, and across queues the older
-        # transaction's first.
-        self._queues: dict[float, _TimerQueue] = {}
+        # The live timers, keyed by (transaction, timer): a key holds the id,
+        # not the transaction, so no terminated transaction (and its request)
+        # stays alive in the heap until its deadline.  A transaction that
+        # ends cancels its timers.
+        self._timers: Timers[tuple[TransactionId, TransactionInput]] = Timers()
         self._next_id = 0
         # The source of the message being received (for AckReceived).
         self._source = Address("0.0.0.0", 0)
@@ -1153,17 +999,7 @@ class TransactionLayer:
         to absorb retransmissions (Timers D, I, J, K, L, M) do not count: a
         shutdown need not wait for them.
         """
-        waiting = {
-            _IC_CALLING,
-            _IC_PROCEEDING,
-            _NC_TRYING,
-            _NC_PROCEEDING,
-            _IS_PROCEEDING,
-            _IS_COMPLETED,
-            _NS_TRYING,
-            _NS_PROCEEDING,
-        }
-        return any(txn.state in waiting for txn in self._transactions.values())
+        return any(txn.state in _WAITING_STATES for txn in self._transactions.values())
 
     def messages_to_send(self) -> list[tuple[Message, Address]]:
         """Return and forget the messages to send, oldest first, with their destinations."""
@@ -1184,89 +1020,48 @@ class TransactionLayer:
     # -- timers --------------------------------------------------------------------
     def get_timer(self) -> float | None:
         """The earliest deadline at which :meth:`handle_timer` must be called, or None."""
-        transactions = self._transactions
-        earliest: float | None = None
-        for queue in self._queues.values():
-            deadlines = queue.deadlines
-            while deadlines:
-                txn = transactions.get(queue.tids[0])
-                if txn is not None and queue.codes[0] >> _GEN_SHIFT == txn._gen:
-                    deadline = deadlines[0]
-                    if earliest is None or deadline < earliest:
-                        earliest = deadline
-                    break
-                queue.pop()
-        return earliest
+        return self._timers.next_deadline()
 
     def handle_timer(self, now: float) -> None:
         """Fire every timer whose deadline is at or before ``now``, earliest first."""
-        transactions = self._transactions
-        queues = self._queues
-        while True:
-            due: _TimerQueue | None = None
-            first = 0.0
-            first_tid = 0
-            for queue in queues.values():
-                deadlines = queue.deadlines
-                if deadlines:
-                    deadline = deadlines[0]
-                    if deadline <= now and (
-                        due is None
-                        or deadline < first
-                        or (deadline == first and queue.tids[0] < first_tid)
-                    ):
-                        due, first, first_tid = queue, deadline, queue.tids[0]
-            if due is None:
-                break
-            tid = due.tids[0]
-            code = due.codes[0]
-            due.pop()
-            txn = transactions.get(tid)
-            if txn is None or code >> _GEN_SHIFT != txn._gen:
-                continue  # terminated, or its timers stopped since
-            txn._apply(_TIMERS[code & _INDEX_MASK], now, None)
-        if not transactions and transactions is self._transactions:
+        for transaction_id, timer in self._timers.pop_due(now):
+            # A transaction that ended cancelled its timers: this one is live.
+            txn = self._transactions[transaction_id]
+            txn._armed.discard(timer)
+            txn._apply(timer, now, None)
+        if not self._transactions:
             self._shrink()
 
     def _shrink(self) -> None:
         """Give back the tables of the last burst once every transaction has ended.
 
         A dict never shrinks: after a burst of, say, 100,000 transactions the
-        empty tables would keep megabytes until the process ends.
+        empty tables would keep megabytes until the process ends.  The timers
+        left are all cancelled ones (every live timer belongs to a live
+        transaction), waiting in the heap for their deadline to pass.
         """
         self._transactions = {}
         self._client_index = {}
         self._server_index = {}
         self._server_2543 = {}
+        self._timers = Timers()
 
-    def _arm(
-        self, txn: _Transaction[Any], timer: TransactionInput, now: float, delay: float
-    ) -> None:
-        queue = self._queues.get(delay)
-        if queue is None:
-            queue = self._queues[delay] = _TimerQueue()
-        queue.push(now + delay, txn.id, txn._gen << _GEN_SHIFT | _TIMER_INDEX[timer])
+    def _arm(self, txn: _Transaction, timer: TransactionInput, now: float, delay: float) -> None:
+        txn._armed.add(timer)
+        self._timers.arm((txn.id, timer), now + delay)
 
-    def _disarm_all(self, txn: _Transaction[Any]) -> None:
-        txn._gen += 1
-
-    def _queued(self) -> list[tuple[float, TransactionId, TransactionInput, bool]]:
-        """Every timer queue entry as (deadline, transaction, timer, live); for tests."""
-        transactions = self._transactions
-        entries = []
-        for queue in self._queues.values():
-            for deadline, tid, code in zip(queue.deadlines, queue.tids, queue.codes, strict=True):
-                txn = transactions.get(tid)
-                live = txn is not None and code >> _GEN_SHIFT == txn._gen
-                entries.append((deadline, tid, _TIMERS[code & _INDEX_MASK], live))
-        return entries
+    def _disarm_all(self, txn: _Transaction) -> None:
+        for timer in txn._armed:
+            self._timers.cancel((txn.id, timer))
+        txn._armed.clear()
 
     def _armed_timers(self) -> dict[TransactionId, list[TransactionInput]]:
-        """The live timers of every transaction, from the queues (for tests: O(entries))."""
+        """The live timers of every transaction, as the layer's timers hold them (for tests)."""
         armed: dict[TransactionId, list[TransactionInput]] = {}
-        for _, tid, timer, live in self._queued():
-            if live:
-                armed.setdefault(tid, []).append(timer)
+        for tid in self._transactions:
+            timers = [timer for timer in TIMERS if (tid, timer) in self._timers]
+            if timers:
+                armed[tid] = timers
         return armed
 
     # -- client side ---------------------------------------------------------------
@@ -1356,11 +1151,11 @@ class TransactionLayer:
             raise LocalProtocolError("only a client INVITE transaction can be cancelled")
         if txn._cancel_id is not None:
             return txn._cancel_id
-        if txn.state in (_IC_COMPLETED, _IC_ACCEPTED):
-            txn._apply(_CANCEL, now, None)
+        if txn.state in (InviteClientState.COMPLETED, InviteClientState.ACCEPTED):
+            txn._apply(TransactionInput.CANCEL, now, None)
             return None
         txn._cancel_id = self._new_id()
-        txn._apply(_CANCEL, now, None)
+        txn._apply(TransactionInput.CANCEL, now, None)
         return txn._cancel_id
 
     def _start_cancel(self, invite: InviteClientTransaction, now: float) -> None:
@@ -1389,7 +1184,7 @@ class TransactionLayer:
         self._transactions[txn.id] = txn
         self._client_index[key] = txn
         txn._start(now)
-        invite._start_timer(_TIMER_CANCEL, 64 * self.config.t1, now)
+        invite._start_timer(TransactionInput.TIMER_CANCEL, 64 * self.config.t1, now)
 
     # -- server side ---------------------------------------------------------------
     def send_response(
@@ -1459,7 +1254,7 @@ class TransactionLayer:
         txn = self._transactions.get(transaction_id)
         if txn is None:
             return False
-        return txn._apply(_TRANSPORT_ERROR, now, None)
+        return txn._apply(TransactionInput.TRANSPORT_ERROR, now, None)
 
     # -- input ---------------------------------------------------------------------
     def send_stateless(self, message: Message, destination: Address) -> None:
@@ -1575,22 +1370,15 @@ class TransactionLayer:
             if txn is None:
                 # The ACK for a 2xx is its own transaction: the TU's business.
                 self._events.append(AckReceived(request=request, source=source))
-            elif not txn._apply(_RECV_ACK, now, request):
+            elif not txn._apply(TransactionInput.RECV_ACK, now, request):
                 self._discard(request, f"ACK not expected in {txn.state.value}")
             return
         txn = self._find_server(request, via, method)
         if txn is not None:
             # A retransmission: every state has a row for it.
-            txn._apply(_RECV_REQUEST, now, request)
+            txn._apply(TransactionInput.RECV_REQUEST, now, request)
             return
-        key: _Key
-        if via.is_rfc3261_branch:
-            # The key stays up to 32 s (Timer J): the sent-by host and the
-            # method, which every request of a peer repeats, are shared texts.
-            host, port = via.sent_by
-            key = (via.branch, intern(host), port, intern(method))
-        else:
-            key = self._server_key(request, via, method)
+        key = self._server_key(request, via, method)
         tid = self._new_id()
         if method == "INVITE":
             txn = InviteServerTransaction(self, tid, request, source, reliable, key)
@@ -1607,7 +1395,7 @@ class TransactionLayer:
         self._events.append(RequestReceived(request=request, source=source, transaction_id=tid))
         if method == "INVITE" and self.config.auto_100_trying:
             headers = [("Timestamp", value) for value in request.headers.get_all("Timestamp")]
-            txn._apply(_SEND_1XX, now, make_response(request, 100, headers=headers))
+            txn._apply(TransactionInput.SEND_1XX, now, make_response(request, 100, headers=headers))
 
     def _answer_cancel(self, txn: ServerTransaction, cancel: Request, via: Via, now: float) -> None:
         # RFC 3261 section 9.2: match the CANCEL as if it were the INVITE;
@@ -1621,8 +1409,12 @@ class TransactionLayer:
             sent = target.last_response
             tag = sent.to_addr.tag if sent is not None else None
             response = make_response(cancel, 200, to_tag=tag or new_tag())
-        txn._apply(_SEND_2XX if target is not None else _SEND_3XX_6XX, now, response)
-        if target is not None and target.state is _IS_PROCEEDING:
+        txn._apply(
+            TransactionInput.SEND_2XX if target is not None else TransactionInput.SEND_3XX_6XX,
+            now,
+            response,
+        )
+        if target is not None and target.state is InviteServerState.PROCEEDING:
             self._events.append(RequestCancelled(transaction_id=target.id, request=cancel))
 
     # -- bookkeeping ---------------------------------------------------------------
@@ -1631,7 +1423,7 @@ class TransactionLayer:
         self._next_id += 1
         return tid
 
-    def _remove(self, txn: _Transaction[Any]) -> None:
+    def _remove(self, txn: _Transaction) -> None:
         del self._transactions[txn.id]
         if isinstance(txn, (InviteClientTransaction, NonInviteClientTransaction)):
             if self._client_index.get(txn.key) is txn:

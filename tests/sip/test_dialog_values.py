@@ -1,11 +1,9 @@
-"""The compact dialog: shared parties, text targets, a Call-ID keyed table.
+"""What a dialog keeps: its parties, target and routes as values, its size, the table.
 
-A live dialog keeps its parties as objects shared between dialogs and its
-remote target as text (docs/performance.md, "Memory").  These tests hold
-it to its size and check that nothing of what the dialog says or sends
-changed: the parties read back equal to what was received, requests carry
-the same lines, odd forms (a tag that is not the last parameter, no tag,
-lists) take the general path.
+These tests hold a live dialog to its memory budget and check that what it
+says and sends is what it was given: the parties read back equal to what was
+received, requests carry the same lines, odd forms (a tag that is not the
+last parameter, no tag, a comma in a display name) included.
 """
 
 from __future__ import annotations
@@ -32,12 +30,12 @@ from vidim.sip import LocalProtocolError, NameAddr, Request, Response, make_resp
 from vidim.sip.dialog import (
     Dialog,
     DialogId,
-    DialogManager,
     DialogRole,
     DialogState,
     Subscription,
     parse_event,
 )
+from vidim.sip.dialog_manager import DialogManager
 from vidim.sip.uri import parse_uri
 
 
@@ -51,11 +49,14 @@ def _answer(request: Request, to: str, contact: str = FOCUS_CONTACT) -> Response
 # -- size ----------------------------------------------------------------------------
 
 
-def test_a_live_dialog_is_small() -> None:
-    """Confirmed INVITE dialogs with one focus: well under a kilobyte each.
+def test_a_live_dialog_fits_the_conference_budget() -> None:
+    """Confirmed INVITE dialogs with one focus: under 3 KiB each.
 
-    Each used to keep its own parsed From, To, Contact and target (about
-    2.2 KiB); now the parties are shared and the target is text.
+    A live conference may cost 8 KiB (docs/performance.md, "Memory"), and
+    the allocator holds two dialogs per conference (the focus INVITE and
+    the conference-event subscription); a dialog keeps its parsed From, To,
+    Contact and target, about 2.1 KiB here, where every request is built from
+    text (less in the allocator, whose From and Contact are shared values).
     """
     mgr = manager()
     count = 300
@@ -69,7 +70,7 @@ def test_a_live_dialog_is_small() -> None:
         assert dialog is not None
         mgr.forget(request)
 
-    make(0)  # warm the caches, as a long-running UA has them
+    make(0)  # warm the parser's caches, as a long-running UA has them
     gc.collect()
     tracemalloc.start()
     try:
@@ -81,22 +82,7 @@ def test_a_live_dialog_is_small() -> None:
     finally:
         tracemalloc.stop()
     assert len(mgr) == count + 1
-    assert per_dialog < 900, per_dialog
-
-
-def test_dialogs_share_their_parties() -> None:
-    mgr = manager()
-    a, _, _ = confirmed_invite_dialog(mgr, tag="a")
-    b, _, _ = confirmed_invite_dialog(mgr, tag="b")
-    # One object for our From (without tag), our Contact and the focus's To.
-    assert a._local is b._local
-    assert a._contact is b._contact
-    assert a._remote is b._remote
-    assert a.local_tag != b.local_tag
-    assert (a.remote_tag, b.remote_tag) == ("a", "b")
-    # The target is text; no subscription list for an INVITE dialog.
-    assert isinstance(a._target, str)
-    assert a._subs is None
+    assert per_dialog < 3 * 1024, per_dialog
 
 
 # -- the parties read back as received -----------------------------------------------
@@ -126,6 +112,24 @@ def test_remote_party_reads_back_as_received(to: str) -> None:
     assert dialog.local_party == request.from_addr
     assert dialog.local_contact == request.contacts[0]
     assert mgr.get(dialog.id) is dialog
+
+
+def test_dialogs_keep_the_values_their_request_was_written_from() -> None:
+    """Our From and Contact are the TU's values, not copies parsed back from the request."""
+    mgr = manager()
+    contact = NameAddr(parse_uri("sip:vidim@10.0.0.1:5060"))
+    service = NameAddr(parse_uri("sip:vidim@example.com"), "Vidim")
+    dialogs = []
+    for tag in ("a", "b"):
+        request = mgr.create_initial_request(
+            "INVITE", "sip:focus@example.com", from_addr=service, to_addr=FOCUS_AOR, contact=contact
+        )
+        dialog = mgr.receive_response(request, respond(wire(request), 200, tag=tag))
+        assert dialog is not None
+        assert dialog.local_contact is contact
+        assert dialog.local_party == wire(request).from_addr
+        dialogs.append(dialog)
+    assert dialogs[0].local_party.uri is dialogs[1].local_party.uri is service.uri
 
 
 def test_a_to_without_tag_stays_without_tag() -> None:
@@ -184,15 +188,14 @@ def test_dialog_from_parts_keeps_what_it_was_given() -> None:
 # -- subscriptions -------------------------------------------------------------------
 
 
-def test_subscriptions_list_is_made_on_demand_and_is_the_dialogs() -> None:
+def test_subscriptions_list_is_the_dialogs() -> None:
     mgr = manager()
     request = subscribe(mgr)
     dialog = mgr.receive_response(request, respond(request, 200, tag="n1"))
     assert dialog is not None
-    assert isinstance(dialog._subs, Subscription)  # one, kept without a list
     subs = dialog.subscriptions
     assert [s.event for s in subs] == ["conference"]
-    assert dialog.subscriptions is subs  # the same list from now on
+    assert dialog.subscriptions is subs
     extra = Subscription("refer", "7")
     subs.append(extra)
     assert dialog.find_subscription(parse_event("refer;id=7"), notifier=False) is extra
@@ -346,11 +349,8 @@ def test_initial_request_checks_what_the_tu_gives() -> None:
     assert str(as_text.uri) == str(as_objects.uri)
 
 
-def test_requests_come_with_their_top_via_and_cseq_parsed() -> None:
-    """Dialogs hand the transaction layer the Via and CSeq values they wrote.
-
-    What the request holds must be what parsing its lines gives.
-    """
+def test_requests_read_back_their_top_via_and_cseq() -> None:
+    """What the transaction layer reads from a request is what its lines say on the wire."""
     mgr = manager()
     dialog, _, _ = confirmed_invite_dialog(mgr)
     requests = [invite(mgr), dialog.create_request("INFO"), dialog.create_request("BYE")]
