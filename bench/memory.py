@@ -362,7 +362,7 @@ def measure_where(count: int, profile: FocusProfile, top: int = 12) -> dict[str,
     owners = {"context": allocator._context, "focus": allocator._focus,
               "roster": allocator._roster, "commands": allocator._commands}  # fmt: skip
     seen.update(id(owner) for owner in owners.values())
-    indexes = []
+    indexes: list[dict[str, Any]] = []
     for owner_name, owner in owners.items():
         for name, value in vars(owner).items():
             if name == "config" or value is None or callable(value):

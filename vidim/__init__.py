@@ -47,6 +47,7 @@ def __getattr__(name: str) -> object:
         return getattr(importlib.import_module(_LAZY[name]), name)
     raise AttributeError(f"module 'vidim' has no attribute {name!r}")
 
+
 __all__ = [
     "Address",
     "Allocator",
