@@ -133,21 +133,6 @@ def test_warning_values_are_safe() -> None:
     )
 
 
-def test_trusted_request_serializes_like_the_checked_one() -> None:
-    checked = _invite()
-    lines = [(name, value) for name, value in checked.headers]
-    trusted = Request.trusted("INVITE", "sip:focus@127.0.0.1:5080", lines, b"v=0\r\n")
-    assert trusted.to_bytes() == checked.to_bytes()
-    assert trusted.top_via == checked.top_via
-    assert trusted.headers.get("v") == checked.headers.get("Via")  # index and compact names
-    trusted.headers.add("Subject", "later lines are checked as usual")
-    assert trusted.headers.get("Subject") == "later lines are checked as usual"
-    with pytest.raises(LocalProtocolError, match="token"):
-        Request.trusted("BAD METHOD", "sip:a@b.com", [])
-    with pytest.raises(LocalProtocolError, match="bad header name"):
-        Request.trusted("MESSAGE", "sip:a@b.com", [("Bad Name", "x")])
-
-
 def test_headers_constructor_checks_every_line() -> None:
     for _ in range(2):
         headers = Headers([("i", " a@b "), ("Subject", "x")])

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Iterable
 from typing import TypeVar
 
 from .errors import LocalProtocolError, SIPParseError
@@ -159,9 +159,6 @@ class Message:
     def _start_line(self) -> str:
         raise NotImplementedError
 
-    def compact(self) -> None:
-        """Does nothing: kept for the callers that still call it (to be removed)."""
-
     def to_bytes(self) -> bytes:
         """Serialize; Content-Length is always written, from the body's length."""
         lines = [self._start_line()]
@@ -189,23 +186,6 @@ class Request(Message):
         _check_method(method)
         self.method = method
         self.uri: URI = parse_uri(uri) if isinstance(uri, str) else uri
-
-    @classmethod
-    def trusted(
-        cls,
-        method: str,
-        uri: URI | str,
-        headers: Iterable[tuple[str, str]],
-        body: bytes = b"",
-        *,
-        parsed: Mapping[str, object] | None = None,
-    ) -> Request:
-        """A request from header values vidim built itself (see :meth:`Headers.trusted`).
-
-        ``parsed`` is ignored: values are parsed from the lines when read.
-        Both it and this method are left for their callers, to be removed.
-        """
-        return cls(method, uri, Headers.trusted(headers), body)
 
     def _start_line(self) -> str:
         return f"{self.method} {self.uri} SIP/2.0"
