@@ -12,9 +12,11 @@ SIPp peers (requester, focus and invitees, profile ``asterisk``, no probe):
   the daemon some 50 times slower, hence the low rate: a daemon that falls
   behind gets retransmissions, whose work is counted too (the report says how many),
   and fewer setups per wake-up of the event loop cost a few percent more each.
-* **CPU time**, user and kernel (``/proc/PID/stat``): COUNT setups one at a
-  time from a Python probe, no valgrind, no profiler.  Kernel time is what
-  callgrind leaves out.
+* **CPU time**, user and kernel (``/proc/PID/stat``): TIMED x COUNT setups one
+  at a time from a Python probe, no valgrind, no profiler.  Kernel time is
+  what callgrind leaves out.  Linux splits a process's CPU time into user and
+  kernel by sampling at each clock tick (10 ms), hence the many setups: a
+  time, it changes with the machine's load, and its split is to a few percent.
 * **where the time goes** (cProfile in the daemon's process, enabled by a
   signal after the warm-up): COUNT more setups from SIPp, every function's own
   time added up by layer (``LAYERS``: the vidim module or library the function
@@ -66,6 +68,8 @@ START_TIMEOUT = 300.0
 WARM_UP = 50
 #: Call numbers of the probe's CPU-timed setups (the warm-up's start at PROBE_BASE + 500000).
 TIMED_PROBE_BASE = setups.PROBE_BASE + 600_000
+#: Setups timed per setup counted: enough clock ticks (10 ms) for the user/kernel split.
+TIMED = 5
 #: The profiled daemon: ``python bench/setup_cost.py PROFILED_DAEMON STATS python -m ...``.
 PROFILED_DAEMON = "--profiled-daemon"
 
@@ -340,9 +344,9 @@ def run_timed_and_profiled(workdir: Path, run: CostRun) -> None:
         daemon = peers.start(run.log_level, wrapper, setups.START_TIMEOUT)
         pid = daemon.proc.pid
         user, kernel = user_kernel_seconds(pid)
-        setups.warm_up(daemon.port, run.count, first=TIMED_PROBE_BASE)
+        setups.warm_up(daemon.port, TIMED * run.count, first=TIMED_PROBE_BASE)
         wait_idle(pid, window=0.5)
-        run.timed = run.count
+        run.timed = TIMED * run.count
         run.user, run.kernel = user_kernel_seconds(pid)
         run.user, run.kernel = run.user - user, run.kernel - kernel
         signal_and_wait(daemon, signal.SIGUSR1, stats_path.with_suffix(".on"))

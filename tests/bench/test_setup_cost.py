@@ -179,7 +179,7 @@ def test_quick_run_counts_and_profiles_every_setup(
     assert bench.main(["--quick"]) == 0  # 0: every setup was seen through, twice
     out = capsys.readouterr().out
     assert (
-        "Setups: INFO 20 of 20 counted at 10/s (0 retransmissions), 20 timed one at a time, "
+        "Setups: INFO 20 of 20 counted at 10/s (0 retransmissions), 100 timed one at a time, "
         "20 of 20 profiled at 10/s"
     ) in out
     assert _figure(out, "| **instructions in user space (callgrind)** | **") > 100  # k
