@@ -89,8 +89,8 @@ LAYERS: tuple[tuple[str, tuple[str, ...]], ...] = (
     ("logging (the standard library's)", ("logging",)),
     ("the event loop (`asyncio`, `uvloop`), and what it calls from C", ("asyncio", "uvloop")),
 )  # fmt: skip
-#: Where everything else goes (random ids, enum, dataclasses, contextlib...).
-OTHER = "the rest of the standard library (`secrets`, `random`, `enum`...)"
+#: Where everything else goes (the trust check's ipaddress, enum, typing, random ids...).
+OTHER = "the rest of the standard library (`ipaddress`, `enum`, `typing`...)"
 #: Built-in functions nobody in Python called: the event loop's C code called them.
 CALLED_FROM_C = LAYERS[-1][0]
 
