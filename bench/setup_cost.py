@@ -159,7 +159,8 @@ def read_callgrind(lines: Iterable[str]) -> CallgrindProfile:
 
 # ---------------------------------------------------------- cProfile's figures
 
-#: pstats' raw entry: (primitive calls, calls, own time, cumulative time, callers).
+#: pstats' key for a function: (file, line, name); the file of a built-in is ``~``.  Its
+#: entry: (primitive calls, calls, own time, cumulative time, {caller's key: the same four}).
 StatsKey = tuple[str, int, str]
 
 
@@ -212,8 +213,9 @@ def layer_times(stats: Mapping[StatsKey, tuple[Any, ...]]) -> dict[str, float]:
             share(caller, seconds * part / whole)
         resolving.discard(key)
 
+    this_script = Path(__file__).resolve()
     for key, entry in stats.items():
-        if Path(key[0]).resolve() != Path(__file__).resolve():  # the profiler's own switch
+        if Path(key[0]).resolve() != this_script:  # the profiler's own on/off switch
             share(key, entry[2])
     return dict(times)
 
