@@ -753,15 +753,17 @@ def run_unloaded_probe(workdir: Path, count: int, log_level: str) -> ProbeResult
     return result
 
 
-def warm_up(daemon_port: int, count: int) -> None:
+def warm_up(daemon_port: int, count: int, *, first: int = PROBE_BASE + 500_000) -> None:
     """``count`` probe setups, one at a time, before the timed load (imports, caches).
 
     Their INVITEs and IMs go to the SIPp focus and invitees, which answer them;
-    their call numbers (from PROBE_BASE + 500000) are left out of the figures.
+    their call numbers (from ``first``, PROBE_BASE + 500000 unless given: a
+    second batch to the same daemon needs numbers of its own) are left out of
+    the figures.
     """
     with _udp_socket() as sock:
         local = sock.getsockname()[1]
-        for number in range(PROBE_BASE + 500_000, PROBE_BASE + 500_000 + count):
+        for number in range(first, first + count):
             sock.sendto(probe_message(number, local, daemon_port), (HOST, daemon_port))
             ready, _, _ = select.select([sock], [], [], 2.0)
             if ready:
@@ -1325,7 +1327,7 @@ CATEGORIES: tuple[tuple[str, str], ...] = (
     (
         "logging (records, formatting, file writes)",
         r"^logging/|vidim_daemon/logs\.py:|"
-        r"vidim_daemon/cli\.py:.*on_event$|aio\.py:.*_log_message$",
+        r"vidim_daemon/cli\.py:.*on_event$|aio/server\.py:.*_log_(message|received)$",
     ),
     ("SDP of the INVITE (`sdp_transform.write`)", r"^sdp_transform/"),
     (
@@ -1345,7 +1347,7 @@ CATEGORIES: tuple[tuple[str, str], ...] = (
     ),
     ("transaction layer (matching, timers, state)", r"sip/transaction\.py:"),
     ("allocator logic (requests, conferences, profiles)", r"allocator/"),
-    ("aio glue (`SipServer`: receive, transmit, timer)", r"vidim/aio\.py:"),
+    ("aio glue (`SipServer`: receive, transmit, timer)", r"^aio/\w+\.py:"),
 )
 
 
@@ -1519,8 +1521,8 @@ class Report:
     quick: bool
     #: The event loop(s) the daemon said it ran on (its start-up line).
     event_loop: str = ""
-    #: Compiled (mypyc) or pure Python, as the daemon's start-up line says.
-    build: str = ""
+    #: The daemon's version, as its start-up line says (vidim runs as pure Python).
+    version: str = ""
 
 
 def git_describe() -> str:
@@ -1569,8 +1571,7 @@ def format_report(report: Report) -> str:
         f"- machine: {machine()}",
         f"- tools: {tool_versions()}",
         f"- daemon's event loop: {report.event_loop or '?'}",
-        f"- vidim build: {report.build or '?'}",
-        f"- vidim: {git_describe()}",
+        f"- vidim: {git_describe()}, vidim-daemon {report.version or '?'} (pure Python)",
         f"- command: `{report.command}`",
         "",
     ]
@@ -1722,14 +1723,11 @@ def daemon_event_loops(workdir: Path) -> str:
     return ", ".join(sorted(seen))
 
 
-def daemon_builds(workdir: Path) -> str:
-    """What the daemons' start-up lines say about vidim's build (``26 modules compiled ...``)."""
+def daemon_versions(workdir: Path) -> str:
+    """The version the daemons' start-up lines give (``vidim-daemon 0.1.0: allocator on ...``)."""
     seen = set()
     for log in workdir.rglob("daemon.log"):
-        seen.update(
-            re.findall(r"vidim-daemon [\w.]+ \((pure Python|\d+ modules compiled with mypyc)\)",
-                       read_text(log))
-        )  # fmt: skip
+        seen.update(re.findall(r"vidim-daemon (\S+): .* event loop ", read_text(log)))
     return ", ".join(sorted(seen))
 
 
@@ -1774,7 +1772,7 @@ def run(args: argparse.Namespace, workdir: Path) -> Report:
         args.command,
         args.quick,
         daemon_event_loops(workdir),
-        daemon_builds(workdir),
+        daemon_versions(workdir),
     )
 
 

@@ -186,7 +186,7 @@ def test_daemon_config_carries_the_event_loop_and_extra_limits(
     assert config.overload.hold == 0.5
 
 
-def test_the_report_names_the_loop_the_daemons_said_they_ran_on(
+def test_the_report_names_the_loop_and_version_the_daemons_said_they_ran(
     bench: ModuleType, tmp_path: Path
 ) -> None:
     (tmp_path / "probe").mkdir()
@@ -195,6 +195,19 @@ def test_the_report_names_the_loop_the_daemons_said_they_ran_on(
         "127.0.0.1:34175 (UDP and TCP), event loop uvloop 0.23.0 [event_loop=uvloop 0.23.0]\n"
     )
     assert bench.daemon_event_loops(tmp_path) == "uvloop 0.23.0"
+    assert bench.daemon_versions(tmp_path) == "0.1.0"
+
+
+def test_the_profile_sorts_samples_into_the_layers_of_the_aio_package(bench: ModuleType) -> None:
+    aio = "/work/vidim/aio/server.py"
+    raw = (
+        f"datagram_received ({aio}:163);_datagram_received ({aio}:488) 3\n"
+        f"_fire ({aio}:935);_log_message ({aio}:972);emit (logging/__init__.py:1100) 1\n"
+    )
+    assert dict(bench._category_rows(raw)) == {
+        "aio glue (`SipServer`: receive, transmit, timer)": 75.0,
+        "logging (records, formatting, file writes)": 25.0,
+    }
 
 
 def test_a_clean_rate_needs_every_lower_step_clean(bench: ModuleType) -> None:
