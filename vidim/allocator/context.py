@@ -19,6 +19,7 @@ from ..sip import (
     Address,
     Dialog,
     DialogManager,
+    Headers,
     LocalProtocolError,
     NameAddr,
     Request,
@@ -135,8 +136,17 @@ class Context:
         self.subscribes: dict[TransactionId, Pending] = {}
 
     # -- sending -----------------------------------------------------------------
-    def send(self, request: Request, destination: Address, now: float, pending: Pending) -> None:
-        tid = self.layer.send_request(request, destination, now)
+    def send(
+        self,
+        request: Request,
+        destination: Address,
+        now: float,
+        pending: Pending,
+        *,
+        branch: str | None = None,
+    ) -> None:
+        """Send ``request`` in a client transaction; ``branch``: its Via's, when we hold it."""
+        tid = self.layer.send_request(request, destination, now, branch=branch)
         self.pending[tid] = pending
         if request.method == "SUBSCRIBE":
             self.subscribes[tid] = pending
@@ -154,20 +164,31 @@ class Context:
         method: str,
         uri: str,
         *,
+        branch: str | None = None,
         headers: Iterable[tuple[str, str]] = (),
         body: bytes = b"",
     ) -> Request:
-        """A request outside any dialog, from the service URI (MESSAGE, OPTIONS)."""
-        lines = [
-            ("Via", str(self.via.with_params(branch=new_branch()))),
-            ("Max-Forwards", "70"),
-            ("From", f"{self.service};tag={new_tag()}"),
-            ("To", f"<{uri}>"),
-            ("Call-ID", f"{new_call_id()}@{self.config.local.host}"),
-            ("CSeq", f"1 {method}"),
-            *headers,
-        ]
-        return Request(method, uri, lines, body)
+        """A request outside any dialog, from the service URI (MESSAGE, OPTIONS).
+
+        ``branch`` is the Via's (default: a new one), for a caller that hands
+        it on to :meth:`send`.
+        """
+        target = parse_uri(uri)  # so ``uri`` is a valid URI, with no control character
+        # Our own lines are written from values made here or checked above; the
+        # caller's go through Headers.add, which checks them.
+        lines = Headers.trusted(
+            [
+                ("Via", str(self.via.with_params(branch=branch or new_branch()))),
+                ("Max-Forwards", "70"),
+                ("From", f"{self.service};tag={new_tag()}"),
+                ("To", f"<{uri}>"),
+                ("Call-ID", f"{new_call_id()}@{self.config.local.host}"),
+                ("CSeq", f"1 {method}"),
+            ]
+        )
+        for name, value in headers:
+            lines.add(name, value)
+        return Request(method, target, lines, body)
 
     def initial_request(
         self,
@@ -178,6 +199,7 @@ class Context:
         headers: Iterable[tuple[str, str]],
         body: bytes = b"",
         content_type: str | None = None,
+        branch: str | None = None,
     ) -> Request:
         """The request that starts a dialog of ``conference`` (INVITE to the focus, SUBSCRIBE).
 
@@ -192,6 +214,7 @@ class Context:
             headers=headers,
             body=body,
             content_type=content_type,
+            branch=branch,
         )
         self.conferences.add_call_id(conference, request.call_id)
         return request
@@ -216,13 +239,16 @@ class Context:
         headers: Iterable[tuple[str, str]] = (),
     ) -> None:
         """An IM to a person: the requester's answers, roster updates, failures."""
+        branch = new_branch()
         message = self.out_of_dialog(
             "MESSAGE",
             uri,
+            branch=branch,
             headers=[*headers, ("Content-Type", "text/plain;charset=UTF-8")],
             body=text.encode("utf-8"),
         )
-        self.send(message, self.route(uri, direct), now, Pending(Purpose.NOTICE, None, message))
+        pending = Pending(Purpose.NOTICE, None, message)
+        self.send(message, self.route(uri, direct), now, pending, branch=branch)
 
     def tell_requester(
         self,

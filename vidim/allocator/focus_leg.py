@@ -18,6 +18,7 @@ from ..sip import (
     Request,
     Response,
     TransactionId,
+    new_branch,
 )
 from .conference import Conference, ConferenceInput, ConferenceState, Deadline
 from .context import Context, Pending, Purpose, address_of
@@ -66,10 +67,17 @@ class FocusLeg:
         context = self._context
         focus_uri = context.config.focus_uris[conference.focus_index]
         headers, body, content_type = self._offer(conference)
+        branch = new_branch()
         invite = context.initial_request(
-            conference, "INVITE", focus_uri, headers=headers, body=body, content_type=content_type
+            conference,
+            "INVITE",
+            focus_uri,
+            headers=headers,
+            body=body,
+            content_type=content_type,
+            branch=branch,
         )
-        tid = context.layer.send_request(invite, address_of(focus_uri), now)
+        tid = context.layer.send_request(invite, address_of(focus_uri), now, branch=branch)
         context.pending[tid] = Pending(
             Purpose.FOCUS_INVITE, conference.id, invite, str(conference.focus_index)
         )

@@ -7,7 +7,7 @@ URI for software that reads it.
 
 from __future__ import annotations
 
-from ..sip import Response
+from ..sip import Response, new_branch
 from ..vocabulary import Mode
 from .conference import Conference, Participant
 from .context import Context, Pending, Purpose
@@ -101,9 +101,11 @@ class Invitations:
                 continue
             participant.invited = True
             joined = join_uri(conference.conference_uri or "", participant.credential)
+            branch = new_branch()
             message = context.out_of_dialog(
                 "MESSAGE",
                 participant.uri,
+                branch=branch,
                 headers=[
                     ("X-Vidim-Conference", conference_header(conference, participant, joined)),
                     ("Content-Type", "text/plain;charset=UTF-8"),
@@ -115,6 +117,7 @@ class Invitations:
                 context.route(participant.uri),
                 now,
                 Pending(Purpose.INVITATION, conference.id, message, participant.uri),
+                branch=branch,
             )
             context.emit(
                 InvitationSent(

@@ -1072,6 +1072,7 @@ class TransactionLayer:
         now: float,
         *,
         reliable: bool | None = None,
+        branch: str | None = None,
     ) -> TransactionId:
         """Start a client transaction and send its request.
 
@@ -1084,6 +1085,8 @@ class TransactionLayer:
             now: the current time.
             reliable: whether the transport is reliable; None takes
                 ``destination.reliable``.
+            branch: the top Via's branch, from a caller that wrote that Via
+                and holds the value: the Via is then not parsed back.
 
         Returns:
             The id of the new client transaction.
@@ -1099,11 +1102,11 @@ class TransactionLayer:
         if method == "ACK":
             raise LocalProtocolError("an ACK has no client transaction: use send_stateless")
         try:
-            via = request.top_via
+            if branch is None:
+                branch = request.top_via.branch
             cseq = request.cseq
         except SIPParseError as exc:
             raise LocalProtocolError(f"cannot send this request: {exc.reason}") from None
-        branch = via.branch
         if branch is None or len(branch) <= 7 or not branch.startswith("z9hG4bK"):
             raise LocalProtocolError("the top Via needs a branch from new_branch()")
         if cseq.method != method:
