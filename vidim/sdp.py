@@ -44,12 +44,14 @@ __all__ = [
     "Direction",
     "MediaDescription",
     "SDPError",
+    "answer_media",
     "build_answer",
     "build_offer",
     "capabilities_from_feature_tags",
     "capabilities_from_sdp",
     "media_summary",
     "parse_media",
+    "write_media",
 ]
 
 SDP_TYPE = "application/sdp"
@@ -444,7 +446,33 @@ def build_answer(
     audio_codecs: Sequence[Codec] = AUDIO_CODECS,
     video_codecs: Sequence[Codec] = VIDEO_CODECS,
 ) -> bytes:
-    """The focus's answer to a participant's ``offer``, allowing exactly what ``mode`` allows.
+    """The focus's answer to a participant's ``offer``: :func:`answer_media`, written.
+
+    Raises :class:`SDPError` (488) when the offer is not SDP, or when the mode
+    has audio and no audio m-line can be taken.
+    """
+    media = answer_media(
+        parse_media(offer),
+        mode,
+        address=address,
+        ports=ports,
+        audio_codecs=audio_codecs,
+        video_codecs=video_codecs,
+    )
+    return write_media(media, address=address, session_id=session_id, version=version,
+                       username=username)  # fmt: skip
+
+
+def answer_media(
+    offered: Sequence[MediaDescription],
+    mode: Mode,
+    *,
+    address: str,
+    ports: Mapping[str, int] | PortAllocator,
+    audio_codecs: Sequence[Codec] = AUDIO_CODECS,
+    video_codecs: Sequence[Codec] = VIDEO_CODECS,
+) -> tuple[MediaDescription, ...]:
+    """The m-lines of the focus's answer to ``offered``, allowing exactly what ``mode`` allows.
 
     The answer has the offer's m-lines in the same order (RFC 3264 section
     6); a line the focus does not take gets port 0 with the offer's format
@@ -457,16 +485,17 @@ def build_answer(
 
     ``ports`` gives the focus's RTP port per kind (``{"audio": 40000}``), or
     is called as ``ports(index, kind)`` for each line taken, so that ports
-    are allocated only for streams that will flow.
+    are allocated only for streams that will flow.  The lines are what
+    :func:`parse_media` reads from :func:`write_media`'s text, so the focus
+    that wrote its answer need not parse it back.
 
-    Raises :class:`SDPError` (488) when the offer is not SDP, or when the mode
-    has audio and no audio m-line can be taken.
+    Raises :class:`SDPError` (488) when the mode has audio and no audio
+    m-line can be taken.
     """
-    _, offered = _parse(offer)
-    session = _session(address, username, session_id, version)
     allowed = {"audio": mode.has_audio, "video": mode.has_video}
     preferences = {"audio": tuple(audio_codecs), "video": tuple(video_codecs)}
     taken: set[str] = set()
+    answer: list[MediaDescription] = []
     for index, line in enumerate(offered):
         codec = None
         if (
@@ -478,14 +507,12 @@ def build_answer(
         ):
             codec = _pick(preferences[line.kind], line.codecs)
         if codec is None:
-            session["media"].append(
-                {
-                    "type": line.kind,
-                    "port": 0,
-                    "protocol": line.protocol,
-                    "payloads": " ".join(line.formats),
-                }
-            )
+            # Written with no attribute: read back, it has the static types for
+            # codecs and the session's direction.
+            static = _codecs({}, line.formats) if line.protocol.startswith("RTP/") else ()
+            answer.append(MediaDescription(kind=line.kind, port=0, protocol=line.protocol,
+                                           formats=line.formats, codecs=static,
+                                           direction="sendrecv", address=address))  # fmt: skip
             continue
         taken.add(line.kind)
         port = ports(index, line.kind) if callable(ports) else ports.get(line.kind)
@@ -502,18 +529,43 @@ def build_answer(
         # the participant's mode sends and it offered to send.
         sends = line.direction in ("sendrecv", "recvonly")
         receives = mode.sends_media and line.direction in ("sendrecv", "sendonly")
-        session["media"].append(
-            _media(
-                line.kind,
-                _check_port(port, line.kind),
-                line.protocol,
-                codecs,
-                _direction(sends, receives),
-                line.mid,
+        answer.append(
+            MediaDescription(
+                kind=line.kind,
+                port=_check_port(port, line.kind),
+                protocol=line.protocol,
+                formats=tuple(str(c.payload) for c in codecs),
+                codecs=tuple(codecs),
+                direction=_direction(sends, receives),
+                address=address,
+                mid=line.mid,
             )
         )
     if mode.has_audio and "audio" not in taken:
         raise SDPError("no usable audio stream in the offer (none, rejected, or no common codec)")
+    return tuple(answer)
+
+
+def write_media(
+    media: Iterable[MediaDescription],
+    *,
+    address: str,
+    session_id: int,
+    version: int = 1,
+    username: str = "vidim",
+) -> bytes:
+    """An SDP body with these m-lines (a rejected one as the port 0 line alone)."""
+    session = _session(address, username, session_id, version)
+    for line in media:
+        if line.rejected:
+            session["media"].append(
+                {"type": line.kind, "port": 0, "protocol": line.protocol,
+                 "payloads": " ".join(line.formats)}
+            )  # fmt: skip
+        else:
+            session["media"].append(
+                _media(line.kind, line.port, line.protocol, line.codecs, line.direction, line.mid)
+            )
     return _write(session)
 
 
