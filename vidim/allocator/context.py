@@ -9,6 +9,7 @@ conference through its table, arm a deadline, send an IM.
 
 from __future__ import annotations
 
+import functools
 import secrets
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
@@ -31,6 +32,7 @@ from ..sip import (
     new_branch,
     new_call_id,
     new_tag,
+    parse_name_addr,
     parse_uri,
 )
 from ..timers import Timers
@@ -47,6 +49,7 @@ __all__ = [
     "address_of",
     "address_of_uri",
     "address_text",
+    "focus_target",
     "new_token",
 ]
 
@@ -95,6 +98,17 @@ def address_of_uri(uri: URI) -> Address:
     transport = (uri.transport or ("tls" if uri.scheme == "sips" else "udp")).upper()
     port = uri.port or (5061 if transport == "TLS" else 5060)
     return Address(host, port, transport)
+
+
+@functools.lru_cache(maxsize=64)
+def focus_target(focus_uri: str) -> tuple[URI, NameAddr]:
+    """A configured focus URI parsed as the INVITE's Request-URI and as its To.
+
+    Cached: every setup sends to one of the same few URIs, and each parse
+    cost more than the rest of the INVITE's headers together.  The values are
+    frozen; an unparsable URI raises, as before, when a setup first needs it.
+    """
+    return parse_uri(focus_uri), parse_name_addr(focus_uri)
 
 
 def address_text(address: Address) -> str:
@@ -194,8 +208,9 @@ class Context:
         self,
         conference: Conference,
         method: str,
-        uri: str,
+        uri: URI | str,
         *,
+        to: NameAddr | str | None = None,
         headers: Iterable[tuple[str, str]],
         body: bytes = b"",
         content_type: str | None = None,
@@ -203,13 +218,14 @@ class Context:
     ) -> Request:
         """The request that starts a dialog of ``conference`` (INVITE to the focus, SUBSCRIBE).
 
-        In-dialog requests with its Call-ID then find the conference.
+        ``to`` is the To (default: ``uri``).  In-dialog requests with its
+        Call-ID then find the conference.
         """
         request = self.dialogs.create_initial_request(
             method,
             uri,
             from_addr=self.service,
-            to_addr=uri,
+            to_addr=uri if to is None else to,
             contact=self.contact,
             headers=headers,
             body=body,

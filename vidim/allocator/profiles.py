@@ -112,7 +112,7 @@ def focus_request(
 
 
 def conference_uri(
-    profile: FocusProfile, response: Response, *, focus_uri: str, conference: Conference
+    profile: FocusProfile, response: Response, *, focus_uri: URI | str, conference: Conference
 ) -> str | None:
     """The URI invitees call, from the focus's 2xx; None when the answer lacks it."""
     if profile is FocusProfile.RFC4579:
@@ -129,9 +129,9 @@ def conference_uri(
     return str(SipURI(host=host, port=port, user=f"conf-{conference.id}"))
 
 
-def _focus_host_port(focus_uri: str) -> tuple[str, int | None] | None:
+def _focus_host_port(focus_uri: URI | str) -> tuple[str, int | None] | None:
     """Host and port of a focus URI from the configuration, or None (not a SIP URI)."""
-    focus = parse_uri(focus_uri)
+    focus = parse_uri(focus_uri) if isinstance(focus_uri, str) else focus_uri
     if not isinstance(focus, SipURI):
         return None
     return focus.host, focus.port
