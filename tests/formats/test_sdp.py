@@ -252,6 +252,19 @@ def test_answer_media_is_what_its_text_reads_back(offer: bytes, mode: Mode) -> N
     body = write_media(media, address="10.9.0.1", session_id=77)
     assert parse_media(body) == media
     assert body == answer(offer, mode)
+    # Written in sdp-transform's form: its writer gives the same text back.
+    assert sdp_transform.write(sdp_transform.parse(body.decode())).encode() == body
+
+
+@pytest.mark.parametrize("mode", list(Mode))
+@pytest.mark.parametrize("from_focus", [False, True])
+@pytest.mark.parametrize("address", ["192.0.2.5", "2001:db8::5"])
+def test_offers_are_written_in_sdp_transforms_form(
+    mode: Mode, from_focus: bool, address: str
+) -> None:
+    body = build_offer(mode, address=address, audio_port=4000, video_port=4002,
+                       session_id=2**40 - 1, version=3, username="focus", from_focus=from_focus)  # fmt: skip
+    assert sdp_transform.write(sdp_transform.parse(body.decode())).encode() == body
 
 
 def test_h264_only_with_the_same_packetization_mode() -> None:
