@@ -1,4 +1,4 @@
-"""SDP offers and answers per communication mode (RFC 3264), on ``sdp-transform``.
+"""SDP offers and answers per communication mode (RFC 3264), read with ``sdp-transform``.
 
 The allocator and the built-in focus exchange SDP in both directions; this
 module is the one place that decides what a mode means on the wire.
@@ -44,12 +44,14 @@ __all__ = [
     "Direction",
     "MediaDescription",
     "SDPError",
+    "answer_media",
     "build_answer",
     "build_offer",
     "capabilities_from_feature_tags",
     "capabilities_from_sdp",
     "media_summary",
     "parse_media",
+    "write_media",
 ]
 
 SDP_TYPE = "application/sdp"
@@ -311,29 +313,13 @@ def media_summary(body: bytes) -> list[tuple[str, int, str]]:
 # --- building ------------------------------------------------------------------------
 
 
-def _session(address: str, username: str, session_id: int, version: int) -> dict[str, Any]:
+def _check_session(address: str, username: str, session_id: int, version: int) -> None:
     if session_id < 0 or version < 0:
         raise LocalProtocolError("SDP session id and version must be non-negative")
     if not _TOKEN_RE.fullmatch(username):
         raise LocalProtocolError(f"SDP username must be a token, not {username!r}")
     if not address or any(c.isspace() for c in address):
         raise LocalProtocolError(f"bad SDP address {address!r}")
-    ip_version = 6 if ":" in address else 4
-    return {
-        "version": 0,
-        "origin": {
-            "username": username,
-            "sessionId": session_id,
-            "sessionVersion": version,
-            "netType": "IN",
-            "ipVer": ip_version,
-            "address": address,
-        },
-        "name": "vidim",
-        "connection": {"version": ip_version, "ip": address},
-        "timing": {"start": 0, "stop": 0},
-        "media": [],
-    }
 
 
 def _check_port(port: int, what: str) -> int:
@@ -342,35 +328,22 @@ def _check_port(port: int, what: str) -> int:
     return port
 
 
-def _media(
-    kind: str,
-    port: int,
-    protocol: str,
-    codecs: Iterable[Codec],
-    direction: Direction,
-    mid: str | None = None,
-) -> dict[str, Any]:
-    codecs = tuple(codecs)
-    line: dict[str, Any] = {
-        "type": kind,
-        "port": port,
-        "protocol": protocol,
-        "payloads": " ".join(str(c.payload) for c in codecs),
-        "rtp": [
-            {"payload": c.payload, "codec": c.name, "rate": c.clock_rate}
-            | ({"encoding": c.channels} if c.channels != 1 else {})
-            for c in codecs
-        ],
-        "fmtp": [{"payload": c.payload, "config": c.fmtp} for c in codecs if c.fmtp],
-        "direction": direction,
-    }
-    if mid is not None:
-        line["mid"] = mid
-    return line
+def _rtpmap(codec: Codec) -> str:
+    channels = f"/{codec.channels}" if codec.channels != 1 else ""
+    return f"a=rtpmap:{codec.payload} {codec.name}/{codec.clock_rate}{channels}"
 
 
-def _write(session: Mapping[str, Any]) -> bytes:
-    return str(sdp_transform.write(session)).encode("utf-8")
+def _media_lines(line: MediaDescription) -> list[str]:
+    """An m-line and its attributes, in the order sdp-transform wrote them."""
+    lines = [f"m={line.kind} {line.port} {line.protocol} {' '.join(line.formats)}"]
+    if line.rejected:
+        return lines
+    lines += [_rtpmap(codec) for codec in line.codecs]
+    lines += [f"a=fmtp:{codec.payload} {codec.fmtp}" for codec in line.codecs if codec.fmtp]
+    lines.append(f"a={line.direction}")
+    if line.mid is not None:
+        lines.append(f"a=mid:{line.mid}")
+    return lines
 
 
 def _direction(sends: bool, receives: bool) -> Direction:
@@ -409,24 +382,26 @@ def build_offer(
     is ``recvonly`` from a participant, ``sendonly`` from the focus; ``chat``
     gives a single ``inactive`` audio m-line.
     """
-    session = _session(address, username, session_id, version)
     direction = _offer_direction(mode, from_focus)
-    session["media"].append(
-        _media(
-            "audio",
-            _check_port(audio_port, "audio"),
-            "RTP/AVP",
-            (*AUDIO_CODECS, TELEPHONE_EVENT),
-            direction,
-        )
-    )
+    kinds = [("audio", audio_port, (*AUDIO_CODECS, TELEPHONE_EVENT))]
     if mode.has_video:
         if video_port is None:
             raise LocalProtocolError(f"mode {mode} needs a video port")
-        session["media"].append(
-            _media("video", _check_port(video_port, "video"), "RTP/AVP", VIDEO_CODECS, direction)
+        kinds.append(("video", video_port, VIDEO_CODECS))
+    media = [
+        MediaDescription(
+            kind=kind,
+            port=_check_port(port, kind),
+            protocol="RTP/AVP",
+            formats=tuple(str(codec.payload) for codec in codecs),
+            codecs=codecs,
+            direction=direction,
+            address=address,
         )
-    return _write(session)
+        for kind, port, codecs in kinds
+    ]
+    return write_media(media, address=address, session_id=session_id, version=version,
+                       username=username)  # fmt: skip
 
 
 PortAllocator = Callable[[int, str], int]
@@ -444,7 +419,33 @@ def build_answer(
     audio_codecs: Sequence[Codec] = AUDIO_CODECS,
     video_codecs: Sequence[Codec] = VIDEO_CODECS,
 ) -> bytes:
-    """The focus's answer to a participant's ``offer``, allowing exactly what ``mode`` allows.
+    """The focus's answer to a participant's ``offer``: :func:`answer_media`, written.
+
+    Raises :class:`SDPError` (488) when the offer is not SDP, or when the mode
+    has audio and no audio m-line can be taken.
+    """
+    media = answer_media(
+        parse_media(offer),
+        mode,
+        address=address,
+        ports=ports,
+        audio_codecs=audio_codecs,
+        video_codecs=video_codecs,
+    )
+    return write_media(media, address=address, session_id=session_id, version=version,
+                       username=username)  # fmt: skip
+
+
+def answer_media(
+    offered: Sequence[MediaDescription],
+    mode: Mode,
+    *,
+    address: str,
+    ports: Mapping[str, int] | PortAllocator,
+    audio_codecs: Sequence[Codec] = AUDIO_CODECS,
+    video_codecs: Sequence[Codec] = VIDEO_CODECS,
+) -> tuple[MediaDescription, ...]:
+    """The m-lines of the focus's answer to ``offered``, allowing exactly what ``mode`` allows.
 
     The answer has the offer's m-lines in the same order (RFC 3264 section
     6); a line the focus does not take gets port 0 with the offer's format
@@ -457,16 +458,17 @@ def build_answer(
 
     ``ports`` gives the focus's RTP port per kind (``{"audio": 40000}``), or
     is called as ``ports(index, kind)`` for each line taken, so that ports
-    are allocated only for streams that will flow.
+    are allocated only for streams that will flow.  The lines are what
+    :func:`parse_media` reads from :func:`write_media`'s text, so the focus
+    that wrote its answer need not parse it back.
 
-    Raises :class:`SDPError` (488) when the offer is not SDP, or when the mode
-    has audio and no audio m-line can be taken.
+    Raises :class:`SDPError` (488) when the mode has audio and no audio
+    m-line can be taken.
     """
-    _, offered = _parse(offer)
-    session = _session(address, username, session_id, version)
     allowed = {"audio": mode.has_audio, "video": mode.has_video}
     preferences = {"audio": tuple(audio_codecs), "video": tuple(video_codecs)}
     taken: set[str] = set()
+    answer: list[MediaDescription] = []
     for index, line in enumerate(offered):
         codec = None
         if (
@@ -478,14 +480,12 @@ def build_answer(
         ):
             codec = _pick(preferences[line.kind], line.codecs)
         if codec is None:
-            session["media"].append(
-                {
-                    "type": line.kind,
-                    "port": 0,
-                    "protocol": line.protocol,
-                    "payloads": " ".join(line.formats),
-                }
-            )
+            # Written with no attribute: read back, it has the static types for
+            # codecs and the session's direction.
+            static = _codecs({}, line.formats) if line.protocol.startswith("RTP/") else ()
+            answer.append(MediaDescription(kind=line.kind, port=0, protocol=line.protocol,
+                                           formats=line.formats, codecs=static,
+                                           direction="sendrecv", address=address))  # fmt: skip
             continue
         taken.add(line.kind)
         port = ports(index, line.kind) if callable(ports) else ports.get(line.kind)
@@ -502,19 +502,44 @@ def build_answer(
         # the participant's mode sends and it offered to send.
         sends = line.direction in ("sendrecv", "recvonly")
         receives = mode.sends_media and line.direction in ("sendrecv", "sendonly")
-        session["media"].append(
-            _media(
-                line.kind,
-                _check_port(port, line.kind),
-                line.protocol,
-                codecs,
-                _direction(sends, receives),
-                line.mid,
+        answer.append(
+            MediaDescription(
+                kind=line.kind,
+                port=_check_port(port, line.kind),
+                protocol=line.protocol,
+                formats=tuple(str(c.payload) for c in codecs),
+                codecs=tuple(codecs),
+                direction=_direction(sends, receives),
+                address=address,
+                mid=line.mid,
             )
         )
     if mode.has_audio and "audio" not in taken:
         raise SDPError("no usable audio stream in the offer (none, rejected, or no common codec)")
-    return _write(session)
+    return tuple(answer)
+
+
+def write_media(
+    media: Iterable[MediaDescription],
+    *,
+    address: str,
+    session_id: int,
+    version: int = 1,
+    username: str = "vidim",
+) -> bytes:
+    """An SDP body with these m-lines (a rejected one as the port 0 line alone).
+
+    Written line by line, in the form and order sdp-transform's writer used
+    (the focus writes one per participant joining; a test checks that
+    sdp-transform writes the same text).
+    """
+    _check_session(address, username, session_id, version)
+    ip = f"IN IP{6 if ':' in address else 4} {address}"
+    lines = ["v=0", f"o={username} {session_id} {version} {ip}", "s=vidim", f"c={ip}", "t=0 0"]
+    for line in media:
+        lines += _media_lines(line)
+    lines.append("")
+    return "\r\n".join(lines).encode("utf-8")
 
 
 def _pick(preferences: Sequence[Codec], offered: Sequence[Codec]) -> Codec | None:

@@ -9,6 +9,7 @@ conference through its table, arm a deadline, send an IM.
 
 from __future__ import annotations
 
+import functools
 import secrets
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
@@ -19,6 +20,7 @@ from ..sip import (
     Address,
     Dialog,
     DialogManager,
+    Headers,
     LocalProtocolError,
     NameAddr,
     Request,
@@ -30,6 +32,7 @@ from ..sip import (
     new_branch,
     new_call_id,
     new_tag,
+    parse_name_addr,
     parse_uri,
 )
 from ..timers import Timers
@@ -46,6 +49,7 @@ __all__ = [
     "address_of",
     "address_of_uri",
     "address_text",
+    "focus_target",
     "new_token",
 ]
 
@@ -96,6 +100,17 @@ def address_of_uri(uri: URI) -> Address:
     return Address(host, port, transport)
 
 
+@functools.lru_cache(maxsize=64)
+def focus_target(focus_uri: str) -> tuple[URI, NameAddr]:
+    """A configured focus URI parsed as the INVITE's Request-URI and as its To.
+
+    Cached: every setup sends to one of the same few URIs, and each parse
+    cost more than the rest of the INVITE's headers together.  The values are
+    frozen; an unparsable URI raises, as before, when a setup first needs it.
+    """
+    return parse_uri(focus_uri), parse_name_addr(focus_uri)
+
+
 def address_text(address: Address) -> str:
     """An address as the conference record keeps it: ``host|port|transport``."""
     return f"{address.host}|{address.port}|{address.transport}"
@@ -135,8 +150,17 @@ class Context:
         self.subscribes: dict[TransactionId, Pending] = {}
 
     # -- sending -----------------------------------------------------------------
-    def send(self, request: Request, destination: Address, now: float, pending: Pending) -> None:
-        tid = self.layer.send_request(request, destination, now)
+    def send(
+        self,
+        request: Request,
+        destination: Address,
+        now: float,
+        pending: Pending,
+        *,
+        branch: str | None = None,
+    ) -> None:
+        """Send ``request`` in a client transaction; ``branch``: its Via's, when we hold it."""
+        tid = self.layer.send_request(request, destination, now, branch=branch)
         self.pending[tid] = pending
         if request.method == "SUBSCRIBE":
             self.subscribes[tid] = pending
@@ -154,44 +178,59 @@ class Context:
         method: str,
         uri: str,
         *,
+        branch: str | None = None,
         headers: Iterable[tuple[str, str]] = (),
         body: bytes = b"",
     ) -> Request:
-        """A request outside any dialog, from the service URI (MESSAGE, OPTIONS)."""
-        lines = [
-            ("Via", str(self.via.with_params(branch=new_branch()))),
-            ("Max-Forwards", "70"),
-            ("From", f"{self.service};tag={new_tag()}"),
-            ("To", f"<{uri}>"),
-            ("Call-ID", f"{new_call_id()}@{self.config.local.host}"),
-            ("CSeq", f"1 {method}"),
-            *headers,
-        ]
-        return Request(method, uri, lines, body)
+        """A request outside any dialog, from the service URI (MESSAGE, OPTIONS).
+
+        ``branch`` is the Via's (default: a new one), for a caller that hands
+        it on to :meth:`send`.
+        """
+        target = parse_uri(uri)  # so ``uri`` is a valid URI, with no control character
+        # Our own lines are written from values made here or checked above; the
+        # caller's go through Headers.add, which checks them.
+        lines = Headers.trusted(
+            [
+                ("Via", str(self.via.with_params(branch=branch or new_branch()))),
+                ("Max-Forwards", "70"),
+                ("From", f"{self.service};tag={new_tag()}"),
+                ("To", f"<{uri}>"),
+                ("Call-ID", f"{new_call_id()}@{self.config.local.host}"),
+                ("CSeq", f"1 {method}"),
+            ]
+        )
+        for name, value in headers:
+            lines.add(name, value)
+        return Request(method, target, lines, body)
 
     def initial_request(
         self,
         conference: Conference,
         method: str,
-        uri: str,
+        uri: URI | str,
         *,
+        to: NameAddr | str | None = None,
         headers: Iterable[tuple[str, str]],
         body: bytes = b"",
         content_type: str | None = None,
+        branch: str | None = None,
     ) -> Request:
         """The request that starts a dialog of ``conference`` (INVITE to the focus, SUBSCRIBE).
 
-        In-dialog requests with its Call-ID then find the conference.
+        ``to`` is the To (default: ``uri``).  In-dialog requests with its
+        Call-ID then find the conference.
         """
         request = self.dialogs.create_initial_request(
             method,
             uri,
             from_addr=self.service,
-            to_addr=uri,
+            to_addr=uri if to is None else to,
             contact=self.contact,
             headers=headers,
             body=body,
             content_type=content_type,
+            branch=branch,
         )
         self.conferences.add_call_id(conference, request.call_id)
         return request
@@ -216,13 +255,16 @@ class Context:
         headers: Iterable[tuple[str, str]] = (),
     ) -> None:
         """An IM to a person: the requester's answers, roster updates, failures."""
+        branch = new_branch()
         message = self.out_of_dialog(
             "MESSAGE",
             uri,
+            branch=branch,
             headers=[*headers, ("Content-Type", "text/plain;charset=UTF-8")],
             body=text.encode("utf-8"),
         )
-        self.send(message, self.route(uri, direct), now, Pending(Purpose.NOTICE, None, message))
+        pending = Pending(Purpose.NOTICE, None, message)
+        self.send(message, self.route(uri, direct), now, pending, branch=branch)
 
     def tell_requester(
         self,

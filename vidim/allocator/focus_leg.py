@@ -18,9 +18,10 @@ from ..sip import (
     Request,
     Response,
     TransactionId,
+    new_branch,
 )
 from .conference import Conference, ConferenceInput, ConferenceState, Deadline
-from .context import Context, Pending, Purpose, address_of
+from .context import Context, Pending, Purpose, address_of_uri, focus_target
 from .events import ConferenceEnded, ConferenceFailed, ConferenceReady
 from .notices import Invitations, conference_header, ready_text
 from .profiles import anchor_session_id, conference_uri, focus_request, join_uri
@@ -64,12 +65,20 @@ class FocusLeg:
 
     def invite(self, conference: Conference, now: float) -> None:
         context = self._context
-        focus_uri = context.config.focus_uris[conference.focus_index]
+        uri, party = focus_target(context.config.focus_uris[conference.focus_index])
         headers, body, content_type = self._offer(conference)
+        branch = new_branch()
         invite = context.initial_request(
-            conference, "INVITE", focus_uri, headers=headers, body=body, content_type=content_type
+            conference,
+            "INVITE",
+            uri,
+            to=party,
+            headers=headers,
+            body=body,
+            content_type=content_type,
+            branch=branch,
         )
-        tid = context.layer.send_request(invite, address_of(focus_uri), now)
+        tid = context.layer.send_request(invite, address_of_uri(uri), now, branch=branch)
         context.pending[tid] = Pending(
             Purpose.FOCUS_INVITE, conference.id, invite, str(conference.focus_index)
         )
@@ -107,7 +116,7 @@ class FocusLeg:
         uri = conference_uri(
             config.profile,
             response,
-            focus_uri=config.focus_uris[int(pending.target)],
+            focus_uri=focus_target(config.focus_uris[int(pending.target)])[0],
             conference=conference,
         )
         if current and uri is not None:

@@ -7,7 +7,7 @@ URI for software that reads it.
 
 from __future__ import annotations
 
-from ..sip import Response
+from ..sip import Response, new_branch, parse_uri
 from ..vocabulary import Mode
 from .conference import Conference, Participant
 from .context import Context, Pending, Purpose
@@ -96,14 +96,18 @@ class Invitations:
 
     def send(self, conference: Conference, now: float) -> None:
         context = self._context
-        for participant in conference.invitees:
-            if participant.invited:
-                continue
+        uninvited = [p for p in conference.invitees if not p.invited]
+        if not uninvited:
+            return
+        conference_uri = parse_uri(conference.conference_uri or "")
+        for participant in uninvited:
             participant.invited = True
-            joined = join_uri(conference.conference_uri or "", participant.credential)
+            joined = join_uri(conference_uri, participant.credential)
+            branch = new_branch()
             message = context.out_of_dialog(
                 "MESSAGE",
                 participant.uri,
+                branch=branch,
                 headers=[
                     ("X-Vidim-Conference", conference_header(conference, participant, joined)),
                     ("Content-Type", "text/plain;charset=UTF-8"),
@@ -115,6 +119,7 @@ class Invitations:
                 context.route(participant.uri),
                 now,
                 Pending(Purpose.INVITATION, conference.id, message, participant.uri),
+                branch=branch,
             )
             context.emit(
                 InvitationSent(

@@ -10,7 +10,7 @@ and the focus is told with a re-INVITE.
 from __future__ import annotations
 
 from ..sdp import capabilities_from_feature_tags, capabilities_from_sdp
-from ..sip import RemoteProtocolError, Response
+from ..sip import RemoteProtocolError, Response, new_branch
 from ..vocabulary import Capabilities, Mode, effective_mode
 from .conference import Conference, ConferenceInput, ConferenceState, Deadline, Participant
 from .conference import ProbeResult as Probe
@@ -87,9 +87,11 @@ class Probing:
 
     def send(self, conference: Conference, participant: Participant, now: float) -> None:
         context = self._context
+        branch = new_branch()
         options = context.out_of_dialog(
             "OPTIONS",
             participant.uri,
+            branch=branch,
             headers=[("Accept", "application/sdp"), ("Contact", str(context.contact))],
         )
         context.send(
@@ -97,6 +99,7 @@ class Probing:
             context.route(participant.uri),
             now,
             Pending(Purpose.PROBE, conference.id, options, participant.uri),
+            branch=branch,
         )
 
     def on_answer(

@@ -18,10 +18,8 @@ from dataclasses import dataclass
 from enum import StrEnum
 from hashlib import blake2b
 
-import sdp_transform
-
 from ..resource_lists import RESOURCE_LISTS_TYPE, ListEntry, build_resource_list
-from ..sip import NameAddr, Response, SipURI, build_multipart, parse_uri
+from ..sip import URI, NameAddr, Response, SipURI, build_multipart, parse_uri
 from .conference import Conference
 
 __all__ = [
@@ -53,35 +51,24 @@ class FocusRequest:
 def anchor_offer(address: str, session_id: int, session_version: int = 1) -> bytes:
     """The allocator's own SDP: it carries no media, so one inactive audio stream.
 
-    A focus that insists on an offer gets a valid one, and nothing flows.
+    A focus that insists on an offer gets a valid one, and nothing flows.  The
+    lines are written directly: they are the same for every conference but for
+    the address and the o= numbers, and ``sdp_transform.write`` walked its whole
+    grammar for them on every setup (a test checks that sdp-transform reads them).
     """
-    ip_version = 6 if ":" in address else 4
-    session = {
-        "version": 0,
-        "origin": {
-            "username": "vidim",
-            "sessionId": session_id,
-            "sessionVersion": session_version,
-            "netType": "IN",
-            "ipVer": ip_version,
-            "address": address,
-        },
-        "name": "vidim conference anchor",
-        "connection": {"version": ip_version, "ip": address},
-        "timing": {"start": 0, "stop": 0},
-        "media": [
-            {
-                "type": "audio",
-                "port": 9,
-                "protocol": "RTP/AVP",
-                "payloads": "0",
-                "rtp": [{"payload": 0, "codec": "PCMU", "rate": 8000}],
-                "direction": "inactive",
-            }
-        ],
-    }
-    text: str = sdp_transform.write(session)
-    return text.encode("ascii")
+    ip = f"IN IP{6 if ':' in address else 4} {address}"
+    lines = (
+        "v=0",
+        f"o=vidim {session_id} {session_version} {ip}",
+        "s=vidim conference anchor",
+        f"c={ip}",
+        "t=0 0",
+        "m=audio 9 RTP/AVP 0",
+        "a=rtpmap:0 PCMU/8000",
+        "a=inactive",
+        "",
+    )
+    return "\r\n".join(lines).encode("ascii")
 
 
 def anchor_session_id(conference_id: str) -> int:
@@ -125,7 +112,7 @@ def focus_request(
 
 
 def conference_uri(
-    profile: FocusProfile, response: Response, *, focus_uri: str, conference: Conference
+    profile: FocusProfile, response: Response, *, focus_uri: URI | str, conference: Conference
 ) -> str | None:
     """The URI invitees call, from the focus's 2xx; None when the answer lacks it."""
     if profile is FocusProfile.RFC4579:
@@ -142,9 +129,9 @@ def conference_uri(
     return str(SipURI(host=host, port=port, user=f"conf-{conference.id}"))
 
 
-def _focus_host_port(focus_uri: str) -> tuple[str, int | None] | None:
+def _focus_host_port(focus_uri: URI | str) -> tuple[str, int | None] | None:
     """Host and port of a focus URI from the configuration, or None (not a SIP URI)."""
-    focus = parse_uri(focus_uri)
+    focus = parse_uri(focus_uri) if isinstance(focus_uri, str) else focus_uri
     if not isinstance(focus, SipURI):
         return None
     return focus.host, focus.port
@@ -163,9 +150,12 @@ def _without_isfocus(contact: NameAddr) -> SipURI | str:
     return str(uri)
 
 
-def join_uri(conference_uri_text: str, credential: str) -> str:
-    """The conference URI with the invitee's credential, as the invitee dials it."""
-    uri = parse_uri(conference_uri_text)
+def join_uri(conference_uri: URI | str, credential: str) -> str:
+    """The conference URI with the invitee's credential, as the invitee dials it.
+
+    Takes the URI parsed, for a caller that joins several invitees to one conference.
+    """
+    uri = parse_uri(conference_uri) if isinstance(conference_uri, str) else conference_uri
     if isinstance(uri, SipURI):
         return str(uri.with_params(key=credential))
-    return conference_uri_text
+    return str(conference_uri)

@@ -11,7 +11,15 @@ import secrets
 from dataclasses import dataclass
 
 from ..resource_lists import RESOURCE_LISTS_TYPE, ListEntry, parse_resource_list
-from ..sdp import SDP_TYPE, SDPError, build_answer, build_offer, parse_media
+from ..sdp import (
+    SDP_TYPE,
+    SDPError,
+    answer_media,
+    build_answer,
+    build_offer,
+    parse_media,
+    write_media,
+)
 from ..sip import RemoteProtocolError, Request, SIPParseError, SipURI, parse_uri
 from ..vocabulary import Mode
 from .media import PortPool, PortsExhaustedError, StreamInfo, streams_from_sdp
@@ -128,16 +136,13 @@ def negotiate(
         return port
 
     try:
-        answer = build_answer(
-            offer,
-            mode,
-            address=address,
-            ports=allocate,
-            session_id=session_id,
-            version=version,
-            username=USERNAME,
+        # The offer is parsed once; the answer's lines are not parsed back.
+        offered = parse_media(offer)
+        media = answer_media(offered, mode, address=address, ports=allocate)
+        answer = write_media(
+            media, address=address, session_id=session_id, version=version, username=USERNAME
         )
-        streams = streams_from_sdp(parse_media(offer), parse_media(answer))
+        streams = streams_from_sdp(offered, media)
     except (PortsExhaustedError, SDPError) as error:
         for port in fresh:
             pool.release(port)

@@ -220,10 +220,10 @@ def next_dialog_state(role: DialogRole, state: DialogState, event: DialogInput) 
 LocalVia: TypeAlias = Via | Callable[[], Via]
 
 
-def fresh_via(local_via: LocalVia) -> Via:
-    """Our Via for a new request: the template's (or factory's), with a new branch."""
+def fresh_via(local_via: LocalVia, branch: str | None = None) -> Via:
+    """Our Via for a new request: the template's (or factory's), with ``branch`` or a new one."""
     via = local_via if isinstance(local_via, Via) else local_via()
-    return via.with_params(branch=new_branch())
+    return via.with_params(branch=branch or new_branch())
 
 
 def unknown_dialog_response(request: Request, *, warn_agent: str) -> Response:
@@ -764,7 +764,8 @@ class Dialog:
         ]
         if method in _CONTACT_METHODS:
             lines.append(("Contact", str(self.local_contact)))
-        return Request(method, uri, [*lines, *extra], body)
+        # The dialog's values were parsed or made by us, ``extra`` is checked.
+        return Request(method, uri, Headers.trusted([*lines, *extra]), body)
 
     def request_target(self) -> tuple[URI, list[NameAddr]]:
         """Request-URI and Route values for the next request (RFC 3261 12.2.1.1).

@@ -144,11 +144,14 @@ class DialogManager:
         content_type: str | None = None,
         call_id: str | None = None,
         cseq: int = 1,
+        branch: str | None = None,
     ) -> Request:
         """An out-of-dialog request: new Call-ID and From tag, fresh Via.
 
         INVITE and SUBSCRIBE are tracked, so that their responses (and a
-        SUBSCRIBE's NOTIFYs) create dialogs.
+        SUBSCRIBE's NOTIFYs) create dialogs.  ``branch`` is the Via's (default:
+        a new one), for a caller that hands it on to
+        :meth:`TransactionLayer.send_request`.
         """
         method = method.upper()
         _check_method(method)
@@ -162,19 +165,22 @@ class DialogManager:
         if call_id is not None:
             # Checked as any header value is (no line breaks, stripped).
             call_id = Headers([("Call-ID", call_id)]).get("call-id")
+        call_id = call_id or new_call_id()
         lines = [
-            ("Via", str(fresh_via(self.local_via))),
+            ("Via", str(fresh_via(self.local_via, branch))),
             ("Max-Forwards", MAX_FORWARDS),
             ("From", str(local)),
             ("To", str(remote)),
-            ("Call-ID", call_id or new_call_id()),
+            ("Call-ID", call_id),
             ("CSeq", f"{cseq} {method}"),
             ("Contact", str(local_contact)),
         ]
         target = parse_uri(uri) if isinstance(uri, str) else uri
-        request = Request(method, request_uri(target), [*lines, *extra], body)
+        # The lines are written from values parsed or made here, ``extra`` is checked.
+        headers = Headers.trusted([*lines, *extra])
+        request = Request(method, request_uri(target), headers, body)
         if method in DIALOG_CREATING_METHODS:
-            self._track(request, SentParties(local, local_contact))
+            self._track(request, (call_id, tag_of(local)), SentParties(local, local_contact))
         return request
 
     def track(self, request: Request) -> None:
@@ -183,13 +189,13 @@ class DialogManager:
             raise LocalProtocolError(f"{request.method} does not create dialogs")
         if request.from_addr.tag is None:
             raise LocalProtocolError("our request has no From tag")
-        self._track(request, None)
+        self._track(request, (request.call_id, tag_of(request.from_addr)), None)
 
-    def _track(self, request: Request, sent: SentParties | None) -> None:
+    def _track(self, request: Request, key: tuple[str, str], sent: SentParties | None) -> None:
+        """Track ``request`` under ``key``: its Call-ID and From tag."""
         event = event_of(request) if request.method == "SUBSCRIBE" else None
         if request.method == "SUBSCRIBE" and event is None:
             raise LocalProtocolError("a SUBSCRIBE needs an Event header")
-        key = (request.call_id, tag_of(request.from_addr))
         self._pending[key] = _Pending(request, event, sent)
 
     def forget(self, request: Request) -> list[Dialog]:

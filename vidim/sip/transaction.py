@@ -244,7 +244,18 @@ class MessageDiscarded(Event):
 # -- the state machines -----------------------------------------------------------
 
 
-class TransactionInput(Enum):
+class _MachineEnum(Enum):
+    """An Enum hashed by identity, as it compares (members are singletons).
+
+    Enum's own ``__hash__`` is a Python-level call, and the transition tables,
+    the timer keys and each transaction's armed timers hash these on every
+    message and timer.
+    """
+
+    __hash__ = object.__hash__
+
+
+class TransactionInput(_MachineEnum):
     """What can happen to a transaction: the second half of a table key."""
 
     RECV_1XX = "receive 1xx"
@@ -278,7 +289,7 @@ class TransactionInput(Enum):
 TIMERS = frozenset(i for i in TransactionInput if i.name.startswith("TIMER_"))
 
 
-class InviteClientState(Enum):
+class InviteClientState(_MachineEnum):
     """RFC 3261 Figure 5, with RFC 6026's Accepted state."""
 
     CALLING = "Calling"
@@ -288,7 +299,7 @@ class InviteClientState(Enum):
     TERMINATED = "Terminated"
 
 
-class NonInviteClientState(Enum):
+class NonInviteClientState(_MachineEnum):
     """RFC 3261 Figure 6."""
 
     TRYING = "Trying"
@@ -297,7 +308,7 @@ class NonInviteClientState(Enum):
     TERMINATED = "Terminated"
 
 
-class InviteServerState(Enum):
+class InviteServerState(_MachineEnum):
     """RFC 3261 Figure 7, with RFC 6026's Accepted state."""
 
     PROCEEDING = "Proceeding"
@@ -307,7 +318,7 @@ class InviteServerState(Enum):
     TERMINATED = "Terminated"
 
 
-class NonInviteServerState(Enum):
+class NonInviteServerState(_MachineEnum):
     """RFC 3261 Figure 8."""
 
     TRYING = "Trying"
@@ -1072,6 +1083,7 @@ class TransactionLayer:
         now: float,
         *,
         reliable: bool | None = None,
+        branch: str | None = None,
     ) -> TransactionId:
         """Start a client transaction and send its request.
 
@@ -1084,6 +1096,8 @@ class TransactionLayer:
             now: the current time.
             reliable: whether the transport is reliable; None takes
                 ``destination.reliable``.
+            branch: the top Via's branch, from a caller that wrote that Via
+                and holds the value: the Via is then not parsed back.
 
         Returns:
             The id of the new client transaction.
@@ -1099,11 +1113,11 @@ class TransactionLayer:
         if method == "ACK":
             raise LocalProtocolError("an ACK has no client transaction: use send_stateless")
         try:
-            via = request.top_via
+            if branch is None:
+                branch = request.top_via.branch
             cseq = request.cseq
         except SIPParseError as exc:
             raise LocalProtocolError(f"cannot send this request: {exc.reason}") from None
-        branch = via.branch
         if branch is None or len(branch) <= 7 or not branch.startswith("z9hG4bK"):
             raise LocalProtocolError("the top Via needs a branch from new_branch()")
         if cseq.method != method:
