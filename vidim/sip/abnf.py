@@ -1,7 +1,10 @@
 """RFC 3261 section 25 grammar pieces, as regular expression strings.
 
 Kept in one place, as h11's ``_abnf.py`` does, so that the parser reads as
-the RFC does.  Only what the parser needs is here.
+the RFC does.  Only what the parser needs is here.  The pieces combine into
+one expression per value (a SIP URI, a name-addr, a via-parm...), matched
+once with its parts in named groups: Python's regular expression engine does
+the scanning, and every part it hands back is already checked.
 """
 
 from __future__ import annotations
@@ -36,10 +39,34 @@ HVALUE = rf"(?:[{UNRESERVED}\[\]/?:+$]|{ESCAPED})*"
 DOMAINLABEL = r"[A-Za-z0-9](?:[A-Za-z0-9\-]*[A-Za-z0-9])?"
 TOPLABEL = r"[A-Za-z](?:[A-Za-z0-9\-]*[A-Za-z0-9])?"
 HOSTNAME = rf"(?:{DOMAINLABEL}\.)*{TOPLABEL}\.?"
-IPV4 = r"\d{1,3}\.\d{1,3}\.\d{1,3}\.\d{1,3}"
+# IPv4address = 1*3DIGIT "." 1*3DIGIT "." 1*3DIGIT "." 1*3DIGIT, each at most 255
+OCTET = r"(?:25[0-5]|2[0-4][0-9]|[01]?[0-9]?[0-9])"
+IPV4 = rf"{OCTET}(?:\.{OCTET}){{3}}"
+# IPv6reference = "[" IPv6address "]": its shape here, its value checked by ipaddress;
+# a zone (RFC 6874, "%" ZoneID) is let through for ipaddress to judge.
+IPV6_REFERENCE = r"\[[0-9A-Fa-f:.]+(?:%[^\];?@]+)?\]"
+# host = hostname / IPv4address / IPv6reference
+HOST = rf"(?:{IPV6_REFERENCE}|{IPV4}|{HOSTNAME})"
+PORT = r"[0-9]{1,5}"
 # scheme = ALPHA *( ALPHA / DIGIT / "+" / "-" / "." )
 SCHEME = r"[A-Za-z][A-Za-z0-9+\-.]*"
 # uric (RFC 2396) for absoluteURI's opaque part, plus "%" for escapes.
 URIC = r"[A-Za-z0-9\-_.!~*'();/?:@&=+$,%\[\]#]"
 # gen-value = token / host / quoted-string (host brings "[", "]" and ":")
 GEN_VALUE = r"[A-Za-z0-9\-.!%*_+`'~\[\]:]+"
+
+# uri-parameter = transport-param / user-param / ... / other-param, all of the shape
+# pname [ "=" pvalue ], pname = 1*paramchar, pvalue = 1*paramchar.  Groups: name, value.
+URI_PARAM = rf";({PARAMCHARS})(?:=({PARAMCHARS}))?"
+# header = hname "=" hvalue.  Groups: name, value.
+URI_HEADER = rf"({HNAME})=({HVALUE})"
+# SIP-URI = "sip:" [ userinfo ] hostport uri-parameters [ headers ]  (SIPS-URI: "sips:")
+# userinfo = ( user / telephone-subscriber ) [ ":" password ] "@"
+# uri-parameters = *( ";" uri-parameter ); headers = "?" header *( "&" header )
+SIP_URI = (
+    r"(?P<scheme>(?i:sips?)):"
+    rf"(?:(?P<user>{USER})(?::(?P<password>{PASSWORD}))?@)?"
+    rf"(?P<host>{HOST})(?::(?P<port>{PORT}))?"
+    rf"(?P<params>(?:{URI_PARAM})*)"
+    rf"(?:\?(?P<headers>{URI_HEADER}(?:&{URI_HEADER})*))?"
+)
