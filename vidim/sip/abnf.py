@@ -42,11 +42,12 @@ HOSTNAME = rf"(?:{DOMAINLABEL}\.)*{TOPLABEL}\.?"
 # IPv4address = 1*3DIGIT "." 1*3DIGIT "." 1*3DIGIT "." 1*3DIGIT, each at most 255
 OCTET = r"(?:25[0-5]|2[0-4][0-9]|[01]?[0-9]?[0-9])"
 IPV4 = rf"{OCTET}(?:\.{OCTET}){{3}}"
-# IPv6reference = "[" IPv6address "]": its shape here, its value checked by ipaddress;
-# a zone (RFC 6874, "%" ZoneID) is let through for ipaddress to judge.
-IPV6_REFERENCE = r"\[[0-9A-Fa-f:.]+(?:%[^\];?@]+)?\]"
-# host = hostname / IPv4address / IPv6reference
+# IPv6reference = "[" IPv6address "]": its shape here, its value checked by ipaddress.
+IPV6_REFERENCE = r"\[[0-9A-Fa-f:.]+\]"
+# host = hostname / IPv4address / IPv6reference; in a URI the IPv6 reference may
+# carry a zone (RFC 6874, "%" ZoneID), left to ipaddress to judge.
 HOST = rf"(?:{IPV6_REFERENCE}|{IPV4}|{HOSTNAME})"
+URI_HOST = rf"(?:\[[0-9A-Fa-f:.]+(?:%[^\];?@]+)?\]|{IPV4}|{HOSTNAME})"
 PORT = r"[0-9]{1,5}"
 # scheme = ALPHA *( ALPHA / DIGIT / "+" / "-" / "." )
 SCHEME = r"[A-Za-z][A-Za-z0-9+\-.]*"
@@ -66,7 +67,37 @@ URI_HEADER = rf"({HNAME})=({HVALUE})"
 SIP_URI = (
     r"(?P<scheme>(?i:sips?)):"
     rf"(?:(?P<user>{USER})(?::(?P<password>{PASSWORD}))?@)?"
-    rf"(?P<host>{HOST})(?::(?P<port>{PORT}))?"
+    rf"(?P<host>{URI_HOST})(?::(?P<port>{PORT}))?"
     rf"(?P<params>(?:{URI_PARAM})*)"
     rf"(?:\?(?P<headers>{URI_HEADER}(?:&{URI_HEADER})*))?"
 )
+
+# generic-param = token [ EQUAL gen-value ], after a SEMI (SEMI = SWS ";" SWS,
+# EQUAL = SWS "=" SWS).  Groups: name, value.
+GENERIC_PARAM = rf"{SWS};{SWS}({TOKEN})(?:{SWS}={SWS}({QUOTED_STRING}|{GEN_VALUE}))?"
+GENERIC_PARAMS = rf"(?:{GENERIC_PARAM})*{SWS}"
+# via-parm = sent-protocol LWS sent-by *( SEMI via-params )
+# sent-protocol = protocol-name SLASH protocol-version SLASH transport
+# sent-by = host [ COLON port ]  (SLASH = SWS "/" SWS, COLON = SWS ":" SWS)
+VIA_PARM = (
+    rf"{SWS}(?P<protocol>{TOKEN}){SWS}/{SWS}(?P<version>{TOKEN}){SWS}/{SWS}(?P<transport>{TOKEN})"
+    rf"{LWS}(?P<host>{HOST})(?:{SWS}:{SWS}(?P<port>{PORT}))?"
+    rf"(?P<params>{GENERIC_PARAMS})"
+)
+# From, To, Contact, Route...: ( name-addr / addr-spec ) *( SEMI generic-param )
+# name-addr = [ display-name ] LAQUOT addr-spec RAQUOT
+# display-name = *(token LWS) / quoted-string
+# An addr-spec outside <> ends at the first ";" (what follows are the header's
+# parameters) and cannot hold "," or "?" (RFC 3261 section 20.10).  Matched on the
+# stripped value; between the display name and <, any white space str.strip()
+# would remove (\s) is let through.
+NAME_ADDR = (
+    rf"(?:(?:(?P<quoted>{QUOTED_STRING})|(?P<tokens>{TOKEN}(?:{LWS}{TOKEN})*))?\s*"
+    r"<(?P<uri>[^>]*)>"
+    r'|(?P<spec>[^;,?<>" \t]+))'
+    rf"(?P<params>{GENERIC_PARAMS})"
+)
+# CSeq = 1*DIGIT LWS Method
+CSEQ = rf"{SWS}([0-9]{{1,10}}){LWS}({TOKEN}){SWS}"
+# media-type = m-type SLASH m-subtype *( SEMI m-parameter )
+MEDIA_TYPE = rf"{SWS}({TOKEN}){SWS}/{SWS}({TOKEN})(?P<params>{GENERIC_PARAMS})"
