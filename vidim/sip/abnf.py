@@ -5,6 +5,12 @@ the RFC does.  Only what the parser needs is here.  The pieces combine into
 one expression per value (a SIP URI, a name-addr, a via-parm...), matched
 once with its parts in named groups: Python's regular expression engine does
 the scanning, and every part it hands back is already checked.
+
+Written for that engine: a run of allowed characters is one character class
+repeated (``[...]++``), the rarer alternative (an escape) outside it, and a
+repetition that the next character ends anyway is possessive (``++``, ``*+``),
+so that a match never backtracks into it.  The same languages as the ABNF, in
+a few times fewer steps than the literal transcription.
 """
 
 from __future__ import annotations
@@ -20,24 +26,26 @@ SWS = r"[ \t]*"
 # quoted-string = SWS DQUOTE *(qdtext / quoted-pair ) DQUOTE
 # qdtext: LWS / %x21 / %x23-5B / %x5D-7E / UTF8-NONASCII;
 # quoted-pair = "\" (%x00-09 / %x0B-0C / %x0E-7F)
-QUOTED_STRING = r'"(?:[^"\\\r\n]|\\[^\r\n])*"'
+QUOTED_STRING = r'"(?:[^"\\\r\n]++|\\[^\r\n])*+"'
 # escaped = "%" HEXDIG HEXDIG
 ESCAPED = r"%[0-9A-Fa-f]{2}"
 UNRESERVED = r"A-Za-z0-9\-_.!~*'()"
 # user = 1*( unreserved / escaped / user-unreserved );
 # user-unreserved = "&" / "=" / "+" / "$" / "," / ";" / "?" / "/"
-USER = rf"(?:[{UNRESERVED}&=+$,;?/]|{ESCAPED})+"
+USER = rf"(?:[{UNRESERVED}&=+$,;?/]++|{ESCAPED})++"
 # password = *( unreserved / escaped / "&" / "=" / "+" / "$" / "," )
-PASSWORD = rf"(?:[{UNRESERVED}&=+$,]|{ESCAPED})*"
+PASSWORD = rf"(?:[{UNRESERVED}&=+$,]++|{ESCAPED})*+"
 # paramchar = param-unreserved / unreserved / escaped;
 # param-unreserved = "[" / "]" / "/" / ":" / "&" / "+" / "$"
-PARAMCHARS = rf"(?:[{UNRESERVED}\[\]/:&+$]|{ESCAPED})+"
+PARAMCHARS = rf"(?:[{UNRESERVED}\[\]/:&+$]++|{ESCAPED})++"
 # hname / hvalue: hnv-unreserved = "[" / "]" / "/" / "?" / ":" / "+" / "$"
-HNAME = rf"(?:[{UNRESERVED}\[\]/?:+$]|{ESCAPED})+"
-HVALUE = rf"(?:[{UNRESERVED}\[\]/?:+$]|{ESCAPED})*"
+HNAME = rf"(?:[{UNRESERVED}\[\]/?:+$]++|{ESCAPED})++"
+HVALUE = rf"(?:[{UNRESERVED}\[\]/?:+$]++|{ESCAPED})*+"
 # hostname = *( domainlabel "." ) toplabel [ "." ]
-DOMAINLABEL = r"[A-Za-z0-9](?:[A-Za-z0-9\-]*[A-Za-z0-9])?"
-TOPLABEL = r"[A-Za-z](?:[A-Za-z0-9\-]*[A-Za-z0-9])?"
+# domainlabel = alphanum / alphanum *( alphanum / "-" ) alphanum
+# toplabel = ALPHA / ALPHA *( alphanum / "-" ) alphanum
+DOMAINLABEL = r"[A-Za-z0-9]++(?:-++[A-Za-z0-9]++)*+"
+TOPLABEL = r"[A-Za-z][A-Za-z0-9]*+(?:-++[A-Za-z0-9]++)*+"
 HOSTNAME = rf"(?:{DOMAINLABEL}\.)*{TOPLABEL}\.?"
 # IPv4address = 1*3DIGIT "." 1*3DIGIT "." 1*3DIGIT "." 1*3DIGIT, each at most 255
 OCTET = r"(?:25[0-5]|2[0-4][0-9]|[01]?[0-9]?[0-9])"

@@ -195,10 +195,11 @@ def parse_params(text: str, context: str) -> Params:
 
 
 def _malformed(pattern: re.Pattern[str], text: str, what: str) -> SIPParseError:
-    """The error for ``text``, which ``pattern`` refused: its parameters, when it stopped there."""
+    """The error for ``text``, which ``pattern`` refused: its parameters, when it stopped at one."""
     match = pattern.match(text)
-    if match is not None and match.end() >= match.start("params"):
-        return SIPParseError(f"bad parameters {text[match.end() :]!r} in {what}")
+    rest = text[match.end() :] if match is not None else ""
+    if rest.startswith(";"):
+        return SIPParseError(f"bad parameters {rest!r} in {what}")
     return SIPParseError(f"malformed {what}")
 
 
@@ -207,7 +208,7 @@ def _split_params(text: str) -> Params:
     if not text:
         return ()
     # findall gives "" for a flag parameter's absent value (a gen-value is never empty).
-    return tuple((name, value or None) for name, value in _GENERIC_PARAM_RE.findall(text))
+    return tuple([(name, value or None) for name, value in _GENERIC_PARAM_RE.findall(text)])
 
 
 def format_params(params: Params) -> str:
@@ -502,15 +503,23 @@ class Headers:
 
     def _values(self, key: str) -> Sequence[str]:
         """The values of the lines of ``key``, in order (not a copy)."""
+        return self._indexed().get(key, ())
+
+    def _indexed(self) -> dict[str, list[str]]:
+        """key -> its values, in order: built on the first lookup, dropped on a change."""
         index = self._index
         if index is None:
             index = self._index = {}
-            for line_key, _, value in self._lines:
-                if line_key in index:
-                    index[line_key].append(value)
+            for key, _, value in self._lines:
+                if key in index:
+                    index[key].append(value)
                 else:
-                    index[line_key] = [value]
-        return index.get(key, ())
+                    index[key] = [value]
+        return index
+
+    def line_counts(self) -> dict[str, int]:
+        """How many lines there are of each name, by key (the canonical name in lower case)."""
+        return {key: len(values) for key, values in self._indexed().items()}
 
     def get(self, name: str) -> str | None:
         """The first value of ``name``, or None."""
@@ -520,10 +529,6 @@ class Headers:
     def get_all(self, name: str) -> list[str]:
         """Every header line of ``name``, in order (lists not split)."""
         return list(self._values(_key(name)))
-
-    def count(self, name: str) -> int:
-        """How many header lines of ``name`` there are."""
-        return len(self._values(_key(name)))
 
     def values(self, name: str) -> list[str]:
         """Every value of ``name``: header lines split into list elements."""
@@ -578,5 +583,6 @@ class Headers:
 
     def _changed(self, key: str) -> None:
         self._index = None
-        self._cache.pop(key, None)
-        self._cache.pop("*" + key, None)
+        if self._cache:  # empty while a message is being built
+            self._cache.pop(key, None)
+            self._cache.pop("*" + key, None)

@@ -147,11 +147,11 @@ def _validate(message: Request | Response) -> None:
     Reading the typed accessors parses (and caches) the headers every
     reader needs; an accessor raises on a malformed value.
     """
-    headers = message.headers
+    counts = message.headers.line_counts()
     for key in SINGLE_HEADERS:
-        if headers.count(key) > 1:
+        if counts.get(key, 0) > 1:
             raise SIPParseError(f"more than one {canonical_name(key)} header")
-    missing = [canonical_name(key) for key in _REQUIRED if key not in headers]
+    missing = [canonical_name(key) for key in _REQUIRED if key not in counts]
     if missing:
         raise SIPParseError("missing " + ", ".join(missing))
     # Each accessor parses its header and keeps the value; a malformed one raises.

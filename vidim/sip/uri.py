@@ -219,6 +219,6 @@ def _sip_uri(match: re.Match[str]) -> SipURI:
     if host.startswith("[") and not _valid_ipv6_reference(host):
         raise SIPParseError(f"bad IPv6 address in URI {match.string!r}")
     # findall gives "" for a flag parameter's absent value (a pvalue is never empty).
-    params = tuple((name, value or None) for name, value in _PARAM_RE.findall(params_text))
+    params = tuple([(name, value or None) for name, value in _PARAM_RE.findall(params_text)])
     headers = tuple(_HEADER_RE.findall(headers_text)) if headers_text else ()
     return SipURI._from_grammar(host, scheme.lower(), user, password, port, params, headers)
