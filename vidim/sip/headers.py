@@ -194,13 +194,19 @@ def parse_params(text: str, context: str) -> Params:
     return _split_params(text)
 
 
-def _malformed(pattern: re.Pattern[str], text: str, what: str) -> SIPParseError:
-    """The error for ``text``, which ``pattern`` refused: its parameters, when it stopped at one."""
-    match = pattern.match(text)
-    rest = text[match.end() :] if match is not None else ""
+def _fullmatch(pattern: re.Pattern[str], text: str, what: str) -> re.Match[str]:
+    """``pattern`` matched on the whole of ``text``, or a SIPParseError about ``what``.
+
+    The error says "bad parameters" when the match stopped at a parameter.
+    """
+    match = pattern.fullmatch(text)
+    if match is not None:
+        return match
+    prefix = pattern.match(text)
+    rest = text[prefix.end() :] if prefix is not None else ""
     if rest.startswith(";"):
-        return SIPParseError(f"bad parameters {rest!r} in {what}")
-    return SIPParseError(f"malformed {what}")
+        raise SIPParseError(f"bad parameters {rest!r} in {what}")
+    raise SIPParseError(f"malformed {what}")
 
 
 def _split_params(text: str) -> Params:
@@ -262,10 +268,7 @@ class NameAddr:
 
 def parse_name_addr(value: str) -> NameAddr:
     """Parse ``( name-addr / addr-spec ) *( SEMI param )`` (RFC 3261 section 20.10)."""
-    text = value.strip()
-    match = _NAME_ADDR_RE.fullmatch(text)
-    if match is None:
-        raise _malformed(_NAME_ADDR_RE, text, f"name-addr {value!r}")
+    match = _fullmatch(_NAME_ADDR_RE, value.strip(), f"name-addr {value!r}")
     quoted, tokens, uri_text, spec, params_text = match.group(
         "quoted", "tokens", "uri", "spec", "params"
     )
@@ -329,9 +332,7 @@ class Via:
 
 def _parse_via(text: str, value: str) -> Via:
     """One via-parm (``text``) of the Via line ``value``."""
-    match = _VIA_PARM_RE.fullmatch(text)
-    if match is None:
-        raise _malformed(_VIA_PARM_RE, text, f"Via {value!r}")
+    match = _fullmatch(_VIA_PARM_RE, text, f"Via {value!r}")
     name, version, transport, host, port_text, params_text = match.group(
         "protocol", "version", "transport", "host", "port", "params"
     )
@@ -403,10 +404,7 @@ class MediaType:
 
 
 def parse_media_type(value: str) -> MediaType:
-    text = value.rstrip()
-    match = _MEDIA_TYPE_RE.fullmatch(text)
-    if match is None:
-        raise _malformed(_MEDIA_TYPE_RE, text, f"media type {value!r}")
+    match = _fullmatch(_MEDIA_TYPE_RE, value.rstrip(), f"media type {value!r}")
     params_text = match.group("params")
     return MediaType(match.group(1), match.group(2), _split_params(params_text))
 
