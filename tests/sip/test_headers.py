@@ -72,6 +72,33 @@ def test_set_prepend_remove_and_the_parse_cache() -> None:
     assert list(headers) == [("CSeq", "2 INVITE")]
 
 
+def test_lookups_follow_every_change_to_the_lines() -> None:
+    headers = Headers([("Via", "v1"), ("Subject", "s"), ("v", "v2")])
+    assert headers.get_all("VIA") == ["v1", "v2"]  # indexed on this first lookup
+    assert headers.line_counts() == {"via": 2, "subject": 1}
+    headers.add("Via", "v3")
+    headers.prepend("Via", "v0")
+    assert headers.get("via") == "v0"
+    assert headers.get_all("via") == ["v0", "v1", "v2", "v3"]
+    headers.set("Via", "only")
+    assert headers.get_all("Via") == ["only"]
+    assert list(headers) == [("Via", "only"), ("Subject", "s")]
+    headers.remove("subject")
+    assert headers.line_counts() == {"via": 1}
+    assert "Subject" not in headers
+
+
+def test_malformed_values_say_whether_the_parameters_are_at_fault() -> None:
+    with pytest.raises(SIPParseError, match="bad parameters ';;x'"):
+        parse_name_addr("<sip:a@b.com>;;x")
+    with pytest.raises(SIPParseError, match="bad parameters ';=x'"):
+        parse_via_list("SIP/2.0/UDP h.example.com;=x")
+    with pytest.raises(SIPParseError, match="malformed name-addr"):
+        parse_name_addr("Bob <sip:b@b.com")
+    with pytest.raises(SIPParseError, match="malformed Via"):
+        parse_via_list("SIP/2.0 h.example.com")
+
+
 def test_split_list_respects_quotes_and_angle_brackets() -> None:
     value = '"Doe, John" <sip:j@a.com;x=1,2>;p=1, <sip:b@c.com>'
     assert split_list(value) == ['"Doe, John" <sip:j@a.com;x=1,2>;p=1', "<sip:b@c.com>"]

@@ -79,6 +79,8 @@ def test_other_schemes_are_kept_opaque(text: str) -> None:
         "sip:alice@[2001:db8::1",
         "sip:alice@[2001:db8:::1]",
         "sip:alice@256.1.1.1",
+        "sip:alice@1.2.3.\u0664",  # an IPv4 octet is ASCII digits, not any Unicode digit
+        "sip:alice@[::1%25a;b]",
         "sip:al ice@example.com",
         "sip:alice@example.com;;lr",
         "sip:alice@example.com;a b",

@@ -11,7 +11,7 @@ grammar of RFC 3261 section 25, written as regular expressions in
 from __future__ import annotations
 
 import re
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from typing import Any, Final, TypeVar
 
@@ -85,9 +85,12 @@ _KNOWN: Final = [
 ]  # fmt: skip
 _CANONICAL: Final = {name.lower(): name for name in _KNOWN}
 _CANONICAL.update(COMPACT_FORMS)
-#: A known name or compact form, in lower case -> (its key: the canonical name in
-#: lower case, the canonical name).
+#: A known name or compact form -> (its key: the canonical name in lower case, the
+#: canonical name); in lower case, and also in the spellings names usually come in
+#: (canonical, compact in capitals), which then need no lower().
 _KNOWN_NAMES: Final = {name: (cname.lower(), cname) for name, cname in _CANONICAL.items()}
+_KNOWN_NAMES.update({cname: (cname.lower(), cname) for cname in _KNOWN})
+_KNOWN_NAMES.update({compact.upper(): _KNOWN_NAMES[compact] for compact in COMPACT_FORMS})
 
 #: Headers whose value is a comma-separated list (RFC 3261 section 7.3.1).
 LIST_HEADERS: Final = frozenset(
@@ -101,26 +104,19 @@ LIST_HEADERS: Final = frozenset(
     )
 )  # fmt: skip
 #: Headers that may appear at most once (RFC 3261 section 20, "single value").
-SINGLE_HEADERS: Final = frozenset(
-    ("call-id", "cseq", "from", "to", "max-forwards", "content-length", "content-type")
-)
+SINGLE_HEADERS: Final = (
+    "call-id", "cseq", "from", "to", "max-forwards", "content-length", "content-type"
+)  # fmt: skip
 
 
 TOKEN_RE = re.compile(abnf.TOKEN)
-_DISPLAY_TOKENS_RE = re.compile(rf"{abnf.TOKEN}(?:{abnf.LWS}{abnf.TOKEN})*")
-_QUOTED_RE = re.compile(abnf.QUOTED_STRING)
 _QUOTED_PAIR_RE = re.compile(r"\\(.)", re.DOTALL)
-_PARAM_RE = re.compile(
-    rf"{abnf.SWS};{abnf.SWS}({abnf.TOKEN})"
-    rf"(?:{abnf.SWS}={abnf.SWS}({abnf.QUOTED_STRING}|{abnf.GEN_VALUE}))?{abnf.SWS}"
-)
-_VIA_RE = re.compile(
-    rf"{abnf.SWS}({abnf.TOKEN}){abnf.SWS}/{abnf.SWS}({abnf.TOKEN}){abnf.SWS}/"
-    rf"{abnf.SWS}({abnf.TOKEN}){abnf.LWS}(\[[0-9A-Fa-f:.]+\]|[A-Za-z0-9\-.]+)"
-    rf"(?:{abnf.SWS}:{abnf.SWS}([0-9]{{1,5}}))?{abnf.SWS}"
-)
-_CSEQ_RE = re.compile(rf"{abnf.SWS}([0-9]{{1,10}}){abnf.LWS}({abnf.TOKEN}){abnf.SWS}")
-_MEDIA_RE = re.compile(rf"{abnf.SWS}({abnf.TOKEN}){abnf.SWS}/{abnf.SWS}({abnf.TOKEN})")
+_GENERIC_PARAM_RE = re.compile(abnf.GENERIC_PARAM)
+_GENERIC_PARAMS_RE = re.compile(abnf.GENERIC_PARAMS)
+_NAME_ADDR_RE = re.compile(abnf.NAME_ADDR)
+_VIA_PARM_RE = re.compile(abnf.VIA_PARM)
+_CSEQ_RE = re.compile(abnf.CSEQ)
+_MEDIA_TYPE_RE = re.compile(abnf.MEDIA_TYPE)
 _DIGITS_RE = re.compile(r"[0-9]+")
 #: The characters that split_list() looks at.
 _LIST_SYNTAX_RE = re.compile(r'[",<>\\]')
@@ -135,9 +131,8 @@ def canonical_name(name: str) -> str:
 
 def _key(name: str) -> str:
     """The lower-case canonical name: what header names are compared by."""
-    lname = name.lower()
-    known = _KNOWN_NAMES.get(lname)
-    return lname if known is None else known[0]
+    known = _KNOWN_NAMES.get(name) or _KNOWN_NAMES.get(name.lower())
+    return name.lower() if known is None else known[0]
 
 
 def quote(text: str) -> str:
@@ -193,16 +188,33 @@ def split_list(value: str) -> list[str]:
 
 def parse_params(text: str, context: str) -> Params:
     """Parse ``*( SEMI generic-param )``; the whole of ``text`` must be consumed."""
-    params: list[tuple[str, str | None]] = []
-    pos = 0
-    end = len(text.rstrip())
-    while pos < end:
-        match = _PARAM_RE.match(text, pos)
-        if match is None:
-            raise SIPParseError(f"bad parameters {text[pos:]!r} in {context}")
-        params.append((match.group(1), match.group(2)))
-        pos = match.end()
-    return tuple(params)
+    text = text.rstrip()
+    if _GENERIC_PARAMS_RE.fullmatch(text) is None:
+        raise SIPParseError(f"bad parameters {text!r} in {context}")
+    return _split_params(text)
+
+
+def _fullmatch(pattern: re.Pattern[str], text: str, what: str) -> re.Match[str]:
+    """``pattern`` matched on the whole of ``text``, or a SIPParseError about ``what``.
+
+    The error says "bad parameters" when the match stopped at a parameter.
+    """
+    match = pattern.fullmatch(text)
+    if match is not None:
+        return match
+    prefix = pattern.match(text)
+    rest = text[prefix.end() :] if prefix is not None else ""
+    if rest.startswith(";"):
+        raise SIPParseError(f"bad parameters {rest!r} in {what}")
+    raise SIPParseError(f"malformed {what}")
+
+
+def _split_params(text: str) -> Params:
+    """The (name, value) pairs of parameters ``abnf.GENERIC_PARAMS`` has matched."""
+    if not text:
+        return ()
+    # findall gives "" for a flag parameter's absent value (a gen-value is never empty).
+    return tuple([(name, value or None) for name, value in _GENERIC_PARAM_RE.findall(text)])
 
 
 def format_params(params: Params) -> str:
@@ -256,39 +268,13 @@ class NameAddr:
 
 def parse_name_addr(value: str) -> NameAddr:
     """Parse ``( name-addr / addr-spec ) *( SEMI param )`` (RFC 3261 section 20.10)."""
-    text = value.strip()
-    display: str | None = None
-    if text.startswith('"'):
-        match = _QUOTED_RE.match(text)
-        if match is None:
-            raise SIPParseError(f"unterminated quoted display name in {value!r}")
-        display = _unquote(match.group(0))
-        text = text[match.end() :].lstrip()
-        if not text.startswith("<"):
-            raise SIPParseError(f"quoted display name without <URI> in {value!r}")
-    lt = text.find("<")
-    if lt >= 0:
-        if display is None:
-            before = text[:lt].strip()
-            if before:
-                if not _DISPLAY_TOKENS_RE.fullmatch(before):
-                    raise SIPParseError(f"display name must be tokens or quoted in {value!r}")
-                display = before
-        gt = text.find(">", lt)
-        if gt < 0:
-            raise SIPParseError(f"missing '>' in {value!r}")
-        uri = parse_uri(text[lt + 1 : gt])
-        rest = text[gt + 1 :]
-    else:
-        # addr-spec: the URI ends at the first ';' or space; a URI holding
-        # ',', '?' or ';' must be in <> (RFC 3261 section 20.10).
-        spec = re.split(r"[; \t]", text, maxsplit=1)[0]
-        if "?" in spec or "," in spec:
-            raise SIPParseError(f"a URI with '?' or ',' must be enclosed in <> in {value!r}")
-        uri = parse_uri(spec)
-        rest = text[len(spec) :]
-    params = parse_params(rest, value) if rest.strip() else ()
-    return NameAddr(uri, display, params)
+    match = _fullmatch(_NAME_ADDR_RE, value.strip(), f"name-addr {value!r}")
+    quoted, tokens, uri_text, spec, params_text = match.group(
+        "quoted", "tokens", "uri", "spec", "params"
+    )
+    uri = parse_uri(uri_text if spec is None else spec)
+    display = _unquote(quoted) if quoted is not None else tokens
+    return NameAddr(uri, display, _split_params(params_text))
 
 
 def parse_name_addr_list(value: str) -> list[NameAddr]:
@@ -346,16 +332,16 @@ class Via:
 
 def _parse_via(text: str, value: str) -> Via:
     """One via-parm (``text``) of the Via line ``value``."""
-    match = _VIA_RE.match(text)
-    if match is None:
-        raise SIPParseError(f"malformed Via {value!r}")
-    name, version, transport, host, port_text = match.groups()
+    match = _fullmatch(_VIA_PARM_RE, text, f"Via {value!r}")
+    name, version, transport, host, port_text, params_text = match.group(
+        "protocol", "version", "transport", "host", "port", "params"
+    )
     if name.upper() != "SIP" or version != "2.0":
         raise SIPParseError(f"Via with unknown protocol {name}/{version}")
     port = int(port_text) if port_text is not None else None
     if port is not None and port > 65535:
         raise SIPParseError(f"Via port out of range in {value!r}")
-    params = parse_params(text[match.end() :], f"Via {value!r}")
+    params = _split_params(params_text)
     for key, pvalue in params:
         lkey = key.lower()
         if lkey == "ttl" and (pvalue is None or not pvalue.isdigit() or int(pvalue) > 255):
@@ -364,7 +350,7 @@ def _parse_via(text: str, value: str) -> Via:
             raise SIPParseError(f"bad Via rport in {value!r}")
         if lkey == "branch" and pvalue is None:
             raise SIPParseError(f"Via branch without value in {value!r}")
-    if not valid_host(host):
+    if host.startswith("[") and not valid_host(host):
         raise SIPParseError(f"bad Via host in {value!r}")
     return Via(transport.upper(), host, port, params)
 
@@ -418,11 +404,9 @@ class MediaType:
 
 
 def parse_media_type(value: str) -> MediaType:
-    match = _MEDIA_RE.match(value)
-    if match is None:
-        raise SIPParseError(f"malformed media type {value!r}")
-    params = parse_params(value[match.end() :], f"media type {value!r}")
-    return MediaType(match.group(1), match.group(2), params)
+    match = _fullmatch(_MEDIA_TYPE_RE, value.rstrip(), f"media type {value!r}")
+    params_text = match.group("params")
+    return MediaType(match.group(1), match.group(2), _split_params(params_text))
 
 
 def parse_max_forwards(value: str) -> int:
@@ -450,30 +434,32 @@ def parse_token_list(value: str) -> list[str]:
 
 def _checked_name(name: str) -> tuple[str, str]:
     """(key, canonical spelling) of a header name; raises if it is not a token."""
-    lname = name.lower()
-    known = _KNOWN_NAMES.get(lname)
+    known = _KNOWN_NAMES.get(name) or _KNOWN_NAMES.get(name.lower())
     if known is not None:
         return known
     if not TOKEN_RE.fullmatch(name):
         raise LocalProtocolError(f"bad header name {name!r}")
-    return lname, name
+    return name.lower(), name
 
 
 class Headers:
     """An ordered list of ``(name, value)`` header lines, looked up by name in any case.
 
     Names are kept in their canonical spelling (compact forms expanded),
-    values unfolded and stripped; each line also keeps its name in lower
-    case, the key lookups compare.  :meth:`parsed` and :meth:`parsed_all`
-    cache the typed values they parse, per name, until a line of that name
-    changes.
+    values unfolded and stripped; each line also keeps its key (the name in
+    lower case), which lookups compare.  The values of each key are indexed
+    on the first lookup, and :meth:`parsed` and :meth:`parsed_all` cache the
+    typed values they parse, per name; a change to the lines drops the index
+    and the cached values of that name.
     """
 
-    __slots__ = ("_cache", "_lines")
+    __slots__ = ("_cache", "_index", "_lines")
 
     def __init__(self, items: Iterable[tuple[str, str]] = ()) -> None:
         #: (key, name, value): the key is the name in lower case.
         self._lines: list[tuple[str, str, str]] = []
+        #: key -> its values, in order; None until a lookup needs it.
+        self._index: dict[str, list[str]] | None = None
         #: Parsed values: by key for parsed(), "*" + key for parsed_all().
         self._cache: dict[str, Any] = {}
         for name, value in items:
@@ -500,7 +486,7 @@ class Headers:
         return len(self._lines)
 
     def __contains__(self, name: object) -> bool:
-        return isinstance(name, str) and self.get(name) is not None
+        return isinstance(name, str) and bool(self._values(_key(name)))
 
     def __eq__(self, other: object) -> bool:
         if not isinstance(other, Headers):
@@ -513,24 +499,38 @@ class Headers:
     def copy(self) -> Headers:
         return Headers.trusted(self)
 
+    def _values(self, key: str) -> Sequence[str]:
+        """The values of the lines of ``key``, in order (not a copy)."""
+        return self._indexed().get(key, ())
+
+    def _indexed(self) -> dict[str, list[str]]:
+        """key -> its values, in order: built on the first lookup, dropped on a change."""
+        index = self._index
+        if index is None:
+            index = self._index = {}
+            for key, _, value in self._lines:
+                if key in index:
+                    index[key].append(value)
+                else:
+                    index[key] = [value]
+        return index
+
+    def line_counts(self) -> dict[str, int]:
+        """How many lines there are of each name, by key (the canonical name in lower case)."""
+        return {key: len(values) for key, values in self._indexed().items()}
+
     def get(self, name: str) -> str | None:
         """The first value of ``name``, or None."""
-        return self._first(_key(name))
-
-    def _first(self, key: str) -> str | None:
-        for line_key, _, value in self._lines:
-            if line_key == key:
-                return value
-        return None
+        values = self._values(_key(name))
+        return values[0] if values else None
 
     def get_all(self, name: str) -> list[str]:
         """Every header line of ``name``, in order (lists not split)."""
-        key = _key(name)
-        return [value for k, _, value in self._lines if k == key]
+        return list(self._values(_key(name)))
 
     def values(self, name: str) -> list[str]:
         """Every value of ``name``: header lines split into list elements."""
-        return [item for line in self.get_all(name) for item in split_list(line)]
+        return [item for line in self._values(_key(name)) for item in split_list(line)]
 
     def add(self, name: str, value: str) -> None:
         """Append a header line; CR, LF and other controls are refused."""
@@ -565,18 +565,22 @@ class Headers:
         A name is always read with the same parser: the cache is by name.
         """
         key = _key(name)
-        if key not in self._cache:
-            raw = self._first(key)
-            self._cache[key] = parser(raw) if raw is not None else None
-        return self._cache[key]  # type: ignore[no-any-return]
+        cache = self._cache
+        if key not in cache:
+            values = self._values(key)
+            cache[key] = parser(values[0]) if values else None
+        return cache[key]  # type: ignore[no-any-return]
 
     def parsed_all(self, name: str, parser: Callable[[str], list[T]]) -> list[T]:
         """Every line of the list header ``name`` parsed by ``parser``, cached."""
-        key = _key(name)
-        if "*" + key not in self._cache:
-            self._cache["*" + key] = [item for line in self.get_all(key) for item in parser(line)]
-        return self._cache["*" + key]  # type: ignore[no-any-return]
+        key = "*" + _key(name)
+        cache = self._cache
+        if key not in cache:
+            cache[key] = [item for line in self._values(key[1:]) for item in parser(line)]
+        return cache[key]  # type: ignore[no-any-return]
 
     def _changed(self, key: str) -> None:
-        self._cache.pop(key, None)
-        self._cache.pop("*" + key, None)
+        self._index = None
+        if self._cache:  # empty while a message is being built
+            self._cache.pop(key, None)
+            self._cache.pop("*" + key, None)

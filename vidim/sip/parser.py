@@ -147,13 +147,11 @@ def _validate(message: Request | Response) -> None:
     Reading the typed accessors parses (and caches) the headers every
     reader needs; an accessor raises on a malformed value.
     """
-    seen: set[str] = set()
-    for name, _ in message.headers:
-        key = name.lower()
-        if key in SINGLE_HEADERS and key in seen:
+    counts = message.headers.line_counts()
+    for key in SINGLE_HEADERS:
+        if counts.get(key, 0) > 1:
             raise SIPParseError(f"more than one {canonical_name(key)} header")
-        seen.add(key)
-    missing = [canonical_name(key) for key in _REQUIRED if key not in seen]
+    missing = [canonical_name(key) for key in _REQUIRED if key not in counts]
     if missing:
         raise SIPParseError("missing " + ", ".join(missing))
     # Each accessor parses its header and keeps the value; a malformed one raises.

@@ -6,9 +6,10 @@ arrived; :func:`unescape` gives the decoded text when it is needed.
 
 from __future__ import annotations
 
+import functools
 import ipaddress
 import re
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, fields, replace
 from urllib.parse import unquote
 
 from . import abnf
@@ -16,15 +17,15 @@ from .errors import LocalProtocolError, SIPParseError
 
 __all__ = ["URI", "AbsoluteURI", "SipURI", "format_host", "parse_uri", "unescape", "valid_host"]
 
+_SIP_URI_RE = re.compile(abnf.SIP_URI)
 _SCHEME_RE = re.compile(rf"({abnf.SCHEME}):")
+_OPAQUE_RE = re.compile(rf"{abnf.URIC}+")
+# The parts one by one, for SipURI's checks; the last two also split what _SIP_URI_RE matched.
 _USER_RE = re.compile(abnf.USER)
 _PASSWORD_RE = re.compile(abnf.PASSWORD)
-_PARAM_RE = re.compile(rf"{abnf.PARAMCHARS}(?:={abnf.PARAMCHARS})?")
-_HEADER_RE = re.compile(rf"{abnf.HNAME}={abnf.HVALUE}")
-_HOSTNAME_RE = re.compile(abnf.HOSTNAME)
-_IPV4_RE = re.compile(abnf.IPV4)
-_OPAQUE_RE = re.compile(rf"{abnf.URIC}+")
-_PORT_RE = re.compile(r"[0-9]{1,5}")
+_HOST_RE = re.compile(abnf.URI_HOST)
+_PARAM_RE = re.compile(abnf.URI_PARAM)
+_HEADER_RE = re.compile(abnf.URI_HEADER)
 
 Params = tuple[tuple[str, "str | None"], ...]
 
@@ -36,17 +37,18 @@ def unescape(text: str) -> str:
 
 def valid_host(host: str) -> bool:
     """True for a hostname, an IPv4 address or a bracketed IPv6 reference."""
-    if host.startswith("["):
-        if not host.endswith("]"):
-            return False
-        try:
-            ipaddress.IPv6Address(host[1:-1])
-        except ValueError:
-            return False
-        return True
-    if _IPV4_RE.fullmatch(host):
-        return all(int(part) <= 255 for part in host.split("."))
-    return _HOSTNAME_RE.fullmatch(host) is not None
+    if _HOST_RE.fullmatch(host) is None:
+        return False
+    return not host.startswith("[") or _valid_ipv6_reference(host)
+
+
+def _valid_ipv6_reference(host: str) -> bool:
+    """The one part of a host its grammar leaves to :mod:`ipaddress`: ``[`` IPv6address ``]``."""
+    try:
+        ipaddress.IPv6Address(host[1:-1])
+    except ValueError:
+        return False
+    return True
 
 
 def format_host(host: str) -> str:
@@ -91,11 +93,34 @@ class SipURI:
         if self.port is not None and not 0 <= self.port <= 65535:
             raise LocalProtocolError(f"bad port {self.port!r}")
         for name, value in self.params:
-            if not _PARAM_RE.fullmatch(_format_param(name, value)):
+            if not _PARAM_RE.fullmatch(";" + _format_param(name, value)):
                 raise LocalProtocolError(f"bad URI parameter {name!r}={value!r}")
         for name, value in self.headers:
             if not _HEADER_RE.fullmatch(f"{name}={value}"):
                 raise LocalProtocolError(f"bad URI header {name!r}={value!r}")
+
+    @classmethod
+    def _from_grammar(
+        cls,
+        host: str,
+        scheme: str,
+        user: str | None,
+        password: str | None,
+        port: int | None,
+        params: Params,
+        headers: tuple[tuple[str, str], ...],
+    ) -> SipURI:
+        """A SipURI of parts that :func:`parse_uri` has just matched with ``abnf.SIP_URI``.
+
+        The one way past ``__post_init__``: its checks are that grammar again,
+        part by part, and parsing is where URIs are made most (several per message).
+        """
+        uri = object.__new__(cls)
+        for name, value in zip(
+            _SIP_URI_FIELDS, (host, scheme, user, password, port, params, headers), strict=True
+        ):
+            object.__setattr__(uri, name, value)
+        return uri
 
     def param(self, name: str) -> str | None:
         """Return the first parameter ``name`` (case-insensitive), or None."""
@@ -158,66 +183,42 @@ class AbsoluteURI:
 URI = SipURI | AbsoluteURI
 
 
+_SIP_URI_FIELDS = tuple(field.name for field in fields(SipURI))
+
+
+# Cached: a pure function whose results are immutable, and the same URIs come back
+# in message after message (Request-URIs, Record-Route, the parties of a dialog):
+# bench/core_cpu.py parses 25 URIs per setup, 72% of them hits with 512 entries.
+@functools.lru_cache(maxsize=1024)
 def parse_uri(text: str) -> URI:
     """Parse a URI as it appears in a Request-URI or inside ``<>``.
 
     Raises :class:`SIPParseError` (400) when it is malformed.
     """
+    match = _SIP_URI_RE.fullmatch(text)
+    if match is not None:
+        return _sip_uri(match)
     match = _SCHEME_RE.match(text)
     if match is None:
         raise SIPParseError(f"malformed URI {text!r}")
     scheme = match.group(1).lower()
     rest = text[match.end() :]
-    if scheme not in ("sip", "sips"):
-        if not _OPAQUE_RE.fullmatch(rest):
-            raise SIPParseError(f"malformed URI {text!r}")
-        return AbsoluteURI(scheme=scheme, opaque=rest)
-    try:
-        return _parse_sip_uri(scheme, rest)
-    except LocalProtocolError as exc:  # a part that SipURI refuses
-        raise SIPParseError(f"{exc.reason} in URI {text!r}") from None
+    if scheme in ("sip", "sips") or not _OPAQUE_RE.fullmatch(rest):
+        raise SIPParseError(f"malformed URI {text!r}")
+    return AbsoluteURI(scheme=scheme, opaque=rest)
 
 
-def _parse_sip_uri(scheme: str, rest: str) -> SipURI:
-    """``[userinfo "@"] hostport uri-parameters [headers]``, split into the parts SipURI checks."""
-    user: str | None = None
-    password: str | None = None
-    userinfo, at, hostpart = rest.partition("@")
-    if at:
-        user, colon, pw = userinfo.partition(":")
-        password = pw if colon else None
-        rest = hostpart
-    rest, qmark, headers_text = rest.partition("?")
-    hostport, *param_texts = rest.split(";")
-    host, port = _split_hostport(hostport)
-    params = tuple(_split_param(param) for param in param_texts)
-    headers: list[tuple[str, str]] = []
-    if qmark:
-        for header in headers_text.split("&"):
-            name, equals, value = header.partition("=")
-            if not equals:
-                raise LocalProtocolError(f"bad URI header {header!r}")
-            headers.append((name, value))
-    return SipURI(host, scheme, user, password, port, params, tuple(headers))
-
-
-def _split_param(text: str) -> tuple[str, str | None]:
-    name, equals, value = text.partition("=")
-    return (name, value if equals else None)
-
-
-def _split_hostport(text: str) -> tuple[str, int | None]:
-    """``host [":" port]``; the host is checked by SipURI."""
-    if text.startswith("["):
-        end = text.find("]")
-        if end < 0:
-            raise LocalProtocolError("unterminated IPv6 reference")
-        host, rest = text[: end + 1], text[end + 1 :]
-    else:
-        host, colon, port_text = text.partition(":")
-        rest = colon + port_text
-    if not rest:
-        return host, None
-    if not rest.startswith(":") or not _PORT_RE.fullmatch(rest[1:]):
-        raise LocalProtocolError(f"bad host or port {text!r}")
-    return host, int(rest[1:])
+def _sip_uri(match: re.Match[str]) -> SipURI:
+    """The SipURI of a match of ``abnf.SIP_URI``: what the grammar leaves, checked here."""
+    scheme, user, password, host, port_text, params_text, headers_text = match.group(
+        "scheme", "user", "password", "host", "port", "params", "headers"
+    )
+    port = int(port_text) if port_text is not None else None
+    if port is not None and port > 65535:
+        raise SIPParseError(f"port out of range in URI {match.string!r}")
+    if host.startswith("[") and not _valid_ipv6_reference(host):
+        raise SIPParseError(f"bad IPv6 address in URI {match.string!r}")
+    # findall gives "" for a flag parameter's absent value (a pvalue is never empty).
+    params = tuple([(name, value or None) for name, value in _PARAM_RE.findall(params_text)])
+    headers = tuple(_HEADER_RE.findall(headers_text)) if headers_text else ()
+    return SipURI._from_grammar(host, scheme.lower(), user, password, port, params, headers)
