@@ -376,6 +376,8 @@ class _Transaction:
     __slots__ = ("_armed", "_layer", "id", "key", "peer", "reliable", "request", "state")
 
     TRANSITIONS: ClassVar[_Table]
+    #: Where a machine starts and where it ends (the layer forgets it there).
+    INITIAL: ClassVar[Enum]
     TERMINATED: ClassVar[Enum]
 
     state: Enum
@@ -388,7 +390,6 @@ class _Transaction:
         peer: Address,
         reliable: bool,
         key: _Key,
-        state: Enum,
     ) -> None:
         self._layer = layer
         #: The timers armed in the layer for this transaction, to cancel them.
@@ -400,7 +401,7 @@ class _Transaction:
         self.peer = peer
         self.reliable = reliable
         self.request: Request | None = request
-        self.state = state
+        self.state = self.INITIAL
 
     def __repr__(self) -> str:
         method = self.key[3] if isinstance(self, _ServerBase) else self.key[1]
@@ -457,9 +458,8 @@ class _ClientBase(_Transaction):
         peer: Address,
         reliable: bool,
         key: _Key,
-        state: Enum,
     ) -> None:
-        super().__init__(layer, transaction_id, request, peer, reliable, key, state)
+        super().__init__(layer, transaction_id, request, peer, reliable, key)
         self._interval = layer.config.t1
 
     def _resend(self) -> None:
@@ -479,6 +479,7 @@ class InviteClientTransaction(_ClientBase):
 
     __slots__ = ("_ack", "_cancel_id", "_cancel_pending")
 
+    INITIAL: ClassVar[Enum] = InviteClientState.CALLING
     TERMINATED: ClassVar[Enum] = InviteClientState.TERMINATED
 
     def __init__(
@@ -490,9 +491,7 @@ class InviteClientTransaction(_ClientBase):
         reliable: bool,
         key: _Key,
     ) -> None:
-        super().__init__(
-            layer, transaction_id, request, peer, reliable, key, InviteClientState.CALLING
-        )
+        super().__init__(layer, transaction_id, request, peer, reliable, key)
         self._ack: Request | None = None
         #: The id given to the CANCEL by TransactionLayer.cancel, if any.
         self._cancel_id: TransactionId | None = None
@@ -629,20 +628,8 @@ class NonInviteClientTransaction(_ClientBase):
 
     __slots__ = ()
 
+    INITIAL: ClassVar[Enum] = NonInviteClientState.TRYING
     TERMINATED: ClassVar[Enum] = NonInviteClientState.TERMINATED
-
-    def __init__(
-        self,
-        layer: TransactionLayer,
-        transaction_id: TransactionId,
-        request: Request,
-        peer: Address,
-        reliable: bool,
-        key: _Key,
-    ) -> None:
-        super().__init__(
-            layer, transaction_id, request, peer, reliable, key, NonInviteClientState.TRYING
-        )
 
     def _start(self, now: float) -> None:
         self._resend()
@@ -720,9 +707,8 @@ class _ServerBase(_Transaction):
         peer: Address,
         reliable: bool,
         key: _Key,
-        state: Enum,
     ) -> None:
-        super().__init__(layer, transaction_id, request, peer, reliable, key, state)
+        super().__init__(layer, transaction_id, request, peer, reliable, key)
         #: The last response sent, resent when the request is retransmitted.
         self.last_response: Response | None = None
 
@@ -749,6 +735,7 @@ class InviteServerTransaction(_ServerBase):
 
     __slots__ = ("_interval",)
 
+    INITIAL: ClassVar[Enum] = InviteServerState.PROCEEDING
     TERMINATED: ClassVar[Enum] = InviteServerState.TERMINATED
 
     def __init__(
@@ -760,9 +747,7 @@ class InviteServerTransaction(_ServerBase):
         reliable: bool,
         key: _Key,
     ) -> None:
-        super().__init__(
-            layer, transaction_id, request, peer, reliable, key, InviteServerState.PROCEEDING
-        )
+        super().__init__(layer, transaction_id, request, peer, reliable, key)
         self._interval = layer.config.t1
 
     def _respond_2xx(self, now: float, message: Message | None) -> None:
@@ -847,20 +832,8 @@ class NonInviteServerTransaction(_ServerBase):
 
     __slots__ = ()
 
+    INITIAL: ClassVar[Enum] = NonInviteServerState.TRYING
     TERMINATED: ClassVar[Enum] = NonInviteServerState.TERMINATED
-
-    def __init__(
-        self,
-        layer: TransactionLayer,
-        transaction_id: TransactionId,
-        request: Request,
-        peer: Address,
-        reliable: bool,
-        key: _Key,
-    ) -> None:
-        super().__init__(
-            layer, transaction_id, request, peer, reliable, key, NonInviteServerState.TRYING
-        )
 
     def _respond_final(self, now: float, message: Message | None) -> None:
         """Send the final response; absorb request retransmissions until Timer J."""
