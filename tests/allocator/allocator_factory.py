@@ -1,10 +1,16 @@
-"""Builds the MESSAGE requests that allocator tests feed in."""
+"""What allocator tests build: the MESSAGE requests they feed in, a context, a record."""
 
 from __future__ import annotations
 
 from collections.abc import Sequence
 
+from vidim.allocator.conference import Conference, ConferenceState, Participant
+from vidim.allocator.config import AllocatorConfig
+from vidim.allocator.context import Context
+from vidim.allocator.events import AllocatorEvent
+from vidim.allocator.requests import RequestPolicy
 from vidim.sip import Request, parse_message
+from vidim.vocabulary import Mode
 
 SERVICE = "sip:vidim@example.com"
 ALICE = "sip:alice@example.com"
@@ -74,3 +80,32 @@ def wire_request(
     request = parse_message(head + body)
     assert isinstance(request, Request)
     return request
+
+
+def make_context(**config: object) -> tuple[Context, list[AllocatorEvent]]:
+    """A part's shared context for example.com, and the list its events go to."""
+    events: list[AllocatorEvent] = []
+    settings = AllocatorConfig(
+        requests=RequestPolicy.for_domain("example.com"),
+        **config,  # type: ignore[arg-type]
+    )
+    return Context(settings, events.append), events
+
+
+def two_party_record(
+    state: ConferenceState, *, invited: bool = False, conference_uri: str | None = None
+) -> Conference:
+    """Alice's video conference with Bob, in ``state``."""
+    return Conference(
+        id="c1",
+        requester=ALICE,
+        mode=Mode.VIDEO,
+        requester_address="192.0.2.7|5062|UDP",
+        participants=[
+            Participant(ALICE, Mode.VIDEO, Mode.VIDEO, "k", requester=True),
+            Participant("sip:bob@example.com", Mode.VIDEO, Mode.VIDEO, "k", invited=invited),
+        ],
+        created_at=0.0,
+        state=state,
+        conference_uri=conference_uri,
+    )

@@ -2,36 +2,26 @@
 
 from __future__ import annotations
 
+from allocator_factory import make_context
+
 from vidim.allocator.conference import (
     Conference,
     ConferenceInput,
     ConferenceState,
     Deadline,
 )
-from vidim.allocator.config import AllocatorConfig
 from vidim.allocator.context import (
-    Context,
     Purpose,
     address_from_text,
     address_of,
     address_text,
     new_token,
 )
-from vidim.allocator.events import AllocatorEvent, ConferenceStateChanged
-from vidim.allocator.requests import RequestPolicy
+from vidim.allocator.events import ConferenceStateChanged
 from vidim.sip import Address, Via
 from vidim.vocabulary import Mode
 
 PROXY = Address("127.0.0.1", 5060)
-
-
-def make_context(**config: object) -> tuple[Context, list[AllocatorEvent]]:
-    events: list[AllocatorEvent] = []
-    settings = AllocatorConfig(
-        requests=RequestPolicy.for_domain("example.com"),
-        **config,  # type: ignore[arg-type]
-    )
-    return Context(settings, events.append), events
 
 
 def record(state: ConferenceState = ConferenceState.REQUESTED) -> Conference:

@@ -8,16 +8,15 @@ from __future__ import annotations
 
 from typing import Any, cast
 
-from test_context import make_context
+from allocator_factory import make_context, two_party_record
 
-from vidim.allocator.conference import Conference, ConferenceState, Deadline, Participant
+from vidim.allocator.conference import Conference, ConferenceState, Deadline
 from vidim.allocator.context import Context, Purpose
 from vidim.allocator.events import AllocatorEvent, ConferenceEnded, ConferenceFailed
 from vidim.allocator.focus_leg import FocusLeg
 from vidim.allocator.notices import Invitations
 from vidim.allocator.roster import Roster
 from vidim.sip import Address, make_response
-from vidim.vocabulary import Mode
 
 FOCI = ("sip:focus@192.0.2.1:5080", "sip:focus@192.0.2.2:5080")
 
@@ -39,18 +38,7 @@ def world(
     context, events = make_context(**config)
     retired: list[Conference] = []
     focus = FocusLeg(context, cast(Roster, StandIn()), cast(Invitations, StandIn()), retired.append)
-    conference = Conference(
-        id="c1",
-        requester="sip:alice@example.com",
-        mode=Mode.VIDEO,
-        requester_address="192.0.2.7|5062|UDP",
-        participants=[
-            Participant("sip:alice@example.com", Mode.VIDEO, Mode.VIDEO, "k", requester=True),
-            Participant("sip:bob@example.com", Mode.VIDEO, Mode.VIDEO, "k"),
-        ],
-        created_at=0.0,
-        state=ConferenceState.ALLOCATING,
-    )
+    conference = two_party_record(ConferenceState.ALLOCATING)
     context.conferences.add(conference)
     return context, events, focus, conference, retired
 

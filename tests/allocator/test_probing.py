@@ -8,7 +8,7 @@ from __future__ import annotations
 from typing import Any, cast
 
 import pytest
-from test_context import make_context
+from allocator_factory import make_context
 
 from vidim.allocator.conference import (
     Conference,

@@ -6,9 +6,9 @@ sent over a network: requests are read from the transaction layer's table.
 
 from __future__ import annotations
 
-from test_context import make_context
+from allocator_factory import make_context, two_party_record
 
-from vidim.allocator.conference import Conference, ConferenceState, Deadline, Participant
+from vidim.allocator.conference import Conference, ConferenceState, Deadline
 from vidim.allocator.context import Context, Purpose
 from vidim.allocator.events import (
     AllocatorEvent,
@@ -35,19 +35,7 @@ def purposes(context: Context) -> list[Purpose]:
 
 def subscribed() -> tuple[Context, list[AllocatorEvent], Roster, Conference, Dialog]:
     context, events = make_context()
-    conference = Conference(
-        id="c1",
-        requester="sip:alice@example.com",
-        mode=Mode.VIDEO,
-        requester_address="192.0.2.7|5062|UDP",
-        participants=[
-            Participant("sip:alice@example.com", Mode.VIDEO, Mode.VIDEO, "k", requester=True),
-            Participant("sip:bob@example.com", Mode.VIDEO, Mode.VIDEO, "k", invited=True),
-        ],
-        created_at=0.0,
-        state=ConferenceState.ACTIVE,
-        conference_uri=ROOM,
-    )
+    conference = two_party_record(ConferenceState.ACTIVE, invited=True, conference_uri=ROOM)
     context.conferences.add(conference)
     context.arm(conference, Deadline.IDLE, 300.0)
     roster = Roster(context)
