@@ -448,7 +448,11 @@ def requester_identity(request: Request, *, source_host: str, policy: RequestPol
     An address of record.  Raises :class:`RequestRefusedError` (400, without a
     requester) when the header it reads is malformed or not a SIP user.
     """
-    if is_trusted(source_host, policy.trusted_networks):
+    return _requester(request, trusted=is_trusted(source_host, policy.trusted_networks))
+
+
+def _requester(request: Request, *, trusted: bool) -> SipURI:
+    if trusted:
         asserted = _asserted_identity(request)
         if asserted is not None:
             return asserted
@@ -810,7 +814,7 @@ def parse_request(request: Request, *, source_host: str, policy: RequestPolicy) 
     to_service = isinstance(request.uri, SipURI) and _is_service(request.uri, policy)
     if not to_service and MODE_HEADER not in request.headers:
         _refuse("not a vidim request", 404)
-    requester = requester_identity(request, source_host=source_host, policy=policy)
+    requester = _requester(request, trusted=trusted)
     try:
         return _parse_known(request, requester, to_service, policy)
     except RequestRefusedError as exc:
