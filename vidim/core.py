@@ -17,7 +17,8 @@ from __future__ import annotations
 
 from abc import ABC, abstractmethod
 from collections import deque
-from typing import Generic, TypeVar
+from dataclasses import dataclass
+from typing import Any, ClassVar, Generic, TypeVar
 
 from .sip import (
     Address,
@@ -30,13 +31,31 @@ from .sip import (
     salvage_response,
 )
 
-__all__ = ["SipCoreBase"]
+__all__ = ["RecordChange", "SipCoreBase"]
 
 E = TypeVar("E")
 
 
+@dataclass(frozen=True, slots=True)
+class RecordChange:
+    """A record a core changed: the state store writes it before the core's messages leave.
+
+    Write-ahead: whoever sends a core's messages first stores its changes, so
+    that nobody is told of a conference a restart would not know.
+    """
+
+    id: str
+    #: Plain JSON data (the core's ``snapshot``); None: the record is gone.
+    record: dict[str, Any] | None
+    #: Secondary keys the store indexes, e.g. ``(("requester", "sip:alice@example.com"),)``.
+    index: tuple[tuple[str, str], ...] = ()
+
+
 class SipCoreBase(ABC, Generic[E]):
     """Transaction layer, outbox and events; unparsable input answered when possible."""
+
+    #: Where a state store keeps this core's records ("allocator", "focus").
+    namespace: ClassVar[str] = "core"
 
     _layer: TransactionLayer
     _outbox: list[tuple[Message, Address]]
@@ -100,6 +119,10 @@ class SipCoreBase(ABC, Generic[E]):
         self._outbox.extend(self._layer.messages_to_send())
         out, self._outbox = self._outbox, []
         return out
+
+    def take_changes(self) -> list[RecordChange]:
+        """Return and forget the records changed since the last call (none: no state to keep)."""
+        return []
 
     def next_event(self) -> E | None:
         """The oldest event not yet taken, or None."""
