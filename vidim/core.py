@@ -120,6 +120,14 @@ class SipCoreBase(ABC, Generic[E]):
         out, self._outbox = self._outbox, []
         return out
 
+    def record_changes(self) -> None:
+        """Keep, from now on, the changes :meth:`take_changes` returns.
+
+        Off until called, so that an application without a state store does not
+        keep a list of changes nobody takes.  A store calls it before restoring
+        records: what a restored conference then does is recorded too.
+        """
+
     def take_changes(self) -> list[RecordChange]:
         """Return and forget the records changed since the last call (none: no state to keep)."""
         return []

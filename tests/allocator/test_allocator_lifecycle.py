@@ -743,22 +743,24 @@ def test_restore_in_allocating_after_a_failover_stays_on_the_current_focus() -> 
     assert fresh.conferences[cid].state is S.ACTIVE
 
 
-def test_restore_in_active_resumes_keepalives_and_end_uses_the_same_dialog() -> None:
+def test_restore_in_active_checks_the_anchor_at_once_then_keeps_alive_on_the_same_dialog() -> None:
     w = make_world(keepalive_interval=10.0)
     cid, ready = active(w)
     w.net.run(ready + 15.0)  # one keepalive done
     fresh = w.restart(cid)
     assert fresh.conferences[cid].state is S.ACTIVE
-    w.net.run(ready + 35.0)
+    w.net.run(ready + 36.0)
+    restart = ready + 15.0
     assert w.sent_at("OPTIONS sip:conf-1@", FOCUS) == [
         ready + 10.0,
-        ready + 10.0 + 10.0,
-        ready + 10.0 + 10.0 + 10.0,
+        restart,  # the check of the anchor on restore
+        restart + 10.0,
+        restart + 20.0,
     ]
     conference = w.focus.conferences[0]
     keepalives = [r for r in w.focus.requests if r.method == "OPTIONS"]
     assert {r.call_id for r in keepalives} == {conference.anchor.call_id}
-    assert [r.cseq.seq for r in keepalives] == [2, 3, 4]
+    assert [r.cseq.seq for r in keepalives] == [2, 3, 4, 5]
     # roster still followed (the restored allocator subscribed again)
     w.focus.join(conference, "sip:bob@example.com", Mode.VIDEO, w.net.now)
     w.net.advance(0.5)

@@ -7,8 +7,9 @@ Three inputs, as in aioquic's ``QuicConnection``:
   :meth:`Allocator.handle_timer` fires what is due;
 * API calls: :meth:`Allocator.end_conference`, :meth:`Allocator.restore`.
 
-After any of them, send :meth:`Allocator.messages_to_send` and read
-:meth:`Allocator.next_event`.
+After any of them, store :meth:`Allocator.take_changes` (when there is a
+state store: see :meth:`Allocator.record_changes`), then send
+:meth:`Allocator.messages_to_send` and read :meth:`Allocator.next_event`.
 
 The allocator itself only routes: each input goes to the part that knows
 what to do with it.  The parts share one :class:`~.context.Context` (the
@@ -27,7 +28,7 @@ import re
 from collections.abc import Callable
 from typing import Any
 
-from ..core import SipCoreBase
+from ..core import RecordChange, SipCoreBase
 from ..sip import (
     AckReceived,
     Address,
@@ -80,6 +81,8 @@ def _check_record(conference: Conference) -> None:
 
 class Allocator(SipCoreBase[AllocatorEvent]):
     """Turns vidim requests into conferences on a focus, and looks after them."""
+
+    namespace = "allocator"
 
     def __init__(self, config: AllocatorConfig | None = None) -> None:
         self.config = config if config is not None else AllocatorConfig()
@@ -134,6 +137,7 @@ class Allocator(SipCoreBase[AllocatorEvent]):
             conference = self._context.conferences.get(conference_id)
             if conference is None or conference.deadlines.pop(kind, None) is None:
                 continue
+            self._context.conferences.touch(conference_id)
             self._deadline_handlers[kind](conference, now)
             self._drain(now)
 
@@ -152,6 +156,27 @@ class Allocator(SipCoreBase[AllocatorEvent]):
             record["anchor"] = anchor.to_dict()
         return record
 
+    def record_changes(self) -> None:
+        self._context.conferences.record_changes()
+
+    def take_changes(self) -> list[RecordChange]:
+        """Each conference changed since the last call: its snapshot, or None when it is over.
+
+        Indexed by requester, so that any daemon sharing the store finds the
+        conference a follow-up command is about.
+        """
+        changes = []
+        for conference_id in self._context.conferences.take_changed():
+            conference = self.conferences.get(conference_id)
+            if conference is None:
+                changes.append(RecordChange(conference_id, None))
+            else:
+                record = self.snapshot(conference_id)
+                changes.append(
+                    RecordChange(conference_id, record, (("requester", conference.requester),))
+                )
+        return changes
+
     def end_conference(
         self, conference_id: str, now: float, reason: str = "ended by the operator"
     ) -> None:
@@ -166,7 +191,8 @@ class Allocator(SipCoreBase[AllocatorEvent]):
 
         Transactions in flight when it was saved are gone: what they were
         doing is done again (probes, the focus INVITE, the BYE); deadlines
-        come back from the record.
+        come back from the record.  A live conference's anchor is checked at
+        once with an in-dialog OPTIONS (the keepalive).
         """
         context = self._context
         conference = Conference.from_dict(record)
@@ -191,9 +217,10 @@ class Allocator(SipCoreBase[AllocatorEvent]):
         elif state is ConferenceState.ALLOCATING:
             self._focus.invite(conference, now)
         elif state is ConferenceState.ACTIVE:
-            if Deadline.KEEPALIVE not in conference.deadlines:
-                interval = self.config.keepalive_interval
-                context.arm(conference, Deadline.KEEPALIVE, now + interval)
+            # Is the anchor still there?  An in-dialog OPTIONS now, not at the
+            # next keepalive: 481 or no answer ends the conference, with a
+            # notice to the requester.
+            self._focus.keepalive(conference, now)
             self._roster.subscribe(conference, now)
         elif state is ConferenceState.ENDING:
             self._focus.send_bye(conference, now)
@@ -249,6 +276,7 @@ class Allocator(SipCoreBase[AllocatorEvent]):
         if conference is None:
             self._focus.on_late_answer(pending, response, now)
             return
+        self._context.conferences.touch(conference.id)
         handler = self._answer_handlers.get(pending.purpose)
         if handler is not None:
             handler(conference, pending, response, now)
@@ -274,6 +302,8 @@ class Allocator(SipCoreBase[AllocatorEvent]):
         if method == "ACK":
             return
         conference = context.conferences.by_call_id(request.call_id)
+        if conference is not None:
+            context.conferences.touch(conference.id)  # its dialog's remote CSeq, at least
         if method in ("NOTIFY", "BYE"):
             if automatic is None:
                 context.respond(dialog.create_response(request, 200), now)

@@ -161,6 +161,7 @@ class Context:
     ) -> None:
         """Send ``request`` in a client transaction; ``branch``: its Via's, when we hold it."""
         tid = self.layer.send_request(request, destination, now, branch=branch)
+        self.conferences.touch(pending.conference_id)  # a dialog's CSeq, at least
         self.pending[tid] = pending
         if request.method == "SUBSCRIBE":
             self.subscribes[tid] = pending
@@ -283,6 +284,7 @@ class Context:
         """Move through the transition table; report a change of state."""
         old = conference.state
         new = conference.move(event)
+        self.conferences.touch(conference.id)
         if new is not old:
             self.emit(
                 ConferenceStateChanged(
@@ -291,9 +293,11 @@ class Context:
             )
 
     def arm(self, conference: Conference, kind: Deadline, when: float) -> None:
+        self.conferences.touch(conference.id)
         conference.deadlines[kind] = when
         self.timers.arm((conference.id, kind), when)
 
     def disarm(self, conference: Conference, kind: Deadline) -> None:
+        self.conferences.touch(conference.id)
         conference.deadlines.pop(kind, None)
         self.timers.cancel((conference.id, kind))

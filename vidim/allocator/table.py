@@ -15,6 +15,9 @@ class ConferenceTable:
     A command without ``#id`` means the requester's newest live conference;
     an in-dialog request (the focus's BYE, a NOTIFY) finds its conference
     by Call-ID.
+
+    It also notes which conferences changed, for a state store, once
+    :meth:`record_changes` is called.
     """
 
     def __init__(self) -> None:
@@ -22,6 +25,8 @@ class ConferenceTable:
         self._by_requester: dict[str, list[str]] = {}
         self._by_call_id: dict[str, str] = {}
         self._call_ids: dict[str, list[str]] = {}
+        #: Ids of the conferences changed since the last take (in order); None: not noted.
+        self._changed: dict[str, None] | None = None
 
     def __len__(self) -> int:
         return len(self.by_id)
@@ -35,8 +40,25 @@ class ConferenceTable:
     def get(self, conference_id: str | None) -> Conference | None:
         return None if conference_id is None else self.by_id.get(conference_id)
 
+    def record_changes(self) -> None:
+        if self._changed is None:
+            self._changed = {}
+
+    def touch(self, conference_id: str | None) -> None:
+        """Note that a conference changed (a no-op until :meth:`record_changes`)."""
+        if self._changed is not None and conference_id is not None:
+            self._changed[conference_id] = None
+
+    def take_changed(self) -> list[str]:
+        """The ids noted since the last call, live or gone."""
+        if not self._changed:
+            return []
+        changed, self._changed = list(self._changed), {}
+        return changed
+
     def add(self, conference: Conference) -> None:
         """Keep a new or restored conference (restoring one twice keeps it once)."""
+        self.touch(conference.id)
         self.by_id[conference.id] = conference
         held = self._by_requester.setdefault(conference.requester, [])
         if conference.id not in held:
@@ -44,6 +66,7 @@ class ConferenceTable:
 
     def remove(self, conference: Conference) -> list[str]:
         """Forget a conference; returns the Call-IDs it had."""
+        self.touch(conference.id)
         self.by_id.pop(conference.id, None)
         held = self._by_requester.get(conference.requester, [])
         if conference.id in held:
