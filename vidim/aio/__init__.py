@@ -5,23 +5,29 @@
 * :class:`RtpRelay` (``rtp.py``): the UDP sockets that carry the built-in
   focus's media;
 * :class:`FocusMedia` (``focus.py``): keeps an :class:`RtpRelay` on the
-  built-in focus's forwarding plan.
+  built-in focus's forwarding plan;
+* :class:`Persistence` (``persistence.py``): write-ahead of a core's records
+  to a state store (:mod:`vidim.store`), and :func:`restore_core` at start.
 """
 
 from __future__ import annotations
 
 from .focus import FocusMedia
-from .protocols import SipCore, SipMessageCore
+from .persistence import Persistence, restore_core
+from .protocols import SipCore, SipMessageCore, StatefulCore
 from .rtp import PortStats, RtpRelay
 from .server import DEFAULT_PORT, SipServer, serve_forever_until_signal
 
 __all__ = [
     "DEFAULT_PORT",
     "FocusMedia",
+    "Persistence",
     "PortStats",
     "RtpRelay",
     "SipCore",
     "SipMessageCore",
     "SipServer",
+    "StatefulCore",
+    "restore_core",
     "serve_forever_until_signal",
 ]

@@ -5,9 +5,10 @@ from __future__ import annotations
 from collections.abc import Iterable
 from typing import Protocol, TypeVar, runtime_checkable
 
+from ..core import RecordChange
 from ..sip import Address, Message, Request, Response
 
-__all__ = ["SipCore", "SipMessageCore"]
+__all__ = ["SipCore", "SipMessageCore", "StatefulCore"]
 
 EventT_co = TypeVar("EventT_co", covariant=True)
 
@@ -45,3 +46,16 @@ class SipMessageCore(SipCore[EventT_co], Protocol[EventT_co]):
 
     def receive(self, message: Request | Response, source: Address, now: float) -> None:
         """One parsed message from ``source``."""
+
+
+@runtime_checkable
+class StatefulCore(SipCore[EventT_co], Protocol[EventT_co]):
+    """A core whose records a state store keeps (the allocator and the focus are)."""
+
+    namespace: str
+
+    def record_changes(self) -> None:
+        """Start noting changes for :meth:`take_changes`."""
+
+    def take_changes(self) -> list[RecordChange]:
+        """Take the records changed since the last call."""

@@ -48,7 +48,8 @@ from ..sip import (
 from ..sip import new_tag as _new_tag
 from ..sip import parse_message as _parse_message
 from ..sip.parser import DEFAULT_MAX_MESSAGE_SIZE
-from .protocols import SipCore, SipMessageCore
+from .persistence import Batch, Persistence
+from .protocols import SipCore, SipMessageCore, StatefulCore
 
 __all__ = [
     "DEFAULT_PORT",
@@ -201,6 +202,11 @@ class SipServer(Generic[EventT]):
             Retry-After, without reaching the core, while the server is behind
             (see :mod:`vidim.overload`); responses and in-dialog requests are
             always processed.  None (the default) never refuses.
+        persistence: when set, the core's changes (``take_changes``) are
+            written to its state store before the messages they caused are
+            sent, and new out-of-dialog requests are answered 503 while the
+            store fails (see :mod:`vidim.aio.persistence`).  None: nothing is
+            stored.
     """
 
     def __init__(
@@ -216,8 +222,17 @@ class SipServer(Generic[EventT]):
         connect_timeout: float = 5.0,
         max_message_size: int = DEFAULT_MAX_MESSAGE_SIZE,
         overload: OverloadPolicy | None = None,
+        persistence: Persistence | None = None,
     ) -> None:
         self.core = core
+        self.persistence = persistence
+        #: The core as a keeper of records, when there is a store to keep them in.
+        self._stateful: StatefulCore[EventT] | None = None
+        if persistence is not None:
+            if not isinstance(core, StatefulCore):
+                raise TypeError(f"{type(core).__name__} has no records to store")
+            self._stateful = core
+            core.record_changes()
         self.host = host
         #: The bound port (UDP and TCP), once :meth:`start` has returned.
         self.port = port
@@ -386,6 +401,11 @@ class SipServer(Generic[EventT]):
                     drain,
                     self.core.get_timer(),
                 )
+        if self.persistence is not None:
+            # What is sent waits on its write: let the last writes finish first.
+            if not await self.persistence.wait_written(flush_timeout):
+                self.logger.warning("closing with writes to %s unfinished", self.persistence.name)
+            await self.persistence.close()
         self._closed = True
         self._cancel_timer()
         if self._heartbeat is not None:
@@ -512,10 +532,14 @@ class SipServer(Generic[EventT]):
             late = self._loop.time() - self._beat_due
             if late >= guard.policy.max_lag:
                 guard.lag(late, time.perf_counter())
-        if not self._closing and (guard is None or not guard.overloaded_now):
+        store_failing = self.persistence is not None and not self.persistence.available
+        if not self._closing and not store_failing and (guard is None or not guard.overloaded_now):
             return True
         if message.method in ("ACK", "CANCEL") or message.to_addr.tag is not None:
             return True  # part of work in flight
+        if not self._closing and store_failing:
+            self._refuse_store_failing(message, source)
+            return False
         if not self._closing:
             assert self.overload is not None
             self._refuse_overloaded(message, source, self.overload)
@@ -529,6 +553,21 @@ class SipServer(Generic[EventT]):
         )
         self._send(response, source)
         return False
+
+    def _refuse_store_failing(self, request: Request, source: Address) -> None:
+        """503: a new conference now could not be stored (the WARNING is persistence's)."""
+        assert self.persistence is not None
+        response = make_response(
+            request,
+            503,
+            "Service Unavailable",
+            to_tag=_new_tag(),
+            headers=[
+                ("Retry-After", str(max(1, round(self.persistence.retry_interval * 5)))),
+                ("Warning", warning_value(self.host, "state store unreachable; try again later")),
+            ],
+        )
+        self._send(response, source)
 
     def _refuse_overloaded(self, request: Request, source: Address, guard: OverloadGuard) -> None:
         """503 + Retry-After + Warning, built from the parsed request alone: no core work."""
@@ -668,9 +707,16 @@ class SipServer(Generic[EventT]):
     def _flush_messages(self) -> None:
         try:
             messages = list(self.core.messages_to_send())
+            changes = self._stateful.take_changes() if self._stateful is not None else []
         except Exception:
             self.logger.exception("the core failed in messages_to_send")
             return
+        if self.persistence is not None and (changes or self.persistence.busy):
+            self.persistence.submit(changes, messages, self._send_batch)  # stored, then sent
+        else:
+            self._send_batch(messages)
+
+    def _send_batch(self, messages: Batch) -> None:
         for message, destination in messages:
             self._send(message, destination)
 
