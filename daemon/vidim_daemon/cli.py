@@ -19,12 +19,20 @@ from typing import Any
 import click
 
 from vidim import __version__
-from vidim.aio import FocusMedia, RtpRelay, SipServer, serve_forever_until_signal
+from vidim.aio import (
+    FocusMedia,
+    Persistence,
+    RtpRelay,
+    SipServer,
+    restore_core,
+    serve_forever_until_signal,
+)
 from vidim.allocator import Allocator, AllocatorConfig, RequestPolicy
 from vidim.allocator import events as allocator_events
 from vidim.focus import ConferenceFocus, FocusConfig
 from vidim.focus import events as focus_events
 from vidim.sip import Address, TransactionConfig
+from vidim.store import StateStore, StoreUnavailable, open_store
 
 from .config import DEFAULTS, SETTINGS, ConfigError, DaemonConfig, load
 from .logs import setup_logging
@@ -167,10 +175,44 @@ def _freeze_survivors(phase: str, info: dict[str, int]) -> None:
         gc.freeze()
 
 
+async def _open_store(config: DaemonConfig) -> StateStore | None:
+    """The state store, opened; None (and an ERROR saying why) when it cannot be."""
+    store = open_store(config.store)
+    try:
+        await store.open()
+    except StoreUnavailable as error:
+        log.error("cannot open the state store %s: %s", config.store, error)
+        return None
+    return store
+
+
 async def _run(
     config: DaemonConfig, *, allocator_on: bool, focus_on: bool, loop_name: str = "asyncio"
 ) -> int:
+    store = await _open_store(config)
+    if store is None:
+        return 1
+    try:
+        return await _serve_with(
+            store, config, allocator_on=allocator_on, focus_on=focus_on, loop_name=loop_name
+        )
+    finally:
+        await store.close()
+
+
+async def _serve_with(
+    store: StateStore,
+    config: DaemonConfig,
+    *,
+    allocator_on: bool,
+    focus_on: bool,
+    loop_name: str,
+) -> int:
     _short_gc_pauses()
+
+    def persistence(namespace: str) -> Persistence:
+        return Persistence(store, namespace, logger=log, name=config.store)
+
     servers: list[SipServer[Any]] = []
     focus: ConferenceFocus | None = None
     media: FocusMedia | None = None
@@ -187,14 +229,18 @@ async def _run(
             )
         )
     if allocator_on:
+        allocator = build_allocator(config)
+        restored = await restore_core(store, allocator, time.time(), log)
+        log.info("%d conference(s) restored from %s", restored, config.store)
         servers.append(
             SipServer(
-                build_allocator(config),
+                allocator,
                 host=config.listen.host,
                 port=config.listen.port,
                 clock=time.time,
                 on_event=_event_logger("allocator"),
                 overload=config.overload,
+                persistence=persistence(allocator.namespace),
             )
         )
     for server in servers:
@@ -275,6 +321,17 @@ _COMMON = [
         multiple=True,
         metavar="CIDR",
         help="Trusted network (repeatable) [127.0.0.0/8, ::1/128].",
+    ),
+    click.option(
+        "--store",
+        metavar="URL",
+        help="Where conferences are kept: sqlite:PATH, redis://HOST:PORT/DB or memory: "
+        "[sqlite:<state-dir>/vidim.sqlite3].",
+    ),
+    click.option(
+        "--state-dir",
+        metavar="DIR",
+        help="The embedded store's directory [$XDG_STATE_HOME/vidim, else ./vidim-state].",
     ),
     click.option("--log-level", type=click.Choice(["debug", "info", "warning", "error"])),
     click.option("--log-json", is_flag=True, help="One JSON object per log line."),

@@ -10,6 +10,7 @@ override the file.  :func:`load` returns a :class:`DaemonConfig` or raises
 from __future__ import annotations
 
 import ipaddress
+import os
 import tomllib
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
@@ -28,6 +29,7 @@ __all__ = [
     "ConfigError",
     "DaemonConfig",
     "Setting",
+    "default_state_dir",
     "load",
     "parse_hostport",
 ]
@@ -77,6 +79,10 @@ class DaemonConfig:
     media_address: str
     rtp_ports: tuple[int, int]
     conference_ttl: float
+    #: Where conferences are kept: ``memory:``, ``sqlite:PATH`` or ``redis://HOST:PORT/DB``.
+    store: str
+    #: The directory of the embedded store (``store`` names a file in it by default).
+    state_dir: Path
 
     @property
     def builtin_focus(self) -> bool:
@@ -239,6 +245,31 @@ def _ip_address(value: Any) -> str:
     return text
 
 
+#: What a store URL may start with (vidim.store.open_store parses the rest).
+_STORE_SCHEMES: Final = ("memory:", "sqlite:", "redis://", "rediss://")
+
+
+def _store(value: Any) -> str:
+    """Empty: SQLite in the state directory (see :func:`_build`)."""
+    text = _string(value)
+    if text and not text.startswith(_STORE_SCHEMES):
+        raise ValueError(
+            f"must be memory:, sqlite:PATH or redis://HOST:PORT/DB, got {text!r}"
+        )
+    return text
+
+
+def default_state_dir() -> Path:
+    """``$XDG_STATE_HOME/vidim`` when that is set, else ``vidim-state`` in the working directory."""
+    xdg = os.environ.get("XDG_STATE_HOME")
+    return Path(xdg) / "vidim" if xdg else Path("vidim-state")
+
+
+def _state_dir(value: Any) -> Path:
+    text = _string(value)
+    return Path(text) if text else default_state_dir()
+
+
 def _port_range(value: Any) -> tuple[int, int]:
     if (
         not isinstance(value, list)
@@ -279,6 +310,10 @@ SETTINGS: Final[dict[str, Setting]] = {
     "log_level": Setting("info", _one_of(LOG_LEVELS)),
     "log_json": Setting(False, _boolean),
     "event_loop": Setting("auto", _one_of(EVENT_LOOPS)),
+    # Where conferences live beyond the process (docs/operations.md).  Empty store:
+    # sqlite:<state_dir>/vidim.sqlite3; empty state_dir: $XDG_STATE_HOME/vidim or ./vidim-state.
+    "store": Setting("", _store),
+    "state_dir": Setting("", _state_dir),
     "timers.probe_timeout": Setting(2.0, _positive(_number)),
     "timers.focus_timeout": Setting(8.0, _positive(_number)),
     "timers.idle_timeout": Setting(300.0, _positive(_number)),
@@ -382,12 +417,14 @@ def _build(
     if problems:
         return None
     service_uri = values["service_uri"] or SipURI(host=values["domain"].lower(), user="vidim")
+    fields = {
+        setting.field or key.rpartition(".")[2]: values[key]
+        for key, setting in SETTINGS.items()
+        if setting.field is not None
+    }
+    fields["store"] = values["store"] or f"sqlite:{values['state_dir'] / 'vidim.sqlite3'}"
     return DaemonConfig(
-        **{
-            setting.field or key.rpartition(".")[2]: values[key]
-            for key, setting in SETTINGS.items()
-            if setting.field is not None
-        },
+        **fields,
         proxy_uri=given.get("proxy") or None,
         service_uri=service_uri,
         overload=overload,

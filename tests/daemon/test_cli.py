@@ -102,7 +102,7 @@ def daemon(
     port, focus_port = free_port(), free_port()
     log = (tmp_path / "daemon.log").open("w")
     listen = ["--listen", f"127.0.0.1:{port}", "--focus-listen", f"127.0.0.1:{focus_port}"]
-    loop = ["--event-loop", request.param]
+    loop = ["--event-loop", request.param, "--state-dir", str(tmp_path / "state")]
     process = subprocess.Popen(
         [sys.executable, "-m", "vidim_daemon", "run", *listen, *loop, "--log-json"],
         stdout=log,

@@ -219,7 +219,8 @@ class Daemon(Child):
         argv = [*daemon_argv(), "run", "--config", str(cfg),
                 "--listen", f"{HOST}:{listen}", "--focus-listen", f"{HOST}:{focus_listen}",
                 "--proxy", f"sip:{HOST}:{proxy}", "--domain", DOMAIN, "--no-probe",
-                "--log-json", "--log-level", "debug", *extra]  # fmt: skip
+                "--log-json", "--log-level", "debug",
+                "--state-dir", str(workdir / f"state-{listen}"), *extra]  # fmt: skip
         # The daemon logs to stderr: merge it into stdout for the reader thread.
         super().__init__(f"vidim-daemon :{listen}", argv, workdir / f"vidim-{listen}.stderr",
                          stdin=False)  # fmt: skip
