@@ -45,4 +45,3 @@ class Backend:
                 await asyncio.wait_for(scenario(store), timeout=30)
 
         asyncio.run(main())
-

@@ -6,9 +6,9 @@ import math
 from typing import Any
 
 import pytest
-from store_backends import Backend
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
+from store_backends import Backend
 
 from vidim.core import RecordChange
 from vidim.store import LeaseLost, StateStore
@@ -187,7 +187,9 @@ RECORDS = st.dictionaries(st.text(), JSON_VALUES, max_size=6)
 INDEX = st.lists(st.tuples(st.sampled_from(["requester", "focus"]), st.text(min_size=1)))
 
 
-@settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@settings(
+    max_examples=40, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
+)
 @given(id=st.text(min_size=1, max_size=20), record=RECORDS, index=INDEX)
 def test_any_json_record_round_trips(
     backend: Backend, id: str, record: dict[str, Any], index: list[tuple[str, str]]

@@ -19,7 +19,7 @@ from vidim.core import RecordChange
 __all__ = ["LeaseLost", "StateStore", "StoreUnavailable", "decode_record", "encode_record"]
 
 
-class StoreUnavailable(Exception):
+class StoreUnavailable(Exception):  # noqa: N818 (issue 16 names it; it says what happened)
     """The backend cannot be reached, or refused the operation; nothing was written.
 
     The message says which backend and why, e.g. ``redis 127.0.0.1:6390: connection
@@ -27,7 +27,7 @@ class StoreUnavailable(Exception):
     """
 
 
-class LeaseLost(Exception):
+class LeaseLost(Exception):  # noqa: N818 (issue 16 names it; it says what happened)
     """A write refused because another owner holds the lease of some of its ids.
 
     Nothing of the write was stored.  ``ids`` are the records another daemon drives:

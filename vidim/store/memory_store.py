@@ -51,8 +51,7 @@ class MemoryStore(StateStore):
             if fenced:
                 raise LeaseLost(fenced)
         encoded = [
-            (c.id, None if c.record is None else encode_record(c.record), c.index)
-            for c in changes
+            (c.id, None if c.record is None else encode_record(c.record), c.index) for c in changes
         ]
         for id, text, index in encoded:
             if text is None:

@@ -129,8 +129,7 @@ class SqliteStore(StateStore):
         self, namespace: str, changes: Sequence[RecordChange], *, owner: str | None = None
     ) -> None:
         encoded = [
-            (c.id, None if c.record is None else encode_record(c.record), c.index)
-            for c in changes
+            (c.id, None if c.record is None else encode_record(c.record), c.index) for c in changes
         ]
         with self._transaction() as tx:
             if owner is not None:

@@ -33,7 +33,9 @@ def open_store(url: str, *, prefix: str = "vidim:") -> StateStore:
             # sqlite:///abs/path (the SQLAlchemy form): an empty host, then the path.
             host, _, path = rest[2:].partition("/")
             if host or not path:
-                raise ValueError(f"store {url!r}: sqlite:/// needs an absolute path")
+                raise ValueError(
+                    f"store {url!r}: sqlite:/// needs a path; accepted: {STORE_URL_FORMS}"
+                )
             return SqliteStore(Path("/" + path))
         return SqliteStore(Path(rest))
     if scheme in ("redis", "rediss") and rest.startswith("//") and len(rest) > 2:
