@@ -19,8 +19,14 @@ def redis_server(tmp_path: Path) -> Iterator[RedisServer]:
     ``.url`` to connect, ``.stop()`` / ``.start()`` to restart it on the same port,
     ``.pause()`` / ``.resume()`` to make it hang.
     """
-    server = RedisServer(tmp_path)
-    server.start()
+    for attempt in range(3):  # the free port may be taken between the probe and the start
+        server = RedisServer(tmp_path)
+        try:
+            server.start()
+            break
+        except RuntimeError:
+            if attempt == 2:
+                raise
     try:
         yield server
     finally:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import math
 from typing import Any
 
@@ -117,6 +118,24 @@ def test_competing_owners_acquire_only_what_is_free(backend: Backend) -> None:
         assert await store.owner_of("focus", "c1") is None  # leases are per namespace
         assert await store.renew(NS, ["c1", "c2", "c3"], "daemon-a", LONG) == {"c1", "c2"}
         assert await store.acquire(NS, [], "daemon-a", LONG) == set()
+
+    backend.run(scenario)
+
+
+def test_two_daemons_racing_for_the_same_leases_never_share_one(backend: Backend) -> None:
+    """Each id ends with exactly one owner, though both clients ask for all at once."""
+    ids = [f"c{n}" for n in range(40)]
+
+    async def scenario(store: StateStore) -> None:
+        async with backend.new_store() as other:
+            got_a, got_b = await asyncio.gather(
+                store.acquire(NS, ids, "daemon-a", LONG),
+                other.acquire(NS, ids[::-1], "daemon-b", LONG),
+            )
+        assert got_a | got_b == set(ids)
+        assert got_a & got_b == set()
+        for id in ids:
+            assert await store.owner_of(NS, id) == ("daemon-a" if id in got_a else "daemon-b")
 
     backend.run(scenario)
 

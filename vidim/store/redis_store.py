@@ -35,20 +35,21 @@ __all__ = ["RedisStore"]
 
 # Every script gets the namespace's key prefix (e.g. "vidim:{allocator}:") as ARGV[1].
 
-#: ARGV: prefix, owner ("" for none), then per change: id, record JSON ("" deletes),
-#: index JSON.  Returns the ids fenced off by another owner's lease (nothing written),
-#: or an empty list once every change is written.
+#: ARGV: prefix, "1" to check leases ("0": no owner given), owner, then per change: id,
+#: record JSON ("" deletes: a record's JSON is never empty), index JSON.  Returns the ids
+#: fenced off by another owner's lease (nothing written), or an empty list once every
+#: change is written.
 _WRITE = """
-local prefix, owner = ARGV[1], ARGV[2]
+local prefix, fencing, owner = ARGV[1], ARGV[2] == "1", ARGV[3]
 local fenced = {}
-if owner ~= "" then
-  for i = 3, #ARGV, 3 do
+if fencing then
+  for i = 4, #ARGV, 3 do
     local holder = redis.call("GET", prefix .. "lease:" .. ARGV[i])
     if holder and holder ~= owner then table.insert(fenced, ARGV[i]) end
   end
   if #fenced > 0 then return fenced end
 end
-for i = 3, #ARGV, 3 do
+for i = 4, #ARGV, 3 do
   local id, record, index = ARGV[i], ARGV[i + 1], ARGV[i + 2]
   local old = redis.call("HGET", prefix .. "indexed", id)
   if old then
@@ -125,7 +126,7 @@ class RedisStore(StateStore):
         self._redis: Redis | None = None
 
     def __repr__(self) -> str:
-        return f"RedisStore({self.url!r}, prefix={self.prefix!r})"
+        return f"<RedisStore {self._where} prefix={self.prefix!r}>"  # no password
 
     def _keys(self, namespace: str) -> str:
         return f"{self.prefix}{{{namespace}}}:"
@@ -179,7 +180,8 @@ class RedisStore(StateStore):
             args += [change.id, record, json.dumps([list(pair) for pair in change.index])]
         if not args:
             return
-        fenced = await self._script(_WRITE, namespace, owner or "", *args)
+        fencing = "0" if owner is None else "1"
+        fenced = await self._script(_WRITE, namespace, fencing, owner or "", *args)
         if fenced:
             raise LeaseLost(fenced)
 

@@ -25,6 +25,9 @@ __all__ = ["SCHEMA_VERSION", "SqliteStore"]
 #: The layout this code reads and writes; an older file is upgraded, a newer one refused.
 SCHEMA_VERSION = 1
 
+#: How a read begins: deferred, it takes no write lock.
+_READ = "BEGIN"
+
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS schema_version (version INTEGER NOT NULL);
 CREATE TABLE IF NOT EXISTS records (
@@ -101,18 +104,19 @@ class SqliteStore(StateStore):
             db.close()
 
     async def ping(self) -> None:
-        with self._transaction() as tx:
+        with self._transaction(_READ) as tx:
             tx.db.execute("SELECT 1").fetchone()
 
     @contextmanager
-    def _transaction(self) -> Iterator[_Transaction]:
-        """One ``BEGIN IMMEDIATE ... COMMIT``; rolled back on any error, which is re-raised
-        as StoreUnavailable when SQLite raised it."""
+    def _transaction(self, begin: str = "BEGIN IMMEDIATE") -> Iterator[_Transaction]:
+        """One transaction (a writer's by default: ``BEGIN IMMEDIATE`` takes the write
+        lock first); rolled back on any error, re-raised as StoreUnavailable when SQLite
+        raised it."""
         if self._db is None:
             raise StoreUnavailable(f"sqlite {self.path}: the store is not open")
         db = self._db
         try:
-            db.execute("BEGIN IMMEDIATE")
+            db.execute(begin)
             try:
                 yield _Transaction(db)
             except BaseException:
@@ -152,21 +156,21 @@ class SqliteStore(StateStore):
                 )
 
     async def load(self, namespace: str) -> dict[str, dict[str, Any]]:
-        with self._transaction() as tx:
+        with self._transaction(_READ) as tx:
             rows = tx.db.execute(
                 "SELECT id, record FROM records WHERE namespace = ?", (namespace,)
             ).fetchall()
         return {id: decode_record(text) for id, text in rows}
 
     async def get(self, namespace: str, id: str) -> dict[str, Any] | None:
-        with self._transaction() as tx:
+        with self._transaction(_READ) as tx:
             row = tx.db.execute(
                 "SELECT record FROM records WHERE namespace = ? AND id = ?", (namespace, id)
             ).fetchone()
         return None if row is None else decode_record(row[0])
 
     async def find(self, namespace: str, index_name: str, value: str) -> list[str]:
-        with self._transaction() as tx:
+        with self._transaction(_READ) as tx:
             rows = tx.db.execute(
                 "SELECT id FROM record_index WHERE namespace = ? AND name = ? AND value = ?"
                 " ORDER BY id",
@@ -205,11 +209,11 @@ class SqliteStore(StateStore):
             )
 
     async def owner_of(self, namespace: str, id: str) -> str | None:
-        with self._transaction() as tx:
+        with self._transaction(_READ) as tx:
             return tx.holder(namespace, id, self._clock())
 
     async def unowned(self, namespace: str) -> list[str]:
-        with self._transaction() as tx:
+        with self._transaction(_READ) as tx:
             rows = tx.db.execute(
                 "SELECT id FROM records AS r WHERE namespace = ? AND NOT EXISTS"
                 " (SELECT 1 FROM leases AS l"
