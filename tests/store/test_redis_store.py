@@ -117,3 +117,24 @@ def test_the_keys_are_the_documented_layout(redis_server: RedisServer) -> None:
             assert sorted(await store._call("KEYS", "*")) == ["vidim:{allocator}:lease:c1"]
 
     asyncio.run(main())
+
+
+def test_a_full_redis_refuses_a_write_whole_and_still_answers_reads(
+    redis_server: RedisServer,
+) -> None:
+    async def main() -> None:
+        async with RedisStore(redis_server.url) as store:
+            await store.write(NS, [RecordChange("c1", {"n": 1})])
+            await store.acquire(NS, ["c1"], "daemon-a", 60)
+            await store._call("CONFIG", "SET", "maxmemory", "1")
+            changes = [RecordChange("c1", None), RecordChange("c2", {"n": 2})]
+            with pytest.raises(StoreUnavailable, match=r"OutOfMemoryError: .*maxmemory"):
+                await store.write(NS, changes, owner="daemon-a")
+            assert await store.load(NS) == {"c1": {"n": 1}}
+            assert await store.unowned(NS) == []
+            assert await store.owner_of(NS, "c1") == "daemon-a"
+            await store._call("CONFIG", "SET", "maxmemory", "0")
+            await store.write(NS, changes, owner="daemon-a")
+            assert await store.load(NS) == {"c2": {"n": 2}}
+
+    asyncio.run(main())

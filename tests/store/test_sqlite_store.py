@@ -126,3 +126,32 @@ def test_a_closed_store_is_unavailable_and_opens_again(tmp_path: Path) -> None:
 async def _open_and_close(path: Path) -> None:
     async with SqliteStore(path):
         pass
+
+
+def test_a_write_that_fails_halfway_is_rolled_back_whole(tmp_path: Path) -> None:
+    """One transaction: SQLite refusing the second record leaves the first unwritten."""
+    path = tmp_path / "state.sqlite3"
+    asyncio.run(_open_and_close(path))
+    with sqlite3.connect(path) as db:
+        db.execute(
+            "CREATE TRIGGER refuse_c2 BEFORE INSERT ON records WHEN NEW.id = 'c2'"
+            " BEGIN SELECT RAISE(ABORT, 'c2 refused'); END"
+        )
+    db.close()
+
+    async def main() -> None:
+        async with SqliteStore(path) as store:
+            await store.write(NS, [RecordChange("c0", {"n": 0})])
+            changes = [
+                RecordChange("c0", None),
+                RecordChange("c1", {"n": 1}, (("requester", "sip:a@x"),)),
+                RecordChange("c2", {"n": 2}),
+            ]
+            with pytest.raises(StoreUnavailable, match="c2 refused"):
+                await store.write(NS, changes)
+            assert await store.load(NS) == {"c0": {"n": 0}}
+            assert await store.find(NS, "requester", "sip:a@x") == []
+            await store.write(NS, changes[:2])  # the store is usable afterwards
+            assert await store.load(NS) == {"c1": {"n": 1}}
+
+    asyncio.run(main())

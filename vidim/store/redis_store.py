@@ -34,12 +34,14 @@ from .base import LeaseLost, StateStore, StoreUnavailable, decode_record, encode
 __all__ = ["RedisStore"]
 
 # Every script gets the namespace's key prefix (e.g. "vidim:{allocator}:") as ARGV[1].
+# "#!lua" (Redis 7) declares a script's flags: without "no-writes", Redis refuses the
+# whole script up front when it is out of memory, never halfway through a write.
 
 #: ARGV: prefix, "1" to check leases ("0": no owner given), owner, then per change: id,
 #: record JSON ("" deletes: a record's JSON is never empty), index JSON.  Returns the ids
 #: fenced off by another owner's lease (nothing written), or an empty list once every
 #: change is written.
-_WRITE = """
+_WRITE = """#!lua
 local prefix, fencing, owner = ARGV[1], ARGV[2] == "1", ARGV[3]
 local fenced = {}
 if fencing then
@@ -73,7 +75,7 @@ return {}
 
 #: ARGV: prefix, owner, ttl in ms, "1" to take free leases too ("0": renew only), ids...
 #: Returns the ids the owner now holds.
-_TAKE = """
+_TAKE = """#!lua
 local prefix, owner, ttl, free_too = ARGV[1], ARGV[2], ARGV[3], ARGV[4] == "1"
 local held = {}
 for i = 5, #ARGV do
@@ -88,7 +90,7 @@ return held
 """
 
 #: ARGV: prefix, owner, ids...  Deletes the leases the owner holds.
-_RELEASE = """
+_RELEASE = """#!lua
 local prefix, owner = ARGV[1], ARGV[2]
 for i = 3, #ARGV do
   local key = prefix .. "lease:" .. ARGV[i]
@@ -98,7 +100,7 @@ return 0
 """
 
 #: ARGV: prefix.  Returns the ids of records with no lease key (expired ones are gone).
-_UNOWNED = """
+_UNOWNED = """#!lua flags=no-writes
 local prefix = ARGV[1]
 local free = {}
 for _, id in ipairs(redis.call("HKEYS", prefix .. "records")) do
@@ -161,7 +163,7 @@ class RedisStore(StateStore):
                 # once (value | Awaitable); the one untyped entry point reads plainer.
                 return await self._redis.execute_command(*command)  # type: ignore[no-untyped-call]
         except ResponseError as exc:
-            raise StoreUnavailable(f"{self._where}: refused: {exc}") from exc
+            raise StoreUnavailable(f"{self._where}: {type(exc).__name__}: {exc}") from exc
         except (RedisError, OSError, TimeoutError) as exc:
             why = str(exc) or type(exc).__name__
             raise StoreUnavailable(f"{self._where}: {why}") from exc
