@@ -169,7 +169,8 @@ class RedisStore(StateStore):
             raise StoreUnavailable(f"{self._where}: {why}") from exc
 
     async def _script(self, script: str, namespace: str, *args: str) -> Any:
-        """Run a Lua script (EVAL: Redis caches it by its SHA; no state to keep here)."""
+        """Run a Lua script.  EVAL sends its text (a few hundred bytes) each time;
+        EVALSHA would save that, at the cost of handling NOSCRIPT after a Redis restart."""
         return await self._call("EVAL", script, 0, self._keys(namespace), *args)
 
     # -- records ------------------------------------------------------------------------

@@ -78,13 +78,11 @@ class SqliteStore(StateStore):
             self._db = db
             with self._transaction() as tx:
                 self._check_schema(tx.db)
-        except sqlite3.Error as exc:
+        except BaseException as exc:
             self._db = None
             db.close()
-            raise StoreUnavailable(f"sqlite {self.path}: {exc}") from exc
-        except BaseException:
-            self._db = None
-            db.close()
+            if isinstance(exc, sqlite3.Error):
+                raise StoreUnavailable(f"sqlite {self.path}: {exc}") from exc
             raise
 
     def _check_schema(self, db: sqlite3.Connection) -> None:
