@@ -15,8 +15,9 @@ import pytest
 ROOT = Path(__file__).resolve().parent.parent
 VIDIM = ROOT / "vidim"
 
-#: Modules that do I/O or run an event loop: only vidim.aio (and the demo's
-#: command line, which runs on a virtual clock and imports none of them) may.
+#: Modules that do I/O or run an event loop: only vidim.aio and vidim.store (the
+#: files and connections that keep state) may; the demo's command line runs on a
+#: virtual clock and imports none of them.
 IO_MODULES = ("asyncio", "socket", "selectors", "threading", "uvloop", "time")
 
 
@@ -69,15 +70,23 @@ RULES = [
     (
         "the SIP core knows nothing above it",
         ["sip/*.py"],
-        ("vidim.allocator", "vidim.focus", "vidim.aio", "vidim.sdp", "vidim.core"),
+        ("vidim.allocator", "vidim.focus", "vidim.aio", "vidim.sdp", "vidim.core", "vidim.store"),
     ),
     (
         "bodies and SDP sit below both servers",
         ["sdp.py", "resource_lists.py", "conference_info.py", "xmlbody.py", "core.py"],
-        ("vidim.allocator", "vidim.focus", "vidim.aio"),
+        ("vidim.allocator", "vidim.focus", "vidim.aio", "vidim.store"),
     ),
-    ("the allocator never imports the focus", ["allocator/*.py"], ("vidim.focus", "vidim.aio")),
-    ("the focus never imports the allocator", ["focus/*.py"], ("vidim.allocator", "vidim.aio")),
+    (
+        "the allocator never imports the focus",
+        ["allocator/*.py"],
+        ("vidim.focus", "vidim.aio", "vidim.store"),
+    ),
+    (
+        "the focus never imports the allocator",
+        ["focus/*.py"],
+        ("vidim.allocator", "vidim.aio", "vidim.store"),
+    ),
     (
         "the protocol code does no I/O",
         ["*.py", "sip/*.py", "allocator/*.py", "focus/*.py"],
@@ -91,6 +100,22 @@ def test_layering_rule(what: str, globs: list[str], forbidden: tuple[str, ...]) 
     paths = [p for p in _modules(*globs) if p.name != "__main__.py"]
     assert paths, f"no files for {what}"
     assert _offending(paths, forbidden) == []
+
+
+def test_the_store_imports_nothing_of_vidim_but_the_core() -> None:
+    """The store keeps the servers' records: it knows their contract (``vidim.core``'s
+    RecordChange), not the servers, the SIP core or the asyncio layer."""
+    allowed = ("vidim.core", "vidim.store")
+    paths = _modules("store/*.py")
+    assert paths
+    wrong = [
+        f"{path.relative_to(ROOT)} imports {name}"
+        for path in paths
+        for name in sorted(_imports(path, ROOT))
+        if (name == "vidim" or name.startswith("vidim."))
+        and not any(name == a or name.startswith(a + ".") for a in allowed)
+    ]
+    assert wrong == []
 
 
 def test_the_rules_catch_a_wrong_way_import(tmp_path: Path) -> None:
