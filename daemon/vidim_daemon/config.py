@@ -253,9 +253,7 @@ def _store(value: Any) -> str:
     """Empty: SQLite in the state directory (see :func:`_build`)."""
     text = _string(value)
     if text and not text.startswith(_STORE_SCHEMES):
-        raise ValueError(
-            f"must be memory:, sqlite:PATH or redis://HOST:PORT/DB, got {text!r}"
-        )
+        raise ValueError(f"must be memory:, sqlite:PATH or redis://HOST:PORT/DB, got {text!r}")
     return text
 
 

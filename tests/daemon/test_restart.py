@@ -209,7 +209,10 @@ def test_kill_9_with_50_live_conferences_then_restart_loses_none(
         assert [s.status for s in statuses] == [202] * CONFERENCES
         people.pump_until(lambda: len(people.ims) >= ims_before + CONFERENCES, "status IMs")
         status_texts = [im.body.decode() for im in people.ims[ims_before:]]
-        assert all(text.startswith("Your video conference") for text in status_texts), status_texts
+        assert len(status_texts) == CONFERENCES
+        assert all(
+            text.startswith("Conference #") and "(video), active" in text for text in status_texts
+        ), status_texts
 
         ims_before = len(people.ims)
         ended = ask_all(people, port, [message(people, r, service, "/end") for r in requesters])
@@ -223,6 +226,11 @@ def test_kill_9_with_50_live_conferences_then_restart_loses_none(
         assert end_notices() == CONFERENCES
         byes = [r for r in focus.records() if str(r["message"]).startswith("recv BYE")]
         assert len(byes) == CONFERENCES
+        # On the anchor dialogs made before the kill: the focus ended its conferences.
+        focus_ended = [
+            r for r in focus.records() if str(r["message"]).startswith("ConferenceEnded")
+        ]
+        assert len(focus_ended) == CONFERENCES
         ended_events = [
             r for r in allocator.records() if str(r["message"]).startswith("ConferenceEnded")
         ]

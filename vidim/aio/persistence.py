@@ -20,7 +20,7 @@ import logging
 import time
 from collections import deque
 from collections.abc import Callable, Sequence
-from typing import Any, Protocol
+from typing import Any, ClassVar, Protocol
 
 from ..core import RecordChange
 from ..sip import Address, Message
@@ -41,7 +41,7 @@ class RecordStore(Protocol):
 
 
 class RestorableCore(Protocol):
-    namespace: str
+    namespace: ClassVar[str]
 
     def record_changes(self) -> None: ...
 

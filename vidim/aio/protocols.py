@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Iterable
-from typing import Protocol, TypeVar, runtime_checkable
+from typing import ClassVar, Protocol, TypeVar, runtime_checkable
 
 from ..core import RecordChange
 from ..sip import Address, Message, Request, Response
@@ -52,7 +52,7 @@ class SipMessageCore(SipCore[EventT_co], Protocol[EventT_co]):
 class StatefulCore(SipCore[EventT_co], Protocol[EventT_co]):
     """A core whose records a state store keeps (the allocator and the focus are)."""
 
-    namespace: str
+    namespace: ClassVar[str]
 
     def record_changes(self) -> None:
         """Start noting changes for :meth:`take_changes`."""
