@@ -12,13 +12,14 @@ from __future__ import annotations
 
 from .focus import FocusMedia
 from .protocols import SipCore, SipMessageCore
-from .rtp import PortStats, RtpRelay
+from .rtp import PortStats, PortsUnavailableError, RtpRelay
 from .server import DEFAULT_PORT, SipServer, serve_forever_until_signal
 
 __all__ = [
     "DEFAULT_PORT",
     "FocusMedia",
     "PortStats",
+    "PortsUnavailableError",
     "RtpRelay",
     "SipCore",
     "SipMessageCore",
