@@ -34,6 +34,7 @@ from vidim.focus import (
     MediaPortUnavailable,
     ParticipantLeft,
     ParticipantState,
+    PortPool,
 )
 from vidim.sdp import media_summary
 from vidim.sip import Address, LocalProtocolError, Message, Request, parse_message
@@ -365,6 +366,7 @@ def test_a_bad_record_is_refused_and_changes_nothing() -> None:
     refused(lambda r: r.update(uri="sip:conf-other@127.0.0.1:5080"), "does not name it")
     refused(lambda r: r.pop("calls"), "not a focus conference record")
     refused(lambda r: r["calls"][0].update(uri="sip:stranger@example.com"), "not a focus")
+    refused(lambda r: r["calls"][1].update(dialog=r["calls"][0]["dialog"]), "live already")
     fresh.restore(copy.deepcopy(record), 0.0)
     with pytest.raises(LocalProtocolError, match="live already"):
         fresh.restore(copy.deepcopy(record), 0.0)
@@ -379,3 +381,17 @@ def test_a_bad_record_is_refused_and_changes_nothing() -> None:
     with pytest.raises(LocalProtocolError, match="RTP port"):
         fresh.restore(clash, 0.0)
     assert len(fresh.conferences()) == 1
+
+
+def test_the_pool_holds_reserved_ports_apart() -> None:
+    pool = PortPool(40000, 40007)  # pairs 40000, 40002, 40004, 40006
+    pool.reserve(40002)
+    pool.reserve(50000)  # a range since changed: held, never handed out
+    with pytest.raises(ValueError, match="handed out already"):
+        pool.reserve(40002)
+    assert sorted(pool.allocate() for _ in range(3)) == [40000, 40004, 40006]
+    assert pool.in_use == {40000, 40002, 40004, 40006, 50000}
+    pool.release(50000)
+    pool.release(40002)
+    assert pool.allocate() == 40002
+    assert len(pool) == 0

@@ -222,6 +222,9 @@ class ConferenceFocus(SipCoreBase[FocusEvent]):
         Its dialogs answer in-dialog requests as before, its deadlines come
         back at their stored (absolute) times, and its calls' RTP ports are
         handed out again: a :class:`MediaPlanChanged` asks the relay for them.
+        A deadline that passed meanwhile fires at the next :meth:`handle_timer`
+        (``now`` is not needed for that; it is taken as
+        :meth:`~vidim.allocator.Allocator.restore` takes it).
         Transactions in flight when it was stored are gone.  Raises
         :class:`~vidim.sip.LocalProtocolError`, changing nothing, for a
         record that is not a live conference's, names a control character in a
@@ -238,7 +241,8 @@ class ConferenceFocus(SipCoreBase[FocusEvent]):
         if conference.user in self._conferences:
             raise LocalProtocolError(f"conference {conference.user} is live already")
         legs = self._legs(conference)
-        if any(signalling.dialogs.get(dialog.id) is not None for dialog, _ in legs):
+        ids = [dialog.id for dialog, _ in legs]
+        if len(set(ids)) < len(ids) or any(signalling.dialogs.get(i) is not None for i in ids):
             raise LocalProtocolError(f"a dialog of conference {conference.user} is live already")
         ports = [port for call in conference.calls.values() for port in call.ports.values()]
         if len(set(ports)) < len(ports) or set(ports) & self._pool.in_use:
@@ -258,7 +262,6 @@ class ConferenceFocus(SipCoreBase[FocusEvent]):
         for entry in stored.resends:
             signalling.resend_restored(entry)
         self._participants.replan(conference)
-        self._drain(now)
         return conference.uri
 
     def ports_unavailable(self, errors: Mapping[int, str], now: float) -> None:
@@ -270,9 +273,10 @@ class ConferenceFocus(SipCoreBase[FocusEvent]):
         """
         for conference in list(self._conferences.values()):
             for call in list(conference.calls.values()):
-                port = next((p for p in sorted(errors) if p - p % 2 in call.ports.values()), None)
+                pairs = {p for rtp in call.ports.values() for p in (rtp, rtp + 1)}
+                port = min(pairs & errors.keys(), default=None)
                 if port is None or conference.state is ConferenceState.ENDED:
-                    continue
+                    continue  # not this call's; or the conference ended with an earlier call
                 self._touch(conference)
                 self._emit(
                     MediaPortUnavailable(
