@@ -36,6 +36,10 @@ class Focus:
 
     def __init__(self) -> None:
         self.forwarding_plan = ForwardingPlan()
+        self.unavailable: list[dict[int, str]] = []
+
+    def ports_unavailable(self, errors: dict[int, str], now: float) -> None:
+        self.unavailable.append(dict(errors))
 
 
 class CountingRelay(RtpRelay):
@@ -157,7 +161,9 @@ def test_a_plan_that_cannot_be_bound_is_logged_and_the_old_one_stays(
             with caplog.at_level(logging.ERROR, logger="test.media"):
                 media.plan_changed()
                 await media.settled()
-            assert "RTP relay: cannot bind the plan's ports" in caplog.text
+            assert f"RTP relay: cannot bind port {port} of sip:bob@x (audio)" in caplog.text
+            assert "the previous plan stays" in caplog.text
+            assert focus.unavailable == []  # no server attached: the focus is not told
             assert relay.plan == ForwardingPlan()
             assert relay.ports == frozenset()
         finally:

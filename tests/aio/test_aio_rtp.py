@@ -3,9 +3,12 @@
 from __future__ import annotations
 
 import asyncio
+import socket
 
-from vidim.aio import RtpRelay
-from vidim.focus import ParticipantMedia, StreamInfo, forwarding_plan
+import pytest
+
+from vidim.aio import PortsUnavailableError, RtpRelay
+from vidim.focus import ForwardingPlan, ParticipantMedia, StreamInfo, forwarding_plan
 from vidim.vocabulary import Mode
 
 WAIT = 5.0
@@ -142,3 +145,41 @@ async def latching_scenario() -> None:
 
 def test_latching_sends_to_where_a_participant_really_is() -> None:
     asyncio.run(asyncio.wait_for(latching_scenario(), 20))
+
+
+def test_a_plan_with_taken_ports_names_each_and_binds_once_they_are_free() -> None:
+    async def scenario() -> None:
+        # Two pairs whose odd (RTCP) ports another program holds: bob's and carol's.
+        holders: list[socket.socket] = []
+        while len(holders) < 2:
+            holder = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+            holder.bind(("127.0.0.1", 0))
+            if holder.getsockname()[1] % 2:  # odd: the RTCP port of an even pair
+                holders.append(holder)
+            else:
+                holder.close()
+        taken = [h.getsockname()[1] for h in holders]
+        plan = forwarding_plan(
+            ParticipantMedia(uri, Mode.AUDIO, (StreamInfo("audio", port - 1, "127.0.0.1", 9, 10),))
+            for uri, port in zip(("sip:bob@x", "sip:carol@x"), taken, strict=True)
+        )
+        relay = RtpRelay("127.0.0.1")  # the plan's own port numbers
+        try:
+            with pytest.raises(PortsUnavailableError) as raised:
+                await relay.apply(plan)
+            assert sorted(raised.value.errors) == sorted(taken)
+            assert all(isinstance(e, OSError) for e in raised.value.errors.values())
+            assert str(taken[0]) in str(raised.value)
+            assert relay.plan == ForwardingPlan()
+            assert relay.ports == frozenset()
+            for holder in holders:
+                holder.close()
+            # The RTP ports it bound and gave back are free at once: the plan binds now.
+            await relay.apply(plan)
+            assert relay.ports == plan.ports
+        finally:
+            for holder in holders:
+                holder.close()
+            await relay.close()
+
+    asyncio.run(asyncio.wait_for(scenario(), 20))

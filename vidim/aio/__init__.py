@@ -15,7 +15,7 @@ from __future__ import annotations
 from .focus import FocusMedia
 from .persistence import Persistence, restore_core
 from .protocols import SipCore, SipMessageCore, StatefulCore
-from .rtp import PortStats, RtpRelay
+from .rtp import PortStats, PortsUnavailableError, RtpRelay
 from .server import DEFAULT_PORT, SipServer, serve_forever_until_signal
 
 __all__ = [
@@ -23,6 +23,7 @@ __all__ = [
     "FocusMedia",
     "Persistence",
     "PortStats",
+    "PortsUnavailableError",
     "RtpRelay",
     "SipCore",
     "SipMessageCore",

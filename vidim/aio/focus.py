@@ -7,9 +7,12 @@ conference together in :attr:`~vidim.focus.ConferenceFocus.forwarding_plan`.
 besides a :class:`SipServer`::
 
     focus = ConferenceFocus(config)
+    for record in records:            # a restart: the focus's stored conferences
+        focus.restore(record, time.time())
     media = FocusMedia(focus, RtpRelay(config.media_address))
-    server = SipServer(focus, host=..., port=..., on_event=media.on_event)
-    await server.start()
+    server = SipServer(focus, host=..., port=..., clock=time.time, on_event=media.on_event)
+    media.attach(server)
+    await server.start()              # dispatches the restored plans: the relay binds them
     ...
     await media.close()
 
@@ -17,26 +20,36 @@ Plans are applied one at a time, and the one applied last is always the
 focus's plan at the time: a burst of changes while the relay is binding
 sockets ends in one more :meth:`RtpRelay.apply` of the latest plan, never
 in an older plan left in force.
+
+A port the relay cannot bind (another program took it, e.g. while a
+restarted focus was down) is logged at ERROR with the call it belongs to;
+once :meth:`FocusMedia.attach` has given it the server, the focus is told
+(:meth:`~vidim.focus.ConferenceFocus.ports_unavailable`): that call is ended
+with BYE, and the plan without it is applied.
 """
 
 from __future__ import annotations
 
 import asyncio
 import logging
-from typing import Protocol
+from collections.abc import Mapping
+from typing import Any, Protocol
 
 from ..focus.events import FocusEvent, MediaPlanChanged
 from ..focus.media import ForwardingPlan
-from .rtp import RtpRelay
+from .rtp import PortsUnavailableError, RtpRelay
+from .server import SipServer
 
 __all__ = ["FocusMedia", "PlanSource"]
 
 
 class PlanSource(Protocol):
-    """What :class:`FocusMedia` reads: a :class:`~vidim.focus.ConferenceFocus`, in practice."""
+    """What :class:`FocusMedia` uses: a :class:`~vidim.focus.ConferenceFocus`, in practice."""
 
     @property
     def forwarding_plan(self) -> ForwardingPlan: ...
+
+    def ports_unavailable(self, errors: Mapping[int, str], now: float) -> None: ...
 
 
 class FocusMedia:
@@ -55,8 +68,17 @@ class FocusMedia:
         self.focus = focus
         self.relay = relay
         self.logger = logger if logger is not None else logging.getLogger("vidim.aio")
+        self._server: SipServer[Any] | None = None
         self._stale = False
         self._applying: asyncio.Task[None] | None = None
+
+    def attach(self, server: SipServer[Any]) -> None:
+        """The server that runs the focus: through it, a port that cannot be bound ends its call.
+
+        The focus is told at ``server.now()`` and ``server.transmit()`` sends
+        the BYEs.  Without it, such a plan is only logged (the old one stays).
+        """
+        self._server = server
 
     def on_event(self, event: FocusEvent) -> None:
         """Give it every focus event (e.g. as :class:`SipServer`'s ``on_event``); sync."""
@@ -73,12 +95,35 @@ class FocusMedia:
         try:
             while self._stale:
                 self._stale = False
+                plan = self.focus.forwarding_plan
                 try:
-                    await self.relay.apply(self.focus.forwarding_plan)
+                    await self.relay.apply(plan)
+                except PortsUnavailableError as error:
+                    self._unavailable(plan, error)
                 except OSError as error:
                     self.logger.error("RTP relay: cannot bind the plan's ports: %s", error)
         finally:
             self._applying = None
+
+    def _unavailable(self, plan: ForwardingPlan, error: PortsUnavailableError) -> None:
+        """Log each port that cannot be bound; have the focus end the calls that use them."""
+        routes = plan.as_dict()
+        server = self._server
+        then = "its call is ended" if server is not None else "the previous plan stays"
+        reasons = {port: str(cause.strerror or cause) for port, cause in error.errors.items()}
+        for port, reason in reasons.items():
+            route = routes.get(port)
+            self.logger.error(
+                "RTP relay: cannot bind port %d of %s: %s; %s",
+                port,
+                f"{route.participant} ({route.kind})" if route is not None else "the plan",
+                reason,
+                then,
+                extra={"rtp_port": port, "participant": route.participant if route else None},
+            )
+        if server is not None:
+            self.focus.ports_unavailable(reasons, server.now())
+            server.transmit()  # the BYEs; the plan change it reports sets _stale again
 
     async def settled(self) -> None:
         """Return once the relay runs the focus's latest plan (or failed to bind it)."""

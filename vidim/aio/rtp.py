@@ -14,8 +14,11 @@ every :class:`~vidim.focus.MediaPlanChanged`, one plan at a time.
 :meth:`RtpRelay.apply` binds the sockets the new plan needs first (so a
 bind failure leaves the old plan in force and raises), then swaps the
 routing table in one assignment, then closes the sockets of ports no longer
-in the plan.  Counters per port (:meth:`RtpRelay.stats`) survive the
-socket, for metrics.
+in the plan.  It binds each plan port's own number (a restarted focus gets
+its calls' ports back this way), and tries every port before it gives up:
+:class:`PortsUnavailableError` names each one that failed and why, so that
+the focus can end the calls that use them and the rest goes on.  Counters
+per port (:meth:`RtpRelay.stats`) survive the socket, for metrics.
 
 Latching (``latching=True``, off by default).  Symmetric RTP (RFC 4961): a
 participant behind NAT sends from an address its SDP does not show.  With
@@ -42,7 +45,16 @@ from dataclasses import dataclass
 
 from ..focus.media import ForwardingPlan, Route
 
-__all__ = ["PortStats", "RtpRelay"]
+__all__ = ["PortStats", "PortsUnavailableError", "RtpRelay"]
+
+
+class PortsUnavailableError(OSError):
+    """Ports of a plan that could not be bound, each with the operating system's error."""
+
+    def __init__(self, errors: dict[int, OSError]) -> None:
+        self.errors = errors
+        listed = ", ".join(f"{port} ({error.strerror or error})" for port, error in errors.items())
+        super().__init__(f"cannot bind RTP relay port(s) {listed}")
 
 
 @dataclass(slots=True)
@@ -129,23 +141,29 @@ class RtpRelay:
     async def apply(self, plan: ForwardingPlan) -> None:
         """Bind what ``plan`` adds, switch to it, close what it drops.
 
-        Raises :class:`OSError` when a port cannot be bound; the sockets this
-        call bound are closed again and the previous plan stays in force.
+        Raises :class:`PortsUnavailableError` (an :class:`OSError`) naming
+        every port that cannot be bound; the sockets this call bound are
+        closed again and the previous plan stays in force.
         """
         loop = asyncio.get_running_loop()
         wanted = plan.ports
         opened: dict[int, asyncio.DatagramTransport] = {}
-        try:
-            for port in sorted(wanted - self._transports.keys()):
+        failed: dict[int, OSError] = {}
+        for port in sorted(wanted - self._transports.keys()):
+            try:
                 transport, _ = await loop.create_datagram_endpoint(
                     lambda port=port: _PortProtocol(self, port),  # type: ignore[misc]
                     local_addr=(self.host, 0 if self.ephemeral else port),
                 )
+            except OSError as error:
+                failed[port] = error
+            else:
                 opened[port] = transport
-        except OSError:
+        if failed:
             for transport in opened.values():
                 transport.close()
-            raise
+            await asyncio.sleep(0)  # their sockets really close: the next apply may bind them
+            raise PortsUnavailableError(failed)
         routes = plan.as_dict()
         for port in list(self._latched):
             old, new = self._routes.get(port), routes.get(port)

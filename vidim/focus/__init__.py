@@ -10,7 +10,8 @@ Inside: :mod:`.focus` (the driver: dispatch, timers, the end),
 SDP per mode), :mod:`.subscriptions` (the roster, RFC 4575),
 :mod:`.signalling` (dialogs, timers, what is sent), :mod:`.negotiation`
 (bodies and SDP answers), :mod:`.lifecycle` (the state tables),
-:mod:`.media` (the forwarding plan, pure).
+:mod:`.media` (the forwarding plan, pure), :mod:`.stored` (a conference's
+record for a state store, and back).
 """
 
 from __future__ import annotations
@@ -22,6 +23,7 @@ from .events import (
     FocusEvent,
     InviteesAdded,
     MediaPlanChanged,
+    MediaPortUnavailable,
     MessageIgnored,
     ParticipantAdmitted,
     ParticipantLeft,
@@ -66,6 +68,7 @@ __all__ = [
     "ForwardingPlan",
     "InviteesAdded",
     "MediaPlanChanged",
+    "MediaPortUnavailable",
     "MessageIgnored",
     "ParticipantAdmitted",
     "ParticipantInput",

@@ -13,6 +13,7 @@ __all__ = [
     "FocusEvent",
     "InviteesAdded",
     "MediaPlanChanged",
+    "MediaPortUnavailable",
     "MessageIgnored",
     "ParticipantAdmitted",
     "ParticipantLeft",
@@ -102,6 +103,22 @@ class MediaPlanChanged(FocusEvent):
 
     conference_uri: str
     plan: ForwardingPlan
+
+
+@dataclass(frozen=True, kw_only=True, slots=True)
+class MediaPortUnavailable(FocusEvent):
+    """The RTP relay cannot bind a port of a participant's call: the call is ended with BYE.
+
+    Reported through :meth:`ConferenceFocus.ports_unavailable` (by
+    :class:`vidim.aio.FocusMedia`), typically when a restored call's port was
+    taken by another program while the focus was down.
+    """
+
+    conference_uri: str
+    uri: str
+    port: int
+    reason: str
+    """What the operating system said, e.g. ``[Errno 98] Address already in use``."""
 
 
 @dataclass(frozen=True, kw_only=True, slots=True)

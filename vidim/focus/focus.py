@@ -7,12 +7,20 @@ Sans-IO, with the same shape as :class:`vidim.allocator.allocator.Allocator`
   :meth:`ConferenceFocus.receive_datagram` (bytes; never raises);
 * the clock: :meth:`ConferenceFocus.get_timer` gives the next deadline and
   :meth:`ConferenceFocus.handle_timer` fires what is due;
-* API calls: :meth:`ConferenceFocus.end_all`, :meth:`ConferenceFocus.end_conference`.
+* API calls: :meth:`ConferenceFocus.end_all`, :meth:`ConferenceFocus.end_conference`,
+  :meth:`ConferenceFocus.restore`, :meth:`ConferenceFocus.ports_unavailable`.
 
-After any of them, send :meth:`ConferenceFocus.messages_to_send` and read
-:meth:`ConferenceFocus.next_event`; on :class:`MediaPlanChanged`, apply
+After any of them, store :meth:`ConferenceFocus.take_changes` (write-ahead:
+before anything is sent), send :meth:`ConferenceFocus.messages_to_send` and
+read :meth:`ConferenceFocus.next_event`; on :class:`MediaPlanChanged`, apply
 :attr:`ConferenceFocus.forwarding_plan` to the RTP relay
 (:class:`vidim.aio.FocusMedia` does).
+
+Restart (issue 16): each conference's record (:meth:`ConferenceFocus.snapshot`,
+layout in :mod:`.stored`) holds its dialogs, media ports and deadlines;
+:meth:`ConferenceFocus.restore` takes it back in a new focus, which then
+answers in-dialog requests as the old one would have and asks the relay for
+the same ports again.  See docs/focus.md, "Restart".
 
 What it does on the wire:
 
@@ -40,15 +48,17 @@ removal of invitees by re-INVITE (the allocator only ever adds).
 from __future__ import annotations
 
 import dataclasses
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Mapping
+from typing import Any, ClassVar
 
 from ..conference_info import UserInfo
-from ..core import SipCoreBase
+from ..core import RecordChange, SipCoreBase
 from ..resource_lists import RESOURCE_LISTS_TYPE
 from ..sdp import SDP_TYPE
 from ..sip import (
     AckReceived,
     Address,
+    Dialog,
     Event,
     LocalProtocolError,
     MessageDiscarded,
@@ -76,13 +86,15 @@ from .events import (
     ConferenceEnded,
     FocusEvent,
     MediaPlanChanged,
+    MediaPortUnavailable,
     MessageIgnored,
 )
 from .lifecycle import ConferenceInput, ConferenceState, ParticipantInput
 from .media import ForwardingPlan, PortPool
 from .participants import Participants
-from .records import Call, Conference, Leg, Resend, TimerKey, TimerKind
+from .records import Call, Conference, Leg, Owner, Resend, TimerKey, TimerKind
 from .signalling import ALLOW, Signalling
+from .stored import from_record, to_record
 from .subscriptions import Subscriptions
 
 __all__ = [
@@ -105,6 +117,8 @@ _END_REASONS = {
 class ConferenceFocus(SipCoreBase[FocusEvent]):
     """Hosts conferences for the allocator: admission, SDP per mode, roster, media plan."""
 
+    namespace: ClassVar[str] = "focus"
+
     def __init__(self, config: FocusConfig | None = None) -> None:
         self.config = config if config is not None else FocusConfig()
         self._init_core(TransactionLayer(self.config.transactions))
@@ -114,6 +128,8 @@ class ConferenceFocus(SipCoreBase[FocusEvent]):
         self._participants = Participants(self._signalling, self._subscriptions, self._pool)
         self._anchors = Anchors(self._signalling)
         self._conferences: dict[str, Conference] = {}
+        #: Conferences (by user) touched since the last take_changes: their records are due.
+        self._changed: set[str] = set()
         self._on_timer: dict[TimerKind, Callable[[TimerKey, float], None]] = {
             TimerKind.TIME_LIMIT: self._time_limit_reached,
             TimerKind.RESEND: self._resend,
@@ -131,6 +147,7 @@ class ConferenceFocus(SipCoreBase[FocusEvent]):
         self._layer.handle_timer(now)
         self._drain(now)
         for key in self._signalling.timers.pop_due(now):
+            self._touch(self._owning(key))
             self._on_timer[key.kind](key, now)
             self._drain(now)
 
@@ -145,6 +162,25 @@ class ConferenceFocus(SipCoreBase[FocusEvent]):
 
     def _emit(self, event: FocusEvent) -> None:
         self._events.append(event)
+
+    def _touch(self, conference: Conference | str | None) -> None:
+        """Mark a conference's record as due for the store (too often is harmless)."""
+        if isinstance(conference, Conference):
+            self._changed.add(conference.user)
+        elif conference is not None:
+            self._changed.add(conference)
+
+    def take_changes(self) -> list[RecordChange]:
+        """The record of every conference changed since the last call (None: it ended).
+
+        Store them before sending :meth:`messages_to_send` (write-ahead).
+        """
+        changes = [
+            RecordChange(user, self.snapshot(user) if user in self._conferences else None)
+            for user in sorted(self._changed)
+        ]
+        self._changed.clear()
+        return changes
 
     # -- API -------------------------------------------------------------------
     @property
@@ -172,16 +208,98 @@ class ConferenceFocus(SipCoreBase[FocusEvent]):
             for c in self._conferences.values()
         ]
 
+    def snapshot(self, conference_id: str) -> dict[str, Any]:
+        """The record of a live conference (by its URI's user part) as plain JSON data."""
+        conference = self._conferences.get(conference_id)
+        if conference is None:
+            raise LocalProtocolError(f"no live conference {conference_id!r}")
+        resends = [e for e in self._signalling.resends.values() if e.conference == conference_id]
+        return to_record(conference, resends)
+
+    def restore(self, record: dict[str, Any], now: float) -> str:
+        """Take back a conference from its :meth:`snapshot`; returns its URI.
+
+        Its dialogs answer in-dialog requests as before, its deadlines come
+        back at their stored (absolute) times, and its calls' RTP ports are
+        handed out again: a :class:`MediaPlanChanged` asks the relay for them.
+        A deadline that passed meanwhile fires at the next :meth:`handle_timer`
+        (``now`` is not needed for that; it is taken as
+        :meth:`~vidim.allocator.Allocator.restore` takes it).
+        Transactions in flight when it was stored are gone.  Raises
+        :class:`~vidim.sip.LocalProtocolError`, changing nothing, for a
+        record that is not a live conference's, names a control character in a
+        header text, or clashes with what the focus has (the same conference,
+        a dialog or a port in use).
+        """
+        signalling = self._signalling
+        stored = from_record(record, local_via=signalling.dialogs.local_via)
+        conference = stored.conference
+        if conference.state is ConferenceState.ENDED:
+            raise LocalProtocolError(f"conference {conference.user} is over")
+        if self._find_user(conference.uri) != conference.user:
+            raise LocalProtocolError(f"conference URI {conference.uri!r} does not name it")
+        if conference.user in self._conferences:
+            raise LocalProtocolError(f"conference {conference.user} is live already")
+        legs = self._legs(conference)
+        ids = [dialog.id for dialog, _ in legs]
+        if len(set(ids)) < len(ids) or any(signalling.dialogs.get(i) is not None for i in ids):
+            raise LocalProtocolError(f"a dialog of conference {conference.user} is live already")
+        ports = [port for call in conference.calls.values() for port in call.ports.values()]
+        if len(set(ports)) < len(ports) or set(ports) & self._pool.in_use:
+            raise LocalProtocolError(f"an RTP port of conference {conference.user} is in use")
+        self._conferences[conference.user] = conference
+        for dialog, owner in legs:
+            signalling.dialogs.add(dialog)
+            signalling.owners[dialog.id] = owner
+        for port in ports:
+            self._pool.reserve(port)
+        signalling.timers.arm(
+            TimerKey(TimerKind.TIME_LIMIT, conference.anchor.id), conference.ends_at
+        )
+        for sub in conference.subscriptions:
+            key = TimerKey(TimerKind.SUBSCRIPTION_EXPIRY, sub.dialog.id)
+            signalling.timers.arm(key, sub.expires_at)
+        for entry in stored.resends:
+            signalling.resend_restored(entry)
+        self._participants.replan(conference)
+        return conference.uri
+
+    def ports_unavailable(self, errors: Mapping[int, str], now: float) -> None:
+        """The relay cannot bind these ports (RTP or RTCP; the OS's reason each).
+
+        Each call using one is ended with BYE (:class:`MediaPortUnavailable`,
+        then :class:`ParticipantLeft`), so that the rest of the plan can be
+        bound; ports no live call uses are ignored.
+        """
+        for conference in list(self._conferences.values()):
+            for call in list(conference.calls.values()):
+                pairs = {p for rtp in call.ports.values() for p in (rtp, rtp + 1)}
+                port = min(pairs & errors.keys(), default=None)
+                if port is None or conference.state is ConferenceState.ENDED:
+                    continue  # not this call's; or the conference ended with an earlier call
+                self._touch(conference)
+                self._emit(
+                    MediaPortUnavailable(
+                        conference_uri=conference.uri, uri=call.uri, port=port, reason=errors[port]
+                    )
+                )
+                self._signalling.send_in_dialog(call.dialog, call.source, "BYE", now)
+                reason = f"media port {port} unavailable"
+                self._leave(conference, call, ParticipantInput.NO_MEDIA_PORT, reason, now)
+        self._drain(now)
+
     def end_conference(self, conference_uri: str, now: float, reason: str = "ended") -> None:
         conference = self._find(conference_uri)
         if conference is None:
             raise LocalProtocolError(f"no live conference {conference_uri!r}")
+        self._touch(conference)
         self._end(conference, ConferenceInput.END_REQUESTED, now, reason=reason)
         self._drain(now)
 
     def end_all(self, now: float, reason: str = "the focus is shutting down") -> None:
         """Clean shutdown: BYE to every participant and anchor, terminated NOTIFYs."""
         for conference in list(self._conferences.values()):
+            self._touch(conference)
             self._end(conference, ConferenceInput.END_REQUESTED, now, reason=reason)
         self._drain(now)
 
@@ -214,13 +332,30 @@ class ConferenceFocus(SipCoreBase[FocusEvent]):
             self._on_transaction_event(event, now)
 
     def _find(self, uri_text: str) -> Conference | None:
+        user = self._find_user(uri_text)
+        return self._conferences.get(user) if user is not None else None
+
+    @staticmethod
+    def _find_user(uri_text: str) -> str | None:
+        """The user part of a SIP URI: a conference's key; None for anything else."""
         try:
             uri = parse_uri(uri_text)
         except SIPParseError:
             return None
-        if not isinstance(uri, SipURI) or uri.user is None:
-            return None
-        return self._conferences.get(uri.user)
+        return uri.user if isinstance(uri, SipURI) else None
+
+    @staticmethod
+    def _legs(conference: Conference) -> list[tuple[Dialog, Owner]]:
+        """Every dialog of a conference and whose it is."""
+        user = conference.user
+        return [
+            (conference.anchor, Owner(user, Leg.ANCHOR)),
+            *((c.dialog, Owner(user, Leg.PARTICIPANT, c.uri)) for c in conference.calls.values()),
+            *(
+                (s.dialog, Owner(user, Leg.SUBSCRIPTION, s.subscriber))
+                for s in conference.subscriptions
+            ),
+        ]
 
     # -- transaction events ------------------------------------------------------
     def _on_transaction_event(self, event: Event, now: float) -> None:
@@ -235,8 +370,10 @@ class ConferenceFocus(SipCoreBase[FocusEvent]):
                 assert isinstance(invite, Request)
                 self._signalling.refuse(invite, 487, "cancelled", now)
         elif isinstance(event, ResponseReceived):
+            self._touch(self._subscriptions.conference_of(event.transaction_id))
             self._subscriptions.on_answer(event.transaction_id, event.response)
         elif isinstance(event, (TransactionTimedOut, TransportFailed)):
+            self._touch(self._subscriptions.conference_of(event.transaction_id))
             self._subscriptions.on_failure(event.transaction_id, event.status_hint)
         elif isinstance(event, TransactionTerminated):
             self._subscriptions.on_terminated(event.transaction_id)
@@ -260,6 +397,8 @@ class ConferenceFocus(SipCoreBase[FocusEvent]):
 
     def _on_request(self, request: Request, source: Address, now: float) -> None:
         method = request.method
+        if method == "INVITE" and self._signalling.answer_again(request, source):
+            return
         if request.to_addr.tag is not None:
             self._in_dialog(request, source, now)
             return
@@ -281,12 +420,14 @@ class ConferenceFocus(SipCoreBase[FocusEvent]):
             created = self._anchors.create(request, source, now, live=len(self._conferences))
             if created is not None:
                 self._conferences[created.user] = created
+                self._touch(created)
             return
         if method not in ("INVITE", "SUBSCRIBE"):
             reason = f"the focus does not take {method}"
             self._signalling.refuse(request, 405, reason, now, [("Allow", ALLOW)])
             return
         conference = self._find(str(request.uri))
+        self._touch(conference)
         if method == "INVITE":
             if conference is None:
                 self._participants.refuse(None, request, source, 404, "no such conference", now)
@@ -301,6 +442,9 @@ class ConferenceFocus(SipCoreBase[FocusEvent]):
     def _in_dialog(self, request: Request, source: Address, now: float) -> None:
         signalling = self._signalling
         dialog, automatic = signalling.dialogs.receive_request(request)
+        owner = signalling.owners.get(dialog.id) if dialog is not None else None
+        if owner is not None:
+            self._touch(owner.conference)  # the dialog's CSeq or target may have moved
         if automatic is not None:
             signalling.respond(automatic, now)
             if automatic.status >= 300:
@@ -311,7 +455,6 @@ class ConferenceFocus(SipCoreBase[FocusEvent]):
         if method == "ACK":
             self._on_ack(request)
             return
-        owner = signalling.owners.get(dialog.id)
         conference = self._conferences.get(owner.conference) if owner is not None else None
         if owner is None or conference is None:
             if automatic is None:
@@ -349,6 +492,7 @@ class ConferenceFocus(SipCoreBase[FocusEvent]):
         if acknowledged is None:
             return
         entry, cseq = acknowledged
+        self._touch(entry.conference)
         call = self._call_of(entry)
         if call is not None:
             self._participants.acknowledged(call, cseq)

@@ -97,6 +97,8 @@ class ParticipantInput(Enum):
     HUNG_UP = "BYE received"
     REPLACED = "called again"
     CONFERENCE_ENDED = "conference ended"
+    #: The RTP relay cannot bind the call's port (taken after a restart, say).
+    NO_MEDIA_PORT = "media port unavailable"
 
 
 _P = ParticipantState
@@ -115,11 +117,13 @@ PARTICIPANT_TRANSITIONS: dict[tuple[ParticipantState, ParticipantInput], Partici
     (_P.ANSWERING, _PI.HUNG_UP): _P.LEFT,
     (_P.ANSWERING, _PI.REPLACED): _P.LEFT,
     (_P.ANSWERING, _PI.CONFERENCE_ENDED): _P.LEFT,
+    (_P.ANSWERING, _PI.NO_MEDIA_PORT): _P.LEFT,
     (_P.CONNECTED, _PI.ANSWERED): _P.ANSWERING,
     (_P.CONNECTED, _PI.ANSWERED_RELIABLY): _P.CONNECTED,
     (_P.CONNECTED, _PI.HUNG_UP): _P.LEFT,
     (_P.CONNECTED, _PI.REPLACED): _P.LEFT,
     (_P.CONNECTED, _PI.CONFERENCE_ENDED): _P.LEFT,
+    (_P.CONNECTED, _PI.NO_MEDIA_PORT): _P.LEFT,
     (_P.LEFT, _PI.ANSWERED): _P.ANSWERING,
     (_P.LEFT, _PI.ANSWERED_RELIABLY): _P.CONNECTED,
 }

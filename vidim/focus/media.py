@@ -102,11 +102,25 @@ class PortPool:
         self._used.add(port)
         return port
 
+    def reserve(self, port: int) -> None:
+        """Hand out this pair (a restored call's): it is not allocated again until released.
+
+        A port outside the range (the range changed since) is held too, and
+        never joins the free pairs.  Raises :class:`ValueError` for a pair
+        already handed out.
+        """
+        if port in self._used:
+            raise ValueError(f"RTP port {port} is handed out already")
+        if port in self._free:
+            self._free.remove(port)
+        self._used.add(port)
+
     def release(self, port: int) -> None:
         """Give a pair back; releasing a port that is not handed out does nothing."""
         if port in self._used:
             self._used.remove(port)
-            self._free.append(port)
+            if self.low <= port < self.high and port % 2 == 0:
+                self._free.append(port)
 
 
 def codec_key(codec: Codec) -> str:

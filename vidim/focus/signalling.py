@@ -147,6 +147,28 @@ class Signalling:
         self.timers.cancel(TimerKey(TimerKind.RESEND, entry.dialog, key[1]))
         return entry, key[1]
 
+    def resend_restored(self, entry: Resend) -> None:
+        """Resume resending a 200 read back from a stored record, at its stored deadline."""
+        cseq = entry.response.cseq.seq
+        self.resends[(entry.response.call_id, cseq)] = entry
+        self.timers.arm(TimerKey(TimerKind.RESEND, entry.dialog, cseq), entry.deadline)
+
+    def answer_again(self, invite: Request, source: Address) -> bool:
+        """A retransmitted INVITE whose 200 is still resent: that 200 again, True.
+
+        The transaction layer absorbs these while it holds the INVITE's
+        transaction (RFC 6026 Accepted); a restarted focus no longer does,
+        and must not take the INVITE for a new call or a new conference.
+        """
+        try:
+            entry = self.resends.get((invite.call_id, invite.cseq.seq))
+        except SIPParseError:
+            return False
+        if entry is None or entry.response.from_addr.tag != invite.from_addr.tag:
+            return False
+        self.layer.send_stateless(entry.response, source)
+        return True
+
     def forget_resends(self, *, dialog: DialogId | None = None, conference: str = "") -> None:
         """Stop resending the 200s of one dialog, or of every dialog of one conference."""
         for (call_id, cseq), entry in list(self.resends.items()):

@@ -158,6 +158,11 @@ class Subscriptions:
         for sub in list(conference.subscriptions):
             self.notify(conference, sub, now, users=users)
 
+    def conference_of(self, tid: TransactionId) -> Conference | None:
+        """The conference a NOTIFY awaiting its answer was sent for, if ``tid`` is one."""
+        pending = self._notifies.get(tid)
+        return pending[0] if pending is not None else None
+
     def on_answer(self, tid: TransactionId, response: Response) -> None:
         """A NOTIFY's answer: a refusal ends the subscription."""
         pending = self._notifies.get(tid)
