@@ -217,17 +217,21 @@ async def _serve_with(
     focus: ConferenceFocus | None = None
     media: FocusMedia | None = None
     if focus_on:
+        # First: the allocator's restored conferences check their anchors on it.
         focus = build_focus(config)
+        restored = await restore_core(store, focus, time.time(), log)
+        log.info("built-in focus: %d conference(s) restored from %s", restored, config.store)
         media = FocusMedia(focus, RtpRelay(config.media_address), logger=log)
-        servers.append(
-            SipServer(
-                focus,
-                host=config.focus_listen.host,
-                port=config.focus_listen.port,
-                clock=time.time,
-                on_event=_focus_events(media),
-            )
+        focus_server = SipServer(
+            focus,
+            host=config.focus_listen.host,
+            port=config.focus_listen.port,
+            clock=time.time,
+            on_event=_focus_events(media),
+            persistence=persistence(focus.namespace),
         )
+        media.attach(focus_server)  # a restored port that cannot be bound ends its call
+        servers.append(focus_server)
     if allocator_on:
         allocator = build_allocator(config)
         restored = await restore_core(store, allocator, time.time(), log)

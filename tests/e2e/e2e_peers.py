@@ -226,6 +226,8 @@ class Daemon(Child):
                          stdin=False)  # fmt: skip
         self.listen = listen
         self.focus_listen = focus_listen
+        self.extra = extra
+        self.config = config
 
     def wait_ready(self, focus: bool = True) -> None:
         deadline = time.monotonic() + WAIT
@@ -314,6 +316,18 @@ class Site:
         peer.connect_ctrl()
         peer.wait_registered()
         return peer
+
+    def kill_and_restart_daemon(self) -> None:
+        """kill -9 the daemon, then start it again with the same arguments, ports and store."""
+        old = self.daemon
+        assert old is not None
+        assert self.kamailio is not None
+        os.killpg(old.proc.pid, signal.SIGKILL)
+        old.proc.wait(timeout=10)
+        self.daemon = Daemon(self.workdir, old.listen, old.focus_listen, self.kamailio.port,
+                             old.extra, old.config)  # fmt: skip
+        self.children.append(self.daemon)
+        self.daemon.wait_ready(focus="--focus" not in old.extra)
 
     def sigterm_daemon(self) -> None:
         assert self.daemon is not None
