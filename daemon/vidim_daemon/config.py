@@ -77,6 +77,14 @@ class DaemonConfig:
     media_address: str
     rtp_ports: tuple[int, int]
     conference_ttl: float
+    #: On SIGTERM: end every conference (BYE to anchors and participants), or leave
+    #: them to the store for the next daemon to adopt.
+    end_on_stop: bool
+    #: On SIGTERM: new requests are answered 503 for at least this long before the
+    #: sockets close (so that a dispatcher in front sees it and fails over).
+    refuse_on_stop: float
+    #: On SIGTERM: the longest wait for the BYEs and transactions in flight.
+    stop_timeout: float
 
     @property
     def builtin_focus(self) -> bool:
@@ -143,6 +151,16 @@ def _positive(convert: Callable[[Any], float]) -> Callable[[Any], float]:
         return number
 
     return positive
+
+
+def _non_negative(convert: Callable[[Any], float]) -> Callable[[Any], float]:
+    def non_negative(value: Any) -> float:
+        number = convert(value)
+        if number < 0:
+            raise ValueError(f"must be 0 or more, got {value!r}")
+        return number
+
+    return non_negative
 
 
 def _one_of(choices: tuple[str, ...]) -> Callable[[Any], str]:
@@ -279,6 +297,9 @@ SETTINGS: Final[dict[str, Setting]] = {
     "log_level": Setting("info", _one_of(LOG_LEVELS)),
     "log_json": Setting(False, _boolean),
     "event_loop": Setting("auto", _one_of(EVENT_LOOPS)),
+    "end_on_stop": Setting(True, _boolean),
+    "refuse_on_stop": Setting(1.0, _non_negative(_number)),
+    "stop_timeout": Setting(5.0, _positive(_number)),
     "timers.probe_timeout": Setting(2.0, _positive(_number)),
     "timers.focus_timeout": Setting(8.0, _positive(_number)),
     "timers.idle_timeout": Setting(300.0, _positive(_number)),
