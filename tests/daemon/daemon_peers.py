@@ -151,7 +151,14 @@ class SipClient(_UdpPeer):
         if message.status == 503 and self.first_503 is None:
             self.first_503 = time.monotonic()
 
-    def message(self, port: int, invitee: str, *, user: str | None = None) -> str:
+    def message(
+        self,
+        port: int,
+        invitee: str,
+        *,
+        user: str | None = None,
+        extra: list[tuple[str, str]] = [],  # noqa: B006 - never modified
+    ) -> str:
         """A MESSAGE starting a video conference with ``invitee``; its Call-ID."""
         call_id = new_tag() + new_tag()
         request = Request(
@@ -165,6 +172,7 @@ class SipClient(_UdpPeer):
                 ("Call-ID", call_id),
                 ("CSeq", "1 MESSAGE"),
                 ("X-Vidim-Mode", "video"),
+                *extra,
             ],
         )
         self.sock.sendto(request.to_bytes(), (HOST, port))

@@ -137,3 +137,76 @@ def test_sigterm_under_load_answers_every_request(
     finally:
         stop_sending.set()
         daemon.stop()
+
+
+def test_sighup_reloads_what_can_change_and_never_exits(
+    tmp_path: Path, peers: tuple[FocusPeer, SipClient]
+) -> None:
+    focus, client = peers
+    config = "[limits]\nmax_invitees = 1\n"
+    daemon = start(tmp_path, ["--focus", focus.uri], config)
+    two = [f"sip:bob@{HOST}:{focus.port}", f"sip:carol@{HOST}:{focus.port}"]
+
+    def two_invitees() -> int:
+        call_id = client.message(daemon.port, two[0], extra=[("X-Vidim-Invite", f"<{two[1]}>")])
+        return client.wait_answer(call_id).status
+
+    try:
+        daemon.wait_ready(client)
+        assert two_invitees() == 400  # max_invitees = 1
+        seen = len(daemon.records())
+        # A valid change: applied, and said in one INFO line.
+        daemon.config_path.write_text(
+            f"refuse_on_stop = {REFUSE}\nlisten = '127.0.0.1:9'\n[limits]\nmax_invitees = 4\n"
+        )
+        daemon.signal(signal.SIGHUP)
+        record = daemon.wait_log("config reloaded", start=seen)
+        assert record["message"] == "config reloaded: changed limits.max_invitees"
+        assert record["level"] == "info"
+        # listen was also given on the command line, which wins: unchanged, no warning
+        assert two_invitees() == 202
+        # A setting that needs a restart: named in a WARNING, not applied.
+        seen = len(daemon.records())
+        daemon.config_path.write_text(
+            f"refuse_on_stop = {REFUSE}\n[timers]\nt1 = 0.25\n[limits]\nmax_invitees = 4\n"
+        )
+        daemon.signal(signal.SIGHUP)
+        warning = daemon.wait_log("need a restart", start=seen)
+        assert warning["level"] == "warning"
+        assert "timers.t1" in str(warning["message"])
+        assert daemon.wait_log("config reloaded", start=seen)["message"] == (
+            "config reloaded: nothing changed"
+        )
+        # An invalid file: an ERROR with the reasons; the running config stays.
+        seen = len(daemon.records())
+        daemon.config_path.write_text("[limits]\nmax_invitees = 'many'\nbogus = 1\n")
+        daemon.signal(signal.SIGHUP)
+        error = daemon.wait_log("config reload failed", start=seen)
+        assert error["level"] == "error"
+        assert "limits.max_invitees" in str(error["message"])
+        assert "limits.bogus" in str(error["message"])
+        assert two_invitees() == 202
+        assert daemon.proc.poll() is None, "SIGHUP never stops the daemon"
+    finally:
+        daemon.stop()
+
+
+def test_sighup_trusts_a_new_network(tmp_path: Path, peers: tuple[FocusPeer, SipClient]) -> None:
+    """127.0.0.1 is not trusted at start (403); after the reload it is (202)."""
+    focus, client = peers
+    daemon = start(tmp_path, ["--focus", focus.uri], "trusted = ['10.0.0.0/8']\n")
+    invitee = f"sip:bob@{HOST}:{focus.port}"
+    try:
+        daemon.wait_ready(client)
+        assert client.wait_answer(client.message(daemon.port, invitee)).status == 403
+        seen = len(daemon.records())
+        daemon.config_path.write_text(
+            f"refuse_on_stop = {REFUSE}\ntrusted = ['10.0.0.0/8', '127.0.0.0/8']\n"
+        )
+        daemon.signal(signal.SIGHUP)
+        assert daemon.wait_log("config reloaded", start=seen)["message"] == (
+            "config reloaded: changed trusted"
+        )
+        assert client.wait_answer(client.message(daemon.port, invitee)).status == 202
+    finally:
+        daemon.stop()
