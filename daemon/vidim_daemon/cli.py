@@ -279,7 +279,7 @@ def reload_config(running: Running) -> None:
     fixed = [name for name in changed
              if name not in RELOADABLE or (name == "focus" and not external_both)]  # fmt: skip
     if fixed:
-        log.warning("config reload: %s need a restart; not applied",
+        log.warning("config reload: needs a restart, not applied: %s",
                     ", ".join(_setting_names(fixed)))  # fmt: skip
     applied = dataclasses.replace(new, **{name: getattr(old, name) for name in fixed})
     try:

@@ -976,6 +976,7 @@ def test_end_all_hangs_up_every_anchor_and_cancels_what_is_being_set_up() -> Non
     assert w.allocator.conferences == {}
     ended = {e.conference_id for e in w.net.of_type(ConferenceEnded)}
     assert ended == {first, second}
+    assert w.alice.texts()[-2:] == ["Your video conference has ended: stopping."] * 2
 
 
 def test_end_all_cancels_a_conference_still_allocating() -> None:

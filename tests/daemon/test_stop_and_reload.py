@@ -171,7 +171,7 @@ def test_sighup_reloads_what_can_change_and_never_exits(
             f"refuse_on_stop = {REFUSE}\n[timers]\nt1 = 0.25\n[limits]\nmax_invitees = 4\n"
         )
         daemon.signal(signal.SIGHUP)
-        warning = daemon.wait_log("need a restart", start=seen)
+        warning = daemon.wait_log("needs a restart", start=seen)
         assert warning["level"] == "warning"
         assert "timers.t1" in str(warning["message"])
         assert daemon.wait_log("config reloaded", start=seen)["message"] == (
