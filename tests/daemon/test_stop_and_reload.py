@@ -127,10 +127,13 @@ def test_sigterm_under_load_answers_every_request(
         statuses = {client.answers[call_id].status for call_id in sent}
         assert statuses <= {202, 503}, statuses
         refusals = [client.answers[c] for c in sent if client.answers[c].status == 503]
-        assert len(refusals) >= LOAD_RATE * 0.5  # a second of them, at least half answered
-        for refusal in refusals:
-            assert refusal.headers.get("Retry-After") is not None
-            assert "shutting down" in (refusal.headers.get("Warning") or "")
+        warnings = [r.headers.get("Warning") or "" for r in refusals]
+        print(f"{len(sent)} sent, {len(refusals)} refused, {len(focus.invited)} set up")
+        assert all(r.headers.get("Retry-After") is not None for r in refusals)
+        # A second of refusals at least (or an overloaded moment's, before the signal).
+        stopping = [w for w in warnings if "shutting down" in w]
+        assert len(stopping) >= LOAD_RATE * 0.5
+        assert all("shutting down" in w or "overloaded" in w for w in warnings), warnings
         assert daemon.proc.wait(timeout=20) == 0, daemon.dump()
         # every conference set up got its BYE
         focus.wait_for(lambda: focus.byes == set(focus.invited), "a BYE for every anchor")
