@@ -1,20 +1,26 @@
 """``vidim-daemon``: run the allocator (and by default the built-in focus), or check a config.
 
 Thin on purpose: it reads the configuration, builds the sans-IO cores, puts
-each behind a :class:`vidim.aio.SipServer`, logs their events, and shuts
-them down cleanly on SIGTERM/SIGINT (the focus first ends its conferences).
+each behind a :class:`vidim.aio.SipServer`, logs their events, shuts them
+down cleanly on SIGTERM/SIGINT (:func:`stop_conferences`: every conference
+ended, or left to the store, as ``end_on_stop`` says), and reloads what can
+change at run time on SIGHUP (:func:`reload_config`).
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import dataclasses
 import gc
 import importlib
 import logging
+import signal
 import sys
 import time
-from collections.abc import Callable
-from typing import Any
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from typing import Any, Final
 
 import click
 
@@ -37,7 +43,18 @@ from vidim.store import StateStore, StoreUnavailable, open_store
 from .config import DEFAULTS, SETTINGS, ConfigError, DaemonConfig, load
 from .logs import setup_logging
 
-__all__ = ["DEBUG_EVENTS", "build_allocator", "build_focus", "loop_factory", "main"]
+__all__ = [
+    "DEBUG_EVENTS",
+    "RELOADABLE",
+    "Running",
+    "allocator_config",
+    "build_allocator",
+    "build_focus",
+    "loop_factory",
+    "main",
+    "reload_config",
+    "stop_conferences",
+]
 
 log = logging.getLogger("vidim.daemon")
 
@@ -47,28 +64,30 @@ def _transactions(config: DaemonConfig) -> TransactionConfig:
 
 
 def build_allocator(config: DaemonConfig) -> Allocator:
-    return Allocator(
-        AllocatorConfig(
-            local=config.listen,
-            requests=RequestPolicy(
-                domain=config.domain,
-                service_uri=config.service_uri,
-                max_invitees=config.max_invitees,
-                trusted_networks=config.trusted,
-            ),
-            focus_uris=config.focus_uris,
-            profile=config.profile,
-            proxy=config.proxy,
-            probe=config.probe,
-            probe_timeout=config.probe_timeout,
-            focus_timeout=config.focus_timeout,
-            idle_timeout=config.idle_timeout,
-            keepalive_interval=config.keepalive_interval,
-            rate_limit=config.rate_limit,
-            rate_window=config.rate_window,
-            max_conferences=config.max_conferences,
-            transactions=_transactions(config),
-        )
+    return Allocator(allocator_config(config))
+
+
+def allocator_config(config: DaemonConfig) -> AllocatorConfig:
+    return AllocatorConfig(
+        local=config.listen,
+        requests=RequestPolicy(
+            domain=config.domain,
+            service_uri=config.service_uri,
+            max_invitees=config.max_invitees,
+            trusted_networks=config.trusted,
+        ),
+        focus_uris=config.focus_uris,
+        profile=config.profile,
+        proxy=config.proxy,
+        probe=config.probe,
+        probe_timeout=config.probe_timeout,
+        focus_timeout=config.focus_timeout,
+        idle_timeout=config.idle_timeout,
+        keepalive_interval=config.keepalive_interval,
+        rate_limit=config.rate_limit,
+        rate_window=config.rate_window,
+        max_conferences=config.max_conferences,
+        transactions=_transactions(config),
     )
 
 
@@ -186,15 +205,150 @@ async def _open_store(config: DaemonConfig) -> StateStore | None:
     return store
 
 
+@dataclass(slots=True)
+class Running:
+    """What SIGTERM and SIGHUP act on: the config in force, the cores, their servers."""
+
+    config: DaemonConfig
+    allocator: Allocator | None
+    focus: ConferenceFocus | None
+    servers: list[SipServer[Any]]
+    #: Reads the configuration again (the TOML file, then the same command line).
+    load_again: Callable[[], DaemonConfig] | None = None
+
+
+def stop_conferences(running: Running) -> None:
+    """On SIGTERM, once new requests get 503: end every conference, or leave them all.
+
+    With ``end_on_stop`` every allocator conference's anchor gets its BYE
+    (external focus included) and the built-in focus's participants theirs;
+    the servers' drain then waits (``stop_timeout`` at most) for those
+    transactions.  Without it nothing is sent: the conferences are left as
+    they are, for a daemon sharing the store to adopt.
+    """
+    allocator, focus = running.allocator, running.focus
+    if allocator is not None:
+        count = len(allocator.conferences)
+    else:
+        count = len(focus.conferences()) if focus is not None else 0
+    if not running.config.end_on_stop:
+        log.info("stopping: leaving %d conferences to the store", count, extra={"count": count})
+        return
+    log.info("stopping: ending %d conferences", count, extra={"count": count})
+    now = time.time()
+    if allocator is not None:
+        allocator.end_all(now)
+    if focus is not None:
+        focus.end_all(now)
+    for server in running.servers:
+        server.transmit()
+
+
+#: The config fields SIGHUP applies (the others need a restart); ``focus`` only
+#: from one external focus list to another.
+RELOADABLE: Final = frozenset(
+    {
+        "log_level",
+        "trusted",
+        "probe",
+        "proxy",
+        "proxy_uri",
+        "probe_timeout",
+        "focus_timeout",
+        "idle_timeout",
+        "keepalive_interval",
+        "max_invitees",
+        "rate_limit",
+        "rate_window",
+        "max_conferences",
+        "focus",
+        "end_on_stop",
+    }
+)
+
+
+def _setting_names(fields: list[str]) -> list[str]:
+    """Config fields as the TOML keys an operator edits (``limits.max_invitees``)."""
+    keys = {setting.field or key.rpartition(".")[2]: key for key, setting in SETTINGS.items()}
+    keys |= {"proxy_uri": "proxy", "overload": "limits.overload*"}
+    return list(dict.fromkeys(keys.get(name, name) for name in fields))
+
+
+def reload_config(running: Running) -> None:
+    """On SIGHUP: read the config again and apply what can change at run time.
+
+    One INFO line says what changed (or that nothing did); settings that need
+    a restart are named in a WARNING and keep their running value; an invalid
+    file is an ERROR with its problems, and the running config stays.
+    Never raises: SIGHUP never stops the daemon.
+    """
+    if running.load_again is None:
+        log.warning("SIGHUP: no configuration to reload")
+        return
+    try:
+        new = running.load_again()
+    except ConfigError as error:
+        log.error("config reload failed, keeping the running config: %s",
+                  "; ".join(error.problems), extra={"problems": error.problems})  # fmt: skip
+        return
+    old = running.config
+    changed = [f.name for f in dataclasses.fields(DaemonConfig)
+               if getattr(new, f.name) != getattr(old, f.name)]  # fmt: skip
+    external_both = bool(old.focus) and bool(new.focus) and running.allocator is not None
+    fixed = [name for name in changed
+             if name not in RELOADABLE or (name == "focus" and not external_both)]  # fmt: skip
+    if fixed:
+        log.warning("config reload: needs a restart, not applied: %s",
+                    ", ".join(_setting_names(fixed)))  # fmt: skip
+    applied = dataclasses.replace(new, **{name: getattr(old, name) for name in fixed})
+    try:
+        if running.allocator is not None:
+            running.allocator.reconfigure(allocator_config(applied))
+        if running.focus is not None:
+            running.focus.trust(applied.trusted)
+    except Exception:
+        log.exception("config reload failed, keeping the running config")
+        return
+    logging.getLogger().setLevel(applied.log_level.upper())
+    running.config = applied
+    done = [name for name in changed if name not in fixed]
+    if done:
+        log.info("config reloaded: changed %s", ", ".join(_setting_names(done)),
+                 extra={"changed": _setting_names(done)})  # fmt: skip
+    else:
+        log.info("config reloaded: nothing changed")
+
+
+@contextlib.contextmanager
+def _reload_on_sighup(running: Running) -> Iterator[None]:
+    """SIGHUP calls :func:`reload_config` while the daemon runs."""
+    loop = asyncio.get_running_loop()
+    loop.add_signal_handler(signal.SIGHUP, reload_config, running)
+    try:
+        yield
+    finally:
+        loop.remove_signal_handler(signal.SIGHUP)
+
+
 async def _run(
-    config: DaemonConfig, *, allocator_on: bool, focus_on: bool, loop_name: str = "asyncio"
+    config: DaemonConfig,
+    *,
+    allocator_on: bool,
+    focus_on: bool,
+    loop_name: str = "asyncio",
+    load_again: Callable[[], DaemonConfig] | None = None,
 ) -> int:
     store = await _open_store(config)
     if store is None:
         return 1
     try:
         return await _serve_with(
-            store, config, allocator_on=allocator_on, focus_on=focus_on, loop_name=loop_name
+            store,
+            config,
+            allocator_on=allocator_on,
+            focus_on=focus_on,
+            loop_name=loop_name,
+            load_again=load_again,
         )
     finally:
         await store.close()
@@ -207,6 +361,7 @@ async def _serve_with(
     allocator_on: bool,
     focus_on: bool,
     loop_name: str,
+    load_again: Callable[[], DaemonConfig] | None,
 ) -> int:
     _short_gc_pauses()
 
@@ -215,6 +370,7 @@ async def _serve_with(
 
     servers: list[SipServer[Any]] = []
     focus: ConferenceFocus | None = None
+    allocator: Allocator | None = None
     media: FocusMedia | None = None
     if focus_on:
         # First: the allocator's restored conferences check their anchors on it.
@@ -261,20 +417,27 @@ async def _serve_with(
         extra={"event_loop": loop_name},
     )
 
-    def before_close() -> None:
-        log.info("stopping: ending conferences, finishing transactions")
-        if focus is not None:
-            focus.end_all(time.time())
-            servers[0].transmit()
-
-    await serve_forever_until_signal(servers, before_close=before_close, drain=5.0)
+    running = Running(config, allocator, focus, servers, load_again)
+    with _reload_on_sighup(running):
+        await serve_forever_until_signal(
+            servers,
+            before_close=lambda: stop_conferences(running),
+            drain=running.config.stop_timeout,
+            refuse_for=running.config.refuse_on_stop,
+        )
     if media is not None:
         await media.close()
     log.info("stopped")
     return 0
 
 
-def _serve(config: DaemonConfig, *, allocator_on: bool, focus_on: bool) -> int:
+def _serve(
+    config: DaemonConfig,
+    *,
+    allocator_on: bool,
+    focus_on: bool,
+    load_again: Callable[[], DaemonConfig] | None = None,
+) -> int:
     """Run the daemon on the configured event loop (``event_loop``: auto, uvloop, asyncio)."""
     try:
         factory, name = loop_factory(config.event_loop)
@@ -287,7 +450,13 @@ def _serve(config: DaemonConfig, *, allocator_on: bool, focus_on: bool) -> int:
         return 2
     with asyncio.Runner(loop_factory=factory) as runner:
         return runner.run(
-            _run(config, allocator_on=allocator_on, focus_on=focus_on, loop_name=name)
+            _run(
+                config,
+                allocator_on=allocator_on,
+                focus_on=focus_on,
+                loop_name=name,
+                load_again=load_again,
+            )
         )
 
 
@@ -305,6 +474,8 @@ def _overrides(**options: Any) -> dict[str, Any]:
     }
     if options.get("no_probe"):
         out["probe"] = False
+    if options.get("end_on_stop") is False:  # --no-end-on-stop
+        out["end_on_stop"] = False
     return out
 
 
@@ -344,6 +515,11 @@ _COMMON = [
         type=click.Choice(["auto", "uvloop", "asyncio"]),
         help="auto: uvloop when installed, else asyncio's [auto].",
     ),
+    click.option(
+        "--end-on-stop/--no-end-on-stop",
+        default=None,
+        help="On SIGTERM end every conference, or leave them to the store [end].",
+    ),
 ]
 
 
@@ -376,9 +552,17 @@ def main() -> None:
 @click.option("--no-probe", is_flag=True, help="Do not probe invitees with OPTIONS.")
 def run(config_path: str | None, **options: Any) -> None:
     """Run the allocator and, unless --focus is given, the built-in focus."""
-    config = _load_or_exit(config_path, _overrides(**options))
+    overrides = _overrides(**options)
+    config = _load_or_exit(config_path, overrides)
     setup_logging(config.log_level, json_lines=config.log_json)
-    sys.exit(_serve(config, allocator_on=True, focus_on=config.builtin_focus))
+    sys.exit(
+        _serve(
+            config,
+            allocator_on=True,
+            focus_on=config.builtin_focus,
+            load_again=lambda: load(config_path, overrides),
+        )
+    )
 
 
 @main.command()
@@ -388,9 +572,17 @@ def run(config_path: str | None, **options: Any) -> None:
 )
 def focus(config_path: str | None, **options: Any) -> None:
     """Run the built-in focus alone."""
-    config = _load_or_exit(config_path, _overrides(**options))
+    overrides = _overrides(**options)
+    config = _load_or_exit(config_path, overrides)
     setup_logging(config.log_level, json_lines=config.log_json)
-    sys.exit(_serve(config, allocator_on=False, focus_on=True))
+    sys.exit(
+        _serve(
+            config,
+            allocator_on=False,
+            focus_on=True,
+            load_again=lambda: load(config_path, overrides),
+        )
+    )
 
 
 @main.command("check-config")

@@ -83,6 +83,14 @@ class DaemonConfig:
     store: str
     #: The directory of the embedded store (``store`` names a file in it by default).
     state_dir: Path
+    #: On SIGTERM: end every conference (BYE to anchors and participants), or leave
+    #: them to the store for the next daemon to adopt.
+    end_on_stop: bool
+    #: On SIGTERM: new requests are answered 503 for at least this long before the
+    #: sockets close (so that a dispatcher in front sees it and fails over).
+    refuse_on_stop: float
+    #: On SIGTERM: the longest wait for the BYEs and transactions in flight.
+    stop_timeout: float
 
     @property
     def builtin_focus(self) -> bool:
@@ -149,6 +157,16 @@ def _positive(convert: Callable[[Any], float]) -> Callable[[Any], float]:
         return number
 
     return positive
+
+
+def _non_negative(convert: Callable[[Any], float]) -> Callable[[Any], float]:
+    def non_negative(value: Any) -> float:
+        number = convert(value)
+        if number < 0:
+            raise ValueError(f"must be 0 or more, got {value!r}")
+        return number
+
+    return non_negative
 
 
 def _one_of(choices: tuple[str, ...]) -> Callable[[Any], str]:
@@ -249,6 +267,15 @@ def _ip_address(value: Any) -> str:
 _STORE_SCHEMES: Final = ("memory:", "sqlite:", "redis://", "rediss://")
 
 
+def _boolean_or_auto(value: Any) -> bool | None:
+    """``true``, ``false``, or ``"auto"`` (None: decided from other settings)."""
+    if value == "auto":
+        return None
+    if not isinstance(value, bool):
+        raise ValueError(f'must be true, false or "auto", got {value!r}')
+    return value
+
+
 def _store(value: Any) -> str:
     """Empty: SQLite in the state directory (see :func:`_build`)."""
     text = _string(value)
@@ -312,6 +339,10 @@ SETTINGS: Final[dict[str, Setting]] = {
     # sqlite:<state_dir>/vidim.sqlite3; empty state_dir: $XDG_STATE_HOME/vidim or ./vidim-state.
     "store": Setting("", _store),
     "state_dir": Setting("", _state_dir),
+    # "auto": on with the embedded store, off with a shared one (see _build).
+    "end_on_stop": Setting("auto", _boolean_or_auto),
+    "refuse_on_stop": Setting(1.0, _non_negative(_number)),
+    "stop_timeout": Setting(5.0, _positive(_number)),
     "timers.probe_timeout": Setting(2.0, _positive(_number)),
     "timers.focus_timeout": Setting(8.0, _positive(_number)),
     "timers.idle_timeout": Setting(300.0, _positive(_number)),
@@ -421,6 +452,9 @@ def _build(
         if setting.field is not None
     }
     fields["store"] = values["store"] or f"sqlite:{values['state_dir'] / 'vidim.sqlite3'}"
+    if fields["end_on_stop"] is None:
+        # A shared store: the conferences are left for another daemon to adopt.
+        fields["end_on_stop"] = not fields["store"].startswith(("redis://", "rediss://"))
     return DaemonConfig(
         **fields,
         proxy_uri=given.get("proxy") or None,

@@ -7,7 +7,8 @@ import os
 import signal
 import time
 
-from aio_helpers import TIMEOUT, EchoCore, request_bytes, udp_client
+import pytest
+from aio_helpers import LOOPS, TIMEOUT, EchoCore, request_bytes, run_on, udp_client
 
 from vidim.aio import SipServer, serve_forever_until_signal
 from vidim.sip import Address, Request, Response, parse_message
@@ -105,6 +106,7 @@ def test_while_draining_new_requests_get_503_and_responses_still_reach_the_core(
             refusal = await client.response_to("too-late")
             assert refusal.status == 503
             assert refusal.headers.get("Retry-After") is not None
+            assert "shutting down" in (refusal.headers.get("Warning") or "")
             # A response (to something the core sent earlier) still gets in.
             client.send(
                 b"SIP/2.0 200 OK\r\n"
@@ -204,5 +206,70 @@ def test_several_servers_are_stopped_and_drained_together() -> None:
         assert all(server.started and server.closing for server in servers)
         assert len(cores[0].timer_calls) == 1
         assert cores[1].timer_calls == []
+
+    asyncio.run(main())
+
+
+@pytest.mark.parametrize("loop", LOOPS)
+def test_requests_still_queued_when_the_socket_closes_are_answered(loop: str) -> None:
+    """Issue 16: datagrams in the kernel's queue at close got no answer at all."""
+
+    async def main() -> None:
+        server = SipServer(EchoCore(), port=0)
+        await server.start()
+        client = await udp_client()
+        server.stop_accepting()
+        calls = [f"queued-{n}" for n in range(20)]
+        # Sent with no await between them and close(): the loop reads none of them
+        # before close() (which has nothing to wait for) closes the socket.
+        for call_id in calls:
+            client.send(request_bytes(call_id=call_id, via_port=client.port), server.port)
+        try:
+            await asyncio.wait_for(server.close(drain=TIMEOUT), TIMEOUT)
+            answers = [await client.next() for _ in calls]
+            assert {a.call_id for a in answers} == set(calls)
+            assert all(isinstance(a, Response) and a.status == 503 for a in answers)
+        finally:
+            client.close()
+
+    run_on(loop, main)
+
+
+def test_new_requests_get_503_for_the_whole_refusal_window() -> None:
+    async def main() -> None:
+        server = SipServer(EchoCore(), port=0)
+        await server.start()
+        client = await udp_client()
+        started = time.monotonic()
+        closing = asyncio.ensure_future(server.close(drain=TIMEOUT, refuse_for=0.4))
+        try:
+            await asyncio.sleep(0.2)  # inside the window: the server must still answer
+            client.send(request_bytes(call_id="in-window", via_port=client.port), server.port)
+            refusal = await client.response_to("in-window")
+            assert refusal.status == 503
+            assert refusal.headers.get("Retry-After") == "10"
+            await asyncio.wait_for(closing, TIMEOUT)
+            assert 0.4 <= time.monotonic() - started < 0.4 + 1.0
+        finally:
+            client.close()
+            if not closing.done():
+                closing.cancel()
+
+    asyncio.run(main())
+
+
+def test_work_queued_after_stop_accepting_is_drained() -> None:
+    """stop_accepting, then (e.g. on SIGTERM) BYEs queued: close waits for them."""
+
+    async def main() -> None:
+        core = EchoCore()
+        server = SipServer(core, port=0)
+        await server.start()
+        server.stop_accepting()
+        server.transmit()  # nothing pending yet: idle
+        core.deadline = server.now() + 0.05
+        core.on_timer = lambda now: setattr(core, "deadline", None)
+        await asyncio.wait_for(server.close(drain=TIMEOUT), TIMEOUT)
+        assert len(core.timer_calls) == 1
 
     asyncio.run(main())

@@ -7,6 +7,7 @@ follow-up commands live in ``test_allocator_requests.py``.
 
 from __future__ import annotations
 
+import dataclasses
 import json
 from dataclasses import dataclass
 
@@ -961,3 +962,69 @@ def test_restored_in_any_order_end_acts_on_the_newest_then_the_older() -> None:
         assert w.net.of_type(ConferenceEnded)[-1].conference_id == expected
     assert fresh.conferences == {}
     assert fresh._context.conferences.indexes_empty()
+
+
+# -- end_all (SIGTERM with end_on_stop) and reconfigure (SIGHUP) ---------------------------
+def test_end_all_hangs_up_every_anchor_and_cancels_what_is_being_set_up() -> None:
+    w = two_foci(Focus(), Focus(FOCUS2, behaviour="silent"))
+    first, _ = active(w)
+    second = w.start("/video bob", at=w.net.now)
+    w.net.run(w.net.now + 0.5)
+    assert w.allocator.conferences[second].state is S.ACTIVE
+    assert w.allocator.end_all(w.net.now, "stopping") == 2
+    assert w.allocator.end_all(w.net.now) == 0  # both ending already: nothing more
+    w.net.advance(2.0)
+    assert len(w.sent_at("BYE", FOCUS)) == 2
+    assert w.allocator.conferences == {}
+    ended = {e.conference_id for e in w.net.of_type(ConferenceEnded)}
+    assert ended == {first, second}
+    assert w.alice.texts()[-2:] == ["Your video conference has ended: stopping."] * 2
+
+
+def test_end_all_cancels_a_conference_still_allocating() -> None:
+    w = make_world(foci=[Focus(behaviour="silent")])
+    cid = w.start()
+    w.net.run(0.5)
+    assert w.allocator.conferences[cid].state is S.ALLOCATING
+    assert w.allocator.end_all(w.net.now) == 1
+    w.net.advance(1.0)
+    assert w.sent_at("CANCEL", FOCUS) != []
+    assert w.allocator.conferences == {}
+
+
+def test_reconfigure_applies_limits_from_the_next_request() -> None:
+    w = make_world({"bob": {}, "carol": {}}, rate_limit=1)
+    w.start()
+    w.alice.send_message(w.net.now, text="/video bob")
+    w.net.run(w.net.now + 0.5)
+    assert w.alice.statuses()[-1] == 403  # over the rate limit
+    w.allocator.reconfigure(dataclasses.replace(w.config, rate_limit=5))
+    w.alice.send_message(w.net.now, text="/video bob")
+    w.net.run(w.net.now + 0.5)
+    assert w.alice.statuses()[-1] == 202
+
+
+def test_reconfigure_refuses_what_needs_a_new_allocator_and_changes_nothing() -> None:
+    w = make_world()
+    changed = dataclasses.replace(w.config, local=Address("127.0.0.1", 5999), rate_limit=9)
+    with pytest.raises(LocalProtocolError, match="cannot change at run time: local"):
+        w.allocator.reconfigure(changed)
+    assert w.allocator.config is w.config
+
+
+def test_a_conference_being_set_up_keeps_its_focus_list_after_a_reconfigure() -> None:
+    w = two_foci(Focus(behaviour="silent"), focus_timeout=6.0)
+    cid = w.start()
+    w.net.run(1.0)
+    # The list now names a third focus only; the conference in flight fails over
+    # along the list it started with (to FOCUS2), a new one uses the new list.
+    focus3 = Focus(Address("127.0.0.1", 5084))
+    w.net.add(focus3)
+    w.allocator.reconfigure(dataclasses.replace(w.config, focus_uris=(focus_uri(focus3.address),)))
+    w.net.run(10.0)
+    assert w.allocator.conferences[cid].state is S.ACTIVE
+    assert len(w.foci[1].conferences) == 1
+    later = w.start("/video bob", at=w.net.now)
+    w.net.run(w.net.now + 1.0)
+    assert w.allocator.conferences[later].state is S.ACTIVE
+    assert len(focus3.conferences) == 1

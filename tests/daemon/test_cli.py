@@ -15,7 +15,8 @@ from pathlib import Path
 
 import pytest
 from click.testing import CliRunner
-from vidim_daemon.cli import main
+from vidim_daemon.cli import Running, _overrides, build_allocator, main, reload_config
+from vidim_daemon.config import load
 
 from vidim.sip import Request, Response, new_branch, new_tag, parse_message
 
@@ -47,9 +48,38 @@ def test_help_lists_every_option() -> None:
     for option in (
         "--listen", "--focus", "--focus-listen", "--profile", "--proxy", "--domain",
         "--service-uri", "--trusted", "--no-probe", "--log-level", "--log-json", "--config",
-        "--event-loop",
+        "--event-loop", "--end-on-stop", "--no-end-on-stop",
     ):  # fmt: skip
         assert option in result.output
+
+
+def test_end_on_stop_flag_is_kept_when_given_either_way() -> None:
+    assert _overrides(end_on_stop=None) == {}
+    assert _overrides(end_on_stop=True) == {"end_on_stop": True}
+    assert _overrides(end_on_stop=False) == {"end_on_stop": False}
+
+
+def test_reload_applies_what_it_can_and_names_the_rest(caplog: pytest.LogCaptureFixture) -> None:
+    config = load(None, {"focus": ["sip:f1@127.0.0.1:5090"]})
+    allocator = build_allocator(config)
+    files = iter(
+        [
+            {"focus": ["sip:f2@127.0.0.1:5090"], "limits": {"rate_limit": 9}},
+            {"focus": [], "limits": {"rate_limit": 9}},  # to the built-in focus: a restart
+        ]
+    )
+    running = Running(config, allocator, None, [], lambda: load(None, next(files)))
+    with caplog.at_level("INFO", logger="vidim.daemon"):
+        reload_config(running)
+        assert allocator.config.focus_uris == ("sip:f2@127.0.0.1:5090",)
+        assert allocator.config.rate_limit == 9
+        assert caplog.messages[-1] == "config reloaded: changed focus, limits.rate_limit"
+        reload_config(running)
+    assert caplog.messages[-2:] == [
+        "config reload: needs a restart, not applied: focus",
+        "config reloaded: nothing changed",
+    ]
+    assert running.config.focus == ("sip:f2@127.0.0.1:5090",)
 
 
 def free_port() -> int:

@@ -178,7 +178,7 @@ def test_the_defaults_as_toml_writes_them() -> None:
     assert list(DEFAULTS) == [
         "listen", "focus", "focus_listen", "profile", "proxy", "domain", "service_uri",
         "trusted", "probe", "log_level", "log_json", "event_loop", "store", "state_dir",
-        "timers", "limits", "media",
+        "end_on_stop", "refuse_on_stop", "stop_timeout", "timers", "limits", "media",
     ]  # fmt: skip
 
 
@@ -188,3 +188,20 @@ def test_docs_name_every_setting() -> None:
         table, _, name = key.rpartition(".")
         assert re.search(rf"[`\] ]{name}[` ]", doc), key
         assert not table or f"`[{table}] " in doc, key
+
+
+def test_end_on_stop_and_the_stop_timings() -> None:
+    config = load()
+    assert (config.end_on_stop, config.refuse_on_stop, config.stop_timeout) == (True, 1.0, 5.0)
+    assert load(None, {"end_on_stop": False, "refuse_on_stop": 0}).end_on_stop is False
+    # "auto" (the default): on with the embedded store, off with a shared one.
+    assert load(None, {"store": "memory:"}).end_on_stop is True
+    assert load(None, {"store": "redis://127.0.0.1:6379/0"}).end_on_stop is False
+    assert load(None, {"store": "redis://127.0.0.1:6379/0", "end_on_stop": True}).end_on_stop
+    with pytest.raises(ConfigError) as caught:
+        load(None, {"end_on_stop": "no", "refuse_on_stop": -1, "stop_timeout": 0})
+    assert caught.value.problems == [
+        "end_on_stop: must be true, false or \"auto\", got 'no'",
+        "refuse_on_stop: must be 0 or more, got -1",
+        "stop_timeout: must be above 0, got 0",
+    ]

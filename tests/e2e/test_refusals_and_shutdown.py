@@ -130,3 +130,22 @@ def test_sigterm_mid_conference_ends_every_call(site: Site) -> None:
         phone.wait("call_state", lambda e: e["state"] == "DISCONNECTED")
     code = site.daemon.proc.wait(timeout=15)
     assert code == 0, site.daemon.dump()
+    messages = [r.get("message") for r in site.daemon.log_records()]
+    assert "stopping: ending 1 conferences" in messages, site.daemon.dump()
+
+
+def test_sigterm_without_end_on_stop_leaves_the_calls_alone(site: Site) -> None:
+    """--no-end-on-stop: nothing is sent on SIGTERM; the calls are left for the store."""
+    site.start(daemon_args=["--no-end-on-stop"])
+    alice = site.phone("alice")
+    bob = site.phone("bob")
+    assert alice.message(f"sip:bob@{DOMAIN}", "", {"X-Vidim-Mode": "audio"})["code"] == 202
+    bob.send(cmd="call", uri=bob.wait("invitation")["conference_uri"])
+    bob.wait("call_state", lambda e: e["state"] == "CONFIRMED")
+
+    assert site.daemon is not None
+    site.sigterm_daemon()
+    assert site.daemon.proc.wait(timeout=15) == 0, site.daemon.dump()
+    messages = [r.get("message") for r in site.daemon.log_records()]
+    assert "stopping: leaving 1 conferences to the store" in messages, site.daemon.dump()
+    assert not bob.events("bye_received"), "no BYE without end_on_stop"

@@ -71,6 +71,8 @@ _MAX_DATAGRAM: Final = 256 * 1024
 _TIMER_BACKOFF: Final = 0.1
 #: A sentinel datagram not back after this long (seconds) was dropped: another is sent.
 _SENTINEL_LOST: Final = 1.0
+#: The Retry-After (seconds) of the 503s answered while shutting down.
+_SHUTDOWN_RETRY_AFTER: Final = 10
 #: The sentinel datagram (one NUL: no SIP message; asyncio does not send empty ones).
 _SENTINEL: Final = b"\0"
 
@@ -267,7 +269,13 @@ class SipServer(Generic[EventT]):
         self._backlog: list[tuple[Request | Response, Address, list[EventT]]] = []
         self._after_sends_soon = False
         self._closing = False
+        #: When :meth:`stop_accepting` was called (the loop's clock).
+        self._closing_since = 0.0
         self._closed = False
+        #: Datagrams handed to :meth:`_datagram_received` so far.
+        self._received = 0
+        #: The UDP socket itself, to read what is still queued at close.
+        self._udp_sock: socket.socket | None = None
         self._idle = asyncio.Event()
         #: The overload policy's state (None: overload control is off).
         self.overload: OverloadGuard | None = (
@@ -331,6 +339,7 @@ class SipServer(Generic[EventT]):
             self._tcp_server = await loop.create_server(
                 lambda: _StreamProtocol(self), sock=tcp_sock
             )
+            self._udp_sock = udp_sock
             if isinstance(loop, asyncio.SelectorEventLoop):
                 self._udp_protocol.drain = udp_sock  # uvloop reads in batches itself
         except BaseException:
@@ -374,23 +383,39 @@ class SipServer(Generic[EventT]):
             return udp, tcp
         raise AssertionError("unreachable")  # pragma: no cover
 
-    async def close(self, drain: float = 5.0, *, flush_timeout: float = 1.0) -> None:
+    def stop_accepting(self) -> None:
+        """From now on new out-of-dialog requests are answered 503 (the start of :meth:`close`).
+
+        Responses, ACKs and in-dialog requests still reach the core.  Call it
+        first when work must be queued between the two (e.g. ending every
+        conference on SIGTERM), so that no new request gets in meanwhile.
+        """
+        if self._closing or self._loop is None:
+            return
+        self._closing = True
+        self._closing_since = self._loop.time()
+        if self._tcp_server is not None:
+            self._tcp_server.close()  # no new connections; existing ones stay
+
+    async def close(
+        self, drain: float = 5.0, *, refuse_for: float = 0.0, flush_timeout: float = 1.0
+    ) -> None:
         """Stop taking new work, let the core finish, then close the sockets.
 
-        New requests are answered 503; responses, ACKs and in-dialog requests
-        still reach the core, and its timer keeps running, until it has
-        nothing pending (``get_timer()`` is None, or the core's optional
-        ``has_pending_work()`` says only retransmission-absorbing timers are
-        left) or ``drain`` seconds pass.
-        Then the sockets are closed, waiting at most ``flush_timeout`` for
-        their buffers to empty.
+        New requests are answered 503 with Retry-After and a Warning;
+        responses, ACKs and in-dialog requests still reach the core, and its
+        timer keeps running, until it has nothing pending (``get_timer()`` is
+        None, or the core's optional ``has_pending_work()`` says only
+        retransmission-absorbing timers are left) or ``drain`` seconds pass,
+        and for at least ``refuse_for`` seconds from :meth:`stop_accepting`
+        (a dispatcher in front then sees the 503s and sends elsewhere).
+        The datagrams still queued are then answered too, and the sockets are
+        closed, waiting at most ``flush_timeout`` for their buffers to empty.
         """
         if self._closed or self._loop is None:
             self._closed = True
             return
-        self._closing = True
-        if self._tcp_server is not None:
-            self._tcp_server.close()  # no new connections; existing ones stay
+        self.stop_accepting()
         self.transmit()
         if not self._idle.is_set():
             try:
@@ -401,6 +426,10 @@ class SipServer(Generic[EventT]):
                     drain,
                     self.core.get_timer(),
                 )
+        left = self._closing_since + refuse_for - self._loop.time()
+        if left > 0:
+            await asyncio.sleep(left)  # the refusal window: answering 503 meanwhile
+        self._answer_queued()
         if self.persistence is not None:
             # What is sent waits on its write: let the last writes finish first.
             if not await self.persistence.wait_written(flush_timeout):
@@ -433,6 +462,21 @@ class SipServer(Generic[EventT]):
                 await asyncio.wait_for(self._tcp_server.wait_closed(), flush_timeout)
         self.logger.info("closed %s", _hostport(self.host, self.port))
 
+    def _answer_queued(self) -> None:
+        """Read and handle what the kernel still holds for the UDP socket, before it closes.
+
+        A request already queued when the socket closes would be dropped
+        without an answer: each gets its 503 (or reaches the core) instead.
+        """
+        sock, protocol = self._udp_sock, self._udp_protocol
+        if sock is not None and protocol is not None and sock.fileno() != -1:
+            while True:
+                before = self._received
+                protocol._drain(sock)
+                if self._received == before:
+                    break
+        self.transmit()
+
     def _udp_protocol_closed(self) -> bool:
         return self._udp_protocol is None or self._udp_protocol.closed.done()
 
@@ -442,6 +486,7 @@ class SipServer(Generic[EventT]):
         # (transmit) the sends; the log line, the events and the timer after them.
         if self._closed:
             return
+        self._received += 1
         if data == _SENTINEL and source.port == self.port:
             self._sentinel_received()
             return
@@ -549,7 +594,10 @@ class SipServer(Generic[EventT]):
             503,
             "Shutting Down",
             to_tag=_new_tag(),
-            headers=[("Retry-After", "10")],
+            headers=[
+                ("Retry-After", str(_SHUTDOWN_RETRY_AFTER)),
+                ("Warning", warning_value(self.host, "shutting down")),
+            ],
         )
         self._send(response, source)
         return False
@@ -853,9 +901,12 @@ class SipServer(Generic[EventT]):
             if self._closing:
                 self._idle.set()
             return
-        if self._closing and not self._core_busy():
-            # Only retransmission-absorbing timers are left: nothing to wait for.
-            self._idle.set()
+        if self._closing:
+            if self._core_busy():
+                self._idle.clear()  # new work since (e.g. BYEs queued on SIGTERM)
+            else:
+                # Only retransmission-absorbing timers are left: nothing to wait for.
+                self._idle.set()
         armed = self._timer_at if self._timer is not None else None
         if armed is not None and armed <= deadline and not backoff:
             # Armed for it, or for earlier: a timer that fires early finds nothing
@@ -963,17 +1014,19 @@ async def serve_forever_until_signal(
     before_close: Callable[[], object] | None = None,
     *,
     drain: float = 5.0,
+    refuse_for: float = 0.0,
     stop: asyncio.Event | None = None,
 ) -> int | None:
     """Serve until one of ``signals`` arrives (or ``stop`` is set), then close cleanly.
 
     ``server`` is one :class:`SipServer` or several (e.g. the allocator and the
-    built-in focus); those not started yet are started.  On the signal,
-    ``before_close()`` is called first (e.g. ``lambda: focus.end_all(server.now())``,
+    built-in focus); those not started yet are started.  On the signal, every
+    server stops accepting (:meth:`SipServer.stop_accepting`: new requests get
+    503), then ``before_close()`` is called (e.g. ``lambda: focus.end_all(server.now())``,
     to end conferences with BYE) and an awaitable it returns is awaited; then
     every server sends what its core queued and :meth:`SipServer.close` drains
-    them all at once, for up to ``drain`` seconds.  Returns the signal number,
-    or None when ``stop`` ended it.
+    them all at once, for up to ``drain`` seconds and at least ``refuse_for``.
+    Returns the signal number, or None when ``stop`` ended it.
     """
     servers = [server] if isinstance(server, SipServer) else list(server)
     for each in servers:
@@ -999,6 +1052,8 @@ async def serve_forever_until_signal(
             loop.remove_signal_handler(number)
     if received:
         logger.info("signal %s: shutting down", signal.Signals(received[0]).name)
+    for each in servers:
+        each.stop_accepting()
     if before_close is not None:
         try:
             result = before_close()
@@ -1008,5 +1063,5 @@ async def serve_forever_until_signal(
             logger.exception("before_close failed")
         for each in servers:
             each.transmit()
-    await asyncio.gather(*(each.close(drain=drain) for each in servers))
+    await asyncio.gather(*(each.close(drain=drain, refuse_for=refuse_for) for each in servers))
     return received[0] if received else None

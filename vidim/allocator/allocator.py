@@ -5,7 +5,8 @@ Three inputs, as in aioquic's ``QuicConnection``:
 * messages: :meth:`Allocator.receive` (parsed) or :meth:`Allocator.receive_datagram`;
 * the clock: :meth:`Allocator.get_timer` gives the next deadline and
   :meth:`Allocator.handle_timer` fires what is due;
-* API calls: :meth:`Allocator.end_conference`, :meth:`Allocator.restore`.
+* API calls: :meth:`Allocator.end_conference`, :meth:`Allocator.end_all`,
+  :meth:`Allocator.restore`, :meth:`Allocator.reconfigure`.
 
 After any of them, store :meth:`Allocator.take_changes` (when there is a
 state store: see :meth:`Allocator.record_changes`), then send
@@ -59,7 +60,21 @@ from .roster import Roster
 
 __all__ = ["Allocator", "AllocatorConfig", "address_of"]
 
+#: The states of a conference whose focus is not chosen for good yet.
+_SETTING_UP = (ConferenceState.REQUESTED, ConferenceState.PROBING, ConferenceState.ALLOCATING)
+
 _CONTROL_RE = re.compile(r"[\x00-\x1f\x7f]")
+
+#: What :meth:`Allocator.reconfigure` cannot change: the transaction layer, the
+#: Via, Contact and From, the Warning host, and how the focus is spoken to are
+#: built from them once (a new Allocator is needed).
+_FIXED: tuple[tuple[str, Callable[[AllocatorConfig], object]], ...] = (
+    ("local", lambda config: config.local),
+    ("transactions", lambda config: config.transactions),
+    ("profile", lambda config: config.profile),
+    ("requests.domain", lambda config: config.requests.domain),
+    ("requests.service_uri", lambda config: config.requests.service_uri),
+)
 
 #: A handler of the answer to a request the allocator sent.
 AnswerHandler = Callable[[Conference, Pending, Response, float], None]
@@ -185,6 +200,41 @@ class Allocator(SipCoreBase[AllocatorEvent]):
             raise LocalProtocolError(f"no live conference {conference_id!r}")
         self._focus.end(conference, reason, now)
         self._drain(now)
+
+    def end_all(self, now: float, reason: str = "the allocator is shutting down") -> int:
+        """Clean shutdown: end every live conference (BYE on each anchor); how many.
+
+        As :meth:`end_conference` does for one: an active conference's anchor
+        gets its BYE (the conference is over when it is answered or times out),
+        one still being set up is cancelled.  Conferences already ending go on.
+        """
+        ending = [c for c in self.conferences.values() if c.state is not ConferenceState.ENDING]
+        for conference in ending:
+            self._focus.end(conference, reason, now)
+        self._drain(now)
+        return len(ending)
+
+    def reconfigure(self, config: AllocatorConfig) -> None:
+        """Take a new configuration at run time (the daemon's SIGHUP).
+
+        Trust, limits, timeouts, the proxy and the focus list apply from now
+        on: to requests from now on, and to the timers armed from now on (a
+        deadline already armed keeps its time).  A conference still being set
+        up keeps trying the focus list it started with.  Raises
+        :class:`LocalProtocolError` naming the fields that need a new
+        Allocator (:data:`_FIXED`), and then changes nothing.
+        """
+        fixed = [name for name, value in _FIXED if value(config) != value(self.config)]
+        if fixed:
+            raise LocalProtocolError(f"cannot change at run time: {', '.join(fixed)}")
+        old_foci = self.config.focus_uris
+        if config.focus_uris != old_foci:
+            for conference in self.conferences.values():
+                if conference.state in _SETTING_UP:
+                    self._focus.focus_lists.setdefault(conference.id, old_foci)
+        self.config = self._context.config = config
+        self._commands.rate.limit = config.rate_limit
+        self._commands.rate.window = config.rate_window
 
     def restore(self, record: dict[str, Any], now: float) -> Conference:
         """Resume managing a conference saved with :meth:`snapshot`.
@@ -324,6 +374,7 @@ class Allocator(SipCoreBase[AllocatorEvent]):
             context.timers.cancel((conference.id, kind))
         call_ids = context.conferences.remove(conference)
         self._focus.invites.pop(conference.id, None)
+        self._focus.focus_lists.pop(conference.id, None)
         anchor = self._focus.anchors.pop(conference.id, None)
         subscription = self._roster.forget(conference)
         # Its dialogs go, so that later requests on them get 481 ...

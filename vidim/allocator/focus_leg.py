@@ -50,6 +50,14 @@ class FocusLeg:
         self.anchors: dict[str, Dialog] = {}
         #: The INVITE to the focus in flight, per allocating conference.
         self.invites: dict[str, TransactionId] = {}
+        #: The focus list a conference began allocating with, kept when the
+        #: configured list changed since (``Allocator.reconfigure``): its
+        #: ``focus_index`` counts in that list.
+        self.focus_lists: dict[str, tuple[str, ...]] = {}
+
+    def focus_uris(self, conference_id: str) -> tuple[str, ...]:
+        """The foci a conference tries, in order: its own list, or the configured one."""
+        return self.focus_lists.get(conference_id, self._context.config.focus_uris)
 
     # -- allocating -------------------------------------------------------------------
     def _offer(self, conference: Conference) -> tuple[tuple[tuple[str, str], ...], bytes, str]:
@@ -65,7 +73,7 @@ class FocusLeg:
 
     def invite(self, conference: Conference, now: float) -> None:
         context = self._context
-        uri, party = focus_target(context.config.focus_uris[conference.focus_index])
+        uri, party = focus_target(self.focus_uris(conference.id)[conference.focus_index])
         headers, body, content_type = self._offer(conference)
         branch = new_branch()
         invite = context.initial_request(
@@ -116,7 +124,7 @@ class FocusLeg:
         uri = conference_uri(
             config.profile,
             response,
-            focus_uri=focus_target(config.focus_uris[int(pending.target)])[0],
+            focus_uri=focus_target(self.focus_uris(conference.id)[int(pending.target)])[0],
             conference=conference,
         )
         if current and uri is not None:
@@ -162,7 +170,7 @@ class FocusLeg:
     ) -> None:
         """This focus will not host it: try the next one, or give up."""
         context = self._context
-        focus_uris = context.config.focus_uris
+        focus_uris = self.focus_uris(conference.id)
         conference.focus_failures.append(f"{focus_uris[conference.focus_index]}: {reason}")
         context.disarm(conference, Deadline.FOCUS)
         self.invites.pop(conference.id, None)

@@ -296,6 +296,11 @@ class ConferenceFocus(SipCoreBase[FocusEvent]):
         self._end(conference, ConferenceInput.END_REQUESTED, now, reason=reason)
         self._drain(now)
 
+    def trust(self, networks: tuple[IPNetwork, ...]) -> None:
+        """Believe P-Asserted-Identity from these networks from now on (the daemon's SIGHUP)."""
+        self.config = dataclasses.replace(self.config, trusted_networks=networks)
+        self._signalling.config = self.config
+
     def end_all(self, now: float, reason: str = "the focus is shutting down") -> None:
         """Clean shutdown: BYE to every participant and anchor, terminated NOTIFYs."""
         for conference in list(self._conferences.values()):
