@@ -128,6 +128,9 @@ class SipCoreBase(ABC, Generic[E]):
         records: what a restored conference then does is recorded too.
         """
 
+    def note_all_changed(self) -> None:
+        """Have :meth:`take_changes` return every live record (a store that lost them)."""
+
     def take_changes(self) -> list[RecordChange]:
         """Return and forget the records changed since the last call (none: no state to keep)."""
         return []

@@ -26,6 +26,7 @@ import click
 
 from vidim import __version__
 from vidim.aio import (
+    Cluster,
     FocusMedia,
     Persistence,
     RtpRelay,
@@ -354,6 +355,70 @@ async def _run(
         await store.close()
 
 
+def _focus_namespace(config: DaemonConfig) -> str:
+    """Each daemon's built-in focus has its own records: its URIs name its address."""
+    return f"focus@{_show(config.focus_listen)}" if config.shared_store else "focus"
+
+
+async def _focus_server(
+    store: StateStore, config: DaemonConfig
+) -> tuple[ConferenceFocus, FocusMedia, SipServer[Any]]:
+    focus = build_focus(config)
+    namespace = _focus_namespace(config)
+    restored = await restore_core(store, focus, time.time(), log, namespace=namespace)
+    log.info("built-in focus: %d conference(s) restored from %s", restored, config.store)
+    media = FocusMedia(focus, RtpRelay(config.media_address), logger=log)
+    server = SipServer(
+        focus,
+        host=config.focus_listen.host,
+        port=config.focus_listen.port,
+        clock=time.time,
+        on_event=_focus_events(media),
+        persistence=Persistence(store, namespace, logger=log, name=config.store),
+    )
+    media.attach(server)  # a restored port that cannot be bound ends its call
+    return focus, media, server
+
+
+async def _allocator_server(
+    store: StateStore, config: DaemonConfig
+) -> tuple[Allocator, Cluster | None, SipServer[Any]]:
+    """The allocator behind its server; with a shared store, among the other daemons."""
+    allocator = build_allocator(config)
+    cluster: Cluster | None = None
+    if config.shared_store:
+        cluster = Cluster(
+            store, allocator, owner=_show(config.listen), lease_ttl=config.lease_ttl, logger=log
+        )
+        persistence = Persistence(
+            store, allocator.namespace, owner=cluster.owner, guard=cluster, logger=log,
+            name=config.store,
+        )  # fmt: skip
+    else:
+        persistence = Persistence(store, allocator.namespace, logger=log, name=config.store)
+    server = SipServer(
+        allocator,
+        host=config.listen.host,
+        port=config.listen.port,
+        clock=time.time,
+        on_event=_event_logger("allocator"),
+        overload=config.overload,
+        persistence=persistence,
+        follow_ups=cluster,
+    )
+    if cluster is not None:
+        cluster.attach(server)
+        resumed = await cluster.start(time.time())
+        log.info(
+            "%d conference(s) resumed from %s (lease owner %s, lease %g s)",
+            resumed, config.store, cluster.owner, config.lease_ttl,
+        )  # fmt: skip
+    else:
+        restored = await restore_core(store, allocator, time.time(), log)
+        log.info("%d conference(s) restored from %s", restored, config.store)
+    return allocator, cluster, server
+
+
 async def _serve_with(
     store: StateStore,
     config: DaemonConfig,
@@ -365,44 +430,18 @@ async def _serve_with(
 ) -> int:
     _short_gc_pauses()
 
-    def persistence(namespace: str) -> Persistence:
-        return Persistence(store, namespace, logger=log, name=config.store)
-
     servers: list[SipServer[Any]] = []
     focus: ConferenceFocus | None = None
     allocator: Allocator | None = None
     media: FocusMedia | None = None
+    cluster: Cluster | None = None
     if focus_on:
         # First: the allocator's restored conferences check their anchors on it.
-        focus = build_focus(config)
-        restored = await restore_core(store, focus, time.time(), log)
-        log.info("built-in focus: %d conference(s) restored from %s", restored, config.store)
-        media = FocusMedia(focus, RtpRelay(config.media_address), logger=log)
-        focus_server = SipServer(
-            focus,
-            host=config.focus_listen.host,
-            port=config.focus_listen.port,
-            clock=time.time,
-            on_event=_focus_events(media),
-            persistence=persistence(focus.namespace),
-        )
-        media.attach(focus_server)  # a restored port that cannot be bound ends its call
+        focus, media, focus_server = await _focus_server(store, config)
         servers.append(focus_server)
     if allocator_on:
-        allocator = build_allocator(config)
-        restored = await restore_core(store, allocator, time.time(), log)
-        log.info("%d conference(s) restored from %s", restored, config.store)
-        servers.append(
-            SipServer(
-                allocator,
-                host=config.listen.host,
-                port=config.listen.port,
-                clock=time.time,
-                on_event=_event_logger("allocator"),
-                overload=config.overload,
-                persistence=persistence(allocator.namespace),
-            )
-        )
+        allocator, cluster, allocator_server = await _allocator_server(store, config)
+        servers.append(allocator_server)
     for server in servers:
         await server.start()
     what = " and ".join(
@@ -425,6 +464,8 @@ async def _serve_with(
             drain=running.config.stop_timeout,
             refuse_for=running.config.refuse_on_stop,
         )
+    if cluster is not None:
+        await cluster.close()
     if media is not None:
         await media.close()
     log.info("stopped")

@@ -83,6 +83,8 @@ class DaemonConfig:
     store: str
     #: The directory of the embedded store (``store`` names a file in it by default).
     state_dir: Path
+    #: With a shared store: how long a conference's lease lasts unrenewed.
+    lease_ttl: float
     #: On SIGTERM: end every conference (BYE to anchors and participants), or leave
     #: them to the store for the next daemon to adopt.
     end_on_stop: bool
@@ -91,6 +93,11 @@ class DaemonConfig:
     refuse_on_stop: float
     #: On SIGTERM: the longest wait for the BYEs and transactions in flight.
     stop_timeout: float
+
+    @property
+    def shared_store(self) -> bool:
+        """A store several daemons share (Redis): conferences are leased, follow-ups routed."""
+        return self.store.startswith(("redis://", "rediss://"))
 
     @property
     def builtin_focus(self) -> bool:
@@ -339,6 +346,7 @@ SETTINGS: Final[dict[str, Setting]] = {
     # sqlite:<state_dir>/vidim.sqlite3; empty state_dir: $XDG_STATE_HOME/vidim or ./vidim-state.
     "store": Setting("", _store),
     "state_dir": Setting("", _state_dir),
+    "lease_ttl": Setting(10.0, _positive(_number)),
     # "auto": on with the embedded store, off with a shared one (see _build).
     "end_on_stop": Setting("auto", _boolean_or_auto),
     "refuse_on_stop": Setting(1.0, _non_negative(_number)),

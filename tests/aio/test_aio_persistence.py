@@ -121,14 +121,29 @@ def test_a_failing_store_keeps_conferences_going_refuses_new_ones_and_catches_up
             assert first.status == 202
             assert not persistence.available
             assert persistence.unwritten == 1
-            # ... and new conferences are refused while the store fails.
+            # ... and new conferences are refused while the store fails (by the
+            # allocator itself: follow-ups on live conferences are still served).
             client.send(new_conference(client, "second"), server.port)
             refused = await client.response_to("second")
             assert refused.status == 503
             assert refused.headers.get("Retry-After") is not None
             warning = refused.headers.get("Warning")
             assert warning is not None
-            assert "state store unreachable" in warning
+            assert "state store is unreachable" in warning
+            # A follow-up on the live conference is served from memory.
+            client.send(
+                request_bytes(
+                    "MESSAGE",
+                    uri=str(server.core.config.requests.service_uri),
+                    call_id="status",
+                    via_port=client.port,
+                    headers=(("Content-Type", "text/plain"),),
+                    body=b"/status",
+                ),
+                server.port,
+            )
+            status = await client.response_to("status")
+            assert status.status == 202
             store.failing = False
             while not persistence.available:  # the retry writes what waited
                 await asyncio.sleep(0.01)

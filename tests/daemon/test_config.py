@@ -177,7 +177,7 @@ def test_the_defaults_as_toml_writes_them() -> None:
     assert DEFAULTS["media"]["rtp_ports"] == [40000, 40999]
     assert list(DEFAULTS) == [
         "listen", "focus", "focus_listen", "profile", "proxy", "domain", "service_uri",
-        "trusted", "probe", "log_level", "log_json", "event_loop", "store", "state_dir",
+        "trusted", "probe", "log_level", "log_json", "event_loop", "store", "state_dir", "lease_ttl",
         "end_on_stop", "refuse_on_stop", "stop_timeout", "timers", "limits", "media",
     ]  # fmt: skip
 

@@ -12,15 +12,18 @@
 
 from __future__ import annotations
 
+from .cluster import Cluster
 from .focus import FocusMedia
 from .persistence import Persistence, restore_core
-from .protocols import SipCore, SipMessageCore, StatefulCore
+from .protocols import FollowUpRouter, SipCore, SipMessageCore, StatefulCore
 from .rtp import PortStats, PortsUnavailableError, RtpRelay
 from .server import DEFAULT_PORT, SipServer, serve_forever_until_signal
 
 __all__ = [
     "DEFAULT_PORT",
+    "Cluster",
     "FocusMedia",
+    "FollowUpRouter",
     "Persistence",
     "PortStats",
     "PortsUnavailableError",

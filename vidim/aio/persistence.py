@@ -24,6 +24,7 @@ from typing import Any, ClassVar, Protocol
 
 from ..core import RecordChange
 from ..sip import Address, Message
+from ..store import LeaseLost
 
 __all__ = ["Persistence", "RecordStore", "restore_core"]
 
@@ -40,6 +41,17 @@ class RecordStore(Protocol):
     async def load(self, namespace: str) -> dict[str, dict[str, Any]]: ...
 
 
+class WriteGuard(Protocol):
+    """What runs around each write: leases, for daemons sharing a store (``Cluster``)."""
+
+    async def before_write(self, changes: list[RecordChange]) -> list[RecordChange]: ...
+
+    async def after_write(self, changes: list[RecordChange]) -> None: ...
+
+    def lost(self, ids: Sequence[str]) -> None:
+        """The store refused to write these: another daemon holds their leases."""
+
+
 class RestorableCore(Protocol):
     namespace: ClassVar[str]
 
@@ -49,15 +61,22 @@ class RestorableCore(Protocol):
 
 
 async def restore_core(
-    store: RecordStore, core: RestorableCore, now: float, logger: logging.Logger
+    store: RecordStore,
+    core: RestorableCore,
+    now: float,
+    logger: logging.Logger,
+    *,
+    namespace: str | None = None,
 ) -> int:
     """Load the core's records and resume them; returns how many came back.
 
-    A record the core refuses (over, or not one it could have written) is
-    logged and deleted: it would be refused again at every start.
+    ``namespace``: where they are (the core's own by default).  A record the
+    core refuses (over, or not one it could have written) is logged and
+    deleted: it would be refused again at every start.
     """
+    namespace = namespace if namespace is not None else core.namespace
     core.record_changes()  # what the restored conferences do from now on is stored
-    records = await store.load(core.namespace)
+    records = await store.load(namespace)
     refused: list[RecordChange] = []
     for record_id, record in records.items():
         try:
@@ -83,8 +102,14 @@ class Persistence:
         retry_interval: float = 1.0,
         warn_interval: float = 5.0,
         name: str = "the state store",
+        guard: WriteGuard | None = None,
+        on_availability: Callable[[bool], None] | None = None,
     ) -> None:
         self.store = store
+        #: Takes leases before a write and lets them go after (None: one daemon alone).
+        self.guard = guard
+        #: Told when the store starts failing (False) and answers again (True).
+        self.on_availability = on_availability
         self.namespace = namespace
         self.owner = owner
         self.logger = logger if logger is not None else logging.getLogger("vidim.aio")
@@ -172,9 +197,20 @@ class Persistence:
     async def _write_unwritten(self) -> bool:
         batch = list(self._unwritten.values())
         try:
-            await self.store.write(self.namespace, batch, owner=self.owner)
+            written = await self.guard.before_write(batch) if self.guard else batch
+            await self.store.write(self.namespace, written, owner=self.owner)
+            if self.guard is not None:
+                await self.guard.after_write(written)
         except asyncio.CancelledError:
             raise
+        except LeaseLost as error:
+            # Driven by another daemon now: not ours to write (the guard lets them go).
+            for conference_id in error.ids:
+                self._unwritten.pop(conference_id, None)
+            if self.guard is not None:
+                self.guard.lost(list(error.ids))
+            self.logger.warning("%s: not written, leases lost: %s", self.name, list(error.ids))
+            return await self._write_unwritten()
         except Exception as error:
             self.failures += 1
             self._failing(error)
@@ -191,6 +227,8 @@ class Persistence:
                 len(batch),
             )
             self._down_since = None
+            if self.on_availability is not None:
+                self.on_availability(True)
         return True
 
     def _failing(self, error: Exception) -> None:
@@ -205,6 +243,8 @@ class Persistence:
                 extra={"error": str(error)},
             )
             self._retry = asyncio.get_running_loop().create_task(self._retry_until_written())
+            if self.on_availability is not None:
+                self.on_availability(False)
         elif now - self._last_warning >= self.warn_interval:
             self._last_warning = now
             self.logger.warning(

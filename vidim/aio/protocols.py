@@ -8,7 +8,7 @@ from typing import ClassVar, Protocol, TypeVar, runtime_checkable
 from ..core import RecordChange
 from ..sip import Address, Message, Request, Response
 
-__all__ = ["SipCore", "SipMessageCore", "StatefulCore"]
+__all__ = ["FollowUpRouter", "SipCore", "SipMessageCore", "StatefulCore"]
 
 EventT_co = TypeVar("EventT_co", covariant=True)
 
@@ -57,5 +57,15 @@ class StatefulCore(SipCore[EventT_co], Protocol[EventT_co]):
     def record_changes(self) -> None:
         """Start noting changes for :meth:`take_changes`."""
 
+    def note_all_changed(self) -> None:
+        """Have the next :meth:`take_changes` return every live record."""
+
     def take_changes(self) -> list[RecordChange]:
         """Take the records changed since the last call."""
+
+
+class FollowUpRouter(Protocol):
+    """Sees each request before the core (``vidim.aio.Cluster`` is one)."""
+
+    def intercept(self, request: Request, source: Address) -> bool:
+        """True: the router took the request (the core does not get it now)."""

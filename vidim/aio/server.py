@@ -38,18 +38,24 @@ from ..overload import OverloadGuard, OverloadPolicy
 from ..sip import (
     Address,
     Message,
+    RemoteProtocolError,
     Request,
     Response,
     SIPParseError,
     StreamFramer,
+    Via,
+    forward_request,
+    is_forwarded_answer,
     make_response,
+    unforward_response,
+    via_destination,
     warning_value,
 )
 from ..sip import new_tag as _new_tag
 from ..sip import parse_message as _parse_message
 from ..sip.parser import DEFAULT_MAX_MESSAGE_SIZE
 from .persistence import Batch, Persistence
-from .protocols import SipCore, SipMessageCore, StatefulCore
+from .protocols import FollowUpRouter, SipCore, SipMessageCore, StatefulCore
 
 __all__ = [
     "DEFAULT_PORT",
@@ -209,6 +215,10 @@ class SipServer(Generic[EventT]):
             sent, and new out-of-dialog requests are answered 503 while the
             store fails (see :mod:`vidim.aio.persistence`).  None: nothing is
             stored.
+        follow_ups: for daemons sharing a store (:class:`vidim.aio.Cluster`):
+            sees each request first, and takes those for a conference another
+            daemon drives; they come back through :meth:`forward` or
+            :meth:`deliver`.  None: every request goes to the core.
     """
 
     def __init__(
@@ -225,9 +235,11 @@ class SipServer(Generic[EventT]):
         max_message_size: int = DEFAULT_MAX_MESSAGE_SIZE,
         overload: OverloadPolicy | None = None,
         persistence: Persistence | None = None,
+        follow_ups: FollowUpRouter | None = None,
     ) -> None:
         self.core = core
         self.persistence = persistence
+        self.follow_ups = follow_ups
         #: The core as a keeper of records, when there is a store to keep them in.
         self._stateful: StatefulCore[EventT] | None = None
         if persistence is not None:
@@ -235,6 +247,10 @@ class SipServer(Generic[EventT]):
                 raise TypeError(f"{type(core).__name__} has no records to store")
             self._stateful = core
             core.record_changes()
+            persistence.on_availability = self._store_available
+        #: The core refuses new conferences itself while the store fails (the
+        #: allocator does, and serves follow-ups from memory); else the server does.
+        self._core_refuses_new = callable(getattr(core, "refuse_new_conferences", None))
         self.host = host
         #: The bound port (UDP and TCP), once :meth:`start` has returned.
         self.port = port
@@ -503,6 +519,8 @@ class SipServer(Generic[EventT]):
         if not self._admit(message, source):
             self._log_refused(message, source)
             return
+        if self._taken_elsewhere(message, source):
+            return
         self._deliver(message, source, data)
         if self._transmitting:  # from an on_event callback: the outer loop sends and logs
             self._backlog.append((message, source, []))
@@ -547,6 +565,8 @@ class SipServer(Generic[EventT]):
             if not self._admit(message, stream.peer):
                 self._log_refused(message, stream.peer)
                 continue
+            if self._taken_elsewhere(message, stream.peer):
+                continue
             self._log_received(message, stream.peer)
             self._deliver(message, stream.peer)
         self.transmit()
@@ -577,7 +597,11 @@ class SipServer(Generic[EventT]):
             late = self._loop.time() - self._beat_due
             if late >= guard.policy.max_lag:
                 guard.lag(late, time.perf_counter())
-        store_failing = self.persistence is not None and not self.persistence.available
+        store_failing = (
+            self.persistence is not None
+            and not self.persistence.available
+            and not self._core_refuses_new
+        )
         if not self._closing and not store_failing and (guard is None or not guard.overloaded_now):
             return True
         if message.method in ("ACK", "CANCEL") or message.to_addr.tag is not None:
@@ -696,6 +720,50 @@ class SipServer(Generic[EventT]):
         if sent is not None and self.overload is not None:
             now = time.perf_counter()
             self.overload.queue_delay(now - sent, now)
+
+    # -- several daemons over one store -------------------------------------------------
+    def _taken_elsewhere(self, message: Request | Response, source: Address) -> bool:
+        """An answer to a request forwarded here (relayed back), or a follow-up routed away."""
+        if self.follow_ups is None:
+            return False
+        if isinstance(message, Response):
+            if not is_forwarded_answer(message, self.host, self.port):
+                return False
+            answer, via = unforward_response(message)
+            self._send(answer, via_destination(via))
+            return True
+        return self.follow_ups.intercept(message, source)
+
+    def forward(self, request: Request, source: Address, destination: Address) -> None:
+        """Pass ``request`` on to ``destination`` statelessly (RFC 3261 section 16.11).
+
+        Its answers come back through this server, which relays them.
+        """
+        via = Via(destination.transport.upper(), self.host, self.port, (("rport", None),))
+        try:
+            forwarded = forward_request(request, via)
+        except RemoteProtocolError as error:
+            self._send(make_response(request, error.status_hint, to_tag=_new_tag()), source)
+            return
+        self._log_message("forward", request, destination, logging.DEBUG)
+        self._send(forwarded, destination)
+
+    def deliver(self, request: Request, source: Address) -> None:
+        """Give the core a request the follow-up router held (and send what it answers)."""
+        if self._closed:
+            return
+        self._deliver(request, source)
+        self._backlog.append((request, source, []))
+        self.transmit()
+
+    def _store_available(self, available: bool) -> None:
+        refuse = getattr(self.core, "refuse_new_conferences", None)
+        if refuse is not None:
+            refuse(None if available else "the state store is unreachable")
+        if available and self._stateful is not None:
+            # It may have come back empty (a Redis without persistence): write it all again.
+            self._stateful.note_all_changed()
+            self.transmit()
 
     def _deliver(
         self, message: Request | Response, source: Address, data: bytes | None = None

@@ -8,7 +8,7 @@ object to drive; see docs/allocator.md for its parts.
 from __future__ import annotations
 
 from ..vocabulary import Capabilities, Mode, effective_mode
-from .allocator import Allocator, address_of
+from .allocator import Allocator, FollowUp, address_of
 from .conference import (
     TRANSITIONS,
     Conference,
@@ -79,6 +79,7 @@ __all__ = [
     "EndConference",
     "FocusProfile",
     "FocusRequest",
+    "FollowUp",
     "InvitationFailed",
     "InvitationSent",
     "Invitee",

@@ -48,7 +48,7 @@ from ..sip import (
     make_response,
     summary,
 )
-from .commands import Commands
+from .commands import Commands, FollowUp
 from .conference import Conference, ConferenceState, Deadline
 from .config import AllocatorConfig
 from .context import Context, Pending, Purpose, address_of
@@ -58,7 +58,7 @@ from .notices import Invitations
 from .probing import Probing
 from .roster import Roster
 
-__all__ = ["Allocator", "AllocatorConfig", "address_of"]
+__all__ = ["Allocator", "AllocatorConfig", "FollowUp", "address_of"]
 
 #: The states of a conference whose focus is not chosen for good yet.
 _SETTING_UP = (ConferenceState.REQUESTED, ConferenceState.PROBING, ConferenceState.ALLOCATING)
@@ -173,6 +173,37 @@ class Allocator(SipCoreBase[AllocatorEvent]):
 
     def record_changes(self) -> None:
         self._context.conferences.record_changes()
+
+    def note_all_changed(self) -> None:
+        for conference_id in self.conferences:
+            self._context.conferences.touch(conference_id)
+
+    def refuse_new_conferences(self, reason: str | None) -> None:
+        """Refuse new conferences with 503 and ``reason`` (None: accept them again).
+
+        Follow-up commands on live conferences are still served: e.g. while
+        the state store is unreachable, conferences go on from memory.
+        """
+        self._commands.refusing_new = reason
+
+    def elsewhere(self, request: Request, source: Address) -> FollowUp | None:
+        """A follow-up command about a conference this allocator does not drive, or None.
+
+        Daemons sharing a store ask before :meth:`receive`: such a request is
+        for the daemon that drives the conference, or for this one to adopt
+        it first (:meth:`restore`).
+        """
+        return self._commands.elsewhere(request, source)
+
+    def release(self, conference_id: str) -> None:
+        """Stop driving a conference, without ending it or deleting its record.
+
+        For daemons sharing a store: another daemon drives it now.  Its timers
+        stop; answers to its requests in flight are ignored.
+        """
+        conference = self.conferences.get(conference_id)
+        if conference is not None:
+            self._retire(conference, keep_record=True)
 
     def take_changes(self) -> list[RecordChange]:
         """Each conference changed since the last call: its snapshot, or None when it is over.
@@ -367,12 +398,12 @@ class Allocator(SipCoreBase[AllocatorEvent]):
             status = 200 if method == "OPTIONS" else 501
             context.respond(dialog.create_response(request, status), now)
 
-    def _retire(self, conference: Conference) -> None:
-        """Forget a conference that is over, and everything kept for it."""
+    def _retire(self, conference: Conference, *, keep_record: bool = False) -> None:
+        """Forget a conference that is over (or driven elsewhere), and everything kept for it."""
         context = self._context
         for kind in Deadline:
             context.timers.cancel((conference.id, kind))
-        call_ids = context.conferences.remove(conference)
+        call_ids = context.conferences.remove(conference, keep_record=keep_record)
         self._focus.invites.pop(conference.id, None)
         self._focus.focus_lists.pop(conference.id, None)
         anchor = self._focus.anchors.pop(conference.id, None)

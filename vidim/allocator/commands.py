@@ -10,6 +10,8 @@ requests outside a dialog get their plain answers (OPTIONS 200, 405).
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 from ..sip import (
     DEFAULT_POLICY,
     Address,
@@ -43,7 +45,7 @@ from .requests import (
     parse_request,
 )
 
-__all__ = ["ALLOW", "Commands", "RateLimiter"]
+__all__ = ["ALLOW", "Commands", "FollowUp", "RateLimiter"]
 
 #: The methods vidim answers outside a dialog.
 ALLOW = "MESSAGE, OPTIONS, NOTIFY, BYE, ACK, CANCEL"
@@ -83,6 +85,15 @@ class RateLimiter:
         self._next_sweep = now + self.window
 
 
+@dataclass(frozen=True, kw_only=True, slots=True)
+class FollowUp:
+    """A command about a conference not driven here (see :meth:`Commands.elsewhere`)."""
+
+    requester: str
+    #: The ``#id`` it named; None: the requester's newest conference.
+    conference_id: str | None
+
+
 def _message_checks(body_type: str | None) -> ServerPolicy:
     """The SIP core's checks for a MESSAGE that vidim has already parsed and accepted."""
     if body_type is None or body_type in DEFAULT_POLICY.accepted_content_types:
@@ -102,6 +113,9 @@ class Commands:
         self._focus = focus
         config = context.config
         self.rate = RateLimiter(config.rate_limit, config.rate_window)
+        #: Why new conferences are refused with 503 now (None: they are not),
+        #: e.g. while the state store cannot keep them.
+        self.refusing_new: str | None = None
 
     # -- requests outside a dialog --------------------------------------------------
     def on_request(self, request: Request, source: Address, now: float) -> None:
@@ -191,6 +205,32 @@ class Commands:
             )
         )
 
+    def elsewhere(self, request: Request, source: Address) -> FollowUp | None:
+        """The conference a follow-up command is about, when this allocator does not drive it.
+
+        For daemons sharing a store: such a command is for whichever daemon
+        drives the conference (or for this one to adopt it).  None for
+        anything else, including requests :meth:`on_request` refuses.
+        """
+        if request.method != "MESSAGE" or request.to_addr.tag is not None:
+            return None
+        try:
+            command = parse_request(
+                request, source_host=source.host, policy=self._context.config.requests
+            )
+        except RemoteProtocolError:
+            return None
+        if not isinstance(command, (AddInvitees, EndConference, ShowStatus)):
+            return None
+        conferences = self._context.conferences
+        requester = str(command.requester)
+        if command.conference_id is not None:
+            if command.conference_id in conferences:
+                return None
+        elif conferences.newest_of(requester) is not None:
+            return None
+        return FollowUp(requester=requester, conference_id=command.conference_id)
+
     # -- commands -----------------------------------------------------------------------
     def _on_command(self, command: Command, request: Request, source: Address, now: float) -> None:
         requester = str(command.requester)
@@ -224,6 +264,14 @@ class Commands:
     ) -> None:
         config = self._context.config
         requester = str(command.requester)
+        if self.refusing_new is not None:
+            error = RequestRefusedError(
+                f"{self.refusing_new}; try again later",
+                status_hint=503,
+                headers=(("Retry-After", "5"),),
+            )
+            self._refuse(request, source, error, requester, now)
+            return
         if len(self._context.conferences) >= config.max_conferences:
             error = RequestRefusedError(
                 "too many live conferences; try again later",

@@ -64,9 +64,16 @@ class ConferenceTable:
         if conference.id not in held:
             held.append(conference.id)
 
-    def remove(self, conference: Conference) -> list[str]:
-        """Forget a conference; returns the Call-IDs it had."""
-        self.touch(conference.id)
+    def remove(self, conference: Conference, *, keep_record: bool = False) -> list[str]:
+        """Forget a conference; returns the Call-IDs it had.
+
+        ``keep_record``: not a change for the store (another process drives it now).
+        """
+        if keep_record:
+            if self._changed is not None:
+                self._changed.pop(conference.id, None)
+        else:
+            self.touch(conference.id)
         self.by_id.pop(conference.id, None)
         held = self._by_requester.get(conference.requester, [])
         if conference.id in held:

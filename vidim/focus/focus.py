@@ -128,8 +128,9 @@ class ConferenceFocus(SipCoreBase[FocusEvent]):
         self._participants = Participants(self._signalling, self._subscriptions, self._pool)
         self._anchors = Anchors(self._signalling)
         self._conferences: dict[str, Conference] = {}
-        #: Conferences (by user) touched since the last take_changes: their records are due.
-        self._changed: set[str] = set()
+        #: Conferences (by user) touched since the last take_changes: their records are
+        #: due.  None until record_changes(): nobody takes them.
+        self._changed: set[str] | None = None
         self._on_timer: dict[TimerKind, Callable[[TimerKey, float], None]] = {
             TimerKind.TIME_LIMIT: self._time_limit_reached,
             TimerKind.RESEND: self._resend,
@@ -165,16 +166,28 @@ class ConferenceFocus(SipCoreBase[FocusEvent]):
 
     def _touch(self, conference: Conference | str | None) -> None:
         """Mark a conference's record as due for the store (too often is harmless)."""
+        if self._changed is None:
+            return
         if isinstance(conference, Conference):
             self._changed.add(conference.user)
         elif conference is not None:
             self._changed.add(conference)
+
+    def record_changes(self) -> None:
+        if self._changed is None:
+            self._changed = set()
+
+    def note_all_changed(self) -> None:
+        for user in self._conferences:
+            self._touch(user)
 
     def take_changes(self) -> list[RecordChange]:
         """The record of every conference changed since the last call (None: it ended).
 
         Store them before sending :meth:`messages_to_send` (write-ahead).
         """
+        if not self._changed:
+            return []
         changes = [
             RecordChange(user, self.snapshot(user) if user in self._conferences else None)
             for user in sorted(self._changed)

@@ -16,6 +16,7 @@ from .errors import (
     RequestRejectedError,
     SIPParseError,
 )
+from .forwarding import forward_request, is_forwarded_answer, unforward_response, via_destination
 from .headers import (
     CSeq,
     Headers,
@@ -102,6 +103,8 @@ __all__ = [
     "canonical_name",
     "check_request",
     "error_response",
+    "forward_request",
+    "is_forwarded_answer",
     "make_response",
     "new_branch",
     "new_call_id",
@@ -120,6 +123,8 @@ __all__ = [
     "split_list",
     "summary",
     "unescape",
+    "unforward_response",
     "unknown_dialog_response",
+    "via_destination",
     "warning_value",
 ]
