@@ -5,6 +5,7 @@ from __future__ import annotations
 import pytest
 
 from vidim.sip import (
+    Address,
     RemoteProtocolError,
     Request,
     Via,
@@ -16,6 +17,7 @@ from vidim.sip import (
 )
 
 ME = Via("UDP", "127.0.0.1", 5071, (("rport", None),))
+FROM = Address("192.0.2.1", 5060)
 
 
 def message(max_forwards: str = "70", via: str = "") -> Request:
@@ -36,21 +38,23 @@ def message(max_forwards: str = "70", via: str = "") -> Request:
 
 
 def test_forwarding_adds_our_via_with_a_stable_branch_and_takes_a_hop() -> None:
-    forwarded = forward_request(message(), ME)
+    forwarded = forward_request(message(), ME, FROM)
     vias = forwarded.via
     assert [(v.host, v.port) for v in vias] == [("127.0.0.1", 5071), ("192.0.2.1", 5060)]
     assert vias[0].is_rfc3261_branch
     assert forwarded.max_forwards == 69
+    # Seen from where it was sent: nothing to stamp but the rport it asked for.
+    assert vias[1].rport == 5060
     assert forwarded.body == b"/status"
     # A retransmission is forwarded in the same transaction at the next hop.
-    assert forward_request(message(), ME).top_via.branch == vias[0].branch
+    assert forward_request(message(), ME, FROM).top_via.branch == vias[0].branch
     other = message(via="Via: SIP/2.0/UDP 192.0.2.1:5060;branch=z9hG4bKother\r\n")
-    assert forward_request(other, ME).top_via.branch != vias[0].branch
+    assert forward_request(other, ME, FROM).top_via.branch != vias[0].branch
 
 
 def test_no_hop_left_is_483() -> None:
     with pytest.raises(RemoteProtocolError) as caught:
-        forward_request(message(max_forwards="0"), ME)
+        forward_request(message(max_forwards="0"), ME, FROM)
     assert caught.value.status_hint == 483
 
 
@@ -65,7 +69,7 @@ def test_no_hop_left_is_483() -> None:
 )
 def test_the_answer_loses_our_via_and_goes_to_the_next(via: str) -> None:
     original = message(via=via)
-    forwarded = forward_request(original, ME)
+    forwarded = forward_request(original, ME, FROM)
     answer = make_response(forwarded, 202, to_tag="t")
     assert is_forwarded_answer(answer, "127.0.0.1", 5071)
     assert not is_forwarded_answer(answer, "127.0.0.1", 5070)
@@ -80,3 +84,14 @@ def test_the_answer_loses_our_via_and_goes_to_the_next(via: str) -> None:
 def test_an_answer_to_our_own_request_is_not_a_forwarded_one() -> None:
     answer = make_response(message(via=f"Via: {ME.with_params(branch='z9hG4bKmine')}\r\n"), 200)
     assert not is_forwarded_answer(answer, "127.0.0.1", 5071)
+
+
+def test_the_sender_s_via_is_stamped_with_where_it_was_seen_from() -> None:
+    behind_nat = Address("198.51.100.7", 40000)
+    forwarded = forward_request(
+        message(via="Via: SIP/2.0/UDP 10.0.0.2:5060;branch=z9hG4bKn;rport\r\n"), ME, behind_nat
+    )
+    sender = forwarded.via[1]
+    assert (sender.received, sender.rport) == ("198.51.100.7", 40000)
+    back, next_via = unforward_response(make_response(forwarded, 202, to_tag="t"))
+    assert (next_via.received, next_via.rport) == ("198.51.100.7", 40000)

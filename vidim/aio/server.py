@@ -741,7 +741,7 @@ class SipServer(Generic[EventT]):
         """
         via = Via(destination.transport.upper(), self.host, self.port, (("rport", None),))
         try:
-            forwarded = forward_request(request, via)
+            forwarded = forward_request(request, via, source)
         except RemoteProtocolError as error:
             self._send(make_response(request, error.status_hint, to_tag=_new_tag()), source)
             return

@@ -15,7 +15,7 @@ import hashlib
 from .errors import RemoteProtocolError
 from .headers import Via, split_list
 from .message import Request, Response
-from .transaction import Address
+from .transaction import Address, stamp_top_via
 
 __all__ = [
     "FORWARD_BRANCH_PREFIX",
@@ -29,10 +29,12 @@ __all__ = [
 FORWARD_BRANCH_PREFIX = "z9hG4bKvfw"
 
 
-def forward_request(request: Request, via: Via) -> Request:
-    """``request`` with ``via`` (its branch made here) on top and one hop less.
+def forward_request(request: Request, via: Via, source: Address) -> Request:
+    """``request`` from ``source`` with ``via`` (its branch made here) on top and one hop less.
 
-    Raises :class:`RemoteProtocolError` (483) when no hop is left.
+    The Via it came with gets ``received``/``rport`` (the address it was seen
+    from), as a server transport stamps it: the next hop can answer the
+    sender there.  Raises :class:`RemoteProtocolError` (483) when no hop is left.
     """
     max_forwards = request.max_forwards
     if max_forwards is not None and max_forwards <= 0:
@@ -42,10 +44,11 @@ def forward_request(request: Request, via: Via) -> Request:
     # request forwarded twice gets the same branch.
     key = f"{top.branch}|{top.sent_by}|{request.method}|{request.uri}|{request.call_id}"
     branch = FORWARD_BRANCH_PREFIX + hashlib.sha256(key.encode()).hexdigest()[:20]
-    headers = request.headers.copy()
-    headers.prepend("Via", str(via.with_params(branch=branch)))
-    headers.set("Max-Forwards", str(69 if max_forwards is None else max_forwards - 1))
-    return Request(request.method, request.uri, headers, request.body)
+    forwarded = Request(request.method, request.uri, request.headers.copy(), request.body)
+    stamp_top_via(forwarded, source)
+    forwarded.headers.prepend("Via", str(via.with_params(branch=branch)))
+    forwarded.headers.set("Max-Forwards", str(69 if max_forwards is None else max_forwards - 1))
+    return forwarded
 
 
 def is_forwarded_answer(response: Response, host: str, port: int) -> bool:

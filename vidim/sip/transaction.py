@@ -902,7 +902,7 @@ def describe_transitions(machine: type[_Transaction]) -> list[tuple[str, str, st
 # -- the layer ---------------------------------------------------------------------
 
 
-def _stamp_top_via(request: Request, source: Address) -> None:
+def stamp_top_via(request: Request, source: Address) -> None:
     """Fill in ``received`` (RFC 3261 18.2.1) and ``rport`` (RFC 3581) on the top Via.
 
     Responses copy the Via, so the peer learns the address it was seen from,
@@ -1273,7 +1273,7 @@ class TransactionLayer:
             if isinstance(message, Response):
                 self._receive_response(message, now)
             elif isinstance(message, Request):
-                _stamp_top_via(message, source)
+                stamp_top_via(message, source)
                 self._receive_request(message, source, reliable, now)
             else:
                 raise LocalProtocolError("receive takes a Request or a Response")

@@ -1,0 +1,116 @@
+"""Two daemons over one Redis: follow-ups reach the daemon that drives, kill -9 is survived.
+
+Real processes on loopback: redis-server, two ``vidim-daemon run`` sharing it,
+an external focus (``vidim-daemon focus``), and this test as requesters and
+invitees.  Kamailio's dispatcher in front is tested in tests/integration;
+here each request is sent to a chosen daemon, to see what each one does.
+"""
+
+from __future__ import annotations
+
+import signal
+import sys
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from test_cli import free_port
+from test_daemon_restart import Daemon, People, ask_all, message, processes, wait_ready
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "store"))
+from redis_server import RedisServer  # noqa: E402
+
+__all__ = ["processes"]  # the fixture, imported for this module's tests
+
+LEASE_TTL = 1.0
+CONFERENCES = 10
+
+
+@pytest.fixture
+def redis(tmp_path: Path) -> Iterator[RedisServer]:
+    server = RedisServer(tmp_path)
+    server.start()
+    try:
+        yield server
+    finally:
+        server.stop()
+
+
+def test_follow_ups_reach_the_driving_daemon_and_a_killed_one_is_taken_over(
+    tmp_path: Path, processes: list[Daemon], redis: RedisServer
+) -> None:
+    focus_port = free_port()
+    focus = Daemon(
+        ["focus", "--focus-listen", f"127.0.0.1:{focus_port}", "--store", "memory:"],
+        tmp_path / "focus.log",
+    )
+    processes.append(focus)
+    ports = [free_port(), free_port()]
+    # Several daemons send their IMs through a proxy (Kamailio in a deployment): this
+    # test's socket plays it, so an IM reaches it whichever daemon sends it.
+    people = People()
+    config = tmp_path / "vidim.toml"
+    config.write_text(f"lease_ttl = {LEASE_TTL}\n")
+    daemons = [
+        Daemon(
+            [
+                "run",
+                "--config",
+                str(config),
+                "--listen",
+                f"127.0.0.1:{port}",
+                "--focus",
+                f"sip:conference-factory@127.0.0.1:{focus_port}",
+                "--store",
+                redis.url,
+                "--proxy",
+                f"sip:127.0.0.1:{people.port}",
+                "--no-probe",
+            ],  # fmt: skip
+            tmp_path / f"daemon-{port}.log",
+        )
+        for port in ports
+    ]
+    processes.extend(daemons)
+    for port in [focus_port, *ports]:
+        wait_ready(port)
+    a, b = daemons
+    try:
+        bob = f"sip:bob@127.0.0.1:{people.port}"
+        requesters = [f"alice{i}" for i in range(CONFERENCES)]
+        # Every conference is made on daemon A ...
+        accepted = ask_all(
+            people, ports[0], [message(people, r, bob, mode="video") for r in requesters]
+        )
+        assert [x.status for x in accepted] == [202] * CONFERENCES
+        people.pump_until(lambda: len(people.ims) >= 2 * CONFERENCES, "invitations")
+
+        # ... and /status sent to daemon B is answered by A, which drives them.
+        service = "sip:vidim@localhost"
+        ims_before = len(people.ims)
+        statuses = ask_all(
+            people, ports[1], [message(people, r, service, "/status") for r in requesters]
+        )
+        assert [s.status for s in statuses] == [202] * CONFERENCES
+        people.pump_until(lambda: len(people.ims) >= ims_before + CONFERENCES, "status IMs")
+        assert all(b"(video), active" in im.body for im in people.ims[ims_before:])
+        assert len(a.wait_lines("RequestAccepted", 2 * CONFERENCES)) == 2 * CONFERENCES
+        assert b.wait_lines("RequestAccepted", 1, timeout=0) == []  # B only forwarded
+        assert b.wait_lines("adopted conference", 1, timeout=0) == []
+
+        # kill -9 A: B takes its conferences over once their leases expire.
+        assert a.kill(signal.SIGKILL) == -signal.SIGKILL
+        ims_before = len(people.ims)
+        ended = ask_all(people, ports[1], [message(people, r, service, "/end") for r in requesters])
+        assert [e.status for e in ended] == [202] * CONFERENCES
+
+        def end_notices() -> int:
+            return sum(1 for im in people.ims[ims_before:] if b"has ended" in im.body)
+
+        people.pump_until(lambda: end_notices() >= CONFERENCES, "end notices")
+        assert len(b.wait_lines("adopted conference", CONFERENCES)) == CONFERENCES
+        assert len(b.wait_lines("ConferenceEnded", CONFERENCES)) == CONFERENCES
+        # A BYE on each anchor A had made.
+        assert len(focus.wait_lines("ConferenceEnded", CONFERENCES)) == CONFERENCES
+    finally:
+        people.close()
