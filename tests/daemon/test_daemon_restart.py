@@ -151,13 +151,13 @@ def ask_all(people: People, port: int, requests: list[Request]) -> list[Response
         for request in waiting:
             people.send(request.to_bytes(), port)
         again = time.monotonic() + 0.5
-        people.pump_until(
-            lambda: (
-                time.monotonic() > again
-                or all(people.final(r.call_id) is not None for r in waiting)
-            ),
-            "answers",
-        )
+
+        def answered_or_due(again: float = again, waiting: list[Request] = waiting) -> bool:
+            return time.monotonic() > again or all(
+                people.final(r.call_id) is not None for r in waiting
+            )
+
+        people.pump_until(answered_or_due, "answers")
 
 
 def wait_ready(port: int) -> None:
