@@ -18,7 +18,7 @@ from test_cli import free_port
 from test_daemon_restart import Daemon, People, ask_all, message, processes, wait_ready
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "store"))
-from redis_server import RedisServer  # noqa: E402
+from redis_server import RedisServer
 
 __all__ = ["processes"]  # the fixture, imported for this module's tests
 
