@@ -66,7 +66,7 @@ def test_follow_ups_reach_the_driving_daemon_and_a_killed_one_is_taken_over(
                 "--proxy",
                 f"sip:127.0.0.1:{people.port}",
                 "--no-probe",
-            ],  # fmt: skip
+            ],
             tmp_path / f"daemon-{port}.log",
         )
         for port in ports

@@ -93,5 +93,5 @@ def test_the_sender_s_via_is_stamped_with_where_it_was_seen_from() -> None:
     )
     sender = forwarded.via[1]
     assert (sender.received, sender.rport) == ("198.51.100.7", 40000)
-    back, next_via = unforward_response(make_response(forwarded, 202, to_tag="t"))
+    _, next_via = unforward_response(make_response(forwarded, 202, to_tag="t"))
     assert (next_via.received, next_via.rport) == ("198.51.100.7", 40000)
