@@ -138,15 +138,32 @@ class Cluster:
                 self.logger.exception("keeping the leases failed")
 
     async def renew(self) -> None:
-        """Renew every lease held (taking back any the store lost); let go of those taken."""
+        """Renew every lease held; take back those the store lost; let go of those taken.
+
+        A lease gone with nobody else holding it means the store lost it (a
+        Redis restarted empty, or one unreachable for longer than the TTL):
+        the lease is taken again and every record written again.
+        """
         if not self.held:
             return
         held = set(self.held)
-        got = await self.store.acquire(self.namespace, held, self.owner, self.lease_ttl)
-        for conference_id in held - got:
+        renewed = await self.store.renew(self.namespace, held, self.owner, self.lease_ttl)
+        missing = held - renewed
+        if not missing:
+            return
+        back = await self.store.acquire(self.namespace, missing, self.owner, self.lease_ttl)
+        for conference_id in missing - back:
             owner = await self.store.owner_of(self.namespace, conference_id)
             self._let_go(conference_id, f"its lease went to {owner}")
-        self.held = (self.held - held) | got
+        self.held = (self.held - missing) | back
+        if back:
+            self.logger.warning(
+                "%d lease(s) had vanished from the store: taken again, records written again",
+                len(back),
+            )
+            self.allocator.note_all_changed()
+            if self._server is not None:
+                self._server.transmit()
 
     async def adopt_orphans(self) -> None:
         """Take over every conference whose lease expired (its daemon stopped renewing)."""
