@@ -26,7 +26,7 @@ from vidim.sip import Address
 from vidim.store import RedisStore
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "store"))
-from redis_server import RedisServer  # noqa: E402
+from redis_server import RedisServer
 
 LEASE_TTL = 0.6
 WAIT = 10.0
