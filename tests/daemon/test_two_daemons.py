@@ -114,3 +114,45 @@ def test_follow_ups_reach_the_driving_daemon_and_a_killed_one_is_taken_over(
         assert len(focus.wait_lines("ConferenceEnded", CONFERENCES)) == CONFERENCES
     finally:
         people.close()
+
+
+def test_the_rate_limit_counts_a_requester_s_requests_on_every_daemon(
+    tmp_path: Path, processes: list[Daemon], redis: RedisServer
+) -> None:
+    ports = [free_port(), free_port()]
+    people = People()
+    config = tmp_path / "vidim.toml"
+    config.write_text("[limits]\nrate_limit = 3\nrate_window = 60.0\n")
+    daemons = [
+        Daemon(
+            [
+                "run", "--config", str(config),
+                "--listen", f"127.0.0.1:{port}",
+                # Nobody answers there: the conferences fail later; the 202s are what count.
+                "--focus", "sip:conference-factory@127.0.0.1:9",
+                "--store", redis.url,
+                "--proxy", f"sip:127.0.0.1:{people.port}",
+                "--no-probe",
+            ],
+            tmp_path / f"daemon-{port}.log",
+        )
+        for port in ports
+    ]  # fmt: skip
+    processes.extend(daemons)
+    for port in ports:
+        wait_ready(port)
+    try:
+        bob = f"sip:bob@127.0.0.1:{people.port}"
+        answers = [
+            ask_all(people, ports[i % 2], [message(people, "alice", bob, mode="video")])[0]
+            for i in range(5)
+        ]
+        # Three in the window, whichever daemon each reached: the fourth and fifth refused.
+        assert [a.status for a in answers] == [202, 202, 202, 403, 403]
+        warning = answers[3].headers.get("Warning") or ""
+        assert "too many new conferences" in warning
+        # Another requester has a count of their own.
+        other = ask_all(people, ports[1], [message(people, "carol", bob, mode="video")])[0]
+        assert other.status == 202
+    finally:
+        people.close()

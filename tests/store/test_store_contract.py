@@ -223,3 +223,32 @@ def test_any_json_record_round_trips(
         assert await store.get(NS, id) is None
 
     backend.run(scenario)
+
+
+def test_events_are_counted_up_to_the_limit_within_the_window(backend: Backend) -> None:
+    async def scenario(store: StateStore) -> None:
+        counted = [
+            await store.count_event("rate", "sip:alice@example.com", 3, 1.0) for _ in range(5)
+        ]
+        assert counted == [True, True, True, False, False]
+        # Another key, another namespace: counted apart.
+        assert await store.count_event("rate", "sip:bob@example.com", 3, 1.0)
+        assert await store.count_event("other", "sip:alice@example.com", 3, 1.0)
+        # Once the window has passed, the first ones no longer count.
+        await backend.pass_time(1.2)
+        assert await store.count_event("rate", "sip:alice@example.com", 3, 1.0)
+
+    backend.run(scenario)
+
+
+def test_two_clients_share_one_count(backend: Backend) -> None:
+    async def scenario(store: StateStore) -> None:
+        async with backend.new_store() as other:
+            if backend.name == "memory":
+                other = store  # one process's dicts: the same store object is the sharing
+            first = await store.count_event("rate", "k", 2, 60.0)
+            second = await other.count_event("rate", "k", 2, 60.0)
+            third = await store.count_event("rate", "k", 2, 60.0)
+            assert (first, second, third) == (True, True, False)
+
+    backend.run(scenario)

@@ -28,12 +28,12 @@ import logging
 from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any
 
+from ..allocator import Allocator, FollowUp, NewConferenceAsked
 from ..core import RecordChange
 from ..sip import Address, Request
 from ..store import StateStore, StoreUnavailable
 
 if TYPE_CHECKING:
-    from ..allocator import Allocator, FollowUp
     from .server import SipServer
 
 __all__ = ["Cluster", "owner_address"]
@@ -212,19 +212,42 @@ class Cluster:
 
     # -- follow-ups -------------------------------------------------------------------------
     def intercept(self, request: Request, source: Address) -> bool:
-        """True when ``request`` is a follow-up for a conference not driven here.
+        """True when ``request`` needs the store first; it then reaches the allocator later.
 
-        It is then routed (asynchronously): forwarded to the daemon that drives
-        its conference, or given to the allocator once the conference is adopted
-        (or when none is found: the allocator answers 404 as usual).
+        A new conference is counted against its requester's rate in the
+        store (shared by every daemon), then given to the allocator with the
+        verdict.  A follow-up for a conference not driven here is forwarded
+        to the daemon that drives it, or given to the allocator once the
+        conference is adopted (or when none is found: it answers 404 as usual).
         """
-        follow_up = self.allocator.elsewhere(request, source)
-        if follow_up is None:
+        question = self.allocator.classify(request, source)
+        if question is None:
             return False
-        task = asyncio.get_running_loop().create_task(self._route(follow_up, request, source))
+        if isinstance(question, NewConferenceAsked):
+            work = self._count(question.requester, request, source)
+        else:
+            work = self._route(question, request, source)
+        task = asyncio.get_running_loop().create_task(work)
         self._tasks.add(task)
         task.add_done_callback(self._tasks.discard)
         return True
+
+    async def _count(self, requester: str, request: Request, source: Address) -> None:
+        server = self._server
+        assert server is not None, "attach() the allocator's server first"
+        config = self.allocator.config
+        if self.allocator.refusing_new_conferences is not None:
+            server.deliver(request, source)  # refused anyway: no need to wait on the store
+            return
+        try:
+            allowed = await self.store.count_event(
+                "rate", requester, config.rate_limit, config.rate_window
+            )
+        except StoreUnavailable as error:
+            self.logger.debug("rate of %s counted here only: %s", requester, error)
+        else:
+            self.allocator.decide_rate(requester, allowed)
+        server.deliver(request, source)
 
     async def _route(self, follow_up: FollowUp, request: Request, source: Address) -> None:
         server = self._server

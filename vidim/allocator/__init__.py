@@ -8,7 +8,7 @@ object to drive; see docs/allocator.md for its parts.
 from __future__ import annotations
 
 from ..vocabulary import Capabilities, Mode, effective_mode
-from .allocator import Allocator, FollowUp, address_of
+from .allocator import Allocator, FollowUp, NewConferenceAsked, address_of
 from .conference import (
     TRANSITIONS,
     Conference,
@@ -86,6 +86,7 @@ __all__ = [
     "MessageIgnored",
     "Mode",
     "NewConference",
+    "NewConferenceAsked",
     "Participant",
     "ParticipantJoined",
     "ParticipantLeft",

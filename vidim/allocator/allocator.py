@@ -48,7 +48,7 @@ from ..sip import (
     make_response,
     summary,
 )
-from .commands import Commands, FollowUp
+from .commands import Commands, FollowUp, NewConferenceAsked
 from .conference import Conference, ConferenceState, Deadline
 from .config import AllocatorConfig
 from .context import Context, Pending, Purpose, address_of
@@ -58,7 +58,7 @@ from .notices import Invitations
 from .probing import Probing
 from .roster import Roster
 
-__all__ = ["Allocator", "AllocatorConfig", "FollowUp", "address_of"]
+__all__ = ["Allocator", "AllocatorConfig", "FollowUp", "NewConferenceAsked", "address_of"]
 
 #: The states of a conference whose focus is not chosen for good yet.
 _SETTING_UP = (ConferenceState.REQUESTED, ConferenceState.PROBING, ConferenceState.ALLOCATING)
@@ -186,14 +186,24 @@ class Allocator(SipCoreBase[AllocatorEvent]):
         """
         self._commands.refusing_new = reason
 
-    def elsewhere(self, request: Request, source: Address) -> FollowUp | None:
-        """A follow-up command about a conference this allocator does not drive, or None.
+    @property
+    def refusing_new_conferences(self) -> str | None:
+        """Why new conferences are refused now (:meth:`refuse_new_conferences`), or None."""
+        return self._commands.refusing_new
 
-        Daemons sharing a store ask before :meth:`receive`: such a request is
-        for the daemon that drives the conference, or for this one to adopt
-        it first (:meth:`restore`).
+    def classify(self, request: Request, source: Address) -> NewConferenceAsked | FollowUp | None:
+        """What daemons sharing a store settle before :meth:`receive` takes ``request``.
+
+        :class:`NewConferenceAsked`: count it against the requester's rate in
+        the store, then :meth:`decide_rate`.  :class:`FollowUp`: a command
+        about a conference this allocator does not drive: for the daemon that
+        drives it, or for this one to adopt first (:meth:`restore`).
         """
-        return self._commands.elsewhere(request, source)
+        return self._commands.classify(request, source)
+
+    def decide_rate(self, requester: str, allowed: bool) -> None:
+        """Whether ``requester``'s next new conference is within the rate (counted elsewhere)."""
+        self._commands.rate.decide(requester, allowed)
 
     def release(self, conference_id: str) -> None:
         """Stop driving a conference, without ending it or deleting its record.

@@ -45,7 +45,7 @@ from .requests import (
     parse_request,
 )
 
-__all__ = ["ALLOW", "Commands", "FollowUp", "RateLimiter"]
+__all__ = ["ALLOW", "Commands", "FollowUp", "NewConferenceAsked", "RateLimiter"]
 
 #: The methods vidim answers outside a dialog.
 ALLOW = "MESSAGE, OPTIONS, NOTIFY, BYE, ACK, CANCEL"
@@ -60,13 +60,26 @@ class RateLimiter:
         #: Per requester: when their recent requests came, oldest first.
         self._seen: dict[str, list[float]] = {}
         self._next_sweep = 0.0
+        #: Verdicts reached elsewhere (:meth:`decide`), for each requester's next request.
+        self._verdicts: dict[str, bool] = {}
 
     def __len__(self) -> int:
         """How many requesters are remembered."""
         return len(self._seen)
 
+    def decide(self, requester: str, allowed: bool) -> None:
+        """The verdict for ``requester``'s next request, reached elsewhere.
+
+        Daemons sharing a store count in the store (``StateStore.count_event``),
+        so that a requester's requests count whichever daemon they reach.
+        """
+        self._verdicts[requester] = allowed
+
     def allow(self, requester: str, now: float) -> bool:
         """Count one request; False (and not counted) when it is over the limit."""
+        verdict = self._verdicts.pop(requester, None)
+        if verdict is not None:
+            return verdict
         self.sweep_if_due(now)
         horizon = now - self.window
         seen = [when for when in self._seen.get(requester, []) if when > horizon]
@@ -83,6 +96,13 @@ class RateLimiter:
         horizon = now - self.window
         self._seen = {r: times for r, times in self._seen.items() if times and times[-1] > horizon}
         self._next_sweep = now + self.window
+
+
+@dataclass(frozen=True, kw_only=True, slots=True)
+class NewConferenceAsked:
+    """A request for a new conference (see :meth:`Commands.classify`): its rate is shared."""
+
+    requester: str
 
 
 @dataclass(frozen=True, kw_only=True, slots=True)
@@ -205,12 +225,13 @@ class Commands:
             )
         )
 
-    def elsewhere(self, request: Request, source: Address) -> FollowUp | None:
-        """The conference a follow-up command is about, when this allocator does not drive it.
+    def classify(self, request: Request, source: Address) -> NewConferenceAsked | FollowUp | None:
+        """What daemons sharing a store must settle before this allocator takes ``request``.
 
-        For daemons sharing a store: such a command is for whichever daemon
-        drives the conference (or for this one to adopt it).  None for
-        anything else, including requests :meth:`on_request` refuses.
+        A new conference: its requester's rate, counted in the store.  A
+        follow-up command about a conference this allocator does not drive:
+        the daemon that drives it (or adopting it here).  None for anything
+        else, including requests :meth:`on_request` refuses.
         """
         if request.method != "MESSAGE" or request.to_addr.tag is not None:
             return None
@@ -220,6 +241,8 @@ class Commands:
             )
         except RemoteProtocolError:
             return None
+        if isinstance(command, NewConference):
+            return NewConferenceAsked(requester=str(command.requester))
         if not isinstance(command, (AddInvitees, EndConference, ShowStatus)):
             return None
         conferences = self._context.conferences

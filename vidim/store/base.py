@@ -126,6 +126,15 @@ class StateStore(ABC):
     async def unowned(self, namespace: str) -> list[str]:
         """Ids of records with no unexpired lease: a daemon may adopt them (sorted)."""
 
+    @abstractmethod
+    async def count_event(self, namespace: str, key: str, limit: int, window: float) -> bool:
+        """Count one event of ``key``, unless ``limit`` were counted in the last ``window`` s.
+
+        True when it was counted (under the limit), False when it was not.  Several
+        daemons share the count: new conferences per requester, whichever daemon
+        the requests reach.
+        """
+
     async def __aenter__(self) -> StateStore:
         await self.open()
         return self

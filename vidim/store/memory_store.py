@@ -27,6 +27,17 @@ class MemoryStore(StateStore):
         self._records: dict[tuple[str, str], tuple[str, tuple[tuple[str, str], ...]]] = {}
         #: (namespace, id) -> (owner, expiry on the clock)
         self._leases: dict[tuple[str, str], tuple[str, float]] = {}
+        #: When each key's events were counted (see count_event), oldest first.
+        self._events: dict[tuple[str, str], list[float]] = {}
+
+    async def count_event(self, namespace: str, key: str, limit: int, window: float) -> bool:
+        now = self._clock()
+        times = [t for t in self._events.get((namespace, key), []) if t > now - window]
+        counted = len(times) < limit
+        if counted:
+            times.append(now)
+        self._events[namespace, key] = times
+        return counted
 
     async def open(self) -> None:
         """Nothing to open."""

@@ -7,6 +7,8 @@ hash tag keeping a namespace's keys in one slot)::
     vidim:{allocator}:indexed             hash  id -> JSON [[name, value], ...] it is indexed by
     vidim:{allocator}:index:NAME:VALUE    set   ids
     vidim:{allocator}:lease:ID            string owner, expiring (PX) with the lease
+    vidim:{allocator}:events:KEY          sorted set  events counted (count_event), by
+                                          Redis's own time in ms; expires with its window
 
 A write, and every lease change, is one Lua script: Redis runs it atomically, so
 the owner check and what it guards happen together (no other client's command runs
@@ -18,6 +20,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import secrets
 from collections.abc import Collection, Sequence
 from typing import Any
 from urllib.parse import urlsplit
@@ -107,6 +110,20 @@ for _, id in ipairs(redis.call("HKEYS", prefix .. "records")) do
   if redis.call("EXISTS", prefix .. "lease:" .. id) == 0 then table.insert(free, id) end
 end
 return free
+"""
+
+
+#: ARGV: prefix, key, limit, window in ms, a unique member.  Returns 1 when the event was
+#: counted (fewer than limit in the window, by Redis's clock), else 0.
+_COUNT_EVENT = """#!lua
+local key, limit, window = ARGV[1] .. "events:" .. ARGV[2], tonumber(ARGV[3]), tonumber(ARGV[4])
+local time = redis.call("TIME")
+local now = tonumber(time[1]) * 1000 + math.floor(tonumber(time[2]) / 1000)
+redis.call("ZREMRANGEBYSCORE", key, "-inf", now - window)
+if redis.call("ZCARD", key) >= limit then return 0 end
+redis.call("ZADD", key, now, ARGV[5])
+redis.call("PEXPIRE", key, window)
+return 1
 """
 
 
@@ -221,6 +238,14 @@ class RedisStore(StateStore):
     async def release(self, namespace: str, ids: Collection[str], owner: str) -> None:
         if ids:
             await self._script(_RELEASE, namespace, owner, *ids)
+
+    async def count_event(self, namespace: str, key: str, limit: int, window: float) -> bool:
+        window_ms = max(1, round(window * 1000))
+        member = secrets.token_hex(8)
+        counted = await self._script(
+            _COUNT_EVENT, namespace, key, str(limit), str(window_ms), member
+        )
+        return bool(counted)
 
     async def owner_of(self, namespace: str, id: str) -> str | None:
         holder: str | None = await self._call("GET", f"{self._keys(namespace)}lease:{id}")

@@ -39,6 +39,10 @@ CREATE TABLE IF NOT EXISTS record_index (
     PRIMARY KEY (namespace, name, value, id)
 ) WITHOUT ROWID;
 CREATE INDEX IF NOT EXISTS record_index_by_id ON record_index (namespace, id);
+CREATE TABLE IF NOT EXISTS events (
+    namespace TEXT NOT NULL, key TEXT NOT NULL, at REAL NOT NULL
+);
+CREATE INDEX IF NOT EXISTS events_by_key ON events (namespace, key, at);
 CREATE TABLE IF NOT EXISTS leases (
     namespace TEXT NOT NULL, id TEXT NOT NULL, owner TEXT NOT NULL, expires REAL NOT NULL,
     PRIMARY KEY (namespace, id)
@@ -205,6 +209,21 @@ class SqliteStore(StateStore):
                 "DELETE FROM leases WHERE namespace = ? AND id = ? AND owner = ?",
                 [(namespace, id, owner) for id in ids],
             )
+
+    async def count_event(self, namespace: str, key: str, limit: int, window: float) -> bool:
+        now = self._clock()
+        with self._transaction() as tx:
+            tx.db.execute(
+                "DELETE FROM events WHERE namespace = ? AND key = ? AND at <= ?",
+                (namespace, key, now - window),
+            )
+            (count,) = tx.db.execute(
+                "SELECT count(*) FROM events WHERE namespace = ? AND key = ?", (namespace, key)
+            ).fetchone()
+            if count >= limit:
+                return False
+            tx.db.execute("INSERT INTO events VALUES (?, ?, ?)", (namespace, key, now))
+        return True
 
     async def owner_of(self, namespace: str, id: str) -> str | None:
         with self._transaction(_READ) as tx:
