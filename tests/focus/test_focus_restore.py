@@ -54,6 +54,7 @@ def wire(messages: list[tuple[Message, Address]]) -> list[tuple[bytes, Address]]
 
 def restored(store: dict[str, dict[str, Any]], config: FocusConfig, now: float) -> ConferenceFocus:
     focus = ConferenceFocus(config)
+    focus.record_changes()
     for record in store.values():
         focus.restore(copy.deepcopy(record), now)
     focus.messages_to_send()
@@ -66,6 +67,7 @@ class StoredFocusNode(FocusNode):
 
     def __init__(self, focus: ConferenceFocus) -> None:
         super().__init__(focus)
+        focus.record_changes()  # as a store does (the daemon's Persistence)
         self.store: dict[str, dict[str, Any]] = {}
         #: The first line of each in-dialog request a restored focus answered alike.
         self.checked: list[str] = []
@@ -218,6 +220,7 @@ def test_a_record_is_json_and_comes_back_the_same() -> None:
     assert record["format"] == 1
     assert json.loads(json.dumps(record)) == record
     again = ConferenceFocus(node.focus.config)
+    again.record_changes()
     uri = again.restore(json.loads(json.dumps(record)), 1.0)
     assert uri == node.focus.conferences()[0].uri
     assert again.snapshot(user) == record
