@@ -393,9 +393,6 @@ class Setting:
 #: Every setting, by its TOML key (``table.key`` inside a table).
 SETTINGS: Final[dict[str, Setting]] = {
     "listen": Setting("127.0.0.1:5070", _host_port("listen")),
-    # Empty: the listen addresses are what peers reach (then they may not be 0.0.0.0 or ::).
-    "advertise": Setting("", _advertise),
-    "metrics_listen": Setting("", _optional_host_port("metrics_listen")),  # empty: off
     "focus": Setting([], _focus),  # empty: run the built-in focus
     "focus_listen": Setting("127.0.0.1:5080", _host_port("focus_listen")),
     "profile": Setting("rfc4579", _profile),
@@ -416,6 +413,9 @@ SETTINGS: Final[dict[str, Setting]] = {
     "end_on_stop": Setting("auto", _boolean_or_auto),
     "refuse_on_stop": Setting(1.0, _non_negative(_number)),
     "stop_timeout": Setting(5.0, _positive(_number)),
+    # Empty: the listen addresses are what peers reach (then they may not be 0.0.0.0 or ::).
+    "advertise": Setting("", _advertise),
+    "metrics_listen": Setting("", _optional_host_port("metrics_listen")),  # empty: off
     "timers.probe_timeout": Setting(2.0, _positive(_number)),
     "timers.focus_timeout": Setting(8.0, _positive(_number)),
     "timers.idle_timeout": Setting(300.0, _positive(_number)),
