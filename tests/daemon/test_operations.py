@@ -11,6 +11,7 @@ from __future__ import annotations
 import socket
 import subprocess
 import sys
+import time
 import urllib.error
 import urllib.request
 from collections.abc import Iterator
@@ -23,6 +24,9 @@ from prometheus_client.parser import text_string_to_metric_families
 from vidim_daemon.cli import main
 
 from vidim.sip import Request, Response, new_branch, new_tag
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "store"))
+from redis_server import RedisServer
 
 pytestmark = pytest.mark.timeout(120)
 
@@ -150,6 +154,48 @@ def test_readyz_is_503_once_the_daemon_stops_listening(
         assert f"SIP {HOST}:{daemon.port} not listening" in text
     finally:
         daemon.stop()
+
+
+def wait_status(url: str, status: int, timeout: float = 15.0) -> str:
+    """Poll ``url`` until it answers ``status`` (bounded); its body."""
+    deadline = time.monotonic() + timeout
+    while True:
+        got, body = get(url)
+        if got == status:
+            return body
+        assert time.monotonic() < deadline, f"{url}: {got} {body}"
+        time.sleep(0.05)  # polling an HTTP endpoint, bounded by the deadline
+
+
+def test_readyz_and_store_metrics_follow_the_store(tmp_path: Path, client: RecordingClient) -> None:
+    """Redis stopped: a request's write fails, /readyz says so; started again: ready again."""
+    redis = RedisServer(tmp_path)
+    redis.start()
+    metrics_port = free_port()
+    base = f"http://{HOST}:{metrics_port}"
+    daemon = DaemonProcess(
+        tmp_path, ["--metrics-listen", f"{HOST}:{metrics_port}", "--store", redis.url]
+    )
+    try:
+        daemon.wait_ready(client)
+        assert get(f"{base}/readyz") == (200, "ready\n")
+        redis.stop()
+        client.message(daemon.port, f"sip:bob@{HOST}:{client.port}")
+        assert "allocator: state store unreachable" in wait_status(f"{base}/readyz", 503)
+        got = samples(get(f"{base}/metrics")[1])
+        assert got[("vidim_store_available", (("server", "allocator"),))] == 0
+        assert got[("vidim_store_errors_total", (("server", "allocator"),))] >= 1
+        redis.start()
+        wait_status(f"{base}/readyz", 200)
+        assert (
+            samples(get(f"{base}/metrics")[1])[
+                ("vidim_store_available", (("server", "allocator"),))
+            ]
+            == 1
+        )
+    finally:
+        daemon.stop()
+        redis.stop()
 
 
 def test_advertised_address_replaces_the_any_address(
