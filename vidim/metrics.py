@@ -34,6 +34,7 @@ from prometheus_client.registry import Collector
 from .aio.rtp import PortStats
 from .allocator import Allocator, ConferenceState
 from .allocator import events as allocator_events
+from .allocator.conference import FINAL_STATES
 from .focus import ConferenceFocus
 from .focus import events as focus_events
 
@@ -273,6 +274,10 @@ def _per_server(name: str, documentation: str, values: Iterable[tuple[str, int]]
 
 
 def _conferences(allocators: Iterable[Allocator]) -> Iterator[Metric]:
+    """Live conferences by state (ended and failed ones are gone); none without an allocator."""
+    allocators = list(allocators)
+    if not allocators:
+        return
     states = Tally(
         conference.state
         for allocator in allocators
@@ -282,11 +287,16 @@ def _conferences(allocators: Iterable[Allocator]) -> Iterator[Metric]:
         "vidim_conferences", "Allocator conferences alive now, by state", labels=["state"]
     )
     for state in ConferenceState:
-        family.add_metric([state.value], states[state])
+        if state not in FINAL_STATES:
+            family.add_metric([state.value], states[state])
     yield family
 
 
 def _focus(foci: Iterable[ConferenceFocus]) -> Iterator[Metric]:
+    """The built-in focus's conferences and participants now; none without a focus."""
+    foci = list(foci)
+    if not foci:
+        return
     snapshots = [snapshot for focus in foci for snapshot in focus.conferences()]
     yield GaugeMetricFamily(
         "vidim_focus_conferences", "Conferences on the built-in focus now", value=len(snapshots)
