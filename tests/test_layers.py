@@ -88,6 +88,11 @@ RULES = [
         ("vidim.allocator", "vidim.aio", "vidim.store"),
     ),
     (
+        "the protocol code knows nothing of metrics (vidim.metrics reads its events)",
+        ["sip/*.py", "allocator/*.py", "focus/*.py", "core.py", "aio/*.py", "store/*.py"],
+        ("prometheus_client", "vidim.metrics"),
+    ),
+    (
         "the protocol code does no I/O",
         ["*.py", "sip/*.py", "allocator/*.py", "focus/*.py"],
         IO_MODULES,

@@ -105,6 +105,11 @@ class SipCoreBase(ABC, Generic[E]):
             return
         self.receive(message, source, now)
 
+    @property
+    def retransmissions(self) -> int:
+        """Requests and responses sent again on a timer since the start (for metrics)."""
+        return self._layer.retransmissions
+
     def has_pending_work(self) -> bool:
         """True while a transaction still waits for an answer (see the transaction layer)."""
         return self._layer.has_pending_work()

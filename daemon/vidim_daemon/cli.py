@@ -15,6 +15,7 @@ import dataclasses
 import gc
 import importlib
 import logging
+import os
 import signal
 import sys
 import time
@@ -38,10 +39,12 @@ from vidim.allocator import Allocator, AllocatorConfig, RequestPolicy
 from vidim.allocator import events as allocator_events
 from vidim.focus import ConferenceFocus, FocusConfig
 from vidim.focus import events as focus_events
+from vidim.metrics import Metrics
 from vidim.sip import Address, TransactionConfig
 from vidim.store import StateStore, StoreUnavailable, open_store
 
 from .config import DEFAULTS, SETTINGS, ConfigError, DaemonConfig, load
+from .endpoint import HealthEndpoint
 from .logs import setup_logging
 
 __all__ = [
@@ -70,12 +73,13 @@ def build_allocator(config: DaemonConfig) -> Allocator:
 
 def allocator_config(config: DaemonConfig) -> AllocatorConfig:
     return AllocatorConfig(
-        local=config.listen,
+        local=config.advertised,
         requests=RequestPolicy(
             domain=config.domain,
             service_uri=config.service_uri,
             max_invitees=config.max_invitees,
             trusted_networks=config.trusted,
+            local_addresses=_own_addresses(config),
         ),
         focus_uris=config.focus_uris,
         profile=config.profile,
@@ -95,12 +99,24 @@ def allocator_config(config: DaemonConfig) -> AllocatorConfig:
 def build_focus(config: DaemonConfig) -> ConferenceFocus:
     return ConferenceFocus(
         FocusConfig(
-            local=config.focus_listen,
+            local=config.focus_advertised,
             media_address=config.media_address,
             rtp_ports=config.rtp_ports,
             conference_ttl=config.conference_ttl,
             trusted_networks=config.trusted,
             transactions=_transactions(config),
+        )
+    )
+
+
+def _own_addresses(config: DaemonConfig) -> tuple[tuple[str, int], ...]:
+    """Where the allocator is reached: ``vidim@`` any of these is the service too."""
+    addresses = [config.advertised, config.listen]
+    return tuple(
+        dict.fromkeys(
+            (address.host, address.port)
+            for address in addresses
+            if address.host not in ("0.0.0.0", "::")
         )
     )
 
@@ -114,6 +130,18 @@ def _focus_events(media: FocusMedia) -> Callable[[Any], None]:
         media.on_event(event)
 
     return on_event
+
+
+def _counted(on_event: Callable[[Any], None], metrics: Metrics | None) -> Callable[[Any], None]:
+    """``on_event``, and each event counted in ``metrics`` (when there are metrics)."""
+    if metrics is None:
+        return on_event
+
+    def on_event_counted(event: Any) -> None:
+        on_event(event)
+        metrics.on_event(event, time.monotonic())
+
+    return on_event_counted
 
 
 #: Events logged at DEBUG: neither a request nor a change of state (those are
@@ -357,11 +385,11 @@ async def _run(
 
 def _focus_namespace(config: DaemonConfig) -> str:
     """Each daemon's built-in focus has its own records: its URIs name its address."""
-    return f"focus@{_show(config.focus_listen)}" if config.shared_store else "focus"
+    return f"focus@{_show(config.focus_advertised)}" if config.shared_store else "focus"
 
 
 async def _focus_server(
-    store: StateStore, config: DaemonConfig
+    store: StateStore, config: DaemonConfig, metrics: Metrics | None = None
 ) -> tuple[ConferenceFocus, FocusMedia, SipServer[Any]]:
     focus = build_focus(config)
     namespace = _focus_namespace(config)
@@ -373,7 +401,7 @@ async def _focus_server(
         host=config.focus_listen.host,
         port=config.focus_listen.port,
         clock=time.time,
-        on_event=_focus_events(media),
+        on_event=_counted(_focus_events(media), metrics),
         persistence=Persistence(store, namespace, logger=log, name=config.store),
     )
     media.attach(server)  # a restored port that cannot be bound ends its call
@@ -381,14 +409,14 @@ async def _focus_server(
 
 
 async def _allocator_server(
-    store: StateStore, config: DaemonConfig
+    store: StateStore, config: DaemonConfig, metrics: Metrics | None = None
 ) -> tuple[Allocator, Cluster | None, SipServer[Any]]:
     """The allocator behind its server; with a shared store, among the other daemons."""
     allocator = build_allocator(config)
     cluster: Cluster | None = None
     if config.shared_store:
         cluster = Cluster(
-            store, allocator, owner=_show(config.listen), lease_ttl=config.lease_ttl, logger=log
+            store, allocator, owner=_show(config.advertised), lease_ttl=config.lease_ttl, logger=log
         )
         persistence = Persistence(
             store, allocator.namespace, owner=cluster.owner, guard=cluster, logger=log,
@@ -401,7 +429,7 @@ async def _allocator_server(
         host=config.listen.host,
         port=config.listen.port,
         clock=time.time,
-        on_event=_event_logger("allocator"),
+        on_event=_counted(_event_logger("allocator"), metrics),
         overload=config.overload,
         persistence=persistence,
         follow_ups=cluster,
@@ -435,15 +463,23 @@ async def _serve_with(
     allocator: Allocator | None = None
     media: FocusMedia | None = None
     cluster: Cluster | None = None
+    metrics = Metrics() if config.metrics_listen is not None else None
     if focus_on:
         # First: the allocator's restored conferences check their anchors on it.
-        focus, media, focus_server = await _focus_server(store, config)
+        focus, media, focus_server = await _focus_server(store, config, metrics)
         servers.append(focus_server)
     if allocator_on:
-        allocator, cluster, allocator_server = await _allocator_server(store, config)
+        allocator, cluster, allocator_server = await _allocator_server(store, config, metrics)
         servers.append(allocator_server)
-    for server in servers:
-        await server.start()
+    endpoint = _health_endpoint(config, metrics, servers, media)
+    problem = await _start_listening(servers, endpoint)
+    if problem is not None:
+        click.echo(f"vidim-daemon: {problem}", err=True)
+        if cluster is not None:
+            await cluster.close()
+        if media is not None:
+            await media.close()
+        return 2
     what = " and ".join(
         (["allocator on " + _show(config.listen)] if allocator_on else [])
         + ([f"built-in focus on {_show(config.focus_listen)}"] if focus_on else [])
@@ -468,8 +504,61 @@ async def _serve_with(
         await cluster.close()
     if media is not None:
         await media.close()
+    if endpoint is not None:
+        await endpoint.close()
     log.info("stopped")
     return 0
+
+
+def _health_endpoint(
+    config: DaemonConfig,
+    metrics: Metrics | None,
+    servers: list[SipServer[Any]],
+    media: FocusMedia | None,
+) -> HealthEndpoint | None:
+    """The metrics and health endpoint on ``metrics_listen``, watching every server (or None)."""
+    if config.metrics_listen is None or metrics is None:
+        return None
+    for server in servers:
+        metrics.watch("focus" if isinstance(server.core, ConferenceFocus) else "allocator", server)
+    if media is not None:
+        metrics.watch_relay(media.relay)
+    address = config.metrics_listen
+    return HealthEndpoint(metrics, servers, host=address.host, port=address.port, logger=log)
+
+
+async def _start_listening(
+    servers: list[SipServer[Any]], endpoint: HealthEndpoint | None
+) -> str | None:
+    """Bind the health endpoint, then every SIP server; or the one line saying what could not be.
+
+    A port already taken (or a privileged one, or an address not on this host)
+    closes whatever was opened already.
+    """
+    address = ""
+    try:
+        if endpoint is not None:
+            address = f"{_show(Address(endpoint.host, endpoint.port))} (metrics, TCP)"
+            await endpoint.start()
+        for server in servers:
+            address = f"{_show(Address(server.host, server.port))} (UDP and TCP)"
+            await server.start()
+    except OSError as error:
+        for server in servers:
+            if server.started:
+                await server.close(drain=0.0)
+            elif server.persistence is not None:
+                await server.persistence.close()
+        if endpoint is not None:
+            await endpoint.close()
+        return f"cannot listen on {address}: {_os_reason(error)}"
+    return None
+
+
+def _os_reason(error: OSError) -> str:
+    """``address already in use``: the OS's words, without the errno."""
+    reason = os.strerror(error.errno) if error.errno else str(error)
+    return reason[:1].lower() + reason[1:]
 
 
 def _serve(
@@ -530,7 +619,9 @@ def _load_or_exit(path: str | None, overrides: dict[str, Any]) -> DaemonConfig:
 
 
 _COMMON = [
-    click.option("--config", "config_path", type=click.Path(dir_okay=False), help="TOML file."),
+    click.option(
+        "--config", "config_path", type=click.Path(dir_okay=False), help="TOML file [none]."
+    ),
     click.option("--domain", help=f"SIP domain served [{DEFAULTS['domain']}]."),
     click.option(
         "--trusted",
@@ -549,8 +640,12 @@ _COMMON = [
         metavar="DIR",
         help="The embedded store's directory [$XDG_STATE_HOME/vidim, else ./vidim-state].",
     ),
-    click.option("--log-level", type=click.Choice(["debug", "info", "warning", "error"])),
-    click.option("--log-json", is_flag=True, help="One JSON object per log line."),
+    click.option(
+        "--log-level",
+        type=click.Choice(["debug", "info", "warning", "error"]),
+        help=f"debug logs every message in and out [{DEFAULTS['log_level']}].",
+    ),
+    click.option("--log-json", is_flag=True, help="One JSON object per log line [off: plain]."),
     click.option(
         "--event-loop",
         type=click.Choice(["auto", "uvloop", "asyncio"]),
@@ -559,7 +654,20 @@ _COMMON = [
     click.option(
         "--end-on-stop/--no-end-on-stop",
         default=None,
-        help="On SIGTERM end every conference, or leave them to the store [end].",
+        help="On SIGTERM end every conference, or leave them to the store "
+        "[end, but leave with a Redis store].",
+    ),
+    click.option(
+        "--advertise",
+        metavar="HOST[:PORT]",
+        help="The address peers reach, written in Call-IDs, Vias, Contacts and the "
+        "focus's URIs; needed to listen on 0.0.0.0 or :: [the listen addresses].",
+    ),
+    click.option(
+        "--metrics-listen",
+        metavar="HOST:PORT",
+        help="Serve Prometheus /metrics, /healthz and /readyz over HTTP, e.g. "
+        "127.0.0.1:9470 [off].",
     ),
 ]
 
@@ -582,15 +690,22 @@ def main() -> None:
     "--listen", metavar="HOST:PORT", help=f"Allocator, UDP and TCP [{DEFAULTS['listen']}]."
 )
 @click.option(
-    "--focus", multiple=True, metavar="URI", help="External focus (repeatable: failover)."
+    "--focus",
+    multiple=True,
+    metavar="URI",
+    help="External focus (repeatable: failover) [none: the built-in focus].",
 )
 @click.option(
     "--focus-listen", metavar="HOST:PORT", help=f"Built-in focus [{DEFAULTS['focus_listen']}]."
 )
-@click.option("--profile", type=click.Choice(["rfc4579", "asterisk", "freeswitch"]))
+@click.option(
+    "--profile",
+    type=click.Choice(["rfc4579", "asterisk", "freeswitch"]),
+    help=f"How the focus is spoken to [{DEFAULTS['profile']}].",
+)
 @click.option("--proxy", metavar="URI", help="The IM server for IMs and probes [none: direct].")
 @click.option("--service-uri", metavar="URI", help="Command-form address [sip:vidim@<domain>].")
-@click.option("--no-probe", is_flag=True, help="Do not probe invitees with OPTIONS.")
+@click.option("--no-probe", is_flag=True, help="Do not probe invitees with OPTIONS [probing on].")
 def run(config_path: str | None, **options: Any) -> None:
     """Run the allocator and, unless --focus is given, the built-in focus."""
     overrides = _overrides(**options)

@@ -93,11 +93,32 @@ class DaemonConfig:
     refuse_on_stop: float
     #: On SIGTERM: the longest wait for the BYEs and transactions in flight.
     stop_timeout: float
+    #: The address peers reach the daemon at (host, port or None: the listen
+    #: port), written in Call-IDs, Vias, Contacts and the focus's URIs; None:
+    #: the listen addresses themselves.
+    advertise: tuple[str, int | None] | None = None
+    #: Where the Prometheus metrics and the health checks are served; None: off.
+    metrics_listen: Address | None = None
 
     @property
     def shared_store(self) -> bool:
         """A store several daemons share (Redis): conferences are leased, follow-ups routed."""
         return self.store.startswith(("redis://", "rediss://"))
+
+    @property
+    def advertised(self) -> Address:
+        """Where peers reach the allocator: the advertised address, else ``listen``."""
+        if self.advertise is None:
+            return self.listen
+        host, port = self.advertise
+        return Address(host, port or self.listen.port)
+
+    @property
+    def focus_advertised(self) -> Address:
+        """Where peers reach the built-in focus: the advertised host on ``focus_listen``'s port."""
+        if self.advertise is None:
+            return self.focus_listen
+        return Address(self.advertise[0], self.focus_listen.port)
 
     @property
     def builtin_focus(self) -> bool:
@@ -108,9 +129,9 @@ class DaemonConfig:
         """The foci to use: the configured ones, or the built-in one's factory."""
         if self.focus:
             return self.focus
-        host = self.focus_listen.host
-        host = f"[{host}]" if ":" in host else host
-        return (f"sip:conference-factory@{host}:{self.focus_listen.port}",)
+        focus = self.focus_advertised
+        host = f"[{focus.host}]" if ":" in focus.host else focus.host
+        return (f"sip:conference-factory@{host}:{focus.port}",)
 
 
 def parse_hostport(text: str, what: str = "address") -> Address:
@@ -188,6 +209,47 @@ def _one_of(choices: tuple[str, ...]) -> Callable[[Any], str]:
 
 def _host_port(key: str) -> Callable[[Any], Address]:
     return lambda value: parse_hostport(_string(value), key)
+
+
+def _optional_host_port(key: str) -> Callable[[Any], Address | None]:
+    """Empty: None (off); else ``HOST:PORT``."""
+    return lambda value: parse_hostport(text, key) if (text := _string(value)) else None
+
+
+def _advertise(value: Any) -> tuple[str, int | None] | None:
+    """Empty: None; else ``HOST[:PORT]`` (``[v6]:PORT``), HOST an IP address or a host name."""
+    text = _string(value)
+    if not text:
+        return None
+    host, port = text, None
+    if text.startswith("["):
+        host, _, rest = text[1:].partition("]")
+        if rest and not (rest.startswith(":") and rest[1:].isdigit()):
+            raise ValueError(f"must be HOST[:PORT], got {text!r}")
+        port = int(rest[1:]) if rest else None
+    elif text.count(":") == 1:
+        host, _, port_text = text.partition(":")
+        if not port_text.isdigit():
+            raise ValueError(f"must be HOST[:PORT], got {text!r}")
+        port = int(port_text)
+    if port is not None and not 0 < port <= 65535:
+        raise ValueError(f"port must be 1-65535, got {port}")
+    return _reachable_host(host), port
+
+
+def _reachable_host(host: str) -> str:
+    """An IP address other than 0.0.0.0 and ::, or a host name; else ValueError."""
+    try:
+        address = ipaddress.ip_address(host)
+    except ValueError:
+        try:
+            SipURI(host=host)
+        except Exception:
+            raise ValueError(f"{host!r} is neither an IP address nor a host name") from None
+        return host
+    if address.is_unspecified:
+        raise ValueError(f"must be an address peers can reach, not {host}")
+    return host
 
 
 def _profile(value: Any) -> FocusProfile:
@@ -351,6 +413,9 @@ SETTINGS: Final[dict[str, Setting]] = {
     "end_on_stop": Setting("auto", _boolean_or_auto),
     "refuse_on_stop": Setting(1.0, _non_negative(_number)),
     "stop_timeout": Setting(5.0, _positive(_number)),
+    # Empty: the listen addresses are what peers reach (then they may not be 0.0.0.0 or ::).
+    "advertise": Setting("", _advertise),
+    "metrics_listen": Setting("", _optional_host_port("metrics_listen")),  # empty: off
     "timers.probe_timeout": Setting(2.0, _positive(_number)),
     "timers.focus_timeout": Setting(8.0, _positive(_number)),
     "timers.idle_timeout": Setting(300.0, _positive(_number)),
@@ -451,6 +516,7 @@ def _build(
         problems.append(
             "focus_listen: must differ from listen (the built-in focus needs its own port)"
         )
+    _check_reachable(values, builtin_focus, problems)
     if problems:
         return None
     service_uri = values["service_uri"] or SipURI(host=values["domain"].lower(), user="vidim")
@@ -469,6 +535,19 @@ def _build(
         service_uri=service_uri,
         overload=overload,
     )
+
+
+def _check_reachable(values: Mapping[str, Any], builtin_focus: bool, problems: list[str]) -> None:
+    """A listen address of 0.0.0.0 or :: needs an advertised one: peers cannot reach it."""
+    if values.get("advertise") is not None:
+        return
+    for key in ("listen", "focus_listen") if builtin_focus else ("listen",):
+        address = values.get(key)
+        if address is not None and ipaddress.ip_address(address.host).is_unspecified:
+            problems.append(
+                f"{key}: {address.host} is every local address, which peers cannot be told: "
+                "give the address they reach with --advertise HOST[:PORT] (advertise = ...)"
+            )
 
 
 #: The keys of :class:`OverloadPolicy`'s fields, by field.

@@ -12,7 +12,12 @@ from allocator_factory import make_context, two_party_record
 
 from vidim.allocator.conference import Conference, ConferenceState, Deadline
 from vidim.allocator.context import Context, Purpose
-from vidim.allocator.events import AllocatorEvent, ConferenceEnded, ConferenceFailed
+from vidim.allocator.events import (
+    AllocatorEvent,
+    ConferenceEnded,
+    ConferenceFailed,
+    FocusFailover,
+)
 from vidim.allocator.focus_leg import FocusLeg
 from vidim.allocator.notices import Invitations
 from vidim.allocator.roster import Roster
@@ -77,6 +82,10 @@ def test_a_5xx_fails_over_to_the_next_focus() -> None:
     assert conference.focus_failures == [f"{FOCI[0]}: 503 Service Unavailable"]
     assert retired == []
     assert not any(isinstance(e, ConferenceFailed) for e in events)
+    failover = FocusFailover(
+        conference_id="c1", failed=FOCI[0], next=FOCI[1], reason="503 Service Unavailable"
+    )
+    assert [e for e in events if isinstance(e, FocusFailover)] == [failover]
 
 
 def test_a_4xx_gives_up_at_once() -> None:

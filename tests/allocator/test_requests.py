@@ -198,6 +198,31 @@ def test_service_uri_compared_case_insensitively() -> None:
     assert isinstance(parse(request), NewConference)
 
 
+def test_service_user_at_a_local_address_is_the_service() -> None:
+    """Kamailio's ``myself``: vidim@ any address the allocator listens on or advertises."""
+    policy = RequestPolicy(
+        domain="example.com",
+        local_addresses=(("127.0.0.1", 5070), ("2001:db8::1", 5070), ("sip.example.org", 5070)),
+    )
+    for uri in ("sip:vidim@127.0.0.1:5070", "sip:vidim@127.0.0.1", "sip:vidim@[2001:DB8:0::1]",
+                "sip:Vidim@SIP.example.org:5070"):  # fmt: skip
+        assert isinstance(parse(message_request(uri, body=b"/end"), policy=policy), EndConference)
+    # Another port, another host, another user, or no local addresses: not vidim.
+    for uri, with_policy in (("sip:vidim@127.0.0.1:5080", policy),
+                             ("sip:vidim@127.0.0.2:5070", policy),
+                             ("sip:bob@127.0.0.1:5070", policy),
+                             ("sip:vidim@127.0.0.1:5070", POLICY)):  # fmt: skip
+        refused(message_request(uri, body=b"/end"), 404, "not a vidim request", policy=with_policy)
+
+
+def test_an_invitee_at_a_local_address_is_the_service_and_dropped() -> None:
+    policy = RequestPolicy(domain="example.com", local_addresses=(("127.0.0.1", 5070),))
+    command = parse(
+        message_request(SERVICE, body=b"/chat bob, vidim@127.0.0.1:5070"), policy=policy
+    )
+    assert invitees(command) == [("sip:bob@example.com", None)]
+
+
 # -- requester identity -------------------------------------------------------------
 
 

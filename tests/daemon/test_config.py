@@ -178,7 +178,8 @@ def test_the_defaults_as_toml_writes_them() -> None:
     assert list(DEFAULTS) == [
         "listen", "focus", "focus_listen", "profile", "proxy", "domain", "service_uri",
         "trusted", "probe", "log_level", "log_json", "event_loop", "store", "state_dir", "lease_ttl",
-        "end_on_stop", "refuse_on_stop", "stop_timeout", "timers", "limits", "media",
+        "end_on_stop", "refuse_on_stop", "stop_timeout", "advertise", "metrics_listen", "timers",
+        "limits", "media",
     ]  # fmt: skip
 
 
@@ -205,3 +206,54 @@ def test_end_on_stop_and_the_stop_timings() -> None:
         "refuse_on_stop: must be 0 or more, got -1",
         "stop_timeout: must be above 0, got 0",
     ]
+
+
+@pytest.mark.parametrize(
+    ("text", "expected"),
+    [
+        ("192.0.2.10", ("192.0.2.10", None)),
+        ("192.0.2.10:5090", ("192.0.2.10", 5090)),
+        ("sip.example.com", ("sip.example.com", None)),
+        ("sip.example.com:5070", ("sip.example.com", 5070)),
+        ("2001:db8::10", ("2001:db8::10", None)),
+        ("[2001:db8::10]:5070", ("2001:db8::10", 5070)),
+    ],
+)
+def test_advertise_is_a_host_and_maybe_a_port(text: str, expected: tuple[str, int | None]) -> None:
+    config = load(None, {"advertise": text, "listen": "0.0.0.0:5070", "focus_listen": "[::]:5080"})
+    assert config.advertise == expected
+    host, port = expected
+    assert config.advertised == Address(host, port or 5070)
+    assert config.focus_advertised == Address(host, 5080)
+    shown = f"[{host}]" if ":" in host else host
+    assert config.focus_uris == (f"sip:conference-factory@{shown}:5080",)
+
+
+@pytest.mark.parametrize(
+    ("overrides", "problem"),
+    [
+        ({"listen": "0.0.0.0:5070"}, "listen: 0.0.0.0 is every local address"),
+        ({"focus_listen": "[::]:5080"}, "focus_listen: :: is every local address"),
+        ({"advertise": "0.0.0.0"}, "advertise: must be an address peers can reach, not 0.0.0.0"),
+        ({"advertise": "host:port"}, "advertise: must be HOST[:PORT], got 'host:port'"),
+        ({"advertise": "a b"}, "advertise: 'a b' is neither an IP address nor a host name"),
+        ({"metrics_listen": "localhost:9470"}, "metrics_listen: metrics_listen host must be"),
+    ],
+)
+def test_unreachable_addresses_are_refused(overrides: dict[str, str], problem: str) -> None:
+    with pytest.raises(ConfigError) as caught:
+        load(None, overrides)
+    assert len(caught.value.problems) == 1
+    assert caught.value.problems[0].startswith(problem)
+
+
+def test_an_external_focus_needs_no_focus_listen_address() -> None:
+    config = load(None, {"focus": "sip:conf@192.0.2.1", "focus_listen": "0.0.0.0:5080"})
+    assert config.advertised == config.listen
+
+
+def test_metrics_are_off_unless_an_address_is_given() -> None:
+    assert load().metrics_listen is None
+    assert load(None, {"metrics_listen": "127.0.0.1:9470"}).metrics_listen == Address(
+        "127.0.0.1", 9470
+    )

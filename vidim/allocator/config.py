@@ -15,7 +15,10 @@ __all__ = ["AllocatorConfig"]
 class AllocatorConfig:
     """Everything an :class:`~vidim.allocator.Allocator` is told."""
 
-    #: Where the allocator receives: its Via and Contact.
+    #: Where peers reach the allocator, written in its Vias, Contacts and Call-IDs:
+    #: the address it listens on, or the one advertised for it (the daemon's
+    #: ``--advertise``; never 0.0.0.0 or ::).  Nothing is bound here: the server
+    #: that runs the allocator binds.
     local: Address = field(default_factory=lambda: Address("127.0.0.1", 5070))
     #: Request forms, trust and limits (see :mod:`vidim.allocator.requests`).
     requests: RequestPolicy = field(default_factory=RequestPolicy)

@@ -17,6 +17,7 @@ __all__ = [
     "ConferenceFailed",
     "ConferenceReady",
     "ConferenceStateChanged",
+    "FocusFailover",
     "InvitationFailed",
     "InvitationSent",
     "MessageIgnored",
@@ -69,6 +70,18 @@ class ConferenceReady(AllocatorEvent):
     conference_id: str
     conference_uri: str
     """What invitees call (each with its own credential added)."""
+
+
+@dataclass(frozen=True, kw_only=True, slots=True)
+class FocusFailover(AllocatorEvent):
+    """A focus would not host the conference: its INVITE goes to the next one."""
+
+    conference_id: str
+    failed: str
+    """The focus URI that failed."""
+    next: str
+    """The focus URI tried now."""
+    reason: str
 
 
 @dataclass(frozen=True, kw_only=True, slots=True)

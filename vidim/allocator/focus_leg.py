@@ -22,7 +22,7 @@ from ..sip import (
 )
 from .conference import Conference, ConferenceInput, ConferenceState, Deadline
 from .context import Context, Pending, Purpose, address_of_uri, focus_target
-from .events import ConferenceEnded, ConferenceFailed, ConferenceReady
+from .events import ConferenceEnded, ConferenceFailed, ConferenceReady, FocusFailover
 from .notices import Invitations, conference_header, ready_text
 from .profiles import anchor_session_id, conference_uri, focus_request, join_uri
 from .roster import Roster
@@ -177,6 +177,14 @@ class FocusLeg:
         if retry and conference.focus_index + 1 < len(focus_uris):
             conference.focus_index += 1
             context.move(conference, ConferenceInput.FOCUS_FAILED_TRY_NEXT)
+            context.emit(
+                FocusFailover(
+                    conference_id=conference.id,
+                    failed=focus_uris[conference.focus_index - 1],
+                    next=focus_uris[conference.focus_index],
+                    reason=reason,
+                )
+            )
             self.invite(conference, now)
             return
         context.move(conference, ConferenceInput.FOCUS_FAILED_NO_MORE)

@@ -203,6 +203,11 @@ class RequestPolicy:
     max_text_length: int = 2000
     #: Largest ``application/resource-lists+xml`` part, in bytes (larger: 413).
     max_list_length: int = 65536
+    #: The allocator's own addresses, (host, port): ``<service user>@`` any of
+    #: them names the service too, as Kamailio's ``myself`` does (the daemon
+    #: gives the addresses it listens on and advertises).  A URI without a port
+    #: matches its host on any of these ports.
+    local_addresses: tuple[tuple[str, int], ...] = ()
 
     def __post_init__(self) -> None:
         try:
@@ -419,14 +424,32 @@ def _same_person(a: SipURI, b: SipURI) -> bool:
 
 
 def _is_service(uri: SipURI, policy: RequestPolicy) -> bool:
-    """Whether ``uri`` names the vidim service (user compared unescaped, case-blind)."""
+    """Whether ``uri`` names the vidim service (user compared unescaped, case-blind).
+
+    Its host is the service URI's, or one of the allocator's own addresses
+    (``policy.local_addresses``, with the port when the URI has one).
+    """
     service = policy.service_uri
     if uri.user is None or service.user is None:
         return False
-    return (
-        uri.host.lower() == service.host.lower()
-        and unescape(uri.user).lower() == unescape(service.user).lower()
+    if unescape(uri.user).lower() != unescape(service.user).lower():
+        return False
+    host = _host_key(uri.host)
+    if host == _host_key(service.host):
+        return True
+    return any(
+        host == _host_key(local_host) and uri.port in (None, local_port)
+        for local_host, local_port in policy.local_addresses
     )
+
+
+def _host_key(host: str) -> str:
+    """A host as compared: lower case, an IP address in its canonical form, no brackets."""
+    bare = host[1:-1] if host.startswith("[") and host.endswith("]") else host
+    try:
+        return str(ipaddress.ip_address(bare))
+    except ValueError:
+        return bare.lower()
 
 
 def _asserted_identity(request: Request) -> SipURI | None:

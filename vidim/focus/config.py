@@ -18,7 +18,9 @@ NOT_INVITED = "not invited to this conference"
 class FocusConfig:
     """Everything a :class:`ConferenceFocus` is told; every default is documented here."""
 
-    #: Where the focus receives SIP: its Via, Contact and conference URIs' host:port.
+    #: Where peers reach the focus, written in its Vias, Contacts and conference
+    #: URIs (host:port): its listen address, or the one advertised for it (the
+    #: daemon's ``--advertise``; never 0.0.0.0 or ::).  Nothing is bound here.
     local: Address = field(default_factory=lambda: Address("127.0.0.1", 5080))
     #: Request-URI users that create conferences (RFC 4579 conference factory URIs).
     factory_users: tuple[str, ...] = ("conference-factory",)

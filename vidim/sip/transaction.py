@@ -507,6 +507,7 @@ class InviteClientTransaction(_ClientBase):
     def _retransmit(self, now: float, message: Message | None) -> None:
         """Timer A: resend the INVITE and double the interval (no cap)."""
         self._resend()
+        self._layer.retransmissions += 1
         self._interval *= 2
         self._layer._arm(self, TransactionInput.TIMER_A, now, self._interval)
 
@@ -640,6 +641,7 @@ class NonInviteClientTransaction(_ClientBase):
     def _retransmit(self, now: float, message: Message | None) -> None:
         """Timer E: resend; the interval doubles up to T2, and is T2 in Proceeding."""
         self._resend()
+        self._layer.retransmissions += 1
         t2 = self._layer.config.t2
         if self.state is NonInviteClientState.PROCEEDING:
             self._interval = t2
@@ -766,6 +768,7 @@ class InviteServerTransaction(_ServerBase):
     def _retransmit(self, now: float, message: Message | None) -> None:
         """Timer G: resend the final response, doubling the interval up to T2."""
         self._resend_last(now, message)
+        self._layer.retransmissions += 1
         self._interval = min(2 * self._interval, self._layer.config.t2)
         self._layer._arm(self, TransactionInput.TIMER_G, now, self._interval)
 
@@ -962,6 +965,9 @@ class TransactionLayer:
         # ends cancels its timers.
         self._timers: Timers[tuple[TransactionId, TransactionInput]] = Timers()
         self._next_id = 0
+        #: Requests and responses sent again because a timer fired (Timers A, E
+        #: and G): a lossy path or a silent peer.  A count for metrics.
+        self.retransmissions = 0
         # The source of the message being received (for AckReceived).
         self._source = Address("0.0.0.0", 0)
 
