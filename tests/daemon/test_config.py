@@ -24,7 +24,7 @@ def test_defaults_are_the_embedded_job() -> None:
     assert [str(n) for n in config.trusted] == ["127.0.0.0/8", "::1/128"]
     assert config.probe
     assert (config.probe_timeout, config.focus_timeout) == (2.0, 8.0)
-    assert config.rtp_ports == (40000, 40999)
+    assert config.rtp_ports == (10000, 20000)
 
 
 def test_a_file_and_overrides(tmp_path: Path) -> None:

@@ -45,6 +45,7 @@ from .media import (
     ForwardingPlan,
     ParticipantMedia,
     PortPool,
+    lowest_free,
     PortsExhaustedError,
     Route,
     StreamInfo,
@@ -83,5 +84,6 @@ __all__ = [
     "SubscriptionEnded",
     "SubscriptionStarted",
     "forwarding_plan",
+    "lowest_free",
     "streams_from_sdp",
 ]

@@ -123,7 +123,7 @@ class ConferenceFocus(SipCoreBase[FocusEvent]):
         self.config = config if config is not None else FocusConfig()
         self._init_core(TransactionLayer(self.config.transactions))
         self._signalling = Signalling(self.config, self._layer, self._emit)
-        self._pool = PortPool(*self.config.rtp_ports)
+        self._pool = PortPool(*self.config.rtp_ports, choose=self.config.choose_port)
         self._subscriptions = Subscriptions(self._signalling)
         self._participants = Participants(self._signalling, self._subscriptions, self._pool)
         self._anchors = Anchors(self._signalling)

@@ -1,0 +1,117 @@
+"""What the built-in focus refuses (issue 18, docs/security.md): who may create a conference."""
+
+from __future__ import annotations
+
+from focus_peers import (
+    UNTRUSTED_HOST,
+    AllocatorSide,
+    Softphone,
+    baresip_offer,
+    focus_world,
+    make_conference,
+)
+
+from vidim.focus import ConferenceFocus, FocusConfig, MessageIgnored
+from vidim.sip import Address, Response
+from vidim.vocabulary import Mode, parse_networks
+
+BOB = "sip:bob@example.com"
+
+
+def warning_of(response: Response) -> str:
+    return response.headers.get("warning") or ""
+
+
+def test_factory_invite_from_an_untrusted_source_is_403_and_creates_nothing() -> None:
+    net, focus, node, _ = focus_world()
+    outsider = AllocatorSide(Address(UNTRUSTED_HOST, 5070))
+    net.add(outsider)
+    invite = outsider.create(make_conference([(BOB, Mode.VIDEO)]), net.now)
+    net.advance()
+    refused = outsider.final(invite)
+    assert refused.status == 403
+    assert "only the conference allocator may create conferences" in warning_of(refused)
+    assert UNTRUSTED_HOST in warning_of(refused)
+    assert focus.conferences() == []
+    assert focus.ports_in_use == frozenset()
+    assert not [m for m in outsider.responses if m.status == 200]
+    assert any(isinstance(e, MessageIgnored) and "allocator" in e.reason for e in node.events)
+
+
+def test_the_attack_of_issue_18_gets_no_media_port() -> None:
+    """An untrusted "allocator" cannot create a conference, so its own key joins nothing."""
+    net, focus, _, _ = focus_world()
+    outsider = AllocatorSide(Address(UNTRUSTED_HOST, 5070))
+    net.add(outsider)
+    outsider.create(make_conference([(BOB, Mode.VIDEO)]), net.now)
+    net.advance()
+    assert outsider.conference_uri is None
+    attacker = Softphone("bob", Address(UNTRUSTED_HOST, 6000), baresip_offer(6000, 6002))
+    net.add(attacker)
+    # A guessed conference URI with the attacker's own key: no such conference.
+    call = attacker.call(f"sip:conf-{'0' * 32}@127.0.0.1:5080;key=mine", net.now)
+    net.advance()
+    assert attacker.final(call).status == 404
+    assert focus.ports_in_use == frozenset()
+
+
+def test_a_separate_allocator_host_is_let_in_by_trusted_networks() -> None:
+    config = FocusConfig(trusted_networks=parse_networks(["127.0.0.0/8", "192.0.2.0/28"]))
+    net, focus, _, _ = focus_world(config=config)
+    allocator = AllocatorSide(Address(UNTRUSTED_HOST, 5070))
+    net.add(allocator)
+    invite = allocator.create(make_conference([(BOB, Mode.VIDEO)]), net.now)
+    net.advance()
+    assert allocator.final(invite).status == 200
+    assert len(focus.conferences()) == 1
+
+
+def test_trust_reloaded_at_runtime_decides_the_next_factory_invite() -> None:
+    net, focus, _, _ = focus_world()
+    allocator = AllocatorSide(Address(UNTRUSTED_HOST, 5070))
+    net.add(allocator)
+    first = allocator.create(make_conference([(BOB, Mode.VIDEO)]), net.now)
+    net.advance()
+    assert allocator.final(first).status == 403
+    focus.trust(parse_networks(["192.0.2.10/32"]))
+    second = allocator.create(make_conference([(BOB, Mode.VIDEO)], conference_id="c2"), net.now)
+    net.advance()
+    assert allocator.final(second).status == 200
+
+
+def test_participant_without_a_valid_key_is_still_refused() -> None:
+    net, focus, _, allocator = focus_world()
+    allocator.create(make_conference([(BOB, Mode.VIDEO)]), net.now)
+    net.advance()
+    uri = allocator.conference_uri
+    assert uri is not None
+    stranger = Softphone("bob", Address(UNTRUSTED_HOST, 6000), baresip_offer(6000, 6002))
+    net.add(stranger)
+    call = stranger.call(f"{uri};key=wrong", net.now)
+    net.advance()
+    assert stranger.final(call).status == 403
+    assert focus.ports_in_use == frozenset()
+
+
+def test_factory_invite_from_trusted_with_a_malformed_resource_list_is_400() -> None:
+    net, focus, _, allocator = focus_world()
+    for body in (
+        b"<resource-lists xmlns='urn:ietf:params:xml:ns:resource-lists'><list>",
+        b"not xml at all",
+        b"<?xml version='1.0'?><!DOCTYPE x [<!ENTITY a 'b'>]><x>&a;</x>",
+    ):
+        invite = allocator.create(
+            make_conference([(BOB, Mode.VIDEO)]),
+            net.now,
+            body=body,
+            content_type="application/resource-lists+xml",
+        )
+        net.advance()
+        refused = allocator.final(invite)
+        assert refused.status == 400, body
+        assert warning_of(refused), body
+    assert focus.conferences() == []
+
+
+def test_the_default_focus_trusts_this_host_only() -> None:
+    assert ConferenceFocus().config.trusted_networks == parse_networks(["127.0.0.0/8", "::1/128"])
