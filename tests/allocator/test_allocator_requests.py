@@ -1096,3 +1096,61 @@ def test_unsupported_required_extension_is_420_and_changes_nothing() -> None:
     w.net.run(5.0)
     response = assert_refused(w, w.alice, request, 420, "unsupported extension foo", told=False)
     assert response.headers.get_all("Unsupported") == ["foo"]
+
+
+# -- oversized values (issue 18) -----------------------------------------------------------
+
+
+@pytest.mark.parametrize("length", [60_000, 65_000])
+def test_header_form_with_a_huge_user_part_in_the_request_uri_is_414(length: int) -> None:
+    """Issue 18: 202 and a 61 KB INVITE (60,000), or 202 and then nothing (65,000)."""
+    w = make_world()
+    to = f"sip:{'b' * length}@example.com"
+    request = w.alice.send_message(0.0, to=to, text="hi", headers=[("X-Vidim-Mode", "video")])
+    w.net.run(5.0)
+    reason = f"Request-URI of {len(to)} characters; at most 2048"
+    assert_refused(w, w.alice, request, 414, reason, told=False)
+
+
+@pytest.mark.parametrize("length", [60_000, 65_000])
+def test_header_form_with_a_huge_invitee_header_is_400(length: int) -> None:
+    w = make_world()
+    value = f"<sip:{'c' * length}@example.com>;mode=audio"
+    request = w.alice.send_message(
+        0.0,
+        to="sip:bob@example.com",
+        text="hi",
+        headers=[("X-Vidim-Mode", "video"), ("X-Vidim-Invite", value)],
+    )
+    w.net.run(5.0)
+    reason = f"X-Vidim-Invite value of {len(value)} characters; at most 8192"
+    assert_refused(w, w.alice, request, 400, reason, told=False)
+
+
+def test_an_invitee_uri_over_2_kib_is_400_and_the_requester_is_told() -> None:
+    w = make_world()
+    uri = f"sip:{'c' * 3000}@example.com"
+    request = w.alice.send_message(
+        0.0,
+        to="sip:bob@example.com",
+        text="hi",
+        headers=[("X-Vidim-Mode", "video"), ("X-Vidim-Invite", f"<{uri}>")],
+    )
+    w.net.run(5.0)
+    response = final_response(w.alice, request)
+    assert response.status == 400
+    assert f"of {len(uri)} characters; at most 2048" in (response.headers.get("Warning") or "")
+    assert w.allocator.conferences == {}
+    assert w.focus.requests == []
+    assert all(len(line) < 200 for _, line in allocator_sent(w.net))
+
+
+def test_a_resource_list_entry_over_2_kib_is_400() -> None:
+    w = make_world()
+    uri = f"sip:{'d' * 3000}@example.com"
+    request = _resource_list_message(w, text="/video", mode_header=None, entries=[ListEntry(uri)])
+    w.net.run(5.0)
+    response = final_response(w.alice, request)
+    assert response.status == 400
+    assert f"of {len(uri)} characters; at most 2048" in (response.headers.get("Warning") or "")
+    assert w.focus.requests == []

@@ -74,6 +74,7 @@ from ..sip import (
     TransactionTerminated,
     TransactionTimedOut,
     TransportFailed,
+    check_sizes,
     make_response,
     new_tag,
     parse_uri,
@@ -415,6 +416,8 @@ class ConferenceFocus(SipCoreBase[FocusEvent]):
 
     def _on_request(self, request: Request, source: Address, now: float) -> None:
         method = request.method
+        if method != "ACK":
+            check_sizes(request)  # 414/400 by _guarded: nothing oversized reaches a dialog
         if method == "INVITE" and self._signalling.answer_again(request, source):
             return
         if request.to_addr.tag is not None:
