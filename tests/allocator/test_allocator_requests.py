@@ -30,14 +30,16 @@ from vidim.allocator.allocator import Allocator, AllocatorConfig
 from vidim.allocator.conference import ConferenceState
 from vidim.allocator.events import (
     ConferenceEnded,
+    InvitationFailed,
     InvitationSent,
     MessageIgnored,
+    MessageNotSent,
     RequestAccepted,
     RequestRefused,
 )
 from vidim.allocator.requests import RequestPolicy, help_text
 from vidim.resource_lists import ListEntry, build_resource_list
-from vidim.sip import Address, Request, Response, build_multipart, parse_message
+from vidim.sip import Address, Message, Request, Response, build_multipart, parse_message
 from vidim.vocabulary import Mode
 
 DOMAIN = "example.com"
@@ -1154,3 +1156,49 @@ def test_a_resource_list_entry_over_2_kib_is_400() -> None:
     assert response.status == 400
     assert f"of {len(uri)} characters; at most 2048" in (response.headers.get("Warning") or "")
     assert w.focus.requests == []
+
+
+# -- send failures (issue 18) ---------------------------------------------------------------
+
+
+def test_an_invitation_the_transport_cannot_send_is_reported_and_the_requester_told() -> None:
+    w = make_world()
+
+    def too_big_for_bob(message: Message, destination: Address) -> str | None:
+        if isinstance(message, Request) and message.method == "MESSAGE" and "bob@" in str(
+            message.uri
+        ):
+            return "[Errno 90] Message too long"
+        return None
+
+    w.net.fail.append(too_big_for_bob)
+    w.alice.send_message(0.0, text="/video bob carol")
+    w.net.run(10.0)
+    (not_sent,) = [e for e in w.net.events if isinstance(e, MessageNotSent)]
+    assert not_sent.summary == "MESSAGE sip:bob@example.com"
+    assert not_sent.destination == PROXY
+    assert not_sent.reason == "[Errno 90] Message too long"
+    (failed,) = [e for e in w.net.events if isinstance(e, InvitationFailed)]
+    assert failed.invitee == "sip:bob@example.com"
+    assert "503" in failed.reason
+    assert "The invitation to bob@example.com was not delivered (503 Local transport error)." in (
+        w.alice.texts()
+    )
+    assert invitation_modes(w.carol) == ["audio"]  # the others go on (carol has no video)
+    assert w.bob.requests == []
+    # Told at once, not after Timer F: nothing more went to bob.
+    assert w.net.sent("MESSAGE sip:bob@") == []
+
+
+def test_a_response_the_transport_cannot_send_is_an_event_only() -> None:
+    w = make_world()
+
+    def no_202(message: Message, destination: Address) -> str | None:
+        return "Connection refused" if isinstance(message, Response) else None
+
+    w.net.fail.append(no_202)
+    w.alice.send_message(0.0, text="/status")
+    w.net.run(5.0)
+    not_sent = [e for e in w.net.events if isinstance(e, MessageNotSent)]
+    assert not_sent and all(e.reason == "Connection refused" for e in not_sent)
+    assert not_sent[0].summary == "404 Not Found"  # no conference of alice's

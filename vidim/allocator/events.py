@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from ..sip import Address
 from ..vocabulary import Mode
 from .conference import ConferenceState
 
@@ -20,6 +21,7 @@ __all__ = [
     "InvitationFailed",
     "InvitationSent",
     "MessageIgnored",
+    "MessageNotSent",
     "ParticipantJoined",
     "ParticipantLeft",
     "RequestAccepted",
@@ -118,3 +120,14 @@ class MessageIgnored(AllocatorEvent):
     reason: str
     summary: str
     """The start line, or the first octets of what could not be parsed."""
+
+
+@dataclass(frozen=True, kw_only=True, slots=True)
+class MessageNotSent(AllocatorEvent):
+    """The transport could not send a message of the allocator's (too big, refused, unresolvable)."""
+
+    summary: str
+    """What it was: ``MESSAGE sip:bob@example.com``, ``202 Accepted``."""
+    destination: Address
+    reason: str
+    """What the transport said."""

@@ -89,6 +89,7 @@ from .events import (
     MediaPlanChanged,
     MediaPortUnavailable,
     MessageIgnored,
+    MessageNotSent,
 )
 from .lifecycle import ConferenceInput, ConferenceState, ParticipantInput
 from .media import ForwardingPlan, PortPool
@@ -158,6 +159,9 @@ class ConferenceFocus(SipCoreBase[FocusEvent]):
 
     def _ignored(self, reason: str, summary: str) -> FocusEvent:
         return MessageIgnored(reason=reason, summary=summary)
+
+    def _not_sent(self, summary: str, destination: Address, reason: str) -> FocusEvent:
+        return MessageNotSent(summary=summary, destination=destination, reason=reason)
 
     def _warning_host(self) -> str:
         return self._signalling.warn
