@@ -115,3 +115,26 @@ def test_factory_invite_from_trusted_with_a_malformed_resource_list_is_400() -> 
 
 def test_the_default_focus_trusts_this_host_only() -> None:
     assert ConferenceFocus().config.trusted_networks == parse_networks(["127.0.0.0/8", "::1/128"])
+
+
+def test_oversized_values_get_414_and_400_at_the_focus() -> None:
+    net, focus, _, allocator = focus_world()
+    allocator.create(make_conference([(BOB, Mode.VIDEO)]), net.now)
+    net.advance()
+    uri = allocator.conference_uri
+    assert uri is not None
+    phone = Softphone("bob", Address("127.0.0.1", 6000), baresip_offer(6000, 6002))
+    net.add(phone)
+    long_uri = phone.call(f"{allocator.join_uri(BOB)};x={'y' * 3000}", net.now)
+    long_header = phone.call(
+        allocator.join_uri(BOB), net.now, headers=[("Subject", "z" * 9000)]
+    )
+    net.advance()
+    refused = phone.final(long_uri)
+    assert refused.status == 414
+    assert "Request-URI of" in warning_of(refused) and "at most 2048" in warning_of(refused)
+    refused = phone.final(long_header)
+    assert refused.status == 400
+    assert "Subject value of 9000 characters; at most 8192" in warning_of(refused)
+    assert focus.ports_in_use == frozenset()
+    assert focus.conferences()[0].connected == ()
