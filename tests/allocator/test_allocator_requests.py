@@ -1165,8 +1165,10 @@ def test_an_invitation_the_transport_cannot_send_is_reported_and_the_requester_t
     w = make_world()
 
     def too_big_for_bob(message: Message, destination: Address) -> str | None:
-        if isinstance(message, Request) and message.method == "MESSAGE" and "bob@" in str(
-            message.uri
+        if (
+            isinstance(message, Request)
+            and message.method == "MESSAGE"
+            and "bob@" in str(message.uri)
         ):
             return "[Errno 90] Message too long"
         return None
@@ -1200,5 +1202,6 @@ def test_a_response_the_transport_cannot_send_is_an_event_only() -> None:
     w.alice.send_message(0.0, text="/status")
     w.net.run(5.0)
     not_sent = [e for e in w.net.events if isinstance(e, MessageNotSent)]
-    assert not_sent and all(e.reason == "Connection refused" for e in not_sent)
+    assert not_sent
+    assert all(e.reason == "Connection refused" for e in not_sent)
     assert not_sent[0].summary == "404 Not Found"  # no conference of alice's

@@ -126,13 +126,12 @@ def test_oversized_values_get_414_and_400_at_the_focus() -> None:
     phone = Softphone("bob", Address("127.0.0.1", 6000), baresip_offer(6000, 6002))
     net.add(phone)
     long_uri = phone.call(f"{allocator.join_uri(BOB)};x={'y' * 3000}", net.now)
-    long_header = phone.call(
-        allocator.join_uri(BOB), net.now, headers=[("Subject", "z" * 9000)]
-    )
+    long_header = phone.call(allocator.join_uri(BOB), net.now, headers=[("Subject", "z" * 9000)])
     net.advance()
     refused = phone.final(long_uri)
     assert refused.status == 414
-    assert "Request-URI of" in warning_of(refused) and "at most 2048" in warning_of(refused)
+    assert "Request-URI of" in warning_of(refused)
+    assert "at most 2048" in warning_of(refused)
     refused = phone.final(long_header)
     assert refused.status == 400
     assert "Subject value of 9000 characters; at most 8192" in warning_of(refused)

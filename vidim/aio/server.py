@@ -892,9 +892,7 @@ class SipServer(Generic[EventT]):
             return
         self._log_message("send", message, destination, logging.DEBUG)
 
-    def _sendto(
-        self, data: bytes, sockaddr: Any, message: Message, destination: Address
-    ) -> None:
+    def _sendto(self, data: bytes, sockaddr: Any, message: Message, destination: Address) -> None:
         """One UDP datagram; a failure during the sendto is this message's."""
         assert self._udp is not None
         self._sending = (message, destination)

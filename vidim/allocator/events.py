@@ -124,7 +124,7 @@ class MessageIgnored(AllocatorEvent):
 
 @dataclass(frozen=True, kw_only=True, slots=True)
 class MessageNotSent(AllocatorEvent):
-    """The transport could not send a message of the allocator's (too big, refused, unresolvable)."""
+    """The transport could not send one of the allocator's messages (too big, refused...)."""
 
     summary: str
     """What it was: ``MESSAGE sip:bob@example.com``, ``202 Accepted``."""

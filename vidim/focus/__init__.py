@@ -46,11 +46,11 @@ from .media import (
     ForwardingPlan,
     ParticipantMedia,
     PortPool,
-    lowest_free,
     PortsExhaustedError,
     Route,
     StreamInfo,
     forwarding_plan,
+    lowest_free,
     streams_from_sdp,
 )
 

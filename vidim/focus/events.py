@@ -153,7 +153,7 @@ class MessageIgnored(FocusEvent):
 
 @dataclass(frozen=True, kw_only=True, slots=True)
 class MessageNotSent(FocusEvent):
-    """The transport could not send a message of the focus's (too big, refused, unresolvable)."""
+    """The transport could not send one of the focus's messages (too big, refused...)."""
 
     summary: str
     """What it was: ``MESSAGE sip:bob@example.com``, ``202 Accepted``."""

@@ -54,8 +54,8 @@ __all__ = [
     "Route",
     "StreamInfo",
     "codec_key",
-    "lowest_free",
     "forwarding_plan",
+    "lowest_free",
     "streams_from_sdp",
 ]
 

@@ -66,10 +66,10 @@ from .uri import URI, AbsoluteURI, SipURI, parse_uri, unescape
 
 __all__ = [
     "DEFAULT_MAX_MESSAGE_SIZE",
-    "MAX_HEADER_LENGTH",
-    "MAX_URI_LENGTH",
     "DEFAULT_POLICY",
     "MAGIC_COOKIE",
+    "MAX_HEADER_LENGTH",
+    "MAX_URI_LENGTH",
     "REASON_PHRASES",
     "URI",
     "AbsoluteURI",
