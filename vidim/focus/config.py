@@ -34,7 +34,8 @@ class FocusConfig:
     choose_port: Callable[[int], int] = secrets.randbelow
     #: A conference ends this long after its creation, whoever is in it.
     conference_ttl: float = 3600.0
-    #: Sources whose P-Asserted-Identity is believed, and who may SUBSCRIBE.
+    #: Sources that may create conferences (factory INVITE: the allocator), whose
+    #: P-Asserted-Identity is believed, and who may SUBSCRIBE without a key.
     trusted_networks: tuple[IPNetwork, ...] = LOOPBACK_NETWORKS
     #: The longest conference-event subscription granted (seconds).
     max_subscription_expires: int = 3600

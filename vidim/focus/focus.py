@@ -24,9 +24,12 @@ the same ports again.  See docs/focus.md, "Restart".
 
 What it does on the wire:
 
-* **Factory INVITE** (Request-URI user in ``factory_users``) with an RFC 5366
-  resource list: a new conference, whose INVITE dialog is its *anchor*
-  (:mod:`.anchor`); in-dialog OPTIONS get 200.
+* **Factory INVITE** (Request-URI user in ``factory_users``) from a trusted
+  network (the allocator; others get 403) with an RFC 5366 resource list: a
+  new conference, whose INVITE dialog is its *anchor* (:mod:`.anchor`);
+  in-dialog OPTIONS get 200.
+* Every request but ACK: a Request-URI over 2048 characters gets 414, a
+  header value over 8192 gets 400 (:func:`vidim.sip.check_sizes`).
 * **Participant INVITE** to a conference URI: admission and SDP per mode
   (:mod:`.participants`).
 * **SUBSCRIBE** ``Event: conference`` to a conference URI (from a trusted
