@@ -518,7 +518,7 @@ class Softphone(Peer):
         )
 
 
-def test_config(**changes: Any) -> FocusConfig:
+def predictable_config(**changes: Any) -> FocusConfig:
     """A focus config whose ports tests can predict: 40000 up, the lowest free pair first."""
     settings: dict[str, Any] = {"rtp_ports": (40000, 40999), "choose_port": lowest_free}
     return FocusConfig(**(settings | changes))
@@ -527,7 +527,7 @@ def test_config(**changes: Any) -> FocusConfig:
 def focus_world(
     *, config: FocusConfig | None = None
 ) -> tuple[Net, ConferenceFocus, FocusNode, AllocatorSide]:
-    focus = ConferenceFocus(config or test_config())
+    focus = ConferenceFocus(config or predictable_config())
     node = FocusNode(focus)
     allocator = AllocatorSide()
     return Net(node, allocator), focus, node, allocator

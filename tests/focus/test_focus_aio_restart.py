@@ -65,6 +65,7 @@ class StoredFocus(ConferenceFocus):
 
     def __init__(self, config: FocusConfig, store: dict[str, str]) -> None:
         super().__init__(config)
+        self.record_changes()  # off until asked for (SipCoreBase.record_changes)
         self.store = store
 
     def messages_to_send(self) -> list[tuple[Message, Address]]:
