@@ -11,8 +11,8 @@ from focus_peers import (
     make_conference,
 )
 
-from vidim.focus import ConferenceFocus, FocusConfig, MessageIgnored
-from vidim.sip import Address, Response
+from vidim.focus import ConferenceFocus, FocusConfig, MessageIgnored, MessageNotSent
+from vidim.sip import Address, Request, Response
 from vidim.vocabulary import Mode, parse_networks
 
 BOB = "sip:bob@example.com"
@@ -137,3 +137,31 @@ def test_oversized_values_get_414_and_400_at_the_focus() -> None:
     assert "Subject value of 9000 characters; at most 8192" in warning_of(refused)
     assert focus.ports_in_use == frozenset()
     assert focus.conferences()[0].connected == ()
+
+
+def test_messages_the_focus_cannot_send_are_reported_and_not_retransmitted() -> None:
+    net, focus, node, allocator = focus_world()
+    allocator.create(
+        make_conference([(BOB, Mode.VIDEO), ("sip:carol@example.com", Mode.AUDIO)]), net.now
+    )
+    net.advance()
+    phone = Softphone("bob", Address("127.0.0.1", 6000), baresip_offer(6000, 6002))
+    net.add(phone)
+    phone.call(allocator.join_uri(BOB), net.now)
+    allocator.subscribe(net.now)
+    net.advance()
+    node.events.clear()
+    focus.end_all(net.now)  # BYE to bob and to the anchor, the terminated NOTIFY
+    out = focus.messages_to_send()
+    assert sorted(m.method for m, _ in out if isinstance(m, Request)) == ["BYE", "BYE", "NOTIFY"]
+    for message, destination in out:
+        focus.send_failed(message, destination, "Connection refused", net.now)
+    not_sent = [e for e in focus.events() if isinstance(e, MessageNotSent)]
+    assert [(e.destination, e.reason) for e in not_sent] == [
+        (d, "Connection refused") for _, d in out
+    ]
+    # Their transactions failed at once: nothing is sent again, Timer E or not.
+    focus.handle_timer(net.now + 1.0)
+    focus.handle_timer(net.now + 40.0)
+    assert focus.messages_to_send() == []
+    assert focus.conferences() == []
