@@ -7,6 +7,7 @@ core's own queue of reported failures.
 from __future__ import annotations
 
 import asyncio
+import errno
 import logging
 import socket
 
@@ -97,3 +98,18 @@ def test_a_core_without_send_failed_gets_the_warning_only(
     with caplog.at_level(logging.WARNING, logger="vidim.aio"):
         asyncio.run(main())
     assert any("do not fit a UDP datagram" in r.getMessage() for r in caplog.records)
+
+
+def test_an_icmp_error_reported_during_a_sendto_is_not_blamed_on_that_message(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    """Linux reports an earlier datagram's ICMP error at the next sendto (udp(7))."""
+    core = ReportingCore()
+    server = SipServer(core, port=0, clock=lambda: 0.0)  # not started: no loop needed
+    server._sending = (big_request(1), Address("127.0.0.1", 5060))
+    with caplog.at_level(logging.WARNING, logger="vidim.aio"):
+        server._udp_error(ConnectionRefusedError(errno.ECONNREFUSED, "Connection refused"))
+        assert core.failures.empty()
+        server._udp_error(OSError(errno.EMSGSIZE, "Message too long"))
+        assert core.failures.get_nowait()[2] == "[Errno 90] Message too long"
+    assert any("for an earlier datagram" in r.getMessage() for r in caplog.records)

@@ -88,6 +88,11 @@ _DRAIN_MAX: Final = 31
 _MAX_DATAGRAM: Final = 256 * 1024
 #: The largest UDP payload over IPv4 (65535 - 8 - 20): a larger message cannot be sent.
 _MAX_UDP_PAYLOAD: Final = 65507
+#: What a UDP socket says about an earlier datagram (an ICMP error; Linux reports it
+#: at the next send or receive, see udp(7)): never about the message being sent.
+_EARLIER_UDP_ERRORS: Final = frozenset(
+    {errno.ECONNREFUSED, errno.EHOSTUNREACH, errno.EHOSTDOWN, errno.ENETUNREACH}
+)
 #: A core whose handle_timer raises is not called again before this delay.
 _TIMER_BACKOFF: Final = 0.1
 #: A sentinel datagram not back after this long (seconds) was dropped: another is sent.
@@ -899,16 +904,17 @@ class SipServer(Generic[EventT]):
         try:
             self._udp.sendto(data, sockaddr)
         except OSError as error:  # a loop that raises rather than reporting it
-            self._send_failed(message, destination, str(error))
+            self._udp_error(error)
         finally:
             self._sending = None
 
     def _udp_error(self, error: Exception) -> None:
-        if self._sending is not None:
-            message, destination = self._sending
-            self._send_failed(message, destination, str(error))
-        else:
-            self.logger.warning("UDP error for an earlier message: %s", error)
+        """An error of the UDP socket: the message being sent's, unless it is an ICMP error."""
+        sending = self._sending
+        if sending is not None and getattr(error, "errno", None) not in _EARLIER_UDP_ERRORS:
+            self._send_failed(*sending, str(error))
+        else:  # the transaction that sent that datagram times out (or retransmits)
+            self.logger.warning("UDP error for an earlier datagram: %s", error)
 
     def _send_failed(self, message: Message, destination: Address, reason: str) -> None:
         """A WARNING, and the core is told: the transaction that sent ``message`` fails."""
