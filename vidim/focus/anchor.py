@@ -5,9 +5,10 @@ outside the focus's ``trusted_networks`` gets 403 with a Warning, before
 its body is read (otherwise anyone could open conferences, join them with
 keys of their own, and use the focus as a media relay; issue 18).  From a
 trusted source, a factory INVITE (Request-URI user in ``factory_users``)
-with an RFC 5366 resource list creates a conference ``sip:conf-<128 random bits>@host:port``:
-200 with ``Contact: <conference URI>;isfocus`` and an SDP answer that
-rejects every offered m-line (the anchor carries no media).  The INVITE
+with an RFC 5366 resource list creates a conference
+``sip:conf-<128 random bits>@host:port``: 200 with
+``Contact: <conference URI>;isfocus`` and an SDP answer that rejects every
+offered m-line (the anchor carries no media).  The INVITE
 dialog is the conference's *anchor*: a re-INVITE on it with a list adds
 invitees (none is ever removed); its BYE ends the conference.
 """
