@@ -318,7 +318,7 @@ class ConferenceFocus(SipCoreBase[FocusEvent]):
         self._drain(now)
 
     def trust(self, networks: tuple[IPNetwork, ...]) -> None:
-        """Believe P-Asserted-Identity from these networks from now on (the daemon's SIGHUP)."""
+        """Take factory INVITEs and believe P-Asserted-Identity from these networks (SIGHUP)."""
         self.config = dataclasses.replace(self.config, trusted_networks=networks)
         self._signalling.config = self.config
 
