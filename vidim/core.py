@@ -9,8 +9,17 @@ messages plus the server's own; the next deadline is the earlier of the
 layer's and the server's.  :class:`SipCoreBase` is that boundary, written
 once so that ``vidim.aio.SipServer`` drives either server the same way.  Each
 server says what its messages mean (``receive``), what its own timers are
-(``_next_own_timer``, ``handle_timer``) and how it reports input it ignores
-(``_ignored``).
+(``_next_own_timer``, ``handle_timer``), how it reports input it ignores
+(``_ignored``) and a message the transport could not send (``_not_sent``).
+
+A send failure (h11's ``send_failed``): the I/O layer calls
+:meth:`SipCoreBase.send_failed` for every message it could not send (too big
+for a UDP datagram, a connection refused, a name that does not resolve).  The
+server reports it as an event, and the transaction that sent the message
+fails at once with :class:`~vidim.sip.TransportFailed` (503), so that the
+server acts as it does on a 503 (the allocator tells the requester which
+invitation was not delivered), instead of waiting for a timeout or never
+knowing.
 """
 
 from __future__ import annotations
@@ -29,6 +38,7 @@ from .sip import (
     TransactionLayer,
     parse_message,
     salvage_response,
+    summary,
 )
 
 __all__ = ["RecordChange", "SipCoreBase"]
@@ -84,8 +94,16 @@ class SipCoreBase(ABC, Generic[E]):
         """The server's own "message ignored" event."""
 
     @abstractmethod
+    def _not_sent(self, summary: str, destination: Address, reason: str) -> E:
+        """The server's own "message not sent" event."""
+
+    @abstractmethod
     def _warning_host(self) -> str:
         """The host named in the Warning header of a 400 to unparsable input."""
+
+    @abstractmethod
+    def _drain(self, now: float) -> None:
+        """Act on every event the transaction layer has queued."""
 
     # -- shared -------------------------------------------------------------------------
     def receive_datagram(self, data: bytes, source: Address, now: float) -> None:
@@ -109,6 +127,21 @@ class SipCoreBase(ABC, Generic[E]):
     def retransmissions(self) -> int:
         """Requests and responses sent again on a timer since the start (for metrics)."""
         return self._layer.retransmissions
+
+    def send_failed(self, message: Message, destination: Address, reason: str, now: float) -> None:
+        """The transport could not send ``message`` (from :meth:`messages_to_send`).
+
+        Reported as the server's "not sent" event, saying ``reason`` (what
+        the transport said); the transaction that sent the message, if any,
+        fails with :class:`~vidim.sip.TransportFailed` and the server acts on
+        it now.  A message no transaction holds (a stateless answer, an ACK
+        for a 2xx, a 200 resent until its ACK) has only the event.
+        """
+        self._events.append(self._not_sent(summary(message), destination, reason))
+        transaction_id = self._layer.transaction_of(message)
+        if transaction_id is not None:
+            self._layer.report_transport_error(transaction_id, now)
+        self._drain(now)
 
     def has_pending_work(self) -> bool:
         """True while a transaction still waits for an answer (see the transaction layer)."""

@@ -14,6 +14,7 @@ import contextlib
 import dataclasses
 import gc
 import importlib
+import ipaddress
 import logging
 import os
 import signal
@@ -42,6 +43,7 @@ from vidim.focus import events as focus_events
 from vidim.metrics import Metrics
 from vidim.sip import Address, TransactionConfig
 from vidim.store import StateStore, StoreUnavailable, open_store
+from vidim.vocabulary import IPNetwork, is_trusted
 
 from .config import DEFAULTS, SETTINGS, ConfigError, DaemonConfig, load
 from .endpoint import HealthEndpoint
@@ -103,7 +105,7 @@ def build_focus(config: DaemonConfig) -> ConferenceFocus:
             media_address=config.media_address,
             rtp_ports=config.rtp_ports,
             conference_ttl=config.conference_ttl,
-            trusted_networks=config.trusted,
+            trusted_networks=focus_trusted(config),
             transactions=_transactions(config),
         )
     )
@@ -119,6 +121,22 @@ def _own_addresses(config: DaemonConfig) -> tuple[tuple[str, int], ...]:
             if address.host not in ("0.0.0.0", "::")
         )
     )
+
+
+def focus_trusted(config: DaemonConfig) -> tuple[IPNetwork, ...]:
+    """``--trusted`` and this daemon's own SIP addresses: its allocator creates conferences.
+
+    The built-in focus takes factory INVITEs from trusted sources only (issue 18);
+    the allocator beside it sends them from its ``--listen`` address (or, bound to
+    0.0.0.0, from the focus's own address).
+    """
+    own = []
+    for host in {config.listen.host, config.focus_listen.host}:
+        with contextlib.suppress(ValueError):
+            address = ipaddress.ip_address(host.strip("[]"))
+            if not address.is_unspecified and not is_trusted(host, config.trusted):
+                own.append(ipaddress.ip_network(address))
+    return (*config.trusted, *sorted(own, key=str))
 
 
 def _focus_events(media: FocusMedia) -> Callable[[Any], None]:
@@ -334,7 +352,7 @@ def reload_config(running: Running) -> None:
         if running.allocator is not None:
             running.allocator.reconfigure(allocator_config(applied))
         if running.focus is not None:
-            running.focus.trust(applied.trusted)
+            running.focus.trust(focus_trusted(applied))
     except Exception:
         log.exception("config reload failed, keeping the running config")
         return

@@ -436,7 +436,7 @@ SETTINGS: Final[dict[str, Setting]] = {
     "limits.overload_hold": Setting(0.1, _number, None),
     "limits.overload_retry_after": Setting(5, _integer, None),
     "media.address": Setting("127.0.0.1", _ip_address, "media_address"),
-    "media.rtp_ports": Setting([40000, 40999], _port_range),
+    "media.rtp_ports": Setting([10000, 20000], _port_range),
     "media.conference_ttl": Setting(3600.0, _positive(_number)),
 }
 _TABLES: Final = frozenset(key.split(".")[0] for key in SETTINGS if "." in key)

@@ -89,11 +89,13 @@ def test_a_plan_change_reaches_the_relay_and_packets_flow() -> None:
             media.on_event(ConferenceEnded(conference_uri="sip:c@x", reason="r"))  # not a plan
             await media.settled()
             assert media.relay.applied == []  # type: ignore[attr-defined]
-            focus.forwarding_plan = two_party_plan(100, 9, carol_port)
+            sender = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+            sender.bind(("127.0.0.1", 0))  # bob sends from the port his SDP names
+            bob_port = sender.getsockname()[1]
+            focus.forwarding_plan = two_party_plan(100, bob_port, carol_port)
             media.on_event(changed(focus.forwarding_plan))
             await media.settled()
             assert media.relay.ports == {100, 101, 110, 111}
-            sender = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
             try:
                 sender.sendto(b"\x80\x00rtp from bob", media.relay.address(100))
             finally:

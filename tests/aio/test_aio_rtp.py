@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import socket
+from unittest.mock import ANY
 
 import pytest
 
@@ -183,3 +184,77 @@ def test_a_plan_with_taken_ports_names_each_and_binds_once_they_are_free() -> No
             await relay.close()
 
     asyncio.run(asyncio.wait_for(scenario(), 20))
+
+
+def test_with_latching_the_sdp_address_takes_a_port_back_from_a_stranger() -> None:
+    """The stranger who sent first is believed only until the participant's own address speaks."""
+
+    async def scenario() -> None:
+        bob_t, _, bob_port = await endpoint()
+        carol_t, carol, carol_port = await endpoint()
+        stranger_t, _, _ = await endpoint()
+
+        def audio(local: int, remote: int) -> StreamInfo:
+            return StreamInfo("audio", local, "127.0.0.1", remote, remote + 1)
+
+        plan = forwarding_plan(
+            [
+                ParticipantMedia("sip:bob@x", Mode.AUDIO, (audio(100, bob_port),)),
+                ParticipantMedia("sip:carol@x", Mode.AUDIO, (audio(110, carol_port),)),
+            ]
+        )
+        relay = RtpRelay("127.0.0.1", latching=True, ephemeral=True)
+        await relay.apply(plan)
+        try:
+            stranger_t.sendto(rtp(0, 1), relay.address(100))  # first: latched
+            assert await asyncio.wait_for(carol.received.get(), WAIT) == (rtp(0, 1), ANY)
+            bob_t.sendto(rtp(0, 2), relay.address(100))  # the SDP address: latched again
+            assert await asyncio.wait_for(carol.received.get(), WAIT) == (rtp(0, 2), ANY)
+            stranger_t.sendto(rtp(0, 3), relay.address(100))  # now a stranger: dropped
+            bob_t.sendto(rtp(0, 4), relay.address(100))
+            assert await asyncio.wait_for(carol.received.get(), WAIT) == (rtp(0, 4), ANY)
+            assert relay.stats()[100].strangers == 1
+        finally:
+            await relay.close()
+            for transport in (bob_t, carol_t, stranger_t):
+                transport.close()
+
+    asyncio.run(asyncio.wait_for(scenario(), 20))
+
+
+def test_without_latching_a_port_whose_sdp_named_no_address_takes_nothing() -> None:
+    async def scenario() -> None:
+        bob_t, _, bob_port = await endpoint()
+        carol_t, carol, carol_port = await endpoint()
+        plan = forwarding_plan(
+            [  # bob on hold with c=0.0.0.0: nobody is his address
+                ParticipantMedia(
+                    "sip:bob@x", Mode.AUDIO, (StreamInfo("audio", 100, "0.0.0.0", bob_port, 0),)
+                ),
+                ParticipantMedia(
+                    "sip:carol@x",
+                    Mode.AUDIO,
+                    (StreamInfo("audio", 110, "127.0.0.1", carol_port, carol_port + 1),),
+                ),
+            ]
+        )
+        relay = RtpRelay("127.0.0.1", ephemeral=True)
+        await relay.apply(plan)
+        try:
+            bob_t.sendto(rtp(0, 1), relay.address(100))
+            carol_t.sendto(rtp(0, 2), relay.address(110))  # carol's own: taken, goes nowhere
+            await asyncio.wait_for(_counted(relay, 2), WAIT)
+            assert relay.stats()[100].strangers == 1
+            assert relay.stats()[110].strangers == 0
+            assert carol.received.empty()
+        finally:
+            await relay.close()
+            for transport in (bob_t, carol_t):
+                transport.close()
+
+    asyncio.run(asyncio.wait_for(scenario(), 20))
+
+
+async def _counted(relay: RtpRelay, packets: int) -> None:
+    while relay.totals().packets_in < packets:
+        await asyncio.sleep(0.005)

@@ -116,6 +116,9 @@ class SimNetwork:
         self.drop: list[Callable[[Address, Address, bytes], bool]] = []
         #: The fake proxy's location service: address of record -> peer.
         self.registrar: dict[str, Peer] = {}
+        #: Rules that make the transport fail one of the allocator's messages: called
+        #: with (message, destination), they return what the transport says, or None.
+        self.fail: list[Callable[[Message, Address], str | None]] = []
 
     def register(self, aor: str, peer: Peer) -> None:
         self.registrar[aor] = peer
@@ -134,12 +137,26 @@ class SimNetwork:
             )
 
     def flush(self) -> None:
-        self._post(ALLOCATOR, self.allocator.messages_to_send())
+        while failed := self._post_allocator():
+            for message, destination, reason in failed:
+                self.allocator.send_failed(message, destination, reason, self.now)
         self.events.extend(self.allocator.events())
         for peer in self.peers.values():
             while (event := peer.layer.next_event()) is not None:
                 peer.handle(event, self.now)
             self._post(peer.address, peer.layer.messages_to_send())
+
+    def _post_allocator(self) -> list[tuple[Message, Address, str]]:
+        """Post the allocator's messages; those a ``fail`` rule fails, with the reason."""
+        sent, failed = [], []
+        for message, destination in self.allocator.messages_to_send():
+            reasons = [r for rule in self.fail if (r := rule(message, destination)) is not None]
+            if reasons:
+                failed.append((message, destination, reasons[0]))
+            else:
+                sent.append((message, destination))
+        self._post(ALLOCATOR, sent)
+        return failed
 
     def _deadlines(self) -> list[float]:
         out = [d for d in [self.allocator.get_timer()] if d is not None]

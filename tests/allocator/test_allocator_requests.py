@@ -30,14 +30,16 @@ from vidim.allocator.allocator import Allocator, AllocatorConfig
 from vidim.allocator.conference import ConferenceState
 from vidim.allocator.events import (
     ConferenceEnded,
+    InvitationFailed,
     InvitationSent,
     MessageIgnored,
+    MessageNotSent,
     RequestAccepted,
     RequestRefused,
 )
 from vidim.allocator.requests import RequestPolicy, help_text
 from vidim.resource_lists import ListEntry, build_resource_list
-from vidim.sip import Address, Request, Response, build_multipart, parse_message
+from vidim.sip import Address, Message, Request, Response, build_multipart, parse_message
 from vidim.vocabulary import Mode
 
 DOMAIN = "example.com"
@@ -1096,3 +1098,110 @@ def test_unsupported_required_extension_is_420_and_changes_nothing() -> None:
     w.net.run(5.0)
     response = assert_refused(w, w.alice, request, 420, "unsupported extension foo", told=False)
     assert response.headers.get_all("Unsupported") == ["foo"]
+
+
+# -- oversized values (issue 18) -----------------------------------------------------------
+
+
+@pytest.mark.parametrize("length", [60_000, 65_000])
+def test_header_form_with_a_huge_user_part_in_the_request_uri_is_414(length: int) -> None:
+    """Issue 18: 202 and a 61 KB INVITE (60,000), or 202 and then nothing (65,000)."""
+    w = make_world()
+    to = f"sip:{'b' * length}@example.com"
+    request = w.alice.send_message(0.0, to=to, text="hi", headers=[("X-Vidim-Mode", "video")])
+    w.net.run(5.0)
+    reason = f"Request-URI of {len(to)} characters; at most 2048"
+    assert_refused(w, w.alice, request, 414, reason, told=False)
+
+
+@pytest.mark.parametrize("length", [60_000, 65_000])
+def test_header_form_with_a_huge_invitee_header_is_400(length: int) -> None:
+    w = make_world()
+    value = f"<sip:{'c' * length}@example.com>;mode=audio"
+    request = w.alice.send_message(
+        0.0,
+        to="sip:bob@example.com",
+        text="hi",
+        headers=[("X-Vidim-Mode", "video"), ("X-Vidim-Invite", value)],
+    )
+    w.net.run(5.0)
+    reason = f"X-Vidim-Invite value of {len(value)} characters; at most 8192"
+    assert_refused(w, w.alice, request, 400, reason, told=False)
+
+
+def test_an_invitee_uri_over_2_kib_is_400_and_the_requester_is_told() -> None:
+    w = make_world()
+    uri = f"sip:{'c' * 3000}@example.com"
+    request = w.alice.send_message(
+        0.0,
+        to="sip:bob@example.com",
+        text="hi",
+        headers=[("X-Vidim-Mode", "video"), ("X-Vidim-Invite", f"<{uri}>")],
+    )
+    w.net.run(5.0)
+    response = final_response(w.alice, request)
+    assert response.status == 400
+    assert f"of {len(uri)} characters; at most 2048" in (response.headers.get("Warning") or "")
+    assert w.allocator.conferences == {}
+    assert w.focus.requests == []
+    assert all(len(line) < 200 for _, line in allocator_sent(w.net))
+
+
+def test_a_resource_list_entry_over_2_kib_is_400() -> None:
+    w = make_world()
+    uri = f"sip:{'d' * 3000}@example.com"
+    request = _resource_list_message(w, text="/video", mode_header=None, entries=[ListEntry(uri)])
+    w.net.run(5.0)
+    response = final_response(w.alice, request)
+    assert response.status == 400
+    assert f"of {len(uri)} characters; at most 2048" in (response.headers.get("Warning") or "")
+    assert w.focus.requests == []
+
+
+# -- send failures (issue 18) ---------------------------------------------------------------
+
+
+def test_an_invitation_the_transport_cannot_send_is_reported_and_the_requester_told() -> None:
+    w = make_world()
+
+    def too_big_for_bob(message: Message, destination: Address) -> str | None:
+        if (
+            isinstance(message, Request)
+            and message.method == "MESSAGE"
+            and "bob@" in str(message.uri)
+        ):
+            return "[Errno 90] Message too long"
+        return None
+
+    w.net.fail.append(too_big_for_bob)
+    w.alice.send_message(0.0, text="/video bob carol")
+    w.net.run(10.0)
+    (not_sent,) = [e for e in w.net.events if isinstance(e, MessageNotSent)]
+    assert not_sent.summary == "MESSAGE sip:bob@example.com"
+    assert not_sent.destination == PROXY
+    assert not_sent.reason == "[Errno 90] Message too long"
+    (failed,) = [e for e in w.net.events if isinstance(e, InvitationFailed)]
+    assert failed.invitee == "sip:bob@example.com"
+    assert "503" in failed.reason
+    assert "The invitation to bob@example.com was not delivered (503 Local transport error)." in (
+        w.alice.texts()
+    )
+    assert invitation_modes(w.carol) == ["audio"]  # the others go on (carol has no video)
+    assert [r.method for r in w.bob.requests] == ["OPTIONS"]  # the probe; no invitation
+    # Told at once, not after Timer F: nothing more went to bob.
+    assert w.net.sent("MESSAGE sip:bob@") == []
+
+
+def test_a_response_the_transport_cannot_send_is_an_event_only() -> None:
+    w = make_world()
+
+    def no_202(message: Message, destination: Address) -> str | None:
+        return "Connection refused" if isinstance(message, Response) else None
+
+    w.net.fail.append(no_202)
+    w.alice.send_message(0.0, text="/status")
+    w.net.run(5.0)
+    not_sent = [e for e in w.net.events if isinstance(e, MessageNotSent)]
+    assert not_sent
+    assert all(e.reason == "Connection refused" for e in not_sent)
+    assert not_sent[0].summary == "404 Not Found"  # no conference of alice's

@@ -24,7 +24,7 @@ def test_defaults_are_the_embedded_job() -> None:
     assert [str(n) for n in config.trusted] == ["127.0.0.0/8", "::1/128"]
     assert config.probe
     assert (config.probe_timeout, config.focus_timeout) == (2.0, 8.0)
-    assert config.rtp_ports == (40000, 40999)
+    assert config.rtp_ports == (10000, 20000)
 
 
 def test_a_file_and_overrides(tmp_path: Path) -> None:
@@ -174,7 +174,7 @@ def test_the_defaults_as_toml_writes_them() -> None:
     assert DEFAULTS["listen"] == "127.0.0.1:5070"
     assert DEFAULTS["timers"]["t1"] == 0.5
     assert DEFAULTS["limits"]["overload_retry_after"] == 5
-    assert DEFAULTS["media"]["rtp_ports"] == [40000, 40999]
+    assert DEFAULTS["media"]["rtp_ports"] == [10000, 20000]
     assert list(DEFAULTS) == [
         "listen", "focus", "focus_listen", "profile", "proxy", "domain", "service_uri",
         "trusted", "probe", "log_level", "log_json", "event_loop", "store", "state_dir", "lease_ttl",
@@ -257,3 +257,17 @@ def test_metrics_are_off_unless_an_address_is_given() -> None:
     assert load(None, {"metrics_listen": "127.0.0.1:9470"}).metrics_listen == Address(
         "127.0.0.1", 9470
     )
+
+
+def test_the_built_in_focus_trusts_this_daemon_s_own_allocator() -> None:
+    """Issue 18: the focus takes factory INVITEs from trusted sources only, its allocator's too."""
+    from vidim_daemon.cli import focus_trusted
+
+    from vidim.vocabulary import is_trusted
+
+    config = load(overrides={"listen": "192.0.2.7:5070", "focus_listen": "192.0.2.7:5080"})
+    trusted = focus_trusted(config)
+    assert is_trusted("192.0.2.7", trusted)
+    assert not is_trusted("192.0.2.8", trusted)
+    assert is_trusted("127.0.0.1", trusted)
+    assert focus_trusted(load(overrides={})) == load(overrides={}).trusted  # loopback already

@@ -21,7 +21,7 @@ from vidim.allocator.allocator import Allocator
 from vidim.allocator.conference import Conference, Participant
 from vidim.allocator.profiles import FocusProfile, conference_uri, focus_request, join_uri
 from vidim.conference_info import ConferenceInfo, apply_update, parse_conference_info
-from vidim.focus import ConferenceFocus, FocusConfig
+from vidim.focus import ConferenceFocus, FocusConfig, lowest_free
 from vidim.sip import (
     AckReceived,
     Address,
@@ -518,10 +518,16 @@ class Softphone(Peer):
         )
 
 
+def predictable_config(**changes: Any) -> FocusConfig:
+    """A focus config whose ports tests can predict: 40000 up, the lowest free pair first."""
+    settings: dict[str, Any] = {"rtp_ports": (40000, 40999), "choose_port": lowest_free}
+    return FocusConfig(**(settings | changes))
+
+
 def focus_world(
     *, config: FocusConfig | None = None
 ) -> tuple[Net, ConferenceFocus, FocusNode, AllocatorSide]:
-    focus = ConferenceFocus(config or FocusConfig())
+    focus = ConferenceFocus(config or predictable_config())
     node = FocusNode(focus)
     allocator = AllocatorSide()
     return Net(node, allocator), focus, node, allocator

@@ -8,7 +8,10 @@ focus port on an ephemeral one.
 from __future__ import annotations
 
 import asyncio
+import logging
+from collections.abc import Callable
 
+import pytest
 from focus_peers import Softphone, baresip_offer, focus_world, make_conference
 
 from vidim.aio import FocusMedia, RtpRelay
@@ -79,3 +82,100 @@ async def scenario() -> None:
 
 def test_the_relay_follows_the_real_focus() -> None:
     asyncio.run(asyncio.wait_for(scenario(), 20))
+
+
+# -- strangers (issue 18) -------------------------------------------------------------------
+
+SPRAY = 50  # packets a stranger sends to every port of the focus
+
+
+async def until(condition: Callable[[], bool]) -> None:
+    """Return once ``condition`` holds (callers bound it with wait_for)."""
+    while not condition():
+        await asyncio.sleep(0.005)
+
+
+async def rtp_pair() -> tuple[asyncio.DatagramTransport, Endpoint, asyncio.DatagramTransport]:
+    """A participant's RTP socket on an even port and its RTCP socket on the odd one above."""
+    loop = asyncio.get_running_loop()
+    while True:
+        rtp_t, rtp = await loop.create_datagram_endpoint(Endpoint, local_addr=("127.0.0.1", 0))
+        port = rtp_t.get_extra_info("sockname")[1]
+        if port % 2 == 0:
+            try:
+                rtcp_t, _ = await loop.create_datagram_endpoint(
+                    Endpoint, local_addr=("127.0.0.1", port + 1)
+                )
+            except OSError:
+                pass
+            else:
+                return rtp_t, rtp, rtcp_t
+        rtp_t.close()
+
+
+async def spray_scenario(*, latching: bool) -> RtpRelay:
+    """Bob and Carol talk (RTP and RTCP) while a stranger sprays every focus port."""
+    loop = asyncio.get_running_loop()
+    bob_t, bob, bob_rtcp = await rtp_pair()
+    carol_t, carol, carol_rtcp = await rtp_pair()
+    stranger_t, _ = await loop.create_datagram_endpoint(Endpoint, local_addr=("127.0.0.1", 0))
+    net, focus, node, allocator = focus_world()
+    relay = RtpRelay("127.0.0.1", ephemeral=True, latching=latching)
+    media = FocusMedia(focus, relay)
+
+    def step() -> None:
+        net.advance()
+        for event in node.events:
+            media.on_event(event)
+        node.events.clear()
+
+    try:
+        allocator.create(make_conference([(BOB, Mode.AUDIO), (CAROL, Mode.AUDIO)]), net.now)
+        step()
+        focus_ports = []
+        for transport, uri, sip_port in ((bob_t, BOB, 6000), (carol_t, CAROL, 6010)):
+            rtp_port = transport.get_extra_info("sockname")[1]
+            user = uri.removeprefix("sip:").split("@")[0]
+            phone = Softphone(user, Address("127.0.0.1", sip_port), baresip_offer(rtp_port, 9))
+            net.add(phone)
+            phone.call(allocator.join_uri(uri), net.now)
+            step()
+            focus_ports.append(next(p for k, p, _ in media_summary(phone.answer()) if k == "audio"))
+        await media.settled()
+        bob_port, carol_port = focus_ports
+        for n in range(5):  # with latching, these latch each port to its participant
+            bob_t.sendto(b"\x80\x00bob %d" % n, relay.address(bob_port))
+            carol_t.sendto(b"\x80\x00carol %d" % n, relay.address(carol_port))
+            bob_rtcp.sendto(b"\x80\xc8bob rtcp", relay.address(bob_port + 1))
+            carol_rtcp.sendto(b"\x80\xc8carol rtcp", relay.address(carol_port + 1))
+        for port in sorted(relay.ports):
+            for n in range(SPRAY):
+                stranger_t.sendto(b"\x80\x00stranger %d" % n, relay.address(port))
+        strangers = SPRAY * len(relay.ports)
+        await asyncio.wait_for(until(lambda: relay.totals().strangers >= strangers), WAIT)
+        # A last word each way: everything the relay forwarded before it has arrived.
+        bob_t.sendto(b"\x80\x00bob end", relay.address(bob_port))
+        carol_t.sendto(b"\x80\x00carol end", relay.address(carol_port))
+        heard: dict[str, list[bytes]] = {"bob": [], "carol": []}
+        for name, endpoint, last in (("carol", carol, b"bob end"), ("bob", bob, b"carol end")):
+            while not heard[name] or not heard[name][-1].endswith(last):
+                heard[name].append(await asyncio.wait_for(endpoint.received.get(), WAIT))
+        assert heard["carol"] == [b"\x80\x00bob %d" % n for n in range(5)] + [b"\x80\x00bob end"]
+        assert heard["bob"] == [b"\x80\x00carol %d" % n for n in range(5)] + [b"\x80\x00carol end"]
+        assert relay.totals().strangers == strangers
+        assert relay.totals().packets_out == 2 * 5 * 2 + 2  # RTP and RTCP each way, the ends
+    finally:
+        await media.close()
+        for transport in (bob_t, bob_rtcp, carol_t, carol_rtcp, stranger_t):
+            transport.close()
+    return relay
+
+
+@pytest.mark.parametrize("latching", [False, True], ids=["sdp-address", "latching"])
+def test_a_stranger_spraying_every_port_reaches_nobody(
+    latching: bool, caplog: pytest.LogCaptureFixture
+) -> None:
+    with caplog.at_level(logging.WARNING, logger="vidim.aio"):
+        asyncio.run(asyncio.wait_for(spray_scenario(latching=latching), 20))
+    warned = [r for r in caplog.records if "not the participant's address" in r.getMessage()]
+    assert len(warned) == 4  # one line per port (RTP and RTCP of two calls), then counted

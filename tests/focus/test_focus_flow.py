@@ -16,6 +16,7 @@ from focus_peers import (
     focus_world,
     make_conference,
     pjsua2_offer,
+    predictable_config,
 )
 
 from vidim.focus import (
@@ -321,7 +322,7 @@ def test_ports_are_allocated_per_stream_and_released_on_bye() -> None:
 
 
 def test_port_range_exhausted_gets_503() -> None:
-    net, focus, _node, allocator = created(config=FocusConfig(rtp_ports=(40000, 40003)))
+    net, focus, _node, allocator = created(config=predictable_config(rtp_ports=(40000, 40003)))
     join(net, allocator, BOB, 6000, baresip_offer(6000, 6002))
     carol = join(net, allocator, CAROL, 6010, pjsua2_offer(6010))
     response = carol.final(carol.invite)  # type: ignore[arg-type]
@@ -483,7 +484,7 @@ def test_anchor_bye_ends_the_conference_with_bye_to_everyone() -> None:
 
 
 def test_ttl_ends_the_conference() -> None:
-    net, focus, node, allocator = created(config=FocusConfig(conference_ttl=60.0))
+    net, focus, node, allocator = created(config=predictable_config(conference_ttl=60.0))
     bob = join(net, allocator, BOB, 6000, baresip_offer(6000, 6002))
     net.advance(59)
     assert focus.conferences()

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import itertools
+
 import pytest
 from focus_peers import baresip_offer, pjsua2_offer
 from hypothesis import given, settings
@@ -14,6 +16,7 @@ from vidim.focus import (
     PortsExhaustedError,
     StreamInfo,
     forwarding_plan,
+    lowest_free,
     streams_from_sdp,
 )
 from vidim.sdp import build_answer, parse_media
@@ -181,7 +184,7 @@ def test_plan_invariants(people: list[ParticipantMedia]) -> None:
 
 
 def test_pool_hands_out_even_pairs_and_reuses_late() -> None:
-    pool = PortPool(40001, 40008)
+    pool = PortPool(40001, 40008, choose=lowest_free)
     assert [pool.allocate() for _ in range(3)] == [40002, 40004, 40006]
     with pytest.raises(PortsExhaustedError):
         pool.allocate()
@@ -189,6 +192,33 @@ def test_pool_hands_out_even_pairs_and_reuses_late() -> None:
     pool.release(12345)  # not ours: ignored
     assert pool.allocate() == 40002
     assert pool.in_use == {40002, 40004, 40006}
+
+
+def test_pool_hands_out_pairs_at_random_not_in_order() -> None:
+    """Issue 18: from the ports of one call nobody can tell the next call's."""
+    pool = PortPool(10000, 20000)
+    ports = [pool.allocate() for _ in range(200)]
+    assert all(p % 2 == 0 and 10000 <= p < 20000 for p in ports)
+    assert len(set(ports)) == 200
+    steps = {b - a for a, b in itertools.pairwise(ports)}
+    assert len(steps) > 50  # sequential allocation has one step (2); random, ~200
+    assert ports != sorted(ports)
+    assert max(ports) - min(ports) > 5000  # spread over the range, not its start
+    for port in ports:
+        pool.release(port)
+    assert len(pool) == pool.capacity == 5000
+
+
+def test_pool_chooser_is_told_how_many_pairs_are_free() -> None:
+    seen: list[int] = []
+
+    def last(count: int) -> int:
+        seen.append(count)
+        return count - 1
+
+    pool = PortPool(40000, 40007, choose=last)
+    assert [pool.allocate(), pool.allocate()] == [40006, 40004]
+    assert seen == [4, 3]
 
 
 def test_pool_rejects_a_range_without_a_pair() -> None:

@@ -24,6 +24,7 @@ from focus_peers import (
     baresip_offer,
     make_conference,
     pjsua2_offer,
+    predictable_config,
 )
 
 from vidim.focus import (
@@ -108,7 +109,7 @@ class StoredFocusNode(FocusNode):
 
 
 def world(config: FocusConfig | None = None) -> tuple[Net, StoredFocusNode, AllocatorSide]:
-    focus = ConferenceFocus(config or FocusConfig())
+    focus = ConferenceFocus(config or predictable_config())
     node = StoredFocusNode(focus)
     allocator = AllocatorSide()
     return Net(node, allocator), node, allocator
@@ -135,7 +136,7 @@ def conference_of(node: FocusNode) -> str:
 
 
 def test_every_input_is_stored_and_a_restored_focus_answers_alike() -> None:
-    net, node, allocator = world(FocusConfig(max_subscription_expires=600))
+    net, node, allocator = world(predictable_config(max_subscription_expires=600))
     entries = [(ALICE, Mode.VIDEO), (BOB, Mode.VIDEO), (CAROL, Mode.AUDIO), (DAVE, Mode.WATCH)]
     allocator.create(make_conference(entries[:3]), net.now)
     net.advance()
@@ -305,7 +306,7 @@ def test_a_200_awaiting_its_ack_is_resent_after_a_restart() -> None:
 
 
 def test_new_calls_never_get_a_restored_call_s_ports() -> None:
-    config = FocusConfig(rtp_ports=(40000, 40011))  # three pairs... for six streams
+    config = predictable_config(rtp_ports=(40000, 40011))  # three pairs... for six streams
     net, node, allocator = world(config)
     allocator.create(
         make_conference([(ALICE, Mode.VIDEO), (BOB, Mode.VIDEO), (CAROL, Mode.AUDIO)]), net.now

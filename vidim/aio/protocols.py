@@ -8,7 +8,7 @@ from typing import ClassVar, Protocol, TypeVar, runtime_checkable
 from ..core import RecordChange
 from ..sip import Address, Message, Request, Response
 
-__all__ = ["FollowUpRouter", "SipCore", "SipMessageCore", "StatefulCore"]
+__all__ = ["FollowUpRouter", "ReportsSendFailures", "SipCore", "SipMessageCore", "StatefulCore"]
 
 EventT_co = TypeVar("EventT_co", covariant=True)
 
@@ -62,6 +62,18 @@ class StatefulCore(SipCore[EventT_co], Protocol[EventT_co]):
 
     def take_changes(self) -> list[RecordChange]:
         """Take the records changed since the last call."""
+
+
+@runtime_checkable
+class ReportsSendFailures(Protocol):
+    """A core told of the messages the transport could not send (the allocator and the focus).
+
+    See :meth:`vidim.core.SipCoreBase.send_failed`; a core without it gets
+    only the server's WARNING line.
+    """
+
+    def send_failed(self, message: Message, destination: Address, reason: str, now: float) -> None:
+        """``message`` (from ``messages_to_send``) could not be sent to ``destination``."""
 
 
 class FollowUpRouter(Protocol):

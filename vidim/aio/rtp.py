@@ -20,17 +20,29 @@ its calls' ports back this way), and tries every port before it gives up:
 the focus can end the calls that use them and the rest goes on.  Counters
 per port (:meth:`RtpRelay.stats`) survive the socket, for metrics.
 
-Latching (``latching=True``, off by default).  Symmetric RTP (RFC 4961): a
-participant behind NAT sends from an address its SDP does not show.  With
-latching, the first packet that arrives on a port fixes the address the
-relay sends to *for that port* (so packets to Carol, which leave from
-Carol's port, go where Carol's packets came from).  A latch is forgotten
-when the port leaves the plan or starts serving another participant.  The
-price: whoever sends first to a port is believed, so keep it off where the
-SDP addresses are reachable (loopback, a LAN, behind Kamailio + rtpengine).
-Without latching, packets from anyone are forwarded to the SDP addresses:
-the unguessable conference URI and the 403 for strangers are the gate, not
-the relay.
+Who may send (issue 18, docs/security.md).  A focus port takes media only
+from its participant; everything else is dropped and counted in
+:attr:`PortStats.strangers` (the first such packet per port is logged at
+WARNING), so that nobody who sprays packets over the port range reaches a
+conference.  Who the participant is depends on ``latching``:
+
+* ``latching=False`` (the default): the address its SDP named for this port
+  (host and port; for RTCP, ``a=rtcp`` or RTP + 1).  Exact, and nothing to
+  learn: right where the SDP addresses are the real ones (loopback, a LAN,
+  behind Kamailio + rtpengine, which rewrites them).  A phone behind NAT, or
+  one that sends from another port than it receives on, is dropped: use
+  latching there.
+* ``latching=True``: symmetric RTP (RFC 4961), as Asterisk's
+  ``rtp_symmetric``/``strictrtp`` and rtpengine do.  The relay has a port's
+  route only once the focus answered the call; the first packet that then
+  arrives latches its source, and the relay takes that port's media only
+  from there and sends the participant's media there (packets to Carol,
+  which leave from Carol's port, go where Carol's packets came from).  A
+  packet from the SDP's own address is always taken and latches it again
+  (so a stranger who got there first loses the port as soon as the
+  participant speaks, unless the participant is behind NAT).  A latch is
+  forgotten when the port leaves the plan or starts serving another
+  participant.
 
 ``ephemeral=True`` binds every socket on port 0 (the OS picks) instead of
 the plan's port number; :meth:`RtpRelay.address` tells where a plan port
@@ -41,6 +53,8 @@ from __future__ import annotations
 
 import asyncio
 import dataclasses
+import ipaddress
+import logging
 from dataclasses import dataclass
 
 from ..focus.media import ForwardingPlan, Route
@@ -67,6 +81,9 @@ class PortStats:
     #: Datagrams that arrived on a port with no route, or whose destination
     #: socket was missing.
     dropped: int = 0
+    #: Datagrams dropped because they came from someone other than the port's
+    #: participant ("dropped from strangers"; see the module docstring).
+    strangers: int = 0
     #: Send errors the OS reported (ICMP port unreachable and the like).
     errors: int = 0
 
@@ -96,6 +113,27 @@ def _rewrite(data: bytes, payload_map: tuple[tuple[int, int], ...]) -> bytes:
     return data
 
 
+def _ip(host: str) -> ipaddress.IPv4Address | ipaddress.IPv6Address | None:
+    """``host`` as an address (IPv4 mapped into IPv6 as IPv4); None for a name."""
+    try:
+        address = ipaddress.ip_address(host.partition("%")[0])
+    except ValueError:
+        return None
+    if isinstance(address, ipaddress.IPv6Address) and address.ipv4_mapped is not None:
+        return address.ipv4_mapped
+    return address
+
+
+def _same_address(source: tuple[str, int], expected: tuple[str, int]) -> bool:
+    """Whether a datagram's source is ``expected`` (written alike or not: ``::ffff:`` forms)."""
+    if source[1] != expected[1]:
+        return False
+    if source[0] == expected[0]:
+        return True
+    address = _ip(source[0])
+    return address is not None and address == _ip(expected[0])
+
+
 def _peer(route: Route) -> tuple[str, tuple[str, int] | None]:
     """Who a port serves: a latch holds only while this stays the same."""
     return route.participant, route.remote
@@ -105,14 +143,22 @@ class RtpRelay:
     """UDP sockets for the plan's ports, forwarding per route."""
 
     def __init__(
-        self, host: str = "127.0.0.1", *, latching: bool = False, ephemeral: bool = False
+        self,
+        host: str = "127.0.0.1",
+        *,
+        latching: bool = False,
+        ephemeral: bool = False,
+        logger: logging.Logger | None = None,
     ) -> None:
         self.host = host
         self.latching = latching
         self.ephemeral = ephemeral
+        self.logger = logger if logger is not None else logging.getLogger("vidim.aio")
         self._transports: dict[int, asyncio.DatagramTransport] = {}
         self._routes: dict[int, Route] = {}
         self._latched: dict[int, tuple[str, int]] = {}
+        #: Ports whose first packet from a stranger was logged (while serving the same peer).
+        self._warned: set[int] = set()
         self._stats: dict[int, PortStats] = {}
         self._plan = ForwardingPlan()
 
@@ -137,6 +183,15 @@ class RtpRelay:
     def stats(self) -> dict[int, PortStats]:
         """Counters per plan port (a copy)."""
         return {port: dataclasses.replace(s) for port, s in self._stats.items()}
+
+    def totals(self) -> PortStats:
+        """The counters of every port added up (e.g. ``totals().strangers`` for metrics)."""
+        total = PortStats()
+        for stats in self._stats.values():
+            for counter in dataclasses.fields(PortStats):
+                name = counter.name
+                setattr(total, name, getattr(total, name) + getattr(stats, name))
+        return total
 
     async def apply(self, plan: ForwardingPlan) -> None:
         """Bind what ``plan`` adds, switch to it, close what it drops.
@@ -165,10 +220,11 @@ class RtpRelay:
             await asyncio.sleep(0)  # their sockets really close: the next apply may bind them
             raise PortsUnavailableError(failed)
         routes = plan.as_dict()
-        for port in list(self._latched):
+        for port in self._latched.keys() | self._warned:
             old, new = self._routes.get(port), routes.get(port)
             if old is None or new is None or _peer(old) != _peer(new):
-                del self._latched[port]
+                self._latched.pop(port, None)
+                self._warned.discard(port)
         # The switch: one assignment each, nothing awaits in between.
         self._transports.update(opened)
         self._routes = routes
@@ -183,6 +239,7 @@ class RtpRelay:
         self._transports.clear()
         self._routes = {}
         self._latched.clear()
+        self._warned.clear()
         self._plan = ForwardingPlan()
         await asyncio.sleep(0)  # let the transports' connection_lost run
 
@@ -194,8 +251,22 @@ class RtpRelay:
         if route is None:
             stats.dropped += 1
             return
-        if self.latching and port not in self._latched:
-            self._latched[port] = source
+        if not self._from_participant(port, route, source):
+            stats.strangers += 1
+            if port not in self._warned:
+                self._warned.add(port)
+                self.logger.warning(
+                    "RTP relay: dropped a packet from %s:%d at port %d of %s (%s): "
+                    "not the participant's address %s; further ones are counted",
+                    source[0],
+                    source[1],
+                    port,
+                    route.participant,
+                    route.kind + (" RTCP" if route.rtcp else ""),
+                    self._expected(port, route),
+                    extra={"rtp_port": port, "participant": route.participant},
+                )
+            return
         for destination in route.destinations:
             transport = self._transports.get(destination.via_port)
             if transport is None:
@@ -205,3 +276,19 @@ class RtpRelay:
             payload = _rewrite(data, destination.payload_map) if destination.payload_map else data
             transport.sendto(payload, target)
             stats.packets_out += 1
+
+    def _from_participant(self, port: int, route: Route, source: tuple[str, int]) -> bool:
+        """Whether a datagram on ``port`` comes from its participant (latching it if so)."""
+        remote = route.remote
+        if remote is not None and _same_address(source, remote):
+            if self.latching:
+                self._latched[port] = source
+            return True
+        if not self.latching:
+            return False
+        return self._latched.setdefault(port, source) == source
+
+    def _expected(self, port: int, route: Route) -> str:
+        """Who the port takes media from, for a log line."""
+        address = self._latched.get(port, route.remote)
+        return "(none: no address in its SDP)" if address is None else f"{address[0]}:{address[1]}"

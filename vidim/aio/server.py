@@ -16,6 +16,12 @@ each message once, to log it and to keep garbage out of the core; a core that
 also has ``receive(message, source, now)`` (:class:`SipMessageCore`, as the
 allocator does) is given the parsed message, any other core the raw bytes.
 
+Send failures: a message that cannot be sent (too big for a UDP datagram,
+a connection refused or timed out, a name that does not resolve, no such
+transport) is logged at WARNING and, when the core has ``send_failed``
+(:class:`ReportsSendFailures`; the allocator and the focus do), reported to
+it: the transaction that sent it fails at once (issue 18).
+
 Limits, on purpose: no TLS or WebSocket, no RFC 3263 (NAPTR/SRV) lookups
 (host names are resolved with ``getaddrinfo`` only), no idle-connection
 timeout, and no write back-pressure (the kernel buffers are made large).
@@ -47,6 +53,7 @@ from ..sip import (
     forward_request,
     is_forwarded_answer,
     make_response,
+    summary,
     unforward_response,
     via_destination,
     warning_value,
@@ -55,7 +62,13 @@ from ..sip import new_tag as _new_tag
 from ..sip import parse_message as _parse_message
 from ..sip.parser import DEFAULT_MAX_MESSAGE_SIZE
 from .persistence import Batch, Persistence
-from .protocols import FollowUpRouter, SipCore, SipMessageCore, StatefulCore
+from .protocols import (
+    FollowUpRouter,
+    ReportsSendFailures,
+    SipCore,
+    SipMessageCore,
+    StatefulCore,
+)
 
 __all__ = [
     "DEFAULT_PORT",
@@ -73,6 +86,13 @@ _BIND_ATTEMPTS: Final = 8
 _DRAIN_MAX: Final = 31
 #: The largest datagram read (asyncio's own limit).
 _MAX_DATAGRAM: Final = 256 * 1024
+#: The largest UDP payload over IPv4 (65535 - 8 - 20): a larger message cannot be sent.
+_MAX_UDP_PAYLOAD: Final = 65507
+#: What a UDP socket says about an earlier datagram (an ICMP error; Linux reports it
+#: at the next send or receive, see udp(7)): never about the message being sent.
+_EARLIER_UDP_ERRORS: Final = frozenset(
+    {errno.ECONNREFUSED, errno.EHOSTUNREACH, errno.EHOSTDOWN, errno.ENETUNREACH}
+)
 #: A core whose handle_timer raises is not called again before this delay.
 _TIMER_BACKOFF: Final = 0.1
 #: A sentinel datagram not back after this long (seconds) was dropped: another is sent.
@@ -151,9 +171,9 @@ class _DatagramProtocol(asyncio.DatagramProtocol):
             self.server._datagram_received(data, _peer(addr, "UDP"))
 
     def error_received(self, exc: Exception) -> None:
-        # ICMP port unreachable and the like, for an earlier sendto: the core's
-        # transaction timers deal with the loss.
-        self.server.logger.debug("UDP error: %s", exc)
+        # asyncio reports a sendto that fails at once here, during the sendto;
+        # later ones (ICMP port unreachable and the like) name no message.
+        self.server._udp_error(exc)
 
     def connection_lost(self, exc: Exception | None) -> None:
         if not self.closed.done():
@@ -265,13 +285,19 @@ class SipServer(Generic[EventT]):
         self._receive: Callable[[Request | Response, Address, float], None] | None = (
             core.receive if isinstance(core, SipMessageCore) else None
         )
+        self._report_failure: Callable[[Message, Address, str, float], None] | None = (
+            core.send_failed if isinstance(core, ReportsSendFailures) else None
+        )
+        #: The UDP message being handed to the socket: a failure asyncio reports
+        #: during the sendto is this one's.
+        self._sending: tuple[Message, Address] | None = None
         self._loop: asyncio.AbstractEventLoop | None = None
         self._udp: asyncio.DatagramTransport | None = None
         self._udp_protocol: _DatagramProtocol | None = None
         self._tcp_server: asyncio.Server | None = None
         self._connections: dict[tuple[str, int], _StreamProtocol] = {}
         self._streams: set[_StreamProtocol] = set()
-        self._connecting: dict[tuple[str, int], list[bytes]] = {}
+        self._connecting: dict[tuple[str, int], list[tuple[bytes, Message]]] = {}
         self._tasks: set[asyncio.Task[None]] = set()
         self._timer: asyncio.TimerHandle | None = None
         self._timer_at: float | None = None
@@ -848,45 +874,87 @@ class SipServer(Generic[EventT]):
             return
         try:
             data = message.to_bytes()
-        except Exception:
+        except Exception as error:
             self.logger.exception("cannot serialize a message to %s", _describe(destination))
+            self._send_failed(message, destination, f"cannot serialize it: {error}")
             return
         transport = destination.transport.upper()
         if transport == "UDP":
             if self._udp is None:
                 return
+            if len(data) > _MAX_UDP_PAYLOAD:
+                reason = f"{len(data)} bytes do not fit a UDP datagram ({_MAX_UDP_PAYLOAD} at most)"
+                self._send_failed(message, destination, reason)
+                return
             if _is_ip(destination.host):
-                self._udp.sendto(data, (destination.host, destination.port))
+                self._sendto(data, (destination.host, destination.port), message, destination)
             else:
-                self._spawn(self._resolve_and_send(data, destination))
+                self._spawn(self._resolve_and_send(data, message, destination))
         elif transport == "TCP":
-            self._send_tcp(data, destination)
+            self._send_tcp(data, message, destination)
         else:
-            self.logger.warning(
-                "no %s transport: message to %s dropped",
-                destination.transport,
-                _describe(destination),
-            )
+            self._send_failed(message, destination, f"no {destination.transport} transport")
             return
         self._log_message("send", message, destination, logging.DEBUG)
 
-    async def _resolve_and_send(self, data: bytes, destination: Address) -> None:
+    def _sendto(self, data: bytes, sockaddr: Any, message: Message, destination: Address) -> None:
+        """One UDP datagram; a failure during the sendto is this message's."""
+        assert self._udp is not None
+        self._sending = (message, destination)
+        try:
+            self._udp.sendto(data, sockaddr)
+        except OSError as error:  # a loop that raises rather than reporting it
+            self._udp_error(error)
+        finally:
+            self._sending = None
+
+    def _udp_error(self, error: Exception) -> None:
+        """An error of the UDP socket: the message being sent's, unless it is an ICMP error."""
+        sending = self._sending
+        if sending is not None and getattr(error, "errno", None) not in _EARLIER_UDP_ERRORS:
+            self._send_failed(*sending, str(error))
+        else:  # the transaction that sent that datagram times out (or retransmits)
+            self.logger.warning("UDP error for an earlier datagram: %s", error)
+
+    def _send_failed(self, message: Message, destination: Address, reason: str) -> None:
+        """A WARNING, and the core is told: the transaction that sent ``message`` fails."""
+        self.logger.warning(
+            "cannot send %s to %s: %s",
+            summary(message),
+            _describe(destination),
+            reason,
+            extra={"peer": _describe(destination)},
+        )
+        report = self._report_failure
+        if report is None or self._closed:
+            return
+        try:
+            report(message, destination, reason, self.now())
+        except Exception:
+            self.logger.exception("the core failed in send_failed")
+        if self._transmitting:
+            self._again = True  # the outer transmit sends what the core queued
+        elif self._loop is not None:
+            self._loop.call_soon(self.transmit)
+
+    async def _resolve_and_send(self, data: bytes, message: Message, destination: Address) -> None:
         loop = asyncio.get_running_loop()
         try:
             infos = await loop.getaddrinfo(
                 destination.host, destination.port, type=socket.SOCK_DGRAM
             )
         except OSError as error:
-            self.logger.warning("cannot resolve %s: %s", destination.host, error)
+            self._send_failed(message, destination, f"cannot resolve {destination.host}: {error}")
             return
         family = self._udp.get_extra_info("socket").family if self._udp is not None else None
         for info_family, _, _, _, sockaddr in infos:
             if info_family == family and self._udp is not None and not self._closed:
-                self._udp.sendto(data, sockaddr)
+                self._sendto(data, sockaddr, message, destination)
                 return
-        self.logger.warning("no address of %s fits the UDP socket", destination.host)
+        reason = f"no address of {destination.host} fits the UDP socket"
+        self._send_failed(message, destination, reason)
 
-    def _send_tcp(self, data: bytes, destination: Address) -> None:
+    def _send_tcp(self, data: bytes, message: Message, destination: Address) -> None:
         # RFC 3261 section 18: reuse a connection to that peer when there is one.
         key = (destination.host, destination.port)
         stream = self._connections.get(key)
@@ -896,9 +964,9 @@ class SipServer(Generic[EventT]):
             return
         queued = self._connecting.get(key)
         if queued is not None:
-            queued.append(data)
+            queued.append((data, message))
             return
-        self._connecting[key] = [data]
+        self._connecting[key] = [(data, message)]
         self._spawn(self._connect(key, destination))
 
     async def _connect(self, key: tuple[str, int], destination: Address) -> None:
@@ -911,20 +979,16 @@ class SipServer(Generic[EventT]):
                 self.connect_timeout,
             )
         except (OSError, TimeoutError) as error:
-            dropped = self._connecting.pop(key, [])
-            self.logger.warning(
-                "cannot connect to %s (%s): %d message(s) dropped",
-                _describe(destination),
-                str(error) or type(error).__name__,
-                len(dropped),
-            )
+            reason = f"cannot connect ({str(error) or type(error).__name__})"
+            for _, message in self._connecting.pop(key, []):
+                self._send_failed(message, destination, reason)
             return
         except asyncio.CancelledError:
             self._connecting.pop(key, None)
             raise
         self._connections[key] = stream  # also under its name when it has one
         assert stream.transport is not None
-        for data in self._connecting.pop(key, []):
+        for data, _ in self._connecting.pop(key, []):
             stream.transport.write(data)
 
     def _spawn(self, coroutine: Coroutine[Any, Any, None]) -> None:

@@ -52,7 +52,7 @@ from .commands import Commands, FollowUp, NewConferenceAsked
 from .conference import Conference, ConferenceState, Deadline
 from .config import AllocatorConfig
 from .context import Context, Pending, Purpose, address_of
-from .events import AllocatorEvent, MessageIgnored
+from .events import AllocatorEvent, MessageIgnored, MessageNotSent
 from .focus_leg import FocusLeg
 from .notices import Invitations
 from .probing import Probing
@@ -137,6 +137,9 @@ class Allocator(SipCoreBase[AllocatorEvent]):
 
     def _ignored(self, reason: str, summary: str) -> AllocatorEvent:
         return MessageIgnored(reason=reason, summary=summary)
+
+    def _not_sent(self, summary: str, destination: Address, reason: str) -> AllocatorEvent:
+        return MessageNotSent(summary=summary, destination=destination, reason=reason)
 
     def _warning_host(self) -> str:
         return self.config.warning_host

@@ -21,6 +21,7 @@ from ..sip import (
     ServerPolicy,
     SipURI,
     check_request,
+    check_sizes,
     make_response,
     new_tag,
     warning_value,
@@ -171,7 +172,10 @@ class Commands:
     def _on_message(self, request: Request, source: Address, now: float) -> None:
         config = self._context.config
         try:
-            # vidim's own checks first: its refusals say why and reach the requester.
+            # Sizes before anything is read (issue 18): nothing oversized is copied into
+            # the requests vidim sends.  Then vidim's own checks: their refusals say
+            # why and reach the requester.
+            check_sizes(request)
             # parse_request judged the body (a header-form note may be of any type).
             command = parse_request(request, source_host=source.host, policy=config.requests)
             body_type = request.content_type

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from ..sip import Address
 from ..vocabulary import Mode
 from .conference import ConferenceState
 
@@ -21,6 +22,7 @@ __all__ = [
     "InvitationFailed",
     "InvitationSent",
     "MessageIgnored",
+    "MessageNotSent",
     "ParticipantJoined",
     "ParticipantLeft",
     "RequestAccepted",
@@ -131,3 +133,14 @@ class MessageIgnored(AllocatorEvent):
     reason: str
     summary: str
     """The start line, or the first octets of what could not be parsed."""
+
+
+@dataclass(frozen=True, kw_only=True, slots=True)
+class MessageNotSent(AllocatorEvent):
+    """The transport could not send one of the allocator's messages (too big, refused...)."""
+
+    summary: str
+    """What it was: ``MESSAGE sip:bob@example.com``, ``202 Accepted``."""
+    destination: Address
+    reason: str
+    """What the transport said."""

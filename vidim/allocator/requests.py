@@ -87,6 +87,9 @@ Status codes
 ------------
 
 ====  ==========================================================================
+414   (before all of these, :func:`vidim.sip.check_sizes` in the allocator) a
+      Request-URI longer than 2048 characters; a header value longer than
+      8192 characters gets 400 there
 403   untrusted source (``require_trusted_source`` and the source is outside
       ``trusted_networks``)
 404   not a vidim request (no ``X-Vidim-Mode``, not to the service URI)
@@ -98,9 +101,11 @@ Status codes
       Content-Encoding (with ``Accept: text/plain, multipart/mixed``)
 416   header form whose Request-URI is not ``sip:``/``sips:``
 400   everything else: unknown mode or command, no or too many invitees, a
-      malformed or non-SIP invitee, a control character (C0 but HTAB, DEL,
-      C1; CR and LF included) in any value read or in a %-unescaped user
-      part, invalid UTF-8, bad XML, a malformed From/P-Asserted-Identity...
+      malformed or non-SIP invitee, a URI (invitee, requester) longer than
+      ``vidim.sip.MAX_URI_LENGTH`` (2048) characters, a control character
+      (C0 but HTAB, DEL, C1; CR and LF included) in any value read or in a
+      %-unescaped user part, invalid UTF-8, bad XML, a malformed
+      From/P-Asserted-Identity...
 ====  ==========================================================================
 """
 
@@ -115,6 +120,7 @@ from typing import NoReturn, assert_never
 
 from ..resource_lists import RESOURCE_LISTS_NS, parse_resource_list
 from ..sip import (
+    MAX_URI_LENGTH,
     URI,
     BodyPart,
     LocalProtocolError,
@@ -389,6 +395,9 @@ def _address_of_record(uri: URI, what: str, *, keep_port: bool = False) -> SipUR
     """
     if not isinstance(uri, SipURI):
         _refuse(f"unsupported URI scheme {uri.scheme}: in {what}; use sip: or sips:")
+    length = len(str(uri))
+    if length > MAX_URI_LENGTH:
+        _refuse(f"{what} of {length} characters; at most {MAX_URI_LENGTH}")
     raw_user = uri.user
     if not raw_user:
         _refuse(f"{what} has no user part")

@@ -25,6 +25,7 @@ from .events import (
     MediaPlanChanged,
     MediaPortUnavailable,
     MessageIgnored,
+    MessageNotSent,
     ParticipantAdmitted,
     ParticipantLeft,
     ParticipantRefused,
@@ -49,6 +50,7 @@ from .media import (
     Route,
     StreamInfo,
     forwarding_plan,
+    lowest_free,
     streams_from_sdp,
 )
 
@@ -70,6 +72,7 @@ __all__ = [
     "MediaPlanChanged",
     "MediaPortUnavailable",
     "MessageIgnored",
+    "MessageNotSent",
     "ParticipantAdmitted",
     "ParticipantInput",
     "ParticipantLeft",
@@ -83,5 +86,6 @@ __all__ = [
     "SubscriptionEnded",
     "SubscriptionStarted",
     "forwarding_plan",
+    "lowest_free",
     "streams_from_sdp",
 ]

@@ -1,9 +1,14 @@
 """The conference's anchor: creation by a factory INVITE, invitees added by re-INVITE.
 
-A factory INVITE (Request-URI user in ``factory_users``) with an RFC 5366
-resource list creates a conference ``sip:conf-<128 random bits>@host:port``:
-200 with ``Contact: <conference URI>;isfocus`` and an SDP answer that
-rejects every offered m-line (the anchor carries no media).  The INVITE
+Only the allocator creates conferences: a factory INVITE from a source
+outside the focus's ``trusted_networks`` gets 403 with a Warning, before
+its body is read (otherwise anyone could open conferences, join them with
+keys of their own, and use the focus as a media relay; issue 18).  From a
+trusted source, a factory INVITE (Request-URI user in ``factory_users``)
+with an RFC 5366 resource list creates a conference
+``sip:conf-<128 random bits>@host:port``: 200 with
+``Contact: <conference URI>;isfocus`` and an SDP answer that rejects every
+offered m-line (the anchor carries no media).  The INVITE
 dialog is the conference's *anchor*: a re-INVITE on it with a list adds
 invitees (none is ever removed); its BYE ends the conference.
 """
@@ -22,14 +27,18 @@ from ..sip import (
     RequestRejectedError,
     SipURI,
     check_request,
+    summary,
 )
-from .events import ConferenceCreated, InviteesAdded
+from .events import ConferenceCreated, InviteesAdded, MessageIgnored
 from .lifecycle import ConferenceInput
 from .negotiation import address_of_record, anchor_sdp, list_part, new_session_id, sdp_part
 from .records import Conference, Invitee, Leg, Owner, TimerKey, TimerKind
 from .signalling import ALLOW, POLICY, Signalling
 
-__all__ = ["Anchors"]
+__all__ = ["UNTRUSTED_FACTORY", "Anchors"]
+
+#: The Warning text of the 403 to a factory INVITE from an untrusted source.
+UNTRUSTED_FACTORY = "only the conference allocator may create conferences"
 
 
 class Anchors:
@@ -47,6 +56,11 @@ class Anchors:
         ``live``: how many conferences the focus has now, for ``max_conferences``.
         """
         signalling = self._signalling
+        if not signalling.trusted(source):
+            reason = f"{UNTRUSTED_FACTORY} ({source.host} is not a trusted network)"
+            signalling.refuse(request, 403, reason, now)
+            signalling.emit(MessageIgnored(reason=reason, summary=summary(request)))
+            return None
         try:
             check_request(request, POLICY)
         except RequestRejectedError as error:

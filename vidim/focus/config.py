@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import secrets
+from collections.abc import Callable
 from dataclasses import dataclass, field
 
 from ..sip import Address, LocalProtocolError, TransactionConfig
@@ -26,11 +28,16 @@ class FocusConfig:
     factory_users: tuple[str, ...] = ("conference-factory",)
     #: The address written into SDP answers, where the RTP relay binds.
     media_address: str = "127.0.0.1"
-    #: Inclusive RTP port range; each stream takes an even/odd pair.
-    rtp_ports: tuple[int, int] = (40000, 40999)
+    #: Inclusive RTP port range; each stream takes an even/odd pair, chosen at random
+    #: (5000 pairs by default, as Asterisk's rtp.conf; docs/security.md).
+    rtp_ports: tuple[int, int] = (10000, 20000)
+    #: Picks which of ``n`` free port pairs a new stream gets: ``secrets.randbelow``;
+    #: ``vidim.focus.media.lowest_free`` for the lowest first (tests, captures).
+    choose_port: Callable[[int], int] = secrets.randbelow
     #: A conference ends this long after its creation, whoever is in it.
     conference_ttl: float = 3600.0
-    #: Sources whose P-Asserted-Identity is believed, and who may SUBSCRIBE.
+    #: Sources that may create conferences (factory INVITE: the allocator), whose
+    #: P-Asserted-Identity is believed, and who may SUBSCRIBE without a key.
     trusted_networks: tuple[IPNetwork, ...] = LOOPBACK_NETWORKS
     #: The longest conference-event subscription granted (seconds).
     max_subscription_expires: int = 3600

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from ..sip import Address
 from ..vocabulary import Mode
 from .media import ForwardingPlan
 
@@ -15,6 +16,7 @@ __all__ = [
     "MediaPlanChanged",
     "MediaPortUnavailable",
     "MessageIgnored",
+    "MessageNotSent",
     "ParticipantAdmitted",
     "ParticipantLeft",
     "ParticipantRefused",
@@ -147,3 +149,14 @@ class MessageIgnored(FocusEvent):
     reason: str
     summary: str
     """The first line of what arrived, for logs."""
+
+
+@dataclass(frozen=True, kw_only=True, slots=True)
+class MessageNotSent(FocusEvent):
+    """The transport could not send one of the focus's messages (too big, refused...)."""
+
+    summary: str
+    """What it was: ``MESSAGE sip:bob@example.com``, ``202 Accepted``."""
+    destination: Address
+    reason: str
+    """What the transport said."""

@@ -24,9 +24,12 @@ the same ports again.  See docs/focus.md, "Restart".
 
 What it does on the wire:
 
-* **Factory INVITE** (Request-URI user in ``factory_users``) with an RFC 5366
-  resource list: a new conference, whose INVITE dialog is its *anchor*
-  (:mod:`.anchor`); in-dialog OPTIONS get 200.
+* **Factory INVITE** (Request-URI user in ``factory_users``) from a trusted
+  network (the allocator; others get 403) with an RFC 5366 resource list: a
+  new conference, whose INVITE dialog is its *anchor* (:mod:`.anchor`);
+  in-dialog OPTIONS get 200.
+* Every request but ACK: a Request-URI over 2048 characters gets 414, a
+  header value over 8192 gets 400 (:func:`vidim.sip.check_sizes`).
 * **Participant INVITE** to a conference URI: admission and SDP per mode
   (:mod:`.participants`).
 * **SUBSCRIBE** ``Event: conference`` to a conference URI (from a trusted
@@ -74,6 +77,7 @@ from ..sip import (
     TransactionTerminated,
     TransactionTimedOut,
     TransportFailed,
+    check_sizes,
     make_response,
     new_tag,
     parse_uri,
@@ -88,6 +92,7 @@ from .events import (
     MediaPlanChanged,
     MediaPortUnavailable,
     MessageIgnored,
+    MessageNotSent,
 )
 from .lifecycle import ConferenceInput, ConferenceState, ParticipantInput
 from .media import ForwardingPlan, PortPool
@@ -123,7 +128,7 @@ class ConferenceFocus(SipCoreBase[FocusEvent]):
         self.config = config if config is not None else FocusConfig()
         self._init_core(TransactionLayer(self.config.transactions))
         self._signalling = Signalling(self.config, self._layer, self._emit)
-        self._pool = PortPool(*self.config.rtp_ports)
+        self._pool = PortPool(*self.config.rtp_ports, choose=self.config.choose_port)
         self._subscriptions = Subscriptions(self._signalling)
         self._participants = Participants(self._signalling, self._subscriptions, self._pool)
         self._anchors = Anchors(self._signalling)
@@ -157,6 +162,9 @@ class ConferenceFocus(SipCoreBase[FocusEvent]):
 
     def _ignored(self, reason: str, summary: str) -> FocusEvent:
         return MessageIgnored(reason=reason, summary=summary)
+
+    def _not_sent(self, summary: str, destination: Address, reason: str) -> FocusEvent:
+        return MessageNotSent(summary=summary, destination=destination, reason=reason)
 
     def _warning_host(self) -> str:
         return self._signalling.warn
@@ -310,7 +318,7 @@ class ConferenceFocus(SipCoreBase[FocusEvent]):
         self._drain(now)
 
     def trust(self, networks: tuple[IPNetwork, ...]) -> None:
-        """Believe P-Asserted-Identity from these networks from now on (the daemon's SIGHUP)."""
+        """Take factory INVITEs and believe P-Asserted-Identity from these networks (SIGHUP)."""
         self.config = dataclasses.replace(self.config, trusted_networks=networks)
         self._signalling.config = self.config
 
@@ -415,6 +423,8 @@ class ConferenceFocus(SipCoreBase[FocusEvent]):
 
     def _on_request(self, request: Request, source: Address, now: float) -> None:
         method = request.method
+        if method != "ACK":
+            check_sizes(request)  # 414/400 by _guarded: nothing oversized reaches a dialog
         if method == "INVITE" and self._signalling.answer_again(request, source):
             return
         if request.to_addr.tag is not None:

@@ -38,8 +38,8 @@ negotiate are passed through unchanged (the focus does not transcode).
 
 from __future__ import annotations
 
-from collections import deque
-from collections.abc import Iterable
+import secrets
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 
 from ..sdp import Codec, MediaDescription
@@ -55,6 +55,7 @@ __all__ = [
     "StreamInfo",
     "codec_key",
     "forwarding_plan",
+    "lowest_free",
     "streams_from_sdp",
 ]
 
@@ -63,22 +64,35 @@ class PortsExhaustedError(Exception):
     """No free RTP/RTCP port pair is left in the focus's range."""
 
 
-class PortPool:
-    """Even/odd port pairs from an inclusive range, handed out oldest-freed first.
+def lowest_free(count: int) -> int:
+    """A :class:`PortPool` chooser that hands out the first free pair (deterministic)."""
+    return 0
 
-    Freed pairs go to the back of the queue, so a pair is reused as late as
-    possible (late packets of an ended call do not reach a new one).
+
+class PortPool:
+    """Even/odd port pairs from an inclusive range, handed out at random.
+
+    Random, not in order: a stranger cannot tell from one conference's
+    ports which ports the next call gets (issue 18).  Late packets of an
+    ended call that reach a new call on a reused pair are dropped by the
+    relay, which takes a port's media only from its participant
+    (:mod:`vidim.aio.rtp`).  ``choose(n)`` picks which of the ``n`` free
+    pairs to hand out, oldest-freed first; :func:`secrets.randbelow` by
+    default, :func:`lowest_free` gives the lowest pair first (tests).
     """
 
-    __slots__ = ("_free", "_used", "high", "low")
+    __slots__ = ("_choose", "_free", "_used", "high", "low")
 
-    def __init__(self, low: int, high: int) -> None:
+    def __init__(
+        self, low: int, high: int, *, choose: Callable[[int], int] = secrets.randbelow
+    ) -> None:
         first = low + (low % 2)
         if not 0 < low <= high <= 65535 or first + 1 > high:
             raise ValueError(f"port range {low}-{high} holds no even/odd pair")
         self.low = low
         self.high = high
-        self._free: deque[int] = deque(range(first, high, 2))
+        self._choose = choose
+        self._free: list[int] = list(range(first, high, 2))
         self._used: set[int] = set()
 
     def __len__(self) -> int:
@@ -95,10 +109,14 @@ class PortPool:
         return frozenset(self._used)
 
     def allocate(self) -> int:
-        """An even RTP port whose RTP + 1 is free for RTCP; raises :class:`PortsExhaustedError`."""
-        if not self._free:
+        """A random even RTP port whose RTP + 1 is free for RTCP.
+
+        Raises :class:`PortsExhaustedError` when no pair is free.
+        """
+        free = self._free
+        if not free:
             raise PortsExhaustedError(f"no free RTP port pair in {self.low}-{self.high}")
-        port = self._free.popleft()
+        port = free.pop(self._choose(len(free)))
         self._used.add(port)
         return port
 

@@ -6,7 +6,16 @@ current time go in, bytes, deadlines and events come out.
 
 from __future__ import annotations
 
-from .checks import DEFAULT_POLICY, ServerPolicy, check_request, error_response, warning_value
+from .checks import (
+    DEFAULT_POLICY,
+    MAX_HEADER_LENGTH,
+    MAX_URI_LENGTH,
+    ServerPolicy,
+    check_request,
+    check_sizes,
+    error_response,
+    warning_value,
+)
 from .dialog import Dialog, DialogId, DialogState, unknown_dialog_response
 from .dialog_manager import DialogManager
 from .errors import (
@@ -59,6 +68,8 @@ __all__ = [
     "DEFAULT_MAX_MESSAGE_SIZE",
     "DEFAULT_POLICY",
     "MAGIC_COOKIE",
+    "MAX_HEADER_LENGTH",
+    "MAX_URI_LENGTH",
     "REASON_PHRASES",
     "URI",
     "AbsoluteURI",
@@ -102,6 +113,7 @@ __all__ = [
     "build_multipart",
     "canonical_name",
     "check_request",
+    "check_sizes",
     "error_response",
     "forward_request",
     "is_forwarded_answer",

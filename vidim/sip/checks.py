@@ -1,8 +1,16 @@
 """What a UAS checks after parsing and before processing (RFC 3261 section 8.2).
 
 The parser answers "is this SIP?"; :func:`check_request` answers "can this
-server process it?" (416, 420, 415, 406), from a :class:`ServerPolicy` that
-says what the server supports.  :func:`error_response` turns either kind of
+server process it?" (414, 400 for sizes; 416, 420, 415, 406), from a
+:class:`ServerPolicy` that says what the server supports.
+
+Sizes (issue 18, docs/security.md).  A message may be up to 64 KiB, but no
+single value in it needs to be: a Request-URI longer than
+:data:`MAX_URI_LENGTH` gets 414, a header value longer than
+:data:`MAX_HEADER_LENGTH` gets 400 (:func:`check_sizes`).  Whatever a server
+copies from a request into requests of its own (an invitee's URI into an
+INVITE's list and a MESSAGE's Request-URI) then stays far below what a UDP
+datagram holds, instead of failing at the socket later.  :func:`error_response` turns either kind of
 error into the response to send, with a ``Warning`` header that says why.
 """
 
@@ -15,8 +23,22 @@ from .errors import ProtocolError, RequestRejectedError
 from .headers import parse_media_type, parse_token_list, quote
 from .message import Request, Response, make_response
 
-__all__ = ["DEFAULT_POLICY", "ServerPolicy", "check_request", "error_response", "warning_value"]
+__all__ = [
+    "DEFAULT_POLICY",
+    "MAX_HEADER_LENGTH",
+    "MAX_URI_LENGTH",
+    "ServerPolicy",
+    "check_request",
+    "check_sizes",
+    "error_response",
+    "warning_value",
+]
 
+#: The longest URI taken, in characters (a Request-URI, or one in a header or a list).
+#: Apache and nginx take 8 KiB request lines; a SIP URI naming a person needs far less.
+MAX_URI_LENGTH = 2048
+#: The longest header value taken, in characters (one line of a repeated header).
+MAX_HEADER_LENGTH = 8192
 _CONTROL_RE = re.compile(r"[\x00-\x1f\x7f]|[\ud800-\udfff]")
 
 
@@ -43,6 +65,10 @@ class ServerPolicy:
     answer_content_types: tuple[tuple[str, str], ...] = field(
         default=(("INVITE", "application/sdp"), ("OPTIONS", "application/sdp"))
     )
+    #: Longest Request-URI (longer: 414), in characters.
+    max_uri_length: int = MAX_URI_LENGTH
+    #: Longest header value (longer: 400), in characters.
+    max_header_length: int = MAX_HEADER_LENGTH
 
 
 DEFAULT_POLICY = ServerPolicy()
@@ -65,6 +91,7 @@ def check_request(request: Request, policy: ServerPolicy = DEFAULT_POLICY) -> No
     """
     if request.method in ("ACK", "CANCEL"):
         return
+    check_sizes(request, policy)
     scheme = request.uri.scheme
     if scheme not in policy.uri_schemes:
         raise RequestRejectedError(f"unsupported URI scheme {scheme}", status_hint=416)
@@ -103,6 +130,25 @@ def check_request(request: Request, policy: ServerPolicy = DEFAULT_POLICY) -> No
                 f"cannot answer with a body in {', '.join(accept_values)}",
                 status_hint=406,
                 headers=(("Accept", answer),),
+            )
+
+
+def check_sizes(request: Request, policy: ServerPolicy = DEFAULT_POLICY) -> None:
+    """Raise :class:`RequestRejectedError` for a Request-URI (414) or header value (400) too long.
+
+    The Warning names the header and the sizes, never the value.
+    """
+    uri_length = len(str(request.uri))
+    if uri_length > policy.max_uri_length:
+        raise RequestRejectedError(
+            f"Request-URI of {uri_length} characters; at most {policy.max_uri_length}",
+            status_hint=414,
+        )
+    for name, value in request.headers:
+        if len(value) > policy.max_header_length:
+            raise RequestRejectedError(
+                f"{name} value of {len(value)} characters; at most {policy.max_header_length}",
+                status_hint=400,
             )
 
 

@@ -1234,6 +1234,27 @@ class TransactionLayer:
                 f"cannot send {response.status} in state {txn.state.value} of {txn!r}"
             )
 
+    def transaction_of(self, message: Message) -> TransactionId | None:
+        """The live transaction that sends ``message``, for a transport error report.
+
+        A request: its client transaction (top Via branch and method); a
+        response: the server transaction it answers.  None for a message no
+        transaction holds (an ACK, a stateless reply) or one that has ended.
+        """
+        try:
+            via = message.top_via
+            txn: Transaction | None
+            if isinstance(message, Request):
+                txn = self._client_index.get((via.branch, message.method))
+            elif via.is_rfc3261_branch:
+                host, port = via.sent_by
+                txn = self._server_index.get((via.branch, host, port, message.cseq.method))
+            else:
+                return None
+        except SIPParseError:
+            return None
+        return txn.id if txn is not None else None
+
     def report_transport_error(self, transaction_id: TransactionId, now: float) -> bool:
         """The transport could not send a message of this transaction.
 
