@@ -6,7 +6,7 @@ import asyncio
 import time
 
 import pytest
-from redis_server import RedisServer
+from redis_peer import RedisServer
 
 from vidim.core import RecordChange
 from vidim.store import RedisStore, StoreUnavailable
