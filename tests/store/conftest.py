@@ -5,9 +5,9 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
-from redis_peer import RedisServer
 from store_backends import Backend, FakeClock
 
+from redis_peer import RedisServer
 from vidim.store import MemoryStore, RedisStore, SqliteStore
 
 
