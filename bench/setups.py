@@ -1478,15 +1478,19 @@ def format_fleet(report: Report) -> list[str]:
         FLEET_HEADER,
         *(format_fleet_row(s) for s in report.fleet),
         "",
-        "| daemons | clean setups/s | / Kamailio's clean relay rate | most achieved setups/s |",
-        "|---:|---:|---:|---:|",
+        "| daemons | clean setups/s | / Kamailio's clean relay rate | daemons' CPU per setup "
+        "at that rate | other jobs' CPU then | most achieved setups/s |",
+        "|---:|---:|---:|---:|---:|---:|",
     ]
     for count in counts:
         steps = [s for s in report.fleet if s.daemons == count]
         clean = clean_rate(steps)
         ratio = f"{clean / kamailio:.1%}" if clean and kamailio else "-"
+        at = next((s for s in steps if s.rate == clean), None)
+        cost = f"{at.daemon_cpu * 10 / at.achieved:.2f} ms" if at and at.achieved else "-"
+        others = f"{at.background_cpu:.0f}%" if at else "-"
         most = max(s.achieved for s in steps)
-        out.append(f"| {count} | {clean or '-'} | {ratio} | {most:,.0f} |")
+        out.append(f"| {count} | {clean or '-'} | {ratio} | {cost} | {others} | {most:,.0f} |")
     out += ["", f"Kamailio's clean MESSAGE relay rate in the same run: {kamailio or '-'}/s."]
     return out
 
