@@ -306,6 +306,15 @@ def test_requests_spread_over_the_daemons_and_fail_over(fleet: Fleet, crowd: Cro
     assert states[fleet.uri(survivor)].startswith("A"), states
     assert fleet.daemons[draining].proc.wait(timeout=WAIT) == 0
 
+    # The last daemon drains too: its 503 reaches the requester as a 503, with its
+    # Retry-After and Warning (tm alone would have made it a 500).
+    fleet.daemons[survivor].proc.send_signal(signal.SIGTERM)
+    (refused,) = [crowd.request("MESSAGE", SERVICE, "carol0", body="/status")]
+    assert crowd.ask([refused], fleet.kamailio.addr) == [503]
+    answer = crowd.finals[refused.call_id]
+    assert answer.headers.get("Retry-After"), answer.to_bytes().decode()
+    assert "shutting down" in (answer.headers.get("Warning") or ""), answer.to_bytes().decode()
+
 
 def _log_time(record: dict[str, object]) -> float:
     stamp = str(record["time"]).removesuffix("Z")
