@@ -309,7 +309,7 @@ def test_requests_spread_over_the_daemons_and_fail_over(fleet: Fleet, crowd: Cro
     # The last daemon drains too: its 503 reaches the requester as a 503, with its
     # Retry-After and Warning (tm alone would have made it a 500).
     fleet.daemons[survivor].proc.send_signal(signal.SIGTERM)
-    (refused,) = [crowd.request("MESSAGE", SERVICE, "carol0", body="/status")]
+    refused = crowd.request("MESSAGE", SERVICE, "carol0", body="/status")
     assert crowd.ask([refused], fleet.kamailio.addr) == [503]
     answer = crowd.finals[refused.call_id]
     assert answer.headers.get("Retry-After"), answer.to_bytes().decode()
