@@ -493,6 +493,15 @@ class VidimProcess:
         """The log records whose message starts with ``prefix``."""
         return [r for r in self.records() if str(r.get("message", "")).startswith(prefix)]
 
+    def wait_log(self, prefix: str, timeout: float = START_TIMEOUT) -> dict[str, object]:
+        """The first log record whose message starts with ``prefix`` (bounded wait)."""
+        deadline = time.monotonic() + timeout
+        while not (found := self.messages(prefix)):
+            if time.monotonic() > deadline:
+                raise AssertionError(f"{self.name} did not log {prefix!r}\n{self.tail()}")
+            time.sleep(0.05)  # polling its log file, bounded by the deadline
+        return found[0]
+
     def wait_ready(self, port: int) -> None:
         """Until it answers an OPTIONS on ``port`` (it binds once its store is loaded)."""
         deadline = time.monotonic() + START_TIMEOUT

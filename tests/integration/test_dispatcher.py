@@ -287,6 +287,7 @@ def test_requests_spread_over_the_daemons_and_fail_over(fleet: Fleet, crowd: Cro
     # SIGTERM: the draining daemon answers 503 (to requests and to the pings) for 4 s;
     # kill -9: the dead one answers nothing.  Every new request still gets its 202.
     fleet.daemons[draining].proc.send_signal(signal.SIGTERM)
+    fleet.daemons[draining].wait_log("stopping:")  # it refuses from here on
     fleet.daemons[dead].kill()
     later = [f"carol{i}" for i in range(6)]
     assert new_conferences(crowd, fleet, later) == [202] * len(later)
@@ -309,7 +310,10 @@ def test_requests_spread_over_the_daemons_and_fail_over(fleet: Fleet, crowd: Cro
     # The last daemon drains too: its 503 reaches the requester as a 503, with its
     # Retry-After and Warning (tm alone would have made it a 500).
     fleet.daemons[survivor].proc.send_signal(signal.SIGTERM)
-    refused = crowd.request("MESSAGE", SERVICE, "carol0", body="/status")
+    fleet.daemons[survivor].wait_log("stopping:")
+    refused = crowd.request(
+        "MESSAGE", SERVICE, "carol0", headers=(("Content-Type", "text/plain"),), body="/status"
+    )
     assert crowd.ask([refused], fleet.kamailio.addr) == [503]
     answer = crowd.finals[refused.call_id]
     assert answer.headers.get("Retry-After"), answer.to_bytes().decode()
