@@ -31,9 +31,18 @@ instead: one MESSAGE at a time, Python sockets standing in for the focus and
 the invitees, timed with ``time.perf_counter``.  During each load step the
 probe also sends a few MESSAGEs per second and times their 202.
 
+Several daemons (``--daemons 1,2,4``): for each count, that many daemons share one
+redis-server (``store = "redis://..."``) behind Kamailio running the shipped
+examples/kamailio/kamailio.cfg with ``WITH_DISPATCHER`` (round robin); the requester
+sends to Kamailio, the daemons' INVITEs and IMs go straight to the SIPp focus and
+invitees as above.  Each count is stepped up to its first unclean rate, beside
+Kamailio's own clean MESSAGE relay rate measured in the same run; ``--write``
+rewrites its own section (FLEET_BEGIN ... FLEET_END).
+
     .venv/bin/python bench/setups.py                              # the table
     .venv/bin/python bench/setups.py --write docs/performance.md  # and record it
     .venv/bin/python bench/setups.py --quick                      # smoke: a few seconds
+    .venv/bin/python bench/setups.py --daemons 1,2,4 --write docs/performance.md
 """
 
 from __future__ import annotations
@@ -73,6 +82,9 @@ SIPP_DIR = ROOT / "bench" / "sipp"
 HOST = "127.0.0.1"
 RESULTS_BEGIN = "<!-- bench/setups.py results: begin (rewritten by --write) -->"
 RESULTS_END = "<!-- bench/setups.py results: end -->"
+FLEET_BEGIN = "<!-- bench/setups.py --daemons results: begin (rewritten by --write) -->"
+FLEET_END = "<!-- bench/setups.py --daemons results: end -->"
+EXAMPLE_KAMAILIO_CFG = ROOT / "examples" / "kamailio" / "kamailio.cfg"
 
 # Targets of issue 5.
 TARGET_RATIO = 0.5  # vidim clean setups/s over Kamailio's clean relay rate
@@ -84,6 +96,7 @@ RECOVERY_SECONDS = 3.0
 DEFAULT_RATES = (50, 200, 400, 600, 800, 1000, 1200, 1400, 1600, 1800, 2000, 2200, 2400, 3000)
 DEFAULT_KAMAILIO_RATES = (2000, 2500, 3000, 3500, 4000, 4500, 5000, 6000, 8000, 12000, 16000)
 DEFAULT_DIRECT_RATES = (4000, 8000, 12000, 16000, 24000, 32000)
+DEFAULT_FLEET_RATES = (200, 400, 600, 800, 1000, 1200, 1400, 1600, 1800, 2000, 2400, 2800)
 SIPP_BUFFER = 4 * 1024 * 1024
 PROBE_BASE = 9_000_000  # call numbers of the probe's setups (never reached by SIPp)
 START_TIMEOUT = 10.0
@@ -514,10 +527,14 @@ def daemon_config(
     proxy: int,
     log_level: str,
     limits: Sequence[str] = (),
+    store: str = "",
 ) -> None:
-    """The daemon's config: LIMITS (``--limit``) and ``limits`` go to its [limits] table."""
+    """The daemon's config: LIMITS (``--limit``) and ``limits`` go to its [limits] table.
+
+    ``store``: its ``store`` URL (none: the embedded default, in its working directory).
+    """
     path.write_text(
-        f'listen = "{HOST}:{listen}"\n'
+        (f'store = "{store}"\n' if store else "") + f'listen = "{HOST}:{listen}"\n'
         f'focus = ["sip:conference@{HOST}:{focus}"]\n'
         'profile = "asterisk"\n'
         f'proxy = "sip:{HOST}:{proxy}"\n'
@@ -555,18 +572,21 @@ def start_daemon(
     wrapper: Sequence[str] = (),
     start_timeout: float | None = None,
     limits: Sequence[str] = (),
+    store: str = "",
 ) -> Daemon:
     """``vidim-daemon run --config`` in its own process (under cProfile with ``profile_out``).
 
     ``wrapper`` runs the daemon under another program (``valgrind ...``), with
-    ``start_timeout`` seconds to bind its port; ``limits`` are more [limits] lines.
+    ``start_timeout`` seconds to bind its port; ``limits`` are more [limits] lines;
+    ``store`` its store URL.
     """
     for attempt in range(3):
         port = free_port()
         config = workdir / "vidim.toml"
         daemon_config(
-            config, listen=port, focus=focus, proxy=proxy, log_level=log_level, limits=limits
-        )
+            config, listen=port, focus=focus, proxy=proxy, log_level=log_level, limits=limits,
+            store=store,
+        )  # fmt: skip
         if wrapper:
             argv = [*wrapper, sys.executable, "-m", "vidim_daemon", "run", "--config", str(config)]
         elif profile_out is None:
@@ -867,6 +887,11 @@ class VidimStep(_WireLatencies):
     udp_drops: int = 0
     background_cpu: float = 0.0
     refusals: Counter[str] = field(default_factory=Counter)
+    #: ``--daemons``: how many daemons ran behind Kamailio's dispatcher (0: one, direct);
+    #: then ``daemon_cpu`` is their sum, and Kamailio's and Redis's CPU are measured.
+    daemons: int = 0
+    kamailio_cpu: float = 0.0
+    redis_cpu: float = 0.0
 
     @property
     def achieved(self) -> float:
@@ -970,16 +995,7 @@ def run_vidim_step(
         load_end = time.monotonic()
         stop(stall_probe)
         wall = load_end - wall
-        # Let the last invitations and ACKs land (the invitee and focus logs say when).
-        settle = time.monotonic() + 5.0
-        expected = requester.count("SuccessfulCall(C)")
-        while time.monotonic() < settle:
-            *_, completed = join_setups(
-                requester.log_lines(), focus.log_lines(), invitees.log_lines()
-            )
-            if len(completed) >= expected:
-                break
-            time.sleep(0.25)
+        settle(requester, focus, invitees)
         step.daemon_cpu = daemon.cpu() / wall * 100
         ours = {os.getpid(), daemon.proc.pid, *(s.proc.pid for s in sipps)}
         if capture is not None:
@@ -1011,6 +1027,30 @@ def run_vidim_step(
             stop_sipp(sipp)
         if daemon is not None:
             stop(daemon.proc)
+    count_setups(step, sipps, workdir)
+    step.stalls, step.probe_median_us = read_host_probe(workdir)
+    if capture is not None:
+        step.wire_stamped = wire_latencies_ms(capture.path)
+        capture.path.unlink(missing_ok=True)  # tens of MB per step
+    return step
+
+
+def settle(requester: Sipp, focus: Sipp, invitees: Sipp) -> None:
+    """Let the last invitations and ACKs land (the invitee and focus logs say when)."""
+    deadline = time.monotonic() + 5.0
+    expected = requester.count("SuccessfulCall(C)")
+    while time.monotonic() < deadline:
+        *_, completed = join_setups(requester.log_lines(), focus.log_lines(), invitees.log_lines())
+        if len(completed) >= expected:
+            break
+        time.sleep(0.25)
+
+
+def count_setups(step: VidimStep, sipps: Sequence[Sipp], workdir: Path) -> None:
+    """A finished step's counts and latencies, from the SIPp processes ``invitees``,
+    ``focus`` and ``requester`` (their statistics and logs in ``workdir``)."""
+    by_name = {sipp.name: sipp for sipp in sipps}
+    requester, focus, invitees = by_name["requester"], by_name["focus"], by_name["invitees"]
     for sipp in sipps:
         step.retrans[sipp.name] = sipp.count("Retransmissions(C)")
         step.failed_calls[sipp.name] = sipp.count("FailedCall(C)")
@@ -1023,15 +1063,10 @@ def run_vidim_step(
         step.elapsed = max(completed.values()) - min(sent[n] for n in completed)
     step.to_202_ms = list(to_202.values())
     step.to_invite_ms = list(to_invite.values())
-    step.stalls, step.probe_median_us = read_host_probe(workdir)
-    if capture is not None:
-        step.wire_stamped = wire_latencies_ms(capture.path)
-        capture.path.unlink(missing_ok=True)  # tens of MB per step
     for line in read_text(workdir / "requester_errors.log").splitlines():
         match = re.search(r"received 'SIP/2\.0 (\d{3} [^\r\n']*)", line)
         if match:
             step.refusals[match.group(1)] += 1
-    return step
 
 
 # -------------------------------------------------------------------- anchors
@@ -1250,6 +1285,214 @@ def clean_rate(steps: Sequence[AnchorStep | VidimStep]) -> int | None:
             break
         best = step.rate
     return best
+
+
+# ------------------------------------------- several daemons behind Kamailio's dispatcher
+
+
+def start_redis(workdir: Path) -> tuple[subprocess.Popen[bytes], int]:
+    """redis-server on a free loopback port, keeping nothing on disk; returns once it PONGs."""
+    binary = require("redis-server")
+    for _attempt in range(3):
+        port = free_port()
+        argv = [binary, "--port", str(port), "--bind", HOST, "--save", "", "--appendonly", "no",
+                "--dir", str(workdir), "--logfile", str(workdir / "redis.log")]  # fmt: skip
+        proc = subprocess.Popen(argv, stdin=subprocess.DEVNULL, start_new_session=True)
+        deadline = time.monotonic() + START_TIMEOUT
+        while time.monotonic() < deadline and proc.poll() is None:
+            with contextlib.suppress(OSError), socket.create_connection((HOST, port), 0.2) as conn:
+                conn.sendall(b"PING\r\n")
+                if conn.recv(16).startswith(b"+PONG"):
+                    return proc, port
+            time.sleep(0.02)  # polling the port, bounded by the deadline
+        stop(proc)
+    raise RuntimeError(f"redis-server did not start:\n{read_text(workdir / 'redis.log')[-2000:]}")
+
+
+def dispatcher_states(rundir: Path) -> list[str]:
+    """The daemons' flags in ``kamcmd dispatcher.list`` (``A``: active, ``I``: inactive...)."""
+    out = subprocess.run(
+        [require("kamcmd"), "-s", f"unix:{rundir}/kamailio_ctl", "dispatcher.list"],
+        capture_output=True, text=True, check=False, timeout=10,
+    ).stdout  # fmt: skip
+    return [line.split(":", 1)[1].strip() for line in out.splitlines() if "FLAGS:" in line]
+
+
+def start_dispatcher(
+    workdir: Path, daemon_ports: Sequence[int], focus_port: int
+) -> tuple[subprocess.Popen[bytes], int]:
+    """Kamailio on examples/kamailio/kamailio.cfg with WITH_DISPATCHER in front of the
+    daemons; returns once every daemon is active in its list (they answered a ping)."""
+    binary = require("kamailio")
+    for _attempt in range(3):
+        port = free_port()
+        rundir = workdir / f"kamailio-{port}"
+        rundir.mkdir(parents=True)
+        daemons = rundir / "dispatcher.list"
+        daemons.write_text("".join(f"1 sip:{HOST}:{p} 0 0\n" for p in daemon_ports))
+        defines = [f"VIDIM_PROXY_IP={HOST}", f"VIDIM_PROXY_PORT={port}",
+                   f'VIDIM_DAEMON_IP="{HOST}"', f"VIDIM_DAEMON_PORT={daemon_ports[0]}",
+                   f'VIDIM_FOCUS_IP="{HOST}"', f"VIDIM_FOCUS_PORT={focus_port}",
+                   f'VIDIM_DOMAIN="{HOST}"', "WITH_DISPATCHER",
+                   f'VIDIM_DISPATCHER_LIST="{daemons}"', "VIDIM_DISPATCHER_PING=1"]  # fmt: skip
+        argv = [binary, "-f", str(EXAMPLE_KAMAILIO_CFG), "-DD", "-E", "-Y", str(rundir),
+                "-P", str(rundir / "kamailio.pid"), "-w", str(rundir),
+                "-m", str(KAMAILIO_SHM_MB), "-M", "16",
+                *(arg for define in defines for arg in ("-A", define))]  # fmt: skip
+        log_path = rundir / "kamailio.log"
+        with open(log_path, "wb") as log:
+            proc = subprocess.Popen(
+                argv, stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT,
+                start_new_session=True,
+            )  # fmt: skip
+        deadline = time.monotonic() + START_TIMEOUT
+        while time.monotonic() < deadline and proc.poll() is None:
+            states = dispatcher_states(rundir) if options_ping(port, 0.2) else []
+            if len(states) == len(daemon_ports) and all(f.startswith("A") for f in states):
+                return proc, port
+            time.sleep(0.1)  # the pings come every second; bounded by the deadline
+        stop(proc)
+        if "Address already in use" not in read_text(log_path):
+            raise RuntimeError(
+                f"Kamailio (dispatcher) did not start:\n{read_text(log_path)[-3000:]}"
+            )
+    raise RuntimeError("Kamailio: no free port")
+
+
+def run_fleet_step(
+    workdir: Path, daemons: int, rate: int, seconds: float, *, log_level: str
+) -> VidimStep:
+    """``daemons`` daemons on one Redis behind Kamailio's dispatcher, at ``rate`` setups/s."""
+    workdir.mkdir(parents=True, exist_ok=True)
+    step = VidimStep(rate=rate, seconds=seconds, daemons=daemons)
+    calls = max(1, round(rate * seconds))
+    sipps: list[Sipp] = []
+    started: list[Daemon] = []
+    redis: subprocess.Popen[bytes] | None = None
+    kamailio: subprocess.Popen[bytes] | None = None
+    stall_probe: subprocess.Popen[bytes] | None = None
+    try:
+        redis, redis_port = start_redis(workdir)
+        invitees = start_sipp("invitees", "invitee.xml", workdir)
+        sipps.append(invitees)
+        focus = start_sipp("focus", "focus.xml", workdir)
+        sipps.append(focus)
+        for number in range(daemons):
+            home = workdir / f"daemon-{number}"
+            home.mkdir()
+            started.append(start_daemon(
+                home, focus=focus.port, proxy=invitees.port, log_level=log_level,
+                store=f"redis://{HOST}:{redis_port}/0",
+            ))  # fmt: skip
+        kamailio, kamailio_port = start_dispatcher(workdir, [d.port for d in started], focus.port)
+        for number, daemon in enumerate(started):
+            warm_up(daemon.port, WARM_UP, first=PROBE_BASE + 500_000 + number * WARM_UP)
+        drops = udp_receive_errors()
+        before = {d.proc.pid: cpu_seconds(d.proc.pid) for d in started}
+        kamailio_cpu = group_cpu_seconds(kamailio.pid)
+        redis_cpu = cpu_seconds(redis.pid)
+        others = all_cpu_seconds()
+        stall_probe = host_stalls.start(workdir / "host_stalls.txt", seconds + 90)
+        wall = time.monotonic()
+        requester = start_requester(workdir, kamailio_port, rate, calls, timeout=seconds + 60)
+        sipps.append(requester)
+        requester.wait(timeout=seconds + 90)
+        wall = time.monotonic() - wall
+        stop(stall_probe)
+        settle(requester, focus, invitees)
+        step.daemon_cpu = sum(cpu_seconds(pid) - cpu for pid, cpu in before.items()) / wall * 100
+        step.kamailio_cpu = (group_cpu_seconds(kamailio.pid) - kamailio_cpu) / wall * 100
+        step.redis_cpu = (cpu_seconds(redis.pid) - redis_cpu) / wall * 100
+        ours = {os.getpid(), kamailio.pid, redis.pid, *(d.proc.pid for d in started),
+                *(s.proc.pid for s in sipps)}  # fmt: skip
+        step.background_cpu = background_cpu(others, all_cpu_seconds(), ours) / wall * 100
+        step.daemon_rss_kib = max(peak_rss_kib(d.proc.pid) for d in started)
+        step.udp_drops = udp_receive_errors() - drops
+        for sipp in sipps:
+            step.sipp_cpu[sipp.name] = sipp.cpu() / wall * 100
+    finally:
+        if stall_probe is not None:
+            stop(stall_probe)
+        for sipp in sipps:
+            stop_sipp(sipp)
+        for daemon in started:
+            stop(daemon.proc)
+        for proc in (kamailio, redis):
+            if proc is not None:
+                stop(proc)
+    count_setups(step, sipps, workdir)
+    step.stalls, step.probe_median_us = read_host_probe(workdir)
+    return step
+
+
+def step_fleet(
+    workdir: Path, daemons: int, rates: Sequence[int], seconds: float, *, log_level: str,
+    echo: bool,
+) -> list[VidimStep]:  # fmt: skip
+    """One count of daemons, stepped up until its first unclean rate."""
+    steps = []
+    for rate in rates:
+        step = run_fleet_step(
+            workdir / f"fleet-{daemons}-{rate}", daemons, rate, seconds, log_level=log_level
+        )
+        steps.append(step)
+        if echo:
+            print(format_fleet_row(step), file=sys.stderr, flush=True)
+        if not step.clean:
+            break
+    return steps
+
+
+def format_fleet_row(step: VidimStep) -> str:
+    r = step.retrans
+    return (
+        f"| {step.daemons} | {step.rate:,} | {step.achieved:,.0f} | {step.failed:,} | "
+        f"{r.get('requester', 0):,} / {r.get('focus', 0):,} / {r.get('invitees', 0):,} | "
+        f"{_ms(percentile(step.to_invite_ms, 0.5))} | {_ms(percentile(step.to_invite_ms, 0.99))} | "
+        f"{_ms(percentile(step.to_202_ms, 0.99))} | "
+        f"{step.daemon_cpu:.0f}% | {step.kamailio_cpu:.0f}% | {step.redis_cpu:.0f}% | "
+        f"{step.sipp_cpu.get('requester', 0):.0f}% / {step.sipp_cpu.get('focus', 0):.0f}% / "
+        f"{step.sipp_cpu.get('invitees', 0):.0f}% | {_stalls_cell(step)} | {step.udp_drops:,} | "
+        f"{step.background_cpu:.0f}% | {'yes' if step.clean else 'no'} |"
+    )
+
+
+FLEET_HEADER = (
+    "| daemons | offered setups/s | achieved setups/s | failed setups | "
+    "retrans req / focus / inv | MESSAGE->INVITE p50 ms | p99 ms | MESSAGE->202 p99 ms | "
+    "daemons' CPU (sum) | Kamailio CPU | Redis CPU | SIPp CPU req / focus / inv | "
+    "host stalls n / ms / probe p50 us | UDP drops | other jobs' CPU | clean |\n"
+    "|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---|"
+)
+
+
+def format_fleet(report: Report) -> list[str]:
+    """The ``--daemons`` table and the clean rate of each count beside Kamailio's."""
+    kamailio = clean_rate([s for s in report.anchors if s.path == "kamailio"])
+    counts = sorted({s.daemons for s in report.fleet})
+    out = [
+        "Several daemons on one Redis behind Kamailio's dispatcher (examples/kamailio/"
+        "kamailio.cfg, WITH_DISPATCHER, round robin; setups: 202 + focus ACK + both "
+        "invitations answered):",
+        "",
+        FLEET_HEADER,
+        *(format_fleet_row(s) for s in report.fleet),
+        "",
+        "| daemons | clean setups/s | / Kamailio's clean relay rate | daemons' CPU per setup "
+        "at that rate | other jobs' CPU then | most achieved setups/s |",
+        "|---:|---:|---:|---:|---:|---:|",
+    ]
+    for count in counts:
+        steps = [s for s in report.fleet if s.daemons == count]
+        clean = clean_rate(steps)
+        ratio = f"{clean / kamailio:.1%}" if clean and kamailio else "-"
+        at = next((s for s in steps if s.rate == clean), None)
+        cost = f"{at.daemon_cpu * 10 / at.achieved:.2f} ms" if at and at.achieved else "-"
+        others = f"{at.background_cpu:.0f}%" if at else "-"
+        most = max(s.achieved for s in steps)
+        out.append(f"| {count} | {clean or '-'} | {ratio} | {cost} | {others} | {most:,.0f} |")
+    out += ["", f"Kamailio's clean MESSAGE relay rate in the same run: {kamailio or '-'}/s."]
+    return out
 
 
 # -------------------------------------------------------------------- profile
@@ -1523,6 +1766,8 @@ class Report:
     event_loop: str = ""
     #: The daemon's version, as its start-up line says (vidim runs as pure Python).
     version: str = ""
+    #: ``--daemons``: the steps of each count of daemons behind the dispatcher.
+    fleet: list[VidimStep] = field(default_factory=list)
 
 
 def git_describe() -> str:
@@ -1594,6 +1839,8 @@ def format_report(report: Report) -> str:
             f"p99 {_us(percentile(p.to_invite_kernel_us, 0.99))} us.",
             "",
         ]
+    if report.fleet:
+        return "\n".join(out + format_fleet(report)).rstrip() + "\n"
     if report.vidim:
         out += ["vidim-daemon, one process (setups: 202 + focus ACK + both invitations answered):",
                 "", VIDIM_HEADER]  # fmt: skip
@@ -1704,8 +1951,12 @@ def format_targets(report: Report) -> list[str]:
     ]
 
 
-def write_results(doc: Path, text: str) -> None:
-    replace_section(doc, RESULTS_BEGIN, RESULTS_END, text)
+def write_results(doc: Path, text: str, *, fleet: bool = False) -> None:
+    """Rewrite the results section (``fleet``: the ``--daemons`` one) of ``doc``."""
+    if fleet:
+        replace_section(doc, FLEET_BEGIN, FLEET_END, text)
+    else:
+        replace_section(doc, RESULTS_BEGIN, RESULTS_END, text)
 
 
 # -------------------------------------------------------------------- main
@@ -1737,6 +1988,8 @@ def run(args: argparse.Namespace, workdir: Path) -> Report:
     CAPTURE = not args.no_capture
     LIMITS[:] = args.limit
     echo = not args.quiet
+    if args.daemons:
+        return run_fleet(args, workdir)
     anchors: list[AnchorStep] = []
     if not args.no_anchors:
         anchors += step_anchor(workdir, "direct", args.direct_rates, args.anchor_seconds, echo)
@@ -1776,10 +2029,28 @@ def run(args: argparse.Namespace, workdir: Path) -> Report:
     )
 
 
+def run_fleet(args: argparse.Namespace, workdir: Path) -> Report:
+    """``--daemons``: Kamailio's relay anchor, then each count of daemons behind it."""
+    echo = not args.quiet
+    anchors = []
+    if not args.no_anchors:
+        anchors = step_anchor(workdir, "kamailio", args.kamailio_rates, args.anchor_seconds, echo)
+    fleet: list[VidimStep] = []
+    for count in args.daemons:
+        fleet += step_fleet(workdir, count, args.rates, args.step_seconds,
+                            log_level=args.log_level, echo=echo)  # fmt: skip
+    return Report(
+        anchors, [], None, None, args.command, args.quick, daemon_event_loops(workdir),
+        daemon_versions(workdir), fleet,
+    )  # fmt: skip
+
+
 def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--quick", action="store_true", help="smoke run: seconds, low rates")
-    parser.add_argument("--rates", type=_rates, default=list(DEFAULT_RATES))
+    parser.add_argument("--rates", type=_rates,
+                        help="setups/s of the steps [DEFAULT_RATES; DEFAULT_FLEET_RATES with "
+                        "--daemons]")  # fmt: skip
     parser.add_argument("--step-seconds", type=float, default=20.0)
     parser.add_argument("--kamailio-rates", type=_rates, default=list(DEFAULT_KAMAILIO_RATES))
     parser.add_argument("--direct-rates", type=_rates, default=list(DEFAULT_DIRECT_RATES))
@@ -1800,10 +2071,15 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
                         help="a [limits] setting for the daemon: overload_hold=0.5")  # fmt: skip
     parser.add_argument("--no-capture", action="store_true",
                         help="no tcpdump capture of the load steps (no wire latency)")  # fmt: skip
+    parser.add_argument("--daemons", type=_rates, default=[],
+                        help="counts of daemons on one Redis behind Kamailio's dispatcher "
+                        "(1,2,4); the rates default to DEFAULT_FLEET_RATES")  # fmt: skip
     parser.add_argument("--workdir", type=Path, help="keep logs and statistics here")
     parser.add_argument("--write", type=Path, metavar="DOC", help="rewrite DOC's results section")
     parser.add_argument("--quiet", action="store_true")
     args = parser.parse_args(argv)
+    if args.rates is None:
+        args.rates = list(DEFAULT_FLEET_RATES if args.daemons else DEFAULT_RATES)
     if args.quick:
         args.rates = [20]
         args.step_seconds = 3.0
@@ -1831,9 +2107,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     text = format_report(report)
     print(text)
     if args.write is not None:
-        write_results(args.write, text)
+        write_results(args.write, text, fleet=bool(args.daemons))
     if args.quick:
-        steps: list[VidimStep | AnchorStep] = [*report.vidim, *report.anchors]
+        steps: list[VidimStep | AnchorStep] = [*report.vidim, *report.fleet, *report.anchors]
         incomplete = [s for s in steps if s.done != s.offered or s.offered == 0]
         if incomplete or (report.probe and report.probe.failed):
             print("quick run: some setups did not complete", file=sys.stderr)

@@ -112,6 +112,26 @@ def test_quick_run_completes_every_setup(
     assert all(len(p.read_text().splitlines()) >= 10 for p in probes), probes
 
 
+@pytest.mark.integration
+def test_quick_daemons_run_puts_every_count_behind_the_dispatcher(
+    bench: ModuleType, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """``--daemons 1,2``: each count on one Redis behind Kamailio, every setup completes."""
+    code = bench.main(["--quick", "--quiet", "--daemons", "1,2", "--workdir", str(tmp_path)])
+    out = capsys.readouterr().out
+    assert code == 0, out
+    assert "| kamailio | 200 |" in out
+    for count in (1, 2):
+        row = next(line for line in out.splitlines() if line.startswith(f"| {count} | 20 |"))
+        cells = [cell.strip() for cell in row.strip("|").split("|")]
+        assert cells[3] == "0", row  # failed setups
+        assert cells[-1] == "yes", row
+    # Every daemon of a count got some of the setups: round robin through the dispatcher.
+    for log in sorted(tmp_path.glob("fleet-2-20/daemon-*/daemon.log")):
+        assert "RequestAccepted(" in log.read_text(), log
+    assert len(list(tmp_path.glob("fleet-2-20/daemon-*/daemon.log"))) == 2
+
+
 def _pcap(packets: list[tuple[float, bytes]], ports: list[int] | None = None) -> bytes:
     """A nanosecond pcap of IPv4/UDP over Ethernet (what tcpdump writes for lo)."""
     out = [struct.pack("<IHHiIII", 0xA1B23C4D, 2, 4, 0, 0, 65535, 1)]

@@ -7,13 +7,16 @@ without clashing with other conftest modules on sys.path.
 from __future__ import annotations
 
 import contextlib
+import json
 import os
 import shutil
 import signal
 import socket
 import subprocess
+import sys
 import time
 import uuid
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -379,8 +382,11 @@ def start_example_kamailio(
     focus: tuple[str, int],
     domain: str,
     port: int | None = None,
+    defines: Sequence[str] = (),
 ) -> Kamailio:
     """Start Kamailio on the shipped example config, unchanged, with ``-A`` defines.
+
+    ``defines`` are more of them (e.g. :func:`dispatcher_defines`).
 
     Flags as in the field notes: -DD (foreground, still forks workers), -E (log to stderr:
     there is no /dev/log), -Y (runtime dir for its FIFO/socket), shm sized for tests.
@@ -391,7 +397,7 @@ def start_example_kamailio(
     log_path = rundir / "kamailio.log"
     argv = [binary, "-f", str(EXAMPLE_KAMAILIO_CFG), "-DD", "-E", "-Y", str(rundir),
             "-P", str(rundir / "kamailio.pid"), "-w", str(rundir), "-m", "64", "-M", "8"]  # fmt: skip
-    for define in example_kamailio_defines(port, daemon, focus, domain):
+    for define in [*example_kamailio_defines(port, daemon, focus, domain), *defines]:
         argv += ["-A", define]
     with open(log_path, "wb") as log:
         proc = subprocess.Popen(
@@ -403,7 +409,7 @@ def start_example_kamailio(
 
 def start_example_kamailio_ready(
     workdir: Path, *, daemon: tuple[str, int], focus: tuple[str, int], domain: str,
-    started: list[Kamailio],
+    started: list[Kamailio], defines: Sequence[str] = (),
 ) -> Kamailio:  # fmt: skip
     """start_example_kamailio + wait_kamailio_ready, retried on a new port if it was taken.
 
@@ -413,7 +419,7 @@ def start_example_kamailio_ready(
     kamailio: Kamailio | None = None
     for _attempt in range(3):
         kamailio = start_example_kamailio(
-            binary, workdir, daemon=daemon, focus=focus, domain=domain
+            binary, workdir, daemon=daemon, focus=focus, domain=domain, defines=defines
         )
         started.append(kamailio)
         if wait_kamailio_ready(kamailio):
@@ -425,3 +431,100 @@ def start_example_kamailio_ready(
     raise AssertionError(
         f"Kamailio exited with {kamailio.proc.returncode} during start-up:\n" + kamailio.log()
     )
+
+
+# -- the example config's dispatcher variant (-A WITH_DISPATCHER) ----------------------
+def dispatcher_defines(
+    list_path: Path, daemons: Sequence[tuple[str, int]], *, ping: int = 1, timeout_ms: int = 2000
+) -> list[str]:
+    """Write the daemons' list file (examples/kamailio/dispatcher.list's format, set 1)
+    and return the ``-A`` defines that turn the example config's dispatcher on."""
+    list_path.write_text("".join(f"1 sip:{host}:{port} 0 0\n" for host, port in daemons))
+    return [
+        "WITH_DISPATCHER",
+        f'VIDIM_DISPATCHER_LIST="{list_path}"',
+        f"VIDIM_DISPATCHER_PING={ping}",
+        f"VIDIM_DISPATCHER_TIMEOUT={timeout_ms}",
+    ]
+
+
+def dispatcher_states(kamailio: Kamailio) -> dict[str, str]:
+    """``kamcmd dispatcher.list`` of a running Kamailio: {destination URI: flags}.
+
+    Flags as Kamailio prints them: ``A`` active, ``I`` inactive, ``T`` trying,
+    ``D`` disabled, then ``P`` when it is being probed (``AP``, ``IP``).
+    """
+    out = subprocess.run(
+        [require_binary("kamcmd"), "-s", f"unix:{kamailio.rundir}/kamailio_ctl",
+         "dispatcher.list"],
+        capture_output=True, text=True, check=True, timeout=10,
+    ).stdout  # fmt: skip
+    uris = [line.split(":", 1)[1].strip() for line in out.splitlines() if "URI:" in line]
+    flags = [line.split(":", 1)[1].strip() for line in out.splitlines() if "FLAGS:" in line]
+    return dict(zip(uris, flags, strict=True))
+
+
+# -- vidim-daemon processes (the worktree's code: python -m vidim_daemon) ----------------
+class VidimProcess:
+    """``python -m vidim_daemon ARGS --log-json --log-level debug`` in its own process group.
+
+    The log (JSON lines) goes to ``log_path``; :meth:`kill` and :meth:`stop` end the
+    process group; the fixture that starts it stops it in a finalizer.
+    """
+
+    def __init__(self, name: str, args: Sequence[str], workdir: Path) -> None:
+        self.name = name
+        self.log_path = workdir / f"{name}.log"
+        argv = [sys.executable, "-m", "vidim_daemon", *args, "--log-json", "--log-level", "debug"]
+        with open(self.log_path, "ab") as log:
+            self.proc = subprocess.Popen(
+                argv, stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT,
+                start_new_session=True,
+            )  # fmt: skip
+
+    def records(self) -> list[dict[str, object]]:
+        out = []
+        for line in read_text(self.log_path).splitlines():
+            with contextlib.suppress(ValueError):
+                out.append(json.loads(line))
+        return out
+
+    def messages(self, prefix: str) -> list[dict[str, object]]:
+        """The log records whose message starts with ``prefix``."""
+        return [r for r in self.records() if str(r.get("message", "")).startswith(prefix)]
+
+    def wait_log(self, prefix: str, timeout: float = START_TIMEOUT) -> dict[str, object]:
+        """The first log record whose message starts with ``prefix`` (bounded wait)."""
+        deadline = time.monotonic() + timeout
+        while not (found := self.messages(prefix)):
+            if time.monotonic() > deadline:
+                raise AssertionError(f"{self.name} did not log {prefix!r}\n{self.tail()}")
+            time.sleep(0.05)  # polling its log file, bounded by the deadline
+        return found[0]
+
+    def wait_ready(self, port: int) -> None:
+        """Until it answers an OPTIONS on ``port`` (it binds once its store is loaded)."""
+        deadline = time.monotonic() + START_TIMEOUT
+        while time.monotonic() < deadline:
+            if self.proc.poll() is not None:
+                raise AssertionError(f"{self.name} exited with {self.proc.returncode}\n"
+                                     f"{self.tail()}")  # fmt: skip
+            try:
+                options_ping(port, timeout=0.3)
+                return
+            except TimeoutError:
+                continue
+        raise AssertionError(f"{self.name} did not answer on {port}\n{self.tail()}")
+
+    def tail(self, chars: int = 8000) -> str:
+        return read_text(self.log_path)[-chars:]
+
+    def kill(self) -> int:
+        """kill -9 its process group."""
+        if self.proc.poll() is None:
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(self.proc.pid, signal.SIGKILL)
+        return self.proc.wait(timeout=STOP_TIMEOUT)
+
+    def stop(self) -> int:
+        return stop_process_group(self.proc)

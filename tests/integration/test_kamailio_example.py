@@ -285,3 +285,28 @@ def test_conference_invite_to_focus_is_record_routed(site: Site) -> None:
     got, source = site.focus.request("SUBSCRIBE")
     site.focus.reply(got, source, 489)
     assert site.bob.response(subscribe).status == 489
+
+
+def test_the_daemons_503_reaches_the_requester_as_a_503(site: Site) -> None:
+    """tm would relay a 503 as a 500 (RFC 3261 16.7); vidim's refusal keeps its status,
+    its Retry-After and its Warning, and OPTIONS and INVITE to the service reach vidim."""
+    message = site.alice.new_request(
+        "MESSAGE", f"sip:vidim@{DOMAIN}", headers=(("Content-Type", "text/plain"),), body=b"/end"
+    )
+    site.alice.send(message, site.kamailio.addr)
+    got, source = site.daemon.request("MESSAGE")
+    site.daemon.reply(
+        got, source, 503, reason="Shutting Down",
+        headers=[("Retry-After", "7"), ("Warning", '399 vidim.test "shutting down"')],
+    )  # fmt: skip
+    refused = site.alice.response(message)
+    assert refused.status == 503, refused.to_bytes().decode()
+    assert refused.headers.get("Retry-After") == "7"
+    assert refused.headers.get("Warning") == '399 vidim.test "shutting down"'
+
+    for method in ("OPTIONS", "INVITE"):
+        request = site.alice.new_request(method, f"sip:vidim@{DOMAIN}")
+        site.alice.send(request, site.kamailio.addr)
+        got, source = site.daemon.request(method)
+        site.daemon.reply(got, source, 200 if method == "OPTIONS" else 405)
+        assert site.alice.response(request).status == (200 if method == "OPTIONS" else 405)

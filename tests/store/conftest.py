@@ -1,38 +1,14 @@
-"""Fixtures of the state store tests: a real redis-server, and the three backends."""
+"""Fixtures of the state store tests: the three backends (``redis_server``: tests/conftest.py)."""
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from redis_server import RedisServer
 from store_backends import Backend, FakeClock
 
+from redis_peer import RedisServer
 from vidim.store import MemoryStore, RedisStore, SqliteStore
-
-
-@pytest.fixture
-def redis_server(tmp_path: Path) -> Iterator[RedisServer]:
-    """A running redis-server on a free loopback port; stopped (even if paused) at teardown.
-
-    ``.url`` to connect, ``.stop()`` / ``.start()`` to restart it on the same port,
-    ``.pause()`` / ``.resume()`` to make it hang.
-    """
-    for attempt in range(3):  # the free port may be taken between the probe and the start
-        server = RedisServer(tmp_path)
-        try:
-            server.start()
-            break
-        except RuntimeError:
-            if attempt == 2:
-                raise
-    try:
-        yield server
-    finally:
-        if server.running:
-            server.resume()  # a stopped (SIGSTOP) process does not act on SIGTERM
-        server.stop()
 
 
 @pytest.fixture(params=["memory", "sqlite", "redis"])

@@ -6,8 +6,8 @@ import asyncio
 import time
 
 import pytest
-from redis_server import RedisServer
 
+from redis_peer import RedisServer
 from vidim.core import RecordChange
 from vidim.store import RedisStore, StoreUnavailable
 

@@ -1,8 +1,9 @@
 """A real ``redis-server`` on 127.0.0.1 for the tests (the ``redis_server`` fixture).
 
-Named ``redis_server`` (not a conftest) so that other test directories, e.g. a
-multi-daemon end-to-end test, can import :class:`RedisServer` after putting this
-directory on ``sys.path``.  The server runs in its own process group, keeps nothing
+The fixture is in tests/conftest.py, so every test directory has it (the store's
+tests, the several-daemons integration test); pytest puts tests/ on ``sys.path`` for
+that conftest, so any test module can ``from redis_peer import RedisServer``.  The
+server runs in its own process group, keeps nothing
 on disk (``--save '' --appendonly no``), and can be stopped and started again on the
 same port, as an operator restarting Redis would.
 """
