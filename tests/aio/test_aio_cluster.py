@@ -11,35 +11,19 @@ back and writes every record again.
 from __future__ import annotations
 
 import asyncio
-import sys
-from collections.abc import Iterator
-from pathlib import Path
 
-import pytest
 import redis.asyncio
 from aio_helpers import request_bytes, udp_client
 
+from redis_peer import RedisServer
 from vidim.aio import Cluster, Persistence, SipServer
 from vidim.allocator import Allocator, AllocatorConfig, ConferenceState
 from vidim.focus import ConferenceFocus, FocusConfig
 from vidim.sip import Address
 from vidim.store import RedisStore
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "store"))
-from redis_server import RedisServer
-
 LEASE_TTL = 0.6
 WAIT = 10.0
-
-
-@pytest.fixture
-def redis_server(tmp_path: Path) -> Iterator[RedisServer]:
-    server = RedisServer(tmp_path)
-    server.start()
-    try:
-        yield server
-    finally:
-        server.stop()
 
 
 async def until(check: object, what: str) -> None:

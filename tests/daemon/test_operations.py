@@ -23,10 +23,8 @@ from daemon_peers import HOST, DaemonProcess, SipClient, free_port
 from prometheus_client.parser import text_string_to_metric_families
 from vidim_daemon.cli import main
 
+from redis_peer import RedisServer
 from vidim.sip import Request, Response, new_branch, new_tag
-
-sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "store"))
-from redis_server import RedisServer
 
 pytestmark = pytest.mark.timeout(120)
 

@@ -9,16 +9,12 @@ here each request is sent to a chosen daemon, to see what each one does.
 from __future__ import annotations
 
 import signal
-import sys
-from collections.abc import Iterator
 from pathlib import Path
 
-import pytest
 from test_cli import free_port
 from test_daemon_restart import Daemon, People, ask_all, message, processes, wait_ready
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "store"))
-from redis_server import RedisServer
+from redis_peer import RedisServer
 
 __all__ = ["processes"]  # the fixture, imported for this module's tests
 
@@ -26,18 +22,8 @@ LEASE_TTL = 1.0
 CONFERENCES = 10
 
 
-@pytest.fixture
-def redis(tmp_path: Path) -> Iterator[RedisServer]:
-    server = RedisServer(tmp_path)
-    server.start()
-    try:
-        yield server
-    finally:
-        server.stop()
-
-
 def test_follow_ups_reach_the_driving_daemon_and_a_killed_one_is_taken_over(
-    tmp_path: Path, processes: list[Daemon], redis: RedisServer
+    tmp_path: Path, processes: list[Daemon], redis_server: RedisServer
 ) -> None:
     focus_port = free_port()
     focus = Daemon(
@@ -62,7 +48,7 @@ def test_follow_ups_reach_the_driving_daemon_and_a_killed_one_is_taken_over(
                 "--focus",
                 f"sip:conference-factory@127.0.0.1:{focus_port}",
                 "--store",
-                redis.url,
+                redis_server.url,
                 "--proxy",
                 f"sip:127.0.0.1:{people.port}",
                 "--no-probe",
@@ -117,7 +103,7 @@ def test_follow_ups_reach_the_driving_daemon_and_a_killed_one_is_taken_over(
 
 
 def test_the_rate_limit_counts_a_requester_s_requests_on_every_daemon(
-    tmp_path: Path, processes: list[Daemon], redis: RedisServer
+    tmp_path: Path, processes: list[Daemon], redis_server: RedisServer
 ) -> None:
     ports = [free_port(), free_port()]
     people = People()
@@ -130,7 +116,7 @@ def test_the_rate_limit_counts_a_requester_s_requests_on_every_daemon(
                 "--listen", f"127.0.0.1:{port}",
                 # Nobody answers there: the conferences fail later; the 202s are what count.
                 "--focus", "sip:conference-factory@127.0.0.1:9",
-                "--store", redis.url,
+                "--store", redis_server.url,
                 "--proxy", f"sip:127.0.0.1:{people.port}",
                 "--no-probe",
             ],
