@@ -49,8 +49,8 @@ class Anchors:
         signalling = self._signalling
         try:
             check_request(request, POLICY)
-        except RequestRejectedError as error:
-            signalling.refuse(request, error.status_hint, error.reason, now, error.headers)
+        except RequestRejectedError as rejected:
+            signalling.refuse(request, rejected.status_hint, rejected.reason, now, rejected.headers)
             return None
         if live >= signalling.config.max_conferences:
             reason = "too many live conferences"
