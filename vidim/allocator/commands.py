@@ -180,11 +180,11 @@ class Commands:
             command = parse_request(request, source_host=source.host, policy=config.requests)
             body_type = request.content_type
             check_request(request, _message_checks(body_type.mime if body_type else None))
-        except RequestRefusedError as error:
-            self._refuse(request, source, error, error.requester, now)
+        except RequestRefusedError as refused:
+            self._refuse(request, source, refused, refused.requester, now)
             return
-        except RequestRejectedError as error:
-            self._refuse(request, source, error, None, now)
+        except RequestRejectedError as rejected:
+            self._refuse(request, source, rejected, None, now)
             return
         self._on_command(command, request, source, now)
 

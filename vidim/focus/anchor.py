@@ -63,8 +63,8 @@ class Anchors:
             return None
         try:
             check_request(request, POLICY)
-        except RequestRejectedError as error:
-            signalling.refuse(request, error.status_hint, error.reason, now, error.headers)
+        except RequestRejectedError as rejected:
+            signalling.refuse(request, rejected.status_hint, rejected.reason, now, rejected.headers)
             return None
         if live >= signalling.config.max_conferences:
             reason = "too many live conferences"

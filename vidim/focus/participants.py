@@ -74,9 +74,15 @@ class Participants:
         config = signalling.config
         try:
             check_request(request, POLICY)
-        except RequestRejectedError as error:
+        except RequestRejectedError as rejected:
             self.refuse(
-                conference, request, source, error.status_hint, error.reason, now, error.headers
+                conference,
+                request,
+                source,
+                rejected.status_hint,
+                rejected.reason,
+                now,
+                rejected.headers,
             )
             return
         found = conference.identify(request, trusted=signalling.trusted(source))

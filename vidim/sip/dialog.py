@@ -409,7 +409,7 @@ class Dialog:
         self.remote_party = remote_party
         self.local_contact = local_contact
         self.remote_target = remote_target
-        self.route_set = route_set
+        self._route_set = tuple(route_set)
         self.local_cseq = local_cseq
         self.remote_cseq = remote_cseq
         self.initial_cseq = initial_cseq
@@ -903,7 +903,7 @@ class Dialog:
             self._fire_remote(DialogInput.RECV_2XX)
             if before is DialogState.EARLY:
                 # 13.2.2.4: the route set is recomputed from the 2xx.
-                self.route_set = reversed(response.record_route)
+                self.route_set = tuple(reversed(response.record_route))
                 self._refresh_target(response)
         else:
             self._fire_remote(DialogInput.RECV_FAILURE)
