@@ -253,6 +253,10 @@ class CostRun:
     log_level: str
     count: int
     rate: int
+    #: The daemon's state store, ``memory`` or ``sqlite`` (a file in the run's own
+    #: directory): memory by default, so that what is counted is the SIP work, as in
+    #: the figures from before the store existed; ``--store sqlite`` adds write-ahead.
+    store: str = "memory"
     #: Setups SIPp saw through while callgrind counted, and its retransmissions then.
     done: int = 0
     retrans: int = 0
@@ -280,8 +284,10 @@ class Peers:
     requester: setups.Sipp | None = None
     daemon: setups.Daemon | None = None
 
-    def start(self, log_level: str, wrapper: Sequence[str], start_timeout: float) -> setups.Daemon:
-        """Start the peers and the daemon, and warm it up."""
+    def start(
+        self, log_level: str, wrapper: Sequence[str], start_timeout: float, store: str = "memory"
+    ) -> setups.Daemon:
+        """Start the peers and the daemon (on a ``store`` of its own), and warm it up."""
         self.workdir.mkdir(parents=True, exist_ok=True)
         self.invitees = setups.start_sipp("invitees", "invitee.xml", self.workdir)
         self.focus = setups.start_sipp("focus", "focus.xml", self.workdir)
@@ -291,6 +297,7 @@ class Peers:
             # Under valgrind a request can wait long enough in the queue to trip the
             # guard, whose 503s would leave setups out: what is counted is the work.
             limits=["overload = false"],
+            store="memory:" if store == "memory" else f"sqlite:{self.workdir / 'state.sqlite3'}",
         )  # fmt: skip
         setups.warm_up(self.daemon.port, WARM_UP)
         return self.daemon
@@ -324,7 +331,7 @@ def run_counted(workdir: Path, run: CostRun) -> None:
                f"--callgrind-out-file={out}"]  # fmt: skip
     peers = Peers(workdir)
     try:
-        daemon = peers.start(run.log_level, wrapper, START_TIMEOUT)
+        daemon = peers.start(run.log_level, wrapper, START_TIMEOUT, run.store)
         pid = str(daemon.proc.pid)
         subprocess.run([control, "-i", "on", pid], check=True, capture_output=True)
         peers.load(daemon, run.count, run.rate)
@@ -343,7 +350,7 @@ def run_timed_and_profiled(workdir: Path, run: CostRun) -> None:
     wrapper = [sys.executable, str(Path(__file__).resolve()), PROFILED_DAEMON, str(stats_path)]
     peers = Peers(workdir)
     try:
-        daemon = peers.start(run.log_level, wrapper, setups.START_TIMEOUT)
+        daemon = peers.start(run.log_level, wrapper, setups.START_TIMEOUT, run.store)
         pid = daemon.proc.pid
         user, kernel = user_kernel_seconds(pid)
         setups.warm_up(daemon.port, TIMED * run.count, first=TIMED_PROBE_BASE)
@@ -509,13 +516,21 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--quick", action="store_true", help="20 setups at 10/s, INFO only")
     parser.add_argument("--write", type=Path, help="rewrite the results section of this file")
     parser.add_argument("--workdir", type=Path, help="keep every log and profile here")
+    parser.add_argument(
+        "--store",
+        choices=["memory", "sqlite"],
+        default="memory",
+        help="the daemon's state store [memory: the SIP work alone; sqlite: with write-ahead]",
+    )
     args = parser.parse_args(args_in)
     levels = ["info"] if args.quick else ["info", "warning"]
     count, rate = (20, 10) if args.quick else (args.count, args.rate)
     command = "python bench/setup_cost.py " + shlex.join(args_in)
-    runs = [CostRun(log_level=level, count=count, rate=rate) for level in levels]
     with tempfile.TemporaryDirectory(prefix="vidim-setup-cost-") as tmp:
         base = (args.workdir or Path(tmp)).resolve()  # SIPp runs in it: no relative paths
+        runs = [
+            CostRun(log_level=level, count=count, rate=rate, store=args.store) for level in levels
+        ]
         for run in runs:
             run_counted(base / run.log_level / "counted", run)
             run_timed_and_profiled(base / run.log_level / "profiled", run)
