@@ -141,9 +141,11 @@ class Outage:
     ended: list[str] = field(default_factory=list)  # requesters whose conference ended
 
 
-@pytest.fixture
-def outage(tmp_path: Path) -> Iterator[Outage]:
-    """Run the outage scenario (asserting on the way); the processes stop in the finalizer."""
+@pytest.fixture(scope="module")
+def outage(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Outage]:
+    """Run the outage scenario once (asserting on the way) for the tests below, in order;
+    the processes stop in the finalizer."""
+    tmp_path = tmp_path_factory.mktemp("outage")
     server = RedisServer(tmp_path)
     server.start()
     focus, requesters = Focus(), Requesters()
@@ -249,6 +251,7 @@ def test_redis_outage_refuses_new_conferences_and_loses_none(outage: Outage) -> 
 def test_after_redis_comes_back_empty_a_restarted_daemon_finds_every_conference(
     outage: Outage, tmp_path: Path
 ) -> None:
+    """Last (it kills the daemon the scenario left running)."""
     stored = redis.Redis.from_url(outage.redis.url)
     try:
         # Caught up: every record the daemon drives is in Redis again (well before
