@@ -409,13 +409,16 @@ class StatusRun:
     to_restored: list[float] = field(default_factory=list)  # kill -> "restored" log line
     to_listening: list[float] = field(default_factory=list)  # kill -> "listening" log line
     restored: list[int] = field(default_factory=list)  # conferences the restart found
+    refused: list[int] = field(default_factory=list)  # /status answered 503 before that
 
 
-def first_status_after(peer: Peer, port: int, user: str, since: int) -> float:
-    """Send ``/status`` every STATUS_EVERY s until it is answered; when the answer came.
+def first_status_after(peer: Peer, port: int, user: str, killed: float) -> tuple[float, int]:
+    """Send ``/status`` every STATUS_EVERY s until it is answered: when the answer
+    came, and how many of those ``/status`` got 503 (overload) first.
 
-    The answer is the status IM of ``user``'s conference; for a user with none,
-    the 404 "no live conference of yours" to the ``/status`` itself.
+    The answer is the status IM of ``user``'s conference (one that arrived after
+    the kill: the killed daemon may have answered a last ``/status`` late); for
+    a user with none, the 404 "no live conference of yours" to the ``/status``.
     """
     deadline = time.monotonic() + WAIT
     sent: list[str] = []
@@ -424,13 +427,16 @@ def first_status_after(peer: Peer, port: int, user: str, since: int) -> float:
         sent.append(status.call_id)
         peer.send(status, port)
         with peer.cond:
-            for arrived, im in peer.ims[since:]:
+            answers = [peer.answers[c] for c in sent if c in peer.answers]
+            refusals = sum(1 for answer in answers if answer.status == 503)
+            for arrived, im in reversed(peer.ims):
+                if arrived <= killed:
+                    break
                 if im.body.startswith(b"Conference #"):
-                    return arrived
-            refused = [peer.answered_at[c] for c in sent if c in peer.answers
-                       and peer.answers[c].status == 404]  # fmt: skip
-            if refused:
-                return min(refused)
+                    return arrived, refusals
+            none = [peer.answered_at[a.call_id] for a in answers if a.status == 404]
+            if none:
+                return min(none), refusals
             peer.cond.wait(STATUS_EVERY)
         if time.monotonic() > deadline:
             raise RuntimeError(f"no status IM within {WAIT} s")
@@ -458,11 +464,11 @@ def status_recovery(workdir: Path, store: str, label: str, count: int, repeat: i
         # Each conference is up when the requester has its "ready" notice (and bob his invitation).
         peer.wait(lambda: len(peer.ims) >= 2 * count, f"{count} conferences up")
         for attempt in range(1, repeat + 1):
-            since = len(peer.ims)
             killed = daemon.kill()
             daemon = Daemon(argv, workdir / f"daemon-{attempt}.log")
-            answered = first_status_after(peer, port, users[0], since)
+            answered, refusals = first_status_after(peer, port, users[0], killed)
             run.to_status.append(answered - killed)
+            run.refused.append(refusals)
             restored = daemon.wait_log("restored from")
             listening = daemon.wait_log("vidim-daemon ")
             run.to_restored.append(log_time(restored) - killed)
@@ -616,10 +622,11 @@ def ms(values: Sequence[float]) -> str:
 
 
 def status_row(run: StatusRun) -> str:
-    restored = "/".join(str(n) for n in sorted(set(run.restored)))
+    restored = "/".join(f"{n:,}" for n in sorted(set(run.restored)))
     return (
         f"| {run.store} | {run.conferences:,} | {ms(run.to_status)} | "
-        f"{ms(run.to_restored)} | {ms(run.to_listening)} | {restored} |"
+        f"{ms(run.to_restored)} | {ms(run.to_listening)} | {restored} | "
+        f"{sum(run.refused)} |"
     )
 
 
@@ -642,16 +649,19 @@ def references(workdir: Path) -> References:
 
 def report(runs: Sequence[StatusRun], media: MediaRun | None, refs: References, repeat: int) -> str:
     stamp = dt.datetime.now(dt.UTC).strftime("%Y-%m-%d %H:%M UTC")
+    load = os.getloadavg()[0]
     commit = subprocess.run(["git", "-C", str(ROOT), "rev-parse", "--short", "HEAD"],
                             capture_output=True, text=True).stdout.strip()  # fmt: skip
     lines = [
         f"Measured {stamp}, commit {commit}, {os.cpu_count()} CPUs, Python "
-        f"{platform.python_version()}, `bench/recovery.py` ({repeat} kill -9 and restart "
-        "per row on the same conferences; median, and min-max).",
+        f"{platform.python_version()}, load average {load:.1f} at the end (a shared "
+        f"machine), `bench/recovery.py` ({repeat} kill -9 and restart per row on the same "
+        "conferences; median, and min-max).",
         "",
         "| store | live conferences | kill -> first `/status` answered (its IM) "
-        "| kill -> records restored (log) | kill -> listening (log) | restored |",
-        "|---|---:|---:|---:|---:|---:|",
+        "| kill -> records restored (log) | kill -> listening (log) | restored "
+        "| `/status` refused 503 meanwhile (overload) |",
+        "|---|---:|---:|---:|---:|---:|---:|",
     ]
     lines += [status_row(run) for run in runs]
     lines += ["", "| media on the built-in focus (SQLite, 2 RTP endpoints, 1 packet / "
