@@ -412,16 +412,17 @@ class StatusRun:
     refused: list[int] = field(default_factory=list)  # /status answered 503 before that
 
 
-def first_status_after(peer: Peer, port: int, user: str, killed: float) -> tuple[float, int]:
+def first_status_after(
+    peer: Peer, port: int, user: str, killed: float, sent: list[str]
+) -> tuple[float, int]:
     """Send ``/status`` every STATUS_EVERY s until it is answered: when the answer
     came, and how many of those ``/status`` got 503 (overload) first.
 
-    The answer is the status IM of ``user``'s conference (one that arrived after
-    the kill: the killed daemon may have answered a last ``/status`` late); for
-    a user with none, the 404 "no live conference of yours" to the ``/status``.
+    The answer is the status IM to ``user`` of its conference, arrived after the
+    kill; for a user with none, the 404 "no live conference of yours" to the
+    ``/status``.  ``sent`` gets the Call-ID of each ``/status``.
     """
     deadline = time.monotonic() + WAIT
-    sent: list[str] = []
     while True:
         status = peer.message(user, SERVICE, "/status")
         sent.append(status.call_id)
@@ -432,7 +433,7 @@ def first_status_after(peer: Peer, port: int, user: str, killed: float) -> tuple
             for arrived, im in reversed(peer.ims):
                 if arrived <= killed:
                     break
-                if im.body.startswith(b"Conference #"):
+                if im.to_addr.uri.user == user and im.body.startswith(b"Conference #"):  # type: ignore[union-attr]
                     return arrived, refusals
             none = [peer.answered_at[a.call_id] for a in answers if a.status == 404]
             if none:
@@ -466,7 +467,11 @@ def status_recovery(workdir: Path, store: str, label: str, count: int, repeat: i
         for attempt in range(1, repeat + 1):
             killed = daemon.kill()
             daemon = Daemon(argv, workdir / f"daemon-{attempt}.log")
-            answered, refusals = first_status_after(peer, port, users[0], killed)
+            # Another requester each round (with more conferences than rounds): a status
+            # IM of the last round, arriving late, is not this one's.
+            sent: list[str] = []
+            user = users[attempt % len(users)]
+            answered, refusals = first_status_after(peer, port, user, killed, sent)
             run.to_status.append(answered - killed)
             run.refused.append(refusals)
             restored = daemon.wait_log("restored from")
