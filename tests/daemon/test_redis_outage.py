@@ -6,8 +6,8 @@ external focus played by this test (:class:`FocusPeer`), and this test as every
 requester.  While Redis is gone: new conferences get 503 with Retry-After and
 a Warning, the WARNING is in the log, and the conferences already running go
 on from memory (the focus's in-dialog OPTIONS on an anchor is answered 200, not
-481; ``/end`` ends one with its BYE, or is refused 503 like any new request:
-the lead may narrow the refusal to requests that create a conference).  When
+481; ``/status`` and ``/end`` are answered from memory, or refused 503 like any
+new request: the lead may narrow the refusal to requests that create a conference).  When
 Redis is back on the same port: new conferences get 202 again and none is
 lost, in the running daemon and in Redis (a daemon restarted on it finds them).
 """
@@ -204,6 +204,14 @@ def run_outage(state: Outage) -> None:
     # On two anchors only: the others see nothing during the outage (no record change).
     for cseq, call_id in enumerate(list(focus.anchors)[:2], start=2):
         assert focus.options_on_anchor(call_id, daemon.port, cseq).status == 200
+    # /status: answered from memory, or refused like any new request for now (the
+    # lead may narrow the 503 to requests that create a conference).
+    status = requesters.wait_answer(requesters.command(daemon.port, before[1], "/status"))
+    assert status.status in (202, 503), status.status
+    if status.status == 202:
+        assert "active" in requesters.status_texts(daemon.port, [before[1]])[before[1]]
+    else:
+        assert STORE_WARNING in (status.headers.get("Warning") or "")
     # /end: ends it (BYE to the focus), or refused like any new request for now.
     ending = before[0]
     end = requesters.wait_answer(requesters.command(daemon.port, ending, "/end"))
