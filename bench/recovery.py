@@ -78,6 +78,9 @@ STATUS_EVERY = 0.02  # seconds between two /status while waiting for the daemon
 RTP_EVERY = 0.005  # seconds between two of bob's RTP packets
 BATCH = 50  # conferences set up at a time (then their answers are awaited)
 SERVICE = "sip:vidim@localhost"
+#: The allocator's start-up line saying how many conferences came back ("resumed"
+#: with a shared store, where it takes their leases).
+RESTORED = r"^\d+ conference\(s\) (restored|resumed) from"
 KAMAILIO_CFG = """#!KAMAILIO
 # bench/recovery.py: answers OPTIONS, nothing else.
 debug=1
@@ -158,15 +161,17 @@ class Daemon:
                 out.append(json.loads(line))
         return out
 
-    def logged(self, words: str) -> dict[str, object] | None:
-        return next((r for r in self.records() if words in str(r.get("message"))), None)
+    def logged(self, pattern: str) -> dict[str, object] | None:
+        """The first log record whose message matches ``pattern`` (``re.search``)."""
+        found = re.compile(pattern).search
+        return next((r for r in self.records() if found(str(r.get("message")))), None)
 
-    def wait_log(self, words: str, timeout: float = WAIT) -> dict[str, object]:
+    def wait_log(self, pattern: str, timeout: float = WAIT) -> dict[str, object]:
         deadline = time.monotonic() + timeout
-        while (record := self.logged(words)) is None:
+        while (record := self.logged(pattern)) is None:
             if self.proc.poll() is not None or time.monotonic() > deadline:
                 tail = self.log.read_text(errors="replace")[-3000:]
-                raise RuntimeError(f"no log line with {words!r} from the daemon:\n{tail}")
+                raise RuntimeError(f"no log line matching {pattern!r} from the daemon:\n{tail}")
             time.sleep(0.02)  # polling a file, bounded by the deadline
         return record
 
@@ -474,7 +479,7 @@ def status_recovery(workdir: Path, store: str, label: str, count: int, repeat: i
             answered, refusals = first_status_after(peer, port, user, killed, sent)
             run.to_status.append(answered - killed)
             run.refused.append(refusals)
-            restored = daemon.wait_log("restored from")
+            restored = daemon.wait_log(RESTORED)
             listening = daemon.wait_log("vidim-daemon ")
             run.to_restored.append(log_time(restored) - killed)
             run.to_listening.append(log_time(listening) - killed)
@@ -669,8 +674,13 @@ def report(runs: Sequence[StatusRun], media: MediaRun | None, refs: References, 
         "|---|---:|---:|---:|---:|---:|---:|",
     ]
     lines += [status_row(run) for run in runs]
-    lines += ["", "| media on the built-in focus (SQLite, 2 RTP endpoints, 1 packet / "
-              f"{RTP_EVERY * 1000:.0f} ms) | |", "|---|---:|"]  # fmt: skip
+    title = (
+        f"media on the built-in focus (SQLite, 2 RTP endpoints, 1 packet / "
+        f"{RTP_EVERY * 1000:.0f} ms)"
+        if media is not None
+        else "references"
+    )
+    lines += ["", f"| {title} | |", "|---|---:|"]
     if media is not None:
         lines += [
             f"| kill -> first RTP packet forwarded after the restart | {ms(media.gaps)} |",

@@ -221,10 +221,8 @@ class DaemonProcess:
         self._log = self.log_path.open("wb")
         argv = [sys.executable, "-m", "vidim_daemon", "run", "--config", str(self.config_path),
                 "--listen", f"{HOST}:{self.port}", "--focus-listen", f"{HOST}:{self.focus_port}",
-                "--no-probe", "--log-json", *args]  # fmt: skip
-        if "--store" not in args and "--state-dir" not in args:
-            # Its own embedded store, not ./vidim-state shared with every other run.
-            argv += ["--state-dir", str(workdir / "state")]
+                "--no-probe", "--log-json", "--state-dir", str(workdir / "state"),
+                *args]  # fmt: skip
         self.proc = subprocess.Popen(
             argv, stdout=self._log, stderr=subprocess.STDOUT, start_new_session=True
         )

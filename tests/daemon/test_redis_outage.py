@@ -14,6 +14,7 @@ lost, in the running daemon and in Redis (a daemon restarted on it finds them).
 
 from __future__ import annotations
 
+import re
 import sys
 import time
 from collections.abc import Iterator
@@ -24,6 +25,7 @@ import pytest
 import redis
 from daemon_peers import HOST, DaemonProcess, FocusPeer, SipClient
 
+import vidim.aio
 from vidim.sip import Request, Response, new_branch, new_tag
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "store"))
@@ -37,7 +39,11 @@ RECORDS_KEY = "vidim:{allocator}:records"
 #: Nothing periodic rewrites a record (keepalives an hour apart): what is in
 #: Redis after the outage is what the daemon wrote back because Redis came back.
 CONFIG = "[timers]\nkeepalive_interval = 3600.0\nidle_timeout = 3600.0\n"
-STORE_WARNING = "state store unreachable"
+#: The Warning of a 503 while the store fails ("state store unreachable; try again
+#: later", or "the state store is unreachable; ..."): the words that say why.
+#: Seconds Redis, back empty, may take to hold every live record again.
+CATCH_UP = 6.0
+STORE_WARNING = re.compile(r"state store (is )?unreachable")
 
 
 class Focus(FocusPeer):
@@ -196,7 +202,7 @@ def run_outage(state: Outage) -> None:
     state.live += [f"during{i}" for i, a in enumerate(answers) if a.status == 202]
     for refusal in answers[-2:]:
         assert refusal.headers.get("Retry-After") is not None
-        assert STORE_WARNING in (refusal.headers.get("Warning") or "")
+        assert STORE_WARNING.search(refusal.headers.get("Warning") or "")
     warning = daemon.wait_log("conferences go on from memory")
     assert warning["level"] == "warning"
 
@@ -211,7 +217,7 @@ def run_outage(state: Outage) -> None:
     if status.status == 202:
         assert "active" in requesters.status_texts(daemon.port, [before[1]])[before[1]]
     else:
-        assert STORE_WARNING in (status.headers.get("Warning") or "")
+        assert STORE_WARNING.search(status.headers.get("Warning") or "")
     # /end: ends it (BYE to the focus), or refused like any new request for now.
     ending = before[0]
     end = requesters.wait_answer(requesters.command(daemon.port, ending, "/end"))
@@ -221,7 +227,7 @@ def run_outage(state: Outage) -> None:
         state.live.remove(ending)
         state.ended.append(ending)
     else:
-        assert STORE_WARNING in (end.headers.get("Warning") or "")
+        assert STORE_WARNING.search(end.headers.get("Warning") or "")
     # Every few seconds the WARNING again, while Redis is away.
     daemon.wait_log("still failing after", timeout=10)
 
@@ -251,10 +257,10 @@ def test_redis_outage_refuses_new_conferences_and_loses_none(outage: Outage) -> 
 
 
 @pytest.mark.xfail(
-    strict=True,
-    reason="lead: vidim/aio/persistence.py writes back only the changes made during the "
-    "outage, not every record the daemon drives: a Redis that comes back empty has lost "
-    "the conferences that did not change meanwhile (docs/store.md, 'Durability is Redis's')",
+    not hasattr(vidim.aio, "Cluster"),
+    reason="before vidim.aio.Cluster (main, dc368d6 and 61e2d68), persistence wrote back only "
+    "the changes made during the outage, not every record the daemon drives: a Redis that "
+    "comes back empty lost the conferences that did not change meanwhile (4 of 7 were back)",
 )
 def test_after_redis_comes_back_empty_a_restarted_daemon_finds_every_conference(
     outage: Outage, tmp_path: Path
@@ -262,14 +268,15 @@ def test_after_redis_comes_back_empty_a_restarted_daemon_finds_every_conference(
     """Last (it kills the daemon the scenario left running)."""
     stored = redis.Redis.from_url(outage.redis.url)
     try:
-        # Caught up: every record the daemon drives is in Redis again (well before
-        # the hour-long keepalive would rewrite it anyway).
+        # Caught up: every record the daemon drives is in Redis again, within a lease
+        # renewal (lease_ttl / 3: 3.3 s by default), well before the hour-long
+        # keepalive would rewrite it anyway.
         try:
-            wait_until(lambda: stored.hlen(RECORDS_KEY) >= len(outage.live), "records", 3.0)
+            wait_until(lambda: stored.hlen(RECORDS_KEY) >= len(outage.live), "records", CATCH_UP)
         except AssertionError:
             count = stored.hlen(RECORDS_KEY)
             raise AssertionError(
-                f"{count} records in Redis 3 s after it came back, {len(outage.live)} live"
+                f"{count} records in Redis {CATCH_UP} s after it came back, {len(outage.live)} live"
             ) from None
     finally:
         stored.close()
@@ -286,8 +293,9 @@ def test_after_redis_comes_back_empty_a_restarted_daemon_finds_every_conference(
     )
     try:
         daemon.wait_ready(outage.requesters)
-        restored = daemon.wait_log("restored from")
-        assert str(restored["message"]).startswith(f"{len(outage.live)} conference(s) restored")
+        # "N conference(s) restored from URL", or "resumed from" with a shared store.
+        restored = daemon.wait_log(" from redis://")
+        assert str(restored["message"]).startswith(f"{len(outage.live)} conference(s) re")
         texts = outage.requesters.status_texts(daemon.port, outage.live)
         assert sorted(texts) == sorted(outage.live)
     finally:
