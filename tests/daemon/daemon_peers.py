@@ -203,9 +203,18 @@ class SipClient(_UdpPeer):
 class DaemonProcess:
     """``python -m vidim_daemon run`` with JSON logs in a file; stopped in :meth:`stop`."""
 
-    def __init__(self, workdir: Path, args: list[str], config: str = "") -> None:
-        self.port = free_port()
-        self.focus_port = free_port()
+    def __init__(
+        self,
+        workdir: Path,
+        args: list[str],
+        config: str = "",
+        *,
+        port: int | None = None,
+        focus_port: int | None = None,
+    ) -> None:
+        """``port``/``focus_port``: the ports of a daemon it restarts (default: free ones)."""
+        self.port = port or free_port()
+        self.focus_port = focus_port or free_port()
         self.config_path = workdir / "vidim.toml"
         self.config_path.write_text(config)
         self.log_path = workdir / "daemon.log"
