@@ -15,7 +15,6 @@ lost, in the running daemon and in Redis (a daemon restarted on it finds them).
 from __future__ import annotations
 
 import re
-import sys
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass, field
@@ -25,11 +24,8 @@ import pytest
 import redis
 from daemon_peers import HOST, DaemonProcess, FocusPeer, SipClient
 
-import vidim.aio
+from redis_peer import RedisServer
 from vidim.sip import Request, Response, new_branch, new_tag
-
-sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "store"))
-from redis_server import RedisServer  # tests/store/redis_server.py
 
 pytestmark = pytest.mark.timeout(120)
 
@@ -256,12 +252,6 @@ def test_redis_outage_refuses_new_conferences_and_loses_none(outage: Outage) -> 
     assert outage.daemon.proc.poll() is None
 
 
-@pytest.mark.xfail(
-    not hasattr(vidim.aio, "Cluster"),
-    reason="before vidim.aio.Cluster (main, dc368d6 and 61e2d68), persistence wrote back only "
-    "the changes made during the outage, not every record the daemon drives: a Redis that "
-    "comes back empty lost the conferences that did not change meanwhile (4 of 7 were back)",
-)
 def test_after_redis_comes_back_empty_a_restarted_daemon_finds_every_conference(
     outage: Outage, tmp_path: Path
 ) -> None:
