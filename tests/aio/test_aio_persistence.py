@@ -51,6 +51,10 @@ class HeldStore:
     async def load(self, namespace: str) -> dict[str, dict[str, Any]]:
         return dict(self.records)
 
+    async def ping(self) -> None:
+        if self.failing:
+            raise ConnectionError("store at 127.0.0.1:1 refused the connection")
+
 
 def new_conference(client: DatagramClient, call_id: str) -> bytes:
     return request_bytes(
@@ -62,7 +66,9 @@ def new_conference(client: DatagramClient, call_id: str) -> bytes:
     )
 
 
-async def allocator_server(store: HeldStore) -> tuple[SipServer[Any], Persistence]:
+async def allocator_server(
+    store: HeldStore, check_interval: float = 1.0
+) -> tuple[SipServer[Any], Persistence]:
     allocator = Allocator(
         AllocatorConfig(
             local=Address("127.0.0.1", 0),
@@ -71,7 +77,9 @@ async def allocator_server(store: HeldStore) -> tuple[SipServer[Any], Persistenc
             focus_uris=("sip:conference-factory@127.0.0.1:9",),
         )
     )
-    persistence = Persistence(store, "allocator", retry_interval=0.05, warn_interval=0.2)
+    persistence = Persistence(
+        store, "allocator", retry_interval=0.05, warn_interval=0.2, check_interval=check_interval
+    )
     server = SipServer(allocator, port=0, persistence=persistence)
     await server.start()
     return server, persistence
@@ -179,6 +187,26 @@ def test_messages_without_changes_wait_behind_a_write_in_flight() -> None:
             store.released.set()
             answers = [await client.next(), await client.next()]
             assert [a.call_id for a in answers if isinstance(a, Response)] == ["stored", "ping"]
+        finally:
+            client.close()
+            await server.close(drain=0.2)
+
+    asyncio.run(main())
+
+
+def test_a_store_that_fails_while_idle_is_noticed_before_the_next_conference() -> None:
+    async def main() -> None:
+        store = HeldStore()
+        server, persistence = await allocator_server(store, check_interval=0.05)
+        client = await udp_client()
+        try:
+            store.failing = True  # nothing is written meanwhile: only the ping can tell
+            while persistence.available:
+                await asyncio.sleep(0.01)
+            client.send(new_conference(client, "refused"), server.port)
+            refused = await client.response_to("refused")
+            assert refused.status == 503
+            assert store.records == {}
         finally:
             client.close()
             await server.close(drain=0.2)

@@ -10,7 +10,10 @@ When the store fails, the server keeps going from memory: the messages
 leave anyway, the changes wait (the latest record per id) and are written
 when the store answers again; meanwhile :attr:`Persistence.available` is
 False, so the server refuses *new* conferences with 503, and a WARNING
-says so every ``warn_interval`` seconds.
+says so every ``warn_interval`` seconds.  A failure is noticed by a write,
+or by a ping every ``check_interval`` seconds: a new conference accepted
+in between (at most that long after the store went away) is the one
+told of before it is stored, and is written when the store is back.
 """
 
 from __future__ import annotations
@@ -39,6 +42,8 @@ class RecordStore(Protocol):
     ) -> None: ...
 
     async def load(self, namespace: str) -> dict[str, dict[str, Any]]: ...
+
+    async def ping(self) -> None: ...
 
 
 class WriteGuard(Protocol):
@@ -101,6 +106,7 @@ class Persistence:
         logger: logging.Logger | None = None,
         retry_interval: float = 1.0,
         warn_interval: float = 5.0,
+        check_interval: float = 1.0,
         name: str = "the state store",
         guard: WriteGuard | None = None,
         on_availability: Callable[[bool], None] | None = None,
@@ -115,6 +121,10 @@ class Persistence:
         self.logger = logger if logger is not None else logging.getLogger("vidim.aio")
         self.retry_interval = retry_interval
         self.warn_interval = warn_interval
+        #: How often an idle store is pinged, so that a failure is known before a new
+        #: conference is accepted that could not be stored.
+        self.check_interval = check_interval
+        self._watcher: asyncio.Task[None] | None = None
         #: How the store is named in log lines and Warnings (e.g. its URL).
         self.name = name
         #: Batches waiting for their write, in order: (changes, messages).
@@ -163,8 +173,27 @@ class Persistence:
             return False
         return True
 
+    def start(self) -> None:
+        """Ping the store every ``check_interval`` while it answers (the server calls it)."""
+        if self._watcher is None:
+            self._watcher = asyncio.get_running_loop().create_task(self._watch())
+
+    async def _watch(self) -> None:
+        while True:
+            await asyncio.sleep(self.check_interval)
+            if not self.available:
+                continue  # the retry task is on it
+            try:
+                await self.store.ping()
+            except asyncio.CancelledError:
+                raise
+            except Exception as error:
+                if self.available:
+                    self.failures += 1
+                    self._failing(error)
+
     async def close(self) -> None:
-        for task in (self._writer, self._retry):
+        for task in (self._writer, self._retry, self._watcher):
             if task is not None:
                 task.cancel()
 

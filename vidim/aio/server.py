@@ -396,6 +396,8 @@ class SipServer(Generic[EventT]):
             _hostport(self.host, self.port),
             extra={"listen_host": self.host, "listen_port": self.port},
         )
+        if self.persistence is not None:
+            self.persistence.start()
         self.transmit()  # a core restored from records may have deadlines already
         if self.overload is not None:
             self._beat(None)
