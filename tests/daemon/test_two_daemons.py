@@ -142,3 +142,63 @@ def test_the_rate_limit_counts_a_requester_s_requests_on_every_daemon(
         assert other.status == 202
     finally:
         people.close()
+
+
+def test_after_a_takeover_the_focus_s_bye_reaches_the_adopting_daemon(
+    tmp_path: Path, processes: list[Daemon], redis_server: RedisServer
+) -> None:
+    """The adopter re-INVITEs each anchor with its own Contact (a target refresh): when the
+    focus ends a conference later (here: its time limit), its BYE reaches the adopter, which
+    tells the requester, instead of going to the dead daemon's address."""
+    focus_port = free_port()
+    focus_config = tmp_path / "focus.toml"
+    focus_config.write_text("[media]\nconference_ttl = 8.0\n")
+    focus = Daemon(
+        ["focus", "--config", str(focus_config), "--focus-listen", f"127.0.0.1:{focus_port}",
+         "--store", "memory:"],
+        tmp_path / "focus.log",
+    )  # fmt: skip
+    processes.append(focus)
+    ports = [free_port(), free_port()]
+    people = People()
+    config = tmp_path / "vidim.toml"
+    config.write_text(f"lease_ttl = {LEASE_TTL}\n")
+    daemons = [
+        Daemon(
+            [
+                "run", "--config", str(config),
+                "--listen", f"127.0.0.1:{port}",
+                "--focus", f"sip:conference-factory@127.0.0.1:{focus_port}",
+                "--store", redis_server.url,
+                "--proxy", f"sip:127.0.0.1:{people.port}",
+                "--no-probe",
+            ],
+            tmp_path / f"daemon-{port}.log",
+        )
+        for port in ports
+    ]  # fmt: skip
+    processes.extend(daemons)
+    for port in [focus_port, *ports]:
+        wait_ready(port)
+    a, b = daemons
+    try:
+        bob = f"sip:bob@127.0.0.1:{people.port}"
+        requesters = [f"alice{i}" for i in range(5)]
+        accepted = ask_all(
+            people, ports[0], [message(people, r, bob, mode="video") for r in requesters]
+        )
+        assert [x.status for x in accepted] == [202] * len(requesters)
+        people.pump_until(lambda: len(people.ims) >= 2 * len(requesters), "invitations")
+        assert a.kill(signal.SIGKILL) == -signal.SIGKILL
+        assert len(b.wait_lines("adopted conference", len(requesters))) == len(requesters)
+        ims_before = len(people.ims)
+
+        def end_notices() -> int:
+            return sum(1 for im in people.ims[ims_before:] if b"has ended" in im.body)
+
+        # Nobody sends /end: the focus's time limit ends each conference, with a BYE.
+        people.pump_until(lambda: end_notices() >= len(requesters), "end notices", timeout=20)
+        assert end_notices() == len(requesters)
+        assert len(b.wait_lines("ConferenceEnded", len(requesters))) == len(requesters)
+    finally:
+        people.close()

@@ -286,7 +286,10 @@ class Allocator(SipCoreBase[AllocatorEvent]):
         Transactions in flight when it was saved are gone: what they were
         doing is done again (probes, the focus INVITE, the BYE); deadlines
         come back from the record.  A live conference's anchor is checked at
-        once with an in-dialog OPTIONS (the keepalive).
+        once with an in-dialog OPTIONS (the keepalive); one whose anchor was
+        made by an allocator at another address (a daemon sharing the store
+        took it over) also gets a re-INVITE with this allocator's Contact, so
+        that the focus's in-dialog requests come here.
         """
         context = self._context
         conference = Conference.from_dict(record)
@@ -294,9 +297,14 @@ class Allocator(SipCoreBase[AllocatorEvent]):
             raise LocalProtocolError(f"conference {conference.id} is over")
         _check_record(conference)
         context.conferences.add(conference)
+        moved = False
         if conference.anchor is not None:
             anchor = Dialog.from_dict(conference.anchor, local_via=context.via)
             conference.anchor = None  # the live Dialog is the state now (see snapshot)
+            # Made by another allocator (one sharing the store, at another address):
+            # the focus must send its in-dialog requests here from now on.
+            moved = anchor.local_contact != context.contact
+            anchor.local_contact = context.contact
             context.dialogs.add(anchor)
             self._focus.anchors[conference.id] = anchor
             context.conferences.add_call_id(conference, anchor.call_id)
@@ -315,6 +323,10 @@ class Allocator(SipCoreBase[AllocatorEvent]):
             # next keepalive: 481 or no answer ends the conference, with a
             # notice to the requester.
             self._focus.keepalive(conference, now)
+            if moved:
+                # A target refresh (RFC 3261 section 12.2): the focus's BYE and
+                # re-INVITEs reach this allocator, not the one that made the dialog.
+                self._focus.update(conference, now)
             self._roster.subscribe(conference, now)
         elif state is ConferenceState.ENDING:
             self._focus.send_bye(conference, now)
