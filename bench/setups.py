@@ -108,6 +108,9 @@ EVENT_LOOP = "auto"
 LIMITS: list[str] = []
 #: Whether load steps capture the loopback with tcpdump (``--no-capture``: not).
 CAPTURE = True
+#: The single daemon's state store (``--store``): its embedded default (SQLite in the
+#: step's own directory, write-ahead of every change) or ``memory:`` (nothing stored).
+STORE = ""
 
 
 # ------------------------------------------------------------------ processes, ports
@@ -531,8 +534,10 @@ def daemon_config(
 ) -> None:
     """The daemon's config: LIMITS (``--limit``) and ``limits`` go to its [limits] table.
 
-    ``store``: its ``store`` URL (none: the embedded default, in its working directory).
+    ``store``: its ``store`` URL (none: ``--store``'s, by default the embedded SQLite in
+    its working directory).
     """
+    store = store or STORE
     path.write_text(
         (f'store = "{store}"\n' if store else "") + f'listen = "{HOST}:{listen}"\n'
         f'focus = ["sip:conference@{HOST}:{focus}"]\n'
@@ -1983,8 +1988,9 @@ def daemon_versions(workdir: Path) -> str:
 
 
 def run(args: argparse.Namespace, workdir: Path) -> Report:
-    global EVENT_LOOP, CAPTURE
+    global EVENT_LOOP, CAPTURE, STORE
     EVENT_LOOP = args.event_loop
+    STORE = "memory:" if args.store == "memory" else ""
     CAPTURE = not args.no_capture
     LIMITS[:] = args.limit
     echo = not args.quiet
@@ -2077,6 +2083,12 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     parser.add_argument("--workdir", type=Path, help="keep logs and statistics here")
     parser.add_argument("--write", type=Path, metavar="DOC", help="rewrite DOC's results section")
     parser.add_argument("--quiet", action="store_true")
+    parser.add_argument(
+        "--store",
+        choices=["sqlite", "memory"],
+        default="sqlite",
+        help="the single daemon's store [sqlite: the embedded default, write-ahead]",
+    )
     args = parser.parse_args(argv)
     if args.rates is None:
         args.rates = list(DEFAULT_FLEET_RATES if args.daemons else DEFAULT_RATES)
