@@ -5,12 +5,16 @@ retransmission: a request the daemon never read stays unanswered) to
 ``vidim-daemon`` at 1x, 2x and 3x its capacity for a few seconds each, and
 counts the requests answered 202, 503 (overload control refusing) and not at
 all.  The daemon's INVITEs and IMs go to SIPp (``bench/sipp/focus.xml`` and
-``invitee.xml``), as in bench/setups.py; the daemon is restarted for each step.
+``invitee.xml``), as in bench/setups.py; the daemon is restarted for each step
+(and killed after it).
 
-Capacity is measured first: the highest of ``--capacity-rates`` (stepped up,
-a fresh daemon each, ``--capacity-seconds`` each) whose every request got 202,
-as every lower one's did; or given (``--capacity``).  (A flood is no measure of
-it: once refusing, the daemon answers nearly everything 503 while the flood lasts.)
+Capacity is measured first, as the requests one CPU second of the daemon answers
+202 at a load it takes (``--calibrate-rate``, 600/s, for ``--calibrate-seconds``):
+how many a second the daemon can answer with a whole core, without counting the
+time this shared machine gives other jobs; or given (``--capacity``).  (Neither a
+flood, during which the daemon, refusing, answers nearly everything 503, nor the
+highest rate fully answered 202, which a stall of the machine caps at random, is a
+steady measure of it.)
 
 Why requests went unanswered is read from the kernel: the drops of the daemon's
 own UDP socket (``/proc/net/udp``: its receive buffer was full) and of the
@@ -61,8 +65,6 @@ SENDER_BUFFER = 8 * 1024 * 1024
 QUIET = 2.0
 #: ... or this long at most.
 SETTLE_MAX = 20.0
-#: The rates stepped through to find the capacity (requests/s).
-CAPACITY_RATES = (300, 400, 500, 600, 700, 800, 900, 1000, 1100, 1200, 1400, 1600, 1800, 2000)
 #: The call numbers of the load (the warm-up's are setups.PROBE_BASE + 500000 on).
 LOAD_BASE = 1_000_000
 #: Runs the daemon with another UDP buffer request (argv[1]): what a capped one gets.
@@ -130,12 +132,15 @@ class Step:
     daemon_drops: int = 0
     sender_drops: int = 0
     answer_ms: list[float] = field(default_factory=list)
+    #: The daemon's CPU seconds from the first request sent to the last answer.
+    daemon_cpu_seconds: float = 0.0
+    #: The same, as a share of that time (100%: one core).
     daemon_cpu: float = 0.0
     overload_warnings: int = 0
 
     @property
-    def answered_202_per_second(self) -> float:
-        return self.statuses[202] / self.seconds
+    def answered_202_per_cpu_second(self) -> float:
+        return self.statuses[202] / self.daemon_cpu_seconds if self.daemon_cpu_seconds else 0.0
 
 
 def sender_socket() -> socket.socket:
@@ -239,13 +244,16 @@ def run_step(workdir: Path, step: Step, warm_up: int) -> Step:
         cpu, wall = setups.cpu_seconds(daemon.proc.pid), time.monotonic()
         offer(step, daemon.port)
         wall = time.monotonic() - wall
-        step.daemon_cpu = (setups.cpu_seconds(daemon.proc.pid) - cpu) / wall * 100
+        step.daemon_cpu_seconds = setups.cpu_seconds(daemon.proc.pid) - cpu
+        step.daemon_cpu = step.daemon_cpu_seconds / wall * 100
         step.daemon_drops = socket_drops(daemon.port) - drops
     finally:
         for sipp in sipps:
             setups.stop_sipp(sipp)
         if daemon is not None:
-            setups.stop(daemon.proc)
+            # Killed: a graceful stop would end every conference first (seconds of
+            # BYEs and drain that measure nothing here).
+            setups.stop(daemon.proc, signal.SIGKILL)
     if daemon is not None:
         step.overload_warnings = setups.read_text(daemon.log_path).count("overloaded (")
     return step
@@ -280,26 +288,19 @@ def format_row(step: Step, capacity: float) -> str:
     return "| " + " | ".join(cells) + " |"
 
 
-def capacity_line(calibration: Sequence[Step], capacity: float) -> str:
-    if not calibration:
+def capacity_line(calibration: Step | None, capacity: float) -> str:
+    if calibration is None:
         return f"- capacity: {capacity:,.0f} requests/s (given)"
-    steps = ", ".join(
-        f"{step.offered_rate:,}/s: "
-        + (
-            "all 202"
-            if step.statuses[202] == step.sent
-            else f"{step.statuses[202]:,}/{step.sent:,} 202"
-        )
-        for step in calibration
-    )
     return (
-        f"- capacity: {capacity:,.0f} requests/s, the highest rate whose every request got 202"
-        f" ({calibration[0].seconds:g} s a step, a fresh daemon each: {steps})"
+        f"- capacity: {capacity:,.0f} requests/s answered 202 per CPU second of the daemon"
+        f" (measured at {calibration.offered_rate:,}/s for {calibration.seconds:g} s:"
+        f" {calibration.statuses[202]:,} got 202, {calibration.statuses[503]:,} got 503,"
+        f" {calibration.unanswered:,} none, {calibration.daemon_cpu_seconds:.2f} CPU s)"
     )
 
 
 def format_report(
-    calibration: Sequence[Step], steps: Sequence[Step], capacity: float, command: str,
+    calibration: Step | None, steps: Sequence[Step], capacity: float, command: str,
     cap: int | None,
 ) -> str:  # fmt: skip
     lines = [
@@ -329,8 +330,8 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     parser.add_argument("--multiples", default="1,2,3", help="offered rates, x capacity")
     parser.add_argument("--step-seconds", type=float, default=5.0)
     parser.add_argument("--capacity", type=float, help="requests/s the daemon answers 202")
-    parser.add_argument("--capacity-rates", default=",".join(map(str, CAPACITY_RATES)))
-    parser.add_argument("--capacity-seconds", type=float, default=3.0)
+    parser.add_argument("--calibrate-rate", type=int, default=600)
+    parser.add_argument("--calibrate-seconds", type=float, default=4.0)
     parser.add_argument(
         "--buffers", default="0",
         help="the daemon's UDP receive buffer requests, bytes (0: its own default)",
@@ -341,37 +342,21 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     parser.add_argument("--quick", action="store_true", help="a smoke run of a few seconds")
     args = parser.parse_args(argv)
     if args.quick:
-        args.step_seconds, args.capacity_seconds, args.warm_up = 0.5, 0.5, 5
-        args.capacity_rates = "200,400"
+        args.step_seconds, args.calibrate_seconds, args.warm_up = 0.5, 0.5, 5
     return args
 
 
-def measure_capacity(args: argparse.Namespace, workdir: Path) -> tuple[list[Step], float]:
-    """Step the rate up until a request gets something else than 202 (or none)."""
-    calibration: list[Step] = []
-    capacity = 0.0
-    for rate in (int(part) for part in args.capacity_rates.split(",")):
-        step = run_step(
-            workdir / f"capacity{rate}", Step("capacity", rate, args.capacity_seconds),
-            args.warm_up,
-        )  # fmt: skip
-        calibration.append(step)
-        print(f"capacity step {rate}/s: {dict(step.statuses)}, {step.unanswered} unanswered",
-              file=sys.stderr, flush=True)  # fmt: skip
-        if step.statuses[202] < step.sent:
-            break
-        capacity = rate
-    if capacity <= 0:
-        raise SystemExit(f"not every request got 202 even at the lowest rate: see {workdir}")
-    return calibration, capacity
-
-
-def run(args: argparse.Namespace, workdir: Path) -> tuple[list[Step], list[Step], float]:
-    calibration: list[Step] = []
+def run(args: argparse.Namespace, workdir: Path) -> tuple[Step | None, list[Step], float]:
+    calibration: Step | None = None
     if args.capacity:
         capacity = float(args.capacity)
     else:
-        calibration, capacity = measure_capacity(args, workdir)
+        calibration = Step("calibration", args.calibrate_rate, args.calibrate_seconds)
+        run_step(workdir / "calibration", calibration, args.warm_up)
+        capacity = calibration.answered_202_per_cpu_second
+        print(capacity_line(calibration, capacity), file=sys.stderr, flush=True)
+        if capacity <= 0:
+            raise SystemExit(f"no 202 while calibrating: see {workdir / 'calibration'}")
     steps = []
     for buffer in (int(part) for part in args.buffers.split(",")):
         for multiple in (float(part) for part in args.multiples.split(",")):
