@@ -134,7 +134,7 @@ class Step:
     answer_ms: list[float] = field(default_factory=list)
     #: The daemon's CPU seconds from the first request sent to the last answer.
     daemon_cpu_seconds: float = 0.0
-    #: The same, as a share of that time (100%: one core).
+    #: The daemon's CPU while the requests were sent, as a share of that time (100%: a core).
     daemon_cpu: float = 0.0
     overload_warnings: int = 0
 
@@ -154,7 +154,7 @@ def sender_socket() -> socket.socket:
     return sock
 
 
-def offer(step: Step, daemon_port: int) -> None:
+def offer(step: Step, daemon_port: int, daemon_pid: int) -> None:
     """Send ``offered_rate`` MESSAGEs a second for ``seconds``, then wait for the answers."""
     total = round(step.offered_rate * step.seconds)
     sent_at: dict[int, float] = {}
@@ -178,7 +178,7 @@ def offer(step: Step, daemon_port: int) -> None:
     with sender_socket() as sock:
         local = sock.getsockname()[1]
         target = (HOST, daemon_port)
-        start = time.perf_counter()
+        start, cpu_start = time.perf_counter(), setups.cpu_seconds(daemon_pid)
         for index in range(total):
             due = start + index / step.offered_rate
             while (now := time.perf_counter()) < due:
@@ -189,6 +189,7 @@ def offer(step: Step, daemon_port: int) -> None:
             sock.sendto(setups.probe_message(number, local, daemon_port), target)
             read(sock)
         quiet_since = time.perf_counter()
+        step.daemon_cpu = (setups.cpu_seconds(daemon_pid) - cpu_start) / (quiet_since - start) * 100
         deadline = quiet_since + SETTLE_MAX
         while len(answered) < total and time.perf_counter() < deadline:
             select.select([sock], [], [], 0.05)
@@ -241,11 +242,9 @@ def run_step(workdir: Path, step: Step, warm_up: int) -> Step:
         step.granted = receive_buffer(daemon.port)
         setups.warm_up(daemon.port, warm_up)
         drops = socket_drops(daemon.port)
-        cpu, wall = setups.cpu_seconds(daemon.proc.pid), time.monotonic()
-        offer(step, daemon.port)
-        wall = time.monotonic() - wall
+        cpu = setups.cpu_seconds(daemon.proc.pid)
+        offer(step, daemon.port, daemon.proc.pid)
         step.daemon_cpu_seconds = setups.cpu_seconds(daemon.proc.pid) - cpu
-        step.daemon_cpu = step.daemon_cpu_seconds / wall * 100
         step.daemon_drops = socket_drops(daemon.port) - drops
     finally:
         for sipp in sipps:
@@ -315,7 +314,7 @@ def format_report(
         "",
         "| daemon asked | kernel gave | step | offered/s | x capacity | sent | 202 | 503 "
         "| other | unanswered | daemon socket drops | sender drops | answer p99 ms "
-        "| daemon CPU (load and answers) |",
+        "| daemon CPU while sent |",
         "|---|---:|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|",
         *(format_row(step, capacity) for step in steps),
     ]
