@@ -35,6 +35,7 @@ from __future__ import annotations
 import argparse
 import contextlib
 import datetime as dt
+import os
 import re
 import select
 import signal
@@ -136,6 +137,9 @@ class Step:
     daemon_cpu_seconds: float = 0.0
     #: The daemon's CPU while the requests were sent, as a share of that time (100%: a core).
     daemon_cpu: float = 0.0
+    #: The CPU of other processes (not the bench's) during the step, 100% = a core:
+    #: the machine is shared.
+    other_cpu: float = 0.0
     overload_warnings: int = 0
 
     @property
@@ -242,9 +246,19 @@ def run_step(workdir: Path, step: Step, warm_up: int) -> Step:
         step.granted = receive_buffer(daemon.port)
         setups.warm_up(daemon.port, warm_up)
         drops = socket_drops(daemon.port)
-        cpu = setups.cpu_seconds(daemon.proc.pid)
+        cpu, others, wall = (
+            setups.cpu_seconds(daemon.proc.pid),
+            setups.all_cpu_seconds(),
+            time.monotonic(),
+        )
         offer(step, daemon.port, daemon.proc.pid)
         step.daemon_cpu_seconds = setups.cpu_seconds(daemon.proc.pid) - cpu
+        ours = {os.getpid(), daemon.proc.pid, *(sipp.proc.pid for sipp in sipps)}
+        step.other_cpu = (
+            setups.background_cpu(others, setups.all_cpu_seconds(), ours)
+            / (time.monotonic() - wall)
+            * 100
+        )
         step.daemon_drops = socket_drops(daemon.port) - drops
     finally:
         for sipp in sipps:
@@ -283,6 +297,7 @@ def format_row(step: Step, capacity: float) -> str:
         f"{step.sender_drops:,}",
         "-" if p99 is None else f"{p99:.0f}",
         f"{step.daemon_cpu:.0f}%",
+        f"{step.other_cpu:.0f}%",
     ]
     return "| " + " | ".join(cells) + " |"
 
@@ -314,8 +329,8 @@ def format_report(
         "",
         "| daemon asked | kernel gave | step | offered/s | x capacity | sent | 202 | 503 "
         "| other | unanswered | daemon socket drops | sender drops | answer p99 ms "
-        "| daemon CPU while sent |",
-        "|---|---:|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|",
+        "| daemon CPU while sent | other jobs' CPU |",
+        "|---|---:|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|",
         *(format_row(step, capacity) for step in steps),
     ]
     return "\n".join(lines) + "\n"
