@@ -62,7 +62,8 @@ def test_runs_as_a_dynamic_user_with_its_state_directory(service: dict[str, list
     assert one(service, "StateDirectory") == "vidim"
     argv = shlex.split(one(service, "ExecStart"))
     assert argv[1] == "run"
-    assert argv[argv.index("--state-dir") + 1] == "${STATE_DIRECTORY}"
+    # The SQLite store in the directory systemd keeps for the service.
+    assert argv[argv.index("--state-dir") + 1] == "/var/lib/vidim"
 
 
 def test_exec_start_uses_only_options_the_daemon_has(service: dict[str, list[str]]) -> None:
