@@ -171,7 +171,7 @@ def require(name: str) -> str:
         (p for p in (f"/usr/sbin/{name}", f"/usr/bin/{name}") if os.access(p, os.X_OK)), None
     )
     if path is None:
-        raise SystemExit(f"{name} is not installed (scripts/setup installs it)")
+        raise SystemExit(f"{name} is not installed (scripts/setup test installs it)")
     return path
 
 

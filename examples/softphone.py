@@ -107,7 +107,10 @@ def parse_invitation(value: str) -> dict[str, str] | None:
 
 
 def free_even_port(host: str) -> int:
-    """An even UDP port (RTP) with the odd one above it free (RTCP), above the focus's default 10000-20000."""
+    """An even UDP port (RTP) with the odd one above it free (RTCP).
+
+    Above the focus's default range (10000-20000).
+    """
     for _ in range(200):
         port = random.randrange(20000, 39998, 2)
         with (

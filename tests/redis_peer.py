@@ -36,7 +36,7 @@ def redis_binary() -> str:
     path = shutil.which("redis-server") or "/usr/bin/redis-server"
     if not os.access(path, os.X_OK):
         raise RuntimeError(
-            "redis-server is not installed: scripts/setup installs it (scripts/system-packages.txt)"
+            "redis-server is not installed: scripts/setup test installs it (scripts/test-packages.txt)"
         )
     return path
 

@@ -1,6 +1,6 @@
 """Fixtures that run the real Kamailio 5.6 and SIPp 3.6 on 127.0.0.1 (helpers: sip_peers.py).
 
-Both programs are installed by ``scripts/setup`` from ``scripts/system-packages.txt``;
+Both programs are installed by ``scripts/setup test`` from ``scripts/test-packages.txt``;
 a missing binary is a failure, not a skip.  Every process is started in its own
 session (process group) and always stopped by its process group in a finalizer, also
 when the test fails.  Every wait is bounded; readiness is probed, never slept on.

@@ -78,8 +78,8 @@ def require_binary(name: str) -> str:
     )
     if path is None:
         pytest.fail(
-            f"{name} is not installed: scripts/setup installs it (listed in "
-            "scripts/system-packages.txt); run ./scripts/setup",
+            f"{name} is not installed: scripts/setup test installs it (listed in "
+            "scripts/test-packages.txt); run ./scripts/setup test",
             pytrace=False,
         )
     return path

@@ -140,6 +140,16 @@ def _set_buffers(sock: socket.socket, size: int) -> None:
             sock.setsockopt(socket.SOL_SOCKET, option, size)
 
 
+def _capped_receive_buffer(sock: socket.socket, asked: int) -> int | None:
+    """The SO_RCVBUF the kernel granted, when it is less than ``asked``; else None.
+
+    Linux caps a request at ``net.core.rmem_max`` and reports twice what it
+    granted (the other half is for its bookkeeping, see socket(7)).
+    """
+    granted = sock.getsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF) // 2
+    return granted if granted < asked else None
+
+
 class _DatagramProtocol(asyncio.DatagramProtocol):
     def __init__(self, server: SipServer[Any]) -> None:
         self.server = server
@@ -396,6 +406,15 @@ class SipServer(Generic[EventT]):
             _hostport(self.host, self.port),
             extra={"listen_host": self.host, "listen_port": self.port},
         )
+        granted = _capped_receive_buffer(udp_sock, self.udp_buffer)
+        if granted is not None:
+            # A full buffer drops requests unread: no 503 reaches their senders.
+            self.logger.warning(
+                "UDP receive buffer capped by the kernel: asked %d bytes, got %d;"
+                " raise net.core.rmem_max (docs/operations.md, Installing)",
+                self.udp_buffer,
+                granted,
+            )
         if self.persistence is not None:
             self.persistence.start()
         self.transmit()  # a core restored from records may have deadlines already
