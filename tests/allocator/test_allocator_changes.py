@@ -12,7 +12,8 @@ from __future__ import annotations
 import json
 from typing import Any
 
-from test_allocator_lifecycle import S, World, active, make_world
+from peers import Focus
+from test_allocator_lifecycle import FOCUS2, S, World, active, make_world
 
 from vidim.allocator.allocator import Allocator
 from vidim.allocator.events import ConferenceEnded
@@ -139,3 +140,35 @@ def test_a_restored_conference_whose_anchor_is_gone_ends_with_a_notice() -> None
     assert store.records == {}
     notices = w.alice.texts()[texts_before:]
     assert notices == ["Your video conference has ended: the conference focus stopped answering."]
+
+
+def test_the_store_matches_through_probes_a_failover_joins_leaves_and_the_focus_s_bye() -> None:
+    w = make_world(
+        phones={"bob": {"video": False}, "carol": {"options": "silent", "message_status": 480}},
+        foci=[Focus(behaviour="503"), Focus(FOCUS2)],
+        keepalive_interval=10.0,
+    )
+    store = StoreAtEveryFlush(w)
+    cid = w.start("/video bob carol")
+    w.net.run(4.0)  # probes (carol silent), the first focus refuses, the second answers
+    assert store.records[cid]["state"] == "active"
+    assert store.records[cid]["focus_index"] == 1
+    conference = w.foci[1].conferences[0]
+    w.foci[1].join(conference, "sip:bob@example.com", w.allocator.conferences[cid].mode, w.net.now)
+    w.net.advance(1.0)
+    w.foci[1].leave(conference, "sip:bob@example.com", w.net.now)
+    w.net.advance(15.0)  # and a keepalive
+    w.foci[1].hang_up(conference, w.net.now)
+    w.net.advance(5.0)
+    assert w.allocator.conferences == {}
+    assert store.records == {}
+    assert store.checks > 10
+
+
+def test_the_store_matches_through_the_idle_end() -> None:
+    w = make_world(idle_timeout=20.0)
+    store = StoreAtEveryFlush(w)
+    cid, _ = active(w)
+    assert store.records[cid]["idle_deadline"] is not None
+    w.net.advance(30.0)
+    assert store.records == {}

@@ -382,7 +382,6 @@ class Allocator(SipCoreBase[AllocatorEvent]):
         if conference is None:
             self._focus.on_late_answer(pending, response, now)
             return
-        self._context.conferences.touch(conference.id)
         handler = self._answer_handlers.get(pending.purpose)
         if handler is not None:
             handler(conference, pending, response, now)
@@ -408,8 +407,6 @@ class Allocator(SipCoreBase[AllocatorEvent]):
         if method == "ACK":
             return
         conference = context.conferences.by_call_id(request.call_id)
-        if conference is not None:
-            context.conferences.touch(conference.id)  # its dialog's remote CSeq, at least
         if method in ("NOTIFY", "BYE"):
             if automatic is None:
                 context.respond(dialog.create_response(request, 200), now)

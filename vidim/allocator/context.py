@@ -284,8 +284,8 @@ class Context:
         """Move through the transition table; report a change of state."""
         old = conference.state
         new = conference.move(event)
-        self.conferences.touch(conference.id)
         if new is not old:
+            self.conferences.touch(conference.id)
             self.emit(
                 ConferenceStateChanged(
                     conference_id=conference.id, old=old, new=new, reason=event.value

@@ -248,6 +248,7 @@ class FocusLeg:
             anchor.receive_response(pending.request, response)
         except RemoteProtocolError:
             return
+        self._context.conferences.touch(conference.id)  # the anchor's target may have moved
         if 200 <= response.status < 300:
             self._send_ack(anchor, response)
             self._invitations.send(conference, now)
@@ -289,6 +290,7 @@ class FocusLeg:
         self, conference: Conference, dialog: Dialog, request: Request, now: float
     ) -> None:
         """A session refresh (re-INVITE) from the focus: answer with the same inactive offer."""
+        self._context.conferences.touch(conference.id)  # the focus's target may have moved
         _, body, content_type = self._offer(conference)
         response = dialog.create_response(request, 200, body=body, content_type=content_type)
         self._context.respond(response, now)

@@ -108,6 +108,7 @@ class Probing:
         participant = conference.participant(pending.target)
         if response.status < 200 or participant is None or participant.probe is not Probe.UNKNOWN:
             return
+        self._context.conferences.touch(conference.id)  # what the probe found is kept
         status = response.status
         if 200 <= status < 300:
             participant.probe = Probe.ANSWERED

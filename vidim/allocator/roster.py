@@ -132,6 +132,7 @@ class Roster:
                 text = f"{name_of(participant.uri)} left."
             else:
                 continue
+            context.conferences.touch(conference.id)
             if not participant.requester:
                 context.tell_requester(conference, text, now)
         if conference.state in (ConferenceState.ACTIVE, ConferenceState.ENDING):
