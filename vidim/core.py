@@ -87,6 +87,10 @@ class SipCoreBase(ABC, Generic[E]):
     def _warning_host(self) -> str:
         """The host named in the Warning header of a 400 to unparsable input."""
 
+    @abstractmethod
+    def _drain(self, now: float) -> None:
+        """Handle the transaction layer's events queued so far."""
+
     # -- shared -------------------------------------------------------------------------
     def receive_datagram(self, data: bytes, source: Address, now: float) -> None:
         """Parse and receive; what cannot be parsed is reported, never raised.
@@ -104,6 +108,17 @@ class SipCoreBase(ABC, Generic[E]):
                 self._outbox.append((answer, source))
             return
         self.receive(message, source, now)
+
+    def send_failed(self, message: Message, destination: Address, now: float) -> None:
+        """The I/O layer could not send ``message`` to ``destination`` (no TCP connection).
+
+        A request's client transaction fails with
+        :class:`~vidim.sip.TransportFailed` (RFC 3261 section 8.1.3.1: as a
+        503), which the server handles as it would a timeout; anything else
+        (a response, an ACK) is left to the peer's retransmissions.
+        """
+        if isinstance(message, Request) and self._layer.report_send_failure(message, now):
+            self._drain(now)
 
     def has_pending_work(self) -> bool:
         """True while a transaction still waits for an answer (see the transaction layer)."""

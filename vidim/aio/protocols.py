@@ -8,7 +8,7 @@ from typing import ClassVar, Protocol, TypeVar, runtime_checkable
 from ..core import RecordChange
 from ..sip import Address, Message, Request, Response
 
-__all__ = ["FollowUpRouter", "SipCore", "SipMessageCore", "StatefulCore"]
+__all__ = ["FollowUpRouter", "SendFailureCore", "SipCore", "SipMessageCore", "StatefulCore"]
 
 EventT_co = TypeVar("EventT_co", covariant=True)
 
@@ -46,6 +46,17 @@ class SipMessageCore(SipCore[EventT_co], Protocol[EventT_co]):
 
     def receive(self, message: Request | Response, source: Address, now: float) -> None:
         """One parsed message from ``source``."""
+
+
+@runtime_checkable
+class SendFailureCore(SipCore[EventT_co], Protocol[EventT_co]):
+    """A core told when a message could not be sent (the allocator and the focus are).
+
+    Without it a failed send is only logged, and the core's timers find out.
+    """
+
+    def send_failed(self, message: Message, destination: Address, now: float) -> None:
+        """``message`` could not be sent to ``destination`` (e.g. a TCP connect failed)."""
 
 
 @runtime_checkable

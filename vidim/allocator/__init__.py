@@ -33,6 +33,7 @@ from .events import (
     ParticipantLeft,
     RequestAccepted,
     RequestRefused,
+    TransportUnavailable,
 )
 from .profiles import (
     FocusProfile,
@@ -97,6 +98,7 @@ __all__ = [
     "RequestRefusedError",
     "ShowHelp",
     "ShowStatus",
+    "TransportUnavailable",
     "address_of",
     "anchor_offer",
     "anchor_session_id",

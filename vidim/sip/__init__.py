@@ -38,6 +38,7 @@ from .multipart import BodyPart, build_multipart, parse_multipart
 from .parser import DEFAULT_MAX_MESSAGE_SIZE, StreamFramer, parse_message
 from .salvage import salvage_response
 from .subscription import EventHeader, Subscription, SubscriptionState, parse_event
+from .targets import MAX_UDP_REQUEST, SENDABLE_TRANSPORTS, sent_over, uri_destination
 from .transaction import (
     AckReceived,
     Address,
@@ -59,7 +60,9 @@ __all__ = [
     "DEFAULT_MAX_MESSAGE_SIZE",
     "DEFAULT_POLICY",
     "MAGIC_COOKIE",
+    "MAX_UDP_REQUEST",
     "REASON_PHRASES",
+    "SENDABLE_TRANSPORTS",
     "URI",
     "AbsoluteURI",
     "AckReceived",
@@ -120,11 +123,13 @@ __all__ = [
     "parse_via_list",
     "quote",
     "salvage_response",
+    "sent_over",
     "split_list",
     "summary",
     "unescape",
     "unforward_response",
     "unknown_dialog_response",
+    "uri_destination",
     "via_destination",
     "warning_value",
 ]

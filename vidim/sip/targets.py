@@ -1,0 +1,98 @@
+"""Where and how a request goes: RFC 3263 section 4 without DNS, RFC 3261 section 18.1.1.
+
+A UAC that has a URI to send to (a Request-URI, a proxy, a dialog's first
+route or remote target) must pick a transport, a host and a port, then write
+the transport it picked into the top Via of its request.  The rules are
+small and have nothing to do with sockets::
+
+    destination = uri_destination(uri, size=len(request.to_bytes()))
+    sent_over(request, destination.transport)
+
+What is left to the I/O layer: resolving a host name (``getaddrinfo``; no
+NAPTR or SRV lookups yet) and opening or reusing the connection.
+"""
+
+from __future__ import annotations
+
+from dataclasses import replace
+from typing import Final
+
+from .errors import LocalProtocolError, SIPParseError
+from .message import Request
+from .transaction import Address
+from .uri import URI, SipURI
+
+__all__ = [
+    "MAX_UDP_REQUEST",
+    "SENDABLE_TRANSPORTS",
+    "sent_over",
+    "uri_destination",
+]
+
+#: RFC 3261 section 18.1.1: "If a request ... is larger than 1300 bytes and
+#: the path MTU is unknown, the request MUST be sent using an RFC 2914
+#: congestion controlled transport protocol, such as TCP."  1300 leaves room
+#: for IP and UDP headers below the usual 1500-byte Ethernet MTU.
+MAX_UDP_REQUEST: Final = 1300
+
+#: The transports vidim can send over (TLS is not built yet).
+SENDABLE_TRANSPORTS: Final = frozenset({"UDP", "TCP"})
+
+#: RFC 3261 section 19.1.2: the default port of each transport.
+_DEFAULT_PORTS: Final = {"TLS": 5061, "TLS-SCTP": 5061, "WSS": 443, "WS": 80}
+
+
+def uri_destination(uri: URI, *, size: int = 0, default_transport: str | None = None) -> Address:
+    """The transport, host and port a request for ``uri`` goes to.
+
+    RFC 3263 section 4.1 for an IP literal or a host name with no NAPTR
+    lookup: ``transport=`` when the URI names one; TLS for ``sips:``
+    (``transport=tcp`` included: TLS runs over TCP); else
+    ``default_transport`` (a dialog's transport, when its remote target names
+    none: see :attr:`Dialog.transport`) or UDP.  Then RFC 3261 section 18.1.1:
+    a request of more than :data:`MAX_UDP_REQUEST` bytes (``size``) that would
+    go over UDP goes over TCP instead, unless the URI says ``transport=udp``.
+    ``maddr`` overrides the host (RFC 3261 section 19.1.1); the port is the
+    URI's, or its transport's default (section 19.1.2).
+
+    Raises:
+        LocalProtocolError: ``uri`` is not a ``sip:`` or ``sips:`` URI.
+    """
+    if not isinstance(uri, SipURI):
+        raise LocalProtocolError(f"cannot send to a non-SIP URI {str(uri)!r}")
+    host = uri.param("maddr") or uri.host
+    host = host[1:-1] if host.startswith("[") else host
+    named = uri.transport
+    if uri.scheme == "sips" and named in (None, "tcp", "tls"):
+        transport = "TLS"
+    elif named is not None:
+        transport = named.upper()
+    else:
+        transport = (default_transport or "UDP").upper()
+    if transport == "UDP" and named != "udp" and size > MAX_UDP_REQUEST:
+        transport = "TCP"
+    port = uri.port or _DEFAULT_PORTS.get(transport, 5060)
+    return Address(host, port, transport)
+
+
+def sent_over(request: Request, transport: str) -> None:
+    """Write ``transport`` into the top Via of ``request``, a request we originate.
+
+    RFC 3261 section 18.1.1: "If this causes a change in the transport
+    protocol from the one indicated in the top Via, the value in the top
+    Via MUST be changed."  Our requests carry one Via, the one we wrote; the
+    sent-by port is kept (vidim's UDP and TCP listen on the same port).
+
+    Raises:
+        LocalProtocolError: the request has no Via, or more than one (it is
+            not one we originate).
+    """
+    transport = transport.upper()
+    try:
+        vias = request.via
+    except SIPParseError as error:
+        raise LocalProtocolError(f"cannot rewrite the Via: {error.reason}") from None
+    if len(vias) != 1:
+        raise LocalProtocolError(f"a request we originate has one Via, not {len(vias)}")
+    if vias[0].transport.upper() != transport:
+        request.headers.set("Via", str(replace(vias[0], transport=transport)))
