@@ -16,6 +16,16 @@ each message once, to log it and to keep garbage out of the core; a core that
 also has ``receive(message, source, now)`` (:class:`SipMessageCore`, as the
 allocator does) is given the parsed message, any other core the raw bytes.
 
+Each message goes over the transport its destination names (the core chose
+it, see :func:`vidim.sip.uri_destination`).  TCP connections are reused
+(RFC 3261 section 18): one to a peer, opened by either side, carries every
+message to that peer's address, including the answers to the requests that
+came on it (section 18.2.2); a request whose top Via has ``alias`` (RFC 5923)
+makes its connection the one to its sent-by port too.  A message that
+cannot be sent (no connection, no such transport) is logged at WARNING and,
+for a core that has ``send_failed`` (:class:`SendFailureCore`), reported to
+the core, whose transaction fails with ``TransportFailed``.
+
 Limits, on purpose: no TLS or WebSocket, no RFC 3263 (NAPTR/SRV) lookups
 (host names are resolved with ``getaddrinfo`` only), no idle-connection
 timeout, and no write back-pressure (the kernel buffers are made large).
@@ -55,7 +65,7 @@ from ..sip import new_tag as _new_tag
 from ..sip import parse_message as _parse_message
 from ..sip.parser import DEFAULT_MAX_MESSAGE_SIZE
 from .persistence import Batch, Persistence
-from .protocols import FollowUpRouter, SipCore, SipMessageCore, StatefulCore
+from .protocols import FollowUpRouter, SendFailureCore, SipCore, SipMessageCore, StatefulCore
 
 __all__ = [
     "DEFAULT_PORT",
@@ -271,7 +281,11 @@ class SipServer(Generic[EventT]):
         self._tcp_server: asyncio.Server | None = None
         self._connections: dict[tuple[str, int], _StreamProtocol] = {}
         self._streams: set[_StreamProtocol] = set()
-        self._connecting: dict[tuple[str, int], list[bytes]] = {}
+        #: What waits for each TCP connection being opened: the bytes, and the message.
+        self._connecting: dict[tuple[str, int], list[tuple[bytes, Message]]] = {}
+        self._send_failed: Callable[[Message, Address, float], None] | None = (
+            core.send_failed if isinstance(core, SendFailureCore) else None
+        )
         self._tasks: set[asyncio.Task[None]] = set()
         self._timer: asyncio.TimerHandle | None = None
         self._timer_at: float | None = None
@@ -567,6 +581,8 @@ class SipServer(Generic[EventT]):
                 continue
             if self._taken_elsewhere(message, stream.peer):
                 continue
+            if isinstance(message, Request):
+                self._alias(stream, message)
             self._log_received(message, stream.peer)
             self._deliver(message, stream.peer)
         self.transmit()
@@ -860,13 +876,14 @@ class SipServer(Generic[EventT]):
             else:
                 self._spawn(self._resolve_and_send(data, destination))
         elif transport == "TCP":
-            self._send_tcp(data, destination)
+            self._send_tcp(data, message, destination)
         else:
             self.logger.warning(
                 "no %s transport: message to %s dropped",
                 destination.transport,
                 _describe(destination),
             )
+            self._failed([message], destination)
             return
         self._log_message("send", message, destination, logging.DEBUG)
 
@@ -886,7 +903,7 @@ class SipServer(Generic[EventT]):
                 return
         self.logger.warning("no address of %s fits the UDP socket", destination.host)
 
-    def _send_tcp(self, data: bytes, destination: Address) -> None:
+    def _send_tcp(self, data: bytes, message: Message, destination: Address) -> None:
         # RFC 3261 section 18: reuse a connection to that peer when there is one.
         key = (destination.host, destination.port)
         stream = self._connections.get(key)
@@ -896,9 +913,9 @@ class SipServer(Generic[EventT]):
             return
         queued = self._connecting.get(key)
         if queued is not None:
-            queued.append(data)
+            queued.append((data, message))
             return
-        self._connecting[key] = [data]
+        self._connecting[key] = [(data, message)]
         self._spawn(self._connect(key, destination))
 
     async def _connect(self, key: tuple[str, int], destination: Address) -> None:
@@ -917,15 +934,28 @@ class SipServer(Generic[EventT]):
                 _describe(destination),
                 str(error) or type(error).__name__,
                 len(dropped),
+                extra={"peer": _describe(destination), "transport": destination.transport},
             )
+            self._failed([message for _, message in dropped], destination)
             return
         except asyncio.CancelledError:
             self._connecting.pop(key, None)
             raise
         self._connections[key] = stream  # also under its name when it has one
         assert stream.transport is not None
-        for data in self._connecting.pop(key, []):
+        for data, _ in self._connecting.pop(key, []):
             stream.transport.write(data)
+
+    def _failed(self, messages: list[Message], destination: Address) -> None:
+        """Tell the core its messages were not sent (their transactions fail); send what it does."""
+        if self._send_failed is None or self._closed or not messages:
+            return
+        for message in messages:
+            try:
+                self._send_failed(message, destination, self.now())
+            except Exception:
+                self.logger.exception("the core failed in send_failed")
+        self.transmit()
 
     def _spawn(self, coroutine: Coroutine[Any, Any, None]) -> None:
         assert self._loop is not None
@@ -937,6 +967,23 @@ class SipServer(Generic[EventT]):
         self._streams.add(stream)
         self._connections[(stream.peer.host, stream.peer.port)] = stream
         self.logger.debug("TCP connection with %s", _describe(stream.peer))
+
+    def _alias(self, stream: _StreamProtocol, request: Request) -> None:
+        """RFC 5923: a Via with ``alias`` makes this connection the one to its sent-by port too.
+
+        Only for a sent-by host that is the connection's own peer address: so a
+        peer's in-dialog requests to its Contact (host and listening port, no
+        ``transport=``) reuse the connection it opened, as the peer asked.
+        """
+        try:
+            via = request.top_via
+        except SIPParseError:
+            return
+        if not any(name.lower() == "alias" for name, _ in via.params):
+            return
+        host = via.host[1:-1] if via.host.startswith("[") else via.host
+        if host == stream.peer.host and via.port is not None:
+            self._connections.setdefault((host, via.port), stream)
 
     def _connection_lost(self, stream: _StreamProtocol) -> None:
         self._streams.discard(stream)
