@@ -12,7 +12,7 @@ from vidim.allocator.events import (
     TransportUnavailable,
 )
 from vidim.allocator.requests import RequestPolicy
-from vidim.sip import Address, Request, parse_message
+from vidim.sip import Address, Dialog, Request, parse_message
 
 ALICE = Address("127.0.0.1", 5062)
 BOB = Address("127.0.0.1", 5064)
@@ -183,17 +183,17 @@ def test_a_focus_reached_over_tcp_gets_its_in_dialog_requests_over_tcp() -> None
 
 def test_a_dialog_keeps_its_transport_through_a_record() -> None:
     """Dialog.transport survives to_dict/from_dict; a record from before it reads as None."""
-    net, alice, _, _, focus = make_world(
+    net, alice, _, _, _ = make_world(
         focus_uri=f"sip:conference-factory@{FOCUS.host}:{FOCUS.port};transport=tcp"
     )
     alice.send_message(0.0, text=f"/video sip:bob@127.0.0.1:{BOB.port}")
     net.run(5.0)
     (conference,) = net.allocator.conferences.values()
     record = net.allocator.snapshot(conference.id)
-    anchors = [
-        value for key, value in record.items() if key == "anchor" and isinstance(value, dict)
-    ]
-    assert not anchors or anchors[0].get("transport") == "TCP"
+    anchor = record["anchor"]
+    assert anchor["transport"] == "TCP"
+    older = {key: value for key, value in anchor.items() if key != "transport"}
+    assert Dialog.from_dict(older).transport is None
     restored = Allocator(net.allocator.config)
     restored.restore(record, net.now)
     restored.end_conference(conference.id, net.now)
