@@ -34,6 +34,7 @@ from ..sip import (
     new_tag,
     parse_name_addr,
     parse_uri,
+    request_destination,
     sent_over,
     uri_destination,
 )
@@ -221,11 +222,7 @@ class Context:
             target, routes = hop.request_target()
             default = hop.transport
             hop = routes[0].uri if routes else target
-        destination = uri_destination(hop, default_transport=default)
-        if destination.transport == "UDP" and isinstance(hop, SipURI) and hop.transport is None:
-            size = len(request.to_bytes())
-            destination = uri_destination(hop, size=size, default_transport=default)
-        return destination
+        return request_destination(request, hop, default_transport=default)
 
     def _unsendable(
         self, request: Request, hop: Hop, destination: Address, pending: Pending

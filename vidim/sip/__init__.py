@@ -38,7 +38,13 @@ from .multipart import BodyPart, build_multipart, parse_multipart
 from .parser import DEFAULT_MAX_MESSAGE_SIZE, StreamFramer, parse_message
 from .salvage import salvage_response
 from .subscription import EventHeader, Subscription, SubscriptionState, parse_event
-from .targets import MAX_UDP_REQUEST, SENDABLE_TRANSPORTS, sent_over, uri_destination
+from .targets import (
+    MAX_UDP_REQUEST,
+    SENDABLE_TRANSPORTS,
+    request_destination,
+    sent_over,
+    uri_destination,
+)
 from .transaction import (
     AckReceived,
     Address,
@@ -122,6 +128,7 @@ __all__ = [
     "parse_uri",
     "parse_via_list",
     "quote",
+    "request_destination",
     "salvage_response",
     "sent_over",
     "split_list",

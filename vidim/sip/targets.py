@@ -5,7 +5,7 @@ route or remote target) must pick a transport, a host and a port, then write
 the transport it picked into the top Via of its request.  The rules are
 small and have nothing to do with sockets::
 
-    destination = uri_destination(uri, size=len(request.to_bytes()))
+    destination = request_destination(request, uri)
     sent_over(request, destination.transport)
 
 What is left to the I/O layer: resolving a host name (``getaddrinfo``; no
@@ -25,6 +25,7 @@ from .uri import URI, SipURI
 __all__ = [
     "MAX_UDP_REQUEST",
     "SENDABLE_TRANSPORTS",
+    "request_destination",
     "sent_over",
     "uri_destination",
 ]
@@ -73,6 +74,20 @@ def uri_destination(uri: URI, *, size: int = 0, default_transport: str | None = 
         transport = "TCP"
     port = uri.port or _DEFAULT_PORTS.get(transport, 5060)
     return Address(host, port, transport)
+
+
+def request_destination(
+    request: Request, uri: URI, *, default_transport: str | None = None
+) -> Address:
+    """:func:`uri_destination` for ``request``: its size is measured only when it counts.
+
+    That is when it would go over UDP without the URI saying so.
+    """
+    destination = uri_destination(uri, default_transport=default_transport)
+    if destination.transport == "UDP" and isinstance(uri, SipURI) and uri.transport is None:
+        size = len(request.to_bytes())
+        destination = uri_destination(uri, size=size, default_transport=default_transport)
+    return destination
 
 
 def sent_over(request: Request, transport: str) -> None:
