@@ -20,7 +20,12 @@ from aio_helpers import TIMEOUT, DatagramClient, EchoCore, request_bytes, udp_cl
 
 from vidim.aio import SipServer
 from vidim.allocator.allocator import Allocator, AllocatorConfig
-from vidim.allocator.events import AllocatorEvent, ConferenceReady, InvitationFailed
+from vidim.allocator.events import (
+    AllocatorEvent,
+    ConferenceEnded,
+    ConferenceReady,
+    InvitationFailed,
+)
 from vidim.allocator.requests import RequestPolicy
 from vidim.focus import ConferenceFocus, FocusConfig
 from vidim.sip import (
@@ -108,26 +113,44 @@ class Events(list[AllocatorEvent]):
         return event
 
 
+@dataclass
+class Vidim:
+    """The two servers, and every message the allocator received with its source."""
+
+    allocator: SipServer[AllocatorEvent]
+    focus: SipServer[Any]
+    received: list[tuple[Request | Response, Address]]
+
+
 @contextlib.asynccontextmanager
-async def vidim(events: Events) -> AsyncIterator[SipServer[AllocatorEvent]]:
+async def vidim(events: Events, focus_transport: str = "") -> AsyncIterator[Vidim]:
     """The allocator (no proxy, no probing) and the built-in focus, each on its own port."""
     focus_port = free_port()
     focus = ConferenceFocus(FocusConfig(local=Address("127.0.0.1", focus_port)))
     focus_server: SipServer[Any] = SipServer(focus, port=focus_port)
+    params = f";transport={focus_transport}" if focus_transport else ""
     allocator = Allocator(
         AllocatorConfig(
             local=Address("127.0.0.1", free_port()),
             requests=RequestPolicy.for_domain("example.com"),
-            focus_uris=(f"sip:conference-factory@127.0.0.1:{focus_port}",),
+            focus_uris=(f"sip:conference-factory@127.0.0.1:{focus_port}{params}",),
             probe=False,
         )
     )
+    received: list[tuple[Request | Response, Address]] = []
+    receive = allocator.receive
+
+    def recording(message: Request | Response, source: Address, now: float) -> None:
+        received.append((message, source))
+        receive(message, source, now)
+
+    allocator.receive = recording  # type: ignore[method-assign]
     server = SipServer(allocator, port=allocator.config.local.port, on_event=events.on_event)
     await focus_server.start()
     try:
         await server.start()
         try:
-            yield server
+            yield Vidim(server, focus_server, received)
         finally:
             await server.close(drain=0.5)
     finally:
@@ -175,7 +198,8 @@ def test_an_invitee_with_transport_tcp_gets_its_invitation_over_tcp() -> None:
         udp, _ = await loop.create_datagram_endpoint(lambda: trap, local_addr=("127.0.0.1", port))
         client = await udp_client()
         try:
-            async with vidim(events) as server:
+            async with vidim(events) as both:
+                server = both.allocator
                 await command(client, server, f"/video sip:bob@127.0.0.1:{port};transport=tcp")
                 invitation = await bob.next()
                 assert invitation.method == "MESSAGE"
@@ -206,7 +230,8 @@ def test_a_large_invitation_goes_over_tcp_to_a_uri_without_transport() -> None:
         client = await udp_client()
         user = "bob" + "o" * 1200
         try:
-            async with vidim(events) as server:
+            async with vidim(events) as both:
+                server = both.allocator
                 await command(client, server, f"/video sip:{user}@127.0.0.1:{port}")
                 invitation = await bob.next()
                 assert len(invitation.to_bytes()) > 1300
@@ -231,7 +256,8 @@ def test_an_invitee_unreachable_over_tcp_fails_with_an_im_to_the_requester(
     async def main() -> None:
         client = await udp_client()
         try:
-            async with vidim(events) as server:
+            async with vidim(events) as both:
+                server = both.allocator
                 await command(client, server, f"/video sip:carol@127.0.0.1:{closed};transport=tcp")
                 told = await im_containing(client, "was not delivered")
                 assert told.body.decode() == (
@@ -318,3 +344,39 @@ async def read_one(reader: asyncio.StreamReader, framer: StreamFramer) -> Reques
         assert data, "connection closed"
         framer.receive_data(data)
     return message
+
+
+def test_the_focus_reached_over_tcp_hangs_up_over_tcp_and_its_via_says_so() -> None:
+    """The allocator's Contact names no transport: the anchor dialog came over TCP, so TCP."""
+    events = Events()
+
+    async def main() -> None:
+        bob = TcpPhone()
+        port = await bob.start()
+        client = await udp_client()
+        try:
+            async with vidim(events, focus_transport="tcp") as both:
+                await command(
+                    client, both.allocator, f"/video sip:bob@127.0.0.1:{port};transport=tcp"
+                )
+                await events.wait_for(ConferenceReady)
+                _answer, source = next(
+                    (m, s)
+                    for m, s in both.received
+                    if isinstance(m, Response) and m.cseq.method == "INVITE"
+                )
+                assert source.transport == "TCP"
+                assert isinstance(both.focus.core, ConferenceFocus)
+                both.focus.core.end_all(both.focus.now())
+                both.focus.transmit()
+                await events.wait_for(ConferenceEnded)
+                (bye, source) = next(
+                    (m, s) for m, s in both.received if isinstance(m, Request) and m.method == "BYE"
+                )
+                assert source.transport == "TCP"
+                assert bye.top_via.transport == "TCP"
+        finally:
+            client.close()
+            await bob.close()
+
+    asyncio.run(main())
