@@ -195,7 +195,7 @@ class Context:
         if destination.transport not in SENDABLE_TRANSPORTS:
             self._unsendable(request, hop, destination, pending)
             return None
-        sent_over(request, destination.transport)
+        sent_over(request, destination.transport, written=self.via.transport)
         tid = self.layer.send_request(request, destination, now, branch=branch)
         self.pending[tid] = pending
         if request.method == "SUBSCRIBE":
@@ -206,7 +206,7 @@ class Context:
         """Send a request outside any transaction (an ACK for a 2xx), by the same rules."""
         destination = self.destination(request, hop)
         if destination.transport in SENDABLE_TRANSPORTS:
-            sent_over(request, destination.transport)
+            sent_over(request, destination.transport, written=self.via.transport)
             self.layer.send_stateless(request, destination)
 
     def destination(self, request: Request, hop: Hop) -> Address:

@@ -219,6 +219,7 @@ class Signalling:
         except LocalProtocolError:
             return None
         destination = self.destination(dialog, fallback, request)
-        sent_over(request, destination.transport)  # RFC 3261 18.1.1: the Via says how
+        # RFC 3261 18.1.1: the Via says how it goes (the dialogs' Via says local.transport).
+        sent_over(request, destination.transport, written=self.config.local.transport)
         tid = self.layer.send_request(request, destination, now)
         return tid, request

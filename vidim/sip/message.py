@@ -68,10 +68,12 @@ class Message:
     from :func:`vidim.sip.parse_message` has had its core headers validated.
     """
 
-    __slots__ = ("body", "headers")
+    __slots__ = ("_wire", "body", "headers")
 
     headers: Headers
     body: bytes
+    #: The last serialization, with the headers' version and the body it was made of.
+    _wire: tuple[int, Headers, bytes, bytes] | None
 
     def __init__(
         self, headers: Headers | Iterable[tuple[str, str]] = (), body: object = b""
@@ -81,6 +83,7 @@ class Message:
         if not isinstance(body, bytes):
             raise LocalProtocolError("a message body must be bytes")
         self.body = body
+        self._wire = None
 
     # -- typed accessors -------------------------------------------------------
     def _required(self, name: str, parser: Callable[[str], T]) -> T:
@@ -160,11 +163,27 @@ class Message:
         raise NotImplementedError
 
     def to_bytes(self) -> bytes:
-        """Serialize; Content-Length is always written, from the body's length."""
+        """Serialize; Content-Length is always written, from the body's length.
+
+        The bytes are kept until the headers or the body change: a request is
+        serialized to choose its transport (RFC 3261 18.1.1), then to be sent,
+        then for each retransmission.  The start line is taken to be fixed
+        once the message is built.
+        """
+        headers, body, wire = self.headers, self.body, self._wire
+        if (
+            wire is not None
+            and wire[0] == headers.version
+            and wire[1] is headers
+            and wire[2] is body
+        ):
+            return wire[3]
         lines = [self._start_line()]
-        lines += [f"{name}: {value}" for name, value in self.headers if name != "Content-Length"]
-        lines += [f"Content-Length: {len(self.body)}", "", ""]
-        return _encode("\r\n".join(lines)) + self.body
+        lines += [f"{name}: {value}" for name, value in headers if name != "Content-Length"]
+        lines += [f"Content-Length: {len(body)}", "", ""]
+        data = _encode("\r\n".join(lines)) + body
+        self._wire = (headers.version, headers, body, data)
+        return data
 
     def __bytes__(self) -> bytes:
         return self.to_bytes()

@@ -61,9 +61,15 @@ def uri_destination(uri: URI, *, size: int = 0, default_transport: str | None = 
     """
     if not isinstance(uri, SipURI):
         raise LocalProtocolError(f"cannot send to a non-SIP URI {str(uri)!r}")
-    host = uri.param("maddr") or uri.host
+    named = maddr = None
+    for key, value in uri.params:  # one pass: this runs for every request sent
+        lowered = key.lower()
+        if lowered == "transport" and named is None and value:
+            named = value.lower()
+        elif lowered == "maddr" and maddr is None:
+            maddr = value
+    host = maddr or uri.host
     host = host[1:-1] if host.startswith("[") else host
-    named = uri.transport
     if uri.scheme == "sips" and named in (None, "tcp", "tls"):
         transport = "TLS"
     elif named is not None:
@@ -84,25 +90,33 @@ def request_destination(
     That is when it would go over UDP without the URI saying so.
     """
     destination = uri_destination(uri, default_transport=default_transport)
-    if destination.transport == "UDP" and isinstance(uri, SipURI) and uri.transport is None:
-        size = len(request.to_bytes())
-        destination = uri_destination(uri, size=size, default_transport=default_transport)
+    if (
+        destination.transport == "UDP"
+        and isinstance(uri, SipURI)
+        and uri.transport is None
+        and len(request.to_bytes()) > MAX_UDP_REQUEST
+    ):
+        return replace(destination, transport="TCP")
     return destination
 
 
-def sent_over(request: Request, transport: str) -> None:
+def sent_over(request: Request, transport: str, *, written: str | None = None) -> None:
     """Write ``transport`` into the top Via of ``request``, a request we originate.
 
     RFC 3261 section 18.1.1: "If this causes a change in the transport
     protocol from the one indicated in the top Via, the value in the top
     Via MUST be changed."  Our requests carry one Via, the one we wrote; the
     sent-by port is kept (vidim's UDP and TCP listen on the same port).
+    ``written``: the transport the caller wrote that Via with, when it knows
+    it; the same transport then leaves the request as it is, unparsed.
 
     Raises:
         LocalProtocolError: the request has no Via, or more than one (it is
             not one we originate).
     """
     transport = transport.upper()
+    if written is not None and written.upper() == transport:
+        return
     try:
         vias = request.via
     except SIPParseError as error:
