@@ -202,3 +202,29 @@ def test_a_dialog_keeps_its_transport_through_a_record() -> None:
     assert byes == [Address(FOCUS.host, FOCUS.port, "TCP")]
     (bye,) = [m for m, _ in sent if m.method == "BYE"]
     assert parse_message(bye.to_bytes()).top_via.transport == "TCP"
+
+
+def test_a_sips_focus_is_skipped_for_the_next_one_without_sending_anything() -> None:
+    allocator = Allocator(
+        AllocatorConfig(
+            requests=RequestPolicy.for_domain("example.com"),
+            focus_uris=(
+                "sips:conference-factory@127.0.0.1:5081",
+                f"sip:conference-factory@{FOCUS.host}:{FOCUS.port}",
+            ),
+            probe=False,
+        )
+    )
+    alice, focus = Phone("alice", ALICE), Focus()
+    net = SimNetwork(allocator, alice, focus)
+    alice.send_message(0.0, text=f"/video sip:bob@127.0.0.1:{BOB.port}")
+    net.run(1.0)  # at once: no focus_timeout waited for the TLS one
+    assert [line for _, _, d, line in net.log if d.port == 5081] == []
+    (refused,) = net.of_type(TransportUnavailable)
+    assert isinstance(refused, TransportUnavailable)
+    assert refused.method == "INVITE"
+    assert net.of_type(ConferenceReady)
+    assert len(focus.conferences) == 1
+    (conference,) = allocator.conferences.values()
+    assert conference.focus_index == 1
+    assert "over TLS yet" in conference.focus_failures[0]
