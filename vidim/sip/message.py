@@ -68,12 +68,15 @@ class Message:
     from :func:`vidim.sip.parse_message` has had its core headers validated.
     """
 
-    __slots__ = ("_wire", "body", "headers")
+    __slots__ = ("_wire", "_wire_body", "_wire_headers", "_wire_version", "body", "headers")
 
     headers: Headers
     body: bytes
-    #: The last serialization, with the headers' version and the body it was made of.
-    _wire: tuple[int, Headers, bytes, bytes] | None
+    #: The last serialization, and the headers (at which version) and body it was made of.
+    _wire: bytes | None
+    _wire_headers: Headers | None
+    _wire_version: int
+    _wire_body: bytes
 
     def __init__(
         self, headers: Headers | Iterable[tuple[str, str]] = (), body: object = b""
@@ -83,7 +86,9 @@ class Message:
         if not isinstance(body, bytes):
             raise LocalProtocolError("a message body must be bytes")
         self.body = body
-        self._wire = None
+        self._wire = self._wire_headers = None
+        self._wire_version = 0
+        self._wire_body = b""
 
     # -- typed accessors -------------------------------------------------------
     def _required(self, name: str, parser: Callable[[str], T]) -> T:
@@ -173,17 +178,18 @@ class Message:
         headers, body, wire = self.headers, self.body, self._wire
         if (
             wire is not None
-            and wire[0] == headers.version
-            and wire[1] is headers
-            and wire[2] is body
+            and self._wire_headers is headers
+            and self._wire_version == headers.version
+            and self._wire_body is body
         ):
-            return wire[3]
+            return wire
         lines = [self._start_line()]
         lines += [f"{name}: {value}" for name, value in headers if name != "Content-Length"]
         lines += [f"Content-Length: {len(body)}", "", ""]
-        data = _encode("\r\n".join(lines)) + body
-        self._wire = (headers.version, headers, body, data)
-        return data
+        wire = _encode("\r\n".join(lines)) + body
+        self._wire, self._wire_headers = wire, headers
+        self._wire_version, self._wire_body = headers.version, body
+        return wire
 
     def __bytes__(self) -> bytes:
         return self.to_bytes()
