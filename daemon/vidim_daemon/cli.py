@@ -85,7 +85,8 @@ def allocator_config(config: DaemonConfig) -> AllocatorConfig:
         ),
         focus_uris=config.focus_uris,
         profile=config.profile,
-        proxy=config.proxy,
+        # The URI as given: it says how to reach the proxy (sips:, transport=).
+        proxy=config.proxy_uri or config.proxy,
         probe=config.probe,
         probe_timeout=config.probe_timeout,
         focus_timeout=config.focus_timeout,
@@ -176,12 +177,18 @@ DEBUG_EVENTS: frozenset[type] = frozenset(
 )
 
 
+#: Events that need an operator's eye: logged at WARNING (a request that could not be sent).
+WARNING_EVENTS: frozenset[type] = frozenset({allocator_events.TransportUnavailable})
+
+
 def _event_logger(name: str) -> Callable[[Any], None]:
     """Log each event with its ``conference_id`` and ``call_id`` fields, when it has them."""
     logger = logging.getLogger(f"vidim.{name}")
 
     def on_event(event: Any) -> None:
         level = logging.DEBUG if type(event) in DEBUG_EVENTS else logging.INFO
+        if type(event) in WARNING_EVENTS:
+            level = logging.WARNING
         extra = {
             key: value
             for key in ("conference_id", "call_id")

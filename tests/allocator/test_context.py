@@ -66,12 +66,15 @@ def test_out_of_dialog_requests_are_new_each_time() -> None:
 
 def test_requests_go_through_the_proxy_when_there_is_one() -> None:
     direct, _ = make_context()
-    assert direct.route("sip:bob@192.0.2.5:6000") == Address("192.0.2.5", 6000)
+    request = direct.out_of_dialog("MESSAGE", "sip:bob@192.0.2.5:6000")
+    hop = direct.route("sip:bob@192.0.2.5:6000")
+    assert direct.destination(request, hop) == Address("192.0.2.5", 6000)
     assert direct.route("sip:bob@example.com", Address("192.0.2.9", 5062)) == Address(
         "192.0.2.9", 5062
     )
     proxied, _ = make_context(proxy=PROXY)
-    assert proxied.route("sip:bob@192.0.2.5:6000", Address("192.0.2.9", 5062)) == PROXY
+    hop = proxied.route("sip:bob@192.0.2.5:6000", Address("192.0.2.9", 5062))
+    assert proxied.destination(request, hop) == PROXY
 
 
 def test_addresses_of_uris() -> None:

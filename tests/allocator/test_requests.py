@@ -492,7 +492,8 @@ def test_address_forms() -> None:
     ))  # fmt: skip
     assert invitees(command) == [
         ("sip:erin@other.org", None),
-        ("sips:frank@other.org:5061", Mode.WATCH),  # an invitee's port stays
+        # An invitee's port and transport stay: they say how to reach it.
+        ("sips:frank@other.org:5061;transport=tls", Mode.WATCH),
         ("sip:gina@[2001:db8::1]", None),
         ("sip:hal@192.0.2.7", Mode.AUDIO),
         ("sip:ivan@example.com", None),

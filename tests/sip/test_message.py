@@ -200,3 +200,26 @@ def test_typed_values_follow_changes_to_their_lines() -> None:
     request.headers.prepend("Via", "SIP/2.0/TCP proxy.example.com;branch=z9hG4bKp")
     assert request.top_via.host == "proxy.example.com"
     assert request.via[0].transport == "TCP"
+
+
+def test_to_bytes_is_kept_until_the_headers_or_the_body_change() -> None:
+    """Serialized to choose its transport, then sent: the second call reuses the first's bytes."""
+    request = Request(
+        "MESSAGE",
+        "sip:bob@192.0.2.5",
+        [("Via", "SIP/2.0/UDP 192.0.2.1:5070;branch=z9hG4bKkept"), ("CSeq", "1 MESSAGE")],
+        b"hello",
+    )
+    first = request.to_bytes()
+    assert request.to_bytes() is first
+    request.headers.set("Via", "SIP/2.0/TCP 192.0.2.1:5070;branch=z9hG4bKkept")
+    second = request.to_bytes()
+    assert b"SIP/2.0/TCP" in second
+    assert b"SIP/2.0/UDP" not in second
+    request.headers.prepend("Via", "SIP/2.0/UDP 192.0.2.9;branch=z9hG4bKproxy")
+    assert request.to_bytes().index(b"192.0.2.9") < request.to_bytes().index(b"192.0.2.1")
+    request.body = b"bye"
+    assert request.to_bytes().endswith(b"Content-Length: 3\r\n\r\nbye")
+    request.headers = request.headers.copy()
+    request.headers.remove("CSeq")
+    assert b"CSeq" not in request.to_bytes()

@@ -16,6 +16,13 @@ each message once, to log it and to keep garbage out of the core; a core that
 also has ``receive(message, source, now)`` (:class:`SipMessageCore`, as the
 allocator does) is given the parsed message, any other core the raw bytes.
 
+Each message goes over the transport its destination names (the core chose
+it, see :func:`vidim.sip.uri_destination`).  TCP connections are reused
+(RFC 3261 section 18): one to a peer, opened by either side, carries every
+message to that peer's address, including the answers to the requests that
+came on it (section 18.2.2); a request whose top Via has ``alias`` (RFC 5923)
+makes its connection the one to its sent-by port too.
+
 Send failures: a message that cannot be sent (too big for a UDP datagram,
 a connection refused or timed out, a name that does not resolve, no such
 transport) is logged at WARNING and, when the core has ``send_failed``
@@ -307,6 +314,7 @@ class SipServer(Generic[EventT]):
         self._tcp_server: asyncio.Server | None = None
         self._connections: dict[tuple[str, int], _StreamProtocol] = {}
         self._streams: set[_StreamProtocol] = set()
+        #: What waits for each TCP connection being opened: the bytes, and the message.
         self._connecting: dict[tuple[str, int], list[tuple[bytes, Message]]] = {}
         self._tasks: set[asyncio.Task[None]] = set()
         self._timer: asyncio.TimerHandle | None = None
@@ -614,6 +622,8 @@ class SipServer(Generic[EventT]):
                 continue
             if self._taken_elsewhere(message, stream.peer):
                 continue
+            if isinstance(message, Request):
+                self._alias(stream, message)
             self._log_received(message, stream.peer)
             self._deliver(message, stream.peer)
         self.transmit()
@@ -1022,6 +1032,23 @@ class SipServer(Generic[EventT]):
         self._streams.add(stream)
         self._connections[(stream.peer.host, stream.peer.port)] = stream
         self.logger.debug("TCP connection with %s", _describe(stream.peer))
+
+    def _alias(self, stream: _StreamProtocol, request: Request) -> None:
+        """RFC 5923: a Via with ``alias`` makes this connection the one to its sent-by port too.
+
+        Only for a sent-by host that is the connection's own peer address: so a
+        peer's in-dialog requests to its Contact (host and listening port, no
+        ``transport=``) reuse the connection it opened, as the peer asked.
+        """
+        try:
+            via = request.top_via
+        except SIPParseError:
+            return
+        if not any(name.lower() == "alias" for name, _ in via.params):
+            return
+        host = via.host[1:-1] if via.host.startswith("[") else via.host
+        if host == stream.peer.host and via.port is not None:
+            self._connections.setdefault((host, via.port), stream)
 
     def _connection_lost(self, stream: _StreamProtocol) -> None:
         self._streams.discard(stream)

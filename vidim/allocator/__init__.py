@@ -35,6 +35,7 @@ from .events import (
     ParticipantLeft,
     RequestAccepted,
     RequestRefused,
+    TransportUnavailable,
 )
 from .profiles import (
     FocusProfile,
@@ -102,6 +103,7 @@ __all__ = [
     "RequestRefusedError",
     "ShowHelp",
     "ShowStatus",
+    "TransportUnavailable",
     "address_of",
     "anchor_offer",
     "anchor_session_id",

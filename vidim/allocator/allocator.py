@@ -335,8 +335,16 @@ class Allocator(SipCoreBase[AllocatorEvent]):
 
     # -- routing -----------------------------------------------------------------------
     def _drain(self, now: float) -> None:
-        while (event := self._layer.next_event()) is not None:
-            self._on_transaction_event(event, now)
+        context = self._context
+        while True:
+            if (event := self._layer.next_event()) is not None:
+                self._on_transaction_event(event, now)
+            elif context.unsent:
+                # Not sent (no transport there): answered as a transport error would be.
+                pending, reason = context.unsent.pop(0)
+                self._on_answer(pending, make_response(pending.request, 503, reason), now)
+            else:
+                return
 
     def _on_transaction_event(self, event: Event, now: float) -> None:
         context = self._context

@@ -25,8 +25,10 @@ class AllocatorConfig:
     #: Focus URIs in failover order.
     focus_uris: tuple[str, ...] = ("sip:conference-factory@127.0.0.1:5080",)
     profile: FocusProfile = FocusProfile.RFC4579
-    #: The IM server: all IMs and probes go through it when set.
-    proxy: Address | None = None
+    #: The IM server: all IMs and probes go through it when set.  A URI
+    #: (``sip:192.0.2.1;transport=tcp``, ``sips:...``) says how to reach it; an
+    #: address names its transport (UDP: TCP too for a large request, RFC 3261 18.1.1).
+    proxy: Address | str | None = None
     #: Capability probing with OPTIONS.
     probe: bool = True
     probe_timeout: float = 2.0

@@ -16,12 +16,12 @@ from dataclasses import dataclass
 from enum import Enum
 
 from ..sip import (
+    SENDABLE_TRANSPORTS,
     URI,
     Address,
     Dialog,
     DialogManager,
     Headers,
-    LocalProtocolError,
     NameAddr,
     Request,
     Response,
@@ -34,11 +34,14 @@ from ..sip import (
     new_tag,
     parse_name_addr,
     parse_uri,
+    request_destination,
+    sent_over,
+    uri_destination,
 )
 from ..timers import Timers
 from .conference import Conference, ConferenceInput, Deadline
 from .config import AllocatorConfig
-from .events import AllocatorEvent, ConferenceStateChanged
+from .events import AllocatorEvent, ConferenceStateChanged, TransportUnavailable
 from .table import ConferenceTable
 
 __all__ = [
@@ -51,6 +54,7 @@ __all__ = [
     "address_text",
     "focus_target",
     "new_token",
+    "proxy_uri",
 ]
 
 
@@ -80,8 +84,15 @@ class Pending:
     target: str = ""
 
 
+#: Where a request goes: a URI (the next hop: its transport, host and port are
+#: chosen when the request is sent, see :func:`vidim.sip.uri_destination`), an
+#: address (the requester's, as their request came), or a dialog (its first
+#: route or remote target, over the dialog's transport when that names none).
+Hop = URI | Address | Dialog
+
+
 def address_of(uri_text: str) -> Address:
-    """Where to send a request for ``uri_text`` with no proxy (host literal, port, transport).
+    """Where a small request for ``uri_text`` goes with no proxy (host literal, port, transport).
 
     Name resolution (RFC 3263) is the I/O layer's business: a host name is
     passed on as it is.
@@ -91,13 +102,22 @@ def address_of(uri_text: str) -> Address:
 
 def address_of_uri(uri: URI) -> Address:
     """:func:`address_of` for a URI already parsed (a dialog's target or route)."""
-    if not isinstance(uri, SipURI):
-        raise LocalProtocolError(f"cannot send to a non-SIP URI {str(uri)!r}")
-    host = uri.param("maddr") or uri.host
-    host = host[1:-1] if host.startswith("[") else host
-    transport = (uri.transport or ("tls" if uri.scheme == "sips" else "udp")).upper()
-    port = uri.port or (5061 if transport == "TLS" else 5060)
-    return Address(host, port, transport)
+    return uri_destination(uri)
+
+
+@functools.lru_cache(maxsize=8)
+def proxy_uri(proxy: Address | str) -> URI:
+    """The configured proxy as the URI of the next hop.
+
+    A URI keeps what it says (``sips:``, ``;transport=udp``); an address
+    names its transport only when that is not UDP, so that a large request
+    may still go over TCP (RFC 3261 section 18.1.1).
+    """
+    if isinstance(proxy, str):
+        return parse_uri(proxy)
+    params = () if proxy.transport.upper() == "UDP" else (("transport", proxy.transport.lower()),)
+    host = f"[{proxy.host}]" if ":" in proxy.host else proxy.host
+    return SipURI(host=host, port=proxy.port, params=params)
 
 
 @functools.lru_cache(maxsize=64)
@@ -148,23 +168,77 @@ class Context:
         #: The SUBSCRIBEs among them: a conference that ends must stop them
         #: from making a dialog (see :meth:`Allocator._retire`).
         self.subscribes: dict[TransactionId, Pending] = {}
+        #: Requests not sent (no transport to their destination) and why: the
+        #: allocator answers each with a made-up 503 once the current input is handled.
+        self.unsent: list[tuple[Pending, str]] = []
 
     # -- sending -----------------------------------------------------------------
     def send(
         self,
         request: Request,
-        destination: Address,
+        hop: Hop,
         now: float,
         pending: Pending,
         *,
         branch: str | None = None,
-    ) -> None:
-        """Send ``request`` in a client transaction; ``branch``: its Via's, when we hold it."""
-        tid = self.layer.send_request(request, destination, now, branch=branch)
+    ) -> TransactionId | None:
+        """Send ``request`` towards ``hop`` in a client transaction; ``branch``: its Via's.
+
+        The transport is chosen here (see :meth:`destination`) and written
+        into the Via.  A destination vidim cannot reach (TLS, not built yet)
+        gets nothing in plain text: a :class:`TransportUnavailable` event, and
+        the request is answered with a made-up 503 (see :attr:`unsent`).
+        Returns the transaction's id, or None when nothing was sent.
+        """
         self.conferences.touch(pending.conference_id)  # a dialog's CSeq, at least
+        destination = self.destination(request, hop)
+        if destination.transport not in SENDABLE_TRANSPORTS:
+            self._unsendable(request, hop, destination, pending)
+            return None
+        sent_over(request, destination.transport, written=self.via.transport)
+        tid = self.layer.send_request(request, destination, now, branch=branch)
         self.pending[tid] = pending
         if request.method == "SUBSCRIBE":
             self.subscribes[tid] = pending
+        return tid
+
+    def send_stateless(self, request: Request, hop: Hop) -> None:
+        """Send a request outside any transaction (an ACK for a 2xx), by the same rules."""
+        destination = self.destination(request, hop)
+        if destination.transport in SENDABLE_TRANSPORTS:
+            sent_over(request, destination.transport, written=self.via.transport)
+            self.layer.send_stateless(request, destination)
+
+    def destination(self, request: Request, hop: Hop) -> Address:
+        """Where ``request`` goes for ``hop``, and over which transport.
+
+        Its size counts only when it would go over UDP without the URI saying
+        so: larger than 1300 bytes, it goes over TCP (RFC 3261 section 18.1.1).
+        """
+        if isinstance(hop, Address):
+            return hop  # where the requester's request came from, as it came
+        default = None
+        if isinstance(hop, Dialog):
+            target, routes = hop.request_target()
+            default = hop.transport
+            hop = routes[0].uri if routes else target
+        return request_destination(request, hop, default_transport=default)
+
+    def _unsendable(
+        self, request: Request, hop: Hop, destination: Address, pending: Pending
+    ) -> None:
+        shown = str(request.uri) if isinstance(hop, Dialog) else str(hop)
+        reason = f"cannot reach {shown} over {destination.transport} yet"
+        self.emit(
+            TransportUnavailable(
+                conference_id=pending.conference_id,
+                method=request.method,
+                target=shown,
+                transport=destination.transport,
+                reason=reason,
+            )
+        )
+        self.unsent.append((pending, reason))
 
     def forget(self, tid: TransactionId) -> None:
         """Nothing more will come for this request."""
@@ -236,15 +310,14 @@ class Context:
         self.conferences.add_call_id(conference, request.call_id)
         return request
 
-    def route(self, uri: str, direct: Address | None = None) -> Address:
-        """Where an out-of-dialog request goes: the proxy when there is one."""
-        if self.config.proxy is not None:
-            return self.config.proxy
-        return direct if direct is not None else address_of(uri)
+    def route(self, uri: str, direct: Address | None = None) -> Hop:
+        """Where an out-of-dialog request goes: the proxy when there is one.
 
-    def in_dialog_destination(self, dialog: Dialog) -> Address:
-        target, routes = dialog.request_target()
-        return address_of_uri(routes[0].uri if routes else target)
+        Else ``direct`` (where the requester's request came from), else ``uri``.
+        """
+        if self.config.proxy is not None:
+            return proxy_uri(self.config.proxy)
+        return direct if direct is not None else parse_uri(uri)
 
     def notice(
         self,

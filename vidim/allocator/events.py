@@ -27,6 +27,7 @@ __all__ = [
     "ParticipantLeft",
     "RequestAccepted",
     "RequestRefused",
+    "TransportUnavailable",
 ]
 
 
@@ -144,3 +145,20 @@ class MessageNotSent(AllocatorEvent):
     destination: Address
     reason: str
     """What the transport said."""
+
+
+@dataclass(frozen=True, kw_only=True, slots=True)
+class TransportUnavailable(AllocatorEvent):
+    """A request not sent: vidim has no transport to its destination (TLS, for ``sips:``).
+
+    Nothing goes out in plain text instead; the request fails as if answered
+    503, so the requester is told (an invitation's failure IM, a focus's
+    failover).  The daemon logs it at WARNING.
+    """
+
+    conference_id: str | None
+    method: str
+    target: str
+    """The URI it was for."""
+    transport: str
+    reason: str

@@ -21,7 +21,7 @@ from ..sip import (
     new_branch,
 )
 from .conference import Conference, ConferenceInput, ConferenceState, Deadline
-from .context import Context, Pending, Purpose, address_of_uri, focus_target
+from .context import Context, Pending, Purpose, focus_target
 from .events import ConferenceEnded, ConferenceFailed, ConferenceReady, FocusFailover
 from .notices import Invitations, conference_header, ready_text
 from .profiles import anchor_session_id, conference_uri, focus_request, join_uri
@@ -86,12 +86,11 @@ class FocusLeg:
             content_type=content_type,
             branch=branch,
         )
-        tid = context.layer.send_request(invite, address_of_uri(uri), now, branch=branch)
-        context.pending[tid] = Pending(
-            Purpose.FOCUS_INVITE, conference.id, invite, str(conference.focus_index)
-        )
-        self.invites[conference.id] = tid
+        pending = Pending(Purpose.FOCUS_INVITE, conference.id, invite, str(conference.focus_index))
         context.arm(conference, Deadline.FOCUS, now + context.config.focus_timeout)
+        tid = context.send(invite, uri, now, pending, branch=branch)
+        if tid is not None:  # else it fails at once (no transport): the next focus is tried
+            self.invites[conference.id] = tid
 
     def _cancel_invite(self, conference: Conference, now: float) -> None:
         tid = self.invites.pop(conference.id, None)
@@ -150,8 +149,7 @@ class FocusLeg:
             self._failed(conference, f"no answer within {timeout:g} s", now)
 
     def _send_ack(self, dialog: Dialog, response: Response) -> None:
-        destination = self._context.in_dialog_destination(dialog)
-        self._context.layer.send_stateless(dialog.create_ack(response), destination)
+        self._context.send_stateless(dialog.create_ack(response), dialog)
 
     def abandon(self, dialog: Dialog, now: float) -> None:
         """A conference we no longer want (late answer after failover or /end): hang up."""
@@ -163,7 +161,7 @@ class FocusLeg:
     def _send_in_dialog(
         self, dialog: Dialog, request: Request, now: float, pending: Pending
     ) -> None:
-        self._context.send(request, self._context.in_dialog_destination(dialog), now, pending)
+        self._context.send(request, dialog, now, pending)
 
     def _failed(
         self, conference: Conference, reason: str, now: float, *, retry: bool = True

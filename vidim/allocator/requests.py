@@ -67,7 +67,8 @@ bare name takes the requester's scheme and host (``bob`` from
 ``sips:alice@example.com`` is ``sips:bob@example.com``); ``user@host`` is
 always ``sip:``.  The ``;mode=`` suffix is looked for after the ``@`` (so a
 user part may hold ``;``); other URI parameters of a ``sip:``/``sips:`` URI
-are checked and dropped, and on the short forms they are refused.  A user
+are checked and dropped (but ``transport=``, which says how to reach the
+invitee), and on the short forms they are refused.  A user
 part holding ``,`` cannot be written in the command form (use the header
 form).  ``#<conference-id>`` names a conference for ``/add``, ``/end`` and
 ``/status``; without it they act on the requester's own live conference.
@@ -76,7 +77,7 @@ Invitees
 --------
 
 Every invitee becomes an address of record: ``sip:`` or ``sips:`` only, a user
-part required, no port, parameters or headers, host lower-cased, and
+part required, no parameters (but its port and ``transport=``) or headers, host lower-cased, and
 %-escapes of unreserved characters decoded (RFC 3261 section 19.1.4:
 ``%61lice`` is ``alice``).  Duplicates (same user and host, whatever the
 scheme) collapse: **the first occurrence wins**, with its mode.  The requester
@@ -389,9 +390,9 @@ def _normalize_user(user: str) -> str:
 def _address_of_record(uri: URI, what: str, *, keep_port: bool = False) -> SipURI:
     """``uri`` as an address of record, or a refusal naming ``what``.
 
-    ``keep_port`` keeps an invitee's port: without a proxy it is how a phone
-    on a non-default port is reached (``sip:bob@192.0.2.5:6000``).  A
-    requester's identity never has one.
+    ``keep_port`` keeps an invitee's port and ``transport=``: without a
+    proxy they say how a phone is reached (``sip:bob@192.0.2.5:6000;transport=tcp``,
+    RFC 3263 section 4.1).  A requester's identity never has either.
     """
     if not isinstance(uri, SipURI):
         _refuse(f"unsupported URI scheme {uri.scheme}: in {what}; use sip: or sips:")
@@ -413,17 +414,19 @@ def _address_of_record(uri: URI, what: str, *, keep_port: bool = False) -> SipUR
     if not host.isascii():
         _refuse(f"malformed host in {what}")
     port = uri.port if keep_port else None
+    transport = uri.transport if keep_port else None
+    params = (("transport", transport),) if transport is not None else ()
     if (
         user is raw_user
         and host == raw_host
         and port == uri.port
-        and not uri.params
+        and uri.params == params
         and not uri.headers
         and uri.password is None
     ):
         return uri  # already an address of record (the common case): immutable, so shared
     try:
-        return SipURI(host=host, scheme=uri.scheme, user=user, port=port)
+        return SipURI(host=host, scheme=uri.scheme, user=user, port=port, params=params)
     except LocalProtocolError:
         _refuse(f"malformed {what}")
 
@@ -863,18 +866,20 @@ def _format_invitee(invitee: Invitee, requester: SipURI) -> str:
     user = uri.user or ""
     if not user or "," in user or _CONTROL_OR_TAB_RE.search(user) or " " in user:
         raise LocalProtocolError(f"invitee {uri} cannot be written as a command argument")
+    short = uri.port is None and not uri.params  # transport= needs the URI form
     if (
-        uri.scheme == requester.scheme
+        short
+        and uri.scheme == requester.scheme
         and uri.host.lower() == requester.host.lower()
-        and uri.port is None
         and _BARE_NAME_RE.fullmatch(user)
     ):
         text = user
-    elif uri.scheme == "sip" and uri.port is None:
+    elif short and uri.scheme == "sip":
         text = f"{user}@{uri.host}"
     else:
         port = f":{uri.port}" if uri.port is not None else ""
-        text = f"{uri.scheme}:{user}@{uri.host}{port}"
+        params = "".join(f";{name}={value}" for name, value in uri.params)
+        text = f"{uri.scheme}:{user}@{uri.host}{port}{params}"
     return text if invitee.mode is None else f"{text};mode={invitee.mode.value}"
 
 

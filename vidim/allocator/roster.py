@@ -18,7 +18,7 @@ from ..conference_info import (
 )
 from ..sip import Dialog, LocalProtocolError, RemoteProtocolError, Request, Response
 from .conference import Conference, ConferenceInput, ConferenceState, Deadline
-from .context import Context, Pending, Purpose, address_of
+from .context import Context, Pending, Purpose
 from .events import MessageIgnored, ParticipantJoined, ParticipantLeft
 from .notices import name_of
 from .profiles import FocusProfile
@@ -57,7 +57,7 @@ class Roster:
             conference, "SUBSCRIBE", uri, headers=self._subscribe_headers()
         )
         pending = Pending(Purpose.SUBSCRIBE, conference.id, subscribe)
-        context.send(subscribe, address_of(uri), now, pending)
+        context.send(subscribe, subscribe.uri, now, pending)
 
     def on_subscribe_answer(
         self, conference: Conference, pending: Pending, response: Response, now: float
@@ -84,7 +84,7 @@ class Roster:
             return  # the subscription dialog has ended: nothing to refresh
         context.send(
             refresh,
-            context.in_dialog_destination(dialog),
+            dialog,
             now,
             Pending(Purpose.RESUBSCRIBE, conference.id, refresh),
         )

@@ -28,6 +28,8 @@ from ..sip import (
     Via,
     make_response,
     new_tag,
+    request_destination,
+    sent_over,
     summary,
     warning_value,
 )
@@ -177,11 +179,14 @@ class Signalling:
                 self.timers.cancel(TimerKey(TimerKind.RESEND, entry.dialog, cseq))
 
     # -- requests --------------------------------------------------------------------
-    def destination(self, dialog: Dialog, fallback: Address) -> Address:
+    def destination(self, dialog: Dialog, fallback: Address, request: Request) -> Address:
         """Where an in-dialog request goes: the first route or the remote target.
 
-        A host that is not an IP literal (name resolution is the I/O layer's
-        business) falls back to where the dialog's request came from.
+        Over the transport the URI names, else over the one the dialog's
+        request came by (``fallback``'s), else TCP for a large request
+        (:func:`vidim.sip.request_destination`).  A host that is not an IP
+        literal (name resolution is the I/O layer's business) falls back to
+        where the dialog's request came from.
         """
         target, routes = dialog.request_target()
         uri = routes[0].uri if routes else target
@@ -193,9 +198,7 @@ class Signalling:
             ipaddress.ip_address(host)
         except ValueError:
             return fallback
-        transport = (uri.transport or fallback.transport).upper()
-        port = uri.port or (5061 if transport == "TLS" else 5060)
-        return Address(host, port, transport)
+        return request_destination(request, uri, default_transport=fallback.transport)
 
     def send_in_dialog(
         self,
@@ -215,5 +218,8 @@ class Signalling:
             )
         except LocalProtocolError:
             return None
-        tid = self.layer.send_request(request, self.destination(dialog, fallback), now)
+        destination = self.destination(dialog, fallback, request)
+        # RFC 3261 18.1.1: the Via says how it goes (the dialogs' Via says local.transport).
+        sent_over(request, destination.transport, written=self.config.local.transport)
+        tid = self.layer.send_request(request, destination, now)
         return tid, request

@@ -47,6 +47,13 @@ from .multipart import BodyPart, build_multipart, parse_multipart
 from .parser import DEFAULT_MAX_MESSAGE_SIZE, StreamFramer, parse_message
 from .salvage import salvage_response
 from .subscription import EventHeader, Subscription, SubscriptionState, parse_event
+from .targets import (
+    MAX_UDP_REQUEST,
+    SENDABLE_TRANSPORTS,
+    request_destination,
+    sent_over,
+    uri_destination,
+)
 from .transaction import (
     AckReceived,
     Address,
@@ -69,8 +76,10 @@ __all__ = [
     "DEFAULT_POLICY",
     "MAGIC_COOKIE",
     "MAX_HEADER_LENGTH",
+    "MAX_UDP_REQUEST",
     "MAX_URI_LENGTH",
     "REASON_PHRASES",
+    "SENDABLE_TRANSPORTS",
     "URI",
     "AbsoluteURI",
     "AckReceived",
@@ -131,12 +140,15 @@ __all__ = [
     "parse_uri",
     "parse_via_list",
     "quote",
+    "request_destination",
     "salvage_response",
+    "sent_over",
     "split_list",
     "summary",
     "unescape",
     "unforward_response",
     "unknown_dialog_response",
+    "uri_destination",
     "via_destination",
     "warning_value",
 ]

@@ -293,6 +293,14 @@ def tag_of(addr: NameAddr) -> str:
     return addr.tag or ""
 
 
+def _sent_transport(request: Request) -> str | None:
+    """The transport the top Via of ``request`` names (upper case), or None without one."""
+    try:
+        return request.top_via.transport.upper()
+    except SIPParseError:
+        return None
+
+
 def _first_contact(message: Request | Response) -> NameAddr | None:
     contacts = message.contacts
     return contacts[0] if contacts else None
@@ -357,6 +365,7 @@ class Dialog:
         "secure",
         "state",
         "subscriptions",
+        "transport",
     )
 
     role: DialogRole
@@ -376,6 +385,13 @@ class Dialog:
     """Method of the request that created the dialog."""
     secure: bool
     """True when the dialog was made over TLS with a SIPS URI (RFC 3261 12.1.1)."""
+    transport: str | None
+    """The transport of the request that made the dialog (its top Via), or None.
+
+    In-dialog requests go over it when the remote target names no transport
+    (see :func:`vidim.sip.uri_destination`): a peer reached over TCP is
+    reached over TCP again, and its connection reused.
+    """
     local_via: LocalVia | None
     has_invite_usage: bool
     """True while the dialog has its INVITE usage (until BYE or a failed re-INVITE)."""
@@ -401,6 +417,7 @@ class Dialog:
         initial_method: str,
         secure: bool = False,
         local_via: LocalVia | None = None,
+        transport: str | None = None,
     ) -> None:
         self.role = role
         self.state = state
@@ -415,6 +432,7 @@ class Dialog:
         self.initial_cseq = initial_cseq
         self.initial_method = initial_method
         self.secure = secure
+        self.transport = transport
         self.local_via = local_via
         self.has_invite_usage = initial_method == "INVITE"
         self.subscriptions = []
@@ -497,6 +515,7 @@ class Dialog:
             initial_method=method,
             secure=request.uri.scheme == "sips",
             local_via=local_via,
+            transport=_sent_transport(request),
         )
         if method == "SUBSCRIBE":
             dialog._add_subscriber_usage(request)
@@ -543,6 +562,7 @@ class Dialog:
             initial_method="SUBSCRIBE",
             secure=subscribe.uri.scheme == "sips",
             local_via=local_via,
+            transport=_sent_transport(subscribe),
         )
         dialog._add_subscriber_usage(subscribe)
         return dialog
@@ -589,6 +609,7 @@ class Dialog:
             initial_method=method,
             secure=request.uri.scheme == "sips",
             local_via=local_via,
+            transport=_sent_transport(request),
         )
         if method == "SUBSCRIBE":
             event = event_of(request)
@@ -1015,6 +1036,7 @@ class Dialog:
             "initial_cseq": self.initial_cseq,
             "initial_method": self.initial_method,
             "secure": self.secure,
+            "transport": self.transport,
             "has_invite_usage": self.has_invite_usage,
             "subscriptions": [sub.to_dict() for sub in self.subscriptions],
             "pending_invite": self._pending_invite,
@@ -1048,6 +1070,8 @@ class Dialog:
                 initial_method=str(data["initial_method"]),
                 secure=bool(data["secure"]),
                 local_via=local_via,
+                # Absent from records stored before it was kept.
+                transport=optional(str, data.get("transport")),
             )
             dialog.has_invite_usage = bool(data["has_invite_usage"])
             dialog.subscriptions = [Subscription.from_dict(item) for item in data["subscriptions"]]

@@ -453,11 +453,13 @@ class Headers:
     and the cached values of that name.
     """
 
-    __slots__ = ("_cache", "_index", "_lines")
+    __slots__ = ("_cache", "_index", "_lines", "_version")
 
     def __init__(self, items: Iterable[tuple[str, str]] = ()) -> None:
         #: (key, name, value): the key is the name in lower case.
         self._lines: list[tuple[str, str, str]] = []
+        #: Counts the changes (see :attr:`version`).
+        self._version = 0
         #: key -> its values, in order; None until a lookup needs it.
         self._index: dict[str, list[str]] | None = None
         #: Parsed values: by key for parsed(), "*" + key for parsed_all().
@@ -579,7 +581,13 @@ class Headers:
             cache[key] = [item for line in self._values(key[1:]) for item in parser(line)]
         return cache[key]  # type: ignore[no-any-return]
 
+    @property
+    def version(self) -> int:
+        """Changes so far: what was built from these lines at one version holds while it lasts."""
+        return self._version
+
     def _changed(self, key: str) -> None:
+        self._version += 1
         self._index = None
         if self._cache:  # empty while a message is being built
             self._cache.pop(key, None)

@@ -68,10 +68,15 @@ class Message:
     from :func:`vidim.sip.parse_message` has had its core headers validated.
     """
 
-    __slots__ = ("body", "headers")
+    __slots__ = ("_wire", "_wire_body", "_wire_headers", "_wire_version", "body", "headers")
 
     headers: Headers
     body: bytes
+    #: The last serialization, and the headers (at which version) and body it was made of.
+    _wire: bytes | None
+    _wire_headers: Headers | None
+    _wire_version: int
+    _wire_body: bytes
 
     def __init__(
         self, headers: Headers | Iterable[tuple[str, str]] = (), body: object = b""
@@ -81,6 +86,9 @@ class Message:
         if not isinstance(body, bytes):
             raise LocalProtocolError("a message body must be bytes")
         self.body = body
+        self._wire = self._wire_headers = None
+        self._wire_version = 0
+        self._wire_body = b""
 
     # -- typed accessors -------------------------------------------------------
     def _required(self, name: str, parser: Callable[[str], T]) -> T:
@@ -160,11 +168,28 @@ class Message:
         raise NotImplementedError
 
     def to_bytes(self) -> bytes:
-        """Serialize; Content-Length is always written, from the body's length."""
+        """Serialize; Content-Length is always written, from the body's length.
+
+        The bytes are kept until the headers or the body change: a request is
+        serialized to choose its transport (RFC 3261 18.1.1), then to be sent,
+        then for each retransmission.  The start line is taken to be fixed
+        once the message is built.
+        """
+        headers, body, wire = self.headers, self.body, self._wire
+        if (
+            wire is not None
+            and self._wire_headers is headers
+            and self._wire_version == headers.version
+            and self._wire_body is body
+        ):
+            return wire
         lines = [self._start_line()]
-        lines += [f"{name}: {value}" for name, value in self.headers if name != "Content-Length"]
-        lines += [f"Content-Length: {len(self.body)}", "", ""]
-        return _encode("\r\n".join(lines)) + self.body
+        lines += [f"{name}: {value}" for name, value in headers if name != "Content-Length"]
+        lines += [f"Content-Length: {len(body)}", "", ""]
+        wire = _encode("\r\n".join(lines)) + body
+        self._wire, self._wire_headers = wire, headers
+        self._wire_version, self._wire_body = headers.version, body
+        return wire
 
     def __bytes__(self) -> bytes:
         return self.to_bytes()

@@ -1270,6 +1270,26 @@ class TransactionLayer:
             return False
         return txn._apply(TransactionInput.TRANSPORT_ERROR, now, None)
 
+    def report_send_failure(self, request: Request, now: float) -> bool:
+        """The transport could not send ``request`` (e.g. no TCP connection could be opened).
+
+        For the I/O layer, which holds the request but not its transaction id:
+        the client transaction is found from the request's top Via branch and
+        method, and fails as in :meth:`report_transport_error`.
+
+        Returns:
+            False when no live client transaction sent ``request`` (an ACK, a
+            response, a transaction already over).
+        """
+        try:
+            key = (request.top_via.branch, request.method)
+        except SIPParseError:
+            return False
+        txn = self._client_index.get(key)
+        if txn is None:
+            return False
+        return self.report_transport_error(txn.id, now)
+
     # -- input ---------------------------------------------------------------------
     def send_stateless(self, message: Message, destination: Address) -> None:
         """Send a message outside any transaction: an ACK for 2xx, a stateless reply."""

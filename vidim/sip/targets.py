@@ -1,0 +1,127 @@
+"""Where and how a request goes: RFC 3263 section 4 without DNS, RFC 3261 section 18.1.1.
+
+A UAC that has a URI to send to (a Request-URI, a proxy, a dialog's first
+route or remote target) must pick a transport, a host and a port, then write
+the transport it picked into the top Via of its request.  The rules are
+small and have nothing to do with sockets::
+
+    destination = request_destination(request, uri)
+    sent_over(request, destination.transport)
+
+What is left to the I/O layer: resolving a host name (``getaddrinfo``; no
+NAPTR or SRV lookups yet) and opening or reusing the connection.
+"""
+
+from __future__ import annotations
+
+from dataclasses import replace
+from typing import Final
+
+from .errors import LocalProtocolError, SIPParseError
+from .message import Request
+from .transaction import Address
+from .uri import URI, SipURI
+
+__all__ = [
+    "MAX_UDP_REQUEST",
+    "SENDABLE_TRANSPORTS",
+    "request_destination",
+    "sent_over",
+    "uri_destination",
+]
+
+#: RFC 3261 section 18.1.1: "If a request ... is larger than 1300 bytes and
+#: the path MTU is unknown, the request MUST be sent using an RFC 2914
+#: congestion controlled transport protocol, such as TCP."  1300 leaves room
+#: for IP and UDP headers below the usual 1500-byte Ethernet MTU.
+MAX_UDP_REQUEST: Final = 1300
+
+#: The transports vidim can send over (TLS is not built yet).
+SENDABLE_TRANSPORTS: Final = frozenset({"UDP", "TCP"})
+
+#: RFC 3261 section 19.1.2: the default port of each transport.
+_DEFAULT_PORTS: Final = {"TLS": 5061, "TLS-SCTP": 5061, "WSS": 443, "WS": 80}
+
+
+def uri_destination(uri: URI, *, size: int = 0, default_transport: str | None = None) -> Address:
+    """The transport, host and port a request for ``uri`` goes to.
+
+    RFC 3263 section 4.1 for an IP literal or a host name with no NAPTR
+    lookup: ``transport=`` when the URI names one; TLS for ``sips:``
+    (``transport=tcp`` included: TLS runs over TCP); else
+    ``default_transport`` (a dialog's transport, when its remote target names
+    none: see :attr:`Dialog.transport`) or UDP.  Then RFC 3261 section 18.1.1:
+    a request of more than :data:`MAX_UDP_REQUEST` bytes (``size``) that would
+    go over UDP goes over TCP instead, unless the URI says ``transport=udp``.
+    ``maddr`` overrides the host (RFC 3261 section 19.1.1); the port is the
+    URI's, or its transport's default (section 19.1.2).
+
+    Raises:
+        LocalProtocolError: ``uri`` is not a ``sip:`` or ``sips:`` URI.
+    """
+    if not isinstance(uri, SipURI):
+        raise LocalProtocolError(f"cannot send to a non-SIP URI {str(uri)!r}")
+    named = maddr = None
+    for key, value in uri.params:  # one pass: this runs for every request sent
+        lowered = key.lower()
+        if lowered == "transport" and named is None and value:
+            named = value.lower()
+        elif lowered == "maddr" and maddr is None:
+            maddr = value
+    host = maddr or uri.host
+    host = host[1:-1] if host.startswith("[") else host
+    if uri.scheme == "sips" and named in (None, "tcp", "tls"):
+        transport = "TLS"
+    elif named is not None:
+        transport = named.upper()
+    else:
+        transport = (default_transport or "UDP").upper()
+    if transport == "UDP" and named != "udp" and size > MAX_UDP_REQUEST:
+        transport = "TCP"
+    port = uri.port or _DEFAULT_PORTS.get(transport, 5060)
+    return Address(host, port, transport)
+
+
+def request_destination(
+    request: Request, uri: URI, *, default_transport: str | None = None
+) -> Address:
+    """:func:`uri_destination` for ``request``: its size is measured only when it counts.
+
+    That is when it would go over UDP without the URI saying so.
+    """
+    destination = uri_destination(uri, default_transport=default_transport)
+    if (
+        destination.transport == "UDP"
+        and isinstance(uri, SipURI)
+        and uri.transport is None
+        and len(request.to_bytes()) > MAX_UDP_REQUEST
+    ):
+        return replace(destination, transport="TCP")
+    return destination
+
+
+def sent_over(request: Request, transport: str, *, written: str | None = None) -> None:
+    """Write ``transport`` into the top Via of ``request``, a request we originate.
+
+    RFC 3261 section 18.1.1: "If this causes a change in the transport
+    protocol from the one indicated in the top Via, the value in the top
+    Via MUST be changed."  Our requests carry one Via, the one we wrote; the
+    sent-by port is kept (vidim's UDP and TCP listen on the same port).
+    ``written``: the transport the caller wrote that Via with, when it knows
+    it; the same transport then leaves the request as it is, unparsed.
+
+    Raises:
+        LocalProtocolError: the request has no Via, or more than one (it is
+            not one we originate).
+    """
+    transport = transport.upper()
+    if written is not None and written.upper() == transport:
+        return
+    try:
+        vias = request.via
+    except SIPParseError as error:
+        raise LocalProtocolError(f"cannot rewrite the Via: {error.reason}") from None
+    if len(vias) != 1:
+        raise LocalProtocolError(f"a request we originate has one Via, not {len(vias)}")
+    if vias[0].transport.upper() != transport:
+        request.headers.set("Via", str(replace(vias[0], transport=transport)))
