@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import pytest
+from sip_factory import request_bytes
 
 from vidim.sip import (
     Challenger,
@@ -19,8 +20,6 @@ from vidim.sip import (
     parse_message,
     parse_users_file,
 )
-
-from sip_factory import request_bytes
 
 # RFC 2617 section 3.5 (MD5, qop=auth): the example every implementation checks.
 RFC2617 = {
@@ -93,7 +92,8 @@ def test_rfc2069_style_without_qop() -> None:
 def test_sess_variant_hashes_ha1_with_the_nonces() -> None:
     plain = _response(RFC7616, "SHA-256")
     sess = _response(RFC7616, "SHA-256-sess")
-    assert sess != plain and len(sess) == 64
+    assert sess != plain
+    assert len(sess) == 64
 
 
 def test_parse_a_kamailio_challenge() -> None:
@@ -112,7 +112,8 @@ def test_parse_a_kamailio_challenge() -> None:
 def test_parse_challenge_round_trip_and_other_schemes() -> None:
     value = 'Digest realm="a \\"b\\", c", nonce="n", algorithm=MD5'
     challenge = parse_challenge(value)
-    assert challenge is not None and challenge.realm == 'a "b", c'
+    assert challenge is not None
+    assert challenge.realm == 'a "b", c'
     assert parse_challenge(str(challenge)) == challenge
     assert parse_challenge('Basic realm="x"') is None
     with pytest.raises(SIPParseError):
@@ -130,7 +131,8 @@ def test_parse_credentials_round_trip() -> None:
     )
     credentials = parse_credentials(value)
     assert credentials is not None
-    assert credentials.nc == 1 and credentials.cnonce == "0a4f113b"
+    assert credentials.nc == 1
+    assert credentials.cnonce == "0a4f113b"
     assert parse_credentials(str(credentials)) == credentials
     with pytest.raises(SIPParseError):
         parse_credentials(value.replace("nc=00000001", "nc=1"))
@@ -159,7 +161,9 @@ def test_answer_picks_sha256_over_md5_per_realm() -> None:
     parsed = [parse_credentials(value) for _, value in lines]
     assert [(c.realm, c.algorithm) for c in parsed if c] == [("r", "SHA-256"), ("other", "MD5")]
     first = parsed[0]
-    assert first is not None and first.uri == "sip:vidim@example.com" and first.nc == 1
+    assert first is not None
+    assert first.uri == "sip:vidim@example.com"
+    assert first.nc == 1
     assert first.response == digest_response(
         algorithm="SHA-256",
         ha1=hash_a1("SHA-256", "u", "r", "p"),
@@ -177,7 +181,9 @@ def test_a_407_gets_proxy_authorization_and_the_opaque_back() -> None:
     [(name, value)] = answer_challenges(_request(), response, username="u", password="p")
     credentials = parse_credentials(value)
     assert name == "Proxy-Authorization"
-    assert credentials is not None and credentials.opaque == "o" and credentials.qop is None
+    assert credentials is not None
+    assert credentials.opaque == "o"
+    assert credentials.qop is None
 
 
 def test_nothing_to_answer() -> None:
@@ -209,8 +215,7 @@ def _challenge_of(challenger: Challenger, request: Request, now: float) -> Remot
 def _with_answer(request: Request, error: RemoteProtocolError, password: str) -> Request:
     challenge = make_response(request, error.status_hint, headers=error.headers)
     lines = answer_challenges(request, challenge, username="alice", password=password)
-    retried = _request(**dict(lines))
-    return retried
+    return _request(**dict(lines))
 
 
 def test_challenger_offers_both_algorithms_with_one_fresh_nonce() -> None:
@@ -231,7 +236,8 @@ def test_challenger_takes_the_right_password_once(algorithm: str) -> None:
     retried = _with_answer(_request(), error, "secret")
     assert challenger.check(retried, 101.0) == "alice"
     replayed = _challenge_of(challenger, retried, 102.0)
-    assert replayed.status_hint == 403 and "replayed" in replayed.reason
+    assert replayed.status_hint == 403
+    assert "replayed" in replayed.reason
 
 
 def test_challenger_refuses_a_wrong_password_with_403() -> None:
@@ -249,7 +255,8 @@ def test_challenger_asks_again_with_stale_for_an_old_nonce() -> None:
     stale = _challenge_of(challenger, retried, 131.0)
     assert stale.status_hint == 401
     challenge = parse_challenge(stale.headers[0][1])
-    assert challenge is not None and challenge.stale
+    assert challenge is not None
+    assert challenge.stale
 
 
 def test_challenger_refuses_a_nonce_it_did_not_make() -> None:
@@ -257,7 +264,8 @@ def test_challenger_refuses_a_nonce_it_did_not_make() -> None:
     challenger = Challenger("vidim", USERS)
     forged = _with_answer(_request(), _challenge_of(other, _request(), 100.0), "secret")
     error = _challenge_of(challenger, forged, 101.0)
-    assert error.status_hint == 401 and error.reason == "unknown nonce"
+    assert error.status_hint == 401
+    assert error.reason == "unknown nonce"
 
 
 def test_challenger_refuses_credentials_for_another_uri() -> None:

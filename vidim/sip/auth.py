@@ -327,7 +327,7 @@ def parse_users_file(text: str, realm: str) -> dict[str, dict[str, str]]:
         line = line.strip()
         if not line or line.startswith("#"):
             continue
-        user, line_realm, ha1 = (line.rsplit(":", 2) + ["", ""])[:3]
+        user, line_realm, ha1 = ([*line.rsplit(":", 2), "", ""])[:3]
         ha1 = ha1.lower()
         algorithm = {32: "MD5", 64: "SHA-256"}.get(len(ha1))
         if not user or algorithm is None or not re.fullmatch(r"[0-9a-f]+", ha1):
