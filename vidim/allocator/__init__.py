@@ -22,6 +22,7 @@ from .conference import (
 from .config import AllocatorConfig
 from .events import (
     AllocatorEvent,
+    AuthenticationFailed,
     ConferenceEnded,
     ConferenceFailed,
     ConferenceReady,
@@ -68,6 +69,7 @@ __all__ = [
     "Allocator",
     "AllocatorConfig",
     "AllocatorEvent",
+    "AuthenticationFailed",
     "Capabilities",
     "Command",
     "Conference",

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from ..sip import Address, TransactionConfig
+from ..sip import Address, ClientCredentials, TransactionConfig
 from .profiles import FocusProfile
 from .requests import RequestPolicy
 
@@ -42,6 +42,9 @@ class AllocatorConfig:
     rate_window: float = 60.0
     max_conferences: int = 100_000
     transactions: TransactionConfig = field(default_factory=TransactionConfig)
+    #: Who vidim is when a proxy or a focus challenges its requests (401/407);
+    #: None: a challenge is a failure (see :mod:`vidim.allocator.authentication`).
+    credentials: ClientCredentials | None = None
 
     @property
     def warning_host(self) -> str:

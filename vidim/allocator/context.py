@@ -78,6 +78,10 @@ class Pending:
     request: Request
     #: The participant URI, or the index of the focus.
     target: str = ""
+    #: Where it was sent: a retry with credentials goes there too.
+    destination: Address | None = None
+    #: How many times it was sent again with credentials (401/407).
+    challenged: int = 0
 
 
 def address_of(uri_text: str) -> Address:
@@ -158,13 +162,15 @@ class Context:
         pending: Pending,
         *,
         branch: str | None = None,
-    ) -> None:
+    ) -> TransactionId:
         """Send ``request`` in a client transaction; ``branch``: its Via's, when we hold it."""
         tid = self.layer.send_request(request, destination, now, branch=branch)
         self.conferences.touch(pending.conference_id)  # a dialog's CSeq, at least
+        pending.destination = destination
         self.pending[tid] = pending
         if request.method == "SUBSCRIBE":
             self.subscribes[tid] = pending
+        return tid
 
     def forget(self, tid: TransactionId) -> None:
         """Nothing more will come for this request."""

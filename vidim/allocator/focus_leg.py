@@ -86,12 +86,16 @@ class FocusLeg:
             content_type=content_type,
             branch=branch,
         )
-        tid = context.layer.send_request(invite, address_of_uri(uri), now, branch=branch)
-        context.pending[tid] = Pending(
-            Purpose.FOCUS_INVITE, conference.id, invite, str(conference.focus_index)
-        )
+        pending = Pending(Purpose.FOCUS_INVITE, conference.id, invite, str(conference.focus_index))
+        tid = context.send(invite, address_of_uri(uri), now, pending, branch=branch)
         self.invites[conference.id] = tid
         context.arm(conference, Deadline.FOCUS, now + context.config.focus_timeout)
+
+    def resent(self, old: TransactionId, new: TransactionId, pending: Pending) -> None:
+        """``pending``'s request went again (with credentials): a CANCEL goes to the new one."""
+        conference_id = pending.conference_id
+        if conference_id is not None and self.invites.get(conference_id) == old:
+            self.invites[conference_id] = new
 
     def _cancel_invite(self, conference: Conference, now: float) -> None:
         tid = self.invites.pop(conference.id, None)

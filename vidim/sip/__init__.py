@@ -9,6 +9,7 @@ from __future__ import annotations
 from .auth import (
     Challenge,
     Challenger,
+    ClientCredentials,
     DigestCredentials,
     answer_challenges,
     digest_response,
@@ -90,6 +91,7 @@ __all__ = [
     "CSeq",
     "Challenge",
     "Challenger",
+    "ClientCredentials",
     "Dialog",
     "DialogId",
     "DialogManager",

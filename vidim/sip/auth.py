@@ -31,7 +31,7 @@ import re
 import secrets
 import struct
 from collections.abc import Callable, Iterable, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from .errors import LocalProtocolError, RemoteProtocolError, SIPParseError
 from .headers import quote
@@ -41,6 +41,7 @@ __all__ = [
     "ALGORITHMS",
     "Challenge",
     "Challenger",
+    "ClientCredentials",
     "DigestCredentials",
     "answer_challenges",
     "digest_response",
@@ -250,19 +251,32 @@ def _strongest(challenges: Iterable[Challenge]) -> dict[str, Challenge]:
     return best
 
 
+@dataclass(frozen=True, slots=True, kw_only=True)
+class ClientCredentials:
+    """Who we are when a server challenges us (the daemon's ``[auth]`` section)."""
+
+    username: str
+    password: str = field(repr=False)
+    #: Answer challenges of this realm only (None: of any realm).  A password
+    #: sent to every realm asking lets any server on the path try it offline.
+    realm: str | None = None
+
+
 def answer_challenges(
     request: Request,
     response: Response,
     *,
     username: str,
     password: str,
+    realm: str | None = None,
     cnonce: Callable[[], str] | None = None,
 ) -> list[tuple[str, str]]:
     """The credential lines that answer a 401's or 407's challenges to ``request``.
 
     One line per realm challenged, for the strongest algorithm offered that we
     support; empty when nothing could be answered (another scheme, an unknown
-    algorithm, a malformed challenge).  ``cnonce`` makes the client nonce
+    algorithm, a malformed challenge, a realm other than ``realm`` when it is
+    given).  ``cnonce`` makes the client nonce
     (default: 96 random bits); the nonce count is 1, each challenge answered once.
     """
     proxy = response.status == 407
@@ -274,7 +288,7 @@ def answer_challenges(
             challenge = parse_challenge(value)
         except SIPParseError:
             continue
-        if challenge is not None:
+        if challenge is not None and realm in (None, challenge.realm):
             challenges.append(challenge)
     uri = str(request.uri)
     lines = []
