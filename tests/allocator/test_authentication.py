@@ -10,9 +10,23 @@ from vidim.allocator.events import (
     ConferenceFailed,
     ConferenceReady,
     InvitationFailed,
+    RequestAccepted,
+    RequestRefused,
 )
 from vidim.allocator.requests import RequestPolicy
-from vidim.sip import Address, Challenger, ClientCredentials, Request, hash_a1, parse_credentials
+from vidim.sip import (
+    Address,
+    Challenger,
+    ClientCredentials,
+    DigestRealm,
+    Request,
+    Response,
+    answer_challenges,
+    hash_a1,
+    new_branch,
+    parse_challenge,
+    parse_credentials,
+)
 
 REALM = "example.com"
 
@@ -168,3 +182,102 @@ def test_a_stale_nonce_is_answered_once_more_then_given_up() -> None:
     assert {f.reason for f in net.of_type(AuthenticationFailed)} == {
         "credentials of 'vidim' refused"
     }
+
+
+# -- vidim asks: MESSAGEs from untrusted sources ------------------------------------
+UNTRUSTED = Address("192.0.2.10", 5062)
+
+
+def _challenging(**users: str) -> Allocator:
+    table = {
+        user: {a: hash_a1(a, user, REALM, password) for a in ("MD5", "SHA-256")}
+        for user, password in users.items()
+    }
+    return Allocator(
+        AllocatorConfig(
+            requests=RequestPolicy.for_domain("example.com"),
+            proxy=PROXY,
+            challenge=DigestRealm(realm=REALM, users=table),
+        )
+    )
+
+
+def _message(cseq: int, extra: list[tuple[str, str]] | None = None) -> Request:
+    return Request(
+        "MESSAGE",
+        "sip:vidim@example.com",
+        [
+            ("Via", f"SIP/2.0/UDP {UNTRUSTED.host}:{UNTRUSTED.port};branch={new_branch()}"),
+            ("Max-Forwards", "70"),
+            ("From", "<sip:mallory@example.com>;tag=m1"),
+            ("To", "<sip:vidim@example.com>"),
+            ("Call-ID", "call-1@192.0.2.10"),
+            ("CSeq", f"{cseq} MESSAGE"),
+            ("Content-Type", "text/plain"),
+            *(extra or []),
+        ],
+        b"/help",
+    )
+
+
+def _answer(allocator: Allocator, request: Request, now: float) -> Response:
+    allocator.receive(request, UNTRUSTED, now)
+    answers = [m for m, _ in allocator.messages_to_send() if isinstance(m, Response)]
+    (response,) = answers
+    return response
+
+
+def _with_credentials(challenge: Response, password: str, cseq: int) -> Request:
+    lines = answer_challenges(_message(cseq), challenge, username="mallory", password=password)
+    return _message(cseq, lines)
+
+
+def test_an_untrusted_requester_is_challenged_then_served() -> None:
+    allocator = _challenging(mallory="secret")
+    challenge = _answer(allocator, _message(1), 0.0)
+    assert challenge.status == 401
+    offered = [parse_challenge(v) for v in challenge.headers.get_all("WWW-Authenticate")]
+    assert [c.algorithm for c in offered if c] == ["SHA-256", "MD5"]
+    (refused,) = [e for e in allocator.events() if isinstance(e, RequestRefused)]
+    assert refused.status == 401
+    retried = _with_credentials(challenge, "secret", 2)
+    assert _answer(allocator, retried, 1.0).status == 202
+    accepted = [e for e in allocator.events() if isinstance(e, RequestAccepted)]
+    assert [(e.requester, e.command) for e in accepted] == [("sip:mallory@example.com", "help")]
+
+
+def test_wrong_credentials_get_403_with_a_warning() -> None:
+    allocator = _challenging(mallory="secret")
+    challenge = _answer(allocator, _message(1), 0.0)
+    refused = _answer(allocator, _with_credentials(challenge, "guess", 2), 1.0)
+    assert refused.status == 403
+    assert refused.headers.get("Warning") == ("399 example.com \"wrong credentials for 'mallory'\"")
+
+
+def test_a_replayed_nonce_and_count_is_refused() -> None:
+    allocator = _challenging(mallory="secret")
+    challenge = _answer(allocator, _message(1), 0.0)
+    retried = _with_credentials(challenge, "secret", 2)
+    assert _answer(allocator, retried, 1.0).status == 202
+    # The same credentials in a new request (a new branch: not a retransmission).
+    replay = _message(3, [(n, v) for n, v in retried.headers if n == "Authorization"])
+    refused = _answer(allocator, replay, 2.0)
+    assert refused.status == 403
+    assert "replayed" in (refused.headers.get("Warning") or "")
+
+
+def test_credentials_of_another_user_than_the_from_are_refused() -> None:
+    allocator = _challenging(mallory="secret", trent="other")
+    challenge = _answer(allocator, _message(1), 0.0)
+    lines = answer_challenges(_message(2), challenge, username="trent", password="other")
+    refused = _answer(allocator, _message(2, lines), 1.0)
+    assert refused.status == 403
+    assert "not the From user" in (refused.headers.get("Warning") or "")
+
+
+def test_a_trusted_source_is_not_challenged() -> None:
+    allocator = _challenging(mallory="secret")
+    request = _message(1)
+    allocator.receive(request, Address("127.0.0.1", 5062), 0.0)
+    (response,) = [m for m, _ in allocator.messages_to_send() if isinstance(m, Response)]
+    assert response.status == 202

@@ -282,9 +282,8 @@ class Allocator(SipCoreBase[AllocatorEvent]):
             for conference in self.conferences.values():
                 if conference.state in _SETTING_UP:
                     self._focus.focus_lists.setdefault(conference.id, old_foci)
+        self._commands.reconfigure(config)
         self.config = self._context.config = config
-        self._commands.rate.limit = config.rate_limit
-        self._commands.rate.window = config.rate_window
 
     def restore(self, record: dict[str, Any], now: float) -> Conference:
         """Resume managing a conference saved with :meth:`snapshot`.

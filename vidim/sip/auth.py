@@ -43,6 +43,7 @@ __all__ = [
     "Challenger",
     "ClientCredentials",
     "DigestCredentials",
+    "DigestRealm",
     "answer_challenges",
     "digest_response",
     "hash_a1",
@@ -351,6 +352,17 @@ def parse_users_file(text: str, realm: str) -> dict[str, dict[str, str]]:
     return users
 
 
+@dataclass(frozen=True, slots=True, kw_only=True)
+class DigestRealm:
+    """What a server challenges with: its realm and its users (the daemon's ``users_file``)."""
+
+    realm: str
+    #: ``{user: {algorithm: HA1}}`` (:func:`parse_users_file`).
+    users: Mapping[str, Mapping[str, str]] = field(repr=False)
+    #: Seconds a nonce is taken; after that the client is asked again (``stale=true``).
+    nonce_lifetime: float = 300.0
+
+
 class Challenger:
     """A server's side of Digest: challenges requests and checks their credentials.
 
@@ -388,6 +400,15 @@ class Challenger:
         self._key = key if key is not None else secrets.token_bytes(32)
         #: The highest nonce count taken with each live nonce, and the nonce's time.
         self._counts: dict[str, tuple[int, float]] = {}
+
+    @classmethod
+    def for_realm(cls, realm: DigestRealm, *, warning_host: str = "vidim") -> Challenger:
+        return cls(
+            realm.realm,
+            realm.users,
+            nonce_lifetime=realm.nonce_lifetime,
+            warning_host=warning_host,
+        )
 
     # -- nonces ------------------------------------------------------------------
     def new_nonce(self, now: float) -> str:
