@@ -95,6 +95,8 @@ def allocator_config(config: DaemonConfig) -> AllocatorConfig:
         rate_window=config.rate_window,
         max_conferences=config.max_conferences,
         transactions=_transactions(config),
+        credentials=config.credentials,
+        challenge=config.challenge,
     )
 
 
@@ -176,12 +178,19 @@ DEBUG_EVENTS: frozenset[type] = frozenset(
 )
 
 
+#: Events logged at WARNING: the operator has something to fix (e.g. the
+#: ``[auth]`` credentials a proxy or a focus refuses).
+WARNING_EVENTS: frozenset[type] = frozenset({allocator_events.AuthenticationFailed})
+
+
 def _event_logger(name: str) -> Callable[[Any], None]:
     """Log each event with its ``conference_id`` and ``call_id`` fields, when it has them."""
     logger = logging.getLogger(f"vidim.{name}")
 
     def on_event(event: Any) -> None:
         level = logging.DEBUG if type(event) in DEBUG_EVENTS else logging.INFO
+        if type(event) in WARNING_EVENTS:
+            level = logging.WARNING
         extra = {
             key: value
             for key in ("conference_id", "call_id")
@@ -310,6 +319,8 @@ RELOADABLE: Final = frozenset(
         "max_conferences",
         "focus",
         "end_on_stop",
+        "credentials",
+        "challenge",
     }
 )
 
@@ -318,6 +329,7 @@ def _setting_names(fields: list[str]) -> list[str]:
     """Config fields as the TOML keys an operator edits (``limits.max_invitees``)."""
     keys = {setting.field or key.rpartition(".")[2]: key for key, setting in SETTINGS.items()}
     keys |= {"proxy_uri": "proxy", "overload": "limits.overload*"}
+    keys |= {"credentials": "auth.username/password/realm", "challenge": "auth.*"}
     return list(dict.fromkeys(keys.get(name, name) for name in fields))
 
 
