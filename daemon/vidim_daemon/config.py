@@ -20,6 +20,7 @@ from typing import Any, Final
 from vidim.allocator.profiles import FocusProfile
 from vidim.overload import OverloadPolicy
 from vidim.sip import (
+    ALGORITHMS,
     Address,
     ClientCredentials,
     DigestRealm,
@@ -393,6 +394,21 @@ def _port_range(value: Any) -> tuple[int, int]:
     return (value[0], value[1])
 
 
+def _algorithms(value: Any) -> tuple[str, ...]:
+    """Digest algorithms, in the order offered (RFC 8760: the preferred first)."""
+    items = value if isinstance(value, list) else [value]
+    known = {name.lower(): name for name in ALGORITHMS}
+    names = []
+    for item in items:
+        name = known.get(str(item).lower())
+        if name is None:
+            raise ValueError(f"must be a list of {', '.join(ALGORITHMS)}, got {item!r}")
+        names.append(name)
+    if not names or len(set(names)) != len(names):
+        raise ValueError(f"must name each algorithm once, at least one, got {value!r}")
+    return tuple(names)
+
+
 @dataclass(frozen=True, slots=True)
 class Setting:
     """One TOML key: its default, and how its value becomes the config's."""
@@ -455,7 +471,8 @@ SETTINGS: Final[dict[str, Setting]] = {
     # Digest (docs/security.md): the credentials vidim answers a 401/407 with (empty
     # username: none; empty realm: any realm), and whether it challenges MESSAGEs
     # from untrusted sources against users_file (htdigest lines user:realm:HA1) in
-    # challenge_realm (empty: the domain).  The six make DaemonConfig.credentials
+    # challenge_realm (empty: the domain), offering challenge_algorithms in that
+    # order.  The seven make DaemonConfig.credentials
     # and DaemonConfig.challenge (see _auth).
     "auth.username": Setting("", _string, None),
     "auth.password": Setting("", _string, None),
@@ -463,6 +480,7 @@ SETTINGS: Final[dict[str, Setting]] = {
     "auth.challenge": Setting(False, _boolean, None),
     "auth.users_file": Setting("", _string, None),
     "auth.challenge_realm": Setting("", _string, None),
+    "auth.challenge_algorithms": Setting(["SHA-256", "MD5"], _algorithms, None),
 }
 _TABLES: Final = frozenset(key.split(".")[0] for key in SETTINGS if "." in key)
 
@@ -599,7 +617,8 @@ def _auth(
     if not users:
         problems.append(f"auth.users_file: {users_file} has no user of realm {realm!r}")
         return credentials, None
-    return credentials, DigestRealm(realm=realm, users=users)
+    algorithms = values.get("auth.challenge_algorithms", ("SHA-256", "MD5"))
+    return credentials, DigestRealm(realm=realm, users=users, algorithms=algorithms)
 
 
 def _check_reachable(values: Mapping[str, Any], builtin_focus: bool, problems: list[str]) -> None:

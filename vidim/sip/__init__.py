@@ -7,6 +7,7 @@ current time go in, bytes, deadlines and events come out.
 from __future__ import annotations
 
 from .auth import (
+    ALGORITHMS,
     Challenge,
     Challenger,
     ClientCredentials,
@@ -78,6 +79,7 @@ from .transaction import (
 from .uri import URI, AbsoluteURI, SipURI, parse_uri, unescape
 
 __all__ = [
+    "ALGORITHMS",
     "DEFAULT_MAX_MESSAGE_SIZE",
     "DEFAULT_POLICY",
     "MAGIC_COOKIE",

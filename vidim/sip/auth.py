@@ -361,6 +361,10 @@ class DigestRealm:
     users: Mapping[str, Mapping[str, str]] = field(repr=False)
     #: Seconds a nonce is taken; after that the client is asked again (``stale=true``).
     nonce_lifetime: float = 300.0
+    #: Offered in this order, one challenge each.  RFC 8760 wants the strongest
+    #: first and a client to take the first it supports; a client that reads
+    #: only the first (SIPp 3.6: "authentication must use MD5") needs MD5 first.
+    algorithms: tuple[str, ...] = ("SHA-256", "MD5")
 
 
 class Challenger:
@@ -406,6 +410,7 @@ class Challenger:
         return cls(
             realm.realm,
             realm.users,
+            algorithms=realm.algorithms,
             nonce_lifetime=realm.nonce_lifetime,
             warning_host=warning_host,
         )
