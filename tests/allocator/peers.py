@@ -364,8 +364,10 @@ class Focus(Peer):
         )
         self.conferences: list[FocusConference] = []
         self._count = itertools.count(1)
-        #: When set, a new conference's INVITE needs credentials (401).
+        #: When set, a new conference's INVITE needs credentials (401), and so
+        #: do the in-dialog requests whose methods are in ``challenged``.
         self.challenger: Challenger | None = None
+        self.challenged: frozenset[str] = frozenset()
 
     @property
     def host(self) -> str:
@@ -375,14 +377,10 @@ class Focus(Peer):
         method = request.method
         if self.behaviour == "silent":
             return
-        if method == "INVITE" and request.to_addr.tag is None:
-            if self.challenger is not None:
-                try:
-                    self.challenger.check(request, now)
-                except RemoteProtocolError as error:
-                    refusal = error_response(request, error, warning_host="focus", to_tag=new_tag())
-                    self.layer.send_response(refusal, now)
-                    return
+        initial = method == "INVITE" and request.to_addr.tag is None
+        if (initial or method in self.challenged) and self._refused(request, now):
+            return
+        if initial:
             if self.behaviour.isdigit():
                 self.respond(request, int(self.behaviour), now)
                 return
@@ -460,6 +458,18 @@ class Focus(Peer):
         self.layer.send_response(dialog.create_response(request, 200), now)
         if method == "BYE" and conference is not None:
             conference.ended = True
+
+    def _refused(self, request: Request, now: float) -> bool:
+        """Answered 401 or 403 by the challenger (when there is one)."""
+        if self.challenger is None:
+            return False
+        try:
+            self.challenger.check(request, now)
+        except RemoteProtocolError as error:
+            refusal = error_response(request, error, warning_host="focus", to_tag=new_tag())
+            self.layer.send_response(refusal, now)
+            return True
+        return False
 
     def notify(
         self,

@@ -10,6 +10,7 @@ from vidim.allocator.events import (
     ConferenceFailed,
     ConferenceReady,
     InvitationFailed,
+    ParticipantJoined,
     RequestAccepted,
     RequestRefused,
 )
@@ -26,7 +27,9 @@ from vidim.sip import (
     new_branch,
     parse_challenge,
     parse_credentials,
+    parse_message,
 )
+from vidim.vocabulary import Mode
 
 REALM = "example.com"
 
@@ -105,6 +108,72 @@ def test_the_focus_challenges_the_invite_with_md5_only() -> None:
     (bye,) = [r for r in focus.requests if r.method == "BYE"]
     assert bye.cseq.seq > 2
     assert allocator.conferences == {}
+
+
+def test_a_challenged_bye_is_sent_again_in_its_dialog() -> None:
+    net, allocator, alice, _bob, focus = make_world(VIDIM)
+    focus.challenger = Challenger(REALM, _users())
+    focus.challenged = frozenset({"BYE"})
+    alice.send_message(0.0, text="/video bob")
+    net.run(5.0)
+    (conference,) = focus.conferences
+    alice.send_message(net.now, text="/end")
+    net.advance(5.0)
+    byes = [r for r in focus.requests if r.method == "BYE"]
+    assert len(byes) == 2
+    assert byes[1].cseq.seq == byes[0].cseq.seq + 1
+    assert byes[1].call_id == byes[0].call_id
+    assert _credentials(byes[1], "Authorization") == [(REALM, "SHA-256")]
+    assert conference.ended
+    assert allocator.conferences == {}
+    assert net.of_type(AuthenticationFailed) == []
+
+
+def test_a_challenged_subscribe_makes_its_dialog_from_the_retry() -> None:
+    net, _allocator, alice, _bob, focus = make_world(VIDIM)
+    focus.challenger = Challenger(REALM, _users())
+    focus.challenged = frozenset({"SUBSCRIBE"})
+    alice.send_message(0.0, text="/video bob")
+    net.run(5.0)
+    (conference,) = focus.conferences
+    subscribes = [r for r in focus.requests if r.method == "SUBSCRIBE"]
+    assert [r.cseq.seq for r in subscribes] == [1, 2]
+    assert len(conference.subscribers) == 1
+    focus.join(conference, "sip:bob@example.com", Mode.VIDEO, net.now)
+    net.advance(1.0)
+    assert [e.participant for e in net.of_type(ParticipantJoined)] == ["sip:bob@example.com"]
+    assert "bob@example.com joined (video)." in alice.texts()
+
+
+class SlowChallengingFocus(Focus):
+    """Challenges the INVITE, then never answers the one with credentials."""
+
+    def on_request(self, request: Request, now: float) -> None:
+        if request.method == "INVITE" and request.to_addr.tag is None:
+            self._refused(request, now)
+
+
+def test_the_focus_timeout_cancels_the_invite_sent_with_credentials() -> None:
+    net, _allocator, alice, _bob, _focus = make_world(VIDIM)
+    focus = SlowChallengingFocus()
+    focus.challenger = Challenger(REALM, _users())
+    net.add(focus)
+    cancels: list[Request] = []
+
+    def watch(_source: Address, _destination: Address, wire: bytes) -> bool:
+        if wire.startswith(b"CANCEL "):
+            message = parse_message(wire)
+            assert isinstance(message, Request)
+            cancels.append(message)
+        return False  # nothing dropped
+
+    net.drop.append(watch)
+    alice.send_message(0.0, text="/video bob")
+    net.run(20.0)
+    invites = [r for r in focus.requests if r.method == "INVITE"]
+    assert [r.cseq.seq for r in invites] == [1, 2]
+    assert [(r.cseq.seq, r.top_via.branch) for r in cancels] == [(2, invites[1].top_via.branch)]
+    assert net.of_type(ConferenceFailed)
 
 
 def test_a_wrong_password_at_the_focus_fails_once_with_an_event_and_an_im() -> None:
