@@ -261,6 +261,8 @@ class Phone(Peer):
         self.audio = audio
         self.video = video
         self.message_status = message_status
+        #: When set, MESSAGEs need credentials (401), as a UA that challenges does.
+        self.challenger: Challenger | None = None
 
     @property
     def messages(self) -> list[Request]:
@@ -296,6 +298,15 @@ class Phone(Peer):
                 )
             self.respond(request, 200, now, headers=headers, body=body)
         elif request.method == "MESSAGE":
+            if self.challenger is not None:
+                try:
+                    self.challenger.check(request, now)
+                except RemoteProtocolError as error:
+                    refusal = error_response(
+                        request, error, warning_host=self.user, to_tag=new_tag()
+                    )
+                    self.layer.send_response(refusal, now)
+                    return
             self.respond(request, self.message_status, now)
         else:
             self.respond(request, 405, now)

@@ -91,6 +91,26 @@ def test_the_proxy_challenges_every_request_and_the_conference_is_set_up() -> No
     assert challenged[0].top_via.branch != invitation.top_via.branch
 
 
+def test_the_proxy_then_the_invitee_challenge_and_both_are_answered() -> None:
+    net, _allocator, _alice, bob, _focus = make_world(VIDIM)
+    bob_users = {"vidim": {"MD5": hash_a1("MD5", "vidim", "bob.example.com", "secret")}}
+    net.challenger = Challenger(REALM, _users(), proxy=True)
+    net.challenged = lambda request: "bob" in str(request.uri)
+    bob.challenger = Challenger("bob.example.com", bob_users, algorithms=("MD5",))
+    _alice.send_message(0.0, text="/video bob")
+    net.run(5.0)
+    assert net.of_type(AuthenticationFailed) == []
+    messages = [r for r in bob.requests if r.method == "MESSAGE"]
+    assert [r.cseq.seq for r in messages] == [2, 3]  # CSeq 1 got the proxy's 407
+    assert _credentials(messages[1], "Proxy-Authorization") == [(REALM, "SHA-256")]
+    assert _credentials(messages[1], "Authorization") == [("bob.example.com", "MD5")]
+    # The proxy's nonce signs a second request: its count goes up (no replay).
+    proxy_credentials = parse_credentials(messages[1].headers.get("Proxy-Authorization") or "")
+    assert proxy_credentials is not None
+    assert proxy_credentials.nc == 2
+    assert len(bob.messages) == 2
+
+
 def test_the_focus_challenges_the_invite_with_md5_only() -> None:
     net, allocator, alice, _bob, focus = make_world(VIDIM)
     focus.challenger = Challenger(REALM, _users(), algorithms=("MD5",))

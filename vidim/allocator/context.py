@@ -18,6 +18,7 @@ from enum import Enum
 from ..sip import (
     URI,
     Address,
+    Challenge,
     Dialog,
     DialogManager,
     Headers,
@@ -82,6 +83,8 @@ class Pending:
     destination: Address | None = None
     #: How many times it was sent again with credentials (401/407).
     challenged: int = 0
+    #: The challenges it answers: (header, challenge, nonce count), one per realm.
+    answered: tuple[tuple[str, Challenge, int], ...] = ()
 
 
 def address_of(uri_text: str) -> Address:

@@ -45,11 +45,13 @@ __all__ = [
     "DigestCredentials",
     "DigestRealm",
     "answer_challenges",
+    "choose_challenges",
     "digest_response",
     "hash_a1",
     "parse_challenge",
     "parse_credentials",
     "parse_users_file",
+    "sign",
 ]
 
 #: The hash of each algorithm name, strongest first (RFC 8760 section 2.1:
@@ -274,11 +276,25 @@ def answer_challenges(
 ) -> list[tuple[str, str]]:
     """The credential lines that answer a 401's or 407's challenges to ``request``.
 
-    One line per realm challenged, for the strongest algorithm offered that we
-    support; empty when nothing could be answered (another scheme, an unknown
-    algorithm, a malformed challenge, a realm other than ``realm`` when it is
-    given).  ``cnonce`` makes the client nonce
-    (default: 96 random bits); the nonce count is 1, each challenge answered once.
+    One line per realm challenged (:func:`choose_challenges`), with nonce
+    count 1; empty when nothing could be answered.  ``cnonce`` makes the
+    client nonce (default: 96 random bits).
+    """
+    return [
+        (header, str(sign(request, challenge, username=username, password=password, cnonce=cnonce)))
+        for header, challenge in choose_challenges(response, realm=realm)
+    ]
+
+
+def choose_challenges(
+    response: Response, *, realm: str | None = None
+) -> list[tuple[str, Challenge]]:
+    """The challenges of a 401 or 407 to answer, each with the header its answer goes in.
+
+    Per realm, the strongest algorithm offered that we support (RFC 8760
+    section 2.4), ``qop=auth`` or none; other schemes, unknown algorithms,
+    ``auth-int`` only, malformed values and realms other than ``realm``
+    (when given) are left out.
     """
     proxy = response.status == 407
     challenge_header = "Proxy-Authenticate" if proxy else "WWW-Authenticate"
@@ -291,37 +307,50 @@ def answer_challenges(
             continue
         if challenge is not None and realm in (None, challenge.realm):
             challenges.append(challenge)
+    return [(answer_header, challenge) for challenge in _strongest(challenges).values()]
+
+
+def sign(
+    request: Request,
+    challenge: Challenge,
+    *,
+    username: str,
+    password: str,
+    nc: int = 1,
+    cnonce: Callable[[], str] | None = None,
+) -> DigestCredentials:
+    """The credentials that answer ``challenge`` for ``request``.
+
+    ``nc``: how many requests this nonce has signed, this one included (a
+    request sent again after another realm's challenge signs with 2).
+    """
     uri = str(request.uri)
-    lines = []
-    for challenge in _strongest(challenges).values():
-        qop = "auth" if challenge.qop else None
-        client_nonce = (cnonce or _new_cnonce)() if qop else None
-        nc = 1 if qop else None
-        ha1 = hash_a1(challenge.algorithm, username, challenge.realm, password)
-        response_value = digest_response(
-            algorithm=challenge.algorithm,
-            ha1=ha1,
-            method=request.method,
-            uri=uri,
-            nonce=challenge.nonce,
-            qop=qop,
-            nc=nc,
-            cnonce=client_nonce,
-        )
-        credentials = DigestCredentials(
-            username=username,
-            realm=challenge.realm,
-            nonce=challenge.nonce,
-            uri=uri,
-            response=response_value,
-            algorithm=challenge.algorithm,
-            qop=qop,
-            cnonce=client_nonce,
-            nc=nc,
-            opaque=challenge.opaque,
-        )
-        lines.append((answer_header, str(credentials)))
-    return lines
+    qop = "auth" if challenge.qop else None
+    client_nonce = (cnonce or _new_cnonce)() if qop else None
+    count = nc if qop else None
+    ha1 = hash_a1(challenge.algorithm, username, challenge.realm, password)
+    response_value = digest_response(
+        algorithm=challenge.algorithm,
+        ha1=ha1,
+        method=request.method,
+        uri=uri,
+        nonce=challenge.nonce,
+        qop=qop,
+        nc=count,
+        cnonce=client_nonce,
+    )
+    return DigestCredentials(
+        username=username,
+        realm=challenge.realm,
+        nonce=challenge.nonce,
+        uri=uri,
+        response=response_value,
+        algorithm=challenge.algorithm,
+        qop=qop,
+        cnonce=client_nonce,
+        nc=count,
+        opaque=challenge.opaque,
+    )
 
 
 def _new_cnonce() -> str:
