@@ -36,6 +36,7 @@ from dataclasses import dataclass, field
 from .errors import LocalProtocolError, RemoteProtocolError, SIPParseError
 from .headers import quote
 from .message import Request, Response
+from .uri import parse_uri
 
 __all__ = [
     "ALGORITHMS",
@@ -396,6 +397,16 @@ class DigestRealm:
     algorithms: tuple[str, ...] = ("SHA-256", "MD5")
 
 
+def _same_uri(digest_uri: str, request: Request) -> bool:
+    """Whether the credentials sign this request's Request-URI (as written, or once parsed)."""
+    if digest_uri == str(request.uri):
+        return True
+    try:
+        return str(parse_uri(digest_uri)) == str(request.uri)
+    except SIPParseError:
+        return False
+
+
 class Challenger:
     """A server's side of Digest: challenges requests and checks their credentials.
 
@@ -516,7 +527,7 @@ class Challenger:
             raise self._forbidden(f"algorithm {credentials.algorithm} not offered")
         if credentials.qop != "auth" or credentials.nc is None:
             raise self._forbidden("qop=auth required")
-        if credentials.uri != str(request.uri):
+        if not _same_uri(credentials.uri, request):
             raise self._forbidden("the digest uri is not the Request-URI")
         ha1 = self.users.get(credentials.username, {}).get(
             credentials.algorithm.removesuffix("-sess")
