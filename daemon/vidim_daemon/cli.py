@@ -96,6 +96,8 @@ def allocator_config(config: DaemonConfig) -> AllocatorConfig:
         rate_window=config.rate_window,
         max_conferences=config.max_conferences,
         transactions=_transactions(config),
+        credentials=config.credentials,
+        challenge=config.challenge,
     )
 
 
@@ -177,8 +179,11 @@ DEBUG_EVENTS: frozenset[type] = frozenset(
 )
 
 
-#: Events that need an operator's eye: logged at WARNING (a request that could not be sent).
-WARNING_EVENTS: frozenset[type] = frozenset({allocator_events.TransportUnavailable})
+#: Events that need an operator's eye, logged at WARNING: a request that could not be
+#: sent, the ``[auth]`` credentials a proxy or a focus refuses.
+WARNING_EVENTS: frozenset[type] = frozenset(
+    {allocator_events.TransportUnavailable, allocator_events.AuthenticationFailed}
+)
 
 
 def _event_logger(name: str) -> Callable[[Any], None]:
@@ -317,6 +322,8 @@ RELOADABLE: Final = frozenset(
         "max_conferences",
         "focus",
         "end_on_stop",
+        "credentials",
+        "challenge",
     }
 )
 
@@ -325,6 +332,7 @@ def _setting_names(fields: list[str]) -> list[str]:
     """Config fields as the TOML keys an operator edits (``limits.max_invitees``)."""
     keys = {setting.field or key.rpartition(".")[2]: key for key, setting in SETTINGS.items()}
     keys |= {"proxy_uri": "proxy", "overload": "limits.overload*"}
+    keys |= {"credentials": "auth.username/password/realm", "challenge": "auth.*"}
     return list(dict.fromkeys(keys.get(name, name) for name in fields))
 
 

@@ -19,7 +19,16 @@ from typing import Any, Final
 
 from vidim.allocator.profiles import FocusProfile
 from vidim.overload import OverloadPolicy
-from vidim.sip import Address, SIPParseError, SipURI, parse_uri
+from vidim.sip import (
+    ALGORITHMS,
+    Address,
+    ClientCredentials,
+    DigestRealm,
+    SIPParseError,
+    SipURI,
+    parse_uri,
+    parse_users_file,
+)
 from vidim.vocabulary import IPNetwork
 
 __all__ = [
@@ -99,6 +108,12 @@ class DaemonConfig:
     advertise: tuple[str, int | None] | None = None
     #: Where the Prometheus metrics and the health checks are served; None: off.
     metrics_listen: Address | None = None
+    #: Who vidim is when a proxy or a focus challenges it (``[auth] username``,
+    #: ``password``, ``realm``); None: challenges are failures.
+    credentials: ClientCredentials | None = None
+    #: The users vidim challenges untrusted requesters against (``[auth]
+    #: challenge = true`` and ``users_file``); None: untrusted sources are refused.
+    challenge: DigestRealm | None = None
 
     @property
     def shared_store(self) -> bool:
@@ -379,6 +394,21 @@ def _port_range(value: Any) -> tuple[int, int]:
     return (value[0], value[1])
 
 
+def _algorithms(value: Any) -> tuple[str, ...]:
+    """Digest algorithms, in the order offered (RFC 8760: the preferred first)."""
+    items = value if isinstance(value, list) else [value]
+    known = {name.lower(): name for name in ALGORITHMS}
+    names = []
+    for item in items:
+        name = known.get(str(item).lower())
+        if name is None:
+            raise ValueError(f"must be a list of {', '.join(ALGORITHMS)}, got {item!r}")
+        names.append(name)
+    if not names or len(set(names)) != len(names):
+        raise ValueError(f"must name each algorithm once, at least one, got {value!r}")
+    return tuple(names)
+
+
 @dataclass(frozen=True, slots=True)
 class Setting:
     """One TOML key: its default, and how its value becomes the config's."""
@@ -438,6 +468,19 @@ SETTINGS: Final[dict[str, Setting]] = {
     "media.address": Setting("127.0.0.1", _ip_address, "media_address"),
     "media.rtp_ports": Setting([10000, 20000], _port_range),
     "media.conference_ttl": Setting(3600.0, _positive(_number)),
+    # Digest (docs/security.md): the credentials vidim answers a 401/407 with (empty
+    # username: none; empty realm: any realm), and whether it challenges MESSAGEs
+    # from untrusted sources against users_file (htdigest lines user:realm:HA1) in
+    # challenge_realm (empty: the domain), offering challenge_algorithms in that
+    # order.  The seven make DaemonConfig.credentials
+    # and DaemonConfig.challenge (see _auth).
+    "auth.username": Setting("", _string, None),
+    "auth.password": Setting("", _string, None),
+    "auth.realm": Setting("", _string, None),
+    "auth.challenge": Setting(False, _boolean, None),
+    "auth.users_file": Setting("", _string, None),
+    "auth.challenge_realm": Setting("", _string, None),
+    "auth.challenge_algorithms": Setting(["SHA-256", "MD5"], _algorithms, None),
 }
 _TABLES: Final = frozenset(key.split(".")[0] for key in SETTINGS if "." in key)
 
@@ -511,6 +554,7 @@ def _build(
 ) -> DaemonConfig | None:
     """The config from the converted ``values``, with the checks that take several keys."""
     overload = _overload_policy(values, problems)
+    credentials, challenge = _auth(values, problems)
     builtin_focus = not values.get("focus", True)
     if builtin_focus and values.get("listen", 0) == values.get("focus_listen"):
         problems.append(
@@ -534,7 +578,47 @@ def _build(
         proxy_uri=given.get("proxy") or None,
         service_uri=service_uri,
         overload=overload,
+        credentials=credentials,
+        challenge=challenge,
     )
+
+
+def _auth(
+    values: Mapping[str, Any], problems: list[str]
+) -> tuple[ClientCredentials | None, DigestRealm | None]:
+    """``[auth]`` as the credentials vidim answers with and the realm it challenges in.
+
+    The users file is read here, so a SIGHUP that reloads the configuration
+    takes its new lines.
+    """
+    username, password = values.get("auth.username", ""), values.get("auth.password", "")
+    credentials = None
+    if username:
+        credentials = ClientCredentials(
+            username=username, password=password, realm=values.get("auth.realm") or None
+        )
+    elif password:
+        problems.append("auth.password: given without auth.username")
+    users_file = values.get("auth.users_file", "")
+    if not values.get("auth.challenge"):
+        return credentials, None
+    if not users_file:
+        problems.append("auth.challenge: needs auth.users_file (htdigest lines user:realm:HA1)")
+        return credentials, None
+    realm = values.get("auth.challenge_realm") or values.get("domain", "localhost")
+    try:
+        users = parse_users_file(Path(users_file).read_text(encoding="utf-8"), realm)
+    except OSError as error:
+        problems.append(f"auth.users_file: cannot read {users_file}: {error.strerror}")
+        return credentials, None
+    except ValueError as error:
+        problems.append(f"auth.users_file: {users_file}: {error}")
+        return credentials, None
+    if not users:
+        problems.append(f"auth.users_file: {users_file} has no user of realm {realm!r}")
+        return credentials, None
+    algorithms = values.get("auth.challenge_algorithms", ("SHA-256", "MD5"))
+    return credentials, DigestRealm(realm=realm, users=users, algorithms=algorithms)
 
 
 def _check_reachable(values: Mapping[str, Any], builtin_focus: bool, problems: list[str]) -> None:

@@ -24,9 +24,11 @@ from vidim.conference_info import (
 from vidim.resource_lists import ListEntry, parse_resource_list
 from vidim.sip import (
     Address,
+    Challenger,
     Dialog,
     DialogManager,
     Message,
+    RemoteProtocolError,
     Request,
     RequestReceived,
     Response,
@@ -34,6 +36,7 @@ from vidim.sip import (
     TransactionLayer,
     TransactionTimedOut,
     Via,
+    error_response,
     make_response,
     new_branch,
     new_tag,
@@ -119,6 +122,12 @@ class SimNetwork:
         #: Rules that make the transport fail one of the allocator's messages: called
         #: with (message, destination), they return what the transport says, or None.
         self.fail: list[Callable[[Message, Address], str | None]] = []
+        #: When set, the proxy challenges the allocator's requests (407), as
+        #: Kamailio's auth module does; ``challenged`` picks which (default: all).
+        self.challenger: Challenger | None = None
+        self.challenged: Callable[[Request], bool] = lambda request: True
+        #: The requests the proxy refused (challenged or forbidden).
+        self.proxy_refused: list[Request] = []
 
     def register(self, aor: str, peer: Peer) -> None:
         self.registrar[aor] = peer
@@ -192,6 +201,8 @@ class SimNetwork:
         message = parse_message(wire)
         if not isinstance(message, Request):
             return
+        if self._refused_by_proxy(message, source):
+            return
         uri = message.uri
         aor = f"{uri.scheme}:{uri.user}@{uri.host}" if hasattr(uri, "user") else str(uri)
         peer = self.registrar.get(aor)
@@ -201,6 +212,21 @@ class SimNetwork:
             return
         if peer.alive:
             peer.layer.receive(message, source, self.now)
+
+    def _refused_by_proxy(self, request: Request, source: Address) -> bool:
+        """A 407 (or 403) from the proxy's challenger, for a request it wants credentials on."""
+        if self.challenger is None or source != ALLOCATOR or request.method in ("ACK", "CANCEL"):
+            return False
+        if not self.challenged(request):
+            return False
+        try:
+            self.challenger.check(request, self.now)
+        except RemoteProtocolError as error:
+            refusal = error_response(request, error, warning_host="proxy", to_tag=new_tag())
+            self._post(PROXY, [(refusal, source)])
+            self.proxy_refused.append(request)
+            return True
+        return False
 
     def advance(self, seconds: float) -> None:
         self.run(self.now + seconds)
@@ -235,6 +261,8 @@ class Phone(Peer):
         self.audio = audio
         self.video = video
         self.message_status = message_status
+        #: When set, MESSAGEs need credentials (401), as a UA that challenges does.
+        self.challenger: Challenger | None = None
 
     @property
     def messages(self) -> list[Request]:
@@ -270,6 +298,15 @@ class Phone(Peer):
                 )
             self.respond(request, 200, now, headers=headers, body=body)
         elif request.method == "MESSAGE":
+            if self.challenger is not None:
+                try:
+                    self.challenger.check(request, now)
+                except RemoteProtocolError as error:
+                    refusal = error_response(
+                        request, error, warning_host=self.user, to_tag=new_tag()
+                    )
+                    self.layer.send_response(refusal, now)
+                    return
             self.respond(request, self.message_status, now)
         else:
             self.respond(request, 405, now)
@@ -338,6 +375,10 @@ class Focus(Peer):
         )
         self.conferences: list[FocusConference] = []
         self._count = itertools.count(1)
+        #: When set, a new conference's INVITE needs credentials (401), and so
+        #: do the in-dialog requests whose methods are in ``challenged``.
+        self.challenger: Challenger | None = None
+        self.challenged: frozenset[str] = frozenset()
 
     @property
     def host(self) -> str:
@@ -347,7 +388,10 @@ class Focus(Peer):
         method = request.method
         if self.behaviour == "silent":
             return
-        if method == "INVITE" and request.to_addr.tag is None:
+        initial = method == "INVITE" and request.to_addr.tag is None
+        if (initial or method in self.challenged) and self._refused(request, now):
+            return
+        if initial:
             if self.behaviour.isdigit():
                 self.respond(request, int(self.behaviour), now)
                 return
@@ -425,6 +469,18 @@ class Focus(Peer):
         self.layer.send_response(dialog.create_response(request, 200), now)
         if method == "BYE" and conference is not None:
             conference.ended = True
+
+    def _refused(self, request: Request, now: float) -> bool:
+        """Answered 401 or 403 by the challenger (when there is one)."""
+        if self.challenger is None:
+            return False
+        try:
+            self.challenger.check(request, now)
+        except RemoteProtocolError as error:
+            refusal = error_response(request, error, warning_host="focus", to_tag=new_tag())
+            self.layer.send_response(refusal, now)
+            return True
+        return False
 
     def notify(
         self,

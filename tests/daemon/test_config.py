@@ -9,7 +9,7 @@ import pytest
 from vidim_daemon.config import DEFAULTS, SETTINGS, ConfigError, load, parse_hostport
 
 from vidim.allocator.profiles import FocusProfile
-from vidim.sip import Address
+from vidim.sip import Address, ClientCredentials, hash_a1
 
 
 def test_defaults_are_the_embedded_job() -> None:
@@ -179,7 +179,7 @@ def test_the_defaults_as_toml_writes_them() -> None:
         "listen", "focus", "focus_listen", "profile", "proxy", "domain", "service_uri",
         "trusted", "probe", "log_level", "log_json", "event_loop", "store", "state_dir", "lease_ttl",
         "end_on_stop", "refuse_on_stop", "stop_timeout", "advertise", "metrics_listen", "timers",
-        "limits", "media",
+        "limits", "media", "auth",
     ]  # fmt: skip
 
 
@@ -271,3 +271,52 @@ def test_the_built_in_focus_trusts_this_daemon_s_own_allocator() -> None:
     assert not is_trusted("192.0.2.8", trusted)
     assert is_trusted("127.0.0.1", trusted)
     assert focus_trusted(load(overrides={})) == load(overrides={}).trusted  # loopback already
+
+
+def test_auth_credentials_and_the_users_file(tmp_path: Path) -> None:
+    assert (load().credentials, load().challenge) == (None, None)
+    md5 = hash_a1("MD5", "alice", "example.com", "secret")
+    sha = hash_a1("SHA-256", "alice", "example.com", "secret")
+    users = tmp_path / "users"
+    users.write_text(f"alice:example.com:{md5}\nalice:example.com:{sha}\nbob:other:{md5}\n")
+    path = tmp_path / "vidim.toml"
+    path.write_text(
+        'domain = "example.com"\n'
+        "[auth]\n"
+        'username = "vidim"\npassword = "pw"\nrealm = "proxy.example.com"\n'
+        f'challenge = true\nusers_file = "{users}"\n'
+    )
+    config = load(path)
+    assert config.credentials == ClientCredentials(
+        username="vidim", password="pw", realm="proxy.example.com"
+    )
+    assert "pw" not in repr(config)  # never in a log line
+    assert config.challenge is not None
+    assert config.challenge.realm == "example.com"  # challenge_realm: the domain by default
+    assert dict(config.challenge.users) == {"alice": {"MD5": md5, "SHA-256": sha}}
+
+
+@pytest.mark.parametrize(
+    ("auth", "problem"),
+    [
+        ('password = "pw"', "auth.password: given without auth.username"),
+        ("challenge = true", "auth.challenge: needs auth.users_file"),
+        ('challenge = true\nusers_file = "/nonexistent/users"', "auth.users_file: cannot read"),
+    ],
+)
+def test_auth_problems_are_named(tmp_path: Path, auth: str, problem: str) -> None:
+    path = tmp_path / "vidim.toml"
+    path.write_text(f"[auth]\n{auth}\n")
+    with pytest.raises(ConfigError) as caught:
+        load(path)
+    assert any(line.startswith(problem) for line in caught.value.problems), caught.value.problems
+
+
+def test_a_users_file_with_a_bad_line_or_no_user_of_the_realm(tmp_path: Path) -> None:
+    users = tmp_path / "users"
+    users.write_text("alice:localhost:nothex\n")
+    with pytest.raises(ConfigError, match="line 1: not user:realm:HA1"):
+        load(None, {"auth": {"challenge": True, "users_file": str(users)}})
+    users.write_text(f"alice:elsewhere:{'0' * 32}\n")
+    with pytest.raises(ConfigError, match="has no user of realm 'localhost'"):
+        load(None, {"auth": {"challenge": True, "users_file": str(users)}})

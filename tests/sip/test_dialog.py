@@ -923,3 +923,25 @@ def test_manager_answers_a_crossing_bye_200_and_other_requests_481() -> None:
     assert found is None
     assert answer is not None
     assert answer.status == 481
+
+
+def test_retrack_a_request_sent_again_with_credentials() -> None:
+    # RFC 3261 22.2: the INVITE challenged (401) goes again with CSeq + 1; only
+    # answers to the new one make dialogs, with the From and Contact written first.
+    mgr = manager()
+    first = invite(mgr)
+    headers = [(n, "2 INVITE" if n == "CSeq" else v) for n, v in first.headers]
+    again = wire(
+        Request("INVITE", first.uri, [*headers, ("Authorization", "Digest x")], first.body)
+    )
+    mgr.retrack(again)
+    assert mgr.receive_response(first, respond(first, 200, tag="old")) is None
+    dialog = mgr.receive_response(again, respond(again, 200, tag="new"))
+    assert dialog is not None
+    assert dialog.local_cseq == 2
+    assert str(dialog.local_contact.uri) == "sip:vidim@10.0.0.1:5060"
+    assert mgr.forget(again) == []
+    # A request never tracked is tracked from scratch.
+    fresh = DialogManager(local_via=LOCAL_VIA)
+    fresh.retrack(again)
+    assert fresh.receive_response(again, respond(again, 200, tag="new")) is not None

@@ -22,6 +22,7 @@ from .conference import (
 from .config import AllocatorConfig
 from .events import (
     AllocatorEvent,
+    AuthenticationFailed,
     ConferenceEnded,
     ConferenceFailed,
     ConferenceReady,
@@ -69,6 +70,7 @@ __all__ = [
     "Allocator",
     "AllocatorConfig",
     "AllocatorEvent",
+    "AuthenticationFailed",
     "Capabilities",
     "Command",
     "Conference",

@@ -48,6 +48,7 @@ from ..sip import (
     make_response,
     summary,
 )
+from .authentication import CHALLENGES, Authentication
 from .commands import Commands, FollowUp, NewConferenceAsked
 from .conference import Conference, ConferenceState, Deadline
 from .config import AllocatorConfig
@@ -62,6 +63,10 @@ __all__ = ["Allocator", "AllocatorConfig", "FollowUp", "NewConferenceAsked", "ad
 
 #: The states of a conference whose focus is not chosen for good yet.
 _SETTING_UP = (ConferenceState.REQUESTED, ConferenceState.PROBING, ConferenceState.ALLOCATING)
+
+#: Answers that :class:`~.authentication.Authentication` looks at first: a
+#: challenge, or a refusal of our credentials.
+_AUTHENTICATION_STATUSES = (*CHALLENGES, 403)
 
 _CONTROL_RE = re.compile(r"[\x00-\x1f\x7f]")
 
@@ -108,6 +113,7 @@ class Allocator(SipCoreBase[AllocatorEvent]):
         self._focus = FocusLeg(context, self._roster, self._invitations, self._retire)
         self._probing = Probing(context, self._focus)
         self._commands = Commands(context, self._probing, self._focus)
+        self._authentication = Authentication(context)
         #: Who handles the answer to each kind of request (none: nothing to do).
         self._answer_handlers: dict[Purpose, AnswerHandler] = {
             Purpose.PROBE: self._probing.on_answer,
@@ -276,9 +282,8 @@ class Allocator(SipCoreBase[AllocatorEvent]):
             for conference in self.conferences.values():
                 if conference.state in _SETTING_UP:
                     self._focus.focus_lists.setdefault(conference.id, old_foci)
+        self._commands.reconfigure(config)
         self.config = self._context.config = config
-        self._commands.rate.limit = config.rate_limit
-        self._commands.rate.window = config.rate_window
 
     def restore(self, record: dict[str, Any], now: float) -> Conference:
         """Resume managing a conference saved with :meth:`snapshot`.
@@ -358,6 +363,13 @@ class Allocator(SipCoreBase[AllocatorEvent]):
             pending = context.pending.get(event.transaction_id)
             if pending is None:
                 return
+            if event.response.status in _AUTHENTICATION_STATUSES:
+                retried = self._authentication.on_answer(
+                    event.transaction_id, pending, event.response, now
+                )
+                if retried is not None:
+                    self._focus.resent(event.transaction_id, retried, pending)
+                    return
             self._on_answer(pending, event.response, now)
             if event.response.status >= 200 and pending.request.method not in (
                 "INVITE",

@@ -15,9 +15,9 @@ from dataclasses import dataclass
 from ..sip import (
     DEFAULT_POLICY,
     Address,
+    Challenger,
     RemoteProtocolError,
     Request,
-    RequestRejectedError,
     ServerPolicy,
     SipURI,
     check_request,
@@ -28,6 +28,7 @@ from ..sip import (
 )
 from ..vocabulary import Mode, is_trusted
 from .conference import Conference, ConferenceInput, ConferenceState, Participant
+from .config import AllocatorConfig
 from .context import Context, address_text, new_token
 from .events import RequestAccepted, RequestRefused
 from .focus_leg import FocusLeg
@@ -137,6 +138,8 @@ class Commands:
         #: Why new conferences are refused with 503 now (None: they are not),
         #: e.g. while the state store cannot keep them.
         self.refusing_new: str | None = None
+        #: Asks untrusted requesters who they are (digest), when configured.
+        self.challenger = self._challenger(config)
 
     # -- requests outside a dialog --------------------------------------------------
     def on_request(self, request: Request, source: Address, now: float) -> None:
@@ -173,20 +176,57 @@ class Commands:
         config = self._context.config
         try:
             # Sizes before anything is read (issue 18): nothing oversized is copied into
-            # the requests vidim sends.  Then vidim's own checks: their refusals say
-            # why and reach the requester.
+            # the requests vidim sends.  Then who it is from, when vidim asks; then
+            # vidim's own checks: their refusals say why and reach the requester.
             check_sizes(request)
+            authenticated = self._authenticate(request, source, now)
             # parse_request judged the body (a header-form note may be of any type).
-            command = parse_request(request, source_host=source.host, policy=config.requests)
+            command = parse_request(
+                request,
+                source_host=source.host,
+                policy=config.requests,
+                authenticated=authenticated,
+            )
             body_type = request.content_type
             check_request(request, _message_checks(body_type.mime if body_type else None))
         except RequestRefusedError as refused:
             self._refuse(request, source, refused, refused.requester, now)
             return
-        except RequestRejectedError as rejected:
+        except RemoteProtocolError as rejected:  # the SIP core's checks, the challenger's
             self._refuse(request, source, rejected, None, now)
             return
         self._on_command(command, request, source, now)
+
+    def _authenticate(self, request: Request, source: Address, now: float) -> bool:
+        """Whether a request from an untrusted source proved it is from its From user.
+
+        Only when vidim challenges (``AllocatorConfig.challenge``); raises the
+        401 (a fresh challenge) or 403 (wrong, replayed, or another user's
+        credentials) to answer with.
+        """
+        trusted = self._context.config.requests.trusted_networks
+        if self.challenger is None or is_trusted(source.host, trusted):
+            return False
+        user = self.challenger.check(request, now)
+        sender = request.from_addr.uri
+        if not isinstance(sender, SipURI) or sender.user != user:
+            raise RemoteProtocolError(
+                f"authenticated as {user!r}, who is not the From user", status_hint=403
+            )
+        return True
+
+    def reconfigure(self, config: AllocatorConfig) -> None:
+        """Limits and the users challenged, from a new configuration."""
+        self.rate.limit = config.rate_limit
+        self.rate.window = config.rate_window
+        if config.challenge != self._context.config.challenge:
+            self.challenger = self._challenger(config)
+
+    @staticmethod
+    def _challenger(config: AllocatorConfig) -> Challenger | None:
+        if config.challenge is None:
+            return None
+        return Challenger.for_realm(config.challenge, warning_host=config.warning_host)
 
     def _refuse(
         self,

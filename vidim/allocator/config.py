@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from ..sip import Address, TransactionConfig
+from ..sip import Address, ClientCredentials, DigestRealm, TransactionConfig
 from .profiles import FocusProfile
 from .requests import RequestPolicy
 
@@ -44,6 +44,13 @@ class AllocatorConfig:
     rate_window: float = 60.0
     max_conferences: int = 100_000
     transactions: TransactionConfig = field(default_factory=TransactionConfig)
+    #: Who vidim is when a proxy or a focus challenges its requests (401/407);
+    #: None: a challenge is a failure (see :mod:`vidim.allocator.authentication`).
+    credentials: ClientCredentials | None = None
+    #: Challenge MESSAGEs from untrusted sources (401, Digest with SHA-256 and
+    #: MD5) and serve them once authenticated as their From user, instead of
+    #: refusing them (``requests.require_trusted_source``).  None: no challenges.
+    challenge: DigestRealm | None = None
 
     @property
     def warning_host(self) -> str:

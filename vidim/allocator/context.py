@@ -19,6 +19,7 @@ from ..sip import (
     SENDABLE_TRANSPORTS,
     URI,
     Address,
+    Challenge,
     Dialog,
     DialogManager,
     Headers,
@@ -82,6 +83,12 @@ class Pending:
     request: Request
     #: The participant URI, or the index of the focus.
     target: str = ""
+    #: Where it was sent: a retry with credentials goes there too.
+    destination: Address | None = None
+    #: How many times it was sent again with credentials (401/407).
+    challenged: int = 0
+    #: The challenges it answers: (header, challenge, nonce count), one per realm.
+    answered: tuple[tuple[str, Challenge, int], ...] = ()
 
 
 #: Where a request goes: a URI (the next hop: its transport, host and port are
@@ -197,6 +204,7 @@ class Context:
             return None
         sent_over(request, destination.transport, written=self.via.transport)
         tid = self.layer.send_request(request, destination, now, branch=branch)
+        pending.destination = destination  # a retry with credentials goes there too
         self.pending[tid] = pending
         if request.method == "SUBSCRIBE":
             self.subscribes[tid] = pending

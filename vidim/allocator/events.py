@@ -14,6 +14,7 @@ from .conference import ConferenceState
 
 __all__ = [
     "AllocatorEvent",
+    "AuthenticationFailed",
     "ConferenceEnded",
     "ConferenceFailed",
     "ConferenceReady",
@@ -34,6 +35,26 @@ __all__ = [
 @dataclass(frozen=True, kw_only=True, slots=True)
 class AllocatorEvent:
     """Base of every allocator event."""
+
+
+@dataclass(frozen=True, kw_only=True, slots=True)
+class AuthenticationFailed(AllocatorEvent):
+    """A 401/407 to a request of ours that was not (or no longer) answered with credentials.
+
+    The daemon logs it at WARNING: wrong or missing ``[auth]`` credentials stop
+    IMs, probes or conferences, and the requester only learns that something failed.
+    """
+
+    conference_id: str | None
+    """The conference the request was for, when there is one."""
+    summary: str
+    """The request challenged (method and Request-URI)."""
+    status: int
+    """401 or 407."""
+    realm: str
+    """The realm(s) challenging, comma-separated."""
+    reason: str
+    """Why it was not answered: credentials refused, none configured, another realm..."""
 
 
 @dataclass(frozen=True, kw_only=True, slots=True)

@@ -92,6 +92,12 @@ class FocusLeg:
         if tid is not None:  # else it fails at once (no transport): the next focus is tried
             self.invites[conference.id] = tid
 
+    def resent(self, old: TransactionId, new: TransactionId, pending: Pending) -> None:
+        """``pending``'s request went again (with credentials): a CANCEL goes to the new one."""
+        conference_id = pending.conference_id
+        if conference_id is not None and self.invites.get(conference_id) == old:
+            self.invites[conference_id] = new
+
     def _cancel_invite(self, conference: Conference, now: float) -> None:
         tid = self.invites.pop(conference.id, None)
         if tid is not None and self._context.layer.transaction(tid) is not None:

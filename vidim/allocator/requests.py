@@ -832,16 +832,20 @@ def _parse_known(
     return parse_command(_decode_text(request, ctype, policy), requester=requester, policy=policy)
 
 
-def parse_request(request: Request, *, source_host: str, policy: RequestPolicy) -> Command:
+def parse_request(
+    request: Request, *, source_host: str, policy: RequestPolicy, authenticated: bool = False
+) -> Command:
     """Turn a MESSAGE into a :data:`Command`, or raise :class:`RequestRefusedError`.
 
     ``source_host`` is the IP address the request came from (the transport's
     peer, not a header).  Checks, in order: the source (403), the method
     (405), whether it is a vidim request at all (404), the requester's
     identity, then the form.  Raises nothing but :class:`RequestRefusedError`.
+    ``authenticated``: the request's digest credentials were checked (an
+    untrusted source is then served, as its From user).
     """
     trusted = is_trusted(source_host, policy.trusted_networks)
-    if policy.require_trusted_source and not trusted:
+    if policy.require_trusted_source and not trusted and not authenticated:
         _refuse(f"untrusted source {_shown(source_host)}", 403)
     if request.method != "MESSAGE":
         reason = f"vidim requests are MESSAGE requests, not {_shown(request.method)}"

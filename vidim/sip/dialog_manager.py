@@ -191,6 +191,20 @@ class DialogManager:
             raise LocalProtocolError("our request has no From tag")
         self._track(request, (request.call_id, tag_of(request.from_addr)), None)
 
+    def retrack(self, request: Request) -> None:
+        """Track ``request`` instead of the earlier request with its Call-ID and From tag.
+
+        For the same request sent again with a new CSeq (credentials after a
+        401/407, RFC 3261 22.2): answers to the earlier one no longer make
+        dialogs, and what was tracked with it (Event, From, Contact) carries over.
+        """
+        key = (request.call_id, tag_of(request.from_addr))
+        pending = self._pending.get(key)
+        if pending is None:
+            self.track(request)
+            return
+        self._pending[key] = _Pending(request, pending.event, pending.sent, pending.forks)
+
     def _track(self, request: Request, key: tuple[str, str], sent: SentParties | None) -> None:
         """Track ``request`` under ``key``: its Call-ID and From tag."""
         event = event_of(request) if request.method == "SUBSCRIBE" else None
