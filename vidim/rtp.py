@@ -465,8 +465,7 @@ def _parse_feedback(count: int, body: bytes) -> RtcpPacket:
         if len(body) % 8:
             raise RtpParseError("RTCP FIR entries are 8 bytes each")
         entries = tuple(
-            FirEntry(ssrc=ssrc, sequence=seq)
-            for ssrc, seq in struct.iter_unpack("!IB3x", body[8:])
+            FirEntry(ssrc=ssrc, sequence=seq) for ssrc, seq in struct.iter_unpack("!IB3x", body[8:])
         )
         return FullIntraRequest(sender_ssrc=sender, media_ssrc=media, entries=entries)
     return RtcpUnknown(packet_type=RTCP_PSFB, count=count, body=body)

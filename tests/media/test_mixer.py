@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
+import itertools
 import random
 
 import pytest
-
 from media_phones import Phone, max_amplitude, run, share_with_tone
+
 from vidim.focus.codecs import codec_for
 from vidim.focus.mixer import (
     AudioLevelMeasured,
@@ -99,8 +100,9 @@ def test_each_receiver_gets_one_continuous_stream_of_its_own() -> None:
         packets = phone.received
         assert len({p.ssrc for p in packets}) == 1
         ssrcs.add(packets[0].ssrc)
-        assert packets[0].marker and not any(p.marker for p in packets[1:])
-        for before, after in zip(packets, packets[1:], strict=False):
+        assert packets[0].marker
+        assert not any(p.marker for p in packets[1:])
+        for before, after in itertools.pairwise(packets):
             assert seq_diff(after.sequence_number, before.sequence_number) == 1
             assert (after.timestamp - before.timestamp) & 0xFFFFFFFF == 160
         assert len(packets) == 100  # one every 20 ms
@@ -146,7 +148,8 @@ def test_loss_is_concealed_and_reported() -> None:
     assert 0 < buffer.lost == stats.expected - stats.received
     reports = [parse_rtcp(data) for data in phones[0].rtcp]
     sr = [packet for compound in reports for packet in compound if isinstance(packet, SenderReport)]
-    assert sr and sr[-1].reports[0].ssrc == phones[0].ssrc
+    assert sr
+    assert sr[-1].reports[0].ssrc == phones[0].ssrc
     assert 0 < sr[-1].reports[0].packets_lost <= buffer.lost  # counted at the report
     assert sr[-1].reports[0].fraction_lost > 0
 
@@ -239,13 +242,16 @@ def test_rtcp_sender_reports_and_bye() -> None:
     run(mixer, phones, 6.0)
     compound = parse_rtcp(phones[1].rtcp[0])
     sr, sdes = compound[0], compound[1]
-    assert isinstance(sr, SenderReport) and isinstance(sdes, SourceDescription)
+    assert isinstance(sr, SenderReport)
+    assert isinstance(sdes, SourceDescription)
     assert sr.ssrc == phones[1].received[0].ssrc
     assert sr.packet_count > 100
-    assert sr.reports[0].ssrc == phones[1].ssrc and sr.reports[0].packets_lost == 0
+    assert sr.reports[0].ssrc == phones[1].ssrc
+    assert sr.reports[0].packets_lost == 0
     mixer.remove("bob")
     bye = parse_rtcp(mixer.packets_to_send()[0].data)
-    assert isinstance(bye[0], ReceiverReport) and isinstance(bye[-1], Bye)
+    assert isinstance(bye[0], ReceiverReport)
+    assert isinstance(bye[-1], Bye)
     assert bye[-1].ssrcs == (sr.ssrc,)
 
 

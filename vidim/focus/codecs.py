@@ -21,10 +21,12 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from fractions import Fraction
+from typing import Literal, cast
 
 import av
 import numpy as np
 import numpy.typing as npt
+from av.audio.codeccontext import AudioCodecContext
 
 __all__ = [
     "CODECS",
@@ -99,11 +101,14 @@ def codec_for(name: str, payload_type: int) -> AudioCodec:
     )
 
 
+def _audio_context(name: str, mode: Literal["r", "w"]) -> AudioCodecContext:
+    """An FFmpeg codec context, typed as the audio one it is (the name comes from our table)."""
+    return cast(AudioCodecContext, av.CodecContext.create(name, mode))
+
+
 def _resample_all(resampler: av.AudioResampler, frames: list[av.AudioFrame]) -> Pcm:
     """Every frame through the resampler (mono s16 at its rate), as one array."""
-    parts = [
-        out.to_ndarray().reshape(-1) for frame in frames for out in resampler.resample(frame)
-    ]
+    parts = [out.to_ndarray().reshape(-1) for frame in frames for out in resampler.resample(frame)]
     if not parts:
         return np.zeros(0, dtype=np.int16)
     return np.concatenate(parts).astype(np.int16, copy=False)
@@ -114,9 +119,9 @@ class AudioDecoder:
 
     def __init__(self, codec: AudioCodec) -> None:
         self.codec = codec
-        self._context = av.CodecContext.create(codec.ffmpeg_decoder, "r")
-        self._context.sample_rate = codec.sample_rate  # type: ignore[attr-defined]
-        self._context.layout = "mono"  # type: ignore[attr-defined]
+        self._context = _audio_context(codec.ffmpeg_decoder, "r")
+        self._context.sample_rate = codec.sample_rate
+        self._context.layout = "mono"
         self._resampler = av.AudioResampler(format="s16", layout="mono", rate=MIX_RATE)
 
     def decode(self, payload: bytes) -> Pcm:
@@ -125,7 +130,7 @@ class AudioDecoder:
             frames = self._context.decode(av.Packet(payload))
         except (av.FFmpegError, ValueError):
             return np.zeros(0, dtype=np.int16)
-        return _resample_all(self._resampler, frames)  # type: ignore[arg-type]
+        return _resample_all(self._resampler, frames)
 
 
 class AudioEncoder:
@@ -133,10 +138,10 @@ class AudioEncoder:
 
     def __init__(self, codec: AudioCodec, *, bit_rate: int = 32000) -> None:
         self.codec = codec
-        context = av.CodecContext.create(codec.ffmpeg_encoder, "w")
-        context.sample_rate = codec.sample_rate  # type: ignore[attr-defined]
-        context.format = "s16"  # type: ignore[attr-defined]
-        context.layout = "mono"  # type: ignore[attr-defined]
+        context = _audio_context(codec.ffmpeg_encoder, "w")
+        context.sample_rate = codec.sample_rate
+        context.format = "s16"
+        context.layout = "mono"
         context.time_base = Fraction(1, codec.sample_rate)
         if codec.name == "opus":
             context.bit_rate = bit_rate
