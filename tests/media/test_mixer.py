@@ -50,11 +50,14 @@ def assert_hears_others_not_itself(phones: list[Phone]) -> None:
                 assert share >= 0.9, (listener.key, speaker.key, share)
 
 
-@pytest.mark.parametrize("codec", ["pcmu", "pcma", "g722", "opus"])
-def test_three_speakers_each_hear_the_other_two_and_not_themselves(codec: str) -> None:
+@pytest.mark.parametrize(
+    ("codec", "rate"),
+    [("pcmu", 16000), ("pcmu", 8000), ("pcma", 8000), ("g722", 16000), ("opus", 16000)],
+)
+def test_three_speakers_each_hear_the_other_two_and_not_themselves(codec: str, rate: int) -> None:
     pt = {"pcmu": 0, "pcma": 8, "g722": 9, "opus": 111}[codec]
     phones = [Phone(key, f, codec_name=codec, payload_type=pt) for key, f in TONES.items()]
-    mixer = conference(*phones)
+    mixer = conference(*phones, config=MixerConfig(rate=rate))
     run(mixer, phones, 4.0)
     assert_hears_others_not_itself(phones)
 

@@ -64,11 +64,8 @@ __all__ = [
     "audio_level",
 ]
 
-#: Samples in one frame at the mix rate.
-FRAME_SAMPLES = MIX_RATE * FRAME_MS // 1000
 #: RFC 6464: levels run 0 (loudest, 0 dBov) to 127 (-127 dBov and below: silence).
 SILENT_LEVEL = 127
-_SILENCE: Pcm = np.zeros(FRAME_SAMPLES, dtype=np.int16)
 
 
 @dataclass(frozen=True, kw_only=True, slots=True)
@@ -77,6 +74,9 @@ class MixerConfig:
 
     tick: float = FRAME_MS / 1000
     """Seconds between mixes (one frame)."""
+    rate: int = MIX_RATE
+    """The sample rate the mix is made at: 16000 (wideband, the default) or 8000, which
+    spares a resampler per G.711 participant when nobody in the conference has more."""
     rtcp_interval: float = 5.0
     """Seconds between the RTCP reports sent to each participant (RFC 3550's minimum)."""
     level_ticks: int = 5
@@ -154,14 +154,17 @@ def audio_level(pcm: Pcm) -> int:
 class _Input:
     """What one speaker sends: its jitter buffer, decoder, concealment and statistics."""
 
-    def __init__(self, codec: AudioCodec, ssrc: int) -> None:
+    def __init__(self, codec: AudioCodec, ssrc: int, rate: int) -> None:
         self.codec = codec
         self.ssrc = ssrc
+        self.rate = rate
+        self.frame_samples = rate * FRAME_MS // 1000
+        self.silence: Pcm = np.zeros(self.frame_samples, dtype=np.int16)
         self.buffer = JitterBuffer()
-        self.decoder = AudioDecoder(codec)
+        self.decoder = AudioDecoder(codec, rate)
         self.stats = ReceptionStats(ssrc, codec.clock_rate)
         self.queue: Pcm = np.zeros(0, dtype=np.int16)
-        self.last: Pcm = _SILENCE
+        self.last: Pcm = self.silence
         self.missing = 0
         self.level_power = 0.0
         self.level_ticks = 0
@@ -175,19 +178,19 @@ class _Input:
         silence in front, so packets of 20 ms or more play gap-free.
         """
         played = None
-        if len(self.queue) < FRAME_SAMPLES:
+        if len(self.queue) < self.frame_samples:
             played = self.buffer.pop()
         if played is not None:
             if played.packet.payload_type == self.codec.payload_type:
                 decoded = self.decoder.decode(played.packet.payload)
             else:  # telephone-event, comfort noise: silence here
-                decoded = _SILENCE
+                decoded = self.silence
             self.queue = np.concatenate([self.queue, decoded])
-            if 0 < len(self.queue) < FRAME_SAMPLES:
-                padding = np.zeros(FRAME_SAMPLES - len(self.queue), dtype=np.int16)
+            if 0 < len(self.queue) < self.frame_samples:
+                padding = np.zeros(self.frame_samples - len(self.queue), dtype=np.int16)
                 self.queue = np.concatenate([padding, self.queue])
-        if len(self.queue) >= FRAME_SAMPLES:
-            frame, self.queue = self.queue[:FRAME_SAMPLES], self.queue[FRAME_SAMPLES:]
+        if len(self.queue) >= self.frame_samples:
+            frame, self.queue = self.queue[: self.frame_samples], self.queue[self.frame_samples :]
             self.last, self.missing = frame, 0
             return frame, played
         # Nothing to play: repeat the last frame, fading, then silence.
@@ -297,7 +300,7 @@ class AudioMixer:
         elif participant.output is None:
             participant.output = _Output(
                 ssrc=self._random32(),
-                encoder=AudioEncoder(participant.codec),
+                encoder=AudioEncoder(participant.codec, self.config.rate),
                 sequence=self._random32() & 0xFFFF,
                 timestamp=self._random32(),
             )
@@ -357,10 +360,11 @@ class AudioMixer:
                 self._events.append(
                     SourceChanged(participant=participant.key, old_ssrc=old, new_ssrc=packet.ssrc)
                 )
-            source = participant.input = _Input(participant.codec, packet.ssrc)
+            source = _Input(participant.codec, packet.ssrc, self.config.rate)
+            participant.input = source
         source.stats.update(packet.sequence_number, packet.timestamp, now)
         if source.buffer.push(packet, now) is Push.RESTARTED:
-            source.decoder = AudioDecoder(participant.codec)
+            source.decoder = AudioDecoder(participant.codec, self.config.rate)
             source.queue = np.zeros(0, dtype=np.int16)
 
     def _receive_rtcp(
@@ -390,7 +394,7 @@ class AudioMixer:
             self._measure(participant.key, source, frame, now)
             if frame is not None:
                 frames[participant.key] = frame
-        total = np.zeros(FRAME_SAMPLES, dtype=np.int32)
+        total = np.zeros(self.config.rate * FRAME_MS // 1000, dtype=np.int32)
         for frame in frames.values():
             total += frame
         for participant in self._participants.values():
