@@ -13,8 +13,9 @@ sequence number and decides, packet by packet:
   ``target`` ticks for it, then declare it lost and play the next one;
 * a packet for a frame already played arrives (late): drop it and raise
   ``target`` by one (up to ``max_target``): reordering is being seen;
-* when, over a second, the buffer never held fewer than ``target + 1``
-  frames after a pop, one frame is dropped: the delay shrinks back.
+* when, over a second, the buffer never held fewer than ``target + n``
+  frames after a pop, ``n`` frames are dropped: those were only delay (a
+  burst after a stall of the network or the host), and the delay shrinks back.
   ``target`` falls by one after five seconds without a late packet.
 
 A jump of more than :data:`MAX_MISORDER` backwards or :data:`MAX_DROPOUT`
@@ -138,7 +139,8 @@ class JitterBuffer:
         self._pops += 1
         self._pops_since_late += 1
         if self._pops % SHRINK_WINDOW == 0:
-            if self._low_water > self.target and self._packets:
+            # Frames that were queued all along were never needed: only delay.
+            for _ in range(min(self._low_water - self.target, len(self._packets))):
                 self._drop_earliest()
             self._low_water = self.capacity
         if self._pops_since_late >= DECAY_WINDOW:
