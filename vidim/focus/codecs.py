@@ -69,7 +69,7 @@ class AudioCodec:
     clock_rate: int
     """The RTP clock rate from the SDP (timestamps count in it)."""
     sample_rate: int
-    """The rate the codec's samples really have (16000 for G.722)."""
+    """The rate the encoder takes samples at (16000 for G.722 and for Opus)."""
     ffmpeg_decoder: str
     ffmpeg_encoder: str
 
@@ -83,7 +83,9 @@ _KNOWN = {
     "pcmu": (8000, 8000, "pcm_mulaw", "pcm_mulaw"),
     "pcma": (8000, 8000, "pcm_alaw", "pcm_alaw"),
     "g722": (8000, 16000, "g722", "g722"),
-    "opus": (48000, 48000, "libopus", "libopus"),
+    # Encoded from 16 kHz (wideband: voice needs no more, and libopus takes it
+    # without a resampler); FFmpeg's libopus decoder always gives 48 kHz.
+    "opus": (48000, 16000, "libopus", "libopus"),
 }
 
 #: Names of the codecs the mixer supports.
