@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+from hypothesis import given
+from hypothesis import strategies as st
+
 from vidim.focus.jitter import JitterBuffer, Push
-from vidim.rtp import RtpPacket
+from vidim.rtp import RtpPacket, seq_diff
 
 
 def packet(seq: int) -> RtpPacket:
@@ -85,3 +88,21 @@ def test_a_full_buffer_drops_the_oldest() -> None:
     assert len(buffer) == 4
     assert buffer.dropped == 2
     assert played(buffer, 1) == [2]
+
+
+@given(st.lists(st.tuples(st.booleans(), st.integers(0, 200)), max_size=300))
+def test_whatever_arrives_nothing_plays_twice_or_backwards(steps: list[tuple[bool, int]]) -> None:
+    """Pushes (of sequence numbers near a start) and pops in any order: every packet played
+    is after the previous one, none twice, unless the buffer restarted."""
+    buffer = JitterBuffer()
+    last: int | None = None
+    for is_push, seq in steps:
+        if is_push:
+            if buffer.push(packet(60000 + seq), 0.0) is Push.RESTARTED:
+                last = None
+        else:
+            item = buffer.pop()
+            if item is not None:
+                now = item.packet.sequence_number
+                assert last is None or seq_diff(now, last) > 0
+                last = now

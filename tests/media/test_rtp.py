@@ -207,3 +207,15 @@ def test_sequence_arithmetic_wraps() -> None:
 def test_ntp_timestamp_of_the_unix_epoch_and_a_half_second() -> None:
     assert ntp_timestamp(0.5) == (2_208_988_800 << 32) + (1 << 31)
     assert struct.pack("!Q", ntp_timestamp(0.0))[:4] == struct.pack("!I", 2_208_988_800)
+
+
+@given(st.lists(rtcp_packets, min_size=1, max_size=3), st.data())
+def test_a_damaged_compound_packet_parses_or_raises_the_one_error(
+    packets: list[object], data: st.DataObject
+) -> None:
+    raw = bytearray(build_rtcp(packets))  # type: ignore[arg-type]
+    for _ in range(data.draw(st.integers(1, 4))):
+        raw[data.draw(st.integers(0, len(raw) - 1))] = data.draw(u8)
+    cut = data.draw(st.integers(0, len(raw)))
+    with contextlib.suppress(RtpParseError):
+        parse_rtcp(bytes(raw[:cut]))
