@@ -157,7 +157,6 @@ class _Input:
     def __init__(self, codec: AudioCodec, ssrc: int, rate: int) -> None:
         self.codec = codec
         self.ssrc = ssrc
-        self.rate = rate
         self.frame_samples = rate * FRAME_MS // 1000
         self.silence: Pcm = np.zeros(self.frame_samples, dtype=np.int16)
         self.buffer = JitterBuffer()
