@@ -66,6 +66,7 @@ def _offending(paths: list[Path], forbidden: tuple[str, ...], root: Path = ROOT)
 RULES = [
     # (what, which files, what they may not import)
     ("the vocabulary is the bottom", ["vocabulary.py"], ("vidim",)),
+    ("RTP/RTCP packets are the bottom", ["rtp.py"], ("vidim",)),
     ("the timers are the bottom", ["timers.py"], ("vidim",)),
     (
         "the SIP core knows nothing above it",
@@ -105,6 +106,12 @@ def test_layering_rule(what: str, globs: list[str], forbidden: tuple[str, ...]) 
     paths = [p for p in _modules(*globs) if p.name != "__main__.py"]
     assert paths, f"no files for {what}"
     assert _offending(paths, forbidden) == []
+
+
+def test_only_the_codec_wrappers_import_ffmpeg() -> None:
+    """PyAV (FFmpeg) stays behind vidim.focus.codecs' two interfaces; the mixer sees PCM."""
+    paths = [p for p in _modules("*.py", "*/*.py") if p.name != "codecs.py"]
+    assert _offending(paths, ("av",)) == []
 
 
 def test_the_store_imports_nothing_of_vidim_but_the_core() -> None:

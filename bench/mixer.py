@@ -1,0 +1,247 @@
+"""How many participants one core mixes in real time: the audio mixer on a real clock.
+
+Conferences of 5 participants (all PCMU, or all Opus), each participant
+sending 20 ms packets of a tone at its own phase, each conference's mixer
+ticking at its own phase, all in one thread on the real clock, as the
+asyncio layer will drive them.  For each size it reports:
+
+* **late p99 / max**: how late the mixers' ticks ran (the issue's limit: never
+  more than 5 ms late);
+* **CPU**: the CPU time this thread spent inside the mixers (``thread_time``,
+  so not the time another process held the core), as a share of the wall-clock
+  time, and that share per participant (one core = 100 %);
+* **added delay p50 / p99**: from a packet's arrival to the moment the first
+  outgoing packet that contains it was built (jitter buffer + tick + mixing
+  and encoding).
+
+The phones' packets are encoded before the run: only the mixer is measured.
+
+    python bench/mixer.py                              # PCMU (8 and 16 kHz mix), Opus
+    python bench/mixer.py --write docs/performance.md  # and rewrite its "Audio mixer" section
+    python bench/mixer.py --quick                      # smoke: small sizes, 1 s each
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime as dt
+import heapq
+import os
+import platform
+import random
+import sys
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+ROOT = Path(__file__).resolve().parent.parent
+for _path in (ROOT, ROOT / "bench"):  # run as a script from anywhere
+    if str(_path) not in sys.path:
+        sys.path.insert(0, str(_path))
+
+from doc_section import replace_section  # noqa: E402 - bench/doc_section.py
+from vidim.focus.codecs import MIX_RATE, AudioEncoder, codec_for  # noqa: E402
+from vidim.focus.mixer import AudioMixer, MixerConfig  # noqa: E402
+from vidim.rtp import RtpPacket  # noqa: E402
+from vidim.vocabulary import Mode  # noqa: E402
+
+RESULTS_BEGIN = "<!-- bench/mixer.py results: begin (rewritten by --write) -->"
+RESULTS_END = "<!-- bench/mixer.py results: end -->"
+PER_CONFERENCE = 5
+TICK = 0.020
+LATE_LIMIT = 0.005
+PAYLOAD_TYPES = {"pcmu": 0, "opus": 111}
+
+
+@dataclass(frozen=True, slots=True)
+class Result:
+    codec: str
+    rate: int
+    participants: int
+    seconds: float
+    late_p99: float
+    late_max: float
+    busy: float
+    delay_p50: float
+    delay_p99: float
+
+    @property
+    def real_time(self) -> bool:
+        """The p99, not the max: on a shared machine another process can stall any tick."""
+        return self.late_p99 <= LATE_LIMIT and self.busy < 1.0
+
+
+def phone_packets(codec_name: str, frequency: float, ssrc: int, count: int) -> list[bytes]:
+    """``count`` 20 ms RTP packets of a tone, as a phone would send them."""
+    codec = codec_for(codec_name, PAYLOAD_TYPES[codec_name])
+    encoder = AudioEncoder(codec)
+    frame = MIX_RATE // 50
+    t = np.arange(frame * 50)  # one second of tone, looped
+    pcm = (6000 * np.sin(2 * np.pi * frequency * t / MIX_RATE)).astype(np.int16)
+    payloads = [encoder.encode(pcm[i * frame : (i + 1) * frame]) for i in range(50)]
+    return [
+        bytes(
+            RtpPacket(
+                payload_type=codec.payload_type,
+                sequence_number=i & 0xFFFF,
+                timestamp=(i * codec.timestamp_step) & 0xFFFFFFFF,
+                ssrc=ssrc,
+                payload=payloads[i % 50],
+            )
+        )
+        for i in range(count)
+    ]
+
+
+def measure(codec_name: str, rate: int, participants: int, seconds: float, seed: int = 1) -> Result:
+    """Run ``participants`` (in conferences of 5, mixing at ``rate``) for ``seconds``."""
+    chance = random.Random(seed)
+    conferences = max(1, participants // PER_CONFERENCE)
+    codec = codec_for(codec_name, PAYLOAD_TYPES[codec_name])
+    ticks = int(seconds / TICK)
+    packets = {
+        (c, p): phone_packets(codec_name, 300.0 + 250 * p, 1000 * c + p, ticks)
+        for c in range(conferences)
+        for p in range(PER_CONFERENCE)
+    }
+    config = MixerConfig(rate=rate, record_delays=True)
+    mixers = [AudioMixer(config) for _ in range(conferences)]
+    start = time.monotonic() + 0.1
+    # (when, order, conference, participant or -1 for the mixer's tick, packet index)
+    agenda: list[tuple[float, int, int, int, int]] = []
+    order = 0
+    for c, mixer in enumerate(mixers):
+        phase = chance.uniform(0, TICK)
+        for p in range(PER_CONFERENCE):
+            mixer.add(f"p{p}", mode=Mode.AUDIO, codec=codec, now=start + phase - TICK)
+            agenda.append((start + chance.uniform(0, TICK), order, c, p, 0))
+            order += 1
+    late: list[float] = []
+    delays: list[float] = []
+    busy = 0.0
+    clock, cpu = time.monotonic, time.thread_time
+    for c, mixer in enumerate(mixers):
+        timer = mixer.get_timer()
+        assert timer is not None
+        agenda.append((timer, order, c, -1, 0))
+        order += 1
+    heapq.heapify(agenda)
+    end = start + seconds
+    while agenda:
+        when, _, c, p, index = heapq.heappop(agenda)
+        if when >= end:
+            continue
+        ahead = when - clock()
+        if ahead > 0.0005:
+            time.sleep(ahead)
+        began, cpu_began = clock(), cpu()
+        mixer = mixers[c]
+        if p < 0:
+            late.append(began - when)
+            recorded = len(mixer.delays)
+            mixer.handle_timer(began)
+            mixer.packets_to_send()
+            done = clock()
+            delays.extend(d + (done - began) for d in mixer.delays[recorded:])
+            del mixer.delays[:]
+            next_tick = mixer.get_timer()
+            assert next_tick is not None
+            heapq.heappush(agenda, (next_tick, order, c, -1, 0))
+        else:
+            mixer.receive_datagram(f"p{p}", packets[c, p][index], began)
+            done = clock()
+            if index + 1 < ticks:
+                heapq.heappush(agenda, (when + TICK, order, c, p, index + 1))
+        order += 1
+        busy += cpu() - cpu_began
+    late.sort()
+    delays.sort()
+    return Result(
+        codec=codec_name,
+        rate=rate,
+        participants=conferences * PER_CONFERENCE,
+        seconds=seconds,
+        late_p99=late[len(late) * 99 // 100],
+        late_max=late[-1],
+        busy=busy / seconds,
+        delay_p50=delays[len(delays) // 2],
+        delay_p99=delays[len(delays) * 99 // 100],
+    )
+
+
+def table(results: list[Result]) -> str:
+    lines = [
+        "| codec | mix rate (Hz) | participants | tick late p99 / max (ms) | CPU (% of a core) "
+        "| per participant (%) | added delay p50 / p99 (ms) | real time |",
+        "| --- | ---: | ---: | ---: | ---: | ---: | ---: | --- |",
+    ]
+    for r in results:
+        lines.append(
+            f"| {r.codec} | {r.rate} | {r.participants} "
+            f"| {r.late_p99 * 1e3:.1f} / {r.late_max * 1e3:.1f} "
+            f"| {r.busy * 100:.0f} | {r.busy * 100 / r.participants:.2f} "
+            f"| {r.delay_p50 * 1e3:.1f} / {r.delay_p99 * 1e3:.1f} "
+            f"| {'yes' if r.real_time else 'no'} |"
+        )
+    return "\n".join(lines)
+
+
+def report(results: list[Result], seconds: float) -> str:
+    load = os.getloadavg()
+    best: dict[tuple[str, int], int] = {}
+    failed: set[tuple[str, int]] = set()
+    for r in results:  # the largest size before the first one that was not in real time
+        run = (r.codec, r.rate)
+        best.setdefault(run, 0)
+        if not r.real_time:
+            failed.add(run)
+        elif run not in failed:
+            best[run] = r.participants
+    verdict = ", ".join(f"{codec} at {rate} Hz: {n}" for (codec, rate), n in best.items())
+    return (
+        f"Measured {dt.date.today().isoformat()} on {platform.python_implementation()} "
+        f"{platform.python_version()}, {os.cpu_count()} CPUs shared with other work "
+        f"(load average {load[0]:.1f} at the end), {seconds:g} s per size, "
+        f"conferences of {PER_CONFERENCE}, one thread.  Real time here: 99 % of the ticks "
+        f"at most {LATE_LIMIT * 1e3:.0f} ms late and the mixers' CPU under a whole core "
+        f"(the max column says how far from *never* more than 5 ms late); the largest size "
+        f"counts only when every smaller one passed too.\n\n"
+        f"{table(results)}\n\n"
+        f"Largest size in real time: {verdict}.\n"
+    )
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n", 1)[0])
+    parser.add_argument("--pcmu8", default="100,200,300,400", help="sizes: PCMU mixed at 8 kHz")
+    parser.add_argument("--pcmu16", default="50,100,150", help="sizes: PCMU mixed at 16 kHz")
+    parser.add_argument("--opus", default="25,50,75,100", help="sizes: Opus mixed at 16 kHz")
+    parser.add_argument("--seconds", type=float, default=5.0)
+    parser.add_argument("--quick", action="store_true", help="smoke run: 5 and 10, 1 s each")
+    parser.add_argument("--write", type=Path, help="rewrite the Audio mixer results in this file")
+    args = parser.parse_args(argv)
+    if args.quick:
+        args.pcmu8, args.pcmu16, args.opus, args.seconds = "5,10", "5", "5", 1.0
+    results = []
+    for option, codec, rate in (
+        ("pcmu8", "pcmu", 8000),
+        ("pcmu16", "pcmu", 16000),
+        ("opus", "opus", 16000),
+    ):
+        for size in (int(n) for n in getattr(args, option).split(",") if n):
+            result = measure(codec, rate, size, args.seconds)
+            results.append(result)
+            print(table([result]).splitlines()[-1], flush=True)
+    text = report(results, args.seconds)
+    print()
+    print(text)
+    if args.write:
+        replace_section(args.write, RESULTS_BEGIN, RESULTS_END, text)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,154 @@
+"""Test phones for the mixer: each plays a tone in its codec and decodes what it receives.
+
+A :class:`Phone` builds the RTP packets a softphone would send (20 ms, its
+own SSRC, sequence numbers and timestamps) and decodes the stream the mixer
+sends it with an independent decoder; :func:`run` drives a mixer and its
+phones on a virtual clock.  :func:`tone_amplitude` is a Goertzel filter.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from vidim.focus.codecs import MIX_RATE, AudioCodec, AudioDecoder, AudioEncoder, Pcm, codec_for
+from vidim.focus.mixer import AudioMixer, MediaPacket
+from vidim.rtp import RtpPacket, parse_rtcp
+from vidim.vocabulary import Mode
+
+FRAME = MIX_RATE // 50
+WINDOW = MIX_RATE // 10  # 100 ms
+
+
+def tone(frequency: float, start: int, count: int, amplitude: float = 6000.0) -> Pcm:
+    t = np.arange(start, start + count)
+    return (amplitude * np.sin(2 * np.pi * frequency * t / MIX_RATE)).astype(np.int16)
+
+
+def tone_amplitude(samples: Pcm, frequency: float) -> float:
+    """The amplitude of ``frequency`` in the samples (one DFT bin, as Goertzel computes)."""
+    n = np.arange(len(samples))
+    basis = np.exp(-2j * np.pi * frequency * n / MIX_RATE)
+    return float(2 * abs(np.dot(samples.astype(np.float64), basis)) / len(samples))
+
+
+@dataclass
+class Phone:
+    key: str
+    frequency: float | None
+    """The tone it plays, None for silence."""
+    codec_name: str = "pcmu"
+    payload_type: int = 0
+    mode: Mode = Mode.AUDIO
+    ssrc: int = 0
+    sequence: int = 1000
+    timestamp: int = 5000
+    sent_frames: int = 0
+    received: list[RtpPacket] = field(default_factory=list)
+    rtcp: list[bytes] = field(default_factory=list)
+
+    def __post_init__(self) -> None:
+        self.codec: AudioCodec = codec_for(self.codec_name, self.payload_type)
+        self.encoder = AudioEncoder(self.codec)
+        if not self.ssrc:
+            self.ssrc = 0x1000 + sum(map(ord, self.key))
+
+    def next_packet(self) -> RtpPacket:
+        pcm = (
+            tone(self.frequency, self.sent_frames * FRAME, FRAME)
+            if self.frequency is not None
+            else np.zeros(FRAME, dtype=np.int16)
+        )
+        packet = RtpPacket(
+            payload_type=self.payload_type,
+            sequence_number=self.sequence & 0xFFFF,
+            timestamp=self.timestamp & 0xFFFFFFFF,
+            ssrc=self.ssrc,
+            payload=self.encoder.encode(pcm),
+        )
+        self.sent_frames += 1
+        self.sequence += 1
+        self.timestamp += self.codec.timestamp_step
+        return packet
+
+    def take(self, packet: MediaPacket) -> None:
+        if packet.rtcp:
+            parse_rtcp(packet.data)  # well-formed
+            self.rtcp.append(packet.data)
+        else:
+            self.received.append(RtpPacket.parse(packet.data))
+
+    def decoded(self) -> Pcm:
+        """Everything received, decoded in sequence order with a fresh decoder."""
+        decoder = AudioDecoder(self.codec)
+        parts = [decoder.decode(p.payload) for p in self.received]
+        return np.concatenate(parts) if parts else np.zeros(0, dtype=np.int16)
+
+
+#: Called with (phone, packet, now): the packets to deliver (drop, reorder, duplicate).
+Network = Callable[[Phone, RtpPacket, float], list[tuple[RtpPacket, float]]]
+
+
+def perfect(phone: Phone, packet: RtpPacket, now: float) -> list[tuple[RtpPacket, float]]:
+    return [(packet, now)]
+
+
+def run(
+    mixer: AudioMixer,
+    phones: list[Phone],
+    seconds: float,
+    *,
+    network: Network = perfect,
+    start: float = 0.0,
+    offset: float = 0.007,
+) -> float:
+    """Phones send every 20 ms (``offset`` after the mixer's tick phase) through ``network``;
+    the mixer's timer runs when due; its output goes to the phones.  Returns the end time."""
+    by_key = {phone.key: phone for phone in phones}
+    in_flight: list[tuple[float, str, bytes]] = []
+    steps = round(seconds / 0.02)
+    now = start
+    for step in range(steps):
+        send_at = start + step * 0.02 + offset
+        for phone in phones:
+            if phone.mode is not Mode.CHAT:
+                for packet, when in network(phone, phone.next_packet(), send_at):
+                    in_flight.append((when, phone.key, bytes(packet)))
+        in_flight.sort(key=lambda item: item[0])
+        end = start + (step + 1) * 0.02 + offset
+        while True:
+            timer = mixer.get_timer()
+            due_packets = [item for item in in_flight if item[0] < end]
+            next_arrival = due_packets[0][0] if due_packets else math.inf
+            next_timer = timer if timer is not None and timer < end else math.inf
+            if next_arrival is math.inf and next_timer is math.inf:
+                break
+            if next_arrival <= next_timer:
+                when, key, data = in_flight.pop(0)
+                now = when
+                mixer.receive_datagram(key, data, now)
+            else:
+                now = next_timer
+                mixer.handle_timer(now)
+                for out in mixer.packets_to_send():
+                    by_key[out.participant].take(out)
+    return now
+
+
+def windows(samples: Pcm, skip_seconds: float = 1.0) -> list[Pcm]:
+    start = int(skip_seconds * MIX_RATE)
+    return [samples[i : i + WINDOW] for i in range(start, len(samples) - WINDOW + 1, WINDOW)]
+
+
+def share_with_tone(samples: Pcm, frequency: float, threshold: float = 1000.0) -> float:
+    """The share of 100 ms windows (after the first second) where the tone is present."""
+    parts = windows(samples)
+    assert parts, "nothing received"
+    return sum(tone_amplitude(w, frequency) > threshold for w in parts) / len(parts)
+
+
+def max_amplitude(samples: Pcm, frequency: float) -> float:
+    return max(tone_amplitude(w, frequency) for w in windows(samples))

@@ -1,0 +1,108 @@
+"""The jitter buffer alone: ordering, loss, late packets, restarts, adaptation."""
+
+from __future__ import annotations
+
+from hypothesis import given
+from hypothesis import strategies as st
+
+from vidim.focus.jitter import JitterBuffer, Push
+from vidim.rtp import RtpPacket, seq_diff
+
+
+def packet(seq: int) -> RtpPacket:
+    return RtpPacket(payload_type=0, sequence_number=seq & 0xFFFF, timestamp=seq * 160, ssrc=1)
+
+
+def played(buffer: JitterBuffer, ticks: int) -> list[int | None]:
+    out: list[int | None] = []
+    for _ in range(ticks):
+        item = buffer.pop()
+        out.append(item.packet.sequence_number if item is not None else None)
+    return out
+
+
+def test_reordered_packets_play_in_order() -> None:
+    buffer = JitterBuffer()
+    for seq in (10, 12, 11, 13):
+        assert buffer.push(packet(seq), 0.0) is Push.QUEUED
+    assert played(buffer, 5) == [10, 11, 12, 13, None]
+    assert buffer.lost == 0
+
+
+def test_a_missing_packet_is_waited_for_then_declared_lost() -> None:
+    buffer = JitterBuffer()
+    buffer.push(packet(1), 0.0)
+    assert played(buffer, 1) == [1]
+    buffer.push(packet(3), 0.0)
+    assert played(buffer, 1) == [None]  # 2 may still come: wait one tick (target 1)
+    assert played(buffer, 1) == [3]
+    assert buffer.lost == 1
+    assert buffer.push(packet(2), 0.1) is Push.LATE
+    assert buffer.late == 1
+    assert buffer.target == 2
+
+
+def test_underflow_does_not_skip_the_next_packet() -> None:
+    buffer = JitterBuffer()
+    buffer.push(packet(1), 0.0)
+    assert played(buffer, 3) == [1, None, None]
+    buffer.push(packet(2), 0.1)
+    assert played(buffer, 1) == [2]
+    assert buffer.lost == 0
+
+
+def test_duplicates_and_restarts() -> None:
+    buffer = JitterBuffer()
+    buffer.push(packet(1), 0.0)
+    assert buffer.push(packet(1), 0.0) is Push.DUPLICATE
+    played(buffer, 1)
+    assert buffer.push(packet(40000), 0.1) is Push.RESTARTED
+    assert played(buffer, 1) == [40000]
+
+
+def test_sequence_wrap() -> None:
+    buffer = JitterBuffer()
+    for seq in (65534, 65535, 0, 1):
+        buffer.push(packet(seq), 0.0)
+    assert played(buffer, 4) == [65534, 65535, 0, 1]
+
+
+def test_a_buffer_running_full_drops_a_frame_to_shrink_the_delay() -> None:
+    buffer = JitterBuffer()
+    seq = 0
+    for _ in range(8):  # a burst: eight frames queued ahead
+        buffer.push(packet(seq), 0.0)
+        seq += 1
+    for _ in range(60):  # then one per tick
+        buffer.push(packet(seq), 0.0)
+        seq += 1
+        buffer.pop()
+    assert buffer.dropped == 8 - buffer.target  # all the frames that were only delay
+    assert len(buffer) == buffer.target
+
+
+def test_a_full_buffer_drops_the_oldest() -> None:
+    buffer = JitterBuffer(capacity=4)
+    for seq in range(6):
+        buffer.push(packet(seq), 0.0)
+    assert len(buffer) == 4
+    assert buffer.dropped == 2
+    assert played(buffer, 1) == [2]
+
+
+@given(st.lists(st.tuples(st.booleans(), st.integers(0, 200)), max_size=300))
+def test_whatever_arrives_nothing_plays_twice_or_backwards(steps: list[tuple[bool, int]]) -> None:
+    """Pushes (of sequence numbers near a start) and pops in any order: every packet played
+    is after the previous one, none twice, unless the buffer restarted."""
+    buffer = JitterBuffer()
+    last: int | None = None
+    for is_push, seq in steps:
+        if is_push:
+            if buffer.push(packet(60000 + seq), 0.0) is Push.RESTARTED:
+                last = None
+        else:
+            item = buffer.pop()
+            if item is not None:
+                now = item.packet.sequence_number
+                assert last is None or seq_diff(now, last) > 0
+                last = now

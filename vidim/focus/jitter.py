@@ -1,0 +1,148 @@
+"""A small adaptive jitter buffer for one incoming audio stream, played one frame per tick.
+
+The mixer calls :meth:`JitterBuffer.pop` once per 20 ms tick and plays what
+it returns, or conceals when it returns None.  The buffer orders packets by
+sequence number and decides, packet by packet:
+
+* the next packet is here: play it;
+* it is not, and nothing else is (underflow, or the sender is in DTX):
+  play nothing and wait for it, without skipping it; the playout point
+  moves one frame later, which is how the buffer grows under jitter;
+* it is not, but later ones are (lost, or reordered): wait while fewer
+  than ``target + 1`` are queued and we have not already waited
+  ``target`` ticks for it, then declare it lost and play the next one;
+* a packet for a frame already played arrives (late): drop it and raise
+  ``target`` by one (up to ``max_target``): reordering is being seen;
+* when, over a second, the buffer never held fewer than ``target + n``
+  frames after a pop, ``n`` frames are dropped: those were only delay (a
+  burst after a stall of the network or the host), and the delay shrinks back.
+  ``target`` falls by one after five seconds without a late packet.
+
+A jump of more than :data:`MAX_MISORDER` backwards or :data:`MAX_DROPOUT`
+forwards (a restarted sender) resets the buffer, as RFC 3550 appendix A.1 does.
+"""
+
+from __future__ import annotations
+
+import enum
+from dataclasses import dataclass
+
+from ..rtp import RtpPacket, seq_add, seq_diff
+
+__all__ = ["MAX_DROPOUT", "MAX_MISORDER", "Buffered", "JitterBuffer", "Push"]
+
+#: A packet this far behind the playout point starts a new stream (RFC 3550 A.1).
+MAX_MISORDER = 100
+#: ... and one this far ahead.
+MAX_DROPOUT = 3000
+#: Pops per shrink window (1 s of 20 ms ticks) and per target decay (5 s).
+SHRINK_WINDOW = 50
+DECAY_WINDOW = 250
+
+
+class Push(enum.Enum):
+    """What :meth:`JitterBuffer.push` did with a packet."""
+
+    QUEUED = "queued"
+    LATE = "late"
+    DUPLICATE = "duplicate"
+    RESTARTED = "restarted"
+    """The packet was too far from the playout point: the buffer started over with it."""
+
+
+@dataclass(frozen=True, slots=True)
+class Buffered:
+    """A packet and when it arrived."""
+
+    packet: RtpPacket
+    arrival: float
+
+
+class JitterBuffer:
+    """Packets of one SSRC, in sequence order, released one per tick."""
+
+    def __init__(self, *, capacity: int = 16, max_target: int = 5) -> None:
+        self.capacity = capacity
+        self.max_target = max_target
+        self.target = 1
+        """Frames kept queued beyond the one playing (adapts between 0 and ``max_target``)."""
+        self._packets: dict[int, Buffered] = {}
+        self._next: int | None = None
+        self._waited = 0
+        self._low_water = capacity
+        self._pops = 0
+        self._pops_since_late = 0
+        self.lost = 0
+        self.late = 0
+        self.dropped = 0
+        """Frames dropped to shrink the delay or because the buffer was full."""
+
+    def __len__(self) -> int:
+        return len(self._packets)
+
+    def push(self, packet: RtpPacket, arrival: float) -> Push:
+        """Queue a packet (of this buffer's SSRC)."""
+        seq = packet.sequence_number
+        result = Push.QUEUED
+        if self._next is not None:
+            ahead = seq_diff(seq, self._next)
+            if ahead < -MAX_MISORDER or ahead > MAX_DROPOUT:
+                self._packets.clear()
+                self._next = None
+                result = Push.RESTARTED
+            elif ahead < 0:
+                self.late += 1
+                self.target = min(self.target + 1, self.max_target)
+                self._pops_since_late = 0
+                return Push.LATE
+        if seq in self._packets:
+            return Push.DUPLICATE
+        if len(self._packets) >= self.capacity:
+            self._drop_earliest()
+        self._packets[seq] = Buffered(packet, arrival)
+        return result
+
+    def pop(self) -> Buffered | None:
+        """The packet to play at this tick, or None (conceal)."""
+        self._adapt()
+        if not self._packets:
+            return None
+        if self._next is None:
+            self._next = self._earliest()
+        item = self._packets.pop(self._next, None)
+        if item is None:
+            if len(self._packets) <= self.target and self._waited < self.target:
+                self._waited += 1
+                return None
+            earliest = self._earliest()
+            self.lost += seq_diff(earliest, self._next)
+            item = self._packets.pop(earliest)
+        self._next = seq_add(item.packet.sequence_number, 1)
+        self._waited = 0
+        self._low_water = min(self._low_water, len(self._packets))
+        return item
+
+    def _earliest(self) -> int:
+        """The queued sequence number closest after the playout point."""
+        origin = self._next if self._next is not None else next(iter(self._packets))
+        return min(self._packets, key=lambda seq: seq_diff(seq, origin))
+
+    def _drop_earliest(self) -> None:
+        earliest = self._earliest()
+        del self._packets[earliest]
+        self.dropped += 1
+        if self._next is not None and seq_diff(earliest, self._next) >= 0:
+            self._next = seq_add(earliest, 1)
+
+    def _adapt(self) -> None:
+        """Shrink the delay when the buffer runs fuller than its target; let the target decay."""
+        self._pops += 1
+        self._pops_since_late += 1
+        if self._pops % SHRINK_WINDOW == 0:
+            # Frames that were queued all along were never needed: only delay.
+            for _ in range(min(self._low_water - self.target, len(self._packets))):
+                self._drop_earliest()
+            self._low_water = self.capacity
+        if self._pops_since_late >= DECAY_WINDOW:
+            self.target = max(self.target - 1, 0)
+            self._pops_since_late = 0

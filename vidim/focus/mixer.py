@@ -1,0 +1,479 @@
+"""The built-in focus's N-1 audio mixer, sans-IO: packets and the time in, packets out.
+
+Every participant that may speak (mode ``video`` or ``audio``) contributes;
+every participant that may listen (``video``, ``audio``, ``watch``) receives
+the mix of every speaker but itself, in its own codec, as one RTP stream
+with its own SSRC and continuous sequence numbers and timestamps.  What a
+``watch`` participant sends is dropped on arrival; ``chat`` has no media.
+
+Three inputs, as in the rest of the core (aioquic's shape):
+
+* :meth:`AudioMixer.receive_datagram` with a participant's RTP or RTCP
+  (told apart as on a multiplexed port, RFC 5761) and the arrival time;
+* :meth:`AudioMixer.handle_timer` at :meth:`AudioMixer.get_timer`, every
+  20 ms: one frame is taken from every speaker's jitter buffer (decoded, or
+  concealed: the last frame repeated, then faded), the mixes are encoded
+  and sent; RTCP (SR + SDES) goes out every ``rtcp_interval``;
+* the participants themselves: :meth:`AudioMixer.add`, :meth:`AudioMixer.update`
+  (a re-INVITE), :meth:`AudioMixer.remove`.
+
+Out come :meth:`AudioMixer.packets_to_send` (:class:`MediaPacket`: for whom,
+the bytes, RTP or RTCP) and :meth:`AudioMixer.events` (levels per speaker,
+source changes, refused packets).  Time is any monotonic clock in seconds;
+``ntp_offset`` turns it into the wall clock of sender reports.
+"""
+
+from __future__ import annotations
+
+import math
+import secrets
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+
+import numpy as np
+
+from ..rtp import (
+    SDES_CNAME,
+    Bye,
+    ReceiverReport,
+    RtcpPacket,
+    RtpPacket,
+    RtpParseError,
+    SdesChunk,
+    SenderReport,
+    SourceDescription,
+    build_rtcp,
+    is_rtcp,
+    ntp_timestamp,
+    parse_rtcp,
+    seq_add,
+)
+from ..vocabulary import Mode
+from .codecs import FRAME_MS, MIX_RATE, AudioCodec, AudioDecoder, AudioEncoder, Pcm
+from .jitter import Buffered, JitterBuffer, Push
+from .reception import ReceptionStats
+
+__all__ = [
+    "AudioLevelMeasured",
+    "AudioMixer",
+    "MediaPacket",
+    "MixerConfig",
+    "MixerEvent",
+    "PacketRefused",
+    "SourceChanged",
+    "audio_level",
+]
+
+#: RFC 6464: levels run 0 (loudest, 0 dBov) to 127 (-127 dBov and below: silence).
+SILENT_LEVEL = 127
+
+
+@dataclass(frozen=True, kw_only=True, slots=True)
+class MixerConfig:
+    """How the mixer runs; the defaults are what the focus uses."""
+
+    tick: float = FRAME_MS / 1000
+    """Seconds between mixes (one frame)."""
+    rate: int = MIX_RATE
+    """The sample rate the mix is made at: 16000 (wideband, the default) or 8000, which
+    spares a resampler per G.711 participant when nobody in the conference has more."""
+    rtcp_interval: float = 5.0
+    """Seconds between the RTCP reports sent to each participant (RFC 3550's minimum)."""
+    level_ticks: int = 5
+    """Ticks over which an audio level is measured (5: every 100 ms)."""
+    conceal_gains: tuple[float, ...] = (1.0, 0.5, 0.25, 0.125)
+    """Gain of the last frame repeated for each missing frame in a row; silence after."""
+    max_lag: float = 0.2
+    """A timer handled this late skips the missed ticks rather than bursting them out."""
+    cname: bytes = b"vidim-focus"
+    """The SDES CNAME of every stream the mixer sends."""
+    record_delays: bool = False
+    """Keep each played frame's wait (arrival to send) in :attr:`AudioMixer.delays` (bench)."""
+
+
+@dataclass(frozen=True, kw_only=True, slots=True)
+class MediaPacket:
+    """A datagram for a participant: RTP, or RTCP (to its RTCP port unless it muxes)."""
+
+    participant: str
+    data: bytes
+    rtcp: bool = False
+
+
+@dataclass(frozen=True, kw_only=True, slots=True)
+class MixerEvent:
+    """Base of the mixer's events."""
+
+    participant: str
+
+
+@dataclass(frozen=True, kw_only=True, slots=True)
+class AudioLevelMeasured(MixerEvent):
+    """A speaker's level over the last ``level_ticks``, RFC 6464 style.
+
+    Sent for every interval with sound, and once when the speaker falls silent.
+    """
+
+    level: int
+    """-dBov, 0 (full scale) to 127 (silence)."""
+    at: float
+
+
+@dataclass(frozen=True, kw_only=True, slots=True)
+class SourceChanged(MixerEvent):
+    """A participant's audio now comes from a new SSRC (a re-INVITE, a restarted phone)."""
+
+    old_ssrc: int | None
+    new_ssrc: int
+
+
+@dataclass(frozen=True, kw_only=True, slots=True)
+class PacketRefused(MixerEvent):
+    """A datagram that is not well-formed RTP/RTCP was dropped; ``reason`` says why."""
+
+    reason: str
+
+
+def _power(pcm: Pcm) -> float:
+    """Mean square of the samples."""
+    return float(np.mean(np.square(pcm, dtype=np.float64))) if len(pcm) else 0.0
+
+
+def _level_of_power(power: float) -> int:
+    """RFC 6464 level: -dBov (0 dBov: a full-scale square wave), clamped to 0..127."""
+    if power <= 0:
+        return SILENT_LEVEL
+    return max(0, min(SILENT_LEVEL, round(-10 * math.log10(power / 32768.0**2))))
+
+
+def audio_level(pcm: Pcm) -> int:
+    """RFC 6464 level of linear PCM: -dBov of its RMS, 0..127."""
+    return _level_of_power(_power(pcm))
+
+
+class _Input:
+    """What one speaker sends: its jitter buffer, decoder, concealment and statistics."""
+
+    def __init__(self, codec: AudioCodec, ssrc: int, rate: int) -> None:
+        self.codec = codec
+        self.ssrc = ssrc
+        self.frame_samples = rate * FRAME_MS // 1000
+        self.silence: Pcm = np.zeros(self.frame_samples, dtype=np.int16)
+        self.buffer = JitterBuffer()
+        self.decoder = AudioDecoder(codec, rate)
+        self.stats = ReceptionStats(ssrc, codec.clock_rate)
+        self.queue: Pcm = np.zeros(0, dtype=np.int16)
+        self.last: Pcm = self.silence
+        self.missing = 0
+        self.level_power = 0.0
+        self.level_ticks = 0
+        self.was_silent = True
+
+    def next_frame(self, gains: tuple[float, ...]) -> tuple[Pcm | None, Buffered | None]:
+        """This tick's frame (None: silence) and the packet it came from, if any.
+
+        One packet is taken per tick, none while a longer packet's samples
+        last.  A short decode (a resampler's first output) is padded with
+        silence in front, so packets of 20 ms or more play gap-free.
+        """
+        played = None
+        if len(self.queue) < self.frame_samples:
+            played = self.buffer.pop()
+        if played is not None:
+            if played.packet.payload_type == self.codec.payload_type:
+                decoded = self.decoder.decode(played.packet.payload)
+            else:  # telephone-event, comfort noise: silence here
+                decoded = self.silence
+            self.queue = np.concatenate([self.queue, decoded])
+            if 0 < len(self.queue) < self.frame_samples:
+                padding = np.zeros(self.frame_samples - len(self.queue), dtype=np.int16)
+                self.queue = np.concatenate([padding, self.queue])
+        if len(self.queue) >= self.frame_samples:
+            frame, self.queue = self.queue[: self.frame_samples], self.queue[self.frame_samples :]
+            self.last, self.missing = frame, 0
+            return frame, played
+        # Nothing to play: repeat the last frame, fading, then silence.
+        self.missing += 1
+        if self.missing > len(gains):
+            return None, None
+        return (self.last * gains[self.missing - 1]).astype(np.int16), None
+
+
+@dataclass(slots=True)
+class _Output:
+    """The stream the mixer sends one listener."""
+
+    ssrc: int
+    encoder: AudioEncoder
+    sequence: int
+    timestamp: int
+    packets: int = 0
+    octets: int = 0
+    first: bool = True
+
+
+class _Participant:
+    __slots__ = ("codec", "input", "key", "mode", "next_rtcp", "output", "ssrc_hint")
+
+    def __init__(self, key: str, mode: Mode, codec: AudioCodec, ssrc: int | None) -> None:
+        self.key = key
+        self.mode = mode
+        self.codec = codec
+        self.ssrc_hint = ssrc
+        self.input: _Input | None = None
+        self.output: _Output | None = None
+        self.next_rtcp = 0.0
+
+
+class AudioMixer:
+    """The N-1 mixer of one conference (see the module docstring)."""
+
+    def __init__(
+        self,
+        config: MixerConfig | None = None,
+        *,
+        ntp_offset: float = 0.0,
+        random32: Callable[[], int] = lambda: secrets.randbits(32),
+    ) -> None:
+        self.config = config or MixerConfig()
+        self._ntp_offset = ntp_offset
+        self._random32 = random32
+        self._participants: dict[str, _Participant] = {}
+        self._next_tick: float | None = None
+        self._to_send: list[MediaPacket] = []
+        self._events: list[MixerEvent] = []
+        self.delays: list[float] = []
+        """Seconds from a frame's arrival to the packet that carried it (``record_delays``)."""
+        self.ticks_late = 0
+        """Ticks skipped because the timer came more than ``max_lag`` late."""
+
+    # -- participants --------------------------------------------------------------------
+
+    def add(
+        self, key: str, *, mode: Mode, codec: AudioCodec, now: float, ssrc: int | None = None
+    ) -> None:
+        """A participant joins with its mode, negotiated codec and (if its SDP said) SSRC."""
+        if key in self._participants:
+            raise ValueError(f"participant {key!r} is in the mixer already")
+        participant = _Participant(key, mode, codec, ssrc)
+        self._participants[key] = participant
+        self._apply_mode(participant, now)
+        if self._next_tick is None:
+            self._next_tick = now + self.config.tick
+
+    def update(self, key: str, *, mode: Mode, codec: AudioCodec, now: float) -> None:
+        """A re-INVITE changed the participant's mode or codec (the focus checked the mode)."""
+        participant = self._participants[key]
+        if codec != participant.codec:
+            participant.codec = codec
+            participant.input = None
+            if participant.output is not None:
+                self._send_bye(participant)
+                participant.output = None
+        participant.mode = mode
+        self._apply_mode(participant, now)
+
+    def remove(self, key: str) -> None:
+        """A participant left: its stream ends with an RTCP BYE."""
+        participant = self._participants.pop(key)
+        if participant.output is not None:
+            self._send_bye(participant)
+        if not self._participants:
+            self._next_tick = None
+
+    def __contains__(self, key: object) -> bool:
+        return key in self._participants
+
+    def reception(self, key: str) -> tuple[ReceptionStats, JitterBuffer] | None:
+        """The statistics and jitter buffer of what the participant sends, if it speaks."""
+        source = self._participants[key].input
+        return (source.stats, source.buffer) if source is not None else None
+
+    def _apply_mode(self, participant: _Participant, now: float) -> None:
+        if not participant.mode.sends_media:
+            participant.input = None
+        if not participant.mode.has_audio:
+            if participant.output is not None:
+                self._send_bye(participant)
+            participant.output = None
+        elif participant.output is None:
+            participant.output = _Output(
+                ssrc=self._random32(),
+                encoder=AudioEncoder(participant.codec, self.config.rate),
+                sequence=self._random32() & 0xFFFF,
+                timestamp=self._random32(),
+            )
+            # The first report half an interval in (RFC 3550 section 6.2's initial delay).
+            participant.next_rtcp = now + self.config.rtcp_interval / 2
+
+    # -- the three inputs ----------------------------------------------------------------
+
+    def receive_datagram(self, key: str, data: bytes, now: float) -> None:
+        """A datagram from a participant's RTP or RTCP port (or its one muxed port)."""
+        participant = self._participants.get(key)
+        if participant is None or not participant.mode.has_audio:
+            return
+        try:
+            if is_rtcp(data):
+                self._receive_rtcp(participant, parse_rtcp(data), now)
+            else:
+                self._receive_rtp(participant, RtpPacket.parse(data), now)
+        except RtpParseError as error:
+            self._events.append(PacketRefused(participant=key, reason=str(error)))
+
+    def get_timer(self) -> float | None:
+        """When to call :meth:`handle_timer` next (None: no participant)."""
+        return self._next_tick
+
+    def handle_timer(self, now: float) -> None:
+        """Mix every tick due by ``now``."""
+        tick = self.config.tick
+        while self._next_tick is not None and self._next_tick <= now:
+            if now - self._next_tick > self.config.max_lag:
+                missed = int((now - self._next_tick) / tick)
+                self.ticks_late += missed
+                self._next_tick += missed * tick
+            self._mix(now)
+            self._send_reports(now)
+            self._next_tick += tick
+
+    def packets_to_send(self) -> list[MediaPacket]:
+        """The datagrams produced since the last call, in order."""
+        packets, self._to_send = self._to_send, []
+        return packets
+
+    def events(self) -> Iterator[MixerEvent]:
+        """The events produced since the last call."""
+        events, self._events = self._events, []
+        yield from events
+
+    # -- receiving -----------------------------------------------------------------------
+
+    def _receive_rtp(self, participant: _Participant, packet: RtpPacket, now: float) -> None:
+        if not participant.mode.sends_media:
+            return  # watch: what it sends reaches nobody
+        source = participant.input
+        if source is None or source.ssrc != packet.ssrc:
+            old = source.ssrc if source is not None else participant.ssrc_hint
+            if old != packet.ssrc:
+                self._events.append(
+                    SourceChanged(participant=participant.key, old_ssrc=old, new_ssrc=packet.ssrc)
+                )
+            source = _Input(participant.codec, packet.ssrc, self.config.rate)
+            participant.input = source
+        source.stats.update(packet.sequence_number, packet.timestamp, now)
+        if source.buffer.push(packet, now) is Push.RESTARTED:
+            source.decoder = AudioDecoder(participant.codec, self.config.rate)
+            source.queue = np.zeros(0, dtype=np.int16)
+
+    def _receive_rtcp(
+        self, participant: _Participant, packets: tuple[RtcpPacket, ...], now: float
+    ) -> None:
+        source = participant.input
+        for packet in packets:
+            if source is None:
+                return
+            if isinstance(packet, SenderReport) and packet.ssrc == source.ssrc:
+                source.stats.sender_report_received(packet.ntp_timestamp, now)
+            elif isinstance(packet, Bye) and source.ssrc in packet.ssrcs:
+                participant.input = source = None
+
+    # -- mixing --------------------------------------------------------------------------
+
+    def _mix(self, now: float) -> None:
+        gains = self.config.conceal_gains
+        frames: dict[str, Pcm] = {}
+        for participant in self._participants.values():
+            source = participant.input
+            if source is None:
+                continue
+            frame, played = source.next_frame(gains)
+            if played is not None and self.config.record_delays:
+                self.delays.append(now - played.arrival)
+            self._measure(participant.key, source, frame, now)
+            if frame is not None:
+                frames[participant.key] = frame
+        total = np.zeros(self.config.rate * FRAME_MS // 1000, dtype=np.int32)
+        for frame in frames.values():
+            total += frame
+        for participant in self._participants.values():
+            output = participant.output
+            if output is None:
+                continue
+            own = frames.get(participant.key)
+            mix = total - own if own is not None else total
+            pcm = np.clip(mix, -32768, 32767).astype(np.int16)
+            self._send_frame(participant, output, pcm)
+
+    def _send_frame(self, participant: _Participant, output: _Output, pcm: Pcm) -> None:
+        payload = output.encoder.encode(pcm)
+        packet = RtpPacket(
+            payload_type=participant.codec.payload_type,
+            sequence_number=output.sequence,
+            timestamp=output.timestamp,
+            ssrc=output.ssrc,
+            marker=output.first,
+            payload=payload,
+        )
+        data = bytes(packet)
+        self._to_send.append(MediaPacket(participant=participant.key, data=data))
+        output.first = False
+        output.sequence = seq_add(output.sequence, 1)
+        output.timestamp = (output.timestamp + participant.codec.timestamp_step) & 0xFFFFFFFF
+        output.packets += 1
+        output.octets += len(payload)
+
+    def _measure(self, key: str, source: _Input, frame: Pcm | None, now: float) -> None:
+        """Add the frame to the speaker's level; report it every ``level_ticks``."""
+        if frame is not None:
+            source.level_power += _power(frame)
+        source.level_ticks += 1
+        if source.level_ticks < self.config.level_ticks:
+            return
+        power = source.level_power / source.level_ticks
+        source.level_power, source.level_ticks = 0.0, 0
+        level = _level_of_power(power)
+        silent = level == SILENT_LEVEL
+        if not (silent and source.was_silent):
+            self._events.append(AudioLevelMeasured(participant=key, level=level, at=now))
+        source.was_silent = silent
+
+    # -- RTCP ----------------------------------------------------------------------------
+
+    def _send_reports(self, now: float) -> None:
+        for participant in self._participants.values():
+            output = participant.output
+            if output is None or now < participant.next_rtcp:
+                continue
+            participant.next_rtcp = now + self.config.rtcp_interval
+            source = participant.input
+            blocks = (source.stats.report_block(now),) if source is not None else ()
+            report: RtcpPacket = SenderReport(
+                ssrc=output.ssrc,
+                ntp_timestamp=ntp_timestamp(now + self._ntp_offset),
+                rtp_timestamp=output.timestamp,
+                packet_count=output.packets & 0xFFFFFFFF,
+                octet_count=output.octets & 0xFFFFFFFF,
+                reports=blocks,
+            )
+            if output.packets == 0:
+                report = ReceiverReport(ssrc=output.ssrc, reports=blocks)
+            self._to_send.append(
+                MediaPacket(
+                    participant=participant.key,
+                    data=build_rtcp([report, self._sdes(output.ssrc)]),
+                    rtcp=True,
+                )
+            )
+
+    def _sdes(self, ssrc: int) -> SourceDescription:
+        return SourceDescription(
+            chunks=(SdesChunk(ssrc=ssrc, items=((SDES_CNAME, self.config.cname),)),)
+        )
+
+    def _send_bye(self, participant: _Participant) -> None:
+        output = participant.output
+        assert output is not None
+        report = ReceiverReport(ssrc=output.ssrc)
+        data = build_rtcp([report, self._sdes(output.ssrc), Bye(ssrcs=(output.ssrc,))])
+        self._to_send.append(MediaPacket(participant=participant.key, data=data, rtcp=True))
