@@ -118,7 +118,8 @@ class Roster:
         connected = {user.entity: user for user in roster.users if user.status == "connected"}
         for participant in conference.participants:
             user = connected.get(participant.uri)
-            self._mark(conference, participant, user is not None, user and user.mode, now)
+            mode = None if user is None else user.mode
+            self._mark(conference, participant, user is not None, mode, now)
         self._changed(conference)
 
     def on_presence(
