@@ -168,3 +168,50 @@ def test_sixteen_invitees_and_the_requester_all_join(site: Site, asterisk: Aster
     assert join(alice, mine)["status"] == 200
     asterisk.wait_until(lambda: len(asterisk.members(cid)) == 18, "17 people and the anchor")
     assert "conf-locked" not in asterisk.log()
+
+
+def media_of(sdp: str) -> dict[str, tuple[int, str]]:
+    """kind -> (port, direction) of each m-line (sendrecv when none is written)."""
+    out: dict[str, tuple[int, str]] = {}
+    kind = ""
+    for line in sdp.replace("\r\n", "\n").split("\n"):
+        if line.startswith("m="):
+            kind = line[2:].split()[0]
+            out[kind] = (int(line.split()[1]), "sendrecv")
+        elif kind and line in ("a=sendrecv", "a=sendonly", "a=recvonly", "a=inactive"):
+            out[kind] = (out[kind][0], line[2:])
+    return out
+
+
+@pytest.mark.parametrize(("mode", "video"), [("video", True), ("audio", False)])
+def test_each_mode_answered_with_its_media(
+    site: Site, asterisk: Asterisk, mode: str, video: bool
+) -> None:
+    """baresip offers audio and VP8 video: an audio invitee's answer declines the video."""
+    start(site, asterisk)
+    alice = site.phone("alice")
+    bob = site.baresip("bob")
+    ready_conference(alice, f"/video bob;mode={mode}")
+    invitation = bob.wait_sip(
+        lambda m: m.direction == "recv" and m.method == "MESSAGE"
+        and m.header("X-Vidim-Conference") is not None,
+        "invitation MESSAGE",
+    )  # fmt: skip
+    bob.command("dial", conference_of(invitation.header("X-Vidim-Conference") or "")["uri"])
+    bob.wait_event("CALL_ESTABLISHED")
+    ok = bob.wait_sip(
+        lambda m: m.direction == "recv" and m.status == 200
+        and (m.header("CSeq") or "").endswith("INVITE"),
+        "200 to the conference INVITE",
+    )  # fmt: skip
+    media = media_of(ok.body)
+    assert media["audio"][0] != 0, ok.body
+    assert media["video"][0] != 0, ok.body  # the 200 is written before the dialplan runs
+    if not video:
+        # ... so the dialplan declines the video with a re-INVITE right after it.
+        reinvite = bob.wait_sip(
+            lambda m: m.direction == "recv" and m.method == "INVITE", "the re-INVITE"
+        )
+        media = media_of(reinvite.body)
+        assert media["audio"][0] != 0, reinvite.body
+        assert media["video"][0] == 0, reinvite.body
