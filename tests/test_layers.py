@@ -94,8 +94,15 @@ RULES = [
     ),
     (
         "the protocol code knows nothing of metrics (vidim.metrics reads its events)",
-        ["sip/*.py", "allocator/*.py", "focus/*.py", "ami/*.py", "core.py", "aio/*.py",
-         "store/*.py"],  # fmt: skip
+        [
+            "sip/*.py",
+            "allocator/*.py",
+            "focus/*.py",
+            "ami/*.py",
+            "core.py",
+            "aio/*.py",
+            "store/*.py",
+        ],
         ("prometheus_client", "vidim.metrics"),
     ),
     (

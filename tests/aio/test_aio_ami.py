@@ -8,6 +8,7 @@ was asked meanwhile.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -65,10 +66,8 @@ def test_login_presence_kick_and_reconnect() -> None:
         fake = FakeAmi()
 
         async def serve(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-            try:
+            with contextlib.suppress(asyncio.IncompleteReadError, ConnectionError):
                 await fake.serve(reader, writer)
-            except (asyncio.IncompleteReadError, ConnectionError):
-                pass
 
         server = await asyncio.start_server(serve, "127.0.0.1", 0)
         port = server.sockets[0].getsockname()[1]
