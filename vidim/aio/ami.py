@@ -27,6 +27,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import re
 from typing import Any
 
 from ..allocator import Allocator
@@ -102,6 +103,7 @@ class AsteriskAmi:
         self._writer = writer
         try:
             while data := await reader.read(65536):
+                self._log.debug("AMI recv %s", data.decode("utf-8", "replace"))
                 for result in self.control.receive_data(data):
                     self._act(result)
                 self._flush()
@@ -126,7 +128,8 @@ class AsteriskAmi:
                 now=self._now(),
             )
             if not known:
-                self._log.info("AMI: a caller of %s not known here", result.conference_id)
+                # A leave after the conference ended, or another daemon's conference.
+                self._log.debug("AMI: a caller of %s not known here", result.conference_id)
             if self._server is not None:
                 self._server.transmit()
 
@@ -136,4 +139,10 @@ class AsteriskAmi:
     def _flush(self) -> None:
         data = self.control.data_to_send() if self._writer is not None else b""
         if data and self._writer is not None:
+            self._log.debug("AMI send %s", _without_secret(data.decode("utf-8", "replace")))
             self._writer.write(data)
+
+
+def _without_secret(text: str) -> str:
+    """An action as logged: a Login's secret is never written to a log."""
+    return re.sub(r"(?im)^(Secret: ).*$", r"\1***", text)

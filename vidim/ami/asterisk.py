@@ -29,7 +29,6 @@ from ..allocator.events import (
     AllocatorEvent,
     ConferenceEnded,
     ConferenceFailed,
-    ConferenceReady,
     InvitationSent,
 )
 from .protocol import AmiConnection, AmiEvent, AmiGreeting, AmiResponse
@@ -147,11 +146,10 @@ class AsteriskControl:
     # -- from the allocator -----------------------------------------------------------
     def on_allocator_event(self, event: AllocatorEvent, conference: Conference | None) -> None:
         """React to one allocator event; ``conference`` is its live record, if any."""
-        if isinstance(event, ConferenceReady) and conference is not None:
-            self.store_keys(conference.id, ((p.credential, p.mode.value)
-                                            for p in conference.participants))  # fmt: skip
-        elif isinstance(event, InvitationSent) and conference is not None:
-            # After /add too: the re-INVITE does not run the dialplan again.
+        if isinstance(event, InvitationSent) and conference is not None:
+            # The anchor INVITE's dialplan stored the first keys already; after
+            # /add it does not run again (a re-INVITE), so each invitee's key is
+            # written as its invitation goes out.
             self.store_keys(conference.id, ((p.credential, p.mode.value)
                                             for p in conference.participants
                                             if p.uri == event.invitee))  # fmt: skip
