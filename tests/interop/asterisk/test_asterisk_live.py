@@ -7,6 +7,7 @@ pjsua2 phones (examples/softphone.py --json) on 127.0.0.1.
 
 from __future__ import annotations
 
+import json
 import time
 from collections.abc import Callable
 
@@ -67,8 +68,11 @@ def refused_before_answer(phone: Phone, uri: str) -> int:
     response = join(phone, uri)
     assert response["status"] != 200, response
     phone.wait("call_state", lambda e: e["state"] == "DISCONNECTED", start=start)
-    assert not [e for e in phone.events("call_state")[0:] if e["state"] == "CONFIRMED"
-                and e["call"] == response["call"]]  # fmt: skip
+    with phone.cond:
+        since = [json.loads(line) for line in phone.lines[start:] if line.startswith("{")]
+    # No 200 then BYE: the call never got to CONFIRMED, no BYE came.
+    assert not [e for e in since if e.get("state") == "CONFIRMED"], since
+    assert not [e for e in since if e.get("event") == "bye_received"], since
     return int(str(response["status"]))
 
 
@@ -215,3 +219,21 @@ def test_each_mode_answered_with_its_media(
         media = media_of(reinvite.body)
         assert media["audio"][0] != 0, reinvite.body
         assert media["video"][0] == 0, reinvite.body
+
+
+def test_asterisk_hanging_up_the_anchor_ends_it_for_everyone(
+    site: Site, asterisk: Asterisk
+) -> None:
+    """The anchor is the marked user: its end is the bridge's, and the requester is told."""
+    start(site, asterisk)
+    alice, bob = site.phone("alice"), site.phone("bob")
+    cid = ready_conference(alice, "/video bob")
+    assert join(bob, bob.wait("invitation")["conference_uri"])["status"] == 200
+    asterisk.wait_until(lambda: len(asterisk.members(cid)) == 2, "bob in the bridge")
+    (anchor,) = [line.split("!")[0] for line in asterisk.cli("core show channels concise")
+                 .splitlines() if "!vidim-conference!" in line]  # fmt: skip
+    asterisk.cli(f"channel request hangup {anchor}")
+    bob.wait("bye_received")
+    ended = alice.wait_im(lambda e: "has ended" in e["body"])
+    assert "the focus ended the conference" in ended["body"]
+    asterisk.wait_until(lambda: asterisk.astdb(f"vidim/{cid}") == {}, "AstDB clean")
