@@ -271,3 +271,22 @@ def test_the_built_in_focus_trusts_this_daemon_s_own_allocator() -> None:
     assert not is_trusted("192.0.2.8", trusted)
     assert is_trusted("127.0.0.1", trusted)
     assert focus_trusted(load(overrides={})) == load(overrides={}).trusted  # loopback already
+
+
+def test_asterisk_ami_needs_the_profile_and_credentials(tmp_path: Path) -> None:
+    """Issue 17: AMI is the asterisk profile's control channel; it logs in with the file's."""
+    path = tmp_path / "vidim.toml"
+    path.write_text('[asterisk]\nami = "127.0.0.1:5038"\n')
+    with pytest.raises(ConfigError) as info:
+        load(path, {"focus": "sip:vidim-conference@127.0.0.1:5090"})
+    assert info.value.problems == [
+        'asterisk.ami: only with profile = "asterisk"',
+        "asterisk.ami_user: needed with asterisk.ami (AMI logs in with it)",
+        "asterisk.ami_secret: needed with asterisk.ami (AMI logs in with it)",
+    ]
+    path.write_text('profile = "asterisk"\n[asterisk]\nami_user = "vidim"\nami_secret = "s"\n')
+    config = load(path, {"asterisk": {"ami": "127.0.0.1:5038"}})
+    assert config.asterisk_ami == Address("127.0.0.1", 5038)
+    assert (config.asterisk_ami_user, config.asterisk_ami_secret) == ("vidim", "s")
+    assert "ami_secret" not in repr(config)  # never in a log line
+    assert load().asterisk_ami is None
