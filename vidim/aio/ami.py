@@ -145,4 +145,4 @@ class AsteriskAmi:
 
 def _without_secret(text: str) -> str:
     """An action as logged: a Login's secret is never written to a log."""
-    return re.sub(r"(?im)^(Secret: ).*$", r"\1***", text)
+    return re.sub(r"(?im)^(Secret: )[^\r\n]*", r"\1***", text)

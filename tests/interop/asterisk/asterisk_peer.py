@@ -92,6 +92,9 @@ deny = 0.0.0.0/0.0.0.0
 permit = {HOST}/255.255.255.255
 read = call
 write = system,call
+; only what vidim reads: the rest of the call class is not sent
+eventfilter(action(include),name(ConfbridgeJoin)) =
+eventfilter(action(include),name(ConfbridgeLeave)) =
 """,
         "extensions.conf": (EXAMPLES / "extensions.conf").read_text(),
         "confbridge.conf": (EXAMPLES / "confbridge.conf").read_text(),
