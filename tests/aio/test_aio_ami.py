@@ -9,8 +9,11 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import logging
 from dataclasses import dataclass, field
 from typing import Any
+
+import pytest
 
 from vidim.aio.ami import AsteriskAmi
 from vidim.allocator.events import ConferenceEnded
@@ -61,7 +64,9 @@ class FakeAmi:
             await asyncio.wait_for(self.changed.wait_for(check), WAIT)
 
 
-def test_login_presence_kick_and_reconnect() -> None:
+def test_login_presence_kick_and_reconnect(caplog: pytest.LogCaptureFixture) -> None:
+    caplog.set_level(logging.DEBUG, logger="vidim.ami")
+
     async def main() -> None:
         fake = FakeAmi()
 
@@ -103,3 +108,5 @@ def test_login_presence_kick_and_reconnect() -> None:
             await server.wait_closed()
 
     asyncio.run(main())
+    assert "Secret: ***" in caplog.text
+    assert "s3cret" not in caplog.text  # the AMI debug log never shows the secret
