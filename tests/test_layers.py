@@ -89,13 +89,26 @@ RULES = [
         ("vidim.allocator", "vidim.aio", "vidim.store"),
     ),
     (
+        "the AMI protocol is sans-IO and knows the allocator, not the servers' I/O",
+        ["ami/*.py"],
+        ("vidim.focus", "vidim.aio", "vidim.store"),
+    ),
+    (
         "the protocol code knows nothing of metrics (vidim.metrics reads its events)",
-        ["sip/*.py", "allocator/*.py", "focus/*.py", "core.py", "aio/*.py", "store/*.py"],
+        [
+            "sip/*.py",
+            "allocator/*.py",
+            "focus/*.py",
+            "ami/*.py",
+            "core.py",
+            "aio/*.py",
+            "store/*.py",
+        ],
         ("prometheus_client", "vidim.metrics"),
     ),
     (
         "the protocol code does no I/O",
-        ["*.py", "sip/*.py", "allocator/*.py", "focus/*.py"],
+        ["*.py", "sip/*.py", "allocator/*.py", "focus/*.py", "ami/*.py"],
         IO_MODULES,
     ),
 ]

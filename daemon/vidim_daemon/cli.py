@@ -36,6 +36,7 @@ from vidim.aio import (
     restore_core,
     serve_forever_until_signal,
 )
+from vidim.aio.ami import AsteriskAmi
 from vidim.allocator import Allocator, AllocatorConfig, RequestPolicy
 from vidim.allocator import events as allocator_events
 from vidim.focus import ConferenceFocus, FocusConfig
@@ -98,6 +99,7 @@ def allocator_config(config: DaemonConfig) -> AllocatorConfig:
         transactions=_transactions(config),
         credentials=config.credentials,
         challenge=config.challenge,
+        presence_reported=config.asterisk_ami is not None,
     )
 
 
@@ -443,7 +445,7 @@ async def _focus_server(
 
 async def _allocator_server(
     store: StateStore, config: DaemonConfig, metrics: Metrics | None = None
-) -> tuple[Allocator, Cluster | None, SipServer[Any]]:
+) -> tuple[Allocator, Cluster | None, SipServer[Any], AsteriskAmi | None]:
     """The allocator behind its server; with a shared store, among the other daemons."""
     allocator = build_allocator(config)
     cluster: Cluster | None = None
@@ -457,16 +459,20 @@ async def _allocator_server(
         )  # fmt: skip
     else:
         persistence = Persistence(store, allocator.namespace, logger=log, name=config.store)
+    ami = _asterisk_ami(config, allocator)
+    on_event = _counted(_event_logger("allocator"), metrics)
     server = SipServer(
         allocator,
         host=config.listen.host,
         port=config.listen.port,
         clock=time.time,
-        on_event=_counted(_event_logger("allocator"), metrics),
+        on_event=on_event if ami is None else _both(on_event, ami.on_event),
         overload=config.overload,
         persistence=persistence,
         follow_ups=cluster,
     )
+    if ami is not None:
+        ami.attach(server)
     if cluster is not None:
         cluster.attach(server)
         resumed = await cluster.start(time.time())
@@ -477,7 +483,32 @@ async def _allocator_server(
     else:
         restored = await restore_core(store, allocator, time.time(), log)
         log.info("%d conference(s) restored from %s", restored, config.store)
-    return allocator, cluster, server
+    return allocator, cluster, server, ami
+
+
+def _asterisk_ami(config: DaemonConfig, allocator: Allocator) -> AsteriskAmi | None:
+    """The asterisk profile's control channel (``[asterisk] ami``), or None when off."""
+    if config.asterisk_ami is None:
+        return None
+    address = config.asterisk_ami
+    return AsteriskAmi(
+        allocator,
+        address.host,
+        address.port,
+        config.asterisk_ami_user,
+        config.asterisk_ami_secret,
+        logger=log,
+    )
+
+
+def _both(first: Callable[[Any], None], second: Callable[[Any], None]) -> Callable[[Any], None]:
+    """One ``on_event`` that calls two, in order."""
+
+    def on_event(event: Any) -> None:
+        first(event)
+        second(event)
+
+    return on_event
 
 
 async def _serve_with(
@@ -496,13 +527,14 @@ async def _serve_with(
     allocator: Allocator | None = None
     media: FocusMedia | None = None
     cluster: Cluster | None = None
+    ami: AsteriskAmi | None = None
     metrics = Metrics() if config.metrics_listen is not None else None
     if focus_on:
         # First: the allocator's restored conferences check their anchors on it.
         focus, media, focus_server = await _focus_server(store, config, metrics)
         servers.append(focus_server)
     if allocator_on:
-        allocator, cluster, allocator_server = await _allocator_server(store, config, metrics)
+        allocator, cluster, allocator_server, ami = await _allocator_server(store, config, metrics)
         servers.append(allocator_server)
     endpoint = _health_endpoint(config, metrics, servers, media)
     problem = await _start_listening(servers, endpoint)
@@ -513,6 +545,9 @@ async def _serve_with(
         if media is not None:
             await media.close()
         return 2
+    if ami is not None:
+        await ami.start()
+        log.info("Asterisk AMI: %s:%d (user %s)", ami.host, ami.port, config.asterisk_ami_user)
     what = " and ".join(
         (["allocator on " + _show(config.listen)] if allocator_on else [])
         + ([f"built-in focus on {_show(config.focus_listen)}"] if focus_on else [])
@@ -535,6 +570,8 @@ async def _serve_with(
         )
     if cluster is not None:
         await cluster.close()
+    if ami is not None:
+        await ami.close()
     if media is not None:
         await media.close()
     if endpoint is not None:
@@ -639,6 +676,8 @@ def _overrides(**options: Any) -> dict[str, Any]:
         out["probe"] = False
     if options.get("end_on_stop") is False:  # --no-end-on-stop
         out["end_on_stop"] = False
+    if options.get("asterisk_ami"):  # the credentials stay in the file
+        out["asterisk"] = {"ami": options["asterisk_ami"]}
     return out
 
 
@@ -739,6 +778,12 @@ def main() -> None:
 @click.option("--proxy", metavar="URI", help="The IM server for IMs and probes [none: direct].")
 @click.option("--service-uri", metavar="URI", help="Command-form address [sip:vidim@<domain>].")
 @click.option("--no-probe", is_flag=True, help="Do not probe invitees with OPTIONS [probing on].")
+@click.option(
+    "--asterisk-ami",
+    metavar="HOST:PORT",
+    help="Asterisk's manager interface, for --profile asterisk (user and secret in "
+    "[asterisk] of --config) [off].",
+)
 def run(config_path: str | None, **options: Any) -> None:
     """Run the allocator and, unless --focus is given, the built-in focus."""
     overrides = _overrides(**options)

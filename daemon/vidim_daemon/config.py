@@ -14,6 +14,7 @@ import os
 import tomllib
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
+from dataclasses import field as dataclass_field
 from pathlib import Path
 from typing import Any, Final
 
@@ -114,6 +115,10 @@ class DaemonConfig:
     #: The users vidim challenges untrusted requesters against (``[auth]
     #: challenge = true`` and ``users_file``); None: untrusted sources are refused.
     challenge: DigestRealm | None = None
+    #: Asterisk's manager interface (the ``asterisk`` profile's control channel); None: off.
+    asterisk_ami: Address | None = None
+    asterisk_ami_user: str = ""
+    asterisk_ami_secret: str = dataclass_field(default="", repr=False)
 
     @property
     def shared_store(self) -> bool:
@@ -481,6 +486,11 @@ SETTINGS: Final[dict[str, Setting]] = {
     "auth.users_file": Setting("", _string, None),
     "auth.challenge_realm": Setting("", _string, None),
     "auth.challenge_algorithms": Setting(["SHA-256", "MD5"], _algorithms, None),
+    # The asterisk profile's AMI (docs/asterisk.md): empty ami is off; the
+    # credentials come from the file, never from the command line only.
+    "asterisk.ami": Setting("", _optional_host_port("asterisk.ami"), "asterisk_ami"),
+    "asterisk.ami_user": Setting("", _string, "asterisk_ami_user"),
+    "asterisk.ami_secret": Setting("", _string, "asterisk_ami_secret"),
 }
 _TABLES: Final = frozenset(key.split(".")[0] for key in SETTINGS if "." in key)
 
@@ -561,6 +571,7 @@ def _build(
             "focus_listen: must differ from listen (the built-in focus needs its own port)"
         )
     _check_reachable(values, builtin_focus, problems)
+    _check_asterisk(values, problems)
     if problems:
         return None
     service_uri = values["service_uri"] or SipURI(host=values["domain"].lower(), user="vidim")
@@ -632,6 +643,17 @@ def _check_reachable(values: Mapping[str, Any], builtin_focus: bool, problems: l
                 f"{key}: {address.host} is every local address, which peers cannot be told: "
                 "give the address they reach with --advertise HOST[:PORT] (advertise = ...)"
             )
+
+
+def _check_asterisk(values: Mapping[str, Any], problems: list[str]) -> None:
+    """AMI is the asterisk profile's, and needs a user and a secret to log in."""
+    if values.get("asterisk.ami") is None:
+        return
+    if values.get("profile") is not FocusProfile.ASTERISK:
+        problems.append('asterisk.ami: only with profile = "asterisk"')
+    for key in ("asterisk.ami_user", "asterisk.ami_secret"):
+        if not values.get(key):
+            problems.append(f"{key}: needed with asterisk.ami (AMI logs in with it)")
 
 
 #: The keys of :class:`OverloadPolicy`'s fields, by field.

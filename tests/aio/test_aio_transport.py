@@ -246,6 +246,30 @@ def test_a_large_invitation_goes_over_tcp_to_a_uri_without_transport() -> None:
     asyncio.run(main())
 
 
+def test_a_large_invitation_to_a_udp_only_invitee_falls_back_to_udp() -> None:
+    """RFC 3261 18.1.1: TCP was chosen for the size, and nobody accepts it: UDP again."""
+    events = Events()
+
+    async def main() -> None:
+        bob = await udp_client()  # bob listens on UDP only: his port refuses TCP
+        client = await udp_client()
+        user = "bob" + "o" * 1200
+        try:
+            async with vidim(events) as both:
+                server = both.allocator
+                await command(client, server, f"/video sip:{user}@127.0.0.1:{bob.port}")
+                invitation = await bob.next()
+                assert isinstance(invitation, Request)
+                assert len(invitation.to_bytes()) > 1300
+                assert invitation.top_via.transport == "UDP"
+                await events.wait_for(ConferenceReady)
+        finally:
+            client.close()
+            bob.close()
+
+    asyncio.run(main())
+
+
 def test_an_invitee_unreachable_over_tcp_fails_with_an_im_to_the_requester(
     caplog: pytest.LogCaptureFixture,
 ) -> None:

@@ -482,6 +482,50 @@ def test_a_conference_somebody_joined_does_not_end_when_idle() -> None:
     assert w.allocator.conferences[cid].state is S.ACTIVE
 
 
+@pytest.mark.parametrize("profile", [FocusProfile.ASTERISK, FocusProfile.FREESWITCH])
+def test_a_focus_without_a_roster_is_never_ended_as_idle(profile: FocusProfile) -> None:
+    """Issue 17, item 5: nobody is ever seen to join, so "nobody joined" would be a guess."""
+    w = make_world(idle_timeout=60.0, profile=profile)
+    cid, _ready = active(w)
+    assert "idle" not in w.allocator.conferences[cid].deadlines
+    w.net.run(400.0)
+    assert w.net.sent("BYE") == []
+    assert w.allocator.conferences[cid].state is S.ACTIVE
+
+
+def test_reported_presence_gives_roster_notices_status_and_keeps_it_alive() -> None:
+    """The asterisk profile with AMI: joins and leaves reported out of SIP."""
+    w = make_world(idle_timeout=60.0, profile=FocusProfile.ASTERISK, presence_reported=True)
+    cid, ready = active(w)
+    bob = w.allocator.conferences[cid].participants[1]
+    assert not w.allocator.report_presence(cid, "no-such-key", present=True, now=ready + 1)
+    assert not w.allocator.report_presence("no-such-id", bob.credential, present=True, now=1)
+    assert w.allocator.report_presence(cid, bob.credential, present=True, now=w.net.now)
+    w.net.advance(0.01)
+    assert w.alice.texts()[-1] == "bob@example.com joined (video)."
+    assert w.net.of_type(ParticipantJoined) == [
+        ParticipantJoined(conference_id=cid, participant="sip:bob@example.com", mode=None)
+    ]
+    w.alice.send_message(w.net.now, text="/status")
+    w.net.advance(0.01)
+    assert "- bob@example.com: video, connected" in w.alice.texts()[-1]
+    w.allocator.report_presence(cid, bob.credential, present=False, now=w.net.now)
+    w.net.advance(0.01)
+    assert w.alice.texts()[-1] == "bob@example.com left."
+    w.net.run(400.0)
+    assert w.net.sent("BYE") == []  # somebody came: the idle end is off
+
+
+def test_reported_presence_arms_the_idle_end_when_nobody_comes() -> None:
+    w = make_world(idle_timeout=60.0, profile=FocusProfile.ASTERISK, presence_reported=True)
+    cid, ready = active(w)
+    w.net.run(ready + 100.0)
+    assert w.sent_at("BYE", FOCUS) == [ready + 60.0]
+    assert w.net.of_type(ConferenceEnded) == [
+        ConferenceEnded(conference_id=cid, reason="nobody joined within 60 s")
+    ]
+
+
 def test_the_focus_hanging_up_ends_the_conference() -> None:
     w = make_world()
     cid, _ready = active(w)

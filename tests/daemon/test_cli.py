@@ -59,6 +59,11 @@ def test_end_on_stop_flag_is_kept_when_given_either_way() -> None:
     assert _overrides(end_on_stop=False) == {"end_on_stop": False}
 
 
+def test_asterisk_ami_flag_is_the_asterisk_table_s_ami() -> None:
+    assert _overrides(asterisk_ami="127.0.0.1:5038") == {"asterisk": {"ami": "127.0.0.1:5038"}}
+    assert _overrides(asterisk_ami=None) == {}
+
+
 def test_reload_applies_what_it_can_and_names_the_rest(caplog: pytest.LogCaptureFixture) -> None:
     config = load(None, {"focus": ["sip:f1@127.0.0.1:5090"]})
     allocator = build_allocator(config)

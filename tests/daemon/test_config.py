@@ -179,7 +179,7 @@ def test_the_defaults_as_toml_writes_them() -> None:
         "listen", "focus", "focus_listen", "profile", "proxy", "domain", "service_uri",
         "trusted", "probe", "log_level", "log_json", "event_loop", "store", "state_dir", "lease_ttl",
         "end_on_stop", "refuse_on_stop", "stop_timeout", "advertise", "metrics_listen", "timers",
-        "limits", "media", "auth",
+        "limits", "media", "auth", "asterisk",
     ]  # fmt: skip
 
 
@@ -320,3 +320,22 @@ def test_a_users_file_with_a_bad_line_or_no_user_of_the_realm(tmp_path: Path) ->
     users.write_text(f"alice:elsewhere:{'0' * 32}\n")
     with pytest.raises(ConfigError, match="has no user of realm 'localhost'"):
         load(None, {"auth": {"challenge": True, "users_file": str(users)}})
+
+
+def test_asterisk_ami_needs_the_profile_and_credentials(tmp_path: Path) -> None:
+    """Issue 17: AMI is the asterisk profile's control channel; it logs in with the file's."""
+    path = tmp_path / "vidim.toml"
+    path.write_text('[asterisk]\nami = "127.0.0.1:5038"\n')
+    with pytest.raises(ConfigError) as info:
+        load(path, {"focus": "sip:vidim-conference@127.0.0.1:5090"})
+    assert info.value.problems == [
+        'asterisk.ami: only with profile = "asterisk"',
+        "asterisk.ami_user: needed with asterisk.ami (AMI logs in with it)",
+        "asterisk.ami_secret: needed with asterisk.ami (AMI logs in with it)",
+    ]
+    path.write_text('profile = "asterisk"\n[asterisk]\nami_user = "vidim"\nami_secret = "s"\n')
+    config = load(path, {"asterisk": {"ami": "127.0.0.1:5038"}})
+    assert config.asterisk_ami == Address("127.0.0.1", 5038)
+    assert (config.asterisk_ami_user, config.asterisk_ami_secret) == ("vidim", "s")
+    assert "ami_secret" not in repr(config)  # never in a log line
+    assert load().asterisk_ami is None

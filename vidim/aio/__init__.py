@@ -6,6 +6,8 @@
   focus's media;
 * :class:`FocusMedia` (``focus.py``): keeps an :class:`RtpRelay` on the
   built-in focus's forwarding plan;
+* :class:`~vidim.aio.ami.AsteriskAmi` (``ami.py``): the ``asterisk`` profile's
+  control channel, Asterisk's manager interface (imported from its module);
 * :class:`Persistence` (``persistence.py``): write-ahead of a core's records
   to a state store (:mod:`vidim.store`), and :func:`restore_core` at start.
 """

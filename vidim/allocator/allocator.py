@@ -251,6 +251,24 @@ class Allocator(SipCoreBase[AllocatorEvent]):
         self._focus.end(conference, reason, now)
         self._drain(now)
 
+    def report_presence(
+        self, conference_id: str, credential: str, *, present: bool, now: float
+    ) -> bool:
+        """The focus says, out of SIP, that the caller with ``credential`` joined or left.
+
+        For a focus without RFC 4575 events (Asterisk's ConfbridgeJoin and
+        ConfbridgeLeave over AMI): the requester gets the same join and leave
+        IMs, ``/status`` the same statuses, and a join disarms the idle end
+        (with :attr:`AllocatorConfig.presence_reported`).  False, and nothing
+        changes, for a conference or key this allocator does not know.
+        """
+        conference = self.conferences.get(conference_id)
+        if conference is None:
+            return False
+        known = self._roster.on_presence(conference, credential, present, now)
+        self._drain(now)
+        return known
+
     def end_all(self, now: float, reason: str = "the allocator is shutting down") -> int:
         """Clean shutdown: end every live conference (BYE on each anchor); how many.
 
@@ -382,6 +400,11 @@ class Allocator(SipCoreBase[AllocatorEvent]):
                 context.forget(event.transaction_id)
         elif isinstance(event, (TransactionTimedOut, TransportFailed)):
             pending = context.pending.get(event.transaction_id)
+            if isinstance(event, TransportFailed) and pending is not None:
+                retried = context.fall_back_to_udp(event.transaction_id, now)
+                if retried is not None:
+                    self._focus.resent(event.transaction_id, retried, pending)
+                    return
             if pending is not None:
                 why = "no answer" if isinstance(event, TransactionTimedOut) else "transport error"
                 made_up = make_response(pending.request, event.status_hint, f"Local {why}")

@@ -34,8 +34,12 @@ class AllocatorConfig:
     probe_timeout: float = 2.0
     #: How long a focus has to answer the INVITE before the next one is tried.
     focus_timeout: float = 8.0
-    #: A conference nobody joined within this time ends.
+    #: A conference nobody joined within this time ends; only where the allocator
+    #: can know who joined (:attr:`knows_who_joined`), never on a guess.
     idle_timeout: float = 300.0
+    #: The application reports who joins and leaves (:meth:`Allocator.report_presence`)
+    #: for a focus that sends no conference events: the ``asterisk`` profile with AMI.
+    presence_reported: bool = False
     #: In-dialog OPTIONS on the anchor to check that the focus lives.
     keepalive_interval: float = 30.0
     subscription_expires: int = 3600
@@ -51,6 +55,11 @@ class AllocatorConfig:
     #: MD5) and serve them once authenticated as their From user, instead of
     #: refusing them (``requests.require_trusted_source``).  None: no challenges.
     challenge: DigestRealm | None = None
+
+    @property
+    def knows_who_joined(self) -> bool:
+        """Whether joins are seen (RFC 4575 events or reported presence): the idle rule's ground."""
+        return self.profile is FocusProfile.RFC4579 or self.presence_reported
 
     @property
     def warning_host(self) -> str:

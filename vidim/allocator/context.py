@@ -12,7 +12,7 @@ from __future__ import annotations
 import functools
 import secrets
 from collections.abc import Callable, Iterable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from enum import Enum
 
 from ..sip import (
@@ -89,6 +89,8 @@ class Pending:
     challenged: int = 0
     #: The challenges it answers: (header, challenge, nonce count), one per realm.
     answered: tuple[tuple[str, Challenge, int], ...] = ()
+    #: Sent over TCP only for its size (RFC 3261 section 18.1.1): UDP if TCP fails.
+    for_size: bool = False
 
 
 #: Where a request goes: a URI (the next hop: its transport, host and port are
@@ -199,6 +201,7 @@ class Context:
         """
         self.conferences.touch(pending.conference_id)  # a dialog's CSeq, at least
         destination = self.destination(request, hop)
+        pending.for_size = destination != self.destination(request, hop, measured=False)
         if destination.transport not in SENDABLE_TRANSPORTS:
             self._unsendable(request, hop, destination, pending)
             return None
@@ -217,11 +220,12 @@ class Context:
             sent_over(request, destination.transport, written=self.via.transport)
             self.layer.send_stateless(request, destination)
 
-    def destination(self, request: Request, hop: Hop) -> Address:
+    def destination(self, request: Request, hop: Hop, *, measured: bool = True) -> Address:
         """Where ``request`` goes for ``hop``, and over which transport.
 
         Its size counts only when it would go over UDP without the URI saying
         so: larger than 1300 bytes, it goes over TCP (RFC 3261 section 18.1.1).
+        ``measured=False``: where it would go, whatever its size.
         """
         if isinstance(hop, Address):
             return hop  # where the requester's request came from, as it came
@@ -230,7 +234,40 @@ class Context:
             target, routes = hop.request_target()
             default = hop.transport
             hop = routes[0].uri if routes else target
+        if not measured:
+            return uri_destination(hop, default_transport=default)
         return request_destination(request, hop, default_transport=default)
+
+    def fall_back_to_udp(self, tid: TransactionId, now: float) -> TransactionId | None:
+        """The request went over TCP for its size, and TCP failed: send it again over UDP.
+
+        RFC 3261 section 18.1.1: "if the attempt to establish the connection
+        generates either an ICMP Protocol Not Supported, or results in a TCP
+        reset, the element SHOULD retry the request, using UDP" (a peer that
+        listens on UDP only).  The same request in a new transaction (a new
+        branch); None when it was not sent over TCP for its size.
+        """
+        pending = self.pending.get(tid)
+        if pending is None or not pending.for_size or pending.destination is None:
+            return None
+        request = pending.request
+        headers = Headers()
+        for name, value in request.headers:
+            if name.lower() == "via":
+                value = str(request.top_via.with_params(branch=new_branch()))
+            headers.add(name, value)
+        retry = Request(request.method, request.uri, headers, request.body)
+        sent_over(retry, "UDP")
+        self.forget(tid)
+        if retry.method in ("INVITE", "SUBSCRIBE") and retry.to_addr.tag is None:
+            self.dialogs.retrack(retry)
+        destination = replace(pending.destination, transport="UDP")
+        new_tid = self.layer.send_request(retry, destination, now)
+        again = replace(pending, request=retry, destination=destination, for_size=False)
+        self.pending[new_tid] = again
+        if retry.method == "SUBSCRIBE":
+            self.subscribes[new_tid] = again
+        return new_tid
 
     def _unsendable(
         self, request: Request, hop: Hop, destination: Address, pending: Pending

@@ -223,7 +223,9 @@ class FocusLeg:
         )
         self._roster.subscribe(conference, now)
         context.arm(conference, Deadline.KEEPALIVE, now + context.config.keepalive_interval)
-        context.arm(conference, Deadline.IDLE, now + context.config.idle_timeout)
+        if context.config.knows_who_joined:
+            # Without a roster nobody is ever seen to join: no idle end on a guess.
+            context.arm(conference, Deadline.IDLE, now + context.config.idle_timeout)
 
     # -- active -----------------------------------------------------------------------
     def update(self, conference: Conference, now: float) -> None:
@@ -311,7 +313,8 @@ class FocusLeg:
             self.finish(conference, conference.reason, now)
 
     def on_idle(self, conference: Conference, now: float) -> None:
-        if conference.state is ConferenceState.ACTIVE:
+        # A record restored under a configuration without a roster may carry the deadline.
+        if conference.state is ConferenceState.ACTIVE and self._context.config.knows_who_joined:
             idle = f"nobody joined within {self._context.config.idle_timeout:g} s"
             self._hang_up(conference, ConferenceInput.IDLE_TIMEOUT, idle, now)
 

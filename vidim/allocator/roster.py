@@ -2,7 +2,9 @@
 
 With the ``rfc4579`` profile the allocator subscribes to the conference
 URI (RFC 4575 ``Event: conference``), folds each NOTIFY into its view and
-tells the requester who joined and who left.  A lost or reordered NOTIFY
+tells the requester who joined and who left.  With the ``asterisk``
+profile the application reports the same from Asterisk's AMI
+(:meth:`Roster.on_presence`).  A lost or reordered NOTIFY
 makes the view stale: the subscription is refreshed, which brings full state.
 """
 
@@ -17,7 +19,8 @@ from ..conference_info import (
     parse_conference_info,
 )
 from ..sip import Dialog, LocalProtocolError, RemoteProtocolError, Request, Response
-from .conference import Conference, ConferenceInput, ConferenceState, Deadline
+from ..vocabulary import Mode
+from .conference import Conference, ConferenceInput, ConferenceState, Deadline, Participant
 from .context import Context, Pending, Purpose
 from .events import MessageIgnored, ParticipantJoined, ParticipantLeft
 from .notices import name_of
@@ -115,26 +118,55 @@ class Roster:
         connected = {user.entity: user for user in roster.users if user.status == "connected"}
         for participant in conference.participants:
             user = connected.get(participant.uri)
-            was = participant.status == "connected"
-            if user is not None and not was:
-                participant.status = "connected"
-                context.emit(
-                    ParticipantJoined(
-                        conference_id=conference.id, participant=participant.uri, mode=user.mode
-                    )
+            mode = None if user is None else user.mode
+            self._mark(conference, participant, user is not None, mode, now)
+        self._changed(conference)
+
+    def on_presence(
+        self, conference: Conference, credential: str, present: bool, now: float
+    ) -> bool:
+        """The focus said (out of SIP: Asterisk's AMI) that a key's caller joined or left.
+
+        The same notices and events as a NOTIFY; False when no participant has the key.
+        """
+        for participant in conference.participants:
+            if participant.credential == credential:
+                self._mark(conference, participant, present, None, now)
+                self._changed(conference)
+                return True
+        return False
+
+    def _mark(
+        self,
+        conference: Conference,
+        participant: Participant,
+        present: bool,
+        mode: Mode | None,
+        now: float,
+    ) -> None:
+        """Note one participant as there or gone; tell the requester when that changed."""
+        context = self._context
+        was = participant.status == "connected"
+        if present and not was:
+            participant.status = "connected"
+            context.emit(
+                ParticipantJoined(
+                    conference_id=conference.id, participant=participant.uri, mode=mode
                 )
-                text = f"{name_of(participant.uri)} joined ({participant.mode.value})."
-            elif user is None and was:
-                participant.status = "disconnected"
-                context.emit(
-                    ParticipantLeft(conference_id=conference.id, participant=participant.uri)
-                )
-                text = f"{name_of(participant.uri)} left."
-            else:
-                continue
-            context.conferences.touch(conference.id)
-            if not participant.requester:
-                context.tell_requester(conference, text, now)
+            )
+            text = f"{name_of(participant.uri)} joined ({participant.mode.value})."
+        elif not present and was:
+            participant.status = "disconnected"
+            context.emit(ParticipantLeft(conference_id=conference.id, participant=participant.uri))
+            text = f"{name_of(participant.uri)} left."
+        else:
+            return
+        context.conferences.touch(conference.id)
+        if not participant.requester:
+            context.tell_requester(conference, text, now)
+
+    def _changed(self, conference: Conference) -> None:
+        context = self._context
         if conference.state in (ConferenceState.ACTIVE, ConferenceState.ENDING):
             context.move(conference, ConferenceInput.ROSTER_CHANGED)
         if any(p.status in ("connected", "disconnected") for p in conference.participants):
