@@ -116,8 +116,11 @@ def build_focus(config: DaemonConfig) -> ConferenceFocus:
 
 
 def _own_addresses(config: DaemonConfig) -> tuple[tuple[str, int], ...]:
-    """Where the allocator is reached: ``vidim@`` any of these is the service too."""
+    """Where the allocator is reached (TLS too): ``vidim@`` any of these is the service too."""
     addresses = [config.advertised, config.listen]
+    if config.tls is not None:
+        tls_port = config.tls.port
+        addresses += [dataclasses.replace(a, port=tls_port) for a in addresses]
     return tuple(
         dict.fromkeys(
             (address.host, address.port)

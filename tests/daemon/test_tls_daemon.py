@@ -53,6 +53,8 @@ def test_the_tls_table_makes_the_server_settings_with_peers_verified(
     assert config.tls.verify_peer
     assert config.tls.ca_file == str(ca.certificate)
     assert allocator_config(config).tls_port == 5071
+    # sip:vidim@127.0.0.1:5071 is the service too (as sip:vidim@127.0.0.1:5070 is).
+    assert ("127.0.0.1", 5071) in allocator_config(config).requests.local_addresses
     path.write_text(tls_toml(ca, verify_peer="false"))
     assert load(path).tls == TlsSettings(
         port=5071,
