@@ -18,7 +18,7 @@ VIDIM = ROOT / "vidim"
 #: Modules that do I/O or run an event loop: only vidim.aio and vidim.store (the
 #: files and connections that keep state) may; the demo's command line runs on a
 #: virtual clock and imports none of them.
-IO_MODULES = ("asyncio", "socket", "selectors", "threading", "uvloop", "time")
+IO_MODULES = ("asyncio", "socket", "selectors", "ssl", "threading", "uvloop", "time")
 
 
 def _module_name(path: Path, root: Path) -> str:

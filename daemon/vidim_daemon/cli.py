@@ -100,6 +100,7 @@ def allocator_config(config: DaemonConfig) -> AllocatorConfig:
         credentials=config.credentials,
         challenge=config.challenge,
         presence_reported=config.asterisk_ami is not None,
+        tls_port=config.tls.port if config.tls is not None else None,
     )
 
 
@@ -117,8 +118,11 @@ def build_focus(config: DaemonConfig) -> ConferenceFocus:
 
 
 def _own_addresses(config: DaemonConfig) -> tuple[tuple[str, int], ...]:
-    """Where the allocator is reached: ``vidim@`` any of these is the service too."""
+    """Where the allocator is reached (TLS too): ``vidim@`` any of these is the service too."""
     addresses = [config.advertised, config.listen]
+    if config.tls is not None:
+        tls_port = config.tls.port
+        addresses += [dataclasses.replace(a, port=tls_port) for a in addresses]
     return tuple(
         dict.fromkeys(
             (address.host, address.port)
@@ -335,6 +339,7 @@ def _setting_names(fields: list[str]) -> list[str]:
     keys = {setting.field or key.rpartition(".")[2]: key for key, setting in SETTINGS.items()}
     keys |= {"proxy_uri": "proxy", "overload": "limits.overload*"}
     keys |= {"credentials": "auth.username/password/realm", "challenge": "auth.*"}
+    keys |= {"tls": "tls.*"}
     return list(dict.fromkeys(keys.get(name, name) for name in fields))
 
 
@@ -470,6 +475,7 @@ async def _allocator_server(
         overload=config.overload,
         persistence=persistence,
         follow_ups=cluster,
+        tls=config.tls,
     )
     if ami is not None:
         ami.attach(server)
@@ -548,8 +554,9 @@ async def _serve_with(
     if ami is not None:
         await ami.start()
         log.info("Asterisk AMI: %s:%d (user %s)", ami.host, ami.port, config.asterisk_ami_user)
+    tls = f", TLS on port {config.tls.port}" if config.tls is not None and allocator_on else ""
     what = " and ".join(
-        (["allocator on " + _show(config.listen)] if allocator_on else [])
+        (["allocator on " + _show(config.listen) + tls] if allocator_on else [])
         + ([f"built-in focus on {_show(config.focus_listen)}"] if focus_on else [])
     )
     log.info(
@@ -612,6 +619,8 @@ async def _start_listening(
             await endpoint.start()
         for server in servers:
             address = f"{_show(Address(server.host, server.port))} (UDP and TCP)"
+            if server.tls_port is not None:
+                address += f" or {_show(Address(server.host, server.tls_port))} (TLS)"
             await server.start()
     except OSError as error:
         for server in servers:
@@ -665,9 +674,47 @@ def _show(address: Address) -> str:
     return f"{host}:{address.port}"
 
 
+def _tls_options(func: Callable[..., Any]) -> Callable[..., Any]:
+    """The ``--tls-*`` options of ``run``: the ``[tls]`` table on the command line."""
+    options = [
+        click.option(
+            "--tls-listen",
+            metavar="HOST:PORT",
+            help="Allocator over TLS, on --listen's host (needs a certificate and key) [off].",
+        ),
+        click.option("--tls-certificate", metavar="PEM", help="TLS server certificate [none]."),
+        click.option("--tls-key", metavar="PEM", help="Its private key [none]."),
+        click.option(
+            "--tls-ca-file",
+            metavar="PEM",
+            help="CAs TLS peers are verified against [the system's store].",
+        ),
+        click.option(
+            "--no-tls-verify",
+            is_flag=True,
+            help="Do not verify TLS peers (tests and closed labs only) [verified].",
+        ),
+    ]
+    for option in reversed(options):
+        func = option(func)
+    return func
+
+
+def _tls_overrides(options: dict[str, Any]) -> dict[str, Any]:
+    """The ``--tls-*`` options given, as ``tls.*`` config keys."""
+    out: dict[str, Any] = {
+        f"tls.{key}": options[f"tls_{key}"]
+        for key in ("listen", "certificate", "key", "ca_file")
+        if options.get(f"tls_{key}")
+    }
+    if options.get("no_tls_verify"):
+        out["tls.verify_peer"] = False
+    return out
+
+
 def _overrides(**options: Any) -> dict[str, Any]:
     """Command-line options that were given, as config keys."""
-    out = {
+    out = _tls_overrides(options) | {
         key: list(value) if isinstance(value, tuple) else value  # --focus, --trusted
         for key, value in options.items()
         if key in SETTINGS and value not in (None, (), False)
@@ -784,6 +831,7 @@ def main() -> None:
     help="Asterisk's manager interface, for --profile asterisk (user and secret in "
     "[asterisk] of --config) [off].",
 )
+@_tls_options
 def run(config_path: str | None, **options: Any) -> None:
     """Run the allocator and, unless --focus is given, the built-in focus."""
     overrides = _overrides(**options)
@@ -831,4 +879,5 @@ def check_config(path: str) -> None:
         f"{path}: OK: allocator on {_show(config.listen)}, focus {focus_text}, "
         f"profile {config.profile.value}, proxy {config.proxy_uri or 'none'}, "
         f"domain {config.domain}, service {config.service_uri}"
+        + (f", TLS on port {config.tls.port}" if config.tls is not None else "")
     )

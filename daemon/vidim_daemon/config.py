@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import ipaddress
 import os
+import ssl
 import tomllib
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
@@ -18,6 +19,7 @@ from dataclasses import field as dataclass_field
 from pathlib import Path
 from typing import Any, Final
 
+from vidim.aio.tls import TlsSettings, client_context, server_context
 from vidim.allocator.profiles import FocusProfile
 from vidim.overload import OverloadPolicy
 from vidim.sip import (
@@ -119,6 +121,9 @@ class DaemonConfig:
     asterisk_ami: Address | None = None
     asterisk_ami_user: str = ""
     asterisk_ami_secret: str = dataclass_field(default="", repr=False)
+    #: SIP over TLS for the allocator (``[tls]``: its port on ``listen``'s host,
+    #: certificate, key, CA file, peer verification); None: no TLS.
+    tls: TlsSettings | None = None
 
     @property
     def shared_store(self) -> bool:
@@ -491,6 +496,15 @@ SETTINGS: Final[dict[str, Setting]] = {
     "asterisk.ami": Setting("", _optional_host_port("asterisk.ami"), "asterisk_ami"),
     "asterisk.ami_user": Setting("", _string, "asterisk_ami_user"),
     "asterisk.ami_secret": Setting("", _string, "asterisk_ami_secret"),
+    # SIP over TLS (docs/security.md): the allocator's TLS listener (HOST:PORT on
+    # listen's host; empty: no TLS, and sips: is refused), its certificate and key
+    # (PEM), the CA file peers are verified against (empty: the system's store).
+    # The five make DaemonConfig.tls (see _tls).
+    "tls.listen": Setting("", _optional_host_port("tls.listen"), None),
+    "tls.certificate": Setting("", _string, None),
+    "tls.key": Setting("", _string, None),
+    "tls.ca_file": Setting("", _string, None),
+    "tls.verify_peer": Setting(True, _boolean, None),
 }
 _TABLES: Final = frozenset(key.split(".")[0] for key in SETTINGS if "." in key)
 
@@ -565,6 +579,7 @@ def _build(
     """The config from the converted ``values``, with the checks that take several keys."""
     overload = _overload_policy(values, problems)
     credentials, challenge = _auth(values, problems)
+    tls = _tls(values, problems)
     builtin_focus = not values.get("focus", True)
     if builtin_focus and values.get("listen", 0) == values.get("focus_listen"):
         problems.append(
@@ -591,6 +606,7 @@ def _build(
         overload=overload,
         credentials=credentials,
         challenge=challenge,
+        tls=tls,
     )
 
 
@@ -630,6 +646,52 @@ def _auth(
         return credentials, None
     algorithms = values.get("auth.challenge_algorithms", ("SHA-256", "MD5"))
     return credentials, DigestRealm(realm=realm, users=users, algorithms=algorithms)
+
+
+def _tls(values: Mapping[str, Any], problems: list[str]) -> TlsSettings | None:
+    """``[tls]`` as the server's TLS settings; the files are loaded here, to fail at start."""
+    listen: Address | None = values.get("tls.listen")
+    if listen is None:
+        return None
+    sip = values.get("listen")
+    if sip is not None and listen.host != sip.host:
+        problems.append(f"tls.listen: must be on listen's host {sip.host}, got {listen.host}")
+    if sip is not None and listen.port == sip.port:
+        problems.append("tls.listen: must differ from listen's port (TCP is there)")
+    certificate, key = values.get("tls.certificate", ""), values.get("tls.key", "")
+    for name, path in (("tls.certificate", certificate), ("tls.key", key)):
+        if not path:
+            problems.append(f"{name}: needed with tls.listen (a PEM file)")
+    if not certificate or not key:
+        return None
+    ca_file = values.get("tls.ca_file") or None
+    unreadable = [
+        f"{name}: cannot read {path}"
+        for name, path in (
+            ("tls.certificate", certificate),
+            ("tls.key", key),
+            ("tls.ca_file", ca_file),
+        )
+        if path is not None and not os.access(path, os.R_OK)
+    ]
+    if unreadable:
+        problems.extend(unreadable)
+        return None
+    settings = TlsSettings(
+        port=listen.port,
+        certificate=certificate,
+        key=key,
+        ca_file=ca_file,
+        verify_peer=values.get("tls.verify_peer", True),
+    )
+    try:
+        server_context(settings)
+        client_context(settings)
+    except (OSError, ssl.SSLError) as error:  # not PEM, or a key that does not match
+        reason = getattr(error, "reason", None) or str(error)
+        problems.append(f"tls: the certificate, key or CA file is not usable: {reason}")
+        return None
+    return settings
 
 
 def _check_reachable(values: Mapping[str, Any], builtin_focus: bool, problems: list[str]) -> None:

@@ -111,15 +111,15 @@ def test_a_sips_invitee_is_refused_clearly_never_sent_in_plain_text() -> None:
     assert refused.transport == "TLS"
     assert refused.method == "MESSAGE"
     assert refused.target == f"sips:bob@127.0.0.1:{BOB.port}"
-    assert refused.reason == f"cannot reach sips:bob@127.0.0.1:{BOB.port} over TLS yet"
+    assert refused.reason == f"cannot reach sips:bob@127.0.0.1:{BOB.port} over TLS: not configured"
     (failed,) = net.of_type(InvitationFailed)
     assert isinstance(failed, InvitationFailed)
     assert failed.invitee == f"sips:bob@127.0.0.1:{BOB.port}"
-    assert "over TLS yet" in failed.reason
+    assert "over TLS: not configured" in failed.reason
     told = [t for t in alice.texts() if "was not delivered" in t]
     assert told == [
         f"The invitation to sips:bob@127.0.0.1:{BOB.port} was not delivered "
-        f"(503 cannot reach sips:bob@127.0.0.1:{BOB.port} over TLS yet)."
+        f"(503 cannot reach sips:bob@127.0.0.1:{BOB.port} over TLS: not configured)."
     ]
 
 
@@ -227,4 +227,18 @@ def test_a_sips_focus_is_skipped_for_the_next_one_without_sending_anything() -> 
     assert len(focus.conferences) == 1
     (conference,) = allocator.conferences.values()
     assert conference.focus_index == 1
-    assert "over TLS yet" in conference.focus_failures[0]
+    assert "over TLS: not configured" in conference.focus_failures[0]
+
+
+def test_with_a_tls_listener_a_sips_invitee_is_invited_over_tls_and_the_via_names_its_port() -> (
+    None
+):
+    net, alice, bob, _, _ = make_world(tls_port=5071)
+    alice.send_message(0.0, text=f"/video sips:bob@127.0.0.1:{BOB.port}")
+    net.run(5.0)
+    assert not net.of_type(TransportUnavailable)
+    assert sent_to(net, BOB, "MESSAGE") == [Address("127.0.0.1", BOB.port, "TLS")]
+    (to_bob,) = bob.messages
+    via = to_bob.top_via
+    assert (via.transport, via.port) == ("TLS", 5071)
+    assert net.of_type(InvitationSent)

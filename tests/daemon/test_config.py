@@ -179,7 +179,7 @@ def test_the_defaults_as_toml_writes_them() -> None:
         "listen", "focus", "focus_listen", "profile", "proxy", "domain", "service_uri",
         "trusted", "probe", "log_level", "log_json", "event_loop", "store", "state_dir", "lease_ttl",
         "end_on_stop", "refuse_on_stop", "stop_timeout", "advertise", "metrics_listen", "timers",
-        "limits", "media", "auth", "asterisk",
+        "limits", "media", "auth", "asterisk", "tls",
     ]  # fmt: skip
 
 

@@ -15,6 +15,7 @@ from vidim.sip import (
     make_response,
     new_branch,
     parse_uri,
+    sendable_transports,
     sent_over,
     uri_destination,
 )
@@ -77,6 +78,22 @@ def test_sent_over_rewrites_the_top_via_transport_and_keeps_the_rest() -> None:
     assert message.to_bytes().count(b"\r\nVia: SIP/2.0/TCP 192.0.2.1:5070;branch=") == 1
     sent_over(message, "TCP")  # already so: unchanged
     assert message.top_via == after
+
+
+def test_sent_over_tls_names_the_tls_listener_s_port() -> None:
+    message = request()
+    before = message.top_via
+    sent_over(message, "TLS", written="UDP", port=5071)
+    after = message.top_via
+    assert (after.transport, after.host, after.port) == ("TLS", "192.0.2.1", 5071)
+    assert after.params == before.params
+    sent_over(message, "TLS", written="TLS", port=5071)  # already so: unchanged
+    assert message.top_via == after
+
+
+def test_tls_is_sendable_only_with_a_tls_listener() -> None:
+    assert sendable_transports(tls=False) == {"UDP", "TCP"}
+    assert sendable_transports(tls=True) == {"UDP", "TCP", "TLS"}
 
 
 def test_sent_over_refuses_a_request_we_did_not_originate() -> None:

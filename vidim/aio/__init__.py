@@ -1,7 +1,8 @@
 """The asyncio layer: the only part of vidim that touches sockets, clocks and the event loop.
 
-* :class:`SipServer` (``server.py``): UDP and TCP sockets and one timer around
-  any sans-IO SIP core (the allocator, the focus, or your own);
+* :class:`SipServer` (``server.py``): UDP, TCP and TLS sockets and one timer
+  around any sans-IO SIP core (the allocator, the focus, or your own);
+* :class:`TlsSettings` (``tls.py``): its TLS certificate, key and peer verification;
 * :class:`RtpRelay` (``rtp.py``): the UDP sockets that carry the built-in
   focus's media;
 * :class:`FocusMedia` (``focus.py``): keeps an :class:`RtpRelay` on the
@@ -20,9 +21,11 @@ from .persistence import Persistence, restore_core
 from .protocols import FollowUpRouter, SipCore, SipMessageCore, StatefulCore
 from .rtp import PortStats, PortsUnavailableError, RtpRelay
 from .server import DEFAULT_PORT, SipServer, serve_forever_until_signal
+from .tls import DEFAULT_TLS_PORT, TlsSettings
 
 __all__ = [
     "DEFAULT_PORT",
+    "DEFAULT_TLS_PORT",
     "Cluster",
     "FocusMedia",
     "FollowUpRouter",
@@ -34,6 +37,7 @@ __all__ = [
     "SipMessageCore",
     "SipServer",
     "StatefulCore",
+    "TlsSettings",
     "restore_core",
     "serve_forever_until_signal",
 ]

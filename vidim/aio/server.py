@@ -1,4 +1,4 @@
-"""The asyncio layer: UDP and TCP sockets and one timer around any sans-IO SIP core.
+"""The asyncio layer: UDP, TCP and TLS sockets and one timer around any sans-IO SIP core.
 
 This is the only place in vidim that does I/O, in the manner of aioquic's
 ``asyncio/protocol.py``: after every input (a datagram, a TCP message, the
@@ -17,19 +17,26 @@ also has ``receive(message, source, now)`` (:class:`SipMessageCore`, as the
 allocator does) is given the parsed message, any other core the raw bytes.
 
 Each message goes over the transport its destination names (the core chose
-it, see :func:`vidim.sip.uri_destination`).  TCP connections are reused
-(RFC 3261 section 18): one to a peer, opened by either side, carries every
-message to that peer's address, including the answers to the requests that
-came on it (section 18.2.2); a request whose top Via has ``alias`` (RFC 5923)
-makes its connection the one to its sent-by port too.
+it, see :func:`vidim.sip.uri_destination`).  TCP and TLS connections are
+reused (RFC 3261 section 18): one to a peer, opened by either side, carries
+every message to that peer's address over that transport, including the
+answers to the requests that came on it (section 18.2.2); a request whose
+top Via has ``alias`` (RFC 5923) makes its connection the one to its sent-by
+port too.
+
+TLS (``tls=``, see :mod:`vidim.aio.tls`): a listener on its own port beside
+UDP and TCP, and connections that verify the peer (its certificate, and the
+host of the URI the request goes to) unless told not to.  A peer that fails
+verification is a send failure, as a refused connection is.
 
 Send failures: a message that cannot be sent (too big for a UDP datagram,
 a connection refused or timed out, a name that does not resolve, no such
-transport) is logged at WARNING and, when the core has ``send_failed``
-(:class:`ReportsSendFailures`; the allocator and the focus do), reported to
-it: the transaction that sent it fails at once (issue 18).
+transport, a TLS peer that fails verification) is logged at WARNING and,
+when the core has ``send_failed`` (:class:`ReportsSendFailures`; the
+allocator and the focus do), reported to it: the transaction that sent it
+fails at once (issue 18).
 
-Limits, on purpose: no TLS or WebSocket, no RFC 3263 (NAPTR/SRV) lookups
+Limits, on purpose: no WebSocket, no RFC 3263 (NAPTR/SRV) lookups
 (host names are resolved with ``getaddrinfo`` only), no idle-connection
 timeout, and no write back-pressure (the kernel buffers are made large).
 """
@@ -43,6 +50,7 @@ import ipaddress
 import logging
 import signal
 import socket
+import ssl
 import time
 from collections.abc import Awaitable, Callable, Coroutine, Iterable
 from typing import Any, Final, Generic, TypeVar, cast
@@ -76,6 +84,7 @@ from .protocols import (
     SipMessageCore,
     StatefulCore,
 )
+from .tls import TlsSettings, client_context, server_context
 
 __all__ = [
     "DEFAULT_PORT",
@@ -110,6 +119,8 @@ _SHUTDOWN_RETRY_AFTER: Final = 10
 _SENTINEL: Final = b"\0"
 
 EventT = TypeVar("EventT")
+#: A connection's peer: (transport, host, port), the transport as a Via writes it.
+_StreamKey = tuple[str, str, int]
 
 
 def _is_ip(host: str) -> bool:
@@ -131,6 +142,10 @@ def _peer(addr: Any, transport: str) -> Address:
     # (host, port) for IPv4, (host, port, flowinfo, scope_id) for IPv6: hosts
     # come without brackets, as Address wants them.
     return Address(str(addr[0]), int(addr[1]), transport)
+
+
+def _stream_key(address: Address) -> _StreamKey:
+    return (address.transport.upper(), address.host, address.port)
 
 
 def _hostport(host: str, port: int) -> str:
@@ -198,18 +213,23 @@ class _DatagramProtocol(asyncio.DatagramProtocol):
 
 
 class _StreamProtocol(asyncio.Protocol):
-    """One TCP connection, inbound or outbound, with its own framer."""
+    """One TCP or TLS connection, inbound or outbound, with its own framer.
 
-    def __init__(self, server: SipServer[Any]) -> None:
+    ``name``: the transport as a Via writes it (``TCP`` or ``TLS``); a TLS
+    connection is made (``connection_made``) once its handshake is done.
+    """
+
+    def __init__(self, server: SipServer[Any], name: str = "TCP") -> None:
         self.server = server
+        self.name = name
         self.framer = StreamFramer(server.max_message_size)
         self.transport: asyncio.Transport | None = None
-        self.peer = Address("", 0, "TCP")
+        self.peer = Address("", 0, name)
         self.closed: asyncio.Future[None] = asyncio.get_running_loop().create_future()
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         self.transport = cast(asyncio.Transport, transport)
-        self.peer = _peer(transport.get_extra_info("peername"), "TCP")
+        self.peer = _peer(transport.get_extra_info("peername"), self.name)
         self.server._connection_made(self)
 
     def data_received(self, data: bytes) -> None:
@@ -229,7 +249,7 @@ class _StreamProtocol(asyncio.Protocol):
 
 
 class SipServer(Generic[EventT]):
-    """Runs a :class:`SipCore` on UDP and TCP sockets sharing one port.
+    """Runs a :class:`SipCore` on UDP and TCP sockets sharing one port, and TLS on another.
 
     Args:
         core: the sans-IO element to drive.
@@ -256,6 +276,15 @@ class SipServer(Generic[EventT]):
             sees each request first, and takes those for a conference another
             daemon drives; they come back through :meth:`forward` or
             :meth:`deliver`.  None: every request goes to the core.
+        tls: when set, a TLS listener on ``tls.port`` of ``host`` (see
+            :attr:`tls_port`) and TLS connections to the destinations whose
+            transport is TLS, verified as ``tls`` says.  None: a message for a
+            TLS destination is a send failure ("no TLS transport").  The core
+            must know it may send over TLS (for the allocator,
+            ``AllocatorConfig.tls_port``).
+
+    Raises:
+        OSError, ssl.SSLError: the TLS certificate, key or CA file cannot be loaded.
     """
 
     def __init__(
@@ -273,8 +302,14 @@ class SipServer(Generic[EventT]):
         overload: OverloadPolicy | None = None,
         persistence: Persistence | None = None,
         follow_ups: FollowUpRouter | None = None,
+        tls: TlsSettings | None = None,
     ) -> None:
         self.core = core
+        self.tls = tls
+        #: The TLS listener's port, once :meth:`start` has returned (None: no TLS).
+        self.tls_port: int | None = tls.port if tls is not None else None
+        self._tls_server_context = server_context(tls) if tls is not None else None
+        self._tls_client_context = client_context(tls) if tls is not None else None
         self.persistence = persistence
         self.follow_ups = follow_ups
         #: The core as a keeper of records, when there is a store to keep them in.
@@ -312,10 +347,12 @@ class SipServer(Generic[EventT]):
         self._udp: asyncio.DatagramTransport | None = None
         self._udp_protocol: _DatagramProtocol | None = None
         self._tcp_server: asyncio.Server | None = None
-        self._connections: dict[tuple[str, int], _StreamProtocol] = {}
+        self._tls_server: asyncio.Server | None = None
+        #: The open connections by (transport, host, port) of their peer.
+        self._connections: dict[_StreamKey, _StreamProtocol] = {}
         self._streams: set[_StreamProtocol] = set()
-        #: What waits for each TCP connection being opened: the bytes, and the message.
-        self._connecting: dict[tuple[str, int], list[tuple[bytes, Message]]] = {}
+        #: What waits for each connection being opened: the bytes, and the message.
+        self._connecting: dict[_StreamKey, list[tuple[bytes, Message]]] = {}
         self._tasks: set[asyncio.Task[None]] = set()
         self._timer: asyncio.TimerHandle | None = None
         self._timer_at: float | None = None
@@ -402,9 +439,13 @@ class SipServer(Generic[EventT]):
             self._udp_sock = udp_sock
             if isinstance(loop, asyncio.SelectorEventLoop):
                 self._udp_protocol.drain = udp_sock  # uvloop reads in batches itself
+            if self.tls is not None:
+                self._tls_server = await self._listen_tls(family, sockaddr, self.tls.port)
         except BaseException:
             if self._udp is not None:
                 self._udp.close()
+            if self._tcp_server is not None:
+                self._tcp_server.close()
             udp_sock.close()
             tcp_sock.close()
             raise
@@ -414,6 +455,12 @@ class SipServer(Generic[EventT]):
             _hostport(self.host, self.port),
             extra={"listen_host": self.host, "listen_port": self.port},
         )
+        if self.tls_port is not None:
+            self.logger.info(
+                "listening on %s (TLS)",
+                _hostport(self.host, self.tls_port),
+                extra={"listen_host": self.host, "listen_port": self.tls_port},
+            )
         granted = _capped_receive_buffer(udp_sock, self.udp_buffer)
         if granted is not None:
             # A full buffer drops requests unread: no 503 reaches their senders.
@@ -454,6 +501,28 @@ class SipServer(Generic[EventT]):
             return udp, tcp
         raise AssertionError("unreachable")  # pragma: no cover
 
+    async def _listen_tls(self, family: int, sockaddr: Any, port: int) -> asyncio.Server:
+        """The TLS listener on ``port`` of the UDP socket's address (0: a free port)."""
+        assert self._loop is not None
+        assert self._tls_server_context is not None
+        sock = socket.socket(family, socket.SOCK_STREAM)
+        try:
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+            sock.bind((sockaddr[0], port, *sockaddr[2:]))
+            sock.listen(socket.SOMAXCONN)
+            sock.setblocking(False)
+            server = await self._loop.create_server(
+                lambda: _StreamProtocol(self, "TLS"),
+                sock=sock,
+                ssl=self._tls_server_context,
+                ssl_handshake_timeout=self.connect_timeout,
+            )
+        except BaseException:
+            sock.close()
+            raise
+        self.tls_port = int(sock.getsockname()[1])
+        return server
+
     def stop_accepting(self) -> None:
         """From now on new out-of-dialog requests are answered 503 (the start of :meth:`close`).
 
@@ -465,8 +534,9 @@ class SipServer(Generic[EventT]):
             return
         self._closing = True
         self._closing_since = self._loop.time()
-        if self._tcp_server is not None:
-            self._tcp_server.close()  # no new connections; existing ones stay
+        for listener in (self._tcp_server, self._tls_server):
+            if listener is not None:
+                listener.close()  # no new connections; existing ones stay
 
     async def close(
         self, drain: float = 5.0, *, refuse_for: float = 0.0, flush_timeout: float = 1.0
@@ -528,9 +598,10 @@ class SipServer(Generic[EventT]):
                         stream.transport.abort()
                 if self._udp is not None and not self._udp_protocol_closed():
                     self._udp.abort()
-        if self._tcp_server is not None:
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self._tcp_server.wait_closed(), flush_timeout)
+        for listener in (self._tcp_server, self._tls_server):
+            if listener is not None:
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(listener.wait_closed(), flush_timeout)
         self.logger.info("closed %s", _hostport(self.host, self.port))
 
     def _answer_queued(self) -> None:
@@ -921,8 +992,8 @@ class SipServer(Generic[EventT]):
                 self._sendto(data, (destination.host, destination.port), message, destination)
             else:
                 self._spawn(self._resolve_and_send(data, message, destination))
-        elif transport == "TCP":
-            self._send_tcp(data, message, destination)
+        elif transport == "TCP" or (transport == "TLS" and self.tls is not None):
+            self._send_stream(data, message, destination)
         else:
             self._send_failed(message, destination, f"no {destination.transport} transport")
             return
@@ -985,9 +1056,9 @@ class SipServer(Generic[EventT]):
         reason = f"no address of {destination.host} fits the UDP socket"
         self._send_failed(message, destination, reason)
 
-    def _send_tcp(self, data: bytes, message: Message, destination: Address) -> None:
+    def _send_stream(self, data: bytes, message: Message, destination: Address) -> None:
         # RFC 3261 section 18: reuse a connection to that peer when there is one.
-        key = (destination.host, destination.port)
+        key = _stream_key(destination)
         stream = self._connections.get(key)
         transport = stream.transport if stream is not None else None
         if transport is not None and not transport.is_closing():
@@ -1000,15 +1071,27 @@ class SipServer(Generic[EventT]):
         self._connecting[key] = [(data, message)]
         self._spawn(self._connect(key, destination))
 
-    async def _connect(self, key: tuple[str, int], destination: Address) -> None:
+    async def _connect(self, key: _StreamKey, destination: Address) -> None:
+        """Open the connection to ``destination``; TLS checks the URI's host in the certificate."""
         loop = asyncio.get_running_loop()
+        name = key[0]
+        tls = self._tls_client_context if name == "TLS" else None
         try:
             _, stream = await asyncio.wait_for(
                 loop.create_connection(
-                    lambda: _StreamProtocol(self), destination.host, destination.port
+                    lambda: _StreamProtocol(self, name),
+                    destination.host,
+                    destination.port,
+                    ssl=tls,
+                    server_hostname=destination.host if tls is not None else None,
                 ),
                 self.connect_timeout,
             )
+        except ssl.SSLCertVerificationError as error:
+            reason = f"TLS peer not verified ({error.verify_message or error.reason})"
+            for _, message in self._connecting.pop(key, []):
+                self._send_failed(message, destination, reason)
+            return
         except (OSError, TimeoutError) as error:
             reason = f"cannot connect ({str(error) or type(error).__name__})"
             for _, message in self._connecting.pop(key, []):
@@ -1030,8 +1113,8 @@ class SipServer(Generic[EventT]):
 
     def _connection_made(self, stream: _StreamProtocol) -> None:
         self._streams.add(stream)
-        self._connections[(stream.peer.host, stream.peer.port)] = stream
-        self.logger.debug("TCP connection with %s", _describe(stream.peer))
+        self._connections[_stream_key(stream.peer)] = stream
+        self.logger.debug("%s connection with %s", stream.name, _describe(stream.peer))
 
     def _alias(self, stream: _StreamProtocol, request: Request) -> None:
         """RFC 5923: a Via with ``alias`` makes this connection the one to its sent-by port too.
@@ -1048,13 +1131,13 @@ class SipServer(Generic[EventT]):
             return
         host = via.host[1:-1] if via.host.startswith("[") else via.host
         if host == stream.peer.host and via.port is not None:
-            self._connections.setdefault((host, via.port), stream)
+            self._connections.setdefault((stream.name, host, via.port), stream)
 
     def _connection_lost(self, stream: _StreamProtocol) -> None:
         self._streams.discard(stream)
         for key in [k for k, s in self._connections.items() if s is stream]:
             del self._connections[key]
-        self.logger.debug("TCP connection with %s closed", _describe(stream.peer))
+        self.logger.debug("%s connection with %s closed", stream.name, _describe(stream.peer))
 
     # -- the timer -------------------------------------------------------------------
     def _core_busy(self) -> bool:

@@ -55,6 +55,11 @@ class AllocatorConfig:
     #: MD5) and serve them once authenticated as their From user, instead of
     #: refusing them (``requests.require_trusted_source``).  None: no challenges.
     challenge: DigestRealm | None = None
+    #: The port of the TLS listener of the server that runs the allocator, on
+    #: ``local.host``: requests for ``sips:`` and ``transport=tls`` URIs go over
+    #: TLS, their Via naming this port.  None (the server has no TLS): they are
+    #: refused (:class:`~vidim.allocator.events.TransportUnavailable`, a 503).
+    tls_port: int | None = None
 
     @property
     def knows_who_joined(self) -> bool:

@@ -16,7 +16,6 @@ from dataclasses import dataclass, replace
 from enum import Enum
 
 from ..sip import (
-    SENDABLE_TRANSPORTS,
     URI,
     Address,
     Challenge,
@@ -36,6 +35,7 @@ from ..sip import (
     parse_name_addr,
     parse_uri,
     request_destination,
+    sendable_transports,
     sent_over,
     uri_destination,
 )
@@ -177,6 +177,8 @@ class Context:
         #: The SUBSCRIBEs among them: a conference that ends must stop them
         #: from making a dialog (see :meth:`Allocator._retire`).
         self.subscribes: dict[TransactionId, Pending] = {}
+        #: The transports the server offers: TLS only with a TLS listener.
+        self.transports = sendable_transports(tls=config.tls_port is not None)
         #: Requests not sent (no transport to their destination) and why: the
         #: allocator answers each with a made-up 503 once the current input is handled.
         self.unsent: list[tuple[Pending, str]] = []
@@ -194,18 +196,19 @@ class Context:
         """Send ``request`` towards ``hop`` in a client transaction; ``branch``: its Via's.
 
         The transport is chosen here (see :meth:`destination`) and written
-        into the Via.  A destination vidim cannot reach (TLS, not built yet)
-        gets nothing in plain text: a :class:`TransportUnavailable` event, and
-        the request is answered with a made-up 503 (see :attr:`unsent`).
+        into the Via.  A destination vidim cannot reach (TLS, when the server
+        has no TLS listener: ``config.tls_port``) gets nothing in plain text:
+        a :class:`TransportUnavailable` event, and the request is answered
+        with a made-up 503 (see :attr:`unsent`).
         Returns the transaction's id, or None when nothing was sent.
         """
         self.conferences.touch(pending.conference_id)  # a dialog's CSeq, at least
         destination = self.destination(request, hop)
         pending.for_size = destination != self.destination(request, hop, measured=False)
-        if destination.transport not in SENDABLE_TRANSPORTS:
+        if destination.transport not in self.transports:
             self._unsendable(request, hop, destination, pending)
             return None
-        sent_over(request, destination.transport, written=self.via.transport)
+        self._sent_over(request, destination)
         tid = self.layer.send_request(request, destination, now, branch=branch)
         pending.destination = destination  # a retry with credentials goes there too
         self.pending[tid] = pending
@@ -216,9 +219,14 @@ class Context:
     def send_stateless(self, request: Request, hop: Hop) -> None:
         """Send a request outside any transaction (an ACK for a 2xx), by the same rules."""
         destination = self.destination(request, hop)
-        if destination.transport in SENDABLE_TRANSPORTS:
-            sent_over(request, destination.transport, written=self.via.transport)
+        if destination.transport in self.transports:
+            self._sent_over(request, destination)
             self.layer.send_stateless(request, destination)
+
+    def _sent_over(self, request: Request, destination: Address) -> None:
+        """The Via names the transport used, and over TLS the TLS listener's port."""
+        port = self.config.tls_port if destination.transport == "TLS" else None
+        sent_over(request, destination.transport, written=self.via.transport, port=port)
 
     def destination(self, request: Request, hop: Hop, *, measured: bool = True) -> Address:
         """Where ``request`` goes for ``hop``, and over which transport.
@@ -273,7 +281,7 @@ class Context:
         self, request: Request, hop: Hop, destination: Address, pending: Pending
     ) -> None:
         shown = str(request.uri) if isinstance(hop, Dialog) else str(hop)
-        reason = f"cannot reach {shown} over {destination.transport} yet"
+        reason = f"cannot reach {shown} over {destination.transport}: not configured"
         self.emit(
             TransportUnavailable(
                 conference_id=pending.conference_id,

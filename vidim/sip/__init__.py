@@ -67,6 +67,7 @@ from .targets import (
     MAX_UDP_REQUEST,
     SENDABLE_TRANSPORTS,
     request_destination,
+    sendable_transports,
     sent_over,
     uri_destination,
 )
@@ -171,6 +172,7 @@ __all__ = [
     "quote",
     "request_destination",
     "salvage_response",
+    "sendable_transports",
     "sent_over",
     "sign",
     "split_list",

@@ -9,7 +9,9 @@ small and have nothing to do with sockets::
     sent_over(request, destination.transport)
 
 What is left to the I/O layer: resolving a host name (``getaddrinfo``; no
-NAPTR or SRV lookups yet) and opening or reusing the connection.
+NAPTR or SRV lookups yet) and opening or reusing the connection.  Which
+transports it offers the core is told in its configuration (TLS only when
+the server has a TLS listener: :func:`sendable_transports`).
 """
 
 from __future__ import annotations
@@ -26,6 +28,7 @@ __all__ = [
     "MAX_UDP_REQUEST",
     "SENDABLE_TRANSPORTS",
     "request_destination",
+    "sendable_transports",
     "sent_over",
     "uri_destination",
 ]
@@ -36,8 +39,10 @@ __all__ = [
 #: for IP and UDP headers below the usual 1500-byte Ethernet MTU.
 MAX_UDP_REQUEST: Final = 1300
 
-#: The transports vidim can send over (TLS is not built yet).
+#: The transports vidim can always send over; TLS too with a TLS listener
+#: (:func:`sendable_transports`).
 SENDABLE_TRANSPORTS: Final = frozenset({"UDP", "TCP"})
+_WITH_TLS: Final = SENDABLE_TRANSPORTS | {"TLS"}
 
 #: RFC 3261 section 19.1.2: the default port of each transport.
 _DEFAULT_PORTS: Final = {"TLS": 5061, "TLS-SCTP": 5061, "WSS": 443, "WS": 80}
@@ -82,6 +87,16 @@ def uri_destination(uri: URI, *, size: int = 0, default_transport: str | None = 
     return Address(host, port, transport)
 
 
+def sendable_transports(*, tls: bool) -> frozenset[str]:
+    """The transports a core may send over: UDP and TCP, and TLS when ``tls``.
+
+    ``tls``: the I/O layer has a TLS listener (the core's configuration says
+    so, e.g. ``AllocatorConfig.tls_port``).  A destination over any other
+    transport is refused by the core, never sent in plain text.
+    """
+    return _WITH_TLS if tls else SENDABLE_TRANSPORTS
+
+
 def request_destination(
     request: Request, uri: URI, *, default_transport: str | None = None
 ) -> Address:
@@ -100,22 +115,27 @@ def request_destination(
     return destination
 
 
-def sent_over(request: Request, transport: str, *, written: str | None = None) -> None:
+def sent_over(
+    request: Request, transport: str, *, written: str | None = None, port: int | None = None
+) -> None:
     """Write ``transport`` into the top Via of ``request``, a request we originate.
 
     RFC 3261 section 18.1.1: "If this causes a change in the transport
     protocol from the one indicated in the top Via, the value in the top
     Via MUST be changed."  Our requests carry one Via, the one we wrote; the
-    sent-by port is kept (vidim's UDP and TCP listen on the same port).
-    ``written``: the transport the caller wrote that Via with, when it knows
-    it; the same transport then leaves the request as it is, unparsed.
+    sent-by port is kept (vidim's UDP and TCP listen on the same port), or
+    becomes ``port`` when given (the TLS listener's own port: where a peer
+    opens a new connection for the answers if this one is lost, RFC 3261
+    section 18.2.2).  ``written``: the transport the caller wrote that Via
+    with, when it knows it; the same transport then leaves the request as it
+    is, unparsed.
 
     Raises:
         LocalProtocolError: the request has no Via, or more than one (it is
             not one we originate).
     """
     transport = transport.upper()
-    if written is not None and written.upper() == transport:
+    if written is not None and written.upper() == transport and port is None:
         return
     try:
         vias = request.via
@@ -123,5 +143,7 @@ def sent_over(request: Request, transport: str, *, written: str | None = None) -
         raise LocalProtocolError(f"cannot rewrite the Via: {error.reason}") from None
     if len(vias) != 1:
         raise LocalProtocolError(f"a request we originate has one Via, not {len(vias)}")
-    if vias[0].transport.upper() != transport:
-        request.headers.set("Via", str(replace(vias[0], transport=transport)))
+    via = vias[0]
+    if via.transport.upper() != transport or (port is not None and via.port != port):
+        sent_by_port = via.port if port is None else port
+        request.headers.set("Via", str(replace(via, transport=transport, port=sent_by_port)))
