@@ -92,11 +92,13 @@ _DETECTORS = {"vp8": _vp8_starts_keyframe, "h264": _h264_starts_keyframe}
 
 
 def starts_keyframe(codec_name: str, payload: bytes) -> bool:
-    """Whether this RTP payload of ``codec_name`` (VP8 or H264) is the first packet of a keyframe.
+    """Whether a receiver may start decoding ``codec_name`` (VP8 or H264) at this RTP payload.
 
-    For H.264 that is the first packet carrying an SPS, a PPS or the start of
-    an IDR slice: senders put the parameter sets just before the IDR picture.
-    Another codec name, or a truncated payload, is never a keyframe.
+    VP8: the first packet of a key frame.  H.264: a packet carrying an SPS, a
+    PPS or the first fragment of an IDR slice; senders put the parameter sets
+    just before the IDR picture, so the first such packet of an access unit
+    (where the switch changes source) is its SPS.  Another codec name, or a
+    truncated payload, is never a keyframe.
     """
     detector = _DETECTORS.get(codec_name.lower())
     return detector is not None and detector(payload)

@@ -27,6 +27,7 @@ from ..vocabulary import Mode
 
 __all__ = ["ActiveSpeaker", "SpeakerConfig"]
 
+
 @dataclass(frozen=True, kw_only=True, slots=True)
 class SpeakerConfig:
     """How the speaker is chosen; the defaults are what the focus uses."""
@@ -104,7 +105,7 @@ class ActiveSpeaker:
             return False
         if loudest != self._challenger:
             self._challenger, self._challenger_since = loudest, now
-        if now - self._challenger_since < self.config.hysteresis:
+        if now < self._challenger_since + self.config.hysteresis:  # as get_timer says
             return False
         self._order.remove(loudest)
         self._order.insert(0, loudest)

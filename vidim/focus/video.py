@@ -36,7 +36,7 @@ from __future__ import annotations
 
 import secrets
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from ..rtp import (
     FirEntry,
@@ -73,7 +73,7 @@ __all__ = [
 class VideoConfig:
     """How the switch runs; the defaults are what the focus uses."""
 
-    speaker: SpeakerConfig = SpeakerConfig()
+    speaker: SpeakerConfig = field(default_factory=SpeakerConfig)
     """Who the speaker is: hysteresis (1.5 s), the level of speech."""
     keyframe_retry: float = 1.0
     """Seconds before an unanswered keyframe request is sent again."""
