@@ -96,7 +96,9 @@ def test_vp8_continuation_and_later_partitions_are_not_keyframes() -> None:
     assert not starts_keyframe("VP8", bytes([0x10, 0x11]))  # P set: an inter frame
 
 
-@given(codec=st.sampled_from(["VP8", "H264", "vp8", "h264", "H265"]), payload=st.binary(max_size=12))
+@given(
+    codec=st.sampled_from(["VP8", "H264", "vp8", "h264", "H265"]), payload=st.binary(max_size=12)
+)
 def test_any_payload_is_judged_without_raising(codec: str, payload: bytes) -> None:
     assert starts_keyframe(codec, payload) in (True, False)
 

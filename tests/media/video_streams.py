@@ -43,7 +43,11 @@ def encode(codec: str, count: int, gop: int = 10) -> list[tuple[bytes, bool]]:
     context.time_base = fractions.Fraction(1, FPS)
     context.gop_size = gop
     if codec == "libx264":
-        context.options = {"tune": "zerolatency", "preset": "ultrafast", "x264-params": "repeat-headers=1"}
+        context.options = {
+            "tune": "zerolatency",
+            "preset": "ultrafast",
+            "x264-params": "repeat-headers=1",
+        }
     else:
         context.options = {"deadline": "realtime", "lag-in-frames": "0"}
     out: list[tuple[bytes, bool]] = []
@@ -124,13 +128,15 @@ def h264_payloads(nals: list[bytes], *, mtu: int = 200, aggregate: bool = True) 
 
 
 def synthetic_frame(codec: Codec, tag: bytes, keyframe: bool) -> list[bytes]:
-    """Two RTP payloads of a made-up frame carrying ``tag``, laid out as the codec's are."""
+    """The RTP payloads of a made-up frame, laid out as the codec's are, ``tag`` in each."""
+    unit = tag + b"|" + bytes(20)
     if codec.name == "VP8":
         header = b"\x10\x02\x00\x9d\x01\x2a" if keyframe else b"\x11\x02\x00"
-        return vp8_payloads(header + tag + b"|" + bytes(40), mtu=30, picture_id=300)
-    nals = [b"\x67\x42\xe0\x1f" + tag, b"\x68\xce\x38\x80"] if keyframe else []
-    nals.append((b"\x65" if keyframe else b"\x41") + tag + b"|" + bytes(60))
-    return h264_payloads(nals, mtu=50)
+        frame = header + unit + unit
+        return vp8_payloads(frame, mtu=len(header) + len(unit), picture_id=300)
+    nals = [b"\x67\x42\xe0\x1f" + tag + b"|", b"\x68\xce\x38\x80"] if keyframe else []
+    nals.append((b"\x65" if keyframe else b"\x41") + unit * 3)
+    return h264_payloads(nals, mtu=len(unit))
 
 
 def tag_of(payload: bytes) -> tuple[str, int]:
