@@ -142,7 +142,8 @@ def test_feedback_is_read_from_the_first_video_m_line_for_its_payload_type(
 
 def test_feedback_by_rtcp_or_by_sip_info() -> None:
     assert not KeyframeFeedback().by_rtcp
-    assert KeyframeFeedback(pli=True).by_rtcp and KeyframeFeedback(fir=True).by_rtcp
+    assert KeyframeFeedback(pli=True).by_rtcp
+    assert KeyframeFeedback(fir=True).by_rtcp
 
 
 def test_picture_fast_update_body_is_rfc_5168_xml() -> None:

@@ -52,7 +52,8 @@ def test_the_timer_makes_the_speaker_when_the_hysteresis_ends_between_levels() -
     assert timer == pytest.approx(1.25)
     assert not talker.decide(1.24)
     assert talker.decide(timer)
-    assert talker.speaker == "bob" and talker.get_timer() is None
+    assert talker.speaker == "bob"
+    assert talker.get_timer() is None
 
 
 def test_a_break_starts_the_hysteresis_over() -> None:

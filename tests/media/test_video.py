@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import itertools
+
 import pytest
 from hypothesis import HealthCheck, event, given, settings
 from hypothesis import strategies as st
@@ -30,7 +32,7 @@ def assert_one_continuous_stream(screen: Screen) -> None:
     packets = screen.packets
     assert packets, f"{screen.key} got no video"
     assert len({p.ssrc for _, p in packets}) == 1
-    for (before_at, before), (at, packet) in zip(packets, packets[1:], strict=False):
+    for (before_at, before), (at, packet) in itertools.pairwise(packets):
         assert seq_diff(packet.sequence_number, before.sequence_number) == 1
         jump = (packet.timestamp - before.timestamp) & 0xFFFFFFFF
         assert jump < 1 << 31, "the timestamp went back"
@@ -67,12 +69,13 @@ def test_a_switch_asks_the_new_speaker_once_and_waits_for_its_keyframe() -> None
     requests_before = len(carol.requests)
     room.run(5.0, lambda now: loud("carol"))
     switched_at = next(e for e in room.events if isinstance(e, TalkerChanged))
-    assert switched_at.participant == "carol" and switched_at.previous == "alice"
+    assert switched_at.participant == "carol"
+    assert switched_at.previous == "alice"
     # carol was asked once (FIR and PLI in one datagram), and again only after keyframe_retry
     asked = carol.requests[requests_before:]
     times = sorted({at for at, _, _ in asked})
     assert times[0] == pytest.approx(2.0 + 1.5, abs=0.11)
-    assert all(b - a >= 1.0 - 1e-9 for a, b in zip(times, times[1:], strict=False))
+    assert all(b - a >= 1.0 - 1e-9 for a, b in itertools.pairwise(times))
     assert {kind for at, kind, _ in asked if at == times[0]} == {"fir", "pli"}
     firs = [seq for _, kind, seq in asked if kind == "fir"]
     assert len(set(firs)) == 1, "a repeated FIR keeps its sequence number (RFC 5104 4.3.1.2)"
@@ -201,7 +204,8 @@ def test_a_restarted_camera_is_taken_up_again_at_its_keyframe() -> None:
     screen = room.screens["bob"]
     assert_one_continuous_stream(screen)
     after = [p for at, p in screen.packets if at > 1.0]
-    assert after and starts_keyframe("VP8", after[0].payload)
+    assert after
+    assert starts_keyframe("VP8", after[0].payload)
 
 
 def test_a_second_video_codec_is_not_mixed_up() -> None:
