@@ -19,7 +19,16 @@ from vidim.focus.video import (
     VideoSourceChanged,
     VideoSwitch,
 )
-from vidim.rtp import RtpPacket, seq_diff
+from vidim.rtp import (
+    FirEntry,
+    FullIntraRequest,
+    PictureLossIndication,
+    ReceiverReport,
+    RtpPacket,
+    SourceDescription,
+    parse_rtcp,
+    seq_diff,
+)
 from vidim.sdp import Codec
 from vidim.vocabulary import Mode
 
@@ -284,3 +293,23 @@ def test_a_rtp_packet_from_before_the_switch_is_not_forwarded_after_it() -> None
     room.switch.receive_datagram("carol", bytes(late), room.now)
     room.deliver()
     assert len(room.screens["bob"].packets) == count
+
+
+def test_a_keyframe_request_is_one_compound_rtcp_packet_from_the_stream_we_send() -> None:
+    alice, bob = Camera("alice", wants_keyframe=False), Camera("bob")
+    switch = VideoSwitch(random32=iter(range(11, 1_000_000, 7919)).__next__)
+    room = Room.of(alice, bob, switch=switch)
+    room.switch.receive_datagram("alice", alice.frame(0.0)[0], 0.0)
+    (request,) = [m for m in room.switch.packets_to_send() if m.rtcp]
+    assert request.participant == "alice"
+    report, sdes, fir, pli = parse_rtcp(request.data)
+    assert isinstance(report, ReceiverReport)
+    assert isinstance(sdes, SourceDescription)
+    assert isinstance(fir, FullIntraRequest)
+    assert isinstance(pli, PictureLossIndication)
+    assert fir.entries == (FirEntry(ssrc=alice.ssrc, sequence=1),)
+    assert pli.media_ssrc == alice.ssrc
+    assert report.ssrc == fir.sender_ssrc == pli.sender_ssrc == sdes.chunks[0].ssrc
+    room.switch.receive_datagram("bob", bob.frame(0.0)[0], 0.0)
+    (to_alice,) = [m for m in room.switch.packets_to_send() if not m.rtcp]
+    assert RtpPacket.parse(to_alice.data).ssrc == report.ssrc

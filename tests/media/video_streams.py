@@ -190,6 +190,7 @@ class Camera:
     def receive_rtcp(self, data: bytes, now: float) -> None:
         for packet in parse_rtcp(data):
             if isinstance(packet, FullIntraRequest):
+                assert [e.ssrc for e in packet.entries] == [self.ssrc]
                 self.requests += [(now, "fir", e.sequence) for e in packet.entries]
             elif isinstance(packet, PictureLossIndication):
                 assert packet.media_ssrc == self.ssrc

@@ -39,6 +39,7 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 
 from ..rtp import (
+    SDES_CNAME,
     FirEntry,
     FullIntraRequest,
     PictureLossIndication,
@@ -46,6 +47,8 @@ from ..rtp import (
     RtcpPacket,
     RtpPacket,
     RtpParseError,
+    SdesChunk,
+    SourceDescription,
     build_rtcp,
     is_rtcp,
     parse_rtcp,
@@ -79,6 +82,8 @@ class VideoConfig:
     """Seconds before an unanswered keyframe request is sent again."""
     max_frame_rate: int = 30
     """The timestamp jump at a switch is at least one frame at this rate."""
+    cname: bytes = b"vidim-focus"
+    """The SDES CNAME in the focus's RTCP (a compound packet carries one, RFC 3550 6.1)."""
 
 
 @dataclass(frozen=True, kw_only=True, slots=True)
@@ -184,7 +189,7 @@ class _Member:
         self.ssrc = ssrc
         """The SSRC of the video it sends (its SDP's, or the last packet's)."""
         self.local_ssrc = local_ssrc
-        """The focus's SSRC towards it: sender of our RTCP requests."""
+        """The focus's SSRC in RTCP to it when it gets no video stream from us."""
         self.output: _Output | None = None
         self.requested_at: float | None = None
         """When a keyframe was last asked of it, while unanswered."""
@@ -378,18 +383,22 @@ class VideoSwitch:
             self._events.append(PictureFastUpdateWanted(participant=source.key, repeated=repeated))
             return
         assert source.ssrc is not None
-        packets: list[RtcpPacket] = [ReceiverReport(ssrc=source.local_ssrc)]
+        # From the SSRC of the stream the source gets from us, if it gets one.
+        ours = source.output.ssrc if source.output is not None else source.local_ssrc
+        cname = SdesChunk(ssrc=ours, items=((SDES_CNAME, self.config.cname),))
+        packets: list[RtcpPacket] = [
+            ReceiverReport(ssrc=ours),
+            SourceDescription(chunks=(cname,)),
+        ]
         fir_sequence = None
         if source.feedback.fir:
             if not repeated:
                 source.fir_sequence = (source.fir_sequence + 1) & 0xFF
             fir_sequence = source.fir_sequence
             entry = FirEntry(ssrc=source.ssrc, sequence=fir_sequence)
-            packets.append(FullIntraRequest(sender_ssrc=source.local_ssrc, entries=(entry,)))
+            packets.append(FullIntraRequest(sender_ssrc=ours, entries=(entry,)))
         if source.feedback.pli:
-            packets.append(
-                PictureLossIndication(sender_ssrc=source.local_ssrc, media_ssrc=source.ssrc)
-            )
+            packets.append(PictureLossIndication(sender_ssrc=ours, media_ssrc=source.ssrc))
         self._to_send.append(
             MediaPacket(participant=source.key, data=build_rtcp(packets), rtcp=True)
         )
