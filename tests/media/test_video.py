@@ -313,3 +313,14 @@ def test_a_keyframe_request_is_one_compound_rtcp_packet_from_the_stream_we_send(
     room.switch.receive_datagram("bob", bob.frame(0.0)[0], 0.0)
     (to_alice,) = [m for m in room.switch.packets_to_send() if not m.rtcp]
     assert RtpPacket.parse(to_alice.data).ssrc == report.ssrc
+
+
+def test_a_receiver_is_shown_only_sources_in_its_codec() -> None:
+    """The focus does not transcode: an H.264 receiver skips a VP8 speaker for the next in line."""
+    alice, bob, carol = Camera("alice"), Camera("bob", codec=H264), Camera("carol", codec=H264)
+    room = Room.of(alice, bob, carol)
+    room.run(1.0)
+    assert room.screens["bob"].sources() == ["carol"]
+    assert room.screens["carol"].sources() == ["bob"]
+    assert room.screens["alice"].sources() == []  # nobody else sends VP8
+    assert_each_source_starts_with_a_keyframe(room.screens["bob"], H264)

@@ -21,6 +21,7 @@ place at once.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 
 from ..vocabulary import Mode
@@ -65,9 +66,14 @@ class ActiveSpeaker:
     def speaker(self) -> str | None:
         return self._order[0] if self._order else None
 
-    def shown_to(self, receiver: str) -> str | None:
-        """Whose video ``receiver`` sees: the speaker, or the previous one if it is the speaker."""
-        return next((key for key in self._order if key != receiver), None)
+    def shown_to(self, receiver: str, can_see: Callable[[str], bool] | None = None) -> str | None:
+        """Whose video ``receiver`` sees: the speaker, or the previous one if it is the speaker.
+
+        ``can_see`` narrows the choice (a receiver can only decode some sources):
+        the first in speaking order that it accepts.
+        """
+        others = (key for key in self._order if key != receiver)
+        return next((key for key in others if can_see is None or can_see(key)), None)
 
     def set_mode(self, key: str, mode: Mode) -> None:
         """A participant joined, left (``None`` via :meth:`remove`) or changed mode."""

@@ -37,6 +37,7 @@ from __future__ import annotations
 import secrets
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
+from functools import partial
 
 from ..rtp import (
     SDES_CNAME,
@@ -357,7 +358,7 @@ class VideoSwitch:
             output = member.output
             if output is None:
                 continue
-            wanted = self._talker.shown_to(member.key)
+            wanted = self._talker.shown_to(member.key, partial(self._decodable, member))
             if wanted == output.source:
                 output.pending = None
             elif wanted != output.pending:
@@ -367,6 +368,11 @@ class VideoSwitch:
         for member in self._members.values():
             if member.requested_at is not None and not self._awaited(member.key):
                 member.requested_at = None
+
+    def _decodable(self, receiver: _Member, key: str) -> bool:
+        """Whether ``receiver`` negotiated the codec ``key`` sends (same name, same H.264 mode)."""
+        codec, source_codec = receiver.codec, self._members[key].codec
+        return codec is not None and source_codec is not None and codec.matches(source_codec)
 
     def _awaited(self, key: str) -> bool:
         """Whether a receiver waits for this participant's keyframe to switch to it."""
