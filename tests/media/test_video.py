@@ -185,6 +185,15 @@ def test_a_receivers_pli_reaches_the_source_it_watches() -> None:
     assert [kind for _, kind, _ in alice.requests[before:]] == ["fir", "pli"]
     room.run(1.5)
     assert room.screens["bob"].sources() == ["alice"]
+    # a receiver asking on and on gets one keyframe request a second passed on, no more
+    before = len(alice.requests)
+    while room.now < 4.5:
+        room.run(room.now + 0.1)
+        room.switch.receive_datagram("bob", pli, room.now)
+        room.deliver()
+    times = [at for at, kind, _ in alice.requests[before:] if kind == "pli"]
+    assert len(times) == 3
+    assert all(b - a >= 1.0 - 1e-9 for a, b in itertools.pairwise(times))
 
 
 def test_payload_type_rewritten_for_each_receiver() -> None:
@@ -324,3 +333,23 @@ def test_a_receiver_is_shown_only_sources_in_its_codec() -> None:
     assert room.screens["carol"].sources() == ["bob"]
     assert room.screens["alice"].sources() == []  # nobody else sends VP8
     assert_each_source_starts_with_a_keyframe(room.screens["bob"], H264)
+
+
+def test_a_long_stream_goes_on_past_half_the_sequence_space() -> None:
+    """The switch point is only a bound for late packets, not for a stream that runs for hours."""
+    switch = VideoSwitch(random32=iter(range(11, 1_000_000, 7919)).__next__)
+    for key in ("alice", "bob"):
+        switch.add(key, mode=Mode.VIDEO, codec=VP8, feedback=KeyframeFeedback(), now=0.0)
+    sent = 0
+    for index in range(40_000):
+        payload = b"\x10\x10" if index == 0 else b"\x00\x11"
+        packet = RtpPacket(
+            payload_type=96,
+            sequence_number=(60_000 + index) & 0xFFFF,
+            timestamp=index * 3000,
+            ssrc=5,
+            payload=payload,
+        )
+        switch.receive_datagram("alice", bytes(packet), index / 60)
+        sent += sum(not m.rtcp for m in switch.packets_to_send())
+    assert sent == 40_000

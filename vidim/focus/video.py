@@ -17,7 +17,7 @@ being forwarded, and the receiver is switched at the first packet of the
 new source's keyframe.  A request not answered within ``keyframe_retry``
 is repeated (an RTCP FIR repeated keeps its sequence number, RFC 5104
 section 4.3.1.2).  A PLI or FIR from a receiver is passed on the same way
-to its source.
+to its source, at most once per ``keyframe_retry``.
 
 Modes, on media: ``audio`` and ``chat`` get no video and their video is
 dropped; ``watch`` gets video and what it sends is dropped; only ``video``
@@ -130,6 +130,10 @@ class PictureFastUpdateWanted(VideoEvent):
     repeated: bool
 
 
+#: How far behind the newest a late packet of the source may come and still be sent on.
+_REORDER_WINDOW = 1000
+
+
 class _Output:
     """The one video stream sent to a receiver, and where it comes from."""
 
@@ -154,7 +158,8 @@ class _Output:
         self.seq_offset = 0
         self.ts_offset = 0
         self.base_seq = 0
-        """The source's sequence number at the switch: earlier packets are not forwarded."""
+        """No packet of the source numbered before this is forwarded: the switch's first,
+        then (as the stream goes on) :data:`_REORDER_WINDOW` behind the newest."""
         # The highest packet sent; before the first, the numbers to start from.
         self.last_seq = seq_add(first_seq, -1)
         self.last_ts = first_ts
@@ -167,6 +172,7 @@ class _Member:
         "feedback",
         "fir_sequence",
         "key",
+        "last_request",
         "local_ssrc",
         "mode",
         "output",
@@ -195,6 +201,8 @@ class _Member:
         self.requested_at: float | None = None
         """When a keyframe was last asked of it, while unanswered."""
         self.fir_sequence = 0
+        self.last_request: float | None = None
+        """When a keyframe was last asked of it (receivers' requests are limited by it)."""
 
     @property
     def sends_video(self) -> bool:
@@ -384,7 +392,7 @@ class VideoSwitch:
             return
         if source.ssrc is None and source.feedback.by_rtcp:
             return  # nothing received yet: asked at its first packet
-        source.requested_at = now
+        source.requested_at = source.last_request = now
         if not source.feedback.by_rtcp:
             self._events.append(PictureFastUpdateWanted(participant=source.key, repeated=repeated))
             return
@@ -419,8 +427,12 @@ class VideoSwitch:
         output = member.output
         if output is None or output.source is None:
             return
-        if any(isinstance(p, PictureLossIndication | FullIntraRequest) for p in packets):
-            self._request_keyframe(self._members[output.source], now, repeated=False)
+        if not any(isinstance(p, PictureLossIndication | FullIntraRequest) for p in packets):
+            return
+        source = self._members[output.source]
+        last = source.last_request
+        if last is None or now >= last + self.config.keyframe_retry:  # one a retry interval
+            self._request_keyframe(source, now, repeated=False)
 
     def _receive_rtp(self, member: _Member, packet: RtpPacket, now: float) -> None:
         assert member.codec is not None
@@ -477,8 +489,11 @@ class VideoSwitch:
 
     def _forward(self, receiver: _Member, output: _Output, packet: RtpPacket, now: float) -> None:
         assert receiver.codec is not None
-        if seq_diff(packet.sequence_number, output.base_seq) < 0:
+        since_switch = seq_diff(packet.sequence_number, output.base_seq)
+        if since_switch < 0:
             return  # sent before the switch: its number belongs to the previous source
+        if since_switch > _REORDER_WINDOW:  # keep the base in reach of seq_diff as we go on
+            output.base_seq = seq_add(packet.sequence_number, -_REORDER_WINDOW)
         sequence = seq_add(packet.sequence_number, output.seq_offset)
         timestamp = (packet.timestamp + output.ts_offset) & 0xFFFF_FFFF
         if output.last_time is None or seq_diff(sequence, output.last_seq) > 0:
