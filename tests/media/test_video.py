@@ -353,3 +353,18 @@ def test_a_long_stream_goes_on_past_half_the_sequence_space() -> None:
         switch.receive_datagram("alice", bytes(packet), index / 60)
         sent += sum(not m.rtcp for m in switch.packets_to_send())
     assert sent == 40_000
+
+
+def test_a_reinvite_to_another_codec_stops_what_the_receiver_cannot_decode() -> None:
+    alice, bob, carol = Camera("alice"), Camera("bob"), Camera("carol", codec=H264)
+    room = Room.of(alice, bob, carol)
+    room.run(1.0)
+    assert room.switch.source_of("bob") == "alice"
+    bob.codec = H264
+    room.switch.update("bob", mode=Mode.VIDEO, codec=H264, feedback=bob.feedback, now=room.now)
+    assert room.switch.source_of("bob") is None
+    room.run(2.0)
+    assert room.switch.source_of("bob") == "carol"
+    after = [p for at, p in room.screens["bob"].packets if at > 1.0]
+    assert {room.screens["bob"].origin(p) for p in after} == {"carol"}
+    assert {p.payload_type for p in after} == {97}

@@ -75,9 +75,10 @@ class ActiveSpeaker:
         others = (key for key in self._order if key != receiver)
         return next((key for key in others if can_see is None or can_see(key)), None)
 
-    def set_mode(self, key: str, mode: Mode) -> None:
-        """A participant joined, left (``None`` via :meth:`remove`) or changed mode."""
-        if mode is Mode.VIDEO:
+    def set_mode(self, key: str, mode: Mode, *, video_stream: bool = True) -> None:
+        """A participant joined or changed mode (or its SDP gained or lost a video stream):
+        a candidate if its mode is ``video`` and it has a video stream."""
+        if mode is Mode.VIDEO and video_stream:
             if key not in self._order:
                 self._order.append(key)
         else:

@@ -290,7 +290,7 @@ class VideoSwitch:
         return output.source if output is not None else None
 
     def _apply_mode(self, member: _Member, now: float) -> None:
-        self._talker.set_mode(member.key, Mode.VIDEO if member.sends_video else Mode.CHAT)
+        self._talker.set_mode(member.key, member.mode, video_stream=member.codec is not None)
         if not member.receives_video:
             member.output = None
         elif member.output is None:
@@ -366,7 +366,13 @@ class VideoSwitch:
             output = member.output
             if output is None:
                 continue
-            wanted = self._talker.shown_to(member.key, partial(self._decodable, member))
+            can_see = partial(self._decodable, member)
+            if output.source is not None and not can_see(output.source):
+                previous, output.source = output.source, None  # a re-INVITE changed a codec
+                self._events.append(
+                    VideoSourceChanged(participant=member.key, source=None, previous=previous)
+                )
+            wanted = self._talker.shown_to(member.key, can_see)
             if wanted == output.source:
                 output.pending = None
             elif wanted != output.pending:
