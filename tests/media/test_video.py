@@ -7,10 +7,11 @@ import itertools
 import pytest
 from hypothesis import HealthCheck, event, given, settings
 from hypothesis import strategies as st
+from media_phones import Phone, run
 from video_streams import CLOCK, FPS, H264, VP8, Camera, Room, Screen, tag_of
 
 from vidim.focus.keyframes import KeyframeFeedback, starts_keyframe
-from vidim.focus.mixer import PacketRefused
+from vidim.focus.mixer import AudioLevelMeasured, AudioMixer, PacketRefused
 from vidim.focus.video import (
     KeyframeRequested,
     PictureFastUpdateWanted,
@@ -50,8 +51,8 @@ def assert_one_continuous_stream(screen: Screen) -> None:
 
 
 def assert_each_source_starts_with_a_keyframe(screen: Screen, codec: Codec = VP8) -> None:
-    for run in screen.runs():
-        assert starts_keyframe(codec.name, run[0][1].payload), screen.sources()
+    for packets in screen.runs():
+        assert starts_keyframe(codec.name, packets[0][1].payload), screen.sources()
 
 
 def loud(*keys: str) -> dict[str, int]:
@@ -368,3 +369,32 @@ def test_a_reinvite_to_another_codec_stops_what_the_receiver_cannot_decode() -> 
     after = [p for at, p in room.screens["bob"].packets if at > 1.0]
     assert {room.screens["bob"].origin(p) for p in after} == {"carol"}
     assert {p.payload_type for p in after} == {97}
+
+
+def test_the_mixers_level_events_choose_the_speaker() -> None:
+    """The glue the relay will run: the mixer's AudioLevelMeasured events into audio_level."""
+    phones = [Phone(key, None, mode=Mode.VIDEO) for key in ("alice", "bob", "carol")]
+    mixer = AudioMixer(random32=iter(range(7, 10_000, 97)).__next__)
+    switch = VideoSwitch(random32=iter(range(3, 10_000, 89)).__next__)
+    for phone in phones:
+        mixer.add(phone.key, mode=phone.mode, codec=phone.codec, now=0.0, ssrc=phone.ssrc)
+        switch.add(phone.key, mode=Mode.VIDEO, codec=VP8, feedback=KeyframeFeedback(), now=0.0)
+    first_sound: list[float] = []
+    changed_at: list[float] = []
+    for step in range(40):  # 4 s in slices of 100 ms; carol talks from 1 s on
+        if step == 10:
+            phones[2].frequency = 1000.0
+        run(mixer, phones, 0.1, start=step / 10)
+        for measured in mixer.events():
+            if isinstance(measured, AudioLevelMeasured):
+                if measured.level < 127 and not first_sound:
+                    first_sound.append(measured.at)
+                switch.audio_level(measured.participant, measured.level, measured.at)
+        end = (step + 1) / 10
+        timer = switch.get_timer()
+        if timer is not None and timer <= end + 1e-9:
+            switch.handle_timer(timer)
+        changed_at += [end for e in switch.events() if isinstance(e, TalkerChanged)]
+    assert switch.speaker == "carol"
+    assert first_sound[0] > 1.0
+    assert changed_at == [pytest.approx(first_sound[0] + 1.5, abs=0.11)]
