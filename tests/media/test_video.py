@@ -8,7 +8,7 @@ import pytest
 from hypothesis import HealthCheck, event, given, settings
 from hypothesis import strategies as st
 from media_phones import Phone, run
-from video_streams import CLOCK, FPS, H264, VP8, Camera, Room, Screen, tag_of
+from video_streams import BOTH, CLOCK, FPS, H264, VP8, Camera, Room, Screen, tag_of
 
 from vidim.focus.keyframes import KeyframeFeedback, starts_keyframe
 from vidim.focus.mixer import AudioLevelMeasured, AudioMixer, PacketRefused
@@ -398,3 +398,14 @@ def test_the_mixers_level_events_choose_the_speaker() -> None:
     assert switch.speaker == "carol"
     assert first_sound[0] > 1.0
     assert changed_at == [pytest.approx(first_sound[0] + 1.5, abs=0.11)]
+
+
+def test_a_source_lowered_to_watch_is_dropped_at_once() -> None:
+    room = Room.of(Camera("alice"), Camera("bob"), Camera("carol"))
+    room.run(1.0)
+    room.switch.update("alice", mode=Mode.WATCH, codec=VP8, feedback=BOTH, now=room.now)
+    assert room.switch.source_of("bob") is None
+    room.run(2.0)
+    assert room.switch.source_of("bob") == "carol"
+    assert room.switch.source_of("alice") == "bob"
+    assert room.screens["bob"].sources() == ["alice", "carol"]

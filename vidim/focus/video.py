@@ -366,9 +366,9 @@ class VideoSwitch:
             output = member.output
             if output is None:
                 continue
-            can_see = partial(self._decodable, member)
+            can_see = partial(self._can_show, member)
             if output.source is not None and not can_see(output.source):
-                previous, output.source = output.source, None  # a re-INVITE changed a codec
+                previous, output.source = output.source, None  # a re-INVITE changed it
                 self._events.append(
                     VideoSourceChanged(participant=member.key, source=None, previous=previous)
                 )
@@ -383,10 +383,13 @@ class VideoSwitch:
             if member.requested_at is not None and not self._awaited(member.key):
                 member.requested_at = None
 
-    def _decodable(self, receiver: _Member, key: str) -> bool:
-        """Whether ``receiver`` negotiated the codec ``key`` sends (same name, same H.264 mode)."""
+    def _can_show(self, receiver: _Member, key: str) -> bool:
+        """Whether ``key`` sends video in a codec ``receiver`` negotiated (same name, same
+        H.264 packetization mode)."""
         codec, source_codec = receiver.codec, self._members[key].codec
-        return codec is not None and source_codec is not None and codec.matches(source_codec)
+        if codec is None or source_codec is None or not self._members[key].sends_video:
+            return False
+        return codec.matches(source_codec)
 
     def _awaited(self, key: str) -> bool:
         """Whether a receiver waits for this participant's keyframe to switch to it."""
