@@ -27,6 +27,7 @@ from vidim.rtp import (
     ReceiverReport,
     RtpPacket,
     SourceDescription,
+    ntp_timestamp,
     parse_rtcp,
     seq_diff,
 )
@@ -409,3 +410,22 @@ def test_a_source_lowered_to_watch_is_dropped_at_once() -> None:
     assert room.switch.source_of("bob") == "carol"
     assert room.switch.source_of("alice") == "bob"
     assert room.screens["bob"].sources() == ["alice", "carol"]
+
+
+def test_each_receiver_gets_sender_reports_on_its_stream() -> None:
+    alice, bob = Camera("alice"), Camera("bob")
+    switch = VideoSwitch(ntp_offset=1000.0, random32=iter(range(11, 1_000_000, 7919)).__next__)
+    room = Room.of(alice, bob, switch=switch)
+    room.run(13.0)
+    screen = room.screens["bob"]
+    first = screen.packets[0][0]
+    times = [at for at, _ in bob.reports]
+    assert times == pytest.approx([first + 2.5, first + 7.5, first + 12.5], abs=1 / FPS)
+    for at, report in bob.reports:
+        got = [p for t, p in screen.packets if t <= at]
+        assert report.ssrc == got[0].ssrc
+        assert report.packet_count == len(got)
+        assert report.octet_count == sum(len(p.payload) for p in got)
+        assert report.ntp_timestamp == ntp_timestamp(at + 1000.0)
+        ahead = (report.rtp_timestamp - got[-1].timestamp) & 0xFFFFFFFF
+        assert ahead <= CLOCK // FPS  # the last packet's time plus what passed since

@@ -22,7 +22,14 @@ import numpy as np
 
 from vidim.focus.keyframes import KeyframeFeedback
 from vidim.focus.video import PictureFastUpdateWanted, VideoSwitch
-from vidim.rtp import FullIntraRequest, PictureLossIndication, RtpPacket, parse_rtcp, seq_add
+from vidim.rtp import (
+    FullIntraRequest,
+    PictureLossIndication,
+    RtpPacket,
+    SenderReport,
+    parse_rtcp,
+    seq_add,
+)
 from vidim.sdp import Codec
 from vidim.vocabulary import Mode
 
@@ -163,6 +170,7 @@ class Camera:
     wants_keyframe: bool = True
     requests: list[tuple[float, str, int | None]] = field(default_factory=list)
     """(time, "fir" / "pli" / "info", FIR sequence) of each keyframe request received."""
+    reports: list[tuple[float, SenderReport]] = field(default_factory=list)
 
     def __post_init__(self) -> None:
         self.ssrc = self.ssrc or 0x1000 + sum(self.key.encode())
@@ -196,6 +204,8 @@ class Camera:
                 assert packet.media_ssrc == self.ssrc
                 self.requests.append((now, "pli", None))
             else:
+                if isinstance(packet, SenderReport):
+                    self.reports.append((now, packet))
                 continue
             self.wants_keyframe = self.wants_keyframe or self.answers
 

@@ -17,7 +17,8 @@ being forwarded, and the receiver is switched at the first packet of the
 new source's keyframe.  A request not answered within ``keyframe_retry``
 is repeated (an RTCP FIR repeated keeps its sequence number, RFC 5104
 section 4.3.1.2).  A PLI or FIR from a receiver is passed on the same way
-to its source, at most once per ``keyframe_retry``.
+to its source, at most once per ``keyframe_retry``.  Each receiver's
+stream gets an RTCP sender report every ``rtcp_interval``.
 
 Modes, on media: ``audio`` and ``chat`` get no video and their video is
 dropped; ``watch`` gets video and what it sends is dropped; only ``video``
@@ -49,9 +50,11 @@ from ..rtp import (
     RtpPacket,
     RtpParseError,
     SdesChunk,
+    SenderReport,
     SourceDescription,
     build_rtcp,
     is_rtcp,
+    ntp_timestamp,
     parse_rtcp,
     seq_add,
     seq_diff,
@@ -84,7 +87,10 @@ class VideoConfig:
     max_frame_rate: int = 30
     """The timestamp jump at a switch is at least one frame at this rate."""
     cname: bytes = b"vidim-focus"
-    """The SDES CNAME in the focus's RTCP (a compound packet carries one, RFC 3550 6.1)."""
+    """The SDES CNAME in the focus's RTCP (a compound packet carries one, RFC 3550 6.1);
+    the mixer's, so that a phone can pair the video it gets with the mix (lip sync)."""
+    rtcp_interval: float = 5.0
+    """Seconds between the sender reports on each receiver's stream (the first after half)."""
 
 
 @dataclass(frozen=True, kw_only=True, slots=True)
@@ -142,6 +148,9 @@ class _Output:
         "last_seq",
         "last_time",
         "last_ts",
+        "next_report",
+        "octets",
+        "packets",
         "pending",
         "seq_offset",
         "source",
@@ -164,6 +173,10 @@ class _Output:
         self.last_seq = seq_add(first_seq, -1)
         self.last_ts = first_ts
         self.last_time: float | None = None
+        self.packets = 0
+        self.octets = 0
+        self.next_report: float | None = None
+        """When the next sender report is due (None: nothing sent yet)."""
 
 
 class _Member:
@@ -220,9 +233,11 @@ class VideoSwitch:
         self,
         config: VideoConfig | None = None,
         *,
+        ntp_offset: float = 0.0,
         random32: Callable[[], int] = lambda: secrets.randbits(32),
     ) -> None:
         self.config = config or VideoConfig()
+        self._ntp_offset = ntp_offset
         self._random32 = random32
         self._members: dict[str, _Member] = {}
         self._talker = ActiveSpeaker(self.config.speaker)
@@ -318,11 +333,17 @@ class VideoSwitch:
             self._events.append(PacketRefused(participant=key, reason=str(error)))
 
     def get_timer(self) -> float | None:
-        """When to call :meth:`handle_timer` next: a challenger's hysteresis, a request's retry."""
+        """When to call :meth:`handle_timer` next: a challenger's hysteresis, a request's
+        retry, a sender report."""
         deadlines = [
             member.requested_at + self.config.keyframe_retry
             for member in self._members.values()
             if member.requested_at is not None
+        ]
+        deadlines += [
+            member.output.next_report
+            for member in self._members.values()
+            if member.output is not None and member.output.next_report is not None
         ]
         talker = self._talker.get_timer()
         if talker is not None:
@@ -330,10 +351,15 @@ class VideoSwitch:
         return min(deadlines, default=None)
 
     def handle_timer(self, now: float) -> None:
-        """Make a speaker whose hysteresis is over; repeat unanswered keyframe requests."""
+        """Make a speaker whose hysteresis is over; repeat unanswered keyframe requests;
+        send the sender reports due."""
         if self._talker.decide(now):
             self._speaker_changed(now)
         for member in self._members.values():
+            output = member.output
+            due = output.next_report if output is not None else None
+            if output is not None and due is not None and due <= now:
+                self._send_report(member, output, now)
             if member.requested_at is None:
                 continue
             if not self._awaited(member.key):
@@ -408,11 +434,7 @@ class VideoSwitch:
         assert source.ssrc is not None
         # From the SSRC of the stream the source gets from us, if it gets one.
         ours = source.output.ssrc if source.output is not None else source.local_ssrc
-        cname = SdesChunk(ssrc=ours, items=((SDES_CNAME, self.config.cname),))
-        packets: list[RtcpPacket] = [
-            ReceiverReport(ssrc=ours),
-            SourceDescription(chunks=(cname,)),
-        ]
+        packets: list[RtcpPacket] = [ReceiverReport(ssrc=ours), self._sdes(ours)]
         fir_sequence = None
         if source.feedback.fir:
             if not repeated:
@@ -428,6 +450,28 @@ class VideoSwitch:
         self._events.append(
             KeyframeRequested(participant=source.key, fir_sequence=fir_sequence, repeated=repeated)
         )
+
+    def _sdes(self, ssrc: int) -> SourceDescription:
+        return SourceDescription(
+            chunks=(SdesChunk(ssrc=ssrc, items=((SDES_CNAME, self.config.cname),)),)
+        )
+
+    def _send_report(self, receiver: _Member, output: _Output, now: float) -> None:
+        """An SR on the stream we send ``receiver`` (RFC 3550 section 6.4.1): its RTP time
+        now is the last packet's timestamp plus the time since it was sent."""
+        assert receiver.codec is not None
+        assert output.last_time is not None
+        output.next_report = now + self.config.rtcp_interval
+        elapsed = round((now - output.last_time) * receiver.codec.clock_rate)
+        report = SenderReport(
+            ssrc=output.ssrc,
+            ntp_timestamp=ntp_timestamp(now + self._ntp_offset),
+            rtp_timestamp=(output.last_ts + elapsed) & 0xFFFF_FFFF,
+            packet_count=output.packets & 0xFFFF_FFFF,
+            octet_count=output.octets & 0xFFFF_FFFF,
+        )
+        data = build_rtcp([report, self._sdes(output.ssrc)])
+        self._to_send.append(MediaPacket(participant=receiver.key, data=data, rtcp=True))
 
     # -- packets -------------------------------------------------------------------------
 
@@ -516,3 +560,7 @@ class VideoSwitch:
             payload=packet.payload,
         )
         self._to_send.append(MediaPacket(participant=receiver.key, data=bytes(rewritten)))
+        output.packets += 1
+        output.octets += len(packet.payload)
+        if output.next_report is None:  # RFC 3550 6.2: the first report after half an interval
+            output.next_report = now + self.config.rtcp_interval / 2
