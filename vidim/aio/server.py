@@ -29,9 +29,13 @@ transport) is logged at WARNING and, when the core has ``send_failed``
 (:class:`ReportsSendFailures`; the allocator and the focus do), reported to
 it: the transaction that sent it fails at once (issue 18).
 
-Limits, on purpose: no TLS or WebSocket, no RFC 3263 (NAPTR/SRV) lookups
-(host names are resolved with ``getaddrinfo`` only), no idle-connection
-timeout, and no write back-pressure (the kernel buffers are made large).
+A host name is located as RFC 3263 says (NAPTR, SRV, then A/AAAA records:
+:mod:`vidim.aio.resolver`); the message goes to the first target we can
+send to, over the transport NAPTR chose (the Via of a request we originate
+says so).
+
+Limits, on purpose: no TLS or WebSocket, no failover to the next RFC 3263
+target, no idle-connection timeout, and no write back-pressure (the kernel buffers are made large).
 """
 
 from __future__ import annotations
@@ -50,6 +54,7 @@ from typing import Any, Final, Generic, TypeVar, cast
 from ..overload import OverloadGuard, OverloadPolicy
 from ..sip import (
     Address,
+    LocalProtocolError,
     Message,
     RemoteProtocolError,
     Request,
@@ -60,6 +65,7 @@ from ..sip import (
     forward_request,
     is_forwarded_answer,
     make_response,
+    sent_over,
     summary,
     unforward_response,
     via_destination,
@@ -76,6 +82,7 @@ from .protocols import (
     SipMessageCore,
     StatefulCore,
 )
+from .resolver import Resolver
 
 __all__ = [
     "DEFAULT_PORT",
@@ -118,6 +125,10 @@ def _is_ip(host: str) -> bool:
     except ValueError:
         return False
     return True
+
+
+def _family(host: str) -> int:
+    return socket.AF_INET6 if ipaddress.ip_address(host).version == 6 else socket.AF_INET
 
 
 def _first_line(data: bytes) -> str:
@@ -256,6 +267,8 @@ class SipServer(Generic[EventT]):
             sees each request first, and takes those for a conference another
             daemon drives; they come back through :meth:`forward` or
             :meth:`deliver`.  None: every request goes to the core.
+        resolver: locates the host names messages go to (RFC 3263, see
+            :mod:`vidim.aio.resolver`); None: one on the system's DNS.
     """
 
     def __init__(
@@ -273,6 +286,7 @@ class SipServer(Generic[EventT]):
         overload: OverloadPolicy | None = None,
         persistence: Persistence | None = None,
         follow_ups: FollowUpRouter | None = None,
+        resolver: Resolver | None = None,
     ) -> None:
         self.core = core
         self.persistence = persistence
@@ -294,6 +308,8 @@ class SipServer(Generic[EventT]):
         self.logger = logger if logger is not None else logging.getLogger("vidim.aio")
         self.udp_buffer = udp_buffer
         self.connect_timeout = connect_timeout
+        #: Locates host names (RFC 3263); None: the system's DNS, made at the first name.
+        self.resolver = resolver
         self.max_message_size = max_message_size
         self._clock = clock
         self._on_event: Callable[[EventT], object] = (
@@ -903,6 +919,9 @@ class SipServer(Generic[EventT]):
     def _send(self, message: Message, destination: Address) -> None:
         if self._closed:
             return
+        if not _is_ip(destination.host):
+            self._spawn(self._locate_and_send(message, destination))
+            return
         try:
             data = message.to_bytes()
         except Exception as error:
@@ -917,10 +936,7 @@ class SipServer(Generic[EventT]):
                 reason = f"{len(data)} bytes do not fit a UDP datagram ({_MAX_UDP_PAYLOAD} at most)"
                 self._send_failed(message, destination, reason)
                 return
-            if _is_ip(destination.host):
-                self._sendto(data, (destination.host, destination.port), message, destination)
-            else:
-                self._spawn(self._resolve_and_send(data, message, destination))
+            self._sendto(data, (destination.host, destination.port), message, destination)
         elif transport == "TCP":
             self._send_tcp(data, message, destination)
         else:
@@ -968,22 +984,46 @@ class SipServer(Generic[EventT]):
         elif self._loop is not None:
             self._loop.call_soon(self.transmit)
 
-    async def _resolve_and_send(self, data: bytes, message: Message, destination: Address) -> None:
-        loop = asyncio.get_running_loop()
+    async def _locate_and_send(self, message: Message, destination: Address) -> None:
+        """RFC 3263: ``message`` goes to the first target a host name has that we can send to."""
+        if self.resolver is None:
+            self.resolver = Resolver(logger=self.logger)
         try:
-            infos = await loop.getaddrinfo(
-                destination.host, destination.port, type=socket.SOCK_DGRAM
-            )
-        except OSError as error:
-            self._send_failed(message, destination, f"cannot resolve {destination.host}: {error}")
+            targets = await self.resolver.locate(destination)
+        except Exception:
+            self.logger.exception("cannot locate %s", _describe(destination))
+            targets = []
+        if self._closed:
             return
+        target = self._first_usable(message, destination, targets)
+        if target is None:
+            reason = f"cannot resolve {destination.host} to an address we can send to"
+            self._send_failed(message, destination, reason)
+            return
+        self._send(message, target)
+
+    def _first_usable(
+        self, message: Message, destination: Address, targets: list[Address]
+    ) -> Address | None:
+        """The first of ``targets`` over a transport we have, the Via rewritten for it.
+
+        NAPTR may choose another transport than the one the core wrote in the
+        Via; a request we originate then says the new one (RFC 3261 section
+        18.1.1); a response or a forwarded request keeps its transport.
+        """
         family = self._udp.get_extra_info("socket").family if self._udp is not None else None
-        for info_family, _, _, _, sockaddr in infos:
-            if info_family == family and self._udp is not None and not self._closed:
-                self._sendto(data, sockaddr, message, destination)
-                return
-        reason = f"no address of {destination.host} fits the UDP socket"
-        self._send_failed(message, destination, reason)
+        for target in targets:
+            if target.transport == "UDP" and _family(target.host) != family:
+                continue
+            if target.transport != destination.transport.upper():
+                if not isinstance(message, Request):
+                    continue
+                try:
+                    sent_over(message, target.transport)
+                except LocalProtocolError:
+                    continue
+            return target
+        return None
 
     def _send_tcp(self, data: bytes, message: Message, destination: Address) -> None:
         # RFC 3261 section 18: reuse a connection to that peer when there is one.
