@@ -95,7 +95,8 @@ def test_the_proxy_may_be_a_host_name(proxy: str, expected: Address) -> None:
     """Issue 18: a name is located when a request is sent (RFC 3263), A/AAAA, SRV or NAPTR."""
     config = load(None, {"proxy": proxy})
     assert config.proxy == expected
-    assert config.proxy is not None and config.proxy.lookup == expected.lookup
+    assert config.proxy is not None
+    assert config.proxy.lookup == expected.lookup
     assert config.proxy_uri == proxy
 
 
