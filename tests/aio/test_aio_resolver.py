@@ -232,3 +232,32 @@ def test_localhost_gets_no_srv_query_and_resolves_without_dns() -> None:
             names.transport.close()
 
     asyncio.run(main())
+
+
+@pytest.mark.parametrize("loop", LOOPS)
+def test_messages_to_a_name_leave_in_the_order_they_were_sent(loop: str) -> None:
+    """Each waits behind the lookup under way (an INVITE before its CANCEL); one lookup."""
+
+    async def main() -> None:
+        bob = await udp_client()
+        zone = {("bob.vidim.test", "A"): (60, ["127.0.0.1"])}
+        names = await dns_server(zone)
+        core = EchoCore()
+        resolver = Resolver(nameservers=[("127.0.0.1", names.port)])
+        server = SipServer(core, port=0, resolver=resolver)
+        await server.start()
+        sent = [f"order-{n}" for n in range(8)]
+        try:
+            for call_id in sent:
+                destination = Address("bob.vidim.test", bob.port, "UDP", "A")
+                core.queue(message_to(f"sip:bob@bob.vidim.test:{bob.port}", call_id), destination)
+                server.transmit()
+            assert [(await bob.next()).call_id for _ in sent] == sent
+            assert names.asked == [("bob.vidim.test", "A"), ("bob.vidim.test", "AAAA")]
+        finally:
+            await server.close(drain=1.0)
+            bob.close()
+            assert names.transport is not None
+            names.transport.close()
+
+    run_on(loop, main)

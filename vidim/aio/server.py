@@ -332,6 +332,8 @@ class SipServer(Generic[EventT]):
         self._streams: set[_StreamProtocol] = set()
         #: What waits for each TCP connection being opened: the bytes, and the message.
         self._connecting: dict[tuple[str, int], list[tuple[bytes, Message]]] = {}
+        #: What waits for each host name being located (RFC 3263), in order.
+        self._locating: dict[tuple[Address, str], list[Message]] = {}
         self._tasks: set[asyncio.Task[None]] = set()
         self._timer: asyncio.TimerHandle | None = None
         self._timer_at: float | None = None
@@ -920,7 +922,7 @@ class SipServer(Generic[EventT]):
         if self._closed:
             return
         if not _is_ip(destination.host):
-            self._spawn(self._locate_and_send(message, destination))
+            self._locate_then_send(message, destination)
             return
         try:
             data = message.to_bytes()
@@ -984,8 +986,22 @@ class SipServer(Generic[EventT]):
         elif self._loop is not None:
             self._loop.call_soon(self.transmit)
 
-    async def _locate_and_send(self, message: Message, destination: Address) -> None:
-        """RFC 3263: ``message`` goes to the first target a host name has that we can send to."""
+    def _locate_then_send(self, message: Message, destination: Address) -> None:
+        """RFC 3263: ``message`` goes where the host name of ``destination`` leads.
+
+        Messages to a name being looked up wait behind that lookup, so that
+        they leave in the order the core sent them (an INVITE before its CANCEL).
+        """
+        key = (destination, destination.lookup)
+        waiting = self._locating.get(key)
+        if waiting is not None:
+            waiting.append(message)
+            return
+        self._locating[key] = [message]
+        self._spawn(self._locate_and_send(key))
+
+    async def _locate_and_send(self, key: tuple[Address, str]) -> None:
+        destination = key[0]
         if self.resolver is None:
             self.resolver = Resolver(logger=self.logger)
         try:
@@ -993,14 +1009,17 @@ class SipServer(Generic[EventT]):
         except Exception:
             self.logger.exception("cannot locate %s", _describe(destination))
             targets = []
+        finally:
+            messages = self._locating.pop(key, [])
         if self._closed:
             return
-        target = self._first_usable(message, destination, targets)
-        if target is None:
-            reason = f"cannot resolve {destination.host} to an address we can send to"
-            self._send_failed(message, destination, reason)
-            return
-        self._send(message, target)
+        for message in messages:
+            target = self._first_usable(message, destination, targets)
+            if target is None:
+                reason = f"cannot resolve {destination.host} to an address we can send to"
+                self._send_failed(message, destination, reason)
+            else:
+                self._send(message, target)
 
     def _first_usable(
         self, message: Message, destination: Address, targets: list[Address]
