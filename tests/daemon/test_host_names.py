@@ -1,8 +1,9 @@
-"""Issue 18, addresses: ``--proxy`` given a host name, located as RFC 3263 says.
+"""Issue 18, addresses: ``--proxy`` and ``--focus`` given a host name, located as RFC 3263 says.
 
-The real daemon on loopback with ``--proxy sip:localhost:PORT``: a port given,
-so only the name's addresses are looked up (``/etc/hosts``, no DNS), and the
-invitation IM reaches the proxy there.
+The real daemon on loopback with ``--proxy sip:localhost:PORT`` or ``--focus
+sip:conference-factory@localhost:PORT``: a port given, so only the name's
+addresses are looked up (``/etc/hosts``, no DNS), and the invitation IM
+reaches the proxy there, the factory INVITE the focus.
 """
 
 from __future__ import annotations
@@ -10,7 +11,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
-from daemon_peers import DaemonProcess, SipClient
+from daemon_peers import DaemonProcess, FocusPeer, SipClient
 
 from vidim.sip import Request, Response
 
@@ -49,4 +50,21 @@ def test_a_proxy_named_localhost_gets_the_invitation(tmp_path: Path) -> None:
     finally:
         daemon.stop()
         proxy.close()
+        requester.close()
+
+
+def test_a_focus_named_localhost_hosts_the_conference(tmp_path: Path) -> None:
+    focus = FocusPeer()
+    requester = SipClient()
+    factory = f"sip:conference-factory@localhost:{focus.port}"
+    daemon = DaemonProcess(tmp_path, ["--focus", factory])
+    try:
+        daemon.wait_ready(requester)
+        call_id = requester.message(daemon.port, f"sip:bob@127.0.0.1:{focus.port}")
+        assert requester.wait_answer(call_id).status == 202
+        focus.wait_for(lambda: len(focus.invited) == 1, "the factory INVITE")
+        daemon.wait_log("new=active")
+    finally:
+        daemon.stop()
+        focus.close()
         requester.close()
