@@ -129,9 +129,7 @@ def test_a_sips_uri_uses_only_the_sips_service() -> None:
         Query("tls.example.com", "ADDRESS"): ["192.0.2.30"],
         Query("udp.example.com", "ADDRESS"): ["192.0.2.40"],
     }
-    targets, asked = located(
-        Address("example.com", 5061, "TLS", "NAPTR"), answers, transports=("UDP", "TCP", "TLS")
-    )
+    targets, asked = located(Address("example.com", 5061, "TLS", "NAPTR"), answers)
     assert targets == [Address("192.0.2.30", 5081, "TLS")]
     assert Query("_sip._udp.example.com", "SRV") not in asked
 

@@ -110,7 +110,8 @@ def locate(destination: Address, *, transports: Collection[str], rng: random.Ran
     """The IP targets to try for ``destination``, in order (see the module docstring).
 
     ``transports``: the transports the caller can send over; NAPTR and SRV
-    choices of any other are left out.  ``rng`` orders the SRV records of one
+    choices of any other are left out (a ``sips:`` destination, whose
+    transport the core chose, is located over TLS whatever this says).  ``rng`` orders the SRV records of one
     priority by weight (RFC 2782).  The answer to each query is a sequence of
     records, empty when there are none or the lookup failed.  An empty list
     returned: the host cannot be reached.
@@ -121,7 +122,8 @@ def locate(destination: Address, *, transports: Collection[str], rng: random.Ran
     if destination.lookup == "A":
         return (yield from _addresses(host, destination.port, destination.transport))
     if destination.lookup == "NAPTR":
-        allowed = {"TLS"} & set(transports) if destination.transport == "TLS" else set(transports)
+        # A sips: URI (the core chose TLS, so it can send over it): its SIPS services only.
+        allowed = {"TLS"} if destination.transport == "TLS" else set(transports)
         services = naptr_services((yield Query(host, "NAPTR")), allowed)
         if not services:  # "If no NAPTR records are found": an SRV query per transport
             first = [destination.transport] if destination.transport in allowed else []
