@@ -111,10 +111,11 @@ def locate(destination: Address, *, transports: Collection[str], rng: random.Ran
 
     ``transports``: the transports the caller can send over; NAPTR and SRV
     choices of any other are left out (a ``sips:`` destination, whose
-    transport the core chose, is located over TLS whatever this says).  ``rng`` orders the SRV records of one
-    priority by weight (RFC 2782).  The answer to each query is a sequence of
-    records, empty when there are none or the lookup failed.  An empty list
-    returned: the host cannot be reached.
+    transport the core chose, is located over TLS whatever this says).
+    ``rng`` orders the SRV records of one priority by weight (RFC 2782).
+    The answer to each query is a sequence of records, empty when there are
+    none or the lookup failed.  An empty list returned: the host cannot be
+    reached.
     """
     host = destination.host
     if _is_ip(host):
