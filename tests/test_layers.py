@@ -127,6 +127,12 @@ def test_only_the_codec_wrappers_import_ffmpeg() -> None:
     assert _offending(paths, ("av",)) == []
 
 
+def test_only_the_resolver_imports_dnspython() -> None:
+    """DNS lookups are I/O: vidim.aio.resolver asks, vidim.sip.locate only chooses."""
+    paths = [p for p in _modules("*.py", "*/*.py") if p.name != "resolver.py"]
+    assert _offending(paths, ("dns",)) == []
+
+
 def test_the_store_imports_nothing_of_vidim_but_the_core() -> None:
     """The store keeps the servers' records: it knows their contract (``vidim.core``'s
     RecordChange), not the servers, the SIP core or the asyncio layer."""

@@ -27,10 +27,12 @@ from vidim.sip import (
     Address,
     ClientCredentials,
     DigestRealm,
+    LocalProtocolError,
     SIPParseError,
     SipURI,
     parse_uri,
     parse_users_file,
+    uri_destination,
 )
 from vidim.vocabulary import IPNetwork
 
@@ -302,17 +304,19 @@ def _focus(value: Any) -> tuple[str, ...]:
 
 
 def _proxy(value: Any) -> Address | None:
-    """Empty: none. Else a SIP URI with an IP address, where every IM and probe goes."""
+    """Empty: none. Else a SIP URI, where every IM and probe goes.
+
+    Its host may be a name: it is located when a request is sent (RFC 3263,
+    :mod:`vidim.aio.resolver`), so ``sip:localhost:5060`` and
+    ``sip:example.com`` (NAPTR, SRV) both work.
+    """
     text = _string(value)
     if not text:
         return None
     try:
-        uri = _sip_uri(text)
-        host = uri.host[1:-1] if uri.host.startswith("[") else uri.host
-        ipaddress.ip_address(host)
-    except (SIPParseError, ValueError) as error:
-        raise ValueError(f"{text!r} must be a SIP URI with an IP address ({error})") from None
-    return Address(host, uri.port or 5060, (uri.transport or "udp").upper())
+        return uri_destination(_sip_uri(text))
+    except (SIPParseError, LocalProtocolError) as error:
+        raise ValueError(f"{text!r} must be a SIP URI ({error})") from None
 
 
 def _domain(value: Any) -> str:

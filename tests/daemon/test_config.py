@@ -57,7 +57,7 @@ def test_every_problem_is_reported_with_its_key(tmp_path: Path) -> None:
         'listen = "localhost:5070"\n'
         'focus = "http://example.com"\n'
         'profile = "skype"\n'
-        'proxy = "sip:proxy.example.com"\n'
+        'proxy = "tel:+15551234"\n'
         'trusted = ["10.0.0.0/33"]\n'
         'log_level = "loud"\n'
         "colour = true\n"
@@ -72,7 +72,7 @@ def test_every_problem_is_reported_with_its_key(tmp_path: Path) -> None:
         "listen: listen host must be an IP address, got 'localhost'",
         "focus: 'http://example.com' is not a SIP URI",
         "profile: must be one of rfc4579, asterisk, freeswitch, got 'skype'",
-        "proxy: 'sip:proxy.example.com' must be a SIP URI with an IP address",
+        "proxy: 'tel:+15551234' must be a SIP URI",
         "trusted: '10.0.0.0/33' is not a network",
         "log_level: must be one of debug, info, warning, error, got 'loud'",
         "timers.probe_timeout: must be above 0, got -1",
@@ -81,6 +81,23 @@ def test_every_problem_is_reported_with_its_key(tmp_path: Path) -> None:
     for fragment in expected:
         assert any(p.startswith(fragment) for p in problems), (fragment, problems)
     assert len(problems) == len(expected)
+
+
+@pytest.mark.parametrize(
+    ("proxy", "expected"),
+    [
+        ("sip:localhost:5060", Address("localhost", 5060, "UDP", "A")),
+        ("sip:proxy.example.com", Address("proxy.example.com", 5060, "UDP", "NAPTR")),
+        ("sip:proxy.example.com;transport=tcp", Address("proxy.example.com", 5060, "TCP", "SRV")),
+    ],
+)
+def test_the_proxy_may_be_a_host_name(proxy: str, expected: Address) -> None:
+    """Issue 18: a name is located when a request is sent (RFC 3263), A/AAAA, SRV or NAPTR."""
+    config = load(None, {"proxy": proxy})
+    assert config.proxy == expected
+    assert config.proxy is not None
+    assert config.proxy.lookup == expected.lookup
+    assert config.proxy_uri == proxy
 
 
 def test_unreadable_and_invalid_files(tmp_path: Path) -> None:

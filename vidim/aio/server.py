@@ -36,9 +36,14 @@ when the core has ``send_failed`` (:class:`ReportsSendFailures`; the
 allocator and the focus do), reported to it: the transaction that sent it
 fails at once (issue 18).
 
-Limits, on purpose: no WebSocket, no RFC 3263 (NAPTR/SRV) lookups
-(host names are resolved with ``getaddrinfo`` only), no idle-connection
-timeout, and no write back-pressure (the kernel buffers are made large).
+A host name is located as RFC 3263 says (NAPTR, SRV, then A/AAAA records:
+:mod:`vidim.aio.resolver`); the message goes to the first target we can
+send to, over the transport NAPTR chose (the Via of a request we originate
+says so); over TLS the certificate must name the host name, not the address.
+
+Limits, on purpose: no WebSocket, no failover to the next RFC 3263 target,
+no idle-connection timeout, and no write back-pressure (the kernel buffers
+are made large).
 """
 
 from __future__ import annotations
@@ -58,6 +63,7 @@ from typing import Any, Final, Generic, TypeVar, cast
 from ..overload import OverloadGuard, OverloadPolicy
 from ..sip import (
     Address,
+    LocalProtocolError,
     Message,
     RemoteProtocolError,
     Request,
@@ -68,6 +74,7 @@ from ..sip import (
     forward_request,
     is_forwarded_answer,
     make_response,
+    sent_over,
     summary,
     unforward_response,
     via_destination,
@@ -84,6 +91,7 @@ from .protocols import (
     SipMessageCore,
     StatefulCore,
 )
+from .resolver import Resolver
 from .tls import TlsSettings, client_context, server_context
 
 __all__ = [
@@ -129,6 +137,10 @@ def _is_ip(host: str) -> bool:
     except ValueError:
         return False
     return True
+
+
+def _family(host: str) -> int:
+    return socket.AF_INET6 if ipaddress.ip_address(host).version == 6 else socket.AF_INET
 
 
 def _first_line(data: bytes) -> str:
@@ -282,6 +294,8 @@ class SipServer(Generic[EventT]):
             TLS destination is a send failure ("no TLS transport").  The core
             must know it may send over TLS (for the allocator,
             ``AllocatorConfig.tls_port``).
+        resolver: locates the host names messages go to (RFC 3263, see
+            :mod:`vidim.aio.resolver`); None: one on the system's DNS.
 
     Raises:
         OSError, ssl.SSLError: the TLS certificate, key or CA file cannot be loaded.
@@ -303,6 +317,7 @@ class SipServer(Generic[EventT]):
         persistence: Persistence | None = None,
         follow_ups: FollowUpRouter | None = None,
         tls: TlsSettings | None = None,
+        resolver: Resolver | None = None,
     ) -> None:
         self.core = core
         self.tls = tls
@@ -329,6 +344,8 @@ class SipServer(Generic[EventT]):
         self.logger = logger if logger is not None else logging.getLogger("vidim.aio")
         self.udp_buffer = udp_buffer
         self.connect_timeout = connect_timeout
+        #: Locates host names (RFC 3263); None: the system's DNS, made at the first name.
+        self.resolver = resolver
         self.max_message_size = max_message_size
         self._clock = clock
         self._on_event: Callable[[EventT], object] = (
@@ -353,6 +370,8 @@ class SipServer(Generic[EventT]):
         self._streams: set[_StreamProtocol] = set()
         #: What waits for each connection being opened: the bytes, and the message.
         self._connecting: dict[_StreamKey, list[tuple[bytes, Message]]] = {}
+        #: What waits for each host name being located (RFC 3263), in order.
+        self._locating: dict[tuple[Address, str], list[Message]] = {}
         self._tasks: set[asyncio.Task[None]] = set()
         self._timer: asyncio.TimerHandle | None = None
         self._timer_at: float | None = None
@@ -971,8 +990,12 @@ class SipServer(Generic[EventT]):
             self.logger.exception("the core failed in events")
             return []
 
-    def _send(self, message: Message, destination: Address) -> None:
+    def _send(self, message: Message, destination: Address, name: str | None = None) -> None:
+        """Send ``message``; ``name``: the host name ``destination`` was located from (for TLS)."""
         if self._closed:
+            return
+        if not _is_ip(destination.host):
+            self._locate_then_send(message, destination)
             return
         try:
             data = message.to_bytes()
@@ -988,12 +1011,9 @@ class SipServer(Generic[EventT]):
                 reason = f"{len(data)} bytes do not fit a UDP datagram ({_MAX_UDP_PAYLOAD} at most)"
                 self._send_failed(message, destination, reason)
                 return
-            if _is_ip(destination.host):
-                self._sendto(data, (destination.host, destination.port), message, destination)
-            else:
-                self._spawn(self._resolve_and_send(data, message, destination))
+            self._sendto(data, (destination.host, destination.port), message, destination)
         elif transport == "TCP" or (transport == "TLS" and self.tls is not None):
-            self._send_stream(data, message, destination)
+            self._send_stream(data, message, destination, name)
         else:
             self._send_failed(message, destination, f"no {destination.transport} transport")
             return
@@ -1039,24 +1059,67 @@ class SipServer(Generic[EventT]):
         elif self._loop is not None:
             self._loop.call_soon(self.transmit)
 
-    async def _resolve_and_send(self, data: bytes, message: Message, destination: Address) -> None:
-        loop = asyncio.get_running_loop()
-        try:
-            infos = await loop.getaddrinfo(
-                destination.host, destination.port, type=socket.SOCK_DGRAM
-            )
-        except OSError as error:
-            self._send_failed(message, destination, f"cannot resolve {destination.host}: {error}")
-            return
-        family = self._udp.get_extra_info("socket").family if self._udp is not None else None
-        for info_family, _, _, _, sockaddr in infos:
-            if info_family == family and self._udp is not None and not self._closed:
-                self._sendto(data, sockaddr, message, destination)
-                return
-        reason = f"no address of {destination.host} fits the UDP socket"
-        self._send_failed(message, destination, reason)
+    def _locate_then_send(self, message: Message, destination: Address) -> None:
+        """RFC 3263: ``message`` goes where the host name of ``destination`` leads.
 
-    def _send_stream(self, data: bytes, message: Message, destination: Address) -> None:
+        Messages to a name being looked up wait behind that lookup, so that
+        they leave in the order the core sent them (an INVITE before its CANCEL).
+        """
+        key = (destination, destination.lookup)
+        waiting = self._locating.get(key)
+        if waiting is not None:
+            waiting.append(message)
+            return
+        self._locating[key] = [message]
+        self._spawn(self._locate_and_send(key))
+
+    async def _locate_and_send(self, key: tuple[Address, str]) -> None:
+        destination = key[0]
+        if self.resolver is None:
+            self.resolver = Resolver(logger=self.logger)
+        try:
+            targets = await self.resolver.locate(destination)
+        except Exception:
+            self.logger.exception("cannot locate %s", _describe(destination))
+            targets = []
+        finally:
+            messages = self._locating.pop(key, [])
+        if self._closed:
+            return
+        for message in messages:
+            target = self._first_usable(message, destination, targets)
+            if target is None:
+                reason = f"cannot resolve {destination.host} to an address we can send to"
+                self._send_failed(message, destination, reason)
+            else:
+                self._send(message, target, destination.host)
+
+    def _first_usable(
+        self, message: Message, destination: Address, targets: list[Address]
+    ) -> Address | None:
+        """The first of ``targets`` over a transport we have, the Via rewritten for it.
+
+        NAPTR may choose another transport than the one the core wrote in the
+        Via; a request we originate then says the new one (RFC 3261 section
+        18.1.1); a response or a forwarded request keeps its transport.
+        """
+        family = self._udp.get_extra_info("socket").family if self._udp is not None else None
+        for target in targets:
+            if target.transport == "UDP" and _family(target.host) != family:
+                continue
+            if target.transport != destination.transport.upper():
+                if not isinstance(message, Request):
+                    continue
+                try:
+                    sent_over(message, target.transport)
+                except LocalProtocolError:
+                    continue
+            return target
+        return None
+
+    def _send_stream(
+        self, data: bytes, message: Message, destination: Address, name: str | None = None
+    ) -> None:
         # RFC 3261 section 18: reuse a connection to that peer when there is one.
         key = _stream_key(destination)
         stream = self._connections.get(key)
@@ -1069,10 +1132,16 @@ class SipServer(Generic[EventT]):
             queued.append((data, message))
             return
         self._connecting[key] = [(data, message)]
-        self._spawn(self._connect(key, destination))
+        self._spawn(self._connect(key, destination, name))
 
-    async def _connect(self, key: _StreamKey, destination: Address) -> None:
-        """Open the connection to ``destination``; TLS checks the URI's host in the certificate."""
+    async def _connect(
+        self, key: _StreamKey, destination: Address, host_name: str | None = None
+    ) -> None:
+        """Open the connection to ``destination``; TLS checks the URI's host in the certificate.
+
+        ``host_name``: the name ``destination`` was located from (RFC 3263),
+        which the certificate must name (RFC 5922 section 4); else its host.
+        """
         loop = asyncio.get_running_loop()
         name = key[0]
         tls = self._tls_client_context if name == "TLS" else None
@@ -1083,7 +1152,7 @@ class SipServer(Generic[EventT]):
                     destination.host,
                     destination.port,
                     ssl=tls,
-                    server_hostname=destination.host if tls is not None else None,
+                    server_hostname=(host_name or destination.host) if tls is not None else None,
                 ),
                 self.connect_timeout,
             )

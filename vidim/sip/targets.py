@@ -1,4 +1,4 @@
-"""Where and how a request goes: RFC 3263 section 4 without DNS, RFC 3261 section 18.1.1.
+"""Where and how a request goes: RFC 3263 section 4.1 without DNS, RFC 3261 section 18.1.1.
 
 A UAC that has a URI to send to (a Request-URI, a proxy, a dialog's first
 route or remote target) must pick a transport, a host and a port, then write
@@ -8,10 +8,12 @@ small and have nothing to do with sockets::
     destination = request_destination(request, uri)
     sent_over(request, destination.transport)
 
-What is left to the I/O layer: resolving a host name (``getaddrinfo``; no
-NAPTR or SRV lookups yet) and opening or reusing the connection.  Which
-transports it offers the core is told in its configuration (TLS only when
-the server has a TLS listener: :func:`sendable_transports`).
+What is left to the I/O layer: locating a host name (RFC 3263 section 4.2,
+:mod:`vidim.sip.locate`, fed by :mod:`vidim.aio.resolver`'s DNS answers; the
+destination's :attr:`Address.lookup` says which records to start with) and
+opening or reusing the connection.  Which transports it offers the core is
+told in its configuration (TLS only when the server has a TLS listener:
+:func:`sendable_transports`).
 """
 
 from __future__ import annotations
@@ -83,8 +85,21 @@ def uri_destination(uri: URI, *, size: int = 0, default_transport: str | None = 
         transport = (default_transport or "UDP").upper()
     if transport == "UDP" and named != "udp" and size > MAX_UDP_REQUEST:
         transport = "TCP"
+        named = "tcp"  # fixed by the size: NAPTR may not choose UDP again
     port = uri.port or _DEFAULT_PORTS.get(transport, 5060)
-    return Address(host, port, transport)
+    lookup = _lookup(uri.port, named is None and not default_transport)
+    return Address(host, port, transport, lookup)
+
+
+def _lookup(port: int | None, transport_free: bool) -> str:
+    """RFC 3263 section 4.2 (see :attr:`Address.lookup`): what a host name is looked up with.
+
+    A given port: A/AAAA only; a transport fixed (named, a dialog's,
+    or a size over :data:`MAX_UDP_REQUEST`) without a port: SRV; else NAPTR.
+    """
+    if port:
+        return "A"
+    return "NAPTR" if transport_free else "SRV"
 
 
 def sendable_transports(*, tls: bool) -> frozenset[str]:
@@ -111,7 +126,8 @@ def request_destination(
         and uri.transport is None
         and len(request.to_bytes()) > MAX_UDP_REQUEST
     ):
-        return replace(destination, transport="TCP")
+        lookup = "SRV" if destination.lookup == "NAPTR" else destination.lookup
+        return replace(destination, transport="TCP", lookup=lookup)
     return destination
 
 

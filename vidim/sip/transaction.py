@@ -29,7 +29,7 @@ from __future__ import annotations
 
 from collections import deque
 from collections.abc import Callable, Hashable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from enum import Enum
 from typing import Any, ClassVar, NewType
 
@@ -94,6 +94,12 @@ class Address:
     """Port number."""
     transport: str = "UDP"
     """Transport name as in a Via (``UDP``, ``TCP``, ``TLS``...)."""
+    lookup: str = field(default="A", compare=False, repr=False)
+    """How a host name is located (RFC 3263 section 4, :mod:`vidim.sip.locate`):
+    ``"A"``: its A/AAAA records, on ``port`` (the URI gave a port);
+    ``"SRV"``: its SRV records for ``transport`` first (a transport, no port);
+    ``"NAPTR"``: its NAPTR records, which may choose another transport (neither).
+    Not part of the address's identity; ignored for an IP address."""
 
     @property
     def reliable(self) -> bool:
