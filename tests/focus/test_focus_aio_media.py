@@ -12,6 +12,7 @@ import logging
 from collections.abc import Callable
 
 import pytest
+from audio_packets import is_loud, tone_packet
 from focus_peers import Softphone, baresip_offer, focus_world, make_conference
 
 from vidim.aio import FocusMedia, RtpRelay
@@ -64,8 +65,12 @@ async def scenario() -> None:
         bob_focus_port = next(
             p for kind, p, _ in media_summary(phones[0].answer()) if kind == "audio"
         )
-        bob_t.sendto(b"\x80\x00rtp from bob", media.relay.address(bob_focus_port))
-        assert await asyncio.wait_for(carol.received.get(), WAIT) == b"\x80\x00rtp from bob"
+        # Bob speaks: Carol gets the mix (Bob's voice) as one stream of the focus's own.
+        for n in range(5):
+            bob_t.sendto(tone_packet(n, ssrc=0xB0B), media.relay.address(bob_focus_port))
+        while not is_loud(heard := await asyncio.wait_for(carol.received.get(), WAIT)):
+            pass
+        assert heard[8:12] != (0xB0B).to_bytes(4, "big")  # the mixer's SSRC, not Bob's
         # Carol hangs up: the plan shrinks, and the relay with it.
         phones[1].hang_up(net.now)
         step()
@@ -144,26 +149,29 @@ async def spray_scenario(*, latching: bool) -> RtpRelay:
         await media.settled()
         bob_port, carol_port = focus_ports
         for n in range(5):  # with latching, these latch each port to its participant
-            bob_t.sendto(b"\x80\x00bob %d" % n, relay.address(bob_port))
-            carol_t.sendto(b"\x80\x00carol %d" % n, relay.address(carol_port))
+            bob_t.sendto(tone_packet(n, ssrc=0xB0B), relay.address(bob_port))
+            carol_t.sendto(tone_packet(n, ssrc=0xCA201), relay.address(carol_port))
             bob_rtcp.sendto(b"\x80\xc8bob rtcp", relay.address(bob_port + 1))
             carol_rtcp.sendto(b"\x80\xc8carol rtcp", relay.address(carol_port + 1))
         for port in sorted(relay.ports):
             for n in range(SPRAY):
-                stranger_t.sendto(b"\x80\x00stranger %d" % n, relay.address(port))
+                stranger_t.sendto(tone_packet(n, ssrc=0xBAD), relay.address(port))
         strangers = SPRAY * len(relay.ports)
         await asyncio.wait_for(until(lambda: relay.totals().strangers >= strangers), WAIT)
-        # A last word each way: everything the relay forwarded before it has arrived.
-        bob_t.sendto(b"\x80\x00bob end", relay.address(bob_port))
-        carol_t.sendto(b"\x80\x00carol end", relay.address(carol_port))
-        heard: dict[str, list[bytes]] = {"bob": [], "carol": []}
-        for name, endpoint, last in (("carol", carol, b"bob end"), ("bob", bob, b"carol end")):
-            while not heard[name] or not heard[name][-1].endswith(last):
-                heard[name].append(await asyncio.wait_for(endpoint.received.get(), WAIT))
-        assert heard["carol"] == [b"\x80\x00bob %d" % n for n in range(5)] + [b"\x80\x00bob end"]
-        assert heard["bob"] == [b"\x80\x00carol %d" % n for n in range(5)] + [b"\x80\x00carol end"]
+        # Each hears the other through the mixer ...
+        for endpoint in (bob, carol):
+            while not is_loud(await asyncio.wait_for(endpoint.received.get(), WAIT)):
+                pass
+        # ... which took exactly the participants' packets: no stranger's reached it.
         assert relay.totals().strangers == strangers
-        assert relay.totals().packets_out == 2 * 5 * 2 + 2  # RTP and RTCP each way, the ends
+        [conference] = [mix.conference for mix in focus.forwarding_plan.mixes]
+        mixer = media.mixers.mixer(conference)
+        assert mixer is not None
+        for uri in (BOB, CAROL):
+            reception = mixer.reception(uri)
+            assert reception is not None
+            assert reception[0].ssrc in (0xB0B, 0xCA201)
+            assert reception[0].received == 5
     finally:
         await media.close()
         for transport in (bob_t, bob_rtcp, carol_t, carol_rtcp, stranger_t):
