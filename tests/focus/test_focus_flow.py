@@ -341,7 +341,8 @@ def test_media_plan_follows_modes() -> None:
     routes = plan.as_dict()
     # Audio is mixed: every audio port goes to the mixer, none is forwarded.
     for port in (40000, 40001, 40004, 40005, 40006, 40007):
-        assert routes[port].mixed and routes[port].destinations == ()
+        assert routes[port].mixed
+        assert routes[port].destinations == ()
     [mix] = plan.mixes
     members = {m.participant: (m.mode, m.port, m.codec, m.sends, m.receives) for m in mix.members}
     assert members == {

@@ -163,10 +163,9 @@ class MixerBank:
         members = self._members[conference]
         for packet in mixer.packets_to_send():
             member = members.get(packet.participant)
-            if member is None or not member.receives and not packet.rtcp:
+            if member is None or (not member.receives and not packet.rtcp):
                 continue
             self._to_send.append((member.port + 1 if packet.rtcp else member.port, packet.data))
         self._events.extend(
             ConferenceMixerEvent(conference=conference, event=event) for event in mixer.events()
         )
-
