@@ -19,6 +19,12 @@ Try it with the Kamailio example (examples/kamailio/kamailio.cfg on 127.0.0.1:50
 Without a proxy (``--no-register``) the account is a direct one (``sip:USER@HOST:PORT``)
 and requests go where their URI says.
 
+Audio for tests and demos: ``--tone HZ`` sends a continuous sine tone (pjsua2
+``ToneGenerator``) to every call instead of the null device's silence; ``--record FILE``
+records what every call receives (``AudioMediaRecorder``, a 16 kHz mono WAV, finished by
+the ``stop_recording`` command or at exit); ``--codec NAME`` (repeatable: PCMU, PCMA,
+G722, ...) offers only those codecs.
+
 Test mode (``--json``): one JSON command per line on stdin, one JSON event per line on
 stdout, so a test can run each phone in its own process (pjsua2 allows one Endpoint per
 process).  Commands::
@@ -29,13 +35,14 @@ process).  Commands::
     {"cmd": "call", "uri": URI, "headers": {}} dial (e.g. the conference URI)
     {"cmd": "hangup"} / {"cmd": "hangup", "call": N}
     {"cmd": "stats"}                          RTP statistics of every call
+    {"cmd": "stop_recording"}                 finish the --record WAV file now
     {"cmd": "quit"}                           hang up, unregister, exit 0
 
 Events (always with "event"): ready, registered (code), message_status (to, code,
 reason, headers), im_received (from, to, body, content_type, headers), call_state
 (call, state, code, reason), call_response (call, status, headers: final
 responses to INVITE), call_sdp (call, kind: "remote_answer" / "remote_offer" /
-"local", sdp), bye_received (call), stats (calls: [{call, state, streams: [{index, type,
+"local", sdp), bye_received (call), recording_stopped (path), stats (calls: [{call, state, streams: [{index, type,
 rx_packets, tx_packets}]}]), invitation (conference_uri, mode, id), error (text).
 """
 
@@ -148,8 +155,12 @@ class Phone:
             os.dup2(saved_stdout, 1)
             os.close(saved_stdout)
         self.ep.audDevManager().setNullDev()
-        with contextlib.suppress(pj.Error):
-            self.ep.codecSetPriority("PCMU/8000", 255)
+        self._set_codecs(args.codec)
+        self.tone: pj.ToneGenerator | None = self._tone(args.tone) if args.tone else None
+        self.recorder: pj.AudioMediaRecorder | None = None
+        if args.record:
+            self.recorder = pj.AudioMediaRecorder()
+            self.recorder.createRecorder(args.record)
         self.sip_port = self.ep.transportGetInfo(0).localName.rsplit(":", 1)[1]
         self.account = PhoneAccount(self)
         self.account.create(self._account_config())
@@ -176,6 +187,38 @@ class Phone:
         tcfg.boundAddress = args.bind
         self.ep.transportCreate(pj.PJSIP_TRANSPORT_UDP, tcfg)
         self.ep.libStart()
+
+    def _set_codecs(self, only: list[str]) -> None:
+        """PCMU first; with ``--codec``, only the codecs named (by encoding name)."""
+        if not only:
+            with contextlib.suppress(pj.Error):
+                self.ep.codecSetPriority("PCMU/8000", 255)
+            return
+        wanted = [name.lower() for name in only]
+        for info in self.ep.codecEnum2():
+            name = info.codecId.split("/")[0].lower()
+            priority = 255 - wanted.index(name) if name in wanted else 0
+            self.ep.codecSetPriority(info.codecId, priority)
+
+    def _tone(self, frequency: float) -> pj.ToneGenerator:
+        """A sine tone that never stops (tones of 30 s, looped)."""
+        tone = pj.ToneDesc()
+        tone.freq1 = int(frequency)
+        tone.freq2 = 0
+        tone.on_msec = 30000
+        tone.off_msec = 0
+        tones = pj.ToneDescVector()
+        tones.append(tone)
+        generator = pj.ToneGenerator()
+        generator.createToneGenerator()
+        generator.play(tones, True)
+        return generator
+
+    def stop_recording(self) -> None:
+        """Finish the WAV file (its header is written when the recorder is destroyed)."""
+        if self.recorder is not None:
+            self.recorder = None  # the C++ destructor closes the file
+            self.emit("recording_stopped", path=self.args.record)
 
     def _identity(self) -> str:
         if self.args.no_register:
@@ -299,6 +342,8 @@ class Phone:
                 self.poll(20)
         self.calls.clear()
         self.buddies.clear()
+        self.stop_recording()
+        self.tone = None
         with contextlib.suppress(pj.Error):
             self.account.shutdown()
         self.ep.libDestroy()
@@ -373,11 +418,15 @@ class PhoneCall(pj.Call):  # type: ignore[misc]
     def onCallMediaState(self, prm: pj.OnCallMediaStateParam) -> None:  # noqa: N802
         info = self.getInfo()
         adm = self.phone.ep.audDevManager()
+        phone = self.phone
         for media in info.media:
             if media.type == pj.PJMEDIA_TYPE_AUDIO and media.status == pj.PJSUA_CALL_MEDIA_ACTIVE:
                 audio = self.getAudioMedia(media.index)
-                adm.getCaptureDevMedia().startTransmit(audio)
+                source = phone.tone if phone.tone is not None else adm.getCaptureDevMedia()
+                source.startTransmit(audio)
                 audio.startTransmit(adm.getPlaybackDevMedia())
+                if phone.recorder is not None:
+                    audio.startTransmit(phone.recorder)
 
     def onCallSdpCreated(self, prm: pj.OnCallSdpCreatedParam) -> None:  # noqa: N802
         # Note: this wheel has no video.  It offers audio only and answers a video offer
@@ -469,6 +518,8 @@ def handle_command(phone: Phone, command: dict[str, Any]) -> bool:
         phone.hangup(command.get("call"))
     elif cmd == "stats":
         phone.emit("stats", calls=phone.stats())
+    elif cmd == "stop_recording":
+        phone.stop_recording()
     elif cmd == "quit":
         return False
     else:
@@ -554,6 +605,12 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--duration", type=float, default=0, help="exit after N seconds [never]")
     parser.add_argument("--exit-when-sent", action="store_true",
                         help="exit once every MESSAGE is answered and no call is up")  # fmt: skip
+    parser.add_argument("--tone", type=float, metavar="HZ",
+                        help="send a sine tone of HZ to every call (instead of silence)")  # fmt: skip
+    parser.add_argument("--record", metavar="FILE.wav",
+                        help="record what every call receives to this WAV file")  # fmt: skip
+    parser.add_argument("--codec", action="append", default=[], metavar="NAME",
+                        help="offer only this audio codec (PCMU, PCMA, G722...), repeatable")  # fmt: skip
     parser.add_argument("--json", action="store_true", help="JSON lines on stdin/stdout (tests)")
     parser.add_argument("--pjsip-log", metavar="FILE", help="PJSIP log (level 5) to FILE")
     return parser.parse_args(argv)
