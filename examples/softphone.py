@@ -21,9 +21,10 @@ and requests go where their URI says.
 
 Audio for tests and demos: ``--tone HZ`` sends a continuous sine tone (pjsua2
 ``ToneGenerator``) to every call instead of the null device's silence; ``--record FILE``
-records what every call receives (``AudioMediaRecorder``, a 16 kHz mono WAV, finished by
-the ``stop_recording`` command or at exit); ``--codec NAME`` (repeatable: PCMU, PCMA,
-G722, ...) offers only those codecs.
+records what every call receives (``AudioMediaRecorder``, a 16 kHz mono WAV) from the
+first call's audio on, or in test mode from the ``record`` command on (so that a test
+chooses when), until the ``stop_recording`` command or the exit; ``--codec NAME``
+(repeatable: PCMU, PCMA, G722, ...) offers only those codecs.
 
 Test mode (``--json``): one JSON command per line on stdin, one JSON event per line on
 stdout, so a test can run each phone in its own process (pjsua2 allows one Endpoint per
@@ -35,6 +36,7 @@ process).  Commands::
     {"cmd": "call", "uri": URI, "headers": {}} dial (e.g. the conference URI)
     {"cmd": "hangup"} / {"cmd": "hangup", "call": N}
     {"cmd": "stats"}                          RTP statistics of every call
+    {"cmd": "record"}                         start recording to the --record file now
     {"cmd": "stop_recording"}                 finish the --record WAV file now
     {"cmd": "quit"}                           hang up, unregister, exit 0
 
@@ -42,8 +44,9 @@ Events (always with "event"): ready, registered (code), message_status (to, code
 reason, headers), im_received (from, to, body, content_type, headers), call_state
 (call, state, code, reason), call_response (call, status, headers: final
 responses to INVITE), call_sdp (call, kind: "remote_answer" / "remote_offer" /
-"local", sdp), bye_received (call), recording_stopped (path), stats (calls: [{call, state, streams: [{index, type,
-rx_packets, tx_packets}]}]), invitation (conference_uri, mode, id), error (text).
+"local", sdp), bye_received (call), recording (path), recording_stopped (path), stats
+(calls: [{call, state, streams: [{index, type, rx_packets, tx_packets}]}]), invitation
+(conference_uri, mode, id), error (text).
 """
 
 from __future__ import annotations
@@ -68,6 +71,9 @@ except ImportError:  # pragma: no cover - a hint for people trying the example
     sys.exit("examples/softphone.py needs pjsua2: pip install pjsua2-python")
 
 CONFERENCE_HEADER = re.compile(r"<([^>]+)>\s*(.*)")
+#: Media states in which a call's audio arrives: active, or "held" by a remote that only
+#: sends (the focus answers a ``watch`` participant ``sendonly``).
+RECEIVING = (pj.PJSUA_CALL_MEDIA_ACTIVE, pj.PJSUA_CALL_MEDIA_REMOTE_HOLD)
 
 
 # -- small helpers -------------------------------------------------------------------
@@ -158,9 +164,6 @@ class Phone:
         self._set_codecs(args.codec)
         self.tone: pj.ToneGenerator | None = self._tone(args.tone) if args.tone else None
         self.recorder: pj.AudioMediaRecorder | None = None
-        if args.record:
-            self.recorder = pj.AudioMediaRecorder()
-            self.recorder.createRecorder(args.record)
         self.sip_port = self.ep.transportGetInfo(0).localName.rsplit(":", 1)[1]
         self.account = PhoneAccount(self)
         self.account.create(self._account_config())
@@ -213,6 +216,17 @@ class Phone:
         generator.createToneGenerator()
         generator.play(tones, True)
         return generator
+
+    def record(self) -> None:
+        """Record what every call receives, from now on, to the ``--record`` file."""
+        if not self.args.record:
+            raise RuntimeError("no --record FILE given")
+        self.stop_recording()
+        self.recorder = pj.AudioMediaRecorder()
+        self.recorder.createRecorder(self.args.record)
+        for call in self.calls.values():
+            call.connect_audio()
+        self.emit("recording", path=self.args.record)
 
     def stop_recording(self) -> None:
         """Finish the WAV file (its header is written when the recorder is destroyed)."""
@@ -313,7 +327,7 @@ class Phone:
                     ),
                     "status": media.status,
                 }
-                active = media.status == pj.PJSUA_CALL_MEDIA_ACTIVE
+                active = media.status in RECEIVING
                 if media.type == pj.PJMEDIA_TYPE_AUDIO and active:
                     with contextlib.suppress(pj.Error):
                         stat = call.getStreamStat(media.index)
@@ -416,17 +430,29 @@ class PhoneCall(pj.Call):  # type: ignore[misc]
             self.phone.calls.pop(info.id, None)
 
     def onCallMediaState(self, prm: pj.OnCallMediaStateParam) -> None:  # noqa: N802
-        info = self.getInfo()
-        adm = self.phone.ep.audDevManager()
         phone = self.phone
+        if phone.args.record and phone.recorder is None and not phone.args.json:
+            phone.record()  # the CLI records from the first call's audio on
+        try:
+            self.connect_audio()
+        except Exception as error:  # pjsua2 would swallow it in this callback
+            phone.emit("error", text=f"connecting the call's audio: {type(error).__name__}: {error}")
+
+    def connect_audio(self) -> None:
+        """The tone (or the null capture device) to the call; the call to playback and recorder."""
+        phone = self.phone
+        adm = phone.ep.audDevManager()
+        info = self.getInfo()  # kept: its media vector dies with it (SWIG)
         for media in info.media:
-            if media.type == pj.PJMEDIA_TYPE_AUDIO and media.status == pj.PJSUA_CALL_MEDIA_ACTIVE:
+            if media.type == pj.PJMEDIA_TYPE_AUDIO and media.status in RECEIVING:
                 audio = self.getAudioMedia(media.index)
                 source = phone.tone if phone.tone is not None else adm.getCaptureDevMedia()
                 source.startTransmit(audio)
                 audio.startTransmit(adm.getPlaybackDevMedia())
                 if phone.recorder is not None:
                     audio.startTransmit(phone.recorder)
+                phone.emit("audio_connected", call=self.getId(), index=media.index,
+                           status=media.status, recording=phone.recorder is not None)  # fmt: skip
 
     def onCallSdpCreated(self, prm: pj.OnCallSdpCreatedParam) -> None:  # noqa: N802
         # Note: this wheel has no video.  It offers audio only and answers a video offer
@@ -518,6 +544,8 @@ def handle_command(phone: Phone, command: dict[str, Any]) -> bool:
         phone.hangup(command.get("call"))
     elif cmd == "stats":
         phone.emit("stats", calls=phone.stats())
+    elif cmd == "record":
+        phone.record()
     elif cmd == "stop_recording":
         phone.stop_recording()
     elif cmd == "quit":
