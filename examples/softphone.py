@@ -119,6 +119,17 @@ def parse_invitation(value: str) -> dict[str, str] | None:
     return out
 
 
+def wav_finished(path: str) -> bool:
+    """Whether a WAV file's RIFF header counts all of its bytes (its writer closed it)."""
+    try:
+        with open(path, "rb") as wav:
+            head = wav.read(8)
+            size = os.fstat(wav.fileno()).st_size
+    except OSError:
+        return False
+    return head[:4] == b"RIFF" and int.from_bytes(head[4:8], "little") == size - 8
+
+
 def free_even_port(host: str) -> int:
     """An even UDP port (RTP) with the odd one above it free (RTCP).
 
@@ -231,7 +242,12 @@ class Phone:
     def stop_recording(self) -> None:
         """Finish the WAV file (its header is written when the recorder is destroyed)."""
         if self.recorder is not None:
-            self.recorder = None  # the C++ destructor closes the file
+            self.recorder = None  # the C++ destructor queues the file's closing
+            # The media clock closes it (and writes the header's sizes) a tick or two later:
+            # report it once the RIFF header gives the file's length (bounded).
+            deadline = time.monotonic() + 2.0
+            while not wav_finished(self.args.record) and time.monotonic() < deadline:
+                self.poll(10)
             self.emit("recording_stopped", path=self.args.record)
 
     def _identity(self) -> str:
