@@ -128,3 +128,12 @@ def test_datagrams_on_unknown_ports_are_ignored() -> None:
     bank.receive_datagram(5000, tone_packet(0, ssrc=1), 0.0)
     assert bank.datagrams_to_send() == []
     assert list(bank.events()) == []
+
+
+def test_the_plan_mixes_exactly_the_codecs_the_mixer_has() -> None:
+    from vidim.focus.codecs import CODECS
+    from vidim.focus.media import MIXED_CODECS
+    from vidim.focus.negotiation import MIXER_AUDIO_CODECS
+
+    assert MIXED_CODECS == CODECS
+    assert {codec.name.lower() for codec in MIXER_AUDIO_CODECS} == CODECS

@@ -48,7 +48,10 @@ from dataclasses import dataclass
 
 from ..sdp import Codec, MediaDescription
 from ..vocabulary import Mode
-from .codecs import CODECS
+
+#: Encoding names the mixer decodes and encodes: :data:`vidim.focus.codecs.CODECS`
+#: (a test keeps the two equal), written out so that planning never loads FFmpeg.
+MIXED_CODECS = frozenset({"pcmu", "pcma", "g722", "opus"})
 
 __all__ = [
     "AudioMix",
@@ -298,7 +301,7 @@ def _payload_map(source: StreamInfo, target: StreamInfo) -> tuple[tuple[int, int
 def _mix_member(sender: ParticipantMedia, stream: StreamInfo) -> MixMember | None:
     """The stream as a mixer input/output, in the first negotiated codec the mixer has."""
     for key, payload_type in stream.payload_types:
-        if key.partition("/")[0] in CODECS:
+        if key.partition("/")[0] in MIXED_CODECS:
             return MixMember(
                 participant=sender.uri,
                 mode=sender.mode,
