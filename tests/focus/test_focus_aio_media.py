@@ -16,6 +16,7 @@ from audio_packets import is_loud, tone_packet
 from focus_peers import Softphone, baresip_offer, focus_world, make_conference
 
 from vidim.aio import FocusMedia, RtpRelay
+from vidim.rtp import SenderReport, parse_rtcp
 from vidim.sdp import media_summary
 from vidim.sip import Address
 from vidim.vocabulary import Mode
@@ -100,7 +101,9 @@ async def until(condition: Callable[[], bool]) -> None:
         await asyncio.sleep(0.005)
 
 
-async def rtp_pair() -> tuple[asyncio.DatagramTransport, Endpoint, asyncio.DatagramTransport]:
+async def rtp_pair() -> tuple[
+    asyncio.DatagramTransport, Endpoint, asyncio.DatagramTransport, Endpoint
+]:
     """A participant's RTP socket on an even port and its RTCP socket on the odd one above."""
     loop = asyncio.get_running_loop()
     while True:
@@ -108,21 +111,21 @@ async def rtp_pair() -> tuple[asyncio.DatagramTransport, Endpoint, asyncio.Datag
         port = rtp_t.get_extra_info("sockname")[1]
         if port % 2 == 0:
             try:
-                rtcp_t, _ = await loop.create_datagram_endpoint(
+                rtcp_t, rtcp = await loop.create_datagram_endpoint(
                     Endpoint, local_addr=("127.0.0.1", port + 1)
                 )
             except OSError:
                 pass
             else:
-                return rtp_t, rtp, rtcp_t
+                return rtp_t, rtp, rtcp_t, rtcp
         rtp_t.close()
 
 
 async def spray_scenario(*, latching: bool) -> RtpRelay:
     """Bob and Carol talk (RTP and RTCP) while a stranger sprays every focus port."""
     loop = asyncio.get_running_loop()
-    bob_t, bob, bob_rtcp = await rtp_pair()
-    carol_t, carol, carol_rtcp = await rtp_pair()
+    bob_t, bob, bob_rtcp, _ = await rtp_pair()
+    carol_t, carol, carol_rtcp, carol_reports = await rtp_pair()
     stranger_t, _ = await loop.create_datagram_endpoint(Endpoint, local_addr=("127.0.0.1", 0))
     net, focus, node, allocator = focus_world()
     relay = RtpRelay("127.0.0.1", ephemeral=True, latching=latching)
@@ -172,6 +175,11 @@ async def spray_scenario(*, latching: bool) -> RtpRelay:
             assert reception is not None
             assert reception[0].ssrc in (0xB0B, 0xCA201)
             assert reception[0].received == 5
+        # The mixer's sender report (2.5 s in) reaches Carol's RTCP port (her RTP + 1)
+        # and reports on what Carol sent (one block, about her SSRC).
+        report = parse_rtcp(await asyncio.wait_for(carol_reports.received.get(), WAIT))
+        assert isinstance(report[0], SenderReport)
+        assert [block.ssrc for block in report[0].reports] == [0xCA201]
     finally:
         await media.close()
         for transport in (bob_t, bob_rtcp, carol_t, carol_rtcp, stranger_t):
