@@ -19,6 +19,13 @@ Try it with the Kamailio example (examples/kamailio/kamailio.cfg on 127.0.0.1:50
 Without a proxy (``--no-register``) the account is a direct one (``sip:USER@HOST:PORT``)
 and requests go where their URI says.
 
+Audio for tests and demos: ``--tone HZ`` sends a continuous sine tone (pjsua2
+``ToneGenerator``) to every call instead of the null device's silence; ``--record FILE``
+records what every call receives (``AudioMediaRecorder``, a 16 kHz mono WAV) from the
+first call's audio on, or in test mode from the ``record`` command on (so that a test
+chooses when), until the ``stop_recording`` command or the exit; ``--codec NAME``
+(repeatable: PCMU, PCMA, G722, ...) offers only those codecs.
+
 Test mode (``--json``): one JSON command per line on stdin, one JSON event per line on
 stdout, so a test can run each phone in its own process (pjsua2 allows one Endpoint per
 process).  Commands::
@@ -29,14 +36,17 @@ process).  Commands::
     {"cmd": "call", "uri": URI, "headers": {}} dial (e.g. the conference URI)
     {"cmd": "hangup"} / {"cmd": "hangup", "call": N}
     {"cmd": "stats"}                          RTP statistics of every call
+    {"cmd": "record"}                         start recording to the --record file now
+    {"cmd": "stop_recording"}                 finish the --record WAV file now
     {"cmd": "quit"}                           hang up, unregister, exit 0
 
 Events (always with "event"): ready, registered (code), message_status (to, code,
 reason, headers), im_received (from, to, body, content_type, headers), call_state
 (call, state, code, reason), call_response (call, status, headers: final
 responses to INVITE), call_sdp (call, kind: "remote_answer" / "remote_offer" /
-"local", sdp), bye_received (call), stats (calls: [{call, state, streams: [{index, type,
-rx_packets, tx_packets}]}]), invitation (conference_uri, mode, id), error (text).
+"local", sdp), bye_received (call), recording (path), recording_stopped (path), stats
+(calls: [{call, state, streams: [{index, type, rx_packets, tx_packets}]}]), invitation
+(conference_uri, mode, id), error (text).
 """
 
 from __future__ import annotations
@@ -61,6 +71,9 @@ except ImportError:  # pragma: no cover - a hint for people trying the example
     sys.exit("examples/softphone.py needs pjsua2: pip install pjsua2-python")
 
 CONFERENCE_HEADER = re.compile(r"<([^>]+)>\s*(.*)")
+#: Media states in which a call's audio arrives: active, or "held" by a remote that only
+#: sends (the focus answers a ``watch`` participant ``sendonly``).
+RECEIVING = (pj.PJSUA_CALL_MEDIA_ACTIVE, pj.PJSUA_CALL_MEDIA_REMOTE_HOLD)
 
 
 # -- small helpers -------------------------------------------------------------------
@@ -106,6 +119,17 @@ def parse_invitation(value: str) -> dict[str, str] | None:
     return out
 
 
+def wav_finished(path: str) -> bool:
+    """Whether a WAV file's RIFF header counts all of its bytes (its writer closed it)."""
+    try:
+        with open(path, "rb") as wav:
+            head = wav.read(8)
+            size = os.fstat(wav.fileno()).st_size
+    except OSError:
+        return False
+    return head[:4] == b"RIFF" and int.from_bytes(head[4:8], "little") == size - 8
+
+
 def free_even_port(host: str) -> int:
     """An even UDP port (RTP) with the odd one above it free (RTCP).
 
@@ -148,8 +172,9 @@ class Phone:
             os.dup2(saved_stdout, 1)
             os.close(saved_stdout)
         self.ep.audDevManager().setNullDev()
-        with contextlib.suppress(pj.Error):
-            self.ep.codecSetPriority("PCMU/8000", 255)
+        self._set_codecs(args.codec)
+        self.tone: pj.ToneGenerator | None = self._tone(args.tone) if args.tone else None
+        self.recorder: pj.AudioMediaRecorder | None = None
         self.sip_port = self.ep.transportGetInfo(0).localName.rsplit(":", 1)[1]
         self.account = PhoneAccount(self)
         self.account.create(self._account_config())
@@ -176,6 +201,54 @@ class Phone:
         tcfg.boundAddress = args.bind
         self.ep.transportCreate(pj.PJSIP_TRANSPORT_UDP, tcfg)
         self.ep.libStart()
+
+    def _set_codecs(self, only: list[str]) -> None:
+        """PCMU first; with ``--codec``, only the codecs named (by encoding name)."""
+        if not only:
+            with contextlib.suppress(pj.Error):
+                self.ep.codecSetPriority("PCMU/8000", 255)
+            return
+        wanted = [name.lower() for name in only]
+        for info in self.ep.codecEnum2():
+            name = info.codecId.split("/")[0].lower()
+            priority = 255 - wanted.index(name) if name in wanted else 0
+            self.ep.codecSetPriority(info.codecId, priority)
+
+    def _tone(self, frequency: float) -> pj.ToneGenerator:
+        """A sine tone that never stops (tones of 30 s, looped)."""
+        tone = pj.ToneDesc()
+        tone.freq1 = int(frequency)
+        tone.freq2 = 0
+        tone.on_msec = 30000
+        tone.off_msec = 0
+        tones = pj.ToneDescVector()
+        tones.append(tone)
+        generator = pj.ToneGenerator()
+        generator.createToneGenerator()
+        generator.play(tones, True)
+        return generator
+
+    def record(self) -> None:
+        """Record what every call receives, from now on, to the ``--record`` file."""
+        if not self.args.record:
+            raise RuntimeError("no --record FILE given")
+        self.stop_recording()
+        self.recorder = pj.AudioMediaRecorder()
+        self.recorder.createRecorder(self.args.record)
+        for call in self.calls.values():
+            call.connect_audio()
+        self.emit("recording", path=self.args.record)
+
+    def stop_recording(self) -> None:
+        """Finish the WAV file (its header is written when the recorder is destroyed)."""
+        if self.recorder is not None:
+            self.recorder = None  # the C++ destructor queues the file's closing
+            # The media clock closes it (and writes the header's sizes) a tick or two later:
+            # report it once the RIFF header gives the file's length (bounded).
+            deadline = time.monotonic() + 2.0
+            while not wav_finished(self.args.record) and time.monotonic() < deadline:
+                self.poll(10)
+            self.emit("recording_stopped", path=self.args.record)
 
     def _identity(self) -> str:
         if self.args.no_register:
@@ -270,7 +343,7 @@ class Phone:
                     ),
                     "status": media.status,
                 }
-                active = media.status == pj.PJSUA_CALL_MEDIA_ACTIVE
+                active = media.status in RECEIVING
                 if media.type == pj.PJMEDIA_TYPE_AUDIO and active:
                     with contextlib.suppress(pj.Error):
                         stat = call.getStreamStat(media.index)
@@ -299,6 +372,8 @@ class Phone:
                 self.poll(20)
         self.calls.clear()
         self.buddies.clear()
+        self.stop_recording()
+        self.tone = None
         with contextlib.suppress(pj.Error):
             self.account.shutdown()
         self.ep.libDestroy()
@@ -371,13 +446,30 @@ class PhoneCall(pj.Call):  # type: ignore[misc]
             self.phone.calls.pop(info.id, None)
 
     def onCallMediaState(self, prm: pj.OnCallMediaStateParam) -> None:  # noqa: N802
-        info = self.getInfo()
-        adm = self.phone.ep.audDevManager()
+        phone = self.phone
+        if phone.args.record and phone.recorder is None and not phone.args.json:
+            phone.record()  # the CLI records from the first call's audio on
+        try:
+            self.connect_audio()
+        except Exception as error:  # pjsua2 would swallow it in this callback
+            why = f"{type(error).__name__}: {error}"
+            phone.emit("error", text=f"connecting the call's audio: {why}")
+
+    def connect_audio(self) -> None:
+        """The tone (or the null capture device) to the call; the call to playback and recorder."""
+        phone = self.phone
+        adm = phone.ep.audDevManager()
+        info = self.getInfo()  # kept: its media vector dies with it (SWIG)
         for media in info.media:
-            if media.type == pj.PJMEDIA_TYPE_AUDIO and media.status == pj.PJSUA_CALL_MEDIA_ACTIVE:
+            if media.type == pj.PJMEDIA_TYPE_AUDIO and media.status in RECEIVING:
                 audio = self.getAudioMedia(media.index)
-                adm.getCaptureDevMedia().startTransmit(audio)
+                source = phone.tone if phone.tone is not None else adm.getCaptureDevMedia()
+                source.startTransmit(audio)
                 audio.startTransmit(adm.getPlaybackDevMedia())
+                if phone.recorder is not None:
+                    audio.startTransmit(phone.recorder)
+                phone.emit("audio_connected", call=self.getId(), index=media.index,
+                           status=media.status, recording=phone.recorder is not None)  # fmt: skip
 
     def onCallSdpCreated(self, prm: pj.OnCallSdpCreatedParam) -> None:  # noqa: N802
         # Note: this wheel has no video.  It offers audio only and answers a video offer
@@ -469,6 +561,10 @@ def handle_command(phone: Phone, command: dict[str, Any]) -> bool:
         phone.hangup(command.get("call"))
     elif cmd == "stats":
         phone.emit("stats", calls=phone.stats())
+    elif cmd == "record":
+        phone.record()
+    elif cmd == "stop_recording":
+        phone.stop_recording()
     elif cmd == "quit":
         return False
     else:
@@ -554,6 +650,12 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--duration", type=float, default=0, help="exit after N seconds [never]")
     parser.add_argument("--exit-when-sent", action="store_true",
                         help="exit once every MESSAGE is answered and no call is up")  # fmt: skip
+    parser.add_argument("--tone", type=float, metavar="HZ",
+                        help="send a sine tone of HZ to every call (not silence)")  # fmt: skip
+    parser.add_argument("--record", metavar="FILE.wav",
+                        help="record what every call receives to this WAV file")  # fmt: skip
+    parser.add_argument("--codec", action="append", default=[], metavar="NAME",
+                        help="offer only this audio codec (PCMU, PCMA, G722...)")  # fmt: skip
     parser.add_argument("--json", action="store_true", help="JSON lines on stdin/stdout (tests)")
     parser.add_argument("--pjsip-log", metavar="FILE", help="PJSIP log (level 5) to FILE")
     return parser.parse_args(argv)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import socket
+from collections.abc import Callable
 from unittest.mock import ANY
 
 import pytest
@@ -258,3 +259,48 @@ def test_without_latching_a_port_whose_sdp_named_no_address_takes_nothing() -> N
 async def _counted(relay: RtpRelay, packets: int) -> None:
     while relay.totals().packets_in < packets:
         await asyncio.sleep(0.005)
+
+
+async def mixed_scenario() -> None:
+    bob_t, bob, _ = await endpoint()
+    stranger_t, _, _ = await endpoint()
+
+    def audio(local: int, remote: int) -> StreamInfo:
+        return StreamInfo("audio", local, "127.0.0.1", remote, remote + 1,
+                          payload_types=(("pcmu/8000/1", 0),))  # fmt: skip
+
+    # Bob's SDP names port 9: with latching, his first packet says where he is.
+    plan = forwarding_plan(
+        [ParticipantMedia("sip:bob@x", Mode.AUDIO, (audio(100, 9),))], mix="sip:conf@x"
+    )
+    relay = RtpRelay("127.0.0.1", latching=True, ephemeral=True)
+    taken: asyncio.Queue[tuple[int, bytes]] = asyncio.Queue()
+    await relay.apply(plan)
+    try:
+        relay.send(102, b"to a port not in the plan")  # no socket: dropped
+        assert relay.stats()[102].dropped == 1
+        bob_t.sendto(rtp(0, 1), relay.address(100))  # latched, but nobody takes mixed media
+        await asyncio.wait_for(until(lambda: relay.totals().packets_in == 1), WAIT)
+        assert relay.stats()[100].dropped == 1
+        relay.on_mixed = lambda port, data: taken.put_nowait((port, data))
+        bob_t.sendto(rtp(0, 2), relay.address(100))
+        assert await asyncio.wait_for(taken.get(), WAIT) == (100, rtp(0, 2))
+        stranger_t.sendto(rtp(0, 3), relay.address(100))  # from elsewhere: never mixed
+        await asyncio.wait_for(until(lambda: relay.stats()[100].strangers == 1), WAIT)
+        relay.send(100, b"the mix")  # the mix goes to where bob's packets came from
+        data, source = await asyncio.wait_for(bob.received.get(), WAIT)
+        assert (data, source) == (b"the mix", relay.address(100))
+        assert taken.empty()
+    finally:
+        await relay.close()
+        for transport in (bob_t, stranger_t):
+            transport.close()
+
+
+async def until(condition: Callable[[], bool]) -> None:
+    while not condition():
+        await asyncio.sleep(0.005)
+
+
+def test_mixed_routes_go_to_the_mixer_and_its_packets_to_the_participant() -> None:
+    asyncio.run(asyncio.wait_for(mixed_scenario(), 20))

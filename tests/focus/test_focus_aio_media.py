@@ -12,9 +12,11 @@ import logging
 from collections.abc import Callable
 
 import pytest
+from audio_packets import is_loud, tone_packet
 from focus_peers import Softphone, baresip_offer, focus_world, make_conference
 
 from vidim.aio import FocusMedia, RtpRelay
+from vidim.rtp import SenderReport, parse_rtcp
 from vidim.sdp import media_summary
 from vidim.sip import Address
 from vidim.vocabulary import Mode
@@ -64,8 +66,12 @@ async def scenario() -> None:
         bob_focus_port = next(
             p for kind, p, _ in media_summary(phones[0].answer()) if kind == "audio"
         )
-        bob_t.sendto(b"\x80\x00rtp from bob", media.relay.address(bob_focus_port))
-        assert await asyncio.wait_for(carol.received.get(), WAIT) == b"\x80\x00rtp from bob"
+        # Bob speaks: Carol gets the mix (Bob's voice) as one stream of the focus's own.
+        for n in range(5):
+            bob_t.sendto(tone_packet(n, ssrc=0xB0B), media.relay.address(bob_focus_port))
+        while not is_loud(heard := await asyncio.wait_for(carol.received.get(), WAIT)):
+            pass
+        assert heard[8:12] != (0xB0B).to_bytes(4, "big")  # the mixer's SSRC, not Bob's
         # Carol hangs up: the plan shrinks, and the relay with it.
         phones[1].hang_up(net.now)
         step()
@@ -95,7 +101,9 @@ async def until(condition: Callable[[], bool]) -> None:
         await asyncio.sleep(0.005)
 
 
-async def rtp_pair() -> tuple[asyncio.DatagramTransport, Endpoint, asyncio.DatagramTransport]:
+async def rtp_pair() -> tuple[
+    asyncio.DatagramTransport, Endpoint, asyncio.DatagramTransport, Endpoint
+]:
     """A participant's RTP socket on an even port and its RTCP socket on the odd one above."""
     loop = asyncio.get_running_loop()
     while True:
@@ -103,21 +111,21 @@ async def rtp_pair() -> tuple[asyncio.DatagramTransport, Endpoint, asyncio.Datag
         port = rtp_t.get_extra_info("sockname")[1]
         if port % 2 == 0:
             try:
-                rtcp_t, _ = await loop.create_datagram_endpoint(
+                rtcp_t, rtcp = await loop.create_datagram_endpoint(
                     Endpoint, local_addr=("127.0.0.1", port + 1)
                 )
             except OSError:
                 pass
             else:
-                return rtp_t, rtp, rtcp_t
+                return rtp_t, rtp, rtcp_t, rtcp
         rtp_t.close()
 
 
 async def spray_scenario(*, latching: bool) -> RtpRelay:
     """Bob and Carol talk (RTP and RTCP) while a stranger sprays every focus port."""
     loop = asyncio.get_running_loop()
-    bob_t, bob, bob_rtcp = await rtp_pair()
-    carol_t, carol, carol_rtcp = await rtp_pair()
+    bob_t, bob, bob_rtcp, _ = await rtp_pair()
+    carol_t, carol, carol_rtcp, carol_reports = await rtp_pair()
     stranger_t, _ = await loop.create_datagram_endpoint(Endpoint, local_addr=("127.0.0.1", 0))
     net, focus, node, allocator = focus_world()
     relay = RtpRelay("127.0.0.1", ephemeral=True, latching=latching)
@@ -144,26 +152,34 @@ async def spray_scenario(*, latching: bool) -> RtpRelay:
         await media.settled()
         bob_port, carol_port = focus_ports
         for n in range(5):  # with latching, these latch each port to its participant
-            bob_t.sendto(b"\x80\x00bob %d" % n, relay.address(bob_port))
-            carol_t.sendto(b"\x80\x00carol %d" % n, relay.address(carol_port))
+            bob_t.sendto(tone_packet(n, ssrc=0xB0B), relay.address(bob_port))
+            carol_t.sendto(tone_packet(n, ssrc=0xCA201), relay.address(carol_port))
             bob_rtcp.sendto(b"\x80\xc8bob rtcp", relay.address(bob_port + 1))
             carol_rtcp.sendto(b"\x80\xc8carol rtcp", relay.address(carol_port + 1))
         for port in sorted(relay.ports):
             for n in range(SPRAY):
-                stranger_t.sendto(b"\x80\x00stranger %d" % n, relay.address(port))
+                stranger_t.sendto(tone_packet(n, ssrc=0xBAD), relay.address(port))
         strangers = SPRAY * len(relay.ports)
         await asyncio.wait_for(until(lambda: relay.totals().strangers >= strangers), WAIT)
-        # A last word each way: everything the relay forwarded before it has arrived.
-        bob_t.sendto(b"\x80\x00bob end", relay.address(bob_port))
-        carol_t.sendto(b"\x80\x00carol end", relay.address(carol_port))
-        heard: dict[str, list[bytes]] = {"bob": [], "carol": []}
-        for name, endpoint, last in (("carol", carol, b"bob end"), ("bob", bob, b"carol end")):
-            while not heard[name] or not heard[name][-1].endswith(last):
-                heard[name].append(await asyncio.wait_for(endpoint.received.get(), WAIT))
-        assert heard["carol"] == [b"\x80\x00bob %d" % n for n in range(5)] + [b"\x80\x00bob end"]
-        assert heard["bob"] == [b"\x80\x00carol %d" % n for n in range(5)] + [b"\x80\x00carol end"]
+        # Each hears the other through the mixer ...
+        for endpoint in (bob, carol):
+            while not is_loud(await asyncio.wait_for(endpoint.received.get(), WAIT)):
+                pass
+        # ... which took exactly the participants' packets: no stranger's reached it.
         assert relay.totals().strangers == strangers
-        assert relay.totals().packets_out == 2 * 5 * 2 + 2  # RTP and RTCP each way, the ends
+        [conference] = [mix.conference for mix in focus.forwarding_plan.mixes]
+        mixer = media.mixers.mixer(conference)
+        assert mixer is not None
+        for uri in (BOB, CAROL):
+            reception = mixer.reception(uri)
+            assert reception is not None
+            assert reception[0].ssrc in (0xB0B, 0xCA201)
+            assert reception[0].received == 5
+        # The mixer's sender report (2.5 s in) reaches Carol's RTCP port (her RTP + 1)
+        # and reports on what Carol sent (one block, about her SSRC).
+        report = parse_rtcp(await asyncio.wait_for(carol_reports.received.get(), WAIT))
+        assert isinstance(report[0], SenderReport)
+        assert [block.ssrc for block in report[0].reports] == [0xCA201]
     finally:
         await media.close()
         for transport in (bob_t, bob_rtcp, carol_t, carol_rtcp, stranger_t):

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import asyncio
 import importlib.util
+import itertools
 import json
 import logging
 import random
@@ -22,6 +23,7 @@ from collections.abc import Callable, Coroutine
 from typing import Any
 
 import pytest
+from audio_packets import is_loud, tone_packet
 from focus_peers import FOCUS, AllocatorSide, Peer, Softphone, make_conference, pjsua2_offer
 
 from vidim.aio import FocusMedia, RtpRelay, SipServer
@@ -233,19 +235,24 @@ class World:
         return port
 
     async def rtp_flows(self, sender: str, sender_phone: Softphone, receiver: str) -> None:
+        """The sender speaks until the receiver hears sound in the focus's mix."""
         transport, _ = self.rtp[sender]
         _, inbox = self.rtp[receiver]
-        packet = b"\x80\x00" + f"rtp from {sender} {len(inbox.received)}".encode()
+        start = len(inbox.received)
         target = ("127.0.0.1", self.focus_port(sender_phone))
+        ssrc = 0x5000 + start
 
-        async def resend() -> None:  # UDP: sent again until it is through
-            while True:
-                transport.sendto(packet, target)
-                await asyncio.sleep(0.05)
+        async def speak() -> None:  # UDP: spoken until it is through
+            for sequence in itertools.count():
+                transport.sendto(tone_packet(sequence, ssrc=ssrc), target)
+                await asyncio.sleep(0.02)
 
-        task = asyncio.get_running_loop().create_task(resend())
+        task = asyncio.get_running_loop().create_task(speak())
         try:
-            await self.arrivals.until(lambda: packet in inbox.received, f"RTP {sender}->{receiver}")
+            await self.arrivals.until(
+                lambda: any(is_loud(data) for data in inbox.received[start:]),
+                f"RTP {sender}->{receiver}",
+            )
         finally:
             task.cancel()
 

@@ -271,8 +271,8 @@ def test_chat_participant_calling_in_gets_488() -> None:
 def test_invite_without_usable_audio_gets_488_and_frees_ports() -> None:
     net, focus, _, allocator = created()
     offer = baresip_offer(6000, 6002).replace(
-        b"m=audio 6000 RTP/AVP 96 0 8 101", b"m=audio 6000 RTP/AVP 96"
-    )
+        b"m=audio 6000 RTP/AVP 96 0 8 101", b"m=audio 6000 RTP/AVP 3"
+    )  # GSM only: a codec the mixer does not have
     bob = join(net, allocator, BOB, 6000, offer)
     assert bob.final(bob.invite).status == 488  # type: ignore[arg-type]
     assert focus.ports_in_use == frozenset()
@@ -339,21 +339,20 @@ def test_media_plan_follows_modes() -> None:
     plan = of_type(node, MediaPlanChanged)[-1].plan
     assert plan == focus.forwarding_plan
     routes = plan.as_dict()
-    # bob (video) audio 40000 -> carol (40004) and dave (40006); bob's video 40002 -> dave only.
-    assert {(d.via_port, d.port) for d in routes[40000].destinations} == {
-        (40004, 6010),
-        (40006, 6020),
+    # Audio is mixed: every audio port goes to the mixer, none is forwarded.
+    for port in (40000, 40001, 40004, 40005, 40006, 40007):
+        assert routes[port].mixed
+        assert routes[port].destinations == ()
+    [mix] = plan.mixes
+    members = {m.participant: (m.mode, m.port, m.codec, m.sends, m.receives) for m in mix.members}
+    assert members == {
+        BOB: (Mode.VIDEO, 40000, "pcmu/8000/1", True, True),
+        CAROL: (Mode.AUDIO, 40004, "pcmu/8000/1", True, True),
+        DAVE: (Mode.WATCH, 40006, "pcmu/8000/1", False, True),  # watch: its audio is not taken
     }
+    # bob's video 40002 -> dave only (carol is audio); dave (watch) is never forwarded.
+    assert not routes[40002].mixed
     assert {(d.via_port, d.port) for d in routes[40002].destinations} == {(40008, 6022)}
-    # RTCP on port + 1 to the receivers' RTCP ports (pjsua2 gave a=rtcp).
-    assert {(d.via_port, d.port) for d in routes[40001].destinations} == {
-        (40005, 6011),
-        (40007, 6021),
-    }
-    # carol (audio) -> bob only (dave watches: he still hears carol).
-    assert {d.port for d in routes[40004].destinations} == {6000, 6020}
-    # dave (watch) is never forwarded.
-    assert routes[40006].destinations == ()
     assert routes[40008].destinations == ()
 
 
@@ -549,17 +548,22 @@ def test_participant_hold_by_reinvite_changes_the_plan() -> None:
     net, focus, _node, allocator = created()
     bob = join(net, allocator, BOB, 6000, baresip_offer(6000, 6002))
     join(net, allocator, CAROL, 6010, pjsua2_offer(6010))
-    assert focus.forwarding_plan.as_dict()[40004].destinations
+
+    def audio(uri: str) -> tuple[bool, bool]:
+        [mix] = focus.forwarding_plan.mixes
+        member = next(m for m in mix.members if m.participant == uri)
+        return member.sends, member.receives
+
+    assert audio(BOB) == (True, True)
     reinvite = bob.reinvite(baresip_offer(6000, 6002, direction="sendonly"), net.now)
     net.advance()
     response = bob.final(reinvite)
     assert response.status == 200
     assert [d for _, _, d in media_summary(response.body)] == ["recvonly", "recvonly"]
-    # Same ports; carol's audio no longer goes to bob (on hold), bob's still goes to carol.
+    # Same ports; the mix no longer goes to bob (on hold), bob's audio still feeds it.
     assert focus.ports_in_use == {40000, 40002, 40004}
-    routes = focus.forwarding_plan.as_dict()
-    assert routes[40004].destinations == ()
-    assert routes[40000].destinations
+    assert audio(BOB) == (True, False)
+    assert audio(CAROL) == (True, True)
 
 
 def test_unacknowledged_200_is_retransmitted_then_the_call_is_dropped() -> None:

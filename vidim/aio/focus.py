@@ -16,6 +16,13 @@ besides a :class:`SipServer`::
     ...
     await media.close()
 
+Audio is mixed: :class:`FocusMedia` keeps a
+:class:`~vidim.focus.mixers.MixerBank` in step with the plan's mixes, hands
+it what the relay receives on mixed ports (:attr:`RtpRelay.on_mixed`), runs
+its 20 ms tick on the loop's timer (``loop.call_at``, the loop's clock) and
+sends what it returns through the relay (:meth:`RtpRelay.send`).  The
+mixers' events (audio levels, source changes) go to ``on_mixer_event``.
+
 Plans are applied one at a time, and the one applied last is always the
 focus's plan at the time: a burst of changes while the relay is binding
 sockets ends in one more :meth:`RtpRelay.apply` of the latest plan, never
@@ -32,11 +39,14 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Mapping
+import time
+from collections.abc import Callable, Mapping
 from typing import Any, Protocol
 
 from ..focus.events import FocusEvent, MediaPlanChanged
 from ..focus.media import ForwardingPlan
+from ..focus.mixer import PacketRefused
+from ..focus.mixers import ConferenceMixerEvent, MixerBank
 from .rtp import PortsUnavailableError, RtpRelay
 from .server import SipServer
 
@@ -60,17 +70,30 @@ class FocusMedia:
         relay: the relay it drives (owned: :meth:`close` closes it).
         logger: where a plan that cannot be bound is reported (the previous
             plan stays in force); ``logging.getLogger("vidim.aio")`` by default.
+        mixers: the conferences' audio mixers (a default :class:`MixerBank`).
+        on_mixer_event: called with each mixer event (sync), e.g. audio levels.
     """
 
     def __init__(
-        self, focus: PlanSource, relay: RtpRelay, *, logger: logging.Logger | None = None
+        self,
+        focus: PlanSource,
+        relay: RtpRelay,
+        *,
+        logger: logging.Logger | None = None,
+        mixers: MixerBank | None = None,
+        on_mixer_event: Callable[[ConferenceMixerEvent], None] | None = None,
     ) -> None:
         self.focus = focus
         self.relay = relay
         self.logger = logger if logger is not None else logging.getLogger("vidim.aio")
+        self.mixers = mixers if mixers is not None else MixerBank()
+        self.on_mixer_event = on_mixer_event
         self._server: SipServer[Any] | None = None
         self._stale = False
         self._applying: asyncio.Task[None] | None = None
+        self._tick: asyncio.TimerHandle | None = None
+        self._clock_set = False
+        relay.on_mixed = self._mixed_received
 
     def attach(self, server: SipServer[Any]) -> None:
         """The server that runs the focus: through it, a port that cannot be bound ends its call.
@@ -102,8 +125,59 @@ class FocusMedia:
                     self._unavailable(plan, error)
                 except OSError as error:
                     self.logger.error("RTP relay: cannot bind the plan's ports: %s", error)
+                else:
+                    self._apply_mixes(plan)
         finally:
             self._applying = None
+
+    # -- the mixers ----------------------------------------------------------------------
+
+    def _now(self) -> float:
+        loop = asyncio.get_running_loop()
+        if not self._clock_set:  # sender reports need the wall clock of the loop's time
+            self.mixers.ntp_offset = time.time() - loop.time()
+            self._clock_set = True
+        return loop.time()
+
+    def _apply_mixes(self, plan: ForwardingPlan) -> None:
+        self.mixers.apply(plan.mixes, self._now())
+        self._flush()
+        self._schedule()
+
+    def _mixed_received(self, port: int, data: bytes) -> None:
+        self.mixers.receive_datagram(port, data, self._now())
+        self._flush()
+
+    def _on_tick(self, due: float) -> None:
+        self._tick = None
+        # call_at may run a hair before its time: never hand the mixers a time before it.
+        self.mixers.handle_timer(max(self._now(), due))
+        self._flush()
+        self._schedule()
+
+    def _flush(self) -> None:
+        """Send what the mixers produced, pass on their events."""
+        for port, data in self.mixers.datagrams_to_send():
+            self.relay.send(port, data)
+        for item in self.mixers.events():
+            if isinstance(item.event, PacketRefused):
+                self.logger.debug(
+                    "audio mixer: dropped a packet of %s in %s: %s",
+                    item.event.participant,
+                    item.conference,
+                    item.event.reason,
+                )
+            if self.on_mixer_event is not None:
+                self.on_mixer_event(item)
+
+    def _schedule(self) -> None:
+        """The loop's timer at the mixers' next tick (a datagram received never moves it)."""
+        due = self.mixers.get_timer()
+        if self._tick is not None and (due is None or self._tick.when() != due):
+            self._tick.cancel()
+            self._tick = None
+        if due is not None and self._tick is None:
+            self._tick = asyncio.get_running_loop().call_at(due, self._on_tick, due)
 
     def _unavailable(self, plan: ForwardingPlan, error: PortsUnavailableError) -> None:
         """Log each port that cannot be bound; have the focus end the calls that use them."""
@@ -131,6 +205,9 @@ class FocusMedia:
             await asyncio.shield(applying)
 
     async def close(self) -> None:
-        """Wait for the apply under way, then close the relay's sockets."""
+        """Wait for the apply under way, stop the mixers' tick, then close the relay's sockets."""
         await self.settled()
+        if self._tick is not None:
+            self._tick.cancel()
+            self._tick = None
         await self.relay.close()

@@ -5,8 +5,14 @@ UDP socket per focus port in the plan (RTP and RTCP alike), bound on the
 media address; every datagram that arrives on a port is sent, unchanged
 except for the RTP payload type where the plan says so, to each
 destination of that port's route, out of the destination's ``via_port``
-socket.  No jitter buffer, no mixing, no SRTP, no parsing beyond the two
-header bits the payload-type rewrite needs.
+socket.  No jitter buffer, no SRTP, no parsing beyond the two header bits
+the payload-type rewrite needs.
+
+Mixed audio.  What arrives on a ``mixed`` route's port (after the source
+check below) goes to :attr:`RtpRelay.on_mixed` (``port, data``), and
+:meth:`RtpRelay.send` sends what the mixer returns out of a port to that
+port's participant; :class:`vidim.aio.FocusMedia` wires both to its
+:class:`~vidim.focus.mixers.MixerBank`.
 
 Driving it: :class:`vidim.aio.FocusMedia` applies the focus's plan on
 every :class:`~vidim.focus.MediaPlanChanged`, one plan at a time.
@@ -55,6 +61,7 @@ import asyncio
 import dataclasses
 import ipaddress
 import logging
+from collections.abc import Callable
 from dataclasses import dataclass
 
 from ..focus.media import ForwardingPlan, Route
@@ -161,6 +168,9 @@ class RtpRelay:
         self._warned: set[int] = set()
         self._stats: dict[int, PortStats] = {}
         self._plan = ForwardingPlan()
+        self.on_mixed: Callable[[int, bytes], None] | None = None
+        """Called with ``(port, data)`` for what arrives on a mixed route, from its participant;
+        without it, such datagrams are dropped."""
 
     @property
     def plan(self) -> ForwardingPlan:
@@ -267,6 +277,12 @@ class RtpRelay:
                     extra={"rtp_port": port, "participant": route.participant},
                 )
             return
+        if route.mixed:
+            if self.on_mixed is None:
+                stats.dropped += 1
+            else:
+                self.on_mixed(port, data)
+            return
         for destination in route.destinations:
             transport = self._transports.get(destination.via_port)
             if transport is None:
@@ -276,6 +292,22 @@ class RtpRelay:
             payload = _rewrite(data, destination.payload_map) if destination.payload_map else data
             transport.sendto(payload, target)
             stats.packets_out += 1
+
+    def send(self, port: int, data: bytes) -> None:
+        """Send ``data`` out of plan port ``port`` to that port's participant.
+
+        The participant's address is the latched one, or its SDP's; with
+        neither (or no socket for the port), the datagram is counted as dropped.
+        """
+        stats = self._stats.setdefault(port, PortStats())
+        route = self._routes.get(port)
+        transport = self._transports.get(port)
+        target = self._latched.get(port, route.remote if route is not None else None)
+        if transport is None or target is None:
+            stats.dropped += 1
+            return
+        transport.sendto(data, target)
+        stats.packets_out += 1
 
     def _from_participant(self, port: int, route: Route, source: tuple[str, int]) -> bool:
         """Whether a datagram on ``port`` comes from its participant (latching it if so)."""

@@ -11,7 +11,8 @@ SDP per mode), :mod:`.subscriptions` (the roster, RFC 4575),
 :mod:`.signalling` (dialogs, timers, what is sent), :mod:`.negotiation`
 (bodies and SDP answers), :mod:`.lifecycle` (the state tables),
 :mod:`.media` (the forwarding plan, pure), :mod:`.stored` (a conference's
-record for a state store, and back).
+record for a state store, and back).  The audio mixer (:mod:`.mixer`, one per
+conference in :mod:`.mixers`) needs numpy and PyAV: not imported here either.
 """
 
 from __future__ import annotations
@@ -42,8 +43,10 @@ from .lifecycle import (
     ParticipantState,
 )
 from .media import (
+    AudioMix,
     Destination,
     ForwardingPlan,
+    MixMember,
     ParticipantMedia,
     PortPool,
     PortsExhaustedError,
@@ -58,6 +61,7 @@ __all__ = [
     "CONFERENCE_TRANSITIONS",
     "NOT_INVITED",
     "PARTICIPANT_TRANSITIONS",
+    "AudioMix",
     "ConferenceCreated",
     "ConferenceEnded",
     "ConferenceFocus",
@@ -73,6 +77,7 @@ __all__ = [
     "MediaPortUnavailable",
     "MessageIgnored",
     "MessageNotSent",
+    "MixMember",
     "ParticipantAdmitted",
     "ParticipantInput",
     "ParticipantLeft",

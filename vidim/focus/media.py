@@ -1,10 +1,13 @@
 """The built-in focus's media: RTP port pairs and the forwarding plan, as pure data.
 
-The focus does not mix or transcode: it forwards each RTP (and RTCP) packet
-a participant sends to every other participant allowed to receive it.  What
-goes where is decided here, from the streams negotiated in the SDP, by a
-pure function (:func:`forwarding_plan`); :mod:`vidim.aio.rtp` only applies
-the result to sockets.
+Audio is mixed: each conference's audio streams are the members of its
+:class:`AudioMix`, and what arrives on their ports goes to the conference's
+:class:`~vidim.focus.mixer.AudioMixer` (:mod:`vidim.focus.mixers`), which
+sends each listener one stream of the others.  Video is forwarded: each RTP
+(and RTCP) packet a participant sends goes to every other participant
+allowed to receive it.  What goes where is decided here, from the streams
+negotiated in the SDP, by a pure function (:func:`forwarding_plan`);
+:mod:`vidim.aio.rtp` only applies the result to sockets.
 
 Ports.  The focus gives each stream of each participant a pair of its own
 local ports (RTP even, RTCP = RTP + 1, RFC 3550 section 11), from a
@@ -14,7 +17,8 @@ out of Carol's own port, so a softphone that checks or learns the source
 address of incoming RTP (symmetric RTP, pjmedia's "remote address switch")
 keeps talking to the port it was given, never to Bob's.
 
-Rules (DESIGN.md, "Communication modes"):
+Rules for forwarding (DESIGN.md, "Communication modes"; the mixer keeps the
+same ones for audio):
 
 * audio from a participant whose mode sends (``video``, ``audio``) goes to
   every other participant with audio (``video``, ``audio``, ``watch``);
@@ -45,9 +49,15 @@ from dataclasses import dataclass
 from ..sdp import Codec, MediaDescription
 from ..vocabulary import Mode
 
+#: Encoding names the mixer decodes and encodes: :data:`vidim.focus.codecs.CODECS`
+#: (a test keeps the two equal), written out so that planning never loads FFmpeg.
+MIXED_CODECS = frozenset({"pcmu", "pcma", "g722", "opus"})
+
 __all__ = [
+    "AudioMix",
     "Destination",
     "ForwardingPlan",
+    "MixMember",
     "ParticipantMedia",
     "PortPool",
     "PortsExhaustedError",
@@ -202,13 +212,44 @@ class Route:
     #: The participant's address for this port, from its SDP (latching may replace it).
     remote: tuple[str, int] | None
     destinations: tuple[Destination, ...] = ()
+    #: What arrives goes to the conference's audio mixer, not to destinations.
+    mixed: bool = False
+
+
+@dataclass(frozen=True, slots=True)
+class MixMember:
+    """A participant's audio stream in its conference's mixer."""
+
+    participant: str
+    mode: Mode
+    #: The focus's RTP port of the stream (RTCP is ``port + 1``): where its
+    #: packets arrive and where the mix to it leaves from.
+    port: int
+    #: The negotiated codec (:func:`codec_key`) and its payload type for this participant.
+    codec: str
+    payload_type: int
+    #: As in :class:`StreamInfo`: it sends audio to the focus / accepts audio from it.
+    sends: bool = True
+    receives: bool = True
+
+
+@dataclass(frozen=True, slots=True)
+class AudioMix:
+    """One conference's audio mixer: who is in it (see :mod:`vidim.focus.mixers`)."""
+
+    conference: str
+    members: tuple[MixMember, ...] = ()
 
 
 @dataclass(frozen=True, slots=True)
 class ForwardingPlan:
-    """Every focus port in use and what arrives there goes to; ports are unique."""
+    """Every focus port in use and what arrives there goes to; ports are unique.
+
+    ``mixes``: the audio mixer of each conference whose audio is mixed.
+    """
 
     routes: tuple[Route, ...] = ()
+    mixes: tuple[AudioMix, ...] = ()
 
     @property
     def ports(self) -> frozenset[int]:
@@ -224,12 +265,14 @@ class ForwardingPlan:
     def merge(cls, plans: Iterable[ForwardingPlan]) -> ForwardingPlan:
         """One plan for several conferences (their ports never overlap)."""
         merged: dict[int, Route] = {}
+        mixes: list[AudioMix] = []
         for plan in plans:
+            mixes.extend(plan.mixes)
             for route in plan.routes:
                 if route.port in merged:
                     raise ValueError(f"port {route.port} is in two plans")
                 merged[route.port] = route
-        return cls(tuple(merged[port] for port in sorted(merged)))
+        return cls(tuple(merged[port] for port in sorted(merged)), tuple(mixes))
 
 
 def _may_send(mode: Mode, kind: str) -> bool:
@@ -255,20 +298,50 @@ def _payload_map(source: StreamInfo, target: StreamInfo) -> tuple[tuple[int, int
     )
 
 
-def forwarding_plan(participants: Iterable[ParticipantMedia]) -> ForwardingPlan:
+def _mix_member(sender: ParticipantMedia, stream: StreamInfo) -> MixMember | None:
+    """The stream as a mixer input/output, in the first negotiated codec the mixer has."""
+    for key, payload_type in stream.payload_types:
+        if key.partition("/")[0] in MIXED_CODECS:
+            return MixMember(
+                participant=sender.uri,
+                mode=sender.mode,
+                port=stream.local_port,
+                codec=key,
+                payload_type=payload_type,
+                sends=stream.sends,
+                receives=stream.receives,
+            )
+    return None
+
+
+def forwarding_plan(
+    participants: Iterable[ParticipantMedia], *, mix: str | None = None
+) -> ForwardingPlan:
     """Where every packet arriving at the focus goes (see the module docstring for the rules).
 
     Every stream's ports appear in the plan, with no destinations when
     nothing of it is forwarded, so that the relay has a socket to send to
     that participant from.
+
+    ``mix``: the conference's URI when its audio is mixed (the built-in
+    focus's way): audio routes are then ``mixed`` (no destinations) and the
+    plan's :class:`AudioMix` lists every audio stream in a codec the mixer
+    has; an audio stream in another codec is forwarded as before.  Without
+    it, audio is forwarded like video.
     """
     people = list(participants)
     routes: list[Route] = []
+    members: list[MixMember] = []
     for index, sender in enumerate(people):
         for stream in sender.streams:
+            member = None
+            if mix is not None and stream.kind == "audio":
+                member = _mix_member(sender, stream)
+            if member is not None:
+                members.append(member)
             rtp: list[Destination] = []
             rtcp: list[Destination] = []
-            if _may_send(sender.mode, stream.kind) and stream.sends:
+            if member is None and _may_send(sender.mode, stream.kind) and stream.sends:
                 for other_index, receiver in enumerate(people):
                     if other_index == index or receiver.uri == sender.uri:
                         continue
@@ -298,10 +371,12 @@ def forwarding_plan(participants: Iterable[ParticipantMedia]) -> ForwardingPlan:
             remote = (host, stream.remote_port) if reachable else None
             remote_rtcp = (host, stream.remote_rtcp_port) if reachable else None
             port, uri, kind = stream.local_port, sender.uri, stream.kind
-            routes.append(Route(port, uri, kind, False, remote, tuple(rtp)))
-            routes.append(Route(port + 1, uri, kind, True, remote_rtcp, tuple(rtcp)))
+            mixed = member is not None
+            routes.append(Route(port, uri, kind, False, remote, tuple(rtp), mixed))
+            routes.append(Route(port + 1, uri, kind, True, remote_rtcp, tuple(rtcp), mixed))
     routes.sort(key=lambda route: route.port)
-    return ForwardingPlan(tuple(routes))
+    mixes = (AudioMix(mix, tuple(members)),) if mix is not None and members else ()
+    return ForwardingPlan(tuple(routes), mixes)
 
 
 def streams_from_sdp(

@@ -13,6 +13,7 @@ from dataclasses import dataclass
 from ..resource_lists import RESOURCE_LISTS_TYPE, ListEntry, parse_resource_list
 from ..sdp import (
     SDP_TYPE,
+    Codec,
     SDPError,
     answer_media,
     build_answer,
@@ -25,6 +26,7 @@ from ..vocabulary import Mode
 from .media import PortPool, PortsExhaustedError, StreamInfo, streams_from_sdp
 
 __all__ = [
+    "MIXER_AUDIO_CODECS",
     "Negotiated",
     "address_of_record",
     "anchor_sdp",
@@ -37,6 +39,17 @@ __all__ = [
 
 #: The o= line's username in every SDP of the focus.
 USERNAME = "vidim-focus"
+
+#: The audio codecs the focus answers with, in its order of preference: every
+#: codec the mixer has (:data:`vidim.focus.codecs.CODECS`); participants of one
+#: conference may each have another, the mixer transcodes.  G.711 first: what
+#: every phone has, and the cheapest to mix (docs/performance.md).
+MIXER_AUDIO_CODECS: tuple[Codec, ...] = (
+    Codec(0, "PCMU", 8000),
+    Codec(8, "PCMA", 8000),
+    Codec(9, "G722", 8000),
+    Codec(111, "opus", 48000, 2),
+)
 
 
 def new_session_id() -> int:
@@ -138,7 +151,9 @@ def negotiate(
     try:
         # The offer is parsed once; the answer's lines are not parsed back.
         offered = parse_media(offer)
-        media = answer_media(offered, mode, address=address, ports=allocate)
+        media = answer_media(
+            offered, mode, address=address, ports=allocate, audio_codecs=MIXER_AUDIO_CODECS
+        )
         answer = write_media(
             media, address=address, session_id=session_id, version=version, username=USERNAME
         )

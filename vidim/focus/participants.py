@@ -270,8 +270,11 @@ class Participants:
 
     def replan(self, conference: Conference) -> None:
         plan = forwarding_plan(
-            ParticipantMedia(uri=c.uri, mode=c.mode, streams=c.streams)
-            for c in conference.calls.values()
+            (
+                ParticipantMedia(uri=c.uri, mode=c.mode, streams=c.streams)
+                for c in conference.calls.values()
+            ),
+            mix=conference.uri,
         )
         if plan != conference.plan:
             conference.plan = plan

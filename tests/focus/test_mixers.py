@@ -1,0 +1,139 @@
+"""MixerBank: the conferences' mixers kept in step with the plan, on a virtual clock."""
+
+from __future__ import annotations
+
+import itertools
+
+from audio_packets import is_loud, tone_packet
+
+from vidim.focus import ParticipantMedia, StreamInfo, forwarding_plan
+from vidim.focus.media import AudioMix
+from vidim.focus.mixer import AudioLevelMeasured
+from vidim.focus.mixers import MixerBank
+from vidim.rtp import Bye, RtpPacket, is_rtcp, parse_rtcp
+from vidim.vocabulary import Mode
+
+CONF = "sip:conf-1@focus"
+TICK = 0.02
+
+
+def audio(local: int, *, codec: str = "pcmu/8000/1", pt: int = 0, **kw: bool) -> StreamInfo:
+    return StreamInfo("audio", local, "127.0.0.1", local + 1000, local + 1001,
+                      payload_types=((codec, pt), ("telephone-event/8000/1", 101)), **kw)  # fmt: skip
+
+
+def mixes(*people: tuple[str, Mode, StreamInfo]) -> tuple[AudioMix, ...]:
+    plan = forwarding_plan(
+        (ParticipantMedia(uri, mode, (stream,)) for uri, mode, stream in people), mix=CONF
+    )
+    return plan.mixes
+
+
+def counter() -> itertools.count[int]:
+    return itertools.count(1000)
+
+
+def run(
+    bank: MixerBank, speakers: dict[int, int], ticks: int, start: float = 0.0
+) -> list[tuple[int, bytes]]:
+    """``ticks`` ticks, each speaker (focus port -> ssrc) sending one tone packet per tick."""
+    sent: list[tuple[int, bytes]] = []
+    for n in range(ticks):
+        now = start + n * TICK
+        for port, ssrc in speakers.items():
+            bank.receive_datagram(port, tone_packet(n, ssrc=ssrc), now)
+        bank.handle_timer(now + TICK)
+        sent += bank.datagrams_to_send()
+    return sent
+
+
+def heard(sent: list[tuple[int, bytes]], port: int) -> list[bytes]:
+    return [data for p, data in sent if p == port and not is_rtcp(data)]
+
+
+def test_each_listener_gets_the_others_never_itself_and_watch_feeds_nobody() -> None:
+    ids = counter()
+    bank = MixerBank(random32=lambda: next(ids))
+    bank.apply(mixes(("sip:a@x", Mode.AUDIO, audio(100)),
+                     ("sip:b@x", Mode.AUDIO, audio(110)),
+                     ("sip:w@x", Mode.WATCH, audio(120, sends=False))), 0.0)  # fmt: skip
+    assert bank.get_timer() == TICK
+    sent = run(bank, {100: 0xA, 120: 0xDEAD}, 50)  # a speaks; the watcher's tone is dropped
+    assert not any(is_loud(d) for d in heard(sent, 100))  # a never hears itself (nor w)
+    assert sum(is_loud(d) for d in heard(sent, 110)) > 40  # b hears a
+    assert sum(is_loud(d) for d in heard(sent, 120)) > 40  # w hears a
+    # One stream per listener, its own SSRC, consecutive sequence numbers.
+    for port in (100, 110, 120):
+        packets = [RtpPacket.parse(d) for d in heard(sent, port)]
+        assert len({p.ssrc for p in packets}) == 1
+        seqs = [p.sequence_number for p in packets]
+        assert seqs == [(seqs[0] + i) & 0xFFFF for i in range(len(seqs))]
+    mixer = bank.mixer(CONF)
+    assert mixer is not None
+    assert mixer.reception("sip:w@x") is None
+
+
+def test_rtcp_leaves_from_port_plus_one_and_a_member_gone_gets_a_bye() -> None:
+    bank = MixerBank()
+    people = (("sip:a@x", Mode.AUDIO, audio(100)), ("sip:b@x", Mode.AUDIO, audio(110)))
+    bank.apply(mixes(*people), 0.0)
+    sent = run(bank, {100: 0xA}, 200)  # 4 s: the first reports at 2.5 s
+    reports = [(p, d) for p, d in sent if is_rtcp(d)]
+    assert {p for p, _ in reports} == {101, 111}
+    bank.apply(mixes(people[0]), 4.0)
+    [(port, bye)] = bank.datagrams_to_send()
+    assert port == 111
+    assert any(isinstance(p, Bye) for p in parse_rtcp(bye))
+    bank.apply((), 4.0)
+    assert bank.mixer(CONF) is None
+    assert bank.get_timer() is None
+
+
+def test_a_listener_on_hold_gets_nothing_and_levels_name_the_conference() -> None:
+    bank = MixerBank()
+    bank.apply(mixes(("sip:a@x", Mode.AUDIO, audio(100)),
+                     ("sip:b@x", Mode.AUDIO, audio(110, receives=False))), 0.0)  # fmt: skip
+    sent = run(bank, {100: 0xA}, 20)
+    assert heard(sent, 110) == []
+    levels = [e for e in bank.events() if isinstance(e.event, AudioLevelMeasured)]
+    assert levels
+    assert {(e.conference, e.event.participant) for e in levels} == {(CONF, "sip:a@x")}
+
+
+def test_transcoding_a_pcma_listener_gets_pcma() -> None:
+    bank = MixerBank()
+    bank.apply(mixes(("sip:a@x", Mode.AUDIO, audio(100)),
+                     ("sip:b@x", Mode.AUDIO, audio(110, codec="pcma/8000/1", pt=8))), 0.0)  # fmt: skip
+    sent = run(bank, {100: 0xA}, 10)
+    assert {RtpPacket.parse(d).payload_type for d in heard(sent, 110)} == {8}
+    assert {RtpPacket.parse(d).payload_type for d in heard(sent, 100)} == {0}
+
+
+def test_a_codec_change_by_reinvite_restarts_that_stream() -> None:
+    ids = counter()
+    bank = MixerBank(random32=lambda: next(ids))
+    a = ("sip:a@x", Mode.AUDIO, audio(100))
+    bank.apply(mixes(a, ("sip:b@x", Mode.AUDIO, audio(110))), 0.0)
+    first = {RtpPacket.parse(d).ssrc for d in heard(run(bank, {}, 3), 110)}
+    bank.apply(mixes(a, ("sip:b@x", Mode.AUDIO, audio(110, codec="pcma/8000/1", pt=8))), 0.1)
+    after = bank.datagrams_to_send()
+    assert any(p == 111 and any(isinstance(x, Bye) for x in parse_rtcp(d)) for p, d in after)
+    second = heard(run(bank, {}, 3, start=0.1), 110)
+    assert {RtpPacket.parse(d).payload_type for d in second} == {8}
+    assert {RtpPacket.parse(d).ssrc for d in second}.isdisjoint(first)
+
+
+def test_datagrams_on_unknown_ports_are_ignored() -> None:
+    bank = MixerBank()
+    bank.receive_datagram(5000, tone_packet(0, ssrc=1), 0.0)
+    assert bank.datagrams_to_send() == []
+    assert list(bank.events()) == []
+
+
+def test_the_plan_mixes_exactly_the_codecs_the_mixer_has() -> None:
+    from vidim.focus.codecs import CODECS
+    from vidim.focus.media import MIXED_CODECS
+    from vidim.focus.negotiation import MIXER_AUDIO_CODECS
+
+    assert MIXED_CODECS == CODECS
+    assert {codec.name.lower() for codec in MIXER_AUDIO_CODECS} == CODECS
