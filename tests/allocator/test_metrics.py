@@ -18,6 +18,7 @@ from vidim.allocator import Allocator, AllocatorConfig, RequestPolicy
 from vidim.allocator import events as ev
 from vidim.focus import events as focus_events
 from vidim.metrics import Metrics
+from vidim.rtpstats import MediaStats
 from vidim.sip import Address
 from vidim.vocabulary import Mode
 
@@ -52,8 +53,9 @@ class Server:
 
 
 class Relay:
-    def __init__(self, stats: dict[int, PortStats]) -> None:
+    def __init__(self, stats: dict[int, PortStats], media: MediaStats | None = None) -> None:
         self._stats = stats
+        self.media = media if media is not None else MediaStats()
 
     def stats(self) -> dict[int, PortStats]:
         return self._stats

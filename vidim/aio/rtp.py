@@ -55,9 +55,11 @@ import asyncio
 import dataclasses
 import ipaddress
 import logging
+import time
 from dataclasses import dataclass
 
 from ..focus.media import ForwardingPlan, Route
+from ..rtpstats import MediaStats
 
 __all__ = ["PortStats", "PortsUnavailableError", "RtpRelay"]
 
@@ -78,6 +80,7 @@ class PortStats:
     packets_in: int = 0
     packets_out: int = 0
     bytes_in: int = 0
+    bytes_out: int = 0
     #: Datagrams that arrived on a port with no route, or whose destination
     #: socket was missing.
     dropped: int = 0
@@ -160,6 +163,8 @@ class RtpRelay:
         #: Ports whose first packet from a stranger was logged (while serving the same peer).
         self._warned: set[int] = set()
         self._stats: dict[int, PortStats] = {}
+        #: Per participant: what its RTCP reports say, and what the relay saw of it (metrics).
+        self.media = MediaStats()
         self._plan = ForwardingPlan()
 
     @property
@@ -229,6 +234,7 @@ class RtpRelay:
         self._transports.update(opened)
         self._routes = routes
         self._plan = plan
+        self.media.keep_only({(route.participant, route.kind) for route in plan.routes})
         for port in list(self._transports.keys() - wanted):
             self._transports.pop(port).close()
 
@@ -267,6 +273,7 @@ class RtpRelay:
                     extra={"rtp_port": port, "participant": route.participant},
                 )
             return
+        self.media.received(route, data, time.monotonic())
         for destination in route.destinations:
             transport = self._transports.get(destination.via_port)
             if transport is None:
@@ -276,6 +283,9 @@ class RtpRelay:
             payload = _rewrite(data, destination.payload_map) if destination.payload_map else data
             transport.sendto(payload, target)
             stats.packets_out += 1
+            stats.bytes_out += len(payload)
+            if (receiver := self._routes.get(destination.via_port)) is not None:
+                self.media.sent(receiver, len(payload))
 
     def _from_participant(self, port: int, route: Route, source: tuple[str, int]) -> bool:
         """Whether a datagram on ``port`` comes from its participant (latching it if so)."""
