@@ -92,10 +92,16 @@ class MediaStats:
         clock = self._clocks.get(ssrc)
         return None if clock is None else clock.rate
 
-    def keep_only(self, participants: set[tuple[str, str]]) -> None:
-        """Forget the streams not in ``participants`` (``(uri, kind)``): they left the focus."""
+    def plan_applied(self, participants: set[tuple[str, str]]) -> None:
+        """The relay serves these ``(uri, kind)`` now: start them at zero, forget the rest.
+
+        Every stream in the plan is shown from its start (a ``rate()`` needs the
+        zero); one that left the focus is forgotten with its sources' clocks.
+        """
         for key in self._streams.keys() - participants:
             del self._streams[key]
+        for key in participants:
+            self._streams.setdefault(key, StreamStats())
         for ssrc, clock in list(self._clocks.items()):
             if clock.stream not in participants:
                 del self._clocks[ssrc]

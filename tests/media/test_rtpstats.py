@@ -127,6 +127,6 @@ def test_sent_counts_to_the_receiver_and_departed_participants_are_forgotten() -
     carol_speaks(stats, rate=8_000)
     bob = stats.streams()[("sip:bob@x", "audio")]
     assert (bob.packets_out, bob.bytes_out, bob.packets_in) == (2, 344, 0)
-    stats.keep_only({("sip:bob@x", "audio")})
+    stats.plan_applied({("sip:bob@x", "audio")})
     assert list(stats.streams()) == [("sip:bob@x", "audio")]
     assert stats.clock_rate(CAROL_SSRC) is None

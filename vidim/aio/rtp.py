@@ -234,7 +234,7 @@ class RtpRelay:
         self._transports.update(opened)
         self._routes = routes
         self._plan = plan
-        self.media.keep_only({(route.participant, route.kind) for route in plan.routes})
+        self.media.plan_applied({(route.participant, route.kind) for route in plan.routes})
         for port in list(self._transports.keys() - wanted):
             self._transports.pop(port).close()
 
