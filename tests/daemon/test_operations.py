@@ -140,18 +140,20 @@ def test_metrics_and_health_scraped_from_the_daemon_after_a_setup(
         daemon.stop()
 
 
-def join_built_in_focus(client: RecordingClient, rtp: socket.socket, rtcp: socket.socket) -> str:
-    """Call the join URI of the client's invitation with audio and video; the answer's SDP."""
+def join_built_in_focus(client: RecordingClient, rtp: socket.socket, *rtcp: socket.socket) -> str:
+    """Call the join URI of the invitation with audio and video (RTCP: ``rtcp``); the answer."""
     invitation = next(r for r in client.requests if "X-Vidim-Conference" in r.headers)
     joined = str(invitation.headers.get("X-Vidim-Conference")).partition(">")[0].lstrip("<")
     host_port = joined.split("@", 1)[1].split(";", 1)[0]
     focus = (host_port.rpartition(":")[0], int(host_port.rpartition(":")[2]))
-    rtp_port, rtcp_port = rtp.getsockname()[1], rtcp.getsockname()[1]
+    rtp_port = rtp.getsockname()[1]
+    audio_rtcp, video_rtcp = (sock.getsockname()[1] for sock in rtcp)
     offer = (
         f"v=0\r\no=- 1 1 IN IP4 {HOST}\r\ns=-\r\nc=IN IP4 {HOST}\r\nt=0 0\r\n"
         f"m=audio {rtp_port} RTP/AVP 0\r\na=rtpmap:0 PCMU/8000\r\n"
-        f"a=rtcp:{rtcp_port}\r\na=sendrecv\r\n"
-        f"m=video {rtp_port + 2} RTP/AVP 99\r\na=rtpmap:99 VP8/90000\r\na=sendrecv\r\n"
+        f"a=rtcp:{audio_rtcp}\r\na=sendrecv\r\n"
+        f"m=video {rtp_port + 2} RTP/AVP 99\r\na=rtpmap:99 VP8/90000\r\n"
+        f"a=rtcp:{video_rtcp}\r\na=sendrecv\r\n"
     ).encode()
     call_id, tag = new_tag() + new_tag(), new_tag()
     headers = [
@@ -189,13 +191,13 @@ def test_rtp_and_rtcp_metrics_of_a_call_with_loss_and_reordering(
     """Issue 18: the relay's own counts and the phone's RTCP reports, per participant."""
     metrics_port = free_port()
     daemon = DaemonProcess(tmp_path, ["--metrics-listen", f"{HOST}:{metrics_port}"])
-    rtp, rtcp = (socket.socket(socket.AF_INET, socket.SOCK_DGRAM) for _ in range(2))
+    rtp, rtcp, video_rtcp = (socket.socket(socket.AF_INET, socket.SOCK_DGRAM) for _ in range(3))
     try:
-        for sock in (rtp, rtcp):
+        for sock in (rtp, rtcp, video_rtcp):
             sock.bind((HOST, 0))
         daemon.wait_ready(client)
         set_up_conference(daemon, client)
-        answer = join_built_in_focus(client, rtp, rtcp)
+        answer = join_built_in_focus(client, rtp, rtcp, video_rtcp)
         ports = {
             line.split()[0].removeprefix("m="): int(line.split()[1])
             for line in answer.splitlines()
@@ -229,26 +231,30 @@ def test_rtp_and_rtcp_metrics_of_a_call_with_loss_and_reordering(
         rtcp.sendto(
             build_rtcp([ReceiverReport(ssrc=77, reports=(lossy,))]), (HOST, ports["audio"] + 1)
         )
-        # Not from the video RTCP address the offer implies (video RTP + 1): a stranger's,
-        # counted as such and never taken as the phone's report.
-        rtcp.sendto(
-            build_rtcp([ReceiverReport(ssrc=78, reports=(lossy,))]), (HOST, ports["video"] + 1)
-        )
+        video_report = build_rtcp([ReceiverReport(ssrc=78, reports=(lossy,))])
+        video_rtcp.sendto(video_report, (HOST, ports["video"] + 1))
+        # Not from the audio RTCP address the offer named: a stranger's, never the phone's.
+        rtp.sendto(video_report, (HOST, ports["audio"] + 1))
+        video = (("kind", "video"), who[1])
         got = scrape_until(
             lambda got: (
                 got.get(("vidim_rtp_lost_packets_total", who)) == 25
                 and got.get(("vidim_rtp_participant_packets_total", (("direction", "in"), *who)))
                 == 6
+                and ("vidim_rtp_jitter_seconds", video) in got
             ),
             "RTCP and RTP counted",
         )
         assert got[("vidim_rtp_fraction_lost", who)] == 0.25
         assert got[("vidim_rtp_out_of_order_total", who)] == 1
         assert got[("vidim_rtp_strangers_total", ())] == 1
-        assert ("vidim_rtp_jitter_seconds", who) not in got  # source 1234: clock unknown
+        assert ("vidim_rtp_jitter_seconds", who) not in got  # audio source 1234: clock unknown
+        assert got[("vidim_rtp_jitter_seconds", video)] == pytest.approx(0.02)  # 1800 at 90 kHz
+        assert got[("vidim_rtp_lost_packets_total", video)] == 25
     finally:
         rtp.close()
         rtcp.close()
+        video_rtcp.close()
         daemon.stop()
 
 
