@@ -339,7 +339,7 @@ def _participants_media(relays: Iterable[MediaStats]) -> Iterator[Metric]:
     labels = ["participant", "kind"]
     packets = CounterMetricFamily(
         "vidim_rtp_participant_packets",
-        "Datagrams (RTP and RTCP) the relay got from (direction=in) and sent to (out) a participant",
+        "Datagrams (RTP and RTCP) the relay got from (direction=in) or sent to (out) a participant",
         labels=[*labels, "direction"],
     )
     octets = CounterMetricFamily(

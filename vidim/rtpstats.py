@@ -29,8 +29,15 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 from .focus.media import Route
-from .rtp import ReceiverReport, RtpPacket, RtpParseError, SenderReport, is_rtcp, parse_rtcp
-from .rtp import seq_diff
+from .rtp import (
+    ReceiverReport,
+    RtpPacket,
+    RtpParseError,
+    SenderReport,
+    is_rtcp,
+    parse_rtcp,
+    seq_diff,
+)
 
 __all__ = ["AUDIO_CLOCK_RATES", "VIDEO_CLOCK_RATE", "MediaStats", "StreamStats"]
 
@@ -84,7 +91,7 @@ class MediaStats:
         self._clocks: dict[int, _SourceClock] = {}
 
     def streams(self) -> dict[tuple[str, str], StreamStats]:
-        """``(participant, kind)`` -> its stats, as they are now (live objects: read, don't keep)."""
+        """``(participant, kind)`` -> its stats now (live objects: read them, don't keep them)."""
         return dict(self._streams)
 
     def clock_rate(self, ssrc: int) -> int | None:

@@ -10,8 +10,8 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
-from allocator_factory import message_request
 import pytest
+from allocator_factory import message_request
 from prometheus_client.parser import text_string_to_metric_families
 
 from vidim.aio import PortStats

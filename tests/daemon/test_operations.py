@@ -172,7 +172,7 @@ def join_built_in_focus(client: RecordingClient, rtp: socket.socket, *rtcp: sock
             ("CSeq", "1 INVITE"),
             ("Contact", f"<sip:bob@{HOST}:{client.port}>"),
             ("Content-Type", "application/sdp"),
-        ],  # fmt: skip
+        ],
         offer,
     )
     client.sock.sendto(invite.to_bytes(), focus)
