@@ -18,7 +18,9 @@ in the plan.  It binds each plan port's own number (a restarted focus gets
 its calls' ports back this way), and tries every port before it gives up:
 :class:`PortsUnavailableError` names each one that failed and why, so that
 the focus can end the calls that use them and the rest goes on.  Counters
-per port (:meth:`RtpRelay.stats`) survive the socket, for metrics.
+per port (:meth:`RtpRelay.stats`) survive the socket, for metrics; per
+participant, :attr:`RtpRelay.media` (:class:`vidim.rtpstats.MediaStats`) is
+handed each datagram accepted and sent (its RTCP reports, late packets).
 
 Who may send (issue 18, docs/security.md).  A focus port takes media only
 from its participant; everything else is dropped and counted in
