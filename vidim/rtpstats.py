@@ -26,12 +26,13 @@ timed yet (the mixer's own, or one just started) gives no jitter.
 
 from __future__ import annotations
 
+import struct
 from dataclasses import dataclass, field
 
 from .focus.media import Route
 from .rtp import (
+    RTP_VERSION,
     ReceiverReport,
-    RtpPacket,
     RtpParseError,
     SenderReport,
     is_rtcp,
@@ -45,6 +46,8 @@ __all__ = ["AUDIO_CLOCK_RATES", "VIDEO_CLOCK_RATE", "MediaStats", "StreamStats"]
 VIDEO_CLOCK_RATE = 90_000
 #: Audio RTP clock rates a measured rate is snapped to.
 AUDIO_CLOCK_RATES = (8_000, 16_000, 32_000, 44_100, 48_000)
+#: Sequence number, timestamp and SSRC: bytes 2-11 of an RTP header (RFC 3550 5.1).
+_RTP_FIELDS = struct.Struct("!HII")
 #: How long a source is timed before its clock rate is trusted (seconds).
 _TIMING_SECONDS = 1.0
 
@@ -133,29 +136,34 @@ class MediaStats:
         return self._streams.setdefault((route.participant, route.kind), StreamStats())
 
     def _rtp(self, stats: StreamStats, route: Route, data: bytes, now: float) -> None:
-        try:
-            packet = RtpPacket.parse(data)
-        except RtpParseError:
+        # Three fixed header fields, not RtpPacket.parse: this runs for every packet the
+        # relay forwards.  Measured (timeit, the relay's own work for a packet to three
+        # receivers, no sockets): 1.4 us without media stats, 9.9 with a full parse, 3.7
+        # with this; a UDP send costs several us on its own.
+        if len(data) < _RTP_FIELDS.size + 2 or data[0] >> 6 != RTP_VERSION:
             return
-        highest = stats.highest_sequence.get(packet.ssrc)
-        if highest is not None and seq_diff(packet.sequence_number, highest) <= 0:
+        sequence, timestamp, ssrc = _RTP_FIELDS.unpack_from(data, 2)
+        highest = stats.highest_sequence.get(ssrc)
+        if highest is not None and seq_diff(sequence, highest) <= 0:
             stats.out_of_order += 1
         else:
-            stats.highest_sequence[packet.ssrc] = packet.sequence_number
-        self._time(packet, route, now)
+            stats.highest_sequence[ssrc] = sequence
+        self._time(ssrc, timestamp, route, now)
 
-    def _time(self, packet: RtpPacket, route: Route, now: float) -> None:
+    def _time(self, ssrc: int, timestamp: int, route: Route, now: float) -> None:
         """Measure the source's clock rate from its timestamps (see the module docstring)."""
-        clock = self._clocks.get(packet.ssrc)
+        clock = self._clocks.get(ssrc)
         if clock is None:
             rate = VIDEO_CLOCK_RATE if route.kind == "video" else None
             stream = (route.participant, route.kind)
-            self._clocks[packet.ssrc] = _SourceClock(stream, packet.timestamp, now, rate)
+            self._clocks[ssrc] = _SourceClock(stream, timestamp, now, rate)
+            return
+        if clock.rate is not None:
             return
         elapsed = now - clock.first_arrival
-        if clock.rate is not None or elapsed < _TIMING_SECONDS:
+        if elapsed < _TIMING_SECONDS:
             return
-        ticks = (packet.timestamp - clock.first_timestamp) & 0xFFFF_FFFF
+        ticks = (timestamp - clock.first_timestamp) & 0xFFFF_FFFF
         measured = ticks / elapsed
         clock.rate = min(AUDIO_CLOCK_RATES, key=lambda rate: abs(rate - measured))
 
