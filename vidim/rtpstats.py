@@ -60,9 +60,9 @@ class StreamStats:
     bytes_in: int = 0
     packets_out: int = 0
     bytes_out: int = 0
-    #: RTP packets whose sequence number was before the highest already seen (same SSRC).
+    #: RTP packets whose sequence number was not after the highest seen (same SSRC): late.
     out_of_order: int = 0
-    #: RTCP datagrams from the participant that did not parse (not counted otherwise).
+    #: RTCP datagrams from the participant that did not parse (no loss or jitter read).
     malformed_rtcp: int = 0
     #: From its latest report: the highest fraction lost (0-1) over the sources it reports on.
     fraction_lost: float = 0.0
