@@ -94,6 +94,11 @@ RULES = [
         ("vidim.focus", "vidim.aio", "vidim.store"),
     ),
     (
+        "the relay's media statistics are sans-IO: packets and the plan in, counts out",
+        ["rtpstats.py"],
+        ("vidim.aio", "vidim.allocator", "vidim.store", "vidim.metrics", "prometheus_client"),
+    ),
+    (
         "the protocol code knows nothing of metrics (vidim.metrics reads its events)",
         [
             "sip/*.py",

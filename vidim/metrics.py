@@ -37,6 +37,7 @@ from .allocator import events as allocator_events
 from .allocator.conference import FINAL_STATES
 from .focus import ConferenceFocus
 from .focus import events as focus_events
+from .rtpstats import MediaStats
 
 __all__ = ["CONTENT_TYPE", "SETUP_BUCKETS", "Metrics"]
 
@@ -81,6 +82,9 @@ class WatchedRelay(Protocol):
     """What :meth:`Metrics.watch_relay` reads (``vidim.aio.RtpRelay`` has it)."""
 
     def stats(self) -> dict[int, Any]: ...
+
+    @property
+    def media(self) -> MediaStats: ...
 
 
 class Metrics:
@@ -264,6 +268,7 @@ class _LiveState(Collector):
                 available.add_metric([name], float(server.persistence.available))
         yield available
         yield from _rtp(self._metrics._relays)
+        yield from _participants_media(relay.media for relay in self._metrics._relays)
 
 
 def _per_server(name: str, documentation: str, values: Iterable[tuple[str, int]]) -> Metric:
@@ -324,3 +329,60 @@ def _rtp(relays: Iterable[WatchedRelay]) -> Iterator[Metric]:
             f"The built-in focus's RTP relay, all ports: {name.replace('_', ' ')}",
             value=value,
         )
+
+
+def _participants_media(relays: Iterable[MediaStats]) -> Iterator[Metric]:
+    """Per participant and kind: the relay's own counts and the participant's RTCP reports."""
+    relays = list(relays)
+    if not relays:
+        return
+    labels = ["participant", "kind"]
+    packets = CounterMetricFamily(
+        "vidim_rtp_participant_packets",
+        "Datagrams (RTP and RTCP) the relay got from (direction=in) or sent to (out) a participant",
+        labels=[*labels, "direction"],
+    )
+    octets = CounterMetricFamily(
+        "vidim_rtp_participant_bytes",
+        "Bytes the relay got from (direction=in) and sent to (out) a participant",
+        labels=[*labels, "direction"],
+    )
+    late = CounterMetricFamily(
+        "vidim_rtp_out_of_order",
+        "RTP packets from a participant that came after a later sequence number (late, reordered)",
+        labels=labels,
+    )
+    malformed = CounterMetricFamily(
+        "vidim_rtcp_malformed",
+        "RTCP datagrams from a participant that did not parse",
+        labels=labels,
+    )
+    lost = CounterMetricFamily(
+        "vidim_rtp_lost_packets",
+        "Packets a participant's RTCP reports say it lost of what the focus sent it (cumulative)",
+        labels=labels,
+    )
+    fraction = GaugeMetricFamily(
+        "vidim_rtp_fraction_lost",
+        "Fraction (0-1) of packets lost since its previous RTCP report, as a participant reports",
+        labels=labels,
+    )
+    jitter = GaugeMetricFamily(
+        "vidim_rtp_jitter_seconds",
+        "Interarrival jitter of what the focus sends a participant, from its latest RTCP report",
+        labels=labels,
+    )
+    for media in relays:
+        for (participant, kind), stream in sorted(media.streams().items()):
+            key = [participant, kind]
+            packets.add_metric([*key, "in"], stream.packets_in)
+            packets.add_metric([*key, "out"], stream.packets_out)
+            octets.add_metric([*key, "in"], stream.bytes_in)
+            octets.add_metric([*key, "out"], stream.bytes_out)
+            late.add_metric(key, stream.out_of_order)
+            malformed.add_metric(key, stream.malformed_rtcp)
+            lost.add_metric(key, stream.lost_packets)
+            fraction.add_metric(key, stream.fraction_lost)
+            if stream.jitter_seconds is not None:
+                jitter.add_metric(key, stream.jitter_seconds)
+    yield from (packets, octets, late, malformed, lost, fraction, jitter)

@@ -88,6 +88,12 @@ async def scenario() -> None:
         assert (stats[100].packets_in, stats[100].packets_out) == (2, 4)
         assert (stats[110].packets_in, stats[110].packets_out) == (1, 2)
         assert (stats[120].packets_in, stats[120].packets_out) == (1, 0)
+        assert stats[100].bytes_out == 4 * len(rtp(0, 1))
+        # Per participant (metrics): what each got, counted at its own port.
+        media = relay.media.streams()
+        got = {uri: (s.packets_in, s.packets_out) for (uri, _), s in media.items()}
+        assert got == {"sip:bob@x": (2, 1), "sip:carol@x": (1, 2), "sip:dave@x": (1, 3)}
+        assert media[("sip:dave@x", "audio")].bytes_out == 3 * len(rtp(0, 1))
 
         # A new plan without carol: her sockets close, bob now reaches dave only.
         smaller = forwarding_plan(
@@ -99,6 +105,7 @@ async def scenario() -> None:
         bob_address = relay.address(100)
         await relay.apply(smaller)
         assert relay.ports == {100, 101, 120, 121}
+        assert ("sip:carol@x", "audio") not in relay.media.streams()  # she left
         assert relay.address(100) == bob_address  # kept, not rebound
         bob_t.sendto(rtp(0, 5), relay.address(100))
         data, _ = await asyncio.wait_for(dave.received.get(), WAIT)

@@ -10,6 +10,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
+import pytest
 from allocator_factory import message_request
 from prometheus_client.parser import text_string_to_metric_families
 
@@ -17,7 +18,10 @@ from vidim.aio import PortStats
 from vidim.allocator import Allocator, AllocatorConfig, RequestPolicy
 from vidim.allocator import events as ev
 from vidim.focus import events as focus_events
+from vidim.focus.media import Route
 from vidim.metrics import Metrics
+from vidim.rtp import ReceiverReport, ReportBlock, RtpPacket, build_rtcp
+from vidim.rtpstats import MediaStats
 from vidim.sip import Address
 from vidim.vocabulary import Mode
 
@@ -52,8 +56,9 @@ class Server:
 
 
 class Relay:
-    def __init__(self, stats: dict[int, PortStats]) -> None:
+    def __init__(self, stats: dict[int, PortStats], media: MediaStats | None = None) -> None:
         self._stats = stats
+        self.media = media if media is not None else MediaStats()
 
     def stats(self) -> dict[int, PortStats]:
         return self._stats
@@ -145,3 +150,28 @@ def test_live_state_is_read_at_scrape_time() -> None:
     assert metrics.not_ready() == ["allocator: overloaded"]
     allocator.handle_timer(1.5)
     assert scrape(metrics)[("vidim_sip_retransmissions_total", (("server", "allocator"),))] == 2
+
+
+def test_participants_media_from_the_relay_is_exported_per_participant_and_kind() -> None:
+    """RTCP loss and jitter, the relay's own counts and late packets, labelled by who and what."""
+    media = MediaStats()
+    bob = Route(100, "sip:bob@x", "video", False, ("127.0.0.1", 4000))
+    bob_rtcp = Route(101, "sip:bob@x", "video", True, ("127.0.0.1", 4001))
+    for seq in (1, 3, 2):
+        media.received(bob, bytes(RtpPacket(payload_type=96, sequence_number=seq, timestamp=0,
+                                            ssrc=7)), 0.0)  # fmt: skip
+    lossy = ReportBlock(ssrc=9, fraction_lost=128, packets_lost=40, highest_sequence=0, jitter=9000)
+    media.received(bob_rtcp, build_rtcp([ReceiverReport(ssrc=7, reports=(lossy,))]), 1.0)
+    media.sent(bob, 1000)
+    metrics = Metrics()
+    metrics.watch_relay(Relay({}, media))
+    got = scrape(metrics)
+    who = (("kind", "video"), ("participant", "sip:bob@x"))
+    assert got[("vidim_rtp_fraction_lost", who)] == 0.5
+    assert got[("vidim_rtp_lost_packets_total", who)] == 40
+    assert got[("vidim_rtp_jitter_seconds", who)] == pytest.approx(0.1)
+    assert got[("vidim_rtp_out_of_order_total", who)] == 1
+    assert got[("vidim_rtcp_malformed_total", who)] == 0
+    assert got[("vidim_rtp_participant_packets_total", (("direction", "in"), *who))] == 4
+    assert got[("vidim_rtp_participant_packets_total", (("direction", "out"), *who))] == 1
+    assert got[("vidim_rtp_participant_bytes_total", (("direction", "out"), *who))] == 1000

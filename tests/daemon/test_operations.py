@@ -14,7 +14,7 @@ import sys
 import time
 import urllib.error
 import urllib.request
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
@@ -24,6 +24,7 @@ from prometheus_client.parser import text_string_to_metric_families
 from vidim_daemon.cli import main
 
 from redis_peer import RedisServer
+from vidim.rtp import ReceiverReport, ReportBlock, RtpPacket, build_rtcp
 from vidim.sip import Request, Response, new_branch, new_tag
 
 pytestmark = pytest.mark.timeout(120)
@@ -79,7 +80,11 @@ def get(url: str) -> tuple[int, str]:
         return error.code, error.read().decode()
 
 
-def samples(text: str) -> dict[tuple[str, tuple[tuple[str, str], ...]], float]:
+Labels = tuple[tuple[str, str], ...]
+Samples = dict[tuple[str, Labels], float]
+
+
+def samples(text: str) -> Samples:
     """Every sample of a scrape, by (name, sorted labels)."""
     return {
         (sample.name, tuple(sorted(sample.labels.items()))): sample.value
@@ -132,6 +137,124 @@ def test_metrics_and_health_scraped_from_the_daemon_after_a_setup(
         assert got[("vidim_rtp_packets_in_total", ())] == 0
         assert get(f"{base}/nothing")[0] == 404
     finally:
+        daemon.stop()
+
+
+def join_built_in_focus(client: RecordingClient, rtp: socket.socket, *rtcp: socket.socket) -> str:
+    """Call the join URI of the invitation with audio and video (RTCP: ``rtcp``); the answer."""
+    invitation = next(r for r in client.requests if "X-Vidim-Conference" in r.headers)
+    joined = str(invitation.headers.get("X-Vidim-Conference")).partition(">")[0].lstrip("<")
+    host_port = joined.split("@", 1)[1].split(";", 1)[0]
+    focus = (host_port.rpartition(":")[0], int(host_port.rpartition(":")[2]))
+    rtp_port = rtp.getsockname()[1]
+    audio_rtcp, video_rtcp = (sock.getsockname()[1] for sock in rtcp)
+    offer = (
+        f"v=0\r\no=- 1 1 IN IP4 {HOST}\r\ns=-\r\nc=IN IP4 {HOST}\r\nt=0 0\r\n"
+        f"m=audio {rtp_port} RTP/AVP 0\r\na=rtpmap:0 PCMU/8000\r\n"
+        f"a=rtcp:{audio_rtcp}\r\na=sendrecv\r\n"
+        f"m=video {rtp_port + 2} RTP/AVP 99\r\na=rtpmap:99 VP8/90000\r\n"
+        f"a=rtcp:{video_rtcp}\r\na=sendrecv\r\n"
+    ).encode()
+    call_id, tag = new_tag() + new_tag(), new_tag()
+    headers = [
+        ("Max-Forwards", "70"),
+        ("From", f"<sip:bob@{HOST}:{client.port}>;tag={tag}"),
+        ("To", f"<{joined}>"),
+        ("Call-ID", call_id),
+    ]
+    via = ("Via", f"SIP/2.0/UDP {HOST}:{client.port};branch={new_branch()};rport")
+    invite = Request(
+        "INVITE",
+        joined,
+        [
+            via,
+            *headers,
+            ("CSeq", "1 INVITE"),
+            ("Contact", f"<sip:bob@{HOST}:{client.port}>"),
+            ("Content-Type", "application/sdp"),
+        ],
+        offer,
+    )
+    client.sock.sendto(invite.to_bytes(), focus)
+    answer = client.wait_answer(call_id)
+    assert answer.status == 200, answer
+    ack_headers = [h for h in headers if h[0] != "To"] + [("To", str(answer.headers.get("To")))]
+    via = ("Via", f"SIP/2.0/UDP {HOST}:{client.port};branch={new_branch()};rport")
+    ack = Request("ACK", joined, [via, *ack_headers, ("CSeq", "1 ACK")])
+    client.sock.sendto(ack.to_bytes(), focus)
+    return answer.body.decode()
+
+
+def test_rtp_and_rtcp_metrics_of_a_call_with_loss_and_reordering(
+    tmp_path: Path, client: RecordingClient
+) -> None:
+    """Issue 18: the relay's own counts and the phone's RTCP reports, per participant."""
+    metrics_port = free_port()
+    daemon = DaemonProcess(tmp_path, ["--metrics-listen", f"{HOST}:{metrics_port}"])
+    rtp, rtcp, video_rtcp = (socket.socket(socket.AF_INET, socket.SOCK_DGRAM) for _ in range(3))
+    try:
+        for sock in (rtp, rtcp, video_rtcp):
+            sock.bind((HOST, 0))
+        daemon.wait_ready(client)
+        set_up_conference(daemon, client)
+        answer = join_built_in_focus(client, rtp, rtcp, video_rtcp)
+        ports = {
+            line.split()[0].removeprefix("m="): int(line.split()[1])
+            for line in answer.splitlines()
+            if line.startswith("m=")
+        }
+        base = f"http://{HOST}:{metrics_port}/metrics"
+
+        def scrape_until(condition: Callable[[Samples], bool], what: str) -> Samples:
+            deadline = time.monotonic() + 5
+            while not condition(got := samples(get(base)[1])):
+                assert time.monotonic() < deadline, f"no {what} within 5 s: {got}"
+                time.sleep(0.05)  # polling an HTTP endpoint: the bound is the deadline
+            return got
+
+        def bob_audio(got: Samples) -> list[Labels]:
+            return [
+                labels
+                for name, labels in got
+                if name == "vidim_rtp_out_of_order_total" and ("kind", "audio") in labels
+            ]
+
+        got = scrape_until(lambda got: bool(bob_audio(got)), "relay route for the call")
+        (who,) = bob_audio(got)
+        assert "bob" in dict(who)["participant"]
+        for seq in (1, 2, 4, 3, 5):  # 3 comes late
+            packet = RtpPacket(payload_type=0, sequence_number=seq, timestamp=160 * seq, ssrc=77)
+            rtp.sendto(bytes(packet), (HOST, ports["audio"]))
+        lossy = ReportBlock(
+            ssrc=1234, fraction_lost=64, packets_lost=25, highest_sequence=500, jitter=1800
+        )
+        rtcp.sendto(
+            build_rtcp([ReceiverReport(ssrc=77, reports=(lossy,))]), (HOST, ports["audio"] + 1)
+        )
+        video_report = build_rtcp([ReceiverReport(ssrc=78, reports=(lossy,))])
+        video_rtcp.sendto(video_report, (HOST, ports["video"] + 1))
+        # Not from the audio RTCP address the offer named: a stranger's, never the phone's.
+        rtp.sendto(video_report, (HOST, ports["audio"] + 1))
+        video = (("kind", "video"), who[1])
+        got = scrape_until(
+            lambda got: (
+                got.get(("vidim_rtp_lost_packets_total", who)) == 25
+                and got.get(("vidim_rtp_participant_packets_total", (("direction", "in"), *who)))
+                == 6
+                and ("vidim_rtp_jitter_seconds", video) in got
+            ),
+            "RTCP and RTP counted",
+        )
+        assert got[("vidim_rtp_fraction_lost", who)] == 0.25
+        assert got[("vidim_rtp_out_of_order_total", who)] == 1
+        assert got[("vidim_rtp_strangers_total", ())] == 1
+        assert ("vidim_rtp_jitter_seconds", who) not in got  # audio source 1234: clock unknown
+        assert got[("vidim_rtp_jitter_seconds", video)] == pytest.approx(0.02)  # 1800 at 90 kHz
+        assert got[("vidim_rtp_lost_packets_total", video)] == 25
+    finally:
+        rtp.close()
+        rtcp.close()
+        video_rtcp.close()
         daemon.stop()
 
 

@@ -24,7 +24,9 @@ in the plan.  It binds each plan port's own number (a restarted focus gets
 its calls' ports back this way), and tries every port before it gives up:
 :class:`PortsUnavailableError` names each one that failed and why, so that
 the focus can end the calls that use them and the rest goes on.  Counters
-per port (:meth:`RtpRelay.stats`) survive the socket, for metrics.
+per port (:meth:`RtpRelay.stats`) survive the socket, for metrics; per
+participant, :attr:`RtpRelay.media` (:class:`vidim.rtpstats.MediaStats`) is
+handed each datagram accepted and sent (its RTCP reports, late packets).
 
 Who may send (issue 18, docs/security.md).  A focus port takes media only
 from its participant; everything else is dropped and counted in
@@ -61,10 +63,12 @@ import asyncio
 import dataclasses
 import ipaddress
 import logging
+import time
 from collections.abc import Callable
 from dataclasses import dataclass
 
 from ..focus.media import ForwardingPlan, Route
+from ..rtpstats import MediaStats
 
 __all__ = ["PortStats", "PortsUnavailableError", "RtpRelay"]
 
@@ -85,6 +89,7 @@ class PortStats:
     packets_in: int = 0
     packets_out: int = 0
     bytes_in: int = 0
+    bytes_out: int = 0
     #: Datagrams that arrived on a port with no route, or whose destination
     #: socket was missing.
     dropped: int = 0
@@ -167,6 +172,8 @@ class RtpRelay:
         #: Ports whose first packet from a stranger was logged (while serving the same peer).
         self._warned: set[int] = set()
         self._stats: dict[int, PortStats] = {}
+        #: Per participant: what its RTCP reports say, and what the relay saw of it (metrics).
+        self.media = MediaStats()
         self._plan = ForwardingPlan()
         self.on_mixed: Callable[[int, bytes], None] | None = None
         """Called with ``(port, data)`` for what arrives on a mixed route, from its participant;
@@ -239,6 +246,7 @@ class RtpRelay:
         self._transports.update(opened)
         self._routes = routes
         self._plan = plan
+        self.media.plan_applied({(route.participant, route.kind) for route in plan.routes})
         for port in list(self._transports.keys() - wanted):
             self._transports.pop(port).close()
 
@@ -277,6 +285,7 @@ class RtpRelay:
                     extra={"rtp_port": port, "participant": route.participant},
                 )
             return
+        self.media.received(route, data, time.monotonic())
         if route.mixed:
             if self.on_mixed is None:
                 stats.dropped += 1
@@ -292,6 +301,9 @@ class RtpRelay:
             payload = _rewrite(data, destination.payload_map) if destination.payload_map else data
             transport.sendto(payload, target)
             stats.packets_out += 1
+            stats.bytes_out += len(payload)
+            if (receiver := self._routes.get(destination.via_port)) is not None:
+                self.media.sent(receiver, len(payload))
 
     def send(self, port: int, data: bytes) -> None:
         """Send ``data`` out of plan port ``port`` to that port's participant.
@@ -308,6 +320,9 @@ class RtpRelay:
             return
         transport.sendto(data, target)
         stats.packets_out += 1
+        stats.bytes_out += len(data)
+        if route is not None:
+            self.media.sent(route, len(data))
 
     def _from_participant(self, port: int, route: Route, source: tuple[str, int]) -> bool:
         """Whether a datagram on ``port`` comes from its participant (latching it if so)."""
