@@ -5,8 +5,12 @@ UDP socket per focus port in the plan (RTP and RTCP alike), bound on the
 media address; every datagram that arrives on a port is sent, unchanged
 except for the RTP payload type where the plan says so, to each
 destination of that port's route, out of the destination's ``via_port``
-socket.  No jitter buffer, no mixing, no SRTP, no parsing beyond the two
-header bits the payload-type rewrite needs.
+socket.  No jitter buffer, no mixing, no parsing beyond the two header bits
+the payload-type rewrite needs.  SRTP is one hook on each side
+(:class:`vidim.aio.srtp.SrtpPorts`): a packet from an SRTP participant is
+opened after the source check (one that does not authenticate is dropped
+and counted in :attr:`PortStats.unauthenticated`), and one to an SRTP
+participant is protected with its key as it leaves.
 
 Driving it: :class:`vidim.aio.FocusMedia` applies the focus's plan on
 every :class:`~vidim.focus.MediaPlanChanged`, one plan at a time.
@@ -58,6 +62,7 @@ import logging
 from dataclasses import dataclass
 
 from ..focus.media import ForwardingPlan, Route
+from .srtp import SrtpPorts
 
 __all__ = ["PortStats", "PortsUnavailableError", "RtpRelay"]
 
@@ -86,6 +91,9 @@ class PortStats:
     strangers: int = 0
     #: Send errors the OS reported (ICMP port unreachable and the like).
     errors: int = 0
+    #: SRTP/SRTCP datagrams from the participant that did not authenticate
+    #: (wrong key, replayed, not SRTP at all): dropped.
+    unauthenticated: int = 0
 
 
 class _PortProtocol(asyncio.DatagramProtocol):
@@ -161,6 +169,7 @@ class RtpRelay:
         self._warned: set[int] = set()
         self._stats: dict[int, PortStats] = {}
         self._plan = ForwardingPlan()
+        self._srtp = SrtpPorts()
 
     @property
     def plan(self) -> ForwardingPlan:
@@ -229,6 +238,7 @@ class RtpRelay:
         self._transports.update(opened)
         self._routes = routes
         self._plan = plan
+        self._srtp.apply(routes.values())
         for port in list(self._transports.keys() - wanted):
             self._transports.pop(port).close()
 
@@ -238,6 +248,7 @@ class RtpRelay:
             transport.close()
         self._transports.clear()
         self._routes = {}
+        self._srtp.apply(())
         self._latched.clear()
         self._warned.clear()
         self._plan = ForwardingPlan()
@@ -267,14 +278,22 @@ class RtpRelay:
                     extra={"rtp_port": port, "participant": route.participant},
                 )
             return
+        plain = self._srtp.unprotect(port, route.rtcp, data)
+        if plain is None:
+            stats.unauthenticated += 1
+            return
         for destination in route.destinations:
             transport = self._transports.get(destination.via_port)
             if transport is None:
                 stats.dropped += 1
                 continue
             target = self._latched.get(destination.via_port, (destination.host, destination.port))
-            payload = _rewrite(data, destination.payload_map) if destination.payload_map else data
-            transport.sendto(payload, target)
+            payload = _rewrite(plain, destination.payload_map) if destination.payload_map else plain
+            sent = self._srtp.protect(destination.via_port, route.rtcp, payload)
+            if sent is None:
+                stats.dropped += 1
+                continue
+            transport.sendto(sent, target)
             stats.packets_out += 1
 
     def _from_participant(self, port: int, route: Route, source: tuple[str, int]) -> bool:

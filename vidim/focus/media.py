@@ -42,6 +42,7 @@ import secrets
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 
+from ..sdes import SrtpKeys
 from ..sdp import Codec, MediaDescription
 from ..vocabulary import Mode
 
@@ -163,6 +164,8 @@ class StreamInfo:
     receives: bool = True
     #: ``(codec_key, payload type)`` of the codecs negotiated with this participant.
     payload_types: tuple[tuple[str, int], ...] = ()
+    #: The SRTP keys (SDES) when the stream is ``RTP/SAVP``; None for plain RTP.
+    srtp: SrtpKeys | None = None
 
     @property
     def reachable(self) -> bool:
@@ -202,6 +205,9 @@ class Route:
     #: The participant's address for this port, from its SDP (latching may replace it).
     remote: tuple[str, int] | None
     destinations: tuple[Destination, ...] = ()
+    #: The participant's SRTP keys: the relay opens what arrives on this port
+    #: with ``remote_key`` and protects what leaves it with ``local_key``.
+    srtp: SrtpKeys | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -298,8 +304,9 @@ def forwarding_plan(participants: Iterable[ParticipantMedia]) -> ForwardingPlan:
             remote = (host, stream.remote_port) if reachable else None
             remote_rtcp = (host, stream.remote_rtcp_port) if reachable else None
             port, uri, kind = stream.local_port, sender.uri, stream.kind
-            routes.append(Route(port, uri, kind, False, remote, tuple(rtp)))
-            routes.append(Route(port + 1, uri, kind, True, remote_rtcp, tuple(rtcp)))
+            keys = stream.srtp
+            routes.append(Route(port, uri, kind, False, remote, tuple(rtp), keys))
+            routes.append(Route(port + 1, uri, kind, True, remote_rtcp, tuple(rtcp), keys))
     routes.sort(key=lambda route: route.port)
     return ForwardingPlan(tuple(routes))
 
@@ -311,12 +318,18 @@ def streams_from_sdp(
 
     m-lines are matched by position (RFC 3264); a line the answer rejected
     (port 0) sets up nothing.  The answer's direction is the focus's own:
-    ``sendonly`` means the participant only receives.
+    ``sendonly`` means the participant only receives.  An SRTP stream's keys
+    are the offered ``a=crypto`` whose tag the answer took and the answer's own.
     """
     streams: list[StreamInfo] = []
     for theirs, ours in zip(offer, answer, strict=False):
         if ours.rejected or theirs.rejected:
             continue
+        keys = None
+        for answered in ours.crypto[:1]:
+            offered = next((c for c in theirs.crypto if c.tag == answered.tag), None)
+            if offered is not None:
+                keys = SrtpKeys(answered.suite, answered.key, offered.key)
         streams.append(
             StreamInfo(
                 kind=ours.kind,
@@ -327,6 +340,7 @@ def streams_from_sdp(
                 sends=ours.direction in ("sendrecv", "recvonly"),
                 receives=ours.direction in ("sendrecv", "sendonly"),
                 payload_types=tuple((codec_key(c), c.payload) for c in ours.codecs),
+                srtp=keys,
             )
         )
     return tuple(streams)
