@@ -1,0 +1,104 @@
+"""A phone that insists on SRTP joins the real focus beside a plain one; both hear each other.
+
+SIP runs on the virtual clock (focus_peers); the media is real UDP on
+loopback.  Bob offers ``RTP/SAVP`` with an SDES key, as pjsua with
+``srtp_use=mandatory`` does; Carol offers plain RTP.  Bob protects and opens
+with libsrtp using his key and the one in the focus's answer.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+
+from focus_peers import Softphone, baresip_offer, focus_world, make_conference
+from pylibsrtp import Policy, Session
+
+from vidim.aio import FocusMedia, RtpRelay
+from vidim.sdes import new_master_key
+from vidim.sdp import parse_media
+from vidim.sip import Address
+from vidim.vocabulary import Mode
+
+BOB = "sip:bob@example.com"
+CAROL = "sip:carol@example.com"
+WAIT = 5.0
+
+
+class Endpoint(asyncio.DatagramProtocol):
+    def __init__(self) -> None:
+        self.received: asyncio.Queue[bytes] = asyncio.Queue()
+
+    def datagram_received(self, data: bytes, addr: tuple[str, int]) -> None:
+        self.received.put_nowait(data)
+
+
+def srtp_offer(rtp_port: int, key: bytes) -> bytes:
+    """baresip's offer made SRTP-only: RTP/SAVP with two SDES keys (the 80-bit tag first)."""
+    inline = base64.b64encode(key).decode()
+    crypto = (
+        f"a=crypto:1 AES_CM_128_HMAC_SHA1_80 inline:{inline}|2^31\r\n"
+        f"a=crypto:2 AES_CM_128_HMAC_SHA1_32 inline:{inline}|2^31\r\n"
+    )
+    body = baresip_offer(rtp_port, 9).replace(b"RTP/AVP", b"RTP/SAVP")
+    return body.replace(b"a=ptime:20\r\n", b"a=ptime:20\r\n" + crypto.encode())
+
+
+def rtp(seq: int, ssrc: int) -> bytes:
+    header = bytes((0x80, 0)) + seq.to_bytes(2, "big") + (seq * 160).to_bytes(4, "big")
+    return header + ssrc.to_bytes(4, "big") + bytes([seq]) * 160
+
+
+async def scenario() -> None:
+    loop = asyncio.get_running_loop()
+    sockets = [
+        await loop.create_datagram_endpoint(Endpoint, local_addr=("127.0.0.1", 0)) for _ in range(2)
+    ]
+    (bob_t, bob), (carol_t, carol) = sockets
+    net, focus, node, allocator = focus_world()
+    media = FocusMedia(focus, RtpRelay("127.0.0.1", ephemeral=True))
+
+    def step() -> None:
+        net.advance()
+        for event in node.events:
+            media.on_event(event)
+        node.events.clear()
+
+    bob_key = new_master_key()
+    try:
+        allocator.create(make_conference([(BOB, Mode.AUDIO), (CAROL, Mode.AUDIO)]), net.now)
+        step()
+        phones = []
+        for (transport, _), uri, sip_port in zip(sockets, (BOB, CAROL), (6000, 6010), strict=True):
+            port = transport.get_extra_info("sockname")[1]
+            offer = srtp_offer(port, bob_key) if uri == BOB else baresip_offer(port, 9)
+            phone = Softphone(uri[4:].split("@")[0], Address("127.0.0.1", sip_port), offer)
+            net.add(phone)
+            phone.call(allocator.join_uri(uri), net.now)
+            phones.append(phone)
+            step()
+        await media.settled()
+        bob_audio, _ = parse_media(phones[0].answer())
+        carol_audio, _ = parse_media(phones[1].answer())
+        # Bob's SRTP is answered with SRTP and the focus's own key; Carol stays plain.
+        assert (bob_audio.protocol, carol_audio.protocol) == ("RTP/SAVP", "RTP/AVP")
+        (crypto,) = bob_audio.crypto
+        assert (crypto.tag, crypto.suite) == (1, "AES_CM_128_HMAC_SHA1_80")
+        assert crypto.key != bob_key
+        assert carol_audio.crypto == ()
+        bob_out = Session(Policy(bob_key, Policy.SSRC_ANY_OUTBOUND))
+        bob_in = Session(Policy(crypto.key, Policy.SSRC_ANY_INBOUND))
+        bob_t.sendto(bob_out.protect(rtp(1, 0xB0B)), media.relay.address(bob_audio.port))
+        assert await asyncio.wait_for(carol.received.get(), WAIT) == rtp(1, 0xB0B)
+        carol_t.sendto(rtp(2, 0xCA201), media.relay.address(carol_audio.port))
+        heard = await asyncio.wait_for(bob.received.get(), WAIT)
+        assert heard != rtp(2, 0xCA201)  # never in clear towards the SRTP phone
+        assert bob_in.unprotect(heard) == rtp(2, 0xCA201)
+    finally:
+        await media.close()
+        for transport, _ in sockets:
+            transport.close()
+
+
+def test_an_srtp_phone_and_a_plain_phone_talk_through_the_focus() -> None:
+    asyncio.run(asyncio.wait_for(scenario(), 20))
