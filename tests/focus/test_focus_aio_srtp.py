@@ -10,11 +10,13 @@ from __future__ import annotations
 
 import asyncio
 import base64
+import json
 
 from focus_peers import Softphone, baresip_offer, focus_world, make_conference
 from pylibsrtp import Policy, Session
 
 from vidim.aio import FocusMedia, RtpRelay
+from vidim.focus import ConferenceFocus
 from vidim.sdes import new_master_key
 from vidim.sdp import parse_media
 from vidim.sip import Address
@@ -94,6 +96,13 @@ async def scenario() -> None:
         heard = await asyncio.wait_for(bob.received.get(), WAIT)
         assert heard != rtp(2, 0xCA201)  # never in clear towards the SRTP phone
         assert bob_in.unprotect(heard) == rtp(2, 0xCA201)
+        # A restarted focus gets the keys back from its record (JSON), so the call goes on.
+        (conference,) = focus.conferences()
+        record = focus.snapshot(conference.uri.split(":")[1].split("@")[0])
+        again = ConferenceFocus(focus.config)
+        again.restore(json.loads(json.dumps(record)), net.now)
+        assert again.forwarding_plan == focus.forwarding_plan
+        assert any(route.srtp is not None for route in again.forwarding_plan.routes)
     finally:
         await media.close()
         for transport, _ in sockets:
