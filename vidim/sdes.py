@@ -34,6 +34,7 @@ __all__ = [
     "CryptoError",
     "SrtpKeys",
     "choose_crypto",
+    "fresh_key",
     "new_master_key",
     "parse_crypto",
 ]
@@ -166,4 +167,10 @@ class SrtpKeys:
         return f"SrtpKeys(suite={self.suite!r}, keys=<hidden>)"
 
 
-KeyFactory = Callable[[], bytes]
+#: Gives the focus's key for an answered stream: ``keys(kind, offered)``.
+KeyFactory = Callable[[str, CryptoAttribute], bytes]
+
+
+def fresh_key(kind: str, offered: CryptoAttribute) -> bytes:
+    """The default :data:`KeyFactory`: a new key for every answer."""
+    return new_master_key()

@@ -35,7 +35,7 @@ from .sdes import (
     CryptoError,
     KeyFactory,
     choose_crypto,
-    new_master_key,
+    fresh_key,
     parse_crypto,
 )
 from .sip.errors import LocalProtocolError, RemoteProtocolError
@@ -473,7 +473,7 @@ def answer_media(
     ports: Mapping[str, int] | PortAllocator,
     audio_codecs: Sequence[Codec] = AUDIO_CODECS,
     video_codecs: Sequence[Codec] = VIDEO_CODECS,
-    new_key: KeyFactory = new_master_key,
+    keys: KeyFactory = fresh_key,
 ) -> tuple[MediaDescription, ...]:
     """The m-lines of the focus's answer to ``offered``, allowing exactly what ``mode`` allows.
 
@@ -495,7 +495,9 @@ def answer_media(
     SRTP (RFC 4568).  An ``RTP/SAVP`` or ``RTP/SAVPF`` line is taken when
     one of its ``a=crypto`` attributes is usable (:func:`vidim.sdes.choose_crypto`):
     the answer keeps the protocol and answers that attribute's tag and suite
-    with a key of the focus's own (``new_key()``, fresh for every answer).
+    with a key of the focus's own, ``keys(kind, offered_attribute)``: by
+    default fresh for every answer (:func:`vidim.focus.negotiation.negotiate`
+    keeps a stream's key while the participant keeps its own).
     Without a usable one the line is rejected.  ``RTP/AVP`` stays plain, even
     with ``a=crypto`` lines (RFC 4568 defines SDES for SAVP only).
 
@@ -550,7 +552,7 @@ def answer_media(
                 direction=_direction(sends, receives),
                 address=address,
                 mid=line.mid,
-                crypto=(crypto.answered(new_key()),) if crypto is not None else (),
+                crypto=(crypto.answered(keys(line.kind, crypto)),) if crypto else (),
             )
         )
     if mode.has_audio and "audio" not in taken:

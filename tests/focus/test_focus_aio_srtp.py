@@ -96,6 +96,15 @@ async def scenario() -> None:
         heard = await asyncio.wait_for(bob.received.get(), WAIT)
         assert heard != rtp(2, 0xCA201)  # never in clear towards the SRTP phone
         assert bob_in.unprotect(heard) == rtp(2, 0xCA201)
+        # A session refresh (re-INVITE, the same offer) keeps the focus's key: media goes on.
+        refresh = phones[0].reinvite(phones[0].offer, net.now)
+        step()
+        await media.settled()
+        refreshed, _ = parse_media(phones[0].final(refresh).body)
+        assert refreshed.crypto == bob_audio.crypto
+        carol_t.sendto(rtp(3, 0xCA201), media.relay.address(carol_audio.port))
+        heard = await asyncio.wait_for(bob.received.get(), WAIT)
+        assert bob_in.unprotect(heard) == rtp(3, 0xCA201)
         # A restarted focus gets the keys back from its record (JSON), so the call goes on.
         (conference,) = focus.conferences()
         record = focus.snapshot(conference.uri.split(":")[1].split("@")[0])

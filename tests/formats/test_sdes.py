@@ -142,13 +142,13 @@ def test_the_first_usable_attribute_is_chosen() -> None:
 # --- the focus's answer ------------------------------------------------------------
 
 
-def keys() -> bytes:
+def keys(kind: str, offered: CryptoAttribute) -> bytes:
     return KEY
 
 
 def answer(body: bytes, mode: Mode = Mode.AUDIO) -> tuple[MediaDescription, ...]:
     return answer_media(parse_media(body), mode, address="10.9.0.1", ports={"audio": 40000},
-                        new_key=keys)  # fmt: skip
+                        keys=keys)  # fmt: skip
 
 
 def test_an_srtp_offer_is_answered_with_the_focus_own_key() -> None:
@@ -203,7 +203,7 @@ def test_an_srtp_line_is_taken_beside_a_plain_one_of_another_kind() -> None:
     ]
 
 
-def test_negotiation_gives_the_stream_both_keys_and_a_fresh_key_per_answer() -> None:
+def test_negotiation_gives_the_stream_both_keys_and_keeps_them_while_the_phone_does() -> None:
     body = offer("RTP/SAVP", RFC4568_SECTION_9)
     pool = PortPool(40000, 40100, choose=lowest_free)
     first = negotiate(body, Mode.AUDIO, address="10.9.0.1", pool=pool, current={},
@@ -216,10 +216,22 @@ def test_negotiation_gives_the_stream_both_keys_and_a_fresh_key_per_answer() -> 
     assert stream.srtp.local_key == answered.key != stream.srtp.remote_key
     assert len(answered.key) == MASTER_KEY_LENGTH
     assert "keys=<hidden>" in repr(stream.srtp)
+    # A refresh with the same key keeps the focus's key; a new key from the phone gets a new one.
     again = negotiate(body, Mode.AUDIO, address="10.9.0.1", pool=pool, current=first.ports,
-                      session_id=1, version=2)  # fmt: skip
-    assert again.streams[0].srtp is not None
-    assert again.streams[0].srtp.local_key != stream.srtp.local_key
+                      session_id=1, version=2, streams=first.streams)  # fmt: skip
+    assert again.streams == first.streams
+    rekeyed = body.replace(b"NzB4d1BINUAvLEw6UzF3WSJ+PSdFcGdUJShpX1Zj", base64.b64encode(KEY))
+    third = negotiate(rekeyed, Mode.AUDIO, address="10.9.0.1", pool=pool, current=first.ports,
+                      session_id=1, version=3, streams=first.streams)  # fmt: skip
+    (rekeyed_stream,) = third.streams
+    assert rekeyed_stream.srtp is not None
+    assert rekeyed_stream.srtp.remote_key == KEY
+    assert rekeyed_stream.srtp.local_key not in (stream.srtp.local_key, KEY)
+    # Without the call's streams (a new call), every answer has a key of its own.
+    other = negotiate(body, Mode.AUDIO, address="10.9.0.1", pool=pool, current={},
+                      session_id=2, version=1)  # fmt: skip
+    assert other.streams[0].srtp is not None
+    assert other.streams[0].srtp.local_key != stream.srtp.local_key
 
 
 def test_a_plain_stream_has_no_keys() -> None:
