@@ -275,6 +275,13 @@ class Phone:
         acfg.mediaConfig.transportConfig.publicAddress = args.bind
         acfg.mediaConfig.transportConfig.port = args.rtp_port or free_even_port(args.bind)
         acfg.mediaConfig.transportConfig.portRange = 200
+        if args.srtp != "disabled":
+            # SDES keys only (no DTLS-SRTP); over plain SIP, as a lab does (in
+            # production the keys need TLS signalling, docs/security.md).
+            acfg.mediaConfig.srtpUse = _SRTP_USE[args.srtp]
+            acfg.mediaConfig.srtpSecureSignaling = 0
+            acfg.mediaConfig.srtpOpt.keyings.clear()
+            acfg.mediaConfig.srtpOpt.keyings.append(pj.PJMEDIA_SRTP_KEYING_SDES)
         return acfg
 
     # -- actions --------------------------------------------------------------------
@@ -625,6 +632,14 @@ def run_cli(phone: Phone, args: argparse.Namespace, stop: list[bool]) -> None:
             return
 
 
+#: pjsua's srtp_use per --srtp value.
+_SRTP_USE = {
+    "disabled": pj.PJMEDIA_SRTP_DISABLED,
+    "optional": pj.PJMEDIA_SRTP_OPTIONAL,
+    "mandatory": pj.PJMEDIA_SRTP_MANDATORY,
+}
+
+
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--user", required=True, help="user part, e.g. alice")
@@ -658,6 +673,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
                         help="offer only this audio codec (PCMU, PCMA, G722...)")  # fmt: skip
     parser.add_argument("--json", action="store_true", help="JSON lines on stdin/stdout (tests)")
     parser.add_argument("--pjsip-log", metavar="FILE", help="PJSIP log (level 5) to FILE")
+    parser.add_argument("--srtp", choices=tuple(_SRTP_USE), default="disabled",
+                        help="SRTP with SDES keys (RTP/SAVP) [disabled]")  # fmt: skip
     return parser.parse_args(argv)
 
 

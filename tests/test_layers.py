@@ -75,7 +75,7 @@ RULES = [
     ),
     (
         "bodies and SDP sit below both servers",
-        ["sdp.py", "resource_lists.py", "conference_info.py", "xmlbody.py", "core.py"],
+        ["sdp.py", "sdes.py", "resource_lists.py", "conference_info.py", "xmlbody.py", "core.py"],
         ("vidim.allocator", "vidim.focus", "vidim.aio", "vidim.store"),
     ),
     (

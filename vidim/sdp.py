@@ -30,6 +30,14 @@ from typing import Any, Literal
 
 import sdp_transform
 
+from .sdes import (
+    CryptoAttribute,
+    CryptoError,
+    KeyFactory,
+    choose_crypto,
+    fresh_key,
+    parse_crypto,
+)
 from .sip.errors import LocalProtocolError, RemoteProtocolError
 from .vocabulary import Capabilities, Mode
 
@@ -66,8 +74,11 @@ _DIRECTIONS: dict[str, Direction] = {
     "recvonly": "recvonly",
     "inactive": "inactive",
 }
-#: The focus forwards plain RTP; SRTP (RTP/SAVP...) and non-RTP streams are rejected.
+#: The focus forwards plain RTP, and SRTP keyed by SDES (RFC 4568) when the
+#: line has an ``a=crypto`` it can use; other streams (DTLS-SRTP's
+#: ``UDP/TLS/RTP/SAVP``, non-RTP) are rejected.
 _RTP_PROTOCOLS = frozenset({"RTP/AVP", "RTP/AVPF"})
+_SRTP_PROTOCOLS = frozenset({"RTP/SAVP", "RTP/SAVPF"})
 
 
 class SDPError(RemoteProtocolError):
@@ -156,6 +167,8 @@ class MediaDescription:
     address: str | None
     rtcp_port: int | None = None
     mid: str | None = None
+    #: The ``a=crypto`` attributes (SDES, RFC 4568), in order; read on RTP/SAVP(F) lines only.
+    crypto: tuple[CryptoAttribute, ...] = ()
 
     @property
     def rejected(self) -> bool:
@@ -166,7 +179,7 @@ class MediaDescription:
 
 _LINE_RE = re.compile(r"[a-z]=[^\x00\r\n]*")
 #: The lines vidim reads from an SDP body: o=, c= and m=, and the attributes
-#: rtpmap, fmtp, rtcp, mid and the direction.  Only these go to sdp-transform,
+#: rtpmap, fmtp, rtcp, mid, crypto and the direction.  Only these go to sdp-transform,
 #: which tries every line against its grammar's rules in turn (fifty for a=):
 #: the rest of a softphone's SDP (ssrc, rtcp-fb, candidates, ptime...) cost
 #: as much again as the lines vidim reads, once per probed invitee and per
@@ -174,7 +187,7 @@ _LINE_RE = re.compile(r"[a-z]=[^\x00\r\n]*")
 #: start with these literal names, so what they give is the same either way
 #: (tests/formats/test_sdp.py checks the grammar for it).
 _READ_LINE_RE = re.compile(
-    r"[ocm]=|a=(?:rtpmap:|fmtp:|rtcp:|mid:|sendrecv|sendonly|recvonly|inactive)"
+    r"[ocm]=|a=(?:rtpmap:|fmtp:|rtcp:|mid:|crypto:|sendrecv|sendonly|recvonly|inactive)"
 )
 _TOKEN_RE = re.compile(r"[!#$%&'*+\-.0-9A-Z^_`a-z{|}~]+")
 
@@ -253,6 +266,20 @@ def _codecs(media: Mapping[str, Any], formats: Sequence[str]) -> tuple[Codec, ..
     return tuple(out)
 
 
+def _crypto(media: Mapping[str, Any]) -> tuple[CryptoAttribute, ...]:
+    """The ``a=crypto`` lines of an m-line; a malformed one is the peer's error (488)."""
+    out: list[CryptoAttribute] = []
+    for entry in media.get("crypto") or ():
+        keys = ("id", "suite", "config", "sessionConfig")
+        fields = [entry.get(key) for key in keys]
+        text = " ".join(str(field) for field in fields if field not in (None, ""))
+        try:
+            out.append(parse_crypto(text))
+        except CryptoError as error:
+            raise SDPError(str(error)) from error
+    return tuple(out)
+
+
 def _parse(body: bytes) -> tuple[dict[str, Any], list[MediaDescription]]:
     """Parse with sdp-transform's grammar and check what it could not."""
     text = _decode(body)
@@ -295,6 +322,7 @@ def _parse(body: bytes) -> tuple[dict[str, Any], list[MediaDescription]]:
                 address=_address(item.get("connection")) or session_address,
                 rtcp_port=_int(rtcp["port"], "rtcp port") if isinstance(rtcp, dict) else None,
                 mid=str(mid) if mid is not None else None,
+                crypto=_crypto(item) if protocol in _SRTP_PROTOCOLS else (),
             )
         )
     return session, media
@@ -343,6 +371,7 @@ def _media_lines(line: MediaDescription) -> list[str]:
     lines.append(f"a={line.direction}")
     if line.mid is not None:
         lines.append(f"a=mid:{line.mid}")
+    lines += [f"a=crypto:{attribute.value()}" for attribute in line.crypto]
     return lines
 
 
@@ -444,6 +473,7 @@ def answer_media(
     ports: Mapping[str, int] | PortAllocator,
     audio_codecs: Sequence[Codec] = AUDIO_CODECS,
     video_codecs: Sequence[Codec] = VIDEO_CODECS,
+    keys: KeyFactory = fresh_key,
 ) -> tuple[MediaDescription, ...]:
     """The m-lines of the focus's answer to ``offered``, allowing exactly what ``mode`` allows.
 
@@ -462,6 +492,15 @@ def answer_media(
     :func:`parse_media` reads from :func:`write_media`'s text, so the focus
     that wrote its answer need not parse it back.
 
+    SRTP (RFC 4568).  An ``RTP/SAVP`` or ``RTP/SAVPF`` line is taken when
+    one of its ``a=crypto`` attributes is usable (:func:`vidim.sdes.choose_crypto`):
+    the answer keeps the protocol and answers that attribute's tag and suite
+    with a key of the focus's own, ``keys(kind, offered_attribute)``: by
+    default fresh for every answer (:func:`vidim.focus.negotiation.negotiate`
+    keeps a stream's key while the participant keeps its own).
+    Without a usable one the line is rejected.  ``RTP/AVP`` stays plain, even
+    with ``a=crypto`` lines (RFC 4568 defines SDES for SAVP only).
+
     Raises :class:`SDPError` (488) when the mode has audio and no audio
     m-line can be taken.
     """
@@ -471,11 +510,12 @@ def answer_media(
     answer: list[MediaDescription] = []
     for index, line in enumerate(offered):
         codec = None
+        crypto = choose_crypto(line.crypto)
         if (
             allowed.get(line.kind, False)
             and line.kind not in taken
             and not line.rejected
-            and line.protocol in _RTP_PROTOCOLS
+            and (line.protocol in _RTP_PROTOCOLS or (line.protocol in _SRTP_PROTOCOLS and crypto))
             and line.address is not None
         ):
             codec = _pick(preferences[line.kind], line.codecs)
@@ -512,6 +552,7 @@ def answer_media(
                 direction=_direction(sends, receives),
                 address=address,
                 mid=line.mid,
+                crypto=(crypto.answered(keys(line.kind, crypto)),) if crypto else (),
             )
         )
     if mode.has_audio and "audio" not in taken:

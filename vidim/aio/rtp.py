@@ -5,14 +5,18 @@ UDP socket per focus port in the plan (RTP and RTCP alike), bound on the
 media address; every datagram that arrives on a port is sent, unchanged
 except for the RTP payload type where the plan says so, to each
 destination of that port's route, out of the destination's ``via_port``
-socket.  No jitter buffer, no SRTP, no parsing beyond the two header bits
-the payload-type rewrite needs.
+socket.  No jitter buffer, no parsing beyond the two header bits the
+payload-type rewrite needs.  SRTP is one hook on each side
+(:class:`vidim.aio.srtp.SrtpPorts`): a packet from an SRTP participant is
+opened after the source check (one that does not authenticate is dropped
+and counted in :attr:`PortStats.unauthenticated`), and one to an SRTP
+participant is protected with its key as it leaves.
 
 Mixed audio.  What arrives on a ``mixed`` route's port (after the source
-check below) goes to :attr:`RtpRelay.on_mixed` (``port, data``), and
+check and SRTP) goes to :attr:`RtpRelay.on_mixed` (``port, data``), and
 :meth:`RtpRelay.send` sends what the mixer returns out of a port to that
-port's participant; :class:`vidim.aio.FocusMedia` wires both to its
-:class:`~vidim.focus.mixers.MixerBank`.
+port's participant (protected when SRTP); :class:`vidim.aio.FocusMedia`
+wires both to its :class:`~vidim.focus.mixers.MixerBank`.
 
 Driving it: :class:`vidim.aio.FocusMedia` applies the focus's plan on
 every :class:`~vidim.focus.MediaPlanChanged`, one plan at a time.
@@ -69,6 +73,7 @@ from dataclasses import dataclass
 
 from ..focus.media import ForwardingPlan, Route
 from ..rtpstats import MediaStats
+from .srtp import SrtpPorts
 
 __all__ = ["PortStats", "PortsUnavailableError", "RtpRelay"]
 
@@ -98,6 +103,9 @@ class PortStats:
     strangers: int = 0
     #: Send errors the OS reported (ICMP port unreachable and the like).
     errors: int = 0
+    #: SRTP/SRTCP datagrams from the participant that did not authenticate
+    #: (wrong key, replayed, not SRTP at all): dropped.
+    unauthenticated: int = 0
 
 
 class _PortProtocol(asyncio.DatagramProtocol):
@@ -175,6 +183,7 @@ class RtpRelay:
         #: Per participant: what its RTCP reports say, and what the relay saw of it (metrics).
         self.media = MediaStats()
         self._plan = ForwardingPlan()
+        self._srtp = SrtpPorts()
         self.on_mixed: Callable[[int, bytes], None] | None = None
         """Called with ``(port, data)`` for what arrives on a mixed route, from its participant;
         without it, such datagrams are dropped."""
@@ -247,6 +256,7 @@ class RtpRelay:
         self._routes = routes
         self._plan = plan
         self.media.plan_applied({(route.participant, route.kind) for route in plan.routes})
+        self._srtp.apply(routes.values())
         for port in list(self._transports.keys() - wanted):
             self._transports.pop(port).close()
 
@@ -256,6 +266,7 @@ class RtpRelay:
             transport.close()
         self._transports.clear()
         self._routes = {}
+        self._srtp.apply(())
         self._latched.clear()
         self._warned.clear()
         self._plan = ForwardingPlan()
@@ -285,12 +296,16 @@ class RtpRelay:
                     extra={"rtp_port": port, "participant": route.participant},
                 )
             return
-        self.media.received(route, data, time.monotonic())
+        plain = self._srtp.unprotect(port, route.rtcp, data)
+        if plain is None:
+            stats.unauthenticated += 1
+            return
+        self.media.received(route, plain, time.monotonic())
         if route.mixed:
             if self.on_mixed is None:
                 stats.dropped += 1
             else:
-                self.on_mixed(port, data)
+                self.on_mixed(port, plain)
             return
         for destination in route.destinations:
             transport = self._transports.get(destination.via_port)
@@ -298,8 +313,12 @@ class RtpRelay:
                 stats.dropped += 1
                 continue
             target = self._latched.get(destination.via_port, (destination.host, destination.port))
-            payload = _rewrite(data, destination.payload_map) if destination.payload_map else data
-            transport.sendto(payload, target)
+            payload = _rewrite(plain, destination.payload_map) if destination.payload_map else plain
+            sent = self._srtp.protect(destination.via_port, route.rtcp, payload)
+            if sent is None:
+                stats.dropped += 1
+                continue
+            transport.sendto(sent, target)
             stats.packets_out += 1
             stats.bytes_out += len(payload)
             if (receiver := self._routes.get(destination.via_port)) is not None:
@@ -318,7 +337,11 @@ class RtpRelay:
         if transport is None or target is None:
             stats.dropped += 1
             return
-        transport.sendto(data, target)
+        sent = self._srtp.protect(port, route is not None and route.rtcp, data)
+        if sent is None:
+            stats.dropped += 1
+            return
+        transport.sendto(sent, target)
         stats.packets_out += 1
         stats.bytes_out += len(data)
         if route is not None:

@@ -46,6 +46,7 @@ import secrets
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 
+from ..sdes import SrtpKeys
 from ..sdp import Codec, MediaDescription
 from ..vocabulary import Mode
 
@@ -173,6 +174,8 @@ class StreamInfo:
     receives: bool = True
     #: ``(codec_key, payload type)`` of the codecs negotiated with this participant.
     payload_types: tuple[tuple[str, int], ...] = ()
+    #: The SRTP keys (SDES) when the stream is ``RTP/SAVP``; None for plain RTP.
+    srtp: SrtpKeys | None = None
 
     @property
     def reachable(self) -> bool:
@@ -214,6 +217,9 @@ class Route:
     destinations: tuple[Destination, ...] = ()
     #: What arrives goes to the conference's audio mixer, not to destinations.
     mixed: bool = False
+    #: The participant's SRTP keys: the relay opens what arrives on this port
+    #: with ``remote_key`` and protects what leaves it with ``local_key``.
+    srtp: SrtpKeys | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -372,8 +378,9 @@ def forwarding_plan(
             remote_rtcp = (host, stream.remote_rtcp_port) if reachable else None
             port, uri, kind = stream.local_port, sender.uri, stream.kind
             mixed = member is not None
-            routes.append(Route(port, uri, kind, False, remote, tuple(rtp), mixed))
-            routes.append(Route(port + 1, uri, kind, True, remote_rtcp, tuple(rtcp), mixed))
+            keys = stream.srtp
+            routes.append(Route(port, uri, kind, False, remote, tuple(rtp), mixed, keys))
+            routes.append(Route(port + 1, uri, kind, True, remote_rtcp, tuple(rtcp), mixed, keys))
     routes.sort(key=lambda route: route.port)
     mixes = (AudioMix(mix, tuple(members)),) if mix is not None and members else ()
     return ForwardingPlan(tuple(routes), mixes)
@@ -386,12 +393,18 @@ def streams_from_sdp(
 
     m-lines are matched by position (RFC 3264); a line the answer rejected
     (port 0) sets up nothing.  The answer's direction is the focus's own:
-    ``sendonly`` means the participant only receives.
+    ``sendonly`` means the participant only receives.  An SRTP stream's keys
+    are the offered ``a=crypto`` whose tag the answer took and the answer's own.
     """
     streams: list[StreamInfo] = []
     for theirs, ours in zip(offer, answer, strict=False):
         if ours.rejected or theirs.rejected:
             continue
+        keys = None
+        for answered in ours.crypto[:1]:
+            offered = next((c for c in theirs.crypto if c.tag == answered.tag), None)
+            if offered is not None:
+                keys = SrtpKeys(answered.suite, answered.key, offered.key)
         streams.append(
             StreamInfo(
                 kind=ours.kind,
@@ -402,6 +415,7 @@ def streams_from_sdp(
                 sends=ours.direction in ("sendrecv", "recvonly"),
                 receives=ours.direction in ("sendrecv", "sendonly"),
                 payload_types=tuple((codec_key(c), c.payload) for c in ours.codecs),
+                srtp=keys,
             )
         )
     return tuple(streams)

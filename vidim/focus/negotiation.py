@@ -11,6 +11,7 @@ import secrets
 from dataclasses import dataclass
 
 from ..resource_lists import RESOURCE_LISTS_TYPE, ListEntry, parse_resource_list
+from ..sdes import CryptoAttribute, new_master_key
 from ..sdp import (
     SDP_TYPE,
     Codec,
@@ -129,6 +130,7 @@ def negotiate(
     current: dict[str, int],
     session_id: int,
     version: int,
+    streams: tuple[StreamInfo, ...] = (),
 ) -> Negotiated:
     """Answer ``offer`` for ``mode``, reusing ``current`` ports and taking new ones from ``pool``.
 
@@ -136,6 +138,12 @@ def negotiate(
     (503 when the pool is empty, the SDP error's otherwise), the ports it
     took given back.  Ports of ``current`` the answer no longer uses are
     *not* released here: the caller does, once the answer is sent.
+
+    SRTP keys: a stream of ``streams`` (the call's current ones) keeps the
+    focus's key while the participant offers the same key and suite again (a
+    session refresh, a hold), so the relay's SRTP sessions go on (RFC 4568
+    section 7.1.4 allows either); a new key from the participant gets a new
+    one from the focus.
     """
     fresh: list[int] = []
     ports: dict[str, int] = {}
@@ -148,11 +156,27 @@ def negotiate(
         ports[kind] = port
         return port
 
+    def key(kind: str, offered: CryptoAttribute) -> bytes:
+        for stream in streams:
+            keys = stream.srtp
+            if keys is not None and (stream.kind, keys.suite, keys.remote_key) == (
+                kind,
+                offered.suite,
+                offered.key,
+            ):
+                return keys.local_key
+        return new_master_key()
+
     try:
         # The offer is parsed once; the answer's lines are not parsed back.
         offered = parse_media(offer)
         media = answer_media(
-            offered, mode, address=address, ports=allocate, audio_codecs=MIXER_AUDIO_CODECS
+            offered,
+            mode,
+            address=address,
+            ports=allocate,
+            audio_codecs=MIXER_AUDIO_CODECS,
+            keys=key,
         )
         answer = write_media(
             media, address=address, session_id=session_id, version=version, username=USERNAME

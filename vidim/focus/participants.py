@@ -216,6 +216,7 @@ class Participants:
                 current=call.ports,
                 session_id=call.session_id,
                 version=call.version + 1,
+                streams=call.streams,
             )
         except RemoteProtocolError as error:
             live = signalling.dialogs.match_request(request)

@@ -22,6 +22,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from ..conference_info import ElementState, UserInfo
+from ..sdes import SrtpKeys
 from ..sip import (
     Address,
     Dialog,
@@ -83,7 +84,13 @@ def _stream(stream: StreamInfo) -> dict[str, Any]:
         "sends": stream.sends,
         "receives": stream.receives,
         "payload_types": [[key, pt] for key, pt in stream.payload_types],
+        **({"srtp": _srtp(stream.srtp)} if stream.srtp is not None else {}),
     }
+
+
+def _srtp(keys: SrtpKeys) -> dict[str, str]:
+    # The keys are as secret as the store: a restarted focus needs them to go on.
+    return {"suite": keys.suite, "local": keys.local_key.hex(), "remote": keys.remote_key.hex()}
 
 
 def _user(user: UserInfo) -> dict[str, Any]:
@@ -189,6 +196,13 @@ def _read_stream(data: dict[str, Any]) -> StreamInfo:
         sends=bool(data["sends"]),
         receives=bool(data["receives"]),
         payload_types=tuple((str(key), int(pt)) for key, pt in data["payload_types"]),
+        srtp=_read_srtp(data["srtp"]) if data.get("srtp") is not None else None,
+    )
+
+
+def _read_srtp(data: dict[str, Any]) -> SrtpKeys:
+    return SrtpKeys(
+        str(data["suite"]), bytes.fromhex(str(data["local"])), bytes.fromhex(str(data["remote"]))
     )
 
 
