@@ -753,37 +753,37 @@ class SipServer(Generic[EventT]):
             return True
         if message.method in ("ACK", "CANCEL") or message.to_addr.tag is not None:
             return True  # part of work in flight
-        if not self._closing and store_failing:
-            self._refuse_store_failing(message, source)
-            return False
-        if not self._closing:
+        if self._closing:
+            retry_after = _SHUTDOWN_RETRY_AFTER
+            self._refuse_503(message, source, retry_after, "shutting down", "Shutting Down")
+        elif store_failing:
+            # A new conference now could not be stored (the WARNING is persistence's).
+            assert self.persistence is not None
+            retry_after = max(1, round(self.persistence.retry_interval * 5))
+            why = "state store unreachable; try again later"
+            self._refuse_503(message, source, retry_after, why)
+        else:
             assert self.overload is not None
             self._refuse_overloaded(message, source, self.overload)
-            return False
-        response = make_response(
-            message,
-            503,
-            "Shutting Down",
-            to_tag=_new_tag(),
-            headers=[
-                ("Retry-After", str(_SHUTDOWN_RETRY_AFTER)),
-                ("Warning", warning_value(self.host, "shutting down")),
-            ],
-        )
-        self._send(response, source)
         return False
 
-    def _refuse_store_failing(self, request: Request, source: Address) -> None:
-        """503: a new conference now could not be stored (the WARNING is persistence's)."""
-        assert self.persistence is not None
+    def _refuse_503(
+        self,
+        request: Request,
+        source: Address,
+        retry_after: int,
+        why: str,
+        reason: str = "Service Unavailable",
+    ) -> None:
+        """503 + Retry-After + a Warning saying ``why``, from the parsed request alone."""
         response = make_response(
             request,
             503,
-            "Service Unavailable",
+            reason,
             to_tag=_new_tag(),
             headers=[
-                ("Retry-After", str(max(1, round(self.persistence.retry_interval * 5)))),
-                ("Warning", warning_value(self.host, "state store unreachable; try again later")),
+                ("Retry-After", str(retry_after)),
+                ("Warning", warning_value(self.host, why)),
             ],
         )
         self._send(response, source)
@@ -801,17 +801,7 @@ class SipServer(Generic[EventT]):
                 guard.episodes,
                 extra={"refused": guard.refused, "episode": guard.episodes},
             )
-        response = make_response(
-            request,
-            503,
-            "Service Unavailable",
-            to_tag=_new_tag(),
-            headers=[
-                ("Retry-After", str(guard.policy.retry_after)),
-                ("Warning", warning_value(self.host, "overloaded; try again later")),
-            ],
-        )
-        self._send(response, source)
+        self._refuse_503(request, source, guard.policy.retry_after, "overloaded; try again later")
 
     def _beat(self, expected: float | None) -> None:
         """The overload guard's heartbeat (every ``policy.beat``): what it costs to measure load.
