@@ -880,7 +880,13 @@ class SipServer(Generic[EventT]):
         try:
             forwarded = forward_request(request, via, source)
         except RemoteProtocolError as error:
-            self._send(make_response(request, error.status_hint, to_tag=_new_tag()), source)
+            self.logger.warning(
+                "not forwarded to %s: %s", _describe(destination), error.reason,
+                extra={"peer": _describe(source), "call_id": request.call_id},
+            )  # fmt: skip
+            warning = ("Warning", warning_value(self.host, error.reason))
+            answer = make_response(request, error.status_hint, to_tag=_new_tag(), headers=[warning])
+            self._send(answer, source)
             return
         self._log_message("forward", request, destination, logging.DEBUG)
         self._send(forwarded, destination)
