@@ -23,6 +23,7 @@ from dataclasses import dataclass
 
 __all__ = [
     "MEDIA_CONTROL_TYPE",
+    "NO_FEEDBACK",
     "KeyframeFeedback",
     "feedback_from_sdp",
     "picture_fast_update_body",
@@ -117,6 +118,10 @@ class KeyframeFeedback:
     def by_rtcp(self) -> bool:
         """False: ask with SIP INFO ``picture_fast_update`` instead (RFC 5168)."""
         return self.pli or self.fir
+
+
+#: A sender that negotiated no RTCP keyframe request (SIP INFO is the way to ask it).
+NO_FEEDBACK = KeyframeFeedback()
 
 
 def feedback_from_sdp(body: bytes, payload_type: int) -> KeyframeFeedback:

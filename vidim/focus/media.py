@@ -49,6 +49,7 @@ from dataclasses import dataclass
 from ..sdes import SrtpKeys
 from ..sdp import Codec, MediaDescription
 from ..vocabulary import Mode
+from .keyframes import NO_FEEDBACK, KeyframeFeedback
 
 #: Encoding names the mixer decodes and encodes: :data:`vidim.focus.codecs.CODECS`
 #: (a test keeps the two equal), written out so that planning never loads FFmpeg.
@@ -176,6 +177,10 @@ class StreamInfo:
     payload_types: tuple[tuple[str, int], ...] = ()
     #: The SRTP keys (SDES) when the stream is ``RTP/SAVP``; None for plain RTP.
     srtp: SrtpKeys | None = None
+    #: The keyframe requests (RTCP PLI, FIR) the answer took for a video stream.
+    feedback: KeyframeFeedback = NO_FEEDBACK
+    #: RTCP shares the RTP port both ways (RFC 5761), as the answer said.
+    rtcp_mux: bool = False
 
     @property
     def reachable(self) -> bool:

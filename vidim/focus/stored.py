@@ -34,6 +34,7 @@ from ..sip import (
 )
 from ..sip.dialog import LocalVia
 from ..vocabulary import Mode
+from .keyframes import KeyframeFeedback
 from .lifecycle import ConferenceState, ParticipantState
 from .media import StreamInfo
 from .negotiation import address_of_record
@@ -85,6 +86,8 @@ def _stream(stream: StreamInfo) -> dict[str, Any]:
         "receives": stream.receives,
         "payload_types": [[key, pt] for key, pt in stream.payload_types],
         **({"srtp": _srtp(stream.srtp)} if stream.srtp is not None else {}),
+        "feedback": {"pli": stream.feedback.pli, "fir": stream.feedback.fir},
+        "rtcp_mux": stream.rtcp_mux,
     }
 
 
@@ -197,6 +200,8 @@ def _read_stream(data: dict[str, Any]) -> StreamInfo:
         receives=bool(data["receives"]),
         payload_types=tuple((str(key), int(pt)) for key, pt in data["payload_types"]),
         srtp=_read_srtp(data["srtp"]) if data.get("srtp") is not None else None,
+        feedback=KeyframeFeedback(**{k: bool(v) for k, v in data.get("feedback", {}).items()}),
+        rtcp_mux=bool(data.get("rtcp_mux", False)),
     )
 
 
