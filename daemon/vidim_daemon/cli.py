@@ -37,10 +37,13 @@ from vidim.aio import (
     serve_forever_until_signal,
 )
 from vidim.aio.ami import AsteriskAmi
+from vidim.aio.focus import MediaEvent
 from vidim.allocator import Allocator, AllocatorConfig, RequestPolicy
 from vidim.allocator import events as allocator_events
 from vidim.focus import ConferenceFocus, FocusConfig
 from vidim.focus import events as focus_events
+from vidim.focus.mixer import SourceChanged
+from vidim.focus.video import VideoEvent
 from vidim.metrics import Metrics
 from vidim.sip import Address, TransactionConfig
 from vidim.store import StateStore, StoreUnavailable, open_store
@@ -157,6 +160,14 @@ def _focus_events(media: FocusMedia) -> Callable[[Any], None]:
         media.on_event(event)
 
     return on_event
+
+
+def _media_event(item: MediaEvent) -> None:
+    """Log what the video switch decides (talker, source, keyframe requests) at INFO, and a
+    mixer's change of source; audio levels (50 a second per speaker) are not logged."""
+    event = item.event
+    if isinstance(event, VideoEvent | SourceChanged):
+        logging.getLogger("vidim.media").info("%s in %s", event, item.conference)
 
 
 def _counted(on_event: Callable[[Any], None], metrics: Metrics | None) -> Callable[[Any], None]:
@@ -435,7 +446,9 @@ async def _focus_server(
     namespace = _focus_namespace(config)
     restored = await restore_core(store, focus, time.time(), log, namespace=namespace)
     log.info("built-in focus: %d conference(s) restored from %s", restored, config.store)
-    media = FocusMedia(focus, RtpRelay(config.media_address), logger=log)
+    media = FocusMedia(
+        focus, RtpRelay(config.media_address), logger=log, on_media_event=_media_event
+    )
     server = SipServer(
         focus,
         host=config.focus_listen.host,

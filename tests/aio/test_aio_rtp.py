@@ -278,7 +278,7 @@ async def mixed_scenario() -> None:
 
     # Bob's SDP names port 9: with latching, his first packet says where he is.
     plan = forwarding_plan(
-        [ParticipantMedia("sip:bob@x", Mode.AUDIO, (audio(100, 9),))], mix="sip:conf@x"
+        [ParticipantMedia("sip:bob@x", Mode.AUDIO, (audio(100, 9),))], conference="sip:conf@x"
     )
     relay = RtpRelay("127.0.0.1", latching=True, ephemeral=True)
     taken: asyncio.Queue[tuple[int, bytes]] = asyncio.Queue()
@@ -289,7 +289,7 @@ async def mixed_scenario() -> None:
         bob_t.sendto(rtp(0, 1), relay.address(100))  # latched, but nobody takes mixed media
         await asyncio.wait_for(until(lambda: relay.totals().packets_in == 1), WAIT)
         assert relay.stats()[100].dropped == 1
-        relay.on_mixed = lambda port, data: taken.put_nowait((port, data))
+        relay.on_terminated = lambda port, data: taken.put_nowait((port, data))
         bob_t.sendto(rtp(0, 2), relay.address(100))
         assert await asyncio.wait_for(taken.get(), WAIT) == (100, rtp(0, 2))
         stranger_t.sendto(rtp(0, 3), relay.address(100))  # from elsewhere: never mixed

@@ -341,7 +341,7 @@ def test_media_plan_follows_modes() -> None:
     routes = plan.as_dict()
     # Audio is mixed: every audio port goes to the mixer, none is forwarded.
     for port in (40000, 40001, 40004, 40005, 40006, 40007):
-        assert routes[port].mixed
+        assert routes[port].terminated
         assert routes[port].destinations == ()
     [mix] = plan.mixes
     members = {m.participant: (m.mode, m.port, m.codec, m.sends, m.receives) for m in mix.members}
@@ -350,10 +350,44 @@ def test_media_plan_follows_modes() -> None:
         CAROL: (Mode.AUDIO, 40004, "pcmu/8000/1", True, True),
         DAVE: (Mode.WATCH, 40006, "pcmu/8000/1", False, True),  # watch: its audio is not taken
     }
-    # bob's video 40002 -> dave only (carol is audio); dave (watch) is never forwarded.
-    assert not routes[40002].mixed
-    assert {(d.via_port, d.port) for d in routes[40002].destinations} == {(40008, 6022)}
-    assert routes[40008].destinations == ()
+    # Video is switched: bob's and dave's video ports go to the switch (carol has none).
+    for port in (40002, 40003, 40008, 40009):
+        assert routes[port].terminated
+        assert routes[port].destinations == ()
+    [switch] = plan.switches
+    viewers = {m.participant: (m.mode, m.port, m.codec.name, m.sends) for m in switch.members}
+    assert viewers == {
+        BOB: (Mode.VIDEO, 40002, "vp8", True),
+        DAVE: (Mode.WATCH, 40008, "vp8", False),  # watch: its video is not taken
+    }
+
+
+def test_the_first_video_participants_codec_is_the_conferences() -> None:
+    """Video is forwarded, not transcoded: later phones get the first one's codec."""
+    net, focus, _node, allocator = created()
+    h264_only = re.sub(rb"m=video (\d+) RTP/AVP 97 98 99", rb"m=video \1 RTP/AVP 98",
+                       baresip_offer(6000, 6002))  # fmt: skip
+    join(net, allocator, BOB, 6000, h264_only)
+    join(net, allocator, DAVE, 6020, baresip_offer(6020, 6022))  # offers VP8 and H.264
+    [switch] = focus.forwarding_plan.switches
+    codecs = {m.participant: (m.codec.name, m.codec.payload) for m in switch.members}
+    assert codecs == {BOB: ("h264", 98), DAVE: ("h264", 98)}  # not the focus's own first, VP8
+
+
+def test_a_keyframe_asked_by_sip_info_goes_in_the_participants_dialog() -> None:
+    """RFC 5168: for a phone that negotiated no RTCP PLI/FIR; nothing for a call gone."""
+    net, focus, _node, allocator = created()
+    bob = join(net, allocator, BOB, 6000, baresip_offer(6000, 6002))
+    [switch] = focus.forwarding_plan.switches
+    focus.request_keyframe(switch.conference, BOB, net.now)
+    focus.request_keyframe(switch.conference, CAROL, net.now)  # not in the conference
+    focus.request_keyframe("sip:nobody@focus", BOB, net.now)
+    net.advance()
+    [info] = [r for r in bob.requests if r.method == "INFO"]
+    assert bob.dialog is not None
+    assert info.call_id == bob.dialog.id.call_id
+    assert info.headers.get("content-type") == "application/media_control+xml"
+    assert b"<picture_fast_update/>" in info.body
 
 
 # -- roster ---------------------------------------------------------------------------------

@@ -24,7 +24,7 @@ def audio(local: int, *, codec: str = "pcmu/8000/1", pt: int = 0, **kw: bool) ->
 
 def mixes(*people: tuple[str, Mode, StreamInfo]) -> tuple[AudioMix, ...]:
     plan = forwarding_plan(
-        (ParticipantMedia(uri, mode, (stream,)) for uri, mode, stream in people), mix=CONF
+        (ParticipantMedia(uri, mode, (stream,)) for uri, mode, stream in people), conference=CONF
     )
     return plan.mixes
 

@@ -16,12 +16,19 @@ besides a :class:`SipServer`::
     ...
     await media.close()
 
-Audio is mixed: :class:`FocusMedia` keeps a
-:class:`~vidim.focus.mixers.MixerBank` in step with the plan's mixes, hands
-it what the relay receives on mixed ports (:attr:`RtpRelay.on_mixed`), runs
-its 20 ms tick on the loop's timer (``loop.call_at``, the loop's clock) and
-sends what it returns through the relay (:meth:`RtpRelay.send`).  The
-mixers' events (audio levels, source changes) go to ``on_mixer_event``.
+Audio is mixed and video switched: :class:`FocusMedia` keeps a
+:class:`~vidim.focus.mixers.MixerBank` and a
+:class:`~vidim.focus.switches.SwitchBank` in step with the plan's mixes and
+switches, hands them what the relay receives on terminated ports
+(:attr:`RtpRelay.on_terminated`), runs their timers (the mixers' 20 ms tick,
+the switches' hysteresis, retries and reports) on the loop's timer
+(``loop.call_at``, the loop's clock) and sends what they return through the
+relay (:meth:`RtpRelay.send`).  Each mixer's audio levels go to the same
+conference's switch: who speaks is who is shown.  A switch's wish for a
+keyframe by SIP INFO (:class:`~vidim.focus.video.PictureFastUpdateWanted`)
+goes to the focus (:meth:`~vidim.focus.ConferenceFocus.request_keyframe`)
+and out through the attached server.  Every mixer and switch event goes to
+``on_media_event``.
 
 Plans are applied one at a time, and the one applied last is always the
 focus's plan at the time: a burst of changes while the relay is binding
@@ -45,12 +52,17 @@ from typing import Any, Protocol
 
 from ..focus.events import FocusEvent, MediaPlanChanged
 from ..focus.media import ForwardingPlan
-from ..focus.mixer import PacketRefused
+from ..focus.mixer import AudioLevelMeasured, PacketRefused
 from ..focus.mixers import ConferenceMixerEvent, MixerBank
+from ..focus.switches import ConferenceVideoEvent, SwitchBank
+from ..focus.video import PictureFastUpdateWanted
 from .rtp import PortsUnavailableError, RtpRelay
 from .server import SipServer
 
-__all__ = ["FocusMedia", "PlanSource"]
+__all__ = ["FocusMedia", "MediaEvent", "PlanSource"]
+
+#: What ``on_media_event`` is given: a mixer's or a video switch's event, with its conference.
+MediaEvent = ConferenceMixerEvent | ConferenceVideoEvent
 
 
 class PlanSource(Protocol):
@@ -60,6 +72,8 @@ class PlanSource(Protocol):
     def forwarding_plan(self) -> ForwardingPlan: ...
 
     def ports_unavailable(self, errors: Mapping[int, str], now: float) -> None: ...
+
+    def request_keyframe(self, conference_uri: str, participant: str, now: float) -> None: ...
 
 
 class FocusMedia:
@@ -71,7 +85,9 @@ class FocusMedia:
         logger: where a plan that cannot be bound is reported (the previous
             plan stays in force); ``logging.getLogger("vidim.aio")`` by default.
         mixers: the conferences' audio mixers (a default :class:`MixerBank`).
-        on_mixer_event: called with each mixer event (sync), e.g. audio levels.
+        switches: the conferences' video switches (a default :class:`SwitchBank`).
+        on_media_event: called with each mixer and switch event (sync), e.g.
+            audio levels, talker changes.
     """
 
     def __init__(
@@ -81,19 +97,21 @@ class FocusMedia:
         *,
         logger: logging.Logger | None = None,
         mixers: MixerBank | None = None,
-        on_mixer_event: Callable[[ConferenceMixerEvent], None] | None = None,
+        switches: SwitchBank | None = None,
+        on_media_event: Callable[[MediaEvent], None] | None = None,
     ) -> None:
         self.focus = focus
         self.relay = relay
         self.logger = logger if logger is not None else logging.getLogger("vidim.aio")
         self.mixers = mixers if mixers is not None else MixerBank()
-        self.on_mixer_event = on_mixer_event
+        self.switches = switches if switches is not None else SwitchBank()
+        self.on_media_event = on_media_event
         self._server: SipServer[Any] | None = None
         self._stale = False
         self._applying: asyncio.Task[None] | None = None
         self._tick: asyncio.TimerHandle | None = None
         self._clock_set = False
-        relay.on_mixed = self._mixed_received
+        relay.on_terminated = self._terminated_received
 
     def attach(self, server: SipServer[Any]) -> None:
         """The server that runs the focus: through it, a port that cannot be bound ends its call.
@@ -130,49 +148,82 @@ class FocusMedia:
         finally:
             self._applying = None
 
-    # -- the mixers ----------------------------------------------------------------------
+    # -- the mixers and switches -----------------------------------------------------------
 
     def _now(self) -> float:
         loop = asyncio.get_running_loop()
         if not self._clock_set:  # sender reports need the wall clock of the loop's time
-            self.mixers.ntp_offset = time.time() - loop.time()
+            self.mixers.ntp_offset = self.switches.ntp_offset = time.time() - loop.time()
             self._clock_set = True
         return loop.time()
 
     def _apply_mixes(self, plan: ForwardingPlan) -> None:
-        self.mixers.apply(plan.mixes, self._now())
-        self._flush()
+        now = self._now()
+        self.mixers.apply(plan.mixes, now)
+        self.switches.apply(plan.switches, now)
+        self._flush(now)
         self._schedule()
 
-    def _mixed_received(self, port: int, data: bytes) -> None:
-        self.mixers.receive_datagram(port, data, self._now())
-        self._flush()
+    def _terminated_received(self, port: int, data: bytes) -> None:
+        now = self._now()
+        if port in self.switches:
+            self.switches.receive_datagram(port, data, now)
+            self._flush(now)
+            self._schedule()  # video may bring a deadline nearer (a request's retry, a report)
+        else:
+            self.mixers.receive_datagram(port, data, now)  # never moves the mixers' tick
+            self._flush(now)
 
     def _on_tick(self, due: float) -> None:
         self._tick = None
-        # call_at may run a hair before its time: never hand the mixers a time before it.
-        self.mixers.handle_timer(max(self._now(), due))
-        self._flush()
+        # call_at may run a hair before its time: never hand the cores a time before it.
+        now = max(self._now(), due)
+        self.mixers.handle_timer(now)
+        self.switches.handle_timer(now)
+        self._flush(now)
         self._schedule()
 
-    def _flush(self) -> None:
-        """Send what the mixers produced, pass on their events."""
+    def _flush(self, now: float) -> None:
+        """Send what the mixers and switches produced, pass on their events."""
         for port, data in self.mixers.datagrams_to_send():
             self.relay.send(port, data)
         for item in self.mixers.events():
-            if isinstance(item.event, PacketRefused):
-                self.logger.debug(
-                    "audio mixer: dropped a packet of %s in %s: %s",
-                    item.event.participant,
-                    item.conference,
-                    item.event.reason,
-                )
-            if self.on_mixer_event is not None:
-                self.on_mixer_event(item)
+            if isinstance(item.event, AudioLevelMeasured):
+                event = item.event
+                self.switches.audio_level(item.conference, event.participant, event.level, now)
+            self._pass_on(item)
+        for port, data in self.switches.datagrams_to_send():
+            self.relay.send(port, data)
+        for video in self.switches.events():
+            if isinstance(video.event, PictureFastUpdateWanted):
+                self._picture_fast_update(video.conference, video.event.participant)
+            self._pass_on(video)
+
+    def _pass_on(self, item: MediaEvent) -> None:
+        if isinstance(item.event, PacketRefused):
+            self.logger.debug(
+                "media: dropped a packet of %s in %s: %s",
+                item.event.participant,
+                item.conference,
+                item.event.reason,
+            )
+        if self.on_media_event is not None:
+            self.on_media_event(item)
+
+    def _picture_fast_update(self, conference: str, participant: str) -> None:
+        """A keyframe asked of a phone by SIP INFO: sent through the server, if attached."""
+        server = self._server
+        if server is None:
+            self.logger.debug("video: no server attached to ask %s for a keyframe", participant)
+            return
+        self.focus.request_keyframe(conference, participant, server.now())
+        server.transmit()
 
     def _schedule(self) -> None:
-        """The loop's timer at the mixers' next tick (a datagram received never moves it)."""
-        due = self.mixers.get_timer()
+        """The loop's timer at the earliest deadline of the mixers (the tick) and switches."""
+        timers = (self.mixers.get_timer(), self.switches.get_timer())
+        deadlines = [t for t in timers if t is not None]
+        due = min(deadlines, default=None)
         if self._tick is not None and (due is None or self._tick.when() != due):
             self._tick.cancel()
             self._tick = None

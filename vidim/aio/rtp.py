@@ -12,11 +12,13 @@ opened after the source check (one that does not authenticate is dropped
 and counted in :attr:`PortStats.unauthenticated`), and one to an SRTP
 participant is protected with its key as it leaves.
 
-Mixed audio.  What arrives on a ``mixed`` route's port (after the source
-check and SRTP) goes to :attr:`RtpRelay.on_mixed` (``port, data``), and
-:meth:`RtpRelay.send` sends what the mixer returns out of a port to that
+Terminated media (mixed audio, switched video).  What arrives on a
+``terminated`` route's port (after the source check and SRTP) goes to
+:attr:`RtpRelay.on_terminated` (``port, data``), and :meth:`RtpRelay.send`
+sends what the mixer or the video switch returns out of a port to that
 port's participant (protected when SRTP); :class:`vidim.aio.FocusMedia`
-wires both to its :class:`~vidim.focus.mixers.MixerBank`.
+wires both to its :class:`~vidim.focus.mixers.MixerBank` and
+:class:`~vidim.focus.switches.SwitchBank`.
 
 Driving it: :class:`vidim.aio.FocusMedia` applies the focus's plan on
 every :class:`~vidim.focus.MediaPlanChanged`, one plan at a time.
@@ -184,9 +186,9 @@ class RtpRelay:
         self.media = MediaStats()
         self._plan = ForwardingPlan()
         self._srtp = SrtpPorts()
-        self.on_mixed: Callable[[int, bytes], None] | None = None
-        """Called with ``(port, data)`` for what arrives on a mixed route, from its participant;
-        without it, such datagrams are dropped."""
+        self.on_terminated: Callable[[int, bytes], None] | None = None
+        """Called with ``(port, data)`` for what arrives on a terminated route, from its
+        participant; without it, such datagrams are dropped."""
 
     @property
     def plan(self) -> ForwardingPlan:
@@ -301,11 +303,11 @@ class RtpRelay:
             stats.unauthenticated += 1
             return
         self.media.received(route, plain, time.monotonic())
-        if route.mixed:
-            if self.on_mixed is None:
+        if route.terminated:
+            if self.on_terminated is None:
                 stats.dropped += 1
             else:
-                self.on_mixed(port, plain)
+                self.on_terminated(port, plain)
             return
         for destination in route.destinations:
             transport = self._transports.get(destination.via_port)

@@ -94,6 +94,7 @@ from .events import (
     MessageIgnored,
     MessageNotSent,
 )
+from .keyframes import MEDIA_CONTROL_TYPE, picture_fast_update_body
 from .lifecycle import ConferenceInput, ConferenceState, ParticipantInput
 from .media import ForwardingPlan, PortPool
 from .participants import Participants
@@ -307,6 +308,29 @@ class ConferenceFocus(SipCoreBase[FocusEvent]):
                 self._signalling.send_in_dialog(call.dialog, call.source, "BYE", now)
                 reason = f"media port {port} unavailable"
                 self._leave(conference, call, ParticipantInput.NO_MEDIA_PORT, reason, now)
+        self._drain(now)
+
+    def request_keyframe(self, conference_uri: str, participant: str, now: float) -> None:
+        """Ask a participant's video encoder for a keyframe with SIP INFO (RFC 5168).
+
+        For the video switch's
+        :class:`~vidim.focus.video.PictureFastUpdateWanted`: the phone
+        negotiated no RTCP PLI or FIR.  Nothing is sent for a call that has
+        gone meanwhile; the answer to the INFO is not waited for (the switch
+        asks again while the keyframe does not come).
+        """
+        conference = self._find(conference_uri)
+        call = conference.calls.get(participant) if conference is not None else None
+        if call is None:
+            return
+        self._signalling.send_in_dialog(
+            call.dialog,
+            call.source,
+            "INFO",
+            now,
+            body=picture_fast_update_body(),
+            content_type=MEDIA_CONTROL_TYPE,
+        )
         self._drain(now)
 
     def end_conference(self, conference_uri: str, now: float, reason: str = "ended") -> None:

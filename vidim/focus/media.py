@@ -1,13 +1,18 @@
 """The built-in focus's media: RTP port pairs and the forwarding plan, as pure data.
 
-Audio is mixed: each conference's audio streams are the members of its
-:class:`AudioMix`, and what arrives on their ports goes to the conference's
+The built-in focus terminates its conferences' media: each conference's
+audio streams are the members of its :class:`AudioMix`, and what arrives on
+their ports goes to the conference's
 :class:`~vidim.focus.mixer.AudioMixer` (:mod:`vidim.focus.mixers`), which
-sends each listener one stream of the others.  Video is forwarded: each RTP
-(and RTCP) packet a participant sends goes to every other participant
-allowed to receive it.  What goes where is decided here, from the streams
-negotiated in the SDP, by a pure function (:func:`forwarding_plan`);
-:mod:`vidim.aio.rtp` only applies the result to sockets.
+sends each listener one stream of the others; its video streams are the
+members of its :class:`SwitchedVideo`, whose
+:class:`~vidim.focus.video.VideoSwitch` (:mod:`vidim.focus.switches`) sends
+each viewer one stream, the speaker's.  A stream in a codec the mixer does
+not have is forwarded: each RTP (and RTCP) packet goes to every other
+participant allowed to receive it, as an external focus's relay would.
+What goes where is decided here, from the streams negotiated in the SDP, by
+a pure function (:func:`forwarding_plan`); :mod:`vidim.aio.rtp` only
+applies the result to sockets.
 
 Ports.  The focus gives each stream of each participant a pair of its own
 local ports (RTP even, RTCP = RTP + 1, RFC 3550 section 11), from a
@@ -17,8 +22,8 @@ out of Carol's own port, so a softphone that checks or learns the source
 address of incoming RTP (symmetric RTP, pjmedia's "remote address switch")
 keeps talking to the port it was given, never to Bob's.
 
-Rules for forwarding (DESIGN.md, "Communication modes"; the mixer keeps the
-same ones for audio):
+Rules for forwarding (DESIGN.md, "Communication modes"; the mixer and the
+video switch keep the same ones):
 
 * audio from a participant whose mode sends (``video``, ``audio``) goes to
   every other participant with audio (``video``, ``audio``, ``watch``);
@@ -65,6 +70,8 @@ __all__ = [
     "PortsExhaustedError",
     "Route",
     "StreamInfo",
+    "SwitchMember",
+    "SwitchedVideo",
     "codec_key",
     "forwarding_plan",
     "lowest_free",
@@ -220,8 +227,9 @@ class Route:
     #: The participant's address for this port, from its SDP (latching may replace it).
     remote: tuple[str, int] | None
     destinations: tuple[Destination, ...] = ()
-    #: What arrives goes to the conference's audio mixer, not to destinations.
-    mixed: bool = False
+    #: What arrives goes to the conference's audio mixer or video switch, not to
+    #: destinations: the focus terminates this stream.
+    terminated: bool = False
     #: The participant's SRTP keys: the relay opens what arrives on this port
     #: with ``remote_key`` and protects what leaves it with ``local_key``.
     srtp: SrtpKeys | None = None
@@ -253,14 +261,42 @@ class AudioMix:
 
 
 @dataclass(frozen=True, slots=True)
+class SwitchMember:
+    """A participant's video stream in its conference's video switch."""
+
+    participant: str
+    mode: Mode
+    #: The focus's RTP port of the stream (RTCP is ``port + 1``): where its
+    #: packets arrive and where the video shown to it leaves from.
+    port: int
+    #: The negotiated video codec, with this participant's payload type.
+    codec: Codec
+    #: The keyframe requests it negotiated (none: SIP INFO, RFC 5168).
+    feedback: KeyframeFeedback = NO_FEEDBACK
+    #: As in :class:`StreamInfo`: it sends video to the focus / accepts video from it.
+    sends: bool = True
+    receives: bool = True
+
+
+@dataclass(frozen=True, slots=True)
+class SwitchedVideo:
+    """One conference's video switch: who is in it (see :mod:`vidim.focus.switches`)."""
+
+    conference: str
+    members: tuple[SwitchMember, ...] = ()
+
+
+@dataclass(frozen=True, slots=True)
 class ForwardingPlan:
     """Every focus port in use and what arrives there goes to; ports are unique.
 
-    ``mixes``: the audio mixer of each conference whose audio is mixed.
+    ``mixes``: the audio mixer of each conference whose audio is mixed;
+    ``switches``: the video switch of each conference whose video is switched.
     """
 
     routes: tuple[Route, ...] = ()
     mixes: tuple[AudioMix, ...] = ()
+    switches: tuple[SwitchedVideo, ...] = ()
 
     @property
     def ports(self) -> frozenset[int]:
@@ -277,13 +313,16 @@ class ForwardingPlan:
         """One plan for several conferences (their ports never overlap)."""
         merged: dict[int, Route] = {}
         mixes: list[AudioMix] = []
+        switches: list[SwitchedVideo] = []
         for plan in plans:
             mixes.extend(plan.mixes)
+            switches.extend(plan.switches)
             for route in plan.routes:
                 if route.port in merged:
                     raise ValueError(f"port {route.port} is in two plans")
                 merged[route.port] = route
-        return cls(tuple(merged[port] for port in sorted(merged)), tuple(mixes))
+        routes = tuple(merged[port] for port in sorted(merged))
+        return cls(routes, tuple(mixes), tuple(switches))
 
 
 def _may_send(mode: Mode, kind: str) -> bool:
@@ -325,8 +364,29 @@ def _mix_member(sender: ParticipantMedia, stream: StreamInfo) -> MixMember | Non
     return None
 
 
+def _switch_member(sender: ParticipantMedia, stream: StreamInfo) -> SwitchMember | None:
+    """The stream as a video switch input/output, in the codec it negotiated.
+
+    The focus answers H.264 with its own fmtp only (packetization mode 1,
+    :data:`vidim.sdp.VIDEO_CODECS`), so the codec's name says all the switch
+    must match between a source and a viewer.
+    """
+    for key, payload_type in stream.payload_types[:1]:
+        name, rate, channels = key.split("/")
+        return SwitchMember(
+            participant=sender.uri,
+            mode=sender.mode,
+            port=stream.local_port,
+            codec=Codec(payload_type, name, int(rate), int(channels)),
+            feedback=stream.feedback,
+            sends=stream.sends,
+            receives=stream.receives,
+        )
+    return None
+
+
 def forwarding_plan(
-    participants: Iterable[ParticipantMedia], *, mix: str | None = None
+    participants: Iterable[ParticipantMedia], *, conference: str | None = None
 ) -> ForwardingPlan:
     """Where every packet arriving at the focus goes (see the module docstring for the rules).
 
@@ -334,22 +394,28 @@ def forwarding_plan(
     nothing of it is forwarded, so that the relay has a socket to send to
     that participant from.
 
-    ``mix``: the conference's URI when its audio is mixed (the built-in
-    focus's way): audio routes are then ``mixed`` (no destinations) and the
-    plan's :class:`AudioMix` lists every audio stream in a codec the mixer
-    has; an audio stream in another codec is forwarded as before.  Without
-    it, audio is forwarded like video.
+    ``conference``: the conference's URI when the focus terminates its
+    media (the built-in focus's way): audio routes in a codec the mixer has
+    and every video route are then ``terminated`` (no destinations), listed
+    in the plan's :class:`AudioMix` and :class:`SwitchedVideo`; an audio
+    stream in another codec is forwarded as before.  Without it, everything
+    is forwarded.
     """
     people = list(participants)
     routes: list[Route] = []
     members: list[MixMember] = []
+    viewers: list[SwitchMember] = []
     for index, sender in enumerate(people):
         for stream in sender.streams:
-            member = None
-            if mix is not None and stream.kind == "audio":
+            member: MixMember | SwitchMember | None = None
+            if conference is not None and stream.kind == "audio":
                 member = _mix_member(sender, stream)
-            if member is not None:
+            elif conference is not None and stream.kind == "video":
+                member = _switch_member(sender, stream)
+            if isinstance(member, MixMember):
                 members.append(member)
+            elif member is not None:
+                viewers.append(member)
             rtp: list[Destination] = []
             rtcp: list[Destination] = []
             if member is None and _may_send(sender.mode, stream.kind) and stream.sends:
@@ -382,13 +448,16 @@ def forwarding_plan(
             remote = (host, stream.remote_port) if reachable else None
             remote_rtcp = (host, stream.remote_rtcp_port) if reachable else None
             port, uri, kind = stream.local_port, sender.uri, stream.kind
-            mixed = member is not None
+            ended = member is not None
             keys = stream.srtp
-            routes.append(Route(port, uri, kind, False, remote, tuple(rtp), mixed, keys))
-            routes.append(Route(port + 1, uri, kind, True, remote_rtcp, tuple(rtcp), mixed, keys))
+            routes.append(Route(port, uri, kind, False, remote, tuple(rtp), ended, keys))
+            routes.append(Route(port + 1, uri, kind, True, remote_rtcp, tuple(rtcp), ended, keys))
     routes.sort(key=lambda route: route.port)
-    mixes = (AudioMix(mix, tuple(members)),) if mix is not None and members else ()
-    return ForwardingPlan(tuple(routes), mixes)
+    mixes = (AudioMix(conference, tuple(members)),) if conference is not None and members else ()
+    switches: tuple[SwitchedVideo, ...] = ()
+    if conference is not None and viewers:
+        switches = (SwitchedVideo(conference, tuple(viewers)),)
+    return ForwardingPlan(tuple(routes), mixes, switches)
 
 
 def streams_from_sdp(

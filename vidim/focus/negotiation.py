@@ -8,12 +8,14 @@ invitee's mode (:func:`vidim.sdp.build_answer`) on ports from the pool.
 from __future__ import annotations
 
 import secrets
+from collections.abc import Iterable
 from dataclasses import dataclass
 
 from ..resource_lists import RESOURCE_LISTS_TYPE, ListEntry, parse_resource_list
 from ..sdes import CryptoAttribute, new_master_key
 from ..sdp import (
     SDP_TYPE,
+    VIDEO_CODECS,
     Codec,
     SDPError,
     answer_media,
@@ -24,7 +26,7 @@ from ..sdp import (
 )
 from ..sip import RemoteProtocolError, Request, SIPParseError, SipURI, parse_uri
 from ..vocabulary import Mode
-from .media import PortPool, PortsExhaustedError, StreamInfo, streams_from_sdp
+from .media import PortPool, PortsExhaustedError, StreamInfo, codec_key, streams_from_sdp
 
 __all__ = [
     "MIXER_AUDIO_CODECS",
@@ -36,6 +38,7 @@ __all__ = [
     "new_session_id",
     "reversion",
     "sdp_part",
+    "video_codecs_for",
 ]
 
 #: The o= line's username in every SDP of the focus.
@@ -51,6 +54,20 @@ MIXER_AUDIO_CODECS: tuple[Codec, ...] = (
     Codec(9, "G722", 8000),
     Codec(111, "opus", 48000, 2),
 )
+
+
+def video_codecs_for(streams: Iterable[StreamInfo]) -> tuple[Codec, ...]:
+    """The focus's video codecs for a new participant: the conference's own first.
+
+    Video is forwarded, not transcoded, so a conference's video codec is the
+    one its first video participant got (``streams``: the conference's
+    streams, in the order the participants joined); a phone that offers it
+    gets it, a phone without it gets another codec the focus has, and then
+    sees and is seen only by participants with that codec (docs/focus.md).
+    """
+    first = next((s.payload_types[0][0] for s in streams
+                  if s.kind == "video" and s.payload_types), None)  # fmt: skip
+    return tuple(sorted(VIDEO_CODECS, key=lambda codec: codec_key(codec) != first))
 
 
 def new_session_id() -> int:
@@ -131,6 +148,7 @@ def negotiate(
     session_id: int,
     version: int,
     streams: tuple[StreamInfo, ...] = (),
+    video_codecs: tuple[Codec, ...] = VIDEO_CODECS,
 ) -> Negotiated:
     """Answer ``offer`` for ``mode``, reusing ``current`` ports and taking new ones from ``pool``.
 
@@ -144,6 +162,9 @@ def negotiate(
     session refresh, a hold), so the relay's SRTP sessions go on (RFC 4568
     section 7.1.4 allows either); a new key from the participant gets a new
     one from the focus.
+
+    ``video_codecs``: the focus's video codecs in the order it prefers them
+    (:func:`video_codecs_for` puts the conference's own first).
     """
     fresh: list[int] = []
     ports: dict[str, int] = {}
@@ -176,6 +197,7 @@ def negotiate(
             address=address,
             ports=allocate,
             audio_codecs=MIXER_AUDIO_CODECS,
+            video_codecs=video_codecs,
             keys=key,
         )
         answer = write_media(

@@ -14,7 +14,7 @@ import dataclasses
 from collections.abc import Iterable
 
 from ..conference_info import UserInfo
-from ..sdp import SDP_TYPE
+from ..sdp import SDP_TYPE, Codec
 from ..sip import (
     Address,
     RemoteProtocolError,
@@ -29,7 +29,7 @@ from .config import NOT_INVITED
 from .events import MediaPlanChanged, ParticipantAdmitted, ParticipantLeft, ParticipantRefused
 from .lifecycle import ConferenceInput, ParticipantInput
 from .media import ParticipantMedia, PortPool, forwarding_plan
-from .negotiation import negotiate, new_session_id, reversion, sdp_part
+from .negotiation import negotiate, new_session_id, reversion, sdp_part, video_codecs_for
 from .records import Call, Conference, Leg, Owner
 from .signalling import ALLOW, POLICY, Signalling
 from .subscriptions import Subscriptions
@@ -108,6 +108,7 @@ class Participants:
                 current={},
                 session_id=session_id,
                 version=1,
+                video_codecs=self._video_codecs(conference, invitee.uri),
             )
         except RemoteProtocolError as error:
             self.refuse(
@@ -164,6 +165,14 @@ class Participants:
         self._subscriptions.notify_all(conference, [user], now)
         self.replan(conference)
 
+    @staticmethod
+    def _video_codecs(conference: Conference, uri: str) -> tuple[Codec, ...]:
+        """The focus's video codecs for ``uri``, the conference's (the others') first."""
+        return video_codecs_for(
+            stream for other in conference.calls.values() if other.uri != uri
+            for stream in other.streams
+        )  # fmt: skip
+
     def _answer(
         self, conference: Conference, call: Call, request: Request, response: Response, now: float
     ) -> None:
@@ -217,6 +226,7 @@ class Participants:
                 session_id=call.session_id,
                 version=call.version + 1,
                 streams=call.streams,
+                video_codecs=self._video_codecs(conference, call.uri),
             )
         except RemoteProtocolError as error:
             live = signalling.dialogs.match_request(request)
@@ -275,7 +285,7 @@ class Participants:
                 ParticipantMedia(uri=c.uri, mode=c.mode, streams=c.streams)
                 for c in conference.calls.values()
             ),
-            mix=conference.uri,
+            conference=conference.uri,
         )
         if plan != conference.plan:
             conference.plan = plan
