@@ -122,6 +122,7 @@ class Baresip:
     sip_port: int
     ctrl_port: int
     rtp_ports: tuple[int, int]
+    video_size: str = "176x144"  # what its fakevideo camera sends (a receiver can tell whose)
     proc: subprocess.Popen[bytes] | None = None
     _out: list[str] = field(default_factory=list)
     _ctrl: socket.socket | None = None
@@ -150,7 +151,7 @@ class Baresip:
                     "ausrc_channels\t\t2",
                     "video_source\t\tfakevideo,nil",
                     "video_display\t\tfakevideo,nil",
-                    "video_size\t\t176x144",
+                    f"video_size\t\t{self.video_size}",
                     "video_bitrate\t\t128000",
                     "video_fps\t\t10.00",
                     f"module_path\t\t{MODULE_DIR}",
@@ -159,6 +160,7 @@ class Baresip:
                     "module\t\t\talsa.so",
                     "module\t\t\tfakevideo.so",
                     "module\t\t\tvp8.so",
+                    "module\t\t\tsnapshot.so",
                     "module_app\t\taccount.so",
                     "module_app\t\tcontact.so",
                     "module_app\t\tmenu.so",

@@ -245,6 +245,20 @@ class Daemon(Child):
                 continue
         raise AssertionError(f"vidim-daemon did not answer OPTIONS within {WAIT}s\n{self.dump()}")
 
+    def wait_record(
+        self, predicate: Callable[[dict[str, Any]], bool], what: str, timeout: float = WAIT
+    ) -> dict[str, Any]:
+        """The first log record that ``predicate`` accepts, polling the log file (which
+        tells nobody when it grows) at most ``timeout`` seconds."""
+        deadline = time.monotonic() + timeout
+        while True:
+            found = next((r for r in self.log_records() if predicate(r)), None)
+            if found is not None:
+                return found
+            if time.monotonic() > deadline:
+                raise AssertionError(f"vidim-daemon: no {what} within {timeout}s\n{self.dump()}")
+            time.sleep(0.1)
+
     def log_records(self) -> list[dict[str, Any]]:
         out = []
         for line in self.log_path.read_text(errors="replace").splitlines():
@@ -306,11 +320,12 @@ class Site:
             phone.wait("registered", lambda e: e["code"] == 200)
         return phone
 
-    def baresip(self, user: str) -> Baresip:
+    def baresip(self, user: str, **options: Any) -> Baresip:
+        """A registered baresip; ``options`` are :class:`Baresip` fields (e.g. video_size)."""
         assert self.kamailio is not None
         first = random.randrange(20000, 39000, 2)
         peer = Baresip(user, DOMAIN, self.kamailio.addr, self.workdir / f"baresip-{user}",
-                       free_port(), free_port(), (first, first + 99))  # fmt: skip
+                       free_port(), free_port(), (first, first + 99), **options)  # fmt: skip
         self.baresips.append(peer)
         peer.start(SERVICE)
         peer.connect_ctrl()
