@@ -16,7 +16,7 @@ from audio_packets import is_loud, tone_packet
 from focus_peers import Softphone, baresip_offer, focus_world, make_conference
 
 from vidim.aio import FocusMedia, RtpRelay
-from vidim.rtp import SenderReport, parse_rtcp
+from vidim.rtp import Bye, SenderReport, parse_rtcp
 from vidim.sdp import media_summary
 from vidim.sip import Address
 from vidim.vocabulary import Mode
@@ -195,3 +195,48 @@ def test_a_stranger_spraying_every_port_reaches_nobody(
         asyncio.run(asyncio.wait_for(spray_scenario(latching=latching), 20))
     warned = [r for r in caplog.records if "not the participant's address" in r.getMessage()]
     assert len(warned) == 4  # one line per port (RTP and RTCP of two calls), then counted
+
+
+async def leave_scenario() -> None:
+    """Carol hangs up: the mixer's stream to her ends with an RTCP BYE at her RTCP port."""
+    bob_t, _, bob_rtcp, _ = await rtp_pair()
+    carol_t, _, carol_rtcp, carol_reports = await rtp_pair()
+    net, focus, node, allocator = focus_world()
+    media = FocusMedia(focus, RtpRelay("127.0.0.1", ephemeral=True))
+
+    def step() -> None:
+        net.advance()
+        for event in node.events:
+            media.on_event(event)
+        node.events.clear()
+
+    try:
+        allocator.create(make_conference([(BOB, Mode.AUDIO), (CAROL, Mode.AUDIO)]), net.now)
+        step()
+        phones = []
+        for transport, uri, sip_port in ((bob_t, BOB, 6000), (carol_t, CAROL, 6010)):
+            rtp_port = transport.get_extra_info("sockname")[1]
+            user = uri.removeprefix("sip:").split("@")[0]
+            phone = Softphone(user, Address("127.0.0.1", sip_port), baresip_offer(rtp_port, 9))
+            net.add(phone)
+            phone.call(allocator.join_uri(uri), net.now)
+            phones.append(phone)
+            step()
+        await media.settled()
+        phones[1].hang_up(net.now)
+        step()
+        await media.settled()
+        while True:  # sender reports may come first
+            packets = parse_rtcp(await asyncio.wait_for(carol_reports.received.get(), WAIT))
+            if any(isinstance(packet, Bye) for packet in packets):
+                break
+        assert CAROL not in {m.participant for mix in focus.forwarding_plan.mixes
+                             for m in mix.members}  # fmt: skip
+    finally:
+        await media.close()
+        for transport in (bob_t, bob_rtcp, carol_t, carol_rtcp):
+            transport.close()
+
+
+def test_a_participant_who_leaves_gets_the_mixers_rtcp_bye() -> None:
+    asyncio.run(asyncio.wait_for(leave_scenario(), 20))

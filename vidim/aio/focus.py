@@ -137,14 +137,15 @@ class FocusMedia:
             while self._stale:
                 self._stale = False
                 plan = self.focus.forwarding_plan
+                # The cores first: a member gone from the plan says RTCP BYE from its
+                # port, which the relay closes next; a new member's port opens next.
+                self._apply_cores(plan)
                 try:
                     await self.relay.apply(plan)
                 except PortsUnavailableError as error:
                     self._unavailable(plan, error)
                 except OSError as error:
                     self.logger.error("RTP relay: cannot bind the plan's ports: %s", error)
-                else:
-                    self._apply_mixes(plan)
         finally:
             self._applying = None
 
@@ -157,7 +158,7 @@ class FocusMedia:
             self._clock_set = True
         return loop.time()
 
-    def _apply_mixes(self, plan: ForwardingPlan) -> None:
+    def _apply_cores(self, plan: ForwardingPlan) -> None:
         now = self._now()
         self.mixers.apply(plan.mixes, now)
         self.switches.apply(plan.switches, now)
