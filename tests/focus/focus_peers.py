@@ -17,6 +17,7 @@ from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
+from vidim.aio import FocusMedia, RtpRelay
 from vidim.allocator.allocator import Allocator
 from vidim.allocator.conference import Conference, Participant
 from vidim.allocator.profiles import FocusProfile, conference_uri, focus_request, join_uri
@@ -531,3 +532,48 @@ def focus_world(
     node = FocusNode(focus)
     allocator = AllocatorSide()
     return Net(node, allocator), focus, node, allocator
+
+
+# -- the focus with real media (vidim.aio.FocusMedia) -----------------------------------
+
+
+@dataclass
+class MediaWorld:
+    """The focus's SIP on the virtual clock, its media on real loopback sockets.
+
+    Each focus event goes to ``media`` as the daemon's server would hand it;
+    :meth:`dial` makes a participant whose SDP names the test's own sockets.
+    """
+
+    net: Net
+    focus: ConferenceFocus
+    node: FocusNode
+    allocator: AllocatorSide
+    media: FocusMedia
+
+    def step(self) -> None:
+        """Deliver what is in flight, and hand the focus's events to the media."""
+        self.net.advance()
+        for event in self.node.events:
+            self.media.on_event(event)
+        self.node.events.clear()
+
+    def create(self, people: list[tuple[str, Mode]]) -> None:
+        self.allocator.create(make_conference(people), self.net.now)
+        self.step()
+
+    def dial(self, uri: str, sip_port: int, offer: bytes) -> Softphone:
+        """``uri`` calls its join URI with ``offer``; returns its phone (answered)."""
+        phone = Softphone(uri.removeprefix("sip:").split("@")[0],
+                          Address("127.0.0.1", sip_port), offer)  # fmt: skip
+        self.net.add(phone)
+        phone.call(self.allocator.join_uri(uri), self.net.now)
+        self.step()
+        return phone
+
+
+def media_world(*, latching: bool = False, **options: Any) -> MediaWorld:
+    """A :class:`MediaWorld`; ``options`` go to :class:`FocusMedia` (e.g. ``on_media_event``)."""
+    net, focus, node, allocator = focus_world()
+    relay = RtpRelay("127.0.0.1", ephemeral=True, latching=latching)
+    return MediaWorld(net, focus, node, allocator, FocusMedia(focus, relay, **options))

@@ -13,12 +13,11 @@ from collections.abc import Callable
 
 import pytest
 from audio_packets import is_loud, tone_packet
-from focus_peers import Softphone, baresip_offer, focus_world, make_conference
+from focus_peers import baresip_offer, media_world
 
-from vidim.aio import FocusMedia, RtpRelay
+from vidim.aio import RtpRelay
 from vidim.rtp import Bye, SenderReport, parse_rtcp
 from vidim.sdp import media_summary
-from vidim.sip import Address
 from vidim.vocabulary import Mode
 
 BOB = "sip:bob@example.com"
@@ -40,27 +39,14 @@ async def scenario() -> None:
         await loop.create_datagram_endpoint(Endpoint, local_addr=("127.0.0.1", 0)) for _ in range(2)
     ]
     (bob_t, _), (_, carol) = sockets
-    net, focus, node, allocator = focus_world()
-    media = FocusMedia(focus, RtpRelay("127.0.0.1", ephemeral=True))
-
-    def step() -> None:
-        net.advance()
-        for event in node.events:
-            media.on_event(event)
-        node.events.clear()
-
+    world = media_world()
+    focus, media = world.focus, world.media
     try:
-        allocator.create(make_conference([(BOB, Mode.AUDIO), (CAROL, Mode.AUDIO)]), net.now)
-        step()
+        world.create([(BOB, Mode.AUDIO), (CAROL, Mode.AUDIO)])
         phones = []
         for (transport, _), uri, sip_port in zip(sockets, (BOB, CAROL), (6000, 6010), strict=True):
             rtp_port = transport.get_extra_info("sockname")[1]
-            user = uri.removeprefix("sip:").split("@")[0]
-            phone = Softphone(user, Address("127.0.0.1", sip_port), baresip_offer(rtp_port, 9))
-            net.add(phone)
-            phone.call(allocator.join_uri(uri), net.now)
-            phones.append(phone)
-            step()
+            phones.append(world.dial(uri, sip_port, baresip_offer(rtp_port, 9)))
         await media.settled()
         assert media.relay.plan == focus.forwarding_plan
         bob_focus_port = next(
@@ -73,8 +59,8 @@ async def scenario() -> None:
             pass
         assert heard[8:12] != (0xB0B).to_bytes(4, "big")  # the mixer's SSRC, not Bob's
         # Carol hangs up: the plan shrinks, and the relay with it.
-        phones[1].hang_up(net.now)
-        step()
+        phones[1].hang_up(world.net.now)
+        world.step()
         await media.settled()
         assert media.relay.plan == focus.forwarding_plan
         assert media.relay.ports == focus.forwarding_plan.ports
@@ -127,27 +113,14 @@ async def spray_scenario(*, latching: bool) -> RtpRelay:
     bob_t, bob, bob_rtcp, _ = await rtp_pair()
     carol_t, carol, carol_rtcp, carol_reports = await rtp_pair()
     stranger_t, _ = await loop.create_datagram_endpoint(Endpoint, local_addr=("127.0.0.1", 0))
-    net, focus, node, allocator = focus_world()
-    relay = RtpRelay("127.0.0.1", ephemeral=True, latching=latching)
-    media = FocusMedia(focus, relay)
-
-    def step() -> None:
-        net.advance()
-        for event in node.events:
-            media.on_event(event)
-        node.events.clear()
-
+    world = media_world(latching=latching)
+    focus, media, relay = world.focus, world.media, world.media.relay
     try:
-        allocator.create(make_conference([(BOB, Mode.AUDIO), (CAROL, Mode.AUDIO)]), net.now)
-        step()
+        world.create([(BOB, Mode.AUDIO), (CAROL, Mode.AUDIO)])
         focus_ports = []
         for transport, uri, sip_port in ((bob_t, BOB, 6000), (carol_t, CAROL, 6010)):
             rtp_port = transport.get_extra_info("sockname")[1]
-            user = uri.removeprefix("sip:").split("@")[0]
-            phone = Softphone(user, Address("127.0.0.1", sip_port), baresip_offer(rtp_port, 9))
-            net.add(phone)
-            phone.call(allocator.join_uri(uri), net.now)
-            step()
+            phone = world.dial(uri, sip_port, baresip_offer(rtp_port, 9))
             focus_ports.append(next(p for k, p, _ in media_summary(phone.answer()) if k == "audio"))
         await media.settled()
         bob_port, carol_port = focus_ports
@@ -201,39 +174,25 @@ async def leave_scenario() -> None:
     """Carol hangs up: the mixer's stream to her ends with an RTCP BYE at her RTCP port."""
     bob_t, _, bob_rtcp, _ = await rtp_pair()
     carol_t, _, carol_rtcp, carol_reports = await rtp_pair()
-    net, focus, node, allocator = focus_world()
-    media = FocusMedia(focus, RtpRelay("127.0.0.1", ephemeral=True))
-
-    def step() -> None:
-        net.advance()
-        for event in node.events:
-            media.on_event(event)
-        node.events.clear()
-
+    world = media_world()
     try:
-        allocator.create(make_conference([(BOB, Mode.AUDIO), (CAROL, Mode.AUDIO)]), net.now)
-        step()
-        phones = []
+        world.create([(BOB, Mode.AUDIO), (CAROL, Mode.AUDIO)])
         for transport, uri, sip_port in ((bob_t, BOB, 6000), (carol_t, CAROL, 6010)):
-            rtp_port = transport.get_extra_info("sockname")[1]
-            user = uri.removeprefix("sip:").split("@")[0]
-            phone = Softphone(user, Address("127.0.0.1", sip_port), baresip_offer(rtp_port, 9))
-            net.add(phone)
-            phone.call(allocator.join_uri(uri), net.now)
-            phones.append(phone)
-            step()
-        await media.settled()
-        phones[1].hang_up(net.now)
-        step()
-        await media.settled()
+            carol = world.dial(
+                uri, sip_port, baresip_offer(transport.get_extra_info("sockname")[1], 9)
+            )
+        await world.media.settled()
+        carol.hang_up(world.net.now)
+        world.step()
+        await world.media.settled()
         while True:  # sender reports may come first
             packets = parse_rtcp(await asyncio.wait_for(carol_reports.received.get(), WAIT))
             if any(isinstance(packet, Bye) for packet in packets):
                 break
-        assert CAROL not in {m.participant for mix in focus.forwarding_plan.mixes
+        assert CAROL not in {m.participant for mix in world.focus.forwarding_plan.mixes
                              for m in mix.members}  # fmt: skip
     finally:
-        await media.close()
+        await world.media.close()
         for transport in (bob_t, bob_rtcp, carol_t, carol_rtcp):
             transport.close()
 

@@ -13,14 +13,13 @@ import base64
 import json
 
 from audio_packets import is_loud, tone_packet
-from focus_peers import Softphone, baresip_offer, focus_world, make_conference
+from focus_peers import baresip_offer, media_world
 from pylibsrtp import Policy, Session
 
-from vidim.aio import FocusMedia, RtpRelay
+from vidim.aio import FocusMedia
 from vidim.focus import ConferenceFocus
 from vidim.sdes import new_master_key
 from vidim.sdp import parse_media
-from vidim.sip import Address
 from vidim.vocabulary import Mode
 
 BOB = "sip:bob@example.com"
@@ -71,28 +70,16 @@ async def scenario() -> None:
         await loop.create_datagram_endpoint(Endpoint, local_addr=("127.0.0.1", 0)) for _ in range(2)
     ]
     (bob_t, bob), (carol_t, carol) = sockets
-    net, focus, node, allocator = focus_world()
-    media = FocusMedia(focus, RtpRelay("127.0.0.1", ephemeral=True))
-
-    def step() -> None:
-        net.advance()
-        for event in node.events:
-            media.on_event(event)
-        node.events.clear()
-
+    world = media_world()
+    net, focus, media = world.net, world.focus, world.media
     bob_key = new_master_key()
     try:
-        allocator.create(make_conference([(BOB, Mode.AUDIO), (CAROL, Mode.AUDIO)]), net.now)
-        step()
+        world.create([(BOB, Mode.AUDIO), (CAROL, Mode.AUDIO)])
         phones = []
         for (transport, _), uri, sip_port in zip(sockets, (BOB, CAROL), (6000, 6010), strict=True):
             port = transport.get_extra_info("sockname")[1]
             offer = srtp_offer(port, bob_key) if uri == BOB else baresip_offer(port, 9)
-            phone = Softphone(uri[4:].split("@")[0], Address("127.0.0.1", sip_port), offer)
-            net.add(phone)
-            phone.call(allocator.join_uri(uri), net.now)
-            phones.append(phone)
-            step()
+            phones.append(world.dial(uri, sip_port, offer))
         await media.settled()
         bob_audio, _ = parse_media(phones[0].answer())
         carol_audio, _ = parse_media(phones[1].answer())
@@ -114,7 +101,7 @@ async def scenario() -> None:
         await hears_carol(carol_t, media, carol_audio.port, bob, bob_in, first=0)
         # A session refresh (re-INVITE, the same offer) keeps the focus's key: media goes on.
         refresh = phones[0].reinvite(phones[0].offer, net.now)
-        step()
+        world.step()
         await media.settled()
         refreshed, _ = parse_media(phones[0].final(refresh).body)
         assert refreshed.crypto == bob_audio.crypto

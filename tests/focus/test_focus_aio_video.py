@@ -14,14 +14,12 @@ import asyncio
 import itertools
 
 from audio_packets import tone_packet
-from focus_peers import Softphone, baresip_offer, focus_world, make_conference
+from focus_peers import baresip_offer, media_world
 
-from vidim.aio import FocusMedia, RtpRelay
 from vidim.aio.focus import MediaEvent
 from vidim.focus.video import TalkerChanged
 from vidim.rtp import RtpPacket, is_rtcp, seq_diff
 from vidim.sdp import media_summary
-from vidim.sip import Address
 from vidim.vocabulary import Mode
 
 BOB, CAROL, DAVE = (f"sip:{user}@example.com" for user in ("bob", "carol", "dave"))
@@ -58,26 +56,18 @@ def shown(received: list[bytes]) -> list[RtpPacket]:
 
 async def scenario() -> None:
     loop = asyncio.get_running_loop()
-    net, focus, node, allocator = focus_world()
     talkers: list[TalkerChanged] = []
 
     def on_media_event(item: MediaEvent) -> None:
         if isinstance(item.event, TalkerChanged):
             talkers.append(item.event)
 
-    media = FocusMedia(focus, RtpRelay("127.0.0.1", ephemeral=True), on_media_event=on_media_event)
+    world = media_world(on_media_event=on_media_event)
+    focus, media = world.focus, world.media
     sockets: dict[str, dict[str, tuple[asyncio.DatagramTransport, Endpoint]]] = {}
-
-    def step() -> None:
-        net.advance()
-        for event in node.events:
-            media.on_event(event)
-        node.events.clear()
-
     try:
         people = [(BOB, Mode.VIDEO), (CAROL, Mode.VIDEO), (DAVE, Mode.WATCH)]
-        allocator.create(make_conference(people), net.now)
-        step()
+        world.create(people)
         focus_ports: dict[str, dict[str, int]] = {}
         for sip_port, (uri, _) in zip(itertools.count(6000, 10), people):
             sockets[uri] = {
@@ -85,11 +75,7 @@ async def scenario() -> None:
                 for kind in ("audio", "video")
             }
             audio, video = (sockets[uri][k][0].get_extra_info("sockname")[1] for k in sockets[uri])
-            user = uri.removeprefix("sip:").split("@")[0]
-            phone = Softphone(user, Address("127.0.0.1", sip_port), baresip_offer(audio, video))
-            net.add(phone)
-            phone.call(allocator.join_uri(uri), net.now)
-            step()
+            phone = world.dial(uri, sip_port, baresip_offer(audio, video))
             focus_ports[uri] = {kind: port for kind, port, _ in media_summary(phone.answer())}
         await media.settled()
         assert len(focus.forwarding_plan.switches) == 1
