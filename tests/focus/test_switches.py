@@ -128,6 +128,10 @@ def test_a_viewer_that_holds_gets_no_video_and_a_plan_without_the_conference_end
         bank.receive_datagram(102, vp8(1, n, key=True), n * FRAME)
     sent = bank.datagrams_to_send()
     assert shown(sent, 112) == []  # b put its video on hold: nothing sent to it
+    switch = bank.switch(CONF)
+    assert switch is not None
+    assert bank.get_timer_of(103) == switch.get_timer() == 2.5  # the first report to a
+    assert bank.get_timer_of(999) is None
     bank.apply((), 1.0)
     assert (bank.switch(CONF), 102 in bank) == (None, False)
     bank.receive_datagram(102, vp8(1, 11, key=True), 1.1)  # a stale port: dropped

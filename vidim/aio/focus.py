@@ -170,7 +170,10 @@ class FocusMedia:
         if port in self.switches:
             self.switches.receive_datagram(port, data, now)
             self._flush(now)
-            self._schedule()  # video may bring a deadline nearer (a request's retry, a report)
+            # Video may bring its conference's deadline nearer (a request's retry, a report).
+            due = self.switches.get_timer_of(port)
+            if due is not None and (self._tick is None or due < self._tick.when()):
+                self._schedule()
         else:
             self.mixers.receive_datagram(port, data, now)  # never moves the mixers' tick
             self._flush(now)
