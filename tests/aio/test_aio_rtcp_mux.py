@@ -16,8 +16,8 @@ from aio_helpers import TIMEOUT as WAIT
 from pylibsrtp import Policy, Session
 
 from vidim.aio import FocusMedia, RtpRelay
-from vidim.focus.codecs import AudioDecoder, AudioEncoder, codec_for
 from vidim.focus import ForwardingPlan, ParticipantMedia, StreamInfo, forwarding_plan
+from vidim.focus.codecs import AudioDecoder, AudioEncoder, codec_for
 from vidim.rtp import Bye, RtpPacket, build_rtcp, is_rtcp, parse_rtcp
 from vidim.sdes import SrtpKeys, new_master_key
 from vidim.vocabulary import Mode
