@@ -306,11 +306,13 @@ class Site:
             phone.wait("registered", lambda e: e["code"] == 200)
         return phone
 
-    def baresip(self, user: str) -> Baresip:
+    def baresip(self, user: str, *, rtcp_mux: bool = False, record_dir: Path | None = None
+                ) -> Baresip:  # fmt: skip
         assert self.kamailio is not None
         first = random.randrange(20000, 39000, 2)
         peer = Baresip(user, DOMAIN, self.kamailio.addr, self.workdir / f"baresip-{user}",
-                       free_port(), free_port(), (first, first + 99))  # fmt: skip
+                       free_port(), free_port(), (first, first + 99), rtcp_mux=rtcp_mux,
+                       record_dir=record_dir)  # fmt: skip
         self.baresips.append(peer)
         peer.start(SERVICE)
         peer.connect_ctrl()
