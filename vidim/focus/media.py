@@ -432,8 +432,12 @@ def forwarding_plan(
             port, uri, kind = stream.local_port, sender.uri, stream.kind
             mixed = member is not None
             keys, mux = stream.srtp, stream.rtcp_mux
-            routes.append(Route(port, uri, kind, False, remote, tuple(rtp), mixed, keys,
-                                mux, tuple(rtcp) if mux else ()))  # fmt: skip
+            # A muxing sender's RTCP arrives on its RTP port: that route forwards it too.
+            muxed_rtcp = tuple(rtcp) if mux else ()
+            routes.append(
+                Route(port, uri, kind, False, remote, tuple(rtp), mixed, keys,
+                      rtcp_mux=mux, rtcp_destinations=muxed_rtcp)
+            )  # fmt: skip
             routes.append(Route(port + 1, uri, kind, True, remote_rtcp, tuple(rtcp), mixed, keys))
     routes.sort(key=lambda route: route.port)
     mixes = (AudioMix(mix, tuple(members)),) if mix is not None and members else ()
