@@ -44,6 +44,7 @@ from .vocabulary import Capabilities, Mode
 __all__ = [
     "AUDIO_CODECS",
     "CONTENT_TYPE",
+    "KEYFRAME_FEEDBACK",
     "MAX_SDP_SIZE",
     "SDP_TYPE",
     "TELEPHONE_EVENT",
@@ -51,6 +52,7 @@ __all__ = [
     "Codec",
     "Direction",
     "MediaDescription",
+    "RtcpFeedback",
     "SDPError",
     "answer_media",
     "build_answer",
@@ -152,6 +154,30 @@ _STATIC: dict[int, Codec] = {
 
 
 @dataclass(frozen=True, slots=True)
+class RtcpFeedback:
+    """One ``a=rtcp-fb`` attribute (RFC 4585 section 4.2): a feedback type a side takes.
+
+    ``a=rtcp-fb:* ccm fir`` is ``RtcpFeedback("*", "ccm fir")``.
+    """
+
+    #: The payload type it applies to, as text: a number or ``*`` (every one of the line).
+    payload: str
+    #: The feedback type and parameter, lower case, one space apart: ``nack pli``,
+    #: ``ccm fir``, ``nack``, ``goog-remb``.
+    value: str
+
+    def applies_to(self, payload_type: int) -> bool:
+        return self.payload in ("*", str(payload_type))
+
+
+#: The feedback the focus takes on video, all about keyframes: it asks
+#: senders for one on every switch and passes receivers' requests on.  Not
+#: ``nack`` (it keeps no packets to retransmit) nor ``goog-remb`` (no
+#: bandwidth estimation).
+KEYFRAME_FEEDBACK = ("nack pli", "ccm fir")
+
+
+@dataclass(frozen=True, slots=True)
 class MediaDescription:
     """One m-line as the focus needs it: where to send, what, which way."""
 
@@ -169,6 +195,10 @@ class MediaDescription:
     mid: str | None = None
     #: The ``a=crypto`` attributes (SDES, RFC 4568), in order; read on RTP/SAVP(F) lines only.
     crypto: tuple[CryptoAttribute, ...] = ()
+    #: The ``a=rtcp-fb`` attributes (RFC 4585), in order.
+    rtcp_fb: tuple[RtcpFeedback, ...] = ()
+    #: ``a=rtcp-mux``: RTCP shares the RTP port (RFC 5761).
+    rtcp_mux: bool = False
 
     @property
     def rejected(self) -> bool:
@@ -179,15 +209,17 @@ class MediaDescription:
 
 _LINE_RE = re.compile(r"[a-z]=[^\x00\r\n]*")
 #: The lines vidim reads from an SDP body: o=, c= and m=, and the attributes
-#: rtpmap, fmtp, rtcp, mid, crypto and the direction.  Only these go to sdp-transform,
-#: which tries every line against its grammar's rules in turn (fifty for a=):
-#: the rest of a softphone's SDP (ssrc, rtcp-fb, candidates, ptime...) cost
+#: rtpmap, fmtp, rtcp, rtcp-fb, mid, crypto, rtcp-mux and the direction.  Only these
+#: go to sdp-transform, which tries every line against its grammar's rules in turn
+#: (fifty for a=): the rest of a softphone's SDP (ssrc, candidates, ptime...) cost
 #: as much again as the lines vidim reads, once per probed invitee and per
 #: participant joining the focus.  The grammar's rules for these keys all
 #: start with these literal names, so what they give is the same either way
-#: (tests/formats/test_sdp.py checks the grammar for it).
+#: (tests/formats/test_sdp.py checks the grammar for it).  ``rtcp-mux`` is read
+#: only as the whole line: the grammar's rule would take ``a=rtcp-muxed`` too.
 _READ_LINE_RE = re.compile(
-    r"[ocm]=|a=(?:rtpmap:|fmtp:|rtcp:|mid:|crypto:|sendrecv|sendonly|recvonly|inactive)"
+    r"[ocm]=|a=(?:rtpmap:|fmtp:|rtcp:|rtcp-fb:|mid:|crypto:|rtcp-mux\s*$"
+    r"|sendrecv|sendonly|recvonly|inactive)"
 )
 _TOKEN_RE = re.compile(r"[!#$%&'*+\-.0-9A-Z^_`a-z{|}~]+")
 
@@ -280,6 +312,21 @@ def _crypto(media: Mapping[str, Any]) -> tuple[CryptoAttribute, ...]:
     return tuple(out)
 
 
+def _rtcp_fb(media: Mapping[str, Any]) -> tuple[RtcpFeedback, ...]:
+    """The ``a=rtcp-fb`` lines of an m-line; one the grammar half read is left out.
+
+    An attribute the focus cannot read is one it does not take (RFC 4566
+    section 5.13 lets a receiver ignore it), so this is never the peer's error.
+    """
+    out: list[RtcpFeedback] = []
+    for entry in media.get("rtcpFb") or ():
+        payload, words = str(entry.get("payload")), (entry.get("type"), entry.get("subtype"))
+        value = " ".join(str(word).lower() for word in words if word not in (None, ""))
+        if (payload == "*" or payload.isdigit()) and value:
+            out.append(RtcpFeedback(payload, value))
+    return tuple(out)
+
+
 def _parse(body: bytes) -> tuple[dict[str, Any], list[MediaDescription]]:
     """Parse with sdp-transform's grammar and check what it could not."""
     text = _decode(body)
@@ -323,6 +370,8 @@ def _parse(body: bytes) -> tuple[dict[str, Any], list[MediaDescription]]:
                 rtcp_port=_int(rtcp["port"], "rtcp port") if isinstance(rtcp, dict) else None,
                 mid=str(mid) if mid is not None else None,
                 crypto=_crypto(item) if protocol in _SRTP_PROTOCOLS else (),
+                rtcp_fb=_rtcp_fb(item),
+                rtcp_mux="rtcpMux" in item,
             )
         )
     return session, media
@@ -368,10 +417,13 @@ def _media_lines(line: MediaDescription) -> list[str]:
         return lines
     lines += [_rtpmap(codec) for codec in line.codecs]
     lines += [f"a=fmtp:{codec.payload} {codec.fmtp}" for codec in line.codecs if codec.fmtp]
+    lines += [f"a=rtcp-fb:{feedback.payload} {feedback.value}" for feedback in line.rtcp_fb]
+    lines += [f"a=crypto:{attribute.value()}" for attribute in line.crypto]
     lines.append(f"a={line.direction}")
+    if line.rtcp_mux:
+        lines.append("a=rtcp-mux")
     if line.mid is not None:
         lines.append(f"a=mid:{line.mid}")
-    lines += [f"a=crypto:{attribute.value()}" for attribute in line.crypto]
     return lines
 
 
@@ -501,6 +553,12 @@ def answer_media(
     Without a usable one the line is rejected.  ``RTP/AVP`` stays plain, even
     with ``a=crypto`` lines (RFC 4568 defines SDES for SAVP only).
 
+    RTCP.  A taken video line answers the offered ``a=rtcp-fb`` ``nack pli``
+    and ``ccm fir`` that apply to the chosen codec (:data:`KEYFRAME_FEEDBACK`),
+    on any RTP profile (phones offer them on ``RTP/AVP`` too); a taken line
+    answers ``a=rtcp-mux`` when it was offered (RFC 5761 section 5.1.1) and
+    its payload types do not clash with RTCP's.
+
     Raises :class:`SDPError` (488) when the mode has audio and no audio
     m-line can be taken.
     """
@@ -553,6 +611,8 @@ def answer_media(
                 address=address,
                 mid=line.mid,
                 crypto=(crypto.answered(keys(line.kind, crypto)),) if crypto else (),
+                rtcp_fb=_answer_feedback(line, codec),
+                rtcp_mux=line.rtcp_mux and not any(_clashes_with_rtcp(c.payload) for c in codecs),
             )
         )
     if mode.has_audio and "audio" not in taken:
@@ -581,6 +641,25 @@ def write_media(
         lines += _media_lines(line)
     lines.append("")
     return "\r\n".join(lines).encode("utf-8")
+
+
+def _clashes_with_rtcp(payload_type: int) -> bool:
+    """RTP payload types 64-95 look like RTCP on a multiplexed port (RFC 5761 section 4)."""
+    return 64 <= payload_type <= 95
+
+
+def _answer_feedback(offered: MediaDescription, codec: Codec) -> tuple[RtcpFeedback, ...]:
+    """The keyframe feedback offered for the chosen codec, each once, with its payload number.
+
+    Only on video (:data:`KEYFRAME_FEEDBACK`); ``*`` is answered as the one
+    payload type the answer has.
+    """
+    if offered.kind != "video":
+        return ()
+    values = [fb.value for fb in offered.rtcp_fb if fb.applies_to(codec.payload)]
+    taken = [value for value in KEYFRAME_FEEDBACK if value in values]
+    taken.sort(key=values.index)  # in the offer's order
+    return tuple(RtcpFeedback(str(codec.payload), value) for value in taken)
 
 
 def _pick(preferences: Sequence[Codec], offered: Sequence[Codec]) -> Codec | None:

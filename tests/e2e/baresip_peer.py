@@ -123,6 +123,10 @@ class Baresip:
     ctrl_port: int
     rtp_ports: tuple[int, int]
     video_size: str = "176x144"  # what its fakevideo camera sends (a receiver can tell whose)
+    #: ``rtcp_mux yes``: it offers ``a=rtcp-mux`` (RFC 5761) and muxes when answered so.
+    rtcp_mux: bool = False
+    #: Where ``sndfile`` writes what it sends and what it decodes (``dump-*-dec.wav``).
+    record_dir: Path | None = None
     proc: subprocess.Popen[bytes] | None = None
     _out: list[str] = field(default_factory=list)
     _ctrl: socket.socket | None = None
@@ -166,6 +170,12 @@ class Baresip:
                     "module_app\t\tmenu.so",
                     "module_app\t\tctrl_tcp.so",
                     f"ctrl_tcp_listen\t\t127.0.0.1:{self.ctrl_port}",
+                    *(["rtcp_mux\t\tyes"] if self.rtcp_mux else []),
+                    *(
+                        ["module\t\t\tsndfile.so", f"snd_path\t\t{self.record_dir}"]
+                        if self.record_dir is not None
+                        else []
+                    ),
                     "",
                 ]
             )

@@ -91,9 +91,22 @@ a=ssrc:1137321014 cname:3c5ff8c84ad7b91e
 
 
 def baresip_offer(
-    audio_port: int, video_port: int, *, host: str = "127.0.0.1", direction: str = "sendrecv"
+    audio_port: int,
+    video_port: int,
+    *,
+    host: str = "127.0.0.1",
+    direction: str = "sendrecv",
+    rtcp_mux: bool = False,
 ) -> bytes:
-    """What baresip 1.0 offers with opus, G.711, avcodec H.264 and libvpx VP8."""
+    """What baresip 1.0 offers with opus, G.711, avcodec H.264 and libvpx VP8.
+
+    ``rtcp_mux``: as with ``rtcp_mux yes`` in its config, ``a=rtcp-mux`` on both lines.
+    """
+    body = _baresip_offer(audio_port, video_port, host, direction)
+    return body.replace(b"a=mid:", b"a=rtcp-mux\r\na=mid:") if rtcp_mux else body
+
+
+def _baresip_offer(audio_port: int, video_port: int, host: str, direction: str) -> bytes:
     return sdp(f"""
 v=0
 o=- 1523414410 2846710546 IN IP4 {host}

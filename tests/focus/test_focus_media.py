@@ -19,12 +19,16 @@ from vidim.focus import (
     lowest_free,
     streams_from_sdp,
 )
+from vidim.focus.keyframes import NO_FEEDBACK, KeyframeFeedback
+from vidim.focus.media import Destination, focus_rtcp_port
+from vidim.rtp import Bye, build_rtcp
 from vidim.sdp import build_answer, parse_media
 from vidim.vocabulary import Mode
 
 
 def stream(kind: str, local: int, remote: int, **kw: object) -> StreamInfo:
-    return StreamInfo(kind, local, "127.0.0.1", remote, remote + 1, **kw)  # type: ignore[arg-type]
+    rtcp = remote if kw.get("rtcp_mux") else remote + 1
+    return StreamInfo(kind, local, "127.0.0.1", remote, rtcp, **kw)  # type: ignore[arg-type]
 
 
 def member(uri: str, mode: Mode, base: int, remote: int) -> ParticipantMedia:
@@ -120,6 +124,74 @@ def test_streams_from_a_real_offer_and_answer() -> None:
     ]
 
 
+def test_streams_take_feedback_and_mux_from_the_answer() -> None:
+    offer = baresip_offer(5000, 5002, rtcp_mux=True)
+    answer = build_answer(
+        offer, Mode.VIDEO, address="127.0.0.1", ports={"audio": 1000, "video": 1002}, session_id=1
+    )
+    audio, video = streams_from_sdp(parse_media(offer), parse_media(answer))
+    assert (audio.feedback, video.feedback) == (NO_FEEDBACK, KeyframeFeedback(pli=True))
+    assert (audio.rtcp_mux, video.rtcp_mux) == (True, True)
+    # RTCP to the participant goes to its RTP port, from the focus's RTP port.
+    assert [(s.remote_rtcp_port, s.local_rtcp_port) for s in (audio, video)] == [
+        (5000, 1000),
+        (5002, 1002),
+    ]
+    # Without mux: RTP + 1 both sides; feedback offered for the chosen codec only.
+    plain = baresip_offer(5000, 5002).replace(b"a=rtcp-fb:* nack pli", b"a=rtcp-fb:97 ccm fir")
+    answer = build_answer(
+        plain, Mode.VIDEO, address="127.0.0.1", ports={"audio": 1000, "video": 1002}, session_id=1
+    )
+    audio, video = streams_from_sdp(parse_media(plain), parse_media(answer))
+    assert (video.feedback, video.rtcp_mux) == (NO_FEEDBACK, False)  # 97 is H.264 mode 0, not VP8
+    assert [(s.remote_rtcp_port, s.local_rtcp_port) for s in (audio, video)] == [
+        (5001, 1001),
+        (5003, 1003),
+    ]
+
+
+def test_the_one_rule_for_the_focus_rtcp_port() -> None:
+    assert (focus_rtcp_port(1000, False), focus_rtcp_port(1000, True)) == (1001, 1000)
+    assert stream("audio", 100, 1000, rtcp_mux=True).local_rtcp_port == 100
+    assert stream("audio", 100, 1000).local_rtcp_port == 101
+
+
+def test_plan_with_muxing_participants() -> None:
+    """v muxes, a does not: RTCP between them crosses from one port layout to the other."""
+    v = ParticipantMedia("sip:v@x", Mode.VIDEO, (stream("audio", 100, 1000, rtcp_mux=True),
+                                                  stream("video", 102, 1002, rtcp_mux=True)))  # fmt: skip
+    a = ParticipantMedia("sip:a@x", Mode.VIDEO, (stream("audio", 110, 2000),
+                                                  stream("video", 112, 2002)))  # fmt: skip
+    routes = forwarding_plan([v, a]).as_dict()
+    # Every pair of ports is still routed (the port + 1 stays allocated).
+    assert sorted(routes) == [100, 101, 102, 103, 110, 111, 112, 113]
+    # From v: its RTP port carries RTP for a's RTP port and RTCP for a's port + 1.
+    assert (routes[100].rtcp_mux, routes[100].remote) == (True, ("127.0.0.1", 1000))
+    assert routes[100].destinations == (Destination(110, "127.0.0.1", 2000),)
+    assert routes[100].rtcp_destinations == (Destination(111, "127.0.0.1", 2001),)
+    assert routes[101].remote == ("127.0.0.1", 1000)
+    # To v: RTCP from a's port + 1 leaves from v's RTP port, for v's RTP port.
+    assert routes[111].destinations == (Destination(100, "127.0.0.1", 1000),)
+    assert routes[110].destinations == (Destination(100, "127.0.0.1", 1000),)
+    assert (routes[110].rtcp_mux, routes[110].rtcp_destinations) == (False, ())
+    assert routes[113].destinations == (Destination(102, "127.0.0.1", 1002),)
+
+
+def test_a_muxed_route_tells_rtcp_from_rtp() -> None:
+    v = ParticipantMedia("sip:v@x", Mode.AUDIO, (stream("audio", 100, 1000, rtcp_mux=True),))
+    a = ParticipantMedia("sip:a@x", Mode.AUDIO, (stream("audio", 110, 2000),))
+    routes = forwarding_plan([v, a]).as_dict()
+    rtp = bytes([0x80, 0x80 | 0]) + bytes(10)  # PCMU with the marker bit
+    report = build_rtcp([Bye(ssrcs=(1,))])
+    muxed, plain, plain_rtcp = routes[100], routes[110], routes[111]
+    assert (muxed.carries_rtcp(rtp), muxed.carries_rtcp(report)) == (False, True)
+    assert muxed.destinations_for(False) == (Destination(110, "127.0.0.1", 2000),)
+    assert muxed.destinations_for(True) == (Destination(111, "127.0.0.1", 2001),)
+    # Without mux a port is what the plan says it is, whatever arrives.
+    assert (plain.carries_rtcp(report), plain_rtcp.carries_rtcp(rtp)) == (False, True)
+    assert plain.destinations_for(True) == plain.destinations
+
+
 # -- properties ---------------------------------------------------------------------
 
 
@@ -139,6 +211,7 @@ def participants(draw: st.DrawFn) -> list[ParticipantMedia]:
                     20000 + base,
                     sends=draw(st.booleans()),
                     receives=draw(st.booleans()),
+                    rtcp_mux=draw(st.booleans()),
                 )
             )
         if mode.has_video or draw(st.booleans()):
@@ -149,6 +222,7 @@ def participants(draw: st.DrawFn) -> list[ParticipantMedia]:
                     20002 + base,
                     sends=draw(st.booleans()),
                     receives=draw(st.booleans()),
+                    rtcp_mux=draw(st.booleans()),
                 )
             )
         people.append(ParticipantMedia(f"sip:p{index}@x", mode, tuple(streams)))
@@ -162,6 +236,7 @@ def test_plan_invariants(people: list[ParticipantMedia]) -> None:
     owner = {s.local_port: p for p in people for s in p.streams}
     owner.update({s.local_port + 1: p for p in people for s in p.streams})
     kind_of = {s.local_port + off: s.kind for p in people for s in p.streams for off in (0, 1)}
+    stream_of = {s.local_port + off: s for p in people for s in p.streams for off in (0, 1)}
     assert len(plan.ports) == len(plan.routes) == 2 * sum(len(p.streams) for p in people)
     for route in plan.routes:
         sender = owner[route.port]
@@ -170,11 +245,24 @@ def test_plan_invariants(people: list[ParticipantMedia]) -> None:
             assert route.destinations == ()  # watch (and chat) media is never forwarded
         if route.kind == "video" and sender.mode is not Mode.VIDEO:
             assert route.destinations == ()
-        for destination in route.destinations:
+        # A muxed RTP port carries RTCP too; no other port has RTCP destinations of its own.
+        assert route.rtcp_mux == (not route.rtcp and stream_of[route.port].rtcp_mux)
+        if not route.rtcp_mux:
+            assert route.rtcp_destinations == ()
+        rtcp = route.rtcp_destinations if route.rtcp_mux else ()
+        for destination, is_rtcp in [(d, route.rtcp) for d in route.destinations] + [
+            (d, True) for d in rtcp
+        ]:
             receiver = owner[destination.via_port]
             assert receiver is not sender  # nobody gets its own media back
             assert kind_of[destination.via_port] == route.kind
-            assert destination.via_port % 2 == route.port % 2  # RTP to RTP, RTCP to RTCP
+            target = stream_of[destination.via_port]
+            if is_rtcp:  # RTCP from the receiver's RTCP port (its RTP port when it muxes)
+                assert destination.via_port == target.local_rtcp_port
+                assert destination.port == target.remote_rtcp_port
+                assert destination.payload_map == ()
+            else:
+                assert destination.via_port == target.local_port
             if route.kind == "video":
                 assert receiver.mode in (Mode.VIDEO, Mode.WATCH)  # audio never receives video
             assert receiver.mode is not Mode.CHAT

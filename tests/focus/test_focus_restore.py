@@ -235,6 +235,26 @@ def test_a_record_is_json_and_comes_back_the_same() -> None:
     assert again.messages_to_send() == []
 
 
+def test_keyframe_feedback_and_rtcp_mux_are_stored() -> None:
+    net, node, allocator = world()
+    allocator.create(make_conference([(ALICE, Mode.VIDEO), (BOB, Mode.VIDEO)]), net.now)
+    net.advance()
+    join(net, allocator, BOB, 6000, baresip_offer(7000, 7002, rtcp_mux=True))
+    user = conference_of(node)
+    record = node.focus.snapshot(user)
+    (call,) = record["calls"]
+    assert [(s["kind"], s["feedback"], s["rtcp_mux"]) for s in call["streams"]] == [
+        ("audio", {"pli": False, "fir": False}, True),
+        ("video", {"pli": True, "fir": False}, True),
+    ]
+    again = ConferenceFocus(node.focus.config)
+    again.restore(json.loads(json.dumps(record)), net.now)
+    assert again.snapshot(user) == record
+    plan = again.forwarding_plan
+    assert plan == node.focus.forwarding_plan
+    assert [route.rtcp_mux for route in plan.routes if not route.rtcp] == [True, True]
+
+
 def test_after_a_restart_calls_go_on_and_end_with_bye() -> None:
     net, node, allocator, (bob, carol) = a_live_conference()
     node = restart(net, node, at=net.now + 5)

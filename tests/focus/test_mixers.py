@@ -10,7 +10,7 @@ from vidim.focus import ParticipantMedia, StreamInfo, forwarding_plan
 from vidim.focus.media import AudioMix
 from vidim.focus.mixer import AudioLevelMeasured
 from vidim.focus.mixers import MixerBank
-from vidim.rtp import Bye, RtpPacket, is_rtcp, parse_rtcp
+from vidim.rtp import Bye, RtpPacket, build_rtcp, is_rtcp, parse_rtcp
 from vidim.vocabulary import Mode
 
 CONF = "sip:conf-1@focus"
@@ -18,7 +18,8 @@ TICK = 0.02
 
 
 def audio(local: int, *, codec: str = "pcmu/8000/1", pt: int = 0, **kw: bool) -> StreamInfo:
-    return StreamInfo("audio", local, "127.0.0.1", local + 1000, local + 1001,
+    rtcp = local + 1000 if kw.get("rtcp_mux") else local + 1001
+    return StreamInfo("audio", local, "127.0.0.1", local + 1000, rtcp,
                       payload_types=((codec, pt), ("telephone-event/8000/1", 101)), **kw)  # fmt: skip
 
 
@@ -87,6 +88,32 @@ def test_rtcp_leaves_from_port_plus_one_and_a_member_gone_gets_a_bye() -> None:
     bank.apply((), 4.0)
     assert bank.mixer(CONF) is None
     assert bank.get_timer() is None
+
+
+def test_a_muxing_member_gets_and_sends_rtcp_on_its_rtp_port() -> None:
+    """RFC 5761: a's answer had a=rtcp-mux, b's did not."""
+    bank = MixerBank()
+    a = ("sip:a@x", Mode.AUDIO, audio(100, rtcp_mux=True))
+    b = ("sip:b@x", Mode.AUDIO, audio(110))
+    (mix,) = mixes(a, b)
+    assert [(m.rtcp_mux, m.rtcp_port) for m in mix.members] == [(True, 100), (False, 111)]
+    bank.apply([mix], 0.0)
+    sent = run(bank, {100: 0xA, 110: 0xB}, 200)  # 4 s: reports from 2.5 s
+    assert {p for p, d in sent if is_rtcp(d)} == {100, 111}
+    assert {p for p, d in sent if not is_rtcp(d)} == {100, 110}
+    mixer = bank.mixer(CONF)
+    assert mixer is not None
+    assert mixer.reception("sip:a@x") is not None
+    # a's RTCP arrives on its RTP port: read as RTCP (its BYE ends its input), not as audio.
+    bank.receive_datagram(100, build_rtcp([Bye(ssrcs=(0xA,))]), 4.0)
+    assert mixer.reception("sip:a@x") is None
+    assert mixer.reception("sip:b@x") is not None
+    # A re-INVITE without mux moves a's RTCP back to the port + 1; the member's BYE leaves there.
+    bank.apply(mixes(("sip:a@x", Mode.AUDIO, audio(100)), b), 4.0)
+    bank.apply(mixes(b), 4.0)
+    [(port, bye)] = bank.datagrams_to_send()
+    assert port == 101
+    assert any(isinstance(p, Bye) for p in parse_rtcp(bye))
 
 
 def test_a_listener_on_hold_gets_nothing_and_levels_name_the_conference() -> None:

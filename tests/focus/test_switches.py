@@ -164,3 +164,21 @@ def test_a_re_invite_to_watch_stops_the_participants_video_reaching_anyone() -> 
     bank.apply(switches(("sip:a@x", Mode.WATCH, (video(102),)), b), 0.1)
     bank.receive_datagram(102, vp8(1, 1, key=True), 0.2)
     assert shown(bank.datagrams_to_send(), 112) == []
+
+
+def test_a_muxing_source_gets_its_keyframe_request_on_its_rtp_port() -> None:
+    """RFC 5761: with a=rtcp-mux answered, RTCP to a member leaves from its RTP port."""
+    bank = SwitchBank()
+    bank.apply(switches(("sip:a@x", Mode.VIDEO, (video(102),)),
+                        ("sip:b@x", Mode.VIDEO, (video(112, rtcp_mux=True),)),
+                        ("sip:w@x", Mode.WATCH, (video(122, sends=False),))), 0.0)  # fmt: skip
+    for n in range(90):
+        now = n * FRAME
+        bank.receive_datagram(112, vp8(2, n, key=n == 0), now)
+        bank.audio_level(CONF, "sip:b@x", LOUD, now)
+        if (due := bank.get_timer()) is not None and due <= now:
+            bank.handle_timer(now)
+    sent = bank.datagrams_to_send()
+    asked = [p for port, d in sent if port == 112 and is_rtcp(d) for p in parse_rtcp(d)]
+    assert any(isinstance(p, PictureLossIndication) for p in asked)
+    assert not [d for port, d in sent if port == 113]  # nothing on its port + 1

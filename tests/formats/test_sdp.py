@@ -14,6 +14,8 @@ from vidim.sdp import (
     _READ_LINE_RE,
     AUDIO_CODECS,
     Codec,
+    MediaDescription,
+    RtcpFeedback,
     SDPError,
     answer_media,
     build_answer,
@@ -527,6 +529,135 @@ def test_shuffled_sdp_lines_answer_or_raise_sdp_error(lines: list[bytes], mode: 
     assert len(media_summary(body)) == len(parse_media(offer))
 
 
+# --- RTCP feedback (RFC 4585, 5104) and multiplexing (RFC 5761) ---------------------------
+
+# A WebRTC-style video line: every feedback a browser offers, per payload type and for all.
+FEEDBACK_OFFER = sdp("""
+v=0
+o=- 1 1 IN IP4 192.0.2.9
+s=-
+c=IN IP4 192.0.2.9
+t=0 0
+m=audio 5000 RTP/AVPF 111 0
+a=rtpmap:111 opus/48000/2
+a=rtpmap:0 PCMU/8000
+a=rtcp-fb:111 transport-cc
+a=rtcp-fb:* ccm fir
+a=rtcp-mux
+m=video 5002 RTP/AVPF 100 96
+a=rtpmap:100 H264/90000
+a=fmtp:100 packetization-mode=1;profile-level-id=42e01f
+a=rtpmap:96 VP8/90000
+a=rtcp:5003
+a=rtcp-fb:* trr-int 100
+a=rtcp-fb:100 nack pli
+a=rtcp-fb:96 goog-remb
+a=rtcp-fb:96 nack
+a=rtcp-fb:96 CCM FIR
+a=rtcp-fb:* nack pli
+a=rtcp-fb:96 nack pli
+a=rtcp-fb:96 ccm tmmbr smaxpr=120
+a=rtcp-mux
+""")
+
+
+def test_rtcp_feedback_and_mux_are_read() -> None:
+    audio, video = parse_media(FEEDBACK_OFFER)
+    assert audio.rtcp_fb == (RtcpFeedback("111", "transport-cc"), RtcpFeedback("*", "ccm fir"))
+    assert [(fb.payload, fb.value) for fb in video.rtcp_fb] == [
+        ("100", "nack pli"), ("96", "goog-remb"), ("96", "nack"), ("96", "ccm fir"),
+        ("*", "nack pli"), ("96", "nack pli"), ("96", "ccm tmmbr"),
+    ]  # fmt: skip
+    assert (audio.rtcp_mux, video.rtcp_mux) == (True, True)
+    assert not any(m.rtcp_mux or m.rtcp_fb for m in parse_media(PJSUA2_OFFER))
+
+
+def test_rtcp_mux_is_read_as_the_whole_attribute_only() -> None:
+    offer = PJSUA2_OFFER + b"a=rtcp-muxed\r\n"
+    assert not parse_media(offer)[0].rtcp_mux
+    assert parse_media(PJSUA2_OFFER + b"a=rtcp-mux\r\n")[0].rtcp_mux
+
+
+def test_answer_echoes_only_keyframe_feedback_for_the_chosen_codec() -> None:
+    # VP8 (96) is the focus's first choice: its nack and goog-remb are left out, and
+    # "nack pli" offered twice (96 and *) is answered once, in the offer's order.
+    audio, video = parse_media(answer(FEEDBACK_OFFER, Mode.VIDEO))
+    assert [c.payload for c in video.codecs] == [96]
+    assert video.rtcp_fb == (RtcpFeedback("96", "ccm fir"), RtcpFeedback("96", "nack pli"))
+    assert audio.rtcp_fb == ()  # feedback on audio is never answered
+    body = answer(FEEDBACK_OFFER, Mode.VIDEO).decode()
+    assert "a=rtcp-fb:96 ccm fir\r\na=rtcp-fb:96 nack pli\r\na=sendrecv\r\na=rtcp-mux\r\n" in body
+
+
+@pytest.mark.parametrize(
+    ("lines", "expected"),
+    [
+        ("a=rtcp-fb:* nack pli\na=rtcp-fb:* ccm fir", ["nack pli", "ccm fir"]),
+        ("a=rtcp-fb:99 nack pli", ["nack pli"]),
+        ("a=rtcp-fb:97 nack pli\na=rtcp-fb:98 ccm fir", []),
+        ("a=rtcp-fb:99 ccm fir\na=rtcp-fb:99 nack", ["ccm fir"]),
+        ("a=rtcp-fb:* NACK PLI", ["nack pli"]),
+        ("a=rtcp-fb:* ccm tmmbr\na=rtcp-fb:\na=rtcp-fb:x nack pli", []),
+        ("a=rtcp-fb:* goog-remb\na=rtcp-fb:* nack\na=rtcp-fb:* trr-int 5", []),
+    ],
+)
+def test_answered_feedback_is_for_the_chosen_payload_type(lines: str, expected: list[str]) -> None:
+    # baresip's video line with other feedback: the focus picks VP8, payload type 99.
+    offer = BARESIP_OFFER.replace(b"a=rtcp-fb:* nack pli\r\n", sdp(lines))
+    video = parse_media(answer(offer, Mode.VIDEO))[1]
+    assert video.rtcp_fb == tuple(RtcpFeedback("99", value) for value in expected)
+
+
+@pytest.mark.parametrize("mode", [Mode.VIDEO, Mode.WATCH])
+def test_feedback_kept_on_avpf_and_avp(mode: Mode) -> None:
+    for offer in (BARESIP_OFFER, BARESIP_OFFER.replace(b"RTP/AVP", b"RTP/AVPF")):
+        audio, video = parse_media(answer(offer, mode))
+        assert video.protocol == audio.protocol == parse_media(offer)[0].protocol
+        assert video.rtcp_fb == (RtcpFeedback("99", "nack pli"),)
+
+
+def test_mux_answered_only_where_offered_and_taken() -> None:
+    # Only the video line offers it.
+    offer = BARESIP_OFFER.replace(b"a=label:2\r\n", b"a=label:2\r\na=rtcp-mux\r\n")
+    audio, video = parse_media(answer(offer, Mode.VIDEO))
+    assert (audio.rtcp_mux, video.rtcp_mux) == (False, True)
+    assert [m.rtcp_mux for m in parse_media(answer(FEEDBACK_OFFER, Mode.VIDEO))] == [True, True]
+    # A rejected line answers nothing but its m= line.
+    audio, video = parse_media(answer(FEEDBACK_OFFER, Mode.AUDIO))
+    assert (audio.rtcp_mux, video.rtcp_mux, video.rtcp_fb) == (True, False, ())
+    assert answer(FEEDBACK_OFFER, Mode.AUDIO).endswith(b"m=video 0 RTP/AVPF 100 96\r\n")
+
+
+def test_no_mux_when_a_payload_type_looks_like_rtcp() -> None:
+    # Payload type 72 with the marker bit is RTCP's 200 (sender report), RFC 5761 section 4.
+    offer = FEEDBACK_OFFER.replace(b"111", b"72")
+    (audio, _) = parse_media(
+        answer(offer, Mode.AUDIO, audio_codecs=(Codec(111, "opus", 48000, 2),))
+    )
+    assert [c.payload for c in audio.codecs] == [72]
+    assert not audio.rtcp_mux
+
+
+_FEEDBACK = st.builds(
+    RtcpFeedback,
+    st.one_of(st.just("*"), st.integers(0, 127).map(str)),
+    st.sampled_from(
+        ["nack", "nack pli", "nack sli", "ccm fir", "ccm tmmbr", "goog-remb", "transport-cc"]
+    ),
+)
+
+
+@given(st.lists(_FEEDBACK, max_size=6), st.booleans(), st.sampled_from(["audio", "video"]))
+def test_feedback_and_mux_round_trip(feedback: list[RtcpFeedback], mux: bool, kind: str) -> None:
+    line = MediaDescription(kind=kind, port=4000, protocol="RTP/AVPF", formats=("0",),
+                            codecs=(Codec(0, "PCMU", 8000),), direction="sendrecv",
+                            address="192.0.2.1", mid="a", rtcp_fb=tuple(feedback), rtcp_mux=mux)  # fmt: skip
+    body = write_media([line], address="192.0.2.1", session_id=1)
+    assert parse_media(body) == (line,)
+    # Written in sdp-transform's form and order.
+    assert sdp_transform.write(sdp_transform.parse(body.decode())).encode() == body
+
+
 # --- every line sdp-transform's grammar knows ----------------------------------------------
 
 # Every a= attribute the grammar knows, well-formed and not, and lines it has no rule for.
@@ -582,12 +713,12 @@ def test_any_known_line_parses_or_raises_sdp_error(lines: list[str], eol: str, m
 #: What vidim reads of sdp-transform's output, at session and media level.
 _READ_KEYS = frozenset(
     {"origin", "connection", "direction", "media", "type", "port", "protocol", "payloads"}
-    | {"rtp", "fmtp", "rtcp", "mid"}
+    | {"rtp", "fmtp", "rtcp", "rtcpFb", "crypto", "rtcpMux", "mid"}
 )
 
 
 def test_only_the_lines_vidim_keeps_write_what_it_reads() -> None:
-    """vidim.sdp parses only o=, c=, m= and five attributes: no other line could matter.
+    """vidim.sdp parses only o=, c=, m= and eight attributes: no other line could matter.
 
     Every line is read on its own (an m= line opens a stream), so leaving out the
     others changes nothing vidim reads, if no rule for another field writes one of its

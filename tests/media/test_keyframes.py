@@ -13,7 +13,6 @@ from video_streams import annexb_nals, encode, h264_payloads, vp8_payloads
 from vidim.focus.keyframes import (
     MEDIA_CONTROL_TYPE,
     KeyframeFeedback,
-    feedback_from_sdp,
     picture_fast_update_body,
     starts_keyframe,
 )
@@ -105,39 +104,6 @@ def test_any_payload_is_judged_without_raising(codec: str, payload: bytes) -> No
 
 def test_other_codecs_are_never_keyframes() -> None:
     assert not starts_keyframe("H263", bytes([0x10, 0x10]))
-
-
-SDP = b"""v=0\r
-o=- 1 1 IN IP4 127.0.0.1\r
-s=-\r
-c=IN IP4 127.0.0.1\r
-t=0 0\r
-m=audio 4000 RTP/AVPF 0\r
-a=rtcp-fb:* ccm fir\r
-m=video 4002 RTP/AVPF 96 97\r
-a=rtpmap:96 VP8/90000\r
-a=rtpmap:97 H264/90000\r
-%s\r
-m=video 4004 RTP/AVPF 96\r
-a=rtcp-fb:* nack pli\r
-"""
-
-
-@pytest.mark.parametrize(
-    ("lines", "pt", "expected"),
-    [
-        (b"a=rtcp-fb:* nack pli\r\na=rtcp-fb:* ccm fir", 96, KeyframeFeedback(pli=True, fir=True)),
-        (b"a=rtcp-fb:96 nack pli", 96, KeyframeFeedback(pli=True)),
-        (b"a=rtcp-fb:96 nack pli", 97, KeyframeFeedback()),
-        (b"a=rtcp-fb:97 ccm fir\r\na=rtcp-fb:97 nack", 97, KeyframeFeedback(fir=True)),
-        (b"a=rtcp-fb:* NACK PLI", 96, KeyframeFeedback(pli=True)),
-        (b"a=rtcp-fb:* ccm tmmbr\r\na=rtcp-fb:", 96, KeyframeFeedback()),
-    ],
-)
-def test_feedback_is_read_from_the_first_video_m_line_for_its_payload_type(
-    lines: bytes, pt: int, expected: KeyframeFeedback
-) -> None:
-    assert feedback_from_sdp(SDP % lines, pt) == expected
 
 
 def test_feedback_by_rtcp_or_by_sip_info() -> None:

@@ -6,7 +6,11 @@ media address; every datagram that arrives on a port is sent, unchanged
 except for the RTP payload type where the plan says so, to each
 destination of that port's route, out of the destination's ``via_port``
 socket.  No jitter buffer, no parsing beyond the two header bits the
-payload-type rewrite needs.  SRTP is one hook on each side
+payload-type rewrite needs.  RTCP multiplexed on an RTP port (RFC 5761,
+a route's ``rtcp_mux``) is told apart by its packet type
+(:meth:`~vidim.focus.media.Route.carries_rtcp`), goes to the route's RTCP
+destinations, never rewritten, and is SRTCP where the port is keyed.
+SRTP is one hook on each side
 (:class:`vidim.aio.srtp.SrtpPorts`): a packet from an SRTP participant is
 opened after the source check (one that does not authenticate is dropped
 and counted in :attr:`PortStats.unauthenticated`), and one to an SRTP
@@ -298,7 +302,8 @@ class RtpRelay:
                     extra={"rtp_port": port, "participant": route.participant},
                 )
             return
-        plain = self._srtp.unprotect(port, route.rtcp, data)
+        rtcp = route.carries_rtcp(data)
+        plain = self._srtp.unprotect(port, rtcp, data)
         if plain is None:
             stats.unauthenticated += 1
             return
@@ -309,14 +314,14 @@ class RtpRelay:
             else:
                 self.on_terminated(port, plain)
             return
-        for destination in route.destinations:
+        for destination in route.destinations_for(rtcp):
             transport = self._transports.get(destination.via_port)
             if transport is None:
                 stats.dropped += 1
                 continue
             target = self._latched.get(destination.via_port, (destination.host, destination.port))
             payload = _rewrite(plain, destination.payload_map) if destination.payload_map else plain
-            sent = self._srtp.protect(destination.via_port, route.rtcp, payload)
+            sent = self._srtp.protect(destination.via_port, rtcp, payload)
             if sent is None:
                 stats.dropped += 1
                 continue
@@ -339,7 +344,7 @@ class RtpRelay:
         if transport is None or target is None:
             stats.dropped += 1
             return
-        sent = self._srtp.protect(port, route is not None and route.rtcp, data)
+        sent = self._srtp.protect(port, route is not None and route.carries_rtcp(data), data)
         if sent is None:
             stats.dropped += 1
             return

@@ -17,7 +17,11 @@ conference bridge is).
 Each port has one inbound and one outbound libsrtp session, kept across
 plans while its keys stay the same (libsrtp's rollover counter and replay
 window must live as long as the stream); new keys (a re-INVITE's answer)
-start new sessions.  RTCP ports use SRTCP with the same master keys.
+start new sessions.  RTCP ports use SRTCP with the same master keys; a
+participant that multiplexes RTCP (RFC 5761) sends and gets SRTCP on its RTP
+port, which the relay tells apart (``rtcp`` below) and the port's one pair of
+sessions opens and protects alike (libsrtp keeps SRTP and SRTCP state apart
+per SSRC).
 """
 
 from __future__ import annotations

@@ -9,12 +9,14 @@ the relay's world (datagrams on focus ports) and the cores' (participants
 of a conference):
 
 * :meth:`ConferenceBank.receive_datagram` with what arrived on a focus
-  port (RTP on the member's port, RTCP on the port + 1) and the time;
+  port (RTP on the member's port, RTCP on the port + 1 or multiplexed on
+  the RTP port, RFC 5761) and the time;
 * :meth:`ConferenceBank.handle_timer` at :meth:`ConferenceBank.get_timer`
   (the earliest deadline of any core);
 * out: :meth:`ConferenceBank.datagrams_to_send` as ``(focus port, bytes)``
-  (the member's RTP port, or its port + 1 for RTCP, to be sent from that
-  port to the participant), and :meth:`ConferenceBank.events` with the
+  (the member's RTP port, or for RTCP its ``rtcp_port``: the port + 1, or
+  the RTP port when it multiplexes), to be sent from that port to the
+  participant, and :meth:`ConferenceBank.events` with the
   conference each came from.
 
 What the negotiation narrowed is enforced here: RTP from a member that does
@@ -57,6 +59,8 @@ class MediaMember(Protocol):
     def sends(self) -> bool: ...
     @property
     def receives(self) -> bool: ...
+    @property
+    def rtcp_port(self) -> int: ...
 
 
 Member = TypeVar("Member", bound=MediaMember)
@@ -206,5 +210,5 @@ class ConferenceBank(ABC, Generic[Core, Member, Wrapped]):
             member = members.get(packet.participant)
             if member is None or (not member.receives and not packet.rtcp):
                 continue
-            self._to_send.append((member.port + 1 if packet.rtcp else member.port, packet.data))
+            self._to_send.append((member.rtcp_port if packet.rtcp else member.port, packet.data))
         self._events.extend(self._wrap(conference, event) for event in core.events())

@@ -10,9 +10,10 @@ that takes:
   VP8 (RFC 7741 section 4: payload descriptor, then the key frame bit of the
   VP8 payload header) and H.264 (RFC 6184: an IDR slice, SPS or PPS, alone,
   in a STAP-A aggregate, or at the start of an FU-A fragment);
-* :class:`KeyframeFeedback` / :func:`feedback_from_sdp`: whether the sender
-  negotiated RTCP PLI (RFC 4585 ``a=rtcp-fb:* nack pli``) or FIR (RFC 5104
-  ``a=rtcp-fb:* ccm fir``) for its video;
+* :class:`KeyframeFeedback`: whether the sender negotiated RTCP PLI
+  (RFC 4585 ``a=rtcp-fb:* nack pli``) or FIR (RFC 5104 ``a=rtcp-fb:* ccm fir``)
+  for its video (read from the SDP by :mod:`vidim.sdp`, kept in
+  :attr:`vidim.focus.media.StreamInfo.feedback`);
 * :func:`picture_fast_update_body`: the SIP INFO body of RFC 5168 for a
   sender that negotiated neither.
 """
@@ -25,7 +26,6 @@ __all__ = [
     "MEDIA_CONTROL_TYPE",
     "NO_FEEDBACK",
     "KeyframeFeedback",
-    "feedback_from_sdp",
     "picture_fast_update_body",
     "starts_keyframe",
 ]
@@ -122,32 +122,6 @@ class KeyframeFeedback:
 
 #: A sender that negotiated no RTCP keyframe request (SIP INFO is the way to ask it).
 NO_FEEDBACK = KeyframeFeedback()
-
-
-def feedback_from_sdp(body: bytes, payload_type: int) -> KeyframeFeedback:
-    """The keyframe feedback of the first video m-line of an SDP body, for ``payload_type``.
-
-    Reads ``a=rtcp-fb`` lines naming that payload type or ``*``; anything
-    unreadable counts as not negotiated (the SIP INFO fallback still works).
-    """
-    pli = fir = False
-    in_video = seen_video = False
-    for raw in body.split(b"\n"):
-        line = raw.strip().decode("utf-8", "replace")
-        if line.startswith("m="):
-            if seen_video:
-                break
-            in_video = seen_video = line.startswith("m=video ")
-            continue
-        if not in_video or not line.startswith("a=rtcp-fb:"):
-            continue
-        fields = line[len("a=rtcp-fb:") :].split()
-        if len(fields) < 2 or fields[0] not in ("*", str(payload_type)):
-            continue
-        kind = [f.lower() for f in fields[1:3]]
-        pli = pli or kind == ["nack", "pli"]
-        fir = fir or kind == ["ccm", "fir"]
-    return KeyframeFeedback(pli=pli, fir=fir)
 
 
 def picture_fast_update_body() -> bytes:

@@ -36,7 +36,15 @@ video switch keep the same ones):
   and a stream it does not send is not forwarded.
 
 RTCP follows RTP: from port + 1, to the receiver's RTCP port (``a=rtcp`` or
-RTP + 1), out of the receiver's port + 1.
+RTP + 1), out of the receiver's port + 1.  A participant whose answer has
+``a=rtcp-mux`` (RFC 5761) sends and receives RTCP on its RTP port instead:
+its RTP route also carries RTCP (told apart by :func:`vidim.rtp.is_rtcp`,
+and never payload-type-rewritten), and RTCP to it leaves from its focus RTP
+port for its RTP port.  Which focus port RTCP to a participant leaves from
+is decided in one place, :func:`focus_rtcp_port` (as
+:attr:`StreamInfo.local_rtcp_port` and :attr:`MixMember.rtcp_port`); its
+port + 1 stays allocated and routed all the same (simplest: the pool hands
+out pairs, and a restored call keeps its ports).
 
 Payload types.  Participants may number the same codec differently (dynamic
 types, telephone-event); a :class:`Destination` carries the
@@ -51,6 +59,7 @@ import secrets
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 
+from ..rtp import is_rtcp
 from ..sdes import SrtpKeys
 from ..sdp import Codec, MediaDescription
 from ..vocabulary import Mode
@@ -73,6 +82,7 @@ __all__ = [
     "SwitchMember",
     "SwitchedVideo",
     "codec_key",
+    "focus_rtcp_port",
     "forwarding_plan",
     "lowest_free",
     "streams_from_sdp",
@@ -165,14 +175,26 @@ def codec_key(codec: Codec) -> str:
     return f"{codec.name.lower()}/{codec.clock_rate}/{codec.channels}"
 
 
+def focus_rtcp_port(local_port: int, rtcp_mux: bool) -> int:
+    """The focus port that RTCP to a participant's stream leaves from (and arrives on).
+
+    ``local_port`` is the stream's focus RTP port; with ``rtcp_mux`` (its
+    answer had ``a=rtcp-mux``, RFC 5761) RTCP shares it, else it is the
+    port + 1 (RFC 3550 section 11).  The one place this is decided: the
+    plan's RTCP destinations, the mixer bank and the video switch all ask here.
+    """
+    return local_port if rtcp_mux else local_port + 1
+
+
 @dataclass(frozen=True, slots=True)
 class StreamInfo:
     """One negotiated stream of a participant, as the focus sees it."""
 
     kind: str
-    #: The focus's RTP port for this stream (RTCP is ``local_port + 1``).
+    #: The focus's RTP port for this stream (RTCP: :attr:`local_rtcp_port`).
     local_port: int
-    #: Where the participant receives RTP and RTCP (from its SDP).
+    #: Where the participant receives RTP and RTCP (from its SDP; with
+    #: ``rtcp_mux`` both are its RTP port).
     remote_host: str
     remote_port: int
     remote_rtcp_port: int
@@ -188,6 +210,11 @@ class StreamInfo:
     feedback: KeyframeFeedback = NO_FEEDBACK
     #: RTCP shares the RTP port both ways (RFC 5761), as the answer said.
     rtcp_mux: bool = False
+
+    @property
+    def local_rtcp_port(self) -> int:
+        """The focus port RTCP to this participant leaves from: :func:`focus_rtcp_port`."""
+        return focus_rtcp_port(self.local_port, self.rtcp_mux)
 
     @property
     def reachable(self) -> bool:
@@ -233,6 +260,19 @@ class Route:
     #: The participant's SRTP keys: the relay opens what arrives on this port
     #: with ``remote_key`` and protects what leaves it with ``local_key``.
     srtp: SrtpKeys | None = None
+    #: An RTP port whose participant multiplexes RTCP on it (RFC 5761): what
+    #: :func:`vidim.rtp.is_rtcp` calls RTCP is RTCP here, and goes to
+    #: ``rtcp_destinations``.
+    rtcp_mux: bool = False
+    rtcp_destinations: tuple[Destination, ...] = ()
+
+    def carries_rtcp(self, data: bytes) -> bool:
+        """Whether ``data``, arriving on or leaving this port, is RTCP (SRTCP when keyed)."""
+        return self.rtcp or (self.rtcp_mux and is_rtcp(data))
+
+    def destinations_for(self, rtcp: bool) -> tuple[Destination, ...]:
+        """Where a packet goes: RTCP on a multiplexed RTP port has destinations of its own."""
+        return self.rtcp_destinations if rtcp and self.rtcp_mux else self.destinations
 
 
 @dataclass(frozen=True, slots=True)
@@ -241,8 +281,8 @@ class MixMember:
 
     participant: str
     mode: Mode
-    #: The focus's RTP port of the stream (RTCP is ``port + 1``): where its
-    #: packets arrive and where the mix to it leaves from.
+    #: The focus's RTP port of the stream: where its packets arrive and
+    #: where the mix to it leaves from (RTCP: :attr:`rtcp_port`).
     port: int
     #: The negotiated codec (:func:`codec_key`) and its payload type for this participant.
     codec: str
@@ -250,6 +290,13 @@ class MixMember:
     #: As in :class:`StreamInfo`: it sends audio to the focus / accepts audio from it.
     sends: bool = True
     receives: bool = True
+    #: As in :class:`StreamInfo`: RTCP shares the RTP port (RFC 5761).
+    rtcp_mux: bool = False
+
+    @property
+    def rtcp_port(self) -> int:
+        """The focus port RTCP to this member leaves from: :func:`focus_rtcp_port`."""
+        return focus_rtcp_port(self.port, self.rtcp_mux)
 
 
 @dataclass(frozen=True, slots=True)
@@ -276,6 +323,13 @@ class SwitchMember:
     #: As in :class:`StreamInfo`: it sends video to the focus / accepts video from it.
     sends: bool = True
     receives: bool = True
+    #: RTCP shares the RTP port (RFC 5761), as its answer said.
+    rtcp_mux: bool = False
+
+    @property
+    def rtcp_port(self) -> int:
+        """The focus port RTCP to this member leaves from: :func:`focus_rtcp_port`."""
+        return focus_rtcp_port(self.port, self.rtcp_mux)
 
 
 @dataclass(frozen=True, slots=True)
@@ -360,6 +414,7 @@ def _mix_member(sender: ParticipantMedia, stream: StreamInfo) -> MixMember | Non
                 payload_type=payload_type,
                 sends=stream.sends,
                 receives=stream.receives,
+                rtcp_mux=stream.rtcp_mux,
             )
     return None
 
@@ -381,6 +436,7 @@ def _switch_member(sender: ParticipantMedia, stream: StreamInfo) -> SwitchMember
             feedback=stream.feedback,
             sends=stream.sends,
             receives=stream.receives,
+            rtcp_mux=stream.rtcp_mux,
         )
     return None
 
@@ -439,7 +495,7 @@ def forwarding_plan(
                         )
                         rtcp.append(
                             Destination(
-                                target.local_port + 1, target.remote_host, target.remote_rtcp_port
+                                target.local_rtcp_port, target.remote_host, target.remote_rtcp_port
                             )
                         )
                         break  # one stream of a kind per participant
@@ -449,8 +505,13 @@ def forwarding_plan(
             remote_rtcp = (host, stream.remote_rtcp_port) if reachable else None
             port, uri, kind = stream.local_port, sender.uri, stream.kind
             ended = member is not None
-            keys = stream.srtp
-            routes.append(Route(port, uri, kind, False, remote, tuple(rtp), ended, keys))
+            keys, mux = stream.srtp, stream.rtcp_mux
+            # A muxing sender's RTCP arrives on its RTP port: that route forwards it too.
+            muxed_rtcp = tuple(rtcp) if mux else ()
+            routes.append(
+                Route(port, uri, kind, False, remote, tuple(rtp), ended, keys,
+                      rtcp_mux=mux, rtcp_destinations=muxed_rtcp)
+            )  # fmt: skip
             routes.append(Route(port + 1, uri, kind, True, remote_rtcp, tuple(rtcp), ended, keys))
     routes.sort(key=lambda route: route.port)
     mixes = (AudioMix(conference, tuple(members)),) if conference is not None and members else ()
@@ -469,6 +530,9 @@ def streams_from_sdp(
     (port 0) sets up nothing.  The answer's direction is the focus's own:
     ``sendonly`` means the participant only receives.  An SRTP stream's keys
     are the offered ``a=crypto`` whose tag the answer took and the answer's own.
+    The keyframe feedback and RTCP multiplexing are the answer's: what the
+    focus took of the offer's (:func:`vidim.sdp.answer_media`); with
+    multiplexing, the participant receives RTCP on its RTP port.
     """
     streams: list[StreamInfo] = []
     for theirs, ours in zip(offer, answer, strict=False):
@@ -479,17 +543,22 @@ def streams_from_sdp(
             offered = next((c for c in theirs.crypto if c.tag == answered.tag), None)
             if offered is not None:
                 keys = SrtpKeys(answered.suite, answered.key, offered.key)
+        feedback = {fb.value for fb in ours.rtcp_fb}
         streams.append(
             StreamInfo(
                 kind=ours.kind,
                 local_port=ours.port,
                 remote_host=theirs.address or "0.0.0.0",
                 remote_port=theirs.port,
-                remote_rtcp_port=theirs.rtcp_port or theirs.port + 1,
+                remote_rtcp_port=(
+                    theirs.port if ours.rtcp_mux else theirs.rtcp_port or theirs.port + 1
+                ),
                 sends=ours.direction in ("sendrecv", "recvonly"),
                 receives=ours.direction in ("sendrecv", "sendonly"),
                 payload_types=tuple((codec_key(c), c.payload) for c in ours.codecs),
                 srtp=keys,
+                feedback=KeyframeFeedback(pli="nack pli" in feedback, fir="ccm fir" in feedback),
+                rtcp_mux=ours.rtcp_mux,
             )
         )
     return tuple(streams)

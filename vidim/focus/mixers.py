@@ -8,19 +8,21 @@ and translates between the relay's world (datagrams on focus ports) and the
 mixers' (participants of a conference).  Sans-IO like the mixers:
 
 * :meth:`MixerBank.receive_datagram` with what arrived on a mixed port
-  (RTP, or RTCP on the port + 1) and the time;
+  (RTP, or RTCP on the port + 1 or multiplexed on the RTP port) and the time;
 * :meth:`MixerBank.handle_timer` at :meth:`MixerBank.get_timer` (the
   earliest tick of any mixer);
 * out: :meth:`MixerBank.datagrams_to_send` as ``(focus port, bytes)``: the
-  RTP port of the listener's stream, or its port + 1 for RTCP, to be sent
-  from that port to the participant's address for it; and
+  RTP port of the listener's stream, or for RTCP its
+  :attr:`~vidim.focus.media.MixMember.rtcp_port` (the port + 1, or the RTP
+  port itself when the member multiplexes, RFC 5761), to be sent from that
+  port to the participant's address for it; and
   :meth:`MixerBank.events` (levels, source changes, refused packets) with
   the conference they belong to.
 
 What the negotiation narrowed is enforced here: RTP from a member that does
 not send (``watch``, or a phone that holds) is dropped, and nothing is sent
-to a member that does not receive.  RTCP (RFC 5761 multiplexing is not
-answered by the focus's SDP) always uses the port + 1.
+to a member that does not receive.  RTCP is told from RTP by its packet
+type (:func:`vidim.rtp.is_rtcp`), on whichever of the two ports it arrives.
 """
 
 from __future__ import annotations
@@ -125,7 +127,7 @@ class MixerBank:
         self._drain(conference)
 
     def receive_datagram(self, port: int, data: bytes, now: float) -> None:
-        """What arrived on a mixed focus port (RTP on the member's port, RTCP on + 1)."""
+        """What arrived on a mixed focus port (RTP on the member's port, RTCP on + 1 or muxed)."""
         found = self._ports.get(port)
         if found is None:
             return
@@ -165,7 +167,7 @@ class MixerBank:
             member = members.get(packet.participant)
             if member is None or (not member.receives and not packet.rtcp):
                 continue
-            self._to_send.append((member.port + 1 if packet.rtcp else member.port, packet.data))
+            self._to_send.append((member.rtcp_port if packet.rtcp else member.port, packet.data))
         self._events.extend(
             ConferenceMixerEvent(conference=conference, event=event) for event in mixer.events()
         )
