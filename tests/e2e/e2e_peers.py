@@ -306,11 +306,12 @@ class Site:
             phone.wait("registered", lambda e: e["code"] == 200)
         return phone
 
-    def baresip(self, user: str) -> Baresip:
+    def baresip(self, user: str, **options: Any) -> Baresip:
+        """A registered baresip; ``options``: its audio_codecs, tone, record (baresip_peer.py)."""
         assert self.kamailio is not None
         first = random.randrange(20000, 39000, 2)
         peer = Baresip(user, DOMAIN, self.kamailio.addr, self.workdir / f"baresip-{user}",
-                       free_port(), free_port(), (first, first + 99))  # fmt: skip
+                       free_port(), free_port(), (first, first + 99), **options)  # fmt: skip
         self.baresips.append(peer)
         peer.start(SERVICE)
         peer.connect_ctrl()
