@@ -142,6 +142,10 @@ class Baresip:
     """The frequency (Hz) of the sine it sends (``ausine`` plays 48 kHz stereo)."""
     record: bool = False
     """Dump decoded audio to ``sound/dump-<time>-dec.wav`` (module ``sndfile``)."""
+    ptime: int = 20
+    """Milliseconds of audio per packet it sends (the account's ``ptime=``)."""
+    extra_config: tuple[str, ...] = ()
+    """More lines of its config file (e.g. ``opus_stereo no``)."""
 
     @property
     def aor(self) -> str:
@@ -188,6 +192,7 @@ class Baresip:
                     "module_app\t\tmenu.so",
                     "module_app\t\tctrl_tcp.so",
                     f"ctrl_tcp_listen\t\t127.0.0.1:{self.ctrl_port}",
+                    *self.extra_config,
                     "",
                 ]
             )
@@ -195,6 +200,7 @@ class Baresip:
         outbound = f"sip:{self.proxy[0]}:{self.proxy[1]}"
         (self.workdir / "accounts").write_text(
             f'<{self.aor}>;outbound="{outbound}";regint=300;answermode=auto;'
+            f"ptime={self.ptime};"
             f"audio_codecs={','.join(self.audio_codecs)};video_codecs=VP8\n"
         )
         (self.workdir / "contacts").write_text(f'"vidim" <{service_uri}>\n')

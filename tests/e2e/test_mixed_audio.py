@@ -15,6 +15,7 @@ from __future__ import annotations
 import time
 import wave
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pytest
@@ -60,13 +61,15 @@ def tone_amplitudes(path: Path, frequencies: dict[str, float]) -> dict[str, np.n
 
 
 def conference(
-    site: Site, codecs: dict[str, str], watcher: bool, opus_user: str | None = None
-) -> dict[str, Path]:
+    site: Site, codecs: dict[str, str], watcher: bool, opus_user: str | None = None,
+    **opus_options: Any,
+) -> dict[str, Path]:  # fmt: skip
     """alice invites bob and carol (audio) and maybe dave (watch); all dial in and record.
 
     ``codecs``: the one codec a pjsua2 phone offers; ``opus_user`` (not alice) is a
-    baresip offering Opus only, which joins last and hangs up once the others stopped
-    recording (its dump is complete when its call is closed).
+    baresip offering Opus only (``opus_options``: more of its settings, baresip_peer.py),
+    which joins last and hangs up once the others stopped recording (its dump is
+    complete when its call is closed).
     """
     site.start()
     phones: dict[str, Phone] = {}
@@ -83,7 +86,7 @@ def conference(
     peer = None
     if opus_user is not None:
         peer = site.baresip(opus_user, audio_codecs=(OPUS,), tone=int(TONES[opus_user]),
-                            record=True)  # fmt: skip
+                            record=True, **opus_options)  # fmt: skip
     invitees = [f"<sip:carol@{DOMAIN}>;mode=audio"]
     if watcher:
         invitees.append(f"<sip:dave@{DOMAIN}>;mode=watch")
@@ -188,8 +191,20 @@ def test_phones_on_three_codecs_hear_each_other_transcoded(site: Site) -> None:
     check_mix(wavs, ["alice", "bob", "carol"])
 
 
-def test_a_pcma_phone_a_pcmu_phone_and_an_opus_baresip_hear_each_other(site: Site) -> None:
-    """alice on PCMA, bob on PCMU (pjsua2), carol on Opus only (baresip, 48 kHz stereo):
-    the focus decodes each, mixes at 16 kHz and encodes per receiver."""
-    wavs = conference(site, {"alice": "PCMA", "bob": "PCMU"}, watcher=False, opus_user="carol")
+@pytest.mark.parametrize(
+    "opus_options",
+    [
+        pytest.param({}, id="stereo-20ms"),
+        # Mono and 40 ms packets: two packets' worth of samples per packet for the mixer.
+        pytest.param({"ptime": 40, "extra_config": ("opus_stereo\tno", "opus_sprop_stereo\tno")},
+                     id="mono-40ms"),
+    ],
+)  # fmt: skip
+def test_a_pcma_phone_a_pcmu_phone_and_an_opus_baresip_hear_each_other(
+    site: Site, opus_options: dict[str, Any]
+) -> None:
+    """alice on PCMA, bob on PCMU (pjsua2), carol on Opus only (baresip, 48 kHz): the
+    focus decodes each, mixes at 16 kHz and encodes per receiver in its codec."""
+    wavs = conference(site, {"alice": "PCMA", "bob": "PCMU"}, watcher=False, opus_user="carol",
+                      **opus_options)  # fmt: skip
     check_mix(wavs, ["alice", "bob", "carol"])
