@@ -307,7 +307,7 @@ class Site:
         return phone
 
     def baresip(self, user: str, **options: Any) -> Baresip:
-        """A registered baresip; ``options``: its audio_codecs, tone, record (baresip_peer.py)."""
+        """A registered baresip; ``options`` are :class:`Baresip` fields (e.g. video_size)."""
         assert self.kamailio is not None
         first = random.randrange(20000, 39000, 2)
         peer = Baresip(user, DOMAIN, self.kamailio.addr, self.workdir / f"baresip-{user}",
