@@ -2,8 +2,12 @@
 
 - Headless config in a tmp dir (field notes: ``net_interface 127.0.0.1``, ``ausine`` as
   audio source at 48 kHz stereo or auto-answer never sends 200, ``alsa,null`` player,
-  ``fakevideo`` as video source and display, VP8 and G.711 only so it shares PCMU with
-  pjsua2 through a focus that does not transcode).
+  ``fakevideo`` as video source and display, VP8 and, by default, G.711 only).  The audio
+  codecs are a choice (``audio_codecs``): only their modules are loaded, so an Opus-only
+  peer offers nothing else and the focus must answer Opus.
+- Its own tone (``ausine,<Hz>``) as audio source; with ``record`` the ``sndfile`` filter
+  dumps what it decodes (and what it encodes) to WAV files in ``sound/`` (1.0 has no
+  file player, so this is how a test hears what baresip hears).
 - Registered at the proxy (``outbound=``), auto-answering, the service URI as its only
   contact, so ``message <text>`` sends the command form to ``sip:vidim@<domain>``.
 - Controlled over ``ctrl_tcp``: netstring-framed JSON; responses and call events
@@ -58,6 +62,10 @@ class SipTraced:
     @property
     def status(self) -> int | None:
         return int(self.start.split()[1]) if self.start.startswith("SIP/2.0") else None
+
+
+#: The baresip 1.0 module that carries each audio codec (lower-case SDP name).
+CODEC_MODULES = {"pcmu": "g711.so", "pcma": "g711.so", "g722": "g722.so", "opus": "opus.so"}
 
 
 BANNER = re.compile(r"^(?:UDP|TCP|TLS) (\S+) -> (\S+)$")
@@ -125,22 +133,39 @@ class Baresip:
     video_size: str = "176x144"  # what its fakevideo camera sends (a receiver can tell whose)
     #: ``rtcp_mux yes``: it offers ``a=rtcp-mux`` (RFC 5761) and muxes when answered so.
     rtcp_mux: bool = False
-    #: Where ``sndfile`` writes what it sends and what it decodes (``dump-*-dec.wav``).
-    record_dir: Path | None = None
     proc: subprocess.Popen[bytes] | None = None
     _out: list[str] = field(default_factory=list)
     _ctrl: socket.socket | None = None
     _ctrl_msgs: list[dict[str, Any]] = field(default_factory=list)
     _cond: threading.Condition = field(default_factory=threading.Condition)
     _token: int = 0
+    audio_codecs: tuple[str, ...] = ("PCMU/8000/1",)
+    """What the account offers (baresip's ``audio_codecs=``, e.g. ``opus/48000/2``)."""
+    tone: int = 440
+    """The frequency (Hz) of the sine it sends (``ausine`` plays 48 kHz stereo)."""
+    record: bool = False
+    """Dump decoded audio to ``sound/dump-<time>-dec.wav`` (module ``sndfile``)."""
+    ptime: int = 20
+    """Milliseconds of audio per packet it sends (the account's ``ptime=``)."""
+    extra_config: tuple[str, ...] = ()
+    """More lines of its config file (e.g. ``opus_stereo no``)."""
 
     @property
     def aor(self) -> str:
         return f"sip:{self.user}@{self.domain}"
 
     # -- set-up -----------------------------------------------------------------------
+    @property
+    def sound_dir(self) -> Path:
+        return self.workdir / "sound"
+
     def write_config(self, service_uri: str) -> None:
         self.workdir.mkdir(parents=True, exist_ok=True)
+        codec_modules = sorted({CODEC_MODULES[c.split("/")[0].lower()] for c in self.audio_codecs})
+        recording: list[str] = []
+        if self.record:
+            self.sound_dir.mkdir(exist_ok=True)
+            recording = ["module\t\t\tsndfile.so", f"snd_path\t\t{self.sound_dir}"]
         (self.workdir / "config").write_text(
             "\n".join(
                 [
@@ -150,7 +175,7 @@ class Baresip:
                     f"rtp_ports\t\t{self.rtp_ports[0]}-{self.rtp_ports[1]}",
                     "audio_player\t\talsa,null",
                     "audio_alert\t\talsa,null",
-                    "audio_source\t\tausine,440",
+                    f"audio_source\t\tausine,{self.tone}",
                     "ausrc_srate\t\t48000",
                     "ausrc_channels\t\t2",
                     "video_source\t\tfakevideo,nil",
@@ -159,7 +184,8 @@ class Baresip:
                     "video_bitrate\t\t128000",
                     "video_fps\t\t10.00",
                     f"module_path\t\t{MODULE_DIR}",
-                    "module\t\t\tg711.so",
+                    *[f"module\t\t\t{name}" for name in codec_modules],
+                    *recording,
                     "module\t\t\tausine.so",
                     "module\t\t\talsa.so",
                     "module\t\t\tfakevideo.so",
@@ -171,11 +197,7 @@ class Baresip:
                     "module_app\t\tctrl_tcp.so",
                     f"ctrl_tcp_listen\t\t127.0.0.1:{self.ctrl_port}",
                     *(["rtcp_mux\t\tyes"] if self.rtcp_mux else []),
-                    *(
-                        ["module\t\t\tsndfile.so", f"snd_path\t\t{self.record_dir}"]
-                        if self.record_dir is not None
-                        else []
-                    ),
+                    *self.extra_config,
                     "",
                 ]
             )
@@ -183,7 +205,8 @@ class Baresip:
         outbound = f"sip:{self.proxy[0]}:{self.proxy[1]}"
         (self.workdir / "accounts").write_text(
             f'<{self.aor}>;outbound="{outbound}";regint=300;answermode=auto;'
-            "audio_codecs=PCMU/8000/1;video_codecs=VP8\n"
+            f"ptime={self.ptime};"
+            f"audio_codecs={','.join(self.audio_codecs)};video_codecs=VP8\n"
         )
         (self.workdir / "contacts").write_text(f'"vidim" <{service_uri}>\n')
 
@@ -321,6 +344,11 @@ class Baresip:
             "200 to REGISTER",
             timeout,
         )
+
+    def decoded_recordings(self) -> list[Path]:
+        """The WAV files of what it decoded, one per audio stream (complete once the
+        call is closed: libsndfile writes the header's sizes on close)."""
+        return sorted(self.sound_dir.glob("dump-*-dec.wav"))
 
     def stop(self) -> int | None:
         if self._ctrl is not None:

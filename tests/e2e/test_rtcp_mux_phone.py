@@ -78,11 +78,9 @@ def closed_wav(path: Path) -> Path | None:
 
 def test_a_muxing_baresip_and_a_plain_pjsua2_hear_each_other(site: Site) -> None:
     site.start()
-    dumps = site.workdir / "bob-dumps"
-    dumps.mkdir()
     alice_wav = site.workdir / "alice.wav"
     alice = site.phone("alice", "--tone", str(ALICE_TONE), "--record", str(alice_wav))
-    bob = site.baresip("bob", rtcp_mux=True, record_dir=dumps)
+    bob = site.baresip("bob", rtcp_mux=True, record=True)
 
     status = alice.message(f"sip:bob@{DOMAIN}", "talk?", {"X-Vidim-Mode": "audio"})
     assert status["code"] == 202, status
@@ -117,7 +115,7 @@ def test_a_muxing_baresip_and_a_plain_pjsua2_hear_each_other(site: Site) -> None
     # Both record SECONDS of what they receive; then bob hangs up, which closes his dump.
     alice.send(cmd="record")
     alice.wait("recording")
-    dump = poll("bob's decoded audio", lambda: dump_with(dumps, SECONDS + 1))
+    dump = poll("bob's decoded audio", lambda: dump_with(bob.sound_dir, SECONDS + 1))
     start = alice.mark()
     alice.send(cmd="stop_recording")
     alice.wait("recording_stopped", start=start)
