@@ -654,3 +654,17 @@ def test_fetch_with_expires_zero_gets_one_terminated_notify() -> None:
     view = allocator.roster.view
     assert view is not None
     assert [(u.entity, u.status) for u in view.users] == [(BOB, "connected")]
+
+
+def test_an_opus_only_phone_is_answered_with_the_focus_s_own_opus_parameters() -> None:
+    """RFC 7587: the answer says the focus sends and prefers mono, not the offer's stereo."""
+    net, focus, _node, allocator = created()
+    opus_only = re.sub(rb"m=audio (\d+) RTP/AVP 96 0 8 101", rb"m=audio \1 RTP/AVP 96 101",
+                       baresip_offer(6000, 6002))  # fmt: skip
+    bob = join(net, allocator, BOB, 6000, opus_only)
+    answer = bob.answer().decode()
+    assert "a=rtpmap:96 opus/48000/2" in answer
+    assert "a=fmtp:96 stereo=0;sprop-stereo=0" in answer
+    assert "sprop-stereo=1" not in answer
+    [mix] = focus.forwarding_plan.mixes
+    assert [m.codec for m in mix.members] == ["opus/48000/2"]

@@ -52,7 +52,8 @@ MIXER_AUDIO_CODECS: tuple[Codec, ...] = (
     Codec(0, "PCMU", 8000),
     Codec(8, "PCMA", 8000),
     Codec(9, "G722", 8000),
-    Codec(111, "opus", 48000, 2),
+    # RFC 7587: the answer's fmtp is what the focus receives and sends; its mixes are mono.
+    Codec(111, "opus", 48000, 2, fmtp="stereo=0;sprop-stereo=0"),
 )
 
 
