@@ -199,6 +199,8 @@ class MediaDescription:
     rtcp_fb: tuple[RtcpFeedback, ...] = ()
     #: ``a=rtcp-mux``: RTCP shares the RTP port (RFC 5761).
     rtcp_mux: bool = False
+    #: ``a=ptime``: the milliseconds of media per packet its writer prefers to receive.
+    ptime: int | None = None
 
     @property
     def rejected(self) -> bool:
@@ -218,7 +220,7 @@ _LINE_RE = re.compile(r"[a-z]=[^\x00\r\n]*")
 #: (tests/formats/test_sdp.py checks the grammar for it).  ``rtcp-mux`` is read
 #: only as the whole line: the grammar's rule would take ``a=rtcp-muxed`` too.
 _READ_LINE_RE = re.compile(
-    r"[ocm]=|a=(?:rtpmap:|fmtp:|rtcp:|rtcp-fb:|mid:|crypto:|rtcp-mux\s*$"
+    r"[ocm]=|a=(?:rtpmap:|fmtp:|rtcp:|rtcp-fb:|mid:|crypto:|ptime:|rtcp-mux\s*$"
     r"|sendrecv|sendonly|recvonly|inactive)"
 )
 _TOKEN_RE = re.compile(r"[!#$%&'*+\-.0-9A-Z^_`a-z{|}~]+")
@@ -372,6 +374,7 @@ def _parse(body: bytes) -> tuple[dict[str, Any], list[MediaDescription]]:
                 crypto=_crypto(item) if protocol in _SRTP_PROTOCOLS else (),
                 rtcp_fb=_rtcp_fb(item),
                 rtcp_mux="rtcpMux" in item,
+                ptime=_int(item["ptime"], "ptime") if "ptime" in item else None,
             )
         )
     return session, media
@@ -419,6 +422,8 @@ def _media_lines(line: MediaDescription) -> list[str]:
     lines += [f"a=fmtp:{codec.payload} {codec.fmtp}" for codec in line.codecs if codec.fmtp]
     lines += [f"a=rtcp-fb:{feedback.payload} {feedback.value}" for feedback in line.rtcp_fb]
     lines += [f"a=crypto:{attribute.value()}" for attribute in line.crypto]
+    if line.ptime is not None:
+        lines.append(f"a=ptime:{line.ptime}")
     lines.append(f"a={line.direction}")
     if line.rtcp_mux:
         lines.append("a=rtcp-mux")
@@ -526,6 +531,7 @@ def answer_media(
     audio_codecs: Sequence[Codec] = AUDIO_CODECS,
     video_codecs: Sequence[Codec] = VIDEO_CODECS,
     keys: KeyFactory = fresh_key,
+    audio_ptime: int | None = None,
 ) -> tuple[MediaDescription, ...]:
     """The m-lines of the focus's answer to ``offered``, allowing exactly what ``mode`` allows.
 
@@ -558,6 +564,9 @@ def answer_media(
     on any RTP profile (phones offer them on ``RTP/AVP`` too); a taken line
     answers ``a=rtcp-mux`` when it was offered (RFC 5761 section 5.1.1) and
     its payload types do not clash with RTCP's.
+
+    ``audio_ptime``: said as ``a=ptime`` on the audio line (RFC 4566: the
+    packet time the focus prefers to receive, the one it sends).
 
     Raises :class:`SDPError` (488) when the mode has audio and no audio
     m-line can be taken.
@@ -613,6 +622,7 @@ def answer_media(
                 crypto=(crypto.answered(keys(line.kind, crypto)),) if crypto else (),
                 rtcp_fb=_answer_feedback(line, codec),
                 rtcp_mux=line.rtcp_mux and not any(_clashes_with_rtcp(c.payload) for c in codecs),
+                ptime=audio_ptime if line.kind == "audio" else None,
             )
         )
     if mode.has_audio and "audio" not in taken:

@@ -665,6 +665,7 @@ def test_an_opus_only_phone_is_answered_with_the_focus_s_own_opus_parameters() -
     answer = bob.answer().decode()
     assert "a=rtpmap:96 opus/48000/2" in answer
     assert "a=fmtp:96 stereo=0;sprop-stereo=0" in answer
+    assert "a=ptime:20" in answer  # the mixer's packets: what it prefers to get too
     assert "sprop-stereo=1" not in answer
     [mix] = focus.forwarding_plan.mixes
     assert [m.codec for m in mix.members] == ["opus/48000/2"]

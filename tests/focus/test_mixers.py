@@ -158,9 +158,10 @@ def test_datagrams_on_unknown_ports_are_ignored() -> None:
 
 
 def test_the_plan_mixes_exactly_the_codecs_the_mixer_has() -> None:
-    from vidim.focus.codecs import CODECS
+    from vidim.focus.codecs import CODECS, FRAME_MS
     from vidim.focus.media import MIXED_CODECS
-    from vidim.focus.negotiation import MIXER_AUDIO_CODECS
+    from vidim.focus.negotiation import MIXER_AUDIO_CODECS, MIXER_PTIME
 
     assert MIXED_CODECS == CODECS
     assert {codec.name.lower() for codec in MIXER_AUDIO_CODECS} == CODECS
+    assert MIXER_PTIME == FRAME_MS  # what the answers say is what the mixer sends

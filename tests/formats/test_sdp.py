@@ -258,6 +258,18 @@ def test_answer_media_is_what_its_text_reads_back(offer: bytes, mode: Mode) -> N
     assert sdp_transform.write(sdp_transform.parse(body.decode())).encode() == body
 
 
+@pytest.mark.parametrize("mode", [Mode.VIDEO, Mode.AUDIO, Mode.WATCH])
+def test_the_audio_answer_says_its_ptime_and_reads_back(mode: Mode) -> None:
+    media = answer_media(parse_media(BARESIP_OFFER), mode, address="10.9.0.1", ports=PORTS,
+                         audio_ptime=20)  # fmt: skip
+    assert next((m.kind, m.ptime) for m in media if not m.rejected) == ("audio", 20)
+    assert all(m.ptime is None for m in media if m.kind == "video")
+    body = write_media(media, address="10.9.0.1", session_id=77)
+    assert b"a=ptime:20\r\na=sendrecv" in body or b"a=ptime:20\r\na=sendonly" in body
+    assert parse_media(body) == media
+    assert sdp_transform.write(sdp_transform.parse(body.decode())).encode() == body
+
+
 @pytest.mark.parametrize("mode", list(Mode))
 @pytest.mark.parametrize("from_focus", [False, True])
 @pytest.mark.parametrize("address", ["192.0.2.5", "2001:db8::5"])

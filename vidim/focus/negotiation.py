@@ -30,6 +30,7 @@ from .media import PortPool, PortsExhaustedError, StreamInfo, codec_key, streams
 
 __all__ = [
     "MIXER_AUDIO_CODECS",
+    "MIXER_PTIME",
     "Negotiated",
     "address_of_record",
     "anchor_sdp",
@@ -55,6 +56,11 @@ MIXER_AUDIO_CODECS: tuple[Codec, ...] = (
     # RFC 7587: the answer's fmtp is what the focus receives and sends; its mixes are mono.
     Codec(111, "opus", 48000, 2, fmtp="stereo=0;sprop-stereo=0"),
 )
+
+
+#: Milliseconds of audio in each packet the mixer sends (:data:`vidim.focus.codecs.FRAME_MS`,
+#: a test keeps the two equal), said in every answer as ``a=ptime``.
+MIXER_PTIME = 20
 
 
 def video_codecs_for(streams: Iterable[StreamInfo]) -> tuple[Codec, ...]:
@@ -200,6 +206,7 @@ def negotiate(
             audio_codecs=MIXER_AUDIO_CODECS,
             video_codecs=video_codecs,
             keys=key,
+            audio_ptime=MIXER_PTIME,
         )
         answer = write_media(
             media, address=address, session_id=session_id, version=version, username=USERNAME
