@@ -122,8 +122,12 @@ def test_the_tick_is_every_20_ms_and_stops_with_the_last_participant() -> None:
     assert mixer.get_timer() == pytest.approx(10.02)
     mixer.handle_timer(10.02)
     assert mixer.get_timer() == pytest.approx(10.04)
-    mixer.handle_timer(10.085)  # two ticks due
+    mixer.handle_timer(10.085)  # three ticks due: one per call, the timer says the next
+    assert mixer.get_timer() == pytest.approx(10.06)
+    mixer.handle_timer(10.085)
+    mixer.handle_timer(10.085)
     assert mixer.get_timer() == pytest.approx(10.10)
+    mixer.handle_timer(10.085)  # nothing due: nothing done
     assert len([p for p in mixer.packets_to_send() if not p.rtcp]) == 4
     mixer.handle_timer(11.0)  # far behind: the missed ticks are skipped, not burst out
     assert mixer.ticks_late > 0
