@@ -200,6 +200,26 @@ def test_jitter_is_absorbed_and_measured() -> None:
     assert delays[len(delays) * 99 // 100] < 0.08
 
 
+@pytest.mark.parametrize(("stall", "skips"), [(0.045, False), (0.085, False), (0.3, True)])
+def test_a_host_stall_costs_no_lasting_delay(stall: float, skips: bool) -> None:
+    """The host runs nothing for ``stall`` seconds, every second.  Only the packet read
+    before a stall waits through it; once the packets read and the ticks caught up, each
+    packet again waits only for the next tick (13 ms), none lost, none kept as delay
+    (a stall past ``max_lag``: the skipped ticks' frames are dropped)."""
+    phones = [Phone(key, f) for key, f in TONES.items()]
+    mixer = conference(*phones, config=MixerConfig(record_delays=True))
+    stalls = [(second + 0.5, second + 0.5 + stall) for second in range(4)]
+    run(mixer, phones, 4.0, stalls=stalls)
+    waited = [delay for delay in mixer.delays if delay > 0.013 + 1e-9]
+    assert len(waited) <= len(phones) * len(stalls)
+    assert max(waited, default=0.0) <= stall + 0.013 + 1e-9
+    assert (mixer.ticks_late > 0) is skips
+    for key in TONES:
+        _, buffer = mixer.reception(key)  # type: ignore[misc]
+        assert (buffer.lost, buffer.dropped, buffer.target) == (0, mixer.ticks_late, 0)
+    assert_hears_others_not_itself(phones)
+
+
 def test_an_ssrc_change_is_followed() -> None:
     alice = Phone("alice", 440.0)
     phones = [alice, Phone("bob", 1000.0), Phone("carol", 1700.0)]

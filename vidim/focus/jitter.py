@@ -27,8 +27,9 @@ The tick's own lateness is not the network's: a tick the mixer runs late
 (``pop(behind=True)``: the host stalled, or the mixer had too much to do)
 may find its packet merely not read yet.  Its wait raises no target, and
 the frame of delay it adds is owed: the next pop that finds the following
-frame queued as well drops one, so the delay is back within a tick or two
-of the packets coming in again.
+frame queued as well drops it, so the delay is back within a tick or two
+of the packets coming in again.  A tick the mixer skips altogether (far
+behind) drops its frame the same way (:meth:`JitterBuffer.skip`).
 
 A jump of more than :data:`MAX_MISORDER` backwards or :data:`MAX_DROPOUT`
 forwards (a restarted sender) resets the buffer, as RFC 3550 appendix A.1 does.
@@ -133,12 +134,12 @@ class JitterBuffer:
             if self._next is not None:
                 self._waited += 1
                 if behind:
-                    self._owed = min(self._owed + 1, self.max_target)
+                    self._owed = min(self._owed + 1, self.capacity)
                 else:
                     self._waited_on_time += 1
             return None
-        if self._owed and self._next in self._packets:
-            # A frame of delay that a late tick added, and the next frame is here: skip one.
+        while self._owed and self._next in self._packets:
+            # Frames of delay that late or skipped ticks added, and the next frame is here.
             self._owed -= 1
             self.dropped += 1
             item = self._packets.pop(self._next)
@@ -146,6 +147,15 @@ class JitterBuffer:
         self._waited = self._waited_on_time = 0
         self._low_water = min(self._low_water, len(self._packets))
         return item
+
+    def skip(self, frames: int) -> None:
+        """The mixer skipped ``frames`` ticks (it was far behind): drop the frames they
+        would have played, those queued now and, up to ``capacity``, those still to come."""
+        for _ in range(frames):
+            if self._packets:
+                self._drop_earliest()
+            else:
+                self._owed = min(self._owed + 1, self.capacity)
 
     def _take(self) -> Buffered | None:
         """The next packet, or the one after a gap once it was waited for long enough."""

@@ -97,7 +97,8 @@ class MixerConfig:
     conceal_gains: tuple[float, ...] = (1.0, 0.5, 0.25, 0.125)
     """Gain of the last frame repeated for each missing frame in a row; silence after."""
     max_lag: float = 0.2
-    """A timer handled this late skips the missed ticks rather than bursting them out."""
+    """A timer handled this late skips the missed ticks rather than bursting them out,
+    and drops the frames they would have played."""
     late_tick: float = 0.005
     """A tick run this late is the mixer's or the host's delay: a packet it misses is not
     counted as the network's jitter (:meth:`JitterBuffer.pop`'s ``behind``)."""
@@ -385,6 +386,9 @@ class AudioMixer:
             missed = int((now - self._next_tick) / tick)
             self.ticks_late += missed
             self._next_tick += missed * tick
+            for participant in self._participants.values():
+                if participant.input is not None:  # their frames are dropped, not delay
+                    participant.input.buffer.skip(missed)
         self._mix(now, behind=now - self._next_tick >= self.config.late_tick)
         self._send_reports(now)
         self._next_tick += tick
