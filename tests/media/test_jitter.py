@@ -183,3 +183,15 @@ def test_owed_frames_expire_with_the_shrink_window() -> None:
     buffer.push(packet(40), 0.0)
     buffer.push(packet(41), 0.0)
     assert played(buffer, 1) == [40]  # not shed: the debt is gone
+
+
+def test_skipped_ticks_drop_the_frames_queued_and_those_still_unread() -> None:
+    buffer = JitterBuffer()
+    buffer.push(packet(1), 0.0)
+    played(buffer, 1)
+    buffer.push(packet(2), 0.0)
+    buffer.skip(4)  # the mixer skipped four ticks: 2 is dropped, 3, 4 and 5 are owed
+    for seq in range(3, 7):  # they are read before the next tick, with 6 on time
+        buffer.push(packet(seq), 0.3)
+    assert played(buffer, 1) == [6]
+    assert (buffer.dropped, buffer.lost, len(buffer)) == (4, 0, 0)

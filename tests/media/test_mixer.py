@@ -216,7 +216,9 @@ def test_a_host_stall_costs_no_lasting_delay(stall: float, skips: bool) -> None:
     assert (mixer.ticks_late > 0) is skips
     for key in TONES:
         _, buffer = mixer.reception(key)  # type: ignore[misc]
-        assert (buffer.lost, buffer.dropped, buffer.target) == (0, mixer.ticks_late, 0)
+        assert (buffer.lost, buffer.target) == (0, 0)
+        # the skipped ticks' frames, and the one of the late tick that ran after them
+        assert mixer.ticks_late <= buffer.dropped <= mixer.ticks_late + skips * len(stalls)
     assert_hears_others_not_itself(phones)
 
 

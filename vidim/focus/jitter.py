@@ -86,7 +86,9 @@ class JitterBuffer:
         self._waited_on_time = 0
         """... of which the mixer ran on time: the network's lateness."""
         self._owed = 0
-        """Frames of delay added by ticks run late, to be shed."""
+        """Frames of delay added by ticks run late or skipped, to be shed."""
+        self._owed_since = 0
+        """The pop at which the first of them was owed (they expire a window later)."""
         self._low_water = capacity
         self._pops = 0
         self._pops_since_late = 0
@@ -134,7 +136,7 @@ class JitterBuffer:
             if self._next is not None:
                 self._waited += 1
                 if behind:
-                    self._owed = min(self._owed + 1, self.capacity)
+                    self._owe(1)
                 else:
                     self._waited_on_time += 1
             return None
@@ -151,11 +153,11 @@ class JitterBuffer:
     def skip(self, frames: int) -> None:
         """The mixer skipped ``frames`` ticks (it was far behind): drop the frames they
         would have played, those queued now and, up to ``capacity``, those still to come."""
-        for _ in range(frames):
-            if self._packets:
-                self._drop_earliest()
-            else:
-                self._owed = min(self._owed + 1, self.capacity)
+        queued = min(frames, len(self._packets))
+        for _ in range(queued):
+            self._drop_earliest()
+        if frames > queued:
+            self._owe(frames - queued)
 
     def _take(self) -> Buffered | None:
         """The next packet, or the one after a gap once it was waited for long enough."""
@@ -173,6 +175,11 @@ class JitterBuffer:
             item = self._packets.pop(earliest)
         self._next = seq_add(item.packet.sequence_number, 1)
         return item
+
+    def _owe(self, frames: int) -> None:
+        if not self._owed:
+            self._owed_since = self._pops
+        self._owed = min(self._owed + frames, self.capacity)
 
     def _raise_target(self, frames: int) -> None:
         """The network was seen ``frames`` late: keep that much in reserve from now on."""
@@ -201,7 +208,8 @@ class JitterBuffer:
             for _ in range(min(self._low_water - self.target, len(self._packets))):
                 self._drop_earliest()
             self._low_water = self.capacity
-            self._owed = 0  # what was not shed by now, the window has
+        if self._owed and self._pops - self._owed_since > SHRINK_WINDOW:
+            self._owed = 0  # no frame came to shed (DTX): the sender's silence took it
         if self._pops_since_late >= DECAY_WINDOW:
             self.target = max(self.target - 1, 0)
             self._pops_since_late = 0
