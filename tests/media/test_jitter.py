@@ -110,9 +110,7 @@ def test_whatever_arrives_nothing_plays_twice_or_backwards(steps: list[tuple[boo
 
 def marked(seq: int) -> RtpPacket:
     """The first packet of a talk spurt (RFC 3551: the marker bit after silence)."""
-    return RtpPacket(
-        payload_type=0, sequence_number=seq, timestamp=seq * 160, ssrc=1, marker=True
-    )
+    return RtpPacket(payload_type=0, sequence_number=seq, timestamp=seq * 160, ssrc=1, marker=True)
 
 
 def test_a_late_tick_owes_its_frame_and_sheds_it_once_packets_come_on_time() -> None:

@@ -137,7 +137,6 @@ def _frame(pcm: Pcm, rate: int) -> av.AudioFrame:
     return frame
 
 
-@functools.cache
 def resample(pcm: Pcm, rate: int, to_rate: int) -> Pcm:
     """A piece of PCM at another rate, whole: a one-off resampler, flushed (for a mixer
     that changes its rate, with less than a frame on hand)."""
@@ -147,6 +146,7 @@ def resample(pcm: Pcm, rate: int, to_rate: int) -> Pcm:
     return _resample_all(resampler, [_frame(pcm, rate), None])
 
 
+@functools.cache
 def _g711_tables(ffmpeg_name: str) -> tuple[Pcm, npt.NDArray[np.uint8]]:
     """FFmpeg's own G.711 as two lookup tables: code -> sample (256), sample -> code (65536).
 
