@@ -10,9 +10,16 @@ asyncio layer will drive them.  For each size it reports:
 * **empty loop late p99 / max**: the reference, run at the same time in a
   process of its own: a loop that sleeps to a deadline every millisecond and
   does nothing else, i.e. how late this host wakes a sleeper up with no mixing
-  at all; a tick more than 5 ms late counts as the **host's** when the empty
-  loop was more than 2.5 ms late during that tick's lateness too, as **ours**
-  otherwise;
+  at all;
+* **CPU wait**: how long the mixers' thread was ready to run but waited for
+  a CPU that other processes held (Linux's ``/proc/thread-self/schedstat``),
+  as a share of the run;
+* **ticks > 5 ms late**, all of them, and who made each late: the **host**
+  when the tick would have been at most 5 ms late but for the empty loop's
+  worst lateness meanwhile (the machine stopped every process), **others**
+  when it would have been but for the time the mixers' thread waited for a
+  CPU meanwhile (other processes had them), **ours** otherwise (the mixers
+  were behind with their own work);
 * **CPU**: the CPU time this thread spent inside the mixers (``thread_time``,
   so not the time another process held the core), as a share of the wall-clock
   time, and that share per participant (one core = 100 %);
@@ -21,6 +28,10 @@ asyncio layer will drive them.  For each size it reports:
   and encoding).
 
 The phones' packets are encoded before the run: only the mixer is measured.
+The first second is not counted: every phone sends its first packet within the
+same 20 ms, and making that many decoders at once (about 1 ms each for Opus,
+a resampler's filters) puts the loop 80 ms behind at 75 Opus participants,
+where a focus sees its participants join one by one.
 
     python bench/mixer.py                              # PCMU (8 and 16 kHz mix), Opus
     python bench/mixer.py --write docs/performance.md  # and rewrite its "Audio mixer" section
@@ -30,8 +41,10 @@ The phones' packets are encoded before the run: only the mixer is measured.
 from __future__ import annotations
 
 import argparse
+import bisect
 import datetime as dt
 import heapq
+import math
 import os
 import platform
 import random
@@ -61,11 +74,12 @@ PER_CONFERENCE = 5
 TICK = 0.020
 LATE_LIMIT = 0.005
 DELAY_LIMIT = 0.040
-#: The empty loop's period, and how late it must wake to show the host held it.
+#: The empty loop's period.
 REFERENCE_PERIOD = 0.001
-HELD = 0.0025
-#: Seconds the reference process gets to start before both loops begin.
+#: Seconds the reference process gets to start before both loops begin, and the first
+#: seconds of a run, not counted: every phone's first packet makes its decoder at once.
 LEAD = 0.5
+WARMUP = 1.0
 PAYLOAD_TYPES = {"pcmu": 0, "opus": 111}
 
 #: (when it was due on the monotonic clock, seconds late), per tick or wake-up.
@@ -89,15 +103,21 @@ class Result:
     empty_max: float
     over: int
     """Ticks more than ``LATE_LIMIT`` late ..."""
+    over_host: int
+    """... while the empty loop was held up too ..."""
+    over_others: int
+    """... else while the mixers' thread waited for a CPU ..."""
     over_ours: int
-    """... of which the empty loop was not held up at the same time."""
+    """... and the rest."""
+    cpu_wait: float
+    """Share of the run the mixers' thread waited for a CPU."""
     busy: float
     delay_p50: float
     delay_p99: float
 
     @property
     def real_time(self) -> bool:
-        """No tick more than 5 ms late but those the host held up, and CPU to spare."""
+        """No tick more than 5 ms late by our own doing, and CPU to spare."""
         return self.over_ours == 0 and self.busy < 1.0
 
 
@@ -128,14 +148,37 @@ def read_reference(process: subprocess.Popen[str]) -> Lateness:
     return [(float(due), float(late)) for due, late in (line.split() for line in out.splitlines())]
 
 
-def held_by_host(tick: tuple[float, float], reference: Lateness) -> bool:
-    """Was the empty loop held up (``HELD`` late or more) at some moment of this tick's
-    lateness?  Then what held the tick held a process that does nothing: the host."""
-    due, late = tick
-    return any(
-        ref_late >= HELD and ref_due < due + late and due < ref_due + ref_late
-        for ref_due, ref_late in reference
-    )
+class CpuWait:
+    """Seconds this thread has waited for a CPU while it could run: the second field of
+    Linux's ``/proc/thread-self/schedstat`` (0 where there is none)."""
+
+    def __init__(self) -> None:
+        try:
+            self._fd: int | None = os.open("/proc/thread-self/schedstat", os.O_RDONLY)
+        except OSError:
+            self._fd = None
+
+    def __call__(self) -> float:
+        if self._fd is None:
+            return 0.0
+        return int(os.pread(self._fd, 128, 0).split()[1]) / 1e9
+
+    def close(self) -> None:
+        if self._fd is not None:
+            os.close(self._fd)
+
+
+def overlap(reference: Lateness, begin: float, end: float) -> float:
+    """How late the empty loop ran at worst while the interval ``[begin, end]`` went by
+    (its wake-ups sorted by due time; none that late means the host did not stop)."""
+    first = bisect.bisect_left(reference, (begin - 1.0, 0.0))
+    worst = 0.0
+    for due, late in reference[first:]:
+        if due > end:
+            break
+        if due + late > begin:
+            worst = max(worst, late)
+    return worst
 
 
 def phone_packets(codec_name: str, frequency: float, ssrc: int, count: int) -> list[bytes]:
@@ -161,11 +204,12 @@ def phone_packets(codec_name: str, frequency: float, ssrc: int, count: int) -> l
 
 
 def measure(codec_name: str, rate: int, participants: int, seconds: float, seed: int = 1) -> Result:
-    """Run ``participants`` (in conferences of 5, mixing at ``rate``) for ``seconds``."""
+    """Run ``participants`` (in conferences of 5, mixing at ``rate``) for ``seconds``,
+    after ``WARMUP`` seconds not counted (everyone joined at once: see the docstring)."""
     chance = random.Random(seed)
     conferences = max(1, participants // PER_CONFERENCE)
     codec = codec_for(codec_name, PAYLOAD_TYPES[codec_name])
-    ticks = int(seconds / TICK)
+    ticks = int((WARMUP + seconds) / TICK)
     packets = {
         (c, p): phone_packets(codec_name, 300.0 + 250 * p, 1000 * c + p, ticks)
         for c in range(conferences)
@@ -174,7 +218,8 @@ def measure(codec_name: str, rate: int, participants: int, seconds: float, seed:
     config = MixerConfig(rate=rate, record_delays=True)
     mixers = [AudioMixer(config) for _ in range(conferences)]
     start = time.monotonic() + LEAD
-    reference = start_reference(start, start + seconds)
+    counted, end = start + WARMUP, start + WARMUP + seconds
+    reference = start_reference(counted, end)
     # (when, order, conference, participant or -1 for the mixer's tick, packet index)
     agenda: list[tuple[float, int, int, int, int]] = []
     order = 0
@@ -184,17 +229,17 @@ def measure(codec_name: str, rate: int, participants: int, seconds: float, seed:
             mixer.add(f"p{p}", mode=Mode.AUDIO, codec=codec, now=start + phase - TICK)
             agenda.append((start + chance.uniform(0, TICK), order, c, p, 0))
             order += 1
-    late: Lateness = []
-    delays: list[float] = []
-    busy = 0.0
-    clock, cpu = time.monotonic, time.thread_time
-    for c, mixer in enumerate(mixers):
         timer = mixer.get_timer()
         assert timer is not None
         agenda.append((timer, order, c, -1, 0))
         order += 1
     heapq.heapify(agenda)
-    end = start + seconds
+    late: Lateness = []
+    waited: list[tuple[float, float]] = []  # at each tick: (time, seconds waited for a CPU)
+    cpu_wait = CpuWait()
+    delays: list[float] = []
+    busy = 0.0
+    clock, cpu = time.monotonic, time.thread_time
     while agenda:
         when, _, c, p, index = heapq.heappop(agenda)
         if when >= end:
@@ -205,26 +250,41 @@ def measure(codec_name: str, rate: int, participants: int, seconds: float, seed:
         began, cpu_began = clock(), cpu()
         mixer = mixers[c]
         if p < 0:
-            late.append((when, began - when))
             recorded = len(mixer.delays)
             # As the asyncio layer: a timer a hair early is handled at its time.
             mixer.handle_timer(max(began, when))
             mixer.packets_to_send()
             done = clock()
-            delays.extend(d + (done - began) for d in mixer.delays[recorded:])
+            if when >= counted:
+                late.append((when, began - when))
+                waited.append((began, cpu_wait()))
+                delays.extend(d + (done - began) for d in mixer.delays[recorded:])
             del mixer.delays[:]
             next_tick = mixer.get_timer()
             assert next_tick is not None
             heapq.heappush(agenda, (next_tick, order, c, -1, 0))
         else:
             mixer.receive_datagram(f"p{p}", packets[c, p][index], began)
-            done = clock()
             if index + 1 < ticks:
                 heapq.heappush(agenda, (when + TICK, order, c, p, index + 1))
         order += 1
-        busy += cpu() - cpu_began
-    empty = read_reference(reference)
-    over = [tick for tick in late if tick[1] > LATE_LIMIT]
+        if began >= counted:
+            busy += cpu() - cpu_began
+    cpu_wait.close()
+    empty = sorted(read_reference(reference))
+    host = others = ours = 0
+    for (due, seconds_late), (_, waited_by_now) in zip(late, waited, strict=True):
+        if seconds_late <= LATE_LIMIT:
+            continue
+        # What the thread had waited for a CPU at the last tick before this one was due.
+        before = bisect.bisect_right(waited, (due, math.inf)) - 1
+        cpu_taken = waited_by_now - (waited[before][1] if before >= 0 else waited[0][1])
+        if seconds_late - overlap(empty, due, due + seconds_late) <= LATE_LIMIT:
+            host += 1
+        elif seconds_late - cpu_taken <= LATE_LIMIT:
+            others += 1
+        else:
+            ours += 1
     lateness = [seconds_late for _, seconds_late in late]
     empty_lateness = [seconds_late for _, seconds_late in empty]
     return Result(
@@ -236,8 +296,11 @@ def measure(codec_name: str, rate: int, participants: int, seconds: float, seed:
         late_max=max(lateness),
         empty_p99=percentile(empty_lateness, 0.99),
         empty_max=max(empty_lateness, default=0.0),
-        over=len(over),
-        over_ours=sum(not held_by_host(tick, empty) for tick in over),
+        over=host + others + ours,
+        over_host=host,
+        over_others=others,
+        over_ours=ours,
+        cpu_wait=(waited[-1][1] - waited[0][1]) / seconds,
         busy=busy / seconds,
         delay_p50=percentile(delays, 0.5),
         delay_p99=percentile(delays, 0.99),
@@ -247,17 +310,19 @@ def measure(codec_name: str, rate: int, participants: int, seconds: float, seed:
 def table(results: list[Result]) -> str:
     lines = [
         "| codec | mix rate (Hz) | participants | CPU (% of a core) | per participant (%) "
-        "| tick late p99 / max (ms) | empty loop late p99 / max (ms) "
-        "| ticks > 5 ms late: all / ours | added delay p50 / p99 (ms) | real time |",
-        "| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | --- |",
+        "| CPU wait (%) | tick late p99 / max (ms) | empty loop late p99 / max (ms) "
+        "| ticks > 5 ms late: all / host / others / ours | added delay p50 / p99 (ms) "
+        "| real time |",
+        "| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | --- |",
     ]
     for r in results:
         lines.append(
             f"| {r.codec} | {r.rate} | {r.participants} "
             f"| {r.busy * 100:.0f} | {r.busy * 100 / r.participants:.2f} "
+            f"| {r.cpu_wait * 100:.0f} "
             f"| {r.late_p99 * 1e3:.1f} / {r.late_max * 1e3:.1f} "
             f"| {r.empty_p99 * 1e3:.1f} / {r.empty_max * 1e3:.1f} "
-            f"| {r.over} / {r.over_ours} "
+            f"| {r.over} / {r.over_host} / {r.over_others} / {r.over_ours} "
             f"| {r.delay_p50 * 1e3:.1f} / {r.delay_p99 * 1e3:.1f} "
             f"| {'yes' if r.real_time else 'no'} |"
         )
@@ -287,10 +352,12 @@ def report(results: list[Result], seconds: float, load_before: float) -> str:
         f"Measured {dt.date.today().isoformat()} on {platform.python_implementation()} "
         f"{platform.python_version()}, {os.cpu_count()} CPUs shared with other work "
         f"(load average {load_before:.1f} before, {load:.1f} after), {seconds:g} s per "
-        f"size, conferences of {PER_CONFERENCE}, one thread.  *Ours* counts the ticks more "
-        f"than {LATE_LIMIT * 1e3:.0f} ms late while the empty loop, beside them in a process "
-        f"of its own, was not {HELD * 1e3:g} ms late or more; real time: none of those, and "
-        f"the mixers' CPU under a whole core.  A largest size counts only when every "
+        f"size after a second not counted, conferences of {PER_CONFERENCE}, one thread.  A "
+        f"tick more than {LATE_LIMIT * 1e3:.0f} ms late is the *host*'s when it would not "
+        f"have been but for the empty loop's lateness meanwhile (a process of its own that "
+        f"does nothing), *others*' when it would not have been but for the time the mixers' "
+        f"thread waited for a CPU meanwhile, *ours* otherwise; real time: no tick of ours, "
+        f"and the mixers' CPU under a whole core.  A largest size counts only when every "
         f"smaller one passed too.\n\n"
         f"{table(results)}\n\n"
         f"Largest size with no tick more than {LATE_LIMIT * 1e3:.0f} ms late at all: "
