@@ -14,6 +14,8 @@ asyncio layer will drive them.  For each size it reports:
 * **CPU wait**: how long the mixers' thread was ready to run but waited for
   a CPU that other processes held (Linux's ``/proc/thread-self/schedstat``),
   as a share of the run;
+* **GC pause max**: the longest pause of Python's garbage collector (the
+  phones' pre-built packets are frozen out of its sight, ``gc.freeze``);
 * **ticks > 5 ms late**, all of them, and who made each late: the **host**
   when the tick would have been at most 5 ms late but for the empty loop's
   worst lateness meanwhile (the machine stopped every process), **others**
@@ -43,6 +45,7 @@ from __future__ import annotations
 import argparse
 import bisect
 import datetime as dt
+import gc
 import heapq
 import math
 import os
@@ -111,6 +114,8 @@ class Result:
     """... and the rest."""
     cpu_wait: float
     """Share of the run the mixers' thread waited for a CPU."""
+    gc_max: float
+    """The longest pause of Python's garbage collector in the run (seconds)."""
     busy: float
     delay_p50: float
     delay_p99: float
@@ -148,6 +153,26 @@ def read_reference(process: subprocess.Popen[str]) -> Lateness:
     return [(float(due), float(late)) for due, late in (line.split() for line in out.splitlines())]
 
 
+class CollectorPauses:
+    """The longest pause of Python's cyclic garbage collector after ``since``."""
+
+    def __init__(self, since: float) -> None:
+        self.since = since
+        self.worst = 0.0
+        self._began = 0.0
+        gc.callbacks.append(self._callback)
+
+    def _callback(self, phase: str, info: dict[str, int]) -> None:
+        now = time.monotonic()
+        if phase == "start":
+            self._began = now
+        elif self._began >= self.since:
+            self.worst = max(self.worst, now - self._began)
+
+    def close(self) -> None:
+        gc.callbacks.remove(self._callback)
+
+
 class CpuWait:
     """Seconds this thread has waited for a CPU while it could run: the second field of
     Linux's ``/proc/thread-self/schedstat`` (0 where there is none)."""
@@ -168,10 +193,10 @@ class CpuWait:
             os.close(self._fd)
 
 
-def overlap(reference: Lateness, begin: float, end: float) -> float:
+def overlap(reference: Lateness, begin: float, end: float, look_back: float) -> float:
     """How late the empty loop ran at worst while the interval ``[begin, end]`` went by
-    (its wake-ups sorted by due time; none that late means the host did not stop)."""
-    first = bisect.bisect_left(reference, (begin - 1.0, 0.0))
+    (its wake-ups sorted by due time, none ever more than ``look_back`` late)."""
+    first = bisect.bisect_left(reference, (begin - look_back, 0.0))
     worst = 0.0
     for due, late in reference[first:]:
         if due > end:
@@ -215,6 +240,9 @@ def measure(codec_name: str, rate: int, participants: int, seconds: float, seed:
         for c in range(conferences)
         for p in range(PER_CONFERENCE)
     }
+    # The phones' packets are the bench's, not the focus's: out of the collector's sight.
+    gc.collect()
+    gc.freeze()
     config = MixerConfig(rate=rate, record_delays=True)
     mixers = [AudioMixer(config) for _ in range(conferences)]
     start = time.monotonic() + LEAD
@@ -234,6 +262,7 @@ def measure(codec_name: str, rate: int, participants: int, seconds: float, seed:
         agenda.append((timer, order, c, -1, 0))
         order += 1
     heapq.heapify(agenda)
+    pauses = CollectorPauses(counted)
     late: Lateness = []
     waited: list[tuple[float, float]] = []  # at each tick: (time, seconds waited for a CPU)
     cpu_wait = CpuWait()
@@ -271,7 +300,11 @@ def measure(codec_name: str, rate: int, participants: int, seconds: float, seed:
         if began >= counted:
             busy += cpu() - cpu_began
     cpu_wait.close()
+    pauses.close()
+    gc.unfreeze()
     empty = sorted(read_reference(reference))
+    empty_lateness = [seconds_late for _, seconds_late in empty]
+    look_back = max(empty_lateness, default=0.0)
     host = others = ours = 0
     for (due, seconds_late), (_, waited_by_now) in zip(late, waited, strict=True):
         if seconds_late <= LATE_LIMIT:
@@ -279,14 +312,13 @@ def measure(codec_name: str, rate: int, participants: int, seconds: float, seed:
         # What the thread had waited for a CPU at the last tick before this one was due.
         before = bisect.bisect_right(waited, (due, math.inf)) - 1
         cpu_taken = waited_by_now - (waited[before][1] if before >= 0 else waited[0][1])
-        if seconds_late - overlap(empty, due, due + seconds_late) <= LATE_LIMIT:
+        if seconds_late - overlap(empty, due, due + seconds_late, look_back) <= LATE_LIMIT:
             host += 1
         elif seconds_late - cpu_taken <= LATE_LIMIT:
             others += 1
         else:
             ours += 1
     lateness = [seconds_late for _, seconds_late in late]
-    empty_lateness = [seconds_late for _, seconds_late in empty]
     return Result(
         codec=codec_name,
         rate=rate,
@@ -301,6 +333,7 @@ def measure(codec_name: str, rate: int, participants: int, seconds: float, seed:
         over_others=others,
         over_ours=ours,
         cpu_wait=(waited[-1][1] - waited[0][1]) / seconds,
+        gc_max=pauses.worst,
         busy=busy / seconds,
         delay_p50=percentile(delays, 0.5),
         delay_p99=percentile(delays, 0.99),
@@ -310,16 +343,17 @@ def measure(codec_name: str, rate: int, participants: int, seconds: float, seed:
 def table(results: list[Result]) -> str:
     lines = [
         "| codec | mix rate (Hz) | participants | CPU (% of a core) | per participant (%) "
-        "| CPU wait (%) | tick late p99 / max (ms) | empty loop late p99 / max (ms) "
+        "| CPU wait (%) | GC pause max (ms) | tick late p99 / max (ms) "
+        "| empty loop late p99 / max (ms) "
         "| ticks > 5 ms late: all / host / others / ours | added delay p50 / p99 (ms) "
         "| real time |",
-        "| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | --- |",
+        "| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | --- |",
     ]
     for r in results:
         lines.append(
             f"| {r.codec} | {r.rate} | {r.participants} "
             f"| {r.busy * 100:.0f} | {r.busy * 100 / r.participants:.2f} "
-            f"| {r.cpu_wait * 100:.0f} "
+            f"| {r.cpu_wait * 100:.0f} | {r.gc_max * 1e3:.1f} "
             f"| {r.late_p99 * 1e3:.1f} / {r.late_max * 1e3:.1f} "
             f"| {r.empty_p99 * 1e3:.1f} / {r.empty_max * 1e3:.1f} "
             f"| {r.over} / {r.over_host} / {r.over_others} / {r.over_ours} "
