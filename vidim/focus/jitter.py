@@ -29,7 +29,9 @@ may find its packet merely not read yet.  Its wait raises no target, and
 the frame of delay it adds is owed: the next pop that finds the following
 frame queued as well drops it, so the delay is back within a tick or two
 of the packets coming in again.  A tick the mixer skips altogether (far
-behind) drops its frame the same way (:meth:`JitterBuffer.skip`).
+behind) drops its frame the same way (:meth:`JitterBuffer.skip`).  A frame
+owed that no packet comes to pay (the sender was in DTX) is forgotten half a
+second later.
 
 A jump of more than :data:`MAX_MISORDER` backwards or :data:`MAX_DROPOUT`
 forwards (a restarted sender) resets the buffer, as RFC 3550 appendix A.1 does.
