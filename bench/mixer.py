@@ -18,7 +18,8 @@ asyncio layer will drive them.  For each size it reports:
   phones' pre-built packets are frozen out of its sight, ``gc.freeze``);
 * **ticks > 5 ms late**, all of them, and who made each late: the **host**
   when the tick would have been at most 5 ms late but for the empty loop's
-  worst lateness meanwhile (the machine stopped every process), **others**
+  worst lateness meanwhile or just before (the machine stopped every process;
+  the backlog a stall leaves takes about as long again), **others**
   when it would have been but for the time the mixers' thread waited for a
   CPU meanwhile (other processes had them), **ours** otherwise (the mixers
   were behind with their own work);
@@ -314,7 +315,9 @@ def measure(codec_name: str, rate: int, participants: int, seconds: float, seed:
         # What the thread had waited for a CPU at the last tick before this one was due.
         before = bisect.bisect_right(waited, (due, math.inf)) - 1
         cpu_taken = waited_by_now - (waited[before][1] if before >= 0 else waited[0][1])
-        if seconds_late - overlap(empty, due, due + seconds_late, look_back) <= LATE_LIMIT:
+        # The host's stall, or the backlog it left (worked off in about as long again).
+        stalled = overlap(empty, due - seconds_late, due + seconds_late, look_back)
+        if seconds_late - stalled <= LATE_LIMIT:
             host += 1
         elif seconds_late - cpu_taken <= LATE_LIMIT:
             others += 1
@@ -390,8 +393,8 @@ def report(results: list[Result], seconds: float, load_before: float) -> str:
         f"(load average {load_before:.1f} before, {load:.1f} after), {seconds:g} s per "
         f"size after a second not counted, conferences of {PER_CONFERENCE}, one thread.  A "
         f"tick more than {LATE_LIMIT * 1e3:.0f} ms late is the *host*'s when it would not "
-        f"have been but for the empty loop's lateness meanwhile (a process of its own that "
-        f"does nothing), *others*' when it would not have been but for the time the mixers' "
+        f"have been but for the empty loop's lateness meanwhile or as long before (a process "
+        f"of its own that does nothing), *others*' when it would not have been but for the time the mixers' "
         f"thread waited for a CPU meanwhile, *ours* otherwise; real time: no tick of ours, "
         f"and the mixers' CPU under a whole core.  A largest size counts only when every "
         f"smaller one passed too.\n\n"
