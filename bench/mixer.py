@@ -49,13 +49,13 @@ import bisect
 import datetime as dt
 import gc
 import heapq
-import math
 import os
 import platform
 import random
 import subprocess
 import sys
 import time
+from array import array
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -265,10 +265,11 @@ def measure(codec_name: str, rate: int, participants: int, seconds: float, seed:
         order += 1
     heapq.heapify(agenda)
     pauses = CollectorPauses(counted)
-    late: Lateness = []
-    waited: list[tuple[float, float]] = []  # at each tick: (time, seconds waited for a CPU)
+    # Per tick: when it was due, how late it ran, when that was, and how long the thread
+    # had waited for a CPU by then; per frame played: its delay.  Arrays of floats, which
+    # the collector does not walk (lists of these sizes cost its passes milliseconds).
+    due_at, late_by, ran_at, cpu_waited, delays = (array("d") for _ in range(5))
     cpu_wait = CpuWait()
-    delays: list[float] = []
     busy = 0.0
     clock, cpu = time.monotonic, time.thread_time
     while agenda:
@@ -287,8 +288,10 @@ def measure(codec_name: str, rate: int, participants: int, seconds: float, seed:
             mixer.packets_to_send()
             done = clock()
             if when >= counted:
-                late.append((when, began - when))
-                waited.append((began, cpu_wait()))
+                due_at.append(when)
+                late_by.append(began - when)
+                ran_at.append(began)
+                cpu_waited.append(cpu_wait())
                 delays.extend(d + (done - began) for d in mixer.delays[recorded:])
             del mixer.delays[:]
             next_tick = mixer.get_timer()
@@ -309,12 +312,12 @@ def measure(codec_name: str, rate: int, participants: int, seconds: float, seed:
     empty_lateness = [seconds_late for _, seconds_late in empty]
     look_back = max(empty_lateness, default=0.0)
     host = others = ours = 0
-    for (due, seconds_late), (_, waited_by_now) in zip(late, waited, strict=True):
+    for due, seconds_late, waited_by_now in zip(due_at, late_by, cpu_waited, strict=True):
         if seconds_late <= LATE_LIMIT:
             continue
         # What the thread had waited for a CPU at the last tick before this one was due.
-        before = bisect.bisect_right(waited, (due, math.inf)) - 1
-        cpu_taken = waited_by_now - (waited[before][1] if before >= 0 else waited[0][1])
+        before = max(bisect.bisect_right(ran_at, due) - 1, 0)
+        cpu_taken = waited_by_now - cpu_waited[before]
         # The host's stall, or the backlog it left (worked off in about as long again).
         stalled = overlap(empty, due - seconds_late, due + seconds_late, look_back)
         if seconds_late - stalled <= LATE_LIMIT:
@@ -323,21 +326,20 @@ def measure(codec_name: str, rate: int, participants: int, seconds: float, seed:
             others += 1
         else:
             ours += 1
-    lateness = [seconds_late for _, seconds_late in late]
     return Result(
         codec=codec_name,
         rate=rate,
         participants=conferences * PER_CONFERENCE,
         seconds=seconds,
-        late_p99=percentile(lateness, 0.99),
-        late_max=max(lateness),
+        late_p99=percentile(late_by, 0.99),
+        late_max=max(late_by),
         empty_p99=percentile(empty_lateness, 0.99),
         empty_max=max(empty_lateness, default=0.0),
         over=host + others + ours,
         over_host=host,
         over_others=others,
         over_ours=ours,
-        cpu_wait=(waited[-1][1] - waited[0][1]) / seconds,
+        cpu_wait=(cpu_waited[-1] - cpu_waited[0]) / seconds,
         gc_max=pauses.worst,
         busy=busy / seconds,
         delay_p50=percentile(delays, 0.5),
