@@ -230,9 +230,20 @@ def phone_packets(codec_name: str, frequency: float, ssrc: int, count: int) -> l
     ]
 
 
-def measure(codec_name: str, rate: int, participants: int, seconds: float, seed: int = 1) -> Result:
+def measure(
+    codec_name: str,
+    rate: int,
+    participants: int,
+    seconds: float,
+    seed: int = 1,
+    *,
+    stall: float = 0.0,
+) -> Result:
     """Run ``participants`` (in conferences of 5, mixing at ``rate``) for ``seconds``,
-    after ``WARMUP`` seconds not counted (everyone joined at once: see the docstring)."""
+    after ``WARMUP`` seconds not counted (everyone joined at once: see the docstring).
+
+    ``stall``: the loop stops that long every second, as a stalled host stops it, to
+    see what a stall costs in delay afterwards (its late ticks are then ours)."""
     chance = random.Random(seed)
     conferences = max(1, participants // PER_CONFERENCE)
     codec = codec_for(codec_name, PAYLOAD_TYPES[codec_name])
@@ -272,10 +283,14 @@ def measure(codec_name: str, rate: int, participants: int, seconds: float, seed:
     cpu_wait = CpuWait()
     busy = 0.0
     clock, cpu = time.monotonic, time.thread_time
+    next_stall = counted + 0.5
     while agenda:
         when, _, c, p, index = heapq.heappop(agenda)
         if when >= end:
             continue
+        if stall and clock() >= next_stall:
+            time.sleep(stall)
+            next_stall += 1.0
         ahead = when - clock()
         if ahead > 0.0005:
             time.sleep(ahead)
@@ -416,6 +431,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--pcmu16", default="50,100,150,200", help="sizes: PCMU at 16 kHz")
     parser.add_argument("--opus", default="25,50,75,100", help="sizes: Opus mixed at 16 kHz")
     parser.add_argument("--seconds", type=float, default=5.0)
+    parser.add_argument("--stall", type=float, default=0.0, help="stop the loop this long a second")
     parser.add_argument("--quick", action="store_true", help="smoke run: 5 and 10, 1 s each")
     parser.add_argument("--write", type=Path, help="rewrite the Audio mixer results in this file")
     parser.add_argument("--reference", help=argparse.SUPPRESS)  # START,END: the empty loop
@@ -434,7 +450,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         ("opus", "opus", 16000),
     ):
         for size in (int(n) for n in getattr(args, option).split(",") if n):
-            result = measure(codec, rate, size, args.seconds)
+            result = measure(codec, rate, size, args.seconds, stall=args.stall)
             results.append(result)
             print(table([result]).splitlines()[-1], flush=True)
     text = report(results, args.seconds, load_before)
