@@ -33,7 +33,7 @@ conference pays three times the CPU at 16 kHz for nothing then.  A change
 rebuilds the G.711 members' decoders and encoders at the new rate (the
 wideband ones, which force 16 kHz, never change) and converts the few
 samples queued; sequence numbers and timestamps go on, so a listener hears
-at most a millisecond of silence from the new resamplers.
+no more than the new resamplers' delay as silence, about 3 ms.
 """
 
 from __future__ import annotations
@@ -179,7 +179,7 @@ class _Input:
         self.buffer = JitterBuffer()
         self.decoder = AudioDecoder(codec, rate)
         self.stats = ReceptionStats(ssrc, codec.clock_rate)
-        self.queue: Pcm = self.silence[:0]
+        self.queue: Pcm = np.zeros(0, dtype=np.int16)
         self.last: Pcm = self.silence
         self.missing = 0
         self.level_power = 0.0
@@ -420,7 +420,7 @@ class AudioMixer:
         source.stats.update(packet.sequence_number, packet.timestamp, now)
         if source.buffer.push(packet, now) is Push.RESTARTED:
             source.decoder = AudioDecoder(participant.codec, self.rate)
-            source.queue = source.silence[:0]
+            source.queue = np.zeros(0, dtype=np.int16)
 
     def _receive_rtcp(
         self, participant: _Participant, packets: tuple[RtcpPacket, ...], now: float

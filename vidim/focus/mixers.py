@@ -10,7 +10,7 @@ mixers' (participants of a conference).  Sans-IO like the mixers:
 * :meth:`MixerBank.receive_datagram` with what arrived on a mixed port
   (RTP, or RTCP on the port + 1) and the time;
 * :meth:`MixerBank.handle_timer` at :meth:`MixerBank.get_timer` (the
-  earliest tick of any mixer);
+  earliest tick of any mixer; each mixer's own rate follows its members);
 * out: :meth:`MixerBank.datagrams_to_send` as ``(focus port, bytes)``: the
   RTP port of the listener's stream, or its port + 1 for RTCP, to be sent
   from that port to the participant's address for it; and
@@ -141,7 +141,8 @@ class MixerBank:
         return min(timers, default=None)
 
     def handle_timer(self, now: float) -> None:
-        """Run every mixer's ticks due by ``now``."""
+        """Run the tick due by ``now`` of every mixer, one each (a mixer behind is due
+        again at once: :meth:`AudioMixer.handle_timer` says why)."""
         for conference, mixer in self._mixers.items():
             timer = mixer.get_timer()
             if timer is not None and timer <= now:
