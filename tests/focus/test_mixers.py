@@ -150,6 +150,37 @@ def test_a_codec_change_by_reinvite_restarts_that_stream() -> None:
     assert {RtpPacket.parse(d).ssrc for d in second}.isdisjoint(first)
 
 
+def test_each_conference_mixes_at_the_rate_its_members_need() -> None:
+    """The daemon's bank: a G.711 conference at 8 kHz, at 16 kHz while a G.722 phone is
+    in (b re-INVITEs to G.722, then back); c hears a throughout, on one stream."""
+    ids = counter()
+    bank = MixerBank(random32=lambda: next(ids))
+    a, b = ("sip:a@x", Mode.AUDIO, audio(100)), ("sip:b@x", Mode.AUDIO, audio(110))
+    c = ("sip:c@x", Mode.AUDIO, audio(120))
+    wideband = ("sip:b@x", Mode.AUDIO, audio(110, codec="g722/8000/1", pt=9))
+    plans = {0: (a, b, c), 10: (a, wideband, c), 20: (a, b, c)}
+    rates, sent = [], []
+    for n in range(30):
+        now = n * TICK
+        if n in plans:
+            bank.apply(mixes(*plans[n]), now)
+            mixer = bank.mixer(CONF)
+            assert mixer is not None
+            rates.append(mixer.rate)
+        bank.receive_datagram(100, tone_packet(n, ssrc=0xA), now)
+        bank.handle_timer(now + TICK)
+        sent += bank.datagrams_to_send()
+    assert rates == [8000, 16000, 8000]
+    to_b = [RtpPacket.parse(d) for d in heard(sent, 110)]
+    assert [pt for pt, _ in itertools.groupby(p.payload_type for p in to_b)] == [0, 9, 0]
+    to_c = heard(sent, 120)
+    assert all(is_loud(d) for d in to_c)
+    seqs = [RtpPacket.parse(d).sequence_number for d in to_c]
+    assert len({RtpPacket.parse(d).ssrc for d in to_c}) == 1  # not restarted for the rate
+    assert seqs == [(seqs[0] + i) & 0xFFFF for i in range(len(seqs))]
+    assert len(seqs) >= 29
+
+
 def test_datagrams_on_unknown_ports_are_ignored() -> None:
     bank = MixerBank()
     bank.receive_datagram(5000, tone_packet(0, ssrc=1), 0.0)

@@ -9,7 +9,7 @@ phones on a virtual clock.  :func:`tone_amplitude` is a Goertzel filter.
 from __future__ import annotations
 
 import math
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -104,11 +104,22 @@ def run(
     network: Network = perfect,
     start: float = 0.0,
     offset: float = 0.007,
+    stalls: Sequence[tuple[float, float]] = (),
 ) -> float:
     """Phones send every 20 ms (``offset`` after the mixer's tick phase) through ``network``;
-    the mixer's timer runs when due; its output goes to the phones.  Returns the end time."""
+    the mixer's timer runs when due; its output goes to the phones.  Returns the end time.
+
+    ``stalls``: windows ``[begin, end)`` in which the host runs nothing: what arrives
+    or falls due in one is handled at its end, as asyncio's loop does it: each
+    iteration reads one datagram per socket (phone), then calls the timer due.
+    """
+
+    def held(when: float) -> float:
+        return next((end for begin, end in stalls if begin <= when < end), when)
+
     by_key = {phone.key: phone for phone in phones}
     in_flight: list[tuple[float, str, bytes]] = []
+    read: set[str] = set()  # the phones read from in this loop iteration
     steps = round(seconds / 0.02)
     now = start
     for step in range(steps):
@@ -116,21 +127,27 @@ def run(
         for phone in phones:
             if phone.mode is not Mode.CHAT:
                 for packet, when in network(phone, phone.next_packet(), send_at):
-                    in_flight.append((when, phone.key, bytes(packet)))
+                    in_flight.append((held(when), phone.key, bytes(packet)))
         in_flight.sort(key=lambda item: item[0])
         end = start + (step + 1) * 0.02 + offset
         while True:
             timer = mixer.get_timer()
             due_packets = [item for item in in_flight if item[0] < end]
             next_arrival = due_packets[0][0] if due_packets else math.inf
-            next_timer = timer if timer is not None and timer < end else math.inf
+            next_timer = held(timer) if timer is not None and held(timer) < end else math.inf
             if next_arrival is math.inf and next_timer is math.inf:
                 break
-            if next_arrival <= next_timer:
+            if next_arrival < next_timer or (
+                next_arrival == next_timer and due_packets[0][1] not in read
+            ):
                 when, key, data = in_flight.pop(0)
+                if when != now:
+                    read.clear()
+                read.add(key)
                 now = when
                 mixer.receive_datagram(key, data, now)
             else:
+                read.clear()
                 now = next_timer
                 mixer.handle_timer(now)
                 for out in mixer.packets_to_send():

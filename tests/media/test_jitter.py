@@ -34,12 +34,12 @@ def test_a_missing_packet_is_waited_for_then_declared_lost() -> None:
     buffer.push(packet(1), 0.0)
     assert played(buffer, 1) == [1]
     buffer.push(packet(3), 0.0)
-    assert played(buffer, 1) == [None]  # 2 may still come: wait one tick (target 1)
+    assert played(buffer, 1) == [None]  # 2 may still come: wait one tick (at least)
     assert played(buffer, 1) == [3]
     assert buffer.lost == 1
     assert buffer.push(packet(2), 0.1) is Push.LATE
     assert buffer.late == 1
-    assert buffer.target == 2
+    assert buffer.target == 1  # from 0: reordering seen, one frame kept in reserve
 
 
 def test_underflow_does_not_skip_the_next_packet() -> None:
@@ -106,3 +106,90 @@ def test_whatever_arrives_nothing_plays_twice_or_backwards(steps: list[tuple[boo
                 now = item.packet.sequence_number
                 assert last is None or seq_diff(now, last) > 0
                 last = now
+
+
+def marked(seq: int) -> RtpPacket:
+    """The first packet of a talk spurt (RFC 3551: the marker bit after silence)."""
+    return RtpPacket(payload_type=0, sequence_number=seq, timestamp=seq * 160, ssrc=1, marker=True)
+
+
+def test_a_late_tick_owes_its_frame_and_sheds_it_once_packets_come_on_time() -> None:
+    """A tick run late finds its packet not read yet: the delay it adds is gone a tick
+    after the packets come in again, and the target does not move."""
+    buffer = JitterBuffer()
+    buffer.push(packet(1), 0.0)
+    assert played(buffer, 1) == [1]
+    assert buffer.pop(behind=True) is None  # caught up before packet 2 was read
+    buffer.push(packet(2), 0.05)
+    buffer.push(packet(3), 0.05)  # on time again: 2 and 3 are here at the next tick
+    assert played(buffer, 1) == [3]  # 2 is shed: one frame dropped, none kept as delay
+    assert (buffer.dropped, buffer.lost, buffer.target, len(buffer)) == (1, 0, 0, 0)
+    for seq in range(4, 10):  # then one per tick, each played at the tick it arrived for
+        buffer.push(packet(seq), 0.0)
+        assert played(buffer, 1) == [seq]
+
+
+def test_the_same_wait_on_an_on_time_tick_is_network_jitter_and_kept() -> None:
+    buffer = JitterBuffer()
+    buffer.push(packet(1), 0.0)
+    assert played(buffer, 1) == [1]
+    assert played(buffer, 1) == [None]  # the tick was on time: packet 2 is late
+    buffer.push(packet(2), 0.05)
+    assert buffer.target == 1  # one frame late: one frame of reserve from now on
+    buffer.push(packet(3), 0.05)
+    assert played(buffer, 1) == [2]
+    for seq in range(4, 4 + 60):  # a clean network for over a second: the reserve stays
+        buffer.push(packet(seq), 0.0)
+        assert played(buffer, 1) == [seq - 1]
+    assert (buffer.dropped, buffer.lost, buffer.target) == (0, 0, 1)
+
+
+def test_real_jitter_grows_the_target_to_the_lateness_seen() -> None:
+    buffer = JitterBuffer()
+    buffer.push(packet(1), 0.0)
+    played(buffer, 1)
+    assert played(buffer, 3) == [None, None, None]  # three on-time ticks without packet 2
+    buffer.push(packet(2), 0.08)
+    assert buffer.target == 3
+
+
+def test_silence_is_not_lateness() -> None:
+    """A talk spurt after DTX (marker bit), or a wait longer than any jitter we absorb,
+    raises nothing: the sender was silent, not late."""
+    buffer = JitterBuffer()
+    buffer.push(packet(1), 0.0)
+    played(buffer, 1)
+    assert played(buffer, 2) == [None, None]
+    buffer.push(marked(2), 0.06)
+    assert played(buffer, 1) == [2]
+    assert played(buffer, buffer.max_target + 1) == [None] * (buffer.max_target + 1)
+    buffer.push(packet(3), 0.3)
+    assert buffer.target == 0
+
+
+def test_owed_frames_expire_with_the_shrink_window() -> None:
+    """A late tick during DTX owes a frame no surplus ever pays: after the window it is
+    forgotten, and a later burst is kept to the target, not cut below it."""
+    buffer = JitterBuffer()
+    buffer.push(packet(1), 0.0)
+    played(buffer, 1)
+    buffer.pop(behind=True)
+    for seq in range(2, 40):  # one per tick: no surplus to shed
+        buffer.push(packet(seq), 0.0)
+        assert played(buffer, 1) == [seq]
+    assert buffer.dropped == 0
+    buffer.push(packet(40), 0.0)
+    buffer.push(packet(41), 0.0)
+    assert played(buffer, 1) == [40]  # not shed: the debt is gone
+
+
+def test_skipped_ticks_drop_the_frames_queued_and_those_still_unread() -> None:
+    buffer = JitterBuffer()
+    buffer.push(packet(1), 0.0)
+    played(buffer, 1)
+    buffer.push(packet(2), 0.0)
+    buffer.skip(4)  # the mixer skipped four ticks: 2 is dropped, 3, 4 and 5 are owed
+    for seq in range(3, 7):  # they are read before the next tick, with 6 on time
+        buffer.push(packet(seq), 0.3)
+    assert played(buffer, 1) == [6]
+    assert (buffer.dropped, buffer.lost, len(buffer)) == (4, 0, 0)

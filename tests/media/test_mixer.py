@@ -5,10 +5,11 @@ from __future__ import annotations
 import itertools
 import random
 
+import numpy as np
 import pytest
 from media_phones import Phone, max_amplitude, run, share_with_tone
 
-from vidim.focus.codecs import codec_for
+from vidim.focus.codecs import MIX_RATE, Pcm, codec_for
 from vidim.focus.mixer import (
     AudioLevelMeasured,
     AudioMixer,
@@ -122,8 +123,12 @@ def test_the_tick_is_every_20_ms_and_stops_with_the_last_participant() -> None:
     assert mixer.get_timer() == pytest.approx(10.02)
     mixer.handle_timer(10.02)
     assert mixer.get_timer() == pytest.approx(10.04)
-    mixer.handle_timer(10.085)  # two ticks due
+    mixer.handle_timer(10.085)  # three ticks due: one per call, the timer says the next
+    assert mixer.get_timer() == pytest.approx(10.06)
+    mixer.handle_timer(10.085)
+    mixer.handle_timer(10.085)
     assert mixer.get_timer() == pytest.approx(10.10)
+    mixer.handle_timer(10.085)  # nothing due: nothing done
     assert len([p for p in mixer.packets_to_send() if not p.rtcp]) == 4
     mixer.handle_timer(11.0)  # far behind: the missed ticks are skipped, not burst out
     assert mixer.ticks_late > 0
@@ -194,6 +199,77 @@ def test_jitter_is_absorbed_and_measured() -> None:
     assert stats.jitter > 10  # 8 kHz units: 30 ms uniform jitter is ~10 ms mean difference
     delays = sorted(mixer.delays)
     assert delays[len(delays) * 99 // 100] < 0.08
+
+
+@pytest.mark.parametrize(("stall", "skips"), [(0.045, False), (0.085, False), (0.3, True)])
+def test_a_host_stall_costs_no_lasting_delay(stall: float, skips: bool) -> None:
+    """The host runs nothing for ``stall`` seconds, every second.  Only the packet read
+    before a stall waits through it; once the packets read and the ticks caught up, each
+    packet again waits only for the next tick (13 ms), none lost, none kept as delay
+    (a stall past ``max_lag``: the skipped ticks' frames are dropped)."""
+    phones = [Phone(key, f) for key, f in TONES.items()]
+    mixer = conference(*phones, config=MixerConfig(record_delays=True))
+    stalls = [(second + 0.5, second + 0.5 + stall) for second in range(4)]
+    run(mixer, phones, 4.0, stalls=stalls)
+    waited = [delay for delay in mixer.delays if delay > 0.013 + 1e-9]
+    assert len(waited) <= len(phones) * len(stalls)
+    assert max(waited, default=0.0) <= stall + 0.013 + 1e-9
+    assert (mixer.ticks_late > 0) is skips
+    for key in TONES:
+        _, buffer = mixer.reception(key)  # type: ignore[misc]
+        assert (buffer.lost, buffer.target) == (0, 0)
+        # the skipped ticks' frames, and the one of the late tick that ran after them
+        assert mixer.ticks_late <= buffer.dropped <= mixer.ticks_late + skips * len(stalls)
+    assert_hears_others_not_itself(phones)
+
+
+def longest_silence(samples: Pcm) -> int:
+    """The longest run of samples near zero (two tones of 6000 never are for two in a row)."""
+    quiet = np.concatenate([[False], np.abs(samples) < 50, [False]])
+    edges = np.flatnonzero(np.diff(quiet.astype(np.int8)))
+    return int(np.max(edges[1::2] - edges[::2], initial=0))
+
+
+def test_the_mix_rate_follows_the_members_and_a_change_is_heard_as_no_more_than_a_click() -> None:
+    """8 kHz for G.711 phones, 16 kHz while an Opus phone is in, 8 kHz again when it
+    leaves; the G.711 listeners' streams go on without a gap in sequence or time, and
+    what they hear loses at most 5 ms to each change (the new resamplers' delay)."""
+    phones = [Phone(key, f) for key, f in TONES.items()]
+    mixer = conference(*phones)
+    assert mixer.rate == 8000
+    end = run(mixer, phones, 1.5)
+    dave = Phone("dave", 2500.0, codec_name="opus", payload_type=111)
+    mixer.add("dave", mode=dave.mode, codec=dave.codec, now=end)
+    assert mixer.rate == 16000
+    end = run(mixer, [*phones, dave], 1.5, start=end + 0.013)
+    assert share_with_tone(dave.decoded(), 440.0) >= 0.9  # the Opus phone hears them
+    mixer.remove("dave")
+    mixer.packets_to_send()  # dave's BYE
+    assert mixer.rate == 8000
+    run(mixer, phones, 1.5, start=end + 0.013)
+    for listener in phones:
+        packets = listener.received
+        assert len(packets) == 226  # 4.5 s and the 13 ms between runs
+        for before, after in itertools.pairwise(packets):
+            assert seq_diff(after.sequence_number, before.sequence_number) == 1
+            assert (after.timestamp - before.timestamp) & 0xFFFFFFFF == 160
+        heard = listener.decoded()
+        assert longest_silence(heard[MIX_RATE:]) < MIX_RATE * 0.005
+        for speaker in phones:
+            if speaker is not listener:
+                assert share_with_tone(heard, speaker.frequency or 0) == 1.0
+
+
+def test_a_fixed_rate_or_a_member_without_audio_does_not_move_the_rate() -> None:
+    opus = codec_for("opus", 111)
+    fixed = conference(Phone("alice", 440.0), config=MixerConfig(rate=8000))
+    fixed.add("dave", mode=Mode.AUDIO, codec=opus, now=0.0)
+    assert fixed.rate == 8000
+    auto = conference(Phone("alice", 440.0))
+    auto.add("chad", mode=Mode.CHAT, codec=opus, now=0.0)  # no media: no say in the rate
+    assert auto.rate == 8000
+    auto.update("chad", mode=Mode.WATCH, codec=opus, now=0.0)  # listens: needs 16 kHz
+    assert auto.rate == 16000
 
 
 def test_an_ssrc_change_is_followed() -> None:

@@ -186,7 +186,8 @@ class ConferenceBank(ABC, Generic[Core, Member, Wrapped]):
         return self._cores[found[0]].get_timer() if found is not None else None
 
     def handle_timer(self, now: float) -> None:
-        """Run every core whose deadline is due by ``now``."""
+        """Run every core whose deadline is due by ``now``, once each (a mixer behind is due
+        again at once: :meth:`~vidim.focus.mixer.AudioMixer.handle_timer` says why)."""
         for conference, core in self._cores.items():
             timer = core.get_timer()
             if timer is not None and timer <= now:

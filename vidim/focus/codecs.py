@@ -43,6 +43,7 @@ __all__ = [
     "UnsupportedCodecError",
     "codec_for",
     "mix_rate_for",
+    "resample",
 ]
 
 #: The mixer's internal sample rate (Hz).
@@ -122,8 +123,8 @@ def _audio_context(name: str, mode: Literal["r", "w"]) -> AudioCodecContext:
     return cast(AudioCodecContext, av.CodecContext.create(name, mode))
 
 
-def _resample_all(resampler: av.AudioResampler, frames: list[av.AudioFrame]) -> Pcm:
-    """Every frame through the resampler (mono s16 at its rate), as one array."""
+def _resample_all(resampler: av.AudioResampler, frames: Iterable[av.AudioFrame | None]) -> Pcm:
+    """Every frame through the resampler (mono s16 at its rate), as one array (None: flush)."""
     parts = [out.to_ndarray().reshape(-1) for frame in frames for out in resampler.resample(frame)]
     if not parts:
         return np.zeros(0, dtype=np.int16)
@@ -134,6 +135,15 @@ def _frame(pcm: Pcm, rate: int) -> av.AudioFrame:
     frame = av.AudioFrame.from_ndarray(pcm.reshape(1, -1), format="s16", layout="mono")
     frame.sample_rate = rate
     return frame
+
+
+def resample(pcm: Pcm, rate: int, to_rate: int) -> Pcm:
+    """A piece of PCM at another rate, whole: a one-off resampler, flushed (for a mixer
+    that changes its rate, with less than a frame on hand)."""
+    if rate == to_rate or not len(pcm):
+        return pcm
+    resampler = av.AudioResampler(format="s16", layout="mono", rate=to_rate)
+    return _resample_all(resampler, [_frame(pcm, rate), None])
 
 
 @functools.cache

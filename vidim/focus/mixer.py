@@ -13,7 +13,10 @@ Three inputs, as in the rest of the core (aioquic's shape):
 * :meth:`AudioMixer.handle_timer` at :meth:`AudioMixer.get_timer`, every
   20 ms: one frame is taken from every speaker's jitter buffer (decoded, or
   concealed: the last frame repeated, then faded), the mixes are encoded
-  and sent; RTCP (SR + SDES) goes out every ``rtcp_interval``;
+  and sent; RTCP (SR + SDES) goes out every ``rtcp_interval``.  One tick
+  per call: a timer that comes late finds :meth:`AudioMixer.get_timer`
+  already past, and the caller reads what arrived meanwhile before it calls
+  again, so a tick caught up never misses a packet that was only unread;
 * the participants themselves: :meth:`AudioMixer.add`, :meth:`AudioMixer.update`
   (a re-INVITE), :meth:`AudioMixer.remove`.
 
@@ -21,6 +24,16 @@ Out come :meth:`AudioMixer.packets_to_send` (:class:`MediaPacket`: for whom,
 the bytes, RTP or RTCP) and :meth:`AudioMixer.events` (levels per speaker,
 source changes, refused packets).  Time is any monotonic clock in seconds;
 ``ntp_offset`` turns it into the wall clock of sender reports.
+
+The mix rate follows the members unless ``MixerConfig.rate`` fixes it
+(ConfBridge's ``internal_sample_rate = auto``): 8 kHz while every member
+with audio is narrowband (G.711: no resampler at all), 16 kHz while one is
+not, and back to 8 kHz when the last wideband member leaves, since a
+conference pays three times the CPU at 16 kHz for nothing then.  A change
+rebuilds the G.711 members' decoders and encoders at the new rate (the
+wideband ones, which force 16 kHz, never change) and converts the few
+samples queued; sequence numbers and timestamps go on, so a listener hears
+no more than the new resamplers' delay as silence, about 3 ms.
 """
 
 from __future__ import annotations
@@ -49,7 +62,7 @@ from ..rtp import (
     seq_add,
 )
 from ..vocabulary import Mode
-from .codecs import FRAME_MS, MIX_RATE, AudioCodec, AudioDecoder, AudioEncoder, Pcm
+from .codecs import FRAME_MS, AudioCodec, AudioDecoder, AudioEncoder, Pcm, mix_rate_for, resample
 from .jitter import Buffered, JitterBuffer, Push
 from .reception import ReceptionStats
 
@@ -74,9 +87,9 @@ class MixerConfig:
 
     tick: float = FRAME_MS / 1000
     """Seconds between mixes (one frame)."""
-    rate: int = MIX_RATE
-    """The sample rate the mix is made at: 16000 (wideband, the default) or 8000, which
-    spares a resampler per G.711 participant when nobody in the conference has more."""
+    rate: int | None = None
+    """The sample rate the mix is made at, 16000 or 8000; None (the default): it follows
+    the members (see the module docstring)."""
     rtcp_interval: float = 5.0
     """Seconds between the RTCP reports sent to each participant (RFC 3550's minimum)."""
     level_ticks: int = 5
@@ -84,7 +97,11 @@ class MixerConfig:
     conceal_gains: tuple[float, ...] = (1.0, 0.5, 0.25, 0.125)
     """Gain of the last frame repeated for each missing frame in a row; silence after."""
     max_lag: float = 0.2
-    """A timer handled this late skips the missed ticks rather than bursting them out."""
+    """A timer handled this late skips the missed ticks rather than bursting them out,
+    and drops the frames they would have played."""
+    late_tick: float = 0.005
+    """A tick run this late is the mixer's or the host's delay: a packet it misses is not
+    counted as the network's jitter (:meth:`JitterBuffer.pop`'s ``behind``)."""
     cname: bytes = b"vidim-focus"
     """The SDES CNAME of every stream the mixer sends."""
     record_delays: bool = False
@@ -169,16 +186,30 @@ class _Input:
         self.level_ticks = 0
         self.was_silent = True
 
-    def next_frame(self, gains: tuple[float, ...]) -> tuple[Pcm | None, Buffered | None]:
+    def change_rate(self, rate: int) -> None:
+        """Decode at ``rate`` from now on; what is queued and the frame concealment
+        repeats are converted, not lost."""
+        old = self.decoder.rate
+        self.decoder = AudioDecoder(self.codec, rate)
+        self.frame_samples = rate * FRAME_MS // 1000
+        self.silence = np.zeros(self.frame_samples, dtype=np.int16)
+        self.queue = resample(self.queue, old, rate)
+        last = resample(self.last, old, rate)[: self.frame_samples]
+        self.last = np.concatenate([last, self.silence[len(last) :]])
+
+    def next_frame(
+        self, gains: tuple[float, ...], *, behind: bool
+    ) -> tuple[Pcm | None, Buffered | None]:
         """This tick's frame (None: silence) and the packet it came from, if any.
 
         One packet is taken per tick, none while a longer packet's samples
         last.  A short decode (a resampler's first output) is padded with
         silence in front, so packets of 20 ms or more play gap-free.
+        ``behind``: the tick runs late (:meth:`JitterBuffer.pop`).
         """
         played = None
         if len(self.queue) < self.frame_samples:
-            played = self.buffer.pop()
+            played = self.buffer.pop(behind=behind)
         if played is not None:
             if played.packet.payload_type == self.codec.payload_type:
                 decoded = self.decoder.decode(played.packet.payload)
@@ -242,6 +273,8 @@ class AudioMixer:
         self._next_tick: float | None = None
         self._to_send: list[MediaPacket] = []
         self._events: list[MixerEvent] = []
+        self.rate = self.config.rate or mix_rate_for(())
+        """The rate the mix is made at now (Hz)."""
         self.delays: list[float] = []
         """Seconds from a frame's arrival to the packet that carried it (``record_delays``)."""
         self.ticks_late = 0
@@ -257,6 +290,7 @@ class AudioMixer:
             raise ValueError(f"participant {key!r} is in the mixer already")
         participant = _Participant(key, mode, codec, ssrc)
         self._participants[key] = participant
+        self._follow_rate()
         self._apply_mode(participant, now)
         if self._next_tick is None:
             self._next_tick = now + self.config.tick
@@ -271,6 +305,7 @@ class AudioMixer:
                 self._send_bye(participant)
                 participant.output = None
         participant.mode = mode
+        self._follow_rate()
         self._apply_mode(participant, now)
 
     def remove(self, key: str) -> None:
@@ -280,6 +315,7 @@ class AudioMixer:
             self._send_bye(participant)
         if not self._participants:
             self._next_tick = None
+        self._follow_rate()
 
     def __contains__(self, key: object) -> bool:
         return key in self._participants
@@ -288,6 +324,21 @@ class AudioMixer:
         """The statistics and jitter buffer of what the participant sends, if it speaks."""
         source = self._participants[key].input
         return (source.stats, source.buffer) if source is not None else None
+
+    def _follow_rate(self) -> None:
+        """Mix at the rate the members with audio need, unless the configuration fixes it."""
+        if self.config.rate is not None:
+            return
+        members = self._participants.values()
+        rate = mix_rate_for(p.codec for p in members if p.mode.has_audio)
+        if rate == self.rate:
+            return
+        self.rate = rate
+        for participant in members:
+            if participant.input is not None:
+                participant.input.change_rate(rate)
+            if participant.output is not None:
+                participant.output.encoder = AudioEncoder(participant.codec, rate)
 
     def _apply_mode(self, participant: _Participant, now: float) -> None:
         if not participant.mode.sends_media:
@@ -299,7 +350,7 @@ class AudioMixer:
         elif participant.output is None:
             participant.output = _Output(
                 ssrc=self._random32(),
-                encoder=AudioEncoder(participant.codec, self.config.rate),
+                encoder=AudioEncoder(participant.codec, self.rate),
                 sequence=self._random32() & 0xFFFF,
                 timestamp=self._random32(),
             )
@@ -326,16 +377,21 @@ class AudioMixer:
         return self._next_tick
 
     def handle_timer(self, now: float) -> None:
-        """Mix every tick due by ``now``."""
+        """Mix the tick due by ``now``, one per call: when :meth:`get_timer` is still
+        past, read what arrived, then call again (the module docstring says why)."""
         tick = self.config.tick
-        while self._next_tick is not None and self._next_tick <= now:
-            if now - self._next_tick > self.config.max_lag:
-                missed = int((now - self._next_tick) / tick)
-                self.ticks_late += missed
-                self._next_tick += missed * tick
-            self._mix(now)
-            self._send_reports(now)
-            self._next_tick += tick
+        if self._next_tick is None or self._next_tick > now:
+            return
+        if now - self._next_tick > self.config.max_lag:
+            missed = int((now - self._next_tick) / tick)
+            self.ticks_late += missed
+            self._next_tick += missed * tick
+            for participant in self._participants.values():
+                if participant.input is not None:  # their frames are dropped, not delay
+                    participant.input.buffer.skip(missed)
+        self._mix(now, behind=now - self._next_tick >= self.config.late_tick)
+        self._send_reports(now)
+        self._next_tick += tick
 
     def packets_to_send(self) -> list[MediaPacket]:
         """The datagrams produced since the last call, in order."""
@@ -359,11 +415,11 @@ class AudioMixer:
                 self._events.append(
                     SourceChanged(participant=participant.key, old_ssrc=old, new_ssrc=packet.ssrc)
                 )
-            source = _Input(participant.codec, packet.ssrc, self.config.rate)
+            source = _Input(participant.codec, packet.ssrc, self.rate)
             participant.input = source
         source.stats.update(packet.sequence_number, packet.timestamp, now)
         if source.buffer.push(packet, now) is Push.RESTARTED:
-            source.decoder = AudioDecoder(participant.codec, self.config.rate)
+            source.decoder = AudioDecoder(participant.codec, self.rate)
             source.queue = np.zeros(0, dtype=np.int16)
 
     def _receive_rtcp(
@@ -380,20 +436,20 @@ class AudioMixer:
 
     # -- mixing --------------------------------------------------------------------------
 
-    def _mix(self, now: float) -> None:
+    def _mix(self, now: float, *, behind: bool) -> None:
         gains = self.config.conceal_gains
         frames: dict[str, Pcm] = {}
         for participant in self._participants.values():
             source = participant.input
             if source is None:
                 continue
-            frame, played = source.next_frame(gains)
+            frame, played = source.next_frame(gains, behind=behind)
             if played is not None and self.config.record_delays:
                 self.delays.append(now - played.arrival)
             self._measure(participant.key, source, frame, now)
             if frame is not None:
                 frames[participant.key] = frame
-        total = np.zeros(self.config.rate * FRAME_MS // 1000, dtype=np.int32)
+        total = np.zeros(self.rate * FRAME_MS // 1000, dtype=np.int32)
         for frame in frames.values():
             total += frame
         for participant in self._participants.values():

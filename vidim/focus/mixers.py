@@ -10,7 +10,7 @@ mixers' (participants of a conference).  Sans-IO like the mixers:
 * :meth:`MixerBank.receive_datagram` with what arrived on a mixed port
   (RTP, or RTCP on the port + 1 or multiplexed on the RTP port) and the time;
 * :meth:`MixerBank.handle_timer` at :meth:`MixerBank.get_timer` (the
-  earliest tick of any mixer);
+  earliest tick of any mixer; each mixer's own rate follows its members);
 * out: :meth:`MixerBank.datagrams_to_send` as ``(focus port, bytes)``: the
   RTP port of the listener's stream, or for RTCP its
   :attr:`~vidim.focus.media.MixMember.rtcp_port` (the port + 1, or the RTP
