@@ -10,9 +10,11 @@ coded by hand (docs/packages.md says why this library).  G.711 runs through
 two lookup tables filled once by FFmpeg's own G.711 coder.
 
 Both are stateful (Opus predicts, resamplers filter across frames): a stream
-has its own decoder, a receiver its own encoder.  A decoder may return any
-number of samples (a resampler's first output is short, a 10 ms packet is
-half a frame): the mixer queues them.
+has its own decoder, a receiver its own encoder.  A decoder returns as many
+samples as the payload holds (a 10 ms packet is half a frame, a 60 ms one
+three): the mixer queues them.  A resampler's first output is short by its
+delay: the decoder pads it with silence in front, so that the samples out
+always match the audio in and a 10 ms packet gives half a frame from the first.
 
 Supported (:data:`CODECS`): PCMU and PCMA (RFC 3551), G.722 (its RTP clock
 says 8000 though it samples at 16 kHz, RFC 3551 section 4.5.2) and Opus
@@ -181,20 +183,34 @@ class AudioDecoder:
             self._context.sample_rate = codec.sample_rate
             self._context.layout = "mono"
         self._resampler = av.AudioResampler(format="s16", layout="mono", rate=rate)
+        self._primed = False
 
     def decode(self, payload: bytes) -> Pcm:
-        """The payload's samples (any count, maybe none); a corrupt payload gives none."""
+        """The payload's samples at ``rate``; a corrupt payload gives none."""
         if self._table is not None:
             pcm = self._table[np.frombuffer(payload, dtype=np.uint8)]
-            if self.rate == self.codec.sample_rate:
+            if self.rate == self.codec.sample_rate or not len(pcm):  # (FFmpeg refuses 0)
                 return pcm
-            return _resample_all(self._resampler, [_frame(pcm, self.codec.sample_rate)])
+            resampled = _resample_all(self._resampler, [_frame(pcm, self.codec.sample_rate)])
+            return self._prime(resampled, len(pcm), self.codec.sample_rate)
         assert self._context is not None
         try:
             frames = self._context.decode(av.Packet(payload))
         except (av.FFmpegError, ValueError):
             return np.zeros(0, dtype=np.int16)
-        return _resample_all(self._resampler, frames)
+        resampled = _resample_all(self._resampler, frames)
+        if not frames:
+            return resampled
+        return self._prime(resampled, sum(f.samples for f in frames), frames[0].sample_rate)
+
+    def _prime(self, pcm: Pcm, samples_in: int, rate_in: int) -> Pcm:
+        """The first output padded in front to the length of the audio in (the
+        resampler keeps its delay's worth back); later ones as they are."""
+        if self._primed or not samples_in:
+            return pcm
+        self._primed = True
+        short = samples_in * self.rate // rate_in - len(pcm)
+        return np.concatenate([np.zeros(short, dtype=np.int16), pcm]) if short > 0 else pcm
 
 
 class AudioEncoder:
