@@ -11,8 +11,9 @@ Three inputs, as in the rest of the core (aioquic's shape):
 * :meth:`AudioMixer.receive_datagram` with a participant's RTP or RTCP
   (told apart as on a multiplexed port, RFC 5761) and the arrival time;
 * :meth:`AudioMixer.handle_timer` at :meth:`AudioMixer.get_timer`, every
-  20 ms: one frame is taken from every speaker's jitter buffer (decoded, or
-  concealed: the last frame repeated, then faded), the mixes are encoded
+  20 ms: one frame, 20 ms of audio, is taken from every speaker's jitter
+  buffer, from as many packets as that takes (10 ms to 120 ms each; decoded,
+  or concealed: the last frame repeated, then faded), the mixes are encoded
   and sent; RTCP (SR + SDES) goes out every ``rtcp_interval``.  One tick
   per call: a timer that comes late finds :meth:`AudioMixer.get_timer`
   already past, and the caller reads what arrived meanwhile before it calls
@@ -176,7 +177,7 @@ class _Input:
         self.ssrc = ssrc
         self.frame_samples = rate * FRAME_MS // 1000
         self.silence: Pcm = np.zeros(self.frame_samples, dtype=np.int16)
-        self.buffer = JitterBuffer()
+        self.buffer = JitterBuffer(frame_step=codec.timestamp_step)
         self.decoder = AudioDecoder(codec, rate)
         self.stats = ReceptionStats(ssrc, codec.clock_rate)
         self.queue: Pcm = np.zeros(0, dtype=np.int16)
@@ -199,26 +200,20 @@ class _Input:
 
     def next_frame(
         self, gains: tuple[float, ...], *, behind: bool
-    ) -> tuple[Pcm | None, Buffered | None]:
-        """This tick's frame (None: silence) and the packet it came from, if any.
+    ) -> tuple[Pcm | None, list[Buffered]]:
+        """This tick's frame (None: silence) and the packets it played first.
 
-        One packet is taken per tick, none while a longer packet's samples
-        last.  A short decode (a resampler's first output) is padded with
-        silence in front, so packets of 20 ms or more play gap-free.
+        A frame is 20 ms of audio, from as many packets as that takes: two of
+        10 ms, one of 20 ms, none while a longer packet's rest lasts (the
+        samples past the frame wait in ``queue`` for the next tick).  When the
+        packets fall short the tick conceals and what came waits for the next.
         ``behind``: the tick runs late (:meth:`JitterBuffer.pop`).
         """
-        played = None
-        if len(self.queue) < self.frame_samples:
-            played = self.buffer.pop(behind=behind)
-        if played is not None:
-            if played.packet.payload_type == self.codec.payload_type:
-                decoded = self.decoder.decode(played.packet.payload)
-            else:  # telephone-event, comfort noise: silence here
-                decoded = self.silence
-            self.queue = np.concatenate([self.queue, decoded])
-            if 0 < len(self.queue) < self.frame_samples:
-                padding = np.zeros(self.frame_samples - len(self.queue), dtype=np.int16)
-                self.queue = np.concatenate([padding, self.queue])
+        short = self.frame_samples - len(self.queue)
+        need = -(-short * self.codec.timestamp_step // self.frame_samples)  # rounded up
+        played = self.buffer.pop(need=need, behind=behind)
+        if played:
+            self.queue = np.concatenate([self.queue, *map(self._decode, played)])
         if len(self.queue) >= self.frame_samples:
             frame, self.queue = self.queue[: self.frame_samples], self.queue[self.frame_samples :]
             self.last, self.missing = frame, 0
@@ -226,8 +221,13 @@ class _Input:
         # Nothing to play: repeat the last frame, fading, then silence.
         self.missing += 1
         if self.missing > len(gains):
-            return None, None
-        return (self.last * gains[self.missing - 1]).astype(np.int16), None
+            return None, []
+        return (self.last * gains[self.missing - 1]).astype(np.int16), []
+
+    def _decode(self, item: Buffered) -> Pcm:
+        if item.packet.payload_type == self.codec.payload_type:
+            return self.decoder.decode(item.packet.payload)
+        return self.silence  # telephone-event, comfort noise: silence here
 
 
 @dataclass(slots=True)
@@ -444,8 +444,8 @@ class AudioMixer:
             if source is None:
                 continue
             frame, played = source.next_frame(gains, behind=behind)
-            if played is not None and self.config.record_delays:
-                self.delays.append(now - played.arrival)
+            if self.config.record_delays:
+                self.delays.extend(now - item.arrival for item in played)
             self._measure(participant.key, source, frame, now)
             if frame is not None:
                 frames[participant.key] = frame
