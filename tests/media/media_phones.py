@@ -1,7 +1,7 @@
 """Test phones for the mixer: each plays a tone in its codec and decodes what it receives.
 
-A :class:`Phone` builds the RTP packets a softphone would send (20 ms, its
-own SSRC, sequence numbers and timestamps) and decodes the stream the mixer
+A :class:`Phone` builds the RTP packets a softphone would send (20 ms, or
+its ``ptime``; its own SSRC, sequence numbers and timestamps) and decodes the stream the mixer
 sends it with an independent decoder; :func:`run` drives a mixer and its
 phones on a virtual clock.  :func:`tone_amplitude` is a Goertzel filter.
 """
@@ -11,7 +11,9 @@ from __future__ import annotations
 import math
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
+from fractions import Fraction
 
+import av
 import numpy as np
 
 from vidim.focus.codecs import MIX_RATE, AudioCodec, AudioDecoder, AudioEncoder, Pcm, codec_for
@@ -23,9 +25,37 @@ FRAME = MIX_RATE // 50
 WINDOW = MIX_RATE // 10  # 100 ms
 
 
-def tone(frequency: float, start: int, count: int, amplitude: float = 6000.0) -> Pcm:
+def tone(
+    frequency: float, start: int, count: int, amplitude: float = 6000.0, rate: int = MIX_RATE
+) -> Pcm:
     t = np.arange(start, start + count)
-    return (amplitude * np.sin(2 * np.pi * frequency * t / MIX_RATE)).astype(np.int16)
+    return (amplitude * np.sin(2 * np.pi * frequency * t / rate)).astype(np.int16)
+
+
+class PacketEncoder:
+    """A phone's encoder for packets of ``ptime`` ms at the codec's own rate (the
+    mixer's :class:`AudioEncoder` makes 20 ms packets only: Opus is opened here)."""
+
+    def __init__(self, codec: AudioCodec, ptime: int) -> None:
+        self.rate = codec.sample_rate
+        self.samples = self.rate * ptime // 1000
+        self._pts = 0
+        self._encoder = AudioEncoder(codec, self.rate)
+        self._opus = None
+        if codec.name == "opus":
+            self._opus = av.CodecContext.create("libopus", "w")
+            self._opus.sample_rate, self._opus.format, self._opus.layout = self.rate, "s16", "mono"
+            self._opus.time_base = Fraction(1, self.rate)
+            self._opus.options = {"application": "voip", "frame_duration": str(ptime)}
+            self._opus.open()
+
+    def encode(self, pcm: Pcm) -> bytes:
+        if self._opus is None:
+            return self._encoder.encode(pcm)  # G.711: a table, any length
+        frame = av.AudioFrame.from_ndarray(pcm.reshape(1, -1), format="s16", layout="mono")
+        frame.sample_rate, frame.pts = self.rate, self._pts
+        self._pts += len(pcm)
+        return b"".join(bytes(packet) for packet in self._opus.encode(frame))
 
 
 def tone_amplitude(samples: Pcm, frequency: float) -> float:
@@ -43,6 +73,8 @@ class Phone:
     codec_name: str = "pcmu"
     payload_type: int = 0
     mode: Mode = Mode.AUDIO
+    ptime: int = 20
+    """Milliseconds of audio per packet (20: through the mixer's own encoder, at 16 kHz)."""
     ssrc: int = 0
     sequence: int = 1000
     timestamp: int = 5000
@@ -52,15 +84,19 @@ class Phone:
 
     def __post_init__(self) -> None:
         self.codec: AudioCodec = codec_for(self.codec_name, self.payload_type)
-        self.encoder = AudioEncoder(self.codec)
+        self.encoder: AudioEncoder | PacketEncoder = AudioEncoder(self.codec)
+        self.rate, self.samples = MIX_RATE, FRAME
+        if self.ptime != 20:
+            self.encoder = PacketEncoder(self.codec, self.ptime)
+            self.rate, self.samples = self.encoder.rate, self.encoder.samples
         if not self.ssrc:
             self.ssrc = 0x1000 + sum(map(ord, self.key))
 
     def next_packet(self) -> RtpPacket:
         pcm = (
-            tone(self.frequency, self.sent_frames * FRAME, FRAME)
+            tone(self.frequency, self.sent_frames * self.samples, self.samples, rate=self.rate)
             if self.frequency is not None
-            else np.zeros(FRAME, dtype=np.int16)
+            else np.zeros(self.samples, dtype=np.int16)
         )
         packet = RtpPacket(
             payload_type=self.payload_type,
@@ -71,7 +107,7 @@ class Phone:
         )
         self.sent_frames += 1
         self.sequence += 1
-        self.timestamp += self.codec.timestamp_step
+        self.timestamp += self.codec.clock_rate * self.ptime // 1000
         return packet
 
     def take(self, packet: MediaPacket) -> None:
@@ -106,7 +142,7 @@ def run(
     offset: float = 0.007,
     stalls: Sequence[tuple[float, float]] = (),
 ) -> float:
-    """Phones send every 20 ms (``offset`` after the mixer's tick phase) through ``network``;
+    """Phones send every ``ptime`` (from ``offset`` after the mixer's tick phase) through ``network``;
     the mixer's timer runs when due; its output goes to the phones.  Returns the end time.
 
     ``stalls``: windows ``[begin, end)`` in which the host runs nothing: what arrives
@@ -121,15 +157,19 @@ def run(
     in_flight: list[tuple[float, str, bytes]] = []
     read: set[str] = set()  # the phones read from in this loop iteration
     steps = round(seconds / 0.02)
+    sent = dict.fromkeys(by_key, 0)  # packets each phone sent in this run
     now = start
     for step in range(steps):
-        send_at = start + step * 0.02 + offset
+        end = start + (step + 1) * 0.02 + offset
         for phone in phones:
-            if phone.mode is not Mode.CHAT:
+            while phone.mode is not Mode.CHAT:
+                send_at = start + sent[phone.key] * (phone.ptime / 1000) + offset
+                if send_at >= end:
+                    break
+                sent[phone.key] += 1
                 for packet, when in network(phone, phone.next_packet(), send_at):
                     in_flight.append((held(when), phone.key, bytes(packet)))
         in_flight.sort(key=lambda item: item[0])
-        end = start + (step + 1) * 0.02 + offset
         while True:
             timer = mixer.get_timer()
             due_packets = [item for item in in_flight if item[0] < end]

@@ -7,7 +7,7 @@ import random
 
 import numpy as np
 import pytest
-from media_phones import Phone, max_amplitude, run, share_with_tone
+from media_phones import Phone, max_amplitude, run, share_with_tone, tone_amplitude
 
 from vidim.focus.codecs import MIX_RATE, Pcm, codec_for
 from vidim.focus.mixer import (
@@ -357,3 +357,109 @@ def test_a_mode_change_to_watch_takes_the_voice_out_of_the_mix() -> None:
     tail = Phone("tail", None)
     tail.received = phones[1].received[start + 5 :]
     assert max_amplitude(tail.decoded(), 440.0) < 300
+
+
+# -- packets of other lengths than the mixer's 20 ms -----------------------------------
+
+
+def levels_per_tick(listener: Phone, frequency: float, skip_seconds: float = 0.2) -> list[float]:
+    """The tone's amplitude in each 20 ms of what the listener heard (after ``skip_seconds``)."""
+    heard = listener.decoded()
+    start = int(skip_seconds * MIX_RATE)
+    frame = MIX_RATE // 50
+    return [
+        tone_amplitude(heard[i : i + frame], frequency)
+        for i in range(start, len(heard) - frame + 1, frame)
+    ]
+
+
+@pytest.mark.parametrize(
+    ("codec", "ptime"),
+    [
+        ("pcmu", 10),
+        ("pcma", 10),
+        ("opus", 10),
+        ("pcmu", 30),
+        ("pcmu", 60),
+        ("opus", 40),
+        ("opus", 60),
+    ],
+)
+def test_packets_of_any_length_are_heard_at_full_level_in_every_tick(
+    codec: str, ptime: int
+) -> None:
+    """A speaker's 1000 Hz tone (20 whole periods a tick) reaches the listener at the
+    level a 20 ms phone's does, in every tick: no tick padded with silence."""
+    pt = {"pcmu": 0, "pcma": 8, "opus": 111}[codec]
+    reference = [Phone("alice", 1000.0, codec_name=codec, payload_type=pt), Phone("bob", None)]
+    run(conference(*reference), reference, 2.0)
+    full = min(levels_per_tick(reference[1], 1000.0))
+    assert full > 5000  # a 6000-amplitude tone, through the codecs
+    alice = Phone("alice", 1000.0, codec_name=codec, payload_type=pt, ptime=ptime)
+    phones = [alice, Phone("bob", None)]
+    mixer = conference(*phones, config=MixerConfig(record_delays=True))
+    run(mixer, phones, 2.0)
+    levels = levels_per_tick(phones[1], 1000.0)
+    assert min(levels) >= 0.95 * full, (min(levels), full)
+    _, buffer = mixer.reception("alice")  # type: ignore[misc]
+    assert buffer.step == alice.codec.clock_rate * ptime // 1000
+    assert (buffer.lost, buffer.dropped) == (0, 0)
+    # A packet waits for the first tick that plays it: at most its own length more.
+    assert max(mixer.delays) <= 0.013 + ptime / 1000 + 1e-9
+
+
+def test_speakers_on_10_and_20_ms_packets_in_one_conference() -> None:
+    phones = [
+        Phone("alice", 440.0, codec_name="pcmu", payload_type=0, ptime=10),
+        Phone("bob", 1000.0, codec_name="opus", payload_type=111, ptime=10),
+        Phone("carol", 1700.0, codec_name="pcma", payload_type=8),
+        Phone("dave", 2500.0, codec_name="opus", payload_type=111),
+    ]
+    mixer = conference(*phones)
+    run(mixer, phones, 3.0)
+    assert_hears_others_not_itself(phones)
+    for listener in phones[2:]:  # the 10 ms speakers at full level (all four play 6000)
+        for speaker in phones[:2]:
+            assert speaker.frequency is not None
+            assert min(levels_per_tick(listener, speaker.frequency, 1.0)) > 4000
+
+
+def test_a_lost_10_ms_packet_is_concealed() -> None:
+    """One packet of alice's lost: the tick it falls in repeats the last frame (full
+    gain), so every tick still carries her tone, and one loss is counted."""
+    phones = [Phone("alice", 1000.0, ptime=10), Phone("bob", None)]
+    mixer = conference(*phones)
+
+    def lose_one(phone: Phone, packet: RtpPacket, now: float) -> list[tuple[RtpPacket, float]]:
+        return [] if phone.key == "alice" and packet.sequence_number == 1100 else [(packet, now)]
+
+    run(mixer, phones, 2.0, network=lose_one)
+    stats, buffer = mixer.reception("alice")  # type: ignore[misc]
+    assert buffer.lost == 1 == stats.expected - stats.received
+    assert min(levels_per_tick(phones[1], 1000.0)) > 2500
+
+
+def test_random_loss_of_10_ms_packets_is_concealed() -> None:
+    phones = [Phone(key, f, ptime=10) for key, f in TONES.items()]
+    mixer = conference(*phones)
+    run(mixer, phones, 6.0, network=lossy(0.05))
+    for listener in phones[1:]:
+        assert share_with_tone(listener.decoded(), 440.0) >= 0.9
+    stats, buffer = mixer.reception("alice")  # type: ignore[misc]
+    assert 0 < buffer.lost == stats.expected - stats.received
+
+
+def test_reordered_10_ms_packets_are_put_back_in_order() -> None:
+    """Alice's odd packets arrive 25 ms late: after the two next ones, and past a tick."""
+    phones = [Phone("alice", 1000.0, ptime=10), Phone("bob", None)]
+    mixer = conference(*phones)
+
+    def reorder(phone: Phone, packet: RtpPacket, now: float) -> list[tuple[RtpPacket, float]]:
+        late = phone.key == "alice" and packet.sequence_number % 2
+        return [(packet, now + 0.025 if late else now)]
+
+    run(mixer, phones, 4.0, network=reorder)
+    _, buffer = mixer.reception("alice")  # type: ignore[misc]
+    assert buffer.lost == 0
+    assert buffer.target >= 1  # a reserve for the lateness seen
+    assert min(levels_per_tick(phones[1], 1000.0, 1.0)) > 5000
