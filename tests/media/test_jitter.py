@@ -193,3 +193,70 @@ def test_skipped_ticks_drop_the_frames_queued_and_those_still_unread() -> None:
         buffer.push(packet(seq), 0.3)
     assert played(buffer, 1) == [6]
     assert (buffer.dropped, buffer.lost, len(buffer)) == (4, 0, 0)
+
+
+def short(seq: int, ptime: int = 10, *, marker: bool = False) -> RtpPacket:
+    """A packet of ``ptime`` ms at an 8 kHz clock."""
+    return RtpPacket(
+        payload_type=0, sequence_number=seq, timestamp=seq * 8 * ptime, ssrc=1, marker=marker
+    )
+
+
+def played_per_tick(buffer: JitterBuffer, ticks: int) -> list[list[int]]:
+    return [[item.packet.sequence_number for item in buffer.pop()] for _ in range(ticks)]
+
+
+def test_a_tick_takes_as_many_packets_as_make_a_frame() -> None:
+    buffer = JitterBuffer()
+    buffer.push(short(1), 0.0)
+    assert buffer.step == 160  # one packet alone: taken for a frame until more come
+    for seq in range(2, 8):
+        buffer.push(short(seq), 0.0)
+    assert buffer.step == 80
+    assert buffer.queued == 7 * 80
+    assert played_per_tick(buffer, 3) == [[1, 2], [3, 4], [5, 6]]
+    assert [item.packet.sequence_number for item in buffer.pop(need=80)] == [7]
+    assert buffer.pop(need=0) == []  # the mixer still holds the tick's audio
+    assert (buffer.lost, buffer.target) == (0, 0)
+
+
+def test_a_packet_longer_than_a_frame_is_taken_when_the_last_one_runs_out() -> None:
+    buffer = JitterBuffer()
+    for seq in range(1, 4):
+        buffer.push(short(seq, 30), 0.0)
+    assert buffer.step == 240
+    # The mixer asks for what it lacks: a frame, then none (10 ms left), then 10 ms.
+    assert [item.packet.sequence_number for item in buffer.pop(need=160)] == [1]
+    assert [item.packet.sequence_number for item in buffer.pop(need=80)] == [2]
+    assert buffer.pop(need=0) == []
+    assert [item.packet.sequence_number for item in buffer.pop(need=160)] == [3]
+
+
+def test_a_lost_short_packet_is_waited_for_a_tick_then_declared_lost() -> None:
+    buffer = JitterBuffer()
+    for seq in (1, 2, 3, 5):
+        buffer.push(short(seq), 0.0)
+    assert played_per_tick(buffer, 1) == [[1, 2]]
+    assert played_per_tick(buffer, 1) == [[3]]  # 4 may still come: the tick conceals
+    assert played_per_tick(buffer, 1) == [[5]]
+    assert buffer.lost == 1
+
+
+def test_a_talk_spurt_after_dtx_does_not_teach_the_packet_length() -> None:
+    buffer = JitterBuffer()
+    buffer.push(short(1), 0.0)
+    buffer.push(short(2), 0.0)
+    buffer.push(RtpPacket(payload_type=0, sequence_number=3, timestamp=8000, ssrc=1, marker=True), 1)
+    assert buffer.step == 80
+
+
+def test_owed_time_is_shed_in_short_packets() -> None:
+    buffer = JitterBuffer()
+    buffer.push(short(1), 0.0)
+    buffer.push(short(2), 0.0)
+    assert played_per_tick(buffer, 1) == [[1, 2]]
+    assert buffer.pop(behind=True) == []  # a late tick: a frame (two packets) owed
+    for seq in range(3, 9):
+        buffer.push(short(seq), 0.05)
+    assert played_per_tick(buffer, 1) == [[5, 6]]  # 3 and 4 shed
+    assert (buffer.dropped, buffer.lost, buffer.target) == (2, 0, 0)
