@@ -246,7 +246,9 @@ def test_a_talk_spurt_after_dtx_does_not_teach_the_packet_length() -> None:
     buffer = JitterBuffer()
     buffer.push(short(1), 0.0)
     buffer.push(short(2), 0.0)
-    buffer.push(RtpPacket(payload_type=0, sequence_number=3, timestamp=8000, ssrc=1, marker=True), 1)
+    buffer.push(
+        RtpPacket(payload_type=0, sequence_number=3, timestamp=8000, ssrc=1, marker=True), 1
+    )
     assert buffer.step == 80
 
 
