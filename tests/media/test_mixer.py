@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 from media_phones import Phone, max_amplitude, run, share_with_tone, tone_amplitude
 
-from vidim.focus.codecs import MIX_RATE, Pcm, codec_for
+from vidim.focus.codecs import MIX_RATE, AudioEncoder, Pcm, codec_for
 from vidim.focus.mixer import (
     AudioLevelMeasured,
     AudioMixer,
@@ -281,7 +281,7 @@ def test_an_ssrc_change_is_followed() -> None:
     assert not any(isinstance(e, SourceChanged) for e in events)
     old_ssrc = alice.ssrc
     alice.ssrc, alice.sequence, alice.timestamp = 0xABCDEF, 40000, 123456789  # a re-INVITE
-    alice.encoder = type(alice.encoder)(alice.codec)
+    alice.encoder = AudioEncoder(alice.codec)
     start = len(phones[1].received)
     run(mixer, phones, 2.0, start=end + 0.013)
     changed = [e for e in mixer.events() if isinstance(e, SourceChanged)]
