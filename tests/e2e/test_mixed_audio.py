@@ -198,6 +198,8 @@ def test_phones_on_three_codecs_hear_each_other_transcoded(site: Site) -> None:
         # Mono and 40 ms packets: two packets' worth of samples per packet for the mixer.
         pytest.param({"ptime": 40, "extra_config": ("opus_stereo\tno", "opus_sprop_stereo\tno")},
                      id="mono-40ms"),
+        # 10 ms packets: half a frame each, two to a tick (baresip ignores the answer's ptime).
+        pytest.param({"ptime": 10}, id="stereo-10ms"),
     ],
 )  # fmt: skip
 def test_a_pcma_phone_a_pcmu_phone_and_an_opus_baresip_hear_each_other(
