@@ -201,7 +201,7 @@ class _Input:
     def next_frame(
         self, gains: tuple[float, ...], *, behind: bool
     ) -> tuple[Pcm | None, list[Buffered]]:
-        """This tick's frame (None: silence) and the packets it played first.
+        """This tick's frame (None: silence) and the packets decoded for it (none if concealed).
 
         A frame is 20 ms of audio, from as many packets as that takes: two of
         10 ms, one of 20 ms, none while a longer packet's rest lasts (the
