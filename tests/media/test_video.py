@@ -72,6 +72,18 @@ def test_two_video_participants_see_each_other_from_a_keyframe_on() -> None:
         assert len(screen.packets) >= 2 * (FPS - 1)
 
 
+def test_an_unanswered_keyframe_request_is_repeated_less_and_less_often() -> None:
+    """1, 2, 4, 8, 8... seconds apart: a phone that ignores requests is not asked every second."""
+    alice, bob, carol = Camera("alice"), Camera("bob"), Camera("carol", answers=False)
+    room = Room.of(alice, bob, carol)
+    room.run(2.0)
+    before = len(carol.requests)
+    room.run(30.0, lambda now: loud("carol"))
+    times = sorted({at for at, _, _ in carol.requests[before:]})
+    gaps = [round(b - a) for a, b in itertools.pairwise(times)]
+    assert gaps[:5] == [1, 2, 4, 8, 8]
+
+
 def test_a_switch_asks_the_new_speaker_once_and_waits_for_its_keyframe() -> None:
     alice, bob, carol = Camera("alice"), Camera("bob"), Camera("carol", answers=False)
     room = Room.of(alice, bob, carol)

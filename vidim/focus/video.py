@@ -15,9 +15,10 @@ negotiated them, else a :class:`PictureFastUpdateWanted` event for the
 signalling to send SIP INFO, RFC 5168), the old source's packets go on
 being forwarded, and the receiver is switched at the first packet of the
 new source's keyframe.  A request not answered within ``keyframe_retry``
-is repeated (an RTCP FIR repeated keeps its sequence number, RFC 5104
-section 4.3.1.2).  A PLI or FIR from a receiver is passed on the same way
-to its source, at most once per ``keyframe_retry``.  Each receiver's
+is repeated, at doubling intervals up to ``keyframe_retry_max`` (an RTCP
+FIR repeated keeps its sequence number, RFC 5104 section 4.3.1.2).  A PLI
+or FIR from a receiver is passed on the same way to its source, at most
+once per ``keyframe_retry``.  Each receiver's
 stream gets an RTCP sender report every ``rtcp_interval``.
 
 Modes, on media: ``audio`` and ``chat`` get no video and their video is
@@ -83,7 +84,10 @@ class VideoConfig:
     speaker: SpeakerConfig = field(default_factory=SpeakerConfig)
     """Who the speaker is: hysteresis (1.5 s), the level of speech."""
     keyframe_retry: float = 1.0
-    """Seconds before an unanswered keyframe request is sent again."""
+    """Seconds before an unanswered keyframe request is sent again; doubled at each repeat
+    up to ``keyframe_retry_max`` (a phone that ignores requests is not asked every second)."""
+    keyframe_retry_max: float = 8.0
+    """The longest interval between repeats of an unanswered keyframe request."""
     max_frame_rate: int = 30
     """The timestamp jump at a switch is at least one frame at this rate."""
     cname: bytes = b"vidim-focus"
@@ -190,6 +194,7 @@ class _Member:
         "mode",
         "output",
         "requested_at",
+        "retry_in",
         "ssrc",
     )
 
@@ -213,6 +218,8 @@ class _Member:
         self.output: _Output | None = None
         self.requested_at: float | None = None
         """When a keyframe was last asked of it, while unanswered."""
+        self.retry_in = 0.0
+        """How long after ``requested_at`` the request is repeated."""
         self.fir_sequence = 0
         self.last_request: float | None = None
         """When a keyframe was last asked of it (receivers' requests are limited by it)."""
@@ -336,7 +343,7 @@ class VideoSwitch:
         """When to call :meth:`handle_timer` next: a challenger's hysteresis, a request's
         retry, a sender report."""
         deadlines = [
-            member.requested_at + self.config.keyframe_retry
+            member.requested_at + member.retry_in
             for member in self._members.values()
             if member.requested_at is not None
         ]
@@ -364,7 +371,7 @@ class VideoSwitch:
                 continue
             if not self._awaited(member.key):
                 member.requested_at = None
-            elif now >= member.requested_at + self.config.keyframe_retry:
+            elif now >= member.requested_at + member.retry_in:
                 self._request_keyframe(member, now, repeated=True)
 
     def packets_to_send(self) -> list[MediaPacket]:
@@ -428,6 +435,8 @@ class VideoSwitch:
         if source.ssrc is None and source.feedback.by_rtcp:
             return  # nothing received yet: asked at its first packet
         source.requested_at = source.last_request = now
+        retry, most = self.config.keyframe_retry, self.config.keyframe_retry_max
+        source.retry_in = min(source.retry_in * 2, most) if repeated else retry
         if not source.feedback.by_rtcp:
             self._events.append(PictureFastUpdateWanted(participant=source.key, repeated=repeated))
             return
