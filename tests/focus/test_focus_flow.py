@@ -669,3 +669,19 @@ def test_an_opus_only_phone_is_answered_with_the_focus_s_own_opus_parameters() -
     assert "sprop-stereo=1" not in answer
     [mix] = focus.forwarding_plan.mixes
     assert [m.codec for m in mix.members] == ["opus/48000/2"]
+
+
+def test_an_opus_phones_maxaveragebitrate_reaches_its_mix_and_its_record() -> None:
+    net, focus, _node, allocator = created()
+    offer = re.sub(rb"m=audio (\d+) RTP/AVP 96 0 8 101", rb"m=audio \1 RTP/AVP 96 101",
+                   baresip_offer(6000, 6002))  # fmt: skip
+    offer = offer.replace(b"a=fmtp:96 stereo=1;sprop-stereo=1",
+                          b"a=fmtp:96 stereo=1;maxaveragebitrate=12000")  # fmt: skip
+    join(net, allocator, BOB, 6000, offer)
+    [mix] = focus.forwarding_plan.mixes
+    assert [(m.codec, m.max_bit_rate) for m in mix.members] == [("opus/48000/2", 12000)]
+    [conference] = focus.conferences()
+    again = ConferenceFocus(focus.config)
+    again.restore(focus.snapshot(conference.uri.split(":")[1].split("@")[0]), net.now)
+    [restored] = again.forwarding_plan.mixes
+    assert restored.members[0].max_bit_rate == 12000

@@ -69,3 +69,19 @@ def test_the_mix_rate_follows_the_widest_codec() -> None:
     assert mix_rate_for([codec_for("pcmu", 0), codec_for("pcma", 8)]) == 8000
     assert mix_rate_for([codec_for("pcmu", 0), codec_for("g722", 9)]) == MIX_RATE
     assert mix_rate_for([codec_for("opus", 111)]) == MIX_RATE
+
+
+def test_opus_stays_under_the_receivers_maxaveragebitrate() -> None:
+    """RFC 7587 6.1: the encoder to a phone that offered maxaveragebitrate=12000 keeps to it."""
+    t = np.arange(MIX_RATE * 2) / MIX_RATE  # two seconds of a voice-like chord
+    pcm = (6000 * (np.sin(2 * np.pi * 220 * t) + np.sin(2 * np.pi * 1330 * t))).astype(np.int16)
+    frames = np.split(pcm, 100)  # 20 ms each
+
+    def bits_a_second(encoder: AudioEncoder) -> float:
+        sizes = [len(encoder.encode(frame)) for frame in frames]
+        return sum(sizes[25:]) * 8 / (len(sizes[25:]) * 0.02)  # after the encoder settled
+
+    default = bits_a_second(AudioEncoder(codec_for("opus", 111)))
+    limited = bits_a_second(AudioEncoder(codec_for("opus", 111, max_bit_rate=12000)))
+    assert limited <= 12000
+    assert 20000 < default <= 32000 * 1.05  # constrained VBR: near its 32 kbit/s target

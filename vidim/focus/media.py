@@ -210,6 +210,9 @@ class StreamInfo:
     feedback: KeyframeFeedback = NO_FEEDBACK
     #: RTCP shares the RTP port both ways (RFC 5761), as the answer said.
     rtcp_mux: bool = False
+    #: The most bits a second the participant takes of the focus's first codec, when its
+    #: offer said (Opus ``maxaveragebitrate``, RFC 7587 section 6.1); None: no limit said.
+    max_bit_rate: int | None = None
 
     @property
     def local_rtcp_port(self) -> int:
@@ -290,6 +293,8 @@ class MixMember:
     #: As in :class:`StreamInfo`: it sends audio to the focus / accepts audio from it.
     sends: bool = True
     receives: bool = True
+    #: As in :class:`StreamInfo`: the most its mix may take (Opus ``maxaveragebitrate``).
+    max_bit_rate: int | None = None
     #: As in :class:`StreamInfo`: RTCP shares the RTP port (RFC 5761).
     rtcp_mux: bool = False
 
@@ -415,6 +420,7 @@ def _mix_member(sender: ParticipantMedia, stream: StreamInfo) -> MixMember | Non
                 sends=stream.sends,
                 receives=stream.receives,
                 rtcp_mux=stream.rtcp_mux,
+                max_bit_rate=stream.max_bit_rate,
             )
     return None
 
@@ -532,7 +538,8 @@ def streams_from_sdp(
     are the offered ``a=crypto`` whose tag the answer took and the answer's own.
     The keyframe feedback and RTCP multiplexing are the answer's: what the
     focus took of the offer's (:func:`vidim.sdp.answer_media`); with
-    multiplexing, the participant receives RTCP on its RTP port.
+    multiplexing, the participant receives RTCP on its RTP port.  An Opus
+    offer's ``maxaveragebitrate`` bounds what the focus sends it.
     """
     streams: list[StreamInfo] = []
     for theirs, ours in zip(offer, answer, strict=False):
@@ -559,6 +566,20 @@ def streams_from_sdp(
                 srtp=keys,
                 feedback=KeyframeFeedback(pli="nack pli" in feedback, fir="ccm fir" in feedback),
                 rtcp_mux=ours.rtcp_mux,
+                max_bit_rate=_max_bit_rate(theirs, ours),
             )
         )
     return tuple(streams)
+
+
+def _max_bit_rate(theirs: MediaDescription, ours: MediaDescription) -> int | None:
+    """The offer's ``maxaveragebitrate`` for the codec the answer took (RFC 7587 6.1: the
+    most the offerer wants to receive); None when it said none, or nothing readable."""
+    taken = ours.codecs[0].payload if ours.codecs else None
+    for codec in theirs.codecs:
+        if codec.payload == taken and codec.name.lower() == "opus":
+            for item in (codec.fmtp or "").split(";"):
+                name, _, value = item.strip().partition("=")
+                if name.strip().lower() == "maxaveragebitrate" and value.strip().isdigit():
+                    return int(value)
+    return None

@@ -50,7 +50,8 @@ class ConferenceMixerEvent:
 
 
 def _codec(member: MixMember) -> AudioCodec:
-    return codec_for(member.codec.partition("/")[0], member.payload_type)
+    name = member.codec.partition("/")[0]
+    return codec_for(name, member.payload_type, max_bit_rate=member.max_bit_rate)
 
 
 class MixerBank(ConferenceBank[AudioMixer, MixMember, ConferenceMixerEvent]):
@@ -87,8 +88,8 @@ class MixerBank(ConferenceBank[AudioMixer, MixMember, ConferenceMixerEvent]):
 
     def _change(self, core: AudioMixer, old: MixMember, member: MixMember, now: float) -> None:
         """A new mode or codec ends the old stream (RTCP BYE) and starts a new one."""
-        heard = (member.mode, member.codec, member.payload_type)
-        if (old.mode, old.codec, old.payload_type) != heard:
+        heard = (member.mode, member.codec, member.payload_type, member.max_bit_rate)
+        if (old.mode, old.codec, old.payload_type, old.max_bit_rate) != heard:
             core.update(member.participant, mode=member.mode, codec=_codec(member), now=now)
 
     def _leave(self, core: AudioMixer, key: str, now: float) -> None:

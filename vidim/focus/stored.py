@@ -88,6 +88,7 @@ def _stream(stream: StreamInfo) -> dict[str, Any]:
         **({"srtp": _srtp(stream.srtp)} if stream.srtp is not None else {}),
         "feedback": {"pli": stream.feedback.pli, "fir": stream.feedback.fir},
         "rtcp_mux": stream.rtcp_mux,
+        "max_bit_rate": stream.max_bit_rate,
     }
 
 
@@ -202,6 +203,7 @@ def _read_stream(data: dict[str, Any]) -> StreamInfo:
         srtp=_read_srtp(data["srtp"]) if data.get("srtp") is not None else None,
         feedback=KeyframeFeedback(**{k: bool(v) for k, v in data.get("feedback", {}).items()}),
         rtcp_mux=bool(data.get("rtcp_mux", False)),
+        max_bit_rate=int(rate) if (rate := data.get("max_bit_rate")) is not None else None,
     )
 
 
