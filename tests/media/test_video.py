@@ -20,6 +20,7 @@ from vidim.focus.video import (
     VideoSourceChanged,
     VideoSwitch,
 )
+from vidim.focus.vp8 import read_counters
 from vidim.rtp import (
     FirEntry,
     FullIntraRequest,
@@ -39,12 +40,17 @@ LOUD, SILENT = 20, 127
 
 def assert_one_continuous_stream(screen: Screen) -> None:
     """One SSRC; each packet one sequence number after the last; timestamps never go back,
-    and jump at a switch by no more than the time that passed plus a frame."""
+    and jump at a switch by no more than the time that passed plus a frame; VP8 picture IDs
+    go on by one from frame to frame, across switches too (RFC 7741)."""
     packets = screen.packets
     assert packets, f"{screen.key} got no video"
     assert len({p.ssrc for _, p in packets}) == 1
     for (before_at, before), (at, packet) in itertools.pairwise(packets):
         assert seq_diff(packet.sequence_number, before.sequence_number) == 1
+        counters = read_counters(packet.payload), read_counters(before.payload)
+        if packet.payload_type == VP8.payload and None not in counters:
+            step = (counters[0].picture_id - counters[1].picture_id) % 32768  # type: ignore[union-attr,operator]
+            assert step == (1 if packet.payload[0] & 0x10 else 0), "picture ID not continued"
         jump = (packet.timestamp - before.timestamp) & 0xFFFFFFFF
         assert jump < 1 << 31, "the timestamp went back"
         if screen.origin(packet) != screen.origin(before):

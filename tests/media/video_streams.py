@@ -69,15 +69,20 @@ def encode(codec: str, count: int, gop: int = 10) -> list[tuple[bytes, bool]]:
 
 
 def vp8_payloads(
-    frame: bytes, *, mtu: int = 200, picture_id: int | None = None, extra: bool = False
+    frame: bytes,
+    *,
+    mtu: int = 200,
+    picture_id: int | None = None,
+    extra: bool = False,
+    wide: bool | None = None,
 ) -> list[bytes]:
-    """RFC 7741 payloads of one frame: S on the first, a picture ID (7 or 15 bit) if given,
-    TL0PICIDX and TID/KEYIDX bytes if ``extra``."""
+    """RFC 7741 payloads of one frame: S on the first, a picture ID (7 or 15 bit: ``wide``,
+    by default 15 above 127) if given, TL0PICIDX and TID/KEYIDX bytes if ``extra``."""
     descriptor_tail = b""
     flags = 0
     if picture_id is not None:
         flags |= 0x80
-        if picture_id > 127:
+        if picture_id > 127 if wide is None else wide:
             descriptor_tail += bytes([0x80 | picture_id >> 8, picture_id & 0xFF])
         else:
             descriptor_tail += bytes([picture_id])
@@ -134,21 +139,27 @@ def h264_payloads(nals: list[bytes], *, mtu: int = 200, aggregate: bool = True) 
     return out
 
 
-def synthetic_frame(codec: Codec, tag: bytes, keyframe: bool) -> list[bytes]:
-    """The RTP payloads of a made-up frame, laid out as the codec's are, ``tag`` in each."""
+def synthetic_frame(codec: Codec, tag: bytes, keyframe: bool, picture_id: int = 300) -> list[bytes]:
+    """The RTP payloads of a made-up frame, laid out as the codec's are, ``tag`` in each
+    (VP8: with a 15-bit ``picture_id``)."""
     unit = tag + b"|" + bytes(20)
     if codec.name == "VP8":
         header = b"\x10\x02\x00\x9d\x01\x2a" if keyframe else b"\x11\x02\x00"
         frame = header + unit + unit
-        return vp8_payloads(frame, mtu=len(header) + len(unit), picture_id=300)
+        return vp8_payloads(frame, mtu=len(header) + len(unit), picture_id=picture_id, wide=True)
     nals = [b"\x67\x42\xe0\x1f" + tag + b"|", b"\x68\xce\x38\x80"] if keyframe else []
     nals.append((b"\x65" if keyframe else b"\x41") + unit * 3)
     return h264_payloads(nals, mtu=len(unit))
 
 
+#: Where a synthetic frame's tag starts: two bytes no descriptor or NAL header can hold in a
+#: row (a 15-bit VP8 picture ID's first byte has its top bit set).
+TAG = b"##"
+
+
 def tag_of(payload: bytes) -> tuple[str, int]:
     """The camera and frame number a synthetic payload was made by (``key/frame|``)."""
-    start = payload.index(b"#") + 1
+    start = payload.rindex(TAG) + len(TAG)  # the last: a picture ID byte may be "#" too
     key, frame = payload[start : payload.index(b"|", start)].decode().split("/")
     return key, int(frame)
 
@@ -177,9 +188,11 @@ class Camera:
 
     def frame(self, now: float) -> list[bytes]:
         keyframe, self.wants_keyframe = self.wants_keyframe, False
-        tag = f"#{self.key}/{self.frames}".encode()
+        tag = TAG + f"{self.key}/{self.frames}".encode()
         self.frames += 1
-        payloads = synthetic_frame(self.codec, tag, keyframe)
+        # Each camera counts its VP8 picture IDs from its own start (15 bits, wrapping).
+        picture_id = (977 * sum(self.key.encode()) + self.frames) % 32768
+        payloads = synthetic_frame(self.codec, tag, keyframe, picture_id)
         timestamp = (self.timestamp_base + round(now * CLOCK)) & 0xFFFFFFFF
         packets = []
         for index, payload in enumerate(payloads):
@@ -231,7 +244,7 @@ class Screen:
         return runs
 
     def origin(self, packet: RtpPacket) -> str:
-        return tag_of(packet.payload)[0] if b"#" in packet.payload else "?"
+        return tag_of(packet.payload)[0] if TAG in packet.payload else "?"
 
     def runs(self) -> Iterator[list[tuple[float, RtpPacket]]]:
         """The packets, cut where the camera changes."""

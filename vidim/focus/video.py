@@ -7,7 +7,8 @@ the mixer's audio levels).  Video is forwarded, not transcoded: the packets
 of the source are sent on with the receiver's payload type and rewritten
 SSRC, sequence numbers and timestamps, so that across switches the receiver
 sees one continuous stream (the sequence goes on by one, the timestamp jumps
-by the time that passed, at least one frame at ``max_frame_rate``).
+by the time that passed, at least one frame at ``max_frame_rate``, VP8's
+PictureID and TL0PICIDX go on by one: :mod:`.vp8`).
 
 A switch waits for a keyframe (:mod:`.keyframes`): when a receiver's source
 is to change, the new source is asked for one (RTCP FIR and/or PLI if it
@@ -65,6 +66,7 @@ from ..vocabulary import Mode
 from .keyframes import KeyframeFeedback, starts_keyframe
 from .mixer import MediaPacket, PacketRefused
 from .talker import ActiveSpeaker, SpeakerConfig
+from .vp8 import read_counters, with_counters
 
 __all__ = [
     "KeyframeRequested",
@@ -149,16 +151,20 @@ class _Output:
 
     __slots__ = (
         "base_seq",
+        "last_picture_id",
         "last_seq",
         "last_time",
+        "last_tl0",
         "last_ts",
         "next_report",
         "octets",
         "packets",
         "pending",
+        "picture_offset",
         "seq_offset",
         "source",
         "ssrc",
+        "tl0_offset",
         "ts_offset",
     )
 
@@ -181,6 +187,11 @@ class _Output:
         self.octets = 0
         self.next_report: float | None = None
         """When the next sender report is due (None: nothing sent yet)."""
+        # VP8's own counters (:mod:`.vp8`), continued across switches like the sequence.
+        self.picture_offset = 0
+        self.tl0_offset = 0
+        self.last_picture_id: int | None = None
+        self.last_tl0: int | None = None
 
 
 class _Member:
@@ -545,9 +556,19 @@ class VideoSwitch:
         output.base_seq = packet.sequence_number
         output.seq_offset = (next_seq - packet.sequence_number) & 0xFFFF
         output.ts_offset = (next_ts - packet.timestamp) & 0xFFFF_FFFF
+        counters = read_counters(packet.payload) if self._is_vp8(receiver) else None
+        if counters is not None:  # the first frame shown goes on from the last one sent
+            if counters.picture_id is not None and output.last_picture_id is not None:
+                output.picture_offset = output.last_picture_id + 1 - counters.picture_id
+            if counters.tl0_pic_idx is not None and output.last_tl0 is not None:
+                output.tl0_offset = output.last_tl0 + 1 - counters.tl0_pic_idx
         self._events.append(
             VideoSourceChanged(participant=receiver.key, source=source.key, previous=previous)
         )
+
+    @staticmethod
+    def _is_vp8(receiver: _Member) -> bool:
+        return receiver.codec is not None and receiver.codec.name.lower() == "vp8"
 
     def _forward(self, receiver: _Member, output: _Output, packet: RtpPacket, now: float) -> None:
         assert receiver.codec is not None
@@ -560,13 +581,26 @@ class VideoSwitch:
         timestamp = (packet.timestamp + output.ts_offset) & 0xFFFF_FFFF
         if output.last_time is None or seq_diff(sequence, output.last_seq) > 0:
             output.last_seq, output.last_ts, output.last_time = sequence, timestamp, now
+        payload = packet.payload
+        counters = read_counters(payload) if self._is_vp8(receiver) else None
+        if counters is not None:
+            picture_id = tl0 = None
+            if counters.picture_id is not None:
+                picture_id = (counters.picture_id + output.picture_offset) % (
+                    1 << counters.picture_id_bits
+                )
+                output.last_picture_id = picture_id
+            if counters.tl0_pic_idx is not None:
+                tl0 = (counters.tl0_pic_idx + output.tl0_offset) & 0xFF
+                output.last_tl0 = tl0
+            payload = with_counters(payload, picture_id, tl0)
         rewritten = RtpPacket(
             payload_type=receiver.codec.payload,
             sequence_number=sequence,
             timestamp=timestamp,
             ssrc=output.ssrc,
             marker=packet.marker,
-            payload=packet.payload,
+            payload=payload,
         )
         self._to_send.append(MediaPacket(participant=receiver.key, data=bytes(rewritten)))
         output.packets += 1
