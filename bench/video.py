@@ -61,7 +61,9 @@ class Result:
 def _frame(sender: int, frame: int, packets: int, keyframe: bool) -> list[bytes]:
     out = []
     for index in range(packets):
-        descriptor = b"\x10" if index == 0 else b"\x00"
+        # As phones send it (RFC 7741): X and I set, a 15-bit PictureID, one per frame.
+        start = 0x90 if index == 0 else 0x80
+        descriptor = bytes([start, 0x80, 0x80 | (frame >> 8) & 0x7F, frame & 0xFF])
         header = (b"\x10" if keyframe else b"\x11") if index == 0 else b""
         packet = RtpPacket(
             payload_type=VP8.payload,
