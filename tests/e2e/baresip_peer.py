@@ -350,6 +350,29 @@ class Baresip:
         call is closed: libsndfile writes the header's sizes on close)."""
         return sorted(self.sound_dir.glob("dump-*-dec.wav"))
 
+    def invitation(self, timeout: float = 10.0) -> SipTraced:
+        """The IM inviting it to a conference (its ``X-Vidim-Conference`` says where)."""
+        return self.wait_sip(
+            lambda m: m.direction == "recv" and m.method == "MESSAGE"
+            and m.header("X-Vidim-Conference") is not None,
+            "invitation MESSAGE", timeout,
+        )  # fmt: skip
+
+    def invite_answer(self, timeout: float = 10.0) -> SipTraced:
+        """The 200 to the INVITE it sent (the focus's SDP answer is its body)."""
+        return self.wait_sip(
+            lambda m: m.direction == "recv" and m.status == 200
+            and (m.header("CSeq") or "").endswith("INVITE"),
+            "200 to its INVITE", timeout,
+        )  # fmt: skip
+
+    def join_invitation(self) -> SipTraced:
+        """Dial the conference of its invitation; once in, the 200 that answered it."""
+        value = self.invitation().header("X-Vidim-Conference") or ""
+        self.command("dial", value[1:].partition(">")[0])  # <uri>;id=...;mode=...
+        self.wait_event("CALL_ESTABLISHED")
+        return self.invite_answer()
+
     def stop(self) -> int | None:
         if self._ctrl is not None:
             with contextlib.suppress(OSError):

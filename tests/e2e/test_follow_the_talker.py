@@ -68,15 +68,6 @@ def wait_picture(
             raise AssertionError(f"{phone.user} decoded {seen}, never {size}, in {timeout}s")
 
 
-def invitation(phone: Baresip) -> dict[str, str]:
-    im = phone.wait_sip(
-        lambda m: m.direction == "recv" and m.method == "MESSAGE"
-        and m.header("X-Vidim-Conference") is not None,
-        "invitation IM",
-    )  # fmt: skip
-    return conference_of(im.header("X-Vidim-Conference") or "")
-
-
 def media_event(record: dict[str, Any], kind: str, **fields: str) -> bool:
     message = str(record.get("message", ""))
     if not message.startswith(f"{kind}("):
@@ -90,7 +81,8 @@ def test_the_picture_follows_the_talker(site: Site) -> None:
               for user, size in SIZES.items()}  # fmt: skip
     alice, bob, carol = phones["alice"], phones["bob"], phones["carol"]
     assert alice.command("message", "/video bob carol;mode=watch").get("ok")
-    conferences = {user: invitation(phone) for user, phone in phones.items()}
+    conferences = {user: conference_of(phone.invitation().header("X-Vidim-Conference") or "")
+                   for user, phone in phones.items()}  # fmt: skip
     assert conferences["carol"]["mode"] == "watch"
 
     for user in ("alice", "bob", "carol"):  # alice first: the first video participant
@@ -122,11 +114,7 @@ def test_the_picture_follows_the_talker(site: Site) -> None:
 
     # bob was asked for a keyframe with RTCP PLI (the focus's answer took his
     # a=rtcp-fb nack pli) before carol was switched to him.
-    answer = bob.wait_sip(
-        lambda m: m.direction == "recv" and m.status == 200
-        and (m.header("CSeq") or "").endswith("INVITE"),
-        "200 to bob's INVITE",
-    )  # fmt: skip
+    answer = bob.invite_answer()
     assert re.search(r"a=rtcp-fb:\d+ nack pli", answer.body), answer.body
     records = daemon.log_records()
     before = records[: records.index(switched)]

@@ -114,17 +114,7 @@ def conference(
             assert f"{codecs[user]}/8000" in answer["sdp"], answer["sdp"]
     if peer is not None:
         join_opus_peer(peer)
-    # Everyone is in: record SECONDS of what each phone receives (counted in packets).
-    base = {user: phone.rx_packets() for user, phone in phones.items()}
-    for phone in phones.values():
-        phone.send(cmd="record")
-        phone.wait("recording")
-    for user, phone in phones.items():
-        wait_rx(phone, base[user] + int(SECONDS * 50) + 50)
-    for phone in phones.values():
-        start = phone.mark()
-        phone.send(cmd="stop_recording")
-        phone.wait("recording_stopped", start=start)
+    record_what_each_hears(phones)  # everyone is in
     if peer is not None and opus_user is not None:
         peer.command("hangup")
         peer.wait_event("CALL_CLOSED")
@@ -136,23 +126,25 @@ def conference(
 
 def join_opus_peer(peer: Baresip) -> None:
     """The baresip dials its invitation; the focus's answer must be Opus, stereo at 48 kHz."""
-    invitation = peer.wait_sip(
-        lambda m: m.direction == "recv" and m.method == "MESSAGE"
-        and m.header("X-Vidim-Conference") is not None,
-        "invitation MESSAGE",
-    )  # fmt: skip
-    uri = (invitation.header("X-Vidim-Conference") or "")[1:].partition(">")[0]
-    peer.command("dial", uri)
-    peer.wait_event("CALL_ESTABLISHED")
-    ok = peer.wait_sip(
-        lambda m: m.direction == "recv" and m.status == 200
-        and (m.header("CSeq") or "").endswith("INVITE"),
-        "200 to the conference INVITE",
-    )  # fmt: skip
+    ok = peer.join_invitation()
     audio = ok.body.split("m=audio ", 1)[1].split("m=", 1)[0]
     payload_types = audio.split("\r\n", 1)[0].split()[2:]
     assert len(payload_types) == 1, ok.body
     assert f"a=rtpmap:{payload_types[0]} {OPUS}" in audio, ok.body
+
+
+def record_what_each_hears(phones: dict[str, Phone]) -> None:
+    """Each phone records SECONDS of what it receives (counted in packets, 50 a second)."""
+    base = {user: phone.rx_packets() for user, phone in phones.items()}
+    for phone in phones.values():
+        phone.send(cmd="record")
+        phone.wait("recording")
+    for user, phone in phones.items():
+        wait_rx(phone, base[user] + int(SECONDS * 50) + 50)
+    for phone in phones.values():
+        start = phone.mark()
+        phone.send(cmd="stop_recording")
+        phone.wait("recording_stopped", start=start)
 
 
 def wait_rx(phone: Phone, packets: int, timeout: float = 3 * SECONDS) -> None:
@@ -343,16 +335,7 @@ def test_a_phone_sending_10_ms_packets_is_heard_at_full_level(site: Site) -> Non
         sipp.wait_bound()
         # alice is in once bob receives her: record SECONDS of what bob and carol get.
         wait_rx(phones["bob"], phones["bob"].rx_packets() + 100)
-        base = {user: phone.rx_packets() for user, phone in phones.items()}
-        for phone in phones.values():
-            phone.send(cmd="record")
-            phone.wait("recording")
-        for user, phone in phones.items():
-            wait_rx(phone, base[user] + int(SECONDS * 50) + 50)
-        for phone in phones.values():
-            start = phone.mark()
-            phone.send(cmd="stop_recording")
-            phone.wait("recording_stopped", start=start)
+        record_what_each_hears(phones)
         assert sipp.wait(timeout=seconds + 10) == 0, sipp.report()
     finally:
         if not sipp.finished:

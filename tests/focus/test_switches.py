@@ -62,6 +62,16 @@ def rtcp_to(sent: list[tuple[int, bytes]], port: int) -> list[object]:
     return [packet for p, d in sent if p == port + 1 for packet in parse_rtcp(d)]
 
 
+def b_talks_for_three_seconds(bank: SwitchBank) -> None:
+    """b (focus port 112) sends video with one keyframe, then none unasked, and talks."""
+    for n in range(90):
+        now = n * FRAME
+        bank.receive_datagram(112, vp8(2, n, key=n == 0), now)
+        bank.audio_level(CONF, "sip:b@x", LOUD, now)
+        if (due := bank.get_timer()) is not None and due <= now:
+            bank.handle_timer(now)
+
+
 def test_the_viewer_is_switched_to_the_talker_at_its_keyframe_after_a_fir_and_pli() -> None:
     ids = itertools.count(5000)
     bank = SwitchBank(random32=lambda: next(ids))
@@ -144,12 +154,7 @@ def test_without_rtcp_feedback_the_keyframe_is_asked_for_by_sip_info() -> None:
     bank.apply(switches(("sip:a@x", Mode.VIDEO, (video(102, feedback=none),)),
                         ("sip:b@x", Mode.VIDEO, (video(112, feedback=none),)),
                         ("sip:w@x", Mode.WATCH, (video(122, sends=False),))), 0.0)  # fmt: skip
-    for n in range(90):
-        now = n * FRAME
-        bank.receive_datagram(112, vp8(2, n, key=n == 0), now)
-        bank.audio_level(CONF, "sip:b@x", LOUD, now)
-        if (due := bank.get_timer()) is not None and due <= now:
-            bank.handle_timer(now)
+    b_talks_for_three_seconds(bank)
     wanted = [i.event for i in bank.events() if isinstance(i.event, PictureFastUpdateWanted)]
     assert [w.participant for w in wanted[:1]] == ["sip:b@x"]
     assert rtcp_to(bank.datagrams_to_send(), 112) == []  # no RTCP request: it negotiated none
@@ -172,12 +177,7 @@ def test_a_muxing_source_gets_its_keyframe_request_on_its_rtp_port() -> None:
     bank.apply(switches(("sip:a@x", Mode.VIDEO, (video(102),)),
                         ("sip:b@x", Mode.VIDEO, (video(112, rtcp_mux=True),)),
                         ("sip:w@x", Mode.WATCH, (video(122, sends=False),))), 0.0)  # fmt: skip
-    for n in range(90):
-        now = n * FRAME
-        bank.receive_datagram(112, vp8(2, n, key=n == 0), now)
-        bank.audio_level(CONF, "sip:b@x", LOUD, now)
-        if (due := bank.get_timer()) is not None and due <= now:
-            bank.handle_timer(now)
+    b_talks_for_three_seconds(bank)
     sent = bank.datagrams_to_send()
     asked = [p for port, d in sent if port == 112 and is_rtcp(d) for p in parse_rtcp(d)]
     assert any(isinstance(p, PictureLossIndication) for p in asked)
