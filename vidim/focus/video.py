@@ -66,7 +66,7 @@ from ..vocabulary import Mode
 from .keyframes import KeyframeFeedback, starts_keyframe
 from .mixer import MediaPacket, PacketRefused
 from .talker import ActiveSpeaker, SpeakerConfig
-from .vp8 import read_counters, with_counters
+from .vp8 import Vp8Counters, read_counters, with_counters
 
 __all__ = [
     "KeyframeRequested",
@@ -514,6 +514,8 @@ class VideoSwitch:
         if packet.ssrc != member.ssrc:
             self._source_restarted(member, packet.ssrc, now)
         keyframe = starts_keyframe(member.codec.name, packet.payload)
+        # Read once for every receiver: they all take this source's codec.
+        counters = read_counters(packet.payload) if member.codec.name.lower() == "vp8" else None
         if keyframe:
             member.requested_at = None
         elif member.requested_at is None and self._awaited(member.key):
@@ -523,9 +525,9 @@ class VideoSwitch:
             if output is None or receiver is member:
                 continue
             if keyframe and output.pending == member.key:
-                self._switch(receiver, output, member, packet, now)
+                self._switch(receiver, output, member, packet, counters, now)
             if output.source == member.key:
-                self._forward(receiver, output, packet, now)
+                self._forward(receiver, output, packet, counters, now)
 
     def _source_restarted(self, member: _Member, ssrc: int, now: float) -> None:
         """A new SSRC (a restarted encoder): its receivers wait for a keyframe of it."""
@@ -542,7 +544,13 @@ class VideoSwitch:
             self._request_keyframe(member, now, repeated=False)
 
     def _switch(
-        self, receiver: _Member, output: _Output, source: _Member, packet: RtpPacket, now: float
+        self,
+        receiver: _Member,
+        output: _Output,
+        source: _Member,
+        packet: RtpPacket,
+        counters: Vp8Counters | None,
+        now: float,
     ) -> None:
         """Start forwarding ``source`` to ``receiver`` at this keyframe packet, seamlessly."""
         assert source.codec is not None
@@ -556,7 +564,6 @@ class VideoSwitch:
         output.base_seq = packet.sequence_number
         output.seq_offset = (next_seq - packet.sequence_number) & 0xFFFF
         output.ts_offset = (next_ts - packet.timestamp) & 0xFFFF_FFFF
-        counters = read_counters(packet.payload) if self._is_vp8(receiver) else None
         if counters is not None:  # the first frame shown goes on from the last one sent
             if counters.picture_id is not None and output.last_picture_id is not None:
                 output.picture_offset = output.last_picture_id + 1 - counters.picture_id
@@ -566,11 +573,14 @@ class VideoSwitch:
             VideoSourceChanged(participant=receiver.key, source=source.key, previous=previous)
         )
 
-    @staticmethod
-    def _is_vp8(receiver: _Member) -> bool:
-        return receiver.codec is not None and receiver.codec.name.lower() == "vp8"
-
-    def _forward(self, receiver: _Member, output: _Output, packet: RtpPacket, now: float) -> None:
+    def _forward(
+        self,
+        receiver: _Member,
+        output: _Output,
+        packet: RtpPacket,
+        counters: Vp8Counters | None,
+        now: float,
+    ) -> None:
         assert receiver.codec is not None
         since_switch = seq_diff(packet.sequence_number, output.base_seq)
         if since_switch < 0:
@@ -579,20 +589,22 @@ class VideoSwitch:
             output.base_seq = seq_add(packet.sequence_number, -_REORDER_WINDOW)
         sequence = seq_add(packet.sequence_number, output.seq_offset)
         timestamp = (packet.timestamp + output.ts_offset) & 0xFFFF_FFFF
-        if output.last_time is None or seq_diff(sequence, output.last_seq) > 0:
+        newest = output.last_time is None or seq_diff(sequence, output.last_seq) > 0
+        if newest:
             output.last_seq, output.last_ts, output.last_time = sequence, timestamp, now
         payload = packet.payload
-        counters = read_counters(payload) if self._is_vp8(receiver) else None
         if counters is not None:
+            # A late packet's older frame does not move where a switch goes on from.
             picture_id = tl0 = None
             if counters.picture_id is not None:
-                picture_id = (counters.picture_id + output.picture_offset) % (
-                    1 << counters.picture_id_bits
-                )
-                output.last_picture_id = picture_id
+                width = 1 << counters.picture_id_bits
+                picture_id = (counters.picture_id + output.picture_offset) % width
+                if newest:
+                    output.last_picture_id = picture_id
             if counters.tl0_pic_idx is not None:
                 tl0 = (counters.tl0_pic_idx + output.tl0_offset) & 0xFF
-                output.last_tl0 = tl0
+                if newest:
+                    output.last_tl0 = tl0
             payload = with_counters(payload, picture_id, tl0)
         rewritten = RtpPacket(
             payload_type=receiver.codec.payload,
