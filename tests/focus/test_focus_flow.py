@@ -25,11 +25,13 @@ from vidim.focus import (
     ConferenceFocus,
     FocusConfig,
     InviteesAdded,
+    KeyframeWanted,
     MediaPlanChanged,
     ParticipantAdmitted,
     ParticipantLeft,
     ParticipantRefused,
 )
+from vidim.focus.keyframes import MEDIA_CONTROL_TYPE, picture_fast_update_body
 from vidim.sdp import media_summary
 from vidim.sip import Address
 from vidim.vocabulary import Mode
@@ -685,3 +687,19 @@ def test_an_opus_phones_maxaveragebitrate_reaches_its_mix_and_its_record() -> No
     again.restore(focus.snapshot(conference.uri.split(":")[1].split("@")[0]), net.now)
     [restored] = again.forwarding_plan.mixes
     assert restored.members[0].max_bit_rate == 12000
+
+
+def test_a_participants_info_asking_for_a_keyframe_is_reported_and_answered() -> None:
+    """RFC 5168 the other way: a phone without RTCP feedback asks the focus for a keyframe."""
+    net, focus, node, allocator = created()
+    bob = join(net, allocator, BOB, 6000, baresip_offer(6000, 6002))
+    assert bob.dialog is not None
+    asks = bob.send(bob.dialog.create_request("INFO", body=picture_fast_update_body(),
+                                              content_type=MEDIA_CONTROL_TYPE), net.now)  # fmt: skip
+    other = bob.send(bob.dialog.create_request("INFO", body=b"Signal=5\r\n",
+                                               content_type="application/dtmf-relay"), net.now)  # fmt: skip
+    net.advance()
+    assert bob.final(asks).status == 200
+    assert bob.final(other).status == 200
+    [conference] = focus.conferences()
+    assert of_type(node, KeyframeWanted) == [KeyframeWanted(conference_uri=conference.uri, uri=BOB)]

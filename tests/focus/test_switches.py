@@ -182,3 +182,17 @@ def test_a_muxing_source_gets_its_keyframe_request_on_its_rtp_port() -> None:
     asked = [p for port, d in sent if port == 112 and is_rtcp(d) for p in parse_rtcp(d)]
     assert any(isinstance(p, PictureLossIndication) for p in asked)
     assert not [d for port, d in sent if port == 113]  # nothing on its port + 1
+
+
+def test_a_viewers_sip_info_asks_the_source_it_watches() -> None:
+    """KeyframeWanted (a phone's INFO picture_fast_update) is passed on as a PLI would be."""
+    bank = SwitchBank()
+    bank.apply(switches(("sip:a@x", Mode.VIDEO, (video(102),)),
+                        ("sip:w@x", Mode.WATCH, (video(122, sends=False),))), 0.0)  # fmt: skip
+    bank.receive_datagram(102, vp8(1, 0, key=True), 0.0)  # w now sees a
+    bank.datagrams_to_send()
+    bank.keyframe_wanted(CONF, "sip:w@x", 2.0)
+    bank.keyframe_wanted(CONF, "sip:w@x", 2.5)  # within keyframe_retry: not again
+    bank.keyframe_wanted("sip:gone@focus", "sip:w@x", 2.5)  # no such conference: ignored
+    asked = [p for p in rtcp_to(bank.datagrams_to_send(), 102) if isinstance(p, FullIntraRequest)]
+    assert len(asked) == 1

@@ -27,7 +27,9 @@ relay (:meth:`RtpRelay.send`).  Each mixer's audio levels go to the same
 conference's switch: who speaks is who is shown.  A switch's wish for a
 keyframe by SIP INFO (:class:`~vidim.focus.video.PictureFastUpdateWanted`)
 goes to the focus (:meth:`~vidim.focus.ConferenceFocus.request_keyframe`)
-and out through the attached server.  Every mixer and switch event goes to
+and out through the attached server; a phone's own INFO asking for one
+(:class:`~vidim.focus.events.KeyframeWanted`) goes to its switch, as its RTCP
+PLI would.  Every mixer and switch event goes to
 ``on_media_event``.
 
 Plans are applied one at a time, and the one applied last is always the
@@ -50,7 +52,7 @@ import time
 from collections.abc import Callable, Mapping
 from typing import Any, Protocol
 
-from ..focus.events import FocusEvent, MediaPlanChanged
+from ..focus.events import FocusEvent, KeyframeWanted, MediaPlanChanged
 from ..focus.media import ForwardingPlan
 from ..focus.mixer import AudioLevelMeasured, PacketRefused
 from ..focus.mixers import ConferenceMixerEvent, MixerBank
@@ -125,6 +127,10 @@ class FocusMedia:
         """Give it every focus event (e.g. as :class:`SipServer`'s ``on_event``); sync."""
         if isinstance(event, MediaPlanChanged):
             self.plan_changed()
+        elif isinstance(event, KeyframeWanted):  # a phone's SIP INFO, as for its RTCP PLI
+            now = self._now()
+            self.switches.keyframe_wanted(event.conference_uri, event.uri, now)
+            self._flush(now)
 
     def plan_changed(self) -> None:
         """The focus's plan changed: apply it (after the apply under way, if any)."""

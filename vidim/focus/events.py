@@ -13,6 +13,7 @@ __all__ = [
     "ConferenceEnded",
     "FocusEvent",
     "InviteesAdded",
+    "KeyframeWanted",
     "MediaPlanChanged",
     "MediaPortUnavailable",
     "MessageIgnored",
@@ -105,6 +106,16 @@ class MediaPlanChanged(FocusEvent):
 
     conference_uri: str
     plan: ForwardingPlan
+
+
+@dataclass(frozen=True, kw_only=True, slots=True)
+class KeyframeWanted(FocusEvent):
+    """A participant asked the focus for a keyframe by SIP INFO ``picture_fast_update``
+    (RFC 5168): the video it is shown needs one (:class:`vidim.aio.FocusMedia` asks its
+    source, as for an RTCP PLI)."""
+
+    conference_uri: str
+    uri: str
 
 
 @dataclass(frozen=True, kw_only=True, slots=True)

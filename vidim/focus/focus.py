@@ -89,12 +89,13 @@ from .config import NOT_INVITED, ConferenceSnapshot, FocusConfig
 from .events import (
     ConferenceEnded,
     FocusEvent,
+    KeyframeWanted,
     MediaPlanChanged,
     MediaPortUnavailable,
     MessageIgnored,
     MessageNotSent,
 )
-from .keyframes import MEDIA_CONTROL_TYPE, picture_fast_update_body
+from .keyframes import MEDIA_CONTROL_TYPE, is_picture_fast_update, picture_fast_update_body
 from .lifecycle import ConferenceInput, ConferenceState, ParticipantInput
 from .media import ForwardingPlan, PortPool
 from .participants import Participants
@@ -534,6 +535,10 @@ class ConferenceFocus(SipCoreBase[FocusEvent]):
         elif method == "SUBSCRIBE" and owner.leg is Leg.SUBSCRIPTION:
             self._subscriptions.refresh(conference, dialog, request, now)
         else:
+            if method == "INFO" and call is not None and is_picture_fast_update(
+                request.content_type.mime if request.content_type else None, request.body
+            ):
+                self._emit(KeyframeWanted(conference_uri=conference.uri, uri=call.uri))
             status = 200 if method in ("OPTIONS", "INFO") else 501
             response = dialog.create_response(request, status, headers=[("Allow", ALLOW)])
             signalling.respond(response, now)

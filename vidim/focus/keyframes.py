@@ -26,6 +26,7 @@ __all__ = [
     "MEDIA_CONTROL_TYPE",
     "NO_FEEDBACK",
     "KeyframeFeedback",
+    "is_picture_fast_update",
     "picture_fast_update_body",
     "starts_keyframe",
 ]
@@ -136,3 +137,9 @@ def picture_fast_update_body() -> bytes:
         b"  </vc_primitive>\r\n"
         b"</media_control>\r\n"
     )
+
+
+def is_picture_fast_update(content_type: str | None, body: bytes) -> bool:
+    """Whether a SIP INFO body asks for a keyframe (RFC 5168: ``picture_fast_update`` in
+    an ``application/media_control+xml`` body; read loosely, as phones write it)."""
+    return content_type == MEDIA_CONTROL_TYPE and b"picture_fast_update" in body

@@ -78,6 +78,14 @@ class SwitchBank(ConferenceBank[VideoSwitch, SwitchMember, ConferenceVideoEvent]
             switch.audio_level(participant, level, now)
             self._drain(conference)
 
+    def keyframe_wanted(self, conference: str, participant: str, now: float) -> None:
+        """A participant asked for a keyframe by SIP INFO (the focus's
+        :class:`~vidim.focus.events.KeyframeWanted`): passed on to the source it watches."""
+        switch = self.core(conference)
+        if switch is not None:
+            switch.keyframe_wanted(participant, now)
+            self._drain(conference)
+
     def _new_core(self) -> VideoSwitch:
         return VideoSwitch(self.config, ntp_offset=self.ntp_offset, random32=self._random32)
 

@@ -497,10 +497,16 @@ class VideoSwitch:
 
     def _receive_rtcp(self, member: _Member, packets: tuple[RtcpPacket, ...], now: float) -> None:
         """A receiver's PLI or FIR goes to the source it watches; other RTCP stops here."""
-        output = member.output
+        if any(isinstance(p, PictureLossIndication | FullIntraRequest) for p in packets):
+            self.keyframe_wanted(member.key, now)
+
+    def keyframe_wanted(self, key: str, now: float) -> None:
+        """The receiver ``key`` asked for a keyframe (its RTCP PLI or FIR, or a SIP INFO
+        ``picture_fast_update``): the source it watches is asked, at most once per
+        ``keyframe_retry``."""
+        member = self._members.get(key)
+        output = member.output if member is not None else None
         if output is None or output.source is None:
-            return
-        if not any(isinstance(p, PictureLossIndication | FullIntraRequest) for p in packets):
             return
         source = self._members[output.source]
         last = source.last_request
