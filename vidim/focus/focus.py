@@ -535,8 +535,12 @@ class ConferenceFocus(SipCoreBase[FocusEvent]):
         elif method == "SUBSCRIBE" and owner.leg is Leg.SUBSCRIPTION:
             self._subscriptions.refresh(conference, dialog, request, now)
         else:
-            if method == "INFO" and call is not None and is_picture_fast_update(
-                request.content_type.mime if request.content_type else None, request.body
+            if (
+                method == "INFO"
+                and call is not None
+                and is_picture_fast_update(
+                    request.content_type.mime if request.content_type else None, request.body
+                )
             ):
                 self._emit(KeyframeWanted(conference_uri=conference.uri, uri=call.uri))
             status = 200 if method in ("OPTIONS", "INFO") else 501
